@@ -1,0 +1,1 @@
+"""Implementations of the four protocols in burla.core.protocols, one package per backend."""

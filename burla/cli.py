@@ -1,0 +1,233 @@
+"""The `burla` command."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+import click
+
+from burla.core.errors import BurlaError
+from burla.core.kill_plan import plan_containers
+from burla.core.models import (
+    ClusterConfig,
+    ContainerSpec,
+    JobSpec,
+    Node,
+    NodeState,
+    NodeType,
+    StandbyDefinition,
+    StandbyGroup,
+)
+from burla.core.protocols import ContainerInfo
+from burla.core.scheduling import plan_job, slots_on
+
+_GROUP = re.compile(r"^(\d+)x(\d+)$")
+
+
+def _node_type(cpus: int, ram_per_cpu: float) -> NodeType:
+    return NodeType(name=f"{cpus}-cpu", cpus=cpus, ram_gb=cpus * ram_per_cpu)
+
+
+def _parse_groups(values: tuple[str, ...], ram_per_cpu: float) -> list[StandbyGroup]:
+    groups = []
+    for value in values:
+        match = _GROUP.match(value.strip())
+        if match is None or int(match[2]) < 1:
+            raise click.BadParameter(
+                f"{value!r} is not COUNTxCPUS, e.g. 5x96", param_hint="--standby"
+            )
+        groups.append(
+            StandbyGroup(node_type=_node_type(int(match[2]), ram_per_cpu), count=int(match[1]))
+        )
+    return groups
+
+
+@click.group()
+@click.version_option(package_name="burla")
+def cli() -> None:
+    """Run one Python function over many inputs on a cluster."""
+
+
+@cli.command()
+@click.option(
+    "--standby",
+    "standby",
+    multiple=True,
+    metavar="COUNTxCPUS",
+    help="Idle nodes waiting for work, e.g. 5x96. Repeat for more node types.",
+)
+@click.option(
+    "--inputs",
+    "n_inputs",
+    type=click.IntRange(min=0),
+    required=True,
+    help="Number of inputs in the job.",
+)
+@click.option(
+    "--func-cpu", type=click.IntRange(min=1), default=1, show_default=True, help="CPUs per input."
+)
+@click.option(
+    "--func-ram",
+    type=click.FloatRange(min=0, min_open=True),
+    default=4.0,
+    show_default=True,
+    help="GB of RAM per input.",
+)
+@click.option(
+    "--func-gpu", type=click.IntRange(min=0), default=0, show_default=True, help="GPUs per input."
+)
+@click.option(
+    "--max-parallelism",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run at most this many inputs at once.",
+)
+@click.option(
+    "--node-cpus",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPUs of the node type started on demand (default: the standby type).",
+)
+@click.option(
+    "--ram-per-cpu",
+    type=click.FloatRange(min=0, min_open=True),
+    default=4.0,
+    show_default=True,
+    help="GB of RAM per CPU of every node type.",
+)
+@click.option(
+    "--images",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Container specs kept warm on every node (one container per CPU each).",
+)
+@click.option(
+    "--max-nodes",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Cap on the number of nodes in the cluster.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def plan(
+    standby: tuple[str, ...],
+    n_inputs: int,
+    func_cpu: int,
+    func_ram: float,
+    func_gpu: int,
+    max_parallelism: int | None,
+    node_cpus: int | None,
+    ram_per_cpu: float,
+    images: int,
+    max_nodes: int | None,
+    as_json: bool,
+) -> None:
+    """Show what the cluster would do for a job, without doing it.
+
+    The cluster is taken to be in standby: every standby node is up and idle.
+
+    \b
+    Example, the seed's: 5 idle 96-CPU nodes and 1,000 inputs:
+      burla plan --standby 5x96 --inputs 1000
+    """
+    groups = _parse_groups(standby, ram_per_cpu)
+    if node_cpus is None and not groups:
+        raise click.UsageError("give --standby COUNTxCPUS, or --node-cpus for a cold cluster")
+    specs = tuple(ContainerSpec(image=f"image-{i}") for i in range(images))
+    extra = (_node_type(node_cpus, ram_per_cpu),) if node_cpus else ()
+    config = ClusterConfig(
+        standby=StandbyDefinition(nodes=tuple(groups), containers=specs),
+        node_types=extra,
+        max_nodes=max_nodes,
+    )
+    nodes = [
+        Node(node_id=f"{g.node_type.name}-{i}", node_type=g.node_type, state=NodeState.READY)
+        for g in groups
+        for i in range(g.count)
+    ]
+    job = JobSpec(
+        job_id="plan",
+        n_inputs=n_inputs,
+        func_cpu=func_cpu,
+        func_ram=func_ram,
+        func_gpu=func_gpu,
+        max_parallelism=max_parallelism,
+    )
+    job_plan = plan_job(config, nodes, job)
+    node_type = job_plan.node_type
+    containers = [
+        ContainerInfo(name=f"{spec.image}-{cpu}", image=spec.image, port=0, cpuset=frozenset({cpu}))
+        for spec in specs
+        for cpu in range(node_type.cpus)
+    ]
+    kill_plan = plan_containers(
+        node_type.cpus,
+        containers,
+        image=specs[0].image,
+        func_cpu=func_cpu,
+        max_workers=slots_on(node_type, job),
+    )
+    result: dict[str, Any] = {
+        "cpus_now": job_plan.cpus_now,
+        "workers_now": job_plan.workers_now,
+        "nodes_joining_now": len(job_plan.join_now),
+        "new_nodes_for_job": job_plan.new_nodes_for_job,
+        "nodes_to_start": job_plan.nodes_to_start,
+        "starts": dict(job_plan.starts),
+        "node_type": node_type.model_dump(),
+        "containers_per_node": len(containers),
+        "containers_kept_per_node": len(kill_plan.keep),
+        "containers_killed_per_node": len(kill_plan.kill),
+        "cpus_per_container": func_cpu,
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_plan(result)
+
+
+def _print_plan(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="burla plan", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows = [
+        ("CPUs working now", result["cpus_now"]),
+        ("inputs running now", result["workers_now"]),
+        ("standby nodes joining now", result["nodes_joining_now"]),
+        ("new nodes for this job", result["new_nodes_for_job"]),
+        ("nodes to start (job + standby)", result["nodes_to_start"]),
+        ("node type for new nodes", result["node_type"]["name"]),
+        ("containers per node", result["containers_per_node"]),
+        ("containers kept per node", result["containers_kept_per_node"]),
+        ("containers killed per node", result["containers_killed_per_node"]),
+        ("CPUs per kept container", result["cpus_per_container"]),
+    ]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; usage errors and refused requests print one line and exit 2."""
+    try:
+        cli.main(args=argv, prog_name="burla", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("burla: aborted", err=True)
+        return 130
+    except click.UsageError as error:
+        click.echo(f"burla: error: {error.format_message()}", err=True)
+        return 2
+    except BurlaError as error:
+        click.echo(f"burla: error: {error}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

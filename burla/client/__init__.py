@@ -1,0 +1,1 @@
+"""The client side of remote_parallel_map: serialize, submit, follow results and logs."""

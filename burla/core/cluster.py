@@ -1,0 +1,298 @@
+"""The cluster's scheduler as a pure state machine: events in, commands out.
+
+Like dask/distributed's WorkerState, `ClusterMachine.handle(event)` does no I/O; the
+main_service carries out the commands it returns (start and delete machines, hand nodes
+to jobs) and feeds back what happened (a node booted, a node was lost, a job ended).
+`validate()` checks the rules after every step: no node on two jobs, the size cap kept,
+and once no node is booting, every waiting job and the standby definition are covered.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from burla.core.clock import Clock
+from burla.core.errors import InvalidRequestError, InvariantError
+from burla.core.models import ClusterConfig, JobSpec, Node, NodeState, NodeType
+from burla.core.scheduling import nodes_to_start, plan_job
+
+
+# Events --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobSubmitted:
+    job: JobSpec
+
+
+@dataclass(frozen=True)
+class JobEnded:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class NodeBooted:
+    node_id: str
+
+
+@dataclass(frozen=True)
+class NodeFailed:
+    """A node could not boot, or died, or stopped answering."""
+
+    node_id: str
+
+
+@dataclass(frozen=True)
+class RestartCluster:
+    """Enter standby afresh: idle nodes go, a new standby set starts. Busy nodes stay."""
+
+    config: ClusterConfig | None = None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed; nodes that boot for longer than the boot timeout are given up."""
+
+
+ClusterEvent = JobSubmitted | JobEnded | NodeBooted | NodeFailed | RestartCluster | Tick
+
+
+# Commands ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartNode:
+    node_id: str
+    node_type: NodeType
+
+
+@dataclass(frozen=True)
+class AssignNodes:
+    """Send the job to these nodes; each applies its container kill plan and starts work."""
+
+    job: JobSpec
+    node_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeleteNode:
+    node_id: str
+
+
+@dataclass(frozen=True)
+class ResetNode:
+    """Recycle a node after its job: restart its standby containers, then report booted."""
+
+    node_id: str
+
+
+ClusterCommand = StartNode | AssignNodes | DeleteNode | ResetNode
+
+
+@dataclass
+class _RunningJob:
+    spec: JobSpec
+    node_type: NodeType
+    want: int
+    nodes: set[str] = field(default_factory=set)
+
+
+class ClusterMachine:
+    """Nodes and running jobs of one cluster, and the rules that move them."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        clock: Clock,
+        *,
+        nodes: Iterable[Node] = (),
+        validate: bool = True,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.nodes: dict[str, Node] = {n.node_id: n for n in nodes}
+        self.jobs: dict[str, _RunningJob] = {}
+        self._validate = validate
+        self._ids = itertools.count(1)
+
+    # Queries -----------------------------------------------------------------------------
+    def wants(self) -> dict[str, int]:
+        """Nodes that running jobs still wait for, per node type name."""
+        wants: dict[str, int] = {}
+        for job in self.jobs.values():
+            if job.want:
+                wants[job.node_type.name] = wants.get(job.node_type.name, 0) + job.want
+        return wants
+
+    def idle(self, node_type_name: str) -> int:
+        return sum(
+            1
+            for n in self.nodes.values()
+            if n.state is NodeState.READY and n.node_type.name == node_type_name
+        )
+
+    # Events ------------------------------------------------------------------------------
+    def handle(self, event: ClusterEvent) -> list[ClusterCommand]:
+        match event:
+            case JobSubmitted(job):
+                commands = self._submit(job)
+            case JobEnded(job_id):
+                commands = self._end(job_id)
+            case NodeBooted(node_id):
+                commands = self._booted(node_id)
+            case NodeFailed(node_id):
+                commands = self._failed(node_id)
+            case RestartCluster(config):
+                commands = self._restart(config)
+            case Tick():
+                commands = self._tick()
+        if self._validate:
+            self.validate()
+        return commands
+
+    def _submit(self, job: JobSpec) -> list[ClusterCommand]:
+        if job.job_id in self.jobs:
+            raise InvalidRequestError(f"job {job.job_id} is already running; use a new job id")
+        plan = plan_job(self.config, self.nodes.values(), job, self.wants())
+        running = _RunningJob(job, plan.node_type, want=plan.new_nodes_for_job)
+        self.jobs[job.job_id] = running
+        commands: list[ClusterCommand] = []
+        if plan.join_now:
+            for node_id in plan.join_now:
+                self._join(running, node_id)
+            commands.append(AssignNodes(job, plan.join_now))
+        commands += self._start(plan.starts)
+        return commands
+
+    def _end(self, job_id: str) -> list[ClusterCommand]:
+        job = self.jobs.pop(job_id, None)
+        if job is None:
+            return []
+        commands: list[ClusterCommand] = []
+        for node_id in sorted(job.nodes):
+            node = self.nodes[node_id]
+            if self.config.release == "delete":
+                del self.nodes[node_id]
+                commands.append(DeleteNode(node_id))
+            else:
+                self.nodes[node_id] = self._moved(node, NodeState.BOOTING)
+                commands.append(ResetNode(node_id))
+        return commands + self._reconcile()
+
+    def _booted(self, node_id: str) -> list[ClusterCommand]:
+        node = self.nodes.get(node_id)
+        if node is None or node.state is not NodeState.BOOTING:
+            return []  # deleted meanwhile, or a duplicate report
+        waiting = next(
+            (j for j in self.jobs.values() if j.want and j.node_type.name == node.node_type.name),
+            None,
+        )
+        if waiting is not None:
+            waiting.want -= 1
+            self._join(waiting, node_id)
+            return [AssignNodes(waiting.spec, (node_id,))]
+        self.nodes[node_id] = self._moved(node, NodeState.READY)
+        type_name = node.node_type.name
+        if self.idle(type_name) > self.config.standby.count_of(type_name):
+            del self.nodes[node_id]
+            return [DeleteNode(node_id)]
+        return []
+
+    def _failed(self, node_id: str) -> list[ClusterCommand]:
+        node = self.nodes.pop(node_id, None)
+        if node is None:
+            return []
+        if node.job_id is not None:
+            job = self.jobs[node.job_id]
+            job.nodes.discard(node_id)
+            job.want += 1
+        return [DeleteNode(node_id), *self._reconcile()]
+
+    def _restart(self, config: ClusterConfig | None) -> list[ClusterCommand]:
+        if config is not None:
+            self.config = config
+        commands: list[ClusterCommand] = []
+        for node_id, node in sorted(self.nodes.items()):
+            if node.state is not NodeState.BUSY:
+                del self.nodes[node_id]
+                commands.append(DeleteNode(node_id))
+        return commands + self._reconcile()
+
+    def _tick(self) -> list[ClusterCommand]:
+        deadline = self.clock.now() - self.config.boot_timeout_s
+        stuck = [
+            n.node_id
+            for n in self.nodes.values()
+            if n.state is NodeState.BOOTING and n.since <= deadline
+        ]
+        commands: list[ClusterCommand] = []
+        for node_id in sorted(stuck):
+            commands += self._failed(node_id)
+        return commands
+
+    # Helpers -----------------------------------------------------------------------------
+    def _join(self, job: _RunningJob, node_id: str) -> None:
+        node = self.nodes[node_id]
+        self.nodes[node_id] = node.model_copy(
+            update={"state": NodeState.BUSY, "job_id": job.spec.job_id, "since": self.clock.now()}
+        )
+        job.nodes.add(node_id)
+
+    def _moved(self, node: Node, state: NodeState) -> Node:
+        return node.model_copy(update={"state": state, "job_id": None, "since": self.clock.now()})
+
+    def _reconcile(self) -> list[ClusterCommand]:
+        return self._start(nodes_to_start(self.config, self.nodes.values(), self.wants()))
+
+    def _start(self, starts: Mapping[str, int]) -> list[ClusterCommand]:
+        types = {t.name: t for t in self.config.catalog}
+        commands: list[ClusterCommand] = []
+        for type_name, count in starts.items():
+            for _ in range(count):
+                node_id = self._new_id()
+                node_type = types[type_name]
+                self.nodes[node_id] = Node(
+                    node_id=node_id,
+                    node_type=node_type,
+                    state=NodeState.BOOTING,
+                    since=self.clock.now(),
+                )
+                commands.append(StartNode(node_id, node_type))
+        return commands
+
+    def _new_id(self) -> str:
+        while True:
+            node_id = f"node-{next(self._ids):06d}"
+            if node_id not in self.nodes:
+                return node_id
+
+    # Invariants --------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise InvariantError if any rule of the cluster is broken."""
+        for node_id, node in self.nodes.items():
+            if node.job_id is not None:
+                job = self.jobs.get(node.job_id)
+                if job is None or node_id not in job.nodes:
+                    raise InvariantError(f"{node_id} is busy with {node.job_id}, which lacks it")
+        owners: dict[str, str] = {}
+        for job_id, job in self.jobs.items():
+            if job.want < 0:
+                raise InvariantError(f"{job_id} wants {job.want} nodes")
+            for node_id in job.nodes:
+                if node_id in owners:
+                    raise InvariantError(f"{node_id} is on {owners[node_id]} and {job_id}")
+                owners[node_id] = job_id
+                if self.nodes.get(node_id, None) is None or self.nodes[node_id].job_id != job_id:
+                    raise InvariantError(f"{job_id} lists {node_id}, which is not busy with it")
+        cap = self.config.max_nodes
+        if cap is not None and len(self.nodes) > cap:
+            raise InvariantError(f"{len(self.nodes)} nodes exceed the cap of {cap}")
+        booting = any(n.state is NodeState.BOOTING for n in self.nodes.values())
+        if booting or (cap is not None and len(self.nodes) >= cap):
+            return
+        if any(job.want for job in self.jobs.values()):
+            raise InvariantError("a job waits for nodes but none are booting")
+        for group in self.config.standby.nodes:
+            if self.idle(group.node_type.name) < group.count:
+                raise InvariantError(
+                    f"standby wants {group.count} idle {group.node_type.name} nodes, "
+                    f"has {self.idle(group.node_type.name)}, and none are booting"
+                )

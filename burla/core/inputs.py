@@ -1,0 +1,388 @@
+"""The life of a job's inputs as a pure state machine: leases, attempts, timeouts, cancel.
+
+Workers claim inputs from the Store's queue under a lease and report what happens; the
+machine decides what that means. A result is recorded once per input (the first wins).
+A failed attempt (the function raised, the worker died while running it, or it ran past
+the job's timeout) uses up one of the input's tries; `retries` more tries follow. An
+input whose worker or node vanished before it finished goes back to the queue without
+using a try, at most `max_returns` times. After every step `validate()` checks that no
+input is lost (each unfinished input is queued or leased to a known worker) and that no
+finished input changes its outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from burla.core.clock import Clock
+from burla.core.errors import InvariantError
+from burla.core.models import JobState
+
+
+class InputStatus(StrEnum):
+    QUEUED = "queued"
+    LEASED = "leased"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (InputStatus.SUCCEEDED, InputStatus.FAILED, InputStatus.CANCELED)
+
+
+class Failure(StrEnum):
+    """Why an input failed for good."""
+
+    RAISED = "raised"
+    WORKER_DIED = "worker_died"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+
+
+# Events --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputsClaimed:
+    worker: str
+    node: str
+    indices: tuple[int, ...]
+    lease_s: float
+
+
+@dataclass(frozen=True)
+class InputStarted:
+    worker: str
+    index: int
+
+
+@dataclass(frozen=True)
+class InputSucceeded:
+    worker: str
+    index: int
+
+
+@dataclass(frozen=True)
+class InputRaised:
+    worker: str
+    index: int
+
+
+@dataclass(frozen=True)
+class LeaseRenewed:
+    worker: str
+    lease_s: float
+
+
+@dataclass(frozen=True)
+class WorkerDied:
+    worker: str
+
+
+@dataclass(frozen=True)
+class NodeLost:
+    node: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed: enforce per-input timeouts and expire leases."""
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    pass
+
+
+InputEvent = (
+    InputsClaimed
+    | InputStarted
+    | InputSucceeded
+    | InputRaised
+    | LeaseRenewed
+    | WorkerDied
+    | NodeLost
+    | Tick
+    | CancelJob
+)
+
+
+# Commands ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Requeue:
+    """Make these inputs claimable again now."""
+
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Discard:
+    """These claimed inputs are already finished: ack them without running them."""
+
+    worker: str
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class KillWorker:
+    worker: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    """The input failed for good; record why as its result."""
+
+    index: int
+    failure: Failure
+    attempts: int
+
+
+@dataclass(frozen=True)
+class FinishJob:
+    state: JobState
+
+
+InputCommand = Requeue | Discard | KillWorker | RecordFailure | FinishJob
+
+
+@dataclass
+class InputRecord:
+    status: InputStatus = InputStatus.QUEUED
+    attempts: int = 0
+    returns: int = 0
+    worker: str | None = None
+    lease_expires: float | None = None
+    started_at: float | None = None
+    failure: Failure | None = None
+
+
+@dataclass
+class _Worker:
+    node: str
+    leased: set[int] = field(default_factory=set)
+
+
+class InputMachine:
+    """Every input of one job, the workers holding them, and the job's outcome."""
+
+    def __init__(
+        self,
+        n_inputs: int,
+        clock: Clock,
+        *,
+        retries: int = 0,
+        timeout_s: float | None = None,
+        max_returns: int = 5,
+        validate: bool = True,
+    ) -> None:
+        self.clock = clock
+        self.retries = retries
+        self.timeout_s = timeout_s
+        self.max_returns = max_returns
+        self.inputs = [InputRecord() for _ in range(n_inputs)]
+        self.workers: dict[str, _Worker] = {}
+        self.state = JobState.RUNNING if n_inputs else JobState.SUCCEEDED
+        self.outcomes: dict[int, InputStatus] = {}
+        self._unfinished = n_inputs
+        self._validate = validate
+
+    def handle(self, event: InputEvent) -> list[InputCommand]:
+        if self.state.finished:
+            return self._after_finish(event)
+        match event:
+            case InputsClaimed(worker, node, indices, lease_s):
+                commands = self._claimed(worker, node, indices, lease_s)
+            case InputStarted(worker, index):
+                commands = self._started(worker, index)
+            case InputSucceeded(worker, index):
+                commands = self._succeeded(index)
+            case InputRaised(worker, index):
+                commands = self._failed_attempt(index, Failure.RAISED)
+            case LeaseRenewed(worker, lease_s):
+                commands = self._renewed(worker, lease_s)
+            case WorkerDied(worker):
+                commands = self._worker_gone(worker, crashed=True)
+            case NodeLost(node):
+                gone = sorted(w for w, state in self.workers.items() if state.node == node)
+                commands = [c for w in gone for c in self._worker_gone(w, crashed=False)]
+            case Tick():
+                commands = self._tick()
+            case CancelJob():
+                commands = self._cancel()
+        if not self.state.finished and self._unfinished == 0:
+            failed = any(s is not InputStatus.SUCCEEDED for s in self.outcomes.values())
+            self.state = JobState.FAILED if failed else JobState.SUCCEEDED
+            commands.append(FinishJob(self.state))
+        if self._validate:
+            self.validate()
+        return commands
+
+    def _after_finish(self, event: InputEvent) -> list[InputCommand]:
+        if isinstance(event, InputsClaimed):
+            return [Discard(event.worker, event.indices)]
+        return []
+
+    def _claimed(
+        self, worker: str, node: str, indices: Iterable[int], lease_s: float
+    ) -> list[InputCommand]:
+        holder = self.workers.setdefault(worker, _Worker(node))
+        expires = self.clock.now() + lease_s
+        done: list[int] = []
+        for index in indices:
+            record = self.inputs[index]
+            if record.status.finished:
+                done.append(index)
+                continue
+            if record.worker is not None and record.worker != worker:
+                # The store handed the input on after the old lease ran out: the old
+                # holder counts as gone for this input.
+                self.workers[record.worker].leased.discard(index)
+                record.returns += 1
+            record.status = InputStatus.LEASED
+            record.worker = worker
+            record.lease_expires = expires
+            record.started_at = None
+            holder.leased.add(index)
+        return [Discard(worker, tuple(done))] if done else []
+
+    def _started(self, worker: str, index: int) -> list[InputCommand]:
+        record = self.inputs[index]
+        if record.worker == worker and record.status is InputStatus.LEASED:
+            record.status = InputStatus.RUNNING
+            record.started_at = self.clock.now()
+        return []
+
+    def _succeeded(self, index: int) -> list[InputCommand]:
+        record = self.inputs[index]
+        if not record.status.finished:
+            self._finish(index, InputStatus.SUCCEEDED)
+        return []
+
+    def _failed_attempt(self, index: int, failure: Failure) -> list[InputCommand]:
+        record = self.inputs[index]
+        if record.status.finished:
+            return []
+        record.attempts += 1
+        if record.attempts > self.retries:
+            record.failure = failure
+            self._finish(index, InputStatus.FAILED)
+            return [RecordFailure(index, failure, record.attempts)]
+        self._release(index)
+        return [Requeue((index,))]
+
+    def _returned(self, index: int) -> list[InputCommand]:
+        """The input's holder vanished before it finished: back to the queue, no try used."""
+        record = self.inputs[index]
+        record.returns += 1
+        if record.returns > self.max_returns:
+            record.failure = Failure.LOST
+            self._finish(index, InputStatus.FAILED)
+            return [RecordFailure(index, Failure.LOST, record.attempts)]
+        self._release(index)
+        return [Requeue((index,))]
+
+    def _renewed(self, worker: str, lease_s: float) -> list[InputCommand]:
+        holder = self.workers.get(worker)
+        if holder is not None:
+            expires = self.clock.now() + lease_s
+            for index in holder.leased:
+                self.inputs[index].lease_expires = expires
+        return []
+
+    def _worker_gone(self, worker: str, *, crashed: bool) -> list[InputCommand]:
+        holder = self.workers.pop(worker, None)
+        if holder is None:
+            return []
+        commands: list[InputCommand] = []
+        for index in sorted(holder.leased):
+            record = self.inputs[index]
+            record.worker = None  # the holder is gone; _release must not look it up
+            if crashed and record.status is InputStatus.RUNNING:
+                commands += self._failed_attempt(index, Failure.WORKER_DIED)
+            else:
+                commands += self._returned(index)
+        return commands
+
+    def _tick(self) -> list[InputCommand]:
+        now = self.clock.now()
+        commands: list[InputCommand] = []
+        held = sorted((index, w) for w, holder in self.workers.items() for index in holder.leased)
+        for index, worker in held:
+            record = self.inputs[index]
+            if record.worker != worker:
+                continue  # handled earlier in this tick, with the rest of its worker
+            started, limit = record.started_at, self.timeout_s
+            if limit is not None and started is not None and now >= started + limit:
+                commands += self._failed_attempt(index, Failure.TIMED_OUT)
+                reason = f"input {index} ran past the {limit:g} s timeout"
+                commands.append(KillWorker(worker, reason))
+                commands += self._worker_gone(worker, crashed=False)
+            elif record.lease_expires is not None and now >= record.lease_expires:
+                self.workers[worker].leased.discard(index)
+                record.worker = None
+                commands += self._returned(index)
+        return commands
+
+    def _cancel(self) -> list[InputCommand]:
+        commands: list[InputCommand] = [
+            KillWorker(worker, "job canceled")
+            for worker, holder in sorted(self.workers.items())
+            if holder.leased
+        ]
+        for index, record in enumerate(self.inputs):
+            if not record.status.finished:
+                self._finish(index, InputStatus.CANCELED)
+        self.workers.clear()
+        self.state = JobState.CANCELED
+        return [*commands, FinishJob(JobState.CANCELED)]
+
+    def _release(self, index: int) -> None:
+        record = self.inputs[index]
+        if record.worker is not None:
+            self.workers[record.worker].leased.discard(index)
+        record.status = InputStatus.QUEUED
+        record.worker = None
+        record.lease_expires = None
+        record.started_at = None
+
+    def _finish(self, index: int, status: InputStatus) -> None:
+        record = self.inputs[index]
+        if record.status.finished or index in self.outcomes:
+            raise InvariantError(f"input {index} would be recorded twice")
+        self._release(index)
+        record.status = status
+        self.outcomes[index] = status
+        self._unfinished -= 1
+
+    def validate(self) -> None:
+        """Raise InvariantError if an input is lost, held twice or recorded twice."""
+        held: dict[int, str] = {}
+        for worker, holder in self.workers.items():
+            for index in holder.leased:
+                if index in held:
+                    raise InvariantError(f"input {index} is held by {held[index]} and {worker}")
+                held[index] = worker
+        unfinished = 0
+        for index, record in enumerate(self.inputs):
+            status = record.status
+            if status.finished:
+                if self.outcomes.get(index) is not status:
+                    raise InvariantError(f"input {index} is {status} but was recorded otherwise")
+            elif index in self.outcomes:
+                raise InvariantError(f"input {index} was recorded yet is {status} again")
+            else:
+                unfinished += 1
+            leased = status in (InputStatus.LEASED, InputStatus.RUNNING)
+            if leased != (held.get(index) is not None) or held.get(index) != record.worker:
+                raise InvariantError(f"input {index} is {status} but held by {held.get(index)}")
+            if (status is InputStatus.RUNNING) != (record.started_at is not None):
+                raise InvariantError(f"input {index} is {status}, started at {record.started_at}")
+            if record.attempts > self.retries + 1 or record.returns > self.max_returns + 1:
+                raise InvariantError(f"input {index} ran past its tries: {record}")
+        if unfinished != self._unfinished:
+            raise InvariantError(f"{unfinished} inputs unfinished, counted {self._unfinished}")
+        if self.state.finished != (unfinished == 0 or self.state is JobState.CANCELED):
+            raise InvariantError(f"job is {self.state} with {unfinished} inputs unfinished")

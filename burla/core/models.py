@@ -1,0 +1,152 @@
+"""The nouns of a burla cluster: node types, container specs, standby, jobs, nodes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_ENTRYPOINT = ("python", "-m", "burla.services.container_service")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NodeType(_Frozen):
+    """A kind of machine the cluster can start, e.g. an n2-standard-96 VM."""
+
+    name: str = Field(min_length=1)
+    cpus: int = Field(gt=0)
+    ram_gb: float = Field(gt=0)
+    gpus: int = Field(default=0, ge=0)
+
+    def describe(self) -> str:
+        gpu = f", {self.gpus} GPUs" if self.gpus else ""
+        return f"{self.name} ({self.cpus} CPUs, {self.ram_gb:g} GB RAM{gpu})"
+
+
+class ContainerSpec(_Frozen):
+    """An environment kept running on every node, one container per CPU."""
+
+    image: str = Field(min_length=1)
+    python_version: str = "3.11"
+    entrypoint: tuple[str, ...] = DEFAULT_ENTRYPOINT
+
+
+class StandbyGroup(_Frozen):
+    """`count` idle nodes of one type, kept ready for the next job."""
+
+    node_type: NodeType
+    count: int = Field(ge=0)
+
+
+class StandbyDefinition(_Frozen):
+    """What the cluster keeps waiting for requests: nodes, and containers on each of them.
+
+    The first container spec is the default environment for jobs that name no image.
+    """
+
+    nodes: tuple[StandbyGroup, ...] = ()
+    containers: tuple[ContainerSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> StandbyDefinition:
+        types = [group.node_type.name for group in self.nodes]
+        if len(types) != len(set(types)):
+            raise ValueError(f"each node type may appear once in a standby definition: {types}")
+        images = [spec.image for spec in self.containers]
+        if len(images) != len(set(images)):
+            raise ValueError(f"each image may appear once in a standby definition: {images}")
+        return self
+
+    def count_of(self, node_type_name: str) -> int:
+        return sum(g.count for g in self.nodes if g.node_type.name == node_type_name)
+
+    @property
+    def images(self) -> frozenset[str]:
+        return frozenset(spec.image for spec in self.containers)
+
+    @property
+    def default_image(self) -> str | None:
+        return self.containers[0].image if self.containers else None
+
+
+class ClusterConfig(_Frozen):
+    """Everything the scheduler needs to know about a cluster besides its current state.
+
+    `node_types` lists types that may be started on demand beyond those in the standby
+    definition; with no standby definition at all, jobs start nodes of these types cold.
+    `release` says what happens to a job's nodes when it ends: deleted (cloud VMs, as the
+    seed does) or recycled (reset and kept, as the local cluster does).
+    """
+
+    standby: StandbyDefinition = StandbyDefinition()
+    node_types: tuple[NodeType, ...] = ()
+    max_nodes: int | None = Field(default=None, ge=0)
+    release: Literal["delete", "recycle"] = "delete"
+    boot_timeout_s: float = Field(default=600.0, gt=0)
+
+    @property
+    def catalog(self) -> tuple[NodeType, ...]:
+        """Node types in order of preference: standby types first, then the others."""
+        seen: dict[str, NodeType] = {}
+        for node_type in (*(g.node_type for g in self.standby.nodes), *self.node_types):
+            seen.setdefault(node_type.name, node_type)
+        return tuple(seen.values())
+
+
+class JobSpec(_Frozen):
+    """One call of remote_parallel_map, as the scheduler sees it."""
+
+    job_id: str = Field(min_length=1)
+    n_inputs: int = Field(ge=0)
+    func_cpu: int = Field(default=1, ge=1)
+    func_ram: float = Field(default=4.0, gt=0)
+    func_gpu: int = Field(default=0, ge=0)
+    image: str | None = None
+    max_parallelism: int | None = Field(default=None, ge=1)
+    retries: int = Field(default=0, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    @property
+    def parallelism(self) -> int:
+        """How many inputs the job wants running at once."""
+        if self.max_parallelism is None:
+            return self.n_inputs
+        return min(self.n_inputs, self.max_parallelism)
+
+
+class NodeState(StrEnum):
+    BOOTING = "booting"
+    READY = "ready"
+    BUSY = "busy"
+
+
+class Node(_Frozen):
+    """A machine in the cluster. A node runs at most one job at a time."""
+
+    node_id: str
+    node_type: NodeType
+    state: NodeState
+    job_id: str | None = None
+    since: float = 0.0
+
+    @model_validator(mode="after")
+    def _busy_iff_job(self) -> Node:
+        if (self.state is NodeState.BUSY) != (self.job_id is not None):
+            raise ValueError(f"node {self.node_id}: a node has a job exactly when it is busy")
+        return self
+
+
+class JobState(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)

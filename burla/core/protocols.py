@@ -1,0 +1,179 @@
+"""The four things a backend provides: Store, BlobStore, ComputeProvider, ContainerRuntime.
+
+Each is small and async and speaks burla's own types. Every backend passes the same
+contract suite in tests/contract/, against the real component or its official emulator.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from burla.core.models import ContainerSpec, NodeType
+
+Data = dict[str, Any]
+"""A document's fields: str, int, float, bool, None, bytes, and lists and dicts of them."""
+
+
+@dataclass(frozen=True)
+class Document:
+    key: str
+    data: Data
+    version: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One queue item leased to one claimer until `lease_expires`.
+
+    `receipt` names this delivery only: after the lease expires and someone else claims
+    the item, the old receipt no longer acks or renews it. `deliveries` counts claims of
+    the item so far, this one included.
+    """
+
+    item_id: str
+    data: bytes
+    receipt: str
+    deliveries: int
+    lease_expires: float
+
+
+class Store(Protocol):
+    """The cluster database: versioned documents and leased work queues."""
+
+    async def get(self, key: str) -> Document | None:
+        """The document at `key`, or None."""
+
+    async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
+        """Write a document. `if_version=0` creates only; `if_version=N` replaces version N
+        only. Raises ConflictError when the condition fails. Versions start at 1."""
+
+    async def put_many(self, docs: Mapping[str, Data], *, create_only: bool = False) -> set[str]:
+        """Write many documents in one batch; returns the keys written. With `create_only`,
+        keys that already exist are left as they are (the first write wins)."""
+
+    async def delete(self, key: str, *, if_version: int | None = None) -> bool:
+        """Delete a document; False if there was none. ConflictError if the version differs."""
+
+    async def list(
+        self, prefix: str, *, after: str = "", limit: int = 1000
+    ) -> builtins.list[Document]:
+        """Documents whose key starts with `prefix` and sorts after `after`, in key order."""
+
+    async def push(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """Append items (id, data) to a queue. An id already in the queue is left alone."""
+
+    async def claim(self, queue: str, *, limit: int, lease_s: float) -> builtins.list[Claim]:
+        """Lease up to `limit` available items, oldest first. An item whose lease expired
+        is available again. Two claimers never hold the same item at the same time."""
+
+    async def ack(self, queue: str, receipts: Sequence[str]) -> set[str]:
+        """Remove claimed items; returns the receipts that were still current."""
+
+    async def renew(self, queue: str, receipts: Sequence[str], *, lease_s: float) -> set[str]:
+        """Extend leases to now + `lease_s` (0 hands the items back at once); returns the
+        receipts that were still current."""
+
+
+class BlobStore(Protocol):
+    """Bytes by key: functions, large inputs and results, package directories."""
+
+    async def put(self, key: str, data: bytes) -> None: ...
+
+    async def get(self, key: str) -> bytes:
+        """The blob's bytes; NotFoundError if there is none."""
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        """Keys that start with `prefix`, sorted."""
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob under `prefix`; returns how many went."""
+
+    async def signed_url(self, key: str, *, method: Literal["GET", "PUT"], expires_s: float) -> str:
+        """A URL that lets its holder do `method` on this one key until it expires."""
+
+
+class MachineStatus(StrEnum):
+    BOOTING = "booting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class BootSpec:
+    """What a new machine needs to start its node_service and join the cluster."""
+
+    node_id: str
+    node_type: NodeType
+    main_url: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Machine:
+    node_id: str
+    node_type: str
+    status: MachineStatus
+    address: str | None = None
+    """Where its node_service listens (host:port) once it is running."""
+
+
+class ComputeProvider(Protocol):
+    """Machines: VMs in the cloud, processes on a laptop, simulated boots in the simulator."""
+
+    async def create(self, boot: BootSpec) -> Machine:
+        """Start a machine named `boot.node_id`; ConflictError if that name exists."""
+
+    async def get(self, node_id: str) -> Machine | None: ...
+
+    async def list(self) -> builtins.list[Machine]:
+        """This cluster's machines, sorted by node id."""
+
+    async def delete(self, node_id: str) -> bool:
+        """Stop and remove a machine; False if there was none."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    image: str
+    port: int
+    cpuset: frozenset[int]
+    running: bool = True
+    exit_code: int | None = None
+
+
+class ContainerRuntime(Protocol):
+    """Containers on one node, one per CPU per container spec, each on its own port."""
+
+    async def start(
+        self,
+        spec: ContainerSpec,
+        *,
+        name: str,
+        port: int,
+        cpuset: frozenset[int],
+        env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
+    ) -> ContainerInfo:
+        """Start a container; ConflictError if the name is taken."""
+
+    async def stop(self, name: str) -> bool:
+        """Stop and remove a container; False if there was none."""
+
+    async def set_cpuset(self, name: str, cpuset: frozenset[int]) -> ContainerInfo:
+        """Pin a running container to other CPUs; NotFoundError if there is none."""
+
+    async def list(self) -> builtins.list[ContainerInfo]:
+        """This node's containers, running or exited, sorted by name."""

@@ -1,0 +1,1 @@
+"""The simulator: the real services at cloud scale under virtual time."""

@@ -1,0 +1,174 @@
+"""The cluster scheduler as a state machine, walked through the seed's story and beyond."""
+
+import pytest
+
+from burla.core.clock import ManualClock
+from burla.core.cluster import (
+    AssignNodes,
+    ClusterMachine,
+    DeleteNode,
+    JobEnded,
+    JobSubmitted,
+    NodeBooted,
+    NodeFailed,
+    ResetNode,
+    RestartCluster,
+    StartNode,
+    Tick,
+)
+from burla.core.errors import InvalidRequestError
+from burla.core.models import (
+    ClusterConfig,
+    JobSpec,
+    NodeState,
+    NodeType,
+    StandbyDefinition,
+    StandbyGroup,
+)
+
+N96 = NodeType(name="n2-standard-96", cpus=96, ram_gb=384)
+
+
+def config(count: int = 5, **kwargs) -> ClusterConfig:
+    standby = StandbyDefinition(nodes=(StandbyGroup(node_type=N96, count=count),))
+    return ClusterConfig(standby=standby, **kwargs)
+
+
+def in_standby(cfg: ClusterConfig, clock: ManualClock | None = None) -> ClusterMachine:
+    machine = ClusterMachine(cfg, clock or ManualClock())
+    for command in machine.handle(RestartCluster()):
+        assert isinstance(command, StartNode)
+        machine.handle(NodeBooted(command.node_id))
+    return machine
+
+
+def of(kind, commands):
+    return [c for c in commands if isinstance(c, kind)]
+
+
+def test_restart_enters_standby():
+    machine = in_standby(config())
+    assert machine.idle(N96.name) == 5
+    assert len(machine.nodes) == 5
+
+
+def test_seed_story_end_to_end():
+    machine = in_standby(config())
+    standby_ids = sorted(machine.nodes)
+    commands = machine.handle(JobSubmitted(JobSpec(job_id="job", n_inputs=1000)))
+    (assign,) = of(AssignNodes, commands)
+    assert sorted(assign.node_ids) == standby_ids
+    starts = of(StartNode, commands)
+    assert len(starts) == 11
+
+    joined = []
+    for start in starts:
+        for command in machine.handle(NodeBooted(start.node_id)):
+            assert isinstance(command, AssignNodes)
+            joined += command.node_ids
+    assert joined == [s.node_id for s in starts[:6]]  # the first 6 ready ones join
+    assert machine.idle(N96.name) == 5  # standby whole again while the job runs
+
+    commands = machine.handle(JobEnded("job"))
+    assert sorted(c.node_id for c in of(DeleteNode, commands)) == sorted(standby_ids + joined)
+    assert of(StartNode, commands) == []  # replacements were started with the job
+    assert machine.idle(N96.name) == 5
+    assert len(machine.nodes) == 5
+
+
+def test_two_jobs_never_share_a_node_and_join_in_order():
+    machine = in_standby(config(count=1))
+    first = machine.handle(JobSubmitted(JobSpec(job_id="a", n_inputs=192)))
+    second = machine.handle(JobSubmitted(JobSpec(job_id="b", n_inputs=96)))
+    assert of(AssignNodes, second) == []  # the only idle node went to "a"
+    booting = [c.node_id for c in of(StartNode, first) + of(StartNode, second)]
+    owners = []
+    for node_id in booting:
+        for command in machine.handle(NodeBooted(node_id)):
+            owners.append(command.job.job_id)
+    assert owners == ["a", "b"]
+    busy = [n.job_id for n in machine.nodes.values() if n.state is NodeState.BUSY]
+    assert sorted(busy) == ["a", "a", "b"]
+    assert machine.idle(N96.name) == 1
+
+
+def test_lost_busy_node_is_replaced_and_the_replacement_joins_the_job():
+    machine = in_standby(config(count=1))
+    (assign,) = of(AssignNodes, machine.handle(JobSubmitted(JobSpec(job_id="j", n_inputs=96))))
+    commands = machine.handle(NodeFailed(assign.node_ids[0]))
+    assert of(DeleteNode, commands) == [DeleteNode(assign.node_ids[0])]
+    (replacement,) = of(StartNode, commands)
+    # The standby replacement started with the job boots first and joins in its place.
+    standby_start = next(
+        n.node_id for n in machine.nodes.values() if n.node_id != replacement.node_id
+    )
+    (rejoin,) = machine.handle(NodeBooted(standby_start))
+    assert rejoin == AssignNodes(JobSpec(job_id="j", n_inputs=96), (standby_start,))
+    assert machine.handle(NodeBooted(replacement.node_id)) == []
+    assert machine.idle(N96.name) == 1
+
+
+def test_boot_timeout_gives_up_on_a_stuck_node_and_starts_another():
+    clock = ManualClock()
+    machine = ClusterMachine(config(count=1, boot_timeout_s=300), clock)
+    (first,) = machine.handle(RestartCluster())
+    clock.advance(299)
+    assert machine.handle(Tick()) == []
+    clock.advance(1)
+    commands = machine.handle(Tick())
+    assert commands[0] == DeleteNode(first.node_id)
+    (again,) = of(StartNode, commands)
+    assert again.node_id != first.node_id
+
+
+def test_recycle_mode_with_a_cap_of_one_node_runs_jobs_one_after_another():
+    machine = in_standby(config(count=1, max_nodes=1, release="recycle"))
+    (node_id,) = machine.nodes
+    first = machine.handle(JobSubmitted(JobSpec(job_id="a", n_inputs=1000)))
+    assert first == [AssignNodes(JobSpec(job_id="a", n_inputs=1000), (node_id,))]
+    assert machine.handle(JobSubmitted(JobSpec(job_id="b", n_inputs=10))) == []
+    assert machine.handle(JobEnded("a")) == [ResetNode(node_id)]
+    (assign,) = machine.handle(NodeBooted(node_id))
+    assert assign.job.job_id == "b"
+    assert machine.handle(JobEnded("b")) == [ResetNode(node_id)]
+    assert machine.handle(NodeBooted(node_id)) == []
+    assert machine.idle(N96.name) == 1
+
+
+def test_extra_idle_nodes_beyond_standby_are_deleted_when_they_boot():
+    machine = in_standby(config(count=1, release="recycle"))
+    commands = machine.handle(JobSubmitted(JobSpec(job_id="a", n_inputs=96)))
+    (start,) = of(StartNode, commands)
+    machine.handle(NodeBooted(start.node_id))  # the new standby node
+    (reset,) = machine.handle(JobEnded("a"))
+    assert machine.handle(NodeBooted(reset.node_id)) == [DeleteNode(reset.node_id)]
+    assert machine.idle(N96.name) == 1
+
+
+def test_restart_replaces_idle_nodes_and_keeps_busy_ones():
+    machine = in_standby(config(count=2))
+    (assign,) = of(AssignNodes, machine.handle(JobSubmitted(JobSpec(job_id="j", n_inputs=50))))
+    for node in list(machine.nodes.values()):
+        if node.state is NodeState.BOOTING:
+            machine.handle(NodeBooted(node.node_id))
+    idle_before = {n.node_id for n in machine.nodes.values() if n.state is NodeState.READY}
+    commands = machine.handle(RestartCluster(config(count=3)))
+    assert {c.node_id for c in of(DeleteNode, commands)} == idle_before
+    assert len(of(StartNode, commands)) == 3
+    assert machine.nodes[assign.node_ids[0]].job_id == "j"
+
+
+def test_a_job_id_cannot_run_twice():
+    machine = in_standby(config(count=1))
+    machine.handle(JobSubmitted(JobSpec(job_id="j", n_inputs=1)))
+    with pytest.raises(InvalidRequestError, match="already running"):
+        machine.handle(JobSubmitted(JobSpec(job_id="j", n_inputs=1)))
+
+
+def test_reports_about_unknown_nodes_change_nothing():
+    machine = in_standby(config(count=1))
+    before = dict(machine.nodes)
+    assert machine.handle(NodeBooted("nope")) == []
+    assert machine.handle(NodeFailed("nope")) == []
+    assert machine.handle(JobEnded("nope")) == []
+    assert machine.nodes == before

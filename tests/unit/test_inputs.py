@@ -1,0 +1,155 @@
+"""The input state machine: leases, attempts, timeouts, first result wins, cancel."""
+
+from burla.core.clock import ManualClock
+from burla.core.inputs import (
+    CancelJob,
+    Discard,
+    Failure,
+    FinishJob,
+    InputMachine,
+    InputRaised,
+    InputsClaimed,
+    InputStarted,
+    InputStatus,
+    InputSucceeded,
+    KillWorker,
+    LeaseRenewed,
+    NodeLost,
+    RecordFailure,
+    Requeue,
+    Tick,
+    WorkerDied,
+)
+from burla.core.models import JobState
+
+
+def run(machine: InputMachine, worker: str, index: int) -> list:
+    machine.handle(InputsClaimed(worker, "node", (index,), lease_s=30))
+    machine.handle(InputStarted(worker, index))
+    return machine.handle(InputSucceeded(worker, index))
+
+
+def test_every_input_succeeding_finishes_the_job_once():
+    machine = InputMachine(3, ManualClock())
+    machine.handle(InputsClaimed("w", "node", (0, 1, 2), lease_s=30))
+    for index in range(3):
+        machine.handle(InputStarted("w", index))
+        commands = machine.handle(InputSucceeded("w", index))
+    assert commands == [FinishJob(JobState.SUCCEEDED)]
+    assert machine.state is JobState.SUCCEEDED
+    assert machine.handle(InputSucceeded("w", 0)) == []
+
+
+def test_first_result_wins():
+    machine = InputMachine(2, ManualClock())
+    run(machine, "w1", 0)
+    machine.handle(InputsClaimed("w2", "node", (0,), lease_s=30))
+    assert machine.outcomes == {0: InputStatus.SUCCEEDED}
+    assert machine.handle(InputRaised("w2", 0)) == []
+    assert machine.outcomes == {0: InputStatus.SUCCEEDED}
+
+
+def test_claim_of_a_finished_input_is_discarded():
+    machine = InputMachine(2, ManualClock())
+    run(machine, "w1", 0)
+    commands = machine.handle(InputsClaimed("w2", "node", (0, 1), lease_s=30))
+    assert commands == [Discard("w2", (0,))]
+    assert machine.inputs[1].status is InputStatus.LEASED
+
+
+def test_exception_is_retried_then_recorded():
+    machine = InputMachine(1, ManualClock(), retries=1)
+    machine.handle(InputsClaimed("w", "node", (0,), lease_s=30))
+    machine.handle(InputStarted("w", 0))
+    assert machine.handle(InputRaised("w", 0)) == [Requeue((0,))]
+    machine.handle(InputsClaimed("w", "node", (0,), lease_s=30))
+    machine.handle(InputStarted("w", 0))
+    commands = machine.handle(InputRaised("w", 0))
+    assert commands == [RecordFailure(0, Failure.RAISED, 2), FinishJob(JobState.FAILED)]
+
+
+def test_worker_death_costs_the_running_input_a_try_and_returns_the_rest():
+    machine = InputMachine(3, ManualClock(), retries=0)
+    machine.handle(InputsClaimed("w", "node", (0, 1, 2), lease_s=30))
+    machine.handle(InputStarted("w", 0))
+    commands = machine.handle(WorkerDied("w"))
+    assert commands == [RecordFailure(0, Failure.WORKER_DIED, 1), Requeue((1,)), Requeue((2,))]
+    assert machine.inputs[1].attempts == 0
+    assert machine.inputs[1].status is InputStatus.QUEUED
+
+
+def test_node_loss_returns_inputs_without_using_tries_but_only_so_often():
+    machine = InputMachine(1, ManualClock(), retries=0, max_returns=2)
+    for lost in range(2):
+        machine.handle(InputsClaimed(f"w{lost}", f"node{lost}", (0,), lease_s=30))
+        machine.handle(InputStarted(f"w{lost}", 0))
+        assert machine.handle(NodeLost(f"node{lost}")) == [Requeue((0,))]
+    assert machine.inputs[0].attempts == 0
+    machine.handle(InputsClaimed("w9", "node9", (0,), lease_s=30))
+    commands = machine.handle(NodeLost("node9"))
+    assert commands == [RecordFailure(0, Failure.LOST, 0), FinishJob(JobState.FAILED)]
+
+
+def test_timeout_counts_from_the_start_of_the_input_and_kills_its_worker():
+    clock = ManualClock()
+    machine = InputMachine(2, clock, retries=1, timeout_s=10)
+    machine.handle(InputsClaimed("w", "node", (0, 1), lease_s=1000))
+    clock.advance(50)  # waiting in the worker's batch does not count
+    machine.handle(InputStarted("w", 0))
+    clock.advance(9.5)
+    assert machine.handle(Tick()) == []
+    clock.advance(0.5)
+    commands = machine.handle(Tick())
+    assert commands == [
+        Requeue((0,)),
+        KillWorker("w", "input 0 ran past the 10 s timeout"),
+        Requeue((1,)),
+    ]
+    assert machine.inputs[0].attempts == 1
+    assert machine.inputs[1].attempts == 0
+    assert "w" not in machine.workers
+
+
+def test_lease_expiry_requeues_and_renewal_prevents_it():
+    clock = ManualClock()
+    machine = InputMachine(2, clock)
+    machine.handle(InputsClaimed("a", "node", (0,), lease_s=10))
+    machine.handle(InputsClaimed("b", "node", (1,), lease_s=10))
+    clock.advance(8)
+    machine.handle(LeaseRenewed("b", lease_s=10))
+    clock.advance(2)
+    assert machine.handle(Tick()) == [Requeue((0,))]
+    assert machine.inputs[0].returns == 1
+    assert machine.inputs[1].status is InputStatus.LEASED
+
+
+def test_reclaim_after_expiry_moves_the_input_to_the_new_worker():
+    clock = ManualClock()
+    machine = InputMachine(1, clock)
+    machine.handle(InputsClaimed("a", "node", (0,), lease_s=10))
+    clock.advance(11)
+    machine.handle(InputsClaimed("b", "node", (0,), lease_s=10))
+    assert machine.inputs[0].worker == "b"
+    assert machine.workers["a"].leased == set()
+    assert machine.handle(InputSucceeded("a", 0)) == [FinishJob(JobState.SUCCEEDED)]
+
+
+def test_cancel_kills_busy_workers_and_ends_the_job():
+    machine = InputMachine(3, ManualClock())
+    run(machine, "idle", 0)
+    machine.handle(InputsClaimed("busy", "node", (1,), lease_s=30))
+    commands = machine.handle(CancelJob())
+    assert commands == [KillWorker("busy", "job canceled"), FinishJob(JobState.CANCELED)]
+    assert machine.outcomes == {
+        0: InputStatus.SUCCEEDED,
+        1: InputStatus.CANCELED,
+        2: InputStatus.CANCELED,
+    }
+    assert machine.handle(InputsClaimed("late", "node", (2,), lease_s=30)) == [
+        Discard("late", (2,))
+    ]
+    assert machine.handle(InputSucceeded("busy", 1)) == []
+
+
+def test_an_empty_job_is_finished_from_the_start():
+    assert InputMachine(0, ManualClock()).state is JobState.SUCCEEDED

@@ -1,0 +1,25 @@
+"""burla.core is pure: importing it loads no I/O library."""
+
+import json
+import subprocess
+import sys
+
+FORBIDDEN = ("anyio", "httpx", "fastapi", "uvicorn", "google", "docker", "redis", "sqlite3")
+
+
+def test_core_imports_no_io_library():
+    code = (
+        "import json, pkgutil, importlib, sys\n"
+        "import burla.core\n"
+        "for m in pkgutil.iter_modules(burla.core.__path__):\n"
+        "    importlib.import_module(f'burla.core.{m.name}')\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    modules = json.loads(out)
+    assert "burla.core.scheduling" in modules
+    assert "burla.core.inputs" in modules
+    loaded = [m for m in modules if m.split(".")[0] in FORBIDDEN]
+    assert loaded == []
