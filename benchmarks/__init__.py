@@ -1,0 +1,1 @@
+"""Speed of burla, measured and written to files; never asserted in tests."""
