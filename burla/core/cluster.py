@@ -192,8 +192,9 @@ class ClusterMachine:
         self.nodes[node_id] = self._moved(node, NodeState.READY)
         type_name = node.node_type.name
         if self.idle(type_name) > self.config.standby.count_of(type_name):
+            # Not wanted here; under a size cap its room may be wanted by another type.
             del self.nodes[node_id]
-            return [DeleteNode(node_id)]
+            return [DeleteNode(node_id), *self._reconcile()]
         return []
 
     def _failed(self, node_id: str) -> list[ClusterCommand]:

@@ -29,9 +29,9 @@ class Document:
 class Claim:
     """One queue item leased to one claimer until `lease_expires`.
 
-    `receipt` names this delivery only: after the lease expires and someone else claims
-    the item, the old receipt no longer acks or renews it. `deliveries` counts claims of
-    the item so far, this one included.
+    `receipt` names this delivery only. It still acks and renews after the lease expires,
+    until someone else claims the item; from then on it does nothing. `deliveries` counts
+    claims of the item so far, this one included.
     """
 
     item_id: str
@@ -42,7 +42,11 @@ class Claim:
 
 
 class Store(Protocol):
-    """The cluster database: versioned documents and leased work queues."""
+    """The cluster database: versioned documents and leased work queues.
+
+    Data outside `Data`'s types raises InvalidRequestError and writes nothing, as does a
+    negative `limit` or `lease_s`; `limit=0` returns nothing.
+    """
 
     async def get(self, key: str) -> Document | None:
         """The document at `key`, or None."""
@@ -56,7 +60,8 @@ class Store(Protocol):
         keys that already exist are left as they are (the first write wins)."""
 
     async def delete(self, key: str, *, if_version: int | None = None) -> bool:
-        """Delete a document; False if there was none. ConflictError if the version differs."""
+        """Delete a document; False if there was none (whatever `if_version` says).
+        ConflictError if it exists at another version than `if_version`."""
 
     async def list(
         self, prefix: str, *, after: str = "", limit: int = 1000
@@ -93,7 +98,8 @@ class BlobStore(Protocol):
         """Delete every blob under `prefix`; returns how many went."""
 
     async def signed_url(self, key: str, *, method: Literal["GET", "PUT"], expires_s: float) -> str:
-        """A URL that lets its holder do `method` on this one key until it expires."""
+        """A URL that lets its holder do `method` on this one key until it expires
+        (`expires_s` > 0, else InvalidRequestError)."""
 
 
 class MachineStatus(StrEnum):
@@ -167,13 +173,14 @@ class ContainerRuntime(Protocol):
         env: Mapping[str, str] | None = None,
         mounts: Sequence[Mount] = (),
     ) -> ContainerInfo:
-        """Start a container; ConflictError if the name is taken."""
+        """Start a container; ConflictError if the name is taken or a running container
+        has the port."""
 
     async def stop(self, name: str) -> bool:
         """Stop and remove a container; False if there was none."""
 
     async def set_cpuset(self, name: str, cpuset: frozenset[int]) -> ContainerInfo:
-        """Pin a running container to other CPUs; NotFoundError if there is none."""
+        """Pin a container to other CPUs; NotFoundError if there is none."""
 
     async def list(self) -> builtins.list[ContainerInfo]:
         """This node's containers, running or exited, sorted by name."""

@@ -1,0 +1,108 @@
+"""BlobStoreContract: what every BlobStore backend must do, bound per backend.
+
+A binding provides `blobs`, a fresh empty BlobStore; `transfer`, an
+`async (url, method, data | None) -> bytes | None` that does what an HTTP client does with
+a signed URL (GET returns the body, PUT sends `data` and returns None); and `advance`,
+which moves the store's clock forward. A binding whose server does not check signatures
+(the GCS emulator) sets `enforces_signatures = False` to skip the expiry and tamper tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import pytest
+
+from burla.core.errors import NotFoundError, SignedUrlError
+from burla.core.protocols import BlobStore
+
+Advance = Callable[[float], Awaitable[None]]
+Transfer = Callable[[str, Literal["GET", "PUT"], bytes | None], Awaitable[bytes | None]]
+
+
+@pytest.mark.anyio
+class BlobStoreContract:
+    enforces_signatures = True
+
+    @pytest.fixture
+    def _signatures_enforced(self) -> None:
+        if not self.enforces_signatures:
+            pytest.skip("this backend's server does not check signed URLs")
+
+    async def test_put_get(self, blobs: BlobStore) -> None:
+        await blobs.put("funcs/f.pkl", b"\x00\x01pickled")
+        assert await blobs.get("funcs/f.pkl") == b"\x00\x01pickled"
+
+    async def test_empty_blob(self, blobs: BlobStore) -> None:
+        await blobs.put("empty", b"")
+        assert await blobs.get("empty") == b""
+
+    async def test_overwrite(self, blobs: BlobStore) -> None:
+        await blobs.put("k", b"old")
+        await blobs.put("k", b"new")
+        assert await blobs.get("k") == b"new"
+
+    async def test_get_missing_raises_not_found(self, blobs: BlobStore) -> None:
+        with pytest.raises(NotFoundError, match="missing/blob"):
+            await blobs.get("missing/blob")
+
+    async def test_list_prefix_sorted(self, blobs: BlobStore) -> None:
+        for key in ["jobs/2/b", "jobs/1/a", "nodes/x", "jobs/10/c", "jobsx", "jobs/1/b"]:
+            await blobs.put(key, key.encode())
+        assert await blobs.list("jobs/") == ["jobs/1/a", "jobs/1/b", "jobs/10/c", "jobs/2/b"]
+        assert await blobs.list("jobs/1/") == ["jobs/1/a", "jobs/1/b"]
+        assert await blobs.list("absent/") == []
+
+    async def test_delete_prefix(self, blobs: BlobStore) -> None:
+        for key in ["jobs/1/a", "jobs/1/b", "jobs/10/c", "jobs/2/a"]:
+            await blobs.put(key, b"x")
+        assert await blobs.delete_prefix("jobs/1/") == 2
+        assert await blobs.list("jobs/") == ["jobs/10/c", "jobs/2/a"]
+        with pytest.raises(NotFoundError):
+            await blobs.get("jobs/1/a")
+        assert await blobs.delete_prefix("jobs/1/") == 0
+        assert await blobs.get("jobs/10/c") == b"x"
+
+    async def test_signed_put_then_get(self, blobs: BlobStore, transfer: Transfer) -> None:
+        url = await blobs.signed_url("inputs/0.pkl", method="PUT", expires_s=60)
+        assert await transfer(url, "PUT", b"uploaded") is None
+        assert await blobs.get("inputs/0.pkl") == b"uploaded"
+
+    async def test_signed_get(self, blobs: BlobStore, transfer: Transfer) -> None:
+        await blobs.put("results/0.pkl", b"result bytes")
+        url = await blobs.signed_url("results/0.pkl", method="GET", expires_s=60)
+        assert await transfer(url, "GET", None) == b"result bytes"
+
+    @pytest.mark.usefixtures("_signatures_enforced")
+    async def test_expired_url_is_refused(
+        self, blobs: BlobStore, transfer: Transfer, advance: Advance
+    ) -> None:
+        await blobs.put("k", b"secret")
+        url = await blobs.signed_url("k", method="GET", expires_s=1)
+        await advance(2)
+        with pytest.raises(SignedUrlError):
+            await transfer(url, "GET", None)
+
+    @pytest.mark.usefixtures("_signatures_enforced")
+    async def test_url_for_another_key_is_refused(
+        self, blobs: BlobStore, transfer: Transfer
+    ) -> None:
+        await blobs.put("tamper/original.bin", b"mine")
+        await blobs.put("tamper/stolen.bin", b"theirs")
+        url = await blobs.signed_url("tamper/original.bin", method="GET", expires_s=60)
+        assert "original" in url
+        with pytest.raises(SignedUrlError):
+            await transfer(url.replace("original", "stolen"), "GET", None)
+        put_url = await blobs.signed_url("tamper/original.bin", method="PUT", expires_s=60)
+        with pytest.raises(SignedUrlError):
+            await transfer(put_url.replace("original", "stolen"), "PUT", b"overwritten")
+        assert await blobs.get("tamper/stolen.bin") == b"theirs"
+
+    @pytest.mark.usefixtures("_signatures_enforced")
+    async def test_get_url_cannot_put(self, blobs: BlobStore, transfer: Transfer) -> None:
+        await blobs.put("k", b"original")
+        url = await blobs.signed_url("k", method="GET", expires_s=60)
+        with pytest.raises(SignedUrlError):
+            await transfer(url, "PUT", b"overwritten")
+        assert await blobs.get("k") == b"original"

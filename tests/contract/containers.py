@@ -1,0 +1,83 @@
+"""ContainerRuntimeContract: what every ContainerRuntime backend must do, bound per backend.
+
+A binding provides `runtime`, a runtime with no containers (it stops what the test
+started); `spec`, a ContainerSpec that runtime can really start; and `free_port`, a
+factory `() -> int` of ports nothing listens on. The tests pin to CPUs 0 and 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from burla.core.errors import ConflictError, NotFoundError
+from burla.core.models import ContainerSpec
+from burla.core.protocols import ContainerInfo, ContainerRuntime
+
+FreePort = Callable[[], int]
+
+
+def _running(containers: list[ContainerInfo]) -> list[str]:
+    return [info.name for info in containers if info.running]
+
+
+@pytest.mark.anyio
+class ContainerRuntimeContract:
+    async def test_start_and_list(
+        self, runtime: ContainerRuntime, spec: ContainerSpec, free_port: FreePort
+    ) -> None:
+        port = free_port()
+        info = await runtime.start(spec, name="worker-0", port=port, cpuset=frozenset({0}))
+        expected = ContainerInfo(
+            name="worker-0", image=spec.image, port=port, cpuset=frozenset({0})
+        )
+        assert info == expected
+        assert await runtime.list() == [expected]
+
+    async def test_duplicate_name_conflicts(
+        self, runtime: ContainerRuntime, spec: ContainerSpec, free_port: FreePort
+    ) -> None:
+        await runtime.start(spec, name="worker-0", port=free_port(), cpuset=frozenset({0}))
+        with pytest.raises(ConflictError, match="worker-0"):
+            await runtime.start(spec, name="worker-0", port=free_port(), cpuset=frozenset({1}))
+        assert _running(await runtime.list()) == ["worker-0"]
+
+    async def test_set_cpuset(
+        self, runtime: ContainerRuntime, spec: ContainerSpec, free_port: FreePort
+    ) -> None:
+        await runtime.start(spec, name="worker-0", port=free_port(), cpuset=frozenset({0}))
+        updated = await runtime.set_cpuset("worker-0", frozenset({0, 1}))
+        assert updated.cpuset == {0, 1}
+        [listed] = await runtime.list()
+        assert listed.cpuset == {0, 1}
+        assert listed.running
+
+    async def test_stop(
+        self, runtime: ContainerRuntime, spec: ContainerSpec, free_port: FreePort
+    ) -> None:
+        await runtime.start(spec, name="worker-0", port=free_port(), cpuset=frozenset({0}))
+        await runtime.start(spec, name="worker-1", port=free_port(), cpuset=frozenset({1}))
+        assert await runtime.stop("worker-0") is True
+        assert _running(await runtime.list()) == ["worker-1"]
+        assert await runtime.stop("worker-0") is False
+
+    async def test_stop_unknown_is_false(self, runtime: ContainerRuntime) -> None:
+        assert await runtime.stop("worker-never") is False
+
+    async def test_set_cpuset_unknown_raises_not_found(self, runtime: ContainerRuntime) -> None:
+        with pytest.raises(NotFoundError, match="worker-never"):
+            await runtime.set_cpuset("worker-never", frozenset({0}))
+
+    async def test_containers_on_different_ports_coexist(
+        self, runtime: ContainerRuntime, spec: ContainerSpec, free_port: FreePort
+    ) -> None:
+        first, second = free_port(), free_port()
+        assert first != second
+        await runtime.start(spec, name="worker-b", port=first, cpuset=frozenset({0}))
+        await runtime.start(spec, name="worker-a", port=second, cpuset=frozenset({1}))
+        listed = await runtime.list()
+        assert [(info.name, info.port, info.running) for info in listed] == [
+            ("worker-a", second, True),
+            ("worker-b", first, True),
+        ]
