@@ -1,6 +1,6 @@
 """burla: run one Python function over many inputs on a cluster, starting in under a second."""
 
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 from burla.core.errors import (
     BackendError,
@@ -13,7 +13,10 @@ from burla.core.errors import (
     SignedUrlError,
 )
 
-__version__ = version("burla")
+try:
+    __version__ = version("burla")
+except PackageNotFoundError:  # a worker environment links the package without its metadata
+    __version__ = "unknown"
 
 __all__ = [
     "BackendError",

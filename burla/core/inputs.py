@@ -78,7 +78,11 @@ class LeaseRenewed:
 
 @dataclass(frozen=True)
 class WorkerDied:
+    """The worker's process ended. `running` is the input it was running, when known
+    from the node (the worker may die before it could report that it started it)."""
+
     worker: str
+    running: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,9 @@ class InputMachine:
                 commands = self._failed_attempt(index, Failure.RAISED)
             case LeaseRenewed(worker, lease_s):
                 commands = self._renewed(worker, lease_s)
-            case WorkerDied(worker):
+            case WorkerDied(worker, running):
+                if running is not None:
+                    self._started(worker, running)
                 commands = self._worker_gone(worker, crashed=True)
             case NodeLost(node):
                 gone = sorted(w for w, state in self.workers.items() if state.node == node)

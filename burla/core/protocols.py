@@ -10,9 +10,10 @@ import builtins
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from burla.core.models import ContainerSpec, NodeType
+if TYPE_CHECKING:  # at run time only annotations name them: workers import no pydantic
+    from burla.core.models import ContainerSpec, NodeType
 
 Data = dict[str, Any]
 """A document's fields: str, int, float, bool, None, bytes, and lists and dicts of them."""

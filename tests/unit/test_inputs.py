@@ -153,3 +153,12 @@ def test_cancel_kills_busy_workers_and_ends_the_job():
 
 def test_an_empty_job_is_finished_from_the_start():
     assert InputMachine(0, ManualClock()).state is JobState.SUCCEEDED
+
+
+def test_worker_death_reported_by_its_node_names_the_input_it_was_running():
+    machine = InputMachine(2, ManualClock(), retries=1)
+    machine.handle(InputsClaimed("w", "node", (0, 1), lease_s=30))
+    commands = machine.handle(WorkerDied("w", running=1))
+    assert commands == [Requeue((0,)), Requeue((1,))]
+    assert machine.inputs[1].attempts == 1
+    assert machine.inputs[0].attempts == 0

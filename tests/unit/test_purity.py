@@ -23,3 +23,16 @@ def test_core_imports_no_io_library():
     assert "burla.core.inputs" in modules
     loaded = [m for m in modules if m.split(".")[0] in FORBIDDEN]
     assert loaded == []
+
+
+def test_protocols_and_errors_load_without_pydantic():
+    """Workers import these in an environment that holds only their own dependencies."""
+    code = (
+        "import json, sys\n"
+        "import burla, burla.core.protocols, burla.core.errors, burla.core.clock\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert not [m for m in json.loads(out) if m.split(".")[0] in ("pydantic", "click", "rich")]
