@@ -1,0 +1,3 @@
+from burla.services.container_service.worker import main
+
+main()

@@ -1,0 +1,244 @@
+"""The worker loop: take a job's function from the node, run inputs one at a time, and
+send back results and printed lines in batches over one loopback connection.
+
+Protocol (frames from burla.core.wire), node -> worker:
+    {"op": "job", "job_id"} + pickled function
+    {"op": "inputs", "job_id", "indices": [...], "sizes": [...]} + pickled args, concatenated
+    {"op": "end_job", "job_id"}
+worker -> node:
+    {"op": "hello", "pid"}                                         once, on connect
+    {"op": "job_error", "job_id", "message"}                       the function did not load
+    {"op": "logs", "job_id", "items": [[index, stream, text], ...]}
+    {"op": "results", "job_id", "items": [[index, kind, size], ...]} + payloads, concatenated
+kind is "ok" (a pickled value), "raised" (a pickled exception with its traceback) or
+"raised_text" (JSON: type, message, traceback, for an exception that does not pickle).
+The input running now is kept in the file `status` so the node can tell, should this
+process die, which input killed it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+from tblib import pickling_support
+
+from burla.core import wire
+from burla.services.container_service.capture import InputStream
+
+FLUSH_S = 0.02
+"""Longest a finished result waits to be sent with others while more inputs run."""
+
+STATUS = struct.Struct("<qd")
+"""The status file: index of the input running (-1: none) and when it started."""
+
+Message = tuple[dict[str, Any], bytes] | None
+
+
+class Connection:
+    """Frames over a socket; sending is safe from several threads."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._reader = sock.makefile("rb")
+        self._send_lock = threading.Lock()
+
+    def send(self, frames: list[tuple[dict[str, Any], bytes]]) -> None:
+        data = wire.encode_many(frames)
+        with self._send_lock:
+            self._sock.sendall(data)
+
+    def close(self) -> None:
+        self._reader.close()
+        self._sock.close()
+
+    def receive(self) -> Message:
+        prefix = self._reader.read(wire.PREFIX_SIZE)
+        if len(prefix) < wire.PREFIX_SIZE:
+            return None
+        head, body = wire.lengths(prefix)
+        header = self._reader.read(head)
+        payload = self._reader.read(body)
+        if len(header) < head or len(payload) < body:
+            return None
+        return wire.decode_header(header), payload
+
+
+class StatusFile:
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.set(-1)
+
+    def set(self, index: int) -> None:
+        os.pwrite(self._fd, STATUS.pack(index, time.monotonic()), 0)
+
+
+def read_status(path: Path) -> tuple[int, float] | None:
+    """The input a worker was running and since when (monotonic), or None."""
+    try:
+        data = path.read_bytes()[: STATUS.size]
+    except FileNotFoundError:
+        return None
+    if len(data) < STATUS.size:
+        return None
+    index, started = STATUS.unpack(data)
+    return (index, started) if index >= 0 else None
+
+
+def pack_exception(error: BaseException) -> tuple[str, bytes]:
+    """The exception as the client will re-raise it, or its text if it does not pickle."""
+    pickling_support.install(error)
+    try:
+        data = cloudpickle.dumps(error)
+        cloudpickle.loads(data)  # some exceptions pickle but cannot be rebuilt
+        return "raised", data
+    except Exception:
+        text = {
+            "type": f"{type(error).__module__}.{type(error).__qualname__}",
+            "message": str(error),
+            "traceback": "".join(traceback.format_exception(error)),
+        }
+        return "raised_text", json.dumps(text).encode()
+
+
+class Worker:
+    def __init__(self, connection: Connection, status: StatusFile) -> None:
+        self.connection = connection
+        self.status = status
+        self.inbox: queue.Queue[Message] = queue.Queue()
+        self.job_id: str | None = None
+        self.function: Callable[..., Any] | None = None
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one flush at a time keeps lines before results
+        self._logs: list[list[Any]] = []
+        self._results: list[tuple[int, str, bytes]] = []
+        self._oldest_result = 0.0
+        self.stdout = InputStream("stdout", self._log)
+        self.stderr = InputStream("stderr", self._log)
+
+    def _log(self, index: int, stream: str, text: str) -> None:
+        with self._lock:
+            self._logs.append([index, stream, text])
+
+    def flush(self) -> None:
+        """Send what printed and what finished; lines first, so a result follows its lines."""
+        with self._flush_lock:
+            self.stdout.flush()
+            self.stderr.flush()
+            with self._lock:
+                logs, results = self._logs, self._results
+                self._logs, self._results = [], []
+            frames: list[tuple[dict[str, Any], bytes]] = []
+            if logs:
+                frames.append(({"op": "logs", "job_id": self.job_id, "items": logs}, b""))
+            if results:
+                items = [[index, kind, len(data)] for index, kind, data in results]
+                payload = b"".join(data for _, _, data in results)
+                frames.append(({"op": "results", "job_id": self.job_id, "items": items}, payload))
+            if frames:
+                self.connection.send(frames)
+
+    def serve(self) -> None:
+        threading.Thread(target=self._read, name="burla-reader", daemon=True).start()
+        threading.Thread(target=self._flush_now_and_then, name="burla-flush", daemon=True).start()
+        while (message := self.inbox.get()) is not None:
+            header, payload = message
+            op = header.get("op")
+            if op == "job":
+                self.start_job(header["job_id"], payload)
+            elif op == "inputs" and header.get("job_id") == self.job_id:
+                self.run_inputs(header["indices"], header["sizes"], payload)
+            elif op == "end_job" and header.get("job_id") == self.job_id:
+                self.flush()
+                self.job_id, self.function = None, None
+            if self.inbox.empty():
+                self.flush()
+        self.flush()
+
+    def _read(self) -> None:
+        try:
+            while (message := self.connection.receive()) is not None:
+                self.inbox.put(message)
+        finally:
+            self.inbox.put(None)
+
+    def _flush_now_and_then(self) -> None:
+        """Keep lines live and results moving while one long input runs."""
+        while True:
+            time.sleep(0.1)
+            try:
+                self.flush()
+            except OSError:
+                return
+
+    def start_job(self, job_id: str, function: bytes) -> None:
+        self.flush()
+        self.job_id = job_id
+        try:
+            self.function = cloudpickle.loads(function)
+        except BaseException as error:
+            self.function = None
+            message = "".join(traceback.format_exception(error))
+            self.connection.send([({"op": "job_error", "job_id": job_id, "message": message}, b"")])
+
+    def run_inputs(self, indices: list[int], sizes: list[int], payload: bytes) -> None:
+        offset = 0
+        for index, size in zip(indices, sizes, strict=True):
+            kind, data = self.run_one(index, payload[offset : offset + size])
+            offset += size
+            with self._lock:
+                if not self._results:
+                    self._oldest_result = time.monotonic()
+                self._results.append((index, kind, data))
+            if time.monotonic() - self._oldest_result > FLUSH_S:
+                self.flush()
+
+    def run_one(self, index: int, data: bytes) -> tuple[str, bytes]:
+        function = self.function
+        if function is None:
+            return pack_exception(RuntimeError("the worker has no function for this job"))
+        self.status.set(index)
+        self.stdout.index = self.stderr.index = index
+        try:
+            args = cloudpickle.loads(data)
+            result = function(*args)
+            return "ok", cloudpickle.dumps(result)
+        except BaseException as error:
+            if error.__traceback__ is not None:
+                error.__traceback__ = error.__traceback__.tb_next  # drop this frame
+            return pack_exception(error)
+        finally:
+            self.stdout.flush()
+            self.stderr.flush()
+            self.status.set(-1)
+
+
+def main() -> None:
+    port = int(os.environ["BURLA_PORT"])
+    root = Path(os.environ.get("BURLA_CONTAINER_ROOT", "."))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(1)
+    sock, _ = listener.accept()
+    listener.close()
+    connection = Connection(sock)
+    connection.send([({"op": "hello", "pid": os.getpid()}, b"")])
+    worker = Worker(connection, StatusFile(root / "status"))
+    sys.stdout, sys.stderr = worker.stdout, worker.stderr
+    try:
+        worker.serve()
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__

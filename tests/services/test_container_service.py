@@ -1,0 +1,185 @@
+"""The worker process, driven over its loopback protocol as node_service drives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from burla.services.container_service.worker import Connection, read_status
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Node:
+    """The node's side of one worker connection."""
+
+    def __init__(self, port: int, root: Path) -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port))
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        sock.settimeout(20)
+        self.connection = Connection(sock)
+        self.root = root
+        hello, _ = self.connection.receive()
+        assert hello["op"] == "hello"
+        self.pid = hello["pid"]
+
+    def job(self, function, job_id: str = "job") -> None:
+        self.connection.send([({"op": "job", "job_id": job_id}, cloudpickle.dumps(function))])
+
+    def inputs(self, args: list[tuple], start: int = 0, job_id: str = "job") -> None:
+        payloads = [cloudpickle.dumps(a) for a in args]
+        header = {
+            "op": "inputs",
+            "job_id": job_id,
+            "indices": list(range(start, start + len(args))),
+            "sizes": [len(p) for p in payloads],
+        }
+        self.connection.send([(header, b"".join(payloads))])
+
+    def collect(self, n_results: int) -> tuple[dict[int, tuple[str, object]], list[list]]:
+        results: dict[int, tuple[str, object]] = {}
+        logs: list[list] = []
+        while len(results) < n_results:
+            message = self.connection.receive()
+            assert message is not None, "the worker hung up"
+            header, payload = message
+            if header["op"] == "logs":
+                logs += header["items"]
+            elif header["op"] == "results":
+                offset = 0
+                for index, kind, size in header["items"]:
+                    data = payload[offset : offset + size]
+                    offset += size
+                    value = json.loads(data) if kind == "raised_text" else cloudpickle.loads(data)
+                    results[index] = (kind, value)
+            else:
+                return {"__other__": (header["op"], header)}, logs
+        return results, logs
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    port = free_port()
+    env = {**os.environ, "BURLA_PORT": str(port), "BURLA_CONTAINER_ROOT": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "-m", "burla.services.container_service"], env=env)
+    try:
+        node = Node(port, tmp_path)
+        try:
+            yield node
+        finally:
+            node.connection.close()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_runs_inputs_in_order_and_returns_results(node: Node):
+    node.job(lambda x, y: x * y)
+    node.inputs([(i, 2) for i in range(100)])
+    results, _ = node.collect(100)
+    assert results == {i: ("ok", i * 2) for i in range(100)}
+
+
+def test_prints_come_back_tagged_and_before_their_result(node: Node):
+    def talk(x):
+        print("out", x)
+        print("err", x, file=sys.stderr)
+        print("partial", end="")
+        return x
+
+    node.job(talk)
+    node.inputs([(7,), (8,)])
+    results, logs = node.collect(2)
+    assert results == {7: ("ok", 7), 8: ("ok", 8)} or results == {0: ("ok", 7), 1: ("ok", 8)}
+    by_input = {}
+    for index, stream, text in logs:
+        by_input.setdefault(index, []).append((stream, text))
+    assert by_input[0] == [("stdout", "out 7\n"), ("stderr", "err 7\n"), ("stdout", "partial")]
+    assert by_input[1] == [("stdout", "out 8\n"), ("stderr", "err 8\n"), ("stdout", "partial")]
+
+
+def test_an_exception_comes_back_with_its_traceback(node: Node):
+    def fail(x):
+        raise ValueError(f"bad {x}")
+
+    node.job(fail)
+    node.inputs([(1,)])
+    results, _ = node.collect(1)
+    kind, error = results[0]
+    assert kind == "raised"
+    assert isinstance(error, ValueError)
+    assert str(error) == "bad 1"
+    assert error.__traceback__ is not None
+    assert error.__traceback__.tb_frame.f_code.co_name == "fail"
+
+
+def test_an_exception_that_does_not_pickle_comes_back_as_text(node: Node):
+    class Odd(Exception):
+        def __init__(self, message):
+            super().__init__(message)
+            self.lock = threading.Lock()
+
+    def fail(x):
+        raise Odd("odd one")
+
+    node.job(fail)
+    node.inputs([(1,)])
+    results, _ = node.collect(1)
+    kind, text = results[0]
+    assert kind == "raised_text"
+    assert text["type"].endswith("Odd")
+    assert text["message"] == "odd one"
+    assert "in fail" in text["traceback"]
+
+
+def test_an_unpicklable_result_is_an_error_not_a_crash(node: Node):
+    node.job(lambda x: (y for y in range(x)))
+    node.inputs([(3,), (4,)])
+    results, _ = node.collect(2)
+    assert [kind for kind, _ in results.values()] == ["raised", "raised"]
+    assert "generator" in str(results[0][1])
+
+
+def test_a_function_that_does_not_load_is_reported(node: Node):
+    class Unloadable:
+        def __reduce__(self):
+            return (__import__, ("module_that_is_not_there",))
+
+    node.connection.send([({"op": "job", "job_id": "job"}, cloudpickle.dumps(Unloadable()))])
+    results, _ = node.collect(1)
+    op, header = results["__other__"]
+    assert op == "job_error"
+    assert "module_that_is_not_there" in header["message"]
+
+
+def test_status_file_names_the_running_input(node: Node):
+    node.job(lambda x: time.sleep(x))
+    node.inputs([(30,)], start=5)
+    deadline = time.monotonic() + 10
+    while (status := read_status(node.root / "status")) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert status[0] == 5
