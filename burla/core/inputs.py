@@ -71,6 +71,14 @@ class InputRaised:
 
 
 @dataclass(frozen=True)
+class InputTimedOut:
+    """The worker's node stopped it: the input it was running ran past the timeout."""
+
+    worker: str
+    index: int
+
+
+@dataclass(frozen=True)
 class LeaseRenewed:
     worker: str
     lease_s: float
@@ -105,6 +113,7 @@ InputEvent = (
     | InputStarted
     | InputSucceeded
     | InputRaised
+    | InputTimedOut
     | LeaseRenewed
     | WorkerDied
     | NodeLost
@@ -205,6 +214,8 @@ class InputMachine:
                 commands = self._succeeded(index)
             case InputRaised(worker, index):
                 commands = self._failed_attempt(index, Failure.RAISED)
+            case InputTimedOut(worker, index):
+                commands = self._timed_out(worker, index)
             case LeaseRenewed(worker, lease_s):
                 commands = self._renewed(worker, lease_s)
             case WorkerDied(worker, running):
@@ -322,15 +333,21 @@ class InputMachine:
                 continue  # handled earlier in this tick, with the rest of its worker
             started, limit = record.started_at, self.timeout_s
             if limit is not None and started is not None and now >= started + limit:
-                commands += self._failed_attempt(index, Failure.TIMED_OUT)
                 reason = f"input {index} ran past the {limit:g} s timeout"
-                commands.append(KillWorker(worker, reason))
-                commands += self._worker_gone(worker, crashed=False)
+                commands += [KillWorker(worker, reason), *self._timed_out(worker, index)]
             elif record.lease_expires is not None and now >= record.lease_expires:
                 self.workers[worker].leased.discard(index)
                 record.worker = None
                 commands += self._returned(index)
         return commands
+
+    def _timed_out(self, worker: str, index: int) -> list[InputCommand]:
+        """The input used up a try; the worker is gone, so the rest it held go back."""
+        if self.inputs[index].worker != worker:
+            return self._worker_gone(worker, crashed=False)
+        return self._failed_attempt(index, Failure.TIMED_OUT) + self._worker_gone(
+            worker, crashed=False
+        )
 
     def _cancel(self) -> list[InputCommand]:
         commands: list[InputCommand] = [

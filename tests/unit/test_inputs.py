@@ -12,6 +12,7 @@ from burla.core.inputs import (
     InputStarted,
     InputStatus,
     InputSucceeded,
+    InputTimedOut,
     KillWorker,
     LeaseRenewed,
     NodeLost,
@@ -101,8 +102,8 @@ def test_timeout_counts_from_the_start_of_the_input_and_kills_its_worker():
     clock.advance(0.5)
     commands = machine.handle(Tick())
     assert commands == [
-        Requeue((0,)),
         KillWorker("w", "input 0 ran past the 10 s timeout"),
+        Requeue((0,)),
         Requeue((1,)),
     ]
     assert machine.inputs[0].attempts == 1
@@ -162,3 +163,11 @@ def test_worker_death_reported_by_its_node_names_the_input_it_was_running():
     assert commands == [Requeue((0,)), Requeue((1,))]
     assert machine.inputs[1].attempts == 1
     assert machine.inputs[0].attempts == 0
+
+
+def test_timeout_seen_by_the_node_uses_a_try_and_returns_the_workers_other_inputs():
+    machine = InputMachine(2, ManualClock(), retries=0)
+    machine.handle(InputsClaimed("w", "node", (0, 1), lease_s=30))
+    commands = machine.handle(InputTimedOut("w", 0))
+    assert commands == [RecordFailure(0, Failure.TIMED_OUT, 1), Requeue((1,))]
+    assert "w" not in machine.workers

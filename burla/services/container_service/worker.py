@@ -12,8 +12,9 @@ worker -> node:
     {"op": "results", "job_id", "items": [[index, kind, size], ...]} + payloads, concatenated
 kind is "ok" (a pickled value), "raised" (a pickled exception with its traceback) or
 "raised_text" (JSON: type, message, traceback, for an exception that does not pickle).
-The input running now is kept in the file `status` so the node can tell, should this
-process die, which input killed it.
+The input running now is kept in the file $BURLA_STATUS_FILE (default: `status` in the
+container's directory) so the node can tell, should this process die, which input
+killed it, and how long it has run.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ FLUSH_S = 0.02
 """Longest a finished result waits to be sent with others while more inputs run."""
 
 STATUS = struct.Struct("<qd")
-"""The status file: index of the input running (-1: none) and when it started."""
+"""The status file: index of the input running (-1: none) and when it started (epoch s)."""
 
 Message = tuple[dict[str, Any], bytes] | None
 
@@ -82,11 +83,11 @@ class StatusFile:
         self.set(-1)
 
     def set(self, index: int) -> None:
-        os.pwrite(self._fd, STATUS.pack(index, time.monotonic()), 0)
+        os.pwrite(self._fd, STATUS.pack(index, time.time()), 0)
 
 
 def read_status(path: Path) -> tuple[int, float] | None:
-    """The input a worker was running and since when (monotonic), or None."""
+    """The input a worker was running and since when (epoch seconds), or None."""
     try:
         data = path.read_bytes()[: STATUS.size]
     except FileNotFoundError:
@@ -227,7 +228,9 @@ class Worker:
 
 def main() -> None:
     port = int(os.environ["BURLA_PORT"])
-    root = Path(os.environ.get("BURLA_CONTAINER_ROOT", "."))
+    status = os.environ.get("BURLA_STATUS_FILE") or Path(
+        os.environ.get("BURLA_CONTAINER_ROOT", "."), "status"
+    )
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
@@ -236,7 +239,7 @@ def main() -> None:
     listener.close()
     connection = Connection(sock)
     connection.send([({"op": "hello", "pid": os.getpid()}, b"")])
-    worker = Worker(connection, StatusFile(root / "status"))
+    worker = Worker(connection, StatusFile(Path(status)))
     sys.stdout, sys.stderr = worker.stdout, worker.stderr
     try:
         worker.serve()
