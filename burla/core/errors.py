@@ -2,12 +2,28 @@
 
     BurlaError                      base of everything below; catch this to catch burla
     ├── InvalidRequestError         the call asked for something that cannot be done as asked
-    │   └── ResourceRequestError    func_cpu / func_ram / func_gpu fit on no node type
+    │   ├── ResourceRequestError    func_cpu / func_ram / func_gpu fit on no node type
+    │   ├── SerializationError      the function or an input cannot be pickled
+    │   └── PayloadTooLargeError    the function or an input is over the size limit
     ├── BackendError                a backend could not do what was asked
     │   ├── ConflictError           a compare-and-set or create-only write lost a race
     │   ├── NotFoundError           the document, blob, machine or container does not exist
-    │   └── SignedUrlError          a signed URL is expired, tampered with or used for another key
+    │   ├── SignedUrlError          a signed URL is expired, tampered with or used for another key
+    │   └── ClusterUnavailableError the cluster could not be reached or started
+    ├── JobError                    the job ran but did not deliver (has `burla_input_index`
+    │   │                           where one input is to blame)
+    │   ├── FunctionLoadError       the workers could not unpickle the function
+    │   ├── RemoteError             the function raised an exception that could not be
+    │   │                           sent back; carries its type, message and traceback text
+    │   ├── WorkerCrashedError      the worker died running an input, on every try
+    │   ├── InputTimeoutError       an input ran past `timeout`, on every try
+    │   ├── NodeLostError           an input's node was lost too many times
+    │   └── JobInterruptedError     Ctrl-C: the job was canceled on the cluster (also a
+    │                               KeyboardInterrupt)
     └── InvariantError              burla's own bookkeeping broke a rule; a bug, please report it
+
+An exception raised by the function itself is re-raised as its own type, with the remote
+traceback and a `burla_input_index` attribute.
 
 Every message says what happened and what to do about it. Foreign exceptions
 (sqlite, google.api_core, docker, redis) are turned into these where they
@@ -47,3 +63,56 @@ class SignedUrlError(BackendError):
 
 class InvariantError(BurlaError):
     """Internal state broke one of burla's rules. This is a bug in burla."""
+
+
+class SerializationError(InvalidRequestError):
+    """The function or an input cannot be pickled."""
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """The function or an input is larger than the cluster accepts."""
+
+
+class ClusterUnavailableError(BackendError):
+    """The cluster could not be reached or started."""
+
+
+class JobError(BurlaError):
+    """The job did not deliver every result."""
+
+    burla_input_index: int | None = None
+
+    def __init__(self, message: str, input_index: int | None = None) -> None:
+        super().__init__(message)
+        self.burla_input_index = input_index
+
+
+class FunctionLoadError(JobError):
+    """The workers could not load the function."""
+
+
+class RemoteError(JobError):
+    """The function raised an exception that could not be pickled back."""
+
+    def __init__(
+        self, message: str, input_index: int | None, remote_type: str, remote_traceback: str
+    ) -> None:
+        super().__init__(message, input_index)
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+
+
+class WorkerCrashedError(JobError):
+    """The worker process died while running an input, on every try."""
+
+
+class InputTimeoutError(JobError):
+    """An input ran past the job's timeout, on every try."""
+
+
+class NodeLostError(JobError):
+    """An input's node was lost too many times."""
+
+
+class JobInterruptedError(JobError, KeyboardInterrupt):
+    """The client was interrupted (Ctrl-C); the job was canceled on the cluster."""

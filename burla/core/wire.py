@@ -19,12 +19,12 @@ PREFIX_SIZE = _LENGTHS.size
 MAX_HEADER = 16 * 1024 * 1024
 
 
-def encode(header: dict[str, Any], payload: bytes = b"") -> bytes:
+def encode(header: dict[str, Any] | list[Any], payload: bytes = b"") -> bytes:
     head = json.dumps(header, separators=(",", ":")).encode()
     return _LENGTHS.pack(len(head), len(payload)) + head + payload
 
 
-def encode_many(frames: list[tuple[dict[str, Any], bytes]]) -> bytes:
+def encode_many(frames: list[tuple[Any, bytes]]) -> bytes:
     return b"".join(encode(header, payload) for header, payload in frames)
 
 
@@ -36,17 +36,18 @@ def lengths(prefix: bytes) -> tuple[int, int]:
     return head, body
 
 
-def decode_header(raw: bytes) -> dict[str, Any]:
+def decode_header(raw: bytes) -> Any:
+    """A header: a JSON object, or a JSON array for compact events."""
     try:
         header = json.loads(raw)
     except ValueError as error:
         raise InvalidRequestError(f"a frame header is not JSON: {error}") from None
-    if not isinstance(header, dict):
-        raise InvalidRequestError("a frame header must be a JSON object")
+    if not isinstance(header, dict | list):
+        raise InvalidRequestError("a frame header must be a JSON object or array")
     return header
 
 
-def decode_all(data: bytes | memoryview) -> Iterator[tuple[dict[str, Any], bytes]]:
+def decode_all(data: bytes | memoryview) -> Iterator[tuple[Any, bytes]]:
     """Every frame in `data`, which must hold whole frames only."""
     view = memoryview(data)
     offset = 0

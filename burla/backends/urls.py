@@ -1,0 +1,29 @@
+"""Open a Store or BlobStore from the URL that services and workers are given."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from burla.core.clock import Clock, WallClock
+from burla.core.errors import InvalidRequestError
+from burla.core.protocols import BlobStore, Store
+
+
+def open_store(url: str, clock: Clock | None = None) -> Store:
+    """`sqlite:///path/to/store.db`."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        from burla.backends.local.store import SqliteStore
+
+        return SqliteStore(parts.path, clock or WallClock())
+    raise InvalidRequestError(f"no store for {url!r}; use sqlite:///PATH")
+
+
+def open_blobs(url: str, secret: bytes, clock: Clock | None = None) -> BlobStore:
+    """`file:///path/to/directory`."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        from burla.backends.local.blobs import DirectoryBlobStore
+
+        return DirectoryBlobStore(parts.path, secret, clock or WallClock())
+    raise InvalidRequestError(f"no blob store for {url!r}; use file:///DIRECTORY")

@@ -1,0 +1,112 @@
+"""Find the embedded local cluster, starting it in the background when none runs.
+
+Its state lives in one directory, $BURLA_LOCAL_DIR or ~/.burla/local; `cluster.json`
+there says where its main_service listens and holds the token to talk to it. The cluster
+outlives the process that started it, so later calls from any process find it warm, and
+it stops itself after $BURLA_LOCAL_IDLE_S seconds (default 1800) without jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from burla.core.errors import ClusterUnavailableError
+
+START_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    url: str
+    token: str
+    pid: int
+    cpus: int
+
+
+def local_dir() -> Path:
+    return Path(os.environ.get("BURLA_LOCAL_DIR") or Path.home() / ".burla" / "local")
+
+
+def find(root: Path | None = None) -> ClusterInfo | None:
+    """The running local cluster, or None."""
+    root = root or local_dir()
+    try:
+        info = json.loads((root / "cluster.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    cluster = ClusterInfo(info["url"], info["token"], info["pid"], info["cpus"])
+    try:
+        response = httpx.get(
+            f"{cluster.url}/health",
+            headers={"authorization": f"Bearer {cluster.token}"},
+            timeout=5,
+        )
+    except httpx.HTTPError:
+        return None
+    return cluster if response.is_success else None
+
+
+def start(root: Path | None = None, cpus: int | None = None) -> ClusterInfo:
+    """The local cluster, started if it is not running."""
+    root = root or local_dir()
+    if (cluster := find(root)) is not None:
+        return cluster
+    root.mkdir(parents=True, exist_ok=True)
+    cpus = cpus or int(os.environ.get("BURLA_LOCAL_CPUS") or os.cpu_count() or 1)
+    command = [
+        sys.executable,
+        "-m",
+        "burla.services.main_service",
+        "--local-dir",
+        str(root),
+        "--cpus",
+        str(cpus),
+        "--idle-s",
+        os.environ.get("BURLA_LOCAL_IDLE_S", "1800"),
+    ]
+    with open(root / "main.log", "ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd=root,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if (cluster := find(root)) is not None:
+            return cluster
+        if process.poll() not in (None, 0):
+            break
+        time.sleep(0.01)
+    raise ClusterUnavailableError(
+        f"the local cluster did not start within {START_TIMEOUT_S:g} s; "
+        f"its log is {root / 'main.log'}"
+    )
+
+
+def stop(root: Path | None = None, timeout_s: float = 30.0) -> bool:
+    """Stop the local cluster and its nodes; False if none was running."""
+    root = root or local_dir()
+    cluster = find(root)
+    if cluster is None:
+        return False
+    os.kill(cluster.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not (root / "cluster.json").exists():
+            return True
+        time.sleep(0.02)
+    raise ClusterUnavailableError(
+        f"the local cluster (pid {cluster.pid}) did not stop within {timeout_s:g} s"
+    )

@@ -1,0 +1,260 @@
+"""remote_parallel_map: ship a function and inputs to a cluster, bring back results."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any
+
+import cloudpickle
+import httpx
+
+from burla.client import local
+from burla.client.progress import JobProgress
+from burla.client.serialize import dumps_function, dumps_input
+from burla.core import wire
+from burla.core.errors import (
+    BurlaError,
+    ClusterUnavailableError,
+    FunctionLoadError,
+    InputTimeoutError,
+    InvalidRequestError,
+    JobError,
+    JobInterruptedError,
+    NodeLostError,
+    PayloadTooLargeError,
+    RemoteError,
+    WorkerCrashedError,
+)
+
+INLINE_LIMIT = 1 << 20
+"""Inputs up to this size travel in the job request; bigger ones go to the blob store."""
+
+WAIT_S = 10.0
+_FAILURES = {
+    "worker_died": WorkerCrashedError,
+    "timed_out": InputTimeoutError,
+    "lost": NodeLostError,
+}
+
+
+def max_payload() -> int:
+    return int(os.environ.get("BURLA_MAX_PAYLOAD_MB", "1024")) << 20
+
+
+def remote_parallel_map(
+    function_: Callable[..., Any],
+    inputs: Iterable[Any],
+    *,
+    func_cpu: int = 1,
+    func_ram: float = 4,
+    func_gpu: int | None = None,
+    image: str | None = None,
+    dockerfile: str | None = None,
+    backend: str | None = None,
+    max_parallelism: int | None = None,
+    generator: bool = False,
+    ordered: bool = True,
+    unpack_tuples: bool = True,
+    retries: int = 0,
+    timeout: float | None = None,
+    spinner: bool = True,
+    detach: bool = False,
+) -> Any:
+    """Run `function_` on every input on the cluster; return the results in input order.
+
+    A tuple input is passed as *args (unless `unpack_tuples=False`). With
+    `generator=True` results are yielded as they arrive; `ordered=False` gives them in
+    completion order. `detach=True` returns the job id at once. An exception the function
+    raises is re-raised here as its own type, with `burla_input_index` set.
+    """
+    if dockerfile is not None:
+        raise InvalidRequestError("dockerfile= is not supported by this cluster yet; use image=")
+    backend = backend or os.environ.get("BURLA_BACKEND") or "local"
+    if backend != "local":
+        raise InvalidRequestError(f"unknown backend {backend!r}; this version runs 'local'")
+    function = dumps_function(function_)
+    values = list(inputs)
+    payloads = [dumps_input(n, value, unpack_tuples) for n, value in enumerate(values)]
+    limit = max_payload()
+    for what, size in [
+        ("the function", len(function)),
+        *((f"input {n}", len(p)) for n, p in enumerate(payloads)),
+    ]:
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"{what} pickles to {size / 2**20:.1f} MB, over the {limit >> 20} MB limit "
+                "(BURLA_MAX_PAYLOAD_MB); pass a path or URL and load the data inside the function"
+            )
+    spec = {
+        "n_inputs": len(payloads),
+        "func_cpu": func_cpu,
+        "func_ram": func_ram,
+        "func_gpu": func_gpu or 0,
+        "image": image,
+        "max_parallelism": max_parallelism,
+        "retries": retries,
+        "timeout_s": timeout,
+    }
+    session = Session(local.start())
+    job_id = session.submit(spec, function, payloads)
+    if detach:
+        session.close()
+        return job_id
+    results = session.follow(job_id, len(payloads), ordered=ordered, spinner=spinner)
+    if generator:
+        return results
+    return list(results)
+
+
+class Session:
+    """One client's conversation with main_service."""
+
+    def __init__(self, cluster: local.ClusterInfo) -> None:
+        self.http = httpx.Client(
+            base_url=cluster.url,
+            headers={"authorization": f"Bearer {cluster.token}"},
+            timeout=httpx.Timeout(WAIT_S + 30),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ClusterUnavailableError(
+                f"the cluster did not answer {method} {path}: {error}; is it running? "
+                "(`burla local status`)"
+            ) from error
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                message = body.get("message") or body.get("detail", {}).get("message")
+            except ValueError:
+                message = response.text
+            error_type = InvalidRequestError if response.status_code < 500 else BurlaError
+            raise error_type(f"the cluster refused {method} {path}: {message}")
+        return response
+
+    def submit(self, spec: dict[str, Any], function: bytes, payloads: list[bytes]) -> str:
+        big = [n for n, p in enumerate(payloads) if len(p) > INLINE_LIMIT]
+        function_big = len(function) > INLINE_LIMIT
+        keys: dict[int, str] = {}
+        head: dict[str, Any] = {"spec": spec}
+        if big or function_big:
+            count = len(big) + int(function_big)
+            uploads = self.call("POST", "/uploads", json={"count": count}).json()
+            targets = list(zip(uploads["keys"], uploads["urls"], strict=True))
+            if function_big:
+                key, url = targets.pop()
+                put_signed(url, function)
+                head["function_key"] = key
+            for n, (key, url) in zip(big, targets, strict=True):
+                put_signed(url, payloads[n])
+                keys[n] = key
+        frames: list[tuple[dict[str, Any], bytes]] = [(head, b"" if function_big else function)]
+        for n, payload in enumerate(payloads):
+            frames.append(({"i": n, "blob": keys[n]}, b"") if n in keys else ({"i": n}, payload))
+        response = self.call("POST", "/jobs", content=wire.encode_many(frames))
+        job_id: str = response.json()["job_id"]
+        return job_id
+
+    def follow(
+        self, job_id: str, total: int, *, ordered: bool, spinner: bool
+    ) -> Generator[Any, None, None]:
+        try:
+            with JobProgress(total, spinner) as progress:
+                yield from self._results(job_id, total, ordered, progress)
+        except KeyboardInterrupt:
+            self.cancel(job_id)
+            raise JobInterruptedError(
+                f"interrupted: job {job_id} was canceled on the cluster"
+            ) from None
+        except BaseException:
+            self.cancel(job_id)
+            raise
+        finally:
+            self.close()
+
+    def cancel(self, job_id: str) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # a cluster that is gone runs nothing
+            self.http.post(f"/jobs/{job_id}/cancel", timeout=5)
+
+    def _results(
+        self, job_id: str, total: int, ordered: bool, progress: JobProgress
+    ) -> Iterator[Any]:
+        cursor = 0
+        done = 0
+        waiting: dict[int, Any] = {}
+        next_index = 0
+        while True:
+            response = self.call(
+                "GET", f"/jobs/{job_id}/events", params={"after": cursor, "wait": WAIT_S}
+            )
+            frames = wire.decode_all(response.content)
+            head, _ = next(frames)
+            for event, payload in frames:
+                kind = event[0]
+                if kind == "log":
+                    progress.print(event[3], event[2])
+                elif kind == "result":
+                    index = event[1]
+                    value = decode_result(index, event[2], payload)
+                    done += 1
+                    progress.advance(done)
+                    if not ordered:
+                        yield value
+                        continue
+                    waiting[index] = value
+                    while next_index in waiting:
+                        yield waiting.pop(next_index)
+                        next_index += 1
+                elif kind == "done":
+                    if event[2]:
+                        raise FunctionLoadError(
+                            f"the workers could not load the function of job {job_id}:\n"
+                            f"{event[2]}\nIs every module it uses importable on the cluster?"
+                        )
+                    if event[1] == "canceled":
+                        raise JobError(f"job {job_id} was canceled")
+                    if done < total:
+                        raise JobError(f"job {job_id} ended with {total - done} results missing")
+                    return
+            cursor = head["next"]
+
+
+def decode_result(index: int, kind: str, payload: bytes) -> Any:
+    """A result's value, or the exception that stands for it, raised."""
+    if kind == "ok":
+        return cloudpickle.loads(payload)
+    if kind == "raised":
+        error = cloudpickle.loads(payload)
+        error.burla_input_index = index
+        raise error
+    details = json.loads(payload)
+    if kind == "raised_text":
+        raise RemoteError(
+            f"input {index} raised {details['type']}: {details['message']} (the exception "
+            f"could not be pickled back; remote traceback below)\n{details['traceback']}",
+            index,
+            details["type"],
+            details["traceback"],
+        )
+    raise _FAILURES[kind](details["message"], index)
+
+
+def put_signed(url: str, data: bytes) -> None:
+    """Upload to a signed URL: over HTTP, or straight into a local cluster's directory."""
+    if url.startswith("file://"):
+        path = url.removeprefix("file://").split("?", 1)[0]
+        temporary = f"{path}.upload"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+        return
+    httpx.put(url, content=data, timeout=600).raise_for_status()

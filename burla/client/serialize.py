@@ -1,0 +1,76 @@
+"""Pickling the function and inputs, with the caller's own code shipped by value."""
+
+from __future__ import annotations
+
+import site
+import sys
+import sysconfig
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cloudpickle
+
+from burla.core.errors import SerializationError
+
+_INSTALLED = tuple(
+    str(Path(p).resolve())
+    for p in {
+        *site.getsitepackages(),
+        site.getusersitepackages(),
+        sysconfig.get_paths()["stdlib"],
+        sysconfig.get_paths()["platstdlib"],
+        sysconfig.get_paths()["purelib"],
+        sysconfig.get_paths()["platlib"],
+        sys.prefix,
+        sys.base_prefix,
+    }
+)
+_BURLA = str(Path(__file__).resolve().parents[1])
+
+
+def is_own_code(module: ModuleType) -> bool:
+    """A module of the caller's (a script, a module beside it, a notebook), not installed."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    path = str(Path(file).resolve())
+    return not path.startswith(_INSTALLED) and not path.startswith(_BURLA)
+
+
+def ship_own_code_by_value() -> None:
+    """Workers may run another environment, started by another process: send the caller's
+    own modules with the function rather than by name."""
+    for name, module in list(sys.modules.items()):
+        if module is None or "." in name or name == "__main__":
+            continue
+        if is_own_code(module):
+            cloudpickle.register_pickle_by_value(module)
+
+
+def dumps_function(function: Any) -> bytes:
+    if not callable(function):
+        raise SerializationError(
+            f"remote_parallel_map needs a function, not {type(function).__name__}"
+        )
+    ship_own_code_by_value()
+    try:
+        return cloudpickle.dumps(function)
+    except Exception as error:
+        raise SerializationError(
+            f"the function {getattr(function, '__qualname__', function)!r} cannot be pickled: "
+            f"{type(error).__name__}: {error}. It must not capture open files, locks, "
+            "sockets or clients; create those inside the function instead."
+        ) from error
+
+
+def dumps_input(index: int, value: Any, unpack_tuples: bool) -> bytes:
+    args = value if unpack_tuples and type(value) is tuple else (value,)
+    try:
+        return cloudpickle.dumps(args)
+    except Exception as error:
+        raise SerializationError(
+            f"input {index} ({type(value).__name__}) cannot be pickled: "
+            f"{type(error).__name__}: {error}. Pass plain data (numbers, strings, lists, "
+            "arrays, paths) and open files or connections inside the function."
+        ) from error

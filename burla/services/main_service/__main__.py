@@ -1,0 +1,144 @@
+"""Run the embedded local cluster's main_service: `python -m burla.services.main_service`.
+
+The cluster's state lives in one directory (see burla.client.local): the Store, the blob
+store, the nodes' directories and `cluster.json`, which tells clients where to connect.
+Only one main_service runs per directory; a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import socket
+from pathlib import Path
+
+import anyio
+import httpx
+import uvicorn
+from anyio.abc import TaskGroup
+
+from burla.backends.local.blobs import DirectoryBlobStore
+from burla.backends.local.compute import LocalComputeProvider
+from burla.backends.local.store import SqliteStore
+from burla.core.clock import WallClock
+from burla.core.models import (
+    ClusterConfig,
+    ContainerSpec,
+    NodeType,
+    StandbyDefinition,
+    StandbyGroup,
+)
+from burla.services.main_service.app import create_app
+from burla.services.main_service.service import MainService
+from burla.services.node_service.__main__ import LOCAL_DEFAULT_IMAGE
+
+CLUSTER_FILE = "cluster.json"
+
+
+def local_config(cpus: int) -> ClusterConfig:
+    """One node with `cpus` CPUs, kept warm and reused job after job.
+
+    Memory is the machine's, shared with everything else on it; the node claims at least
+    4 GB per CPU so that, as with multiprocessing, every CPU gets a worker by default.
+    """
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    node_type = NodeType(name="local", cpus=cpus, ram_gb=max(round(memory_gb, 1), 4.0 * cpus))
+    standby = StandbyDefinition(
+        nodes=(StandbyGroup(node_type=node_type, count=1),),
+        containers=(ContainerSpec(image=LOCAL_DEFAULT_IMAGE),),
+    )
+    return ClusterConfig(standby=standby, max_nodes=1, release="recycle")
+
+
+async def serve(root: Path, cpus: int, idle_s: float) -> None:
+    clock = WallClock()
+    token = secrets.token_hex(32)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    store = SqliteStore(root / "store.db", clock)
+    blobs = DirectoryBlobStore(root / "blobs", bytes.fromhex(token), clock)
+    compute = LocalComputeProvider(root)
+    for machine in await compute.list():  # left by a main_service that died
+        await compute.delete(machine.node_id)
+    boot_env = {
+        "BURLA_STORE_URL": f"sqlite://{root / 'store.db'}",
+        "BURLA_BLOBS_URL": f"file://{root / 'blobs'}",
+        "BURLA_SECRET": token,
+        "BURLA_LOCAL_DIR": str(root),
+    }
+    headers = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(headers=headers) as http:
+        service = MainService(
+            config=local_config(cpus),
+            store=store,
+            blobs=blobs,
+            compute=compute,
+            clock=clock,
+            main_url=url,
+            boot_env=boot_env,
+            http=http,
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(service, token), log_level="warning", access_log=False)
+        )
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_serve_then_stop, server, sock, tasks)
+                while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+                    await anyio.sleep(0.005)
+                await service.run(tasks)
+                info = {"url": url, "token": token, "pid": os.getpid(), "cpus": cpus}
+                _write_atomically(root / CLUSTER_FILE, json.dumps(info))
+                tasks.start_soon(_stop_when_idle, service, server, idle_s)
+        finally:
+            with anyio.CancelScope(shield=True):
+                (root / CLUSTER_FILE).unlink(missing_ok=True)
+                await compute.aclose()
+                store.close()
+
+
+async def _serve_then_stop(server: uvicorn.Server, sock: socket.socket, tasks: TaskGroup) -> None:
+    await server.serve(sockets=[sock])
+    tasks.cancel_scope.cancel()
+
+
+async def _stop_when_idle(service: MainService, server: uvicorn.Server, idle_s: float) -> None:
+    while True:
+        await anyio.sleep(min(5.0, idle_s / 2))
+        busy = any(not run.state.finished for run in service.jobs.values())
+        if not busy and service.clock.now() - service.last_activity > idle_s:
+            server.should_exit = True
+            return
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    temporary.chmod(0o600)
+    temporary.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m burla.services.main_service")
+    parser.add_argument("--local-dir", type=Path, required=True)
+    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--idle-s", type=float, default=1800.0)
+    args = parser.parse_args()
+    root: Path = args.local_dir
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "main.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another main_service owns this directory
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(serve, root, args.cpus, args.idle_s)
+
+
+if __name__ == "__main__":
+    main()

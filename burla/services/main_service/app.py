@@ -1,0 +1,142 @@
+"""main_service's HTTP API: jobs for clients, reports for nodes, status for everyone.
+
+Job bodies are frames (burla.core.wire): a pickled function or input travels as opaque
+bytes and is never unpickled here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, Request, Response
+from pydantic import BaseModel
+
+from burla.core import wire
+from burla.core.errors import InvalidRequestError, NotFoundError
+from burla.services import errors
+from burla.services.main_service.service import MainService
+from burla.services.node_service.node import result_key
+
+FRAMES = "application/x-burla-frames"
+INLINE = b"\x00"
+IN_BLOB = b"\x01"
+MAX_WAIT_S = 30.0
+
+
+class Booted(BaseModel):
+    address: str
+
+
+class Uploads(BaseModel):
+    count: int
+
+
+def create_app(service: MainService, token: str) -> FastAPI:
+    def authorized(authorization: str = Header(default="")) -> None:
+        if not secrets.compare_digest(authorization, f"Bearer {token}"):
+            raise errors.Unauthorized(
+                "a valid token is needed; the local cluster's is in its cluster.json"
+            )
+
+    app = FastAPI(title="burla main_service", dependencies=[Depends(authorized)])
+    errors.install(app)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get("/cluster")
+    async def cluster() -> dict[str, Any]:
+        return service.cluster_status()
+
+    @app.post("/restart_cluster")
+    async def restart_cluster() -> dict[str, Any]:
+        await service.restart()
+        return service.cluster_status()
+
+    @app.post("/uploads")
+    async def uploads(body: Uploads) -> dict[str, Any]:
+        """Signed URLs for a function or inputs too big to send inline."""
+        prefix = f"uploads/{secrets.token_hex(8)}"
+        keys = [f"{prefix}/{n}" for n in range(body.count)]
+        urls = [await service.blobs.signed_url(k, method="PUT", expires_s=3600) for k in keys]
+        return {"keys": keys, "urls": urls}
+
+    @app.post("/jobs")
+    async def submit(request: Request) -> dict[str, str]:
+        frames = wire.decode_all(await request.body())
+        try:
+            header, function = next(frames)
+        except StopIteration:
+            raise InvalidRequestError("a job body starts with the job's frame") from None
+        items: list[tuple[str, bytes]] = []
+        for item_header, data in frames:
+            index = item_header["i"]
+            blob = item_header.get("blob")
+            items.append((str(index), IN_BLOB + blob.encode() if blob else INLINE + data))
+        job_id = await service.submit(
+            header["spec"], function or None, header.get("function_key"), items
+        )
+        return {"job_id": job_id}
+
+    @app.get("/jobs/{job_id}")
+    async def job(job_id: str) -> dict[str, Any]:
+        run = service.jobs.get(job_id)
+        if run is None:
+            doc = await service.store.get(f"jobs/{job_id}")
+            if doc is None:
+                raise NotFoundError(f"there is no job {job_id}")
+            return {"job_id": job_id, **doc.data}
+        counts: dict[str, int] = {}
+        for record in run.machine.inputs:
+            counts[record.status.value] = counts.get(record.status.value, 0) + 1
+        return {
+            "job_id": job_id,
+            "spec": run.spec.model_dump(mode="json"),
+            "state": run.state.value,
+            "error": run.error,
+            "inputs": counts,
+        }
+
+    @app.get("/jobs/{job_id}/events")
+    async def events(job_id: str, after: int = 0, wait: float = 10.0) -> Response:
+        """Results and printed lines after `after`, waiting up to `wait` s for any."""
+        run = service.job(job_id)
+        await run.wait_after(after, min(max(wait, 0.0), MAX_WAIT_S))
+        new = run.stream[after:]
+        head = {"state": run.state.value, "next": after + len(new), "error": run.error}
+        body = wire.encode(head) + wire.encode_many([(event, data) for event, data in new])
+        return Response(body, media_type=FRAMES)
+
+    @app.get("/jobs/{job_id}/results")
+    async def results(job_id: str, after: int = -1, limit: int = 1000) -> Response:
+        """Stored results in input order, for a client that detached."""
+        docs = await service.store.list(
+            f"results/{job_id}/",
+            after=result_key(job_id, after) if after >= 0 else "",
+            limit=min(limit, 10_000),
+        )
+        frames = [
+            ([int(doc.key.rsplit("/", 1)[1]), doc.data["kind"]], doc.data["payload"])
+            for doc in docs
+        ]
+        return Response(wire.encode_many(frames), media_type=FRAMES)
+
+    @app.post("/jobs/{job_id}/cancel")
+    async def cancel(job_id: str) -> dict[str, str]:
+        await service.cancel(job_id)
+        return {"job_id": job_id, "state": service.job(job_id).state.value}
+
+    @app.post("/nodes/{node_id}/booted")
+    async def booted(node_id: str, body: Booted) -> dict[str, str]:
+        await service.node_booted(node_id, body.address)
+        return {"node_id": node_id}
+
+    @app.post("/nodes/{node_id}/report")
+    async def report(node_id: str, request: Request) -> dict[str, str]:
+        for header, payload in wire.decode_all(await request.body()):
+            await service.report(node_id, header["events"], payload)
+        return {"node_id": node_id}
+
+    return app

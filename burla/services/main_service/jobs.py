@@ -1,0 +1,41 @@
+"""One running job as main_service sees it: its input machine and the stream to its client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from burla.core.inputs import InputMachine
+from burla.core.models import JobSpec, JobState
+
+StreamEvent = tuple[list[Any], bytes]
+
+
+@dataclass
+class JobRun:
+    spec: JobSpec
+    function_key: str
+    machine: InputMachine
+    receipts: dict[int, str] = field(default_factory=dict)
+    """Latest receipt of each input's queue item, as nodes reported their claims."""
+    worker_nodes: dict[str, str] = field(default_factory=dict)
+    raised: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+    """The last exception each input raised, recorded as its result if it fails for good."""
+    stream: list[StreamEvent] = field(default_factory=list)
+    changed: anyio.Event = field(default_factory=anyio.Event)
+    state: JobState = JobState.RUNNING
+    error: str | None = None
+
+    def publish(self, event: list[Any], payload: bytes = b"") -> None:
+        self.stream.append((event, payload))
+        self.changed.set()
+
+    async def wait_after(self, cursor: int, timeout_s: float) -> None:
+        """Return once the stream holds more than `cursor` events, the job ended, or time's up."""
+        with anyio.move_on_after(timeout_s):
+            while len(self.stream) <= cursor and not self.state.finished:
+                if self.changed.is_set():
+                    self.changed = anyio.Event()
+                await self.changed.wait()

@@ -1,0 +1,357 @@
+"""main_service's logic: carry out what the core decides, for the cluster and each job.
+
+Two state machines from burla.core do the deciding: ClusterMachine (nodes, standby,
+which nodes a job gets) and one InputMachine per job (leases, tries, timeouts). This
+module feeds them what happened (a job arrived, a node booted, a node reported results)
+and carries out the commands they return. It never unpickles user bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+
+from burla.core import cluster as c
+from burla.core import inputs as i
+from burla.core.clock import Clock
+from burla.core.errors import InvalidRequestError, NotFoundError
+from burla.core.inputs import Failure, InputMachine
+from burla.core.models import ClusterConfig, JobSpec, JobState, NodeState
+from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
+from burla.services.main_service.jobs import JobRun
+from burla.services.node_service.node import queue_name, result_key
+
+STANDBY_KEY = "cluster/standby"
+FORGET_AFTER_S = 600.0
+"""How long a finished job's results stay in memory for its client to read."""
+MACHINE_LEASE_S = 1e9
+"""Nodes renew their Store leases themselves; main_service learns of a lost node from its
+ComputeProvider, so the input machine's own leases never run out."""
+
+FAILURE_TEXT = {
+    Failure.WORKER_DIED: "the worker running it died (os._exit, a crash, or out of memory)",
+    Failure.TIMED_OUT: "it ran past the job's timeout",
+    Failure.LOST: "its node was lost too many times",
+}
+
+
+@dataclass(frozen=True)
+class NodeHandle:
+    node_id: str
+    address: str
+
+
+class MainService:
+    def __init__(
+        self,
+        *,
+        config: ClusterConfig,
+        store: Store,
+        blobs: BlobStore,
+        compute: ComputeProvider,
+        clock: Clock,
+        main_url: str,
+        boot_env: dict[str, str],
+        http: httpx.AsyncClient,
+        validate: bool = False,
+    ) -> None:
+        self.cluster = c.ClusterMachine(config, clock, validate=validate)
+        self.store = store
+        self.blobs = blobs
+        self.compute = compute
+        self.clock = clock
+        self.main_url = main_url
+        self.boot_env = boot_env
+        self.http = http
+        self.validate = validate
+        self.jobs: dict[str, JobRun] = {}
+        self.addresses: dict[str, str] = {}
+        self.cluster_changed = anyio.Event()
+        self._tasks: TaskGroup | None = None
+        self._ids = itertools.count(1)
+        self.last_activity = clock.now()
+
+    async def run(self, tasks: TaskGroup) -> None:
+        """Enter standby from the stored definition and watch the nodes."""
+        self._tasks = tasks
+        await self.store.put(STANDBY_KEY, self.cluster.config.standby.model_dump(mode="json"))
+        await self.apply(self.cluster.handle(c.RestartCluster()))
+        tasks.start_soon(self._watch_nodes)
+
+    # The cluster -----------------------------------------------------------------------
+    async def restart(self, config: ClusterConfig | None = None) -> None:
+        if config is not None:
+            await self.store.put(STANDBY_KEY, config.standby.model_dump(mode="json"))
+        await self.apply(self.cluster.handle(c.RestartCluster(config)))
+
+    async def node_booted(self, node_id: str, address: str) -> None:
+        self.addresses[node_id] = address
+        await self.apply(self.cluster.handle(c.NodeBooted(node_id)))
+        self._cluster_changed()
+
+    async def node_failed(self, node_id: str) -> None:
+        if node_id not in self.cluster.nodes:
+            return
+        job_id = self.cluster.nodes[node_id].job_id
+        self.addresses.pop(node_id, None)
+        await self.apply(self.cluster.handle(c.NodeFailed(node_id)))
+        job = self.jobs.get(job_id) if job_id else None
+        if job is not None and not job.state.finished:
+            await self._job_events(job, [i.NodeLost(node_id)])
+        self._cluster_changed()
+
+    async def apply(self, commands: list[c.ClusterCommand]) -> None:
+        for command in commands:
+            match command:
+                case c.StartNode(node_id, node_type):
+                    boot = BootSpec(node_id, node_type, self.main_url, self.boot_env)
+                    await self.compute.create(boot)
+                case c.AssignNodes(job, node_ids):
+                    for node_id in node_ids:
+                        self._spawn(self._assign, job, node_id)
+                case c.DeleteNode(node_id):
+                    self.addresses.pop(node_id, None)
+                    await self.compute.delete(node_id)
+                case c.ResetNode(node_id):
+                    self._spawn(self._reset, node_id)
+        self._cluster_changed()
+
+    async def _assign(self, job: JobSpec, node_id: str) -> None:
+        run = self.jobs.get(job.job_id)
+        if run is None or run.state.finished:
+            return
+        body = {"job": job.model_dump(mode="json"), "function_key": run.function_key}
+        if not await self._call_node(node_id, "/jobs", body):
+            await self.node_failed(node_id)
+
+    async def _reset(self, node_id: str) -> None:
+        if await self._call_node(node_id, "/reset", {}):
+            await self.apply(self.cluster.handle(c.NodeBooted(node_id)))
+        else:
+            await self.node_failed(node_id)
+
+    async def _call_node(self, node_id: str, path: str, body: dict[str, Any]) -> bool:
+        address = self.addresses.get(node_id)
+        if address is None:
+            return False
+        try:
+            response = await self.http.post(f"http://{address}{path}", json=body, timeout=120)
+        except httpx.HTTPError:
+            return False
+        return response.is_success
+
+    async def _watch_nodes(self) -> None:
+        """Nodes whose machine failed or vanished are lost; boots that hang are given up."""
+        while True:
+            await anyio.sleep(0.5)
+            machines = {m.node_id: m for m in await self.compute.list()}
+            for node_id in list(self.cluster.nodes):
+                machine = machines.get(node_id)
+                if machine is None or machine.status is MachineStatus.FAILED:
+                    await self.node_failed(node_id)
+            await self.apply(self.cluster.handle(c.Tick()))
+
+    def _cluster_changed(self) -> None:
+        self.cluster_changed.set()
+        self.cluster_changed = anyio.Event()
+
+    def _spawn(self, function: Callable[..., Any], *args: Any) -> None:
+        assert self._tasks is not None
+        self._tasks.start_soon(function, *args)
+
+    # Jobs ------------------------------------------------------------------------------
+    async def submit(
+        self,
+        spec: dict[str, Any],
+        function: bytes | None,
+        function_key: str | None,
+        items: list[tuple[str, bytes]],
+    ) -> str:
+        job_id = f"job-{self.clock.now():.0f}-{secrets.token_hex(4)}"
+        job = JobSpec.model_validate({**spec, "job_id": job_id})
+        if job.n_inputs != len(items):
+            raise InvalidRequestError(
+                f"the job says it has {job.n_inputs} inputs but {len(items)} came; send them all"
+            )
+        if function is not None:
+            function_key = f"jobs/{job_id}/function"
+            await self.blobs.put(function_key, function)
+        if function_key is None:
+            raise InvalidRequestError("a job needs a function: send it inline or upload it first")
+        machine = InputMachine(
+            job.n_inputs,
+            self.clock,
+            retries=job.retries,
+            validate=self.validate,
+        )
+        run = JobRun(job, function_key, machine)
+        self.jobs[job_id] = run
+        self.last_activity = self.clock.now()
+        await self.store.put(
+            f"jobs/{job_id}", {"spec": job.model_dump(mode="json"), "state": JobState.RUNNING.value}
+        )
+        await self.store.push(queue_name(job_id), items)
+        if machine.state.finished:
+            await self._finish(run, machine.state)
+            return job_id
+        try:
+            await self.apply(self.cluster.handle(c.JobSubmitted(job)))
+        except InvalidRequestError:
+            del self.jobs[job_id]
+            await self.store.put(
+                f"jobs/{job_id}",
+                {"spec": job.model_dump(mode="json"), "state": JobState.FAILED.value},
+            )
+            raise
+        return job_id
+
+    def job(self, job_id: str) -> JobRun:
+        run = self.jobs.get(job_id)
+        if run is None:
+            raise NotFoundError(f"no job {job_id} is running here; check the id with `burla jobs`")
+        return run
+
+    async def cancel(self, job_id: str) -> None:
+        run = self.job(job_id)
+        if not run.state.finished:
+            await self._job_events(run, i.CancelJob())
+
+    async def report(self, node_id: str, events: list[list[Any]], payload: bytes) -> None:
+        """What a node saw, in order: claims, results, printed lines, lost workers."""
+        offset = 0
+        for event in events:
+            kind, job_id = event[0], event[1]
+            data = b""
+            if kind == "result":
+                data = payload[offset : offset + event[5]]
+                offset += event[5]
+            run = self.jobs.get(job_id) if job_id else None
+            if run is None or run.state.finished:
+                continue
+            match kind:
+                case "claimed":
+                    _, _, worker, indices, receipts = event
+                    run.receipts.update(zip(indices, receipts, strict=True))
+                    run.worker_nodes[worker] = node_id
+                    lease = MACHINE_LEASE_S
+                    await self._job_events(
+                        run, i.InputsClaimed(worker, node_id, tuple(indices), lease)
+                    )
+                case "result":
+                    _, _, worker, index, result_kind, _ = event
+                    if result_kind == "ok":
+                        if not run.machine.inputs[index].status.finished:
+                            run.publish(["result", index, "ok"], data)
+                        await self._job_events(run, i.InputSucceeded(worker, index))
+                    else:
+                        run.raised[index] = (result_kind, data)
+                        await self._job_events(run, i.InputRaised(worker, index))
+                case "log":
+                    _, _, index, stream, text = event
+                    run.publish(["log", index, stream, text])
+                case "died":
+                    await self._job_events(run, i.WorkerDied(event[2], event[3]))
+                case "timed_out":
+                    await self._job_events(run, i.InputTimedOut(event[2], event[3]))
+                case "job_error":
+                    run.error = event[2]
+                    await self._job_events(run, i.CancelJob())
+        self.last_activity = self.clock.now()
+
+    async def _job_events(self, run: JobRun, event: i.InputEvent) -> None:
+        await self._carry_out(run, run.machine.handle(event))
+
+    async def _carry_out(self, run: JobRun, commands: list[i.InputCommand]) -> None:
+        job_id = run.spec.job_id
+        requeue: list[str] = []
+        for command in commands:
+            match command:
+                case i.Requeue(indices):
+                    requeue += [run.receipts[n] for n in indices if n in run.receipts]
+                case i.Discard(_, indices):
+                    stale = [run.receipts[n] for n in indices if n in run.receipts]
+                    await self.store.ack(queue_name(job_id), stale)
+                case i.KillWorker(worker, _):
+                    node_id = run.worker_nodes.get(worker)
+                    if node_id is not None:
+                        self._spawn(self._call_node, node_id, f"/workers/{worker}/kill", {})
+                case i.RecordFailure(index, failure, attempts):
+                    await self._record_failure(run, index, failure, attempts)
+                case i.FinishJob(state):
+                    await self._finish(run, state)
+        if requeue:
+            await self.store.renew(queue_name(job_id), requeue, lease_s=0)
+
+    async def _record_failure(
+        self, run: JobRun, index: int, failure: Failure, attempts: int
+    ) -> None:
+        job_id = run.spec.job_id
+        if failure is Failure.RAISED:
+            kind, payload = run.raised.pop(index)
+            doc: dict[str, Any] = {"kind": kind, "payload": payload}
+        else:
+            message = (
+                f"input {index} failed after {attempts} tries: {FAILURE_TEXT[failure]}"
+                if attempts
+                else f"input {index} failed: {FAILURE_TEXT[failure]}"
+            )
+            kind, payload = failure.value, json.dumps({"message": message}).encode()
+            doc = {"kind": kind, "payload": payload}
+        await self.store.put_many({result_key(job_id, index): doc}, create_only=True)
+        receipt = run.receipts.get(index)
+        if receipt is not None:
+            await self.store.ack(queue_name(job_id), [receipt])
+        run.publish(["result", index, kind], payload)
+
+    async def _finish(self, run: JobRun, state: JobState) -> None:
+        job_id = run.spec.job_id
+        if run.error is not None:
+            state = JobState.FAILED
+        run.state = state
+        await self.store.put(
+            f"jobs/{job_id}",
+            {"spec": run.spec.model_dump(mode="json"), "state": state.value, "error": run.error},
+        )
+        run.publish(["done", state.value, run.error])
+        nodes = [n.node_id for n in self.cluster.nodes.values() if n.job_id == job_id]
+        cancel = state is not JobState.SUCCEEDED
+        async with anyio.create_task_group() as group:
+            for node_id in nodes:
+                group.start_soon(
+                    self._call_node, node_id, f"/jobs/{job_id}/end", {"cancel": cancel}
+                )
+        await self.apply(self.cluster.handle(c.JobEnded(job_id)))
+        self.last_activity = self.clock.now()
+        self._spawn(self._forget_later, job_id, FORGET_AFTER_S)
+
+    async def _forget_later(self, job_id: str, after_s: float) -> None:
+        """Drop a finished job's stream from memory; its results stay in the Store."""
+        await anyio.sleep(after_s)
+        self.jobs.pop(job_id, None)
+
+    def cluster_status(self) -> dict[str, Any]:
+        nodes = [
+            {
+                "node_id": n.node_id,
+                "type": n.node_type.name,
+                "cpus": n.node_type.cpus,
+                "state": n.state.value,
+                "job_id": n.job_id,
+            }
+            for n in sorted(self.cluster.nodes.values(), key=lambda n: n.node_id)
+        ]
+        ready = sum(1 for n in self.cluster.nodes.values() if n.state is NodeState.READY)
+        return {
+            "nodes": nodes,
+            "ready": ready,
+            "jobs": {j: r.state.value for j, r in self.jobs.items()},
+            "standby": self.cluster.config.standby.model_dump(mode="json"),
+        }

@@ -1,0 +1,131 @@
+"""Run one node_service process: `python -m burla.services.node_service`, configured by
+the environment its ComputeProvider gave it (see NodeSettings)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import anyio
+import httpx
+import uvicorn
+from anyio.abc import TaskGroup
+from pydantic import BaseModel
+
+from burla.backends.local.containers import LocalContainerRuntime
+from burla.backends.local.envs import ensure_worker_env
+from burla.backends.urls import open_blobs, open_store
+from burla.core import wire
+from burla.core.clock import WallClock
+from burla.core.models import NodeType, StandbyDefinition
+from burla.services.node_service.app import create_app
+from burla.services.node_service.node import NodeService
+
+LOCAL_DEFAULT_IMAGE = "local-default"
+STANDBY_KEY = "cluster/standby"
+
+
+class NodeSettings(BaseModel):
+    node_id: str
+    node_type: NodeType
+    main_url: str
+    node_dir: Path
+    store_url: str
+    blobs_url: str
+    secret: str
+    local_dir: Path
+
+    @classmethod
+    def from_env(cls) -> NodeSettings:
+        env = os.environ
+        return cls(
+            node_id=env["BURLA_NODE_ID"],
+            node_type=NodeType.model_validate_json(env["BURLA_NODE_TYPE"]),
+            main_url=env["BURLA_MAIN_URL"],
+            node_dir=Path(env["BURLA_NODE_DIR"]),
+            store_url=env["BURLA_STORE_URL"],
+            blobs_url=env["BURLA_BLOBS_URL"],
+            secret=env["BURLA_SECRET"],
+            local_dir=Path(env["BURLA_LOCAL_DIR"]),
+        )
+
+
+async def serve(settings: NodeSettings) -> None:
+    clock = WallClock()
+    store = open_store(settings.store_url, clock)
+    blobs = open_blobs(settings.blobs_url, bytes.fromhex(settings.secret), clock)
+    standby_doc = await store.get(STANDBY_KEY)
+    standby = StandbyDefinition.model_validate(standby_doc.data if standby_doc else {})
+    images = {LOCAL_DEFAULT_IMAGE: str(ensure_worker_env(settings.local_dir))}
+    runtime = LocalContainerRuntime(settings.node_dir, images)
+    headers = {"authorization": f"Bearer {settings.secret}"}
+    async with httpx.AsyncClient(base_url=settings.main_url, headers=headers, timeout=60) as http:
+
+        async def report(header: dict[str, object], payload: bytes) -> None:
+            response = await http.post(
+                f"/nodes/{settings.node_id}/report", content=wire.encode(header, payload)
+            )
+            response.raise_for_status()
+
+        status_dir = settings.node_dir / "status"
+        status_dir.mkdir(parents=True, exist_ok=True)
+        node = NodeService(
+            node_id=settings.node_id,
+            node_type=settings.node_type,
+            containers=standby.containers,
+            runtime=runtime,
+            store=store,
+            blobs=blobs,
+            report=report,
+            clock=clock,
+            status_dir=status_dir,
+        )
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(node), log_level="warning", access_log=False)
+        )
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_exit_with_parent, tasks)
+                await node.run(tasks)
+                tasks.start_soon(_serve_then_stop, server, sock, tasks)
+                while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+                    await anyio.sleep(0.005)
+                _write_address(settings.node_dir, address)
+                response = await http.post(
+                    f"/nodes/{settings.node_id}/booted", json={"address": address}
+                )
+                response.raise_for_status()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await runtime.aclose()
+
+
+async def _serve_then_stop(server: uvicorn.Server, sock: socket.socket, tasks: TaskGroup) -> None:
+    await server.serve(sockets=[sock])
+    tasks.cancel_scope.cancel()
+
+
+async def _exit_with_parent(tasks: TaskGroup) -> None:
+    """A node started by a local main_service goes when that process goes."""
+    parent = os.getppid()
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent's death
+        await anyio.sleep(0.5)
+    tasks.cancel_scope.cancel()
+
+
+def _write_address(node_dir: Path, address: str) -> None:
+    temporary = node_dir / "address.tmp"
+    temporary.write_text(address)
+    temporary.replace(node_dir / "address")
+
+
+def main() -> None:
+    anyio.run(serve, NodeSettings.from_env())
+
+
+if __name__ == "__main__":
+    main()

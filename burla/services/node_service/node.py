@@ -1,0 +1,431 @@
+"""What a node does: keep warm workers, and run one job at a time on them.
+
+The node claims its job's inputs from the Store in batches, feeds them to its workers
+over loopback, writes results back in batches and reports to main_service: which worker
+holds which input, results, printed lines, workers that died or ran past the timeout.
+main_service decides what each of those means for the job (core.inputs); the node only
+carries out and reports. It never unpickles what passes through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from burla.core.clock import Clock
+from burla.core.errors import BurlaError
+from burla.core.kill_plan import plan_containers
+from burla.core.models import ContainerSpec, JobSpec, NodeType
+from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRuntime, Store
+from burla.core.scheduling import slots_on
+from burla.services.container_service.worker import read_status
+from burla.services.node_service.channel import Frame, WorkerChannel
+
+LEASE_S = 60.0
+"""How long the node holds a claimed input without renewing; renewed every third of it."""
+
+TARGET_BATCH_S = 0.005
+"""Work sent to a worker in one frame, in seconds of its measured run time."""
+
+MAX_BATCH = 256
+FLUSH_WINDOW_S = 0.005
+"""Under load, reports wait this long to gather more; an idle node reports at once."""
+
+Report = Callable[[dict[str, Any], bytes], Awaitable[None]]
+"""Sends one report (a frame's header and payload) to main_service."""
+
+
+def result_key(job_id: str, index: int) -> str:
+    return f"results/{job_id}/{index:09d}"
+
+
+def queue_name(job_id: str) -> str:
+    return f"inputs/{job_id}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Worker:
+    name: str
+    spec: ContainerSpec
+    port: int
+    home: frozenset[int]
+    """The CPU it is pinned to in standby."""
+    cpuset: frozenset[int]
+    status_file: Path
+    channel: WorkerChannel | None = None
+    inflight: dict[int, Claim] = field(default_factory=dict)
+    batch: int = 1
+    last_result_at: float | None = None
+
+
+@dataclass
+class Assignment:
+    job: JobSpec
+    function: bytes
+    workers: list[Worker]
+    pending: list[Claim] = field(default_factory=list)
+    ended: bool = False
+    failed: bool = False
+    wake: anyio.Event = field(default_factory=anyio.Event)
+
+
+class NodeService:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        node_type: NodeType,
+        containers: tuple[ContainerSpec, ...],
+        runtime: ContainerRuntime,
+        store: Store,
+        blobs: BlobStore,
+        report: Report,
+        clock: Clock,
+        status_dir: Path,
+    ) -> None:
+        self.node_id = node_id
+        self.node_type = node_type
+        self.specs = containers
+        self.runtime = runtime
+        self.store = store
+        self.blobs = blobs
+        self.report = report
+        self.clock = clock
+        self.status_dir = status_dir
+        self.workers: dict[str, Worker] = {}
+        self.assignment: Assignment | None = None
+        self._tasks: TaskGroup | None = None
+        self._events: list[list[Any]] = []
+        self._payloads: list[bytes] = []
+        self._done: list[tuple[str, int, bytes, Claim]] = []
+        self._report_ready = anyio.Event()
+        self._timed_out: dict[str, int] = {}
+        self._stopping: dict[str, bool] = {}  # stopped on purpose -> restart it?
+
+    # Standby ---------------------------------------------------------------------------
+    async def run(self, tasks: TaskGroup) -> None:
+        """Start the standby containers and the node's background loops."""
+        self._tasks = tasks
+        await self.start_standby()
+        tasks.start_soon(self._flush_reports)
+        tasks.start_soon(self._renew_leases)
+
+    async def start_standby(self) -> None:
+        """One container per CPU per container spec, each pinned to its own CPU."""
+        wanted = [(spec, cpu) for spec in self.specs for cpu in range(self.node_type.cpus)]
+        async with anyio.create_task_group() as group:
+            for spec, cpu in wanted:
+                name = f"{self.node_id}-{_slug(spec.image)}-{cpu}"
+                if name not in self.workers or self.workers[name].channel is None:
+                    group.start_soon(self._start_worker, name, spec, frozenset({cpu}))
+
+    async def _start_worker(self, name: str, spec: ContainerSpec, home: frozenset[int]) -> None:
+        old = self.workers.get(name)
+        port = old.port if old else free_port()
+        cpuset = old.cpuset if old else home
+        status_file = self.status_dir / f"{name}.status"
+        worker = Worker(name, spec, port, home, cpuset, status_file)
+        self.workers[name] = worker
+        await self.runtime.start(
+            spec, name=name, port=port, cpuset=cpuset, env={"BURLA_STATUS_FILE": str(status_file)}
+        )
+        worker.channel = await WorkerChannel.connect(port)
+        assert self._tasks is not None
+        self._tasks.start_soon(self._read_worker, worker)
+
+    # Jobs ------------------------------------------------------------------------------
+    async def assign(self, job: JobSpec, function_key: str) -> None:
+        if self.assignment is not None and not self.assignment.ended:
+            raise BurlaError(
+                f"node {self.node_id} already runs job {self.assignment.job.job_id}; "
+                "a node runs one job at a time"
+            )
+        image = job.image or self.specs[0].image
+        infos = [
+            ContainerInfo(name=w.name, image=w.spec.image, port=w.port, cpuset=w.cpuset)
+            for w in self.workers.values()
+            if w.channel is not None
+        ]
+        plan = plan_containers(
+            self.node_type.cpus,
+            infos,
+            image=image,
+            func_cpu=job.func_cpu,
+            max_workers=slots_on(self.node_type, job),
+        )
+        function = await self.blobs.get(function_key)
+        kept = [self.workers[k.container.name] for k in plan.keep]
+        assignment = Assignment(job, function, kept)
+        self.assignment = assignment
+        async with anyio.create_task_group() as group:
+            for doomed in plan.kill:
+                group.start_soon(self._stop_worker, self.workers[doomed.name], False)
+            for keep in plan.keep:
+                worker = self.workers[keep.container.name]
+                if worker.cpuset != keep.cpuset:
+                    worker.cpuset = keep.cpuset
+                    group.start_soon(self.runtime.set_cpuset, worker.name, keep.cpuset)
+        for worker in kept:
+            await self._send_job(worker)
+        assert self._tasks is not None
+        self._tasks.start_soon(self._feed, assignment)
+        if job.timeout_s is not None:
+            self._tasks.start_soon(self._watch_timeouts, assignment)
+
+    async def end(self, job_id: str, *, cancel: bool) -> None:
+        """Stop work on the job. On cancel, workers still running its inputs are stopped."""
+        assignment = self.assignment
+        if assignment is None or assignment.job.job_id != job_id or assignment.ended:
+            return
+        assignment.ended = True
+        assignment.wake.set()
+        if assignment.pending:
+            receipts = [c.receipt for c in assignment.pending]
+            assignment.pending = []
+            await self.store.renew(queue_name(job_id), receipts, lease_s=0)
+        async with anyio.create_task_group() as group:
+            for worker in assignment.workers:
+                if cancel and worker.inflight:
+                    group.start_soon(self._stop_worker, worker, True)
+                elif worker.channel is not None:
+                    end_job = [({"op": "end_job", "job_id": job_id}, b"")]
+                    group.start_soon(self._send, worker, end_job)
+
+    async def reset(self) -> None:
+        """Back to standby: every container of every spec, each on its own CPU again."""
+        for worker in list(self.workers.values()):
+            if worker.cpuset != worker.home:
+                worker.cpuset = worker.home
+                if worker.channel is not None:
+                    await self.runtime.set_cpuset(worker.name, worker.home)
+        await self.start_standby()
+        self.assignment = None
+
+    async def kill_worker(self, name: str) -> None:
+        """Stop a worker main_service gave up on (a timeout it saw); a fresh one replaces it."""
+        worker = self.workers.get(name)
+        if worker is not None:
+            await self._stop_worker(worker, True)
+
+    # Feeding workers -------------------------------------------------------------------
+    async def _feed(self, assignment: Assignment) -> None:
+        job_id = assignment.job.job_id
+        idle_wait = 0.01
+        while not assignment.ended and not assignment.failed:
+            room = {w.name: self._room(w) for w in assignment.workers if w.channel is not None}
+            wanted = sum(room.values())
+            if wanted > len(assignment.pending):
+                claims = await self.store.claim(
+                    queue_name(job_id), limit=wanted - len(assignment.pending), lease_s=LEASE_S
+                )
+                assignment.pending += claims
+            if assignment.pending:
+                idle_wait = 0.01
+                await self._dispatch(assignment, room)
+            busy = any(w.inflight for w in assignment.workers)
+            if not assignment.pending and not busy:
+                # Queue empty for now: inputs may still come back from a lost worker.
+                with anyio.move_on_after(idle_wait):
+                    await assignment.wake.wait()
+                idle_wait = min(idle_wait * 2, 0.5)
+            elif not assignment.pending or not any(room.values()):
+                await assignment.wake.wait()
+            if assignment.wake.is_set():
+                assignment.wake = anyio.Event()
+
+    def _room(self, worker: Worker) -> int:
+        """Inputs the worker can take now: up to two frames of work in flight."""
+        return max(0, 2 * worker.batch - len(worker.inflight))
+
+    async def _dispatch(self, assignment: Assignment, room: dict[str, int]) -> None:
+        job_id = assignment.job.job_id
+        for worker in assignment.workers:
+            take = min(room.get(worker.name, 0), worker.batch, len(assignment.pending))
+            if take <= 0 or worker.channel is None:
+                continue
+            claims, assignment.pending = assignment.pending[:take], assignment.pending[take:]
+            payloads = [await self._input_bytes(c) for c in claims]
+            for claim in claims:
+                worker.inflight[int(claim.item_id)] = claim
+            indices = [int(c.item_id) for c in claims]
+            self._event(["claimed", job_id, worker.name, indices, [c.receipt for c in claims]])
+            header = {
+                "op": "inputs",
+                "job_id": job_id,
+                "indices": indices,
+                "sizes": [len(p) for p in payloads],
+            }
+            await self._send(worker, [(header, b"".join(payloads))])
+
+    async def _input_bytes(self, claim: Claim) -> bytes:
+        """Inline inputs are the item itself; big ones wait in the blob store."""
+        if claim.data[:1] == b"\x00":
+            return claim.data[1:]
+        return await self.blobs.get(claim.data[1:].decode())
+
+    async def _send_job(self, worker: Worker) -> None:
+        assignment = self.assignment
+        if assignment is None or assignment.ended or worker not in assignment.workers:
+            return
+        job_id = assignment.job.job_id
+        worker.job_sent = job_id
+        await self._send(worker, [({"op": "job", "job_id": job_id}, assignment.function)])
+
+    async def _send(self, worker: Worker, frames: list[Frame]) -> None:
+        channel = worker.channel
+        if channel is None:
+            return
+        # A worker that is gone is noticed and reported by its reader.
+        with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await channel.send(frames)
+
+    # Hearing from workers --------------------------------------------------------------
+    async def _read_worker(self, worker: Worker) -> None:
+        channel = worker.channel
+        assert channel is not None
+        while (frame := await channel.receive()) is not None:
+            header, payload = frame
+            op = header.get("op")
+            if op == "results":
+                self._take_results(worker, header["job_id"], header["items"], payload)
+            elif op == "logs":
+                for index, stream, text in header["items"]:
+                    self._event(["log", header["job_id"], index, stream, text])
+            elif op == "job_error":
+                self._job_error(header.get("job_id"), header.get("message", ""))
+        await self._worker_gone(worker, channel)
+
+    def _take_results(
+        self, worker: Worker, job_id: str, items: list[list[Any]], payload: bytes
+    ) -> None:
+        offset = 0
+        for index, kind, size in items:
+            data = payload[offset : offset + size]
+            offset += size
+            claim = worker.inflight.pop(index, None)
+            if claim is None:
+                continue  # the job ended or was given up on meanwhile
+            if kind == "ok":
+                self._done.append((job_id, index, data, claim))
+            self._event(["result", job_id, worker.name, index, kind, size], data)
+        # Size the next frames so that each holds about TARGET_BATCH_S of work.
+        now = self.clock.now()
+        if items and worker.last_result_at is not None and now > worker.last_result_at:
+            per_input = (now - worker.last_result_at) / len(items)
+            worker.batch = max(1, min(MAX_BATCH, math.ceil(TARGET_BATCH_S / per_input)))
+        worker.last_result_at = now
+        if self.assignment is not None:
+            self.assignment.wake.set()
+
+    def _job_error(self, job_id: str | None, message: str) -> None:
+        assignment = self.assignment
+        if assignment is None or assignment.job.job_id != job_id or assignment.failed:
+            return
+        assignment.failed = True
+        self._event(["job_error", job_id, message])
+
+    async def _worker_gone(self, worker: Worker, channel: WorkerChannel) -> None:
+        await channel.aclose()
+        worker.channel = None
+        worker.last_result_at = None
+        restart = self._stopping.pop(worker.name, None)
+        if restart is False:
+            return  # the kill plan stopped it; reset starts it again
+        assignment = self.assignment
+        job_id = assignment.job.job_id if assignment else None
+        status = read_status(worker.status_file)
+        timed_out = self._timed_out.pop(worker.name, None)
+        if restart is None and (worker.inflight or status is not None):
+            if timed_out is not None:
+                self._event(["timed_out", job_id, worker.name, timed_out])
+            else:
+                self._event(["died", job_id, worker.name, status[0] if status else None])
+        worker.inflight.clear()
+        await self.runtime.stop(worker.name)
+        worker.status_file.unlink(missing_ok=True)
+        await self._start_worker(worker.name, worker.spec, worker.cpuset)
+        replacement = self.workers[worker.name]
+        assignment = self.assignment
+        if assignment is not None and worker in assignment.workers:
+            assignment.workers[assignment.workers.index(worker)] = replacement
+            await self._send_job(replacement)
+            assignment.wake.set()
+
+    async def _stop_worker(self, worker: Worker, restart: bool) -> None:
+        self._stopping[worker.name] = restart
+        await self.runtime.stop(worker.name)
+
+    async def _watch_timeouts(self, assignment: Assignment) -> None:
+        limit = assignment.job.timeout_s
+        assert limit is not None
+        while not assignment.ended:
+            await anyio.sleep(min(0.05, limit / 4))
+            now = self.clock.now()
+            for worker in assignment.workers:
+                status = read_status(worker.status_file)
+                if status is not None and now - status[1] > limit and worker.inflight:
+                    self._timed_out[worker.name] = status[0]
+                    await self.runtime.stop(worker.name)
+
+    # Reporting -------------------------------------------------------------------------
+    def _event(self, event: list[Any], payload: bytes = b"") -> None:
+        self._events.append(event)
+        if payload:
+            self._payloads.append(payload)
+        self._report_ready.set()
+
+    async def _flush_reports(self) -> None:
+        last = 0.0
+        while True:
+            await self._report_ready.wait()
+            self._report_ready = anyio.Event()
+            wait = FLUSH_WINDOW_S - (self.clock.now() - last)
+            if wait > 0:
+                await anyio.sleep(wait)
+            last = self.clock.now()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Make finished results durable, then tell main_service everything new."""
+        events, payloads, done = self._events, self._payloads, self._done
+        self._events, self._payloads, self._done = [], [], []
+        by_job: dict[str, list[tuple[int, bytes, Claim]]] = {}
+        for job_id, index, data, claim in done:
+            by_job.setdefault(job_id, []).append((index, data, claim))
+        for job_id, finished in by_job.items():
+            docs = {result_key(job_id, i): {"kind": "ok", "payload": d} for i, d, _ in finished}
+            await self.store.put_many(docs, create_only=True)
+            await self.store.ack(queue_name(job_id), [claim.receipt for _, _, claim in finished])
+        if events:
+            await self.report({"node_id": self.node_id, "events": events}, b"".join(payloads))
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await anyio.sleep(LEASE_S / 3)
+            assignment = self.assignment
+            if assignment is None or assignment.ended:
+                continue
+            held = [c.receipt for c in assignment.pending]
+            held += [c.receipt for w in assignment.workers for c in w.inflight.values()]
+            if held:
+                await self.store.renew(queue_name(assignment.job.job_id), held, lease_s=LEASE_S)
+
+
+def _slug(image: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "_", image).strip("_") or "image"
