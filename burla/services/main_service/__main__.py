@@ -8,18 +8,14 @@ Only one main_service runs per directory; a second one exits at once.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import json
 import os
 import secrets
-import socket
 from pathlib import Path
 
 import anyio
 import httpx
-import uvicorn
-from anyio.abc import TaskGroup
 
 from burla.backends.local.blobs import DirectoryBlobStore
 from burla.backends.local.compute import LocalComputeProvider
@@ -32,6 +28,7 @@ from burla.core.models import (
     StandbyDefinition,
     StandbyGroup,
 )
+from burla.services import serving
 from burla.services.main_service.app import create_app
 from burla.services.main_service.service import MainService
 from burla.services.node_service.__main__ import LOCAL_DEFAULT_IMAGE
@@ -57,9 +54,8 @@ def local_config(cpus: int) -> ClusterConfig:
 async def serve(root: Path, cpus: int, idle_s: float) -> None:
     clock = WallClock()
     token = secrets.token_hex(32)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, address = serving.bind_loopback()
+    url = f"http://{address}"
     store = SqliteStore(root / "store.db", clock)
     blobs = DirectoryBlobStore(root / "blobs", bytes.fromhex(token), clock)
     compute = LocalComputeProvider(root)
@@ -83,17 +79,12 @@ async def serve(root: Path, cpus: int, idle_s: float) -> None:
             boot_env=boot_env,
             http=http,
         )
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(service, token), log_level="warning", access_log=False)
-        )
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_serve_then_stop, server, sock, tasks)
-                while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
-                    await anyio.sleep(0.005)
+                server = await serving.start(create_app(service, token), sock, tasks)
                 await service.run(tasks)
                 info = {"url": url, "token": token, "pid": os.getpid(), "cpus": cpus}
-                _write_atomically(root / CLUSTER_FILE, json.dumps(info))
+                serving.write_atomically(root / CLUSTER_FILE, json.dumps(info))
                 tasks.start_soon(_stop_when_idle, service, server, idle_s)
         finally:
             with anyio.CancelScope(shield=True):
@@ -102,25 +93,13 @@ async def serve(root: Path, cpus: int, idle_s: float) -> None:
                 store.close()
 
 
-async def _serve_then_stop(server: uvicorn.Server, sock: socket.socket, tasks: TaskGroup) -> None:
-    await server.serve(sockets=[sock])
-    tasks.cancel_scope.cancel()
-
-
-async def _stop_when_idle(service: MainService, server: uvicorn.Server, idle_s: float) -> None:
+async def _stop_when_idle(service: MainService, server: serving.Server, idle_s: float) -> None:
     while True:
         await anyio.sleep(min(5.0, idle_s / 2))
         busy = any(not run.state.finished for run in service.jobs.values())
         if not busy and service.clock.now() - service.last_activity > idle_s:
             server.should_exit = True
             return
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(text)
-    temporary.chmod(0o600)
-    temporary.replace(path)
 
 
 def main() -> None:
@@ -136,8 +115,7 @@ def main() -> None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return  # another main_service owns this directory
-        with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(serve, root, args.cpus, args.idle_s)
+        anyio.run(serve, root, args.cpus, args.idle_s)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,10 @@ the environment its ComputeProvider gave it (see NodeSettings)."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import anyio
 import httpx
-import uvicorn
 from anyio.abc import TaskGroup
 from pydantic import BaseModel
 
@@ -19,6 +17,7 @@ from burla.backends.urls import open_blobs, open_store
 from burla.core import wire
 from burla.core.clock import WallClock
 from burla.core.models import NodeType, StandbyDefinition
+from burla.services import serving
 from burla.services.node_service.app import create_app
 from burla.services.node_service.node import NodeService
 
@@ -81,20 +80,13 @@ async def serve(settings: NodeSettings) -> None:
             clock=clock,
             status_dir=status_dir,
         )
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{sock.getsockname()[1]}"
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(node), log_level="warning", access_log=False)
-        )
+        sock, address = serving.bind_loopback()
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_exit_with_parent, tasks)
                 await node.run(tasks)
-                tasks.start_soon(_serve_then_stop, server, sock, tasks)
-                while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
-                    await anyio.sleep(0.005)
-                _write_address(settings.node_dir, address)
+                await serving.start(create_app(node), sock, tasks)
+                serving.write_atomically(settings.node_dir / "address", address)
                 response = await http.post(
                     f"/nodes/{settings.node_id}/booted", json={"address": address}
                 )
@@ -104,23 +96,12 @@ async def serve(settings: NodeSettings) -> None:
                 await runtime.aclose()
 
 
-async def _serve_then_stop(server: uvicorn.Server, sock: socket.socket, tasks: TaskGroup) -> None:
-    await server.serve(sockets=[sock])
-    tasks.cancel_scope.cancel()
-
-
 async def _exit_with_parent(tasks: TaskGroup) -> None:
     """A node started by a local main_service goes when that process goes."""
     parent = os.getppid()
     while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent's death
         await anyio.sleep(0.5)
     tasks.cancel_scope.cancel()
-
-
-def _write_address(node_dir: Path, address: str) -> None:
-    temporary = node_dir / "address.tmp"
-    temporary.write_text(address)
-    temporary.replace(node_dir / "address")
 
 
 def main() -> None:

@@ -1,0 +1,59 @@
+"""Running a service's FastAPI app with uvicorn inside a task group we own."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+from collections.abc import Generator
+from pathlib import Path
+
+import anyio
+import uvicorn
+from anyio.abc import TaskGroup
+from fastapi import FastAPI
+
+
+class Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: our task group stops it, then cleans up
+    (uvicorn would re-raise SIGTERM after serving, killing the process before cleanup)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind_loopback() -> tuple[socket.socket, str]:
+    """A listening socket on a free 127.0.0.1 port, and its address."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock, f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def start(app: FastAPI, sock: socket.socket, tasks: TaskGroup) -> Server:
+    """Serve `app` on `sock` until SIGTERM or SIGINT, then cancel `tasks`."""
+    server = Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    tasks.start_soon(_serve_then_cancel, server, sock, tasks)
+    tasks.start_soon(_stop_on_signal, server)
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+        await anyio.sleep(0.002)
+    return server
+
+
+async def _serve_then_cancel(server: Server, sock: socket.socket, tasks: TaskGroup) -> None:
+    await server.serve(sockets=[sock])
+    tasks.cancel_scope.cancel()
+
+
+async def _stop_on_signal(server: Server) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            server.should_exit = True
+            return
+
+
+def write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.chmod(0o600)
+    temporary.replace(path)
