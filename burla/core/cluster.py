@@ -129,6 +129,17 @@ class ClusterMachine:
             if n.state is NodeState.READY and n.node_type.name == node_type_name
         )
 
+    def standing(self, node_type_name: str) -> int:
+        """Nodes that count toward standby: idle ones, and busy ones too without refill."""
+        counted = (
+            (NodeState.READY,) if self.config.refill_standby else (NodeState.READY, NodeState.BUSY)
+        )
+        return sum(
+            1
+            for n in self.nodes.values()
+            if n.state in counted and n.node_type.name == node_type_name
+        )
+
     # Events ------------------------------------------------------------------------------
     def handle(self, event: ClusterEvent) -> list[ClusterCommand]:
         match event:
@@ -191,7 +202,7 @@ class ClusterMachine:
             return [AssignNodes(waiting.spec, (node_id,))]
         self.nodes[node_id] = self._moved(node, NodeState.READY)
         type_name = node.node_type.name
-        if self.idle(type_name) > self.config.standby.count_of(type_name):
+        if self.standing(type_name) > self.config.standby.count_of(type_name):
             # Not wanted here; under a size cap its room may be wanted by another type.
             del self.nodes[node_id]
             return [DeleteNode(node_id), *self._reconcile()]
@@ -292,8 +303,8 @@ class ClusterMachine:
         if any(job.want for job in self.jobs.values()):
             raise InvariantError("a job waits for nodes but none are booting")
         for group in self.config.standby.nodes:
-            if self.idle(group.node_type.name) < group.count:
+            if self.standing(group.node_type.name) < group.count:
                 raise InvariantError(
-                    f"standby wants {group.count} idle {group.node_type.name} nodes, "
-                    f"has {self.idle(group.node_type.name)}, and none are booting"
+                    f"standby wants {group.count} {group.node_type.name} nodes, "
+                    f"has {self.standing(group.node_type.name)}, and none are booting"
                 )

@@ -79,13 +79,17 @@ class ClusterConfig(_Frozen):
     `node_types` lists types that may be started on demand beyond those in the standby
     definition; with no standby definition at all, jobs start nodes of these types cold.
     `release` says what happens to a job's nodes when it ends: deleted (cloud VMs, as the
-    seed does) or recycled (reset and kept, as the local cluster does).
+    seed does) or recycled (reset and kept, as the local cluster does). With
+    `refill_standby` (the seed's way) standby nodes a job takes are replaced at once, so
+    the next job starts warm too; without it, busy nodes count toward standby and new
+    nodes start only for jobs that wait, which suits one machine shared by everything.
     """
 
     standby: StandbyDefinition = StandbyDefinition()
     node_types: tuple[NodeType, ...] = ()
     max_nodes: int | None = Field(default=None, ge=0)
     release: Literal["delete", "recycle"] = "delete"
+    refill_standby: bool = True
     boot_timeout_s: float = Field(default=600.0, gt=0)
 
     @property

@@ -64,17 +64,18 @@ def nodes_to_start(
     waiting jobs, then for standby. With a cap on cluster size, jobs come before standby.
     """
     supply: dict[str, int] = {}
+    busy: dict[str, int] = {}
     total = 0
     for node in nodes:
         total += 1
-        if node.state is not NodeState.BUSY:
-            supply[node.node_type.name] = supply.get(node.node_type.name, 0) + 1
+        counts = busy if node.state is NodeState.BUSY else supply
+        counts[node.node_type.name] = counts.get(node.node_type.name, 0) + 1
     names = [t.name for t in config.catalog]
     for_jobs = {n: max(0, wants.get(n, 0) - supply.get(n, 0)) for n in names}
-    for_standby = {
-        n: max(0, wants.get(n, 0) + config.standby.count_of(n) - supply.get(n, 0)) - for_jobs[n]
-        for n in names
-    }
+    for_standby = {}
+    for n in names:
+        have = supply.get(n, 0) + (0 if config.refill_standby else busy.get(n, 0))
+        for_standby[n] = max(0, wants.get(n, 0) + config.standby.count_of(n) - have) - for_jobs[n]
     room = math.inf if config.max_nodes is None else max(0, config.max_nodes - total)
     starts: dict[str, int] = {}
     for need in (for_jobs, for_standby):

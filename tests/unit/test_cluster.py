@@ -172,3 +172,20 @@ def test_reports_about_unknown_nodes_change_nothing():
     assert machine.handle(NodeFailed("nope")) == []
     assert machine.handle(JobEnded("nope")) == []
     assert machine.nodes == before
+
+
+def test_without_refill_busy_nodes_count_toward_standby_and_waiting_jobs_start_nodes():
+    machine = in_standby(config(count=1, max_nodes=3, release="recycle", refill_standby=False))
+    (node_id,) = machine.nodes
+    first = machine.handle(JobSubmitted(JobSpec(job_id="a", n_inputs=96)))
+    assert first == [AssignNodes(JobSpec(job_id="a", n_inputs=96), (node_id,))]  # no refill
+    second = machine.handle(JobSubmitted(JobSpec(job_id="b", n_inputs=96)))
+    (start,) = of(StartNode, second)  # "b" waits, so a node starts for it
+    (assign,) = machine.handle(NodeBooted(start.node_id))
+    assert assign.job.job_id == "b"
+    assert machine.handle(JobEnded("a")) == [ResetNode(node_id)]
+    # "b" still holds a node, which counts toward standby: the first one is surplus.
+    assert machine.handle(NodeBooted(node_id)) == [DeleteNode(node_id)]
+    assert machine.handle(JobEnded("b")) == [ResetNode(start.node_id)]
+    assert machine.handle(NodeBooted(start.node_id)) == []
+    assert set(machine.nodes) == {start.node_id}

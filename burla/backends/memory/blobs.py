@@ -91,7 +91,9 @@ class MemoryBlobStore:
                 f"signed URL for {key!r} is malformed (it needs one method, expires and sig); "
                 "use the URL exactly as signed_url returned it"
             ) from None
-        if not hmac.compare_digest(signature, self._sign(key, url_method, expires)):
+        if not hmac.compare_digest(
+            signature.encode(), self._sign(key, url_method, expires).encode()
+        ):
             raise SignedUrlError(
                 f"signed URL for {key!r} does not match its signature: it was changed after "
                 "signing or signed by another store; ask for a new signed URL"

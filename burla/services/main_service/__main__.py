@@ -34,10 +34,13 @@ from burla.services.main_service.service import MainService
 from burla.services.node_service.__main__ import LOCAL_DEFAULT_IMAGE
 
 CLUSTER_FILE = "cluster.json"
+MAX_LOCAL_NODES = 4
 
 
 def local_config(cpus: int) -> ClusterConfig:
-    """One node with `cpus` CPUs, kept warm and reused job after job.
+    """One node with `cpus` CPUs, kept warm and reused job after job. A job that finds it
+    busy (another client's, or one nested inside a worker) gets a node of its own, up to
+    MAX_LOCAL_NODES; extra nodes go once they are idle.
 
     Memory is the machine's, shared with everything else on it; the node claims at least
     4 GB per CPU so that, as with multiprocessing, every CPU gets a worker by default.
@@ -48,7 +51,9 @@ def local_config(cpus: int) -> ClusterConfig:
         nodes=(StandbyGroup(node_type=node_type, count=1),),
         containers=(ContainerSpec(image=LOCAL_DEFAULT_IMAGE),),
     )
-    return ClusterConfig(standby=standby, max_nodes=1, release="recycle")
+    return ClusterConfig(
+        standby=standby, max_nodes=MAX_LOCAL_NODES, release="recycle", refill_standby=False
+    )
 
 
 async def serve(root: Path, cpus: int, idle_s: float) -> None:
