@@ -8,6 +8,7 @@ it stops itself after $BURLA_LOCAL_IDLE_S seconds (default 1800) without jobs.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -16,8 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 from burla.core.errors import ClusterUnavailableError
 
@@ -36,23 +36,32 @@ def local_dir() -> Path:
     return Path(os.environ.get("BURLA_LOCAL_DIR") or Path.home() / ".burla" / "local")
 
 
-def find(root: Path | None = None) -> ClusterInfo | None:
-    """The running local cluster, or None."""
-    root = root or local_dir()
+def read(root: Path) -> ClusterInfo | None:
+    """What `cluster.json` says, without asking the cluster."""
     try:
         info = json.loads((root / "cluster.json").read_text())
     except (FileNotFoundError, ValueError):
         return None
-    cluster = ClusterInfo(info["url"], info["token"], info["pid"], info["cpus"])
+    return ClusterInfo(info["url"], info["token"], info["pid"], info["cpus"])
+
+
+def find(root: Path | None = None) -> ClusterInfo | None:
+    """The running local cluster, or None."""
+    cluster = read(root or local_dir())
+    return cluster if cluster is not None and healthy(cluster) else None
+
+
+def healthy(cluster: ClusterInfo) -> bool:
+    """Whether the cluster's main_service answers (plain http.client: no TLS set-up cost)."""
+    parts = urlsplit(cluster.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
     try:
-        response = httpx.get(
-            f"{cluster.url}/health",
-            headers={"authorization": f"Bearer {cluster.token}"},
-            timeout=5,
-        )
-    except httpx.HTTPError:
-        return None
-    return cluster if response.is_success else None
+        connection.request("GET", "/health", headers={"authorization": f"Bearer {cluster.token}"})
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
 
 
 def start(root: Path | None = None, cpus: int | None = None) -> ClusterInfo:
@@ -72,22 +81,16 @@ def start(root: Path | None = None, cpus: int | None = None) -> ClusterInfo:
         str(cpus),
         "--idle-s",
         os.environ.get("BURLA_LOCAL_IDLE_S", "1800"),
+        "--detach",
     ]
     with open(root / "main.log", "ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            cwd=root,
+        launched = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root, check=False
         )
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
+    while launched.returncode == 0 and time.monotonic() < deadline:
         if (cluster := find(root)) is not None:
             return cluster
-        if process.poll() not in (None, 0):
-            break
         time.sleep(0.01)
     raise ClusterUnavailableError(
         f"the local cluster did not start within {START_TIMEOUT_S:g} s; "

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import cloudpickle
 import httpx
@@ -98,10 +100,13 @@ def remote_parallel_map(
         "retries": retries,
         "timeout_s": timeout,
     }
-    session = Session(local.start())
-    job_id = session.submit(spec, function, payloads)
+    session = Session.for_local_cluster()
+    try:
+        job_id = session.submit(spec, function, payloads)
+    except ClusterUnavailableError:  # it stopped since we last used it: start it again
+        session = Session.for_local_cluster(fresh=True)
+        job_id = session.submit(spec, function, payloads)
     if detach:
-        session.close()
         return job_id
     results = session.follow(job_id, len(payloads), ordered=ordered, spinner=spinner)
     if generator:
@@ -110,14 +115,34 @@ def remote_parallel_map(
 
 
 class Session:
-    """One client's conversation with main_service."""
+    """A client's connection to one cluster's main_service, shared by every call in the
+    process (and thread-safe), so that a warm call costs no new connection."""
+
+    _local: ClassVar[dict[Path, Session]] = {}
 
     def __init__(self, cluster: local.ClusterInfo) -> None:
+        self.cluster = cluster
+        # No Nagle: httpx writes a POST's head and body apart, and the body would wait
+        # ~40 ms for the server's delayed ACK.
+        no_delay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
         self.http = httpx.Client(
+            transport=httpx.HTTPTransport(socket_options=no_delay),
             base_url=cluster.url,
             headers={"authorization": f"Bearer {cluster.token}"},
             timeout=httpx.Timeout(WAIT_S + 30),
         )
+
+    @classmethod
+    def for_local_cluster(cls, fresh: bool = False) -> Session:
+        """The session with the local cluster, which is started if it is not running."""
+        root = local.local_dir()
+        session = cls._local.get(root)
+        if session is not None and not fresh and local.read(root) == session.cluster:
+            return session
+        if session is not None:
+            session.close()
+        session = cls._local[root] = cls(local.start(root))
+        return session
 
     def close(self) -> None:
         self.http.close()
@@ -177,8 +202,6 @@ class Session:
         except BaseException:
             self.cancel(job_id)
             raise
-        finally:
-            self.close()
 
     def cancel(self, job_id: str) -> None:
         with contextlib.suppress(httpx.HTTPError):  # a cluster that is gone runs nothing

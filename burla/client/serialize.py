@@ -38,12 +38,17 @@ def is_own_code(module: ModuleType) -> bool:
     return not path.startswith(_INSTALLED) and not path.startswith(_BURLA)
 
 
+_seen: dict[str, object] = {}
+"""Top-level modules already looked at, by name: the module object seen then."""
+
+
 def ship_own_code_by_value() -> None:
     """Workers may run another environment, started by another process: send the caller's
     own modules with the function rather than by name."""
     for name, module in list(sys.modules.items()):
-        if module is None or "." in name or name == "__main__":
+        if module is None or "." in name or name == "__main__" or _seen.get(name) is module:
             continue
+        _seen[name] = module
         if is_own_code(module):
             cloudpickle.register_pickle_by_value(module)
 

@@ -15,7 +15,6 @@ import secrets
 from pathlib import Path
 
 import anyio
-import httpx
 
 from burla.backends.local.blobs import DirectoryBlobStore
 from burla.backends.local.compute import LocalComputeProvider
@@ -28,6 +27,7 @@ from burla.core.models import (
     StandbyDefinition,
     StandbyGroup,
 )
+from burla.services import http as http_clients
 from burla.services import serving
 from burla.services.main_service.app import create_app
 from burla.services.main_service.service import MainService
@@ -73,7 +73,7 @@ async def serve(root: Path, cpus: int, idle_s: float) -> None:
         "BURLA_LOCAL_DIR": str(root),
     }
     headers = {"authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(headers=headers) as http:
+    async with http_clients.async_client(headers=headers) as http:
         service = MainService(
             config=local_config(cpus),
             store=store,
@@ -112,7 +112,14 @@ def main() -> None:
     parser.add_argument("--local-dir", type=Path, required=True)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--idle-s", type=float, default=1800.0)
+    parser.add_argument(
+        "--detach", action="store_true", help="run in the background, in a session of its own"
+    )
     args = parser.parse_args()
+    if args.detach:
+        if os.fork():
+            os._exit(0)  # the caller waits for this process only, not for the cluster
+        os.setsid()
     root: Path = args.local_dir
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "main.lock", "w") as lock:

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup
 from pydantic import BaseModel
 
@@ -17,6 +16,7 @@ from burla.backends.urls import open_blobs, open_store
 from burla.core import wire
 from burla.core.clock import WallClock
 from burla.core.models import NodeType, StandbyDefinition
+from burla.services import http as http_clients
 from burla.services import serving
 from burla.services.node_service.app import create_app
 from burla.services.node_service.node import NodeService
@@ -59,7 +59,9 @@ async def serve(settings: NodeSettings) -> None:
     images = {LOCAL_DEFAULT_IMAGE: str(ensure_worker_env(settings.local_dir))}
     runtime = LocalContainerRuntime(settings.node_dir, images)
     headers = {"authorization": f"Bearer {settings.secret}"}
-    async with httpx.AsyncClient(base_url=settings.main_url, headers=headers, timeout=60) as http:
+    async with http_clients.async_client(
+        base_url=settings.main_url, headers=headers, timeout=60
+    ) as http:
 
         async def report(header: dict[str, object], payload: bytes) -> None:
             response = await http.post(
