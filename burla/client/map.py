@@ -16,7 +16,7 @@ import httpx
 from burla.client import local
 from burla.client.progress import JobProgress
 from burla.client.serialize import dumps_function, dumps_input
-from burla.core import wire
+from burla.core import errors, wire
 from burla.core.errors import (
     BurlaError,
     ClusterUnavailableError,
@@ -156,13 +156,7 @@ class Session:
                 "(`burla local status`)"
             ) from error
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                message = body.get("message") or body.get("detail", {}).get("message")
-            except ValueError:
-                message = response.text
-            error_type = InvalidRequestError if response.status_code < 500 else BurlaError
-            raise error_type(f"the cluster refused {method} {path}: {message}")
+            raise error_from(response, f"{method} {path}")
         return response
 
     def submit(self, spec: dict[str, Any], function: bytes, payloads: list[bytes]) -> str:
@@ -248,6 +242,22 @@ class Session:
                         raise JobError(f"job {job_id} ended with {total - done} results missing")
                     return
             cursor = head["next"]
+
+
+def error_from(response: httpx.Response, request: str) -> BurlaError:
+    """The BurlaError a service answered with, as its own type where burla has it."""
+    try:
+        body = response.json()
+        body = body.get("detail", body)
+        name, message = body["error"], body["message"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return BurlaError(
+            f"the cluster answered {request} with {response.status_code}: {response.text[:500]}"
+        )
+    error_type = getattr(errors, name, None)
+    if not (isinstance(error_type, type) and issubclass(error_type, BurlaError)):
+        error_type = InvalidRequestError if response.status_code < 500 else BurlaError
+    return error_type(message)
 
 
 def decode_result(index: int, kind: str, payload: bytes) -> Any:

@@ -182,6 +182,7 @@ class NodeService:
                     worker.cpuset = keep.cpuset
                     group.start_soon(self.runtime.set_cpuset, worker.name, keep.cpuset)
         for worker in kept:
+            worker.batch, worker.last_result_at = 1, None  # a new function, a new pace
             await self._send_job(worker)
         assert self._tasks is not None
         self._tasks.start_soon(self._feed, assignment)

@@ -1,0 +1,1 @@
+"""The embedded local cluster's backends: SQLite store, blob directory, worker processes."""

@@ -1,0 +1,287 @@
+"""LocalComputeProvider: a cluster's machines as node_service processes on this machine.
+
+Each node has a directory, `root/"nodes"/<node_id>`, which is the whole record of it:
+
+    node.json   its node type, pid and process start time, written when it is spawned
+    node.log    the process's stdout and stderr
+    address     "host:port", written (atomically) by the node once it listens
+    stopping    present while it is being deleted
+
+The process gets the provider's environment plus BURLA_NODE_ID, BURLA_NODE_TYPE (the
+NodeType as JSON), BURLA_MAIN_URL, BURLA_NODE_DIR and the boot spec's `env`, and runs in
+its own session, in its node directory. A machine is BOOTING until its address file
+exists, then RUNNING at that address; FAILED once its process has exited.
+
+Because the record lives on disk, a new provider on the same root (a restarted
+main_service) lists and deletes the nodes an earlier one started. A process is taken to
+be the node only while /proc shows a live process with the recorded pid and start time,
+so a pid reused by another program is never signalled.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from burla.core.errors import BackendError, ConflictError, InvalidRequestError
+from burla.core.protocols import BootSpec, Machine, MachineStatus
+
+DEFAULT_COMMAND = (sys.executable, "-m", "burla.services.node_service")
+ADDRESS_FILE = "address"
+RECORD_FILE = "node.json"
+LOG_FILE = "node.log"
+STOPPING_FILE = "stopping"
+
+_RESERVED = ("BURLA_NODE_ID", "BURLA_NODE_TYPE", "BURLA_MAIN_URL", "BURLA_NODE_DIR")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_FIRST_POLL_S = 0.002
+_LAST_POLL_S = 0.05
+_KILL_WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class _Record:
+    node_id: str
+    node_type: str
+    pid: int
+    start_ticks: int
+
+
+@dataclass(frozen=True)
+class _ProcessStat:
+    state: str
+    group: int
+    start_ticks: int
+
+
+class LocalComputeProvider:
+    """The ComputeProvider protocol with local processes (see module doc).
+
+    `command` starts a node; it defaults to this interpreter running
+    burla.services.node_service. Deleting a node sends SIGTERM to its process group,
+    waits up to `stop_grace_s`, then sends SIGKILL.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        command: Sequence[str] | None = None,
+        *,
+        stop_grace_s: float = 3.0,
+    ) -> None:
+        self._nodes = Path(root) / "nodes"
+        self._command = list(command) if command is not None else list(DEFAULT_COMMAND)
+        if not self._command:
+            raise InvalidRequestError("the command that starts a node cannot be empty")
+        self._stop_grace_s = stop_grace_s
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def directory(self, node_id: str) -> Path:
+        """The node's directory: its record, log and address file."""
+        return self._nodes / node_id
+
+    async def create(self, boot: BootSpec) -> Machine:
+        node_id = boot.node_id
+        if not _NAME.fullmatch(node_id):
+            raise InvalidRequestError(
+                f"node id {node_id!r} is not allowed: use letters, digits, '_', '.' and '-', "
+                "starting with a letter or digit"
+            )
+        clashes = sorted(set(boot.env) & set(_RESERVED))
+        if clashes:
+            raise InvalidRequestError(
+                f"node {node_id!r}: the provider sets {clashes} itself; pass other names in env"
+            )
+        directory = self.directory(node_id)
+        self._nodes.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            raise ConflictError(
+                f"a machine named {node_id!r} already exists; delete it first or choose "
+                "another node id"
+            ) from None
+        environment = dict(os.environ)
+        environment.update(
+            BURLA_NODE_ID=node_id,
+            BURLA_NODE_TYPE=boot.node_type.model_dump_json(),
+            BURLA_MAIN_URL=boot.main_url,
+            BURLA_NODE_DIR=str(directory),
+        )
+        environment.update(boot.env)
+        # Shielded: once the process exists it must be recorded, or nobody would stop it.
+        with anyio.CancelScope(shield=True):
+            record = await anyio.to_thread.run_sync(
+                self._spawn, node_id, boot.node_type.name, environment
+            )
+        return self._describe(record)
+
+    def _spawn(self, node_id: str, node_type: str, environment: dict[str, str]) -> _Record:
+        """Start the node's process and write its record. Blocking: run in a worker thread."""
+        directory = self.directory(node_id)
+        try:
+            with open(directory / LOG_FILE, "ab") as log:
+                process = subprocess.Popen(
+                    self._command,
+                    cwd=directory,
+                    env=environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as error:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise BackendError(
+                f"could not start node {node_id!r} with {self._command}: {error}; "
+                "check the provider's command"
+            ) from error
+        self._children[node_id] = process
+        stat = _process_stat(process.pid)  # not reaped yet, so it is there even if it died
+        start_ticks = stat.start_ticks if stat is not None else -1
+        record = _Record(node_id, node_type, process.pid, start_ticks)
+        _write_atomically(directory / RECORD_FILE, json.dumps(record.__dict__))
+        return record
+
+    async def get(self, node_id: str) -> Machine | None:
+        self._reap_deleted_elsewhere()
+        if not _NAME.fullmatch(node_id):
+            return None
+        record = self._read_record(node_id)
+        return None if record is None else self._describe(record)
+
+    async def list(self) -> builtins.list[Machine]:
+        self._reap_deleted_elsewhere()
+        return [self._describe(record) for record in self._records()]
+
+    async def delete(self, node_id: str) -> bool:
+        if not _NAME.fullmatch(node_id):
+            return False
+        record = self._read_record(node_id)
+        child = self._children.pop(node_id, None)
+        # Shielded: a delete that was begun ends with the process gone and reaped.
+        with anyio.CancelScope(shield=True):
+            if record is not None:
+                (self.directory(node_id) / STOPPING_FILE).touch()
+                await self._stop(record)
+            if child is not None:
+                if child.returncode is None:  # not reaped, so its group id is still its own
+                    _signal_group(child.pid, signal.SIGKILL)  # whatever it left in its group
+                await anyio.to_thread.run_sync(child.wait)
+        if record is None:
+            return False
+        shutil.rmtree(self.directory(node_id), ignore_errors=True)
+        return True
+
+    async def aclose(self) -> None:
+        """Delete every node on this root, including those an earlier provider started."""
+        node_ids = {record.node_id for record in self._records()} | set(self._children)
+        async with anyio.create_task_group() as group:
+            for node_id in sorted(node_ids):
+                group.start_soon(self.delete, node_id)
+
+    def _records(self) -> builtins.list[_Record]:
+        try:
+            names = sorted(os.listdir(self._nodes))
+        except FileNotFoundError:
+            return []
+        records = (self._read_record(name) for name in names if _NAME.fullmatch(name))
+        return [record for record in records if record is not None]
+
+    def _read_record(self, node_id: str) -> _Record | None:
+        try:
+            text = (self.directory(node_id) / RECORD_FILE).read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # no such node, or one still being created
+        try:
+            return _Record(**json.loads(text))
+        except (ValueError, TypeError) as error:
+            raise BackendError(
+                f"the record of node {node_id!r} at {self.directory(node_id)} is unreadable "
+                f"({error}); delete that directory and kill the node's process by hand"
+            ) from error
+
+    def _describe(self, record: _Record) -> Machine:
+        directory = self.directory(record.node_id)
+        if not _is_alive(record):
+            return Machine(record.node_id, record.node_type, MachineStatus.FAILED)
+        if (directory / STOPPING_FILE).exists():
+            return Machine(record.node_id, record.node_type, MachineStatus.STOPPING)
+        try:
+            address = (directory / ADDRESS_FILE).read_text().strip()
+        except FileNotFoundError:
+            address = ""
+        if not address:
+            return Machine(record.node_id, record.node_type, MachineStatus.BOOTING)
+        return Machine(record.node_id, record.node_type, MachineStatus.RUNNING, address)
+
+    async def _stop(self, record: _Record) -> None:
+        """SIGTERM the node's process group, then SIGKILL it after the grace period."""
+        for signum, wait_s in (
+            (signal.SIGTERM, self._stop_grace_s),
+            (signal.SIGKILL, _KILL_WAIT_S),
+        ):
+            if not _is_alive(record):
+                return
+            stat = _process_stat(record.pid)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if stat is not None and stat.group == record.pid:
+                    os.killpg(record.pid, signum)
+                else:
+                    os.kill(record.pid, signum)
+            delay = _FIRST_POLL_S
+            with anyio.move_on_after(wait_s):
+                # Polled: another process's exit is nothing anyio can wait on.
+                while _is_alive(record):
+                    await anyio.sleep(delay)
+                    delay = min(2 * delay, _LAST_POLL_S)
+        if _is_alive(record):
+            raise BackendError(
+                f"node {record.node_id!r} (pid {record.pid}) survived SIGKILL for "
+                f"{_KILL_WAIT_S:g} s; it may be stuck in the kernel, check `ps -p {record.pid}`"
+            )
+
+    def _reap_deleted_elsewhere(self) -> None:
+        """Reap our own node processes whose node another provider has deleted."""
+        for node_id, child in builtins.list(self._children.items()):
+            if not self.directory(node_id).exists() and child.poll() is not None:
+                del self._children[node_id]
+
+
+def _process_stat(pid: int) -> _ProcessStat | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # "pid (command) state ppid pgrp session ... starttime ..."; the command may hold ") ".
+    fields = text[text.rindex(")") + 2 :].split()
+    return _ProcessStat(state=fields[0], group=int(fields[2]), start_ticks=int(fields[19]))
+
+
+def _is_alive(record: _Record) -> bool:
+    stat = _process_stat(record.pid)
+    return stat is not None and stat.start_ticks == record.start_ticks and stat.state not in "ZX"
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, temporary.with_name(path.name))

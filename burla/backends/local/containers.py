@@ -1,0 +1,350 @@
+"""LocalContainerRuntime: a node's containers as subprocesses of its node_service, one per CPU.
+
+A "container" here is a process, not an isolated filesystem. What stands in for Docker:
+
+- image: a name mapped to a python executable (usually the default worker environment
+  from burla.backends.local.envs). An entrypoint that starts with "python" runs that one.
+- filesystem: the working directory `root/"containers"/<name>`, emptied when a container
+  of that name starts; its output goes to `container.log` there and is kept after stop.
+- mounts: symlinks at `<container dir>/<target without its leading slash>` pointing to
+  the source, which must exist. `read_only` is advisory: a process can write through the
+  link. Targets are relative to the container directory, not to `/`.
+- environment: only PATH, HOME, LANG and TMPDIR (those that are set) pass through, plus
+  BURLA_PORT, BURLA_CONTAINER_NAME, BURLA_CONTAINER_ROOT (its directory), BURLA_CPUSET
+  (the cpuset it started with, as a comma list) and the caller's `env`, which may not
+  set those four.
+- cpuset: a node may have more "CPUs" than the machine (16 for I/O-bound work on a 2-core
+  laptop), so virtual CPU v is pinned to real CPU `sorted(available)[v % len(available)]`,
+  `available` being this process's affinity when the runtime was made. Every thread of the
+  container's main process is pinned, at start and by set_cpuset; processes it starts
+  inherit the affinity it has when they start and are not re-pinned later.
+- exit codes: as subprocess reports them, so a container killed by signal N shows -N.
+
+Each container runs in its own session; stop sends SIGTERM to its process group, waits
+up to `stop_grace_s`, then SIGKILLs the group and reaps the process. An exited container
+is not reaped before stop, so its pid (and group id) cannot be reused while it is listed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+
+from burla.core.errors import BackendError, ConflictError, InvalidRequestError, NotFoundError
+from burla.core.protocols import ContainerInfo, Mount
+
+if TYPE_CHECKING:
+    from burla.core.models import ContainerSpec
+
+LOG_NAME = "container.log"
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "TMPDIR")
+"""Variables of the node's own environment that containers see; nothing else leaks in."""
+
+_RESERVED = ("BURLA_PORT", "BURLA_CONTAINER_NAME", "BURLA_CONTAINER_ROOT", "BURLA_CPUSET")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_FIRST_POLL_S = 0.002
+_LAST_POLL_S = 0.05
+
+
+@dataclass(eq=False)
+class _Container:
+    info: ContainerInfo
+    process: subprocess.Popen[bytes]
+
+
+class LocalContainerRuntime:
+    """The ContainerRuntime protocol with subprocesses of this process (see module doc)."""
+
+    def __init__(self, root: Path, images: Mapping[str, str], *, stop_grace_s: float = 2.0) -> None:
+        self._root = Path(root)
+        self._images = dict(images)
+        self._stop_grace_s = stop_grace_s
+        self._available = sorted(os.sched_getaffinity(0))
+        self._containers: dict[str, _Container] = {}
+        self._starting: dict[str, int] = {}
+
+    def directory(self, name: str) -> Path:
+        """The working directory of the container `name` (also where its log is)."""
+        return self._root / "containers" / name
+
+    def real_cpus(self, cpuset: frozenset[int]) -> set[int]:
+        """The machine CPUs a container with this (virtual) cpuset is pinned to."""
+        return {self._available[cpu % len(self._available)] for cpu in cpuset}
+
+    async def start(
+        self,
+        spec: ContainerSpec,
+        *,
+        name: str,
+        port: int,
+        cpuset: frozenset[int],
+        env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
+    ) -> ContainerInfo:
+        python = self._check_start(spec, name, port, cpuset, env or {})
+        links = _mount_links(name, mounts)
+        directory = self.directory(name)
+        environment = {key: os.environ[key] for key in PASSED_THROUGH if key in os.environ}
+        environment.update(env or {})
+        environment.update(
+            BURLA_PORT=str(port),
+            BURLA_CONTAINER_NAME=name,
+            BURLA_CONTAINER_ROOT=str(directory),
+            BURLA_CPUSET=",".join(str(cpu) for cpu in sorted(cpuset)),
+        )
+        argv = list(spec.entrypoint)
+        if argv[0] == "python":
+            argv[0] = python
+        info = ContainerInfo(name=name, image=spec.image, port=port, cpuset=frozenset(cpuset))
+        self._starting[name] = port  # holds the name and port while the process starts
+        try:
+            # Shielded: once the process exists it must be recorded, or nobody would stop it.
+            with anyio.CancelScope(shield=True):
+                process = await anyio.to_thread.run_sync(
+                    self._spawn, info, argv, environment, links
+                )
+                self._containers[name] = _Container(info, process)
+        finally:
+            del self._starting[name]
+        return info
+
+    async def stop(self, name: str) -> bool:
+        container = self._containers.pop(name, None)
+        if container is None:
+            return False
+        with anyio.CancelScope(shield=True):  # a stop that was begun ends with the process reaped
+            await self._terminate(container.process)
+        return True
+
+    async def set_cpuset(self, name: str, cpuset: frozenset[int]) -> ContainerInfo:
+        container = self._containers.get(name)
+        if container is None:
+            raise NotFoundError(
+                f"there is no container {name!r} on this node; start it first or check the name"
+            )
+        _check_cpuset(name, cpuset)
+        if _exit_status(container.process)[0]:
+            self._pin(container.process.pid, cpuset)
+        container.info = replace(container.info, cpuset=frozenset(cpuset))
+        return self._describe(container)
+
+    async def list(self) -> builtins.list[ContainerInfo]:
+        return [self._describe(self._containers[name]) for name in sorted(self._containers)]
+
+    async def aclose(self) -> None:
+        """Stop every container."""
+        async with anyio.create_task_group() as group:
+            for name in builtins.list(self._containers):
+                group.start_soon(self.stop, name)
+
+    def pid(self, name: str) -> int:
+        """The process id of a container's main process; NotFoundError if there is none."""
+        container = self._containers.get(name)
+        if container is None:
+            raise NotFoundError(f"there is no container {name!r} on this node")
+        return container.process.pid
+
+    def _check_start(
+        self,
+        spec: ContainerSpec,
+        name: str,
+        port: int,
+        cpuset: frozenset[int],
+        env: Mapping[str, str],
+    ) -> str:
+        """Refuse a start that cannot work, before anything is made; returns the image's
+        python executable."""
+        if not _NAME.fullmatch(name):
+            raise InvalidRequestError(
+                f"container name {name!r} is not allowed: use letters, digits, '_', '.' "
+                "and '-', starting with a letter or digit"
+            )
+        if not 0 < port < 65536:
+            raise InvalidRequestError(f"container {name!r}: port {port} is not in 1..65535")
+        _check_cpuset(name, cpuset)
+        python = self._images.get(spec.image)
+        if python is None:
+            known = ", ".join(repr(image) for image in sorted(self._images)) or "none"
+            raise InvalidRequestError(
+                f"container {name!r}: this node has no image {spec.image!r} "
+                f"(known images: {known}); use one of those or add it to the runtime's images"
+            )
+        if not spec.entrypoint:
+            raise InvalidRequestError(f"container {name!r}: the image's entrypoint is empty")
+        clashes = sorted(set(env) & set(_RESERVED))
+        if clashes:
+            raise InvalidRequestError(
+                f"container {name!r}: the runtime sets {clashes} itself; pass other names in env"
+            )
+        if name in self._containers or name in self._starting:
+            raise ConflictError(
+                f"a container named {name!r} already exists; stop it first or choose another name"
+            )
+        holders = [other for other, held in self._starting.items() if held == port] + [
+            other.info.name
+            for other in self._containers.values()
+            if other.info.port == port and _exit_status(other.process)[0]
+        ]
+        if holders:
+            raise ConflictError(
+                f"container {name!r} cannot listen on port {port}: running container "
+                f"{holders[0]!r} already does; choose another port or stop {holders[0]!r}"
+            )
+        return python
+
+    def _spawn(
+        self,
+        info: ContainerInfo,
+        argv: builtins.list[str],
+        environment: dict[str, str],
+        links: dict[PurePosixPath, Path],
+    ) -> subprocess.Popen[bytes]:
+        """Make the container's directory and links, start its process and pin it.
+        Blocking: run in a worker thread."""
+        directory = self.directory(info.name)
+        try:
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+            for relative, source in links.items():
+                (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+                (directory / relative).symlink_to(source)
+            with open(directory / LOG_NAME, "ab") as log:
+                process = subprocess.Popen(
+                    argv,
+                    cwd=directory,
+                    env=environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as error:
+            raise BackendError(
+                f"container {info.name!r} could not start {argv}: {error}; check the image's "
+                f"python executable, the entrypoint and that {directory} is writable"
+            ) from error
+        try:
+            self._pin(process.pid, info.cpuset)
+        except BackendError:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+        return process
+
+    def _describe(self, container: _Container) -> ContainerInfo:
+        running, exit_code = _exit_status(container.process)
+        return replace(container.info, running=running, exit_code=exit_code)
+
+    def _pin(self, pid: int, cpuset: frozenset[int]) -> None:
+        """Pin every thread of `pid`, again until no new thread appeared meanwhile."""
+        cpus = self.real_cpus(cpuset)
+        pinned: set[str] = set()
+        for _ in range(10):
+            try:
+                threads = set(os.listdir(f"/proc/{pid}/task")) - pinned
+            except FileNotFoundError:
+                return
+            if not threads:
+                return
+            for thread in threads:
+                try:
+                    os.sched_setaffinity(int(thread), cpus)
+                except ProcessLookupError:
+                    pass  # the thread ended meanwhile
+                except OSError as error:
+                    raise BackendError(
+                        f"could not pin process {pid} to CPUs {sorted(cpus)}: {error}; "
+                        f"this process may use only CPUs {self._available}"
+                    ) from error
+            pinned |= threads
+
+    async def _terminate(self, process: subprocess.Popen[bytes]) -> None:
+        _signal_group(process.pid, signal.SIGTERM)
+        delay = _FIRST_POLL_S
+        with anyio.move_on_after(self._stop_grace_s):
+            # Polled: a process's exit is nothing anyio can wait on without a pidfd.
+            while _exit_status(process)[0]:
+                await anyio.sleep(delay)
+                delay = min(2 * delay, _LAST_POLL_S)
+        _signal_group(process.pid, signal.SIGKILL)  # also whatever it left in its group
+        await anyio.to_thread.run_sync(process.wait)
+
+
+def _check_cpuset(name: str, cpuset: frozenset[int]) -> None:
+    if not cpuset:
+        raise InvalidRequestError(
+            f"container {name!r} needs at least one CPU in its cpuset; got an empty set"
+        )
+    negative = sorted(cpu for cpu in cpuset if cpu < 0)
+    if negative:
+        raise InvalidRequestError(
+            f"container {name!r}: CPU numbers start at 0, so {negative} cannot be pinned"
+        )
+
+
+def _mount_links(name: str, mounts: Sequence[Mount]) -> dict[PurePosixPath, Path]:
+    """Where each mount's symlink goes inside the container directory, checked first so
+    that a bad mount creates nothing."""
+    links: dict[PurePosixPath, Path] = {}
+    for mount in mounts:
+        target = PurePosixPath(mount.target)
+        relative = PurePosixPath(*target.parts[1:]) if target.is_absolute() else target
+        if not relative.parts or any(part in (".", "..") for part in relative.parts):
+            raise InvalidRequestError(
+                f"container {name!r}: mount target {mount.target!r} must name a path "
+                "inside the container, without '.' or '..'"
+            )
+        if relative.parts[0] == LOG_NAME:
+            raise InvalidRequestError(
+                f"container {name!r}: mount target {mount.target!r} would hide its log"
+            )
+        for other in links:
+            if other == relative or other in relative.parents or relative in other.parents:
+                raise InvalidRequestError(
+                    f"container {name!r}: mount targets {str(other)!r} and "
+                    f"{str(relative)!r} overlap; mount each path once"
+                )
+        source = Path(mount.source)
+        if not source.is_absolute() or not source.exists():
+            raise InvalidRequestError(
+                f"container {name!r}: mount source {mount.source!r} must be an absolute "
+                "path that exists; create it first"
+            )
+        links[relative] = source
+    return links
+
+
+def _exit_status(process: subprocess.Popen[bytes]) -> tuple[bool, int | None]:
+    """(running, exit code) without reaping the process, so its pid stays ours."""
+    if process.returncode is not None:
+        return False, process.returncode
+    try:
+        result = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped by someone else: it is gone, its code unknown
+        return False, None
+    if result is None:
+        return True, None
+    if result.si_code == os.CLD_EXITED:
+        return False, result.si_status
+    return False, -result.si_status
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
+    """Signal the process group `pid` leads, or `pid` alone if it left that group."""
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)

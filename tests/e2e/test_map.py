@@ -1,0 +1,172 @@
+"""remote_parallel_map against a real local cluster: processes, sockets, SQLite, files."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from burla import (
+    InputTimeoutError,
+    PayloadTooLargeError,
+    RemoteError,
+    ResourceRequestError,
+    SerializationError,
+    WorkerCrashedError,
+    remote_parallel_map,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cluster")]
+
+
+def double(x):
+    return 2 * x
+
+
+def test_results_come_back_in_input_order():
+    assert remote_parallel_map(double, range(200), spinner=False) == [2 * x for x in range(200)]
+
+
+def test_completion_order_and_generator():
+    def slow_first(x):
+        time.sleep(0.3 if x == 0 else 0)
+        return x
+
+    results = remote_parallel_map(slow_first, range(6), ordered=False, spinner=False)
+    assert sorted(results) == list(range(6))
+    assert results[0] != 0  # the slow one comes after others that finished first
+    stream = remote_parallel_map(double, range(5), generator=True, spinner=False)
+    assert not isinstance(stream, list)
+    assert list(stream) == [0, 2, 4, 6, 8]
+
+
+def test_tuples_are_unpacked_unless_asked_not_to():
+    assert remote_parallel_map(lambda a, b: a + b, [(1, 2), (3, 4)], spinner=False) == [3, 7]
+    assert remote_parallel_map(len, [(1, 2, 3)], unpack_tuples=False, spinner=False) == [3]
+
+
+def test_prints_reach_the_callers_stdout_and_stderr(capfd):
+    def talk(x):
+        print(f"out {x}")
+        print(f"err {x}", file=sys.stderr)
+        return x
+
+    remote_parallel_map(talk, range(3), spinner=False)
+    out, err = capfd.readouterr()
+    assert sorted(out.splitlines()) == ["out 0", "out 1", "out 2"]
+    assert sorted(err.splitlines()) == ["err 0", "err 1", "err 2"]
+
+
+def test_remote_exception_is_raised_as_its_own_type_with_the_input_index():
+    def picky(x):
+        if x == 3:
+            raise KeyError(f"no {x}")
+        return x
+
+    with pytest.raises(KeyError, match="no 3") as caught:
+        remote_parallel_map(picky, range(5), spinner=False)
+    assert caught.value.burla_input_index == 3
+    names = []
+    traceback = caught.value.__traceback__
+    while traceback is not None:
+        names.append(traceback.tb_frame.f_code.co_name)
+        traceback = traceback.tb_next
+    assert "picky" in names
+
+
+def test_an_exception_that_cannot_travel_becomes_a_burla_error_with_its_text():
+    import threading
+
+    class Holder(Exception):
+        def __init__(self):
+            super().__init__("holding a lock")
+            self.lock = threading.Lock()
+
+    def hold(x):
+        raise Holder()
+
+    with pytest.raises(RemoteError, match="holding a lock") as caught:
+        remote_parallel_map(hold, [1], spinner=False)
+    assert caught.value.burla_input_index == 0
+    assert "Holder" in caught.value.remote_type
+
+
+def test_unpicklable_function_or_input_fails_before_any_work():
+    import threading
+
+    lock = threading.Lock()
+    with pytest.raises(SerializationError, match="cannot be pickled"):
+        remote_parallel_map(lambda x: lock, [1], spinner=False)
+    with pytest.raises(SerializationError, match="input 1"):
+        remote_parallel_map(double, [1, threading.Lock()], spinner=False)
+
+
+def test_oversized_input_is_refused(monkeypatch):
+    monkeypatch.setenv("BURLA_MAX_PAYLOAD_MB", "1")
+    with pytest.raises(PayloadTooLargeError, match="input 1 pickles to 2.0 MB"):
+        remote_parallel_map(len, [b"", b"x" * (2 << 20)], spinner=False)
+
+
+def test_big_inputs_travel_through_the_blob_store():
+    blobs = [bytes([n]) * (3 << 20) for n in range(3)]
+    assert remote_parallel_map(len, blobs, spinner=False) == [3 << 20] * 3
+
+
+def test_func_cpu_larger_than_any_node_is_refused():
+    with pytest.raises(ResourceRequestError, match="largest is local"):
+        remote_parallel_map(double, [1], func_cpu=10_000, spinner=False)
+
+
+def test_func_cpu_gives_fewer_bigger_workers():
+    def cpus(x):
+        return len(os.sched_getaffinity(0))
+
+    counts = remote_parallel_map(cpus, range(4), func_cpu=2, spinner=False)
+    assert set(counts) <= {1, 2}
+
+
+def test_a_crashing_worker_is_retried_then_reported(tmp_path):
+    marker = tmp_path / "crashed-once"
+
+    def crash_once(x):
+        if x == 1 and not marker.exists():
+            marker.touch()
+            os._exit(3)
+        return x
+
+    assert remote_parallel_map(crash_once, range(3), retries=1, spinner=False) == [0, 1, 2]
+
+    def always_crash(x):
+        if x == 2:
+            os._exit(3)
+        return x
+
+    with pytest.raises(WorkerCrashedError, match="input 2 failed after 2 tries") as caught:
+        remote_parallel_map(always_crash, range(4), retries=1, spinner=False)
+    assert caught.value.burla_input_index == 2
+    # After a failure the same client runs the next job normally.
+    assert remote_parallel_map(double, [21], spinner=False) == [42]
+
+
+def test_a_segfault_is_a_crash_too():
+    def segfault(x):
+        import ctypes
+
+        ctypes.string_at(0)
+
+    with pytest.raises(WorkerCrashedError) as caught:
+        remote_parallel_map(segfault, [0], spinner=False)
+    assert caught.value.burla_input_index == 0
+
+
+def test_per_input_timeout():
+    def nap(x):
+        time.sleep(x)
+        return x
+
+    with pytest.raises(InputTimeoutError, match="timeout") as caught:
+        remote_parallel_map(nap, [0, 30], timeout=1, spinner=False)
+    assert caught.value.burla_input_index == 1
+    assert remote_parallel_map(nap, [0.1], timeout=5, spinner=False) == [0.1]
