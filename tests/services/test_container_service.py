@@ -15,7 +15,8 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from burla.services.container_service.worker import Connection, read_status
+from burla.services.container_service.status import read_status
+from burla.services.container_service.worker import Connection
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,6 @@ import json
 import os
 import queue
 import socket
-import struct
 import sys
 import threading
 import time
@@ -37,12 +36,10 @@ from tblib import pickling_support
 
 from burla.core import wire
 from burla.services.container_service.capture import InputStream
+from burla.services.container_service.status import StatusFile
 
 FLUSH_S = 0.02
 """Longest a finished result waits to be sent with others while more inputs run."""
-
-STATUS = struct.Struct("<qd")
-"""The status file: index of the input running (-1: none) and when it started (epoch s)."""
 
 Message = tuple[dict[str, Any], bytes] | None
 
@@ -75,27 +72,6 @@ class Connection:
         if len(header) < head or len(payload) < body:
             return None
         return wire.decode_header(header), payload
-
-
-class StatusFile:
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.set(-1)
-
-    def set(self, index: int) -> None:
-        os.pwrite(self._fd, STATUS.pack(index, time.time()), 0)
-
-
-def read_status(path: Path) -> tuple[int, float] | None:
-    """The input a worker was running and since when (epoch seconds), or None."""
-    try:
-        data = path.read_bytes()[: STATUS.size]
-    except FileNotFoundError:
-        return None
-    if len(data) < STATUS.size:
-        return None
-    index, started = STATUS.unpack(data)
-    return (index, started) if index >= 0 else None
 
 
 def pack_exception(error: BaseException) -> tuple[str, bytes]:

@@ -27,7 +27,7 @@ from burla.core.kill_plan import plan_containers
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRuntime, Store
 from burla.core.scheduling import slots_on
-from burla.services.container_service.worker import read_status
+from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import Frame, WorkerChannel
 
 LEASE_S = 60.0
