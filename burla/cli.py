@@ -189,6 +189,94 @@ def plan(
         _print_plan(result)
 
 
+@cli.group()
+def local() -> None:
+    """The embedded local cluster: main_service, a node and its workers on this machine.
+
+    remote_parallel_map starts it on first use; these commands manage it by hand.
+    Its state lives in $BURLA_LOCAL_DIR (default ~/.burla/local).
+    """
+
+
+@local.command("up")
+@click.option(
+    "--cpus",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Workers on the node (default: $BURLA_LOCAL_CPUS, else this machine's CPUs).",
+)
+def local_up(cpus: int | None) -> None:
+    """Start the local cluster (a no-op if it runs).
+
+    \b
+    Example, 16 workers for I/O-bound work on any machine:
+      burla local up --cpus 16
+    """
+    from burla.client import local as local_cluster
+
+    running = local_cluster.find()
+    cluster = running or local_cluster.start(cpus=cpus)
+    verb = "already running" if running else "started"
+    click.echo(f"local cluster {verb} at {cluster.url} (pid {cluster.pid}, {cluster.cpus} CPUs)")
+
+
+@local.command("down")
+def local_down() -> None:
+    """Stop the local cluster and every process it started."""
+    from burla.client import local as local_cluster
+
+    stopped = local_cluster.stop()
+    click.echo("local cluster stopped" if stopped else "no local cluster was running")
+
+
+@local.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def local_status(as_json: bool) -> None:
+    """Whether the local cluster runs, and its nodes. Exits 3 when it does not run."""
+    import httpx
+
+    from burla.client import local as local_cluster
+
+    cluster = local_cluster.find()
+    if cluster is None:
+        click.echo(json.dumps({"running": False}) if as_json else "no local cluster is running")
+        raise SystemExit(3)
+    headers = {"authorization": f"Bearer {cluster.token}"}
+    state = httpx.get(f"{cluster.url}/cluster", headers=headers, timeout=10).json()
+    if as_json:
+        click.echo(json.dumps({"running": True, "url": cluster.url, "pid": cluster.pid, **state}))
+        return
+    click.echo(f"local cluster at {cluster.url} (pid {cluster.pid}, {cluster.cpus} CPUs)")
+    for node in state["nodes"]:
+        job = f" running {node['job_id']}" if node["job_id"] else ""
+        click.echo(f"  {node['node_id']}  {node['cpus']} CPUs  {node['state']}{job}")
+
+
+@cli.group()
+def jobs() -> None:
+    """Jobs on the cluster."""
+
+
+@jobs.command("result")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON list.")
+def jobs_result(job_id: str, as_json: bool) -> None:
+    """Wait for a job started with detach=True and print its results, one per line.
+
+    \b
+    Example:
+      burla jobs result job-1795615775-3fa9c2d1
+    """
+    from burla.client.map import job_results
+
+    results = job_results(job_id)
+    if as_json:
+        click.echo(json.dumps(results, default=repr))
+    else:
+        for value in results:
+            click.echo(repr(value))
+
+
 def _print_plan(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -183,19 +183,50 @@ class Session:
         return job_id
 
     def follow(
-        self, job_id: str, total: int, *, ordered: bool, spinner: bool
+        self, job_id: str, total: int, *, ordered: bool, spinner: bool, cancel: bool = True
     ) -> Generator[Any, None, None]:
+        """Results as they come; on an error or Ctrl-C the job is canceled (if `cancel`)."""
         try:
             with JobProgress(total, spinner) as progress:
                 yield from self._results(job_id, total, ordered, progress)
         except KeyboardInterrupt:
-            self.cancel(job_id)
+            if cancel:
+                self.cancel(job_id)
             raise JobInterruptedError(
                 f"interrupted: job {job_id} was canceled on the cluster"
+                if cancel
+                else f"interrupted; job {job_id} goes on on the cluster"
             ) from None
         except BaseException:
-            self.cancel(job_id)
+            if cancel:
+                self.cancel(job_id)
             raise
+
+    def stored_results(self, job_id: str, job: dict[str, Any]) -> list[Any]:
+        """A finished job's results, read back from the Store."""
+        if job.get("state") == "running":
+            raise JobError(f"job {job_id} is still running but its main_service restarted")
+        if job.get("error"):
+            raise FunctionLoadError(
+                f"the workers could not load job {job_id}'s function:\n{job['error']}"
+            )
+        results: list[Any] = []
+        after = -1
+        while True:
+            page = self.call("GET", f"/jobs/{job_id}/results", params={"after": after})
+            frames = list(wire.decode_all(page.content))
+            if not frames:
+                break
+            for (index, kind), payload in frames:
+                results.append(decode_result(index, kind, payload))
+                after = index
+        total = job["spec"]["n_inputs"]
+        if len(results) < total:
+            raise JobError(
+                f"job {job_id} ended ({job['state']}) with "
+                f"{total - len(results)} of {total} results missing"
+            )
+        return results
 
     def cancel(self, job_id: str) -> None:
         with contextlib.suppress(httpx.HTTPError):  # a cluster that is gone runs nothing
@@ -242,6 +273,22 @@ class Session:
                         raise JobError(f"job {job_id} ended with {total - done} results missing")
                     return
             cursor = head["next"]
+
+
+def job_results(job_id: str) -> list[Any]:
+    """The results of a job started with `detach=True`, in input order, once it is done.
+
+    Raises as remote_parallel_map would (the function's own exception, or a JobError).
+    """
+    session = Session.for_local_cluster()
+    response = session.http.get(f"/jobs/{job_id}")
+    if response.status_code >= 400:
+        raise error_from(response, f"GET /jobs/{job_id}")
+    job = response.json()
+    if "inputs" in job:  # still known to main_service: follow it to the end
+        total = sum(job["inputs"].values())
+        return list(session.follow(job_id, total, ordered=True, spinner=False, cancel=False))
+    return session.stored_results(job_id, job)
 
 
 def error_from(response: httpx.Response, request: str) -> BurlaError:
