@@ -247,23 +247,26 @@ class InputMachine:
     ) -> list[InputCommand]:
         holder = self.workers.setdefault(worker, _Worker(node))
         expires = self.clock.now() + lease_s
+        commands: list[InputCommand] = []
         done: list[int] = []
         for index in indices:
             record = self.inputs[index]
+            if record.worker is not None and record.worker != worker:
+                # The store handed the input on after the old lease ran out: the old
+                # holder counts as gone for this input, within the same bound.
+                self.workers[record.worker].leased.discard(index)
+                record.worker = None
+                if not self._return(index):
+                    commands.append(RecordFailure(index, Failure.LOST, record.attempts))
             if record.status.finished:
                 done.append(index)
                 continue
-            if record.worker is not None and record.worker != worker:
-                # The store handed the input on after the old lease ran out: the old
-                # holder counts as gone for this input.
-                self.workers[record.worker].leased.discard(index)
-                record.returns += 1
             record.status = InputStatus.LEASED
             record.worker = worker
             record.lease_expires = expires
             record.started_at = None
             holder.leased.add(index)
-        return [Discard(worker, tuple(done))] if done else []
+        return [*commands, Discard(worker, tuple(done))] if done else commands
 
     def _started(self, worker: str, index: int) -> list[InputCommand]:
         record = self.inputs[index]
@@ -292,14 +295,20 @@ class InputMachine:
 
     def _returned(self, index: int) -> list[InputCommand]:
         """The input's holder vanished before it finished: back to the queue, no try used."""
+        if self._return(index):
+            return [Requeue((index,))]
+        return [RecordFailure(index, Failure.LOST, self.inputs[index].attempts)]
+
+    def _return(self, index: int) -> bool:
+        """Count a return; False (and the input failed as lost) past `max_returns`."""
         record = self.inputs[index]
         record.returns += 1
         if record.returns > self.max_returns:
             record.failure = Failure.LOST
             self._finish(index, InputStatus.FAILED)
-            return [RecordFailure(index, Failure.LOST, record.attempts)]
+            return False
         self._release(index)
-        return [Requeue((index,))]
+        return True
 
     def _renewed(self, worker: str, lease_s: float) -> list[InputCommand]:
         holder = self.workers.get(worker)

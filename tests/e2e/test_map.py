@@ -105,7 +105,7 @@ def test_unpicklable_function_or_input_fails_before_any_work():
 
 def test_oversized_input_is_refused(monkeypatch):
     monkeypatch.setenv("BURLA_MAX_PAYLOAD_MB", "1")
-    with pytest.raises(PayloadTooLargeError, match="input 1 pickles to 2.0 MB"):
+    with pytest.raises(PayloadTooLargeError, match=r"input 1 pickles to 2\.0 MB"):
         remote_parallel_map(len, [b"", b"x" * (2 << 20)], spinner=False)
 
 

@@ -1,0 +1,625 @@
+"""Property tests of burla's core: random event sequences against the rules each part keeps."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import pytest
+from hypothesis import given
+
+from burla.core.clock import ManualClock
+from burla.core.cluster import (
+    AssignNodes,
+    ClusterCommand,
+    ClusterEvent,
+    ClusterMachine,
+    DeleteNode,
+    JobEnded,
+    JobSubmitted,
+    NodeBooted,
+    NodeFailed,
+    ResetNode,
+    RestartCluster,
+    StartNode,
+)
+from burla.core.cluster import Tick as ClusterTickEvent
+from burla.core.errors import InvalidRequestError, ResourceRequestError
+from burla.core.inputs import (
+    CancelJob,
+    Discard,
+    FinishJob,
+    InputCommand,
+    InputEvent,
+    InputMachine,
+    InputRaised,
+    InputsClaimed,
+    InputStarted,
+    InputStatus,
+    InputSucceeded,
+    KillWorker,
+    LeaseRenewed,
+    NodeLost,
+    RecordFailure,
+    Requeue,
+    Tick,
+    WorkerDied,
+)
+from burla.core.kill_plan import plan_containers
+from burla.core.models import ClusterConfig, JobSpec, JobState, NodeState, NodeType
+from burla.core.scheduling import nodes_to_start, plan_job, slots_on
+from tests.strategies import (
+    Boot,
+    Cancel,
+    Claim,
+    ClusterTick,
+    CrashWorker,
+    EndJob,
+    FailNode,
+    InputScenario,
+    InputTick,
+    KillPlanCase,
+    LoseNode,
+    Raise,
+    Redeliver,
+    Renew,
+    Restart,
+    Start,
+    Step,
+    Submit,
+    Succeed,
+    cluster_scenarios,
+    input_scenarios,
+    kill_plan_cases,
+    pick,
+    planning_cases,
+    start_cases,
+)
+
+
+# ClusterMachine -------------------------------------------------------------------------
+def snapshot(machine: ClusterMachine) -> object:
+    """Everything a rejected submit must leave as it was."""
+    jobs = {
+        job_id: (job.spec, job.node_type, job.want, frozenset(job.nodes))
+        for job_id, job in machine.jobs.items()
+    }
+    return machine.config, dict(machine.nodes), jobs
+
+
+class ClusterHarness:
+    """Plays main_service: carries out the machine's commands on its own model of which
+    machines exist, and checks after every step that the two agree and the rules hold."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.clock = ManualClock()
+        self.machine = ClusterMachine(config, self.clock)
+        self.types: dict[str, NodeType] = {}  # every machine that exists
+        self.booting: dict[str, float] = {}  # machines booting, since when
+        self.owner: dict[str, str] = {}  # machines assigned to a running job
+        self.jobs: dict[str, JobSpec] = {}  # running jobs
+
+    def act(self, action: object) -> None:
+        match action:
+            case Submit(job, reuse):
+                if reuse is not None and self.jobs:
+                    job = job.model_copy(update={"job_id": pick(sorted(self.jobs), reuse)})
+                self.submit(job)
+            case Boot(index, duplicate=False):
+                if self.booting:
+                    self.boot(pick(sorted(self.booting), index))
+            case Boot(index, duplicate=True):
+                booted = sorted(set(self.types) - set(self.booting))
+                if booted:
+                    node_id = pick(booted, index)
+                    before = snapshot(self.machine)
+                    assert self.send(NodeBooted(node_id)) == [], "a duplicate boot report acted"
+                    assert snapshot(self.machine) == before
+            case FailNode(index):
+                if self.types:
+                    self.fail(pick(sorted(self.types), index))
+            case EndJob(index):
+                if self.jobs:
+                    self.end(pick(sorted(self.jobs), index))
+            case Restart():
+                self.restart()
+            case ClusterTick():
+                self.tick()
+            case _:
+                raise AssertionError(f"unknown action {action!r}")
+
+    # Events, each with what it must do ---------------------------------------------------
+    def submit(self, job: JobSpec) -> None:
+        catalog = self.config.catalog
+        images = self.config.standby.images
+        duplicate = job.job_id in self.jobs
+        image_ok = job.image is None or not images or job.image in images
+        fits = any(slots_on(t, job) > 0 for t in catalog)
+        before = snapshot(self.machine)
+        refusal: InvalidRequestError | None = None
+        try:
+            commands = self.machine.handle(JobSubmitted(job))
+        except InvalidRequestError as error:
+            refusal = error
+        if refusal is not None:
+            assert snapshot(self.machine) == before, "a refused job changed the cluster"
+            self.machine.validate()
+            self.check()
+            if duplicate or not image_ok or not catalog:
+                assert type(refusal) is InvalidRequestError
+            else:
+                assert not fits, f"a job that fits was refused: {refusal}"
+                assert type(refusal) is ResourceRequestError
+            return
+        assert not duplicate, "a second job with a running job's id was accepted"
+        assert image_ok, f"a job for image {job.image!r}, which is not kept, was accepted"
+        assert fits, "a job that fits no node type was accepted"
+        self.jobs[job.job_id] = job
+        self.carry_out(commands)
+
+    def boot(self, node_id: str) -> None:
+        del self.booting[node_id]
+        commands = self.send(NodeBooted(node_id))
+        about_it = [c for c in commands if not isinstance(c, StartNode)]
+        assert len(about_it) <= 1, f"booting {node_id} gave {commands}"
+        assert all(
+            isinstance(c, AssignNodes | DeleteNode) and node_id in _nodes_of(c) for c in about_it
+        ), f"booting {node_id} gave {commands}"
+
+    def fail(self, node_id: str) -> None:
+        commands = self.send(NodeFailed(node_id))
+        assert DeleteNode(node_id) in commands, f"the failed {node_id} was not deleted"
+
+    def end(self, job_id: str) -> None:
+        held = {n for n, owner in self.owner.items() if owner == job_id}
+        del self.jobs[job_id]
+        commands = self.send(JobEnded(job_id))
+        released = [c for c in commands if isinstance(c, DeleteNode | ResetNode)]
+        kind = DeleteNode if self.config.release == "delete" else ResetNode
+        assert all(isinstance(c, kind) for c in released), commands
+        assert {c.node_id for c in released} == held, "a job's end released other nodes"
+
+    def restart(self) -> None:
+        idle = set(self.types) - set(self.owner)
+        commands = self.send(RestartCluster())
+        deleted = {c.node_id for c in commands if isinstance(c, DeleteNode)}
+        assert deleted == idle, "restart must replace exactly the nodes without a job"
+
+    def tick(self) -> None:
+        deadline = self.clock.now() - self.config.boot_timeout_s
+        stuck = {n for n, since in self.booting.items() if since <= deadline}
+        commands = self.send(ClusterTickEvent())
+        deleted = {c.node_id for c in commands if isinstance(c, DeleteNode)}
+        assert deleted == stuck, "a tick must give up exactly the nodes booting too long"
+
+    def settle(self) -> None:
+        """End every job and finish every boot, until nothing is left to do."""
+        for _ in range(20):
+            if self.jobs:
+                for job_id in sorted(self.jobs):
+                    self.end(job_id)
+            elif self.booting:
+                for node_id in sorted(self.booting):
+                    if node_id in self.booting:
+                        self.boot(node_id)
+            else:
+                return
+        pytest.fail("the cluster kept booting nodes after every job ended")
+
+    # Carrying out commands and checking the rules ----------------------------------------
+    def send(self, event: ClusterEvent) -> list[ClusterCommand]:
+        commands = self.machine.handle(event)
+        self.carry_out(commands)
+        return commands
+
+    def carry_out(self, commands: list[ClusterCommand]) -> None:
+        for command in commands:
+            match command:
+                case StartNode(node_id, node_type):
+                    assert node_id not in self.types, f"{node_id} started while it exists"
+                    assert node_type in self.config.catalog
+                    self.types[node_id] = node_type
+                    self.booting[node_id] = self.clock.now()
+                case DeleteNode(node_id):
+                    assert node_id in self.types, f"{node_id} deleted but does not exist"
+                    del self.types[node_id]
+                    self.booting.pop(node_id, None)
+                    self.owner.pop(node_id, None)
+                case ResetNode(node_id):
+                    assert node_id in self.types, f"{node_id} reset but does not exist"
+                    assert node_id not in self.booting, f"{node_id} reset while booting"
+                    self.owner.pop(node_id, None)
+                    self.booting[node_id] = self.clock.now()
+                case AssignNodes(job, node_ids):
+                    assert job.job_id in self.jobs, f"nodes assigned to {job.job_id}, not running"
+                    assert len(set(node_ids)) == len(node_ids), f"{node_ids} names a node twice"
+                    for node_id in node_ids:
+                        assert node_id in self.types, f"{node_id} assigned but does not exist"
+                        assert node_id not in self.booting, f"{node_id} assigned while booting"
+                        assert node_id not in self.owner, (
+                            f"{node_id} assigned to {job.job_id} while on {self.owner[node_id]}"
+                        )
+                        assert slots_on(self.types[node_id], job) > 0, f"{job} fits no {node_id}"
+                        self.owner[node_id] = job.job_id
+        self.check()
+
+    def check(self) -> None:
+        machine = self.machine
+        nodes = machine.nodes
+        assert set(nodes) == set(self.types), "the machine's nodes and the commands disagree"
+        assert {n for n, node in nodes.items() if node.state is NodeState.BOOTING} == set(
+            self.booting
+        )
+        assert all(node.node_type == self.types[n] for n, node in nodes.items())
+        assert {n: node.job_id for n, node in nodes.items() if node.job_id} == self.owner
+        assert set(machine.jobs) == set(self.jobs)
+        on_jobs = Counter(n for job in machine.jobs.values() for n in job.nodes)
+        assert all(count == 1 for count in on_jobs.values()), "a node is on two jobs"
+        if self.config.max_nodes is not None:
+            assert len(nodes) <= self.config.max_nodes
+        machine.validate()
+
+
+def _nodes_of(command: ClusterCommand) -> tuple[str, ...]:
+    if isinstance(command, AssignNodes):
+        return command.node_ids
+    return (command.node_id,)
+
+
+@given(cluster_scenarios())
+def test_cluster_machine_keeps_its_rules_and_its_standby_under_random_events(
+    scenario: tuple[ClusterConfig, list[Step]],
+):
+    config, steps = scenario
+    harness = ClusterHarness(config)
+    harness.restart()
+    for step in steps:
+        harness.clock.advance(step.after)
+        harness.act(step.action)
+
+    harness.settle()
+    standby_size = sum(group.count for group in config.standby.nodes)
+    if config.max_nodes is not None and config.max_nodes < standby_size:
+        return
+    for group in config.standby.nodes:
+        idle = sum(
+            1
+            for node in harness.machine.nodes.values()
+            if node.state is NodeState.READY and node.node_type == group.node_type
+        )
+        if config.release == "delete":
+            assert idle == group.count, f"standby wants {group.count} {group.node_type.name}"
+        else:
+            assert idle >= group.count, f"standby wants {group.count} {group.node_type.name}"
+
+
+# Scheduling -----------------------------------------------------------------------------
+@given(planning_cases())
+def test_plan_job_joins_ready_nodes_and_starts_just_enough(case):
+    config, nodes, job = case
+    plan = plan_job(config, nodes, job)
+    by_id = {node.node_id: node for node in nodes}
+
+    assert len(set(plan.join_now)) == len(plan.join_now)
+    joined = [by_id[n] for n in plan.join_now]
+    assert all(node.state is NodeState.READY for node in joined), "only idle ready nodes join"
+    slots = [slots_on(node.node_type, job) for node in joined]
+    assert all(s > 0 for s in slots), "a node the job does not fit joined it"
+    workers = min(sum(slots), job.parallelism)
+    assert plan.workers_now == workers
+    assert plan.cpus_now == workers * job.func_cpu
+
+    assert plan.node_type == next(t for t in config.catalog if slots_on(t, job) > 0)
+    per_node = slots_on(plan.node_type, job)
+    covered = sum(slots) + plan.new_nodes_for_job * per_node
+    assert covered >= job.parallelism, "joined and new nodes must reach the parallelism"
+    if plan.new_nodes_for_job:
+        assert covered - per_node < job.parallelism, "one new node fewer would do"
+        left_out = [
+            n
+            for n in nodes
+            if n.state is NodeState.READY
+            and n.node_id not in plan.join_now
+            and slots_on(n.node_type, job) > 0
+        ]
+        assert left_out == [], "new nodes start while a ready node that fits sits idle"
+    if slots:
+        assert sum(slots) - min(slots) < job.parallelism, "a joined node is not needed"
+    assert all(count > 0 for count in plan.starts.values())
+    assert set(plan.starts) <= {t.name for t in config.catalog}
+
+
+@given(planning_cases(in_standby=True))
+def test_plan_job_in_standby_starts_new_nodes_plus_a_replacement_per_node_taken(case):
+    config, nodes, job = case
+    plan = plan_job(config, nodes, job)
+    by_id = {node.node_id: node for node in nodes}
+    expected = Counter(by_id[n].node_type.name for n in plan.join_now)
+    expected[plan.node_type.name] += plan.new_nodes_for_job
+    assert Counter(plan.starts) == +expected
+    assert plan.nodes_to_start == plan.new_nodes_for_job + len(plan.join_now)
+
+
+@given(start_cases())
+def test_nodes_to_start_fills_the_room_under_the_cap_jobs_first(case):
+    config, nodes, wants = case
+    starts = nodes_to_start(config, nodes, wants)
+    uncapped = nodes_to_start(config.model_copy(update={"max_nodes": None}), nodes, wants)
+    assert config.max_nodes is not None
+    room = max(0, config.max_nodes - len(nodes))
+    assert sum(starts.values()) == min(room, sum(uncapped.values()))
+    assert all(count <= uncapped.get(name, 0) for name, count in starts.items())
+    supply = Counter(n.node_type.name for n in nodes if n.state is not NodeState.BUSY)
+    for_jobs = {name: max(0, want - supply[name]) for name, want in wants.items()}
+    served = sum(min(starts.get(name, 0), need) for name, need in for_jobs.items())
+    assert served == min(room, sum(for_jobs.values())), "standby got room that jobs needed"
+
+
+# Kill plans -----------------------------------------------------------------------------
+@given(kill_plan_cases())
+def test_kill_plan_keeps_disjoint_cpus_of_the_jobs_image_and_kills_the_rest(case: KillPlanCase):
+    available = [c for c in case.containers if c.image == case.image and c.running]
+    if not available:
+        with pytest.raises(InvalidRequestError):
+            plan_containers(
+                case.node_cpus, case.containers, image=case.image, func_cpu=case.func_cpu
+            )
+        return
+    plan = plan_containers(
+        case.node_cpus,
+        case.containers,
+        image=case.image,
+        func_cpu=case.func_cpu,
+        max_workers=case.max_workers,
+    )
+    kept = [k.container for k in plan.keep]
+    assert all(c.image == case.image and c.running for c in kept)
+    cap = case.node_cpus // case.func_cpu
+    if case.max_workers is not None:
+        cap = min(cap, case.max_workers)
+    assert len(plan.keep) == min(cap, len(available))
+    used: set[int] = set()
+    for k in plan.keep:
+        assert len(k.cpuset) == case.func_cpu
+        assert k.cpuset <= set(range(case.node_cpus)), "a container got a CPU the node lacks"
+        assert not k.cpuset & used, "two containers share a CPU"
+        used |= k.cpuset
+    names = Counter(c.name for c in (*kept, *plan.kill))
+    assert names == Counter(c.name for c in case.containers), "keep and kill must partition"
+
+
+# InputMachine ---------------------------------------------------------------------------
+class InputHarness:
+    """Plays the store's queue and the workers around one InputMachine, and checks after
+    every step that no input is lost, none is recorded twice and no try is overspent."""
+
+    def __init__(self, scenario: InputScenario) -> None:
+        self.scenario = scenario
+        self.clock = ManualClock()
+        self.machine = InputMachine(
+            scenario.n_inputs,
+            self.clock,
+            retries=scenario.retries,
+            timeout_s=scenario.timeout_s,
+            max_returns=scenario.max_returns,
+        )
+        self.queue: list[int] = list(range(scenario.n_inputs))  # claimable, in order
+        self.store_leases: dict[int, tuple[str, float]] = {}  # delivered: to whom, until
+        self._ids = itertools.count()
+        self.nodes = [self._new_id("node") for _ in range(scenario.nodes)]
+        self.workers: dict[str, str] = {}  # live workers and their nodes
+        self.holds: dict[str, list[int]] = {}  # what each worker believes it was given
+        self.running: dict[str, int] = {}
+        for k in range(scenario.workers):
+            self._spawn(self.nodes[k % len(self.nodes)])
+        self.outcomes: dict[int, InputStatus] = {}
+        self.reported: set[int] = set()  # inputs some worker reported a success for
+        self.finished_as: list[JobState] = []
+        self.canceled = False
+
+    def act(self, action: object) -> None:
+        match action:
+            case Claim(worker, count, lease_s):
+                taken = self.queue[:count]
+                if taken:
+                    del self.queue[:count]
+                    self.claim(pick(list(self.workers), worker), taken, lease_s)
+            case Redeliver(index, worker, lease_s):
+                now = self.clock.now()
+                expired = sorted(i for i, (_, until) in self.store_leases.items() if until <= now)
+                if expired:
+                    self.claim(pick(list(self.workers), worker), [pick(expired, index)], lease_s)
+            case Start(worker):
+                ready = [w for w in self.workers if self.holds[w] and w not in self.running]
+                if ready:
+                    self.start(pick(ready, worker))
+            case Succeed(worker):
+                if self.running:
+                    self.report(pick(list(self.running), worker), succeeded=True)
+            case Raise(worker):
+                if self.running:
+                    self.report(pick(list(self.running), worker), succeeded=False)
+            case CrashWorker(worker):
+                gone = pick(list(self.workers), worker)
+                self._spawn(self._remove(gone))
+                self.send(WorkerDied(gone))
+            case LoseNode(index):
+                slot = index % len(self.nodes)
+                lost, self.nodes[slot] = self.nodes[slot], self._new_id("node")
+                for gone in [w for w, node in self.workers.items() if node == lost]:
+                    self._remove(gone)
+                    self._spawn(self.nodes[slot])
+                self.send(NodeLost(lost))
+            case Renew(worker, lease_s):
+                renewing = pick(list(self.workers), worker)
+                until = self.clock.now() + lease_s
+                for i, (holder, _) in list(self.store_leases.items()):
+                    if holder == renewing:
+                        self.store_leases[i] = (holder, until)
+                self.send(LeaseRenewed(renewing, lease_s))
+            case InputTick():
+                self.send(Tick())
+            case Cancel():
+                self.canceled = self.canceled or not self.machine.state.finished
+                self.send(CancelJob())
+            case _:
+                raise AssertionError(f"unknown action {action!r}")
+
+    # What workers do ---------------------------------------------------------------------
+    def claim(self, worker: str, indices: list[int], lease_s: float) -> None:
+        recorded = {i for i in indices if i in self.outcomes}
+        job_over = bool(self.finished_as)
+        until = self.clock.now() + lease_s
+        for i in indices:
+            self.store_leases[i] = (worker, until)
+            if i not in self.holds[worker] and self.running.get(worker) != i:
+                self.holds[worker].append(i)
+        commands = self.send(InputsClaimed(worker, self.workers[worker], tuple(indices), lease_s))
+        discarded = {i for c in commands if isinstance(c, Discard) for i in c.indices}
+        # Taking an input over from an expired holder counts as a return; past the bound
+        # the input fails as lost right here, and the new holder must not run it either.
+        lost_now = {c.index for c in commands if isinstance(c, RecordFailure)}
+        assert discarded == (set(indices) if job_over else recorded | lost_now), (
+            "exactly the claimed inputs that are finished are discarded"
+        )
+
+    def start(self, worker: str) -> None:
+        index = self.holds[worker].pop(0)
+        self.running[worker] = index
+        self.send(InputStarted(worker, index))
+
+    def report(self, worker: str, *, succeeded: bool) -> None:
+        index = self.running.pop(worker)
+        if succeeded:
+            self.reported.add(index)
+            if self.store_leases.get(index, ("",))[0] == worker:
+                del self.store_leases[index]  # the worker acks its delivery
+            self.send(InputSucceeded(worker, index))
+        else:
+            self.send(InputRaised(worker, index))
+
+    def drain(self) -> None:
+        """Run everything that is left to success, as healthy workers would."""
+        for _ in range(1000):
+            if self.machine.state.finished:
+                return
+            if self.running:
+                self.report(next(iter(self.running)), succeeded=True)
+            elif holder := next((w for w in self.workers if self.holds[w]), None):
+                self.start(holder)
+            elif self.queue:
+                taken, self.queue = self.queue[:3], self.queue[3:]
+                self.claim(next(iter(self.workers)), taken, 60.0)
+            else:
+                pytest.fail("the job is unfinished, yet nothing is queued or held")
+        pytest.fail("the job did not finish while draining")
+
+    # Carrying out commands and checking the rules ----------------------------------------
+    def send(self, event: InputEvent) -> list[InputCommand]:
+        commands = self.machine.handle(event)
+        for command in commands:
+            match command:
+                case Requeue(indices):
+                    for i in indices:
+                        self.store_leases.pop(i, None)
+                        if i not in self.queue:
+                            self.queue.append(i)
+                case Discard(worker, indices):
+                    for i in indices:
+                        if worker in self.holds and i in self.holds[worker]:
+                            self.holds[worker].remove(i)
+                        if self.store_leases.get(i, ("",))[0] == worker:
+                            del self.store_leases[i]
+                case KillWorker(worker, reason):
+                    assert worker in self.workers, f"kill of {worker}, which is gone"
+                    assert reason
+                    self._spawn(self._remove(worker))
+                case RecordFailure():
+                    pass
+                case FinishJob(state):
+                    self.finished_as.append(state)
+        self.check(event, commands)
+        return commands
+
+    def check(self, event: InputEvent, commands: list[InputCommand]) -> None:
+        machine = self.machine
+        for i, status in self.outcomes.items():
+            assert machine.outcomes.get(i) is status, f"input {i}'s outcome changed"
+        new = {i: s for i, s in machine.outcomes.items() if i not in self.outcomes}
+        failures = [c for c in commands if isinstance(c, RecordFailure)]
+        assert sorted(c.index for c in failures) == sorted(
+            i for i, s in new.items() if s is InputStatus.FAILED
+        ), "every input failed for good gets exactly one RecordFailure"
+        for c in failures:
+            assert c.attempts == machine.inputs[c.index].attempts
+        for i, status in new.items():
+            assert status is not InputStatus.SUCCEEDED or i in self.reported
+            assert status is not InputStatus.CANCELED or isinstance(event, CancelJob)
+        self.outcomes.update(new)
+        for c in commands:
+            if isinstance(c, Requeue):
+                for i in c.indices:
+                    assert i not in self.outcomes, f"finished input {i} was requeued"
+                    assert machine.inputs[i].status is InputStatus.QUEUED
+
+        for i, record in enumerate(machine.inputs):
+            assert record.attempts <= self.scenario.retries + 1, f"input {i}: {record}"
+            if i in self.outcomes:
+                continue
+            holder = record.worker
+            held = (
+                holder in self.workers
+                and record.status in (InputStatus.LEASED, InputStatus.RUNNING)
+                and (i in self.holds[holder] or self.running.get(holder) == i)
+            )
+            assert i in self.queue or held, f"input {i} is lost: {record}"
+
+        assert len(self.finished_as) <= 1, f"FinishJob came {len(self.finished_as)} times"
+        if machine.state.finished:
+            assert self.finished_as == [machine.state]
+        else:
+            assert self.finished_as == []
+
+    def _new_id(self, kind: str) -> str:
+        return f"{kind}-{next(self._ids)}"
+
+    def _spawn(self, node: str) -> None:
+        worker = self._new_id("worker")
+        self.workers[worker] = node
+        self.holds[worker] = []
+
+    def _remove(self, worker: str) -> str:
+        self.holds.pop(worker)
+        self.running.pop(worker, None)
+        return self.workers.pop(worker)
+
+
+def run_inputs(scenario: InputScenario) -> InputHarness:
+    harness = InputHarness(scenario)
+    for step in scenario.steps:
+        harness.clock.advance(step.after)
+        harness.act(step.action)
+    if not harness.canceled:
+        harness.drain()
+    machine = harness.machine
+    assert machine.state.finished
+    assert sorted(harness.outcomes) == list(range(scenario.n_inputs)), "an input never finished"
+    assert all(record.status.finished for record in machine.inputs)
+    assert harness.finished_as == [machine.state], "FinishJob must come exactly once"
+    if harness.canceled:
+        assert machine.state is JobState.CANCELED
+    else:
+        every_success = all(s is InputStatus.SUCCEEDED for s in harness.outcomes.values())
+        assert (machine.state is JobState.SUCCEEDED) == every_success
+    return harness
+
+
+@given(input_scenarios(redeliveries=False))
+def test_input_machine_loses_nothing_and_records_each_input_once(scenario: InputScenario):
+    run_inputs(scenario)
+
+
+@given(input_scenarios())
+def test_input_machine_survives_the_store_redelivering_expired_leases(scenario: InputScenario):
+    run_inputs(scenario)
