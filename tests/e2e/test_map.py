@@ -170,3 +170,12 @@ def test_per_input_timeout():
         remote_parallel_map(nap, [0, 30], timeout=1, spinner=False)
     assert caught.value.burla_input_index == 1
     assert remote_parallel_map(nap, [0.1], timeout=5, spinner=False) == [0.1]
+
+
+def test_a_function_can_call_remote_parallel_map_itself():
+    def outer(x):
+        from burla import remote_parallel_map
+
+        return sum(remote_parallel_map(abs, [-x, -x - 1], spinner=False))
+
+    assert remote_parallel_map(outer, [1, 10], spinner=False) == [3, 21]

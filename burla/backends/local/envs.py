@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -36,10 +37,12 @@ from pathlib import Path
 import burla
 from burla.core.errors import BackendError
 
-WORKER_DISTRIBUTIONS = ("cloudpickle", "tblib")
-"""Distributions besides burla itself that every worker imports."""
+WORKER_DISTRIBUTIONS = ("cloudpickle", "tblib", "httpx", "rich")
+"""Distributions besides burla itself that workers import, with what they require: the
+worker's own (cloudpickle, tblib) and the client's, so that a function can itself call
+remote_parallel_map."""
 
-_LAYOUT_VERSION = "1"  # bump when the layout below changes, so old environments are not reused
+_LAYOUT_VERSION = "2"  # bump when the layout below changes, so old environments are not reused
 _PACKAGES_DIR = "worker-packages"
 _PTH_NAME = "burla-worker.pth"
 
@@ -79,9 +82,46 @@ def worker_sources() -> dict[str, Path]:
     """What the worker environment links, by the name it gets there: `burla` and the
     top-level modules and packages of each of WORKER_DISTRIBUTIONS."""
     sources = {"burla": Path(burla.__file__).resolve().parent}
-    for distribution in WORKER_DISTRIBUTIONS:
+    for distribution in _with_requirements(WORKER_DISTRIBUTIONS):
         sources.update(_top_level_entries(distribution))
     return dict(sorted(sources.items()))
+
+
+def _with_requirements(names: tuple[str, ...]) -> list[str]:
+    """`names` and, transitively, the installed distributions they require (extras aside)."""
+    found: list[str] = []
+    pending = list(names)
+    while pending:
+        name = _canonical(pending.pop(0))
+        if name in found:
+            continue
+        found.append(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # reported, with a hint, when its files are looked up
+        for requirement in requires:
+            if "extra ==" in requirement:
+                continue
+            match = _REQUIREMENT_NAME.match(requirement)
+            if match and _installed(match[0]):
+                pending.append(match[0])
+    return found
+
+
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _top_level_entries(name: str) -> dict[str, Path]:

@@ -38,6 +38,9 @@ from burla.core import wire
 from burla.services.container_service.capture import InputStream
 from burla.services.container_service.status import StatusFile
 
+CONNECT_TIMEOUT_S = 120.0
+"""A worker that no node connects to within this long has been forgotten: it exits."""
+
 FLUSH_S = 0.02
 """Longest a finished result waits to be sent with others while more inputs run."""
 
@@ -202,6 +205,14 @@ class Worker:
             self.status.set(-1)
 
 
+def _exit_with_parent() -> None:
+    """A worker started as a node's child process goes when its node goes."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
 def main() -> None:
     port = int(os.environ["BURLA_PORT"])
     status = os.environ.get("BURLA_STATUS_FILE") or Path(
@@ -211,8 +222,14 @@ def main() -> None:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
     listener.listen(1)
-    sock, _ = listener.accept()
+    threading.Thread(target=_exit_with_parent, name="burla-parent", daemon=True).start()
+    listener.settimeout(CONNECT_TIMEOUT_S)
+    try:
+        sock, _ = listener.accept()
+    except TimeoutError:
+        sys.exit(f"no node connected within {CONNECT_TIMEOUT_S:g} s; exiting")
     listener.close()
+    sock.settimeout(None)
     connection = Connection(sock)
     connection.send([({"op": "hello", "pid": os.getpid()}, b"")])
     worker = Worker(connection, StatusFile(Path(status)))

@@ -81,6 +81,8 @@ async def serve(settings: NodeSettings) -> None:
             report=report,
             clock=clock,
             status_dir=status_dir,
+            # A function that calls remote_parallel_map itself reaches this same cluster.
+            worker_env={"BURLA_LOCAL_DIR": str(settings.local_dir)},
         )
         sock, address = serving.bind_loopback()
         try:

@@ -13,7 +13,7 @@ import contextlib
 import math
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,7 @@ class NodeService:
         report: Report,
         clock: Clock,
         status_dir: Path,
+        worker_env: Mapping[str, str] | None = None,
     ) -> None:
         self.node_id = node_id
         self.node_type = node_type
@@ -108,6 +109,7 @@ class NodeService:
         self.report = report
         self.clock = clock
         self.status_dir = status_dir
+        self.worker_env = dict(worker_env or {})
         self.workers: dict[str, Worker] = {}
         self.assignment: Assignment | None = None
         self._tasks: TaskGroup | None = None
@@ -143,7 +145,11 @@ class NodeService:
         worker = Worker(name, spec, port, home, cpuset, status_file)
         self.workers[name] = worker
         await self.runtime.start(
-            spec, name=name, port=port, cpuset=cpuset, env={"BURLA_STATUS_FILE": str(status_file)}
+            spec,
+            name=name,
+            port=port,
+            cpuset=cpuset,
+            env={**self.worker_env, "BURLA_STATUS_FILE": str(status_file)},
         )
         worker.channel = await WorkerChannel.connect(port)
         assert self._tasks is not None
