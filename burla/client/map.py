@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -147,6 +148,13 @@ class Session:
     def close(self) -> None:
         self.http.close()
 
+    @classmethod
+    def close_all(cls) -> None:
+        """Close every cached session (at exit, or when a cluster is stopped)."""
+        for session in cls._local.values():
+            session.close()
+        cls._local.clear()
+
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self.http.request(method, path, **kwargs)
@@ -273,6 +281,9 @@ class Session:
                         raise JobError(f"job {job_id} ended with {total - done} results missing")
                     return
             cursor = head["next"]
+
+
+atexit.register(Session.close_all)
 
 
 def job_results(job_id: str) -> list[Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from burla.client import local
+from burla.client.map import Session
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +20,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.ClusterI
     try:
         yield local.start(root)
     finally:
+        Session.close_all()
         local.stop(root)
         if previous is None:
             del os.environ["BURLA_LOCAL_DIR"]

@@ -1,0 +1,163 @@
+"""Jobs as users live with them: Ctrl-C, many clients, live output, detached jobs, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from burla import remote_parallel_map
+from burla.client import local
+from burla.client.map import job_results
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cluster")]
+
+
+def wait_for(condition, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def api(cluster: local.ClusterInfo) -> httpx.Client:
+    return httpx.Client(
+        base_url=cluster.url, headers={"authorization": f"Bearer {cluster.token}"}, timeout=30
+    )
+
+
+def test_ctrl_c_cancels_the_job_and_stops_remote_work(cluster, tmp_path: Path):
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    started.mkdir()
+    finished.mkdir()
+    script = tmp_path / "client.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import time
+            from pathlib import Path
+            from burla import remote_parallel_map
+
+            def slow(x):
+                (Path({str(started)!r}) / str(x)).touch()
+                time.sleep(4)
+                (Path({str(finished)!r}) / str(x)).touch()
+                return x
+
+            remote_parallel_map(slow, range(4), spinner=False)
+            """
+        )
+    )
+    client = subprocess.Popen(
+        [sys.executable, str(script)],
+        env={**os.environ, "BURLA_LOCAL_DIR": os.environ["BURLA_LOCAL_DIR"]},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(os.listdir(started)) >= 1)
+        interrupted_at = time.monotonic()
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=20)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert time.monotonic() - interrupted_at < 5, "the client did not exit promptly"
+    assert client.returncode != 0
+    assert "JobInterruptedError" in err
+    assert "canceled on the cluster" in err
+    with api(cluster) as http:
+        jobs = http.get("/cluster").json()["jobs"]
+    assert "canceled" in jobs.values()
+    time.sleep(4.5)  # past the point where the inputs would have finished
+    assert os.listdir(finished) == [], "remote work went on after the cancel"
+    # The cluster is healthy for the next job.
+    assert remote_parallel_map(abs, [-5], spinner=False) == [5]
+
+
+def test_two_clients_at_once_each_get_their_own_results():
+    results: dict[str, list] = {}
+
+    def client(name: str, offset: int) -> None:
+        def shift(x):
+            time.sleep(0.01)
+            return x + offset
+
+        results[name] = remote_parallel_map(shift, range(50), spinner=False)
+
+    threads = [threading.Thread(target=client, args=(n, o)) for n, o in [("a", 0), ("b", 1000)]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert results["a"] == list(range(50))
+    assert results["b"] == [x + 1000 for x in range(50)]
+
+
+def test_printed_lines_arrive_while_the_job_runs(capfd):
+    def chatty(x):
+        print("started", flush=True)
+        time.sleep(3)
+        return x
+
+    outcome: list = []
+    job = threading.Thread(
+        target=lambda: outcome.append(remote_parallel_map(chatty, [1], spinner=False))
+    )
+    job.start()
+    seen = ""
+
+    def printed() -> bool:
+        nonlocal seen
+        seen += capfd.readouterr().out
+        return "started" in seen
+
+    wait_for(printed, timeout_s=10)
+    assert job.is_alive(), "the line came only when the job ended"
+    job.join(timeout=30)
+    assert outcome == [[1]]
+
+
+def test_detached_job_results_are_fetched_later(tmp_path: Path):
+    job_id = remote_parallel_map(lambda x: x * 3, range(5), detach=True)
+    assert isinstance(job_id, str)
+    assert job_results(job_id) == [0, 3, 6, 9, 12]
+    printed = subprocess.run(
+        [str(Path(sys.executable).parent / "burla"), "jobs", "result", job_id, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(printed.stdout) == [0, 3, 6, 9, 12]
+
+
+def test_status_endpoints_and_restart_cluster(cluster):
+    with api(cluster) as http:
+        state = http.get("/cluster").json()
+        assert state["standby"]["nodes"][0]["count"] == 1
+        assert any(n["state"] in ("ready", "busy", "booting") for n in state["nodes"])
+        job_id = remote_parallel_map(abs, [-1, -2], detach=True)
+        assert job_results(job_id) == [1, 2]
+        job = http.get(f"/jobs/{job_id}").json()
+        assert job["state"] == "succeeded"
+        assert job["inputs"] == {"succeeded": 2}
+        assert http.get("/jobs/job-that-never-was").status_code == 404
+        assert http.get("/cluster", headers={"authorization": "Bearer wrong"}).status_code == 401
+        wait_for(lambda: http.get("/cluster").json()["ready"] == 1)
+        before = {n["node_id"] for n in http.get("/cluster").json()["nodes"]}
+        restarted = http.post("/restart_cluster").json()
+        after = {n["node_id"] for n in restarted["nodes"]}
+        assert len(after) == 1
+        assert not before & after, "restart keeps no idle node: a fresh standby set starts"
+        wait_for(lambda: http.get("/cluster").json()["ready"] == 1)
+    assert remote_parallel_map(abs, [-7], spinner=False) == [7]
