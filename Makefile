@@ -15,12 +15,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/python examples/demo.py
 	$(BIN)/burla plan --standby 5x96 --inputs 1000
-	$(BIN)/burla plan --standby 5x96 --inputs 1000 --func-cpu 32
 
 lint: $(STAMP)
-	$(BIN)/ruff check burla tests benchmarks
-	$(BIN)/ruff format --check burla tests benchmarks
+	$(BIN)/ruff check burla tests benchmarks examples
+	$(BIN)/ruff format --check burla tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
