@@ -107,9 +107,17 @@ def stop(root: Path | None = None, timeout_s: float = 30.0) -> bool:
     os.kill(cluster.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not (root / "cluster.json").exists():
+        if not (root / "cluster.json").exists() and not _alive(cluster.pid):
             return True
         time.sleep(0.02)
     raise ClusterUnavailableError(
         f"the local cluster (pid {cluster.pid}) did not stop within {timeout_s:g} s"
     )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

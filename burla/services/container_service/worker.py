@@ -207,7 +207,7 @@ class Worker:
 
 def _exit_with_parent() -> None:
     """A worker started as a node's child process goes when its node goes."""
-    parent = os.getppid()
+    parent = int(os.environ.get("BURLA_PARENT_PID") or os.getppid())
     while os.getppid() == parent:
         time.sleep(1)
     os._exit(0)

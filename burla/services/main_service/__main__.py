@@ -93,9 +93,9 @@ async def serve(root: Path, cpus: int, idle_s: float) -> None:
                 tasks.start_soon(_stop_when_idle, service, server, idle_s)
         finally:
             with anyio.CancelScope(shield=True):
-                (root / CLUSTER_FILE).unlink(missing_ok=True)
                 await compute.aclose()
                 store.close()
+                (root / CLUSTER_FILE).unlink(missing_ok=True)  # last: "stopped" means gone
 
 
 async def _stop_when_idle(service: MainService, server: serving.Server, idle_s: float) -> None:

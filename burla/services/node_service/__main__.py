@@ -82,7 +82,10 @@ async def serve(settings: NodeSettings) -> None:
             clock=clock,
             status_dir=status_dir,
             # A function that calls remote_parallel_map itself reaches this same cluster.
-            worker_env={"BURLA_LOCAL_DIR": str(settings.local_dir)},
+            worker_env={
+                "BURLA_LOCAL_DIR": str(settings.local_dir),
+                "BURLA_PARENT_PID": str(os.getpid()),
+            },
         )
         sock, address = serving.bind_loopback()
         try:
@@ -97,7 +100,7 @@ async def serve(settings: NodeSettings) -> None:
                 response.raise_for_status()
         finally:
             with anyio.CancelScope(shield=True):
-                await runtime.aclose()
+                await node.aclose()
 
 
 async def _exit_with_parent(tasks: TaskGroup) -> None:

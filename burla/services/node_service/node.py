@@ -119,6 +119,7 @@ class NodeService:
         self._report_ready = anyio.Event()
         self._timed_out: dict[str, int] = {}
         self._stopping: dict[str, bool] = {}  # stopped on purpose -> restart it?
+        self.closing = False
 
     # Standby ---------------------------------------------------------------------------
     async def run(self, tasks: TaskGroup) -> None:
@@ -223,6 +224,13 @@ class NodeService:
                     await self.runtime.set_cpuset(worker.name, worker.home)
         await self.start_standby()
         self.assignment = None
+
+    async def aclose(self) -> None:
+        """Stop every worker for good: the node is going away."""
+        self.closing = True
+        for worker in self.workers.values():
+            self._stopping[worker.name] = False
+        await self.runtime.aclose()
 
     async def kill_worker(self, name: str) -> None:
         """Stop a worker main_service gave up on (a timeout it saw); a fresh one replaces it."""
@@ -352,8 +360,8 @@ class NodeService:
         worker.channel = None
         worker.last_result_at = None
         restart = self._stopping.pop(worker.name, None)
-        if restart is False:
-            return  # the kill plan stopped it; reset starts it again
+        if restart is False or self.closing:
+            return  # the kill plan stopped it (reset starts it again), or the node is closing
         assignment = self.assignment
         job_id = assignment.job.job_id if assignment else None
         status = read_status(worker.status_file)
