@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from burla.core.clock import Clock
 from burla.core.errors import InvalidRequestError, InvariantError
 from burla.core.models import ClusterConfig, JobSpec, Node, NodeState, NodeType
-from burla.core.scheduling import nodes_to_start, plan_job
+from burla.core.scheduling import nodes_to_start, plan_job, slots_on
 
 
 # Events --------------------------------------------------------------------------------
@@ -66,10 +66,12 @@ class StartNode:
 
 @dataclass(frozen=True)
 class AssignNodes:
-    """Send the job to these nodes; each applies its container kill plan and starts work."""
+    """Send the job to these nodes; each applies its container kill plan and starts work
+    with as many workers as `workers` says (its share of the job's parallelism)."""
 
     job: JobSpec
     node_ids: tuple[str, ...]
+    workers: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ class _RunningJob:
     spec: JobSpec
     node_type: NodeType
     want: int
-    nodes: set[str] = field(default_factory=set)
+    nodes: dict[str, int] = field(default_factory=dict)
+    """Its nodes, and how many of its inputs each runs at once."""
 
 
 class ClusterMachine:
@@ -167,9 +170,8 @@ class ClusterMachine:
         self.jobs[job.job_id] = running
         commands: list[ClusterCommand] = []
         if plan.join_now:
-            for node_id in plan.join_now:
-                self._join(running, node_id)
-            commands.append(AssignNodes(job, plan.join_now))
+            workers = tuple(self._join(running, node_id) for node_id in plan.join_now)
+            commands.append(AssignNodes(job, plan.join_now, workers))
         commands += self._start(plan.starts)
         return commands
 
@@ -198,8 +200,8 @@ class ClusterMachine:
         )
         if waiting is not None:
             waiting.want -= 1
-            self._join(waiting, node_id)
-            return [AssignNodes(waiting.spec, (node_id,))]
+            workers = self._join(waiting, node_id)
+            return [AssignNodes(waiting.spec, (node_id,), (workers,))]
         self.nodes[node_id] = self._moved(node, NodeState.READY)
         type_name = node.node_type.name
         if self.standing(type_name) > self.config.standby.count_of(type_name):
@@ -214,7 +216,7 @@ class ClusterMachine:
             return []
         if node.job_id is not None:
             job = self.jobs[node.job_id]
-            job.nodes.discard(node_id)
+            del job.nodes[node_id]
             job.want += 1
         return [DeleteNode(node_id), *self._reconcile()]
 
@@ -241,12 +243,16 @@ class ClusterMachine:
         return commands
 
     # Helpers -----------------------------------------------------------------------------
-    def _join(self, job: _RunningJob, node_id: str) -> None:
+    def _join(self, job: _RunningJob, node_id: str) -> int:
+        """Put the node on the job; returns how many of its inputs it runs at once."""
         node = self.nodes[node_id]
         self.nodes[node_id] = node.model_copy(
             update={"state": NodeState.BUSY, "job_id": job.spec.job_id, "since": self.clock.now()}
         )
-        job.nodes.add(node_id)
+        left = job.spec.parallelism - sum(job.nodes.values())
+        workers = max(1, min(slots_on(node.node_type, job.spec), left))
+        job.nodes[node_id] = workers
+        return workers
 
     def _moved(self, node: Node, state: NodeState) -> Node:
         return node.model_copy(update={"state": state, "job_id": None, "since": self.clock.now()})
@@ -288,6 +294,8 @@ class ClusterMachine:
         for job_id, job in self.jobs.items():
             if job.want < 0:
                 raise InvariantError(f"{job_id} wants {job.want} nodes")
+            if sum(job.nodes.values()) > max(1, job.spec.parallelism):
+                raise InvariantError(f"{job_id} runs more inputs at once than it may: {job.nodes}")
             for node_id in job.nodes:
                 if node_id in owners:
                     raise InvariantError(f"{node_id} is on {owners[node_id]} and {job_id}")

@@ -179,3 +179,32 @@ def test_a_function_can_call_remote_parallel_map_itself():
         return sum(remote_parallel_map(abs, [-x, -x - 1], spinner=False))
 
     assert remote_parallel_map(outer, [1, 10], spinner=False) == [3, 21]
+
+
+def test_max_parallelism_caps_inputs_running_at_once(tmp_path):
+    def overlap(x):
+        import fcntl
+
+        with open(tmp_path / "running", "a+") as counter:
+            fcntl.flock(counter, fcntl.LOCK_EX)
+            counter.write("+")
+        time.sleep(0.3)
+        with open(tmp_path / "running", "a+") as counter:
+            fcntl.flock(counter, fcntl.LOCK_EX)
+            counter.seek(0)
+            peak = counter.read()
+            counter.write("-")
+        running = peak.count("+") - peak.count("-")
+        return running
+
+    most = max(remote_parallel_map(overlap, range(4), max_parallelism=1, spinner=False))
+    assert most == 1
+
+
+def test_a_big_function_travels_through_the_blob_store():
+    table = bytes(range(256)) * (8 << 12)  # 2 MB captured by the function
+
+    def lookup(i):
+        return table[i] + len(table)
+
+    assert remote_parallel_map(lookup, [1, 2], spinner=False) == [1 + len(table), 2 + len(table)]

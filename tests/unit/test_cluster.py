@@ -103,7 +103,7 @@ def test_lost_busy_node_is_replaced_and_the_replacement_joins_the_job():
         n.node_id for n in machine.nodes.values() if n.node_id != replacement.node_id
     )
     (rejoin,) = machine.handle(NodeBooted(standby_start))
-    assert rejoin == AssignNodes(JobSpec(job_id="j", n_inputs=96), (standby_start,))
+    assert rejoin == AssignNodes(JobSpec(job_id="j", n_inputs=96), (standby_start,), (96,))
     assert machine.handle(NodeBooted(replacement.node_id)) == []
     assert machine.idle(N96.name) == 1
 
@@ -125,7 +125,7 @@ def test_recycle_mode_with_a_cap_of_one_node_runs_jobs_one_after_another():
     machine = in_standby(config(count=1, max_nodes=1, release="recycle"))
     (node_id,) = machine.nodes
     first = machine.handle(JobSubmitted(JobSpec(job_id="a", n_inputs=1000)))
-    assert first == [AssignNodes(JobSpec(job_id="a", n_inputs=1000), (node_id,))]
+    assert first == [AssignNodes(JobSpec(job_id="a", n_inputs=1000), (node_id,), (96,))]
     assert machine.handle(JobSubmitted(JobSpec(job_id="b", n_inputs=10))) == []
     assert machine.handle(JobEnded("a")) == [ResetNode(node_id)]
     (assign,) = machine.handle(NodeBooted(node_id))
@@ -178,7 +178,7 @@ def test_without_refill_busy_nodes_count_toward_standby_and_waiting_jobs_start_n
     machine = in_standby(config(count=1, max_nodes=3, release="recycle", refill_standby=False))
     (node_id,) = machine.nodes
     first = machine.handle(JobSubmitted(JobSpec(job_id="a", n_inputs=96)))
-    assert first == [AssignNodes(JobSpec(job_id="a", n_inputs=96), (node_id,))]  # no refill
+    assert first == [AssignNodes(JobSpec(job_id="a", n_inputs=96), (node_id,), (96,))]
     second = machine.handle(JobSubmitted(JobSpec(job_id="b", n_inputs=96)))
     (start,) = of(StartNode, second)  # "b" waits, so a node starts for it
     (assign,) = machine.handle(NodeBooted(start.node_id))
@@ -189,3 +189,13 @@ def test_without_refill_busy_nodes_count_toward_standby_and_waiting_jobs_start_n
     assert machine.handle(JobEnded("b")) == [ResetNode(start.node_id)]
     assert machine.handle(NodeBooted(start.node_id)) == []
     assert set(machine.nodes) == {start.node_id}
+
+
+def test_each_node_gets_its_share_of_the_parallelism():
+    machine = in_standby(config(count=3))
+    job = JobSpec(job_id="j", n_inputs=1000, max_parallelism=150)
+    (assign,) = of(AssignNodes, machine.handle(JobSubmitted(job)))
+    assert assign.workers == (96, 54)
+    small = JobSpec(job_id="k", n_inputs=10)
+    (assign,) = of(AssignNodes, machine.handle(JobSubmitted(small)))
+    assert assign.workers == (10,)

@@ -231,7 +231,8 @@ class ClusterHarness:
                     assert node_id not in self.booting, f"{node_id} reset while booting"
                     self.owner.pop(node_id, None)
                     self.booting[node_id] = self.clock.now()
-                case AssignNodes(job, node_ids):
+                case AssignNodes(job, node_ids, workers):
+                    assert len(workers) == len(node_ids), "a node's share is missing"
                     assert job.job_id in self.jobs, f"nodes assigned to {job.job_id}, not running"
                     assert len(set(node_ids)) == len(node_ids), f"{node_ids} names a node twice"
                     for node_id in node_ids:
@@ -241,6 +242,10 @@ class ClusterHarness:
                             f"{node_id} assigned to {job.job_id} while on {self.owner[node_id]}"
                         )
                         assert slots_on(self.types[node_id], job) > 0, f"{job} fits no {node_id}"
+                    for node_id, share in zip(node_ids, workers, strict=True):
+                        assert 1 <= share <= slots_on(self.types[node_id], job), (
+                            f"{node_id} was given {share} workers"
+                        )
                         self.owner[node_id] = job.job_id
         self.check()
 

@@ -114,9 +114,9 @@ class MainService:
                 case c.StartNode(node_id, node_type):
                     boot = BootSpec(node_id, node_type, self.main_url, self.boot_env)
                     await self.compute.create(boot)
-                case c.AssignNodes(job, node_ids):
-                    for node_id in node_ids:
-                        self._spawn(self._assign, job, node_id)
+                case c.AssignNodes(job, node_ids, workers):
+                    for node_id, share in zip(node_ids, workers, strict=True):
+                        self._spawn(self._assign, job, node_id, share)
                 case c.DeleteNode(node_id):
                     self.addresses.pop(node_id, None)
                     await self.compute.delete(node_id)
@@ -124,11 +124,15 @@ class MainService:
                     self._spawn(self._reset, node_id)
         self._cluster_changed()
 
-    async def _assign(self, job: JobSpec, node_id: str) -> None:
+    async def _assign(self, job: JobSpec, node_id: str, workers: int) -> None:
         run = self.jobs.get(job.job_id)
         if run is None or run.state.finished:
             return
-        body = {"job": job.model_dump(mode="json"), "function_key": run.function_key}
+        body = {
+            "job": job.model_dump(mode="json"),
+            "function_key": run.function_key,
+            "workers": workers,
+        }
         if not await self._call_node(node_id, "/jobs", body):
             await self.node_failed(node_id)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from burla.core.models import JobSpec
 from burla.services import errors
@@ -13,6 +13,7 @@ from burla.services.node_service.node import NodeService
 class Assignment(BaseModel):
     job: JobSpec
     function_key: str
+    workers: int = Field(ge=1)
 
 
 class EndJob(BaseModel):
@@ -31,7 +32,7 @@ def create_app(node: NodeService) -> FastAPI:
 
     @app.post("/jobs")
     async def assign(body: Assignment) -> dict[str, str]:
-        await node.assign(body.job, body.function_key)
+        await node.assign(body.job, body.function_key, body.workers)
         return {"job_id": body.job.job_id}
 
     @app.post("/jobs/{job_id}/end")

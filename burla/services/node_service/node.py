@@ -157,7 +157,8 @@ class NodeService:
         self._tasks.start_soon(self._read_worker, worker)
 
     # Jobs ------------------------------------------------------------------------------
-    async def assign(self, job: JobSpec, function_key: str) -> None:
+    async def assign(self, job: JobSpec, function_key: str, workers: int) -> None:
+        """Run the job on `workers` of this node's warm containers; stop the rest."""
         if self.assignment is not None and not self.assignment.ended:
             raise BurlaError(
                 f"node {self.node_id} already runs job {self.assignment.job.job_id}; "
@@ -174,7 +175,7 @@ class NodeService:
             infos,
             image=image,
             func_cpu=job.func_cpu,
-            max_workers=slots_on(self.node_type, job),
+            max_workers=min(workers, slots_on(self.node_type, job)),
         )
         function = await self.blobs.get(function_key)
         kept = [self.workers[k.container.name] for k in plan.keep]

@@ -1,0 +1,108 @@
+"""The local cluster's life: started by the first call, reused, sized, stopped, idle-stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+BURLA = str(Path(sys.executable).parent / "burla")
+
+
+def run(args: list[str], root: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "BURLA_LOCAL_DIR": str(root), **env}
+    return subprocess.run(args, env=environment, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def root(tmp_path: Path):
+    root = tmp_path / "local"
+    yield root
+    run([BURLA, "local", "down"], root)
+
+
+def test_up_status_down_and_cpus(root: Path):
+    assert run([BURLA, "local", "status"], root).returncode == 3
+    up = run([BURLA, "local", "up", "--cpus", "3"], root)
+    assert up.returncode == 0, up.stderr
+    assert "started" in up.stdout
+    assert "3 CPUs" in up.stdout
+    again = run([BURLA, "local", "up"], root)
+    assert "already running" in again.stdout
+    deadline = time.monotonic() + 30
+    while True:
+        status = json.loads(run([BURLA, "local", "status", "--json"], root).stdout)
+        if status["ready"] == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert status["running"] is True
+    assert [n["cpus"] for n in status["nodes"]] == [3]
+    assert status["nodes"][0]["state"] == "ready"
+    down = run([BURLA, "local", "down"], root)
+    assert down.stdout.strip() == "local cluster stopped"
+    assert run([BURLA, "local", "status"], root).returncode == 3
+    assert run([BURLA, "local", "down"], root).stdout.strip() == "no local cluster was running"
+
+
+def test_first_call_starts_it_later_calls_from_other_processes_reuse_it(root: Path, tmp_path):
+    # The caller's own module, beside its script, travels by value: the cluster was started
+    # by another process and its workers cannot import it.
+    (tmp_path / "helpers.py").write_text("def triple(x):\n    return 3 * x\n")
+    script = tmp_path / "client.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, os
+            from helpers import triple
+            from burla import remote_parallel_map
+            from burla.client import local
+            print(json.dumps({"results": remote_parallel_map(triple, [1, 2], spinner=False),
+                              "pid": local.read(local.local_dir()).pid}))
+            """
+        )
+    )
+    first = run([sys.executable, str(script)], root, BURLA_LOCAL_CPUS="2")
+    second = run([sys.executable, str(script)], root)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    one, two = json.loads(first.stdout), json.loads(second.stdout)
+    assert one["results"] == two["results"] == [3, 6]
+    assert one["pid"] == two["pid"], "the second process started another cluster"
+
+
+def test_the_cluster_stops_itself_when_idle(root: Path):
+    started = run(
+        [sys.executable, "-c", "from burla import remote_parallel_map as m; m(abs, [1])"],
+        root,
+        BURLA_LOCAL_IDLE_S="2",
+    )
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 30
+    while (root / "cluster.json").exists():
+        assert time.monotonic() < deadline, "the idle cluster kept running"
+        time.sleep(0.2)
+    assert run([BURLA, "local", "status"], root).returncode == 3
+
+
+def test_progress_bar_on_a_terminal(root: Path, tmp_path: Path):
+    script = tmp_path / "bar.py"
+    script.write_text(
+        "import time\n"
+        "from burla import remote_parallel_map\n"
+        "remote_parallel_map(time.sleep, [0.2] * 10)\n"
+        "print('DONE')\n"
+    )
+    # `script` gives the client a pseudo-terminal, as a user's shell would.
+    shown = run(["script", "-qec", f"{sys.executable} {script}", "/dev/null"], root)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "burla" in shown.stdout
+    assert "/10" in shown.stdout
+    assert "DONE" in shown.stdout
