@@ -175,11 +175,13 @@ class NodeService:
             infos,
             image=image,
             func_cpu=job.func_cpu,
-            max_workers=min(workers, slots_on(self.node_type, job)),
+            max_workers=slots_on(self.node_type, job),
         )
         function = await self.blobs.get(function_key)
         kept = [self.workers[k.container.name] for k in plan.keep]
-        assignment = Assignment(job, function, kept)
+        # Workers beyond the node's share stay warm and idle: killing them would cost a
+        # restart when the job ends.
+        assignment = Assignment(job, function, kept[:workers])
         self.assignment = assignment
         async with anyio.create_task_group() as group:
             for doomed in plan.kill:
