@@ -33,8 +33,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
+from burla.backends.store_rules import check_lease, check_limit, check_version
 from burla.core.clock import Clock, WallClock
-from burla.core.errors import BackendError, BurlaError, ConflictError, InvalidRequestError
+from burla.core.errors import BackendError, BurlaError, InvalidRequestError
 from burla.core.protocols import Claim, Data, Document
 
 _WALL_CLOCK = WallClock()
@@ -159,41 +160,6 @@ _DECODER = json.JSONDecoder(object_hook=_decode_object)
 
 
 # Checking arguments
-
-
-def _check_version(key: str, expected: int | None, found: int | None) -> None:
-    """Raise ConflictError unless a write that expects `expected` may go ahead."""
-    if expected is None or expected == (found or 0):
-        return
-    if expected < 0:
-        raise InvalidRequestError(
-            f"if_version={expected} for document {key!r}: use 0 (create only), "
-            "a version number of 1 or more, or None (no condition)"
-        )
-    if found is None:
-        raise ConflictError(
-            f"document {key!r} does not exist, but the write expected version {expected}; "
-            "it was deleted or never created: read it again, or create it with if_version=0"
-        )
-    if expected == 0:
-        raise ConflictError(
-            f"document {key!r} already exists at version {found}, but the write was "
-            "create-only (if_version=0): read it and replace that version, or use another key"
-        )
-    raise ConflictError(
-        f"document {key!r} is at version {found}, but the write expected version {expected}; "
-        "someone else wrote it since you read it: read it again and retry"
-    )
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 0:
-        raise InvalidRequestError(f"limit must be 0 or more, not {limit}")
-
-
-def _check_lease(lease_s: float) -> None:
-    if not lease_s >= 0:
-        raise InvalidRequestError(f"lease_s must be 0 or more, not {lease_s}")
 
 
 def _check_queue(queue: object) -> None:
@@ -323,7 +289,7 @@ class SqliteStore:
                 "SELECT version FROM documents WHERE key = ?", (key,)
             ).fetchone()
             found: int | None = None if row is None else row[0]
-            _check_version(key, if_version, found)
+            check_version(key, if_version, found)
             if found is None:
                 version = 1
                 connection.execute(
@@ -367,14 +333,14 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 return False
-            _check_version(key, if_version, row[0])
+            check_version(key, if_version, row[0])
             connection.execute("DELETE FROM documents WHERE key = ?", (key,))
         return True
 
     async def list(
         self, prefix: str, *, after: str = "", limit: int = 1000
     ) -> builtins.list[Document]:  # plain `list` here would name this method
-        _check_limit(limit)
+        check_limit(limit)
         if limit == 0:
             return []
         upper = _above_prefix(prefix)
@@ -415,8 +381,8 @@ class SqliteStore:
 
     async def claim(self, queue: str, *, limit: int, lease_s: float) -> builtins.list[Claim]:
         _check_queue(queue)
-        _check_limit(limit)
-        _check_lease(lease_s)
+        check_limit(limit)
+        check_lease(lease_s)
         if limit == 0:
             return []
         action = f"claiming items from queue {queue!r}"
@@ -473,7 +439,7 @@ class SqliteStore:
 
     async def renew(self, queue: str, receipts: Sequence[str], *, lease_s: float) -> set[str]:
         _check_queue(queue)
-        _check_lease(lease_s)
+        check_lease(lease_s)
         wanted = _receipts_by_seq(receipts)
         if not wanted:
             return set()

@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from burla.backends.store_rules import check_lease, check_limit, check_version
 from burla.core.clock import Clock, WallClock
-from burla.core.errors import ConflictError, InvalidRequestError
+from burla.core.errors import InvalidRequestError
 from burla.core.protocols import Claim, Data, Document
 
 
@@ -61,36 +62,6 @@ def _copy_data(key: str, data: object) -> Data:
             f"document {key!r} must be a dict of fields, not a {type(data).__name__}"
         )
     return _copy_fields(data, f"document {key!r}")
-
-
-def _check_version(key: str, expected: int | None, found: int | None) -> None:
-    """Raise ConflictError unless a write that expects `expected` may go ahead."""
-    if expected is None or expected == (found or 0):
-        return
-    if expected < 0:
-        raise InvalidRequestError(
-            f"if_version={expected} for document {key!r}: use 0 (create only), "
-            "a version number of 1 or more, or None (no condition)"
-        )
-    if found is None:
-        raise ConflictError(
-            f"document {key!r} does not exist, but the write expected version {expected}; "
-            "it was deleted or never created: read it again, or create it with if_version=0"
-        )
-    if expected == 0:
-        raise ConflictError(
-            f"document {key!r} already exists at version {found}, but the write was "
-            "create-only (if_version=0): read it and replace that version, or use another key"
-        )
-    raise ConflictError(
-        f"document {key!r} is at version {found}, but the write expected version {expected}; "
-        "someone else wrote it since you read it: read it again and retry"
-    )
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 0:
-        raise InvalidRequestError(f"limit must be 0 or more, not {limit}")
 
 
 @dataclass(eq=False)
@@ -167,7 +138,7 @@ class MemoryStore:
     async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
         copied = _copy_data(key, data)
         old = self._docs.get(key)
-        _check_version(key, if_version, None if old is None else old.version)
+        check_version(key, if_version, None if old is None else old.version)
         stored = self._write(key, copied, old)
         return Document(key, _copy_fields(stored.data, f"document {key!r}"), stored.version)
 
@@ -186,13 +157,13 @@ class MemoryStore:
         old = self._docs.get(key)
         if old is None:
             return False
-        _check_version(key, if_version, old.version)
+        check_version(key, if_version, old.version)
         del self._docs[key]
         del self._keys[bisect_left(self._keys, key)]
         return True
 
     async def list(self, prefix: str, *, after: str = "", limit: int = 1000) -> list[Document]:
-        _check_limit(limit)
+        check_limit(limit)
         start = max(bisect_left(self._keys, prefix), bisect_right(self._keys, after))
         found: list[Document] = []
         for index in range(start, len(self._keys)):
@@ -232,9 +203,8 @@ class MemoryStore:
     async def claim(
         self, queue: str, *, limit: int, lease_s: float
     ) -> builtins.list[Claim]:  # plain `list` here would name the method above
-        _check_limit(limit)
-        if lease_s < 0:
-            raise InvalidRequestError(f"lease_s must be 0 or more, not {lease_s}")
+        check_limit(limit)
+        check_lease(lease_s)
         state = self._queues.get(queue)
         if state is None:
             return []
@@ -279,8 +249,7 @@ class MemoryStore:
         return acked
 
     async def renew(self, queue: str, receipts: Sequence[str], *, lease_s: float) -> set[str]:
-        if lease_s < 0:
-            raise InvalidRequestError(f"lease_s must be 0 or more, not {lease_s}")
+        check_lease(lease_s)
         state = self._queues.get(queue)
         if state is None:
             return set()

@@ -1,0 +1,40 @@
+"""Argument rules every Store backend applies the same way, with the same messages."""
+
+from __future__ import annotations
+
+from burla.core.errors import ConflictError, InvalidRequestError
+
+
+def check_version(key: str, expected: int | None, found: int | None) -> None:
+    """Raise ConflictError unless a write that expects `expected` may go ahead."""
+    if expected is None or expected == (found or 0):
+        return
+    if expected < 0:
+        raise InvalidRequestError(
+            f"if_version={expected} for document {key!r}: use 0 (create only), "
+            "a version number of 1 or more, or None (no condition)"
+        )
+    if found is None:
+        raise ConflictError(
+            f"document {key!r} does not exist, but the write expected version {expected}; "
+            "it was deleted or never created: read it again, or create it with if_version=0"
+        )
+    if expected == 0:
+        raise ConflictError(
+            f"document {key!r} already exists at version {found}, but the write was "
+            "create-only (if_version=0): read it and replace that version, or use another key"
+        )
+    raise ConflictError(
+        f"document {key!r} is at version {found}, but the write expected version {expected}; "
+        "someone else wrote it since you read it: read it again and retry"
+    )
+
+
+def check_limit(limit: int) -> None:
+    if limit < 0:
+        raise InvalidRequestError(f"limit must be 0 or more, not {limit}")
+
+
+def check_lease(lease_s: float) -> None:
+    if not lease_s >= 0:
+        raise InvalidRequestError(f"lease_s must be 0 or more, not {lease_s}")
