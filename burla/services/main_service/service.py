@@ -121,7 +121,7 @@ class MainService:
                     self.addresses.pop(node_id, None)
                     await self.compute.delete(node_id)
                 case c.ResetNode(node_id):
-                    self._spawn(self._reset, node_id)
+                    self._spawn(self._reset, node_id, False)
         self._cluster_changed()
 
     async def _assign(self, job: JobSpec, node_id: str, workers: int) -> None:
@@ -136,8 +136,9 @@ class MainService:
         if not await self._call_node(node_id, "/jobs", body):
             await self.node_failed(node_id)
 
-    async def _reset(self, node_id: str) -> None:
-        if await self._call_node(node_id, "/reset", {}):
+    async def _reset(self, node_id: str, cancel: bool) -> None:
+        """Back to standby; `cancel` stops workers still running the job that ended."""
+        if await self._call_node(node_id, "/reset", {"cancel": cancel}):
             await self.apply(self.cluster.handle(c.NodeBooted(node_id)))
         else:
             await self.node_failed(node_id)
@@ -325,14 +326,13 @@ class MainService:
             {"spec": run.spec.model_dump(mode="json"), "state": state.value, "error": run.error},
         )
         run.publish(["done", state.value, run.error])
-        nodes = [n.node_id for n in self.cluster.nodes.values() if n.job_id == job_id]
+        # A recycled node stops the job and resets in one call; a deleted one just goes.
         cancel = state is not JobState.SUCCEEDED
-        async with anyio.create_task_group() as group:
-            for node_id in nodes:
-                group.start_soon(
-                    self._call_node, node_id, f"/jobs/{job_id}/end", {"cancel": cancel}
-                )
-        await self.apply(self.cluster.handle(c.JobEnded(job_id)))
+        for command in self.cluster.handle(c.JobEnded(job_id)):
+            if isinstance(command, c.ResetNode):
+                self._spawn(self._reset, command.node_id, cancel)
+            else:
+                await self.apply([command])
         self.last_activity = self.clock.now()
         self._spawn(self._forget_later, job_id, FORGET_AFTER_S)
 

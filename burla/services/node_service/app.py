@@ -16,8 +16,9 @@ class Assignment(BaseModel):
     workers: int = Field(ge=1)
 
 
-class EndJob(BaseModel):
+class Reset(BaseModel):
     cancel: bool = False
+    """Stop workers still running the job's inputs (it failed or was canceled)."""
 
 
 def create_app(node: NodeService) -> FastAPI:
@@ -35,19 +36,14 @@ def create_app(node: NodeService) -> FastAPI:
         await node.assign(body.job, body.function_key, body.workers)
         return {"job_id": body.job.job_id}
 
-    @app.post("/jobs/{job_id}/end")
-    async def end(job_id: str, body: EndJob) -> dict[str, str]:
-        await node.end(job_id, cancel=body.cancel)
-        return {"job_id": job_id}
-
     @app.post("/workers/{name}/kill")
     async def kill(name: str) -> dict[str, str]:
         await node.kill_worker(name)
         return {"worker": name}
 
     @app.post("/reset")
-    async def reset() -> dict[str, str]:
-        await node.reset()
+    async def reset(body: Reset) -> dict[str, str]:
+        await node.reset(cancel=body.cancel)
         return {"node_id": node.node_id}
 
     return app

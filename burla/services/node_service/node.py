@@ -37,8 +37,8 @@ TARGET_BATCH_S = 0.005
 """Work sent to a worker in one frame, in seconds of its measured run time."""
 
 MAX_BATCH = 256
-FLUSH_WINDOW_S = 0.005
-"""Under load, reports wait this long to gather more; an idle node reports at once."""
+REPORT_INTERVAL_S = 0.003
+"""Shortest time between two reports to main_service."""
 
 Report = Callable[[dict[str, Any], bytes], Awaitable[None]]
 """Sends one report (a frame's header and payload) to main_service."""
@@ -218,8 +218,11 @@ class NodeService:
                     end_job = [({"op": "end_job", "job_id": job_id}, b"")]
                     group.start_soon(self._send, worker, end_job)
 
-    async def reset(self) -> None:
-        """Back to standby: every container of every spec, each on its own CPU again."""
+    async def reset(self, *, cancel: bool) -> None:
+        """End the job, then back to standby: every container of every spec, each on its
+        own CPU again. With `cancel`, workers still running the job's inputs are stopped."""
+        if self.assignment is not None:
+            await self.end(self.assignment.job.job_id, cancel=cancel)
         for worker in list(self.workers.values()):
             if worker.cpuset != worker.home:
                 worker.cpuset = worker.home
@@ -282,7 +285,8 @@ class NodeService:
             for claim in claims:
                 worker.inflight[int(claim.item_id)] = claim
             indices = [int(c.item_id) for c in claims]
-            self._event(["claimed", job_id, worker.name, indices, [c.receipt for c in claims]])
+            claimed = ["claimed", job_id, worker.name, indices, [c.receipt for c in claims]]
+            self._event(claimed, urgent=False)  # goes with the results, or a death
             header = {
                 "op": "inputs",
                 "job_id": job_id,
@@ -402,18 +406,22 @@ class NodeService:
                     await self.runtime.stop(worker.name)
 
     # Reporting -------------------------------------------------------------------------
-    def _event(self, event: list[Any], payload: bytes = b"") -> None:
+    def _event(self, event: list[Any], payload: bytes = b"", *, urgent: bool = True) -> None:
+        """Queue an event for main_service; one that is not urgent waits for the next."""
         self._events.append(event)
         if payload:
             self._payloads.append(payload)
-        self._report_ready.set()
+        if urgent:
+            self._report_ready.set()
 
     async def _flush_reports(self) -> None:
-        last = 0.0
+        """Report as soon as there is news, but at most once per REPORT_INTERVAL_S: under
+        load, what comes in meanwhile goes in the next report, so batches grow."""
+        last = -REPORT_INTERVAL_S
         while True:
             await self._report_ready.wait()
             self._report_ready = anyio.Event()
-            wait = FLUSH_WINDOW_S - (self.clock.now() - last)
+            wait = last + REPORT_INTERVAL_S - self.clock.now()
             if wait > 0:
                 await anyio.sleep(wait)
             last = self.clock.now()
