@@ -117,6 +117,8 @@ def cluster_configs(
         node_types=tuple(on_demand),
         max_nodes=draw(cap),
         release=draw(st.sampled_from(("delete", "recycle")) if release is None else release),
+        refill_standby=draw(st.booleans()),
+        max_nodes_per_job=draw(st.one_of(st.none(), st.integers(1, 3))),
         boot_timeout_s=draw(st.sampled_from((60.0, 300.0, 600.0))),
     )
 

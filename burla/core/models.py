@@ -88,6 +88,9 @@ class ClusterConfig(_Frozen):
     standby: StandbyDefinition = StandbyDefinition()
     node_types: tuple[NodeType, ...] = ()
     max_nodes: int | None = Field(default=None, ge=0)
+    max_nodes_per_job: int | None = Field(default=None, ge=1)
+    """A job never runs on more nodes than this (one machine's cluster: 1, since more
+    nodes there add processes, not CPUs)."""
     release: Literal["delete", "recycle"] = "delete"
     refill_standby: bool = True
     boot_timeout_s: float = Field(default=600.0, gt=0)

@@ -74,8 +74,12 @@ def nodes_to_start(
     for_jobs = {n: max(0, wants.get(n, 0) - supply.get(n, 0)) for n in names}
     for_standby = {}
     for n in names:
-        have = supply.get(n, 0) + (0 if config.refill_standby else busy.get(n, 0))
-        for_standby[n] = max(0, wants.get(n, 0) + config.standby.count_of(n) - have) - for_jobs[n]
+        idle_wanted = config.standby.count_of(n)
+        if not config.refill_standby:
+            # Busy nodes count, and so do the nodes waiting jobs are about to take.
+            idle_wanted = max(0, idle_wanted - busy.get(n, 0) - wants.get(n, 0))
+        needed = wants.get(n, 0) + idle_wanted - supply.get(n, 0)
+        for_standby[n] = max(0, needed) - for_jobs[n]
     room = math.inf if config.max_nodes is None else max(0, config.max_nodes - total)
     starts: dict[str, int] = {}
     for need in (for_jobs, for_standby):
@@ -119,14 +123,16 @@ def plan_job(
     existing = list(nodes)
     idle = [n for n in existing if n.state is NodeState.READY and slots_on(n.node_type, job) > 0]
     idle.sort(key=lambda n: (-slots_on(n.node_type, job), n.since, n.node_id))
+    per_job = config.max_nodes_per_job or math.inf
     joining: list[Node] = []
     workers = 0
     for node in idle:
-        if workers >= job.parallelism:
+        if workers >= job.parallelism or len(joining) >= per_job:
             break
         joining.append(node)
         workers += slots_on(node.node_type, job)
     new_for_job = math.ceil(max(0, job.parallelism - workers) / per_node)
+    new_for_job = int(min(new_for_job, per_job - len(joining)))
 
     joined = {n.node_id for n in joining}
     after = [

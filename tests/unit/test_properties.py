@@ -318,7 +318,12 @@ def test_plan_job_joins_ready_nodes_and_starts_just_enough(case):
     assert plan.node_type == next(t for t in config.catalog if slots_on(t, job) > 0)
     per_node = slots_on(plan.node_type, job)
     covered = sum(slots) + plan.new_nodes_for_job * per_node
-    assert covered >= job.parallelism, "joined and new nodes must reach the parallelism"
+    per_job = config.max_nodes_per_job
+    if per_job is not None:
+        assert len(joined) + plan.new_nodes_for_job <= per_job, "more nodes than a job may have"
+    capped = per_job is not None and len(joined) + plan.new_nodes_for_job == per_job
+    if not capped:
+        assert covered >= job.parallelism, "joined and new nodes must reach the parallelism"
     if plan.new_nodes_for_job:
         assert covered - per_node < job.parallelism, "one new node fewer would do"
         left_out = [
@@ -336,14 +341,16 @@ def test_plan_job_joins_ready_nodes_and_starts_just_enough(case):
 
 
 @given(planning_cases(in_standby=True))
-def test_plan_job_in_standby_starts_new_nodes_plus_a_replacement_per_node_taken(case):
+def test_plan_job_in_standby_starts_new_nodes_and_replaces_what_it_takes_if_refilling(case):
     config, nodes, job = case
     plan = plan_job(config, nodes, job)
     by_id = {node.node_id: node for node in nodes}
-    expected = Counter(by_id[n].node_type.name for n in plan.join_now)
+    # With refill, each standby node taken is replaced; without, busy nodes still count.
+    taken = plan.join_now if config.refill_standby else ()
+    expected = Counter(by_id[n].node_type.name for n in taken)
     expected[plan.node_type.name] += plan.new_nodes_for_job
     assert Counter(plan.starts) == +expected
-    assert plan.nodes_to_start == plan.new_nodes_for_job + len(plan.join_now)
+    assert plan.nodes_to_start == plan.new_nodes_for_job + len(taken)
 
 
 @given(start_cases())

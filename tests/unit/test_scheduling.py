@@ -148,3 +148,12 @@ def test_nodes_to_start_keeps_each_standby_group_whole():
     config = standby((N96, 2), (small, 3))
     assert nodes_to_start(config, ready(N96, 1) + ready(small, 3, "s"), {}) == {N96.name: 1}
     assert nodes_to_start(config, [], {}) == {N96.name: 2, small.name: 3}
+
+
+def test_max_nodes_per_job_keeps_a_job_on_that_many_nodes():
+    config = standby((N96, 5)).model_copy(update={"max_nodes_per_job": 2})
+    plan = plan_job(config, ready(N96, 5), JobSpec(job_id="j", n_inputs=1000))
+    assert plan.join_now == ("n0", "n1")
+    assert plan.new_nodes_for_job == 0
+    cold = plan_job(config, [], JobSpec(job_id="k", n_inputs=1000))
+    assert cold.new_nodes_for_job == 2

@@ -9,7 +9,8 @@ worker -> node:
     {"op": "hello", "pid"}                                         once, on connect
     {"op": "job_error", "job_id", "message"}                       the function did not load
     {"op": "logs", "job_id", "items": [[index, stream, text], ...]}
-    {"op": "results", "job_id", "items": [[index, kind, size], ...]} + payloads, concatenated
+    {"op": "results", "job_id", "items": [[index, kind, size], ...], "busy_s"}
+                                                                   + payloads, concatenated
 kind is "ok" (a pickled value), "raised" (a pickled exception with its traceback) or
 "raised_text" (JSON: type, message, traceback, for an exception that does not pickle).
 The input running now is kept in the file $BURLA_STATUS_FILE (default: `status` in the
@@ -105,6 +106,7 @@ class Worker:
         self._logs: list[list[Any]] = []
         self._results: list[tuple[int, str, bytes]] = []
         self._oldest_result = 0.0
+        self._busy_s = 0.0
         self.stdout = InputStream("stdout", self._log)
         self.stderr = InputStream("stderr", self._log)
 
@@ -118,15 +120,16 @@ class Worker:
             self.stdout.flush()
             self.stderr.flush()
             with self._lock:
-                logs, results = self._logs, self._results
-                self._logs, self._results = [], []
+                logs, results, busy_s = self._logs, self._results, self._busy_s
+                self._logs, self._results, self._busy_s = [], [], 0.0
             frames: list[tuple[dict[str, Any], bytes]] = []
             if logs:
                 frames.append(({"op": "logs", "job_id": self.job_id, "items": logs}, b""))
             if results:
                 items = [[index, kind, len(data)] for index, kind, data in results]
                 payload = b"".join(data for _, _, data in results)
-                frames.append(({"op": "results", "job_id": self.job_id, "items": items}, payload))
+                header = {"op": "results", "job_id": self.job_id, "items": items, "busy_s": busy_s}
+                frames.append((header, payload))
             if frames:
                 self.connection.send(frames)
 
@@ -174,16 +177,23 @@ class Worker:
             self.connection.send([({"op": "job_error", "job_id": job_id, "message": message}, b"")])
 
     def run_inputs(self, indices: list[int], sizes: list[int], payload: bytes) -> None:
+        """Run a frame's inputs; results go back when the frame is done, or every FLUSH_S
+        while a long one runs. Each results frame says how long its inputs ran, from which
+        the node sizes the next frames."""
         offset = 0
         for index, size in zip(indices, sizes, strict=True):
+            started = time.perf_counter()
             kind, data = self.run_one(index, payload[offset : offset + size])
+            ran = time.perf_counter() - started
             offset += size
             with self._lock:
                 if not self._results:
-                    self._oldest_result = time.monotonic()
+                    self._oldest_result = started
                 self._results.append((index, kind, data))
-            if time.monotonic() - self._oldest_result > FLUSH_S:
+                self._busy_s += ran
+            if time.perf_counter() - self._oldest_result > FLUSH_S:
                 self.flush()
+        self.flush()
 
     def run_one(self, index: int, data: bytes) -> tuple[str, bytes]:
         function = self.function

@@ -52,7 +52,11 @@ def local_config(cpus: int) -> ClusterConfig:
         containers=(ContainerSpec(image=LOCAL_DEFAULT_IMAGE),),
     )
     return ClusterConfig(
-        standby=standby, max_nodes=MAX_LOCAL_NODES, release="recycle", refill_standby=False
+        standby=standby,
+        max_nodes=MAX_LOCAL_NODES,
+        max_nodes_per_job=1,
+        release="recycle",
+        refill_standby=False,
     )
 
 

@@ -74,6 +74,7 @@ class MainService:
         self.validate = validate
         self.jobs: dict[str, JobRun] = {}
         self.addresses: dict[str, str] = {}
+        self._creating: set[str] = set()
         self.cluster_changed = anyio.Event()
         self._tasks: TaskGroup | None = None
         self._ids = itertools.count(1)
@@ -113,7 +114,11 @@ class MainService:
             match command:
                 case c.StartNode(node_id, node_type):
                     boot = BootSpec(node_id, node_type, self.main_url, self.boot_env)
-                    await self.compute.create(boot)
+                    self._creating.add(node_id)
+                    try:
+                        await self.compute.create(boot)
+                    finally:
+                        self._creating.discard(node_id)
                 case c.AssignNodes(job, node_ids, workers):
                     for node_id, share in zip(node_ids, workers, strict=True):
                         self._spawn(self._assign, job, node_id, share)
@@ -159,6 +164,8 @@ class MainService:
             await anyio.sleep(0.5)
             machines = {m.node_id: m for m in await self.compute.list()}
             for node_id in list(self.cluster.nodes):
+                if node_id in self._creating:
+                    continue  # its machine is being made; not listed yet
                 machine = machines.get(node_id)
                 if machine is None or machine.status is MachineStatus.FAILED:
                     await self.node_failed(node_id)

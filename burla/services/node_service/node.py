@@ -71,7 +71,6 @@ class Worker:
     channel: WorkerChannel | None = None
     inflight: dict[int, Claim] = field(default_factory=dict)
     batch: int = 1
-    last_result_at: float | None = None
 
 
 @dataclass
@@ -192,7 +191,7 @@ class NodeService:
                     worker.cpuset = keep.cpuset
                     group.start_soon(self.runtime.set_cpuset, worker.name, keep.cpuset)
         for worker in kept:
-            worker.batch, worker.last_result_at = 1, None  # a new function, a new pace
+            worker.batch = 1  # a new function, a new pace
             await self._send_job(worker)
         assert self._tasks is not None
         self._tasks.start_soon(self._feed, assignment)
@@ -325,7 +324,7 @@ class NodeService:
             header, payload = frame
             op = header.get("op")
             if op == "results":
-                self._take_results(worker, header["job_id"], header["items"], payload)
+                self._take_results(worker, header, payload)
             elif op == "logs":
                 for index, stream, text in header["items"]:
                     self._event(["log", header["job_id"], index, stream, text])
@@ -333,9 +332,8 @@ class NodeService:
                 self._job_error(header.get("job_id"), header.get("message", ""))
         await self._worker_gone(worker, channel)
 
-    def _take_results(
-        self, worker: Worker, job_id: str, items: list[list[Any]], payload: bytes
-    ) -> None:
+    def _take_results(self, worker: Worker, header: dict[str, Any], payload: bytes) -> None:
+        job_id, items = header["job_id"], header["items"]
         offset = 0
         for index, kind, size in items:
             data = payload[offset : offset + size]
@@ -347,11 +345,9 @@ class NodeService:
                 self._done.append((job_id, index, data, claim))
             self._event(["result", job_id, worker.name, index, kind, size], data)
         # Size the next frames so that each holds about TARGET_BATCH_S of work.
-        now = self.clock.now()
-        if items and worker.last_result_at is not None and now > worker.last_result_at:
-            per_input = (now - worker.last_result_at) / len(items)
+        if items:
+            per_input = max(float(header.get("busy_s", 0.0)), 1e-7) / len(items)
             worker.batch = max(1, min(MAX_BATCH, math.ceil(TARGET_BATCH_S / per_input)))
-        worker.last_result_at = now
         if self.assignment is not None:
             self.assignment.wake.set()
 
@@ -365,7 +361,6 @@ class NodeService:
     async def _worker_gone(self, worker: Worker, channel: WorkerChannel) -> None:
         await channel.aclose()
         worker.channel = None
-        worker.last_result_at = None
         restart = self._stopping.pop(worker.name, None)
         if restart is False or self.closing:
             return  # the kill plan stopped it (reset starts it again), or the node is closing
