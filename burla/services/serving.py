@@ -23,17 +23,6 @@ class Server(uvicorn.Server):
         yield
 
 
-def bind_loopback() -> tuple[socket.socket, str]:
-    """A listening socket on a free 127.0.0.1 port, and its address.
-
-    Created with IPPROTO_TCP named, so asyncio turns Nagle off on the connections it
-    accepts; otherwise a response's body waits ~40 ms for the client's delayed ACK.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    return sock, f"127.0.0.1:{sock.getsockname()[1]}"
-
-
 async def start(app: FastAPI, sock: socket.socket, tasks: TaskGroup) -> Server:
     """Serve `app` on `sock` until SIGTERM or SIGINT, then cancel `tasks`."""
     server = Server(uvicorn.Config(app, log_level="warning", access_log=False))

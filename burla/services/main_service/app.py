@@ -16,7 +16,7 @@ from burla.core import wire
 from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.services import errors
 from burla.services.main_service.service import MainService
-from burla.services.node_service.node import result_key
+from burla.services.store_keys import job_key, result_key, results_prefix
 
 FRAMES = "application/x-burla-frames"
 INLINE = b"\x00"
@@ -84,7 +84,7 @@ def create_app(service: MainService, token: str) -> FastAPI:
     async def job(job_id: str) -> dict[str, Any]:
         run = service.jobs.get(job_id)
         if run is None:
-            doc = await service.store.get(f"jobs/{job_id}")
+            doc = await service.store.get(job_key(job_id))
             if doc is None:
                 raise NotFoundError(f"there is no job {job_id}")
             return {"job_id": job_id, **doc.data}
@@ -113,7 +113,7 @@ def create_app(service: MainService, token: str) -> FastAPI:
     async def results(job_id: str, after: int = -1, limit: int = 1000) -> Response:
         """Stored results in input order, for a client that detached."""
         docs = await service.store.list(
-            f"results/{job_id}/",
+            results_prefix(job_id),
             after=result_key(job_id, after) if after >= 0 else "",
             limit=min(limit, 10_000),
         )

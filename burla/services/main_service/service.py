@@ -24,12 +24,11 @@ from burla.core import inputs as i
 from burla.core.clock import Clock
 from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.inputs import Failure, InputMachine
-from burla.core.models import ClusterConfig, JobSpec, JobState, NodeState
+from burla.core.models import ClusterConfig, JobSpec, JobState, Node, NodeState
 from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
 from burla.services.main_service.jobs import JobRun
-from burla.services.node_service.node import queue_name, result_key
+from burla.services.store_keys import STANDBY_KEY, job_key, queue_name, result_key
 
-STANDBY_KEY = "cluster/standby"
 FORGET_AFTER_S = 600.0
 """How long a finished job's results stay in memory for its client to read."""
 MACHINE_LEASE_S = 1e9
@@ -61,9 +60,18 @@ class MainService:
         main_url: str,
         boot_env: dict[str, str],
         http: httpx.AsyncClient,
+        booting: tuple[str, ...] = (),
         validate: bool = False,
     ) -> None:
-        self.cluster = c.ClusterMachine(config, clock, validate=validate)
+        """`booting` names nodes of the first standby type already being started for
+        this cluster; without any, `run()` starts the standby set."""
+        node_type = config.standby.nodes[0].node_type if config.standby.nodes else None
+        adopted = [
+            Node(node_id=n, node_type=node_type, state=NodeState.BOOTING, since=clock.now())
+            for n in booting
+            if node_type is not None
+        ]
+        self.cluster = c.ClusterMachine(config, clock, nodes=adopted, validate=validate)
         self.store = store
         self.blobs = blobs
         self.compute = compute
@@ -84,7 +92,8 @@ class MainService:
         """Enter standby from the stored definition and watch the nodes."""
         self._tasks = tasks
         await self.store.put(STANDBY_KEY, self.cluster.config.standby.model_dump(mode="json"))
-        await self.apply(self.cluster.handle(c.RestartCluster()))
+        if not self.cluster.nodes:
+            await self.apply(self.cluster.handle(c.RestartCluster()))
         tasks.start_soon(self._watch_nodes)
 
     # The cluster -----------------------------------------------------------------------
@@ -208,7 +217,7 @@ class MainService:
         self.jobs[job_id] = run
         self.last_activity = self.clock.now()
         await self.store.put(
-            f"jobs/{job_id}", {"spec": job.model_dump(mode="json"), "state": JobState.RUNNING.value}
+            job_key(job_id), {"spec": job.model_dump(mode="json"), "state": JobState.RUNNING.value}
         )
         await self.store.push(queue_name(job_id), items)
         if machine.state.finished:
@@ -219,7 +228,7 @@ class MainService:
         except InvalidRequestError:
             del self.jobs[job_id]
             await self.store.put(
-                f"jobs/{job_id}",
+                job_key(job_id),
                 {"spec": job.model_dump(mode="json"), "state": JobState.FAILED.value},
             )
             raise
@@ -329,7 +338,7 @@ class MainService:
             state = JobState.FAILED
         run.state = state
         await self.store.put(
-            f"jobs/{job_id}",
+            job_key(job_id),
             {"spec": run.spec.model_dump(mode="json"), "state": state.value, "error": run.error},
         )
         run.publish(["done", state.value, run.error])

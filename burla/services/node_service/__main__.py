@@ -11,18 +11,17 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel
 
 from burla.backends.local.containers import LocalContainerRuntime
-from burla.backends.local.envs import ensure_worker_env
+from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.backends.urls import open_blobs, open_store
 from burla.core import wire
 from burla.core.clock import WallClock
 from burla.core.models import NodeType, StandbyDefinition
 from burla.services import http as http_clients
 from burla.services import serving
+from burla.services.loopback import bind_loopback
 from burla.services.node_service.app import create_app
 from burla.services.node_service.node import NodeService
-
-LOCAL_DEFAULT_IMAGE = "local-default"
-STANDBY_KEY = "cluster/standby"
+from burla.services.store_keys import STANDBY_KEY
 
 
 class NodeSettings(BaseModel):
@@ -87,7 +86,7 @@ async def serve(settings: NodeSettings) -> None:
                 "BURLA_PARENT_PID": str(os.getpid()),
             },
         )
-        sock, address = serving.bind_loopback()
+        sock, address = bind_loopback()
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_exit_with_parent, tasks)

@@ -29,6 +29,7 @@ from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRunti
 from burla.core.scheduling import slots_on
 from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import Frame, WorkerChannel
+from burla.services.store_keys import queue_name, result_key
 
 LEASE_S = 60.0
 """How long the node holds a claimed input without renewing; renewed every third of it."""
@@ -42,14 +43,6 @@ REPORT_INTERVAL_S = 0.003
 
 Report = Callable[[dict[str, Any], bytes], Awaitable[None]]
 """Sends one report (a frame's header and payload) to main_service."""
-
-
-def result_key(job_id: str, index: int) -> str:
-    return f"results/{job_id}/{index:09d}"
-
-
-def queue_name(job_id: str) -> str:
-    return f"inputs/{job_id}"
 
 
 def free_port() -> int:

@@ -1,0 +1,23 @@
+"""Where the services keep things in the Store, in one place."""
+
+from __future__ import annotations
+
+STANDBY_KEY = "cluster/standby"
+"""The standby definition, as the seed keeps it: main_service writes it, nodes read it."""
+
+
+def job_key(job_id: str) -> str:
+    return f"jobs/{job_id}"
+
+
+def queue_name(job_id: str) -> str:
+    """The queue of a job's inputs."""
+    return f"inputs/{job_id}"
+
+
+def result_key(job_id: str, index: int) -> str:
+    return f"results/{job_id}/{index:09d}"
+
+
+def results_prefix(job_id: str) -> str:
+    return f"results/{job_id}/"
