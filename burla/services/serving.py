@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import signal
 import socket
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import uvicorn
@@ -43,6 +45,12 @@ async def _stop_on_signal(server: Server) -> None:
         async for _ in signals:
             server.should_exit = True
             return
+
+
+def run(main: Callable[..., Awaitable[None]], *args: Any) -> None:
+    """Run a service's main coroutine, on uvloop where it is installed (a faster loop)."""
+    uvloop = importlib.util.find_spec("uvloop") is not None
+    anyio.run(main, *args, backend_options={"use_uvloop": uvloop})
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -39,9 +39,10 @@ def main() -> None:
         except BlockingIOError:
             return  # another main_service owns this directory
         start = anyio.run(begin, root, args.cpus)
-        from burla.services.main_service.local import serve  # the web stack, loaded now
+        from burla.services import serving  # the web stack, loaded now
+        from burla.services.main_service.local import serve
 
-        anyio.run(serve, start, args.idle_s)
+        serving.run(serve, start, args.idle_s)
 
 
 if __name__ == "__main__":

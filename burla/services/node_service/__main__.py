@@ -111,7 +111,7 @@ async def _exit_with_parent(tasks: TaskGroup) -> None:
 
 
 def main() -> None:
-    anyio.run(serve, NodeSettings.from_env())
+    serving.run(serve, NodeSettings.from_env())
 
 
 if __name__ == "__main__":
