@@ -36,6 +36,9 @@ INLINE_LIMIT = 1 << 20
 """Inputs up to this size travel in the job request; bigger ones go to the blob store."""
 
 WAIT_S = 10.0
+FIRST_WAIT_S = 0.1
+"""How long the job request may wait for the job to finish: a short job's results come
+back in the same answer."""
 _FAILURES = {
     "worker_died": WorkerCrashedError,
     "timed_out": InputTimeoutError,
@@ -102,14 +105,16 @@ def remote_parallel_map(
         "timeout_s": timeout,
     }
     session = Session.for_local_cluster()
+    wait = 0.0 if detach else FIRST_WAIT_S
     try:
-        job_id = session.submit(spec, function, payloads)
+        first = session.submit(spec, function, payloads, wait)
     except ClusterUnavailableError:  # it stopped since we last used it: start it again
         session = Session.for_local_cluster(fresh=True)
-        job_id = session.submit(spec, function, payloads)
+        first = session.submit(spec, function, payloads, wait)
+    job_id: str = next(wire.decode_all(first))[0]["job_id"]
     if detach:
         return job_id
-    results = session.follow(job_id, len(payloads), ordered=ordered, spinner=spinner)
+    results = session.follow(job_id, len(payloads), ordered=ordered, spinner=spinner, first=first)
     if generator:
         return results
     return list(results)
@@ -167,7 +172,11 @@ class Session:
             raise error_from(response, f"{method} {path}")
         return response
 
-    def submit(self, spec: dict[str, Any], function: bytes, payloads: list[bytes]) -> str:
+    def submit(
+        self, spec: dict[str, Any], function: bytes, payloads: list[bytes], wait: float
+    ) -> bytes:
+        """Start the job; the answer (frames) holds its id and the events of its first
+        `wait` seconds, all of them if it is done by then."""
         big = [n for n, p in enumerate(payloads) if len(p) > INLINE_LIMIT]
         function_big = len(function) > INLINE_LIMIT
         keys: dict[int, str] = {}
@@ -186,17 +195,26 @@ class Session:
         frames: list[tuple[dict[str, Any], bytes]] = [(head, b"" if function_big else function)]
         for n, payload in enumerate(payloads):
             frames.append(({"i": n, "blob": keys[n]}, b"") if n in keys else ({"i": n}, payload))
-        response = self.call("POST", "/jobs", content=wire.encode_many(frames))
-        job_id: str = response.json()["job_id"]
-        return job_id
+        response = self.call(
+            "POST", "/jobs", content=wire.encode_many(frames), params={"wait": wait}
+        )
+        return response.content
 
     def follow(
-        self, job_id: str, total: int, *, ordered: bool, spinner: bool, cancel: bool = True
+        self,
+        job_id: str,
+        total: int,
+        *,
+        ordered: bool,
+        spinner: bool,
+        cancel: bool = True,
+        first: bytes | None = None,
     ) -> Generator[Any, None, None]:
-        """Results as they come; on an error or Ctrl-C the job is canceled (if `cancel`)."""
+        """Results as they come, starting with the events in `first` (as `submit` gave);
+        on an error or Ctrl-C the job is canceled (if `cancel`)."""
         try:
             with JobProgress(total, spinner) as progress:
-                yield from self._results(job_id, total, ordered, progress)
+                yield from self._results(job_id, total, ordered, progress, first)
         except KeyboardInterrupt:
             if cancel:
                 self.cancel(job_id)
@@ -241,17 +259,19 @@ class Session:
             self.http.post(f"/jobs/{job_id}/cancel", timeout=5)
 
     def _results(
-        self, job_id: str, total: int, ordered: bool, progress: JobProgress
+        self, job_id: str, total: int, ordered: bool, progress: JobProgress, first: bytes | None
     ) -> Iterator[Any]:
-        cursor = 0
         done = 0
         waiting: dict[int, Any] = {}
         next_index = 0
+        cursor, body = 0, first
         while True:
-            response = self.call(
-                "GET", f"/jobs/{job_id}/events", params={"after": cursor, "wait": WAIT_S}
-            )
-            frames = wire.decode_all(response.content)
+            if body is None:
+                response = self.call(
+                    "GET", f"/jobs/{job_id}/events", params={"after": cursor, "wait": WAIT_S}
+                )
+                body = response.content
+            frames = wire.decode_all(body)
             head, _ = next(frames)
             for event, payload in frames:
                 kind = event[0]
@@ -280,7 +300,7 @@ class Session:
                     if done < total:
                         raise JobError(f"job {job_id} ended with {total - done} results missing")
                     return
-            cursor = head["next"]
+            cursor, body = head["next"], None
 
 
 atexit.register(Session.close_all)

@@ -64,7 +64,9 @@ def create_app(service: MainService, token: str) -> FastAPI:
         return {"keys": keys, "urls": urls}
 
     @app.post("/jobs")
-    async def submit(request: Request) -> dict[str, str]:
+    async def submit(request: Request, wait: float = 0.0) -> Response:
+        """Start a job. With `wait`, answer when the job is done or `wait` s have passed,
+        with the job's events so far: a short job needs no second request."""
         frames = wire.decode_all(await request.body())
         try:
             header, function = next(frames)
@@ -78,7 +80,7 @@ def create_app(service: MainService, token: str) -> FastAPI:
         job_id = await service.submit(
             header["spec"], function or None, header.get("function_key"), items
         )
-        return {"job_id": job_id}
+        return await stream(job_id, 0, wait, until_done=True)
 
     @app.get("/jobs/{job_id}")
     async def job(job_id: str) -> dict[str, Any]:
@@ -102,10 +104,18 @@ def create_app(service: MainService, token: str) -> FastAPI:
     @app.get("/jobs/{job_id}/events")
     async def events(job_id: str, after: int = 0, wait: float = 10.0) -> Response:
         """Results and printed lines after `after`, waiting up to `wait` s for any."""
+        return await stream(job_id, after, wait)
+
+    async def stream(job_id: str, after: int, wait: float, *, until_done: bool = False) -> Response:
         run = service.job(job_id)
-        await run.wait_after(after, min(max(wait, 0.0), MAX_WAIT_S))
+        await run.wait_after(after, min(max(wait, 0.0), MAX_WAIT_S), until_done=until_done)
         new = run.stream[after:]
-        head = {"state": run.state.value, "next": after + len(new), "error": run.error}
+        head = {
+            "job_id": job_id,
+            "state": run.state.value,
+            "next": after + len(new),
+            "error": run.error,
+        }
         body = wire.encode(head) + wire.encode_many([(event, data) for event, data in new])
         return Response(body, media_type=FRAMES)
 

@@ -32,10 +32,15 @@ class JobRun:
         self.stream.append((event, payload))
         self.changed.set()
 
-    async def wait_after(self, cursor: int, timeout_s: float) -> None:
-        """Return once the stream holds more than `cursor` events, the job ended, or time's up."""
+    async def wait_after(self, cursor: int, timeout_s: float, *, until_done: bool = False) -> None:
+        """Return once the stream holds more than `cursor` events (with `until_done`: once
+        the job's last event is out), or when time's up."""
         with anyio.move_on_after(timeout_s):
-            while len(self.stream) <= cursor and not self.state.finished:
+            while not self.done_streaming and (until_done or len(self.stream) <= cursor):
                 if self.changed.is_set():
                     self.changed = anyio.Event()
                 await self.changed.wait()
+
+    @property
+    def done_streaming(self) -> bool:
+        return bool(self.stream) and self.stream[-1][0][0] == "done"
