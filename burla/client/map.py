@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import json
 import os
+import secrets
 import socket
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
@@ -106,12 +107,18 @@ def remote_parallel_map(
     }
     session = Session.for_local_cluster()
     wait = 0.0 if detach else FIRST_WAIT_S
+    job_id = f"job-{secrets.token_hex(8)}"
     try:
-        first = session.submit(spec, function, payloads, wait)
-    except ClusterUnavailableError:  # it stopped since we last used it: start it again
-        session = Session.for_local_cluster(fresh=True)
-        first = session.submit(spec, function, payloads, wait)
-    job_id: str = next(wire.decode_all(first))[0]["job_id"]
+        try:
+            first = session.submit(job_id, spec, function, payloads, wait)
+        except ClusterUnavailableError:  # it stopped since we last used it: start it again
+            session = Session.for_local_cluster(fresh=True)
+            first = session.submit(job_id, spec, function, payloads, wait)
+    except KeyboardInterrupt:
+        session.cancel(job_id)
+        raise JobInterruptedError(
+            f"interrupted: job {job_id} was canceled on the cluster"
+        ) from None
     if detach:
         return job_id
     results = session.follow(job_id, len(payloads), ordered=ordered, spinner=spinner, first=first)
@@ -173,14 +180,14 @@ class Session:
         return response
 
     def submit(
-        self, spec: dict[str, Any], function: bytes, payloads: list[bytes], wait: float
+        self, job_id: str, spec: dict[str, Any], function: bytes, payloads: list[bytes], wait: float
     ) -> bytes:
         """Start the job; the answer (frames) holds its id and the events of its first
         `wait` seconds, all of them if it is done by then."""
         big = [n for n, p in enumerate(payloads) if len(p) > INLINE_LIMIT]
         function_big = len(function) > INLINE_LIMIT
         keys: dict[int, str] = {}
-        head: dict[str, Any] = {"spec": spec}
+        head: dict[str, Any] = {"job_id": job_id, "spec": spec}
         if big or function_big:
             count = len(big) + int(function_big)
             uploads = self.call("POST", "/uploads", json={"count": count}).json()

@@ -161,3 +161,22 @@ def test_status_endpoints_and_restart_cluster(cluster):
         assert not before & after, "restart keeps no idle node: a fresh standby set starts"
         wait_for(lambda: http.get("/cluster").json()["ready"] == 1)
     assert remote_parallel_map(abs, [-7], spinner=False) == [7]
+
+
+def test_a_job_canceled_before_its_submission_arrives_never_runs(cluster):
+    from burla.client.map import Session
+    from burla.client.serialize import dumps_function, dumps_input
+    from burla.core import wire
+
+    session = Session.for_local_cluster()
+    with api(cluster) as http:
+        assert http.post("/jobs/job-early-cancel-1/cancel").json()["state"] == "canceled"
+    spec = {"n_inputs": 1}
+    function, payloads = dumps_function(abs), [dumps_input(0, -1, True)]
+    first = session.submit("job-early-cancel-1", spec, function, payloads, wait=5)
+    head, _ = next(wire.decode_all(first))
+    assert head["state"] == "canceled"
+    with pytest.raises(InvalidRequestError, match="there is a job job-early-cancel-1 already"):
+        session.submit("job-early-cancel-1", spec, function, payloads, wait=0)
+    with pytest.raises(InvalidRequestError, match="is not 8-64"):
+        session.submit("NOT OK", spec, function, payloads, wait=0)

@@ -78,7 +78,11 @@ def create_app(service: MainService, token: str) -> FastAPI:
             blob = item_header.get("blob")
             items.append((str(index), IN_BLOB + blob.encode() if blob else INLINE + data))
         job_id = await service.submit(
-            header["spec"], function or None, header.get("function_key"), items
+            header["spec"],
+            function or None,
+            header.get("function_key"),
+            items,
+            header.get("job_id"),
         )
         return await stream(job_id, 0, wait, until_done=True)
 
@@ -136,7 +140,8 @@ def create_app(service: MainService, token: str) -> FastAPI:
     @app.post("/jobs/{job_id}/cancel")
     async def cancel(job_id: str) -> dict[str, str]:
         await service.cancel(job_id)
-        return {"job_id": job_id, "state": service.job(job_id).state.value}
+        run = service.jobs.get(job_id)
+        return {"job_id": job_id, "state": run.state.value if run else "canceled"}
 
     @app.post("/nodes/{node_id}/booted")
     async def booted(node_id: str, body: Booted) -> dict[str, str]:

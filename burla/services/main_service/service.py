@@ -8,8 +8,9 @@ and carries out the commands they return. It never unpickles user bytes.
 
 from __future__ import annotations
 
-import itertools
+import collections
 import json
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineSt
 from burla.services.main_service.jobs import JobRun
 from burla.services.store_keys import STANDBY_KEY, job_key, queue_name, result_key
 
+JOB_ID = re.compile(r"[a-z0-9-]{8,64}")
 FORGET_AFTER_S = 600.0
 """How long a finished job's results stay in memory for its client to read."""
 MACHINE_LEASE_S = 1e9
@@ -83,9 +85,9 @@ class MainService:
         self.jobs: dict[str, JobRun] = {}
         self.addresses: dict[str, str] = {}
         self._creating: set[str] = set()
+        self._canceled_early: collections.deque[str] = collections.deque(maxlen=1000)
         self.cluster_changed = anyio.Event()
         self._tasks: TaskGroup | None = None
-        self._ids = itertools.count(1)
         self.last_activity = clock.now()
 
     async def run(self, tasks: TaskGroup) -> None:
@@ -195,8 +197,18 @@ class MainService:
         function: bytes | None,
         function_key: str | None,
         items: list[tuple[str, bytes]],
+        job_id: str | None = None,
     ) -> str:
-        job_id = f"job-{self.clock.now():.0f}-{secrets.token_hex(4)}"
+        """Start a job. A client may name it (so that it can cancel a job whose submission
+        it never saw answered); the name must be new."""
+        if job_id is None:
+            job_id = f"job-{self.clock.now():.0f}-{secrets.token_hex(4)}"
+        elif not JOB_ID.fullmatch(job_id):
+            raise InvalidRequestError(
+                f"job id {job_id!r} is not 8-64 of a-z, 0-9 and '-'; let the cluster name it"
+            )
+        elif job_id in self.jobs or await self.store.get(job_key(job_id)) is not None:
+            raise InvalidRequestError(f"there is a job {job_id} already; use a new id")
         job = JobSpec.model_validate({**spec, "job_id": job_id})
         if job.n_inputs != len(items):
             raise InvalidRequestError(
@@ -223,6 +235,9 @@ class MainService:
         if machine.state.finished:
             await self._finish(run, machine.state)
             return job_id
+        if job_id in self._canceled_early:
+            await self._job_events(run, i.CancelJob())
+            return job_id
         try:
             await self.apply(self.cluster.handle(c.JobSubmitted(job)))
         except InvalidRequestError:
@@ -241,7 +256,13 @@ class MainService:
         return run
 
     async def cancel(self, job_id: str) -> None:
-        run = self.job(job_id)
+        """Cancel a job; one not seen yet (its submission still on the way) is canceled
+        the moment it arrives."""
+        run = self.jobs.get(job_id)
+        if run is None:
+            if JOB_ID.fullmatch(job_id):
+                self._canceled_early.append(job_id)
+            return
         if not run.state.finished:
             await self._job_events(run, i.CancelJob())
 
