@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from burla import remote_parallel_map
+from burla import InvalidRequestError, remote_parallel_map
 from burla.client import local
 from burla.client.map import job_results
 
