@@ -60,7 +60,8 @@ def dumps_function(function: Any) -> bytes:
         )
     ship_own_code_by_value()
     try:
-        return cloudpickle.dumps(function)
+        data: bytes = cloudpickle.dumps(function)
+        return data
     except Exception as error:
         raise SerializationError(
             f"the function {getattr(function, '__qualname__', function)!r} cannot be pickled: "
@@ -72,7 +73,8 @@ def dumps_function(function: Any) -> bytes:
 def dumps_input(index: int, value: Any, unpack_tuples: bool) -> bytes:
     args = value if unpack_tuples and type(value) is tuple else (value,)
     try:
-        return cloudpickle.dumps(args)
+        data: bytes = cloudpickle.dumps(args)
+        return data
     except Exception as error:
         raise SerializationError(
             f"input {index} ({type(value).__name__}) cannot be pickled: "

@@ -180,3 +180,33 @@ def test_a_job_canceled_before_its_submission_arrives_never_runs(cluster):
         session.submit("job-early-cancel-1", spec, function, payloads, wait=0)
     with pytest.raises(InvalidRequestError, match="is not 8-64"):
         session.submit("NOT OK", spec, function, payloads, wait=0)
+
+
+def test_a_lost_node_does_not_fail_the_job(cluster, tmp_path: Path):
+    """Kill the node mid-job: its inputs run again on a new node; every result arrives once."""
+    started = tmp_path / "started"
+    started.mkdir()
+
+    def slow(x):
+        (started / f"{x}-{os.getpid()}").touch()
+        time.sleep(1.5)
+        return x * 10
+
+    outcome: list = []
+    job = threading.Thread(
+        target=lambda: outcome.append(remote_parallel_map(slow, range(6), spinner=False))
+    )
+    job.start()
+    wait_for(lambda: len(os.listdir(started)) >= 2)
+    with api(cluster) as http:
+        busy = [n for n in http.get("/cluster").json()["nodes"] if n["state"] == "busy"]
+    assert len(busy) == 1
+    record = json.loads(
+        (
+            Path(os.environ["BURLA_LOCAL_DIR"]) / "nodes" / busy[0]["node_id"] / "node.json"
+        ).read_text()
+    )
+    os.kill(record["pid"], signal.SIGKILL)
+    job.join(timeout=120)
+    assert outcome == [[x * 10 for x in range(6)]]
+    assert len(os.listdir(started)) > 6, "the lost node's inputs were not run again"

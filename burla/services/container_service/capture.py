@@ -21,7 +21,7 @@ class InputStream(io.TextIOBase):
         self.index = -1
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return f"<burla {self._name}>"
 
     def writable(self) -> bool:

@@ -13,7 +13,6 @@ import json
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -42,12 +41,6 @@ FAILURE_TEXT = {
     Failure.TIMED_OUT: "it ran past the job's timeout",
     Failure.LOST: "its node was lost too many times",
 }
-
-
-@dataclass(frozen=True)
-class NodeHandle:
-    node_id: str
-    address: str
 
 
 class MainService:
@@ -86,7 +79,6 @@ class MainService:
         self.addresses: dict[str, str] = {}
         self._creating: set[str] = set()
         self._canceled_early: collections.deque[str] = collections.deque(maxlen=1000)
-        self.cluster_changed = anyio.Event()
         self._tasks: TaskGroup | None = None
         self.last_activity = clock.now()
 
@@ -107,7 +99,6 @@ class MainService:
     async def node_booted(self, node_id: str, address: str) -> None:
         self.addresses[node_id] = address
         await self.apply(self.cluster.handle(c.NodeBooted(node_id)))
-        self._cluster_changed()
 
     async def node_failed(self, node_id: str) -> None:
         if node_id not in self.cluster.nodes:
@@ -117,8 +108,7 @@ class MainService:
         await self.apply(self.cluster.handle(c.NodeFailed(node_id)))
         job = self.jobs.get(job_id) if job_id else None
         if job is not None and not job.state.finished:
-            await self._job_events(job, [i.NodeLost(node_id)])
-        self._cluster_changed()
+            await self._job_events(job, i.NodeLost(node_id))
 
     async def apply(self, commands: list[c.ClusterCommand]) -> None:
         for command in commands:
@@ -138,7 +128,6 @@ class MainService:
                     await self.compute.delete(node_id)
                 case c.ResetNode(node_id):
                     self._spawn(self._reset, node_id, False)
-        self._cluster_changed()
 
     async def _assign(self, job: JobSpec, node_id: str, workers: int) -> None:
         run = self.jobs.get(job.job_id)
@@ -181,10 +170,6 @@ class MainService:
                 if machine is None or machine.status is MachineStatus.FAILED:
                     await self.node_failed(node_id)
             await self.apply(self.cluster.handle(c.Tick()))
-
-    def _cluster_changed(self) -> None:
-        self.cluster_changed.set()
-        self.cluster_changed = anyio.Event()
 
     def _spawn(self, function: Callable[..., Any], *args: Any) -> None:
         assert self._tasks is not None

@@ -31,8 +31,9 @@ from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import Frame, WorkerChannel
 from burla.services.store_keys import queue_name, result_key
 
-LEASE_S = 60.0
-"""How long the node holds a claimed input without renewing; renewed every third of it."""
+LEASE_S = 10.0
+"""How long the node holds a claimed input without renewing; renewed every third of it.
+Inputs of a node that dies come back this long after (sooner if it had reported them)."""
 
 TARGET_BATCH_S = 0.005
 """Work sent to a worker in one frame, in seconds of its measured run time."""
@@ -228,7 +229,7 @@ class NodeService:
         self.closing = True
         for worker in self.workers.values():
             self._stopping[worker.name] = False
-        await self.runtime.aclose()
+            await self.runtime.stop(worker.name)
 
     async def kill_worker(self, name: str) -> None:
         """Stop a worker main_service gave up on (a timeout it saw); a fresh one replaces it."""
@@ -298,7 +299,6 @@ class NodeService:
         if assignment is None or assignment.ended or worker not in assignment.workers:
             return
         job_id = assignment.job.job_id
-        worker.job_sent = job_id
         await self._send(worker, [({"op": "job", "job_id": job_id}, assignment.function)])
 
     async def _send(self, worker: Worker, frames: list[Frame]) -> None:
