@@ -109,9 +109,11 @@ def test_oversized_input_is_refused(monkeypatch):
         remote_parallel_map(len, [b"", b"x" * (2 << 20)], spinner=False)
 
 
-def test_big_inputs_travel_through_the_blob_store():
+def test_big_inputs_travel_through_the_blob_store_and_leave_it_when_done(local_dir):
     blobs = [bytes([n]) * (3 << 20) for n in range(3)]
     assert remote_parallel_map(len, blobs, spinner=False) == [3 << 20] * 3
+    left = [p for p in (local_dir / "blobs").rglob("*") if p.is_file()]
+    assert left == [], "a finished job's function and inputs stay in the blob store"
 
 
 def test_func_cpu_larger_than_any_node_is_refused():

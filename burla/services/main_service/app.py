@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from burla.core import wire
 from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.services import errors
-from burla.services.main_service.service import MainService
+from burla.services.main_service.service import UPLOADS, MainService
 from burla.services.store_keys import job_key, result_key, results_prefix
 
 FRAMES = "application/x-burla-frames"
@@ -58,7 +58,7 @@ def create_app(service: MainService, token: str) -> FastAPI:
     @app.post("/uploads")
     async def uploads(body: Uploads) -> dict[str, Any]:
         """Signed URLs for a function or inputs too big to send inline."""
-        prefix = f"uploads/{secrets.token_hex(8)}"
+        prefix = f"{UPLOADS}{secrets.token_hex(8)}"
         keys = [f"{prefix}/{n}" for n in range(body.count)]
         urls = [await service.blobs.signed_url(k, method="PUT", expires_s=3600) for k in keys]
         return {"keys": keys, "urls": urls}
@@ -73,16 +73,18 @@ def create_app(service: MainService, token: str) -> FastAPI:
         except StopIteration:
             raise InvalidRequestError("a job body starts with the job's frame") from None
         items: list[tuple[str, bytes]] = []
+        uploads: list[str] = []
         for item_header, data in frames:
             index = item_header["i"]
             blob = item_header.get("blob")
+            if blob:
+                uploads.append(blob)
             items.append((str(index), IN_BLOB + blob.encode() if blob else INLINE + data))
+        function_key = header.get("function_key")
+        if function_key:
+            uploads.append(function_key)
         job_id = await service.submit(
-            header["spec"],
-            function or None,
-            header.get("function_key"),
-            items,
-            header.get("job_id"),
+            header["spec"], function or None, function_key, items, header.get("job_id"), uploads
         )
         return await stream(job_id, 0, wait, until_done=True)
 

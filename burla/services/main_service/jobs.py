@@ -27,6 +27,8 @@ class JobRun:
     changed: anyio.Event = field(default_factory=anyio.Event)
     state: JobState = JobState.RUNNING
     error: str | None = None
+    blob_prefixes: set[str] = field(default_factory=set)
+    """Where its function and big inputs wait in the blob store, until it ends."""
 
     def publish(self, event: list[Any], payload: bytes = b"") -> None:
         self.stream.append((event, payload))

@@ -12,7 +12,7 @@ import collections
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -30,6 +30,7 @@ from burla.services.main_service.jobs import JobRun
 from burla.services.store_keys import STANDBY_KEY, job_key, queue_name, result_key
 
 JOB_ID = re.compile(r"[a-z0-9-]{8,64}")
+UPLOADS = "uploads/"
 FORGET_AFTER_S = 600.0
 """How long a finished job's results stay in memory for its client to read."""
 MACHINE_LEASE_S = 1e9
@@ -183,9 +184,17 @@ class MainService:
         function_key: str | None,
         items: list[tuple[str, bytes]],
         job_id: str | None = None,
+        uploads: Sequence[str] = (),
     ) -> str:
         """Start a job. A client may name it (so that it can cancel a job whose submission
-        it never saw answered); the name must be new."""
+        it never saw answered); the name must be new. `uploads` are the blobs the client
+        put through signed URLs for it (the function, big inputs): they go when it ends."""
+        outside = [key for key in uploads if not key.startswith(UPLOADS)]
+        if outside:
+            raise InvalidRequestError(
+                f"a job may refer only to blobs uploaded for it (under {UPLOADS}), "
+                f"not {outside[0]!r}"
+            )
         if job_id is None:
             job_id = f"job-{self.clock.now():.0f}-{secrets.token_hex(4)}"
         elif not JOB_ID.fullmatch(job_id):
@@ -210,7 +219,8 @@ class MainService:
             retries=job.retries,
             validate=self.validate,
         )
-        run = JobRun(job, function_key, machine)
+        blob_prefixes = {f"jobs/{job_id}/", *(key.rsplit("/", 1)[0] + "/" for key in uploads)}
+        run = JobRun(job, function_key, machine, blob_prefixes=blob_prefixes)
         self.jobs[job_id] = run
         self.last_activity = self.clock.now()
         await self.store.put(
@@ -356,6 +366,8 @@ class MainService:
             else:
                 await self.apply([command])
         self.last_activity = self.clock.now()
+        for prefix in sorted(run.blob_prefixes):  # its inputs and function; results stay
+            await self.blobs.delete_prefix(prefix)
         self._spawn(self._forget_later, job_id, FORGET_AFTER_S)
 
     async def _forget_later(self, job_id: str, after_s: float) -> None:
