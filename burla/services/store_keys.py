@@ -1,4 +1,4 @@
-"""Where the services keep things in the Store, in one place."""
+"""Where the services keep things in the Store, and how a queue item holds its input."""
 
 from __future__ import annotations
 
@@ -21,3 +21,9 @@ def result_key(job_id: str, index: int) -> str:
 
 def results_prefix(job_id: str) -> str:
     return f"results/{job_id}/"
+
+
+INLINE = b"\x00"
+"""A queue item starting with this byte holds its input's pickled arguments."""
+IN_BLOB = b"\x01"
+"""A queue item starting with this byte holds the blob key of a big input."""

@@ -3,7 +3,9 @@ send back results and printed lines in batches over one loopback connection.
 
 Protocol (frames from burla.core.wire), node -> worker:
     {"op": "job", "job_id"} + pickled function
-    {"op": "inputs", "job_id", "indices": [...], "sizes": [...]} + pickled args, concatenated
+    {"op": "inputs", "job_id", "indices": [...], "sizes": [...], "urls": {index: url}}
+                                                   + pickled args, concatenated (a big
+                                                   input is fetched from its signed URL)
     {"op": "end_job", "job_id"}
 worker -> node:
     {"op": "hello", "pid"}                                         once, on connect
@@ -28,9 +30,11 @@ import sys
 import threading
 import time
 import traceback
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import cloudpickle
 from tblib import pickling_support
@@ -76,6 +80,16 @@ class Connection:
         if len(header) < head or len(payload) < body:
             return None
         return wire.decode_header(header), payload
+
+
+def fetch(url: str) -> bytes:
+    """A big input, from the blob store's signed URL: a file of this machine's, or HTTP."""
+    if url.startswith("file://"):
+        with open(unquote(urlsplit(url).path), "rb") as file:
+            return file.read()
+    with urllib.request.urlopen(url, timeout=600) as response:
+        data: bytes = response.read()
+        return data
 
 
 def pack_exception(error: BaseException) -> tuple[str, bytes]:
@@ -142,7 +156,7 @@ class Worker:
             if op == "job":
                 self.start_job(header["job_id"], payload)
             elif op == "inputs" and header.get("job_id") == self.job_id:
-                self.run_inputs(header["indices"], header["sizes"], payload)
+                self.run_inputs(header["indices"], header["sizes"], payload, header.get("urls"))
             elif op == "end_job" and header.get("job_id") == self.job_id:
                 self.flush()
                 self.job_id, self.function = None, None
@@ -176,14 +190,21 @@ class Worker:
             message = "".join(traceback.format_exception(error))
             self.connection.send([({"op": "job_error", "job_id": job_id, "message": message}, b"")])
 
-    def run_inputs(self, indices: list[int], sizes: list[int], payload: bytes) -> None:
+    def run_inputs(
+        self,
+        indices: list[int],
+        sizes: list[int],
+        payload: bytes,
+        urls: dict[str, str] | None = None,
+    ) -> None:
         """Run a frame's inputs; results go back when the frame is done, or every FLUSH_S
         while a long one runs. Each results frame says how long its inputs ran, from which
         the node sizes the next frames."""
         offset = 0
         for index, size in zip(indices, sizes, strict=True):
             started = time.perf_counter()
-            kind, data = self.run_one(index, payload[offset : offset + size])
+            url = (urls or {}).get(str(index))
+            kind, data = self.run_one(index, payload[offset : offset + size], url)
             ran = time.perf_counter() - started
             offset += size
             with self._lock:
@@ -195,14 +216,14 @@ class Worker:
                 self.flush()
         self.flush()
 
-    def run_one(self, index: int, data: bytes) -> tuple[str, bytes]:
+    def run_one(self, index: int, data: bytes, url: str | None = None) -> tuple[str, bytes]:
         function = self.function
         if function is None:
             return pack_exception(RuntimeError("the worker has no function for this job"))
         self.status.set(index)
         self.stdout.index = self.stderr.index = index
         try:
-            args = cloudpickle.loads(data)
+            args = cloudpickle.loads(fetch(url) if url else data)
             result = function(*args)
             return "ok", cloudpickle.dumps(result)
         except BaseException as error:

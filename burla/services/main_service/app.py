@@ -16,11 +16,9 @@ from burla.core import wire
 from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.services import errors
 from burla.services.main_service.service import UPLOADS, MainService
-from burla.services.store_keys import job_key, result_key, results_prefix
+from burla.services.store_keys import IN_BLOB, INLINE, job_key, result_key, results_prefix
 
 FRAMES = "application/x-burla-frames"
-INLINE = b"\x00"
-IN_BLOB = b"\x01"
 MAX_WAIT_S = 30.0
 
 

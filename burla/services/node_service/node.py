@@ -29,7 +29,7 @@ from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRunti
 from burla.core.scheduling import slots_on
 from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import Frame, WorkerChannel
-from burla.services.store_keys import queue_name, result_key
+from burla.services.store_keys import INLINE, queue_name, result_key
 
 LEASE_S = 10.0
 """How long the node holds a claimed input without renewing; renewed every third of it.
@@ -39,6 +39,7 @@ TARGET_BATCH_S = 0.005
 """Work sent to a worker in one frame, in seconds of its measured run time."""
 
 MAX_BATCH = 256
+BLOB_URL_S = 3600.0
 REPORT_INTERVAL_S = 0.003
 """Shortest time between two reports to main_service."""
 
@@ -274,9 +275,17 @@ class NodeService:
             if take <= 0 or worker.channel is None:
                 continue
             claims, assignment.pending = assignment.pending[:take], assignment.pending[take:]
-            payloads = [await self._input_bytes(c) for c in claims]
+            payloads: list[bytes] = []
+            urls: dict[str, str] = {}
             for claim in claims:
                 worker.inflight[int(claim.item_id)] = claim
+                if claim.data[:1] == INLINE:
+                    payloads.append(claim.data[1:])
+                else:  # a big input: the worker fetches it from the blob store itself
+                    key = claim.data[1:].decode()
+                    url = await self.blobs.signed_url(key, method="GET", expires_s=BLOB_URL_S)
+                    urls[claim.item_id] = url
+                    payloads.append(b"")
             indices = [int(c.item_id) for c in claims]
             claimed = ["claimed", job_id, worker.name, indices, [c.receipt for c in claims]]
             self._event(claimed, urgent=False)  # goes with the results, or a death
@@ -285,14 +294,9 @@ class NodeService:
                 "job_id": job_id,
                 "indices": indices,
                 "sizes": [len(p) for p in payloads],
+                "urls": urls,
             }
             await self._send(worker, [(header, b"".join(payloads))])
-
-    async def _input_bytes(self, claim: Claim) -> bytes:
-        """Inline inputs are the item itself; big ones wait in the blob store."""
-        if claim.data[:1] == b"\x00":
-            return claim.data[1:]
-        return await self.blobs.get(claim.data[1:].decode())
 
     async def _send_job(self, worker: Worker) -> None:
         assignment = self.assignment
