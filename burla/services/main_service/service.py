@@ -26,6 +26,7 @@ from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.inputs import Failure, InputMachine
 from burla.core.models import ClusterConfig, JobSpec, JobState, Node, NodeState
 from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
+from burla.core.scheduling import node_type_for
 from burla.services.main_service.jobs import JobRun
 from burla.services.store_keys import STANDBY_KEY, job_key, queue_name, result_key
 
@@ -204,6 +205,7 @@ class MainService:
         elif job_id in self.jobs or await self.store.get(job_key(job_id)) is not None:
             raise InvalidRequestError(f"there is a job {job_id} already; use a new id")
         job = JobSpec.model_validate({**spec, "job_id": job_id})
+        node_type_for(self.cluster.config, job)  # refuse what no node can run, before writing
         if job.n_inputs != len(items):
             raise InvalidRequestError(
                 f"the job says it has {job.n_inputs} inputs but {len(items)} came; send them all"
@@ -223,9 +225,7 @@ class MainService:
         run = JobRun(job, function_key, machine, blob_prefixes=blob_prefixes)
         self.jobs[job_id] = run
         self.last_activity = self.clock.now()
-        await self.store.put(
-            job_key(job_id), {"spec": job.model_dump(mode="json"), "state": JobState.RUNNING.value}
-        )
+        await self._save(run)
         await self.store.push(queue_name(job_id), items)
         if machine.state.finished:
             await self._finish(run, machine.state)
@@ -233,16 +233,13 @@ class MainService:
         if job_id in self._canceled_early:
             await self._job_events(run, i.CancelJob())
             return job_id
-        try:
-            await self.apply(self.cluster.handle(c.JobSubmitted(job)))
-        except InvalidRequestError:
-            del self.jobs[job_id]
-            await self.store.put(
-                job_key(job_id),
-                {"spec": job.model_dump(mode="json"), "state": JobState.FAILED.value},
-            )
-            raise
+        await self.apply(self.cluster.handle(c.JobSubmitted(job)))
         return job_id
+
+    async def _save(self, run: JobRun) -> None:
+        """The job's record in the Store: its spec, its state, and why it failed."""
+        record = {"spec": run.spec.model_dump(mode="json"), "state": run.state.value}
+        await self.store.put(job_key(run.spec.job_id), {**record, "error": run.error})
 
     def job(self, job_id: str) -> JobRun:
         run = self.jobs.get(job_id)
@@ -333,7 +330,6 @@ class MainService:
         job_id = run.spec.job_id
         if failure is Failure.RAISED:
             kind, payload = run.raised.pop(index)
-            doc: dict[str, Any] = {"kind": kind, "payload": payload}
         else:
             message = (
                 f"input {index} failed after {attempts} tries: {FAILURE_TEXT[failure]}"
@@ -341,7 +337,7 @@ class MainService:
                 else f"input {index} failed: {FAILURE_TEXT[failure]}"
             )
             kind, payload = failure.value, json.dumps({"message": message}).encode()
-            doc = {"kind": kind, "payload": payload}
+        doc = {"kind": kind, "payload": payload}
         await self.store.put_many({result_key(job_id, index): doc}, create_only=True)
         receipt = run.receipts.get(index)
         if receipt is not None:
@@ -353,10 +349,7 @@ class MainService:
         if run.error is not None:
             state = JobState.FAILED
         run.state = state
-        await self.store.put(
-            job_key(job_id),
-            {"spec": run.spec.model_dump(mode="json"), "state": state.value, "error": run.error},
-        )
+        await self._save(run)
         run.publish(["done", state.value, run.error])
         # A recycled node stops the job and resets in one call; a deleted one just goes.
         cancel = state is not JobState.SUCCEEDED
