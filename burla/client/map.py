@@ -115,10 +115,7 @@ def remote_parallel_map(
             session = Session.for_local_cluster(fresh=True)
             first = session.submit(job_id, spec, function, payloads, wait)
     except KeyboardInterrupt:
-        session.cancel(job_id)
-        raise JobInterruptedError(
-            f"interrupted: job {job_id} was canceled on the cluster"
-        ) from None
+        raise session.interrupted(job_id, cancel=True) from None
     if detach:
         return job_id
     results = session.follow(job_id, len(payloads), ordered=ordered, spinner=spinner, first=first)
@@ -223,13 +220,7 @@ class Session:
             with JobProgress(total, spinner) as progress:
                 yield from self._results(job_id, total, ordered, progress, first)
         except KeyboardInterrupt:
-            if cancel:
-                self.cancel(job_id)
-            raise JobInterruptedError(
-                f"interrupted: job {job_id} was canceled on the cluster"
-                if cancel
-                else f"interrupted; job {job_id} goes on on the cluster"
-            ) from None
+            raise self.interrupted(job_id, cancel=cancel) from None
         except BaseException:
             if cancel:
                 self.cancel(job_id)
@@ -260,6 +251,13 @@ class Session:
                 f"{total - len(results)} of {total} results missing"
             )
         return results
+
+    def interrupted(self, job_id: str, *, cancel: bool) -> JobInterruptedError:
+        """Ctrl-C: cancel the job on the cluster (if `cancel`) and say so."""
+        if cancel:
+            self.cancel(job_id)
+            return JobInterruptedError(f"interrupted: job {job_id} was canceled on the cluster")
+        return JobInterruptedError(f"interrupted; job {job_id} goes on on the cluster")
 
     def cancel(self, job_id: str) -> None:
         with contextlib.suppress(httpx.HTTPError):  # a cluster that is gone runs nothing
