@@ -10,7 +10,7 @@ which moves the store's clock forward. A binding whose server does not check sig
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import pytest
 
@@ -19,6 +19,26 @@ from burla.core.protocols import BlobStore
 
 Advance = Callable[[float], Awaitable[None]]
 Transfer = Callable[[str, Literal["GET", "PUT"], bytes | None], Awaitable[bytes | None]]
+
+
+class SelfSigning(Protocol):
+    """A blob store that checks its own signed URLs, standing in for an HTTP server."""
+
+    async def get_signed(self, url: str) -> bytes: ...
+
+    async def put_signed(self, url: str, data: bytes) -> None: ...
+
+
+def self_signed_transfer(blobs: SelfSigning) -> Transfer:
+    """The `transfer` fixture for a store that honours its own URLs."""
+
+    async def transfer(url: str, method: Literal["GET", "PUT"], data: bytes | None) -> bytes | None:
+        if method == "GET":
+            return await blobs.get_signed(url)
+        await blobs.put_signed(url, data or b"")
+        return None
+
+    return transfer
 
 
 @pytest.mark.anyio

@@ -12,7 +12,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
 import anyio
 import pytest
@@ -28,7 +27,12 @@ from burla.core.errors import (
     NotFoundError,
     SignedUrlError,
 )
-from tests.contract.blobstore import Advance, BlobStoreContract, Transfer
+from tests.contract.blobstore import (
+    Advance,
+    BlobStoreContract,
+    Transfer,
+    self_signed_transfer,
+)
 from tests.contract.store import StoreContract
 
 SECRET = b"local-test-secret"
@@ -68,15 +72,7 @@ class TestDirectoryBlobStore(BlobStoreContract):
 
     @pytest.fixture
     def transfer(self, blobs: DirectoryBlobStore) -> Transfer:
-        async def transfer(
-            url: str, method: Literal["GET", "PUT"], data: bytes | None
-        ) -> bytes | None:
-            if method == "GET":
-                return await blobs.get_signed(url)
-            await blobs.put_signed(url, data or b"")
-            return None
-
-        return transfer
+        return self_signed_transfer(blobs)
 
 
 # What only the SQLite store must do.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from typing import Literal
 
 import pytest
 
@@ -22,7 +21,12 @@ from burla.core.errors import (
 )
 from burla.core.models import ContainerSpec, NodeType
 from burla.core.protocols import BootSpec, MachineStatus
-from tests.contract.blobstore import Advance, BlobStoreContract, Transfer
+from tests.contract.blobstore import (
+    Advance,
+    BlobStoreContract,
+    Transfer,
+    self_signed_transfer,
+)
 from tests.contract.compute import BootSpecFactory, ComputeProviderContract
 from tests.contract.containers import ContainerRuntimeContract, FreePort
 from tests.contract.store import StoreContract
@@ -56,15 +60,7 @@ class TestMemoryBlobStore(BlobStoreContract):
 
     @pytest.fixture
     def transfer(self, blobs: MemoryBlobStore) -> Transfer:
-        async def transfer(
-            url: str, method: Literal["GET", "PUT"], data: bytes | None
-        ) -> bytes | None:
-            if method == "GET":
-                return await blobs.get_signed(url)
-            await blobs.put_signed(url, data or b"")
-            return None
-
-        return transfer
+        return self_signed_transfer(blobs)
 
 
 class TestMemoryComputeProvider(ComputeProviderContract):
