@@ -5,18 +5,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint typecheck unit bench venv clean
+.PHONY: demo test lint typecheck unit components bench venv clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,docker,redis]'
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,docker,redis,bench]'
 	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
@@ -30,10 +30,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Installs the real components the integration tests start (tools/components/*.sh).
+components: $(STAMP)
+	for script in tools/components/*.sh; do [ -e "$$script" ] || continue; PATH="$(CURDIR)/$(BIN):$$PATH" bash "$$script" || exit 1; done
+
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: lint typecheck components unit
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks run
