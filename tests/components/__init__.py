@@ -1,0 +1,1 @@
+"""Real components the integration tests start and stop: one module per component."""
