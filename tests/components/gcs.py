@@ -35,7 +35,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from google.cloud import storage  # type: ignore[import-untyped]
+from google.cloud.storage import Client  # type: ignore[import-untyped]
 from google.oauth2 import service_account
 
 from burla.core.errors import NotFoundError, SignedUrlError
@@ -105,7 +105,7 @@ def emulator_client(url: str) -> Any:
     previous = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = url
     try:
-        return storage.Client(project="burla-test")
+        return Client(project="burla-test")
     finally:
         if previous is None:
             del os.environ["STORAGE_EMULATOR_HOST"]

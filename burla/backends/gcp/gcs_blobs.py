@@ -30,7 +30,7 @@ try:
     from google.api_core import exceptions as google_errors
     from google.auth.credentials import Signing
     from google.auth.exceptions import GoogleAuthError
-    from google.cloud import storage  # type: ignore[import-untyped]
+    from google.cloud.storage import Client  # type: ignore[import-untyped]
     from google.cloud.storage.exceptions import (  # type: ignore[import-untyped]
         DataCorruption,
     )
@@ -292,7 +292,7 @@ def _default_client(project: str | None) -> Any:
     """A client for the environment: STORAGE_EMULATOR_HOST's emulator, else Google Cloud
     with the application default credentials."""
     try:
-        return storage.Client(project=project)
+        return Client(project=project)
     except GoogleAuthError as error:
         raise BackendError(
             f"cannot open Cloud Storage: no Google Cloud credentials ({error}); run "
