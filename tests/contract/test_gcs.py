@@ -215,6 +215,17 @@ class TestGcsOnly:
                 await call()
             assert not isinstance(raised.value, NotFoundError)
 
+    async def test_store_builds_its_client_from_the_environment(
+        self,
+        gcs_emulator: GcsEmulator,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+        blobs = GcsBlobStore(gcs_emulator.bucket, namespace=f"env-{uuid.uuid4().hex}")
+        monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+        await blobs.put("k", b"from the environment")
+        assert await blobs.get("k") == b"from the environment"
+
     async def test_unreachable_endpoint_is_a_clear_backend_error(self) -> None:
         with socket.socket() as probe:  # a loopback port that nothing listens on
             probe.bind(("127.0.0.1", 0))

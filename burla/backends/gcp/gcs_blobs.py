@@ -69,8 +69,9 @@ def _key_problem(key: object) -> str | None:
 class GcsBlobStore:
     """The BlobStore protocol in one Cloud Storage bucket, under an optional namespace.
 
-    `client` is a google.cloud.storage.Client (by default one built from the environment's
-    credentials, or for the emulator named by STORAGE_EMULATOR_HOST). Give
+    `client` is a google.cloud.storage.Client; by default the store builds one for
+    `project` from the application default credentials, or for the emulator that
+    STORAGE_EMULATOR_HOST names. Give
     `signing_credentials` (for example
     `google.oauth2.service_account.Credentials.from_service_account_file(path)`) when the
     client's credentials cannot sign, as on Compute Engine.
@@ -220,7 +221,10 @@ class GcsBlobStore:
         return [str(blob.name) for blob in blobs]
 
     def _delete_object(self, name: str) -> bool:
-        """Delete one object; False if it was already gone (someone else deleted it)."""
+        """Delete one object; False if it was already gone (someone else deleted it).
+
+        A delete retried after its answer was lost also finds the object gone, so the count
+        may fall short by such deletes; the blobs are gone either way."""
         try:
             self._bucket.blob(name).delete(retry=self._retry, timeout=self._timeout_s)
         except google_errors.NotFound:
