@@ -1,0 +1,140 @@
+"""The default worker image, built on this machine: Debian bookworm with python3, nothing else.
+
+No image registry may be reachable where burla runs, so nothing is pulled: debootstrap
+makes a minimal Debian root from a Debian mirror and `docker import` turns it into an
+image. burla and the worker's Python dependencies are not baked in; the Docker runtime
+mounts them read-only into every container (see runtime.py), so the image only needs a
+python3 of the same minor version as the node's (bookworm's is 3.11).
+
+The image's tag is a hash of the recipe below, so a build is done once per machine (about
+a minute) and a changed recipe gets a new tag instead of reusing a stale image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from burla.backends.docker.client import connect
+from burla.core.errors import BackendError
+
+if TYPE_CHECKING:
+    import docker
+
+DEFAULT_IMAGE_REPOSITORY = "burla-default"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+SUITE = "bookworm"
+PACKAGES = ("python3", "python-is-python3")
+"""python-is-python3 gives the `python` command the default entrypoint runs."""
+
+TRIMMED = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man")
+"""Directories emptied before import: nothing in a worker reads them."""
+
+CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    'CMD ["python"]',
+)
+_RECIPE_VERSION = "1"  # bump when the build below changes in a way the other fields miss
+
+
+def default_image_tag() -> str:
+    """The default image's name and tag, e.g. `burla-default:3f2a...`: a hash of its recipe."""
+    recipe = "\n".join([_RECIPE_VERSION, SUITE, *PACKAGES, *TRIMMED, *CHANGES])
+    return f"{DEFAULT_IMAGE_REPOSITORY}:{hashlib.sha256(recipe.encode()).hexdigest()[:16]}"
+
+
+def build_default_image(
+    *,
+    mirror: str = DEFAULT_MIRROR,
+    client: docker.DockerClient | None = None,
+    echo: Callable[[str], None] = print,
+) -> str:
+    """Build the default image unless this engine has it; returns its tag.
+
+    Needs root (debootstrap does) and the `debootstrap` and `tar` commands. Safe to run
+    again: an image already built is reused at once.
+    """
+    tag = default_image_tag()
+    client = client or connect()
+    if has_image(client, tag):
+        echo(f"{tag} is already built")
+        return tag
+    _check_can_build()
+    repository, version = tag.split(":")
+    with tempfile.TemporaryDirectory(prefix="burla-image-") as scratch:
+        root, archive = Path(scratch, "root"), Path(scratch, "root.tar")
+        echo(f"building {tag}: debootstrap {SUITE} with {', '.join(PACKAGES)} from {mirror}")
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                SUITE,
+                str(root),
+                mirror,
+            ],
+            what=f"debootstrap {SUITE} from {mirror}",
+        )
+        for trimmed in TRIMMED:
+            _empty(root / trimmed)
+        echo(f"importing {tag} into Docker")
+        _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(archive), "."], what="tar")
+        try:
+            client.api.import_image_from_file(
+                str(archive), repository=repository, tag=version, changes=list(CHANGES)
+            )
+        except Exception as error:  # the SDK's and requests' errors alike
+            raise BackendError(f"docker could not import {tag}: {error}") from error
+    if not has_image(client, tag):
+        raise BackendError(f"docker imported {tag} but does not list it; see dockerd's log")
+    echo(f"built {tag}")
+    return tag
+
+
+def has_image(client: docker.DockerClient, tag: str) -> bool:
+    import docker.errors
+
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def _check_can_build() -> None:
+    missing = [command for command in ("debootstrap", "tar") if shutil.which(command) is None]
+    if missing:
+        raise BackendError(
+            f"building the default image needs {' and '.join(missing)}: "
+            f"apt-get install -y {' '.join(missing)}"
+        )
+    if os.geteuid() != 0:
+        raise BackendError("building the default image runs debootstrap, which needs root")
+
+
+def _run(argv: list[str], *, what: str) -> None:
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+        raise BackendError(
+            f"{what} failed (exit code {done.returncode}); check the mirror is reachable "
+            f"and the disk has ~300 MB free:\n{tail}"
+        )
+
+
+def _empty(directory: Path) -> None:
+    """Remove what is inside `directory`, keeping the directory itself."""
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
