@@ -40,6 +40,14 @@ async def _serve_then_cancel(server: Server, sock: socket.socket, tasks: TaskGro
     tasks.cancel_scope.cancel()
 
 
+async def cancel_on_signal(tasks: TaskGroup) -> None:
+    """For a service with no HTTP server: stop on SIGTERM or SIGINT."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            tasks.cancel_scope.cancel()
+            return
+
+
 async def _stop_on_signal(server: Server) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:

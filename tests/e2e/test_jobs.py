@@ -18,15 +18,9 @@ import pytest
 from burla import InvalidRequestError, remote_parallel_map
 from burla.client import local
 from burla.client.map import job_results
+from tests.e2e.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cluster")]
-
-
-def wait_for(condition, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def api(cluster: local.ClusterInfo) -> httpx.Client:

@@ -148,10 +148,4 @@ def create_app(service: MainService, token: str) -> FastAPI:
         await service.node_booted(node_id, body.address)
         return {"node_id": node_id}
 
-    @app.post("/nodes/{node_id}/report")
-    async def report(node_id: str, request: Request) -> dict[str, str]:
-        for header, payload in wire.decode_all(await request.body()):
-            await service.report(node_id, header["events"], payload)
-        return {"node_id": node_id}
-
     return app

@@ -16,7 +16,9 @@ StreamEvent = tuple[list[Any], bytes]
 @dataclass
 class JobRun:
     spec: JobSpec
-    function_key: str
+    function: bytes | None
+    """The pickled function, when it came with the job; else it waits at `function_key`."""
+    function_key: str | None
     machine: InputMachine
     receipts: dict[int, str] = field(default_factory=dict)
     """Latest receipt of each input's queue item, as nodes reported their claims."""

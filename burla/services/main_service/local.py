@@ -9,7 +9,6 @@ import anyio
 
 from burla.backends.local.blobs import DirectoryBlobStore
 from burla.core.clock import WallClock
-from burla.services import http as http_clients
 from burla.services import serving
 from burla.services.main_service.app import create_app
 from burla.services.main_service.local_start import FIRST_NODE, LocalStart
@@ -21,32 +20,30 @@ CLUSTER_FILE = "cluster.json"
 async def serve(start: LocalStart, idle_s: float) -> None:
     clock = WallClock()
     blobs = DirectoryBlobStore(start.root / "blobs", bytes.fromhex(start.token), clock)
-    headers = {"authorization": f"Bearer {start.token}"}
-    async with http_clients.async_client(headers=headers) as http:
-        service = MainService(
-            config=start.config,
-            store=start.store,
-            blobs=blobs,
-            compute=start.compute,
-            clock=clock,
-            main_url=start.url,
-            boot_env=start.boot_env,
-            http=http,
-            booting=(FIRST_NODE,),
-        )
-        try:
-            async with anyio.create_task_group() as tasks:
-                server = await serving.start(create_app(service, start.token), start.sock, tasks)
-                await service.run(tasks)
-                info = {"url": start.url, "token": start.token, "pid": os.getpid()}
-                info["cpus"] = start.cpus
-                serving.write_atomically(start.root / CLUSTER_FILE, json.dumps(info))
-                tasks.start_soon(_stop_when_idle, service, server, idle_s)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await start.compute.aclose()
-                start.store.close()
-                (start.root / CLUSTER_FILE).unlink(missing_ok=True)  # last: stopped is gone
+    service = MainService(
+        config=start.config,
+        store=start.store,
+        blobs=blobs,
+        compute=start.compute,
+        clock=clock,
+        main_url=start.url,
+        boot_env=start.boot_env,
+        secret=start.token,
+        booting=(FIRST_NODE,),
+    )
+    try:
+        async with anyio.create_task_group() as tasks:
+            server = await serving.start(create_app(service, start.token), start.sock, tasks)
+            await service.run(tasks)
+            info = {"url": start.url, "token": start.token, "pid": os.getpid()}
+            info["cpus"] = start.cpus
+            serving.write_atomically(start.root / CLUSTER_FILE, json.dumps(info))
+            tasks.start_soon(_stop_when_idle, service, server, idle_s)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await start.compute.aclose()
+            start.store.close()
+            (start.root / CLUSTER_FILE).unlink(missing_ok=True)  # last: stopped is gone
 
 
 async def _stop_when_idle(service: MainService, server: serving.Server, idle_s: float) -> None:

@@ -16,18 +16,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
-import httpx
 from anyio.abc import TaskGroup
 
 from burla.core import cluster as c
 from burla.core import inputs as i
 from burla.core.clock import Clock
-from burla.core.errors import InvalidRequestError, NotFoundError
+from burla.core.errors import ClusterUnavailableError, InvalidRequestError, NotFoundError
 from burla.core.inputs import Failure, InputMachine
 from burla.core.models import ClusterConfig, JobSpec, JobState, Node, NodeState
 from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
 from burla.core.scheduling import node_type_for
 from burla.services.main_service.jobs import JobRun
+from burla.services.main_service.node_link import NodeLink
 from burla.services.store_keys import STANDBY_KEY, job_key, queue_name, result_key
 
 JOB_ID = re.compile(r"[a-z0-9-]{8,64}")
@@ -56,7 +56,7 @@ class MainService:
         clock: Clock,
         main_url: str,
         boot_env: dict[str, str],
-        http: httpx.AsyncClient,
+        secret: str,
         booting: tuple[str, ...] = (),
         validate: bool = False,
     ) -> None:
@@ -75,10 +75,10 @@ class MainService:
         self.clock = clock
         self.main_url = main_url
         self.boot_env = boot_env
-        self.http = http
+        self.secret = secret
         self.validate = validate
         self.jobs: dict[str, JobRun] = {}
-        self.addresses: dict[str, str] = {}
+        self.links: dict[str, NodeLink] = {}
         self._creating: set[str] = set()
         self._canceled_early: collections.deque[str] = collections.deque(maxlen=1000)
         self._tasks: TaskGroup | None = None
@@ -99,14 +99,28 @@ class MainService:
         await self.apply(self.cluster.handle(c.RestartCluster(config)))
 
     async def node_booted(self, node_id: str, address: str) -> None:
-        self.addresses[node_id] = address
+        assert self._tasks is not None
+        try:
+            link = await NodeLink.connect(
+                node_id,
+                address,
+                self.secret,
+                on_report=self.report,
+                on_lost=self.node_failed,
+                tasks=self._tasks,
+            )
+        except ClusterUnavailableError:
+            await self.node_failed(node_id)
+            return
+        self._close_link(node_id)
+        self.links[node_id] = link
         await self.apply(self.cluster.handle(c.NodeBooted(node_id)))
 
     async def node_failed(self, node_id: str) -> None:
         if node_id not in self.cluster.nodes:
             return
         job_id = self.cluster.nodes[node_id].job_id
-        self.addresses.pop(node_id, None)
+        self._close_link(node_id)
         await self.apply(self.cluster.handle(c.NodeFailed(node_id)))
         job = self.jobs.get(job_id) if job_id else None
         if job is not None and not job.state.finished:
@@ -126,39 +140,36 @@ class MainService:
                     for node_id, share in zip(node_ids, workers, strict=True):
                         self._spawn(self._assign, job, node_id, share)
                 case c.DeleteNode(node_id):
-                    self.addresses.pop(node_id, None)
+                    self._close_link(node_id)
                     await self.compute.delete(node_id)
                 case c.ResetNode(node_id):
-                    self._spawn(self._reset, node_id, False)
+                    self._spawn(self._reset, node_id, None, False)
 
     async def _assign(self, job: JobSpec, node_id: str, workers: int) -> None:
         run = self.jobs.get(job.job_id)
         if run is None or run.state.finished:
             return
-        body = {
-            "job": job.model_dump(mode="json"),
-            "function_key": run.function_key,
-            "workers": workers,
-        }
-        if not await self._call_node(node_id, "/jobs", body):
+        request = {"op": "assign", "job": job.model_dump(mode="json"), "workers": workers}
+        if run.function is None:
+            request["function_key"] = run.function_key
+        if not await self._call_node(node_id, request, run.function or b""):
             await self.node_failed(node_id)
 
-    async def _reset(self, node_id: str, cancel: bool) -> None:
-        """Back to standby; `cancel` stops workers still running the job that ended."""
-        if await self._call_node(node_id, "/reset", {"cancel": cancel}):
+    async def _reset(self, node_id: str, job_id: str | None, cancel: bool) -> None:
+        """Back to standby after job `job_id`; `cancel` stops workers still running it."""
+        if await self._call_node(node_id, {"op": "reset", "job_id": job_id, "cancel": cancel}):
             await self.apply(self.cluster.handle(c.NodeBooted(node_id)))
         else:
             await self.node_failed(node_id)
 
-    async def _call_node(self, node_id: str, path: str, body: dict[str, Any]) -> bool:
-        address = self.addresses.get(node_id)
-        if address is None:
-            return False
-        try:
-            response = await self.http.post(f"http://{address}{path}", json=body, timeout=120)
-        except httpx.HTTPError:
-            return False
-        return response.is_success
+    async def _call_node(self, node_id: str, request: dict[str, Any], payload: bytes = b"") -> bool:
+        link = self.links.get(node_id)
+        return link is not None and await link.request(request, payload)
+
+    def _close_link(self, node_id: str) -> None:
+        link = self.links.pop(node_id, None)
+        if link is not None:
+            self._spawn(link.aclose)
 
     async def _watch_nodes(self) -> None:
         """Nodes whose machine failed or vanished are lost; boots that hang are given up."""
@@ -210,10 +221,7 @@ class MainService:
             raise InvalidRequestError(
                 f"the job says it has {job.n_inputs} inputs but {len(items)} came; send them all"
             )
-        if function is not None:
-            function_key = f"jobs/{job_id}/function"
-            await self.blobs.put(function_key, function)
-        if function_key is None:
+        if function is None and function_key is None:
             raise InvalidRequestError("a job needs a function: send it inline or upload it first")
         machine = InputMachine(
             job.n_inputs,
@@ -221,8 +229,8 @@ class MainService:
             retries=job.retries,
             validate=self.validate,
         )
-        blob_prefixes = {f"jobs/{job_id}/", *(key.rsplit("/", 1)[0] + "/" for key in uploads)}
-        run = JobRun(job, function_key, machine, blob_prefixes=blob_prefixes)
+        blob_prefixes = {key.rsplit("/", 1)[0] + "/" for key in uploads}
+        run = JobRun(job, function, function_key, machine, blob_prefixes=blob_prefixes)
         self.jobs[job_id] = run
         self.last_activity = self.clock.now()
         await self._save(run)
@@ -316,7 +324,8 @@ class MainService:
                 case i.KillWorker(worker, _):
                     node_id = run.worker_nodes.get(worker)
                     if node_id is not None:
-                        self._spawn(self._call_node, node_id, f"/workers/{worker}/kill", {})
+                        kill = {"op": "kill_worker", "name": worker}
+                        self._spawn(self._call_node, node_id, kill)
                 case i.RecordFailure(index, failure, attempts):
                     await self._record_failure(run, index, failure, attempts)
                 case i.FinishJob(state):
@@ -351,17 +360,28 @@ class MainService:
         run.state = state
         await self._save(run)
         run.publish(["done", state.value, run.error])
-        # A recycled node stops the job and resets in one call; a deleted one just goes.
-        cancel = state is not JobState.SUCCEEDED
+        # A recycled node stops the job and resets in one request; a deleted one just goes.
+        # After a success its workers are idle: it takes the next job at once, and the
+        # reset, queued on its connection before any new assignment, lands first.
+        succeeded = state is JobState.SUCCEEDED
         for command in self.cluster.handle(c.JobEnded(job_id)):
-            if isinstance(command, c.ResetNode):
-                self._spawn(self._reset, command.node_id, cancel)
+            if isinstance(command, c.ResetNode) and succeeded:
+                self._spawn(self._call_node, command.node_id, {"op": "reset", "job_id": job_id})
+                await self.apply(self.cluster.handle(c.NodeBooted(command.node_id)))
+            elif isinstance(command, c.ResetNode):
+                self._spawn(self._reset, command.node_id, job_id, True)
             else:
                 await self.apply([command])
         self.last_activity = self.clock.now()
-        for prefix in sorted(run.blob_prefixes):  # its inputs and function; results stay
-            await self.blobs.delete_prefix(prefix)
+        if run.blob_prefixes:
+            self._spawn(self._delete_blobs, sorted(run.blob_prefixes))
         self._spawn(self._forget_later, job_id, FORGET_AFTER_S)
+
+    async def _delete_blobs(self, prefixes: list[str]) -> None:
+        """A finished job's inputs and function (its results stay), after its client has
+        had its answer."""
+        for prefix in prefixes:
+            await self.blobs.delete_prefix(prefix)
 
     async def _forget_later(self, job_id: str, after_s: float) -> None:
         """Drop a finished job's stream from memory; its results stay in the Store."""

@@ -3,23 +3,23 @@ the environment its ComputeProvider gave it (see NodeSettings)."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import SocketListener, TaskGroup
 from pydantic import BaseModel
 
 from burla.backends.local.containers import LocalContainerRuntime
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.backends.urls import open_blobs, open_store
-from burla.core import wire
 from burla.core.clock import WallClock
 from burla.core.models import NodeType, StandbyDefinition
 from burla.services import http as http_clients
 from burla.services import serving
 from burla.services.loopback import bind_loopback
-from burla.services.node_service.app import create_app
+from burla.services.node_service.link import MainLink
 from burla.services.node_service.node import NodeService
 from burla.services.store_keys import STANDBY_KEY
 
@@ -57,49 +57,46 @@ async def serve(settings: NodeSettings) -> None:
     standby = StandbyDefinition.model_validate(standby_doc.data if standby_doc else {})
     images = {LOCAL_DEFAULT_IMAGE: str(ensure_worker_env(settings.local_dir))}
     runtime = LocalContainerRuntime(settings.node_dir, images)
-    headers = {"authorization": f"Bearer {settings.secret}"}
-    async with http_clients.async_client(
-        base_url=settings.main_url, headers=headers, timeout=60
-    ) as http:
-
-        async def report(header: dict[str, object], payload: bytes) -> None:
-            response = await http.post(
-                f"/nodes/{settings.node_id}/report", content=wire.encode(header, payload)
-            )
-            response.raise_for_status()
-
-        status_dir = settings.node_dir / "status"
-        status_dir.mkdir(parents=True, exist_ok=True)
-        node = NodeService(
-            node_id=settings.node_id,
-            node_type=settings.node_type,
-            containers=standby.containers,
-            runtime=runtime,
-            store=store,
-            blobs=blobs,
-            report=report,
-            clock=clock,
-            status_dir=status_dir,
-            # A function that calls remote_parallel_map itself reaches this same cluster.
-            worker_env={
-                "BURLA_LOCAL_DIR": str(settings.local_dir),
-                "BURLA_PARENT_PID": str(os.getpid()),
-            },
-        )
-        sock, address = bind_loopback()
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_exit_with_parent, tasks)
-                await node.run(tasks)
-                await serving.start(create_app(node), sock, tasks)
-                serving.write_atomically(settings.node_dir / "address", address)
+    status_dir = settings.node_dir / "status"
+    status_dir.mkdir(parents=True, exist_ok=True)
+    link = MainLink(settings.secret)
+    node = NodeService(
+        node_id=settings.node_id,
+        node_type=settings.node_type,
+        containers=standby.containers,
+        runtime=runtime,
+        store=store,
+        blobs=blobs,
+        report=link.report,
+        clock=clock,
+        status_dir=status_dir,
+        # A function that calls remote_parallel_map itself reaches this same cluster.
+        worker_env={
+            "BURLA_LOCAL_DIR": str(settings.local_dir),
+            "BURLA_PARENT_PID": str(os.getpid()),
+        },
+    )
+    sock, address = bind_loopback()
+    sock.listen()
+    listener = await SocketListener.from_socket(sock)
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(serving.cancel_on_signal, tasks)
+            tasks.start_soon(_exit_with_parent, tasks)
+            await node.run(tasks)
+            tasks.start_soon(listener.serve, functools.partial(link.serve, node), tasks)
+            serving.write_atomically(settings.node_dir / "address", address)
+            headers = {"authorization": f"Bearer {settings.secret}"}
+            async with http_clients.async_client(
+                base_url=settings.main_url, headers=headers, timeout=60
+            ) as http:
                 response = await http.post(
                     f"/nodes/{settings.node_id}/booted", json={"address": address}
                 )
                 response.raise_for_status()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await node.aclose()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await node.aclose()
 
 
 async def _exit_with_parent(tasks: TaskGroup) -> None:

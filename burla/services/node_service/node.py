@@ -22,7 +22,6 @@ import anyio
 from anyio.abc import TaskGroup
 
 from burla.core.clock import Clock
-from burla.core.errors import BurlaError
 from burla.core.kill_plan import plan_containers
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRuntime, Store
@@ -151,13 +150,14 @@ class NodeService:
         self._tasks.start_soon(self._read_worker, worker)
 
     # Jobs ------------------------------------------------------------------------------
-    async def assign(self, job: JobSpec, function_key: str, workers: int) -> None:
-        """Run the job on `workers` of this node's warm containers; stop the rest."""
-        if self.assignment is not None and not self.assignment.ended:
-            raise BurlaError(
-                f"node {self.node_id} already runs job {self.assignment.job.job_id}; "
-                "a node runs one job at a time"
-            )
+    async def assign(self, job: JobSpec, function: bytes | str, workers: int) -> None:
+        """Run the job on `workers` of this node's warm containers; stop the rest.
+
+        `function` is the pickled function, or its key in the blob store. A node runs one
+        job at a time: a job still assigned is over (main_service moved on), so it ends,
+        and the node is reset, first."""
+        if self.assignment is not None:
+            await self.reset(self.assignment.job.job_id, cancel=True)
         image = job.image or self.specs[0].image
         infos = [
             ContainerInfo(name=w.name, image=w.spec.image, port=w.port, cpuset=w.cpuset)
@@ -171,7 +171,8 @@ class NodeService:
             func_cpu=job.func_cpu,
             max_workers=slots_on(self.node_type, job),
         )
-        function = await self.blobs.get(function_key)
+        if isinstance(function, str):
+            function = await self.blobs.get(function)
         kept = [self.workers[k.container.name] for k in plan.keep]
         # Workers beyond the node's share stay warm and idle: killing them would cost a
         # restart when the job ends.
@@ -212,9 +213,12 @@ class NodeService:
                     end_job = [({"op": "end_job", "job_id": job_id}, b"")]
                     group.start_soon(self._send, worker, end_job)
 
-    async def reset(self, *, cancel: bool) -> None:
-        """End the job, then back to standby: every container of every spec, each on its
-        own CPU again. With `cancel`, workers still running the job's inputs are stopped."""
+    async def reset(self, job_id: str | None, *, cancel: bool) -> None:
+        """End job `job_id`, then back to standby: every container of every spec, each on
+        its own CPU again. With `cancel`, workers still running its inputs are stopped. A
+        reset for a job that is no longer assigned does nothing: the node moved on."""
+        if job_id is not None and (self.assignment is None or self.assignment.job.job_id != job_id):
+            return
         if self.assignment is not None:
             await self.end(self.assignment.job.job_id, cancel=cancel)
         for worker in list(self.workers.values()):
@@ -224,6 +228,11 @@ class NodeService:
                     await self.runtime.set_cpuset(worker.name, worker.home)
         await self.start_standby()
         self.assignment = None
+
+    def health(self) -> dict[str, Any]:
+        running = sum(1 for w in self.workers.values() if w.channel is not None)
+        job_id = self.assignment.job.job_id if self.assignment else None
+        return {"node_id": self.node_id, "job_id": job_id, "workers": running}
 
     async def aclose(self) -> None:
         """Stop every worker for good: the node is going away."""

@@ -1,0 +1,56 @@
+"""Frames over one byte stream: the wire format of burla.core.wire, sent and received.
+
+Both persistent connections inside a cluster speak it: main_service to each node, and each
+node to each of its workers. One connection keeps messages in order and costs no HTTP
+request per message, which is most of a warm job's latency.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from burla.core import wire
+
+Frame = tuple[dict[str, Any], bytes]
+
+
+class FrameStream:
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+        self._reader = BufferedByteReceiveStream(stream)
+        self._send_lock = anyio.Lock()
+
+    async def send(self, frames: list[Frame]) -> None:
+        """Send frames together; concurrent senders never interleave."""
+        async with self._send_lock:
+            await self._stream.send(wire.encode_many(frames))
+
+    async def receive(self) -> Frame | None:
+        """The next frame, or None once the other end is gone."""
+        try:
+            head, body = wire.lengths(await self._reader.receive_exactly(wire.PREFIX_SIZE))
+            header = await self._reader.receive_exactly(head) if head else b""
+            payload = await self._reader.receive_exactly(body) if body else b""
+        except (
+            anyio.IncompleteRead,
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,  # closed by this end meanwhile
+            OSError,
+        ):
+            return None
+        return wire.decode_header(header), payload
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def no_delay(stream: anyio.abc.SocketStream) -> None:
+    """Small frames go out at once instead of waiting for the peer's delayed ACK."""
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

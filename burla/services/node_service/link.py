@@ -1,0 +1,102 @@
+"""The node's end of main_service's connection: requests in, replies and reports out.
+
+main_service keeps one framed connection to every node it uses (see services.framing). Its
+first frame must carry the cluster's secret. Requests are carried out one at a time, in the
+order they came, so that a reset sent after a job always lands after that job's assignment;
+stopping a worker runs alongside, since it waits for a process to go. The node's reports go
+back over the newest connection; a report that cannot be sent waits for the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+from typing import Any
+
+import anyio
+import anyio.abc
+from pydantic import ValidationError
+
+from burla.core.errors import BurlaError
+from burla.core.models import JobSpec
+from burla.services.framing import FrameStream
+from burla.services.node_service.node import NodeService
+
+_REFUSED = "wrong or missing cluster secret: only this cluster's main_service may use a node"
+
+
+class MainLink:
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+        self._current: FrameStream | None = None
+        self._connected = anyio.Event()
+
+    async def report(self, header: dict[str, Any], payload: bytes) -> None:
+        """Send one report to main_service, waiting for a connection if there is none."""
+        while True:
+            link = self._current
+            if link is None:
+                await self._connected.wait()
+                continue
+            try:
+                await link.send([({"op": "report", **header}, payload)])
+                return
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._drop(link)
+
+    async def serve(self, node: NodeService, stream: anyio.abc.ByteStream) -> None:
+        """Serve one connection from main_service for `node` until it closes."""
+        link = FrameStream(stream)
+        try:
+            hello = await link.receive()
+            secret = str(hello[0].get("secret", "")) if hello else ""
+            if hello is None or not hmac.compare_digest(secret.encode(), self._secret.encode()):
+                with contextlib.suppress(OSError, anyio.BrokenResourceError):
+                    await link.send([({"op": "refused", "message": _REFUSED}, b"")])
+                return
+            self._current = link
+            self._connected.set()
+            async with anyio.create_task_group() as tasks:
+                while (frame := await link.receive()) is not None:
+                    header, payload = frame
+                    if header.get("op") == "kill_worker":
+                        tasks.start_soon(self._answer, node, link, header, payload)
+                    else:
+                        await self._answer(node, link, header, payload)
+        finally:
+            self._drop(link)
+            await link.aclose()
+
+    def _drop(self, link: FrameStream) -> None:
+        if self._current is link:
+            self._current = None
+            self._connected = anyio.Event()
+
+    async def _answer(
+        self, node: NodeService, link: FrameStream, header: dict[str, Any], payload: bytes
+    ) -> None:
+        reply: dict[str, Any] = {"op": "reply", "id": header.get("id"), "error": None}
+        try:
+            reply.update(await _carry_out(node, header, payload))
+        except (BurlaError, ValidationError, KeyError, TypeError, ValueError) as error:
+            reply["error"] = f"{type(error).__name__}: {error}"
+        with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await link.send([(reply, b"")])
+
+
+async def _carry_out(node: NodeService, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+    match header.get("op"):
+        case "assign":
+            job = JobSpec.model_validate(header["job"])
+            function_key = header.get("function_key")
+            workers = int(header["workers"])
+            await node.assign(job, payload if function_key is None else function_key, workers)
+        case "reset":
+            await node.reset(header.get("job_id"), cancel=bool(header.get("cancel")))
+        case "kill_worker":
+            await node.kill_worker(str(header["name"]))
+        case "health":
+            return node.health()
+        case other:
+            raise ValueError(f"unknown request {other!r}")
+    return {}

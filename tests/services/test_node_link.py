@@ -1,0 +1,133 @@
+"""main_service's connection to a node, both ends, over real loopback TCP."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from burla.backends.memory import MemoryBlobStore, MemoryContainerRuntime, MemoryStore
+from burla.core.clock import ManualClock
+from burla.core.models import ContainerSpec, NodeType
+from burla.services.framing import FrameStream
+from burla.services.main_service.node_link import NodeLink
+from burla.services.node_service.link import MainLink
+from burla.services.node_service.node import NodeService
+
+pytestmark = pytest.mark.anyio
+SECRET = "cluster-secret"
+
+
+def idle_node(tmp_path: Path, link: MainLink) -> NodeService:
+    """A node that runs no workers: enough to answer for itself."""
+    clock = ManualClock(start=1_000.0)
+    return NodeService(
+        node_id="node-1",
+        node_type=NodeType(name="test", cpus=2, ram_gb=4),
+        containers=(ContainerSpec(image="test"),),
+        runtime=MemoryContainerRuntime(),
+        store=MemoryStore(clock),
+        blobs=MemoryBlobStore(clock),
+        report=link.report,
+        clock=clock,
+        status_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[MainLink, str]]:
+    """A node's link, served on a loopback port: (link, address)."""
+    link = MainLink(SECRET)
+    node = idle_node(tmp_path, link)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(listener.serve, functools.partial(link.serve, node))
+        yield link, f"127.0.0.1:{port}"
+        tasks.cancel_scope.cancel()
+    await listener.aclose()
+
+
+async def raw(address: str) -> FrameStream:
+    host, port = address.rsplit(":", 1)
+    return FrameStream(await anyio.connect_tcp(host, int(port)))
+
+
+async def test_a_caller_without_the_secret_is_refused_and_served_nothing(
+    served: tuple[MainLink, str],
+) -> None:
+    _, address = served
+    stranger = await raw(address)
+    hello = {"op": "hello", "secret": "guess"}
+    await stranger.send([(hello, b""), ({"op": "health", "id": 1}, b"")])
+    with anyio.fail_after(10):
+        refusal = await stranger.receive()
+        assert refusal is not None
+        assert refusal[0]["op"] == "refused"
+        assert "secret" in refusal[0]["message"]
+        assert await stranger.receive() is None, "the node answered after refusing"
+    await stranger.aclose()
+
+
+async def test_requests_are_answered_and_reports_arrive_in_order(
+    served: tuple[MainLink, str],
+) -> None:
+    link, address = served
+    reports: list[tuple[str, list[list[Any]], bytes]] = []
+    lost: list[str] = []
+    all_in = anyio.Event()
+
+    async def on_report(node_id: str, events: list[list[Any]], payload: bytes) -> None:
+        reports.append((node_id, events, payload))
+        if len(reports) == 5:
+            all_in.set()
+
+    async def on_lost(node_id: str) -> None:
+        lost.append(node_id)
+
+    async with anyio.create_task_group() as tasks:
+        main = await NodeLink.connect(
+            "node-1", address, SECRET, on_report=on_report, on_lost=on_lost, tasks=tasks
+        )
+        assert await main.request({"op": "health"})
+        assert not await main.request({"op": "no-such-thing"}), "an unknown request succeeded"
+        for n in range(5):
+            await link.report({"node_id": "node-1", "events": [["log", "job", n]]}, bytes([n]))
+        with anyio.fail_after(10):
+            await all_in.wait()
+        assert [(r[1][0][2], r[2]) for r in reports] == [(n, bytes([n])) for n in range(5)]
+        await main.aclose()
+        assert not await main.request({"op": "health"})
+    assert lost == [], "closing the link on purpose reported the node lost"
+
+
+async def test_a_node_that_goes_away_is_reported_lost(tmp_path: Path) -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    lost = anyio.Event()
+
+    async def vanish(stream: anyio.abc.SocketStream) -> None:
+        await FrameStream(stream).receive()  # the hello, then the node dies
+        await stream.aclose()
+
+    async def on_report(node_id: str, events: list[list[Any]], payload: bytes) -> None:
+        raise AssertionError("no report was sent")
+
+    async def on_lost(node_id: str) -> None:
+        assert node_id == "node-9"
+        lost.set()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(listener.serve, vanish)
+        main = await NodeLink.connect(
+            "node-9", f"127.0.0.1:{port}", SECRET, on_report=on_report, on_lost=on_lost, tasks=tasks
+        )
+        with anyio.fail_after(10):
+            await lost.wait()
+        assert not await main.request({"op": "health"})
+        tasks.cancel_scope.cancel()
+    await listener.aclose()
