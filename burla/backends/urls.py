@@ -20,10 +20,16 @@ def open_store(url: str, clock: Clock | None = None) -> Store:
 
 
 def open_blobs(url: str, secret: bytes, clock: Clock | None = None) -> BlobStore:
-    """`file:///path/to/directory`."""
+    """`file:///path/to/directory` or `gs://BUCKET/NAMESPACE`."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         from burla.backends.local.blobs import DirectoryBlobStore
 
         return DirectoryBlobStore(parts.path, secret, clock or WallClock())
-    raise InvalidRequestError(f"no blob store for {url!r}; use file:///DIRECTORY")
+    if parts.scheme == "gs":
+        from burla.backends.gcp.gcs_blobs import GcsBlobStore
+
+        return GcsBlobStore(parts.netloc, namespace=parts.path.strip("/"))
+    raise InvalidRequestError(
+        f"no blob store for {url!r}; use file:///DIRECTORY or gs://BUCKET/NAMESPACE"
+    )
