@@ -1,0 +1,155 @@
+"""What a new Compute Engine VM is given: the instance resource and its startup script.
+
+The startup script installs burla, starts node_service with the node's identity in its
+environment, and once node_service has written its address file publishes the port as
+the guest attribute `burla/port`. The provider reads that attribute back, so a machine is
+RUNNING exactly when its node_service listens, at the VM's internal IP and that port.
+node_service's output goes to `node.log` in the node directory.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from burla.backends.gcp.gce_settings import INSTANCE_NAME, LABEL_VALUE, GceSettings
+from burla.core.errors import InvalidRequestError
+from burla.core.protocols import BootSpec
+
+try:
+    from google.cloud import compute_v1
+except ImportError as missing:
+    raise ImportError(
+        f"{missing}: burla's Compute Engine provider needs the gcp extra; pip install 'burla[gcp]'"
+    ) from missing
+
+CLUSTER_LABEL = "burla-cluster"
+NODE_ID_LABEL = "burla-node-id"
+NODE_TYPE_LABEL = "burla-node-type"
+PORT_ATTRIBUTE = "burla/port"
+"""The guest attribute (namespace/key) where a VM publishes its node_service's port."""
+
+RESERVED_ENV = ("BURLA_NODE_ID", "BURLA_NODE_TYPE", "BURLA_MAIN_URL", "BURLA_NODE_DIR")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_boot(settings: GceSettings, boot: BootSpec) -> None:
+    """Refuse, before anything is created, what Compute Engine or the script cannot take."""
+    node_id, type_name = boot.node_id, boot.node_type.name
+    if not LABEL_VALUE.fullmatch(node_id) or not INSTANCE_NAME.fullmatch(
+        settings.instance_name(node_id)
+    ):
+        raise InvalidRequestError(
+            f"node id {node_id!r} cannot name a Compute Engine VM: use lowercase letters, "
+            f"digits and '-', ending with a letter or digit, and at most "
+            f"{62 - len(settings.cluster)} characters (the VM is named "
+            f"'{settings.cluster}-<node id>')"
+        )
+    if not INSTANCE_NAME.fullmatch(type_name):
+        raise InvalidRequestError(
+            f"node type {type_name!r} is not a Compute Engine machine type name; name node "
+            "types after their machine type, e.g. 'n2-standard-96'"
+        )
+    bad_names = sorted(name for name in boot.env if not _ENV_NAME.fullmatch(name))
+    if bad_names:
+        raise InvalidRequestError(
+            f"node {node_id!r}: {bad_names} cannot be environment variable names; use "
+            "letters, digits and '_'"
+        )
+    clashes = sorted(set(boot.env) & set(RESERVED_ENV))
+    if clashes:
+        raise InvalidRequestError(
+            f"node {node_id!r}: the provider sets {clashes} itself; pass other names in env"
+        )
+
+
+def startup_script(settings: GceSettings, boot: BootSpec) -> str:
+    """The bash script the VM runs at boot (see module doc)."""
+    environment = {
+        "BURLA_NODE_ID": boot.node_id,
+        "BURLA_NODE_TYPE": boot.node_type.model_dump_json(),
+        "BURLA_MAIN_URL": boot.main_url,
+        **boot.env,
+    }
+    exports = "\n".join(
+        f"export {name}={shlex.quote(value)}" for name, value in environment.items()
+    )
+    node_dir = shlex.quote(settings.node_dir)
+    node_command = shlex.join(settings.node_command)
+    install = settings.install_command or ": burla is in the image"
+    metadata = "${GCE_METADATA_HOST:-metadata.google.internal}"
+    return f"""#!/bin/bash
+# burla node {boot.node_id} of cluster {settings.cluster}
+set -euo pipefail
+{install}
+mkdir -p {node_dir}
+BURLA_NODE_DIR="$(cd {node_dir} && pwd)"
+export BURLA_NODE_DIR
+{exports}
+rm -f "$BURLA_NODE_DIR/address"
+{node_command} >>"$BURLA_NODE_DIR/node.log" 2>&1 &
+node=$!
+until [ -s "$BURLA_NODE_DIR/address" ]; do
+  kill -0 "$node" 2>/dev/null || {{ wait "$node"; exit; }}
+  sleep 0.05
+done
+address="$(cat "$BURLA_NODE_DIR/address")"
+curl --silent --show-error --fail --request PUT --header 'Metadata-Flavor: Google' \\
+  --data "${{address##*:}}" \\
+  "http://{metadata}/computeMetadata/v1/instance/guest-attributes/{PORT_ATTRIBUTE}"
+wait "$node"
+"""
+
+
+def instance_resource(settings: GceSettings, boot: BootSpec) -> compute_v1.Instance:
+    """The body of the insert request for `boot`'s VM."""
+    zone = f"zones/{settings.zone}"
+    access_configs = (
+        [compute_v1.AccessConfig(name="external-nat", type_="ONE_TO_ONE_NAT")]
+        if settings.external_ip
+        else []
+    )
+    scheduling = compute_v1.Scheduling(
+        provisioning_model="SPOT" if settings.spot else "STANDARD",
+        # GPUs cannot move to another host while running, and spot VMs cannot migrate.
+        on_host_maintenance="TERMINATE" if boot.node_type.gpus or settings.spot else "MIGRATE",
+        automatic_restart=not settings.spot,
+    )
+    if settings.spot:
+        scheduling.instance_termination_action = "DELETE"
+    return compute_v1.Instance(
+        name=settings.instance_name(boot.node_id),
+        machine_type=f"{zone}/machineTypes/{boot.node_type.name}",
+        labels={
+            CLUSTER_LABEL: settings.cluster,
+            NODE_ID_LABEL: boot.node_id,
+            NODE_TYPE_LABEL: boot.node_type.name,
+        },
+        disks=[
+            compute_v1.AttachedDisk(
+                boot=True,
+                auto_delete=True,
+                initialize_params=compute_v1.AttachedDiskInitializeParams(
+                    source_image=settings.source_image,
+                    disk_size_gb=settings.disk_size_gb,
+                    disk_type=f"{zone}/diskTypes/pd-balanced",
+                ),
+            )
+        ],
+        network_interfaces=[
+            compute_v1.NetworkInterface(network=settings.network, access_configs=access_configs)
+        ],
+        metadata=compute_v1.Metadata(
+            items=[
+                compute_v1.Items(key="startup-script", value=startup_script(settings, boot)),
+                compute_v1.Items(key="enable-guest-attributes", value="TRUE"),
+            ]
+        ),
+        scheduling=scheduling,
+        service_accounts=[
+            compute_v1.ServiceAccount(
+                email=settings.service_account,
+                scopes=["https://www.googleapis.com/auth/cloud-platform"],
+            )
+        ],
+    )
