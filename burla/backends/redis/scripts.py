@@ -37,6 +37,23 @@ local function now(reading)
 end
 local function exact(number) return string.format('%.17g', number) end
 local function version_of(stored) return tonumber(string.match(stored, '^%d+')) end
+-- One command per slice of `values` instead of one per value: far fewer calls into Redis,
+-- while each unpack stays well under Lua's limit of a few thousand values. Slices hold an
+-- even number of values, so field/value and score/member pairs are never split.
+local function call_with(command, key, values)
+  for first = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, first, math.min(first + 999, #values)))
+  end
+end
+local function hmget(key, fields)
+  local found, count = {}, 0
+  for first = 1, #fields, 1000 do
+    local slice = redis.call('HMGET', key, unpack(fields, first, math.min(first + 999, #fields)))
+    for i = 1, #slice do found[count + i] = slice[i] end
+    count = count + #slice
+  end
+  return found
+end
 """
 
 PUT = (
@@ -89,32 +106,42 @@ return {1, found}
 """
 )
 
-LIST = """
+LIST = (
+    _HELPERS
+    + """
 -- ARGV: lower and upper bound in ZRANGEBYLEX form, most documents to return.
 -- Returns key, stored value, key, stored value, ... in key order.
 local keys = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+local stored = hmget(KEYS[1], keys)
 local found = {}
-for _, key in ipairs(keys) do
-  local stored = redis.call('HGET', KEYS[1], key)
-  if stored then
-    found[#found + 1] = key
-    found[#found + 1] = stored
-  end
+for i, key in ipairs(keys) do
+  found[2 * i - 1], found[2 * i] = key, stored[i]
 end
 return found
 """
+)
 
-PUSH = """
+PUSH = (
+    _HELPERS
+    + """
 -- KEYS: data, order, ready, counter. ARGV: item id, data pairs. An id already queued stays.
+local added = {}
 for i = 1, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
-    local seq = redis.call('INCR', KEYS[4])
-    redis.call('HSET', KEYS[2], ARGV[i], seq)
-    redis.call('ZADD', KEYS[3], seq, ARGV[i])
-  end
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then added[#added + 1] = ARGV[i] end
 end
-return 0
+if #added == 0 then return 0 end
+local last = redis.call('INCRBY', KEYS[4], #added)
+local places, line = {}, {}
+for i, id in ipairs(added) do
+  local seq = last - #added + i
+  places[2 * i - 1], places[2 * i] = id, seq
+  line[2 * i - 1], line[2 * i] = seq, id
+end
+call_with('HSET', KEYS[2], places)
+call_with('ZADD', KEYS[3], line)
+return #added
 """
+)
 
 CLAIM = (
     _HELPERS
@@ -124,48 +151,62 @@ CLAIM = (
 -- deliveries of each item taken.
 local t = now(ARGV[3])
 local passed = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', exact(t))
-for _, id in ipairs(passed) do
-  redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[2], id), id)
+if #passed > 0 then
+  local places, line = hmget(KEYS[2], passed), {}
+  for i, id in ipairs(passed) do line[2 * i - 1], line[2 * i] = places[i], id end
+  call_with('ZADD', KEYS[6], line)
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', exact(t))
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', exact(t))
 local expires = exact(t + tonumber(ARGV[2]))
 local ids = redis.call('ZRANGE', KEYS[6], 0, ARGV[1])
-local claims = {expires}
-for index, id in ipairs(ids) do
-  local previous = redis.call('HGET', KEYS[4], id)
-  if previous then redis.call('HDEL', KEYS[5], previous) end
-  local receipt = ARGV[4] .. index
-  redis.call('HSET', KEYS[4], id, receipt)
-  redis.call('HSET', KEYS[5], receipt, id)
-  redis.call('ZADD', KEYS[7], expires, id)
-  claims[#claims + 1] = id
-  claims[#claims + 1] = redis.call('HGET', KEYS[1], id)
-  claims[#claims + 1] = receipt
-  claims[#claims + 1] = redis.call('HINCRBY', KEYS[3], id, 1)
+if #ids == 0 then return {expires} end
+redis.call('ZREMRANGEBYRANK', KEYS[6], 0, #ids - 1)
+local previous = hmget(KEYS[4], ids)
+local stale, receipts, holders, leases = {}, {}, {}, {}
+for i, id in ipairs(ids) do
+  if previous[i] then stale[#stale + 1] = previous[i] end
+  local receipt = ARGV[4] .. i
+  receipts[2 * i - 1], receipts[2 * i] = id, receipt
+  holders[2 * i - 1], holders[2 * i] = receipt, id
+  leases[2 * i - 1], leases[2 * i] = expires, id
 end
-if #ids > 0 then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, #ids - 1) end
+call_with('HDEL', KEYS[5], stale)
+call_with('HSET', KEYS[4], receipts)
+call_with('HSET', KEYS[5], holders)
+call_with('ZADD', KEYS[7], leases)
+local data = hmget(KEYS[1], ids)
+local claims = {expires}
+for i, id in ipairs(ids) do
+  claims[4 * i - 2], claims[4 * i - 1], claims[4 * i] = id, data[i], receipts[2 * i]
+  claims[4 * i + 1] = redis.call('HINCRBY', KEYS[3], id, 1)
+end
 return claims
 """
 )
 
-ACK = """
+ACK = (
+    _HELPERS
+    + """
 -- KEYS: the queue's seven parts, then its counter. ARGV: receipts.
 -- Removes the items whose receipt is current; returns those receipts.
-local acked = {}
-for _, receipt in ipairs(ARGV) do
-  local id = redis.call('HGET', KEYS[5], receipt)
-  if id then
-    redis.call('HDEL', KEYS[5], receipt)
-    for part = 1, 4 do redis.call('HDEL', KEYS[part], id) end
-    redis.call('ZREM', KEYS[6], id)
-    redis.call('ZREM', KEYS[7], id)
-    acked[#acked + 1] = receipt
+local ids = hmget(KEYS[5], ARGV)
+local acked, gone = {}, {}
+for i = 1, #ARGV do
+  if ids[i] then
+    acked[#acked + 1] = ARGV[i]
+    gone[#gone + 1] = ids[i]
   end
 end
+if #acked == 0 then return acked end
+call_with('HDEL', KEYS[5], acked)
+for part = 1, 4 do call_with('HDEL', KEYS[part], gone) end
+call_with('ZREM', KEYS[6], gone)
+call_with('ZREM', KEYS[7], gone)
 -- An emptied queue leaves nothing behind: its numbering starts again at the next push.
-if #acked > 0 and redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[8]) end
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[8]) end
 return acked
 """
+)
 
 RENEW = (
     _HELPERS
@@ -173,15 +214,20 @@ RENEW = (
 -- ARGV: lease seconds, clock reading, then receipts. Leases the items whose receipt is
 -- current until now + lease seconds; returns those receipts.
 local expires = exact(now(ARGV[2]) + tonumber(ARGV[1]))
-local renewed = {}
-for i = 3, #ARGV do
-  local id = redis.call('HGET', KEYS[5], ARGV[i])
-  if id then
-    redis.call('ZREM', KEYS[6], id)
-    redis.call('ZADD', KEYS[7], expires, id)
-    renewed[#renewed + 1] = ARGV[i]
+local receipts = {}
+for i = 3, #ARGV do receipts[i - 2] = ARGV[i] end
+local ids = hmget(KEYS[5], receipts)
+local renewed, held, leases = {}, {}, {}
+for i = 1, #receipts do
+  if ids[i] then
+    renewed[#renewed + 1] = receipts[i]
+    held[#held + 1] = ids[i]
+    leases[#leases + 1] = expires
+    leases[#leases + 1] = ids[i]
   end
 end
+call_with('ZREM', KEYS[6], held)
+call_with('ZADD', KEYS[7], leases)
 return renewed
 """
 )

@@ -46,6 +46,10 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _BATCH = 2000
 """Documents, items or receipts per script call: Redis serves no one else while a script runs."""
 
+_CONNECT_TIMEOUT_S = 10.0
+_REPLY_TIMEOUT_S = 60.0
+"""Far above the slowest script (a claim of 100,000 items takes about a second)."""
+
 _MOST = 2**62
 """A `limit` above any count Redis holds, and still a 64-bit integer for it."""
 
@@ -105,6 +109,9 @@ class RedisStore:
     `decode_responses=True`), or open one with `RedisStore.from_url`. Close it with
     `await store.close()` or use it as an async context manager; it closes the client only
     if it opened it.
+
+    `put_many`, `push`, `ack` and `renew` send their arguments in batches of 2000, each
+    batch one atomic script, so one huge call never stalls the server for everyone else.
     """
 
     def __init__(
@@ -143,10 +150,16 @@ class RedisStore:
         cls, url: str, *, namespace: str = "burla", clock: Clock | None = None
     ) -> RedisStore:
         """A store on the server at `url` (`redis://[:password@]host:port/db`, `rediss://...`
-        or `unix:///path/to/socket`); it opens and closes its own client."""
+        or `unix:///path/to/socket`); it opens and closes its own client.
+
+        A server that does not answer fails a call after a while instead of hanging it; the
+        URL's own `?socket_timeout=...&socket_connect_timeout=...` override these.
+        """
         _check_namespace(namespace)  # before a client exists that would need closing
         try:
-            client = aioredis.Redis.from_url(url)
+            client = aioredis.Redis.from_url(
+                url, socket_connect_timeout=_CONNECT_TIMEOUT_S, socket_timeout=_REPLY_TIMEOUT_S
+            )
         except ValueError as error:
             raise InvalidRequestError(
                 f"{url!r} is not a Redis URL ({error}); use redis://HOST:PORT/DB"
