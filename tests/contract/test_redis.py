@@ -186,6 +186,28 @@ class TestRedisStoreOnly:
             [claim] = await store.claim("q", limit=10, lease_s=60)
             assert (claim.item_id, claim.data, claim.deliveries) == ("again", b"y", 1)
 
+    async def test_calls_larger_than_one_batch(self, redis_server: RedisServer) -> None:
+        ids = [f"{n:05d}" for n in range(4500)]
+        async with RedisStore.from_url(redis_server.url, namespace=_namespace()) as store:
+            await store.push("q", [(item_id, item_id.encode()) for item_id in ids])
+            first = await store.claim("q", limit=len(ids), lease_s=60)
+            assert [claim.item_id for claim in first] == ids
+            receipts = [claim.receipt for claim in first]
+            assert await store.renew("q", receipts, lease_s=0) == set(receipts)
+            again = await store.claim("q", limit=len(ids), lease_s=60)
+            assert [(claim.item_id, claim.deliveries) for claim in again] == [
+                (item_id, 2) for item_id in ids
+            ]
+            assert await store.ack("q", receipts) == set()
+            assert await store.ack("q", [claim.receipt for claim in again]) == {
+                claim.receipt for claim in again
+            }
+            docs = {f"d/{item_id}": {"n": n} for n, item_id in enumerate(ids)}
+            assert await store.put_many(docs) == set(docs)
+            assert await store.put_many(docs, create_only=True) == set()
+            listed = await store.list("d/", limit=10_000)
+            assert [(doc.key, doc.data) for doc in listed] == list(docs.items())
+
     async def test_leases_run_on_the_servers_clock(
         self, redis_server: RedisServer, client: aioredis.Redis
     ) -> None:

@@ -135,7 +135,7 @@ class RedisStore:
         self._where = _describe(client)
         self.namespace = namespace
         self._prefix = f"burla:{{{namespace}}}:".encode()
-        self._documents = [self._prefix + b"docs", self._prefix + b"keys"]
+        self._document_keys = [self._prefix + b"docs", self._prefix + b"keys"]
         self._put = client.register_script(scripts.PUT)
         self._put_many = client.register_script(scripts.PUT_MANY)
         self._delete = client.register_script(scripts.DELETE)
@@ -186,7 +186,7 @@ class RedisStore:
         name = _utf8(key, "document key")
         with self._translated(f"reading document {key!r}"):
             # The client returns bytes: __init__ refused one that decodes responses.
-            stored = cast("bytes | None", await self._client.hget(self._documents[0], name))
+            stored = cast("bytes | None", await self._client.hget(self._document_keys[0], name))
         return None if stored is None else self._document(key, stored)
 
     async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
@@ -194,7 +194,7 @@ class RedisStore:
         expected = "" if if_version is None else str(int(if_version))
         with self._translated(f"writing document {key!r}"):
             written, version = await self._put(
-                keys=self._documents, args=[_utf8(key, "document key"), payload, expected]
+                keys=self._document_keys, args=[_utf8(key, "document key"), payload, expected]
             )
         if not written:
             check_version(key, if_version, version or None)
@@ -208,7 +208,7 @@ class RedisStore:
         for chunk in _chunks(encoded, 2 * _BATCH):
             with self._translated(f"writing {len(chunk) // 2} documents"):
                 keys = await self._put_many(
-                    keys=self._documents, args=[b"1" if create_only else b"0", *chunk]
+                    keys=self._document_keys, args=[b"1" if create_only else b"0", *chunk]
                 )
             written.update(key.decode() for key in keys)
         return written
@@ -217,7 +217,7 @@ class RedisStore:
         expected = "" if if_version is None else str(int(if_version))
         with self._translated(f"deleting document {key!r}"):
             outcome, version = await self._delete(
-                keys=self._documents, args=[_utf8(key, "document key"), expected]
+                keys=self._document_keys, args=[_utf8(key, "document key"), expected]
             )
         if outcome < 0:
             check_version(key, if_version, version)
@@ -234,7 +234,9 @@ class RedisStore:
         above = _after_prefix(start)
         upper = b"+" if above is None else b"(" + above
         with self._translated(f"listing documents under {prefix!r}"):
-            found = await self._list(keys=self._documents, args=[lower, upper, min(limit, _MOST)])
+            found = await self._list(
+                keys=self._document_keys, args=[lower, upper, min(limit, _MOST)]
+            )
         return [self._document(found[i].decode(), found[i + 1]) for i in range(0, len(found), 2)]
 
     # Queues
