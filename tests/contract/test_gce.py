@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
 
 from burla.backends.gcp.compute import GceComputeProvider, machine_status
 from burla.backends.gcp.gce_settings import GceSettings
@@ -220,6 +221,32 @@ async def test_operations_are_polled_through_the_given_endpoint(
     assert len(operation_reads) >= 2  # the insert's and the delete's, both answered RUNNING
 
 
+def test_the_fakes_operations_can_be_waited_on(api: FakeComputeApi) -> None:
+    """The wait call the API offers besides polling, through the real client."""
+    options = {"api_endpoint": api.endpoint}
+    instances = compute_v1.InstancesClient(
+        credentials=AnonymousCredentials(), client_options=options
+    )
+    operations = compute_v1.ZoneOperationsClient(
+        credentials=AnonymousCredentials(), client_options=options
+    )
+    try:
+        resource = compute_v1.Instance(
+            name="vm-a",
+            machine_type=f"zones/{ZONE}/machineTypes/e2-small",
+            disks=[compute_v1.AttachedDisk(boot=True)],
+            network_interfaces=[compute_v1.NetworkInterface()],
+        )
+        started = instances.insert_unary(project=PROJECT, zone=ZONE, instance_resource=resource)
+        assert started.status == compute_v1.Operation.Status.RUNNING
+        done = operations.wait(project=PROJECT, zone=ZONE, operation=started.name)
+        assert done.status == compute_v1.Operation.Status.DONE
+        assert instances.get(project=PROJECT, zone=ZONE, instance="vm-a").status == "RUNNING"
+    finally:
+        instances.transport.close()
+        operations.transport.close()
+
+
 # Errors.
 
 
@@ -293,6 +320,20 @@ async def test_other_failures_are_backend_errors_with_the_apis_message(
     with pytest.raises(BackendError, match=r"operation-.* failed.*Internal error"):
         await provider.create(boot("node-a"))
     assert await provider.list() == []
+
+
+@pytest.mark.anyio
+async def test_an_operation_that_never_finishes_is_given_up(api: FakeComputeApi) -> None:
+    compute = provider_on(api, operation_timeout_s=0.3)
+    try:
+        api.stall_next_insert_operation()
+        with pytest.raises(BackendError, match=r"operation-\d+ is not done after 0\.3 s"):
+            await compute.create(boot("node-a"))
+        # The VM may exist all the same: it is listed, so it can be deleted.
+        assert [m.node_id for m in await compute.list()] == ["node-a"]
+        assert await compute.delete("node-a") is True
+    finally:
+        await compute.aclose()
 
 
 @pytest.mark.anyio

@@ -25,8 +25,9 @@ DONE. A script that ends leaves its VM RUNNING, as a real startup script does.
 
 For tests it keeps the insert bodies it received and every request line, refuses the next
 insert with an HTTP error (`refuse_next_insert`), makes the next insert's operation
-finish with errors (`fail_next_insert_operation`), and stops a VM the way a preemption
-does (`terminate`). `close` stops every VM it started.
+finish with errors (`fail_next_insert_operation`) or never finish
+(`stall_next_insert_operation`), and stops a VM the way a preemption does
+(`terminate`). `close` stops every VM it started.
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 Json = dict[str, Any]
 Reply = tuple[int, Json]
 Key = tuple[str, str, str]
 """(project, zone, name) of an instance or operation."""
+Stall = Literal["stall"]
+STALL: Stall = "stall"
 
 _ZONE = r"/compute/v1/projects/(?P<project>[^/]+)/zones/(?P<zone>[^/]+)"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
@@ -105,7 +108,9 @@ class FakeComputeApi:
         self._operations: dict[Key, Json] = {}
         self._workers: list[threading.Thread] = []
         self._refusals: list[Reply] = []
-        self._operation_failures: list[Json] = []
+        self._insert_outcomes: list[Json | Stall] = []
+        """How the next inserts' operations end, instead of succeeding: a failure to
+        finish with, or STALL."""
         self._ids = itertools.count(7_000_000_000_000_000_001)
         self._server: _Server | None = None
         self._serving: threading.Thread | None = None
@@ -153,7 +158,7 @@ class FakeComputeApi:
         with self._lock:
             self._operations.clear()
             self._refusals.clear()
-            self._operation_failures.clear()
+            self._insert_outcomes.clear()
             self.inserted.clear()
             self.requests.clear()
 
@@ -185,7 +190,12 @@ class FakeComputeApi:
             failure["httpErrorStatusCode"] = http_status
             failure["httpErrorMessage"] = "FORBIDDEN" if http_status == 403 else "ERROR"
         with self._lock:
-            self._operation_failures.append(failure)
+            self._insert_outcomes.append(failure)
+
+    def stall_next_insert_operation(self) -> None:
+        """Boot the next inserted VM but leave its operation RUNNING for good."""
+        with self._lock:
+            self._insert_outcomes.append(STALL)
 
     def terminate(self, project: str, zone: str, name: str) -> None:
         """Stop a VM's processes and leave it TERMINATED, as a preemption or host error does."""
@@ -259,23 +269,24 @@ class FakeComputeApi:
             vm = self._new_vm(key, body)
             self._vms[key] = vm
             operation = self._new_operation(key, "insert")
-            failure = self._operation_failures.pop(0) if self._operation_failures else None
-            self._work(self._boot, vm, operation, failure)
+            outcome = self._insert_outcomes.pop(0) if self._insert_outcomes else None
+            self._work(self._boot, vm, operation, outcome)
             return 200, copy.deepcopy(operation)
 
-    def _boot(self, vm: _Vm, operation: Json, failure: Json | None) -> None:
+    def _boot(self, vm: _Vm, operation: Json, outcome: Json | Stall | None) -> None:
         with self._lock:
-            if failure is not None:
+            if isinstance(outcome, dict):
                 if self._vms.get(vm.key) is vm:
                     del self._vms[vm.key]
-                self._finish(operation, failure)
+                self._finish(operation, outcome)
                 return
             if not vm.deleting:
                 vm.resource["status"] = "STAGING"
                 # Started under the lock: a delete either sees the process or stops its start.
                 vm.process = self._run_startup_script(vm)
                 vm.resource["status"] = "RUNNING"
-            self._finish(operation)
+            if outcome is not STALL:
+                self._finish(operation)
 
     def _run_startup_script(self, vm: _Vm) -> subprocess.Popen[bytes] | None:
         items = vm.resource.get("metadata", {}).get("items", [])
