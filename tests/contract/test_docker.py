@@ -21,6 +21,11 @@ import anyio.to_thread
 import cloudpickle
 import pytest
 
+from burla.backends.docker.image import (
+    DEFAULT_IMAGE_REPOSITORY,
+    build_default_image,
+    default_image_tag,
+)
 from burla.backends.docker.runtime import NODE_LABEL, DockerRuntime
 from burla.core.errors import ConflictError, InvalidRequestError
 from burla.core.models import ContainerSpec
@@ -195,6 +200,14 @@ async def test_the_worker_sees_burla_and_its_dependencies_only(
 
 
 # Docker-only behaviour.
+
+
+def test_the_default_image_is_built_once(docker_engine: Any, default_image: str) -> None:
+    said: list[str] = []
+    assert build_default_image(client=docker_engine, echo=said.append) == default_image
+    assert said == [f"{default_image} is already built"]
+    assert default_image == default_image_tag()
+    assert default_image.startswith(f"{DEFAULT_IMAGE_REPOSITORY}:")
 
 
 @pytest.mark.anyio
@@ -379,6 +392,14 @@ async def test_a_start_that_cannot_work_is_refused_and_leaves_nothing(
     with pytest.raises(InvalidRequestError, match="BURLA_PORT"):
         await start(
             program(SLEEP), name="w", port=port, cpuset=frozenset({0}), env={"BURLA_PORT": "1"}
+        )
+    with pytest.raises(InvalidRequestError, match="BURLA_PARENT_PID"):
+        await start(
+            program(SLEEP),
+            name="w",
+            port=port,
+            cpuset=frozenset({0}),
+            env={"BURLA_PARENT_PID": str(os.getpid())},
         )
     with pytest.raises(InvalidRequestError, match="mount source"):
         await start(

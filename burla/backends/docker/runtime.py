@@ -19,9 +19,10 @@ How the ContainerRuntime protocol maps onto Docker:
   HOME and BURLA_CONTAINER_ROOT, so files the worker writes there (its status file) are
   where the node reads them. Mounts are read-only or read-write binds; a relative target
   lies inside that directory, as in the local runtime.
-- environment: the image's, plus BURLA_PORT, BURLA_CONTAINER_NAME, BURLA_CONTAINER_ROOT,
-  BURLA_CPUSET (the cpuset it started with), PYTHONPATH (the caller's entries first) and
-  the caller's `env`, which may not set the four BURLA_ names. Processes run as the
+- environment: the image's, then HOME (the container's directory) and
+  PYTHONDONTWRITEBYTECODE=1, then the caller's `env`, then PYTHONPATH (the caller's
+  entries first), BURLA_PORT, BURLA_CONTAINER_NAME, BURLA_CONTAINER_ROOT and BURLA_CPUSET
+  (the cpuset it started with); `env` may not set those four. Processes run as the
   node's user and group, so the node can always clean up what they write.
 - cpuset: virtual CPU v runs on real CPU `sorted(available)[v % len(available)]`, as in
   the local runtime (a node may have more CPUs than the machine), `available` being this
@@ -203,6 +204,12 @@ class DockerRuntime:
             raise InvalidRequestError(
                 f"container {name!r}: the runtime sets {clashes} itself; pass other names in env"
             )
+        if "BURLA_PARENT_PID" in env:
+            raise InvalidRequestError(
+                f"container {name!r}: BURLA_PARENT_PID names a process of the host, which a "
+                "worker in a container cannot watch (it would exit at once); leave it out: "
+                "the node's containers are removed by label instead"
+            )
         directory = self.directory(name)
         binds = [
             (str(source), str(WORKER_PACKAGES / entry), True)
@@ -212,10 +219,10 @@ class DockerRuntime:
         binds += _mount_binds(name, directory, mounts)
         python_path = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
         environment = {
-            **env,
             "HOME": str(directory),
-            "PYTHONPATH": ":".join([*python_path, str(WORKER_PACKAGES)]),
             "PYTHONDONTWRITEBYTECODE": "1",  # the packages are read-only
+            **env,
+            "PYTHONPATH": ":".join([*python_path, str(WORKER_PACKAGES)]),
             "BURLA_PORT": str(port),
             "BURLA_CONTAINER_NAME": name,
             "BURLA_CONTAINER_ROOT": str(directory),
