@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +15,7 @@ import cloudpickle
 import httpx
 
 from burla.client import local
+from burla.client.http import HttpError, HttpPool, Response
 from burla.client.progress import JobProgress
 from burla.client.serialize import dumps_function, dumps_input
 from burla.core import errors, wire
@@ -132,15 +132,8 @@ class Session:
 
     def __init__(self, cluster: local.ClusterInfo) -> None:
         self.cluster = cluster
-        # No Nagle: httpx writes a POST's head and body apart, and the body would wait
-        # ~40 ms for the server's delayed ACK.
-        no_delay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-        self.http = httpx.Client(
-            transport=httpx.HTTPTransport(socket_options=no_delay),
-            base_url=cluster.url,
-            headers={"authorization": f"Bearer {cluster.token}"},
-            timeout=httpx.Timeout(WAIT_S + 30),
-        )
+        headers = {"authorization": f"Bearer {cluster.token}"}
+        self.http = HttpPool(cluster.url, headers, timeout_s=WAIT_S + 30)
 
     @classmethod
     def for_local_cluster(cls, fresh: bool = False) -> Session:
@@ -164,10 +157,10 @@ class Session:
             session.close()
         cls._local.clear()
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def call(self, method: str, path: str, **kwargs: Any) -> Response:
         try:
             response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
+        except HttpError as error:
             raise ClusterUnavailableError(
                 f"the cluster did not answer {method} {path}: {error}; is it running? "
                 "(`burla local status`)"
@@ -187,7 +180,7 @@ class Session:
         head: dict[str, Any] = {"job_id": job_id, "spec": spec}
         if big or function_big:
             count = len(big) + int(function_big)
-            uploads = self.call("POST", "/uploads", json={"count": count}).json()
+            uploads = self.call("POST", "/uploads", json_body={"count": count}).json()
             targets = list(zip(uploads["keys"], uploads["urls"], strict=True))
             if function_big:
                 key, url = targets.pop()
@@ -260,8 +253,8 @@ class Session:
         return JobInterruptedError(f"interrupted; job {job_id} goes on on the cluster")
 
     def cancel(self, job_id: str) -> None:
-        with contextlib.suppress(httpx.HTTPError):  # a cluster that is gone runs nothing
-            self.http.post(f"/jobs/{job_id}/cancel", timeout=5)
+        with contextlib.suppress(HttpError):  # a cluster that is gone runs nothing
+            self.http.request("POST", f"/jobs/{job_id}/cancel", timeout_s=5)
 
     def _results(
         self, job_id: str, total: int, ordered: bool, progress: JobProgress, first: bytes | None
@@ -317,7 +310,7 @@ def job_results(job_id: str) -> list[Any]:
     Raises as remote_parallel_map would (the function's own exception, or a JobError).
     """
     session = Session.for_local_cluster()
-    response = session.http.get(f"/jobs/{job_id}")
+    response = session.http.request("GET", f"/jobs/{job_id}")
     if response.status_code >= 400:
         raise error_from(response, f"GET /jobs/{job_id}")
     job = response.json()
@@ -327,7 +320,7 @@ def job_results(job_id: str) -> list[Any]:
     return session.stored_results(job_id, job)
 
 
-def error_from(response: httpx.Response, request: str) -> BurlaError:
+def error_from(response: Response, request: str) -> BurlaError:
     """The BurlaError a service answered with, as its own type where burla has it."""
     try:
         body = response.json()

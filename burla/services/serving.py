@@ -27,7 +27,9 @@ class Server(uvicorn.Server):
 
 async def start(app: FastAPI, sock: socket.socket, tasks: TaskGroup) -> Server:
     """Serve `app` on `sock` until SIGTERM or SIGINT, then cancel `tasks`."""
-    server = Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    # Clients keep connections alive between calls (burla.client.http reuses them for 20 s).
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=60)
+    server = Server(config)
     tasks.start_soon(_serve_then_cancel, server, sock, tasks)
     tasks.start_soon(_stop_on_signal, server)
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel
 
 from burla.core import wire
@@ -31,13 +31,9 @@ class Uploads(BaseModel):
 
 
 def create_app(service: MainService, token: str) -> FastAPI:
-    def authorized(authorization: str = Header(default="")) -> None:
-        if not secrets.compare_digest(authorization, f"Bearer {token}"):
-            raise errors.Unauthorized(
-                "a valid token is needed; the local cluster's is in its cluster.json"
-            )
-
-    app = FastAPI(title="burla main_service", dependencies=[Depends(authorized)])
+    app = FastAPI(title="burla main_service")
+    hint = "a local cluster's is in its cluster.json"
+    app.add_middleware(errors.BearerAuth, token=token, hint=hint)
     errors.install(app)
 
     @app.get("/health")
