@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
 from burla.backends.gcp.compute import GceComputeProvider, machine_status
+from burla.backends.gcp.gce_boot import startup_script
 from burla.backends.gcp.gce_settings import GceSettings
 from burla.core.errors import BackendError, ConflictError, InvalidRequestError
 from burla.core.models import NodeType
@@ -207,6 +209,16 @@ async def test_startup_script_installs_and_starts_the_node_with_its_identity(
     host, port = machine.address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5):
         pass
+
+
+def test_the_default_startup_script_is_valid_bash(tmp_path: Path) -> None:
+    production = GceSettings(project=PROJECT, zone=ZONE, cluster=CLUSTER, source_image=IMAGE)
+    script = tmp_path / "startup-script"
+    script.write_text(startup_script(production, boot("node-a", BURLA_SECRET="s'e\"c")))
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "python3 -m venv /opt/burla" in text
+    assert "/opt/burla/bin/python -m burla.services.node_service" in text
 
 
 @pytest.mark.anyio

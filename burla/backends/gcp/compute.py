@@ -111,7 +111,7 @@ class GceComputeProvider:
     async def create(self, boot: BootSpec) -> Machine:
         check_boot(self._settings, boot)
         action = (
-            f"create machine {boot.node_id!r} ({boot.node_type.describe()}) of cluster "
+            f"create {boot.node_type.name} machine {boot.node_id!r} of cluster "
             f"{self._settings.cluster!r}"
         )
         operation = await self._call(

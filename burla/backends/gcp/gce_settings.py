@@ -15,10 +15,13 @@ INSTANCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 """Compute Engine label values: lowercase letters, digits, '_' and '-', 63 at most."""
 
-DEFAULT_INSTALL = (
-    "[ -x /opt/burla/bin/python ] || python3 -m venv /opt/burla\n"
-    "/opt/burla/bin/pip install --quiet --upgrade 'burla[gcp]'"
-)
+DEFAULT_INSTALL = """\
+if [ ! -x /opt/burla/bin/python ]; then
+  apt-get update -qq && apt-get install -y -qq python3-venv
+  python3 -m venv /opt/burla
+fi
+/opt/burla/bin/pip install --quiet --upgrade 'burla[gcp]'"""
+"""Installs burla in its own virtual environment on a Debian or Ubuntu image."""
 DEFAULT_NODE_COMMAND = ("/opt/burla/bin/python", "-m", "burla.services.node_service")
 
 
