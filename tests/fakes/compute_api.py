@@ -97,7 +97,11 @@ class _Vm:
 
 
 class FakeComputeApi:
-    """The fake API (see module doc); `start` serves it on a free 127.0.0.1 port."""
+    """The fake API (see module doc); `start` serves it on a free 127.0.0.1 port.
+
+    `page_limit` caps a list page (Compute Engine's cap is 500); `stop_grace_s` is how
+    long a deleted VM's processes have between SIGTERM and SIGKILL. Tests may change both.
+    """
 
     def __init__(self, root: Path, *, page_limit: int = 500, stop_grace_s: float = 3.0) -> None:
         self._root = Path(root)
@@ -182,9 +186,8 @@ class FakeComputeApi:
         operation's httpErrorStatusCode and httpErrorMessage; `quota_limit` a quotaInfo."""
         entry: Json = {"code": code, "message": message}
         if quota_limit is not None:
-            entry["errorDetails"] = [
-                {"quotaInfo": {"limitName": quota_limit, "metricName": "compute.googleapis.com"}}
-            ]
+            quota = {"limitName": quota_limit, "metricName": "compute.googleapis.com/quota"}
+            entry["errorDetails"] = [{"quotaInfo": quota}]
         failure: Json = {"error": {"errors": [entry]}}
         if http_status is not None:
             failure["httpErrorStatusCode"] = http_status
