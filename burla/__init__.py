@@ -1,7 +1,5 @@
 """burla: run one Python function over many inputs on a cluster, starting in under a second."""
 
-from importlib.metadata import PackageNotFoundError, version
-
 from burla.core.errors import (
     BackendError,
     BurlaError,
@@ -22,11 +20,6 @@ from burla.core.errors import (
     SignedUrlError,
     WorkerCrashedError,
 )
-
-try:
-    __version__ = version("burla")
-except PackageNotFoundError:  # a worker environment links the package without its metadata
-    __version__ = "unknown"
 
 __all__ = [
     "BackendError",
@@ -54,9 +47,16 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # Workers import this package in an environment without the client's dependencies,
-    # so the client loads on first use.
+    # so the client loads on first use; reading package metadata is slow, so it waits too.
     if name == "remote_parallel_map":
         from burla.client.map import remote_parallel_map
 
         return remote_parallel_map
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("burla")
+        except PackageNotFoundError:  # a worker environment links burla without metadata
+            return "unknown"
     raise AttributeError(f"module 'burla' has no attribute {name!r}")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import cloudpickle
-import httpx
 
 from burla.client import local
 from burla.client.http import HttpError, HttpPool, Response
@@ -366,4 +365,6 @@ def put_signed(url: str, data: bytes) -> None:
             file.write(data)
         os.replace(temporary, path)
         return
+    import httpx  # only clusters with remote blob stores need it
+
     httpx.put(url, content=data, timeout=600).raise_for_status()
