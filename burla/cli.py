@@ -277,6 +277,31 @@ def jobs_result(job_id: str, as_json: bool) -> None:
             click.echo(repr(value))
 
 
+@cli.group()
+def image() -> None:
+    """Container images of the Docker backend."""
+
+
+@image.command("build")
+@click.option(
+    "--mirror",
+    default=None,
+    metavar="URL",
+    help="Debian mirror debootstrap installs from (default: http://deb.debian.org/debian).",
+)
+def image_build(mirror: str | None) -> None:
+    """Build the default worker image on this machine (about a minute, once; needs root).
+
+    Debian bookworm with python3, made with debootstrap and imported into the local
+    Docker engine: no registry is used. Prints progress and the image's tag.
+
+    Example: burla image build
+    """
+    from burla.backends.docker.image import DEFAULT_MIRROR, build_default_image
+
+    build_default_image(mirror=mirror or DEFAULT_MIRROR, echo=click.echo)
+
+
 def _print_plan(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -434,3 +434,13 @@ async def _exited(runtime: DockerRuntime, name: str) -> ContainerInfo:
 
     await eventually(exited)
     return found[0]
+
+
+def test_burla_image_build_reports_the_built_image(default_image: str) -> None:
+    from click.testing import CliRunner
+
+    from burla.cli import cli
+
+    result = CliRunner().invoke(cli, ["image", "build"])
+    assert result.exit_code == 0, result.output
+    assert f"{default_image} is already built" in result.output

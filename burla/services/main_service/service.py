@@ -21,7 +21,12 @@ from anyio.abc import TaskGroup
 from burla.core import cluster as c
 from burla.core import inputs as i
 from burla.core.clock import Clock
-from burla.core.errors import ClusterUnavailableError, InvalidRequestError, NotFoundError
+from burla.core.errors import (
+    BurlaError,
+    ClusterUnavailableError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from burla.core.inputs import Failure, InputMachine
 from burla.core.models import ClusterConfig, JobSpec, JobState, Node, NodeState
 from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
@@ -37,6 +42,8 @@ FORGET_AFTER_S = 600.0
 MACHINE_LEASE_S = 1e9
 """Nodes renew their Store leases themselves; main_service learns of a lost node from its
 ComputeProvider, so the input machine's own leases never run out."""
+
+CREATE_BACKOFF_MAX_S = 60.0
 
 FAILURE_TEXT = {
     Failure.WORKER_DIED: "the worker running it died (os._exit, a crash, or out of memory)",
@@ -80,6 +87,9 @@ class MainService:
         self.jobs: dict[str, JobRun] = {}
         self.links: dict[str, NodeLink] = {}
         self._creating: set[str] = set()
+        self._failed_creations = 0
+        self.creation_errors: collections.deque[str] = collections.deque(maxlen=20)
+        """Why the latest machines could not be made (quota, capacity), for `burla cluster`."""
         self._canceled_early: collections.deque[str] = collections.deque(maxlen=1000)
         self._tasks: TaskGroup | None = None
         self.last_activity = clock.now()
@@ -130,12 +140,11 @@ class MainService:
         for command in commands:
             match command:
                 case c.StartNode(node_id, node_type):
-                    boot = BootSpec(node_id, node_type, self.main_url, self.boot_env)
+                    # A cloud VM takes seconds just to be created: many start side by side.
                     self._creating.add(node_id)
-                    try:
-                        await self.compute.create(boot)
-                    finally:
-                        self._creating.discard(node_id)
+                    self._spawn(
+                        self._create, BootSpec(node_id, node_type, self.main_url, self.boot_env)
+                    )
                 case c.AssignNodes(job, node_ids, workers):
                     for node_id, share in zip(node_ids, workers, strict=True):
                         self._spawn(self._assign, job, node_id, share)
@@ -144,6 +153,21 @@ class MainService:
                     await self.compute.delete(node_id)
                 case c.ResetNode(node_id):
                     self._spawn(self._reset, node_id, None, False)
+
+    async def _create(self, boot: BootSpec) -> None:
+        try:
+            await self.compute.create(boot)
+            self._failed_creations = 0
+        except BurlaError as error:
+            # Quota or capacity: the replacement would fail the same way at once, so each
+            # failure in a row waits longer before it counts.
+            self.creation_errors.append(f"{boot.node_id}: {error}")
+            await anyio.sleep(min(CREATE_BACKOFF_MAX_S, 0.5 * 2**self._failed_creations))
+            self._failed_creations += 1
+            self._creating.discard(boot.node_id)
+            await self.node_failed(boot.node_id)
+        finally:
+            self._creating.discard(boot.node_id)
 
     async def _assign(self, job: JobSpec, node_id: str, workers: int) -> None:
         run = self.jobs.get(job.job_id)
@@ -405,4 +429,5 @@ class MainService:
             "ready": ready,
             "jobs": {j: r.state.value for j, r in self.jobs.items()},
             "standby": self.cluster.config.standby.model_dump(mode="json"),
+            "creation_errors": list(self.creation_errors),
         }

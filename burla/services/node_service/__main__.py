@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 from pathlib import Path
 
 import anyio
@@ -18,7 +19,6 @@ from burla.core.clock import WallClock
 from burla.core.models import NodeType, StandbyDefinition
 from burla.services import http as http_clients
 from burla.services import serving
-from burla.services.loopback import bind_loopback
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.node import NodeService
 from burla.services.store_keys import STANDBY_KEY
@@ -33,6 +33,10 @@ class NodeSettings(BaseModel):
     blobs_url: str
     secret: str
     local_dir: Path
+    host: str = "127.0.0.1"
+    """Where main_service's connection comes in: 0.0.0.0 on a VM of a cloud cluster."""
+    advertise_host: str | None = None
+    """The address main_service reaches this node at, if not `host` (a VM's own IP)."""
 
     @classmethod
     def from_env(cls) -> NodeSettings:
@@ -46,6 +50,8 @@ class NodeSettings(BaseModel):
             blobs_url=env["BURLA_BLOBS_URL"],
             secret=env["BURLA_SECRET"],
             local_dir=Path(env["BURLA_LOCAL_DIR"]),
+            host=env.get("BURLA_NODE_HOST") or "127.0.0.1",
+            advertise_host=env.get("BURLA_NODE_ADVERTISE_HOST") or None,
         )
 
 
@@ -76,8 +82,10 @@ async def serve(settings: NodeSettings) -> None:
             "BURLA_PARENT_PID": str(os.getpid()),
         },
     )
-    sock, address = bind_loopback()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind((settings.host, 0))
     sock.listen()
+    address = f"{settings.advertise_host or settings.host}:{sock.getsockname()[1]}"
     listener = await SocketListener.from_socket(sock)
     try:
         async with anyio.create_task_group() as tasks:

@@ -1,0 +1,61 @@
+"""main_service's logic in-process, on memory backends."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from burla.backends.memory import MemoryBlobStore, MemoryComputeProvider, MemoryStore
+from burla.core.clock import WallClock
+from burla.core.errors import BackendError
+from burla.core.models import (
+    ClusterConfig,
+    ContainerSpec,
+    NodeType,
+    StandbyDefinition,
+    StandbyGroup,
+)
+from burla.core.protocols import BootSpec, Machine
+from burla.services.main_service.service import MainService
+
+pytestmark = pytest.mark.anyio
+
+
+class OutOfQuota(MemoryComputeProvider):
+    """A cloud project whose CPU quota is used up: every machine it is asked for fails."""
+
+    attempts = 0
+
+    async def create(self, boot: BootSpec) -> Machine:
+        self.attempts += 1
+        raise BackendError("quota CPUS of project 'p' is used up")
+
+
+async def test_machines_that_cannot_be_made_are_retried_with_growing_pauses() -> None:
+    clock = WallClock()
+    node_type = NodeType(name="n", cpus=2, ram_gb=8)
+    config = ClusterConfig(
+        standby=StandbyDefinition(
+            nodes=(StandbyGroup(node_type=node_type, count=2),),
+            containers=(ContainerSpec(image="default"),),
+        )
+    )
+    compute = OutOfQuota(clock)
+    service = MainService(
+        config=config,
+        store=MemoryStore(clock),
+        blobs=MemoryBlobStore(clock),
+        compute=compute,
+        clock=clock,
+        main_url="http://127.0.0.1:1",
+        boot_env={},
+        secret="s",
+    )
+    async with anyio.create_task_group() as tasks:
+        await service.run(tasks)
+        await anyio.sleep(2.0)
+        tasks.cancel_scope.cancel()
+    # Two standby nodes wanted: tries at 0, 0.5 and 1.5 s (then 3.5 s) each, not a hot loop.
+    assert 2 <= compute.attempts <= 8
+    status = service.cluster_status()
+    assert "quota CPUS of project 'p' is used up" in status["creation_errors"][0]
