@@ -32,8 +32,11 @@ class ClusterInfo:
     cpus: int
 
 
-def local_dir() -> Path:
-    return Path(os.environ.get("BURLA_LOCAL_DIR") or Path.home() / ".burla" / "local")
+def local_dir(backend: str = "local") -> Path:
+    """Where this machine's cluster of `backend` keeps its state: $BURLA_LOCAL_DIR or
+    ~/.burla/local for "local", $BURLA_DOCKER_DIR or ~/.burla/docker for "docker"."""
+    variable = "BURLA_DOCKER_DIR" if backend == "docker" else "BURLA_LOCAL_DIR"
+    return Path(os.environ.get(variable) or Path.home() / ".burla" / backend)
 
 
 def read(root: Path) -> ClusterInfo | None:
@@ -64,9 +67,10 @@ def healthy(cluster: ClusterInfo) -> bool:
         connection.close()
 
 
-def start(root: Path | None = None, cpus: int | None = None) -> ClusterInfo:
-    """The local cluster, started if it is not running."""
-    root = root or local_dir()
+def start(root: Path | None = None, cpus: int | None = None, backend: str = "local") -> ClusterInfo:
+    """This machine's cluster of `backend` ("local" or "docker"), started if it is not
+    running."""
+    root = root or local_dir(backend)
     if (cluster := find(root)) is not None:
         return cluster
     root.mkdir(parents=True, exist_ok=True)
@@ -83,6 +87,8 @@ def start(root: Path | None = None, cpus: int | None = None) -> ClusterInfo:
         os.environ.get("BURLA_LOCAL_IDLE_S", "1800"),
         "--detach",
     ]
+    if backend == "docker":
+        command += ["--containers", "docker"]
     with open(root / "main.log", "ab") as log:
         launched = subprocess.run(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root, check=False

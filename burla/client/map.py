@@ -8,8 +8,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Generator, Iterable, Iterator
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import cloudpickle
 
@@ -31,6 +30,7 @@ from burla.core.errors import (
     RemoteError,
     WorkerCrashedError,
 )
+from burla.core.settings import Backend, Settings, config_path, load_settings
 
 INLINE_LIMIT = 1 << 20
 """Inputs up to this size travel in the job request; bigger ones go to the blob store."""
@@ -78,9 +78,9 @@ def remote_parallel_map(
     """
     if dockerfile is not None:
         raise InvalidRequestError("dockerfile= is not supported by this cluster yet; use image=")
-    backend = backend or os.environ.get("BURLA_BACKEND") or "local"
-    if backend != "local":
-        raise InvalidRequestError(f"unknown backend {backend!r}; this version runs 'local'")
+    settings = load_settings()
+    if backend is not None:
+        settings = settings.model_copy(update={"backend": _backend(backend)})
     function = dumps_function(function_)
     values = list(inputs)
     payloads = [dumps_input(n, value, unpack_tuples) for n, value in enumerate(values)]
@@ -104,14 +104,16 @@ def remote_parallel_map(
         "retries": retries,
         "timeout_s": timeout,
     }
-    session = Session.for_local_cluster()
+    session = Session.for_settings(settings)
     wait = 0.0 if detach else FIRST_WAIT_S
     job_id = f"job-{secrets.token_hex(8)}"
     try:
         try:
             first = session.submit(job_id, spec, function, payloads, wait)
         except ClusterUnavailableError:  # it stopped since we last used it: start it again
-            session = Session.for_local_cluster(fresh=True)
+            if settings.backend == "gcp":
+                raise
+            session = Session.for_settings(settings, fresh=True)
             first = session.submit(job_id, spec, function, payloads, wait)
     except KeyboardInterrupt:
         raise session.interrupted(job_id, cancel=True) from None
@@ -127,7 +129,7 @@ class Session:
     """A client's connection to one cluster's main_service, shared by every call in the
     process (and thread-safe), so that a warm call costs no new connection."""
 
-    _local: ClassVar[dict[Path, Session]] = {}
+    _cached: ClassVar[dict[str, Session]] = {}
 
     def __init__(self, cluster: local.ClusterInfo) -> None:
         self.cluster = cluster
@@ -135,15 +137,35 @@ class Session:
         self.http = HttpPool(cluster.url, headers, timeout_s=WAIT_S + 30)
 
     @classmethod
-    def for_local_cluster(cls, fresh: bool = False) -> Session:
-        """The session with the local cluster, which is started if it is not running."""
-        root = local.local_dir()
-        session = cls._local.get(root)
+    def for_settings(cls, settings: Settings, fresh: bool = False) -> Session:
+        """The session with the cluster `settings` name: a local one is started if it is
+        not running; a cloud one must be."""
+        if settings.backend != "gcp":
+            return cls.for_local_cluster(settings.backend, fresh)
+        if not settings.main_url or not settings.token:
+            raise ClusterUnavailableError(
+                "backend 'gcp' needs a running cluster's address and token: set main_url "
+                f"and token in {config_path(os.environ)} (or BURLA_MAIN_URL and BURLA_TOKEN); "
+                "see the README's 'Google Cloud' section to start one"
+            )
+        session = cls._cached.get(settings.main_url)
+        if session is None or session.cluster.token != settings.token:
+            cluster = local.ClusterInfo(settings.main_url, settings.token, pid=0, cpus=0)
+            session = cls._cached[settings.main_url] = cls(cluster)
+        return session
+
+    @classmethod
+    def for_local_cluster(cls, backend: str = "local", fresh: bool = False) -> Session:
+        """The session with this machine's cluster of `backend` ("local" or "docker"),
+        which is started if it is not running."""
+        root = local.local_dir(backend)
+        key = str(root)
+        session = cls._cached.get(key)
         if session is not None and not fresh and local.read(root) == session.cluster:
             return session
         if session is not None:
             session.close()
-        session = cls._local[root] = cls(local.start(root))
+        session = cls._cached[key] = cls(local.start(root, backend=backend))
         return session
 
     def close(self) -> None:
@@ -152,9 +174,9 @@ class Session:
     @classmethod
     def close_all(cls) -> None:
         """Close every cached session (at exit, or when a cluster is stopped)."""
-        for session in cls._local.values():
+        for session in cls._cached.values():
             session.close()
-        cls._local.clear()
+        cls._cached.clear()
 
     def call(self, method: str, path: str, **kwargs: Any) -> Response:
         try:
@@ -303,12 +325,15 @@ class Session:
 atexit.register(Session.close_all)
 
 
-def job_results(job_id: str) -> list[Any]:
+def job_results(job_id: str, backend: str | None = None) -> list[Any]:
     """The results of a job started with `detach=True`, in input order, once it is done.
 
     Raises as remote_parallel_map would (the function's own exception, or a JobError).
     """
-    session = Session.for_local_cluster()
+    settings = load_settings()
+    if backend is not None:
+        settings = settings.model_copy(update={"backend": _backend(backend)})
+    session = Session.for_settings(settings)
     response = session.http.request("GET", f"/jobs/{job_id}")
     if response.status_code >= 400:
         raise error_from(response, f"GET /jobs/{job_id}")
@@ -317,6 +342,14 @@ def job_results(job_id: str) -> list[Any]:
         total = sum(job["inputs"].values())
         return list(session.follow(job_id, total, ordered=True, spinner=False, cancel=False))
     return session.stored_results(job_id, job)
+
+
+def _backend(name: str) -> Backend:
+    if name not in get_args(Backend):
+        raise InvalidRequestError(
+            f"unknown backend {name!r}; choose one of {', '.join(get_args(Backend))}"
+        )
+    return name  # type: ignore[return-value]
 
 
 def error_from(response: Response, request: str) -> BurlaError:
