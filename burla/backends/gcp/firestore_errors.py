@@ -1,0 +1,68 @@
+"""Firestore's failures, as burla's errors: what happened, and what to do about it.
+
+Every call of FirestoreStore runs inside `translated`, so google.api_core's and
+google.auth's exceptions never reach burla's callers. Preconditions that lose a race are
+not errors here: the store catches those where it expects them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from google.api_core import exceptions as api
+from google.auth import exceptions as auth
+
+from burla.core.errors import BackendError, BurlaError, InvalidRequestError
+
+_REACH = (
+    "is FIRESTORE_EMULATOR_HOST set to a running emulator (host:port), or, for Google "
+    "Cloud, are credentials configured (gcloud auth application-default login, or a "
+    "service account) and is the Firestore API enabled in the project?"
+)
+
+
+def unreachable(project: str, detail: str) -> BackendError:
+    return BackendError(f"Firestore for project {project!r} cannot be reached ({detail}); {_REACH}")
+
+
+@contextmanager
+def translated(action: str, project: str) -> Iterator[None]:
+    """Run a block that calls Firestore; raise burla's errors for Firestore's."""
+    try:
+        yield
+    except BurlaError:
+        raise
+    except (api.RetryError, api.ServiceUnavailable, api.DeadlineExceeded) as error:
+        raise unreachable(project, f"{action}: {_message(error)}") from error
+    except (api.Unauthenticated, api.PermissionDenied, auth.GoogleAuthError) as error:
+        raise BackendError(
+            f"{action} failed: Firestore refused the credentials for project {project!r} "
+            f"({_message(error)}); give this account the Cloud Datastore User role, or {_REACH}"
+        ) from error
+    except api.InvalidArgument as error:
+        raise InvalidRequestError(
+            f"{action}: Firestore cannot store this ({_message(error)}); documents must stay "
+            "under 1 MiB and 20 levels of nesting, and keys under 1500 bytes"
+        ) from error
+    except api.TooManyRequests as error:
+        raise BackendError(
+            f"{action} failed: Firestore's quota for project {project!r} is used up "
+            f"({_message(error)}); wait and retry, or raise the quota"
+        ) from error
+    except api.GoogleAPIError as error:
+        raise BackendError(
+            f"{action} failed: Firestore said {_message(error)!r} (project {project!r}); "
+            "retry, and check the project's Firestore database if it persists"
+        ) from error
+    except UnicodeEncodeError as error:
+        raise InvalidRequestError(
+            f"{action}: a key, queue name, item id, field name or value is not valid Unicode "
+            f"text ({error.reason}); use text that encodes to UTF-8"
+        ) from None
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, api.GoogleAPICallError):
+        return str(error.message or error)
+    return str(error)

@@ -1,0 +1,356 @@
+"""The Store contract bound to FirestoreStore on the official emulator, and what only it must do."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from enum import StrEnum
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from burla.backends.gcp.firestore_store import FirestoreStore
+from burla.core.clock import ManualClock
+from burla.core.errors import BackendError, ConflictError, InvalidRequestError
+from tests.components.firestore import FirestoreEmulator, firestore_emulator  # noqa: F401
+from tests.contract.blobstore import Advance
+from tests.contract.store import StoreContract
+
+
+def _namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+class TestFirestoreStore(StoreContract):
+    @pytest.fixture
+    async def store(self, firestore_emulator: FirestoreEmulator) -> AsyncIterator[FirestoreStore]:  # noqa: F811
+        store = FirestoreStore(
+            firestore_emulator.project, _namespace(), client=firestore_emulator.client()
+        )
+        yield store
+        await store.close()
+
+    @pytest.fixture
+    def advance(self) -> Advance:
+        async def advance(seconds: float) -> None:
+            await anyio.sleep(seconds)  # the store reads the wall clock, as in a real cluster
+
+        return advance
+
+
+# What only the Firestore store must do.
+
+
+class _Colour(StrEnum):
+    RED = "red"
+
+
+@pytest.fixture
+async def make_store(
+    firestore_emulator: FirestoreEmulator,  # noqa: F811
+) -> AsyncIterator[Callable[..., FirestoreStore]]:
+    """Stores on the emulator, each with its own client (its own connection), all closed
+    at the end."""
+    made: list[FirestoreStore] = []
+
+    def make(namespace: str | None = None, **options: Any) -> FirestoreStore:
+        store = FirestoreStore(
+            firestore_emulator.project,
+            namespace or _namespace(),
+            client=firestore_emulator.client(),
+            **options,
+        )
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.integration
+class TestFirestoreStoreOnly:
+    async def test_namespaces_are_isolated(self, make_store: Callable[..., FirestoreStore]) -> None:
+        one, two = make_store(), make_store()
+        await one.put("jobs/1", {"owner": "one"})
+        await two.put("jobs/1", {"owner": "two"}, if_version=0)
+        await one.push("q", [("a", b"one")])
+        await two.push("q", [("a", b"two"), ("b", b"two")])
+        [claim] = await one.claim("q", limit=10, lease_s=60)
+        assert claim.data == b"one"
+        assert await two.ack("q", [claim.receipt]) == set()
+        assert [c.data for c in await two.claim("q", limit=10, lease_s=60)] == [b"two", b"two"]
+        assert [doc.data for doc in await one.list("")] == [{"owner": "one"}]
+        again = make_store(one.namespace)  # the same namespace, another connection
+        read = await again.get("jobs/1")
+        assert read is not None
+        assert (read.data, read.version) == ({"owner": "one"}, 1)
+        assert await again.ack("q", [claim.receipt]) == {claim.receipt}
+
+    async def test_many_claimers_get_each_item_exactly_once(
+        self, make_store: Callable[..., FirestoreStore]
+    ) -> None:
+        first = make_store()
+        ids = [f"item-{n:03d}" for n in range(300)]
+        await first.push("q", [(item_id, item_id.encode()) for item_id in ids])
+        stores = [first] + [make_store(first.namespace) for _ in range(3)]
+        claimed: list[str] = []
+
+        async def drain(store: FirestoreStore, limit: int) -> None:
+            while claims := await store.claim("q", limit=limit, lease_s=60):
+                assert [c.item_id for c in claims] == sorted(c.item_id for c in claims)
+                assert all(claim.data == claim.item_id.encode() for claim in claims)
+                assert all(claim.deliveries == 1 for claim in claims)
+                claimed.extend(claim.item_id for claim in claims)
+                acked = await store.ack("q", [claim.receipt for claim in claims])
+                assert acked == {claim.receipt for claim in claims}
+
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as group:
+                for index, store in enumerate(stores):  # four connections, three tasks each
+                    for limit in (1, 5, 20):
+                        group.start_soon(drain, store, limit + index)
+        assert Counter(claimed) == Counter(ids)
+
+    async def test_claimers_racing_expiring_leases_never_share_an_item(
+        self, make_store: Callable[..., FirestoreStore]
+    ) -> None:
+        clock = ManualClock(start=1_000.0)
+        stores = [make_store(clock=clock)]
+        stores += [make_store(stores[0].namespace, clock=clock) for _ in range(2)]
+        await stores[0].push("q", [(f"{n:03d}", b"") for n in range(60)])
+        holders: dict[str, str] = {}  # item -> receipt of its current lease
+
+        async def claim_and_drop(store: FirestoreStore) -> None:
+            for _ in range(10):
+                for claim in await store.claim("q", limit=7, lease_s=5):
+                    holders[claim.item_id] = claim.receipt
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as group:
+            for store in stores:
+                group.start_soon(claim_and_drop, store)
+        assert len(holders) == 60
+        clock.advance(10)  # every lease passes; each item has exactly one current receipt
+        again = await stores[1].claim("q", limit=100, lease_s=5)
+        assert [c.item_id for c in again] == [f"{n:03d}" for n in range(60)]
+        assert await stores[2].ack("q", list(holders.values())) == set()
+        assert await stores[0].ack("q", [c.receipt for c in again]) == {c.receipt for c in again}
+
+    async def test_data_round_trips_exactly(
+        self, make_store: Callable[..., FirestoreStore]
+    ) -> None:
+        data = {
+            "raw": bytes(range(256)),
+            "empty": b"",
+            "lists": [[1, [2, []]], [], [[b"\x00"]], [{"in": [[None]]}]],
+            "huge": [2**100, -(2**63) - 1, 2**63 - 1, -(2**63)],
+            "floats": [-0.0, 1e-310, 0.1 + 0.2, 1.0, float("inf")],
+            "": "empty name",
+            "$": {"$list": [1], "$int": "7", "$$": None, "__name__": True, "__": 1},
+            "__reserved__": {"a.b": 1, "`tick`": 2, "x y": [], "\u00e9\U0001f600": {}},
+            "colour": _Colour.RED,
+            "flag": True,
+            "zero": 0,
+        }
+        store = make_store()
+        written = await store.put("k", data)
+        expected = {**data, "colour": "red"}
+        assert written.data == expected
+        read = await store.get("k")
+        assert read is not None
+        assert read.data == expected
+        assert type(read.data["colour"]) is str
+        assert [type(value) for value in read.data["floats"]] == [float] * 5
+        assert type(read.data["zero"]) is int
+        assert type(read.data["flag"]) is bool
+        assert await store.put_many({"m": data}) == {"m"}
+        [listed] = await store.list("m")
+        assert listed.data == expected
+
+    async def test_odd_keys_queue_names_and_item_ids(
+        self, make_store: Callable[..., FirestoreStore]
+    ) -> None:
+        keys = [
+            "",
+            ".",
+            "..",
+            "__x__",
+            "%",
+            "%2F",
+            "/",
+            "a/b",
+            "a%2Fb",
+            "a/",
+            "a//b",
+            "\u00e9/\U0001f600",
+        ]
+        store = make_store()
+        for key in keys:
+            await store.put(key, {"key": key}, if_version=0)
+        assert await store.get("") is not None  # listed by no prefix: nothing sorts before ""
+        assert [(doc.key, doc.data["key"]) for doc in await store.list("")] == [
+            (key, key) for key in sorted(keys)[1:]
+        ]
+        assert [doc.key for doc in await store.list("a/")] == ["a/", "a//b", "a/b"]
+        for key in keys:
+            assert await store.delete(key, if_version=1) is True
+        assert await store.list("") == []
+        for queue in keys:
+            await store.push(queue, [(item_id, item_id.encode()) for item_id in keys])
+        for queue in keys:
+            claims = await store.claim(queue, limit=100, lease_s=60)
+            assert [(c.item_id, c.data) for c in claims] == [(i, i.encode()) for i in keys]
+            assert await store.ack(queue, [c.receipt for c in claims]) == {
+                c.receipt for c in claims
+            }
+
+    async def test_list_prefix_edges(self, make_store: Callable[..., FirestoreStore]) -> None:
+        top = "\U0010ffff"
+        keys = ["a", f"a{top}", f"a{top}z", f"a{top}{top}", "b", "\ue000", "\ud7ff"]
+        store = make_store()
+        await store.put_many({key: {} for key in keys})
+        assert [d.key for d in await store.list(f"a{top}")] == [
+            f"a{top}",
+            f"a{top}z",
+            f"a{top}{top}",
+        ]
+        assert [d.key for d in await store.list("")] == sorted(keys)
+        assert [d.key for d in await store.list("\ud7ff")] == ["\ud7ff"]
+        assert [d.key for d in await store.list("", after="b")] == ["\ud7ff", "\ue000"]
+        assert await store.list("a", limit=0) == []
+
+    async def test_more_than_one_batch(self, make_store: Callable[..., FirestoreStore]) -> None:
+        store = make_store()
+        keys = [f"doc/{n:04d}" for n in range(1200)]
+        await store.put_many({key: {"n": 1} for key in keys[::3]})
+        written = await store.put_many({key: {"n": 2} for key in keys}, create_only=True)
+        assert written == set(keys) - set(keys[::3])
+        assert await store.put_many({key: {"n": 3} for key in keys[:700]}) == set(keys[:700])
+        seen: list[tuple[str, int, int]] = []
+        after = ""
+        while page := await store.list("doc/", after=after, limit=500):
+            seen.extend((doc.key, doc.data["n"], doc.version) for doc in page)
+            after = page[-1].key
+        assert [key for key, _, _ in seen] == keys
+        assert Counter((n, version) for _, n, version in seen) == Counter(
+            {(3, 2): 700, (2, 1): 500 - 166, (1, 1): 166}  # 166 of keys[::3] are past 700
+        )
+        await store.push("q", [(f"{n:04d}", b"x" * 10_000) for n in range(1200)])
+        await store.push("q", [(f"{n:04d}", b"again") for n in range(0, 1300, 2)])
+        ids = [c.item_id for c in await store.claim("q", limit=2000, lease_s=60)]
+        assert ids == [f"{n:04d}" for n in range(1200)] + [f"{n:04d}" for n in range(1200, 1300, 2)]
+
+    async def test_expired_items_come_back_in_push_order(
+        self, make_store: Callable[..., FirestoreStore]
+    ) -> None:
+        clock = ManualClock(start=1_000.0)
+        store = make_store(clock=clock)
+        await store.push("q", [(f"{n:04d}", b"") for n in range(1200)])
+        first = await store.claim("q", limit=800, lease_s=1)
+        clock.advance(2)  # every lease has passed; half of them are acked anyway
+        await store.ack("q", [claim.receipt for claim in first[::2]])
+        seen: list[str] = []
+        while claims := await store.claim("q", limit=150, lease_s=60):
+            seen.extend(claim.item_id for claim in claims)
+            await store.ack("q", [claim.receipt for claim in claims])
+        expected = [f"{n:04d}" for n in range(1, 800, 2)] + [f"{n:04d}" for n in range(800, 1200)]
+        assert seen == expected
+
+    async def test_receipts_never_handed_out_match_nothing(
+        self, make_store: Callable[..., FirestoreStore]
+    ) -> None:
+        store = make_store()
+        await store.push("q", [("a", b"a")])
+        [claim] = await store.claim("q", limit=1, lease_s=60)
+        token, _, item = claim.receipt.partition(":")
+        forged = ["", "nonsense", f"{'0' * 32}:{item}", f"{token}:b", f"{token}:a/b", f"{token}:.."]
+        forged += [f"{token}:__x__", f"{token}:", 7, None]  # type: ignore[list-item]
+        assert await store.renew("q", forged, lease_s=0) == set()
+        assert await store.ack("q", forged) == set()
+        assert await store.ack("q", [claim.receipt, claim.receipt]) == {claim.receipt}
+
+    async def test_invalid_requests_write_nothing(
+        self, make_store: Callable[..., FirestoreStore]
+    ) -> None:
+        store = make_store()
+        with pytest.raises(InvalidRequestError, match=r"document 'b'\.n is a set"):
+            await store.put_many({"a": {"n": 1}, "b": {"n": {1, 2}}})
+        with pytest.raises(InvalidRequestError, match="tuple"):
+            await store.put("k", {"when": (1, 2)})
+        with pytest.raises(InvalidRequestError, match="Unicode"):
+            await store.put("k", {"text": "\ud800"})
+        with pytest.raises(InvalidRequestError, match="Unicode"):
+            await store.put("\ud800", {})
+        with pytest.raises(InvalidRequestError, match="1 MiB"):
+            await store.put("k", {"big": b"x" * 1_100_000})
+        assert await store.list("") == []
+        with pytest.raises(InvalidRequestError, match="bytes"):
+            await store.push("q", [("a", b"a"), ("b", "not bytes")])  # type: ignore[list-item]
+        assert await store.claim("q", limit=10, lease_s=60) == []
+        with pytest.raises(InvalidRequestError, match="limit"):
+            await store.list("", limit=-1)
+        with pytest.raises(InvalidRequestError, match="lease_s"):
+            await store.claim("q", limit=1, lease_s=-1)
+        with pytest.raises(InvalidRequestError, match="if_version"):
+            await store.put("k", {}, if_version=-1)
+        with pytest.raises(InvalidRequestError, match="if_version"):
+            await store.delete("k", if_version=-1)
+        with pytest.raises(InvalidRequestError, match="namespace"):
+            make_store("a/b")
+
+    async def test_version_race_has_one_winner(
+        self, make_store: Callable[..., FirestoreStore]
+    ) -> None:
+        stores = [make_store()]
+        stores += [make_store(stores[0].namespace) for _ in range(3)]
+        await stores[0].put("k", {"n": 0})
+        outcomes: list[str] = []
+
+        async def replace(store: FirestoreStore, n: int) -> None:
+            try:
+                await store.put("k", {"n": n}, if_version=1)
+                outcomes.append("won")
+            except ConflictError:
+                outcomes.append("lost")
+
+        async with anyio.create_task_group() as group:
+            for n, store in enumerate(stores):
+                group.start_soon(replace, store, n)
+        assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
+        read = await stores[0].get("k")
+        assert read is not None
+        assert read.version == 2
+
+    async def test_unreachable_firestore_says_what_to_check(self) -> None:
+        with socket.socket() as probe:  # a port where nothing listens
+            probe.bind(("127.0.0.1", 0))
+            host = f"127.0.0.1:{probe.getsockname()[1]}"
+        client = FirestoreEmulator(host).client()
+        store = FirestoreStore(client.project, _namespace(), client=client, timeout_s=0.5)
+        try:
+            with pytest.raises(BackendError, match="FIRESTORE_EMULATOR_HOST") as raised:
+                await store.get("k")
+            assert "cannot be reached" in str(raised.value)
+        finally:
+            await store.close()
+
+    async def test_closed_store_says_so(self, make_store: Callable[..., FirestoreStore]) -> None:
+        store = make_store()
+        await store.get("k")
+        await store.close()
+        await store.close()
+        with pytest.raises(BackendError, match="closed"):
+            await store.get("k")
+
+    def test_client_for_another_project_is_refused(
+        self,
+        firestore_emulator: FirestoreEmulator,  # noqa: F811
+    ) -> None:
+        with pytest.raises(InvalidRequestError, match="project"):
+            FirestoreStore("another-project", _namespace(), client=firestore_emulator.client())
