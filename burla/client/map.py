@@ -80,7 +80,7 @@ def remote_parallel_map(
         raise InvalidRequestError("dockerfile= is not supported by this cluster yet; use image=")
     settings = load_settings()
     if backend is not None:
-        settings = settings.model_copy(update={"backend": _backend(backend)})
+        settings = settings.replace(backend=_backend(backend))
     function = dumps_function(function_)
     values = list(inputs)
     payloads = [dumps_input(n, value, unpack_tuples) for n, value in enumerate(values)]
@@ -332,7 +332,7 @@ def job_results(job_id: str, backend: str | None = None) -> list[Any]:
     """
     settings = load_settings()
     if backend is not None:
-        settings = settings.model_copy(update={"backend": _backend(backend)})
+        settings = settings.replace(backend=_backend(backend))
     session = Session.for_settings(settings)
     response = session.http.request("GET", f"/jobs/{job_id}")
     if response.status_code >= 400:

@@ -1,6 +1,6 @@
 """Settings: which cluster a client uses, and how a cloud cluster is laid out.
 
-One pydantic model, read from a TOML file and the environment; later sources win:
+Read from a TOML file and the environment; later sources win:
 defaults, then the file ($BURLA_CONFIG, else ~/.burla/config.toml), then environment
 variables: BURLA_<FIELD> for top-level fields (BURLA_BACKEND, BURLA_MAIN_URL, ...) and
 BURLA_GCP_<FIELD> for the [gcp] table (BURLA_GCP_PROJECT, BURLA_GCP_ZONE, ...).
@@ -18,29 +18,30 @@ BURLA_GCP_<FIELD> for the [gcp] table (BURLA_GCP_PROJECT, BURLA_GCP_ZONE, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any, Literal, get_args
 
 from burla.core.errors import InvalidRequestError
 
 Backend = Literal["local", "docker", "gcp"]
+# Plain dataclasses, not pydantic: the client reads these inside workers too (a function
+# that calls remote_parallel_map), where only the user's own packages may be importable.
 
 
-class GcpSettings(BaseModel):
+@dataclass(frozen=True)
+class GcpSettings:
     """A cluster on Google Cloud: Firestore, Cloud Storage and Compute Engine in one project."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     project: str | None = None
     zone: str = "us-central1-a"
     machine_type: str = "n2-standard-4"
     """The node type of the standby set: a Compute Engine machine type."""
-    standby_nodes: int = Field(default=1, ge=0)
+    standby_nodes: int = 1
     bucket: str | None = None
     """Cloud Storage bucket for functions, big inputs and results (default: <project>-burla)."""
     cluster: str = "burla"
@@ -52,42 +53,73 @@ class GcpSettings(BaseModel):
         return self.zone.rsplit("-", 1)[0]
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+@dataclass(frozen=True)
+class Settings:
     backend: Backend = "local"
     """local: processes on this machine; docker: the same with Docker containers;
     gcp: the cluster at `main_url`, on Google Cloud."""
     main_url: str | None = None
     token: str | None = None
-    gcp: GcpSettings = GcpSettings()
+    gcp: GcpSettings = field(default_factory=GcpSettings)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
 
 
 def settings_from(env: Mapping[str, str], file_text: str | None, source: str = "") -> Settings:
     """Settings from a config file's text (or None) and environment variables."""
+    where = source or "the config file"
     values: dict[str, Any] = {}
     if file_text is not None:
         try:
             values = tomllib.loads(file_text)
         except tomllib.TOMLDecodeError as error:
-            raise InvalidRequestError(
-                f"{source or 'the config file'} is not TOML: {error}"
-            ) from None
-    gcp = dict(values.get("gcp") or {})
-    for name in Settings.model_fields:
+            raise InvalidRequestError(f"{where} is not TOML: {error}") from None
+    gcp = dict(values.pop("gcp", None) or {})
+    for name in _fields(Settings):
         if name != "gcp" and (value := env.get(f"BURLA_{name.upper()}")):
             values[name] = value
-    for name in GcpSettings.model_fields:
+    for name in _fields(GcpSettings):
         if value := env.get(f"BURLA_GCP_{name.upper()}"):
             gcp[name] = value
-    values["gcp"] = gcp
-    try:
-        return Settings.model_validate(values)
-    except ValidationError as error:
-        where = f"{source} and " if source else ""
+    top = _checked(Settings, values, f"{where} or BURLA_*")
+    top["gcp"] = GcpSettings(**_checked(GcpSettings, gcp, f"[gcp] in {where} or BURLA_GCP_*"))
+    backend = top.get("backend", "local")
+    if backend not in get_args(Backend):
         raise InvalidRequestError(
-            f"bad burla settings (from {where}BURLA_* variables):\n{error}"
-        ) from None
+            f"unknown backend {backend!r} (from {where} or BURLA_BACKEND); "
+            f"choose one of {', '.join(get_args(Backend))}"
+        )
+    return Settings(**top)
+
+
+def _fields(cls: type[Any]) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _checked(cls: type[Any], values: dict[str, Any], where: str) -> dict[str, Any]:
+    """`values` with each field of `cls` turned into its type; unknown names are errors."""
+    unknown = sorted(set(values) - set(_fields(cls)))
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown setting {unknown[0]!r} in {where}; known: {', '.join(_fields(cls))}"
+        )
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+        if isinstance(default, int) and not isinstance(default, bool):
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise InvalidRequestError(
+                    f"setting {name!r} in {where} must be a whole number, not {value!r}"
+                ) from None
+            if value < 0:
+                raise InvalidRequestError(f"setting {name!r} in {where} must be 0 or more")
+        elif not isinstance(value, str):
+            raise InvalidRequestError(f"setting {name!r} in {where} must be text, not {value!r}")
+        checked[name] = value
+    return checked
 
 
 def config_path(env: Mapping[str, str]) -> Path:

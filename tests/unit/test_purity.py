@@ -26,10 +26,12 @@ def test_core_imports_no_io_library():
 
 
 def test_protocols_and_errors_load_without_pydantic():
-    """Workers import these in an environment that holds only their own dependencies."""
+    """Workers import these in an environment that holds only their own dependencies (the
+    client too: a function may call remote_parallel_map)."""
     code = (
         "import json, sys\n"
         "import burla, burla.core.protocols, burla.core.errors, burla.core.clock\n"
+        "import burla.core.settings, burla.client.map\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     out = subprocess.run(
