@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import io
 import json
 import os
 import secrets
-from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, ClassVar, get_args
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any, ClassVar, get_args
 
 import cloudpickle
 
 from burla.client import local
 from burla.client.http import HttpError, HttpPool, Response
 from burla.client.progress import JobProgress
-from burla.client.serialize import dumps_function, dumps_input
+from burla.client.serialize import dump_input, dumps_function, dumps_input, known_size
 from burla.core import errors, wire
 from burla.core.errors import (
     BurlaError,
@@ -46,8 +49,25 @@ _FAILURES = {
 }
 
 
+UPLOAD_THREADS = 4
+"""Big inputs pickled and uploaded side by side (writing to disk or a socket frees the GIL)."""
+
+Payload = bytes | Callable[[IO[bytes]], None]
+"""An input pickled in memory, or, for one known to be big, what pickles it into a file:
+straight into the blob store, without a copy in memory first."""
+
+
 def max_payload() -> int:
     return int(os.environ.get("BURLA_MAX_PAYLOAD_MB", "1024")) << 20
+
+
+def check_size(what: str, size: int) -> None:
+    limit = max_payload()
+    if size > limit:
+        raise PayloadTooLargeError(
+            f"{what} pickles to {size / 2**20:.1f} MB, over the {limit >> 20} MB limit "
+            "(BURLA_MAX_PAYLOAD_MB); pass a path or URL and load the data inside the function"
+        )
 
 
 def remote_parallel_map(
@@ -82,18 +102,16 @@ def remote_parallel_map(
     if backend is not None:
         settings = settings.replace(backend=_backend(backend))
     function = dumps_function(function_)
-    values = list(inputs)
-    payloads = [dumps_input(n, value, unpack_tuples) for n, value in enumerate(values)]
-    limit = max_payload()
-    for what, size in [
-        ("the function", len(function)),
-        *((f"input {n}", len(p)) for n, p in enumerate(payloads)),
-    ]:
-        if size > limit:
-            raise PayloadTooLargeError(
-                f"{what} pickles to {size / 2**20:.1f} MB, over the {limit >> 20} MB limit "
-                "(BURLA_MAX_PAYLOAD_MB); pass a path or URL and load the data inside the function"
-            )
+    payloads: list[Payload] = []
+    for n, value in enumerate(inputs):
+        if known_size(value, unpack_tuples) > INLINE_LIMIT:
+            payloads.append(functools.partial(dump_input, n, value, unpack_tuples))
+        else:
+            payloads.append(dumps_input(n, value, unpack_tuples))
+    check_size("the function", len(function))
+    for n, payload in enumerate(payloads):
+        if isinstance(payload, bytes):
+            check_size(f"input {n}", len(payload))
     spec = {
         "n_inputs": len(payloads),
         "func_cpu": func_cpu,
@@ -191,11 +209,18 @@ class Session:
         return response
 
     def submit(
-        self, job_id: str, spec: dict[str, Any], function: bytes, payloads: list[bytes], wait: float
+        self,
+        job_id: str,
+        spec: dict[str, Any],
+        function: bytes,
+        payloads: Sequence[Payload],
+        wait: float,
     ) -> bytes:
         """Start the job; the answer (frames) holds its id and the events of its first
         `wait` seconds, all of them if it is done by then."""
-        big = [n for n, p in enumerate(payloads) if len(p) > INLINE_LIMIT]
+        big = [
+            n for n, p in enumerate(payloads) if not isinstance(p, bytes) or len(p) > INLINE_LIMIT
+        ]
         function_big = len(function) > INLINE_LIMIT
         keys: dict[int, str] = {}
         head: dict[str, Any] = {"job_id": job_id, "spec": spec}
@@ -207,12 +232,21 @@ class Session:
                 key, url = targets.pop()
                 put_signed(url, function)
                 head["function_key"] = key
-            for n, (key, url) in zip(big, targets, strict=True):
-                put_signed(url, payloads[n])
-                keys[n] = key
+            with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="burla-upload") as pool:
+                sent = [
+                    pool.submit(upload, url, payloads[n], f"input {n}")
+                    for n, (_, url) in zip(big, targets, strict=True)
+                ]
+                for done in sent:
+                    done.result()
+            keys = {n: key for n, (key, _) in zip(big, targets, strict=True)}
         frames: list[tuple[dict[str, Any], bytes]] = [(head, b"" if function_big else function)]
         for n, payload in enumerate(payloads):
-            frames.append(({"i": n, "blob": keys[n]}, b"") if n in keys else ({"i": n}, payload))
+            if n in keys:
+                frames.append(({"i": n, "blob": keys[n]}, b""))
+            else:
+                assert isinstance(payload, bytes)
+                frames.append(({"i": n}, payload))
         response = self.call(
             "POST", "/jobs", content=wire.encode_many(frames), params={"wait": wait}
         )
@@ -388,15 +422,42 @@ def decode_result(index: int, kind: str, payload: bytes) -> Any:
     raise _FAILURES[kind](details["message"], index)
 
 
+def upload(url: str, payload: Payload, what: str) -> None:
+    """Put an input where a signed URL says, pickling it on the way if it is a writer."""
+    if isinstance(payload, bytes):
+        put_signed(url, payload)
+    elif url.startswith("file://"):
+        with _signed_file(url) as file:
+            payload(file)
+            check_size(what, file.tell())
+    else:
+        buffer = io.BytesIO()
+        payload(buffer)
+        check_size(what, buffer.tell())
+        put_signed(url, buffer.getvalue())
+
+
+@contextlib.contextmanager
+def _signed_file(url: str) -> Iterator[IO[bytes]]:
+    """The file a local cluster's signed URL names, written whole or not at all."""
+    path = url.removeprefix("file://").split("?", 1)[0]
+    temporary = f"{path}.upload"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        with open(temporary, "wb") as file:
+            yield file
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    os.replace(temporary, path)
+
+
 def put_signed(url: str, data: bytes) -> None:
     """Upload to a signed URL: over HTTP, or straight into a local cluster's directory."""
     if url.startswith("file://"):
-        path = url.removeprefix("file://").split("?", 1)[0]
-        temporary = f"{path}.upload"
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(temporary, "wb") as file:
+        with _signed_file(url) as file:
             file.write(data)
-        os.replace(temporary, path)
         return
     import httpx  # only clusters with remote blob stores need it
 

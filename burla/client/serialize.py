@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import site
 import sys
 import sysconfig
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 import cloudpickle
 
@@ -71,13 +72,35 @@ def dumps_function(function: Any) -> bytes:
 
 
 def dumps_input(index: int, value: Any, unpack_tuples: bool) -> bytes:
+    buffer = io.BytesIO()
+    dump_input(index, value, unpack_tuples, buffer)
+    return buffer.getvalue()
+
+
+def dump_input(index: int, value: Any, unpack_tuples: bool, file: IO[bytes]) -> None:
+    """Pickle an input's arguments into `file`. Written straight to a file, a big bytes
+    value is copied once, not first into a pickle in memory."""
     args = value if unpack_tuples and type(value) is tuple else (value,)
     try:
-        data: bytes = cloudpickle.dumps(args)
-        return data
+        cloudpickle.dump(args, file)
     except Exception as error:
         raise SerializationError(
             f"input {index} ({type(value).__name__}) cannot be pickled: "
             f"{type(error).__name__}: {error}. Pass plain data (numbers, strings, lists, "
             "arrays, paths) and open files or connections inside the function."
         ) from error
+
+
+def known_size(value: Any, unpack_tuples: bool) -> int:
+    """Bytes an input surely pickles to at least, known without pickling it: the sizes of
+    the bytes, strings and arrays among its arguments."""
+    args = value if unpack_tuples and type(value) is tuple else (value,)
+    total = 0
+    for arg in args:
+        if isinstance(arg, bytes | bytearray | str):
+            total += len(arg)
+        elif isinstance(arg, memoryview):
+            total += arg.nbytes
+        elif isinstance(nbytes := getattr(arg, "nbytes", None), int):  # numpy, arrow, ...
+            total += nbytes
+    return total

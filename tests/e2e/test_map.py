@@ -104,10 +104,27 @@ def test_unpicklable_function_or_input_fails_before_any_work():
         remote_parallel_map(double, [1, threading.Lock()], spinner=False)
 
 
-def test_oversized_input_is_refused(monkeypatch):
+def test_oversized_input_is_refused_and_leaves_nothing_behind(monkeypatch, local_dir):
     monkeypatch.setenv("BURLA_MAX_PAYLOAD_MB", "1")
     with pytest.raises(PayloadTooLargeError, match=r"input 1 pickles to 2\.0 MB"):
         remote_parallel_map(len, [b"", b"x" * (2 << 20)], spinner=False)
+    left = [name for _, _, files in os.walk(local_dir / "blobs") for name in files]
+    assert not [name for name in left if name.endswith(".upload")], "a half-written upload"
+
+
+def test_a_big_argument_among_others_is_pickled_straight_into_the_blob_store():
+    import threading
+
+    def size_plus(data, extra):
+        return len(data) + extra
+
+    big = b"y" * (2 << 20)  # known to be big before pickling: written as it is pickled
+    assert remote_parallel_map(size_plus, [(big, 1), (b"", 2)], spinner=False) == [
+        (2 << 20) + 1,
+        2,
+    ]
+    with pytest.raises(SerializationError, match="input 0"):
+        remote_parallel_map(size_plus, [(big, threading.Lock())], spinner=False)
 
 
 def test_big_inputs_travel_through_the_blob_store_and_leave_it_when_done(local_dir):

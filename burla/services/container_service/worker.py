@@ -82,14 +82,14 @@ class Connection:
         return wire.decode_header(header), payload
 
 
-def fetch(url: str) -> bytes:
-    """A big input, from the blob store's signed URL: a file of this machine's, or HTTP."""
+def load_from(url: str) -> Any:
+    """A big input's arguments, unpickled as they are read from the blob store's signed
+    URL (a file of this machine's, or HTTP): its bytes are copied once, not twice."""
     if url.startswith("file://"):
         with open(unquote(urlsplit(url).path), "rb") as file:
-            return file.read()
+            return cloudpickle.load(file)
     with urllib.request.urlopen(url, timeout=600) as response:
-        data: bytes = response.read()
-        return data
+        return cloudpickle.load(response)
 
 
 def pack_exception(error: BaseException) -> tuple[str, bytes]:
@@ -223,7 +223,7 @@ class Worker:
         self.status.set(index)
         self.stdout.index = self.stderr.index = index
         try:
-            args = cloudpickle.loads(fetch(url) if url else data)
+            args = load_from(url) if url else cloudpickle.loads(data)
             result = function(*args)
             return "ok", cloudpickle.dumps(result)
         except BaseException as error:
