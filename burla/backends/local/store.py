@@ -284,6 +284,16 @@ class SqliteStore:
 
     async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
         text = _encode_document(key, data)
+        if if_version is None:  # one statement, atomic by itself: no transaction to open
+            with self._reading(f"writing document {key!r}") as connection:
+                (version,) = connection.execute(
+                    "INSERT INTO documents (key, data, version) VALUES (?, ?, 1) "
+                    "ON CONFLICT (key) DO UPDATE "
+                    "SET data = excluded.data, version = documents.version + 1 "
+                    "RETURNING version",
+                    (key, text),
+                ).fetchone()
+            return Document(key, self._decode(key, text), version)
         with self._writing(f"writing document {key!r}") as connection:
             row = connection.execute(
                 "SELECT version FROM documents WHERE key = ?", (key,)
@@ -474,7 +484,8 @@ class SqliteStore:
 
     @contextmanager
     def _reading(self, action: str) -> Iterator[sqlite3.Connection]:
-        """The connection, held by this thread, with SQLite's errors turned into burla's."""
+        """The connection, held by this thread, with SQLite's errors turned into burla's:
+        for reads, and for writes of one statement (each is a transaction of its own)."""
         with self._lock, self._translated(action):
             yield self._open_connection()
 

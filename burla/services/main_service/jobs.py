@@ -27,6 +27,7 @@ class JobRun:
     """The last exception each input raised, recorded as its result if it fails for good."""
     stream: list[StreamEvent] = field(default_factory=list)
     changed: anyio.Event = field(default_factory=anyio.Event)
+    record_lock: anyio.Lock = field(default_factory=anyio.Lock)
     state: JobState = JobState.RUNNING
     error: str | None = None
     blob_prefixes: set[str] = field(default_factory=set)

@@ -1,6 +1,10 @@
-"""The first moments of the embedded local cluster, with light imports only: bind the
+"""The first moments of this machine's cluster, with light imports only: bind the
 address, write the standby definition, boot the first node. The node then loads while
-main_service loads its web stack, side by side."""
+main_service loads its web stack, side by side.
+
+The nodes' workers are processes ("process", the embedded local backend) or Docker
+containers of burla's default image ("docker"); the nodes learn which from
+BURLA_CONTAINERS in their boot environment."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from burla.backends.local.compute import LocalComputeProvider
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE
@@ -28,8 +33,20 @@ from burla.services.store_keys import STANDBY_KEY
 MAX_LOCAL_NODES = 4
 FIRST_NODE = "node-000001"
 
+Containers = Literal["process", "docker"]
 
-def local_config(cpus: int) -> ClusterConfig:
+
+def standby_image(containers: Containers) -> str:
+    """The image every node keeps warm: the default worker environment as processes, or
+    burla's default Docker image (built by `burla image build`)."""
+    if containers == "docker":
+        from burla.backends.docker.image import default_image_tag
+
+        return default_image_tag()
+    return LOCAL_DEFAULT_IMAGE
+
+
+def local_config(cpus: int, image: str = LOCAL_DEFAULT_IMAGE) -> ClusterConfig:
     """One node with `cpus` CPUs, kept warm and reused job after job. A job that finds it
     busy (another client's, or one nested inside a worker) gets a node of its own, up to
     MAX_LOCAL_NODES; extra nodes go once they are idle.
@@ -41,7 +58,7 @@ def local_config(cpus: int) -> ClusterConfig:
     node_type = NodeType(name="local", cpus=cpus, ram_gb=max(round(memory_gb, 1), 4.0 * cpus))
     standby = StandbyDefinition(
         nodes=(StandbyGroup(node_type=node_type, count=1),),
-        containers=(ContainerSpec(image=LOCAL_DEFAULT_IMAGE),),
+        containers=(ContainerSpec(image=image),),
     )
     return ClusterConfig(
         standby=standby,
@@ -65,12 +82,12 @@ class LocalStart:
     boot_env: dict[str, str]
 
 
-async def begin(root: Path, cpus: int) -> LocalStart:
+async def begin(root: Path, cpus: int, containers: Containers = "process") -> LocalStart:
     token = secrets.token_hex(32)
     sock, address = bind_loopback()
     url = f"http://{address}"
     store = SqliteStore(root / "store.db", WallClock())
-    config = local_config(cpus)
+    config = local_config(cpus, standby_image(containers))
     await store.put(STANDBY_KEY, config.standby.model_dump(mode="json"))
     compute = LocalComputeProvider(root)
     for machine in await compute.list():  # left by a main_service that died
@@ -80,6 +97,7 @@ async def begin(root: Path, cpus: int) -> LocalStart:
         "BURLA_BLOBS_URL": f"file://{root / 'blobs'}",
         "BURLA_SECRET": token,
         "BURLA_LOCAL_DIR": str(root),
+        "BURLA_CONTAINERS": containers,
     }
     first_type = config.standby.nodes[0].node_type
     await compute.create(BootSpec(FIRST_NODE, first_type, url, boot_env))

@@ -257,8 +257,9 @@ class MainService:
         run = JobRun(job, function, function_key, machine, blob_prefixes=blob_prefixes)
         self.jobs[job_id] = run
         self.last_activity = self.clock.now()
-        await self._save(run)
         await self.store.push(queue_name(job_id), items)
+        # The record is for later readers: it is written once the nodes have their work.
+        self._spawn(self._save, run)
         if machine.state.finished:
             await self._finish(run, machine.state)
             return job_id
@@ -269,9 +270,11 @@ class MainService:
         return job_id
 
     async def _save(self, run: JobRun) -> None:
-        """The job's record in the Store: its spec, its state, and why it failed."""
-        record = {"spec": run.spec.model_dump(mode="json"), "state": run.state.value}
-        await self.store.put(job_key(run.spec.job_id), {**record, "error": run.error})
+        """The job's record in the Store: its spec, its state, and why it failed. Writes
+        take turns and each writes the state of its turn, so the last one is the latest."""
+        async with run.record_lock:
+            record = {"spec": run.spec.model_dump(mode="json"), "state": run.state.value}
+            await self.store.put(job_key(run.spec.job_id), {**record, "error": run.error})
 
     def job(self, job_id: str) -> JobRun:
         run = self.jobs.get(job_id)
@@ -382,8 +385,8 @@ class MainService:
         if run.error is not None:
             state = JobState.FAILED
         run.state = state
+        run.publish(["done", state.value, run.error])  # results are durable already
         await self._save(run)
-        run.publish(["done", state.value, run.error])
         # A recycled node stops the job and resets in one request; a deleted one just goes.
         # After a success its workers are idle: it takes the next job at once, and the
         # reset, queued on its connection before any new assignment, lands first.
