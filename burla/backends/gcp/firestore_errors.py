@@ -26,6 +26,9 @@ def unreachable(project: str, detail: str) -> BackendError:
     return BackendError(f"Firestore for project {project!r} cannot be reached ({detail}); {_REACH}")
 
 
+_UNREACHABLE = (api.ServiceUnavailable, api.DeadlineExceeded)
+
+
 @contextmanager
 def translated(action: str, project: str) -> Iterator[None]:
     """Run a block that calls Firestore; raise burla's errors for Firestore's."""
@@ -33,7 +36,12 @@ def translated(action: str, project: str) -> Iterator[None]:
         yield
     except BurlaError:
         raise
-    except (api.RetryError, api.ServiceUnavailable, api.DeadlineExceeded) as error:
+    except api.RetryError as error:  # retried until the time ran out: say why it failed
+        if error.cause is None or isinstance(error.cause, _UNREACHABLE):
+            raise unreachable(project, f"{action}: {_message(error)}") from error
+        with translated(action, project):
+            raise error.cause from error
+    except _UNREACHABLE as error:
         raise unreachable(project, f"{action}: {_message(error)}") from error
     except (api.Unauthenticated, api.PermissionDenied, auth.GoogleAuthError) as error:
         raise BackendError(
@@ -46,6 +54,11 @@ def translated(action: str, project: str) -> Iterator[None]:
             "under 1 MiB and 20 levels of nesting, and keys under 1500 bytes"
         ) from error
     except api.TooManyRequests as error:
+        if "exceeds maximum size" in str(error):
+            raise InvalidRequestError(
+                f"{action}: the request is larger than Firestore takes ({_message(error)}); "
+                "write fewer or smaller documents at once"
+            ) from error
         raise BackendError(
             f"{action} failed: Firestore's quota for project {project!r} is used up "
             f"({_message(error)}); wait and retry, or raise the quota"
