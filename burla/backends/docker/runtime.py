@@ -18,7 +18,8 @@ How the ContainerRuntime protocol maps onto Docker:
   emptied at start and mounted read-write at the same path: it is the working directory,
   HOME and BURLA_CONTAINER_ROOT, so files the worker writes there (its status file) are
   where the node reads them. Mounts are read-only or read-write binds; a relative target
-  lies inside that directory, as in the local runtime.
+  lies inside that directory, as in the local runtime. Mounts given to the runtime itself
+  go into every container it starts.
 - environment: the image's, then HOME (the container's directory) and
   PYTHONDONTWRITEBYTECODE=1, then the caller's `env`, then PYTHONPATH (the caller's
   entries first), BURLA_PORT, BURLA_CONTAINER_NAME, BURLA_CONTAINER_ROOT and BURLA_CPUSET
@@ -96,7 +97,10 @@ class DockerRuntime:
         *,
         client: docker.DockerClient | None = None,
         stop_grace_s: float = 2.0,
+        mounts: Sequence[Mount] = (),
     ) -> None:
+        """`mounts` go into every container this runtime starts, before each start's own
+        (a node's shared directories: its workers' status files, the blob store)."""
         if not _NODE_ID.fullmatch(node_id):
             raise InvalidRequestError(
                 f"node id {node_id!r} cannot label Docker containers: use letters, digits, "
@@ -106,6 +110,7 @@ class DockerRuntime:
         self._root = Path(root).resolve()
         self._client = client or connect()
         self._stop_grace_s = stop_grace_s
+        self._mounts = tuple(mounts)
         self._available = sorted(os.sched_getaffinity(0))
         self._packages = worker_sources()
         self._cpusets: dict[str, frozenset[int]] = {}  # set_cpuset's, which labels cannot hold
@@ -216,7 +221,7 @@ class DockerRuntime:
             for entry, source in self._packages.items()
         ]
         binds.append((str(directory), str(directory), False))
-        binds += _mount_binds(name, directory, mounts)
+        binds += _mount_binds(name, directory, [*self._mounts, *mounts])
         python_path = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
         environment = {
             "HOME": str(directory),

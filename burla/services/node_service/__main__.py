@@ -1,14 +1,27 @@
 """Run one node_service process: `python -m burla.services.node_service`, configured by
-the environment its ComputeProvider gave it (see NodeSettings)."""
+the environment its ComputeProvider gave it (see NodeSettings).
+
+Its workers are processes (BURLA_CONTAINERS=process, the default) or Docker containers
+(BURLA_CONTAINERS=docker). A Docker worker sees, at the same paths as the node, its own
+directory, the node's status directory (read-write: the node reads from it which input a
+worker that died was running) and the blob store's directory (read-only: big inputs are
+read from their file:// signed URLs). The cluster's directory appears read-only at
+CLUSTER_DIR_IN_CONTAINER, so that a function that calls remote_parallel_map finds the
+cluster's address and token in its cluster.json and reaches it over the host network.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import socket
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 import anyio
+import anyio.to_thread
 from anyio.abc import SocketListener, TaskGroup
 from pydantic import BaseModel
 
@@ -16,12 +29,20 @@ from burla.backends.local.containers import LocalContainerRuntime
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.backends.urls import open_blobs, open_store
 from burla.core.clock import WallClock
+from burla.core.errors import BackendError, BurlaError
 from burla.core.models import NodeType, StandbyDefinition
+from burla.core.protocols import ContainerRuntime, Mount
 from burla.services import http as http_clients
 from burla.services import serving
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.node import NodeService
 from burla.services.store_keys import STANDBY_KEY
+
+if TYPE_CHECKING:
+    from burla.backends.docker.runtime import DockerRuntime
+
+CLUSTER_DIR_IN_CONTAINER = "/opt/burla/cluster"
+"""Where a Docker worker sees the cluster's directory (read-only)."""
 
 
 class NodeSettings(BaseModel):
@@ -37,6 +58,8 @@ class NodeSettings(BaseModel):
     """Where main_service's connection comes in: 0.0.0.0 on a VM of a cloud cluster."""
     advertise_host: str | None = None
     """The address main_service reaches this node at, if not `host` (a VM's own IP)."""
+    containers: Literal["process", "docker"] = "process"
+    """What the workers run in: processes of this node, or Docker containers."""
 
     @classmethod
     def from_env(cls) -> NodeSettings:
@@ -52,6 +75,7 @@ class NodeSettings(BaseModel):
             local_dir=Path(env["BURLA_LOCAL_DIR"]),
             host=env.get("BURLA_NODE_HOST") or "127.0.0.1",
             advertise_host=env.get("BURLA_NODE_ADVERTISE_HOST") or None,
+            containers=env.get("BURLA_CONTAINERS") or "process",
         )
 
 
@@ -61,10 +85,26 @@ async def serve(settings: NodeSettings) -> None:
     blobs = open_blobs(settings.blobs_url, bytes.fromhex(settings.secret), clock)
     standby_doc = await store.get(STANDBY_KEY)
     standby = StandbyDefinition.model_validate(standby_doc.data if standby_doc else {})
-    images = {LOCAL_DEFAULT_IMAGE: str(ensure_worker_env(settings.local_dir))}
-    runtime = LocalContainerRuntime(settings.node_dir, images)
     status_dir = settings.node_dir / "status"
     status_dir.mkdir(parents=True, exist_ok=True)
+    runtime: ContainerRuntime
+    docker_runtime: DockerRuntime | None = None
+    if settings.containers == "docker":
+        docker_runtime = await anyio.to_thread.run_sync(
+            open_docker_runtime, settings, standby, status_dir
+        )
+        await docker_runtime.aclose()  # what an earlier node of this id left
+        runtime = docker_runtime
+        # A function that calls remote_parallel_map itself reaches this same cluster.
+        worker_env = {"BURLA_BACKEND": "docker", "BURLA_DOCKER_DIR": CLUSTER_DIR_IN_CONTAINER}
+    else:
+        images = {LOCAL_DEFAULT_IMAGE: str(ensure_worker_env(settings.local_dir))}
+        runtime = LocalContainerRuntime(settings.node_dir, images)
+        # A worker goes when its node goes; a nested call reaches this same cluster.
+        worker_env = {
+            "BURLA_LOCAL_DIR": str(settings.local_dir),
+            "BURLA_PARENT_PID": str(os.getpid()),
+        }
     link = MainLink(settings.secret)
     node = NodeService(
         node_id=settings.node_id,
@@ -76,11 +116,7 @@ async def serve(settings: NodeSettings) -> None:
         report=link.report,
         clock=clock,
         status_dir=status_dir,
-        # A function that calls remote_parallel_map itself reaches this same cluster.
-        worker_env={
-            "BURLA_LOCAL_DIR": str(settings.local_dir),
-            "BURLA_PARENT_PID": str(os.getpid()),
-        },
+        worker_env=worker_env,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((settings.host, 0))
@@ -104,7 +140,36 @@ async def serve(settings: NodeSettings) -> None:
                 response.raise_for_status()
     finally:
         with anyio.CancelScope(shield=True):
+            if docker_runtime is not None:
+                await docker_runtime.aclose()  # all at once, within main_service's grace
             await node.aclose()
+
+
+def open_docker_runtime(
+    settings: NodeSettings, standby: StandbyDefinition, status_dir: Path
+) -> DockerRuntime:
+    """The node's Docker runtime, once the engine answers and has every standby image."""
+    from burla.backends.docker.client import connect
+    from burla.backends.docker.cluster import cluster_node_id
+    from burla.backends.docker.image import has_image
+    from burla.backends.docker.runtime import DockerRuntime
+
+    client = connect()
+    for spec in standby.containers:
+        if not has_image(client, spec.image):
+            client.close()
+            raise BackendError(
+                f"the Docker engine has no image {spec.image!r}, which this node's workers "
+                "run in; build the default one with `burla image build`"
+            )
+    mounts = [Mount(str(status_dir), str(status_dir), read_only=False)]
+    blobs = urlsplit(settings.blobs_url)
+    if blobs.scheme == "file":
+        Path(blobs.path).mkdir(parents=True, exist_ok=True)
+        mounts.append(Mount(blobs.path, blobs.path))
+    mounts.append(Mount(str(settings.local_dir.resolve()), CLUSTER_DIR_IN_CONTAINER))
+    node_id = cluster_node_id(settings.local_dir, settings.node_id)
+    return DockerRuntime(node_id, settings.node_dir, client=client, mounts=mounts)
 
 
 async def _exit_with_parent(tasks: TaskGroup) -> None:
@@ -116,7 +181,11 @@ async def _exit_with_parent(tasks: TaskGroup) -> None:
 
 
 def main() -> None:
-    serving.run(serve, NodeSettings.from_env())
+    settings = NodeSettings.from_env()
+    try:
+        serving.run(serve, settings)
+    except BurlaError as error:  # one that stops the node before it serves: say why
+        sys.exit(f"node {settings.node_id} cannot run: {error}")
 
 
 if __name__ == "__main__":
