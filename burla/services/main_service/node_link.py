@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.abc
 from anyio.abc import TaskGroup
 
 from burla.core.errors import ClusterUnavailableError
@@ -20,6 +21,18 @@ from burla.services.framing import FrameStream, no_delay
 
 OnReport = Callable[[str, list[list[Any]], bytes], Awaitable[None]]
 OnLost = Callable[[str], Awaitable[None]]
+Dial = Callable[[str], Awaitable[anyio.abc.ByteStream]]
+"""Opens a byte stream to a node's address (the simulator's are in memory)."""
+
+
+async def dial_tcp(address: str) -> anyio.abc.ByteStream:
+    """A TCP connection to `host:port`, small frames sent at once."""
+    host, port = address.rsplit(":", 1)
+    stream = await anyio.connect_tcp(host, int(port))
+    no_delay(stream)
+    return stream
+
+
 REQUEST_TIMEOUT_S = 120.0
 
 
@@ -42,17 +55,16 @@ class NodeLink:
         on_report: OnReport,
         on_lost: OnLost,
         tasks: TaskGroup,
+        dial: Dial = dial_tcp,
     ) -> NodeLink:
-        """Connect to the node at `address` (host:port) and start reading its reports;
-        `on_lost` is called if the connection drops before `aclose`."""
-        host, port = address.rsplit(":", 1)
+        """Connect to the node at `address` and start reading its reports; `on_lost` is
+        called if the connection drops before `aclose`."""
         try:
-            stream = await anyio.connect_tcp(host, int(port))
+            stream = await dial(address)
         except OSError as error:
             raise ClusterUnavailableError(
                 f"node {node_id} at {address} refused main_service's connection: {error}"
             ) from error
-        no_delay(stream)
         frames = FrameStream(stream)
         await frames.send([({"op": "hello", "secret": secret}, b"")])
         link = cls(node_id, frames, on_report)

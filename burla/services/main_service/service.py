@@ -32,7 +32,7 @@ from burla.core.models import ClusterConfig, JobSpec, JobState, Node, NodeState
 from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
 from burla.core.scheduling import node_type_for
 from burla.services.main_service.jobs import JobRun
-from burla.services.main_service.node_link import NodeLink
+from burla.services.main_service.node_link import Dial, NodeLink, dial_tcp
 from burla.services.store_keys import STANDBY_KEY, job_key, queue_name, result_key
 
 JOB_ID = re.compile(r"[a-z0-9-]{8,64}")
@@ -66,6 +66,7 @@ class MainService:
         secret: str,
         booting: tuple[str, ...] = (),
         validate: bool = False,
+        dial: Dial = dial_tcp,
     ) -> None:
         """`booting` names nodes of the first standby type already being started for
         this cluster; without any, `run()` starts the standby set."""
@@ -83,6 +84,7 @@ class MainService:
         self.main_url = main_url
         self.boot_env = boot_env
         self.secret = secret
+        self.dial = dial
         self.validate = validate
         self.jobs: dict[str, JobRun] = {}
         self.links: dict[str, NodeLink] = {}
@@ -118,6 +120,7 @@ class MainService:
                 on_report=self.report,
                 on_lost=self.node_failed,
                 tasks=self._tasks,
+                dial=self.dial,
             )
         except ClusterUnavailableError:
             await self.node_failed(node_id)

@@ -44,6 +44,8 @@ REPORT_INTERVAL_S = 0.003
 
 Report = Callable[[dict[str, Any], bytes], Awaitable[None]]
 """Sends one report (a frame's header and payload) to main_service."""
+ConnectWorker = Callable[[int], Awaitable[WorkerChannel]]
+"""Opens the connection to the worker listening on a port (the simulator's are in memory)."""
 
 
 def free_port() -> int:
@@ -92,6 +94,7 @@ class NodeService:
         clock: Clock,
         status_dir: Path,
         worker_env: Mapping[str, str] | None = None,
+        connect_worker: ConnectWorker = WorkerChannel.connect,
     ) -> None:
         self.node_id = node_id
         self.node_type = node_type
@@ -103,6 +106,7 @@ class NodeService:
         self.clock = clock
         self.status_dir = status_dir
         self.worker_env = dict(worker_env or {})
+        self.connect_worker = connect_worker
         self.workers: dict[str, Worker] = {}
         self.assignment: Assignment | None = None
         self._tasks: TaskGroup | None = None
@@ -145,7 +149,7 @@ class NodeService:
             cpuset=cpuset,
             env={**self.worker_env, "BURLA_STATUS_FILE": str(status_file)},
         )
-        worker.channel = await WorkerChannel.connect(port)
+        worker.channel = await self.connect_worker(port)
         assert self._tasks is not None
         self._tasks.start_soon(self._read_worker, worker)
 
