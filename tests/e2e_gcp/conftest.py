@@ -1,0 +1,272 @@
+"""A cloud cluster on this machine for the end-to-end tests of backend "gcp".
+
+main_service runs as `python -m burla.services.main_service.cloud`, in a process of its
+own, with the Google Cloud backends: FirestoreStore on the Firestore emulator,
+GcsBlobStore on gcp-storage-emulator (URLs signed with a throwaway service account key)
+and GceComputeProvider on the fake Compute Engine API, whose VMs run their startup
+scripts here: every node is a real node_service process on 127.0.0.1 with its workers
+as processes. Nodes reach the emulators through the variables main_service passes on.
+
+Nothing leaves 127.0.0.1: the Google clients find no credentials to look up, and the
+metadata server they might probe is pointed at a closed loopback port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from burla.client.map import Session
+from tests.components.compute_api import compute_api  # noqa: F401 - session fixture
+from tests.components.firestore import FirestoreEmulator, firestore_emulator  # noqa: F401
+from tests.components.gcs import GcsEmulator, gcs_emulator  # noqa: F401
+from tests.fakes.compute_api import FakeComputeApi
+
+PROJECT = "burla-test"
+ZONE = "us-central1-a"
+MACHINE_TYPE = "n2-standard-2"
+SIGNER_EMAIL = "burla-e2e-signer@burla-test.iam.gserviceaccount.com"
+INSTANCES = f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances"
+READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 60.0
+
+NO_METADATA_SERVER = {
+    # google-auth skips its Compute Engine probe, and any metadata request stays local.
+    "NO_GCE_CHECK": "true",
+    "GCE_METADATA_HOST": "127.0.0.1:9",
+    "GCE_METADATA_IP": "127.0.0.1:9",
+}
+
+
+@dataclass
+class GcpCluster:
+    url: str
+    token: str
+    cluster: str
+    bucket: str
+    storage_url: str
+    """The storage emulator, where signed URLs point."""
+    api: FakeComputeApi
+    public_key: rsa.RSAPublicKey
+    """Checks the signatures of the URLs main_service and its nodes sign."""
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def get(self, path: str) -> Any:
+        headers = {"authorization": f"Bearer {self.token}"}
+        response = httpx.get(self.url + path, headers=headers, timeout=10, trust_env=False)
+        response.raise_for_status()
+        return response.json()
+
+    def status(self) -> dict[str, Any]:
+        """main_service's view of the cluster: nodes, ready count, jobs."""
+        status: dict[str, Any] = self.get("/cluster")
+        return status
+
+    def instances(self) -> dict[str, str]:
+        """The cluster's VMs in the fake Compute API: name -> status."""
+        return instances_of(self.api, self.cluster)
+
+    def wait_for_instances(self, expected: dict[str, str], timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while (found := self.instances()) != expected:
+            assert time.monotonic() < deadline, f"VMs {found}, not {expected}"
+            time.sleep(0.05)
+
+    def wait_for_standby(self, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
+        """Wait until one node is ready and no other exists: the standby set, whole."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.check_alive()
+            status = self.status()
+            if status["ready"] == 1 and len(status["nodes"]) == 1:
+                return status
+            if time.monotonic() > deadline:
+                pytest.fail(f"the standby node was not ready within {timeout_s} s: {status}")
+            time.sleep(0.05)
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            pytest.fail(
+                f"main_service exited with {self.process.returncode}:\n"
+                f"{self.log.read_text(errors='replace')}"
+            )
+
+
+def write_service_account_key(path: Path) -> rsa.RSAPublicKey:
+    """A service account key file with a key made here: it signs URLs and nothing else."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    info = {
+        "type": "service_account",
+        "project_id": PROJECT,
+        "client_email": SIGNER_EMAIL,
+        "client_id": "1",
+        "private_key_id": "burla-e2e",
+        "private_key": pem.decode(),
+        "token_uri": "http://127.0.0.1:9/token",  # signing needs no token; none is fetched
+    }
+    path.write_text(json.dumps(info))
+    path.chmod(0o600)
+    return key.public_key()
+
+
+def cloud_environment(
+    firestore: FirestoreEmulator, gcs: GcsEmulator, cluster: str
+) -> dict[str, str]:
+    """main_service's environment: the emulators, this cluster's [gcp] settings, and no
+    settings of whoever runs the tests."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BURLA_")}
+    env.update(NO_METADATA_SERVER)
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    env.update(
+        FIRESTORE_EMULATOR_HOST=firestore.host,
+        STORAGE_EMULATOR_HOST=gcs.url,
+        BURLA_CONFIG=os.devnull,
+        BURLA_GCP_PROJECT=PROJECT,
+        BURLA_GCP_ZONE=ZONE,
+        BURLA_GCP_MACHINE_TYPE=MACHINE_TYPE,
+        BURLA_GCP_STANDBY_NODES="1",
+        BURLA_GCP_BUCKET=gcs.bucket,
+        BURLA_GCP_CLUSTER=cluster,
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (main_service then deletes its VMs), SIGKILL if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def gcp_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    firestore_emulator: FirestoreEmulator,  # noqa: F811
+    gcs_emulator: GcsEmulator,  # noqa: F811
+    compute_api: FakeComputeApi,  # noqa: F811
+) -> Iterator[GcpCluster]:
+    root = tmp_path_factory.mktemp("gcp-cluster")
+    cluster = f"e2e-{secrets.token_hex(3)}"
+    public_key = write_service_account_key(root / "signer.json")
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "burla.services.main_service.cloud",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--token-file={root / 'token'}",
+        "--max-nodes=2",
+        "--max-nodes-per-job=1",
+        f"--signer={root / 'signer.json'}",
+        f"--compute-endpoint={compute_api.endpoint}",
+        "--install-command=none",
+        f"--node-command={shlex.join([sys.executable, '-m', 'burla.services.node_service'])}",
+        "--node-dir=node",  # inside each VM's own directory
+        f"--node-local-dir={root / 'vm-local'}",  # the worker environment, built once
+        "--node-host=127.0.0.1",
+    ]
+    log = root / "main_service.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            env=cloud_environment(firestore_emulator, gcs_emulator, cluster),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        token_file = root / "token"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not token_file.exists() and time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            time.sleep(0.02)
+        running = GcpCluster(
+            url=f"http://127.0.0.1:{port}",
+            token=token_file.read_text().strip() if token_file.exists() else "",
+            cluster=cluster,
+            bucket=gcs_emulator.bucket,
+            storage_url=gcs_emulator.url,
+            api=compute_api,
+            public_key=public_key,
+            process=process,
+            log=log,
+        )
+        running.check_alive()
+        _wait_until_serving(running)
+        yield running
+    finally:
+        Session.close_all()
+        stop(process)
+        for name in instances_of(compute_api, cluster):  # only if main_service could not
+            compute_api.handle("DELETE", f"{INSTANCES}/{name}", {}, b"")
+
+
+def _wait_until_serving(cluster: GcpCluster) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        cluster.check_alive()
+        with contextlib.suppress(httpx.TransportError):
+            cluster.get("/health")
+            return
+        time.sleep(0.05)
+    pytest.fail(f"main_service did not answer within {READY_TIMEOUT_S} s")
+
+
+def instances_of(api: FakeComputeApi, cluster: str) -> dict[str, str]:
+    """A cluster's VMs in the fake Compute API: name -> status."""
+    code, reply = api.handle("GET", INSTANCES, {}, b"")
+    assert code == 200, reply
+    return {
+        vm["name"]: vm["status"]
+        for vm in reply.get("items", [])
+        if vm.get("labels", {}).get("burla-cluster") == cluster
+    }
+
+
+@pytest.fixture
+def gcp(gcp_cluster: GcpCluster, monkeypatch: pytest.MonkeyPatch) -> GcpCluster:
+    """The cluster, as a client's settings name it: BURLA_MAIN_URL and BURLA_TOKEN."""
+    for name in [name for name in os.environ if name.startswith("BURLA_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("BURLA_CONFIG", os.devnull)
+    monkeypatch.setenv("BURLA_MAIN_URL", gcp_cluster.url)
+    monkeypatch.setenv("BURLA_TOKEN", gcp_cluster.token)
+    gcp_cluster.check_alive()
+    return gcp_cluster
