@@ -12,11 +12,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,docker,redis]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,docker,redis,sim]'
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,docker,redis,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,docker,redis,sim,bench]'
 	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
