@@ -16,6 +16,7 @@ import pytest
 from burla.backends.gcp.firestore_store import FirestoreStore
 from burla.core.clock import ManualClock
 from burla.core.errors import BackendError, ConflictError, InvalidRequestError
+from burla.core.protocols import Claim
 from tests.components.firestore import FirestoreEmulator, firestore_emulator  # noqa: F401
 from tests.contract.blobstore import Advance
 from tests.contract.store import StoreContract
@@ -25,9 +26,13 @@ def _namespace() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
+@pytest.mark.integration
 class TestFirestoreStore(StoreContract):
     @pytest.fixture
-    async def store(self, firestore_emulator: FirestoreEmulator) -> AsyncIterator[FirestoreStore]:  # noqa: F811
+    async def store(
+        self,
+        firestore_emulator: FirestoreEmulator,  # noqa: F811
+    ) -> AsyncIterator[FirestoreStore]:
         store = FirestoreStore(
             firestore_emulator.project, _namespace(), client=firestore_emulator.client()
         )
@@ -117,30 +122,38 @@ class TestFirestoreStoreOnly:
                         group.start_soon(drain, store, limit + index)
         assert Counter(claimed) == Counter(ids)
 
-    async def test_claimers_racing_expiring_leases_never_share_an_item(
+    async def test_claimers_racing_to_hand_back_expired_leases_share_nothing(
         self, make_store: Callable[..., FirestoreStore]
     ) -> None:
         clock = ManualClock(start=1_000.0)
         stores = [make_store(clock=clock)]
         stores += [make_store(stores[0].namespace, clock=clock) for _ in range(2)]
-        await stores[0].push("q", [(f"{n:03d}", b"") for n in range(60)])
-        holders: dict[str, str] = {}  # item -> receipt of its current lease
+        ids = [f"{n:03d}" for n in range(90)]
+        await stores[0].push("q", [(item_id, b"") for item_id in ids])
 
-        async def claim_and_drop(store: FirestoreStore) -> None:
-            for _ in range(10):
-                for claim in await store.claim("q", limit=7, lease_s=5):
-                    holders[claim.item_id] = claim.receipt
-                await anyio.lowlevel.checkpoint()
+        async def drain_all() -> list[Claim]:
+            claimed: list[Claim] = []
 
-        async with anyio.create_task_group() as group:
-            for store in stores:
-                group.start_soon(claim_and_drop, store)
-        assert len(holders) == 60
-        clock.advance(10)  # every lease passes; each item has exactly one current receipt
-        again = await stores[1].claim("q", limit=100, lease_s=5)
-        assert [c.item_id for c in again] == [f"{n:03d}" for n in range(60)]
-        assert await stores[2].ack("q", list(holders.values())) == set()
-        assert await stores[0].ack("q", [c.receipt for c in again]) == {c.receipt for c in again}
+            async def drain(store: FirestoreStore, limit: int) -> None:
+                while claims := await store.claim("q", limit=limit, lease_s=5):
+                    claimed.extend(claims)
+
+            async with anyio.create_task_group() as group:
+                for store in stores:
+                    for limit in (4, 9):
+                        group.start_soon(drain, store, limit)
+            return claimed
+
+        first = await drain_all()
+        assert sorted(claim.item_id for claim in first) == ids
+        clock.advance(10)  # every lease passes: each claimer starts by handing them all back
+        second = await drain_all()
+        assert sorted(claim.item_id for claim in second) == ids
+        assert {claim.deliveries for claim in second} == {2}
+        assert await stores[1].ack("q", [claim.receipt for claim in first]) == set()
+        assert await stores[2].ack("q", [claim.receipt for claim in second]) == {
+            claim.receipt for claim in second
+        }
 
     async def test_data_round_trips_exactly(
         self, make_store: Callable[..., FirestoreStore]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,6 +52,9 @@ class FirestoreQueues:
         self._calls = calls
         self._queues = queues
         self._clock = clock
+        self._claiming: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def push(self, queue: str, items: dict[str, bytes]) -> None:
         """Add `items` (id -> data) in their order; ids already in the queue are left alone."""
@@ -78,6 +82,14 @@ class FirestoreQueues:
         await self._calls.create_missing(entries)
 
     async def claim(self, queue: str, limit: int, lease_s: float) -> list[Claim]:
+        # Tasks of one process take turns at a queue's head instead of racing for it.
+        turn = self._claiming.get(queue)
+        if turn is None:
+            turn = self._claiming[queue] = asyncio.Lock()
+        async with turn:
+            return await self._claim(queue, limit, lease_s)
+
+    async def _claim(self, queue: str, limit: int, lease_s: float) -> list[Claim]:
         items = self._items(queue)
         claims: list[Claim] = []
         spread = 1
