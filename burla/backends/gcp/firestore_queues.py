@@ -12,8 +12,9 @@ item is claimed again), so an expired item gets its old place in line.
 
 A receipt is `<token>:<item document id>`, so acks and renewals read their items
 directly. Every change is a commit with preconditions on what was read (see
-firestore_calls): two claimers never both win an item. Claimers that race for the head
-of a queue spread out over a wider window after each lost race.
+firestore_calls): two claimers never both win an item. The tasks of one store take
+turns at a queue's head; stores in other processes that race them for it spread out over
+a wider window after each lost race.
 """
 
 from __future__ import annotations
