@@ -186,6 +186,12 @@ class TestFirestoreStoreOnly:
         assert await store.put_many({"m": data}) == {"m"}
         [listed] = await store.list("m")
         assert listed.data == expected
+        await store.put("k", {"nested": {}})  # a put replaces the fields; it merges nothing
+        await store.put_many({"m": {}})
+        assert [(doc.key, doc.data) for doc in await store.list("")] == [
+            ("k", {"nested": {}}),
+            ("m", {}),
+        ]
 
     async def test_odd_keys_queue_names_and_item_ids(
         self, make_store: Callable[..., FirestoreStore]
@@ -303,6 +309,11 @@ class TestFirestoreStoreOnly:
             await store.put("\ud800", {})
         with pytest.raises(InvalidRequestError, match="1 MiB"):
             await store.put("k", {"big": b"x" * 1_100_000})
+        deep: dict[str, Any] = {}
+        for _ in range(30):
+            deep = {"d": deep}
+        with pytest.raises(InvalidRequestError, match="20 levels"):
+            await store.put("k", deep)
         assert await store.list("") == []
         with pytest.raises(InvalidRequestError, match="bytes"):
             await store.push("q", [("a", b"a"), ("b", "not bytes")])  # type: ignore[list-item]
