@@ -57,8 +57,12 @@ NO_METADATA_SERVER = {
 
 @dataclass
 class GcpCluster:
+    """main_service of a cloud cluster, run as `python -m burla.services.main_service.cloud`."""
+
+    command: list[str]
+    env: dict[str, str]
     url: str
-    token: str
+    token_file: Path
     cluster: str
     bucket: str
     storage_url: str
@@ -66,8 +70,48 @@ class GcpCluster:
     api: FakeComputeApi
     public_key: rsa.RSAPublicKey
     """Checks the signatures of the URLs main_service and its nodes sign."""
-    process: subprocess.Popen[bytes]
     log: Path
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    """time.monotonic() when main_service was last started."""
+
+    @property
+    def token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    def start(self) -> None:
+        """Start main_service; return once it answers (its standby node may still boot)."""
+        self.started = time.monotonic()
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self.check_alive()
+            with contextlib.suppress(httpx.TransportError, FileNotFoundError):
+                self.get("/health")
+                return
+            time.sleep(0.05)
+        pytest.fail(f"main_service did not answer within {READY_TIMEOUT_S} s")
+
+    def stop(self) -> None:
+        """SIGTERM: main_service deletes its VMs and exits. SIGKILL if it lingers."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def get(self, path: str) -> Any:
         headers = {"authorization": f"Bearer {self.token}"}
@@ -103,6 +147,7 @@ class GcpCluster:
             time.sleep(0.05)
 
     def check_alive(self) -> None:
+        assert self.process is not None, "main_service is not started"
         if self.process.poll() is not None:
             pytest.fail(
                 f"main_service exited with {self.process.returncode}:\n"
@@ -161,17 +206,6 @@ def free_port() -> int:
         return port
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (main_service then deletes its VMs), SIGKILL if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="session")
 def gcp_cluster(
     tmp_path_factory: pytest.TempPathFactory,
@@ -199,54 +233,30 @@ def gcp_cluster(
         "--node-dir=node",  # inside each VM's own directory
         f"--node-local-dir={root / 'vm-local'}",  # the worker environment, built once
         "--node-host=127.0.0.1",
+        # Nodes keep the fake's metadata server (GCE_METADATA_HOST), and probe no other.
+        "--node-env=NO_GCE_CHECK=true",
+        "--node-env=GCE_METADATA_IP=127.0.0.1:9",
     ]
-    log = root / "main_service.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command,
-            env=cloud_environment(firestore_emulator, gcs_emulator, cluster),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    running = GcpCluster(
+        command=command,
+        env=cloud_environment(firestore_emulator, gcs_emulator, cluster),
+        url=f"http://127.0.0.1:{port}",
+        token_file=root / "token",
+        cluster=cluster,
+        bucket=gcs_emulator.bucket,
+        storage_url=gcs_emulator.url,
+        api=compute_api,
+        public_key=public_key,
+        log=root / "main_service.log",
+    )
     try:
-        token_file = root / "token"
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not token_file.exists() and time.monotonic() < deadline:
-            if process.poll() is not None:
-                break
-            time.sleep(0.02)
-        running = GcpCluster(
-            url=f"http://127.0.0.1:{port}",
-            token=token_file.read_text().strip() if token_file.exists() else "",
-            cluster=cluster,
-            bucket=gcs_emulator.bucket,
-            storage_url=gcs_emulator.url,
-            api=compute_api,
-            public_key=public_key,
-            process=process,
-            log=log,
-        )
-        running.check_alive()
-        _wait_until_serving(running)
+        running.start()
         yield running
     finally:
         Session.close_all()
-        stop(process)
+        running.stop()
         for name in instances_of(compute_api, cluster):  # only if main_service could not
             compute_api.handle("DELETE", f"{INSTANCES}/{name}", {}, b"")
-
-
-def _wait_until_serving(cluster: GcpCluster) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        cluster.check_alive()
-        with contextlib.suppress(httpx.TransportError):
-            cluster.get("/health")
-            return
-        time.sleep(0.05)
-    pytest.fail(f"main_service did not answer within {READY_TIMEOUT_S} s")
 
 
 def instances_of(api: FakeComputeApi, cluster: str) -> dict[str, str]:

@@ -97,3 +97,23 @@ def test_a_jobs_node_is_deleted_and_standby_refilled(gcp: GcpCluster) -> None:
     assert replacement != used
     gcp.wait_for_instances({f"{gcp.cluster}-{replacement}": "RUNNING"})
     assert len(gcp.api.inserted) == inserted + 1
+
+
+def test_a_new_main_service_reads_a_detached_jobs_results_from_firestore(
+    gcp: GcpCluster,
+) -> None:
+    job_id = remote_parallel_map(double, range(30), backend="gcp", spinner=False, detach=True)
+    deadline = time.monotonic() + 60
+    while gcp.get(f"/jobs/{job_id}")["state"] != "succeeded":
+        assert time.monotonic() < deadline, "the detached job did not finish"
+        time.sleep(0.05)
+
+    gcp.stop()  # deletes the cluster's VMs on the way out
+    assert gcp.instances() == {}
+    gcp.start()  # the same cluster: token, Firestore namespace and bucket prefix
+
+    stored = gcp.get(f"/jobs/{job_id}")
+    assert stored["state"] == "succeeded"
+    assert "inputs" not in stored  # only the Store knows this job now
+    assert job_results(job_id, backend="gcp") == [2 * x for x in range(30)]
+    gcp.wait_for_standby()
