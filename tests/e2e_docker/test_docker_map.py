@@ -17,10 +17,11 @@ import pytest
 from burla import (
     BackendError,
     ClusterUnavailableError,
+    InputTimeoutError,
     WorkerCrashedError,
     remote_parallel_map,
 )
-from burla.backends.docker.cluster import cluster_containers
+from burla.backends.docker.cluster import cluster_containers, remove_cluster_containers
 from burla.backends.local.store import SqliteStore
 from burla.client import local
 from burla.client.map import job_results
@@ -137,6 +138,40 @@ def test_a_worker_that_exits_is_a_crash_and_the_next_job_runs(
     )
 
 
+def test_a_per_input_timeout_stops_the_container_running_it(
+    docker_cluster: DockerCluster,
+) -> None:
+    def nap(x):
+        import time
+
+        time.sleep(x)
+        return x
+
+    # The node sees how long an input has run in the status file its worker keeps.
+    with pytest.raises(InputTimeoutError, match="timeout") as caught:
+        remote_parallel_map(nap, [0, 30], timeout=1, backend="docker", spinner=False)
+    assert caught.value.burla_input_index == 1
+    assert remote_parallel_map(nap, [0.1], timeout=5, backend="docker", spinner=False) == [0.1]
+
+
+def test_func_cpu_gives_fewer_containers_with_more_cpus_each(
+    docker_cluster: DockerCluster,
+) -> None:
+    def cpus(x):
+        import os
+
+        return os.environ["BURLA_CONTAINER_NAME"], len(os.sched_getaffinity(0))
+
+    total = docker_cluster.info.cpus
+    results = remote_parallel_map(cpus, range(4), func_cpu=total, backend="docker", spinner=False)
+    # One container ran them all, moved by Docker onto every CPU of the node.
+    assert len({name for name, _ in results}) == 1
+    assert {count for _, count in results} == {min(total, len(os.sched_getaffinity(0)))}
+    # Back in standby: one container per CPU again, each on one CPU.
+    results = remote_parallel_map(cpus, range(8), backend="docker", spinner=False)
+    assert {count for _, count in results} == {1}
+
+
 def _ids_by_name(cluster: DockerCluster) -> dict[str, str]:
     """The cluster's running containers: Docker name -> id."""
     return {container.name: container.id for container in cluster.containers()}
@@ -169,6 +204,15 @@ def test_a_function_in_a_container_can_call_remote_parallel_map_itself(
     assert remote_parallel_map(outer, [1, 10], backend="docker", spinner=False) == [3, 21]
 
 
+def test_a_nested_call_can_send_big_inputs_too(docker_cluster: DockerCluster) -> None:
+    def outer(x):
+        from burla import remote_parallel_map
+
+        return remote_parallel_map(len, [bytes(2 << 20), bytes(x)], spinner=False)
+
+    assert remote_parallel_map(outer, [5], backend="docker", spinner=False) == [[2 << 20, 5]]
+
+
 def test_the_cluster_removes_containers_its_nodes_left_when_it_starts(
     docker_cluster: DockerCluster,
 ) -> None:
@@ -176,25 +220,27 @@ def test_the_cluster_removes_containers_its_nodes_left_when_it_starts(
     main_service of that directory removes them before its first node starts."""
     # Sharing nothing with the session's cluster: its own directory, its own labels.
     root = docker_cluster.root.parent / "burla-docker-restart"
+    engine = docker_cluster.engine
     cluster = local.start(root, backend="docker")
-    wait_for(lambda: len(cluster_containers(docker_cluster.engine, root)) == cluster.cpus)
-    first = cluster_containers(docker_cluster.engine, root)
-    node = json.loads((root / "nodes" / "node-000001" / "node.json").read_text())
-    # main_service first, so that it cannot replace the node; the node at once after,
-    # before it notices its parent is gone and stops its containers itself.
-    os.kill(cluster.pid, signal.SIGKILL)
-    os.kill(node["pid"], signal.SIGKILL)
-    wait_for(lambda: not _alive(cluster.pid) and not _alive(node["pid"]))
-    assert cluster_containers(docker_cluster.engine, root) == first  # left behind
-    local.start(root, backend="docker")
     try:
-        wait_for(lambda: len(cluster_containers(docker_cluster.engine, root)) == cluster.cpus)
-        again = cluster_containers(docker_cluster.engine, root)
-        assert len(again) == cluster.cpus
+        wait_for(lambda: len(cluster_containers(engine, root)) == cluster.cpus)
+        first = cluster_containers(engine, root)
+        node = json.loads((root / "nodes" / "node-000001" / "node.json").read_text())
+        # main_service first, so that it cannot replace the node; the node at once after,
+        # before it notices its parent is gone and stops its containers itself.
+        os.kill(cluster.pid, signal.SIGKILL)
+        os.kill(node["pid"], signal.SIGKILL)
+        wait_for(lambda: not _alive(cluster.pid) and not _alive(node["pid"]))
+        assert cluster_containers(engine, root) == first  # left behind
+
+        local.start(root, backend="docker")
+        wait_for(lambda: len(cluster_containers(engine, root)) == cluster.cpus)
+        again = cluster_containers(engine, root)
         assert not set(again.values()) & set(first.values())
     finally:
         local.stop(root)
-    assert cluster_containers(docker_cluster.engine, root) == {}
+        left = remove_cluster_containers(engine, root)
+    assert left == []  # the stopped cluster removed its own
 
 
 def _alive(pid: int) -> bool:

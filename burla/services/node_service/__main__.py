@@ -4,8 +4,9 @@ the environment its ComputeProvider gave it (see NodeSettings).
 Its workers are processes (BURLA_CONTAINERS=process, the default) or Docker containers
 (BURLA_CONTAINERS=docker). A Docker worker sees, at the same paths as the node, its own
 directory, the node's status directory (read-write: the node reads from it which input a
-worker that died was running) and the blob store's directory (read-only: big inputs are
-read from their file:// signed URLs). The cluster's directory appears read-only at
+worker that died was running) and the blob store's directory (big inputs are read from
+their file:// signed URLs; read-write, since a function that calls remote_parallel_map
+with big inputs uploads them there). The cluster's directory appears read-only at
 CLUSTER_DIR_IN_CONTAINER, so that a function that calls remote_parallel_map finds the
 cluster's address and token in its cluster.json and reaches it over the host network.
 """
@@ -166,7 +167,7 @@ def open_docker_runtime(
     blobs = urlsplit(settings.blobs_url)
     if blobs.scheme == "file":
         Path(blobs.path).mkdir(parents=True, exist_ok=True)
-        mounts.append(Mount(blobs.path, blobs.path))
+        mounts.append(Mount(blobs.path, blobs.path, read_only=False))
     mounts.append(Mount(str(settings.local_dir.resolve()), CLUSTER_DIR_IN_CONTAINER))
     node_id = cluster_node_id(settings.local_dir, settings.node_id)
     return DockerRuntime(node_id, settings.node_dir, client=client, mounts=mounts)
