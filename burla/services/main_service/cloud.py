@@ -344,6 +344,7 @@ async def serve(plan: CloudPlan) -> None:
     from burla.services.main_service.app import create_app
     from burla.services.main_service.service import MainService
 
+    sock = _listen(plan.host, plan.port)  # first: a port in use fails before anything opens
     clock = WallClock()
     store = FirestoreStore(plan.project, plan.cluster, clock=clock)
     try:
@@ -361,16 +362,19 @@ async def serve(plan: CloudPlan) -> None:
                 boot_env=plan.boot_env,
                 secret=plan.token,
             )
-            sock = _listen(plan.host, plan.port)
             async with anyio.create_task_group() as tasks:
                 await serving.start(create_app(service, plan.token), sock, tasks)
                 await service.run(tasks)
                 _announce(plan)
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT_S):
-                await _delete_machines(compute)
-                await compute.aclose()
+            with anyio.CancelScope(shield=True):
+                try:
+                    with anyio.move_on_after(STOP_TIMEOUT_S):
+                        await _delete_machines(compute)
+                finally:
+                    await compute.aclose()
     finally:
+        sock.close()
         with anyio.CancelScope(shield=True):
             await store.close()
 
@@ -422,7 +426,8 @@ def _announce(plan: CloudPlan) -> None:
     print(
         f"burla main_service of cluster {plan.cluster!r} (project {plan.project}) serves at "
         f"{plan.url}; standby: {nodes.count} x {nodes.node_type.describe()}\n"
-        "clients connect with, in ~/.burla/config.toml:\n"
+        "clients connect with, in ~/.burla/config.toml (main_url: any address of this "
+        "machine the client reaches, e.g. through a tunnel):\n"
         f'backend = "gcp"\nmain_url = "{plan.url}"\n{token}',
         flush=True,
     )
