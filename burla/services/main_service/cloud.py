@@ -293,10 +293,8 @@ def _token(path: Path | None, env: Mapping[str, str]) -> str:
 def _project(gcp: GcpSettings, env: Mapping[str, str], compute_endpoint: str | None) -> str:
     """The cluster's project: [gcp] project, else that of the application default
     credentials, which must exist whenever one of Google's own services is used."""
-    uses_google = [name for name in EMULATOR_VARIABLES if not env.get(name)]
-    if compute_endpoint is None:
-        uses_google.append("--compute-endpoint")
-    found = _credentials_project() if uses_google else None
+    emulated = all(env.get(name) for name in EMULATOR_VARIABLES) and compute_endpoint
+    found = None if emulated else _credentials_project()
     project = gcp.project or found
     if not project:
         raise InvalidRequestError(
@@ -308,11 +306,9 @@ def _project(gcp: GcpSettings, env: Mapping[str, str], compute_endpoint: str | N
 
 def _credentials_project() -> str | None:
     """The project of the application default credentials; BackendError without them."""
-    try:
-        import google.auth
-        from google.auth.exceptions import DefaultCredentialsError
-    except ImportError as missing:
-        raise ImportError(f"{missing}: a cluster on Google Cloud needs {GCP_EXTRA}") from None
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
     try:
         _, project = google.auth.default()
     except DefaultCredentialsError as error:
