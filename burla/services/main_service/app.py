@@ -32,7 +32,10 @@ class Uploads(BaseModel):
 
 def create_app(service: MainService, token: str) -> FastAPI:
     app = FastAPI(title="burla main_service")
-    hint = "a local cluster's is in its cluster.json"
+    hint = (
+        "a local cluster's is in its cluster.json; a cloud cluster's is printed by its "
+        "main_service or kept in its --token-file"
+    )
     app.add_middleware(errors.BearerAuth, token=token, hint=hint)
     errors.install(app)
 
