@@ -194,8 +194,18 @@ def local() -> None:
     """The embedded local cluster: main_service, a node and its workers on this machine.
 
     remote_parallel_map starts it on first use; these commands manage it by hand.
-    Its state lives in $BURLA_LOCAL_DIR (default ~/.burla/local).
+    Its state lives in $BURLA_LOCAL_DIR (default ~/.burla/local); with --backend docker,
+    the cluster whose workers are Docker containers, in $BURLA_DOCKER_DIR (~/.burla/docker).
     """
+
+
+BACKEND_OPTION = click.option(
+    "--backend",
+    type=click.Choice(["local", "docker"]),
+    default="local",
+    show_default=True,
+    help="Which of this machine's clusters: worker processes, or Docker containers.",
+)
 
 
 @local.command("up")
@@ -205,7 +215,8 @@ def local() -> None:
     default=None,
     help="Workers on the node (default: $BURLA_LOCAL_CPUS, else this machine's CPUs).",
 )
-def local_up(cpus: int | None) -> None:
+@BACKEND_OPTION
+def local_up(cpus: int | None, backend: str) -> None:
     """Start the local cluster (a no-op if it runs).
 
     \b
@@ -214,30 +225,33 @@ def local_up(cpus: int | None) -> None:
     """
     from burla.client import local as local_cluster
 
-    running = local_cluster.find()
-    cluster = running or local_cluster.start(cpus=cpus)
+    root = local_cluster.local_dir(backend)
+    running = local_cluster.find(root)
+    cluster = running or local_cluster.start(root, cpus=cpus, backend=backend)
     verb = "already running" if running else "started"
     click.echo(f"local cluster {verb} at {cluster.url} (pid {cluster.pid}, {cluster.cpus} CPUs)")
 
 
 @local.command("down")
-def local_down() -> None:
+@BACKEND_OPTION
+def local_down(backend: str) -> None:
     """Stop the local cluster and every process it started."""
     from burla.client import local as local_cluster
 
-    stopped = local_cluster.stop()
+    stopped = local_cluster.stop(local_cluster.local_dir(backend))
     click.echo("local cluster stopped" if stopped else "no local cluster was running")
 
 
 @local.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def local_status(as_json: bool) -> None:
+@BACKEND_OPTION
+def local_status(as_json: bool, backend: str) -> None:
     """Whether the local cluster runs, and its nodes. Exits 3 when it does not run."""
     import httpx
 
     from burla.client import local as local_cluster
 
-    cluster = local_cluster.find()
+    cluster = local_cluster.find(local_cluster.local_dir(backend))
     if cluster is None:
         click.echo(json.dumps({"running": False}) if as_json else "no local cluster is running")
         raise SystemExit(3)

@@ -93,8 +93,14 @@ def start(root: Path | None = None, cpus: int | None = None, backend: str = "loc
         launched = subprocess.run(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root, check=False
         )
+    if launched.returncode != 0:
+        said = (root / "main.log").read_text(errors="replace").strip().splitlines()[-1:]
+        raise ClusterUnavailableError(
+            f"this machine's {backend} cluster could not start: "
+            f"{' '.join(said) or 'no reason given'}; its log is {root / 'main.log'}"
+        )
     deadline = time.monotonic() + START_TIMEOUT_S
-    while launched.returncode == 0 and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         if (cluster := find(root)) is not None:
             return cluster
         time.sleep(0.01)

@@ -314,3 +314,18 @@ def test_a_docker_node_without_its_image_exits_saying_so(
         done.stderr
     )
     assert "`burla image build`" in done.stderr
+
+
+def test_the_burla_command_manages_the_docker_cluster(docker_cluster: DockerCluster) -> None:
+    from click.testing import CliRunner
+
+    from burla.cli import cli
+
+    status = CliRunner().invoke(cli, ["local", "status", "--backend", "docker", "--json"])
+    assert status.exit_code == 0, status.output
+    state = json.loads(status.output)
+    assert state["url"] == docker_cluster.info.url
+    assert [node["state"] for node in state["nodes"]] == ["ready"]
+    up = CliRunner().invoke(cli, ["local", "up", "--backend", "docker"])
+    assert up.exit_code == 0, up.output
+    assert f"already running at {docker_cluster.info.url}" in up.output
