@@ -28,6 +28,9 @@ _INSTALLED = tuple(
     }
 )
 _BURLA = str(Path(__file__).resolve().parents[1])
+_RUNTIME = str(Path(cloudpickle.__file__).resolve().parents[1])
+"""Where burla's own dependencies are: inside a worker, a folder of linked packages that
+is no site-packages, whose modules must never travel by value."""
 
 
 def is_own_code(module: ModuleType) -> bool:
@@ -36,7 +39,7 @@ def is_own_code(module: ModuleType) -> bool:
     if not file:
         return False
     path = str(Path(file).resolve())
-    return not path.startswith(_INSTALLED) and not path.startswith(_BURLA)
+    return not path.startswith((*_INSTALLED, _BURLA, _RUNTIME))
 
 
 _seen: dict[str, object] = {}

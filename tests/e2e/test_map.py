@@ -205,6 +205,18 @@ def test_a_function_can_call_remote_parallel_map_itself():
     assert remote_parallel_map(outer, [1, 10], spinner=False) == [3, 21]
 
 
+def test_a_nested_call_ships_the_callers_own_functions_again():
+    """Inside a worker, burla and its dependencies are linked in, not installed: they must
+    still travel by name while this module's `double` travels by value once more."""
+
+    def outer(x):
+        from burla import remote_parallel_map
+
+        return remote_parallel_map(double, [x, x + 1], spinner=False)
+
+    assert remote_parallel_map(outer, [10], spinner=False) == [[20, 22]]
+
+
 def test_max_parallelism_caps_inputs_running_at_once(tmp_path):
     def overlap(x):
         import fcntl

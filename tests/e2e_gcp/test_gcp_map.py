@@ -38,6 +38,15 @@ def test_a_remote_exception_is_raised_with_its_input_index(gcp: GcpCluster) -> N
     assert raised.value.burla_input_index == 7  # type: ignore[attr-defined]
 
 
+def test_a_function_on_a_cloud_node_can_call_remote_parallel_map_itself(gcp: GcpCluster) -> None:
+    def fan_out(x: int) -> list[int]:
+        from burla import remote_parallel_map as nested_map
+
+        return nested_map(double, [x, x + 1], spinner=False)  # the node names the cluster
+
+    assert remote_parallel_map(fan_out, [10], backend="gcp", spinner=False) == [[20, 22]]
+
+
 def test_printed_lines_reach_the_caller(gcp: GcpCluster, capfd: pytest.CaptureFixture[str]) -> None:
     def talk(x: int) -> int:
         print(f"out {x}")

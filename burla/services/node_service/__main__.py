@@ -106,6 +106,12 @@ async def serve(settings: NodeSettings) -> None:
             "BURLA_LOCAL_DIR": str(settings.local_dir),
             "BURLA_PARENT_PID": str(os.getpid()),
         }
+        if not settings.store_url.startswith("sqlite:"):  # a cloud cluster's node
+            worker_env |= {
+                "BURLA_BACKEND": "gcp",
+                "BURLA_MAIN_URL": settings.main_url,
+                "BURLA_TOKEN": settings.secret,
+            }
     link = MainLink(settings.secret)
     node = NodeService(
         node_id=settings.node_id,
@@ -122,7 +128,7 @@ async def serve(settings: NodeSettings) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((settings.host, 0))
     sock.listen()
-    address = f"{settings.advertise_host or settings.host}:{sock.getsockname()[1]}"
+    address = f"{advertised_host(settings)}:{sock.getsockname()[1]}"
     listener = await SocketListener.from_socket(sock)
     try:
         async with anyio.create_task_group() as tasks:
@@ -144,6 +150,20 @@ async def serve(settings: NodeSettings) -> None:
             if docker_runtime is not None:
                 await docker_runtime.aclose()  # all at once, within main_service's grace
             await node.aclose()
+
+
+def advertised_host(settings: NodeSettings) -> str:
+    """Where main_service reaches this node: the advertised host, else the bound one; a
+    node bound to every interface names the one its route to main_service leaves by."""
+    if settings.advertise_host:
+        return settings.advertise_host
+    if settings.host not in ("0.0.0.0", "::"):
+        return settings.host
+    main = urlsplit(settings.main_url)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((main.hostname or "127.0.0.1", main.port or 80))  # sends nothing
+        host: str = probe.getsockname()[0]
+        return host
 
 
 def open_docker_runtime(
