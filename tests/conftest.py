@@ -3,6 +3,16 @@
 import pytest
 from hypothesis import settings
 
+# The real components' session fixtures, registered once: every module that needs an
+# emulator or daemon shares the one the session started.
+pytest_plugins = [
+    "tests.components.compute_api",
+    "tests.components.docker",
+    "tests.components.firestore",
+    "tests.components.gcs",
+    "tests.components.redis",
+]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -32,11 +32,6 @@ from burla.core.models import ContainerSpec
 from burla.core.protocols import ContainerInfo, Mount
 from burla.services.container_service.status import read_status
 from burla.services.container_service.worker import Connection
-from tests.components.docker import (  # noqa: F401 - fixtures
-    default_image_fixture,
-    docker_engine_fixture,
-    docker_node_id_fixture,
-)
 from tests.contract.containers import ContainerRuntimeContract, FreePort
 
 pytestmark = pytest.mark.integration

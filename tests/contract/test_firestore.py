@@ -17,7 +17,7 @@ from burla.backends.gcp.firestore_store import FirestoreStore
 from burla.core.clock import ManualClock
 from burla.core.errors import BackendError, ConflictError, InvalidRequestError
 from burla.core.protocols import Claim
-from tests.components.firestore import FirestoreEmulator, firestore_emulator  # noqa: F401
+from tests.components.firestore import FirestoreEmulator
 from tests.contract.blobstore import Advance
 from tests.contract.store import StoreContract
 
@@ -31,7 +31,7 @@ class TestFirestoreStore(StoreContract):
     @pytest.fixture
     async def store(
         self,
-        firestore_emulator: FirestoreEmulator,  # noqa: F811
+        firestore_emulator: FirestoreEmulator,
     ) -> AsyncIterator[FirestoreStore]:
         store = FirestoreStore(
             firestore_emulator.project, _namespace(), client=firestore_emulator.client()
@@ -56,7 +56,7 @@ class _Colour(StrEnum):
 
 @pytest.fixture
 async def make_store(
-    firestore_emulator: FirestoreEmulator,  # noqa: F811
+    firestore_emulator: FirestoreEmulator,
 ) -> AsyncIterator[Callable[..., FirestoreStore]]:
     """Stores on the emulator, each with its own client (its own connection), all closed
     at the end."""
@@ -375,7 +375,7 @@ class TestFirestoreStoreOnly:
 
     def test_client_for_another_project_is_refused(
         self,
-        firestore_emulator: FirestoreEmulator,  # noqa: F811
+        firestore_emulator: FirestoreEmulator,
     ) -> None:
         with pytest.raises(InvalidRequestError, match="project"):
             FirestoreStore("another-project", _namespace(), client=firestore_emulator.client())

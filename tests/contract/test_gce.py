@@ -27,7 +27,6 @@ from burla.backends.gcp.gce_settings import GceSettings
 from burla.core.errors import BackendError, ConflictError, InvalidRequestError
 from burla.core.models import NodeType
 from burla.core.protocols import BootSpec, Machine, MachineStatus
-from tests.components.compute_api import compute_api  # noqa: F401 - the session fixture
 from tests.contract.compute import Advance, BootSpecFactory, ComputeProviderContract
 from tests.fakes.compute_api import FakeComputeApi
 
@@ -71,7 +70,7 @@ def provider_on(api: FakeComputeApi, **changes: Any) -> GceComputeProvider:
 
 
 @pytest.fixture
-def api(compute_api: FakeComputeApi) -> Iterator[FakeComputeApi]:  # noqa: F811
+def api(compute_api: FakeComputeApi) -> Iterator[FakeComputeApi]:
     try:
         yield compute_api
     finally:

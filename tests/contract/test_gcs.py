@@ -24,7 +24,6 @@ from tests.components.gcs import (
     GcsEmulator,
     check_signed_url,
     emulator_client,
-    gcs_emulator,  # noqa: F401  (the session fixture)
     transfer_through,
 )
 from tests.contract.blobstore import Advance, BlobStoreContract, Transfer
@@ -68,11 +67,11 @@ class TestGcsBlobStore(BlobStoreContract):
         return SkewedClock()
 
     @pytest.fixture
-    def blobs(self, gcs_emulator: GcsEmulator) -> GcsBlobStore:  # noqa: F811
+    def blobs(self, gcs_emulator: GcsEmulator) -> GcsBlobStore:
         return fresh_store(gcs_emulator)
 
     @pytest.fixture
-    def transfer(self, gcs_emulator: GcsEmulator, clock: SkewedClock) -> Transfer:  # noqa: F811
+    def transfer(self, gcs_emulator: GcsEmulator, clock: SkewedClock) -> Transfer:
         return http_transfer(gcs_emulator, clock)
 
     @pytest.fixture
@@ -90,7 +89,7 @@ class TestGcsBlobStore(BlobStoreContract):
 class TestGcsOnly:
     async def test_signed_url_is_v4_for_one_object_method_and_lifetime(
         self,
-        gcs_emulator: GcsEmulator,  # noqa: F811
+        gcs_emulator: GcsEmulator,
     ) -> None:
         blobs = fresh_store(gcs_emulator, namespace="cluster-1")
         url = await blobs.signed_url("uploads/job-7/0", method="PUT", expires_s=59.2)
@@ -112,7 +111,7 @@ class TestGcsOnly:
     @pytest.mark.parametrize("expires_s", [0, -5, float("nan"), 7 * 24 * 3600 + 1])
     async def test_lifetime_out_of_range_is_refused(
         self,
-        gcs_emulator: GcsEmulator,  # noqa: F811
+        gcs_emulator: GcsEmulator,
         expires_s: float,
     ) -> None:
         blobs = fresh_store(gcs_emulator)
@@ -121,13 +120,13 @@ class TestGcsOnly:
 
     async def test_signed_url_for_another_method_is_refused(
         self,
-        gcs_emulator: GcsEmulator,  # noqa: F811
+        gcs_emulator: GcsEmulator,
     ) -> None:
         blobs = fresh_store(gcs_emulator)
         with pytest.raises(InvalidRequestError, match="DELETE"):
             await blobs.signed_url("k", method="DELETE", expires_s=60)  # type: ignore[arg-type]
 
-    async def test_large_blob_round_trips(self, gcs_emulator: GcsEmulator) -> None:  # noqa: F811
+    async def test_large_blob_round_trips(self, gcs_emulator: GcsEmulator) -> None:
         blobs = fresh_store(gcs_emulator)
         data = os.urandom(20 * 1024 * 1024)
         await blobs.put("big/direct", data)
@@ -138,7 +137,7 @@ class TestGcsOnly:
         get_url = await blobs.signed_url("big/signed", method="GET", expires_s=600)
         assert await transfer(get_url, "GET", None) == data
 
-    async def test_namespaces_are_isolated(self, gcs_emulator: GcsEmulator) -> None:  # noqa: F811
+    async def test_namespaces_are_isolated(self, gcs_emulator: GcsEmulator) -> None:
         space = uuid.uuid4().hex
         one = fresh_store(gcs_emulator, namespace=f"{space}/one")
         two = fresh_store(gcs_emulator, namespace=f"{space}/one-too/")
@@ -153,7 +152,7 @@ class TestGcsOnly:
 
     async def test_odd_keys_keep_their_bytes_through_signed_urls(
         self,
-        gcs_emulator: GcsEmulator,  # noqa: F811
+        gcs_emulator: GcsEmulator,
     ) -> None:
         blobs = fresh_store(gcs_emulator)
         transfer = http_transfer(gcs_emulator, SkewedClock())
@@ -167,7 +166,7 @@ class TestGcsOnly:
             url = await blobs.signed_url(key, method="GET", expires_s=60)
             assert await transfer(url, "GET", None) == key.encode()
 
-    async def test_delete_prefix_counts_many_blobs(self, gcs_emulator: GcsEmulator) -> None:  # noqa: F811
+    async def test_delete_prefix_counts_many_blobs(self, gcs_emulator: GcsEmulator) -> None:
         blobs = fresh_store(gcs_emulator)
         for n in range(40):
             await blobs.put(f"jobs/1/inputs/{n:03d}", b"x")
@@ -181,7 +180,7 @@ class TestGcsOnly:
     )
     async def test_bad_keys_are_refused(
         self,
-        gcs_emulator: GcsEmulator,  # noqa: F811
+        gcs_emulator: GcsEmulator,
         key: object,
         problem: str,
     ) -> None:
@@ -192,7 +191,7 @@ class TestGcsOnly:
             await blobs.signed_url(key, method="GET", expires_s=60)  # type: ignore[arg-type]
         assert await blobs.list("") == []
 
-    async def test_data_must_be_bytes(self, gcs_emulator: GcsEmulator) -> None:  # noqa: F811
+    async def test_data_must_be_bytes(self, gcs_emulator: GcsEmulator) -> None:
         blobs = fresh_store(gcs_emulator)
         with pytest.raises(InvalidRequestError, match="not bytes"):
             await blobs.put("k", "text")  # type: ignore[arg-type]
@@ -201,7 +200,7 @@ class TestGcsOnly:
 
     async def test_missing_bucket_is_a_clear_backend_error(
         self,
-        gcs_emulator: GcsEmulator,  # noqa: F811
+        gcs_emulator: GcsEmulator,
     ) -> None:
         blobs = GcsBlobStore("no-such-bucket", client=gcs_emulator.client)
         calls: list[Callable[[], Awaitable[object]]] = [
@@ -217,7 +216,7 @@ class TestGcsOnly:
 
     async def test_store_builds_its_client_from_the_environment(
         self,
-        gcs_emulator: GcsEmulator,  # noqa: F811
+        gcs_emulator: GcsEmulator,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
@@ -236,7 +235,7 @@ class TestGcsOnly:
         with pytest.raises(BackendError, match="STORAGE_EMULATOR_HOST"):
             await blobs.put("k", b"x")
 
-    async def test_signing_needs_a_private_key(self, gcs_emulator: GcsEmulator) -> None:  # noqa: F811
+    async def test_signing_needs_a_private_key(self, gcs_emulator: GcsEmulator) -> None:
         blobs = GcsBlobStore(gcs_emulator.bucket, client=gcs_emulator.client)
         with pytest.raises(BackendError, match="signing_credentials"):
             await blobs.signed_url("k", method="GET", expires_s=60)
@@ -247,7 +246,7 @@ class TestGcsOnly:
     )
     async def test_bad_bucket_or_namespace_is_refused(
         self,
-        gcs_emulator: GcsEmulator,  # noqa: F811
+        gcs_emulator: GcsEmulator,
         bucket: str,
         namespace: str,
         problem: str,

@@ -17,11 +17,7 @@ import redis.asyncio as aioredis
 from burla.backends.redis import RedisStore
 from burla.core.clock import ManualClock
 from burla.core.errors import BackendError, ConflictError, InvalidRequestError
-from tests.components.redis import (  # noqa: F401
-    RedisServer,
-    free_loopback_port,
-    redis_server_fixture,
-)
+from tests.components.redis import RedisServer, free_loopback_port
 from tests.contract.store import Advance, StoreContract
 
 

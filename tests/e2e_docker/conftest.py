@@ -20,10 +20,6 @@ import pytest
 from burla.backends.docker.cluster import cluster_containers, cluster_prefix
 from burla.client import local
 from burla.client.map import Session
-from tests.components.docker import (  # noqa: F401 - fixtures
-    default_image_fixture,
-    docker_engine_fixture,
-)
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from burla.client.map import Session
-from tests.components.compute_api import compute_api  # noqa: F401 - session fixture
-from tests.components.firestore import FirestoreEmulator, firestore_emulator  # noqa: F401
-from tests.components.gcs import GcsEmulator, gcs_emulator  # noqa: F401
+from tests.components.firestore import FirestoreEmulator
+from tests.components.gcs import GcsEmulator
 from tests.fakes.compute_api import FakeComputeApi
 
 PROJECT = "burla-test"
@@ -209,9 +208,9 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def gcp_cluster(
     tmp_path_factory: pytest.TempPathFactory,
-    firestore_emulator: FirestoreEmulator,  # noqa: F811
-    gcs_emulator: GcsEmulator,  # noqa: F811
-    compute_api: FakeComputeApi,  # noqa: F811
+    firestore_emulator: FirestoreEmulator,
+    gcs_emulator: GcsEmulator,
+    compute_api: FakeComputeApi,
 ) -> Iterator[GcpCluster]:
     root = tmp_path_factory.mktemp("gcp-cluster")
     cluster = f"e2e-{secrets.token_hex(3)}"

@@ -59,3 +59,28 @@ async def test_machines_that_cannot_be_made_are_retried_with_growing_pauses() ->
     assert 2 <= compute.attempts <= 8
     status = service.cluster_status()
     assert "quota CPUS of project 'p' is used up" in status["creation_errors"][0]
+
+
+async def test_machines_of_no_node_are_deleted() -> None:
+    clock = WallClock()
+    node_type = NodeType(name="n", cpus=2, ram_gb=8)
+    compute = MemoryComputeProvider(clock)
+    stray = BootSpec("node-left-by-a-crash", node_type, "http://127.0.0.1:1")
+    await compute.create(stray)
+    service = MainService(
+        config=ClusterConfig(),  # no standby: the cluster wants no machine at all
+        store=MemoryStore(clock),
+        blobs=MemoryBlobStore(clock),
+        compute=compute,
+        clock=clock,
+        main_url="http://127.0.0.1:1",
+        boot_env={},
+        secret="s",
+    )
+    async with anyio.create_task_group() as tasks:
+        await service.run(tasks)
+        with anyio.fail_after(10):
+            while await compute.list():  # noqa: ASYNC110 - the provider has no event to wait on
+                await anyio.sleep(0.05)
+        tasks.cancel_scope.cancel()
+    assert await compute.get("node-left-by-a-crash") is None

@@ -89,9 +89,10 @@ class MainService:
         self.jobs: dict[str, JobRun] = {}
         self.links: dict[str, NodeLink] = {}
         self._creating: set[str] = set()
+        self._deleting: set[str] = set()
         self._failed_creations = 0
         self.creation_errors: collections.deque[str] = collections.deque(maxlen=20)
-        """Why the latest machines could not be made (quota, capacity), for `burla cluster`."""
+        """Why the latest machines could not be made (quota, capacity) or deleted."""
         self._canceled_early: collections.deque[str] = collections.deque(maxlen=1000)
         self._tasks: TaskGroup | None = None
         self.last_activity = clock.now()
@@ -153,7 +154,7 @@ class MainService:
                         self._spawn(self._assign, job, node_id, share)
                 case c.DeleteNode(node_id):
                     self._close_link(node_id)
-                    await self.compute.delete(node_id)
+                    self._spawn(self._delete, node_id)
                 case c.ResetNode(node_id):
                     self._spawn(self._reset, node_id, None, False)
 
@@ -171,6 +172,21 @@ class MainService:
             await self.node_failed(boot.node_id)
         finally:
             self._creating.discard(boot.node_id)
+        if boot.node_id not in self.cluster.nodes:  # given up while it was being made
+            await self._delete(boot.node_id)
+
+    async def _delete(self, node_id: str) -> None:
+        """Delete a machine; one the provider will not delete yet (still starting, say)
+        stays, and the next look at the machines tries again."""
+        if node_id in self._deleting:
+            return
+        self._deleting.add(node_id)
+        try:
+            await self.compute.delete(node_id)
+        except BurlaError as error:
+            self.creation_errors.append(f"{node_id}: not deleted yet: {error}")
+        finally:
+            self._deleting.discard(node_id)
 
     async def _assign(self, job: JobSpec, node_id: str, workers: int) -> None:
         run = self.jobs.get(job.job_id)
@@ -199,7 +215,8 @@ class MainService:
             self._spawn(link.aclose)
 
     async def _watch_nodes(self) -> None:
-        """Nodes whose machine failed or vanished are lost; boots that hang are given up."""
+        """Nodes whose machine failed or vanished are lost; boots that hang are given up;
+        machines of no node (left by a crash, or made after they were given up) go."""
         while True:
             await anyio.sleep(0.5)
             machines = {m.node_id: m for m in await self.compute.list()}
@@ -209,6 +226,9 @@ class MainService:
                 machine = machines.get(node_id)
                 if machine is None or machine.status is MachineStatus.FAILED:
                     await self.node_failed(node_id)
+            for node_id in machines.keys() - self.cluster.nodes.keys() - self._creating:
+                if machines[node_id].status is not MachineStatus.STOPPING:
+                    self._spawn(self._delete, node_id)
             await self.apply(self.cluster.handle(c.Tick()))
 
     def _spawn(self, function: Callable[..., Any], *args: Any) -> None:
