@@ -130,12 +130,15 @@ def test_a_worker_that_exits_is_a_crash_and_the_next_job_runs(
         remote_parallel_map(exit_on_one, range(3), backend="docker", spinner=False)
     assert caught.value.burla_input_index == 1
     assert remote_parallel_map(double, [21], backend="docker", spinner=False) == [42]
-    # The dead worker's container was replaced by a new one of the same name (so may
-    # others that still ran the failed job's inputs when it was canceled).
-    after = _ids_by_name(docker_cluster)
-    assert any(
-        after.get(name, container_id) != container_id for name, container_id in before.items()
-    )
+
+    # The dead worker's container is replaced by a new one of the same name (so may
+    # others that still ran the failed job's inputs when it was canceled); the node does
+    # that in the background, so the next job may have run before it is done.
+    def replaced() -> bool:
+        after = _ids_by_name(docker_cluster)
+        return any(after.get(name, old) != old for name, old in before.items())
+
+    wait_for(replaced, timeout_s=30)
 
 
 def test_a_per_input_timeout_stops_the_container_running_it(
