@@ -125,7 +125,9 @@ def test_a_worker_that_exits_is_a_crash_and_the_next_job_runs(
             os._exit(3)
         return x
 
+    assert remote_parallel_map(double, [1], backend="docker", spinner=False) == [2]  # warm
     before = _ids_by_name(docker_cluster)
+    assert before, "no worker containers run on the warm cluster"
     with pytest.raises(WorkerCrashedError) as caught:
         remote_parallel_map(exit_on_one, range(3), backend="docker", spinner=False)
     assert caught.value.burla_input_index == 1

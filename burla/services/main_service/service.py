@@ -156,7 +156,7 @@ class MainService:
                     self._close_link(node_id)
                     self._spawn(self._delete, node_id)
                 case c.ResetNode(node_id):
-                    self._spawn(self._reset, node_id, None, False)
+                    await self._recycle(node_id, None, False)
 
     async def _create(self, boot: BootSpec) -> None:
         try:
@@ -198,12 +198,14 @@ class MainService:
         if not await self._call_node(node_id, request, run.function or b""):
             await self.node_failed(node_id)
 
-    async def _reset(self, node_id: str, job_id: str | None, cancel: bool) -> None:
-        """Back to standby after job `job_id`; `cancel` stops workers still running it."""
-        if await self._call_node(node_id, {"op": "reset", "job_id": job_id, "cancel": cancel}):
-            await self.apply(self.cluster.handle(c.NodeBooted(node_id)))
-        else:
-            await self.node_failed(node_id)
+    async def _recycle(self, node_id: str, job_id: str | None, cancel: bool) -> None:
+        """Back to standby after job `job_id`; `cancel` stops workers still running it.
+        The node is ready for the next job at once: it carries out its connection's
+        requests in order, so the reset lands before any new assignment (and a node that
+        is gone is reported lost by its connection)."""
+        reset = {"op": "reset", "job_id": job_id, "cancel": cancel}
+        self._spawn(self._call_node, node_id, reset)
+        await self.apply(self.cluster.handle(c.NodeBooted(node_id)))
 
     async def _call_node(self, node_id: str, request: dict[str, Any], payload: bytes = b"") -> bool:
         link = self.links.get(node_id)
@@ -411,15 +413,10 @@ class MainService:
         run.publish(["done", state.value, run.error])  # results are durable already
         await self._save(run)
         # A recycled node stops the job and resets in one request; a deleted one just goes.
-        # After a success its workers are idle: it takes the next job at once, and the
-        # reset, queued on its connection before any new assignment, lands first.
-        succeeded = state is JobState.SUCCEEDED
+        cancel = state is not JobState.SUCCEEDED
         for command in self.cluster.handle(c.JobEnded(job_id)):
-            if isinstance(command, c.ResetNode) and succeeded:
-                self._spawn(self._call_node, command.node_id, {"op": "reset", "job_id": job_id})
-                await self.apply(self.cluster.handle(c.NodeBooted(command.node_id)))
-            elif isinstance(command, c.ResetNode):
-                self._spawn(self._reset, command.node_id, job_id, True)
+            if isinstance(command, c.ResetNode):
+                await self._recycle(command.node_id, job_id, cancel)
             else:
                 await self.apply([command])
         self.last_activity = self.clock.now()
