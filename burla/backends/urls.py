@@ -6,6 +6,7 @@ are told where its state lives by two strings in their environment.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -51,6 +52,13 @@ def open_store(url: str, clock: Clock | None = None) -> Store:
         f"no store for {url!r}; use sqlite:///PATH, redis://HOST:PORT/DB?namespace=NAME "
         "or firestore://PROJECT/NAMESPACE"
     )
+
+
+async def close_store(store: Store) -> None:
+    """Close a store opened by `open_store` (some close at once, some must be awaited)."""
+    closed = store.close()  # type: ignore[attr-defined]
+    if inspect.isawaitable(closed):
+        await closed
 
 
 def open_blobs(url: str, secret: bytes, clock: Clock | None = None) -> BlobStore:

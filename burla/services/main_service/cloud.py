@@ -158,6 +158,13 @@ def parser() -> argparse.ArgumentParser:
         help="read the clients' token here, or write a new one here "
         "(default: $BURLA_TOKEN, else a new token, printed)",
     )
+    add(
+        "--store",
+        metavar="URL",
+        help="the cluster's database: firestore://PROJECT/NAMESPACE or, e.g. on "
+        "Memorystore, redis://HOST:PORT/DB?namespace=NAME (default: Firestore in the "
+        "project, namespaced by the cluster's name)",
+    )
     add("--max-nodes", type=int, help="most VMs at once (default: no limit)")
     add("--max-nodes-per-job", type=int, help="most VMs one job runs on (default: no limit)")
     add(
@@ -215,7 +222,7 @@ def make_plan(args: argparse.Namespace, gcp: GcpSettings, env: Mapping[str, str]
     token = _token(args.token_file, env)
     blobs_url = f"gs://{bucket}/{gcp.cluster}?{urlencode({'signer': args.signer})}"
     boot_env = {
-        "BURLA_STORE_URL": f"firestore://{project}/{gcp.cluster}",
+        "BURLA_STORE_URL": args.store or f"firestore://{project}/{gcp.cluster}",
         "BURLA_BLOBS_URL": blobs_url,
         "BURLA_SECRET": token,
         "BURLA_LOCAL_DIR": args.node_local_dir,
@@ -333,8 +340,7 @@ def require_gcp_extra() -> None:
 async def serve(plan: CloudPlan) -> None:
     """Open the cluster's backends, serve main_service until SIGTERM or SIGINT, then delete
     the cluster's VMs."""
-    from burla.backends.gcp.firestore_store import FirestoreStore
-    from burla.backends.urls import open_blobs
+    from burla.backends.urls import close_store, open_blobs, open_store
     from burla.core.clock import WallClock
     from burla.services import serving
     from burla.services.main_service.app import create_app
@@ -342,7 +348,7 @@ async def serve(plan: CloudPlan) -> None:
 
     sock = _listen(plan.host, plan.port)  # first: a port in use fails before anything opens
     clock = WallClock()
-    store = FirestoreStore(plan.project, plan.cluster, clock=clock)
+    store = open_store(plan.boot_env["BURLA_STORE_URL"], clock)
     try:
         blobs = open_blobs(plan.boot_env["BURLA_BLOBS_URL"], plan.token.encode(), clock)
         compute = _compute_provider(plan)
@@ -372,7 +378,7 @@ async def serve(plan: CloudPlan) -> None:
     finally:
         sock.close()
         with anyio.CancelScope(shield=True):
-            await store.close()
+            await close_store(store)
 
 
 def _compute_provider(plan: CloudPlan) -> GceComputeProvider:
