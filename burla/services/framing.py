@@ -23,7 +23,7 @@ class FrameStream:
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self._stream = stream
         self._reader = BufferedByteReceiveStream(stream)
-        self._send_lock = anyio.Lock()
+        self._send_lock = anyio.Lock(fast_acquire=True)  # free: no trip through the loop
 
     async def send(self, frames: list[Frame]) -> None:
         """Send frames together; concurrent senders never interleave."""

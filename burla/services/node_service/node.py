@@ -30,15 +30,25 @@ from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import Frame, WorkerChannel
 from burla.services.store_keys import INLINE, queue_name, result_key
 
-LEASE_S = 10.0
+LEASE_S = 60.0
 """How long the node holds a claimed input without renewing; renewed every third of it.
-Inputs of a node that dies come back this long after (sooner if it had reported them)."""
+Inputs of a node that dies come back this long after, but main_service puts back at once
+those the node had reported (it reports claims with its next results, within seconds).
+Every renewal is a Store write per input held: at 1,000 nodes of 96 CPUs, a 10 s lease
+would be ~29,000 writes a second."""
 
 TARGET_BATCH_S = 0.005
 """Work sent to a worker in one frame, in seconds of its measured run time."""
 
 MAX_BATCH = 256
+PREFETCH_BELOW_S = 1.0
+"""A worker whose inputs run shorter than this gets a second frame queued behind the one
+it runs, so it never waits for the node. Longer inputs are not held back that way: one
+queued behind a 4-minute input would wait 4 minutes while nodes that join later idle."""
 BLOB_URL_S = 3600.0
+IDLE_POLL_MAX_S = 5.0
+"""Longest wait between two looks at an empty queue while no worker of the node is busy
+(inputs come back when a worker elsewhere is lost). A busy node looks at every result."""
 REPORT_INTERVAL_S = 0.003
 """Shortest time between two reports to main_service."""
 
@@ -46,6 +56,8 @@ Report = Callable[[dict[str, Any], bytes], Awaitable[None]]
 """Sends one report (a frame's header and payload) to main_service."""
 ConnectWorker = Callable[[int], Awaitable[WorkerChannel]]
 """Opens the connection to the worker listening on a port (the simulator's are in memory)."""
+PickPort = Callable[[], int]
+"""A port that nothing listens on now (the simulator's need no socket)."""
 
 
 def free_port() -> int:
@@ -55,7 +67,7 @@ def free_port() -> int:
         return port
 
 
-@dataclass
+@dataclass(eq=False)  # a worker is itself, not its fields: assignments look them up
 class Worker:
     name: str
     spec: ContainerSpec
@@ -67,6 +79,8 @@ class Worker:
     channel: WorkerChannel | None = None
     inflight: dict[int, Claim] = field(default_factory=dict)
     batch: int = 1
+    per_input_s: float = math.inf
+    """How long its inputs of this job run, as measured; unknown until its first result."""
 
 
 @dataclass
@@ -78,6 +92,14 @@ class Assignment:
     ended: bool = False
     failed: bool = False
     wake: anyio.Event = field(default_factory=anyio.Event)
+    room: dict[str, tuple[Worker, int]] = field(default_factory=dict)
+    """Workers with room for more inputs, and how many, as of the feed's last look."""
+    changed: dict[str, Worker] = field(default_factory=dict)
+    """Workers whose room may have changed since (results came, inputs went, a worker
+    was replaced): a wake of the feed looks at these only, not at every worker."""
+
+    def __post_init__(self) -> None:
+        self.changed = {w.name: w for w in self.workers}
 
 
 class NodeService:
@@ -95,6 +117,7 @@ class NodeService:
         status_dir: Path,
         worker_env: Mapping[str, str] | None = None,
         connect_worker: ConnectWorker = WorkerChannel.connect,
+        pick_port: PickPort = free_port,
     ) -> None:
         self.node_id = node_id
         self.node_type = node_type
@@ -107,6 +130,8 @@ class NodeService:
         self.status_dir = status_dir
         self.worker_env = dict(worker_env or {})
         self.connect_worker = connect_worker
+        self.pick_port = pick_port
+        self._ports: set[int] = set()
         self.workers: dict[str, Worker] = {}
         self.assignment: Assignment | None = None
         self._tasks: TaskGroup | None = None
@@ -116,6 +141,7 @@ class NodeService:
         self._report_ready = anyio.Event()
         self._timed_out: dict[str, int] = {}
         self._stopping: dict[str, bool] = {}  # stopped on purpose -> restart it?
+        self._restarting: dict[str, anyio.Event] = {}  # set once the replacement runs
         self.closing = False
 
     # Standby ---------------------------------------------------------------------------
@@ -132,12 +158,15 @@ class NodeService:
         async with anyio.create_task_group() as group:
             for spec, cpu in wanted:
                 name = f"{self.node_id}-{_slug(spec.image)}-{cpu}"
-                if name not in self.workers or self.workers[name].channel is None:
+                restarting = self._restarting.get(name)
+                if restarting is not None:  # a worker that died is being replaced already
+                    group.start_soon(restarting.wait)
+                elif name not in self.workers or self.workers[name].channel is None:
                     group.start_soon(self._start_worker, name, spec, frozenset({cpu}))
 
     async def _start_worker(self, name: str, spec: ContainerSpec, home: frozenset[int]) -> None:
         old = self.workers.get(name)
-        port = old.port if old else free_port()
+        port = old.port if old else self._new_port()
         cpuset = old.cpuset if old else home
         status_file = self.status_dir / f"{name}.status"
         worker = Worker(name, spec, port, home, cpuset, status_file)
@@ -152,6 +181,14 @@ class NodeService:
         worker.channel = await self.connect_worker(port)
         assert self._tasks is not None
         self._tasks.start_soon(self._read_worker, worker)
+
+    def _new_port(self) -> int:
+        """A free port no other worker of this node has: ports picked one after another
+        while none listens yet may repeat (a 96-CPU node's 96 picks often do)."""
+        while (port := self.pick_port()) in self._ports:
+            pass
+        self._ports.add(port)
+        return port
 
     # Jobs ------------------------------------------------------------------------------
     async def assign(self, job: JobSpec, function: bytes | str, workers: int) -> None:
@@ -191,7 +228,7 @@ class NodeService:
                     worker.cpuset = keep.cpuset
                     group.start_soon(self.runtime.set_cpuset, worker.name, keep.cpuset)
         for worker in kept:
-            worker.batch = 1  # a new function, a new pace
+            worker.batch, worker.per_input_s = 1, math.inf  # a new function, a new pace
             await self._send_job(worker)
         assert self._tasks is not None
         self._tasks.start_soon(self._feed, assignment)
@@ -209,13 +246,13 @@ class NodeService:
             receipts = [c.receipt for c in assignment.pending]
             assignment.pending = []
             await self.store.renew(queue_name(job_id), receipts, lease_s=0)
+        end_job = [({"op": "end_job", "job_id": job_id}, b"")]
         async with anyio.create_task_group() as group:
             for worker in assignment.workers:
                 if cancel and worker.inflight:
                     group.start_soon(self._stop_worker, worker, True)
                 elif worker.channel is not None:
-                    end_job = [({"op": "end_job", "job_id": job_id}, b"")]
-                    group.start_soon(self._send, worker, end_job)
+                    await self._send(worker, end_job)  # one small frame: no task of its own
 
     async def reset(self, job_id: str | None, *, cancel: bool) -> None:
         """End job `job_id`, then back to standby: every container of every spec, each on
@@ -256,8 +293,8 @@ class NodeService:
         job_id = assignment.job.job_id
         idle_wait = 0.01
         while not assignment.ended and not assignment.failed:
-            room = {w.name: self._room(w) for w in assignment.workers if w.channel is not None}
-            wanted = sum(room.values())
+            self._look_again(assignment)
+            wanted = sum(free for _, free in assignment.room.values())
             if wanted > len(assignment.pending):
                 claims = await self.store.claim(
                     queue_name(job_id), limit=wanted - len(assignment.pending), lease_s=LEASE_S
@@ -265,28 +302,43 @@ class NodeService:
                 assignment.pending += claims
             if assignment.pending:
                 idle_wait = 0.01
-                await self._dispatch(assignment, room)
-            busy = any(w.inflight for w in assignment.workers)
-            if not assignment.pending and not busy:
+                await self._dispatch(assignment)
+            if not assignment.pending and not any(w.inflight for w in assignment.workers):
                 # Queue empty for now: inputs may still come back from a lost worker.
                 with anyio.move_on_after(idle_wait):
                     await assignment.wake.wait()
-                idle_wait = min(idle_wait * 2, 0.5)
-            elif not assignment.pending or not any(room.values()):
+                idle_wait = min(idle_wait * 2, IDLE_POLL_MAX_S)
+            elif not assignment.pending or not assignment.room:
                 await assignment.wake.wait()
             if assignment.wake.is_set():
                 assignment.wake = anyio.Event()
 
-    def _room(self, worker: Worker) -> int:
-        """Inputs the worker can take now: up to two frames of work in flight."""
-        return max(0, 2 * worker.batch - len(worker.inflight))
+    def _look_again(self, assignment: Assignment) -> None:
+        """Bring `assignment.room` up to date for the workers that changed."""
+        for name, worker in assignment.changed.items():
+            free = self._room(worker) if worker.channel is not None else 0
+            if free:
+                assignment.room[name] = (worker, free)
+            else:
+                assignment.room.pop(name, None)
+        assignment.changed.clear()
 
-    async def _dispatch(self, assignment: Assignment, room: dict[str, int]) -> None:
+    def _room(self, worker: Worker) -> int:
+        """Inputs the worker can take now: a frame of work, and a second one behind it
+        while its inputs are short."""
+        frames = 2 if worker.per_input_s < PREFETCH_BELOW_S else 1
+        return max(0, frames * worker.batch - len(worker.inflight))
+
+    async def _dispatch(self, assignment: Assignment) -> None:
         job_id = assignment.job.job_id
-        for worker in assignment.workers:
-            take = min(room.get(worker.name, 0), worker.batch, len(assignment.pending))
-            if take <= 0 or worker.channel is None:
+        for worker, free in list(assignment.room.values()):
+            if not assignment.pending:
+                break
+            if worker.channel is None:  # gone; its replacement will be looked at
+                assignment.room.pop(worker.name, None)
                 continue
+            take = min(free, worker.batch, len(assignment.pending))
+            assignment.changed[worker.name] = worker
             claims, assignment.pending = assignment.pending[:take], assignment.pending[take:]
             payloads: list[bytes] = []
             urls: dict[str, str] = {}
@@ -357,9 +409,13 @@ class NodeService:
         # Size the next frames so that each holds about TARGET_BATCH_S of work.
         if items:
             per_input = max(float(header.get("busy_s", 0.0)), 1e-7) / len(items)
+            worker.per_input_s = per_input
             worker.batch = max(1, min(MAX_BATCH, math.ceil(TARGET_BATCH_S / per_input)))
-        if self.assignment is not None:
-            self.assignment.wake.set()
+        assignment = self.assignment
+        if assignment is not None:
+            if assignment.job.job_id == job_id:
+                assignment.changed[worker.name] = worker
+            assignment.wake.set()
 
     def _job_error(self, job_id: str | None, message: str) -> None:
         assignment = self.assignment
@@ -374,6 +430,16 @@ class NodeService:
         restart = self._stopping.pop(worker.name, None)
         if restart is False or self.closing:
             return  # the kill plan stopped it (reset starts it again), or the node is closing
+        replaced = self._restarting[worker.name] = anyio.Event()
+        try:
+            await self._replace(worker, restart)
+        finally:
+            del self._restarting[worker.name]
+            replaced.set()
+
+    async def _replace(self, worker: Worker, restart: bool | None) -> None:
+        """Report why a worker went (unless it was stopped on purpose), then start a new one
+        in its place and give it the job it had."""
         assignment = self.assignment
         job_id = assignment.job.job_id if assignment else None
         status = read_status(worker.status_file)
@@ -391,6 +457,7 @@ class NodeService:
         assignment = self.assignment
         if assignment is not None and worker in assignment.workers:
             assignment.workers[assignment.workers.index(worker)] = replacement
+            assignment.changed[replacement.name] = replacement
             await self._send_job(replacement)
             assignment.wake.set()
 
