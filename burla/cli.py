@@ -316,6 +316,30 @@ def image_build(mirror: str | None) -> None:
     build_default_image(mirror=mirror or DEFAULT_MIRROR, echo=click.echo)
 
 
+@cli.command("sim")
+@click.argument("scenario")
+@click.option("--json", "json_out", metavar="PATH", help="Write the report as JSON here.")
+@click.option("--plot", "plot_out", metavar="PATH", help="Write the timeline plot (PNG) here.")
+def sim(scenario: str, json_out: str | None, plot_out: str | None) -> None:
+    """Simulate a cluster: the real main_service and node_services under virtual time.
+
+    SCENARIO is a shipped one (seed, cold, burst, custom-image, node-loss, scale) or the
+    path of a scenario file (.yaml or .json). Prints a summary; the JSON holds every
+    number, each job and the timeline. A run takes seconds of wall time.
+
+    \b
+    Example, the seed's 5 x 96-CPU standby and 1,000 inputs:
+      burla sim seed --json seed.json --plot seed.png
+    """
+    try:
+        from burla.sim.command import simulate
+    except ImportError as error:
+        raise click.UsageError(
+            f"the simulator needs its extra ({error}): pip install 'burla[sim]'"
+        ) from None
+    simulate(scenario, json_out, plot_out)
+
+
 def _print_plan(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -1,0 +1,135 @@
+"""A simulation's report for people: a summary table, the JSON, and a timeline plot."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min"
+
+
+def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary, as (label, value) rows."""
+    jobs = report["jobs"]
+    checks = report["checks"]
+    rows = [
+        ("jobs (succeeded)", f"{len(jobs)} ({sum(j['state'] == 'succeeded' for j in jobs)})"),
+        ("time to first result (first job)", _seconds(report["time_to_first_result_s"])),
+    ]
+    if len(jobs) > 1:
+        firsts = [j["time_to_first_result_s"] for j in jobs if j["time_to_first_result_s"]]
+        if firsts:
+            rows.append(
+                (
+                    "time to first result (median, worst)",
+                    f"{_seconds(statistics.median(firsts))}, {_seconds(max(firsts))}",
+                )
+            )
+    rows += [
+        ("makespan", _seconds(report["makespan_s"])),
+        ("CPUs working before any new node is ready", f"{report['cpus_now']:,}"),
+        ("peak CPUs working", f"{report['peak_busy_cpus']:,}"),
+        ("nodes started", f"{report['nodes_started']:,}"),
+        ("new nodes that joined the first job", f"{report['new_nodes_for_job']:,}"),
+        ("peak nodes", f"{report['peak_nodes']:,}"),
+        ("CPU utilization (busy / paid for)", f"{report['cpu_utilization']:.0%}"),
+        ("cost", f"{report['node_seconds'] / 3600:,.1f} node-hours"),
+        ("inputs re-run after faults", f"{report['inputs_rerun']:,}"),
+        (
+            "inputs lost / recorded twice",
+            f"{checks['inputs_lost']} / {checks['inputs_recorded_twice']}",
+        ),
+        ("standby whole again", _restored(report)),
+        ("wall time", f"{report['wall_s']:.1f} s"),
+        ("simulated events", f"{report['events']:,} ({report['events_per_s']:,.0f}/s)"),
+    ]
+    return rows
+
+
+def _restored(report: dict[str, Any]) -> str:
+    if not report["standby_restored"]:
+        return "no"
+    return f"yes, at {_seconds(report['standby_restored_at_s'])}"
+
+
+def print_summary(report: dict[str, Any], console: Console | None = None) -> None:
+    table = Table(
+        title=f"burla sim {report['scenario']} (seed {report['seed']})", show_header=False
+    )
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, value in summary_rows(report):
+        table.add_row(label, value)
+    (console or Console()).print(table)
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Nodes by state (stacked) above, CPUs working below; jobs and faults marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timeline = report["timeline"]
+    minutes = [t / 60 for t in timeline["t"]]
+    figure, (nodes, cpus) = plt.subplots(2, 1, sharex=True, figsize=(10, 6.5))
+    nodes.stackplot(
+        minutes,
+        timeline["busy"],
+        timeline["ready"],
+        timeline["booting"],
+        labels=["busy (on a job)", "ready (standby)", "booting"],
+        colors=["#d62728", "#2ca02c", "#aec7e8"],
+        step="post",
+    )
+    nodes.set_ylabel("nodes")
+    nodes.legend(loc="upper right", fontsize="small")
+    nodes.set_title(f"burla sim {report['scenario']}: nodes and CPUs over virtual time")
+    cpus.fill_between(
+        minutes,
+        timeline["busy_cpus"],
+        step="post",
+        color="#1f77b4",
+        alpha=0.8,
+        label="CPUs working",
+    )
+    cpus.step(
+        minutes,
+        timeline["machine_cpus"],
+        where="post",
+        color="black",
+        linewidth=1,
+        label="CPUs of machines up or booting",
+    )
+    cpus.set_ylabel("CPUs")
+    cpus.set_xlabel("virtual minutes")
+    cpus.legend(loc="upper right", fontsize="small")
+    for job in report["jobs"][:50]:
+        for axis in (nodes, cpus):
+            axis.axvline(job["arrived_s"] / 60, color="gray", linewidth=0.6, linestyle=":")
+    for fault in report["faults"]:
+        for axis in (nodes, cpus):
+            axis.axvline(fault["at_s"] / 60, color="black", linewidth=1, linestyle="--")
+    for axis in (nodes, cpus):
+        axis.set_ylim(bottom=0)
+        axis.set_xlim(left=0, right=max(minutes[-1], 1 / 60) if minutes else 1)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,217 @@
+"""Run a scenario: one trio run under a mock clock that jumps to the next deadline as
+soon as every task waits, the same timeline for the same seed, and the numbers it made.
+
+Repeatable: every draw comes from generators seeded by the scenario's seed, and trio's
+scheduler is seeded too and made to order each batch of ready tasks by when they were
+created (trio shuffles them otherwise). Fast: the collector is tuned for the hundreds of
+thousands of long-lived objects of a big cluster, and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.abc
+import trio.testing
+
+from burla.core.errors import BurlaError
+from burla.sim.recorder import JobLog
+from burla.sim.scenario import Scenario
+from burla.sim.simulation import Simulation
+
+WALL_CHECK_STEPS = 1 << 16
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts task steps (the simulation's events) and stops a run past its wall time."""
+
+    def __init__(self, wall_limit_s: float | None) -> None:
+        self.steps = 0
+        self.scope: trio.CancelScope | None = None
+        self.timed_out = False
+        self._deadline = None if wall_limit_s is None else time.perf_counter() + wall_limit_s
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += 1
+        if self.steps % WALL_CHECK_STEPS == 0 and self._past_deadline():
+            self.timed_out = True
+            if self.scope is not None:
+                self.scope.cancel()
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.perf_counter() > self._deadline
+
+
+@contextlib.contextmanager
+def _tuned_gc() -> Iterator[None]:
+    """Young objects only: a big cluster is millions of objects that live for the whole
+    run, which the older generations' collections would walk again and again."""
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 1_000_000, 1_000_000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _repeatable_trio(seed: int) -> Iterator[None]:
+    """Seed trio's scheduler and have it sort each batch of runnable tasks by creation
+    before its seeded shuffle. Both are private to trio 0.35 (pytest-trio uses the same
+    switch under Hypothesis); a trio without them fails here, not silently."""
+    run_module = trio._core._run
+    if not hasattr(run_module, "_r") or not hasattr(run_module, "_ALLOW_DETERMINISTIC_SCHEDULING"):
+        raise BurlaError(
+            f"trio {trio.__version__} has no seedable scheduler; the simulator needs trio "
+            "0.25-0.35 (pip install 'burla[sim]')"
+        )
+    state = run_module._r.getstate()
+    allowed = run_module._ALLOW_DETERMINISTIC_SCHEDULING
+    run_module._r.seed(seed)
+    setattr(run_module, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010 - Final in trio
+    try:
+        yield
+    finally:
+        setattr(run_module, "_ALLOW_DETERMINISTIC_SCHEDULING", allowed)  # noqa: B010
+        run_module._r.setstate(state)
+
+
+def run(
+    scenario: Scenario, *, validate: bool = False, wall_limit_s: float | None = None
+) -> dict[str, Any]:
+    """Simulate `scenario` and return its report (see `summarize`). With `validate`, the
+    services' state machines check their invariants after every step (slow)."""
+    steps = _Steps(wall_limit_s)
+    built: list[Simulation] = []
+
+    async def main(status_root: Path) -> None:
+        sim = Simulation(scenario, status_root, validate=validate)
+        built.append(sim)
+        with trio.CancelScope() as scope:
+            steps.scope = scope
+            with trio.fail_after(scenario.max_virtual_s):
+                await sim.run()
+
+    with (
+        tempfile.TemporaryDirectory(prefix="burla-sim-") as status_root,
+        _tuned_gc(),
+        _repeatable_trio(scenario.seed),
+    ):
+        started = time.perf_counter()
+        try:
+            trio.run(
+                main,
+                Path(status_root),
+                clock=trio.testing.MockClock(autojump_threshold=0),
+                instruments=[steps],
+            )
+        except trio.TooSlowError:
+            raise BurlaError(
+                f"scenario {scenario.name!r} did not finish within {scenario.max_virtual_s:g} "
+                "virtual seconds (max_virtual_s); its jobs may wait for nodes that never come"
+            ) from None
+        wall_s = time.perf_counter() - started
+    if steps.timed_out:
+        raise BurlaError(
+            f"scenario {scenario.name!r} ran past {wall_limit_s:g} s of wall time and was "
+            "stopped; make it smaller or allow more time"
+        )
+    return summarize(built[0], wall_s, steps.steps)
+
+
+def _since(log: JobLog, moment: float | None) -> float | None:
+    return None if moment is None else moment - log.arrived
+
+
+def _at(sim: Simulation, moment: float | None) -> float | None:
+    """A moment of the run as seconds since time zero of the report."""
+    return None if moment is None else moment - sim.recorder.t0
+
+
+def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
+    machines = [m for m in sim.recorder.machines.values() if log.job_id in m.jobs]
+    new = [m for m in machines if m.created >= sim.recorder.t0]
+    missing = log.n_inputs - len(log.results) if log.state != "canceled" else 0
+    return {
+        "job_id": log.job_id,
+        "user": log.user,
+        "n_inputs": log.n_inputs,
+        "arrived_s": _at(sim, log.arrived),
+        "state": log.state,
+        "error": log.error,
+        "time_to_first_start_s": _since(log, log.first_start),
+        "time_to_first_result_s": _since(log, log.first_result),
+        "duration_s": _since(log, log.done),
+        "standby_nodes_for_job": len(machines) - len(new),
+        "new_nodes_for_job": len(new),
+        "results_received": sum(log.results.values()),
+        "results_stored": sim.stored.get(log.job_id, 0),
+        "inputs_lost": max(0, missing),
+        "inputs_recorded_twice": sum(1 for count in log.results.values() if count > 1),
+    }
+
+
+def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
+    """The report: top-level numbers of the first job and the whole run, every job, the
+    faults, the invariant checks, and the timeline."""
+    recorder = sim.recorder
+    end = sim.end
+    totals = recorder.totals(end)
+    jobs = [_job_report(sim, recorder.jobs[p.job_id]) for p in sim.planned]
+    first = jobs[0] if jobs else {}
+    arrivals = [j["arrived_s"] for j in jobs]
+    finishes = [j["arrived_s"] + j["duration_s"] for j in jobs if j["duration_s"] is not None]
+    samples = recorder.samples
+    return {
+        "scenario": sim.scenario.name,
+        "seed": sim.scenario.seed,
+        "cpus_now": totals["cpus_now"],
+        "nodes_started": totals["nodes_started"],
+        "new_nodes_for_job": first.get("new_nodes_for_job", 0),
+        "standby_nodes_for_job": first.get("standby_nodes_for_job", 0),
+        "time_to_first_start_s": first.get("time_to_first_start_s"),
+        "time_to_first_result_s": first.get("time_to_first_result_s"),
+        "makespan_s": max(finishes) - min(arrivals) if finishes else None,
+        "peak_nodes": totals["peak_nodes"],
+        "peak_busy_cpus": totals["peak_busy_cpus"],
+        "cpu_utilization": totals["cpu_utilization"],
+        "node_seconds": totals["node_seconds"],
+        "inputs_rerun": totals["inputs_rerun"],
+        "standby_restored": sim.standby_restored,
+        "standby_restored_at_s": _at(sim, sim.settled_at),
+        "virtual_s": end - recorder.t0,
+        "wall_s": wall_s,
+        "events": steps,
+        "events_per_s": steps / wall_s if wall_s else 0.0,
+        "jobs": jobs,
+        "faults": sim.faults,
+        "machines_refused": sim.compute.refused,
+        "checks": {
+            "inputs_lost": sum(j["inputs_lost"] for j in jobs),
+            "inputs_recorded_twice": sum(j["inputs_recorded_twice"] for j in jobs),
+            "results_missing_from_store": sum(
+                max(0, j["results_received"] - j["results_stored"]) for j in jobs
+            ),
+            "nodes_on_two_jobs": list(recorder.violations),
+            "standby_restored": sim.standby_restored,
+        },
+        "timeline": {
+            "t": [s.t for s in samples],
+            "booting": [s.booting for s in samples],
+            "ready": [s.ready for s in samples],
+            "busy": [s.busy for s in samples],
+            "machines": [s.machines for s in samples],
+            "machine_cpus": [s.machine_cpus for s in samples],
+            "busy_cpus": [s.busy_cpus for s in samples],
+        },
+    }

@@ -1,0 +1,354 @@
+"""Simulated containers: a ContainerRuntime per node whose workers speak the real worker
+protocol (burla.services.container_service.worker) to the real node_service.
+
+A worker is not a task: the node's frames reach it synchronously through its channel,
+and its input run times are timers on the simulation's one timer heap. The node sees a
+WorkerChannel like any other: a hello with a pid, then results frames. Frames pass as
+(header, payload) objects, not bytes: the encoding is the same as over TCP and tested
+there, and skipping it here saves a sixth of a big simulation. A worker that dies while
+running an input leaves that input in its status file, as a real one does, so the node
+can name it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import itertools
+import os
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import trio
+
+from burla.core.errors import BackendError, ConflictError, NotFoundError
+from burla.core.models import ContainerSpec
+from burla.core.protocols import ContainerInfo, Mount
+from burla.services.container_service.status import STATUS
+from burla.services.container_service.worker import FLUSH_S
+from burla.services.node_service.channel import WorkerChannel
+from burla.sim.clock import Timer, Timers, VirtualClock
+from burla.sim.recorder import Recorder
+from burla.sim.scenario import SimImage
+
+Message = tuple[dict[str, Any], bytes]
+
+
+@dataclass(frozen=True)
+class JobCosts:
+    """What the scenario says one job's inputs cost: run time per input index."""
+
+    run_s: Sequence[float]
+    result_bytes: int
+    function_loads: bool = True
+
+
+@dataclass
+class WorkerWorld:
+    """What every simulated container shares: time, the workload, the record."""
+
+    clock: VirtualClock
+    timers: Timers
+    recorder: Recorder
+    images: Mapping[str, SimImage]
+    rng: random.Random
+    status_root: Path
+    costs: dict[str, JobCosts] = field(default_factory=dict)
+    pids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+
+
+class SimChannel(WorkerChannel):
+    """The node's end of a simulated worker's connection: what the node sends reaches
+    the worker at once; what the worker sends waits here for the node to read it."""
+
+    def __init__(self, worker: SimWorker) -> None:  # no byte stream under it
+        self._worker = worker
+        self._incoming: collections.deque[Message] = collections.deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._ended = False
+        self._closed = False
+
+    def put(self, frames: list[Message]) -> None:
+        """From the worker: frames for the node."""
+        self._incoming.extend(frames)
+        self._lot.unpark_all()
+
+    def end(self) -> None:
+        """From the worker: it is gone; the node reads the end once it has read the rest."""
+        self._ended = True
+        self._lot.unpark_all()
+
+    async def send(self, frames: list[Message]) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if not self._worker.alive:
+            raise anyio.BrokenResourceError
+        self._worker.feed(frames)
+
+    async def receive(self) -> Message | None:
+        while not self._incoming:
+            if self._closed or self._ended:
+                return None
+            await self._lot.park()
+        return self._incoming.popleft()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._lot.unpark_all()
+        self._worker.die()  # a worker exits when its node hangs up
+
+
+class SimWorker:
+    """One container_service: runs its frames' inputs one at a time, in order."""
+
+    def __init__(self, world: WorkerWorld, runtime: SimContainerRuntime, name: str) -> None:
+        self.world = world
+        self.runtime = runtime
+        self.name = name
+        self.pid = next(world.pids)
+        self.channel = SimChannel(self)
+        self.alive = True
+        self.job_id: str | None = None
+        self._costs: JobCosts | None = None
+        self._inbox: collections.deque[Message] = collections.deque()
+        self._frame: collections.deque[int] = collections.deque()
+        self._running: tuple[int, float, int, Timer] | None = None
+        """The input running now: index, when it started (virtual s), CPUs, its timer."""
+        self._results: list[tuple[int, str, bytes]] = []
+        self._oldest_result = 0.0
+        self._busy_s = 0.0
+        self._send([({"op": "hello", "pid": self.pid}, b"")])
+
+    # From the node ------------------------------------------------------------------------
+    def feed(self, frames: list[Message]) -> None:
+        """Frames from the node."""
+        self._inbox.extend(frames)
+        if self._running is None:
+            self._work()
+
+    def _work(self) -> None:
+        """Go through the inbox until an input is running or nothing is left to do."""
+        while self.alive and self._running is None:
+            if self._frame:
+                self._start(self._frame.popleft())
+                return
+            self._flush()  # a frame is done
+            if not self._inbox:
+                return
+            header, _ = self._inbox.popleft()
+            op = header.get("op")
+            if op == "job":
+                self._start_job(str(header["job_id"]))
+            elif op == "inputs" and header.get("job_id") == self.job_id:
+                self._frame.extend(header["indices"])
+            elif op == "end_job" and header.get("job_id") == self.job_id:
+                self.job_id, self._costs = None, None
+
+    def _start_job(self, job_id: str) -> None:
+        self.job_id = job_id
+        self._costs = self.world.costs.get(job_id)
+        self.world.recorder.node_got_job(self.runtime.node_id, job_id)
+        if self._costs is None or not self._costs.function_loads:
+            message = f"the function of job {job_id} did not load (as the scenario says)"
+            self._costs = None
+            self._send([({"op": "job_error", "job_id": job_id, "message": message}, b"")])
+
+    def _start(self, index: int) -> None:
+        costs, job_id = self._costs, self.job_id
+        if costs is None or job_id is None:
+            text = b'{"type": "RuntimeError", "message": "no function", "traceback": ""}'
+            self._results.append((index, "raised_text", text))
+            self._work()
+            return
+        now = self.world.clock.elapsed()
+        cpus = self.runtime.cpus_of(self.name)
+        run_s = costs.run_s[index]
+        timer = self.world.timers.at(now + run_s, self._finished)
+        self._running = (index, now, cpus, timer)
+        self.world.recorder.input_started(now, self.runtime.node_id, job_id, index, cpus)
+
+    def _finished(self) -> None:
+        assert self._running is not None
+        assert self._costs is not None
+        assert self.job_id is not None
+        index, started, cpus, _ = self._running
+        self._running = None
+        now = self.world.clock.elapsed()
+        self.world.recorder.input_stopped(now, self.runtime.node_id, self.job_id, cpus)
+        if not self._results:
+            self._oldest_result = started
+        self._results.append((index, "ok", b"r" * self._costs.result_bytes))
+        self._busy_s += now - started
+        if now - self._oldest_result > FLUSH_S:
+            self._flush()
+        self._work()
+
+    def _flush(self) -> None:
+        if not self._results:
+            return
+        items = [[index, kind, len(data)] for index, kind, data in self._results]
+        payload = b"".join(data for _, _, data in self._results)
+        header = {"op": "results", "job_id": self.job_id, "items": items, "busy_s": self._busy_s}
+        self._results, self._busy_s = [], 0.0
+        self._send([(header, payload)])
+
+    def _send(self, frames: list[Message]) -> None:
+        if self.alive:
+            self.channel.put(frames)
+
+    @property
+    def busy(self) -> bool:
+        return self._running is not None
+
+    # Endings ------------------------------------------------------------------------------
+    def die(self, *, leave_status: bool = True) -> None:
+        """The container's process ends: the input it was running stops, unreported, and
+        stays named in its status file; the node reads the end of the connection."""
+        if not self.alive:
+            return
+        self.alive = False
+        if self._running is not None:
+            index, started, cpus, timer = self._running
+            timer.cancel()
+            self._running = None
+            now = self.world.clock.elapsed()
+            assert self.job_id is not None
+            self.world.recorder.input_stopped(now, self.runtime.node_id, self.job_id, cpus)
+            if leave_status:
+                self.runtime.write_status(self.name, index, self.world.clock.epoch + started)
+        self.channel.end()
+
+
+@dataclass
+class _Container:
+    info: ContainerInfo
+    status_file: str | None
+    worker: SimWorker | None = None
+
+
+class SimContainerRuntime:
+    """One node's containers. `connect` is the node's `connect_worker`: it waits for the
+    container to come up (pulling its image first on a fresh node) and says hello."""
+
+    def __init__(self, world: WorkerWorld, node_id: str) -> None:
+        self.world = world
+        self.node_id = node_id
+        self._containers: dict[str, _Container] = {}
+        self._started_on: dict[int, str] = {}
+        """Port -> the container started on it last: the node connects right after."""
+        self._coming_up: dict[str, tuple[float, trio.Event]] = {}
+        """Per image: when the containers starting now are up, and the event that says so."""
+        self._pulled: set[str] = set()
+
+    async def start(
+        self,
+        spec: ContainerSpec,
+        *,
+        name: str,
+        port: int,
+        cpuset: frozenset[int],
+        env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
+    ) -> ContainerInfo:
+        # No await in here: the node connects to this port before anything else runs.
+        if name in self._containers:
+            raise ConflictError(f"a container named {name!r} already exists; stop it first")
+        info = ContainerInfo(name=name, image=spec.image, port=port, cpuset=frozenset(cpuset))
+        status = (env or {}).get("BURLA_STATUS_FILE")
+        self._containers[name] = _Container(info, status or None)
+        self._started_on[port] = name
+        return info
+
+    async def connect(self, port: int) -> WorkerChannel:
+        name = self._started_on.pop(port, None)
+        if name is None:
+            raise BackendError(f"no container was started on port {port} of {self.node_id}")
+        container = self._containers[name]
+        await self._up(container.info.image).wait()
+        if self._containers.get(name) is not container:
+            raise BackendError(f"container {name} was stopped before its worker said hello")
+        worker = SimWorker(self.world, self, name)
+        container.worker = worker
+        hello = await worker.channel.receive()
+        assert hello is not None
+        worker.channel.pid = int(hello[0]["pid"])
+        return worker.channel
+
+    def _up(self, image: str) -> trio.Event:
+        """Set when a container of `image` started now is up. Containers started together
+        come up together (one timer for them all); the first ones on a node wait for the
+        image to download."""
+        now = self.world.clock.elapsed()
+        coming = self._coming_up.get(image)
+        if coming is not None and coming[0] >= now:
+            return coming[1]
+        sim_image = self.world.images[image]
+        delay = sim_image.start_s.draw(self.world.rng)
+        if image not in self._pulled:
+            self._pulled.add(image)
+            delay += sim_image.pull_s.draw(self.world.rng)
+        event = trio.Event()
+        self._coming_up[image] = (now + delay, event)
+        self.world.timers.at(now + delay, event.set)
+        return event
+
+    async def stop(self, name: str) -> bool:
+        container = self._containers.pop(name, None)
+        if container is None:
+            return False
+        if container.worker is not None:
+            container.worker.die()
+        return True
+
+    async def set_cpuset(self, name: str, cpuset: frozenset[int]) -> ContainerInfo:
+        container = self._containers.get(name)
+        if container is None:
+            raise NotFoundError(f"there is no container {name!r} on {self.node_id}")
+        container.info = ContainerInfo(
+            name=name, image=container.info.image, port=container.info.port, cpuset=cpuset
+        )
+        return container.info
+
+    async def list(self) -> list[ContainerInfo]:
+        return [self._containers[name].info for name in sorted(self._containers)]
+
+    # For the simulation -----------------------------------------------------------------
+    def cpus_of(self, name: str) -> int:
+        container = self._containers.get(name)
+        return len(container.info.cpuset) if container is not None else 1
+
+    def busy_workers(self) -> builtins.list[str]:
+        """Names of workers running an input now, sorted."""
+        return sorted(
+            name
+            for name, c in self._containers.items()
+            if c.worker is not None and c.worker.alive and c.worker.busy
+        )
+
+    def crash(self, name: str) -> None:
+        """The container's process dies (out of memory, a segfault); it stays listed."""
+        container = self._containers.get(name)
+        if container is not None and container.worker is not None:
+            container.worker.die()
+
+    def kill_all(self) -> None:
+        """The machine is gone: every container with it."""
+        for container in self._containers.values():
+            if container.worker is not None:
+                container.worker.die(leave_status=False)
+        self._containers.clear()
+
+    def write_status(self, name: str, index: int, started_epoch: float) -> None:
+        container = self._containers.get(name)
+        if container is None or container.status_file is None:
+            return
+        Path(container.status_file).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(container.status_file, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, STATUS.pack(index, started_epoch), 0)
+        finally:
+            os.close(fd)
