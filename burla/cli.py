@@ -337,7 +337,7 @@ def sim(scenario: str, json_out: str | None, plot_out: str | None) -> None:
         raise click.UsageError(
             f"the simulator needs its extra ({error}): pip install 'burla[sim]'"
         ) from None
-    simulate(scenario, json_out, plot_out)
+    simulate(scenario, json_out, plot_out, exit_when_done=True)
 
 
 def _print_plan(result: dict[str, Any]) -> None:

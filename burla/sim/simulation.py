@@ -14,6 +14,7 @@ import functools
 import itertools
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,8 @@ class Simulation:
         ]
 
     # The run ------------------------------------------------------------------------------
-    async def run(self) -> None:
+    async def run(self, finished: Callable[[], None]) -> None:
+        """Run the scenario; call `finished` once everything is recorded, then stop."""
         transport = httpx.ASGITransport(app=create_app(self.main, self.token))
         headers = {"authorization": f"Bearer {self.token}"}
         async with (
@@ -161,6 +163,7 @@ class Simulation:
             self._take_sample()
             for job in self.planned:
                 self.stored[job.job_id] = await self._stored_results(job.job_id)
+            finished()
             tasks.cancel_scope.cancel()
 
     async def _until(self, condition: Any, within_s: float) -> bool:

@@ -2,8 +2,10 @@
 protocol (burla.services.container_service.worker) to the real node_service.
 
 A worker is not a task: the node's frames reach it synchronously through its channel,
-and its input run times are timers on the simulation's one timer heap. The node sees a
-WorkerChannel like any other: a hello with a pid, then results frames. Frames pass as
+and the node's own reader task, waiting for the worker's next frame, wakes when the input
+running ends (a deadline on that wait) and finishes it: an input costs no wake-up of its
+own. The node sees a WorkerChannel like any other: a hello with a pid, then results
+frames. Frames pass as
 (header, payload) objects, not bytes: the encoding is the same as over TCP and tested
 there, and skipping it here saves a sixth of a big simulation. A worker that dies while
 running an input leaves that input in its status file, as a real one does, so the node
@@ -15,6 +17,7 @@ from __future__ import annotations
 import builtins
 import collections
 import itertools
+import math
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -31,7 +34,7 @@ from burla.core.protocols import ContainerInfo, Mount
 from burla.services.container_service.status import STATUS
 from burla.services.container_service.worker import FLUSH_S
 from burla.services.node_service.channel import WorkerChannel
-from burla.sim.clock import Timer, Timers, VirtualClock
+from burla.sim.clock import Timers, VirtualClock
 from burla.sim.recorder import Recorder
 from burla.sim.scenario import SimImage
 
@@ -71,6 +74,13 @@ class SimChannel(WorkerChannel):
         self._lot = trio.lowlevel.ParkingLot()
         self._ended = False
         self._closed = False
+        self._waiting: trio.CancelScope | None = None
+        """The reader's wait, whose deadline is when the worker's input ends."""
+
+    def due(self, when: float) -> None:
+        """From the worker: an input ends at `when`; the reader wakes then to finish it."""
+        if self._waiting is not None:
+            self._waiting.deadline = when
 
     def put(self, frames: list[Message]) -> None:
         """From the worker: frames for the node."""
@@ -93,7 +103,11 @@ class SimChannel(WorkerChannel):
         while not self._incoming:
             if self._closed or self._ended:
                 return None
-            await self._lot.park()
+            with trio.CancelScope(deadline=self._worker.ends_at) as waiting:
+                self._waiting = waiting
+                await self._lot.park()
+            self._waiting = None
+            self._worker.finish_if_due()
         return self._incoming.popleft()
 
     async def aclose(self) -> None:
@@ -116,8 +130,10 @@ class SimWorker:
         self._costs: JobCosts | None = None
         self._inbox: collections.deque[Message] = collections.deque()
         self._frame: collections.deque[int] = collections.deque()
-        self._running: tuple[int, float, int, Timer] | None = None
-        """The input running now: index, when it started (virtual s), CPUs, its timer."""
+        self._running: tuple[int, float, int] | None = None
+        """The input running now: index, when it started (virtual s), CPUs."""
+        self.ends_at = math.inf
+        """When the input running now ends (virtual s)."""
         self._results: list[tuple[int, str, bytes]] = []
         self._oldest_result = 0.0
         self._busy_s = 0.0
@@ -166,18 +182,20 @@ class SimWorker:
             return
         now = self.world.clock.elapsed()
         cpus = self.runtime.cpus_of(self.name)
-        run_s = costs.run_s[index]
-        timer = self.world.timers.at(now + run_s, self._finished)
-        self._running = (index, now, cpus, timer)
+        self._running = (index, now, cpus)
+        self.ends_at = now + costs.run_s[index]
+        self.channel.due(self.ends_at)
         self.world.recorder.input_started(now, self.runtime.node_id, job_id, index, cpus)
 
-    def _finished(self) -> None:
-        assert self._running is not None
+    def finish_if_due(self) -> None:
+        """Finish the input running, if its time has come."""
+        now = self.world.clock.elapsed()
+        if self._running is None or now < self.ends_at:
+            return
         assert self._costs is not None
         assert self.job_id is not None
-        index, started, cpus, _ = self._running
-        self._running = None
-        now = self.world.clock.elapsed()
+        index, started, cpus = self._running
+        self._running, self.ends_at = None, math.inf
         self.world.recorder.input_stopped(now, self.runtime.node_id, self.job_id, cpus)
         if not self._results:
             self._oldest_result = started
@@ -212,9 +230,8 @@ class SimWorker:
             return
         self.alive = False
         if self._running is not None:
-            index, started, cpus, timer = self._running
-            timer.cancel()
-            self._running = None
+            index, started, cpus = self._running
+            self._running, self.ends_at = None, math.inf
             now = self.world.clock.elapsed()
             assert self.job_id is not None
             self.world.recorder.input_stopped(now, self.runtime.node_id, self.job_id, cpus)
