@@ -22,6 +22,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from burla.core.clock import Clock
+from burla.core.errors import BurlaError
 from burla.core.kill_plan import plan_containers
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRuntime, Store
@@ -47,8 +48,8 @@ it runs, so it never waits for the node. Longer inputs are not held back that wa
 queued behind a 4-minute input would wait 4 minutes while nodes that join later idle."""
 BLOB_URL_S = 3600.0
 IDLE_POLL_MAX_S = 5.0
-"""Longest wait between two looks at an empty queue while no worker of the node is busy
-(inputs come back when a worker elsewhere is lost). A busy node looks at every result."""
+"""Longest wait between two looks at the job's queue once it was found empty (inputs
+come back to it only when a worker or node elsewhere is lost)."""
 REPORT_INTERVAL_S = 0.003
 """Shortest time between two reports to main_service."""
 
@@ -83,6 +84,15 @@ class Worker:
     """How long its inputs of this job run, as measured; unknown until its first result."""
 
 
+@dataclass(eq=False)
+class _Starting:
+    """Standby workers one start_standby still waits for, and the first that failed."""
+
+    left: int = 0
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: BurlaError | None = None
+
+
 @dataclass
 class Assignment:
     job: JobSpec
@@ -97,6 +107,8 @@ class Assignment:
     changed: dict[str, Worker] = field(default_factory=dict)
     """Workers whose room may have changed since (results came, inputs went, a worker
     was replaced): a wake of the feed looks at these only, not at every worker."""
+    look_again_at: float = 0.0
+    """When the feed claims from the queue again after finding it empty."""
 
     def __post_init__(self) -> None:
         self.changed = {w.name: w for w in self.workers}
@@ -139,6 +151,10 @@ class NodeService:
         self._payloads: list[bytes] = []
         self._done: list[tuple[str, int, bytes, Claim]] = []
         self._report_ready = anyio.Event()
+        self._news = False
+        """Urgent events are queued that no report has carried yet."""
+        self._flushing = False
+        self._last_report = -math.inf
         self._timed_out: dict[str, int] = {}
         self._stopping: dict[str, bool] = {}  # stopped on purpose -> restart it?
         self._restarting: dict[str, anyio.Event] = {}  # set once the replacement runs
@@ -153,8 +169,13 @@ class NodeService:
         tasks.start_soon(self._renew_leases)
 
     async def start_standby(self) -> None:
-        """One container per CPU per container spec, each pinned to its own CPU."""
+        """One container per CPU per container spec, each pinned to its own CPU. Returns
+        once every one said hello (or raises the first error); the task that started each
+        worker goes on reading from it: one task per worker, not one to start it and one
+        to read (a node of 96 CPUs starts 96 at once)."""
+        assert self._tasks is not None
         wanted = [(spec, cpu) for spec in self.specs for cpu in range(self.node_type.cpus)]
+        starting = _Starting()
         async with anyio.create_task_group() as group:
             for spec, cpu in wanted:
                 name = f"{self.node_id}-{_slug(spec.image)}-{cpu}"
@@ -162,9 +183,34 @@ class NodeService:
                 if restarting is not None:  # a worker that died is being replaced already
                     group.start_soon(restarting.wait)
                 elif name not in self.workers or self.workers[name].channel is None:
-                    group.start_soon(self._start_worker, name, spec, frozenset({cpu}))
+                    starting.left += 1
+                    self._tasks.start_soon(self._keep_worker, name, spec, cpu, starting)
+            if starting.left:
+                await starting.done.wait()
+        if starting.error is not None:
+            raise starting.error
+
+    async def _keep_worker(
+        self, name: str, spec: ContainerSpec, cpu: int, starting: _Starting
+    ) -> None:
+        """Start a standby worker, then read from it for as long as it lives."""
+        try:
+            worker = await self._connect_worker(name, spec, frozenset({cpu}))
+        except BurlaError as error:
+            starting.error = starting.error or error
+            return
+        finally:
+            starting.left -= 1
+            if not starting.left:
+                starting.done.set()
+        await self._read_worker(worker)
 
     async def _start_worker(self, name: str, spec: ContainerSpec, home: frozenset[int]) -> None:
+        worker = await self._connect_worker(name, spec, home)
+        assert self._tasks is not None
+        self._tasks.start_soon(self._read_worker, worker)
+
+    async def _connect_worker(self, name: str, spec: ContainerSpec, home: frozenset[int]) -> Worker:
         old = self.workers.get(name)
         port = old.port if old else self._new_port()
         cpuset = old.cpuset if old else home
@@ -179,8 +225,7 @@ class NodeService:
             env={**self.worker_env, "BURLA_STATUS_FILE": str(status_file)},
         )
         worker.channel = await self.connect_worker(port)
-        assert self._tasks is not None
-        self._tasks.start_soon(self._read_worker, worker)
+        return worker
 
     def _new_port(self) -> int:
         """A free port no other worker of this node has: ports picked one after another
@@ -294,21 +339,27 @@ class NodeService:
         idle_wait = 0.01
         while not assignment.ended and not assignment.failed:
             self._look_again(assignment)
-            wanted = sum(free for _, free in assignment.room.values())
-            if wanted > len(assignment.pending):
-                claims = await self.store.claim(
-                    queue_name(job_id), limit=wanted - len(assignment.pending), lease_s=LEASE_S
-                )
+            wanted = sum(free for _, free in assignment.room.values()) - len(assignment.pending)
+            if wanted > 0 and self.clock.now() >= assignment.look_again_at:
+                claims = await self.store.claim(queue_name(job_id), limit=wanted, lease_s=LEASE_S)
                 assignment.pending += claims
+                if len(claims) < wanted:
+                    # The queue is empty for now. Inputs come back to it only from a worker
+                    # or node that was lost, so it is looked at again after a pause that
+                    # grows, not at every result (most results of a job come after this).
+                    assignment.look_again_at = self.clock.now() + idle_wait
+                    idle_wait = min(idle_wait * 2, IDLE_POLL_MAX_S)
+                else:
+                    idle_wait, assignment.look_again_at = 0.01, 0.0
             if assignment.pending:
-                idle_wait = 0.01
                 await self._dispatch(assignment)
-            if not assignment.pending and not any(w.inflight for w in assignment.workers):
-                # Queue empty for now: inputs may still come back from a lost worker.
-                with anyio.move_on_after(idle_wait):
+                if assignment.pending and assignment.room:
+                    continue  # more to hand out at once
+            pause = assignment.look_again_at - self.clock.now()
+            if pause > 0 and not assignment.pending:
+                with anyio.move_on_after(pause):
                     await assignment.wake.wait()
-                idle_wait = min(idle_wait * 2, IDLE_POLL_MAX_S)
-            elif not assignment.pending or not assignment.room:
+            else:
                 await assignment.wake.wait()
             if assignment.wake.is_set():
                 assignment.wake = anyio.Event()
@@ -392,6 +443,8 @@ class NodeService:
                     self._event(["log", header["job_id"], index, stream, text])
             elif op == "job_error":
                 self._job_error(header.get("job_id"), header.get("message", ""))
+            if self._news:
+                await self._report_news()
         await self._worker_gone(worker, channel)
 
     def _take_results(self, worker: Worker, header: dict[str, Any], payload: bytes) -> None:
@@ -415,7 +468,8 @@ class NodeService:
         if assignment is not None:
             if assignment.job.job_id == job_id:
                 assignment.changed[worker.name] = worker
-            assignment.wake.set()
+            if assignment.pending or self.clock.now() >= assignment.look_again_at:
+                assignment.wake.set()  # else the feed looks at the empty queue in a while
 
     def _job_error(self, job_id: str | None, message: str) -> None:
         assignment = self.assignment
@@ -449,6 +503,7 @@ class NodeService:
                 self._event(["timed_out", job_id, worker.name, timed_out])
             else:
                 self._event(["died", job_id, worker.name, status[0] if status else None])
+            await self._report_news()
         worker.inflight.clear()
         await self.runtime.stop(worker.name)
         worker.status_file.unlink(missing_ok=True)
@@ -479,28 +534,46 @@ class NodeService:
 
     # Reporting -------------------------------------------------------------------------
     def _event(self, event: list[Any], payload: bytes = b"", *, urgent: bool = True) -> None:
-        """Queue an event for main_service; one that is not urgent waits for the next."""
+        """Queue an event for main_service; one that is not urgent waits for the next. The
+        task that queued an urgent one then calls _report_news."""
         self._events.append(event)
         if payload:
             self._payloads.append(payload)
         if urgent:
+            self._news = True
+
+    async def _report_news(self) -> None:
+        """Report as soon as there is news, from the task that heard it (no wake-up of
+        another task per result), but at most once per REPORT_INTERVAL_S and one report
+        at a time: what comes meanwhile is left to _flush_reports, so batches grow."""
+        if self._flushing or self.clock.now() < self._last_report + REPORT_INTERVAL_S:
             self._report_ready.set()
+        elif self._news:
+            await self.flush()
 
     async def _flush_reports(self) -> None:
-        """Report as soon as there is news, but at most once per REPORT_INTERVAL_S: under
-        load, what comes in meanwhile goes in the next report, so batches grow."""
-        last = -REPORT_INTERVAL_S
+        """Report the news _report_news left: once the interval has passed, or once the
+        report on its way is out."""
         while True:
             await self._report_ready.wait()
             self._report_ready = anyio.Event()
-            wait = last + REPORT_INTERVAL_S - self.clock.now()
+            wait = self._last_report + REPORT_INTERVAL_S - self.clock.now()
             if wait > 0:
                 await anyio.sleep(wait)
-            last = self.clock.now()
-            await self.flush()
+            if self._news and not self._flushing:
+                await self.flush()
 
     async def flush(self) -> None:
         """Make finished results durable, then tell main_service everything new."""
+        self._flushing, self._news, self._last_report = True, False, self.clock.now()
+        try:
+            await self._flush()
+        finally:
+            self._flushing = False
+            if self._news:
+                self._report_ready.set()  # what came meanwhile goes next
+
+    async def _flush(self) -> None:
         events, payloads, done = self._events, self._payloads, self._done
         self._events, self._payloads, self._done = [], [], []
         by_job: dict[str, list[tuple[int, bytes, Claim]]] = {}
