@@ -53,16 +53,15 @@ class _Steps(trio.abc.Instrument):
 
 @contextlib.contextmanager
 def _tuned_gc() -> Iterator[None]:
-    """Young objects only: a big cluster is millions of objects that live for the whole
-    run, which the older generations' collections would walk again and again."""
-    threshold = gc.get_threshold()
-    gc.collect()
+    """No collections during a run: a big cluster is millions of objects that live for
+    the whole run, which collections would walk again and again, while what it throws
+    away is freed by reference counting (peak memory is the same). What exists before
+    is frozen, so that the first collection after is no bigger than usual."""
     gc.freeze()
     gc.disable()
     try:
         yield
     finally:
-        gc.set_threshold(*threshold)
         gc.enable()
         gc.unfreeze()
 
@@ -157,8 +156,12 @@ def _at(sim: Simulation, moment: float | None) -> float | None:
 
 def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
     machines = [m for m in sim.recorder.machines.values() if log.job_id in m.jobs]
-    new = [m for m in machines if m.created >= sim.recorder.t0]
-    missing = log.n_inputs - len(log.results) if log.state != "canceled" else 0
+    # Standby nodes were up and idle when the job came; the others were started for it
+    # (or were still booting then).
+    standby = [m for m in machines if m.ready is not None and m.ready <= log.arrived]
+    # A canceled job, or one whose function did not load, has inputs that never ran.
+    ran = log.state in ("succeeded", "failed") and log.error is None
+    missing = log.n_inputs - len(log.results) if ran else 0
     return {
         "job_id": log.job_id,
         "user": log.user,
@@ -169,8 +172,8 @@ def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
         "time_to_first_start_s": _since(log, log.first_start),
         "time_to_first_result_s": _since(log, log.first_result),
         "duration_s": _since(log, log.done),
-        "standby_nodes_for_job": len(machines) - len(new),
-        "new_nodes_for_job": len(new),
+        "standby_nodes_for_job": len(standby),
+        "new_nodes_for_job": len(machines) - len(standby),
         "results_received": sum(log.results.values()),
         "results_stored": sim.stored.get(log.job_id, 0),
         "inputs_lost": max(0, missing),

@@ -1,0 +1,87 @@
+"""Every shipped scenario runs, keeps the invariants, and shows what it is about."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from burla.sim import run, scenario
+
+SMALL = [name for name in scenario.shipped() if name != "scale"]
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, dict[str, Any]]:
+    return {name: run.run(scenario.load(name)) for name in SMALL}
+
+
+def test_burla_ships_the_scenarios_the_simulator_promises() -> None:
+    assert set(scenario.shipped()) >= {
+        "seed",
+        "cold",
+        "burst",
+        "custom-image",
+        "node-loss",
+        "scale",
+    }
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_a_shipped_scenario_loses_nothing_and_ends_in_standby(
+    reports: dict[str, dict[str, Any]], name: str
+) -> None:
+    report = reports[name]
+    assert report["checks"] == {
+        "inputs_lost": 0,
+        "inputs_recorded_twice": 0,
+        "results_missing_from_store": 0,
+        "nodes_on_two_jobs": [],
+        "standby_restored": True,
+    }
+    for job in report["jobs"]:
+        assert job["state"] == "succeeded", job
+        assert job["results_received"] == job["results_stored"] == job["n_inputs"]
+    timeline = report["timeline"]
+    assert len(timeline["t"]) > 10
+    assert 0 < max(timeline["busy_cpus"]) <= report["peak_busy_cpus"]
+
+
+def test_burst_every_user_gets_results_within_the_node_cap(
+    reports: dict[str, dict[str, Any]],
+) -> None:
+    burst = reports["burst"]
+    assert len(burst["jobs"]) == 30
+    assert len({job["user"] for job in burst["jobs"]}) == 30
+    timeline = burst["timeline"]
+    states = zip(timeline["booting"], timeline["ready"], timeline["busy"], strict=True)
+    nodes = [sum(counts) for counts in states]
+    assert max(nodes) == 60  # the cap; machines being deleted meanwhile are not counted
+    # Nodes are single-tenant: the first jobs start on standby nodes, later ones wait.
+    firsts = sorted(job["time_to_first_result_s"] for job in burst["jobs"])
+    assert firsts[0] < 60 < firsts[-1]
+
+
+def test_a_new_image_is_built_once_then_the_same_image_starts_warm(
+    reports: dict[str, dict[str, Any]],
+) -> None:
+    first, again = reports["custom-image"]["jobs"]
+    assert first["time_to_first_start_s"] > 180  # the build, then a cold boot
+    assert again["time_to_first_start_s"] < 1.0
+    assert again["standby_nodes_for_job"] == 5
+
+
+def test_lost_nodes_and_containers_rerun_inputs_without_losing_any(
+    reports: dict[str, dict[str, Any]],
+) -> None:
+    report = reports["node-loss"]
+    assert [f["kind"] for f in report["faults"]] == [
+        "node_death",
+        "container_death",
+        "node_death",
+    ]
+    assert len(report["faults"][1]["targets"]) == 20
+    assert report["inputs_rerun"] > 0
+    (job,) = report["jobs"]
+    assert job["state"] == "succeeded"
+    assert job["results_received"] == 2000
