@@ -6,6 +6,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from benchmarks import sim_numbers
+
 COMPARED_WITH = {"W3_up": "W3_cold"}
 """Where peers have nothing to measure (n/a), burla's ratio is to their value here."""
 
@@ -71,6 +73,8 @@ def markdown(document: dict[str, Any]) -> str:
             f"- {r['workload']} / {r['system']}: {r['status']}: {one_line(r.get('error', ''))}"
             for r in problems
         ]
+    if simulated := sim_numbers.markdown(document.get("simulator")):
+        lines += ["", simulated.rstrip("\n")]
     leftovers = [r for r in document["pairs"] if r.get("leftovers")]
     if leftovers:
         lines += ["", "## Processes left behind by a pair (stopped by the runner)", ""]

@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import report, sim_numbers
 from benchmarks import workloads as w
 from benchmarks.pair import PROJECT_ROOT, last_json_line
 from benchmarks.systems import SCRATCH_ENV, SYSTEMS
@@ -71,6 +71,7 @@ def run(options: RunOptions) -> Path:
         write_json(out / "results.json", document)
         print(progress_line(done, len(pairs), result), flush=True)
     document["host"]["load_average_end"] = os.getloadavg()
+    document["simulator"] = sim_numbers.measure_if_installed()  # cloud scale, virtual time
     write_json(out / "results.json", document)
     (out / "results.md").write_text(report.markdown(document))
     chart = report.write_chart(document, out / "chart.png")

@@ -33,6 +33,9 @@ class JobLog:
     arrived: float
     submitted: float | None = None
     first_start: float | None = None
+    all_started: float | None = None
+    """When the last of its inputs started for the first time."""
+    started: int = 0
     first_result: float | None = None
     done: float | None = None
     state: str | None = None
@@ -88,8 +91,12 @@ class Recorder:
         self._busy(now, cpus)
         self.starts[(job_id, index)] += 1
         job = self.jobs.get(job_id)
-        if job is not None and job.first_start is None:
-            job.first_start = now
+        if job is not None and self.starts[(job_id, index)] == 1:
+            job.started += 1
+            if job.first_start is None:
+                job.first_start = now
+            if job.started == job.n_inputs:
+                job.all_started = now
         running = self._node_jobs_running.setdefault(node_id, Counter())
         running[job_id] += 1
         if len(running) > 1:

@@ -87,7 +87,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    timeline = report["timeline"]
+    timeline = {key: list(values) for key, values in report["timeline"].items()}
+    if timeline["t"]:  # hold the last state a little, so that it shows (steps are "post")
+        span = timeline["t"][-1] - timeline["t"][0]
+        for key, values in timeline.items():
+            values.append(values[-1] + max(span, 60) * 0.02 if key == "t" else values[-1])
     minutes = [t / 60 for t in timeline["t"]]
     figure, (nodes, cpus) = plt.subplots(2, 1, sharex=True, figsize=(10, 6.5))
     nodes.stackplot(

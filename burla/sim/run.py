@@ -170,6 +170,7 @@ def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
         "state": log.state,
         "error": log.error,
         "time_to_first_start_s": _since(log, log.first_start),
+        "time_to_all_started_s": _since(log, log.all_started),
         "time_to_first_result_s": _since(log, log.first_result),
         "duration_s": _since(log, log.done),
         "standby_nodes_for_job": len(standby),
