@@ -17,6 +17,9 @@ from burla.core.errors import InvalidRequestError
 _LENGTHS = struct.Struct(">II")
 PREFIX_SIZE = _LENGTHS.size
 MAX_HEADER = 16 * 1024 * 1024
+TRACEBACK_STREAM = "traceback"
+"""A worker's log line on this stream is the text of the traceback an input raised: read
+by people (the dashboard, `burla jobs show`), never printed by the client."""
 
 
 def encode(header: dict[str, Any] | list[Any], payload: bytes = b"") -> bytes:

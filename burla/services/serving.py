@@ -15,6 +15,8 @@ import uvicorn
 from anyio.abc import TaskGroup
 from fastapi import FastAPI
 
+GRACEFUL_SHUTDOWN_S = 3
+
 
 class Server(uvicorn.Server):
     """uvicorn, minus its own signal handling: our task group stops it, then cleans up
@@ -28,7 +30,14 @@ class Server(uvicorn.Server):
 async def start(app: FastAPI, sock: socket.socket, tasks: TaskGroup) -> Server:
     """Serve `app` on `sock` until SIGTERM or SIGINT, then cancel `tasks`."""
     # Clients keep connections alive between calls (burla.client.http reuses them for 20 s).
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=60)
+    # A dashboard's live feeds never end by themselves: shutting down cuts them after a while.
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=60,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
     server = Server(config)
     tasks.start_soon(_serve_then_cancel, server, sock, tasks)
     tasks.start_soon(_stop_on_signal, server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,8 +24,11 @@ def simulate(
     chosen = scenario.load(name_or_path)
 
     def publish(result: dict[str, Any]) -> None:
-        report.print_summary(result)
-        if json_out:
+        if json_out == "-":  # the report for a script, on stdout
+            sys.stdout.write(json.dumps(result, indent=1) + "\n")
+        else:
+            report.print_summary(result)
+        if json_out and json_out != "-":
             report.write_json(result, Path(json_out))
         if plot_out:
             report.plot(result, Path(plot_out))

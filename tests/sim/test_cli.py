@@ -65,3 +65,10 @@ def test_the_plot_shows_nodes_by_state_and_cpus_working(tmp_path: Path) -> None:
     png = tmp_path / "plot.png"
     report.plot(result, png)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_burla_sim_json_dash_prints_the_report_for_scripts() -> None:
+    done = burla("sim", "seed", "--json", "-")
+    assert done.returncode == 0, done.stderr
+    seed = json.loads(done.stdout)
+    assert (seed["cpus_now"], seed["nodes_started"]) == (480, 11)

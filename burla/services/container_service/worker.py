@@ -229,6 +229,9 @@ class Worker:
         except BaseException as error:
             if error.__traceback__ is not None:
                 error.__traceback__ = error.__traceback__.tb_next  # drop this frame
+            # Its text, for the dashboard and `burla jobs show`: main_service never
+            # unpickles the exception itself.
+            self._log(index, wire.TRACEBACK_STREAM, "".join(traceback.format_exception(error)))
             return pack_exception(error)
         finally:
             self.stdout.flush()

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from burla.core import wire
 from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.services import errors
+from burla.services.main_service import dashboard, operations, views
 from burla.services.main_service.service import UPLOADS, MainService
 from burla.services.store_keys import IN_BLOB, INLINE, job_key, result_key, results_prefix
 
@@ -36,7 +37,13 @@ def create_app(service: MainService, token: str) -> FastAPI:
         "a local cluster's is in its cluster.json; a cloud cluster's is printed by its "
         "main_service or kept in its --token-file"
     )
-    app.add_middleware(errors.BearerAuth, token=token, hint=hint)
+    app.add_middleware(
+        errors.BearerAuth,
+        token=token,
+        hint=hint,
+        cookie=dashboard.COOKIE,
+        public=dashboard.PUBLIC_PATHS,
+    )
     errors.install(app)
 
     @app.get("/health")
@@ -45,12 +52,12 @@ def create_app(service: MainService, token: str) -> FastAPI:
 
     @app.get("/cluster")
     async def cluster() -> dict[str, Any]:
-        return service.cluster_status()
+        return views.cluster_overview(service)
 
     @app.post("/restart_cluster")
     async def restart_cluster() -> dict[str, Any]:
         await service.restart()
-        return service.cluster_status()
+        return views.cluster_overview(service)
 
     @app.post("/uploads")
     async def uploads(body: Uploads) -> dict[str, Any]:
@@ -147,4 +154,7 @@ def create_app(service: MainService, token: str) -> FastAPI:
         await service.node_booted(node_id, body.address)
         return {"node_id": node_id}
 
+    # After the routes of jobs and nodes, which are matched first.
+    operations.install(app, service)
+    dashboard.install(app, service, token)
     return app

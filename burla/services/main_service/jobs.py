@@ -11,6 +11,7 @@ from burla.core.inputs import InputMachine
 from burla.core.models import JobSpec, JobState
 
 StreamEvent = tuple[list[Any], bytes]
+KEPT_TRACEBACKS = 1000
 
 
 @dataclass
@@ -32,6 +33,17 @@ class JobRun:
     error: str | None = None
     blob_prefixes: set[str] = field(default_factory=set)
     """Where its function and big inputs wait in the blob store, until it ends."""
+    tracebacks: dict[int, str] = field(default_factory=dict)
+    """The text of the last traceback each input raised (as its worker wrote it), for
+    people to read: the pickled exception itself is only for the client."""
+    submitted_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.submitted_at = self.machine.clock.now()
+
+    def keep_traceback(self, index: int, text: str) -> None:
+        if index in self.tracebacks or len(self.tracebacks) < KEPT_TRACEBACKS:
+            self.tracebacks[index] = text
 
     def publish(self, event: list[Any], payload: bytes = b"") -> None:
         self.stream.append((event, payload))

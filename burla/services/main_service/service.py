@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 
 from burla.core import cluster as c
 from burla.core import inputs as i
+from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.errors import (
     BurlaError,
@@ -350,7 +351,10 @@ class MainService:
                         await self._job_events(run, i.InputRaised(worker, index))
                 case "log":
                     _, _, index, stream, text = event
-                    run.publish(["log", index, stream, text])
+                    if stream == wire.TRACEBACK_STREAM:
+                        run.keep_traceback(index, text)
+                    else:
+                        run.publish(["log", index, stream, text])
                 case "died":
                     await self._job_events(run, i.WorkerDied(event[2], event[3]))
                 case "timed_out":

@@ -1,15 +1,13 @@
-"""The `burla` command."""
+"""`burla plan`: what the scheduler would decide for a job, without doing it."""
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from typing import Any
 
 import click
 
-from burla.core.errors import BurlaError
 from burla.core.kill_plan import plan_containers
 from burla.core.models import (
     ClusterConfig,
@@ -45,13 +43,7 @@ def _parse_groups(values: tuple[str, ...], ram_per_cpu: float) -> list[StandbyGr
     return groups
 
 
-@click.group()
-@click.version_option(package_name="burla")
-def cli() -> None:
-    """Run one Python function over many inputs on a cluster."""
-
-
-@cli.command()
+@click.command()
 @click.option(
     "--standby",
     "standby",
@@ -189,157 +181,6 @@ def plan(
         _print_plan(result)
 
 
-@cli.group()
-def local() -> None:
-    """The embedded local cluster: main_service, a node and its workers on this machine.
-
-    remote_parallel_map starts it on first use; these commands manage it by hand.
-    Its state lives in $BURLA_LOCAL_DIR (default ~/.burla/local); with --backend docker,
-    the cluster whose workers are Docker containers, in $BURLA_DOCKER_DIR (~/.burla/docker).
-    """
-
-
-BACKEND_OPTION = click.option(
-    "--backend",
-    type=click.Choice(["local", "docker"]),
-    default="local",
-    show_default=True,
-    help="Which of this machine's clusters: worker processes, or Docker containers.",
-)
-
-
-@local.command("up")
-@click.option(
-    "--cpus",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Workers on the node (default: $BURLA_LOCAL_CPUS, else this machine's CPUs).",
-)
-@BACKEND_OPTION
-def local_up(cpus: int | None, backend: str) -> None:
-    """Start the local cluster (a no-op if it runs).
-
-    \b
-    Example, 16 workers for I/O-bound work on any machine:
-      burla local up --cpus 16
-    """
-    from burla.client import local as local_cluster
-
-    root = local_cluster.local_dir(backend)
-    running = local_cluster.find(root)
-    cluster = running or local_cluster.start(root, cpus=cpus, backend=backend)
-    verb = "already running" if running else "started"
-    click.echo(f"local cluster {verb} at {cluster.url} (pid {cluster.pid}, {cluster.cpus} CPUs)")
-
-
-@local.command("down")
-@BACKEND_OPTION
-def local_down(backend: str) -> None:
-    """Stop the local cluster and every process it started."""
-    from burla.client import local as local_cluster
-
-    stopped = local_cluster.stop(local_cluster.local_dir(backend))
-    click.echo("local cluster stopped" if stopped else "no local cluster was running")
-
-
-@local.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@BACKEND_OPTION
-def local_status(as_json: bool, backend: str) -> None:
-    """Whether the local cluster runs, and its nodes. Exits 3 when it does not run."""
-    import httpx
-
-    from burla.client import local as local_cluster
-
-    cluster = local_cluster.find(local_cluster.local_dir(backend))
-    if cluster is None:
-        click.echo(json.dumps({"running": False}) if as_json else "no local cluster is running")
-        raise SystemExit(3)
-    headers = {"authorization": f"Bearer {cluster.token}"}
-    state = httpx.get(f"{cluster.url}/cluster", headers=headers, timeout=10).json()
-    if as_json:
-        click.echo(json.dumps({"running": True, "url": cluster.url, "pid": cluster.pid, **state}))
-        return
-    click.echo(f"local cluster at {cluster.url} (pid {cluster.pid}, {cluster.cpus} CPUs)")
-    for node in state["nodes"]:
-        job = f" running {node['job_id']}" if node["job_id"] else ""
-        click.echo(f"  {node['node_id']}  {node['cpus']} CPUs  {node['state']}{job}")
-
-
-@cli.group()
-def jobs() -> None:
-    """Jobs on the cluster."""
-
-
-@jobs.command("result")
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON list.")
-def jobs_result(job_id: str, as_json: bool) -> None:
-    """Wait for a job started with detach=True and print its results, one per line.
-
-    \b
-    Example:
-      burla jobs result job-1795615775-3fa9c2d1
-    """
-    from burla.client.map import job_results
-
-    results = job_results(job_id)
-    if as_json:
-        click.echo(json.dumps(results, default=repr))
-    else:
-        for value in results:
-            click.echo(repr(value))
-
-
-@cli.group()
-def image() -> None:
-    """Container images of the Docker backend."""
-
-
-@image.command("build")
-@click.option(
-    "--mirror",
-    default=None,
-    metavar="URL",
-    help="Debian mirror debootstrap installs from (default: http://deb.debian.org/debian).",
-)
-def image_build(mirror: str | None) -> None:
-    """Build the default worker image on this machine (about a minute, once; needs root).
-
-    Debian bookworm with python3, made with debootstrap and imported into the local
-    Docker engine: no registry is used. Prints progress and the image's tag.
-
-    Example: burla image build
-    """
-    from burla.backends.docker.image import DEFAULT_MIRROR, build_default_image
-
-    build_default_image(mirror=mirror or DEFAULT_MIRROR, echo=click.echo)
-
-
-@cli.command("sim")
-@click.argument("scenario")
-@click.option("--json", "json_out", metavar="PATH", help="Write the report as JSON here.")
-@click.option("--plot", "plot_out", metavar="PATH", help="Write the timeline plot (PNG) here.")
-def sim(scenario: str, json_out: str | None, plot_out: str | None) -> None:
-    """Simulate a cluster: the real main_service and node_services under virtual time.
-
-    SCENARIO is a shipped one (seed, cold, burst, custom-image, node-loss, scale) or the
-    path of a scenario file (.yaml or .json). Prints a summary; the JSON holds every
-    number, each job and the timeline. A run takes seconds of wall time.
-
-    \b
-    Example, the seed's 5 x 96-CPU standby and 1,000 inputs:
-      burla sim seed --json seed.json --plot seed.png
-    """
-    try:
-        from burla.sim.command import simulate
-    except ImportError as error:
-        raise click.UsageError(
-            f"the simulator needs its extra ({error}): pip install 'burla[sim]'"
-        ) from None
-    simulate(scenario, json_out, plot_out, exit_when_done=True)
-
-
 def _print_plan(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -362,23 +203,3 @@ def _print_plan(result: dict[str, Any]) -> None:
     for label, value in rows:
         table.add_row(label, str(value))
     Console().print(table)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the command; usage errors and refused requests print one line and exit 2."""
-    try:
-        cli.main(args=argv, prog_name="burla", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("burla: aborted", err=True)
-        return 130
-    except click.UsageError as error:
-        click.echo(f"burla: error: {error.format_message()}", err=True)
-        return 2
-    except BurlaError as error:
-        click.echo(f"burla: error: {error}", err=True)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,156 @@
+"""`burla cluster`, `burla standby`, `burla nodes`, `burla dashboard`: a running cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from burla.cli.connect import backend_option, session
+from burla.cli.output import emit, json_option, table
+
+
+@click.group()
+def cluster() -> None:
+    """The cluster your settings name (or --backend): its state, and a restart."""
+
+
+@cluster.command("status")
+@backend_option
+@json_option
+def cluster_status(backend: str | None, as_json: bool) -> None:
+    """Nodes by type and state, CPUs busy, jobs running, and the standby definition.
+
+    \b
+    Example:
+      burla cluster status --backend local --json
+    """
+    connection = session(backend)
+    state = connection.call("GET", "/cluster").json()
+    url = connection.cluster.url
+    emit({"url": url, **state}, as_json, lambda: _show_cluster(url, state))
+
+
+@cluster.command("restart")
+@backend_option
+@json_option
+def cluster_restart(backend: str | None, as_json: bool) -> None:
+    """Restart the cluster into its standby definition: nodes are replaced, running jobs
+    lose theirs.
+
+    \b
+    Example:
+      burla cluster restart
+    """
+    connection = session(backend)
+    state = connection.call("POST", "/restart_cluster").json()
+    url = connection.cluster.url
+    emit({"url": url, **state}, as_json, lambda: _show_cluster(url, state))
+
+
+def _show_cluster(url: str, state: dict[str, Any]) -> None:
+    click.echo(f"cluster at {url}: dashboard at {url}/dashboard")
+    click.echo(
+        f"CPUs busy: {state['cpus_busy']} of {state['cpus']}; jobs running: {state['jobs_running']}"
+    )
+    rows = [
+        (node_type, states.get("booting", 0), states.get("ready", 0), states.get("busy", 0))
+        for node_type, states in state["nodes_by_type"].items()
+    ]
+    table(("node type", "booting", "ready", "busy"), rows)
+    _show_standby(state["standby"])
+    for error in state["creation_errors"]:
+        click.echo(f"machine error: {error}", err=True)
+
+
+@click.group()
+def standby() -> None:
+    """The standby definition: the nodes and containers kept waiting for jobs."""
+
+
+@standby.command("show")
+@backend_option
+@json_option
+def standby_show(backend: str | None, as_json: bool) -> None:
+    """Print the standby definition (its --json is what `burla standby set` reads).
+
+    \b
+    Example:
+      burla standby show --json > standby.json
+    """
+    state = session(backend).call("GET", "/cluster").json()
+    emit(state["standby"], as_json, lambda: _show_standby(state["standby"]))
+
+
+@standby.command("set")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@backend_option
+@json_option
+def standby_set(file: Path, backend: str | None, as_json: bool) -> None:
+    """Replace the standby definition with FILE's (JSON, as `burla standby show --json`
+    prints) and restart the cluster into it.
+
+    \b
+    Example, keep two nodes of four CPUs waiting:
+      burla standby show --json > standby.json
+      (edit "count" and "cpus" in standby.json)
+      burla standby set standby.json
+    """
+    try:
+        definition = json.loads(file.read_text())
+    except ValueError as error:
+        raise click.BadParameter(f"{file} is not JSON: {error}", param_hint="FILE") from None
+    state = session(backend).call("PUT", "/standby", json_body=definition).json()
+    emit(state["standby"], as_json, lambda: _show_standby(state["standby"]))
+
+
+def _show_standby(definition: dict[str, Any]) -> None:
+    rows = [
+        (
+            group["count"],
+            group["node_type"]["name"],
+            group["node_type"]["cpus"],
+            group["node_type"]["ram_gb"],
+        )
+        for group in definition["nodes"]
+    ]
+    table(("standby nodes", "type", "CPUs", "RAM GB"), rows)
+    images = ", ".join(spec["image"] for spec in definition["containers"]) or "none"
+    click.echo(f"containers on every node: {images}")
+
+
+@click.command()
+@backend_option
+@json_option
+def nodes(backend: str | None, as_json: bool) -> None:
+    """The cluster's nodes: type, CPUs, state and the job each one runs.
+
+    \b
+    Example:
+      burla nodes --json
+    """
+    state = session(backend).call("GET", "/cluster").json()
+    rows = [(n["node_id"], n["type"], n["cpus"], n["state"], n["job_id"]) for n in state["nodes"]]
+    emit(state["nodes"], as_json, lambda: table(("node", "type", "CPUs", "state", "job"), rows))
+
+
+@click.command()
+@backend_option
+@json_option
+def dashboard(backend: str | None, as_json: bool) -> None:
+    """Print the link that opens the cluster's web dashboard in a browser, signed in.
+
+    The link holds the cluster's token: the browser keeps it in a cookie and drops it
+    from the address. Anyone with the link can use the cluster; share it as you would
+    the token.
+
+    \b
+    Example:
+      burla dashboard
+    """
+    connection = session(backend)
+    connection.call("GET", "/health")
+    url = f"{connection.cluster.url}/dashboard?token={connection.cluster.token}"
+    emit({"url": url}, as_json, lambda: click.echo(url))

@@ -1,0 +1,61 @@
+"""Which cluster a `burla` command talks to, found without starting one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from burla.core.errors import ClusterUnavailableError
+
+if TYPE_CHECKING:
+    from burla.client.map import Session
+
+F = TypeVar("F", bound=Callable[..., Any])
+BACKENDS = ("local", "docker", "gcp")
+
+
+def backend_option(function: F) -> F:
+    option = click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        default=None,
+        help="Which cluster: this machine's (local, docker) or the cloud one in your "
+        "settings (gcp). Default: $BURLA_BACKEND or the config file, else local.",
+    )
+    return option(function)
+
+
+def session(backend: str | None) -> Session:
+    """A session with the cluster `backend` names; ClusterUnavailableError (exit 3) when
+    it does not run: these commands look at a cluster, they do not start one."""
+    from burla.client import local
+    from burla.client.map import Session  # the client's imports, only when needed
+    from burla.core.settings import config_path, load_settings
+
+    settings = load_settings()
+    chosen = backend or settings.backend
+    if chosen == "gcp":
+        if not settings.main_url or not settings.token:
+            raise ClusterUnavailableError(
+                "no cloud cluster is set: put main_url and token in "
+                f"{config_path(os.environ)} (or BURLA_MAIN_URL and BURLA_TOKEN)"
+            )
+        return _closed_after_command(
+            Session(local.ClusterInfo(settings.main_url, settings.token, pid=0, cpus=0))
+        )
+    root = local.local_dir(chosen)
+    cluster = local.find(root)
+    if cluster is None:
+        flag = " --backend docker" if chosen == "docker" else ""
+        raise ClusterUnavailableError(
+            f"no {chosen} cluster is running (in {root}); start it with `burla local up{flag}`"
+        )
+    return _closed_after_command(Session(cluster))
+
+
+def _closed_after_command(opened: Session) -> Session:
+    click.get_current_context().call_on_close(opened.close)
+    return opened

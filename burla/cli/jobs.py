@@ -1,0 +1,164 @@
+"""`burla jobs`: list jobs, and show, follow, cancel or collect one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import traceback
+from typing import Any
+
+import click
+
+from burla.cli.connect import backend_option, session
+from burla.cli.output import JOB_FAILED, emit, json_option, table
+
+
+@click.group(invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Also jobs that ended long ago.")
+@backend_option
+@json_option
+@click.pass_context
+def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: bool) -> None:
+    """Jobs on the cluster, newest first: those running or ended in the last minutes
+    (with --all, every job the cluster has a record of).
+
+    \b
+    Examples:
+      burla jobs
+      burla jobs show job-1795615775-3fa9c2d1
+      burla jobs logs job-1795615775-3fa9c2d1 --follow
+    """
+    if context.invoked_subcommand is not None:
+        return
+    found = session(backend).call("GET", "/jobs", params={"all": show_all}).json()["jobs"]
+    rows = [
+        (
+            job["job_id"],
+            job["state"],
+            f"{job['finished']}/{job['n_inputs']}" if "finished" in job else job["n_inputs"],
+            job.get("failed", ""),
+            _clock(job.get("submitted_at")),
+        )
+        for job in found
+    ]
+    emit(found, as_json, lambda: table(("job", "state", "done", "failed", "submitted"), rows))
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@backend_option
+@json_option
+def jobs_show(job_id: str, backend: str | None, as_json: bool) -> None:
+    """A job's state, its inputs by status, and why each failed input failed. Exits 1
+    when the job failed.
+
+    \b
+    Example:
+      burla jobs show job-1795615775-3fa9c2d1
+    """
+    connection = session(backend)
+    job = connection.call("GET", f"/jobs/{job_id}").json()
+    held = "inputs" in job
+    errors = connection.call("GET", f"/jobs/{job_id}/errors").json()["errors"] if held else []
+
+    def show() -> None:
+        click.echo(f"{job_id}: {job['state']}, {job['spec']['n_inputs']} inputs")
+        if held:
+            table(("status", "inputs"), sorted(job["inputs"].items()))
+        if job.get("error"):
+            click.echo(job["error"])
+        for error in errors:
+            click.echo(f"input {error['input']} failed:\n{error['text'].rstrip()}")
+
+    emit({**job, "errors": errors}, as_json, show)
+    if job["state"] in ("failed", "canceled"):
+        raise SystemExit(JOB_FAILED)
+
+
+@jobs.command("logs")
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends.")
+@backend_option
+@json_option
+def jobs_logs(job_id: str, follow: bool, backend: str | None, as_json: bool) -> None:
+    """What a job's inputs printed, each line with its input, and why inputs failed.
+
+    With --json, one JSON object per line: {"input", "stream", "text"}.
+
+    \b
+    Example:
+      burla jobs logs job-1795615775-3fa9c2d1 --follow
+    """
+    connection = session(backend)
+    cursor = 0
+    while True:
+        params = {"after": cursor, "wait": 10 if follow else 0}
+        page = connection.call("GET", f"/jobs/{job_id}/logs", params=params).json()
+        for line in page["lines"]:
+            if as_json:
+                click.echo(json.dumps(line))
+            else:
+                label = "failed" if line["stream"] == "error" else line["stream"]
+                text = line["text"].rstrip("\n").replace("\n", f"\n[{line['input']}] ")
+                click.echo(f"[{line['input']}] {text}", err=label != "stdout")
+        cursor = page["next"]
+        if not follow or (page["state"] != "running" and not page["lines"]):
+            return
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@backend_option
+@json_option
+def jobs_cancel(job_id: str, backend: str | None, as_json: bool) -> None:
+    """Cancel a job: inputs not yet done never run; the job's nodes go back to standby.
+
+    \b
+    Example:
+      burla jobs cancel job-1795615775-3fa9c2d1
+    """
+    connection = session(backend)
+    connection.call("GET", f"/jobs/{job_id}")  # exit 4 for a job that does not exist
+    answer = connection.call("POST", f"/jobs/{job_id}/cancel").json()
+    emit(answer, as_json, lambda: click.echo(f"{job_id}: {answer['state']}"))
+
+
+@jobs.command("result")
+@click.argument("job_id")
+@backend_option
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON list.")
+def jobs_result(job_id: str, backend: str | None, as_json: bool) -> None:
+    """Wait for a job (started with detach=True) and print its results, one per line.
+
+    A result that is not JSON prints as its repr. Exits 1 when an input failed, with the
+    remote traceback on stderr.
+
+    \b
+    Example:
+      burla jobs result job-1795615775-3fa9c2d1 --json
+    """
+    from burla.client.map import job_results
+    from burla.core.errors import BurlaError
+
+    session(backend)  # exit 3 when no cluster runs, rather than starting one
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # its printed lines; results go to stdout
+            results = job_results(job_id, backend)
+    except BurlaError:
+        raise
+    except Exception as error:  # the function's own exception, re-raised here
+        index = getattr(error, "burla_input_index", "?")
+        click.echo("".join(traceback.format_exception(error)).rstrip(), err=True)
+        click.echo(f"burla: input {index} of {job_id} raised {error!r}", err=True)
+        raise SystemExit(JOB_FAILED) from None
+    if as_json:
+        click.echo(json.dumps(results, default=repr))
+    else:
+        for value in results:
+            click.echo(repr(value))
+
+
+def _clock(epoch_s: Any) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch_s)) if epoch_s else ""

@@ -1,0 +1,134 @@
+"""The web dashboard main_service serves at /dashboard: plain HTML, JavaScript and CSS
+shipped in the package, and two live feeds (server-sent events).
+
+The feeds read main_service's state on a timer while a page is open: a job's own path
+does no work for them, with or without a dashboard. The page and its files hold no
+cluster data and need no token; everything else does. A browser gives the token once
+(the login form, or a link ending in `?token=`), and from then on sends it in an
+HttpOnly cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
+
+from burla.services.main_service import views
+from burla.services.main_service.service import MainService
+
+COOKIE = "burla_token"
+STATIC = Path(__file__).parent / "static"
+FILES = {
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
+PUBLIC_PATHS = (
+    "/dashboard",
+    "/dashboard/",
+    "/dashboard/login",
+    *(f"/dashboard/static/{name}" for name in FILES),
+)
+"""Paths a browser may load without the token (BearerAuth's `public`)."""
+CLUSTER_EVERY_S = 1.0
+JOB_EVERY_S = 0.5
+KEEPALIVE_S = 15.0
+LINES_PER_UPDATE = 500
+LETTERS_SHOWN = 5000
+"""The job page draws one square per input for the first this many inputs."""
+
+
+def install(app: FastAPI, service: MainService, token: str) -> None:
+    page = (STATIC / "index.html").read_bytes()
+    files = {name: ((STATIC / name).read_bytes(), kind) for name, kind in FILES.items()}
+
+    @app.get("/dashboard", include_in_schema=False)
+    @app.get("/dashboard/", include_in_schema=False)
+    async def dashboard(request: Request) -> Response:
+        given = request.query_params.get("token")
+        if given is not None:
+            # A link with the token: keep it in the cookie, and take it out of the address
+            # bar (and the browser's history).
+            return _signed_in(given, token)
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    @app.get("/dashboard/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        content, kind = files[name]
+        return Response(content, media_type=kind, headers={"cache-control": "no-cache"})
+
+    @app.post("/dashboard/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        return _signed_in(form.get("token", [""])[0], token)
+
+    @app.post("/dashboard/logout", include_in_schema=False)
+    async def logout() -> Response:
+        response = RedirectResponse("/dashboard", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @app.get("/dashboard/feed/cluster", include_in_schema=False)
+    async def cluster_feed() -> Response:
+        def snapshot() -> dict[str, Any]:
+            return {
+                "cluster": views.cluster_overview(service),
+                "jobs": views.running_jobs(service),
+            }
+
+        return _event_stream(_changes(snapshot, CLUSTER_EVERY_S))
+
+    @app.get("/dashboard/feed/jobs/{job_id}", include_in_schema=False)
+    async def job_feed(job_id: str) -> Response:
+        run = service.job(job_id)  # 404 for a job main_service no longer holds
+        cursor = 0
+
+        def snapshot() -> dict[str, Any]:
+            nonlocal cursor
+            lines, cursor = views.job_lines(run, cursor, LINES_PER_UPDATE)
+            return {
+                "job": views.job_summary(run),
+                "busy_cpus": views.busy_cpus(run),
+                "letters": views.status_letters(run, LETTERS_SHOWN),
+                "lines": lines,
+                "next": cursor,  # the same line printed twice is still news
+            }
+
+        return _event_stream(_changes(snapshot, JOB_EVERY_S))
+
+
+def _signed_in(given: str, token: str) -> Response:
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return RedirectResponse("/dashboard#denied", status_code=303)
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+    return response
+
+
+async def _changes(snapshot: Callable[[], dict[str, Any]], every_s: float) -> AsyncIterator[str]:
+    """Server-sent events: the snapshot whenever it differs from the last one sent, and a
+    comment now and then so that proxies keep the connection open."""
+    last = ""
+    quiet_s = 0.0
+    while True:
+        data = json.dumps(snapshot(), separators=(",", ":"))
+        if data != last:
+            yield f"data: {data}\n\n"
+            last, quiet_s = data, 0.0
+        elif quiet_s >= KEEPALIVE_S:
+            yield ": still here\n\n"
+            quiet_s = 0.0
+        await anyio.sleep(every_s)
+        quiet_s += every_s
+
+
+def _event_stream(events: AsyncIterator[str]) -> Response:
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)

@@ -1,0 +1,88 @@
+"""main_service's routes for operating a cluster: list jobs, read a job's inputs, lines and
+errors, change the standby definition. What `burla` commands and the dashboard read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from burla.core.errors import InvalidRequestError, NotFoundError
+from burla.core.models import ClusterConfig
+from burla.services.main_service import views
+from burla.services.main_service.jobs import JobRun
+from burla.services.main_service.service import FORGET_AFTER_S, MainService
+
+JOBS_PREFIX = "jobs/"
+MAX_WAIT_S = 30.0
+
+
+def install(app: FastAPI, service: MainService) -> None:
+    def held(job_id: str) -> JobRun:
+        run = service.jobs.get(job_id)
+        if run is None:
+            raise NotFoundError(
+                f"main_service holds no job {job_id}: a job's inputs and lines are kept "
+                f"{FORGET_AFTER_S / 60:g} minutes after it ends (its results stay: "
+                f"`burla jobs result {job_id}`); list jobs with `burla jobs --all`"
+            )
+        return run
+
+    @app.get("/jobs")
+    async def list_jobs(all: bool = False, limit: int = 100) -> dict[str, Any]:
+        """Jobs held in memory, newest first; with `all`, then those only in the Store."""
+        jobs = views.running_jobs(service)[:limit]
+        if all and len(jobs) < limit:
+            docs = await service.store.list(JOBS_PREFIX, limit=10_000)
+            for doc in docs:
+                job_id = doc.key.removeprefix(JOBS_PREFIX)
+                if job_id in service.jobs or len(jobs) >= limit:
+                    continue
+                spec = doc.data.get("spec", {})
+                jobs.append(
+                    {
+                        "job_id": job_id,
+                        "state": doc.data.get("state"),
+                        "n_inputs": spec.get("n_inputs"),
+                        "func_cpu": spec.get("func_cpu"),
+                        "image": spec.get("image"),
+                        "error": doc.data.get("error"),
+                    }
+                )
+        return {"jobs": jobs}
+
+    @app.get("/jobs/{job_id}/inputs")
+    async def inputs(job_id: str, after: int = -1, limit: int = 1000) -> dict[str, Any]:
+        run = held(job_id)
+        return {"inputs": views.input_statuses(run, after, min(limit, 10_000))}
+
+    @app.get("/jobs/{job_id}/logs")
+    async def logs(job_id: str, after: int = 0, wait: float = 0.0) -> dict[str, Any]:
+        """Printed lines and failures after stream position `after`; with `wait`, waits
+        up to that long for some."""
+        run = held(job_id)
+        if wait > 0:
+            await run.wait_after(after, min(wait, MAX_WAIT_S))
+        lines, cursor = views.job_lines(run, after, 10_000)
+        return {"lines": lines, "next": cursor, "state": run.state.value}
+
+    @app.get("/jobs/{job_id}/errors")
+    async def job_errors(job_id: str) -> dict[str, Any]:
+        return {"errors": views.job_errors(held(job_id))}
+
+    @app.put("/standby")
+    async def set_standby(body: dict[str, Any]) -> dict[str, Any]:
+        """Replace the standby definition and restart the cluster into it."""
+        current = service.cluster.config.model_dump()
+        try:
+            config = ClusterConfig.model_validate({**current, "standby": body})
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"][1:]) or "the definition"
+            raise InvalidRequestError(
+                f"not a standby definition: {where}: {first['msg']}; "
+                "see `burla standby show --json` for its shape"
+            ) from None
+        await service.restart(config)
+        return views.cluster_overview(service)

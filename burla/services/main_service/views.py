@@ -1,0 +1,116 @@
+"""What people see of the cluster and its jobs, as JSON: built from main_service's state
+when someone asks (a `burla` command, an open dashboard), never on a job's own path."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from burla.core.inputs import InputStatus
+from burla.services.main_service.jobs import JobRun
+from burla.services.main_service.service import MainService
+
+STATUS_LETTERS = {
+    InputStatus.QUEUED: "q",
+    InputStatus.LEASED: "r",  # a worker holds it: running, or next in its batch
+    InputStatus.RUNNING: "r",
+    InputStatus.SUCCEEDED: "s",
+    InputStatus.FAILED: "f",
+    InputStatus.CANCELED: "c",
+}
+"""One letter per input: a job's inputs fit in one short string."""
+
+
+def job_summary(run: JobRun) -> dict[str, Any]:
+    counts = Counter(record.status.value for record in run.machine.inputs)
+    finished = sum(n for status, n in counts.items() if InputStatus(status).finished)
+    return {
+        "job_id": run.spec.job_id,
+        "state": run.state.value,
+        "n_inputs": run.spec.n_inputs,
+        "finished": finished,
+        "failed": counts.get(InputStatus.FAILED.value, 0),
+        "inputs": dict(counts),
+        "func_cpu": run.spec.func_cpu,
+        "image": run.spec.image,
+        "submitted_at": run.submitted_at,
+        "error": run.error,
+    }
+
+
+def running_jobs(service: MainService) -> list[dict[str, Any]]:
+    """Jobs main_service holds in memory (running, or ended in the last minutes), newest
+    first."""
+    runs = sorted(service.jobs.values(), key=lambda run: run.submitted_at, reverse=True)
+    return [job_summary(run) for run in runs]
+
+
+def busy_cpus(run: JobRun) -> int:
+    """CPUs of the workers that hold inputs of this job now."""
+    holding = sum(1 for worker in run.machine.workers.values() if worker.leased)
+    return holding * run.spec.func_cpu
+
+
+def cluster_overview(service: MainService) -> dict[str, Any]:
+    status = service.cluster_status()
+    by_type: dict[str, dict[str, int]] = {}
+    for node in status["nodes"]:
+        states = by_type.setdefault(node["type"], {})
+        states[node["state"]] = states.get(node["state"], 0) + 1
+    running = [run for run in service.jobs.values() if not run.state.finished]
+    return {
+        **status,
+        "nodes_by_type": by_type,
+        "cpus": sum(node["cpus"] for node in status["nodes"]),
+        "cpus_busy": sum(busy_cpus(run) for run in running),
+        "jobs_running": len(running),
+    }
+
+
+def input_statuses(run: JobRun, after: int = -1, limit: int = 1000) -> list[dict[str, Any]]:
+    """Inputs after index `after`, each with its status, tries and the worker on it."""
+    records = run.machine.inputs[after + 1 : after + 1 + limit]
+    return [
+        {
+            "index": index,
+            "status": record.status.value,
+            "attempts": record.attempts,
+            "worker": record.worker,
+        }
+        for index, record in enumerate(records, start=after + 1)
+    ]
+
+
+def status_letters(run: JobRun, limit: int) -> str:
+    return "".join(STATUS_LETTERS[record.status] for record in run.machine.inputs[:limit])
+
+
+def job_lines(run: JobRun, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Printed lines and failed inputs after stream position `after` (at most `limit`
+    stream events are looked at), and the position to read from next."""
+    events = run.stream[after : after + limit]
+    lines: list[dict[str, Any]] = []
+    for event, payload in events:
+        if event[0] == "log":
+            lines.append({"input": event[1], "stream": event[2], "text": event[3]})
+        elif event[0] == "result" and event[2] != "ok":
+            text = failure_text(run, event[1], event[2], payload)
+            lines.append({"input": event[1], "stream": "error", "text": text})
+    return lines, after + len(events)
+
+
+def job_errors(run: JobRun) -> list[dict[str, Any]]:
+    lines, _ = job_lines(run, 0, len(run.stream))
+    return [line for line in lines if line["stream"] == "error"]
+
+
+def failure_text(run: JobRun, index: int, kind: str, payload: bytes) -> str:
+    """Why an input failed, as text: the traceback its worker wrote, or the cluster's own
+    message. A raised exception's pickled bytes are the client's to read, not ours."""
+    if kind == "raised":
+        return run.tracebacks.get(index, f"input {index} raised (its traceback was not kept)")
+    details = json.loads(payload)
+    if kind == "raised_text":
+        return str(details["traceback"])
+    return str(details["message"])
