@@ -6,6 +6,7 @@ from hypothesis import settings
 # The real components' session fixtures, registered once: every module that needs an
 # emulator or daemon shares the one the session started.
 pytest_plugins = [
+    "tests.components.chromium",
     "tests.components.compute_api",
     "tests.components.docker",
     "tests.components.firestore",

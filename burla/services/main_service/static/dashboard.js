@@ -118,7 +118,7 @@ function renderJob(data) {
   appendLines(data.lines);
 }
 
-const STATUS_NAMES = { q: "queued", r: "running", s: "succeeded", f: "failed", c: "canceled" };
+const STATUS_NAMES = { q: "queued", r: "at a worker", s: "succeeded", f: "failed", c: "canceled" };
 
 function renderCells(letters, total) {
   const cells = $("cells");
