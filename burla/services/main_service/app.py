@@ -9,18 +9,16 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from pydantic import BaseModel
 
 from burla.core import wire
-from burla.core.errors import InvalidRequestError, NotFoundError
+from burla.core.errors import NotFoundError
 from burla.services import errors
 from burla.services.main_service import dashboard, operations, views
+from burla.services.main_service.job_routes import FRAMES, JobRoutes
 from burla.services.main_service.service import UPLOADS, MainService
-from burla.services.store_keys import IN_BLOB, INLINE, job_key, result_key, results_prefix
-
-FRAMES = "application/x-burla-frames"
-MAX_WAIT_S = 30.0
+from burla.services.store_keys import job_key, result_key, results_prefix
 
 
 class Booted(BaseModel):
@@ -37,6 +35,8 @@ def create_app(service: MainService, token: str) -> FastAPI:
         "a local cluster's is in its cluster.json; a cloud cluster's is printed by its "
         "main_service or kept in its --token-file"
     )
+    # Middleware added last runs first: the token is checked before the job routes.
+    app.add_middleware(JobRoutes, service=service)
     app.add_middleware(
         errors.BearerAuth,
         token=token,
@@ -67,31 +67,6 @@ def create_app(service: MainService, token: str) -> FastAPI:
         urls = [await service.blobs.signed_url(k, method="PUT", expires_s=3600) for k in keys]
         return {"keys": keys, "urls": urls}
 
-    @app.post("/jobs")
-    async def submit(request: Request, wait: float = 0.0) -> Response:
-        """Start a job. With `wait`, answer when the job is done or `wait` s have passed,
-        with the job's events so far: a short job needs no second request."""
-        frames = wire.decode_all(await request.body())
-        try:
-            header, function = next(frames)
-        except StopIteration:
-            raise InvalidRequestError("a job body starts with the job's frame") from None
-        items: list[tuple[str, bytes]] = []
-        uploads: list[str] = []
-        for item_header, data in frames:
-            index = item_header["i"]
-            blob = item_header.get("blob")
-            if blob:
-                uploads.append(blob)
-            items.append((str(index), IN_BLOB + blob.encode() if blob else INLINE + data))
-        function_key = header.get("function_key")
-        if function_key:
-            uploads.append(function_key)
-        job_id = await service.submit(
-            header["spec"], function or None, function_key, items, header.get("job_id"), uploads
-        )
-        return await stream(job_id, 0, wait, until_done=True)
-
     @app.get("/jobs/{job_id}")
     async def job(job_id: str) -> dict[str, Any]:
         run = service.jobs.get(job_id)
@@ -110,24 +85,6 @@ def create_app(service: MainService, token: str) -> FastAPI:
             "error": run.error,
             "inputs": counts,
         }
-
-    @app.get("/jobs/{job_id}/events")
-    async def events(job_id: str, after: int = 0, wait: float = 10.0) -> Response:
-        """Results and printed lines after `after`, waiting up to `wait` s for any."""
-        return await stream(job_id, after, wait)
-
-    async def stream(job_id: str, after: int, wait: float, *, until_done: bool = False) -> Response:
-        run = service.job(job_id)
-        await run.wait_after(after, min(max(wait, 0.0), MAX_WAIT_S), until_done=until_done)
-        new = run.stream[after:]
-        head = {
-            "job_id": job_id,
-            "state": run.state.value,
-            "next": after + len(new),
-            "error": run.error,
-        }
-        body = wire.encode(head) + wire.encode_many([(event, data) for event, data in new])
-        return Response(body, media_type=FRAMES)
 
     @app.get("/jobs/{job_id}/results")
     async def results(job_id: str, after: int = -1, limit: int = 1000) -> Response:

@@ -109,6 +109,8 @@ class Assignment:
     was replaced): a wake of the feed looks at these only, not at every worker."""
     look_again_at: float = 0.0
     """When the feed claims from the queue again after finding it empty."""
+    claimed: int = 0
+    """Inputs this node has claimed for the job, counting any claimed again."""
 
     def __post_init__(self) -> None:
         self.changed = {w.name: w for w in self.workers}
@@ -343,10 +345,12 @@ class NodeService:
             if wanted > 0 and self.clock.now() >= assignment.look_again_at:
                 claims = await self.store.claim(queue_name(job_id), limit=wanted, lease_s=LEASE_S)
                 assignment.pending += claims
-                if len(claims) < wanted:
-                    # The queue is empty for now. Inputs come back to it only from a worker
-                    # or node that was lost, so it is looked at again after a pause that
-                    # grows, not at every result (most results of a job come after this).
+                assignment.claimed += len(claims)
+                if len(claims) < wanted or assignment.claimed >= assignment.job.n_inputs:
+                    # The queue is empty for now (or must be: this node has had every
+                    # input). Inputs come back to it only from a worker or node that was
+                    # lost, so it is looked at again after a pause that grows, not at
+                    # every result (most results of a job come after this).
                     assignment.look_again_at = self.clock.now() + idle_wait
                     idle_wait = min(idle_wait * 2, IDLE_POLL_MAX_S)
                 else:

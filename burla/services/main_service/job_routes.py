@@ -1,0 +1,152 @@
+"""The two requests of every job, served as plain ASGI: POST /jobs and GET /jobs/{id}/events.
+
+A warm call of remote_parallel_map is one POST /jobs, answered once its results are in.
+FastAPI's routing, dependency and middleware layers cost that call about a quarter of a
+millisecond on the way in and again on the way out, so these two routes sit in front of
+the framework; every other route goes on to it. Errors are answered as the framework's
+routes answer them: JSON with the error's type and message.
+
+Job bodies are frames (burla.core.wire): a pickled function or input travels as opaque
+bytes and is never unpickled here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from burla.core import wire
+from burla.core.errors import BurlaError, InvalidRequestError
+from burla.services.errors import status_of
+from burla.services.main_service.service import MainService
+from burla.services.store_keys import IN_BLOB, INLINE
+
+FRAMES = "application/x-burla-frames"
+MAX_WAIT_S = 30.0
+EVENTS_WAIT_S = 10.0
+
+
+class JobRoutes:
+    def __init__(self, app: ASGIApp, service: MainService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method, path = scope["method"], scope["path"]
+            if method == "POST" and path == "/jobs":
+                await self._answer(send, self._submit(scope, receive))
+                return
+            if method == "GET" and path.startswith("/jobs/") and path.endswith("/events"):
+                job_id = path[len("/jobs/") : -len("/events")]
+                if job_id and "/" not in job_id:
+                    await self._answer(send, self._events(scope, job_id))
+                    return
+        await self.app(scope, receive, send)
+
+    async def _submit(self, scope: Scope, receive: Receive) -> bytes:
+        """Start a job. With `wait`, answer when the job is done or `wait` s have passed,
+        with the job's events so far: a short job needs no second request."""
+        wait = _query(scope, "wait", float, 0.0)
+        header, function, items, uploads = _job_body(await _body(receive))
+        function_key = header.get("function_key")
+        if function_key:
+            uploads.append(function_key)
+        job_id = await self.service.submit(
+            header["spec"],
+            function or None,
+            function_key,
+            items,
+            header.get("job_id"),
+            uploads,
+        )
+        return await self._stream(job_id, 0, wait, until_done=True)
+
+    async def _events(self, scope: Scope, job_id: str) -> bytes:
+        """Results and printed lines after `after`, waiting up to `wait` s for any."""
+        after = _query(scope, "after", int, 0)
+        wait = _query(scope, "wait", float, EVENTS_WAIT_S)
+        return await self._stream(job_id, after, wait)
+
+    async def _stream(
+        self, job_id: str, after: int, wait: float, *, until_done: bool = False
+    ) -> bytes:
+        run = self.service.job(job_id)
+        after = max(after, 0)
+        await run.wait_after(after, min(max(wait, 0.0), MAX_WAIT_S), until_done=until_done)
+        new = run.stream[after:]
+        head = {
+            "job_id": job_id,
+            "state": run.state.value,
+            "next": after + len(new),
+            "error": run.error,
+        }
+        return wire.encode(head) + wire.encode_many([(event, data) for event, data in new])
+
+    @staticmethod
+    async def _answer(send: Send, body_coming: Any) -> None:
+        try:
+            status, media, body = 200, FRAMES, await body_coming
+        except BurlaError as error:
+            status, media = status_of(error), "application/json"
+            body = json.dumps({"error": type(error).__name__, "message": str(error)}).encode()
+        except ValidationError as error:  # the job's spec
+            status, media = 400, "application/json"
+            message = f"the job's spec is not valid: {error}"
+            body = json.dumps({"error": "InvalidRequestError", "message": message}).encode()
+        headers = [
+            (b"content-type", media.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequestError("the client went away before its job was read")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _job_body(
+    body: bytes,
+) -> tuple[dict[str, Any], bytes, list[tuple[str, bytes]], list[str]]:
+    """A job body's header, function, queue items and the blobs it refers to."""
+    try:
+        frames = wire.decode_all(body)
+        header, function = next(frames)
+        items: list[tuple[str, bytes]] = []
+        uploads: list[str] = []
+        for item_header, data in frames:
+            index, blob = int(item_header["i"]), item_header.get("blob")
+            if blob:
+                uploads.append(str(blob))
+                items.append((str(index), IN_BLOB + str(blob).encode()))
+            else:
+                items.append((str(index), INLINE + data))
+    except StopIteration:
+        raise InvalidRequestError("a job body starts with the job's frame") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidRequestError(f"the job body is not a job's frames: {error}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("spec"), dict):
+        raise InvalidRequestError("a job body starts with the job's frame, which holds its spec")
+    return header, function, items, uploads
+
+
+def _query(scope: Scope, name: str, kind: type[float] | type[int], default: float) -> Any:
+    for key, value in parse_qsl(scope["query_string"].decode("latin-1")):
+        if key == name:
+            try:
+                return kind(value)
+            except ValueError:
+                raise InvalidRequestError(f"{name}={value!r} is not a number") from None
+    return default
