@@ -59,6 +59,12 @@ def test_a_running_job_live(cluster: local.ClusterInfo, browser_page):
             "() => Number(document.getElementById('cpus-busy').textContent) > 0",
             timeout=TIMEOUT_MS,
         )
+        # The job's row advances by itself: its first inputs come in while we watch.
+        page.wait_for_function(
+            f"""() => parseInt(document.querySelector('tr[data-job="{job_id}"] .count')
+                .textContent) > 0""",
+            timeout=TIMEOUT_MS,
+        )
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
 
