@@ -48,6 +48,16 @@ def read(root: Path) -> ClusterInfo | None:
     return ClusterInfo(info["url"], info["token"], info["pid"], info["cpus"])
 
 
+def stamp(root: Path) -> tuple[int, ...] | None:
+    """A cheap mark of `cluster.json` that changes whenever it is written anew (it is
+    replaced, never edited in place), or None if there is none."""
+    try:
+        stat = (root / "cluster.json").stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 def find(root: Path | None = None) -> ClusterInfo | None:
     """The running local cluster, or None."""
     cluster = read(root or local_dir())

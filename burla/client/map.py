@@ -151,6 +151,8 @@ class Session:
 
     def __init__(self, cluster: local.ClusterInfo) -> None:
         self.cluster = cluster
+        self.stamp: tuple[int, ...] | None = None
+        """What a local cluster's cluster.json looked like when it last named this one."""
         headers = {"authorization": f"Bearer {cluster.token}"}
         self.http = HttpPool(cluster.url, headers, timeout_s=WAIT_S + 30)
 
@@ -179,11 +181,17 @@ class Session:
         root = local.local_dir(backend)
         key = str(root)
         session = cls._cached.get(key)
-        if session is not None and not fresh and local.read(root) == session.cluster:
-            return session
+        stamp = local.stamp(root)
+        if session is not None and not fresh:
+            if stamp is not None and stamp == session.stamp:
+                return session  # cluster.json is as it was: the same cluster
+            if local.read(root) == session.cluster:
+                session.stamp = stamp
+                return session
         if session is not None:
             session.close()
         session = cls._cached[key] = cls(local.start(root, backend=backend))
+        session.stamp = local.stamp(root)
         return session
 
     def close(self) -> None:

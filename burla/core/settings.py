@@ -126,9 +126,32 @@ def config_path(env: Mapping[str, str]) -> Path:
     return Path(env.get("BURLA_CONFIG") or Path.home() / ".burla" / "config.toml")
 
 
+_loaded: tuple[tuple[Any, ...], Settings] | None = None
+"""The settings last read from os.environ, and what they were read from."""
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """This process's settings: the config file, if there is one, then the environment."""
-    env = os.environ if env is None else env
+    """This process's settings: the config file, if there is one, then the environment.
+
+    Every call of remote_parallel_map asks, so without `env` the answer is kept until the
+    config file or a BURLA_ variable changes."""
+    global _loaded
+    if env is not None:
+        return _read_settings(env)
+    path = config_path(os.environ)
+    try:
+        stat = path.stat()
+        file_stamp: tuple[int, ...] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        file_stamp = None
+    variables = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("BURLA_")))
+    key = (str(path), file_stamp, variables)
+    if _loaded is None or _loaded[0] != key:
+        _loaded = (key, _read_settings(os.environ))
+    return _loaded[1]
+
+
+def _read_settings(env: Mapping[str, str]) -> Settings:
     path = config_path(env)
     try:
         text: str | None = path.read_text()

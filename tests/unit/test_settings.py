@@ -45,6 +45,23 @@ def test_the_file_is_found_through_burla_config(tmp_path: Path) -> None:
     assert load_settings({"BURLA_CONFIG": str(tmp_path / "none.toml")}).backend == "local"
 
 
+def test_this_process_settings_follow_the_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.toml"
+    monkeypatch.setenv("BURLA_CONFIG", str(path))
+    assert load_settings().backend == "local"
+    path.write_text(FILE)
+    assert load_settings().gcp.project == "from-file"
+    path.write_text(FILE.replace("from-file", "edited"))
+    assert load_settings().gcp.project == "edited"
+    monkeypatch.setenv("BURLA_GCP_PROJECT", "from-env")
+    assert load_settings().gcp.project == "from-env"
+    monkeypatch.delenv("BURLA_GCP_PROJECT")
+    path.unlink()
+    assert load_settings().backend == "local"
+
+
 @pytest.mark.parametrize(
     ("env", "text", "message"),
     [
