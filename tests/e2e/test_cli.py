@@ -109,6 +109,25 @@ def test_a_failed_job_its_lines_and_its_traceback(cli_cluster, capsys):
     assert job_id in out
 
 
+def print_slowly(x: int) -> int:
+    time.sleep(0.3)
+    print(f"step {x}")
+    return x
+
+
+def test_logs_follow_a_running_job_to_its_end(cli_cluster, capsys):
+    job_id = remote_parallel_map(print_slowly, range(8), detach=True)
+    code, out, err = burla(capsys, "jobs", "logs", job_id, "--follow", "--json")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert sorted((line["input"], line["text"]) for line in lines) == [
+        (x, f"step {x}\n") for x in range(8)
+    ]
+    assert burla_json(capsys, "jobs", "show", job_id)["state"] == "succeeded"
+    code, out, _ = burla(capsys, "jobs", "logs", job_id)
+    assert "[3] step 3" in out.splitlines()
+
+
 def test_results_of_a_detached_job(cli_cluster, capsys):
     job_id = remote_parallel_map(double, range(5), detach=True)
     code, out, err = burla(capsys, "jobs", "result", job_id, "--json")
