@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -16,6 +17,7 @@ from typing import IO, Any, ClassVar, get_args
 import cloudpickle
 
 from burla.client import local
+from burla.client.environment import packages_for
 from burla.client.http import HttpError, HttpPool, Response
 from burla.client.progress import JobProgress
 from burla.client.serialize import dump_input, dumps_function, dumps_input, known_size
@@ -39,6 +41,8 @@ INLINE_LIMIT = 1 << 20
 """Inputs up to this size travel in the job request; bigger ones go to the blob store."""
 
 WAIT_S = 10.0
+INSTALL_WAIT_S = 900.0
+"""How long a job request may take when the cluster installs packages for it first."""
 FIRST_WAIT_S = 0.1
 """How long the job request may wait for the job to finish: a short job's results come
 back in the same answer."""
@@ -112,7 +116,7 @@ def remote_parallel_map(
     for n, payload in enumerate(payloads):
         if isinstance(payload, bytes):
             check_size(f"input {n}", len(payload))
-    spec = {
+    spec: dict[str, Any] = {
         "n_inputs": len(payloads),
         "func_cpu": func_cpu,
         "func_ram": func_ram,
@@ -122,6 +126,8 @@ def remote_parallel_map(
         "retries": retries,
         "timeout_s": timeout,
     }
+    if packages := packages_for(function):
+        spec["packages"] = [dataclasses.asdict(package) for package in packages]
     session = Session.for_settings(settings)
     wait = 0.0 if detach else FIRST_WAIT_S
     job_id = f"job-{secrets.token_hex(8)}"
@@ -256,7 +262,11 @@ class Session:
                 assert isinstance(payload, bytes)
                 frames.append(({"i": n}, payload))
         response = self.call(
-            "POST", "/jobs", content=wire.encode_many(frames), params={"wait": wait}
+            "POST",
+            "/jobs",
+            content=wire.encode_many(frames),
+            params={"wait": wait},
+            timeout_s=INSTALL_WAIT_S if spec.get("packages") else None,
         )
         return response.content
 

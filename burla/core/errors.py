@@ -4,7 +4,8 @@
     ├── InvalidRequestError         the call asked for something that cannot be done as asked
     │   ├── ResourceRequestError    func_cpu / func_ram / func_gpu fit on no node type
     │   ├── SerializationError      the function or an input cannot be pickled
-    │   └── PayloadTooLargeError    the function or an input is over the size limit
+    │   ├── PayloadTooLargeError    the function or an input is over the size limit
+    │   └── PackageInstallError     a package the function needs could not be installed
     ├── BackendError                a backend could not do what was asked
     │   ├── ConflictError           a compare-and-set or create-only write lost a race
     │   ├── NotFoundError           the document, blob, machine or container does not exist
@@ -71,6 +72,10 @@ class SerializationError(InvalidRequestError):
 
 class PayloadTooLargeError(InvalidRequestError):
     """The function or an input is larger than the cluster accepts."""
+
+
+class PackageInstallError(InvalidRequestError):
+    """A Python package the job needs could not be installed on the cluster."""
 
 
 class ClusterUnavailableError(BackendError):

@@ -7,7 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from burla.core.environment import PythonPackage
+
 DEFAULT_ENTRYPOINT = ("python", "-m", "burla.services.container_service")
+DEFAULT_PYTHON_VERSION = "3.11"
+"""The default image's Python (Debian bookworm's python3)."""
 
 
 class _Frozen(BaseModel):
@@ -31,7 +35,7 @@ class ContainerSpec(_Frozen):
     """An environment kept running on every node, one container per CPU."""
 
     image: str = Field(min_length=1)
-    python_version: str = "3.11"
+    python_version: str = DEFAULT_PYTHON_VERSION
     entrypoint: tuple[str, ...] = DEFAULT_ENTRYPOINT
 
 
@@ -116,6 +120,9 @@ class JobSpec(_Frozen):
     max_parallelism: int | None = Field(default=None, ge=1)
     retries: int = Field(default=0, ge=0)
     timeout_s: float | None = Field(default=None, gt=0)
+    packages: tuple[PythonPackage, ...] = ()
+    """Python packages the function needs that the workers do not have: installed once
+    per cluster, linked into the workers for this job."""
 
     @property
     def parallelism(self) -> int:

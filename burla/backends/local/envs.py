@@ -35,15 +35,11 @@ import venv
 from pathlib import Path
 
 import burla
+from burla.core.environment import WORKER_DISTRIBUTIONS
 from burla.core.errors import BackendError
 
 LOCAL_DEFAULT_IMAGE = "local-default"
 """The image name of the default worker environment in the local backend."""
-
-WORKER_DISTRIBUTIONS = ("cloudpickle", "tblib", "httpx", "rich")
-"""Distributions besides burla itself that workers import, with what they require: the
-worker's own (cloudpickle, tblib) and the client's, so that a function can itself call
-remote_parallel_map."""
 
 _LAYOUT_VERSION = "2"  # bump when the layout below changes, so old environments are not reused
 _PACKAGES_DIR = "worker-packages"

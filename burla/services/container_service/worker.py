@@ -2,7 +2,8 @@
 send back results and printed lines in batches over one loopback connection.
 
 Protocol (frames from burla.core.wire), node -> worker:
-    {"op": "job", "job_id"} + pickled function
+    {"op": "job", "job_id", "path"?} + pickled function ("path": a folder of the job's own
+                                                   packages, put first on sys.path)
     {"op": "inputs", "job_id", "indices": [...], "sizes": [...], "urls": {index: url}}
                                                    + pickled args, concatenated (a big
                                                    input is fetched from its signed URL)
@@ -22,6 +23,7 @@ killed it, and how long it has run.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import queue
@@ -115,6 +117,7 @@ class Worker:
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.job_id: str | None = None
         self.function: Callable[..., Any] | None = None
+        self.packages_path: str | None = None
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time keeps lines before results
         self._logs: list[list[Any]] = []
@@ -154,6 +157,7 @@ class Worker:
             header, payload = message
             op = header.get("op")
             if op == "job":
+                self.use_packages(header.get("path"))
                 self.start_job(header["job_id"], payload)
             elif op == "inputs" and header.get("job_id") == self.job_id:
                 self.run_inputs(header["indices"], header["sizes"], payload, header.get("urls"))
@@ -179,6 +183,24 @@ class Worker:
                 self.flush()
             except OSError:
                 return
+
+    def use_packages(self, path: str | None) -> None:
+        """Put a job's package folder on sys.path, in place of the last job's. Modules
+        imported from the last one are forgotten, so that this job imports its own
+        versions; a job with the same folder keeps them imported."""
+        old = self.packages_path
+        if path == old:
+            return
+        if old is not None:
+            with_sep = old + os.sep
+            for name, module in list(sys.modules.items()):
+                if (getattr(module, "__file__", None) or "").startswith(with_sep):
+                    del sys.modules[name]
+            sys.path[:] = [entry for entry in sys.path if entry != old]
+        if path is not None:
+            sys.path.insert(0, path)
+        importlib.invalidate_caches()
+        self.packages_path = path
 
     def start_job(self, job_id: str, function: bytes) -> None:
         self.flush()

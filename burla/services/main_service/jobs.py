@@ -37,6 +37,8 @@ class JobRun:
     """The text of the last traceback each input raised (as its worker wrote it), for
     people to read: the pickled exception itself is only for the client."""
     submitted_at: float = 0.0
+    package_keys: tuple[str, ...] = ()
+    """The archives of the packages it needs, in the blob store."""
 
     def __post_init__(self) -> None:
         self.submitted_at = self.machine.clock.now()

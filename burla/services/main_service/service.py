@@ -29,11 +29,19 @@ from burla.core.errors import (
     NotFoundError,
 )
 from burla.core.inputs import Failure, InputMachine
-from burla.core.models import ClusterConfig, JobSpec, JobState, Node, NodeState
+from burla.core.models import (
+    DEFAULT_PYTHON_VERSION,
+    ClusterConfig,
+    JobSpec,
+    JobState,
+    Node,
+    NodeState,
+)
 from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
 from burla.core.scheduling import node_type_for
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.node_link import Dial, NodeLink, dial_tcp
+from burla.services.main_service.packages import PackageBuilder
 from burla.services.store_keys import STANDBY_KEY, job_key, queue_name, result_key
 
 JOB_ID = re.compile(r"[a-z0-9-]{8,64}")
@@ -88,6 +96,7 @@ class MainService:
         self.dial = dial
         self.validate = validate
         self.jobs: dict[str, JobRun] = {}
+        self.packages = PackageBuilder(store, blobs, clock)
         self.links: dict[str, NodeLink] = {}
         self._creating: set[str] = set()
         self._deleting: set[str] = set()
@@ -196,6 +205,8 @@ class MainService:
         request = {"op": "assign", "job": job.model_dump(mode="json"), "workers": workers}
         if run.function is None:
             request["function_key"] = run.function_key
+        if run.package_keys:
+            request["packages"] = list(run.package_keys)
         if not await self._call_node(node_id, request, run.function or b""):
             await self.node_failed(node_id)
 
@@ -273,6 +284,8 @@ class MainService:
             )
         if function is None and function_key is None:
             raise InvalidRequestError("a job needs a function: send it inline or upload it first")
+        # Packages are installed before the job exists: one that cannot be fails the call.
+        package_keys = await self._packages_of(job) if job.packages else ()
         machine = InputMachine(
             job.n_inputs,
             self.clock,
@@ -280,7 +293,14 @@ class MainService:
             validate=self.validate,
         )
         blob_prefixes = {key.rsplit("/", 1)[0] + "/" for key in uploads}
-        run = JobRun(job, function, function_key, machine, blob_prefixes=blob_prefixes)
+        run = JobRun(
+            job,
+            function,
+            function_key,
+            machine,
+            blob_prefixes=blob_prefixes,
+            package_keys=package_keys,
+        )
         self.jobs[job_id] = run
         self.last_activity = self.clock.now()
         await self.store.push(queue_name(job_id), items)
@@ -294,6 +314,13 @@ class MainService:
             return job_id
         await self.apply(self.cluster.handle(c.JobSubmitted(job)))
         return job_id
+
+    async def _packages_of(self, job: JobSpec) -> tuple[str, ...]:
+        """The archives of the job's packages, built for its containers' Python."""
+        containers = self.cluster.config.standby.containers
+        image = job.image or self.cluster.config.standby.default_image
+        python = next((s.python_version for s in containers if s.image == image), None)
+        return await self.packages.ensure(job.packages, python or DEFAULT_PYTHON_VERSION)
 
     async def _save(self, run: JobRun) -> None:
         """The job's record in the Store: its spec, its state, and why it failed. Writes

@@ -4,7 +4,8 @@ the environment its ComputeProvider gave it (see NodeSettings).
 Its workers are processes (BURLA_CONTAINERS=process, the default) or Docker containers
 (BURLA_CONTAINERS=docker). A Docker worker sees, at the same paths as the node, its own
 directory, the node's status directory (read-write: the node reads from it which input a
-worker that died was running) and the blob store's directory (big inputs are read from
+worker that died was running), the packages jobs need (read-only; see
+node_service.packages) and the blob store's directory (big inputs are read from
 their file:// signed URLs; read-write, since a function that calls remote_parallel_map
 with big inputs uploads them there). The cluster's directory appears read-only at
 CLUSTER_DIR_IN_CONTAINER, so that a function that calls remote_parallel_map finds the
@@ -88,6 +89,8 @@ async def serve(settings: NodeSettings) -> None:
     standby = StandbyDefinition.model_validate(standby_doc.data if standby_doc else {})
     status_dir = settings.node_dir / "status"
     status_dir.mkdir(parents=True, exist_ok=True)
+    package_dir = packages_of(settings)
+    package_dir.mkdir(parents=True, exist_ok=True)
     runtime: ContainerRuntime
     docker_runtime: DockerRuntime | None = None
     if settings.containers == "docker":
@@ -124,6 +127,7 @@ async def serve(settings: NodeSettings) -> None:
         clock=clock,
         status_dir=status_dir,
         worker_env=worker_env,
+        package_dir=package_dir,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((settings.host, 0))
@@ -150,6 +154,11 @@ async def serve(settings: NodeSettings) -> None:
             if docker_runtime is not None:
                 await docker_runtime.aclose()  # all at once, within main_service's grace
             await node.aclose()
+
+
+def packages_of(settings: NodeSettings) -> Path:
+    """Where the node keeps the packages jobs need: one place for the nodes of a machine."""
+    return settings.local_dir.resolve() / "packages"
 
 
 def advertised_host(settings: NodeSettings) -> str:
@@ -184,6 +193,7 @@ def open_docker_runtime(
                 "run in; build the default one with `burla image build`"
             )
     mounts = [Mount(str(status_dir), str(status_dir), read_only=False)]
+    mounts.append(Mount(str(packages_of(settings)), str(packages_of(settings))))
     blobs = urlsplit(settings.blobs_url)
     if blobs.scheme == "file":
         Path(blobs.path).mkdir(parents=True, exist_ok=True)

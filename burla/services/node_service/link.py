@@ -90,7 +90,8 @@ async def _carry_out(node: NodeService, header: dict[str, Any], payload: bytes) 
             job = JobSpec.model_validate(header["job"])
             function_key = header.get("function_key")
             workers = int(header["workers"])
-            await node.assign(job, payload if function_key is None else function_key, workers)
+            function = payload if function_key is None else function_key
+            await node.assign(job, function, workers, header.get("packages") or ())
         case "reset":
             await node.reset(header.get("job_id"), cancel=bool(header.get("cancel")))
         case "kill_worker":

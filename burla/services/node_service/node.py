@@ -13,7 +13,7 @@ import contextlib
 import math
 import re
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRunti
 from burla.core.scheduling import slots_on
 from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import Frame, WorkerChannel
+from burla.services.node_service.packages import PackageCache
 from burla.services.store_keys import INLINE, queue_name, result_key
 
 LEASE_S = 60.0
@@ -111,6 +112,8 @@ class Assignment:
     """When the feed claims from the queue again after finding it empty."""
     claimed: int = 0
     """Inputs this node has claimed for the job, counting any claimed again."""
+    packages_path: str | None = None
+    """The folder of the job's own packages, which its workers put on their path."""
 
     def __post_init__(self) -> None:
         self.changed = {w.name: w for w in self.workers}
@@ -132,7 +135,10 @@ class NodeService:
         worker_env: Mapping[str, str] | None = None,
         connect_worker: ConnectWorker = WorkerChannel.connect,
         pick_port: PickPort = free_port,
+        package_dir: Path | None = None,
     ) -> None:
+        """`package_dir` holds the packages jobs need (default: beside `status_dir`); a
+        worker must see it at the same path."""
         self.node_id = node_id
         self.node_type = node_type
         self.specs = containers
@@ -145,6 +151,7 @@ class NodeService:
         self.worker_env = dict(worker_env or {})
         self.connect_worker = connect_worker
         self.pick_port = pick_port
+        self.packages = PackageCache(package_dir or status_dir.parent / "packages", blobs)
         self._ports: set[int] = set()
         self.workers: dict[str, Worker] = {}
         self.assignment: Assignment | None = None
@@ -238,10 +245,13 @@ class NodeService:
         return port
 
     # Jobs ------------------------------------------------------------------------------
-    async def assign(self, job: JobSpec, function: bytes | str, workers: int) -> None:
+    async def assign(
+        self, job: JobSpec, function: bytes | str, workers: int, packages: Sequence[str] = ()
+    ) -> None:
         """Run the job on `workers` of this node's warm containers; stop the rest.
 
-        `function` is the pickled function, or its key in the blob store. A node runs one
+        `function` is the pickled function, or its key in the blob store; `packages` the
+        blob store keys of the packages it needs, built already. A node runs one
         job at a time: a job still assigned is over (main_service moved on), so it ends,
         and the node is reset, first."""
         if self.assignment is not None:
@@ -261,10 +271,11 @@ class NodeService:
         )
         if isinstance(function, str):
             function = await self.blobs.get(function)
+        packages_path = str(await self.packages.environment(packages)) if packages else None
         kept = [self.workers[k.container.name] for k in plan.keep]
         # Workers beyond the node's share stay warm and idle: killing them would cost a
         # restart when the job ends.
-        assignment = Assignment(job, function, kept[:workers])
+        assignment = Assignment(job, function, kept[:workers], packages_path=packages_path)
         self.assignment = assignment
         async with anyio.create_task_group() as group:
             for doomed in plan.kill:
@@ -422,8 +433,10 @@ class NodeService:
         assignment = self.assignment
         if assignment is None or assignment.ended or worker not in assignment.workers:
             return
-        job_id = assignment.job.job_id
-        await self._send(worker, [({"op": "job", "job_id": job_id}, assignment.function)])
+        header: dict[str, Any] = {"op": "job", "job_id": assignment.job.job_id}
+        if assignment.packages_path is not None:
+            header["path"] = assignment.packages_path
+        await self._send(worker, [(header, assignment.function)])
 
     async def _send(self, worker: Worker, frames: list[Frame]) -> None:
         channel = worker.channel

@@ -1,0 +1,115 @@
+"""The caller's environment, as a job needs it: installed packages its function imports.
+
+Only distributions the pickled function names (and what they require) are sent, pinned
+to the versions installed here, minus what every worker has. The caller's own modules,
+editable installs among them, travel by value with the function instead (serialize.py).
+A function that names no installed package costs a scan of its pickle and one look at
+the site-packages directories, once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import site
+import sys
+from collections.abc import Mapping
+
+from burla.client.serialize import is_own_code
+from burla.core.environment import (
+    WORKER_DISTRIBUTIONS,
+    PythonPackage,
+    canonical_name,
+    names_in_pickle,
+    needed_packages,
+    with_requirements,
+)
+
+_MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
+_WORKER_MODULES = frozenset({"burla", *WORKER_DISTRIBUTIONS})
+"""Modules every worker has, named by every pickle (cloudpickle) or often: left out before
+any metadata is read. (Each of these distributions has one module of its own name.)"""
+
+
+def packages_for(function: bytes) -> tuple[PythonPackage, ...]:
+    """The installed packages the pickled function needs that the workers lack."""
+    candidates = {
+        name
+        for name in names_in_pickle(function) & _top_level_installed() - _WORKER_MODULES
+        if not (name in sys.modules and is_own_code(sys.modules[name]))
+    }
+    if not candidates:
+        return ()
+    installed, requires = _installed()
+    return needed_packages(
+        candidates,
+        _distributions_of(),
+        installed,
+        requires,
+        provided=_worker_provided() | _not_on_an_index(),
+    )
+
+
+@functools.cache
+def _top_level_installed() -> frozenset[str]:
+    """Names importable from site-packages, by a look at the directories themselves."""
+    names: set[str] = set()
+    for directory in {*site.getsitepackages(), site.getusersitepackages()}:
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for entry in entries:
+            stem = entry.split(".", 1)[0] if entry.endswith(_MODULE_SUFFIXES) else entry
+            if "." not in stem and "-" not in stem:
+                names.add(stem)
+    return frozenset(names)
+
+
+@functools.cache
+def _distributions_of() -> Mapping[str, list[str]]:
+    import importlib.metadata  # read only for a function that names an installed package
+
+    return importlib.metadata.packages_distributions()
+
+
+@functools.cache
+def _installed() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Installed distributions: canonical name -> version, and -> requirement lines."""
+    import importlib.metadata
+
+    versions: dict[str, str] = {}
+    requires: dict[str, list[str]] = {}
+    for dist in importlib.metadata.distributions():
+        name = canonical_name(dist.metadata["Name"] or "")
+        if name and name not in versions:  # the first on sys.path is the one imported
+            versions[name] = dist.version
+            requires[name] = dist.requires or []
+    return versions, requires
+
+
+@functools.cache
+def _worker_provided() -> frozenset[str]:
+    installed, requires = _installed()
+    return frozenset(with_requirements(("burla", *WORKER_DISTRIBUTIONS), installed, requires))
+
+
+@functools.cache
+def _not_on_an_index() -> frozenset[str]:
+    """Distributions installed from a local directory or a VCS checkout (PEP 610): no
+    index has them at this version, and editable ones travel by value already."""
+    import importlib.metadata
+
+    local: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        text = dist.read_text("direct_url.json")
+        if not text:
+            continue
+        try:
+            origin = json.loads(text)
+        except ValueError:
+            continue
+        if "dir_info" in origin or "vcs_info" in origin:
+            local.add(canonical_name(dist.metadata["Name"] or ""))
+    return frozenset(local)

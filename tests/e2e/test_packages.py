@@ -1,0 +1,91 @@
+"""Environment replication on a real local cluster: a package of the caller's venv that the
+workers lack is installed once, then linked into the workers of every job that needs it."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import anyio
+import pytest
+
+from burla import PackageInstallError, remote_parallel_map
+from burla.backends.local.envs import ensure_worker_env
+from burla.backends.urls import open_store
+from burla.client.map import Session
+from burla.core.clock import WallClock
+from burla.core.environment import PythonPackage, package_blob_key
+from burla.core.models import DEFAULT_PYTHON_VERSION
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cluster")]
+
+PACKAGE = PythonPackage(name="iniconfig", version=importlib.metadata.version("iniconfig"))
+"""Small, pure Python, in the test venv (pytest needs it) and not among the workers'."""
+
+
+def parses_ini(text: str) -> dict[str, str]:
+    import iniconfig
+
+    return dict(iniconfig.IniConfig("job.ini", data=text)["section"].items())
+
+
+def store_doc_version(local_dir: Path, key: str) -> int | None:
+    async def read() -> int | None:
+        store = open_store(f"sqlite://{local_dir / 'store.db'}", WallClock())
+        doc = await store.get(key)
+        return doc.version if doc is not None else None
+
+    return anyio.run(read)
+
+
+def test_a_package_the_workers_lack_is_installed_once_and_reused(local_dir: Path) -> None:
+    worker_python = ensure_worker_env(local_dir)
+    lacking = subprocess.run([worker_python, "-c", "import iniconfig"], capture_output=True)
+    assert lacking.returncode != 0, "the default worker environment must not have iniconfig"
+
+    inputs = ["[section]\nkey = one\n", "[section]\nkey = two\n"]
+    assert remote_parallel_map(parses_ini, inputs, spinner=False) == [
+        {"key": "one"},
+        {"key": "two"},
+    ]
+    key = package_blob_key(PACKAGE, DEFAULT_PYTHON_VERSION, sysconfig.get_platform())
+    archive = local_dir / "blobs" / key
+    unpacked = local_dir / "packages" / "unpacked" / key.removeprefix("packages/")
+    unpacked = unpacked.with_name(unpacked.name.removesuffix(".tar.gz"))
+    built = (archive.stat().st_mtime_ns, store_doc_version(local_dir, key))
+    unpacked_inode = unpacked.stat().st_ino
+
+    # A new client process would find the same; this one drops its cached session too.
+    Session.close_all()
+    assert remote_parallel_map(parses_ini, inputs[:1], spinner=False) == [{"key": "one"}]
+    assert (archive.stat().st_mtime_ns, store_doc_version(local_dir, key)) == built
+    assert unpacked.stat().st_ino == unpacked_inode
+
+
+def test_a_job_without_packages_does_not_see_an_earlier_jobs_packages() -> None:
+    remote_parallel_map(parses_ini, ["[section]\nk = v\n"], spinner=False)
+
+    def has_iniconfig(_: int) -> bool:
+        import importlib.util
+
+        name = "-".join(["ini", "config"]).replace("-", "")  # not named in the pickle
+        return importlib.util.find_spec(name) is not None
+
+    assert remote_parallel_map(has_iniconfig, [0, 1], spinner=False) == [False, False]
+
+
+def test_a_package_that_cannot_be_installed_fails_the_job_before_it_runs(local_dir: Path) -> None:
+    session = Session.for_local_cluster()
+    missing = {"name": "burla-test-no-such-package", "version": "0.0.1"}
+    spec = {"n_inputs": 1, "packages": [missing, dataclasses.asdict(PACKAGE)]}
+    function = b"never unpickled"
+    with pytest.raises(PackageInstallError) as raised:
+        session.submit("job-uninstallable-0001", spec, function, [b"input"], wait=0)
+    message = str(raised.value)
+    assert "burla-test-no-such-package==0.0.1" in message
+    assert "pip said" in message
+    assert "No matching distribution" in message
+    assert "iniconfig" not in message  # it installs fine; only the culprit is named

@@ -1,0 +1,85 @@
+"""The environment spec: which installed packages a pickled function needs."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import pytest
+from pydantic import ValidationError
+
+from burla.client.environment import packages_for
+from burla.client.serialize import dumps_function
+from burla.core.environment import (
+    PythonPackage,
+    canonical_name,
+    environment_id,
+    names_in_pickle,
+    needed_packages,
+    package_blob_key,
+    requirement_name,
+)
+from burla.core.models import JobSpec
+
+
+def imports_inside(x: int) -> str:
+    import iniconfig
+
+    return iniconfig.__name__ * x
+
+
+def plain(x: int) -> int:
+    return x + 1
+
+
+def test_names_in_pickle_sees_globals_and_imports_inside_the_code() -> None:
+    names = names_in_pickle(dumps_function(imports_inside))
+    assert "iniconfig" in names
+    assert "cloudpickle" in names  # how cloudpickle rebuilds functions
+    assert not names & {"builtins", "copyreg", "sys"}  # the standard library is left out
+    assert "collections" not in names_in_pickle(pickle.dumps(__import__("collections").Counter))
+
+
+def test_requirement_names_skip_extras_and_are_canonical() -> None:
+    assert (
+        requirement_name("Typing_Extensions>=4.0; python_version < '3.13'") == "typing-extensions"
+    )
+    assert requirement_name('pytest ; extra == "test"') is None
+    assert canonical_name("Foo.Bar__baz") == "foo-bar-baz"
+
+
+def test_needed_packages_follow_requirements_and_leave_out_the_workers() -> None:
+    installed = {"a": "1.0", "b": "2.0", "c": "3.0", "httpx": "0.28", "d": "4.0"}
+    requires = {"a": ["b>=1", "httpx", "gone>1"], "b": ["c ; extra == 'x'"], "httpx": ["d"]}
+    found = needed_packages(
+        ["a_module", "unknown"],
+        {"a_module": ["A"], "unrelated": ["d"]},
+        installed,
+        requires,
+        provided={"httpx"},
+    )
+    assert found == (PythonPackage(name="a", version="1.0"), PythonPackage(name="b", version="2.0"))
+
+
+def test_package_keys_and_environment_ids() -> None:
+    package = PythonPackage(name="iniconfig", version="2.3.1")
+    assert package.requirement == "iniconfig==2.3.1"
+    key = package_blob_key(package, "3.11", "linux-x86_64")
+    assert key == "packages/py3.11/linux-x86_64/iniconfig-2.3.1.tar.gz"
+    assert environment_id([key, "b"]) == environment_id(["b", key])
+    assert environment_id([key]) != environment_id([key, "b"])
+    with pytest.raises(ValueError, match="not a canonical package name"):
+        PythonPackage(name="../etc", version="1")
+    with pytest.raises(ValidationError):
+        JobSpec.model_validate({"job_id": "j", "n_inputs": 1, "packages": [{"name": "A"}]})
+    job = JobSpec.model_validate(
+        {"job_id": "j", "n_inputs": 1, "packages": [dataclasses.asdict(package)]}
+    )
+    assert job.packages == (package,)
+
+
+def test_the_client_asks_only_for_what_the_function_uses() -> None:
+    assert packages_for(dumps_function(plain)) == ()
+    found = packages_for(dumps_function(imports_inside))
+    assert [p.name for p in found] == ["iniconfig"]
+    assert found[0].version == __import__("importlib.metadata").metadata.version("iniconfig")
