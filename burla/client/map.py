@@ -42,7 +42,8 @@ INLINE_LIMIT = 1 << 20
 
 WAIT_S = 10.0
 INSTALL_WAIT_S = 900.0
-"""How long a job request may take when the cluster installs packages for it first."""
+"""How long a job request may take when the cluster installs packages or makes an
+image for it first."""
 FIRST_WAIT_S = 0.1
 """How long the job request may wait for the job to finish: a short job's results come
 back in the same answer."""
@@ -100,8 +101,8 @@ def remote_parallel_map(
     completion order. `detach=True` returns the job id at once. An exception the function
     raises is re-raised here as its own type, with `burla_input_index` set.
     """
-    if dockerfile is not None:
-        raise InvalidRequestError("dockerfile= is not supported by this cluster yet; use image=")
+    if dockerfile is not None and image is not None:
+        raise InvalidRequestError("pass image= or dockerfile=, not both")
     settings = load_settings()
     if backend is not None:
         settings = settings.replace(backend=_backend(backend))
@@ -128,6 +129,8 @@ def remote_parallel_map(
     }
     if packages := packages_for(function):
         spec["packages"] = [dataclasses.asdict(package) for package in packages]
+    if dockerfile is not None:
+        spec["dockerfile"] = read_dockerfile(dockerfile)
     session = Session.for_settings(settings)
     wait = 0.0 if detach else FIRST_WAIT_S
     job_id = f"job-{secrets.token_hex(8)}"
@@ -266,7 +269,7 @@ class Session:
             "/jobs",
             content=wire.encode_many(frames),
             params={"wait": wait},
-            timeout_s=INSTALL_WAIT_S if spec.get("packages") else None,
+            timeout_s=INSTALL_WAIT_S if _prepares(spec) else None,
         )
         return response.content
 
@@ -394,6 +397,22 @@ def job_results(job_id: str, backend: str | None = None) -> list[Any]:
         total = sum(job["inputs"].values())
         return list(session.follow(job_id, total, ordered=True, spinner=False, cancel=False))
     return session.stored_results(job_id, job)
+
+
+def read_dockerfile(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except OSError as error:
+        raise InvalidRequestError(
+            f"dockerfile={path!r} cannot be read ({error.strerror}); pass the path of a Dockerfile"
+        ) from error
+
+
+def _prepares(spec: dict[str, Any]) -> bool:
+    """Whether the cluster may have to install packages or make an image for the job
+    before it answers."""
+    return bool(spec.get("packages") or spec.get("dockerfile") or spec.get("image"))
 
 
 def _backend(name: str) -> Backend:

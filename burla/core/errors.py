@@ -5,7 +5,8 @@
     │   ├── ResourceRequestError    func_cpu / func_ram / func_gpu fit on no node type
     │   ├── SerializationError      the function or an input cannot be pickled
     │   ├── PayloadTooLargeError    the function or an input is over the size limit
-    │   └── PackageInstallError     a package the function needs could not be installed
+    │   ├── PackageInstallError     a package the function needs could not be installed
+    │   └── ImageError              a custom image cannot be built or run burla's workers
     ├── BackendError                a backend could not do what was asked
     │   ├── ConflictError           a compare-and-set or create-only write lost a race
     │   ├── NotFoundError           the document, blob, machine or container does not exist
@@ -76,6 +77,10 @@ class PayloadTooLargeError(InvalidRequestError):
 
 class PackageInstallError(InvalidRequestError):
     """A Python package the job needs could not be installed on the cluster."""
+
+
+class ImageError(InvalidRequestError):
+    """A custom image (image= or dockerfile=) cannot be built, or cannot run the workers."""
 
 
 class ClusterUnavailableError(BackendError):

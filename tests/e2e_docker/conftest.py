@@ -8,6 +8,7 @@ and is stopped at the end; no container labelled as one of its nodes' may be lef
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -42,14 +43,22 @@ class DockerCluster:
 def docker_cluster(
     docker_engine: Any, default_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DockerCluster]:
-    root = tmp_path_factory.mktemp("burla-docker")
+    with running_cluster(
+        tmp_path_factory.mktemp("burla-docker"), docker_engine, default_image
+    ) as c:
+        yield c
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, engine: Any, image: str) -> Iterator[DockerCluster]:
+    """A Docker-backed cluster in `root`, which backend="docker" finds meanwhile."""
     previous = os.environ.get("BURLA_DOCKER_DIR")
     os.environ["BURLA_DOCKER_DIR"] = str(root)
     try:
         started = time.monotonic()
         info = local.start(root, backend="docker")
         cold_start_s = time.monotonic() - started
-        yield DockerCluster(root, info, docker_engine, default_image, cold_start_s)
+        yield DockerCluster(root, info, engine, image, cold_start_s)
     finally:
         Session.close_all()
         local.stop(root)
@@ -57,7 +66,7 @@ def docker_cluster(
             del os.environ["BURLA_DOCKER_DIR"]
         else:
             os.environ["BURLA_DOCKER_DIR"] = previous
-        left = cluster_containers(docker_engine, root)
+        left = cluster_containers(engine, root)
         for container_id in left.values():
-            docker_engine.api.remove_container(container_id, force=True)
+            engine.api.remove_container(container_id, force=True)
         assert not left, f"the stopped cluster left Docker containers behind: {sorted(left)}"

@@ -11,6 +11,7 @@ from burla.backends.local.blobs import DirectoryBlobStore
 from burla.core.clock import WallClock
 from burla.services import serving
 from burla.services.main_service.app import create_app
+from burla.services.main_service.images import ImageMaker
 from burla.services.main_service.local_start import FIRST_NODE, LocalStart
 from burla.services.main_service.service import MainService
 
@@ -20,6 +21,11 @@ CLUSTER_FILE = "cluster.json"
 async def serve(start: LocalStart, idle_s: float) -> None:
     clock = WallClock()
     blobs = DirectoryBlobStore(start.root / "blobs", bytes.fromhex(start.token), clock)
+    images: ImageMaker | None = None
+    if start.boot_env["BURLA_CONTAINERS"] == "docker":
+        from burla.backends.docker.custom import DockerImages
+
+        images = DockerImages()
     service = MainService(
         config=start.config,
         store=start.store,
@@ -30,6 +36,7 @@ async def serve(start: LocalStart, idle_s: float) -> None:
         boot_env=start.boot_env,
         secret=start.token,
         booting=(FIRST_NODE,),
+        images=images,
     )
     try:
         async with anyio.create_task_group() as tasks:

@@ -25,6 +25,7 @@ from burla.core.clock import Clock
 from burla.core.errors import (
     BurlaError,
     ClusterUnavailableError,
+    ImageError,
     InvalidRequestError,
     NotFoundError,
 )
@@ -32,6 +33,7 @@ from burla.core.inputs import Failure, InputMachine
 from burla.core.models import (
     DEFAULT_PYTHON_VERSION,
     ClusterConfig,
+    ContainerSpec,
     JobSpec,
     JobState,
     Node,
@@ -39,6 +41,7 @@ from burla.core.models import (
 )
 from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
 from burla.core.scheduling import node_type_for
+from burla.services.main_service.images import ImageMaker
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.node_link import Dial, NodeLink, dial_tcp
 from burla.services.main_service.packages import PackageBuilder
@@ -76,9 +79,12 @@ class MainService:
         booting: tuple[str, ...] = (),
         validate: bool = False,
         dial: Dial = dial_tcp,
+        images: ImageMaker | None = None,
     ) -> None:
         """`booting` names nodes of the first standby type already being started for
-        this cluster; without any, `run()` starts the standby set."""
+        this cluster; without any, `run()` starts the standby set. With `images`, a job
+        may name an image not in the standby definition, or bring a Dockerfile: it is
+        added to the definition and started on every node."""
         node_type = config.standby.nodes[0].node_type if config.standby.nodes else None
         adopted = [
             Node(node_id=n, node_type=node_type, state=NodeState.BOOTING, since=clock.now())
@@ -97,6 +103,8 @@ class MainService:
         self.validate = validate
         self.jobs: dict[str, JobRun] = {}
         self.packages = PackageBuilder(store, blobs, clock)
+        self.images = images
+        self._standby_lock = anyio.Lock()
         self.links: dict[str, NodeLink] = {}
         self._creating: set[str] = set()
         self._deleting: set[str] = set()
@@ -276,15 +284,22 @@ class MainService:
             )
         elif job_id in self.jobs or await self.store.get(job_key(job_id)) is not None:
             raise InvalidRequestError(f"there is a job {job_id} already; use a new id")
-        job = JobSpec.model_validate({**spec, "job_id": job_id})
-        node_type_for(self.cluster.config, job)  # refuse what no node can run, before writing
+        recipe = spec.get("dockerfile")
+        fields = {key: value for key, value in spec.items() if key != "dockerfile"}
+        job = JobSpec.model_validate({**fields, "job_id": job_id})
         if job.n_inputs != len(items):
             raise InvalidRequestError(
                 f"the job says it has {job.n_inputs} inputs but {len(items)} came; send them all"
             )
         if function is None and function_key is None:
             raise InvalidRequestError("a job needs a function: send it inline or upload it first")
-        # Packages are installed before the job exists: one that cannot be fails the call.
+        # Images are made and packages installed before the job exists: what cannot be
+        # fails the call.
+        if recipe is not None:
+            job = job.model_copy(update={"image": await self._image_from(str(recipe))})
+        if job.image is not None and self.images is not None:
+            await self._add_to_standby(job.image)
+        node_type_for(self.cluster.config, job)  # refuse what no node can run, before writing
         package_keys = await self._packages_of(job) if job.packages else ()
         machine = InputMachine(
             job.n_inputs,
@@ -314,6 +329,34 @@ class MainService:
             return job_id
         await self.apply(self.cluster.handle(c.JobSubmitted(job)))
         return job_id
+
+    async def _image_from(self, recipe: str) -> str:
+        if self.images is None:
+            raise ImageError(
+                "this cluster cannot build images; build one where its nodes can run it "
+                "and pass image= instead of dockerfile="
+            )
+        return await self.images.build(recipe)
+
+    async def _add_to_standby(self, image: str) -> None:
+        """Put `image` in the standby definition and start its containers on every node:
+        the first job on it waits for that, later ones find it warm."""
+        assert self.images is not None
+        if image in self.cluster.config.standby.images:
+            return
+        async with self._standby_lock:
+            standby = self.cluster.config.standby
+            if image in standby.images:
+                return
+            await self.images.check(image)
+            containers = (*standby.containers, ContainerSpec(image=image))
+            standby = standby.model_copy(update={"containers": containers})
+            self.cluster.config = self.cluster.config.model_copy(update={"standby": standby})
+            await self.store.put(STANDBY_KEY, standby.model_dump(mode="json"))
+            specs = [spec.model_dump(mode="json") for spec in containers]
+            async with anyio.create_task_group() as group:
+                for node_id in list(self.links):
+                    group.start_soon(self._call_node, node_id, {"op": "standby", "specs": specs})
 
     async def _packages_of(self, job: JobSpec) -> tuple[str, ...]:
         """The archives of the job's packages, built for its containers' Python."""

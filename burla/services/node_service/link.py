@@ -18,7 +18,7 @@ import anyio.abc
 from pydantic import ValidationError
 
 from burla.core.errors import BurlaError
-from burla.core.models import JobSpec
+from burla.core.models import ContainerSpec, JobSpec
 from burla.services.framing import FrameStream
 from burla.services.node_service.node import NodeService
 
@@ -92,6 +92,9 @@ async def _carry_out(node: NodeService, header: dict[str, Any], payload: bytes) 
             workers = int(header["workers"])
             function = payload if function_key is None else function_key
             await node.assign(job, function, workers, header.get("packages") or ())
+        case "standby":
+            specs = tuple(ContainerSpec.model_validate(spec) for spec in header["specs"])
+            await node.set_containers(specs)
         case "reset":
             await node.reset(header.get("job_id"), cancel=bool(header.get("cancel")))
         case "kill_worker":

@@ -199,6 +199,11 @@ class NodeService:
         if starting.error is not None:
             raise starting.error
 
+    async def set_containers(self, specs: tuple[ContainerSpec, ...]) -> None:
+        """A new standby definition's container specs: start the containers it adds."""
+        self.specs = specs
+        await self.start_standby()
+
     async def _keep_worker(
         self, name: str, spec: ContainerSpec, cpu: int, starting: _Starting
     ) -> None:

@@ -1,0 +1,103 @@
+"""Custom worker images: built from a user's Dockerfile, or named, and checked before use.
+
+burla puts container_service into any image the way it does into the default one: the
+Docker runtime mounts burla and the worker's dependencies read-only and runs
+`python -m burla.services.container_service`. So an image needs only a `python` of the
+node's minor version, which `check` makes sure of before the image joins the standby
+definition. A Dockerfile's image is tagged by a hash of its text: the same Dockerfile is
+built once per engine. It is built without a context (COPY has nothing to copy) and with
+the host's network (the engine has no bridge), for RUN steps that install things.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+
+from burla.backends.docker.client import connect
+from burla.backends.docker.image import has_image
+from burla.core.errors import ImageError
+
+if TYPE_CHECKING:
+    import docker
+
+CUSTOM_REPOSITORY = "burla-custom"
+LOG_LINES = 20
+"""The build's last lines quoted in an ImageError."""
+
+
+def dockerfile_tag(dockerfile: str) -> str:
+    return f"{CUSTOM_REPOSITORY}:{hashlib.sha256(dockerfile.encode()).hexdigest()[:16]}"
+
+
+class DockerImages:
+    """Builds and checks worker images on this machine's Docker engine."""
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    async def build(self, dockerfile: str) -> str:
+        """The image of `dockerfile`, built unless the engine has it; its tag."""
+        tag = dockerfile_tag(dockerfile)
+        await anyio.to_thread.run_sync(self._build, dockerfile, tag)
+        return tag
+
+    async def check(self, image: str) -> None:
+        """ImageError unless the engine has `image` and it runs the node's Python."""
+        await anyio.to_thread.run_sync(self._check, image)
+
+    def _build(self, dockerfile: str, tag: str) -> None:
+        import docker.errors
+
+        if has_image(self.client, tag):
+            return
+        try:
+            self.client.images.build(
+                fileobj=io.BytesIO(dockerfile.encode()),
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                network_mode="host",
+            )
+        except docker.errors.BuildError as error:
+            lines = [str(step.get("stream") or step.get("error") or "") for step in error.build_log]
+            said = "".join(lines).strip().splitlines()[-LOG_LINES:]
+            raise ImageError(
+                f"the Dockerfile could not be built: {error.msg}\n" + "\n".join(said)
+            ) from error
+        except docker.errors.APIError as error:
+            raise ImageError(f"the Dockerfile could not be built: {error}") from error
+
+    def _check(self, image: str) -> None:
+        import docker.errors
+
+        if not has_image(self.client, image):
+            raise ImageError(
+                f"the Docker engine has no image {image!r}; build or load it first "
+                "(`docker build -t NAME .`), or pass dockerfile= instead of image="
+            )
+        wanted = f"{sys.version_info.major}.{sys.version_info.minor}"
+        probe = "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')"
+        try:
+            output = self.client.containers.run(
+                image, ["python", "-c", probe], network_mode="none", remove=True
+            )
+            found = output.decode().strip()
+        except docker.errors.DockerException as error:
+            found = f"none that runs ({error})"
+        if found != wanted:
+            raise ImageError(
+                f"burla's workers run in image {image!r} with its `python`, which must be "
+                f"Python {wanted} like the node's, but it has {found}; install python{wanted} "
+                "in the image and make `python` run it"
+            )
