@@ -34,7 +34,7 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -67,9 +67,19 @@ class _Container:
 class LocalContainerRuntime:
     """The ContainerRuntime protocol with subprocesses of this process (see module doc)."""
 
-    def __init__(self, root: Path, images: Mapping[str, str], *, stop_grace_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        images: Mapping[str, str],
+        *,
+        stop_grace_s: float = 2.0,
+        find_image: Callable[[str], str | None] | None = None,
+    ) -> None:
+        """`images` maps image names to python executables; `find_image` gives the
+        python of an image made later (None if there is none)."""
         self._root = Path(root)
         self._images = dict(images)
+        self._find_image = find_image
         self._stop_grace_s = stop_grace_s
         self._available = sorted(os.sched_getaffinity(0))
         self._containers: dict[str, _Container] = {}
@@ -175,6 +185,8 @@ class LocalContainerRuntime:
             raise InvalidRequestError(f"container {name!r}: port {port} is not in 1..65535")
         _check_cpuset(name, cpuset)
         python = self._images.get(spec.image)
+        if python is None and self._find_image is not None:
+            python = self._find_image(spec.image)
         if python is None:
             known = ", ".join(repr(image) for image in sorted(self._images)) or "none"
             raise InvalidRequestError(

@@ -77,6 +77,12 @@ def ensure_worker_env(root: Path) -> Path:
     return python
 
 
+def build_worker_env(env_dir: Path) -> None:
+    """A worker environment like the default one, at `env_dir` (which must not exist),
+    for a custom image to install more into."""
+    _build(env_dir, worker_sources())
+
+
 def worker_sources() -> dict[str, Path]:
     """What the worker environment links, by the name it gets there: `burla` and the
     top-level modules and packages of each of WORKER_DISTRIBUTIONS."""

@@ -8,6 +8,7 @@ import os
 import anyio
 
 from burla.backends.local.blobs import DirectoryBlobStore
+from burla.backends.local.images import LocalVenvImages
 from burla.core.clock import WallClock
 from burla.services import serving
 from burla.services.main_service.app import create_app
@@ -21,7 +22,7 @@ CLUSTER_FILE = "cluster.json"
 async def serve(start: LocalStart, idle_s: float) -> None:
     clock = WallClock()
     blobs = DirectoryBlobStore(start.root / "blobs", bytes.fromhex(start.token), clock)
-    images: ImageMaker | None = None
+    images: ImageMaker = LocalVenvImages(start.root)
     if start.boot_env["BURLA_CONTAINERS"] == "docker":
         from burla.backends.docker.custom import DockerImages
 

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from burla.backends.local.containers import LocalContainerRuntime
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
+from burla.backends.local.images import venv_image_python
 from burla.backends.urls import open_blobs, open_store
 from burla.core.clock import WallClock
 from burla.core.errors import BackendError, BurlaError
@@ -103,7 +104,8 @@ async def serve(settings: NodeSettings) -> None:
         worker_env = {"BURLA_BACKEND": "docker", "BURLA_DOCKER_DIR": CLUSTER_DIR_IN_CONTAINER}
     else:
         images = {LOCAL_DEFAULT_IMAGE: str(ensure_worker_env(settings.local_dir))}
-        runtime = LocalContainerRuntime(settings.node_dir, images)
+        find_image = functools.partial(venv_image_python, settings.local_dir)
+        runtime = LocalContainerRuntime(settings.node_dir, images, find_image=find_image)
         # A worker goes when its node goes; a nested call reaches this same cluster.
         worker_env = {
             "BURLA_LOCAL_DIR": str(settings.local_dir),
