@@ -22,6 +22,7 @@ from burla.client.http import HttpError, HttpPool, Response
 from burla.client.progress import JobProgress
 from burla.client.serialize import dump_input, dumps_function, dumps_input, known_size
 from burla.core import errors, wire
+from burla.core.environment import RUNNING_PYTHON
 from burla.core.errors import (
     BurlaError,
     ClusterUnavailableError,
@@ -126,6 +127,7 @@ def remote_parallel_map(
         "max_parallelism": max_parallelism,
         "retries": retries,
         "timeout_s": timeout,
+        "python_version": RUNNING_PYTHON,
     }
     if packages := packages_for(function):
         spec["packages"] = [dataclasses.asdict(package) for package in packages]

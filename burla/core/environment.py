@@ -18,6 +18,9 @@ WORKER_DISTRIBUTIONS = ("cloudpickle", "tblib", "httpx", "rich")
 worker's own (cloudpickle, tblib) and the client's, so that a function can itself call
 remote_parallel_map. Jobs never ship these."""
 
+RUNNING_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+"""This interpreter's Python version, as a ContainerSpec and a JobSpec give it."""
+
 PACKAGES_PREFIX = "packages/"
 """Where built packages live, in the BlobStore (archives) and the Store (build claims)."""
 

@@ -120,6 +120,8 @@ class JobSpec(_Frozen):
     max_parallelism: int | None = Field(default=None, ge=1)
     retries: int = Field(default=0, ge=0)
     timeout_s: float | None = Field(default=None, gt=0)
+    python_version: str | None = None
+    """The caller's Python (major.minor): its pickled function loads only there."""
     packages: tuple[PythonPackage, ...] = ()
     """Python packages the function needs that the workers do not have: installed once
     per cluster, linked into the workers for this job."""

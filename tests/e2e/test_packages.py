@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from burla import PackageInstallError, remote_parallel_map
+from burla import InvalidRequestError, PackageInstallError, remote_parallel_map
 from burla.backends.local.envs import ensure_worker_env
 from burla.backends.urls import open_store
 from burla.client.map import Session
@@ -89,3 +89,10 @@ def test_a_package_that_cannot_be_installed_fails_the_job_before_it_runs(local_d
     assert "pip said" in message
     assert "No matching distribution" in message
     assert "iniconfig" not in message  # it installs fine; only the culprit is named
+
+
+def test_a_job_from_another_python_is_refused_with_the_reason() -> None:
+    session = Session.for_local_cluster()
+    spec = {"n_inputs": 1, "python_version": "3.99"}
+    with pytest.raises(InvalidRequestError, match=r"comes from Python 3\.99 but the workers"):
+        session.submit("job-other-python-0001", spec, b"never unpickled", [b"input"], wait=0)

@@ -52,9 +52,10 @@ class DockerImages:
         await anyio.to_thread.run_sync(self._build, dockerfile, tag)
         return tag
 
-    async def check(self, image: str) -> None:
-        """ImageError unless the engine has `image` and it runs the node's Python."""
-        await anyio.to_thread.run_sync(self._check, image)
+    async def check(self, image: str) -> str:
+        """ImageError unless the engine has `image` and it runs the node's Python; that
+        Python's version."""
+        return await anyio.to_thread.run_sync(self._check, image)
 
     def _build(self, dockerfile: str, tag: str) -> None:
         import docker.errors
@@ -78,7 +79,7 @@ class DockerImages:
         except docker.errors.APIError as error:
             raise ImageError(f"the Dockerfile could not be built: {error}") from error
 
-    def _check(self, image: str) -> None:
+    def _check(self, image: str) -> str:
         import docker.errors
 
         if not has_image(self.client, image):
@@ -101,3 +102,4 @@ class DockerImages:
                 f"Python {wanted} like the node's, but it has {found}; install python{wanted} "
                 "in the image and make `python` run it"
             )
+        return wanted

@@ -52,13 +52,15 @@ class LocalVenvImages:
                 await self._build(image, requirements)
         return image
 
-    async def check(self, image: str) -> None:
+    async def check(self, image: str) -> str:
+        """The venv image's Python version (the node's, which built it), if it exists."""
         if image != LOCAL_DEFAULT_IMAGE and venv_image_python(self.root, image) is None:
             raise ImageError(
                 f"this local cluster has no image {image!r}: without Docker it runs its "
                 "default environment and venvs built from a requirements file; pass "
                 "dockerfile='requirements.txt' (or use backend='docker' for Docker images)"
             )
+        return f"{sys.version_info.major}.{sys.version_info.minor}"
 
     async def _build(self, image: str, requirements: str) -> None:
         env_dir = self.root / "images" / image

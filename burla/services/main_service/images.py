@@ -12,5 +12,6 @@ class ImageMaker(Protocol):
         """The image made from `recipe` (a Dockerfile's text; for process workers, a
         requirements file's), made once; its name. ImageError if it cannot be made."""
 
-    async def check(self, image: str) -> None:
-        """ImageError unless the nodes' workers can run in `image`."""
+    async def check(self, image: str) -> str:
+        """The Python version (major.minor) of `image`'s workers; ImageError unless the
+        nodes' workers can run in it."""

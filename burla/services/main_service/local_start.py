@@ -19,6 +19,7 @@ from burla.backends.local.compute import LocalComputeProvider
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE
 from burla.backends.local.store import SqliteStore
 from burla.core.clock import WallClock
+from burla.core.environment import RUNNING_PYTHON
 from burla.core.models import (
     ClusterConfig,
     ContainerSpec,
@@ -58,7 +59,9 @@ def local_config(cpus: int, image: str = LOCAL_DEFAULT_IMAGE) -> ClusterConfig:
     node_type = NodeType(name="local", cpus=cpus, ram_gb=max(round(memory_gb, 1), 4.0 * cpus))
     standby = StandbyDefinition(
         nodes=(StandbyGroup(node_type=node_type, count=1),),
-        containers=(ContainerSpec(image=image),),
+        # Workers run this interpreter's Python: in a venv of it, or in a Docker image
+        # that must have the same (the runtime mounts this burla and its dependencies).
+        containers=(ContainerSpec(image=image, python_version=RUNNING_PYTHON),),
     )
     return ClusterConfig(
         standby=standby,

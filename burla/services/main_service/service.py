@@ -300,7 +300,14 @@ class MainService:
         if job.image is not None and self.images is not None:
             await self._add_to_standby(job.image)
         node_type_for(self.cluster.config, job)  # refuse what no node can run, before writing
-        package_keys = await self._packages_of(job) if job.packages else ()
+        python = self._python_of(job)
+        if job.python_version is not None and job.python_version != python:
+            raise InvalidRequestError(
+                f"this job comes from Python {job.python_version} but the workers of its "
+                f"image run Python {python}, where its pickled function cannot load; call "
+                f"from Python {python}, or use an image with Python {job.python_version}"
+            )
+        package_keys = await self.packages.ensure(job.packages, python) if job.packages else ()
         machine = InputMachine(
             job.n_inputs,
             self.clock,
@@ -348,8 +355,8 @@ class MainService:
             standby = self.cluster.config.standby
             if image in standby.images:
                 return
-            await self.images.check(image)
-            containers = (*standby.containers, ContainerSpec(image=image))
+            python = await self.images.check(image)
+            containers = (*standby.containers, ContainerSpec(image=image, python_version=python))
             standby = standby.model_copy(update={"containers": containers})
             self.cluster.config = self.cluster.config.model_copy(update={"standby": standby})
             await self.store.put(STANDBY_KEY, standby.model_dump(mode="json"))
@@ -358,12 +365,12 @@ class MainService:
                 for node_id in list(self.links):
                     group.start_soon(self._call_node, node_id, {"op": "standby", "specs": specs})
 
-    async def _packages_of(self, job: JobSpec) -> tuple[str, ...]:
-        """The archives of the job's packages, built for its containers' Python."""
+    def _python_of(self, job: JobSpec) -> str:
+        """The Python version of the workers the job runs in."""
         containers = self.cluster.config.standby.containers
         image = job.image or self.cluster.config.standby.default_image
         python = next((s.python_version for s in containers if s.image == image), None)
-        return await self.packages.ensure(job.packages, python or DEFAULT_PYTHON_VERSION)
+        return python or DEFAULT_PYTHON_VERSION
 
     async def _save(self, run: JobRun) -> None:
         """The job's record in the Store: its spec, its state, and why it failed. Writes
