@@ -18,6 +18,7 @@ import cloudpickle
 
 from burla.client import local
 from burla.client.environment import packages_for
+from burla.client.fit import FUNCTION, INLINE_LIMIT, fit
 from burla.client.http import HttpError, HttpPool, Response
 from burla.client.progress import JobProgress
 from burla.client.serialize import dump_input, dumps_function, dumps_input, known_size
@@ -36,10 +37,8 @@ from burla.core.errors import (
     RemoteError,
     WorkerCrashedError,
 )
+from burla.core.limits import RequestLimits
 from burla.core.settings import Backend, Settings, config_path, load_settings
-
-INLINE_LIMIT = 1 << 20
-"""Inputs up to this size travel in the job request; bigger ones go to the blob store."""
 
 WAIT_S = 10.0
 INSTALL_WAIT_S = 900.0
@@ -166,6 +165,8 @@ class Session:
         """What a local cluster's cluster.json looked like when it last named this one."""
         headers = {"authorization": f"Bearer {cluster.token}"}
         self.http = HttpPool(cluster.url, headers, timeout_s=WAIT_S + 30)
+        self.job_request_limit = RequestLimits.from_environ(os.environ).job_request
+        """The size of request the cluster takes for a job, as far as this client knows."""
 
     @classmethod
     def for_settings(cls, settings: Settings, fresh: bool = False) -> Session:
@@ -237,12 +238,12 @@ class Session:
     ) -> bytes:
         """Start the job; the answer (frames) holds its id and the events of its first
         `wait` seconds, all of them if it is done by then."""
-        big = [
-            n for n, p in enumerate(payloads) if not isinstance(p, bytes) or len(p) > INLINE_LIMIT
-        ]
-        function_big = len(function) > INLINE_LIMIT
         keys: dict[int, str] = {}
         head: dict[str, Any] = {"job_id": job_id, "spec": spec}
+        sizes = [len(p) if isinstance(p, bytes) else None for p in payloads]
+        moved = fit(len(json.dumps(head)), len(function), sizes, self.job_request_limit)
+        function_big = FUNCTION in moved
+        big = sorted(moved - {FUNCTION})
         if big or function_big:
             count = len(big) + int(function_big)
             uploads = self.call("POST", "/uploads", json_body={"count": count}).json()
@@ -266,13 +267,19 @@ class Session:
             else:
                 assert isinstance(payload, bytes)
                 frames.append(({"i": n}, payload))
-        response = self.call(
-            "POST",
-            "/jobs",
-            content=wire.encode_many(frames),
-            params={"wait": wait},
-            timeout_s=INSTALL_WAIT_S if _prepares(spec) else None,
-        )
+        try:
+            response = self.call(
+                "POST",
+                "/jobs",
+                content=wire.encode_many(frames),
+                params={"wait": wait},
+                timeout_s=INSTALL_WAIT_S if _prepares(spec) else None,
+            )
+        except PayloadTooLargeError as error:
+            if error.limit is None or error.limit >= self.job_request_limit:
+                raise
+            self.job_request_limit = error.limit  # the cluster takes less than we thought
+            return self.submit(job_id, spec, function, payloads, wait)
         return response.content
 
     def follow(
@@ -438,7 +445,10 @@ def error_from(response: Response, request: str) -> BurlaError:
     error_type = getattr(errors, name, None)
     if not (isinstance(error_type, type) and issubclass(error_type, BurlaError)):
         error_type = InvalidRequestError if response.status_code < 500 else BurlaError
-    return error_type(message)
+    error = error_type(message)
+    if isinstance(error, PayloadTooLargeError) and isinstance(body.get("limit"), int):
+        error.limit = body["limit"]
+    return error
 
 
 def decode_result(index: int, kind: str, payload: bytes) -> Any:

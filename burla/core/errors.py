@@ -4,7 +4,7 @@
     ├── InvalidRequestError         the call asked for something that cannot be done as asked
     │   ├── ResourceRequestError    func_cpu / func_ram / func_gpu fit on no node type
     │   ├── SerializationError      the function or an input cannot be pickled
-    │   ├── PayloadTooLargeError    the function or an input is over the size limit
+    │   ├── PayloadTooLargeError    the function, an input or a request is over the size limit
     │   ├── PackageInstallError     a package the function needs could not be installed
     │   └── ImageError              a custom image cannot be built or run burla's workers
     ├── BackendError                a backend could not do what was asked
@@ -72,7 +72,10 @@ class SerializationError(InvalidRequestError):
 
 
 class PayloadTooLargeError(InvalidRequestError):
-    """The function or an input is larger than the cluster accepts."""
+    """The function, an input or a request is larger than the cluster accepts."""
+
+    limit: int | None = None
+    """The limit in bytes, when the cluster said it."""
 
 
 class PackageInstallError(InvalidRequestError):

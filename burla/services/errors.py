@@ -14,6 +14,7 @@ from burla.core.errors import (
     ConflictError,
     InvalidRequestError,
     NotFoundError,
+    PayloadTooLargeError,
 )
 
 
@@ -76,6 +77,8 @@ def status_of(error: BurlaError) -> int:
         return 404
     if isinstance(error, ConflictError):
         return 409
+    if isinstance(error, PayloadTooLargeError):
+        return 413
     if isinstance(error, InvalidRequestError):
         return 400
     return 500

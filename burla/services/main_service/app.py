@@ -6,6 +6,7 @@ bytes and is never unpickled here.
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Any
 
@@ -14,10 +15,12 @@ from pydantic import BaseModel
 
 from burla.core import wire
 from burla.core.errors import NotFoundError
+from burla.core.limits import RequestLimits
 from burla.services import errors
 from burla.services.main_service import dashboard, operations, views
 from burla.services.main_service.job_routes import FRAMES, JobRoutes
 from burla.services.main_service.service import UPLOADS, MainService
+from burla.services.request_size import RequestSizeLimit
 from burla.services.store_keys import job_key, result_key, results_prefix
 
 
@@ -29,14 +32,16 @@ class Uploads(BaseModel):
     count: int
 
 
-def create_app(service: MainService, token: str) -> FastAPI:
+def create_app(service: MainService, token: str, limits: RequestLimits | None = None) -> FastAPI:
     app = FastAPI(title="burla main_service")
     hint = (
         "a local cluster's is in its cluster.json; a cloud cluster's is printed by its "
         "main_service or kept in its --token-file"
     )
-    # Middleware added last runs first: the token is checked before the job routes.
+    # Middleware added last runs first: the token is checked, then the body's size, before
+    # the job routes.
     app.add_middleware(JobRoutes, service=service)
+    app.add_middleware(RequestSizeLimit, limits=limits or RequestLimits.from_environ(os.environ))
     app.add_middleware(
         errors.BearerAuth,
         token=token,
