@@ -7,6 +7,7 @@ request per message, which is most of a warm job's latency.
 
 from __future__ import annotations
 
+import abc
 import socket
 from typing import Any
 
@@ -19,19 +20,40 @@ from burla.core import wire
 Frame = tuple[dict[str, Any], bytes]
 
 
-class FrameStream:
+class Frames(abc.ABC):
+    """A connection that carries frames, in order."""
+
+    @abc.abstractmethod
+    async def send(self, frames: list[Frame]) -> None:
+        """Send frames together; concurrent senders never interleave."""
+
+    @abc.abstractmethod
+    async def receive(self) -> Frame | None:
+        """The next frame, or None once the other end is gone."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+
+def framed(stream: anyio.abc.ByteStream | Frames) -> Frames:
+    """Frames over a byte stream; a connection that carries frames already (the
+    simulator's, which need no encoding) as it is."""
+    return stream if isinstance(stream, Frames) else FrameStream(stream)
+
+
+class FrameStream(Frames):
+    """Frames encoded with burla.core.wire over a byte stream (a TCP connection)."""
+
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self._stream = stream
         self._reader = BufferedByteReceiveStream(stream)
         self._send_lock = anyio.Lock(fast_acquire=True)  # free: no trip through the loop
 
     async def send(self, frames: list[Frame]) -> None:
-        """Send frames together; concurrent senders never interleave."""
         async with self._send_lock:
             await self._stream.send(wire.encode_many(frames))
 
     async def receive(self) -> Frame | None:
-        """The next frame, or None once the other end is gone."""
         try:
             head, body = wire.lengths(await self._reader.receive_exactly(wire.PREFIX_SIZE))
             header = await self._reader.receive_exactly(head) if head else b""

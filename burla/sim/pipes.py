@@ -1,8 +1,8 @@
-"""In-memory byte streams: main_service's connections to simulated nodes.
+"""In-memory connections between main_service and simulated nodes.
 
-A pipe is two one-way buffers. Sending appends bytes and wakes the reader; nothing is
-copied or framed beyond what the services' FrameStream does itself, so a connection
-costs no socket and no event-loop I/O, only the wake-up of the task that reads it.
+A pipe carries the services' frames as objects, in order: nothing is encoded, copied or
+parsed, so a connection costs no socket, no event-loop I/O and no JSON, only the wake-up
+of the task that reads it. (The wire format itself is tested against real sockets.)
 """
 
 from __future__ import annotations
@@ -10,47 +10,41 @@ from __future__ import annotations
 import collections
 
 import anyio
-import anyio.abc
 import trio
+
+from burla.services.framing import Frame, Frames
 
 
 class Buffer:
-    """Bytes on their way in one direction, and whether either end has gone."""
+    """Frames on their way in one direction, and whether either end has gone."""
 
-    __slots__ = ("chunks", "ended", "lot", "reader_gone")
+    __slots__ = ("ended", "frames", "lot", "reader_gone")
 
     def __init__(self) -> None:
-        self.chunks: collections.deque[bytes] = collections.deque()
+        self.frames: collections.deque[Frame] = collections.deque()
         self.ended = False
-        """The writer is done: once `chunks` is empty, the reader sees the end."""
+        """The writer is done: once `frames` is empty, the reader sees the end."""
         self.reader_gone = False
         self.lot = trio.lowlevel.ParkingLot()
 
-    def put(self, data: bytes) -> None:
-        self.chunks.append(data)
+    def put(self, frames: list[Frame]) -> None:
+        self.frames.extend(frames)
         self.lot.unpark_all()
 
     def end(self) -> None:
         self.ended = True
         self.lot.unpark_all()
 
-    async def take(self, max_bytes: int) -> bytes:
-        """The next bytes (at most `max_bytes`); EndOfStream once the writer is done."""
-        while not self.chunks:
-            if self.reader_gone:
-                raise anyio.ClosedResourceError  # closed by this end meanwhile
-            if self.ended:
-                raise anyio.EndOfStream
+    async def take(self) -> Frame | None:
+        """The next frame; None once the writer is done or this end closed."""
+        while not self.frames:
+            if self.reader_gone or self.ended:
+                return None
             await self.lot.park()
-        chunk = self.chunks[0]
-        if len(chunk) <= max_bytes:
-            self.chunks.popleft()
-            return chunk
-        self.chunks[0] = chunk[max_bytes:]
-        return chunk[:max_bytes]
+        return self.frames.popleft()
 
 
-class PipeEnd(anyio.abc.ByteStream):
+class PipeEnd(Frames):
     """One end of an in-memory connection: reads `incoming`, writes `outgoing`."""
 
     def __init__(self, incoming: Buffer, outgoing: Buffer) -> None:
@@ -58,20 +52,17 @@ class PipeEnd(anyio.abc.ByteStream):
         self._out = outgoing
         self._closed = False
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        if self._closed:
-            raise anyio.ClosedResourceError
-        return await self._in.take(max_bytes)
-
-    async def send(self, item: bytes) -> None:
+    async def send(self, frames: list[Frame]) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
         if self._out.reader_gone or self._out.ended:
-            raise anyio.BrokenResourceError
-        self._out.put(bytes(item))
+            raise anyio.BrokenResourceError  # as a socket whose peer went away
+        self._out.put(frames)
 
-    async def send_eof(self) -> None:
-        self._out.end()
+    async def receive(self) -> Frame | None:
+        if self._closed:
+            return None
+        return await self._in.take()
 
     async def aclose(self) -> None:
         self.close()

@@ -17,12 +17,12 @@ import anyio.abc
 from anyio.abc import TaskGroup
 
 from burla.core.errors import ClusterUnavailableError
-from burla.services.framing import FrameStream, no_delay
+from burla.services.framing import Frames, framed, no_delay
 
 OnReport = Callable[[str, list[list[Any]], bytes], Awaitable[None]]
 OnLost = Callable[[str], Awaitable[None]]
-Dial = Callable[[str], Awaitable[anyio.abc.ByteStream]]
-"""Opens a byte stream to a node's address (the simulator's are in memory)."""
+Dial = Callable[[str], Awaitable[anyio.abc.ByteStream | Frames]]
+"""Opens a connection to a node's address: TCP, or the simulator's in-memory frames."""
 
 
 async def dial_tcp(address: str) -> anyio.abc.ByteStream:
@@ -37,7 +37,7 @@ REQUEST_TIMEOUT_S = 120.0
 
 
 class NodeLink:
-    def __init__(self, node_id: str, frames: FrameStream, on_report: OnReport) -> None:
+    def __init__(self, node_id: str, frames: Frames, on_report: OnReport) -> None:
         self.node_id = node_id
         self._frames = frames
         self._on_report = on_report
@@ -65,7 +65,7 @@ class NodeLink:
             raise ClusterUnavailableError(
                 f"node {node_id} at {address} refused main_service's connection: {error}"
             ) from error
-        frames = FrameStream(stream)
+        frames = framed(stream)
         await frames.send([({"op": "hello", "secret": secret}, b"")])
         link = cls(node_id, frames, on_report)
         tasks.start_soon(link._read, on_lost)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from burla.core.errors import BurlaError
 from burla.core.models import ContainerSpec, JobSpec
-from burla.services.framing import FrameStream
+from burla.services.framing import Frames, framed
 from burla.services.node_service.node import NodeService
 
 _REFUSED = "wrong or missing cluster secret: only this cluster's main_service may use a node"
@@ -28,7 +28,7 @@ _REFUSED = "wrong or missing cluster secret: only this cluster's main_service ma
 class MainLink:
     def __init__(self, secret: str) -> None:
         self._secret = secret
-        self._current: FrameStream | None = None
+        self._current: Frames | None = None
         self._connected = anyio.Event()
 
     async def report(self, header: dict[str, Any], payload: bytes) -> None:
@@ -44,14 +44,16 @@ class MainLink:
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._drop(link)
 
-    async def serve(self, node: NodeService, stream: anyio.abc.ByteStream) -> None:
+    async def serve(self, node: NodeService, stream: anyio.abc.ByteStream | Frames) -> None:
         """Serve one connection from main_service for `node` until it closes."""
-        link = FrameStream(stream)
+        link = framed(stream)
         try:
             hello = await link.receive()
             secret = str(hello[0].get("secret", "")) if hello else ""
             if hello is None or not hmac.compare_digest(secret.encode(), self._secret.encode()):
-                with contextlib.suppress(OSError, anyio.BrokenResourceError):
+                with contextlib.suppress(
+                    OSError, anyio.BrokenResourceError, anyio.ClosedResourceError
+                ):
                     await link.send([({"op": "refused", "message": _REFUSED}, b"")])
                 return
             self._current = link
@@ -67,13 +69,13 @@ class MainLink:
             self._drop(link)
             await link.aclose()
 
-    def _drop(self, link: FrameStream) -> None:
+    def _drop(self, link: Frames) -> None:
         if self._current is link:
             self._current = None
             self._connected = anyio.Event()
 
     async def _answer(
-        self, node: NodeService, link: FrameStream, header: dict[str, Any], payload: bytes
+        self, node: NodeService, link: Frames, header: dict[str, Any], payload: bytes
     ) -> None:
         reply: dict[str, Any] = {"op": "reply", "id": header.get("id"), "error": None}
         try:
