@@ -1,8 +1,9 @@
 """The caller's environment, as a job needs it: installed packages its function imports.
 
 Only distributions the pickled function names (and what they require) are sent, pinned
-to the versions installed here, minus what every worker has. The caller's own modules,
-editable installs among them, travel by value with the function instead (serialize.py).
+to the versions installed here, minus what every worker has. The caller's own modules
+travel by value with the function (serialize.py); those of editable installs also go as
+source archives (sources.py), so that importing them on the cluster works too.
 A function that names no installed package costs a scan of its pickle and one look at
 the site-packages directories, once per process.
 """
@@ -15,8 +16,10 @@ import os
 import site
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from burla.client.serialize import is_own_code
+from burla.client.sources import source_packages
 from burla.core.environment import (
     WORKER_DISTRIBUTIONS,
     PythonPackage,
@@ -32,22 +35,33 @@ _WORKER_MODULES = frozenset({"burla", *WORKER_DISTRIBUTIONS})
 any metadata is read. (Each of these distributions has one module of its own name.)"""
 
 
-def packages_for(function: bytes) -> tuple[PythonPackage, ...]:
-    """The installed packages the pickled function needs that the workers lack."""
+@dataclass(frozen=True)
+class JobEnvironment:
+    packages: tuple[PythonPackage, ...] = ()
+    """What the job needs that the workers lack, pinned."""
+    sources: dict[str, bytes] = field(default_factory=dict)
+    """The archives of those sent as source (editable installs), by requirement."""
+
+
+def environment_for(function: bytes) -> JobEnvironment:
+    """The packages the pickled function needs that the workers lack."""
+    names = names_in_pickle(function)
+    sources = source_packages(names)
     candidates = {
         name
-        for name in names_in_pickle(function) & _top_level_installed() - _WORKER_MODULES
+        for name in names & _top_level_installed() - _WORKER_MODULES
         if not (name in sys.modules and is_own_code(sys.modules[name]))
     }
-    if not candidates:
-        return ()
-    installed, requires = _installed()
-    return needed_packages(
-        candidates,
-        _distributions_of(),
-        installed,
-        requires,
-        provided=_worker_provided() | _not_on_an_index(),
+    if not candidates and not sources:
+        return JobEnvironment()
+    packages: tuple[PythonPackage, ...] = ()
+    if candidates:
+        installed, requires = _installed()
+        provided = _worker_provided() | _not_on_an_index()
+        packages = needed_packages(candidates, _distributions_of(), installed, requires, provided)
+    return JobEnvironment(
+        packages=(*packages, *sources),
+        sources={package.requirement: archive for package, archive in sources.items()},
     )
 
 

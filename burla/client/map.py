@@ -17,7 +17,7 @@ from typing import IO, Any, ClassVar, get_args
 import cloudpickle
 
 from burla.client import local
-from burla.client.environment import packages_for
+from burla.client.environment import environment_for
 from burla.client.fit import FUNCTION, INLINE_LIMIT, fit
 from burla.client.http import HttpError, HttpPool, Response
 from burla.client.progress import JobProgress
@@ -128,11 +128,14 @@ def remote_parallel_map(
         "timeout_s": timeout,
         "python_version": RUNNING_PYTHON,
     }
-    if packages := packages_for(function):
-        spec["packages"] = [dataclasses.asdict(package) for package in packages]
+    environment = environment_for(function)
+    if environment.packages:
+        spec["packages"] = [dataclasses.asdict(package) for package in environment.packages]
     if dockerfile is not None:
         spec["dockerfile"] = read_dockerfile(dockerfile)
     session = Session.for_settings(settings)
+    if environment.sources and (keys := session.upload_sources(environment.sources)):
+        spec["sources"] = keys
     wait = 0.0 if detach else FIRST_WAIT_S
     job_id = f"job-{secrets.token_hex(8)}"
     try:
@@ -145,6 +148,7 @@ def remote_parallel_map(
             first = session.submit(job_id, spec, function, payloads, wait)
     except KeyboardInterrupt:
         raise session.interrupted(job_id, cancel=True) from None
+    session.sent_sources.update(spec.get("sources", ()))
     if detach:
         return job_id
     results = session.follow(job_id, len(payloads), ordered=ordered, spinner=spinner, first=first)
@@ -167,6 +171,8 @@ class Session:
         self.http = HttpPool(cluster.url, headers, timeout_s=WAIT_S + 30)
         self.job_request_limit = RequestLimits.from_environ(os.environ).job_request
         """The size of request the cluster takes for a job, as far as this client knows."""
+        self.sent_sources: set[str] = set()
+        """Source archives a job took: the cluster keeps them."""
 
     @classmethod
     def for_settings(cls, settings: Settings, fresh: bool = False) -> Session:
@@ -227,6 +233,20 @@ class Session:
         if response.status_code >= 400:
             raise error_from(response, f"{method} {path}")
         return response
+
+    def upload_sources(self, sources: dict[str, bytes]) -> dict[str, str]:
+        """Upload the source archives this cluster was not sent yet; their blob keys."""
+        new = {r: archive for r, archive in sources.items() if r not in self.sent_sources}
+        if not new:
+            return {}
+        uploads = self.call("POST", "/uploads", json_body={"count": len(new)}).json()
+        keys = {}
+        for (requirement, archive), key, url in zip(
+            new.items(), uploads["keys"], uploads["urls"], strict=True
+        ):
+            put_signed(url, archive)
+            keys[requirement] = key
+        return keys
 
     def submit(
         self,

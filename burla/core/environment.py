@@ -21,6 +21,10 @@ remote_parallel_map. Jobs never ship these."""
 RUNNING_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 """This interpreter's Python version, as a ContainerSpec and a JobSpec give it."""
 
+SOURCE_LABEL = "+src."
+"""Marks the version of a package sent as source (an editable install) rather than
+installed from an index: `<version>+src.<hash of its files>`."""
+
 PACKAGES_PREFIX = "packages/"
 """Where built packages live, in the BlobStore (archives) and the Store (build claims)."""
 
@@ -43,6 +47,10 @@ class PythonPackage:
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name) or not _VERSION.fullmatch(self.version):
             raise ValueError(f"not a canonical package name and version: {self.requirement}")
+
+    @property
+    def from_source(self) -> bool:
+        return SOURCE_LABEL in self.version
 
     @property
     def requirement(self) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
+import os
 import subprocess
 import sysconfig
+import venv
 from pathlib import Path
 
 import anyio
@@ -96,3 +99,56 @@ def test_a_job_from_another_python_is_refused_with_the_reason() -> None:
     spec = {"n_inputs": 1, "python_version": "3.99"}
     with pytest.raises(InvalidRequestError, match=r"comes from Python 3\.99 but the workers"):
         session.submit("job-other-python-0001", spec, b"never unpickled", [b"input"], wait=0)
+
+
+EDITABLE_CLIENT = """
+import mylib_burla_test  # the user's editable package, imported as their code does
+from burla import remote_parallel_map
+
+def uses_mylib(x):
+    import mylib_burla_test  # imported again on the worker: it must be there
+
+    return mylib_burla_test.VALUE
+
+print(remote_parallel_map(uses_mylib, [1, 2], spinner=False))
+"""
+
+
+def venv_with_editable_install(root: Path) -> tuple[Path, Path]:
+    """A user's venv (with this venv's packages) holding an editable install of a project
+    of theirs, made as pip makes one: a .pth naming the project, a dist-info whose
+    direct_url.json says editable. Its python, and the project's module directory."""
+    project = root / "project"
+    module = project / "mylib_burla_test"
+    module.mkdir(parents=True)
+    env = root / "venv"
+    venv.create(env, with_pip=False, symlinks=True)
+    site_packages = Path(sysconfig.get_path("purelib", scheme="venv", vars={"base": str(env)}))
+    ours = sysconfig.get_path("purelib")
+    (site_packages / "with-test-venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    (site_packages / "mylib_burla_test.pth").write_text(f"{project}\n")
+    dist_info = site_packages / "mylib_burla_test-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mylib-burla-test\nVersion: 1.0\n"
+    )
+    (dist_info / "RECORD").write_text("")
+    origin = {"url": project.as_uri(), "dir_info": {"editable": True}}
+    (dist_info / "direct_url.json").write_text(json.dumps(origin))
+    return env / "bin" / "python", module
+
+
+def test_an_editable_install_is_sent_as_source_and_can_be_imported_remotely(
+    local_dir: Path, tmp_path: Path
+) -> None:
+    python, module = venv_with_editable_install(tmp_path)
+    script = tmp_path / "client.py"
+    script.write_text(EDITABLE_CLIENT)
+    environment = {**os.environ, "BURLA_LOCAL_DIR": str(local_dir)}
+    for value in ("first", "second"):  # an edit is sent again
+        (module / "__init__.py").write_text(f"VALUE = {value!r}\n")
+        ran = subprocess.run(
+            [python, script], env=environment, capture_output=True, text=True, timeout=300
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.strip() == repr([value, value])

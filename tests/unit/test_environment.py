@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import pickle
+import tarfile
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from burla.client.environment import packages_for
+from burla.client.environment import environment_for
 from burla.client.serialize import dumps_function
+from burla.client.sources import editable_projects, pack
 from burla.core.environment import (
     PythonPackage,
     canonical_name,
@@ -79,7 +84,40 @@ def test_package_keys_and_environment_ids() -> None:
 
 
 def test_the_client_asks_only_for_what_the_function_uses() -> None:
-    assert packages_for(dumps_function(plain)) == ()
-    found = packages_for(dumps_function(imports_inside))
+    assert environment_for(dumps_function(plain)).packages == ()
+    found = environment_for(dumps_function(imports_inside)).packages
     assert [p.name for p in found] == ["iniconfig"]
     assert found[0].version == __import__("importlib.metadata").metadata.version("iniconfig")
+
+
+def test_editable_projects_are_read_from_their_dist_info(tmp_path: Path) -> None:
+    site_dir = tmp_path / "site-packages"
+    for name, origin, top_level in [
+        ("mylib-2.0", {"url": "file:///src/mylib", "dir_info": {"editable": True}}, None),
+        ("pkgs-1.0", {"url": "file:///src/pkgs", "dir_info": {"editable": True}}, "a\nb\n"),
+        ("local-1.0", {"url": "file:///src/local", "dir_info": {}}, None),  # not editable
+        ("vcs-1.0", {"url": "https://x/y.git", "vcs_info": {"vcs": "git"}}, None),
+    ]:
+        dist_info = site_dir / f"{name}.dist-info"
+        dist_info.mkdir(parents=True)
+        (dist_info / "direct_url.json").write_text(json.dumps(origin))
+        if top_level:
+            (dist_info / "top_level.txt").write_text(top_level)
+    found = sorted(editable_projects((str(site_dir),)))
+    assert found == [
+        ("mylib", "2.0", Path("/src/mylib"), frozenset({"mylib"})),
+        ("pkgs", "1.0", Path("/src/pkgs"), frozenset({"a", "b"})),
+    ]
+
+
+def test_a_source_is_packed_again_only_when_a_file_changes(tmp_path: Path) -> None:
+    package = tmp_path / "mylib"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "__init__.py").write_text("A = 1\n")
+    (package / "__pycache__" / "x.pyc").write_bytes(b"compiled")
+    digest, archive = pack(package)
+    assert pack(package) == (digest, archive)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        assert tar.getnames() == ["mylib/__init__.py"]
+    (package / "__init__.py").write_text("A = 2\n")
+    assert pack(package)[0] != digest

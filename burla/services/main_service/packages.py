@@ -15,7 +15,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -43,10 +43,15 @@ class PackageBuilder:
         """Archives known to be in the BlobStore: a repeat job reads nothing."""
 
     async def ensure(
-        self, packages: Sequence[PythonPackage], python_version: str
+        self,
+        packages: Sequence[PythonPackage],
+        python_version: str,
+        sources: Mapping[str, str] | None = None,
     ) -> tuple[str, ...]:
         """The BlobStore keys of the packages' archives, built first where missing. Raises
-        PackageInstallError naming every package that could not be installed."""
+        PackageInstallError naming every package that could not be installed. `sources`
+        names the uploaded archives of those sent as source, by requirement."""
+        sources = sources or {}
         keys = tuple(package_blob_key(p, python_version, self.platform) for p in packages)
         missing = [(p, k) for p, k in zip(packages, keys, strict=True) if k not in self._built]
         if not missing:
@@ -55,7 +60,7 @@ class PackageBuilder:
 
         async def ensure_one(package: PythonPackage, key: str) -> None:
             try:
-                await self._ensure(package, key, python_version)
+                await self._ensure(package, key, python_version, sources.get(package.requirement))
             except PackageInstallError as error:
                 failures.append(str(error))
 
@@ -66,7 +71,9 @@ class PackageBuilder:
             raise PackageInstallError("\n\n".join(sorted(failures)))
         return keys
 
-    async def _ensure(self, package: PythonPackage, key: str, python_version: str) -> None:
+    async def _ensure(
+        self, package: PythonPackage, key: str, python_version: str, source: str | None
+    ) -> None:
         waited = False
         while True:
             doc = await self.store.get(key)
@@ -87,17 +94,31 @@ class PackageBuilder:
                     )
                 except ConflictError:
                     continue  # another builder claimed it first: wait for that one
-                await self._build_and_store(package, key, python_version, mine.version)
+                await self._build_and_store(package, key, python_version, source, mine.version)
                 self._built.add(key)
                 return
             waited = True
             await anyio.sleep(WAIT_POLL_S)
 
     async def _build_and_store(
-        self, package: PythonPackage, key: str, python_version: str, claim_version: int
+        self,
+        package: PythonPackage,
+        key: str,
+        python_version: str,
+        source: str | None,
+        claim_version: int,
     ) -> None:
         try:
-            archive = await install(package, python_version)
+            if source is not None:  # sent by the client as it is: stored as it is
+                archive = await self.blobs.get(source)
+            elif package.from_source:
+                raise PackageInstallError(
+                    f"{package.name} (an editable install, version {package.version}) is "
+                    "sent as source, but this job did not bring it and the cluster does not "
+                    "have it; run the job again from a new process"
+                )
+            else:
+                archive = await install(package, python_version)
         except PackageInstallError as error:
             failed = {"state": "failed", "since": self.clock.now(), "message": str(error)}
             await self.store.put(key, failed, if_version=claim_version)

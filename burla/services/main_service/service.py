@@ -270,6 +270,8 @@ class MainService:
         """Start a job. A client may name it (so that it can cancel a job whose submission
         it never saw answered); the name must be new. `uploads` are the blobs the client
         put through signed URLs for it (the function, big inputs): they go when it ends."""
+        sources: dict[str, str] = spec.get("sources") or {}
+        uploads = [*uploads, *sources.values()]
         outside = [key for key in uploads if not key.startswith(UPLOADS)]
         if outside:
             raise InvalidRequestError(
@@ -285,7 +287,7 @@ class MainService:
         elif job_id in self.jobs or await self.store.get(job_key(job_id)) is not None:
             raise InvalidRequestError(f"there is a job {job_id} already; use a new id")
         recipe = spec.get("dockerfile")
-        fields = {key: value for key, value in spec.items() if key != "dockerfile"}
+        fields = {key: value for key, value in spec.items() if key not in ("dockerfile", "sources")}
         job = JobSpec.model_validate({**fields, "job_id": job_id})
         if job.n_inputs != len(items):
             raise InvalidRequestError(
@@ -307,7 +309,9 @@ class MainService:
                 f"image run Python {python}, where its pickled function cannot load; call "
                 f"from Python {python}, or use an image with Python {job.python_version}"
             )
-        package_keys = await self.packages.ensure(job.packages, python) if job.packages else ()
+        package_keys = (
+            await self.packages.ensure(job.packages, python, sources) if job.packages else ()
+        )
         machine = InputMachine(
             job.n_inputs,
             self.clock,
