@@ -20,6 +20,7 @@ from burla.core.errors import (
     ResourceRequestError,
     SerializationError,
     SignedUrlError,
+    TransientBackendError,
     WorkerCrashedError,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "ResourceRequestError",
     "SerializationError",
     "SignedUrlError",
+    "TransientBackendError",
     "WorkerCrashedError",
     "__version__",
     "remote_parallel_map",

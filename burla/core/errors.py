@@ -8,6 +8,7 @@
     │   ├── PackageInstallError     a package the function needs could not be installed
     │   └── ImageError              a custom image cannot be built or run burla's workers
     ├── BackendError                a backend could not do what was asked
+    │   ├── TransientBackendError   it failed in a way that may pass; services retry it
     │   ├── ConflictError           a compare-and-set or create-only write lost a race
     │   ├── NotFoundError           the document, blob, machine or container does not exist
     │   ├── SignedUrlError          a signed URL is expired, tampered with or used for another key
@@ -49,6 +50,11 @@ class ResourceRequestError(InvalidRequestError):
 
 class BackendError(BurlaError):
     """A backend (store, blob store, compute, containers) refused or failed an operation."""
+
+
+class TransientBackendError(BackendError):
+    """A backend failed in a way that may pass (unreachable for a moment, overloaded):
+    the same call may succeed if tried again. burla's services retry these."""
 
 
 class ConflictError(BackendError):

@@ -26,6 +26,7 @@ from burla.core.errors import (
     InvalidRequestError,
     NotFoundError,
     SignedUrlError,
+    TransientBackendError,
 )
 from tests.contract.blobstore import (
     Advance,
@@ -247,7 +248,7 @@ class TestSqliteStoreOnly:
             holder = sqlite3.connect(path, isolation_level=None)
             try:
                 holder.execute("BEGIN IMMEDIATE")
-                with pytest.raises(BackendError, match="locked by another connection"):
+                with pytest.raises(TransientBackendError, match="locked by another connection"):
                     await store.put("k", {"n": 2})
                 read = await store.get("k")  # readers are not blocked by a writer
                 assert read is not None

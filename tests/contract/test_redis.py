@@ -16,7 +16,12 @@ import redis.asyncio as aioredis
 
 from burla.backends.redis import RedisStore
 from burla.core.clock import ManualClock
-from burla.core.errors import BackendError, ConflictError, InvalidRequestError
+from burla.core.errors import (
+    BackendError,
+    ConflictError,
+    InvalidRequestError,
+    TransientBackendError,
+)
 from tests.components.redis import RedisServer, free_loopback_port
 from tests.contract.store import Advance, StoreContract
 
@@ -235,7 +240,9 @@ class TestRedisStoreOnly:
     async def test_an_unreachable_server_is_a_backend_error(self) -> None:
         url = f"redis://127.0.0.1:{free_loopback_port()}/0"
         async with RedisStore.from_url(url, namespace=_namespace()) as store:
-            with pytest.raises(BackendError, match="cannot reach the Redis server at redis://"):
+            with pytest.raises(
+                TransientBackendError, match="cannot reach the Redis server at redis://"
+            ):
                 await store.get("k")
 
     async def test_closed_store_refuses_calls(self, redis_server: RedisServer) -> None:

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from burla.backends.store_rules import check_lease, check_limit, check_version
 from burla.core.clock import Clock, WallClock
-from burla.core.errors import BackendError, BurlaError, InvalidRequestError
+from burla.core.errors import BackendError, BurlaError, InvalidRequestError, TransientBackendError
 from burla.core.protocols import Claim, Data, Document
 
 _WALL_CLOCK = WallClock()
@@ -546,7 +546,7 @@ class SqliteStore:
                 f"free disk space where {directory!r} lives, then retry"
             )
         if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in message:
-            return BackendError(
+            return TransientBackendError(
                 f"{action} failed: {store} stayed locked by another connection for more than "
                 f"{self._busy_timeout_s} s ({message}); another process is holding a write "
                 "transaction open or is stuck: stop or restart it, then retry"

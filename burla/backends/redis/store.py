@@ -30,7 +30,7 @@ from burla.backends.redis import scripts
 from burla.backends.redis.codec import decode_document, encode_document
 from burla.backends.store_rules import check_lease, check_limit, check_version
 from burla.core.clock import Clock
-from burla.core.errors import BackendError, InvalidRequestError
+from burla.core.errors import BackendError, InvalidRequestError, TransientBackendError
 from burla.core.protocols import Claim, Data, Document
 
 try:
@@ -343,7 +343,7 @@ class RedisStore:
                 "right user and password in the Redis URL"
             ) from error
         except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
-            raise BackendError(
+            raise TransientBackendError(
                 f"{action} failed: cannot reach {self._where} ({error}); check that "
                 "redis-server is running there and that the URL is right, then retry"
             ) from error

@@ -345,6 +345,7 @@ async def serve(plan: CloudPlan) -> None:
     from burla.services import serving
     from burla.services.main_service.app import create_app
     from burla.services.main_service.service import MainService
+    from burla.services.retrying import resilient
 
     sock = _listen(plan.host, plan.port)  # first: a port in use fails before anything opens
     clock = WallClock()
@@ -354,10 +355,11 @@ async def serve(plan: CloudPlan) -> None:
         compute = _compute_provider(plan)
         try:
             await _delete_machines(compute)  # left by an earlier main_service
+            retried_store, retried_blobs = resilient(store, blobs, os.environ)
             service = MainService(
                 config=plan.config,
-                store=store,
-                blobs=blobs,
+                store=retried_store,
+                blobs=retried_blobs,
                 compute=compute,
                 clock=clock,
                 main_url=plan.url,

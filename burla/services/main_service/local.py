@@ -15,21 +15,23 @@ from burla.services.main_service.app import create_app
 from burla.services.main_service.images import ImageMaker
 from burla.services.main_service.local_start import FIRST_NODE, LocalStart
 from burla.services.main_service.service import MainService
+from burla.services.retrying import resilient
 
 CLUSTER_FILE = "cluster.json"
 
 
 async def serve(start: LocalStart, idle_s: float) -> None:
     clock = WallClock()
-    blobs = DirectoryBlobStore(start.root / "blobs", bytes.fromhex(start.token), clock)
+    directory = DirectoryBlobStore(start.root / "blobs", bytes.fromhex(start.token), clock)
     images: ImageMaker = LocalVenvImages(start.root)
     if start.boot_env["BURLA_CONTAINERS"] == "docker":
         from burla.backends.docker.custom import DockerImages
 
         images = DockerImages()
+    store, blobs = resilient(start.store, directory, os.environ)
     service = MainService(
         config=start.config,
-        store=start.store,
+        store=store,
         blobs=blobs,
         compute=start.compute,
         clock=clock,

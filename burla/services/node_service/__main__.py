@@ -39,6 +39,7 @@ from burla.services import http as http_clients
 from burla.services import serving
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.node import NodeService
+from burla.services.retrying import resilient
 from burla.services.store_keys import STANDBY_KEY
 
 if TYPE_CHECKING:
@@ -84,8 +85,11 @@ class NodeSettings(BaseModel):
 
 async def serve(settings: NodeSettings) -> None:
     clock = WallClock()
-    store = open_store(settings.store_url, clock)
-    blobs = open_blobs(settings.blobs_url, bytes.fromhex(settings.secret), clock)
+    store, blobs = resilient(
+        open_store(settings.store_url, clock),
+        open_blobs(settings.blobs_url, bytes.fromhex(settings.secret), clock),
+        os.environ,
+    )
     standby_doc = await store.get(STANDBY_KEY)
     standby = StandbyDefinition.model_validate(standby_doc.data if standby_doc else {})
     status_dir = settings.node_dir / "status"

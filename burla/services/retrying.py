@@ -1,0 +1,157 @@
+"""Store and BlobStore calls that are tried again when their backend fails for a moment.
+
+A backend raises TransientBackendError for a failure that may pass (a connection reset,
+an overloaded server, a lock held too long). Every call of the services goes through
+these wrappers: such a failure is tried again after a pause that doubles each time, with
+full jitter so that many nodes do not retry in step, until RETRY_FOR_S have passed; then
+the last error is raised as a BackendError that says how long it was tried.
+
+Calls are safe to repeat: pushes and create-only writes skip what is there already,
+acks and renewals of a receipt are idempotent, reads change nothing. A conditional
+write (put with `if_version`) may have been carried out by the try that failed; its
+retry then raises ConflictError, which its callers handle like any lost race.
+"""
+
+from __future__ import annotations
+
+import builtins
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Literal, TypeVar
+
+import anyio
+
+from burla.backends.faults import FaultyBlobStore, FaultyStore, fault_plan
+from burla.core.errors import BackendError, TransientBackendError
+from burla.core.protocols import BlobStore, Claim, Data, Document, Store
+
+RETRY_FOR_S = 30.0
+FIRST_PAUSE_S = 0.05
+MAX_PAUSE_S = 2.0
+
+_T = TypeVar("_T")
+
+
+async def retried(
+    what: str,
+    call: Callable[[], Awaitable[_T]],
+    *,
+    retry_for_s: float = RETRY_FOR_S,
+    rng: random.Random | None = None,
+) -> _T:
+    """`call()`, tried again on TransientBackendError until `retry_for_s` have passed."""
+    started = time.monotonic()
+    pause, tries = FIRST_PAUSE_S, 0
+    while True:
+        tries += 1
+        try:
+            return await call()
+        except TransientBackendError as error:
+            elapsed = time.monotonic() - started
+            if elapsed + pause > retry_for_s:
+                raise BackendError(
+                    f"{what} kept failing for {elapsed:.1f} s ({tries} tries); the last "
+                    f"error: {error}"
+                ) from error
+            await anyio.sleep((rng or random).uniform(0, pause))
+            pause = min(pause * 2, MAX_PAUSE_S)
+
+
+class RetryingStore:
+    """A Store whose calls are retried on transient failures."""
+
+    def __init__(self, store: Store, *, retry_for_s: float = RETRY_FOR_S) -> None:
+        self.inner = store
+        self._retry_for_s = retry_for_s
+
+    def _retried(self, what: str, call: Callable[[], Awaitable[_T]]) -> Awaitable[_T]:
+        return retried(f"the Store's {what}", call, retry_for_s=self._retry_for_s)
+
+    async def get(self, key: str) -> Document | None:
+        return await self._retried(f"get of {key!r}", lambda: self.inner.get(key))
+
+    async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
+        return await self._retried(
+            f"put of {key!r}", lambda: self.inner.put(key, data, if_version=if_version)
+        )
+
+    async def put_many(self, docs: Mapping[str, Data], *, create_only: bool = False) -> set[str]:
+        return await self._retried(
+            f"write of {len(docs)} documents",
+            lambda: self.inner.put_many(docs, create_only=create_only),
+        )
+
+    async def delete(self, key: str, *, if_version: int | None = None) -> bool:
+        return await self._retried(
+            f"delete of {key!r}", lambda: self.inner.delete(key, if_version=if_version)
+        )
+
+    async def list(
+        self, prefix: str, *, after: str = "", limit: int = 1000
+    ) -> builtins.list[Document]:
+        return await self._retried(
+            f"list of {prefix!r}", lambda: self.inner.list(prefix, after=after, limit=limit)
+        )
+
+    async def push(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
+        await self._retried(f"push to queue {queue!r}", lambda: self.inner.push(queue, items))
+
+    async def claim(self, queue: str, *, limit: int, lease_s: float) -> builtins.list[Claim]:
+        return await self._retried(
+            f"claim from queue {queue!r}",
+            lambda: self.inner.claim(queue, limit=limit, lease_s=lease_s),
+        )
+
+    async def ack(self, queue: str, receipts: Sequence[str]) -> set[str]:
+        return await self._retried(
+            f"ack on queue {queue!r}", lambda: self.inner.ack(queue, receipts)
+        )
+
+    async def renew(self, queue: str, receipts: Sequence[str], *, lease_s: float) -> set[str]:
+        return await self._retried(
+            f"lease renewal on queue {queue!r}",
+            lambda: self.inner.renew(queue, receipts, lease_s=lease_s),
+        )
+
+
+class RetryingBlobStore:
+    """A BlobStore whose calls are retried on transient failures."""
+
+    def __init__(self, blobs: BlobStore, *, retry_for_s: float = RETRY_FOR_S) -> None:
+        self.inner = blobs
+        self._retry_for_s = retry_for_s
+
+    def _retried(self, what: str, call: Callable[[], Awaitable[_T]]) -> Awaitable[_T]:
+        return retried(f"the blob store's {what}", call, retry_for_s=self._retry_for_s)
+
+    async def put(self, key: str, data: bytes) -> None:
+        await self._retried(f"put of {key!r}", lambda: self.inner.put(key, data))
+
+    async def get(self, key: str) -> bytes:
+        return await self._retried(f"get of {key!r}", lambda: self.inner.get(key))
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        return await self._retried(f"list of {prefix!r}", lambda: self.inner.list(prefix))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        return await self._retried(
+            f"delete of {prefix!r}", lambda: self.inner.delete_prefix(prefix)
+        )
+
+    async def signed_url(self, key: str, *, method: Literal["GET", "PUT"], expires_s: float) -> str:
+        return await self._retried(
+            f"signing of {key!r}",
+            lambda: self.inner.signed_url(key, method=method, expires_s=expires_s),
+        )
+
+
+def resilient(
+    store: Store, blobs: BlobStore, env: Mapping[str, str]
+) -> tuple[RetryingStore, RetryingBlobStore]:
+    """A service's Store and BlobStore: retried, and failing now and then on purpose when
+    BURLA_FAULTS says so (burla.backends.faults)."""
+    plan = fault_plan(env)
+    if plan is not None:
+        store, blobs = FaultyStore(store, plan), FaultyBlobStore(blobs, plan)
+    return RetryingStore(store), RetryingBlobStore(blobs)
