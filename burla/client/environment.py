@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from burla.client.serialize import is_own_code
-from burla.client.sources import source_packages
+from burla.client.sources import installed_sources, source_packages
 from burla.core.environment import (
     WORKER_DISTRIBUTIONS,
     PythonPackage,
@@ -40,7 +40,7 @@ class JobEnvironment:
     packages: tuple[PythonPackage, ...] = ()
     """What the job needs that the workers lack, pinned."""
     sources: dict[str, bytes] = field(default_factory=dict)
-    """The archives of those sent as source (editable installs), by requirement."""
+    """The archives of those sent as source (installed from no index), by requirement."""
 
 
 def environment_for(function: bytes) -> JobEnvironment:
@@ -57,8 +57,14 @@ def environment_for(function: bytes) -> JobEnvironment:
     packages: tuple[PythonPackage, ...] = ()
     if candidates:
         installed, requires = _installed()
-        provided = _worker_provided() | _not_on_an_index()
-        packages = needed_packages(candidates, _distributions_of(), installed, requires, provided)
+        needed = needed_packages(
+            candidates, _distributions_of(), installed, requires, _worker_provided()
+        )
+        local = _not_on_an_index()
+        packages = tuple(package for package in needed if package.name not in local)
+        for package in needed:
+            if package.name in local:  # no index has it: its installed files go instead
+                sources |= installed_sources(package, _modules_of(package.name))
     return JobEnvironment(
         packages=(*packages, *sources),
         sources={package.requirement: archive for package, archive in sources.items()},
@@ -88,6 +94,15 @@ def _distributions_of() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
+def _modules_of(distribution: str) -> list[str]:
+    """The top-level modules of an installed distribution (canonical name)."""
+    return [
+        module
+        for module, distributions in _distributions_of().items()
+        if distribution in {canonical_name(d) for d in distributions}
+    ]
+
+
 @functools.cache
 def _installed() -> tuple[dict[str, str], dict[str, list[str]]]:
     """Installed distributions: canonical name -> version, and -> requirement lines."""
@@ -97,7 +112,7 @@ def _installed() -> tuple[dict[str, str], dict[str, list[str]]]:
     requires: dict[str, list[str]] = {}
     for dist in importlib.metadata.distributions():
         name = canonical_name(dist.metadata["Name"] or "")
-        if name and name not in versions:  # the first on sys.path is the one imported
+        if name and dist.version and name not in versions:  # the first on sys.path wins
             versions[name] = dist.version
             requires[name] = dist.requires or []
     return versions, requires
@@ -112,7 +127,7 @@ def _worker_provided() -> frozenset[str]:
 @functools.cache
 def _not_on_an_index() -> frozenset[str]:
     """Distributions installed from a local directory or a VCS checkout (PEP 610): no
-    index has them at this version, and editable ones travel by value already."""
+    index has them at this version."""
     import importlib.metadata
 
     local: set[str] = set()

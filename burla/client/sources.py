@@ -1,17 +1,19 @@
-"""Editable installs a function uses, packed as source archives for the cluster.
+"""Packages no index has, packed as source archives for the cluster.
 
-No index has an editable install's code as it is on disk now, so the top-level module the
-function names is sent itself: a gzipped tar of its package directory (or module file),
-laid out like an installed package, versioned by a hash of its files. The cluster keeps it
-like any built package, so it is sent again only when a file changes. Functions of these
-modules travel by value anyway; the archive is what makes `import mylib` inside the
-function (or in other modules) work on the cluster.
+An editable install's code as it is on disk now, or a distribution installed from a
+directory or a VCS checkout, cannot be installed on the cluster by name and version, so
+its top-level modules are sent themselves: a gzipped tar of each package directory (or
+module file), laid out like an installed package, versioned by a hash of its files. The
+cluster keeps it like any built package, so it is sent again only when a file changes.
+Functions of editable modules travel by value anyway; the archive is what makes `import
+mylib` inside the function (or in other modules) work on the cluster.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -45,6 +47,28 @@ def source_packages(names: set[str]) -> dict[PythonPackage, bytes]:
                 digest, archive = pack(source)
                 found[PythonPackage(name, f"{version}{SOURCE_LABEL}{digest}")] = archive
                 break
+    return found
+
+
+def installed_sources(package: PythonPackage, modules: list[str]) -> dict[PythonPackage, bytes]:
+    """Archives of the top-level `modules` of a distribution no index has (installed from
+    a directory or a VCS checkout), as they are installed here."""
+    found: dict[PythonPackage, bytes] = {}
+    for module in modules:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            continue
+        if spec is None:
+            continue
+        if spec.submodule_search_locations:
+            source = Path(next(iter(spec.submodule_search_locations))).resolve()
+        elif spec.origin and spec.has_location:
+            source = Path(spec.origin).resolve()
+        else:
+            continue
+        digest, archive = pack(source)
+        found[PythonPackage(package.name, f"{package.version}{SOURCE_LABEL}{digest}")] = archive
     return found
 
 

@@ -106,9 +106,10 @@ import mylib_burla_test  # the user's editable package, imported as their code d
 from burla import remote_parallel_map
 
 def uses_mylib(x):
+    import locallib_burla_test  # installed from a directory: no index has it
     import mylib_burla_test  # imported again on the worker: it must be there
 
-    return mylib_burla_test.VALUE
+    return mylib_burla_test.VALUE + locallib_burla_test.SUFFIX
 
 print(remote_parallel_map(uses_mylib, [1, 2], spinner=False))
 """
@@ -117,7 +118,8 @@ print(remote_parallel_map(uses_mylib, [1, 2], spinner=False))
 def venv_with_editable_install(root: Path) -> tuple[Path, Path]:
     """A user's venv (with this venv's packages) holding an editable install of a project
     of theirs, made as pip makes one: a .pth naming the project, a dist-info whose
-    direct_url.json says editable. Its python, and the project's module directory."""
+    direct_url.json says editable; and a package installed from a local directory. Its
+    python, and the editable project's module directory."""
     project = root / "project"
     module = project / "mylib_burla_test"
     module.mkdir(parents=True)
@@ -135,10 +137,22 @@ def venv_with_editable_install(root: Path) -> tuple[Path, Path]:
     (dist_info / "RECORD").write_text("")
     origin = {"url": project.as_uri(), "dir_info": {"editable": True}}
     (dist_info / "direct_url.json").write_text(json.dumps(origin))
+
+    installed = site_packages / "locallib_burla_test"  # `pip install ./locallib`
+    installed.mkdir()
+    (installed / "__init__.py").write_text("SUFFIX = '!'\n")
+    dist_info = site_packages / "locallib_burla_test-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: locallib-burla-test\nVersion: 0.1\n"
+    )
+    (dist_info / "RECORD").write_text("locallib_burla_test/__init__.py,,\n")
+    origin = {"url": (root / "locallib").as_uri(), "dir_info": {}}
+    (dist_info / "direct_url.json").write_text(json.dumps(origin))
     return env / "bin" / "python", module
 
 
-def test_an_editable_install_is_sent_as_source_and_can_be_imported_remotely(
+def test_editable_and_local_installs_are_sent_as_source_and_can_be_imported_remotely(
     local_dir: Path, tmp_path: Path
 ) -> None:
     python, module = venv_with_editable_install(tmp_path)
@@ -151,4 +165,4 @@ def test_an_editable_install_is_sent_as_source_and_can_be_imported_remotely(
             [python, script], env=environment, capture_output=True, text=True, timeout=300
         )
         assert ran.returncode == 0, ran.stderr
-        assert ran.stdout.strip() == repr([value, value])
+        assert ran.stdout.strip() == repr([value + "!", value + "!"])
