@@ -8,6 +8,7 @@ threads: each request takes an idle connection or opens one.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import socket
@@ -30,6 +31,9 @@ class HttpError(Exception):
 class Response:
     status_code: int
     content: bytes
+    resent: bool = False
+    """The request went out twice: the first try's connection broke before an answer
+    came, so the server may have carried out both."""
 
     def json(self) -> Any:
         return json.loads(self.content)
@@ -80,14 +84,16 @@ class HttpPool:
             connection.close()
             if not reused:
                 raise HttpError(str(error) or type(error).__name__) from error
-            # The server closed this kept-alive connection before reading the request,
-            # so it did nothing with it: send it again on a new connection.
+            # Most likely the server closed this kept-alive connection before reading the
+            # request, so it did nothing with it: send it again on a new connection (and
+            # say so: the connection may instead have broken after the request went out).
             connection, _ = self._take(timeout, fresh=True)
             try:
                 response, keep = self._exchange(connection, method, message)
             except (OSError, http.client.HTTPException) as again:
                 connection.close()
                 raise HttpError(str(again) or type(again).__name__) from again
+            response = dataclasses.replace(response, resent=True)
         if keep:
             self._give(connection)
         else:

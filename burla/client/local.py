@@ -129,7 +129,7 @@ def stop(root: Path | None = None, timeout_s: float = 30.0) -> bool:
     os.kill(cluster.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not (root / "cluster.json").exists() and not _alive(cluster.pid):
+        if not (root / "cluster.json").exists() and not alive(cluster.pid):
             return True
         time.sleep(0.02)
     raise ClusterUnavailableError(
@@ -137,7 +137,7 @@ def stop(root: Path | None = None, timeout_s: float = 30.0) -> bool:
     )
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -9,7 +9,9 @@ import functools
 import io
 import json
 import os
+import random
 import secrets
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, ClassVar, get_args
@@ -53,6 +55,12 @@ _FAILURES = {
     "lost": NodeLostError,
 }
 
+
+RECONNECT_S = 60.0
+"""How long a call keeps asking a cluster that does not answer (a dropped connection,
+a main_service restarting) before it gives up."""
+RETRY_FIRST_PAUSE_S = 0.1
+RETRY_MAX_PAUSE_S = 2.0
 
 UPLOAD_THREADS = 4
 """Big inputs pickled and uploaded side by side (writing to disk or a socket frees the GIL)."""
@@ -222,17 +230,38 @@ class Session:
             session.close()
         cls._cached.clear()
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Response:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except HttpError as error:
-            raise ClusterUnavailableError(
-                f"the cluster did not answer {method} {path}: {error}; is it running? "
-                "(`burla local status`)"
-            ) from error
+    def call(self, method: str, path: str, *, retry_for_s: float = 0.0, **kwargs: Any) -> Response:
+        response, _ = self.answered(method, path, retry_for_s=retry_for_s, **kwargs)
         if response.status_code >= 400:
             raise error_from(response, f"{method} {path}")
         return response
+
+    def answered(
+        self, method: str, path: str, *, retry_for_s: float, **kwargs: Any
+    ) -> tuple[Response, bool]:
+        """The answer to a request, sent again while it gets none (a dropped connection,
+        a cluster restarting) for up to `retry_for_s`; and whether an earlier try went
+        unanswered (so the cluster may have carried it out already). An error status is
+        the caller's to read."""
+        deadline = time.monotonic() + retry_for_s
+        pause, unanswered = RETRY_FIRST_PAUSE_S, False
+        while True:
+            try:
+                response = self.http.request(method, path, **kwargs)
+                unanswered = unanswered or response.resent
+                break
+            except HttpError as error:
+                gone = self.cluster.pid > 0 and not local.alive(self.cluster.pid)
+                if gone or time.monotonic() + pause > deadline:
+                    waited = f" (tried for {retry_for_s:g} s)" if retry_for_s else ""
+                    raise ClusterUnavailableError(
+                        f"the cluster did not answer {method} {path}{waited}: {error}; is it "
+                        "running? (`burla local status`)"
+                    ) from error
+                unanswered = True
+                time.sleep(random.uniform(pause / 2, pause))
+                pause = min(pause * 2, RETRY_MAX_PAUSE_S)
+        return response, unanswered
 
     def upload_sources(self, sources: dict[str, bytes]) -> dict[str, str]:
         """Upload the source archives this cluster was not sent yet; their blob keys."""
@@ -255,9 +284,10 @@ class Session:
         function: bytes,
         payloads: Sequence[Payload],
         wait: float,
-    ) -> bytes:
+    ) -> bytes | None:
         """Start the job; the answer (frames) holds its id and the events of its first
-        `wait` seconds, all of them if it is done by then."""
+        `wait` seconds, all of them if it is done by then. None when the job was taken but
+        its answer lost: its events are read from the start."""
         keys: dict[int, str] = {}
         head: dict[str, Any] = {"job_id": job_id, "spec": spec}
         sizes = [len(p) if isinstance(p, bytes) else None for p in payloads]
@@ -287,14 +317,19 @@ class Session:
             else:
                 assert isinstance(payload, bytes)
                 frames.append(({"i": n}, payload))
+        response, unanswered = self.answered(
+            "POST",
+            "/jobs",
+            retry_for_s=RECONNECT_S,
+            content=wire.encode_many(frames),
+            params={"wait": wait},
+            timeout_s=INSTALL_WAIT_S if _prepares(spec) else None,
+        )
+        if response.status_code == 409 and unanswered:
+            return None  # an earlier try's answer was lost, but the cluster took the job
         try:
-            response = self.call(
-                "POST",
-                "/jobs",
-                content=wire.encode_many(frames),
-                params={"wait": wait},
-                timeout_s=INSTALL_WAIT_S if _prepares(spec) else None,
-            )
+            if response.status_code >= 400:
+                raise error_from(response, "POST /jobs")
         except PayloadTooLargeError as error:
             if error.limit is None or error.limit >= self.job_request_limit:
                 raise
@@ -365,23 +400,31 @@ class Session:
         self, job_id: str, total: int, ordered: bool, progress: JobProgress, first: bytes | None
     ) -> Iterator[Any]:
         done = 0
+        seen: set[int] = set()
         waiting: dict[int, Any] = {}
         next_index = 0
-        cursor, body = 0, first
+        cursor, body, run = 0, first, None
         while True:
             if body is None:
-                response = self.call(
-                    "GET", f"/jobs/{job_id}/events", params={"after": cursor, "wait": WAIT_S}
-                )
-                body = response.content
+                params = {"after": cursor, "wait": WAIT_S}
+                path = f"/jobs/{job_id}/events"
+                body = self.call("GET", path, retry_for_s=RECONNECT_S, params=params).content
             frames = wire.decode_all(body)
             head, _ = next(frames)
+            if run is not None and head.get("run") != run and cursor:
+                # A main_service that restarted took the job over: its stream starts anew.
+                cursor, body, run = 0, None, head.get("run")
+                continue
+            run = head.get("run")
             for event, payload in frames:
                 kind = event[0]
                 if kind == "log":
                     progress.print(event[3], event[2])
                 elif kind == "result":
                     index = event[1]
+                    if index in seen:
+                        continue  # told again by a main_service that took the job over
+                    seen.add(index)
                     value = decode_result(index, event[2], payload)
                     done += 1
                     progress.advance(done)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from burla import InvalidRequestError, remote_parallel_map
+from burla import ConflictError, InvalidRequestError, remote_parallel_map
 from burla.client import local
 from burla.client.map import job_results
 from tests.e2e.waiting import wait_for
@@ -170,7 +170,7 @@ def test_a_job_canceled_before_its_submission_arrives_never_runs(cluster):
     first = session.submit("job-early-cancel-1", spec, function, payloads, wait=5)
     head, _ = next(wire.decode_all(first))
     assert head["state"] == "canceled"
-    with pytest.raises(InvalidRequestError, match="there is a job job-early-cancel-1 already"):
+    with pytest.raises(ConflictError, match="there is a job job-early-cancel-1 already"):
         session.submit("job-early-cancel-1", spec, function, payloads, wait=0)
     with pytest.raises(InvalidRequestError, match="is not 8-64"):
         session.submit("NOT OK", spec, function, payloads, wait=0)

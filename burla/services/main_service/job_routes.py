@@ -81,6 +81,7 @@ class JobRoutes:
         new = run.stream[after:]
         head = {
             "job_id": job_id,
+            "run": run.run_id,
             "state": run.state.value,
             "next": after + len(new),
             "error": run.error,

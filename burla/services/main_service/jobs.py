@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,9 @@ class JobRun:
     record_lock: anyio.Lock = field(default_factory=anyio.Lock)
     state: JobState = JobState.RUNNING
     error: str | None = None
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    """Names this stream of the job's events: a main_service that takes the job over
+    after a restart starts another, which its clients read from the start."""
     blob_prefixes: set[str] = field(default_factory=set)
     """Where its function and big inputs wait in the blob store, until it ends."""
     tracebacks: dict[int, str] = field(default_factory=dict)

@@ -25,6 +25,7 @@ from burla.core.clock import Clock
 from burla.core.errors import (
     BurlaError,
     ClusterUnavailableError,
+    ConflictError,
     ImageError,
     InvalidRequestError,
     NotFoundError,
@@ -285,7 +286,7 @@ class MainService:
                 f"job id {job_id!r} is not 8-64 of a-z, 0-9 and '-'; let the cluster name it"
             )
         elif job_id in self.jobs or await self.store.get(job_key(job_id)) is not None:
-            raise InvalidRequestError(f"there is a job {job_id} already; use a new id")
+            raise ConflictError(f"there is a job {job_id} already; use a new id")
         recipe = spec.get("dockerfile")
         fields = {key: value for key, value in spec.items() if key not in ("dockerfile", "sources")}
         job = JobSpec.model_validate({**fields, "job_id": job_id})
