@@ -35,6 +35,7 @@ from burla.core.errors import (
     JobError,
     JobInterruptedError,
     NodeLostError,
+    OutOfMemoryError,
     PayloadTooLargeError,
     RemoteError,
     WorkerCrashedError,
@@ -51,6 +52,7 @@ FIRST_WAIT_S = 0.1
 back in the same answer."""
 _FAILURES = {
     "worker_died": WorkerCrashedError,
+    "out_of_memory": OutOfMemoryError,
     "timed_out": InputTimeoutError,
     "lost": NodeLostError,
 }

@@ -19,6 +19,7 @@
     │   ├── RemoteError             the function raised an exception that could not be
     │   │                           sent back; carries its type, message and traceback text
     │   ├── WorkerCrashedError      the worker died running an input, on every try
+    │   │   └── OutOfMemoryError    it went over func_ram and was stopped
     │   ├── InputTimeoutError       an input ran past `timeout`, on every try
     │   ├── NodeLostError           an input's node was lost too many times
     │   └── JobInterruptedError     Ctrl-C: the job was canceled on the cluster (also a
@@ -123,6 +124,11 @@ class RemoteError(JobError):
 
 class WorkerCrashedError(JobError):
     """The worker process died while running an input, on every try."""
+
+
+class OutOfMemoryError(WorkerCrashedError):
+    """The worker went over the job's func_ram running an input and was stopped, on every
+    try."""
 
 
 class InputTimeoutError(JobError):

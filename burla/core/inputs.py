@@ -39,6 +39,7 @@ class Failure(StrEnum):
 
     RAISED = "raised"
     WORKER_DIED = "worker_died"
+    OUT_OF_MEMORY = "out_of_memory"
     TIMED_OUT = "timed_out"
     LOST = "lost"
 
@@ -91,6 +92,8 @@ class WorkerDied:
 
     worker: str
     running: int | None = None
+    out_of_memory: bool = False
+    """It was stopped for using more memory than the job's func_ram."""
 
 
 @dataclass(frozen=True)
@@ -218,13 +221,14 @@ class InputMachine:
                 commands = self._timed_out(worker, index)
             case LeaseRenewed(worker, lease_s):
                 commands = self._renewed(worker, lease_s)
-            case WorkerDied(worker, running):
+            case WorkerDied(worker, running, out_of_memory):
                 if running is not None:
                     self._started(worker, running)
-                commands = self._worker_gone(worker, crashed=True)
+                died = Failure.OUT_OF_MEMORY if out_of_memory else Failure.WORKER_DIED
+                commands = self._worker_gone(worker, crashed=died)
             case NodeLost(node):
                 gone = sorted(w for w, state in self.workers.items() if state.node == node)
-                commands = [c for w in gone for c in self._worker_gone(w, crashed=False)]
+                commands = [c for w in gone for c in self._worker_gone(w, crashed=None)]
             case Tick():
                 commands = self._tick()
             case CancelJob():
@@ -318,7 +322,9 @@ class InputMachine:
                 self.inputs[index].lease_expires = expires
         return []
 
-    def _worker_gone(self, worker: str, *, crashed: bool) -> list[InputCommand]:
+    def _worker_gone(self, worker: str, *, crashed: Failure | None) -> list[InputCommand]:
+        """The worker went: the input it was running used up a try if it `crashed` (and
+        failed so), the rest it held go back."""
         holder = self.workers.pop(worker, None)
         if holder is None:
             return []
@@ -326,8 +332,8 @@ class InputMachine:
         for index in sorted(holder.leased):
             record = self.inputs[index]
             record.worker = None  # the holder is gone; _release must not look it up
-            if crashed and record.status is InputStatus.RUNNING:
-                commands += self._failed_attempt(index, Failure.WORKER_DIED)
+            if crashed is not None and record.status is InputStatus.RUNNING:
+                commands += self._failed_attempt(index, crashed)
             else:
                 commands += self._returned(index)
         return commands
@@ -353,9 +359,9 @@ class InputMachine:
     def _timed_out(self, worker: str, index: int) -> list[InputCommand]:
         """The input used up a try; the worker is gone, so the rest it held go back."""
         if self.inputs[index].worker != worker:
-            return self._worker_gone(worker, crashed=False)
+            return self._worker_gone(worker, crashed=None)
         return self._failed_attempt(index, Failure.TIMED_OUT) + self._worker_gone(
-            worker, crashed=False
+            worker, crashed=None
         )
 
     def _cancel(self) -> list[InputCommand]:

@@ -159,6 +159,10 @@ class ContainerInfo:
     cpuset: frozenset[int]
     running: bool = True
     exit_code: int | None = None
+    memory_limit: int | None = None
+    """Bytes of memory it may use (set_memory); None for no limit."""
+    out_of_memory: bool = False
+    """It was stopped for going over its memory limit."""
 
 
 class ContainerRuntime(Protocol):
@@ -182,6 +186,10 @@ class ContainerRuntime(Protocol):
 
     async def set_cpuset(self, name: str, cpuset: frozenset[int]) -> ContainerInfo:
         """Pin a container to other CPUs; NotFoundError if there is none."""
+
+    async def set_memory(self, name: str, limit: int | None) -> ContainerInfo:
+        """Hold a container to `limit` bytes of memory (None: no limit). One that goes over
+        is stopped and listed with `out_of_memory`; NotFoundError if there is none."""
 
     async def list(self) -> builtins.list[ContainerInfo]:
         """This node's containers, running or exited, sorted by name."""

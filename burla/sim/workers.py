@@ -21,7 +21,7 @@ import math
 import os
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -330,8 +330,21 @@ class SimContainerRuntime:
         )
         return container.info
 
+    async def set_memory(self, name: str, limit: int | None) -> ContainerInfo:
+        """Recorded only: simulated functions use no memory."""
+        container = self._containers.get(name)
+        if container is None:
+            raise NotFoundError(f"there is no container {name!r} on {self.node_id}")
+        container.info = replace(container.info, memory_limit=limit)
+        return container.info
+
     async def list(self) -> list[ContainerInfo]:
-        return [self._containers[name].info for name in sorted(self._containers)]
+        """Containers whose worker died are listed as exited."""
+        containers = [self._containers[name] for name in sorted(self._containers)]
+        return [
+            c.info if c.worker is None or c.worker.alive else replace(c.info, running=False)
+            for c in containers
+        ]
 
     # For the simulation -----------------------------------------------------------------
     def cpus_of(self, name: str) -> int:

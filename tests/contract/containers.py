@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from burla.core.errors import ConflictError, NotFoundError
+from burla.core.errors import ConflictError, InvalidRequestError, NotFoundError
 from burla.core.models import ContainerSpec
 from burla.core.protocols import ContainerInfo, ContainerRuntime
 
@@ -52,6 +52,24 @@ class ContainerRuntimeContract:
         [listed] = await runtime.list()
         assert listed.cpuset == {0, 1}
         assert listed.running
+
+    async def test_set_memory(
+        self, runtime: ContainerRuntime, spec: ContainerSpec, free_port: FreePort
+    ) -> None:
+        await runtime.start(spec, name="worker-0", port=free_port(), cpuset=frozenset({0}))
+        updated = await runtime.set_memory("worker-0", 512 << 20)
+        assert updated.memory_limit == 512 << 20
+        [listed] = await runtime.list()
+        assert (listed.memory_limit, listed.running, listed.out_of_memory) == (
+            512 << 20,
+            True,
+            False,
+        )
+        assert (await runtime.set_memory("worker-0", None)).memory_limit is None
+        with pytest.raises(InvalidRequestError, match="positive"):
+            await runtime.set_memory("worker-0", 0)
+        with pytest.raises(NotFoundError, match="worker-never"):
+            await runtime.set_memory("worker-never", 1 << 30)
 
     async def test_stop(
         self, runtime: ContainerRuntime, spec: ContainerSpec, free_port: FreePort

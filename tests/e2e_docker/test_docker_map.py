@@ -18,6 +18,7 @@ from burla import (
     BackendError,
     ClusterUnavailableError,
     InputTimeoutError,
+    OutOfMemoryError,
     WorkerCrashedError,
     remote_parallel_map,
 )
@@ -334,3 +335,17 @@ def test_the_burla_command_manages_the_docker_cluster(docker_cluster: DockerClus
     up = CliRunner().invoke(cli, ["local", "up", "--backend", "docker"])
     assert up.exit_code == 0, up.output
     assert f"already running at {docker_cluster.info.url}" in up.output
+
+
+def test_a_container_over_func_ram_is_killed_by_docker_and_named_out_of_memory(
+    docker_cluster: DockerCluster,
+) -> None:
+    def hog_on_one(x):
+        if x == 1:
+            return len(b"x" * (1 << 30))
+        return x
+
+    with pytest.raises(OutOfMemoryError, match=r"input 1 failed.*func_ram=0\.25 GB") as caught:
+        remote_parallel_map(hog_on_one, range(3), func_ram=0.25, backend="docker", spinner=False)
+    assert caught.value.burla_input_index == 1
+    assert remote_parallel_map(double, [21], backend="docker", spinner=False) == [42]

@@ -165,6 +165,14 @@ def test_worker_death_reported_by_its_node_names_the_input_it_was_running():
     assert machine.inputs[0].attempts == 0
 
 
+def test_a_worker_stopped_out_of_memory_fails_the_input_it_ran_as_such():
+    machine = InputMachine(2, ManualClock(), retries=0)
+    machine.handle(InputsClaimed("w", "node", (0, 1), lease_s=30))
+    commands = machine.handle(WorkerDied("w", running=1, out_of_memory=True))
+    assert commands == [Requeue((0,)), RecordFailure(1, Failure.OUT_OF_MEMORY, 1)]
+    assert machine.inputs[1].failure is Failure.OUT_OF_MEMORY
+
+
 def test_timeout_seen_by_the_node_uses_a_try_and_returns_the_workers_other_inputs():
     machine = InputMachine(2, ManualClock(), retries=0)
     machine.handle(InputsClaimed("w", "node", (0, 1), lease_s=30))

@@ -30,6 +30,9 @@ How the ContainerRuntime protocol maps onto Docker:
   process's affinity; Docker's cpuset cgroup does the pinning, for every process inside.
 - exit codes: Docker's, so a container killed by signal N shows 128+N, and one whose
   entrypoint is not in the image starts, then exits with 127 (its logs say why).
+- memory: set_memory is Docker's memory limit, swap included (`docker update --memory
+  --memory-swap`); the kernel kills a container that goes over, and Docker's OOMKilled is
+  its `out_of_memory`.
 - stop: `docker stop` (SIGTERM through docker-init, SIGKILL after `stop_grace_s`), then
   the container is removed with its logs.
 """
@@ -73,6 +76,7 @@ _RESERVED = ("BURLA_PORT", "BURLA_CONTAINER_NAME", "BURLA_CONTAINER_ROOT", "BURL
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # no dot: it ends the node id in names
 _ALIVE = ("running", "paused", "restarting")
+_MACHINE_MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class DockerRuntime:
         self._available = sorted(os.sched_getaffinity(0))
         self._packages = worker_sources()
         self._cpusets: dict[str, frozenset[int]] = {}  # set_cpuset's, which labels cannot hold
+        self._memory: dict[str, int | None] = {}  # set_memory's, likewise
         self._starting: dict[str, int] = {}
 
     def directory(self, name: str) -> Path:
@@ -162,6 +167,16 @@ class DockerRuntime:
         _check_cpuset(name, cpuset)
         attrs = await anyio.to_thread.run_sync(self._repin, name, cpuset)
         self._cpusets[name] = frozenset(cpuset)
+        return self._describe(attrs)
+
+    async def set_memory(self, name: str, limit: int | None) -> ContainerInfo:
+        if limit is not None and limit <= 0:
+            raise InvalidRequestError(
+                f"container {name!r}: a memory limit must be a positive number of bytes, "
+                f"not {limit}"
+            )
+        attrs = await anyio.to_thread.run_sync(self._limit_memory, name, limit)
+        self._memory[name] = limit
         return self._describe(attrs)
 
     async def list(self) -> builtins.list[ContainerInfo]:
@@ -340,6 +355,25 @@ class DockerRuntime:
             ) from error
         return _summary(container.attrs)
 
+    def _limit_memory(self, name: str, limit: int | None) -> dict[str, Any]:
+        import docker.errors
+
+        container = self._find(name)
+        # Docker cannot take a memory limit away once set: "none" is all of the machine's.
+        # It takes no limit under 6 MB, which no Python process fits in anyway.
+        memory = max(limit, 6 << 20) if limit is not None else _MACHINE_MEMORY
+        try:
+            container.update(mem_limit=memory, memswap_limit=memory)
+            container.reload()
+        except docker.errors.NotFound as error:
+            raise _not_found(name) from error
+        except docker.errors.APIError as error:
+            raise BackendError(
+                f"Docker could not limit container {name!r} to {limit} bytes of memory: "
+                f"{error.explanation}"
+            ) from error
+        return _summary(container.attrs)
+
     def _list(self) -> builtins.list[dict[str, Any]]:
         found = self._client.containers.list(
             all=True, sparse=True, filters={"label": f"{NODE_LABEL}={self.node_id}"}
@@ -359,6 +393,7 @@ class DockerRuntime:
                 summary["State"] = "removed"  # stopped since the list call
             else:
                 summary["ExitCode"] = state["ExitCode"]
+                summary["OOMKilled"] = state.get("OOMKilled", False)
         return summary
 
     def _find(self, name: str) -> Container:
@@ -392,6 +427,8 @@ class DockerRuntime:
             cpuset=cpuset,
             running=running,
             exit_code=None if running else attrs.get("ExitCode"),
+            memory_limit=self._memory.get(name),
+            out_of_memory=bool(attrs.get("OOMKilled")),
         )
 
 
@@ -401,6 +438,7 @@ def _summary(inspected: dict[str, Any]) -> dict[str, Any]:
     summary = {"Labels": inspected["Config"]["Labels"], "State": state["Status"]}
     if state["Status"] == "exited":
         summary["ExitCode"] = state["ExitCode"]
+        summary["OOMKilled"] = state.get("OOMKilled", False)
     return summary
 
 

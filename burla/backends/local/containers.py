@@ -19,6 +19,15 @@ A "container" here is a process, not an isolated filesystem. What stands in for 
   container's main process is pinned, at start and by set_cpuset; processes it starts
   inherit the affinity it has when they start and are not re-pinned later.
 - exit codes: as subprocess reports them, so a container killed by signal N shows -N.
+- memory: a thread reads the resident memory of each container with a limit (its main
+  process and every process under it, from /proc) every MEMORY_POLL_S, and SIGKILLs the
+  group of one over its limit, which is then listed with `out_of_memory`. Resident memory
+  is what a limit means to the user and is read the same way on every Linux, for any user;
+  address-space limits (RLIMIT_AS, RLIMIT_DATA) count reservations that are never used
+  (thread stacks, allocator arenas, numpy and jax reserve gigabytes) and make the function
+  raise MemoryError somewhere instead of stopping it, and a memory cgroup needs root or a
+  delegated cgroup, which a laptop user does not have. A process that allocates faster
+  than the poll can overshoot its limit by what it allocates in MEMORY_POLL_S.
 
 Each container runs in its own session; stop sends SIGTERM to its process group, waits
 up to `stop_grace_s`, then SIGKILLs the group and reaps the process. An exited container
@@ -34,6 +43,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -56,12 +66,16 @@ _RESERVED = ("BURLA_PORT", "BURLA_CONTAINER_NAME", "BURLA_CONTAINER_ROOT", "BURL
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _FIRST_POLL_S = 0.002
 _LAST_POLL_S = 0.05
+MEMORY_POLL_S = 0.05
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(eq=False)
 class _Container:
     info: ContainerInfo
     process: subprocess.Popen[bytes]
+    out_of_memory: bool = False
+    """Set by the memory watcher's thread, before it kills the container."""
 
 
 class LocalContainerRuntime:
@@ -84,6 +98,8 @@ class LocalContainerRuntime:
         self._available = sorted(os.sched_getaffinity(0))
         self._containers: dict[str, _Container] = {}
         self._starting: dict[str, int] = {}
+        self._memory_watcher: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def directory(self, name: str) -> Path:
         """The working directory of the container `name` (also where its log is)."""
@@ -150,11 +166,31 @@ class LocalContainerRuntime:
         container.info = replace(container.info, cpuset=frozenset(cpuset))
         return self._describe(container)
 
+    async def set_memory(self, name: str, limit: int | None) -> ContainerInfo:
+        container = self._containers.get(name)
+        if container is None:
+            raise NotFoundError(
+                f"there is no container {name!r} on this node; start it first or check the name"
+            )
+        if limit is not None and limit <= 0:
+            raise InvalidRequestError(
+                f"container {name!r}: a memory limit must be a positive number of bytes, "
+                f"not {limit}"
+            )
+        container.info = replace(container.info, memory_limit=limit)
+        if limit is not None and self._memory_watcher is None:
+            self._memory_watcher = threading.Thread(
+                target=self._watch_memory, name="burla-memory", daemon=True
+            )
+            self._memory_watcher.start()
+        return self._describe(container)
+
     async def list(self) -> builtins.list[ContainerInfo]:
         return [self._describe(self._containers[name]) for name in sorted(self._containers)]
 
     async def aclose(self) -> None:
         """Stop every container."""
+        self._closed.set()
         async with anyio.create_task_group() as group:
             for name in builtins.list(self._containers):
                 group.start_soon(self.stop, name)
@@ -257,7 +293,23 @@ class LocalContainerRuntime:
 
     def _describe(self, container: _Container) -> ContainerInfo:
         running, exit_code = _exit_status(container.process)
-        return replace(container.info, running=running, exit_code=exit_code)
+        return replace(
+            container.info,
+            running=running,
+            exit_code=exit_code,
+            out_of_memory=container.out_of_memory,
+        )
+
+    def _watch_memory(self) -> None:
+        """Kill every container that holds more memory than its limit (see module doc)."""
+        while not self._closed.wait(MEMORY_POLL_S):
+            for container in builtins.list(self._containers.values()):
+                limit = container.info.memory_limit
+                if limit is None or container.out_of_memory:
+                    continue
+                if _resident(container.process.pid) > limit and _exit_status(container.process)[0]:
+                    container.out_of_memory = True
+                    _signal_group(container.process.pid, signal.SIGKILL)
 
     def _pin(self, pid: int, cpuset: frozenset[int]) -> None:
         """Pin every thread of `pid`, again until no new thread appeared meanwhile."""
@@ -351,6 +403,22 @@ def _exit_status(process: subprocess.Popen[bytes]) -> tuple[bool, int | None]:
     if result.si_code == os.CLD_EXITED:
         return False, result.si_status
     return False, -result.si_status
+
+
+def _resident(pid: int) -> int:
+    """Bytes of memory that process `pid` and every process under it hold (resident)."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/statm", "rb") as statm:
+                total += int(statm.read().split()[1]) * _PAGE
+            for thread in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{thread}/children", "rb") as children:
+                    pending += [int(child) for child in children.read().split()]
+        except (OSError, ValueError, IndexError):
+            continue  # it ended meanwhile
+    return total
 
 
 def _signal_group(pid: int, signum: signal.Signals) -> None:

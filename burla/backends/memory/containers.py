@@ -22,6 +22,14 @@ def _check_cpuset(name: str, cpuset: frozenset[int]) -> None:
         )
 
 
+def _checked_limit(name: str, limit: int | None) -> int | None:
+    if limit is not None and limit <= 0:
+        raise InvalidRequestError(
+            f"container {name!r}: a memory limit must be a positive number of bytes, not {limit}"
+        )
+    return limit
+
+
 class MemoryContainerRuntime:
     """The ContainerRuntime protocol in memory: it checks names, ports and cpusets as a
     real runtime would, and runs nothing.
@@ -69,12 +77,20 @@ class MemoryContainerRuntime:
         self._containers[name] = info
         return info
 
+    async def set_memory(self, name: str, limit: int | None) -> ContainerInfo:
+        info = replace(self._find(name), memory_limit=_checked_limit(name, limit))
+        self._containers[name] = info
+        return info
+
     async def list(self) -> list[ContainerInfo]:
         return [self._containers[name] for name in sorted(self._containers)]
 
-    def crash(self, name: str, exit_code: int) -> ContainerInfo:
-        """Mark a container exited with `exit_code`, as if its process died."""
-        info = replace(self._find(name), running=False, exit_code=exit_code)
+    def crash(self, name: str, exit_code: int, *, out_of_memory: bool = False) -> ContainerInfo:
+        """Mark a container exited with `exit_code`, as if its process died (or was stopped
+        for going over its memory limit)."""
+        info = replace(
+            self._find(name), running=False, exit_code=exit_code, out_of_memory=out_of_memory
+        )
         self._containers[name] = info
         return info
 

@@ -60,6 +60,10 @@ CREATE_BACKOFF_MAX_S = 60.0
 
 FAILURE_TEXT = {
     Failure.WORKER_DIED: "the worker running it died (os._exit, a crash, or out of memory)",
+    Failure.OUT_OF_MEMORY: (
+        "the worker running it went over func_ram={func_ram:g} GB and was stopped (out of "
+        "memory); ask for more with func_ram=, or make the function use less memory"
+    ),
     Failure.TIMED_OUT: "it ran past the job's timeout",
     Failure.LOST: "its node was lost too many times",
 }
@@ -438,7 +442,8 @@ class MainService:
                     else:
                         run.publish(["log", index, stream, text])
                 case "died":
-                    await self._job_events(run, i.WorkerDied(event[2], event[3]))
+                    oom = event[4:5] == ["out_of_memory"]
+                    await self._job_events(run, i.WorkerDied(event[2], event[3], oom))
                 case "timed_out":
                     await self._job_events(run, i.InputTimedOut(event[2], event[3]))
                 case "job_error":
@@ -478,10 +483,11 @@ class MainService:
         if failure is Failure.RAISED:
             kind, payload = run.raised.pop(index)
         else:
+            why = FAILURE_TEXT[failure].format(func_ram=run.spec.func_ram)
             message = (
-                f"input {index} failed after {attempts} tries: {FAILURE_TEXT[failure]}"
+                f"input {index} failed after {attempts} tries: {why}"
                 if attempts
-                else f"input {index} failed: {FAILURE_TEXT[failure]}"
+                else f"input {index} failed: {why}"
             )
             kind, payload = failure.value, json.dumps({"message": message}).encode()
         doc = {"kind": kind, "payload": payload}

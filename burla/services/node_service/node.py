@@ -53,6 +53,10 @@ IDLE_POLL_MAX_S = 5.0
 come back to it only when a worker or node elsewhere is lost)."""
 REPORT_INTERVAL_S = 0.003
 """Shortest time between two reports to main_service."""
+EXIT_SEEN_TRIES = 40
+EXIT_SEEN_PAUSE_S = 0.05
+"""How long a dead worker's container may take to be listed as exited (Docker's is
+recorded after its process is gone)."""
 
 Report = Callable[[dict[str, Any], bytes], Awaitable[None]]
 """Sends one report (a frame's header and payload) to main_service."""
@@ -83,6 +87,8 @@ class Worker:
     batch: int = 1
     per_input_s: float = math.inf
     """How long its inputs of this job run, as measured; unknown until its first result."""
+    memory_limit: int | None = None
+    """Bytes of memory its runtime holds it to: the func_ram of the job it was last given."""
 
 
 @dataclass(eq=False)
@@ -290,6 +296,8 @@ class NodeService:
                 if worker.cpuset != keep.cpuset:
                     worker.cpuset = keep.cpuset
                     group.start_soon(self.runtime.set_cpuset, worker.name, keep.cpuset)
+            for worker in assignment.workers:
+                group.start_soon(self._limit_memory, worker, job)
         for worker in kept:
             worker.batch, worker.per_input_s = 1, math.inf  # a new function, a new pace
             await self._send_job(worker)
@@ -524,7 +532,10 @@ class NodeService:
             if timed_out is not None:
                 self._event(["timed_out", job_id, worker.name, timed_out])
             else:
-                self._event(["died", job_id, worker.name, status[0] if status else None])
+                died = ["died", job_id, worker.name, status[0] if status else None]
+                if await self._out_of_memory(worker):
+                    died.append("out_of_memory")
+                self._event(died)
             await self._report_news()
         worker.inflight.clear()
         await self.runtime.stop(worker.name)
@@ -535,8 +546,28 @@ class NodeService:
         if assignment is not None and worker in assignment.workers:
             assignment.workers[assignment.workers.index(worker)] = replacement
             assignment.changed[replacement.name] = replacement
+            await self._limit_memory(replacement, assignment.job)
             await self._send_job(replacement)
             assignment.wake.set()
+
+    async def _limit_memory(self, worker: Worker, job: JobSpec) -> None:
+        """Hold the worker to the job's func_ram: its runtime stops it if it goes over."""
+        limit = int(job.func_ram * 2**30)
+        if worker.memory_limit != limit:
+            await self.runtime.set_memory(worker.name, limit)
+            worker.memory_limit = limit
+
+    async def _out_of_memory(self, worker: Worker) -> bool:
+        """Whether the runtime stopped the worker for going over its memory limit. A
+        container's end may be recorded a moment after its connection closed."""
+        if worker.memory_limit is None:
+            return False
+        for _ in range(EXIT_SEEN_TRIES):
+            info = next((c for c in await self.runtime.list() if c.name == worker.name), None)
+            if info is None or not info.running:
+                return info is not None and info.out_of_memory
+            await anyio.sleep(EXIT_SEEN_PAUSE_S)
+        return False
 
     async def _stop_worker(self, worker: Worker, restart: bool) -> None:
         self._stopping[worker.name] = restart
