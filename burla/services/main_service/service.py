@@ -110,6 +110,8 @@ class MainService:
         self.packages = PackageBuilder(store, blobs, clock)
         self.images = images
         self._standby_lock = anyio.Lock()
+        self._preparing: set[str] = set()
+        """Jobs whose image or packages are being made, not yet in `jobs`."""
         self.links: dict[str, NodeLink] = {}
         self._creating: set[str] = set()
         self._deleting: set[str] = set()
@@ -276,6 +278,15 @@ class MainService:
         it never saw answered); the name must be new. `uploads` are the blobs the client
         put through signed URLs for it (the function, big inputs): they go when it ends."""
         sources: dict[str, str] = spec.get("sources") or {}
+        recipe: str | None = spec.get("dockerfile")
+        if (
+            not isinstance(sources, dict)
+            or not all(isinstance(key, str) for key in sources.values())
+            or not isinstance(recipe, str | None)
+        ):
+            raise InvalidRequestError(
+                "a job's sources map requirements to uploaded keys, and its dockerfile is text"
+            )
         uploads = [*uploads, *sources.values()]
         outside = [key for key in uploads if not key.startswith(UPLOADS)]
         if outside:
@@ -289,9 +300,8 @@ class MainService:
             raise InvalidRequestError(
                 f"job id {job_id!r} is not 8-64 of a-z, 0-9 and '-'; let the cluster name it"
             )
-        elif job_id in self.jobs or await self.store.get(job_key(job_id)) is not None:
+        elif job_id in self.jobs or job_id in self._preparing or await self._stored(job_id):
             raise ConflictError(f"there is a job {job_id} already; use a new id")
-        recipe = spec.get("dockerfile")
         fields = {key: value for key, value in spec.items() if key not in ("dockerfile", "sources")}
         job = JobSpec.model_validate({**fields, "job_id": job_id})
         if job.n_inputs != len(items):
@@ -301,22 +311,12 @@ class MainService:
         if function is None and function_key is None:
             raise InvalidRequestError("a job needs a function: send it inline or upload it first")
         # Images are made and packages installed before the job exists: what cannot be
-        # fails the call.
-        if recipe is not None:
-            job = job.model_copy(update={"image": await self._image_from(str(recipe))})
-        if job.image is not None and self.images is not None:
-            await self._add_to_standby(job.image)
-        node_type_for(self.cluster.config, job)  # refuse what no node can run, before writing
-        python = self._python_of(job)
-        if job.python_version is not None and job.python_version != python:
-            raise InvalidRequestError(
-                f"this job comes from Python {job.python_version} but the workers of its "
-                f"image run Python {python}, where its pickled function cannot load; call "
-                f"from Python {python}, or use an image with Python {job.python_version}"
-            )
-        package_keys = (
-            await self.packages.ensure(job.packages, python, sources) if job.packages else ()
-        )
+        # fails the call. Meanwhile a resent request for the same job is refused.
+        self._preparing.add(job_id)
+        try:
+            job, package_keys = await self._prepare(job, recipe, sources)
+        finally:
+            self._preparing.discard(job_id)
         machine = InputMachine(
             job.n_inputs,
             self.clock,
@@ -345,6 +345,30 @@ class MainService:
             return job_id
         await self.apply(self.cluster.handle(c.JobSubmitted(job)))
         return job_id
+
+    async def _prepare(
+        self, job: JobSpec, recipe: str | None, sources: dict[str, str]
+    ) -> tuple[JobSpec, tuple[str, ...]]:
+        """The job on its image, made and started if new, and the archives of its
+        packages, installed if new."""
+        if recipe is not None:
+            job = job.model_copy(update={"image": await self._image_from(recipe)})
+        if job.image is not None and self.images is not None:
+            await self._add_to_standby(job.image)
+        node_type_for(self.cluster.config, job)  # refuse what no node can run, before writing
+        python = self._python_of(job)
+        if job.python_version is not None and job.python_version != python:
+            raise InvalidRequestError(
+                f"this job comes from Python {job.python_version} but the workers of its "
+                f"image run Python {python}, where its pickled function cannot load; call "
+                f"from Python {python}, or use an image with Python {job.python_version}"
+            )
+        if not job.packages:
+            return job, ()
+        return job, await self.packages.ensure(job.packages, python, sources)
+
+    async def _stored(self, job_id: str) -> bool:
+        return await self.store.get(job_key(job_id)) is not None
 
     async def _image_from(self, recipe: str) -> str:
         if self.images is None:
