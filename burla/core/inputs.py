@@ -324,16 +324,23 @@ class InputMachine:
 
     def _worker_gone(self, worker: str, *, crashed: Failure | None) -> list[InputCommand]:
         """The worker went: the input it was running used up a try if it `crashed` (and
-        failed so), the rest it held go back."""
+        failed so), the rest it held go back. They count as returned (toward
+        `max_returns`) unless the crash has its culprit: inputs that waited behind the
+        input that crashed their worker did nothing wrong and never ran."""
         holder = self.workers.pop(worker, None)
         if holder is None:
             return []
+        running = [i for i in holder.leased if self.inputs[i].status is InputStatus.RUNNING]
+        blameless = crashed is not None and bool(running)
         commands: list[InputCommand] = []
         for index in sorted(holder.leased):
             record = self.inputs[index]
             record.worker = None  # the holder is gone; _release must not look it up
             if crashed is not None and record.status is InputStatus.RUNNING:
                 commands += self._failed_attempt(index, crashed)
+            elif blameless:
+                self._release(index)
+                commands.append(Requeue((index,)))
             else:
                 commands += self._returned(index)
         return commands

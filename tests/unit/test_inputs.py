@@ -165,6 +165,21 @@ def test_worker_death_reported_by_its_node_names_the_input_it_was_running():
     assert machine.inputs[0].attempts == 0
 
 
+def test_inputs_waiting_behind_a_crash_go_back_as_often_as_crashes_happen():
+    """The input that crashed its worker uses its tries; the ones queued behind it at the
+    same worker never ran, so however many crashes they wait through, none is lost."""
+    machine = InputMachine(12, ManualClock(), retries=1, max_returns=2)
+    for culprit in range(10):
+        machine.handle(InputsClaimed(f"w{culprit}", "node", (culprit, 10, 11), lease_s=30))
+        commands = machine.handle(WorkerDied(f"w{culprit}", running=culprit))
+        assert Requeue((10,)) in commands and Requeue((11,)) in commands
+    assert machine.inputs[10].returns == 0
+    assert not machine.inputs[10].status.finished
+    machine.handle(InputsClaimed("w", "node", (10, 11), lease_s=30))
+    assert machine.handle(WorkerDied("w")) == [Requeue((10,)), Requeue((11,))]
+    assert machine.inputs[10].returns == 1, "a crash without a culprit still counts"
+
+
 def test_a_worker_stopped_out_of_memory_fails_the_input_it_ran_as_such():
     machine = InputMachine(2, ManualClock(), retries=0)
     machine.handle(InputsClaimed("w", "node", (0, 1), lease_s=30))

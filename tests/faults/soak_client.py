@@ -1,0 +1,48 @@
+"""One client of the soak test: jobs of random sizes, one after another, until time is up.
+
+Every run of the function appends a line to `runs_dir/<pid>` (its job's tag and input), and
+the function kills its own worker now and then, so that some inputs run more than once.
+Prints one JSON line: jobs, inputs, results lost (wrong or missing) and errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+
+from burla import remote_parallel_map
+
+
+def main(runs_dir: str, seconds: float, seed: int) -> None:
+    rng = random.Random(seed)
+    tally = {"jobs": 0, "inputs": 0, "lost": 0, "errors": []}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        tag = f"{seed}-{tally['jobs']}"
+        size = rng.choice([1, 1, 2, 5, 20, 100, 400])
+
+        def work(x: int, tag: str = tag, runs_dir: str = runs_dir) -> int:
+            with open(os.path.join(runs_dir, str(os.getpid())), "a") as runs:
+                runs.write(f"{tag} {x}\n")
+            if random.random() < 0.01:
+                os._exit(17)  # the worker dies mid-input; the input is tried again
+            return x * x
+
+        inputs = list(range(size))
+        try:
+            results = remote_parallel_map(work, inputs, retries=5, spinner=False)
+        except Exception as error:  # counted and reported: the test fails on any
+            tally["errors"].append(f"{type(error).__name__}: {error}")
+            tally["lost"] += size
+        else:
+            tally["lost"] += sum(1 for x, r in zip(inputs, results, strict=False) if r != x * x)
+            tally["lost"] += abs(len(results) - size)
+        tally["jobs"] += 1
+        tally["inputs"] += size
+    print(json.dumps(tally))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))
