@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
@@ -448,3 +449,30 @@ def input_scenarios(
 def pick(items: Sequence[T], index: int) -> T:
     """The item an abstract `pick` names among those available now."""
     return items[index % len(items)]
+
+
+# Garbage for the services' protocols -----------------------------------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def garbage_headers(ops: Sequence[str]) -> st.SearchStrategy[Any]:
+    """Frame headers (JSON objects or arrays, as burla.core.wire has them) that are not
+    valid requests: of any shape, or an object naming one of `ops` (or another) with
+    fields of any kind."""
+    fields = st.dictionaries(st.text(max_size=10), json_values, max_size=5)
+    requests = st.builds(
+        lambda op, rest: {**rest, "op": op}, st.sampled_from(ops) | json_values, fields
+    )
+    return requests | fields | st.lists(json_values, max_size=4)
+
+
+def frame_bytes(header: Any, payload: bytes) -> bytes:
+    """A well-formed frame around any JSON header (burla.core.wire's layout)."""
+    head = json.dumps(header).encode()
+    return len(head).to_bytes(4, "big") + len(payload).to_bytes(4, "big") + head + payload

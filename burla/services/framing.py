@@ -8,6 +8,7 @@ request per message, which is most of a warm job's latency.
 from __future__ import annotations
 
 import abc
+import os
 import socket
 from typing import Any
 
@@ -16,12 +17,18 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from burla.core import wire
+from burla.core.errors import InvalidRequestError, PayloadTooLargeError
+from burla.core.limits import FRAME_ENV, RequestLimits
 
 Frame = tuple[dict[str, Any], bytes]
+MAX_PAYLOAD = RequestLimits.from_environ(os.environ).frame
 
 
 class Frames(abc.ABC):
     """A connection that carries frames, in order."""
+
+    refusal: str | None = None
+    """Why receive gave up on the other end, if it sent bytes that are no frame."""
 
     @abc.abstractmethod
     async def send(self, frames: list[Frame]) -> None:
@@ -29,7 +36,8 @@ class Frames(abc.ABC):
 
     @abc.abstractmethod
     async def receive(self) -> Frame | None:
-        """The next frame, or None once the other end is gone."""
+        """The next frame, or None once the other end is gone or sent something that is
+        no frame (a header that is not JSON, a payload over the limit: `refusal` says)."""
 
     @abc.abstractmethod
     async def aclose(self) -> None: ...
@@ -44,10 +52,11 @@ def framed(stream: anyio.abc.ByteStream | Frames) -> Frames:
 class FrameStream(Frames):
     """Frames encoded with burla.core.wire over a byte stream (a TCP connection)."""
 
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream, max_payload: int = MAX_PAYLOAD) -> None:
         self._stream = stream
         self._reader = BufferedByteReceiveStream(stream)
         self._send_lock = anyio.Lock(fast_acquire=True)  # free: no trip through the loop
+        self._max_payload = max_payload
 
     async def send(self, frames: list[Frame]) -> None:
         async with self._send_lock:
@@ -56,8 +65,17 @@ class FrameStream(Frames):
     async def receive(self) -> Frame | None:
         try:
             head, body = wire.lengths(await self._reader.receive_exactly(wire.PREFIX_SIZE))
+            if body > self._max_payload:
+                raise PayloadTooLargeError(
+                    f"a frame's payload of {body} bytes is over the limit of "
+                    f"{self._max_payload} bytes ({FRAME_ENV})"
+                )
             header = await self._reader.receive_exactly(head) if head else b""
             payload = await self._reader.receive_exactly(body) if body else b""
+            return wire.decode_header(header), payload
+        except InvalidRequestError as error:
+            self.refusal = str(error)
+            return None
         except (
             anyio.IncompleteRead,
             anyio.EndOfStream,
@@ -66,7 +84,6 @@ class FrameStream(Frames):
             OSError,
         ):
             return None
-        return wire.decode_header(header), payload
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -10,6 +10,8 @@ Protocol (frames from burla.core.wire), node -> worker:
     {"op": "end_job", "job_id"}
 worker -> node:
     {"op": "hello", "pid"}                                         once, on connect
+    {"op": "refused", "message"}                  a frame it cannot read (then it goes on,
+                                                  or hangs up if the bytes are no frames)
     {"op": "job_error", "job_id", "message"}                       the function did not load
     {"op": "logs", "job_id", "items": [[index, stream, text], ...]}
     {"op": "results", "job_id", "items": [[index, kind, size], ...], "busy_s"}
@@ -23,6 +25,7 @@ killed it, and how long it has run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -35,13 +38,15 @@ import traceback
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import unquote, urlsplit
 
 import cloudpickle
 from tblib import pickling_support
 
 from burla.core import wire
+from burla.core.errors import InvalidRequestError
+from burla.core.limits import FRAME_ENV, RequestLimits
 from burla.services.container_service.capture import InputStream
 from burla.services.container_service.status import StatusFile
 
@@ -52,6 +57,8 @@ FLUSH_S = 0.02
 """Longest a finished result waits to be sent with others while more inputs run."""
 
 Message = tuple[dict[str, Any], bytes] | None
+MAX_PAYLOAD = RequestLimits.from_environ(os.environ).frame
+ONE_READ = 16 << 20
 
 
 class Connection:
@@ -73,15 +80,38 @@ class Connection:
         self._sock.close()
 
     def receive(self) -> Message:
+        """The next frame, or None once the node hung up. InvalidRequestError if the bytes
+        are no frame (a header that is not JSON, a payload over MAX_PAYLOAD)."""
         prefix = self._reader.read(wire.PREFIX_SIZE)
         if len(prefix) < wire.PREFIX_SIZE:
             return None
         head, body = wire.lengths(prefix)
-        header = self._reader.read(head)
-        payload = self._reader.read(body)
-        if len(header) < head or len(payload) < body:
+        if body > MAX_PAYLOAD:
+            raise InvalidRequestError(
+                f"a frame's payload of {body} bytes is over the limit of {MAX_PAYLOAD} bytes "
+                f"({FRAME_ENV})"
+            )
+        header = self._read_exactly(head)
+        payload = self._read_exactly(body)
+        if header is None or payload is None:
             return None
         return wire.decode_header(header), payload
+
+    def _read_exactly(self, size: int) -> bytes | None:
+        """`size` bytes, or None if the node hung up first. A big frame is read in pieces:
+        a length that lies costs no memory before its bytes come."""
+        if size <= ONE_READ:
+            data = self._reader.read(size)
+            return data if len(data) == size else None
+        parts: list[bytes] = []
+        left = size
+        while left:
+            part = self._reader.read(min(left, ONE_READ))
+            if not part:
+                return None
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
 
 
 def load_from(url: str) -> Any:
@@ -155,6 +185,10 @@ class Worker:
         threading.Thread(target=self._flush_now_and_then, name="burla-flush", daemon=True).start()
         while (message := self.inbox.get()) is not None:
             header, payload = message
+            problem = unreadable(header, payload)
+            if problem is not None:
+                self.refuse(problem)
+                continue
             op = header.get("op")
             if op == "job":
                 self.use_packages(header.get("path"))
@@ -168,10 +202,16 @@ class Worker:
                 self.flush()
         self.flush()
 
+    def refuse(self, problem: str) -> None:
+        self.connection.send([({"op": "refused", "message": problem}, b"")])
+
     def _read(self) -> None:
         try:
             while (message := self.connection.receive()) is not None:
                 self.inbox.put(message)
+        except InvalidRequestError as error:  # the bytes are no frames: nothing more is
+            with contextlib.suppress(OSError):
+                self.refuse(f"{error}; hanging up")
         finally:
             self.inbox.put(None)
 
@@ -259,6 +299,33 @@ class Worker:
             self.stdout.flush()
             self.stderr.flush()
             self.status.set(-1)
+
+
+def unreadable(header: Any, payload: bytes) -> str | None:
+    """What is wrong with a frame from the node, or None if the worker can carry it out."""
+    if not isinstance(header, dict):
+        return "a frame's header must be a JSON object"
+    op = header.get("op")
+    if op not in ("job", "inputs", "end_job"):
+        return f"unknown op {op!r}: a worker takes job, inputs and end_job"
+    if not isinstance(header.get("job_id"), str):
+        return f"{op} needs a job_id (a string)"
+    if op != "inputs":
+        return None
+    indices, sizes, urls = header.get("indices"), header.get("sizes"), header.get("urls")
+    if not (_ints(indices) and _ints(sizes) and len(indices) == len(sizes)):
+        return "inputs needs indices and sizes: two lists of as many integers"
+    if any(size < 0 for size in sizes) or sum(sizes) != len(payload):
+        return f"inputs' sizes add up to {sum(sizes)} bytes, but its payload has {len(payload)}"
+    if urls is not None and not (
+        isinstance(urls, dict) and all(isinstance(u, str) for u in urls.values())
+    ):
+        return "inputs' urls must map input indices to URLs"
+    return None
+
+
+def _ints(value: Any) -> TypeGuard[list[int]]:
+    return isinstance(value, list) and all(type(item) is int for item in value)
 
 
 def _exit_with_parent() -> None:

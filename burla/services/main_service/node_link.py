@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -90,6 +91,18 @@ class NodeLink:
         reply = answer[0]
         return reply is not None and reply.get("error") is None
 
+    async def _take(self, header: Any, payload: bytes) -> bool:
+        """Carry out one frame from the node; False once the node refused this connection."""
+        op = header.get("op")
+        if op == "report":
+            await self._on_report(self.node_id, header["events"], payload)
+        elif op == "reply":
+            waiting = self._waiting.get(header.get("id", 0))
+            if waiting is not None:
+                waiting[1][0] = header
+                waiting[0].set()
+        return bool(op != "refused")
+
     async def aclose(self) -> None:
         self.closed = True
         with contextlib.suppress(OSError, anyio.BrokenResourceError):
@@ -97,17 +110,18 @@ class NodeLink:
 
     async def _read(self, on_lost: OnLost) -> None:
         while (frame := await self._frames.receive()) is not None:
-            header, payload = frame
-            op = header.get("op")
-            if op == "report":
-                await self._on_report(self.node_id, header["events"], payload)
-            elif op == "reply":
-                waiting = self._waiting.get(header.get("id", 0))
-                if waiting is not None:
-                    waiting[1][0] = header
-                    waiting[0].set()
-            elif op == "refused":
+            try:
+                if not await self._take(*frame):
+                    break
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+                self._frames.refusal = f"{type(error).__name__}: {error}"
                 break
+        if self._frames.refusal is not None:
+            print(
+                f"main_service: node {self.node_id} sent what main_service cannot read "
+                f"({self._frames.refusal}); its connection is dropped and the node counted lost",
+                file=sys.stderr,
+            )
         for done, _ in self._waiting.values():
             done.set()  # no answer will come: the requests failed
         if self.closed:

@@ -49,8 +49,10 @@ class MainLink:
         link = framed(stream)
         try:
             hello = await link.receive()
-            secret = str(hello[0].get("secret", "")) if hello else ""
-            if hello is None or not hmac.compare_digest(secret.encode(), self._secret.encode()):
+            secret = _object(hello[0]).get("secret") if hello else None
+            if not isinstance(secret, str) or not hmac.compare_digest(
+                secret.encode(), self._secret.encode()
+            ):
                 with contextlib.suppress(
                     OSError, anyio.BrokenResourceError, anyio.ClosedResourceError
                 ):
@@ -60,11 +62,17 @@ class MainLink:
             self._connected.set()
             async with anyio.create_task_group() as tasks:
                 while (frame := await link.receive()) is not None:
-                    header, payload = frame
+                    header, payload = _object(frame[0]), frame[1]
                     if header.get("op") == "kill_worker":
                         tasks.start_soon(self._answer, node, link, header, payload)
                     else:
                         await self._answer(node, link, header, payload)
+                if link.refusal is not None:
+                    with contextlib.suppress(
+                        OSError, anyio.BrokenResourceError, anyio.ClosedResourceError
+                    ):
+                        message = f"{link.refusal}; hanging up"
+                        await link.send([({"op": "refused", "message": message}, b"")])
         finally:
             self._drop(link)
             await link.aclose()
@@ -84,6 +92,11 @@ class MainLink:
             reply["error"] = f"{type(error).__name__}: {error}"
         with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             await link.send([(reply, b"")])
+
+
+def _object(header: Any) -> dict[str, Any]:
+    """A frame's header as a request: a JSON array is none (its op is missing)."""
+    return header if isinstance(header, dict) else {}
 
 
 async def _carry_out(node: NodeService, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
