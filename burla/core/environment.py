@@ -7,7 +7,6 @@ and hands them here; the builder and the nodes name built archives with `package
 from __future__ import annotations
 
 import hashlib
-import pickletools
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -74,7 +73,9 @@ def requirement_name(requirement: str) -> str | None:
     return canonical_name(match[1]) if match else None
 
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SHORT_STRING = re.compile(rb"\x8c([\x01-\xff])([A-Za-z_][A-Za-z0-9_.]*)")
+"""A pickle's SHORT_BINUNICODE opcode (how protocols 4 and 5, cloudpickle's, write every
+string under 256 bytes) with its length byte, and the identifier-like text after it."""
 
 
 def names_in_pickle(data: bytes) -> set[str]:
@@ -82,16 +83,16 @@ def names_in_pickle(data: bytes) -> set[str]:
 
     A function pickled by cloudpickle names its modules in strings: a global's module, a
     module it captured, and the names its code uses (so `import x` inside the function
-    counts). Extra names (local variables, plain strings) are harmless: they are looked up
-    among installed top-level modules, which few of them are.
+    counts). Extra names (local variables, plain strings, bytes that look like a string
+    opcode) are harmless: they are looked up among installed top-level modules, which few
+    of them are. A regular expression finds them (the pickle is not walked op by op), so a
+    function that captures much data costs little more.
     """
     names: set[str] = set()
-    for opcode, argument, _ in pickletools.genops(data):
-        if isinstance(argument, str):
-            text = argument.split(" ", 1)[0] if opcode.name == "GLOBAL" else argument
-            first = text.split(".", 1)[0]
-            if _IDENTIFIER.fullmatch(first):
-                names.add(first)
+    for match in _SHORT_STRING.finditer(data):
+        length, text = match[1][0], match[2]
+        if len(text) >= length:
+            names.add(text[:length].split(b".", 1)[0].decode())
     return names - set(sys.stdlib_module_names) - set(sys.builtin_module_names)
 
 

@@ -121,3 +121,19 @@ def test_a_source_is_packed_again_only_when_a_file_changes(tmp_path: Path) -> No
         assert tar.getnames() == ["mylib/__init__.py"]
     (package / "__init__.py").write_text("A = 2\n")
     assert pack(package)[0] != digest
+
+
+def test_names_are_found_without_walking_a_big_pickle_op_by_op() -> None:
+    data = list(range(100_000))
+
+    def captures_data(i: int) -> int:
+        import iniconfig
+
+        return data[i] + len(iniconfig.__name__)
+
+    pickled = dumps_function(captures_data)
+    assert len(pickled) > 300_000
+    assert "iniconfig" in names_in_pickle(pickled)
+    # A string opcode whose text runs into the next opcode's letters is cut at its length.
+    assert names_in_pickle(b"\x8c\x09iniconfigN\x94.") == {"iniconfig"}
+    assert names_in_pickle(b"\x8c\x05a b c\x94.") == set()
