@@ -173,12 +173,13 @@ class Session:
 
     _cached: ClassVar[dict[str, Session]] = {}
 
-    def __init__(self, cluster: local.ClusterInfo) -> None:
+    def __init__(self, cluster: local.ClusterInfo, local_backend: str | None = None) -> None:
         self.cluster = cluster
+        self.local_backend = local_backend
+        """"local" or "docker" for this machine's own cluster, which the client may start."""
         self.stamp: tuple[int, ...] | None = None
         """What a local cluster's cluster.json looked like when it last named this one."""
-        headers = {"authorization": f"Bearer {cluster.token}"}
-        self.http = HttpPool(cluster.url, headers, timeout_s=WAIT_S + 30)
+        self.http = _pool(cluster)
         self.job_request_limit = RequestLimits.from_environ(os.environ).job_request
         """The size of request the cluster takes for a job, as far as this client knows."""
         self.sent_sources: set[str] = set()
@@ -218,7 +219,7 @@ class Session:
                 return session
         if session is not None:
             session.close()
-        session = cls._cached[key] = cls(local.start(root, backend=backend))
+        session = cls._cached[key] = cls(local.start(root, backend=backend), backend)
         session.stamp = local.stamp(root)
         return session
 
@@ -339,6 +340,24 @@ class Session:
             return self.submit(job_id, spec, function, payloads, wait)
         return response.content
 
+    def _events(self, job_id: str, params: dict[str, Any]) -> bytes:
+        path = f"/jobs/{job_id}/events"
+        try:
+            return self.call("GET", path, retry_for_s=RECONNECT_S, params=params).content
+        except ClusterUnavailableError:
+            if self.local_backend is None or self.cluster.pid <= 0:
+                raise
+            # This machine's cluster died under the job: start it again; its new
+            # main_service takes the job over from the Store.
+            self._restart_local(self.local_backend)
+            return self.call("GET", path, retry_for_s=RECONNECT_S, params=params).content
+
+    def _restart_local(self, backend: str) -> None:
+        root = local.local_dir(backend)
+        cluster = local.start(root, backend=backend)
+        self.http.close()
+        self.cluster, self.http, self.stamp = cluster, _pool(cluster), local.stamp(root)
+
     def follow(
         self,
         job_id: str,
@@ -408,9 +427,7 @@ class Session:
         cursor, body, run = 0, first, None
         while True:
             if body is None:
-                params = {"after": cursor, "wait": WAIT_S}
-                path = f"/jobs/{job_id}/events"
-                body = self.call("GET", path, retry_for_s=RECONNECT_S, params=params).content
+                body = self._events(job_id, {"after": cursor, "wait": WAIT_S})
             frames = wire.decode_all(body)
             head, _ = next(frames)
             if run is not None and head.get("run") != run and cursor:
@@ -452,6 +469,10 @@ class Session:
 
 
 atexit.register(Session.close_all)
+
+
+def _pool(cluster: local.ClusterInfo) -> HttpPool:
+    return HttpPool(cluster.url, {"authorization": f"Bearer {cluster.token}"}, WAIT_S + 30)
 
 
 def job_results(job_id: str, backend: str | None = None) -> list[Any]:

@@ -102,6 +102,15 @@ class NodeLost:
 
 
 @dataclass(frozen=True)
+class InputRecorded:
+    """The input's result is in the Store already, where a main_service that took the
+    job over found it: it succeeded, or failed for good."""
+
+    index: int
+    succeeded: bool
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: enforce per-input timeouts and expire leases."""
 
@@ -120,6 +129,7 @@ InputEvent = (
     | LeaseRenewed
     | WorkerDied
     | NodeLost
+    | InputRecorded
     | Tick
     | CancelJob
 )
@@ -226,6 +236,10 @@ class InputMachine:
                     self._started(worker, running)
                 died = Failure.OUT_OF_MEMORY if out_of_memory else Failure.WORKER_DIED
                 commands = self._worker_gone(worker, crashed=died)
+            case InputRecorded(index, succeeded):
+                if not self.inputs[index].status.finished:
+                    self._finish(index, InputStatus.SUCCEEDED if succeeded else InputStatus.FAILED)
+                commands = []
             case NodeLost(node):
                 gone = sorted(w for w, state in self.workers.items() if state.node == node)
                 commands = [c for w in gone for c in self._worker_gone(w, crashed=None)]

@@ -6,8 +6,11 @@ STANDBY_KEY = "cluster/standby"
 """The standby definition, as the seed keeps it: main_service writes it, nodes read it."""
 
 
+JOBS_PREFIX = "jobs/"
+
+
 def job_key(job_id: str) -> str:
-    return f"jobs/{job_id}"
+    return f"{JOBS_PREFIX}{job_id}"
 
 
 def queue_name(job_id: str) -> str:

@@ -79,7 +79,7 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
             doc = await service.store.get(job_key(job_id))
             if doc is None:
                 raise NotFoundError(f"there is no job {job_id}")
-            return {"job_id": job_id, **doc.data}
+            return {"job_id": job_id, **{k: v for k, v in doc.data.items() if k != "resume"}}
         counts: dict[str, int] = {}
         for record in run.machine.inputs:
             counts[record.status.value] = counts.get(record.status.value, 0) + 1

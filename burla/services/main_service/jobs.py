@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 
+from burla.core.clock import Clock
 from burla.core.inputs import InputMachine
 from burla.core.models import JobSpec, JobState
 
@@ -67,3 +68,38 @@ class JobRun:
     @property
     def done_streaming(self) -> bool:
         return bool(self.stream) and self.stream[-1][0][0] == "done"
+
+
+def job_record(run: JobRun) -> dict[str, Any]:
+    """The job's record in the Store. While the job runs it holds what a main_service
+    that restarts needs to take the job over (its function among them); once it ends,
+    only what later readers want: spec, state, and why it failed."""
+    record: dict[str, Any] = {
+        "spec": run.spec.model_dump(mode="json"),
+        "state": run.state.value,
+        "error": run.error,
+    }
+    if not run.state.finished:
+        record["resume"] = {
+            "function": run.function,
+            "function_key": run.function_key,
+            "blob_prefixes": sorted(run.blob_prefixes),
+            "package_keys": list(run.package_keys),
+        }
+    return record
+
+
+def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> JobRun:
+    """A job taken over from its record: its input machine starts with nothing done;
+    the results already in the Store are the caller's to add."""
+    spec = JobSpec.model_validate(record["spec"])
+    resume = record["resume"]
+    machine = InputMachine(spec.n_inputs, clock, retries=spec.retries, validate=validate)
+    return JobRun(
+        spec,
+        resume["function"],
+        resume["function_key"],
+        machine,
+        blob_prefixes=set(resume["blob_prefixes"]),
+        package_keys=tuple(resume["package_keys"]),
+    )

@@ -13,8 +13,8 @@ from burla.core.models import ClusterConfig
 from burla.services.main_service import views
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.service import FORGET_AFTER_S, MainService
+from burla.services.store_keys import JOBS_PREFIX
 
-JOBS_PREFIX = "jobs/"
 MAX_WAIT_S = 30.0
 
 

@@ -43,10 +43,17 @@ from burla.core.models import (
 from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
 from burla.core.scheduling import node_type_for
 from burla.services.main_service.images import ImageMaker
-from burla.services.main_service.jobs import JobRun
+from burla.services.main_service.jobs import JobRun, job_record, run_from_record
 from burla.services.main_service.node_link import Dial, NodeLink, dial_tcp
 from burla.services.main_service.packages import PackageBuilder
-from burla.services.store_keys import STANDBY_KEY, job_key, queue_name, result_key
+from burla.services.store_keys import (
+    JOBS_PREFIX,
+    STANDBY_KEY,
+    job_key,
+    queue_name,
+    result_key,
+    results_prefix,
+)
 
 JOB_ID = re.compile(r"[a-z0-9-]{8,64}")
 UPLOADS = "uploads/"
@@ -57,6 +64,9 @@ MACHINE_LEASE_S = 1e9
 ComputeProvider, so the input machine's own leases never run out."""
 
 CREATE_BACKOFF_MAX_S = 60.0
+CATCH_UP_FIRST_S = 1.0
+CATCH_UP_MAX_S = 10.0
+"""A job taken over after a restart looks for results it was not told of, this often."""
 
 FAILURE_TEXT = {
     Failure.WORKER_DIED: "the worker running it died (os._exit, a crash, or out of memory)",
@@ -128,7 +138,46 @@ class MainService:
         await self.store.put(STANDBY_KEY, self.cluster.config.standby.model_dump(mode="json"))
         if not self.cluster.nodes:
             await self.apply(self.cluster.handle(c.RestartCluster()))
+        await self._take_over_jobs()
         tasks.start_soon(self._watch_nodes)
+
+    async def _take_over_jobs(self) -> None:
+        """Jobs an earlier main_service of this cluster left running go on from their
+        records: what they finished is in the Store, the rest in their queues."""
+        after = ""
+        while records := await self.store.list(JOBS_PREFIX, after=after):
+            after = records[-1].key
+            for doc in records:
+                if doc.data.get("state") == JobState.RUNNING.value and "resume" in doc.data:
+                    run = run_from_record(doc.data, self.clock, validate=self.validate)
+                    self.jobs[run.spec.job_id] = run
+                    await self._catch_up(run)
+                    if not run.state.finished:
+                        await self.apply(self.cluster.handle(c.JobSubmitted(run.spec)))
+                        self._spawn(self._keep_catching_up, run)
+
+    async def _catch_up(self, run: JobRun) -> None:
+        """Take in the results of a job taken over that are in the Store but not in its
+        input machine: finished before the takeover, or told to the main_service that
+        went (a node writes a result before it reports it)."""
+        job_id = run.spec.job_id
+        after = ""
+        while docs := await self.store.list(results_prefix(job_id), after=after):
+            after = docs[-1].key
+            for doc in docs:
+                index = int(doc.key.rsplit("/", 1)[1])
+                if run.machine.inputs[index].status.finished or run.state.finished:
+                    continue
+                kind = doc.data["kind"]
+                run.publish(["result", index, kind], doc.data["payload"])
+                await self._job_events(run, i.InputRecorded(index, kind == "ok"))
+
+    async def _keep_catching_up(self, run: JobRun) -> None:
+        pause = CATCH_UP_FIRST_S
+        while not run.state.finished:
+            await anyio.sleep(pause)
+            await self._catch_up(run)
+            pause = min(pause * 2, CATCH_UP_MAX_S)
 
     # The cluster -----------------------------------------------------------------------
     async def restart(self, config: ClusterConfig | None = None) -> None:
@@ -409,8 +458,7 @@ class MainService:
         """The job's record in the Store: its spec, its state, and why it failed. Writes
         take turns and each writes the state of its turn, so the last one is the latest."""
         async with run.record_lock:
-            record = {"spec": run.spec.model_dump(mode="json"), "state": run.state.value}
-            await self.store.put(job_key(run.spec.job_id), {**record, "error": run.error})
+            await self.store.put(job_key(run.spec.job_id), job_record(run))
 
     def job(self, job_id: str) -> JobRun:
         run = self.jobs.get(job_id)

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.to_thread
 from anyio.abc import SocketListener, TaskGroup
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from burla.backends.local.containers import LocalContainerRuntime
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
@@ -38,7 +38,7 @@ from burla.core.protocols import ContainerRuntime, Mount
 from burla.services import http as http_clients
 from burla.services import serving
 from burla.services.node_service.link import MainLink
-from burla.services.node_service.node import NodeService
+from burla.services.node_service.node import LEASE_S, NodeService
 from burla.services.retrying import resilient
 from burla.services.store_keys import STANDBY_KEY
 
@@ -64,6 +64,9 @@ class NodeSettings(BaseModel):
     """The address main_service reaches this node at, if not `host` (a VM's own IP)."""
     containers: Literal["process", "docker"] = "process"
     """What the workers run in: processes of this node, or Docker containers."""
+    lease_s: float = Field(default=LEASE_S, gt=0)
+    """How long inputs this node claimed stay its own without renewal: how soon another
+    node may run them if this one vanishes."""
 
     @classmethod
     def from_env(cls) -> NodeSettings:
@@ -80,6 +83,7 @@ class NodeSettings(BaseModel):
             host=env.get("BURLA_NODE_HOST") or "127.0.0.1",
             advertise_host=env.get("BURLA_NODE_ADVERTISE_HOST") or None,
             containers=env.get("BURLA_CONTAINERS") or "process",
+            lease_s=float(env.get("BURLA_LEASE_S") or LEASE_S),
         )
 
 
@@ -134,6 +138,7 @@ async def serve(settings: NodeSettings) -> None:
         status_dir=status_dir,
         worker_env=worker_env,
         package_dir=package_dir,
+        lease_s=settings.lease_s,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((settings.host, 0))

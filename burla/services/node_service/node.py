@@ -142,11 +142,13 @@ class NodeService:
         connect_worker: ConnectWorker = WorkerChannel.connect,
         pick_port: PickPort = free_port,
         package_dir: Path | None = None,
+        lease_s: float = LEASE_S,
     ) -> None:
         """`package_dir` holds the packages jobs need (default: beside `status_dir`); a
         worker must see it at the same path."""
         self.node_id = node_id
         self.node_type = node_type
+        self.lease_s = lease_s
         self.specs = containers
         self.runtime = runtime
         self.store = store
@@ -367,7 +369,9 @@ class NodeService:
             self._look_again(assignment)
             wanted = sum(free for _, free in assignment.room.values()) - len(assignment.pending)
             if wanted > 0 and self.clock.now() >= assignment.look_again_at:
-                claims = await self.store.claim(queue_name(job_id), limit=wanted, lease_s=LEASE_S)
+                claims = await self.store.claim(
+                    queue_name(job_id), limit=wanted, lease_s=self.lease_s
+                )
                 assignment.pending += claims
                 assignment.claimed += len(claims)
                 if len(claims) < wanted or assignment.claimed >= assignment.job.n_inputs:
@@ -641,14 +645,16 @@ class NodeService:
 
     async def _renew_leases(self) -> None:
         while True:
-            await anyio.sleep(LEASE_S / 3)
+            await anyio.sleep(self.lease_s / 3)
             assignment = self.assignment
             if assignment is None or assignment.ended:
                 continue
             held = [c.receipt for c in assignment.pending]
             held += [c.receipt for w in assignment.workers for c in w.inflight.values()]
             if held:
-                await self.store.renew(queue_name(assignment.job.job_id), held, lease_s=LEASE_S)
+                await self.store.renew(
+                    queue_name(assignment.job.job_id), held, lease_s=self.lease_s
+                )
 
 
 def _slug(image: str) -> str:

@@ -1,0 +1,67 @@
+"""main_service killed mid-job: the client starts this machine's cluster again, the new
+main_service takes the job over from the Store, and every result arrives once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from burla import remote_parallel_map
+from burla.client import local
+from burla.client.map import Session, job_results
+
+
+def slow_square(x: int) -> int:
+    time.sleep(0.2)
+    return x * x
+
+
+@pytest.fixture
+def cluster_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("BURLA_LOCAL_DIR", str(tmp_path))
+    monkeypatch.setenv("BURLA_LEASE_S", "3")  # inputs of a node that vanished return soon
+    monkeypatch.delenv("BURLA_FAULTS", raising=False)
+    try:
+        yield tmp_path
+    finally:
+        Session.close_all()
+        local.stop(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_job_goes_on_when_main_service_is_killed_and_started_again(cluster_root):
+    inputs = list(range(40))
+    results = remote_parallel_map(slow_square, inputs, generator=True, spinner=False)
+    first = [next(results) for _ in range(5)]
+    killed = local.read(cluster_root)
+    assert killed is not None
+    os.kill(killed.pid, signal.SIGKILL)
+    rest = list(results)
+    assert first + rest == [x * x for x in inputs]
+    restarted = local.read(cluster_root)
+    assert restarted is not None
+    assert restarted.pid != killed.pid, "the client started the cluster again"
+
+
+@pytest.mark.slow
+def test_a_detached_job_is_finished_by_the_main_service_that_took_it_over(cluster_root):
+    job_id = remote_parallel_map(slow_square, list(range(20)), detach=True, spinner=False)
+    time.sleep(1.0)
+    cluster = local.read(cluster_root)
+    assert cluster is not None
+    os.kill(cluster.pid, signal.SIGKILL)
+    local.start(cluster_root)  # as `burla local up` would
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            assert job_results(job_id) == [x * x for x in range(20)]
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
