@@ -234,7 +234,9 @@ class Worker:
         if old is not None:
             with_sep = old + os.sep
             for name, module in list(sys.modules.items()):
-                if (getattr(module, "__file__", None) or "").startswith(with_sep):
+                file = getattr(module, "__file__", None) or ""
+                paths = getattr(module, "__path__", None) or ()  # a namespace package's
+                if file.startswith(with_sep) or any(str(p).startswith(with_sep) for p in paths):
                     del sys.modules[name]
             sys.path[:] = [entry for entry in sys.path if entry != old]
         if path is not None:

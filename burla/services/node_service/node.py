@@ -13,6 +13,7 @@ import contextlib
 import math
 import re
 import socket
+import tarfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +270,17 @@ class NodeService:
         and the node is reset, first."""
         if self.assignment is not None:
             await self.reset(self.assignment.job.job_id, cancel=True)
+        packages_path: str | None = None
+        if packages:
+            try:
+                packages_path = str(await self.packages.environment(packages))
+            except (BurlaError, OSError, tarfile.TarError) as error:
+                # The job cannot run here, but the node is fine: the job fails, not the node.
+                self.assignment = Assignment(job, b"", [], failed=True)
+                message = f"node {self.node_id} could not set up the job's packages: {error}"
+                self._event(["job_error", job.job_id, message])
+                await self._report_news()
+                return
         image = job.image or self.specs[0].image
         infos = [
             ContainerInfo(name=w.name, image=w.spec.image, port=w.port, cpuset=w.cpuset)
@@ -284,7 +296,6 @@ class NodeService:
         )
         if isinstance(function, str):
             function = await self.blobs.get(function)
-        packages_path = str(await self.packages.environment(packages)) if packages else None
         kept = [self.workers[k.container.name] for k in plan.keep]
         # Workers beyond the node's share stay warm and idle: killing them would cost a
         # restart when the job ends.
