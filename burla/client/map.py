@@ -40,7 +40,7 @@ from burla.core.errors import (
     RemoteError,
     WorkerCrashedError,
 )
-from burla.core.limits import RequestLimits
+from burla.core.limits import MAX_UPLOADS, RequestLimits
 from burla.core.settings import Backend, Settings, config_path, load_settings
 
 WAIT_S = 10.0
@@ -271,10 +271,9 @@ class Session:
         new = {r: archive for r, archive in sources.items() if r not in self.sent_sources}
         if not new:
             return {}
-        uploads = self.call("POST", "/uploads", json_body={"count": len(new)}).json()
         keys = {}
-        for (requirement, archive), key, url in zip(
-            new.items(), uploads["keys"], uploads["urls"], strict=True
+        for (requirement, archive), (key, url) in zip(
+            new.items(), self.upload_targets(len(new)), strict=True
         ):
             put_signed(url, archive)
             keys[requirement] = key
@@ -299,8 +298,7 @@ class Session:
         big = sorted(moved - {FUNCTION})
         if big or function_big:
             count = len(big) + int(function_big)
-            uploads = self.call("POST", "/uploads", json_body={"count": count}).json()
-            targets = list(zip(uploads["keys"], uploads["urls"], strict=True))
+            targets = self.upload_targets(count)
             if function_big:
                 key, url = targets.pop()
                 put_signed(url, function)
@@ -357,6 +355,15 @@ class Session:
         cluster = local.start(root, backend=backend)
         self.http.close()
         self.cluster, self.http, self.stamp = cluster, _pool(cluster), local.stamp(root)
+
+    def upload_targets(self, count: int) -> list[tuple[str, str]]:
+        """`count` (key, signed URL) pairs to upload to, asked for MAX_UPLOADS at a time."""
+        targets: list[tuple[str, str]] = []
+        for start in range(0, count, MAX_UPLOADS):
+            wanted = min(MAX_UPLOADS, count - start)
+            uploads = self.call("POST", "/uploads", json_body={"count": wanted}).json()
+            targets += zip(uploads["keys"], uploads["urls"], strict=True)
+        return targets
 
     def follow(
         self,

@@ -15,6 +15,8 @@ from burla.core.errors import InvalidRequestError
 JOB_REQUEST_ENV = "BURLA_MAX_JOB_REQUEST_MB"
 REQUEST_ENV = "BURLA_MAX_REQUEST_KB"
 FRAME_ENV = "BURLA_MAX_FRAME_MB"
+MAX_UPLOADS = 10_000
+"""Signed URLs main_service gives in one answer: a job with more big inputs asks again."""
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,18 @@ import secrets
 from typing import Any
 
 from fastapi import FastAPI, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from burla.core import wire
 from burla.core.errors import NotFoundError
-from burla.core.limits import RequestLimits
-from burla.services import errors
+from burla.core.limits import MAX_UPLOADS, RequestLimits
+from burla.services import errors, request_errors
 from burla.services.main_service import dashboard, operations, views
+from burla.services.main_service.api_docs import (
+    ERROR_RESPONSES,
+    FRAMES_ANSWER,
+    describe_job_routes,
+)
 from burla.services.main_service.job_routes import FRAMES, JobRoutes
 from burla.services.main_service.service import UPLOADS, MainService
 from burla.services.request_size import RequestSizeLimit
@@ -25,15 +30,17 @@ from burla.services.store_keys import job_key, result_key, results_prefix
 
 
 class Booted(BaseModel):
-    address: str
+    address: str = Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$", max_length=300)
+    """Where its node_service listens: host:port."""
 
 
 class Uploads(BaseModel):
-    count: int
+    count: int = Field(ge=0, le=MAX_UPLOADS)
 
 
 def create_app(service: MainService, token: str, limits: RequestLimits | None = None) -> FastAPI:
-    app = FastAPI(title="burla main_service")
+    app = FastAPI(title="burla main_service", responses=ERROR_RESPONSES)
+    describe_job_routes(app)
     hint = (
         "a local cluster's is in its cluster.json; a cloud cluster's is printed by its "
         "main_service or kept in its --token-file"
@@ -50,6 +57,7 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
         public=dashboard.PUBLIC_PATHS,
     )
     errors.install(app)
+    request_errors.install(app)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -91,7 +99,7 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
             "inputs": counts,
         }
 
-    @app.get("/jobs/{job_id}/results")
+    @app.get("/jobs/{job_id}/results", response_class=Response, responses=FRAMES_ANSWER)
     async def results(job_id: str, after: int = -1, limit: int = 1000) -> Response:
         """Stored results in input order, for a client that detached."""
         docs = await service.store.list(
@@ -113,6 +121,8 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
 
     @app.post("/nodes/{node_id}/booted")
     async def booted(node_id: str, body: Booted) -> dict[str, str]:
+        if node_id not in service.cluster.nodes:  # main_service dials only nodes it started
+            raise NotFoundError(f"main_service started no node {node_id}")
         await service.node_booted(node_id, body.address)
         return {"node_id": node_id}
 
