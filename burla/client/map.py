@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import errno
 import functools
 import io
 import json
@@ -27,6 +28,7 @@ from burla.client.serialize import dump_input, dumps_function, dumps_input, know
 from burla.core import errors, wire
 from burla.core.environment import RUNNING_PYTHON
 from burla.core.errors import (
+    BackendError,
     BurlaError,
     ClusterUnavailableError,
     FunctionLoadError,
@@ -588,9 +590,15 @@ def _signed_file(url: str) -> Iterator[IO[bytes]]:
     try:
         with open(temporary, "wb") as file:
             yield file
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BackendError(
+                f"the disk that holds the cluster's blob store ({os.path.dirname(path)}) is "
+                f"full ({error.strerror}); free space there (old jobs' inputs are in it), or "
+                "pass paths instead of big inputs and read them inside the function"
+            ) from error
         raise
     os.replace(temporary, path)
 

@@ -86,6 +86,8 @@ def dump_input(index: int, value: Any, unpack_tuples: bool, file: IO[bytes]) -> 
     args = value if unpack_tuples and type(value) is tuple else (value,)
     try:
         cloudpickle.dump(args, file)
+    except OSError:
+        raise  # writing to `file` failed (a full disk), not pickling
     except Exception as error:
         raise SerializationError(
             f"input {index} ({type(value).__name__}) cannot be pickled: "

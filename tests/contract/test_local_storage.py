@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +14,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from burla.backends.local import blobs as blobs_module
 from burla.backends.local.blobs import DirectoryBlobStore
 from burla.backends.local.store import SqliteStore
 from burla.core.clock import ManualClock
@@ -35,6 +32,7 @@ from tests.contract.blobstore import (
     self_signed_transfer,
 )
 from tests.contract.store import StoreContract
+from tests.small_disk import small_disk
 
 SECRET = b"local-test-secret"
 
@@ -428,23 +426,18 @@ class TestDirectoryBlobStoreOnly:
             await blobs.get("x")
         assert await blobs.list("") == ["a", "x/y"]
 
-    async def test_full_disk_names_the_directory_and_leaves_nothing(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        root = tmp_path / "blobs"
-        blobs = DirectoryBlobStore(root, SECRET)
-        await blobs.put("jobs/1/fn", b"old")
-
-        def full_disk(fd: int, data: bytes) -> None:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        monkeypatch.setattr(blobs_module, "_write_bytes", full_disk)
-        with pytest.raises(BackendError, match="disk that holds") as raised:
-            await blobs.put("jobs/1/fn", b"new")
-        assert str(root) in str(raised.value)
-        assert "free disk space" in str(raised.value)
-        assert _paths_under(root) == ["jobs", "jobs/1", "jobs/1/fn"]  # no partial file left
-        assert await blobs.get("jobs/1/fn") == b"old"
+    async def test_full_disk_names_the_directory_and_leaves_nothing(self, tmp_path: Path) -> None:
+        with small_disk(tmp_path / "blobs", "1m") as root:
+            blobs = DirectoryBlobStore(root, SECRET)
+            await blobs.put("jobs/1/fn", b"old")
+            with pytest.raises(BackendError, match="disk that holds") as raised:
+                await blobs.put("jobs/1/fn", b"new" * (1 << 20))
+            assert str(root) in str(raised.value)
+            assert "free disk space" in str(raised.value)
+            assert _paths_under(root) == ["jobs", "jobs/1", "jobs/1/fn"]  # no partial file
+            assert await blobs.get("jobs/1/fn") == b"old"
+            await blobs.put("jobs/1/fn", b"new")  # it goes on once there is room
+            assert await blobs.get("jobs/1/fn") == b"new"
 
     async def test_too_long_a_key_is_refused(self, tmp_path: Path) -> None:
         blobs = DirectoryBlobStore(tmp_path / "blobs", SECRET)
