@@ -172,7 +172,8 @@ def test_inputs_waiting_behind_a_crash_go_back_as_often_as_crashes_happen():
     for culprit in range(10):
         machine.handle(InputsClaimed(f"w{culprit}", "node", (culprit, 10, 11), lease_s=30))
         commands = machine.handle(WorkerDied(f"w{culprit}", running=culprit))
-        assert Requeue((10,)) in commands and Requeue((11,)) in commands
+        assert Requeue((10,)) in commands
+        assert Requeue((11,)) in commands
     assert machine.inputs[10].returns == 0
     assert not machine.inputs[10].status.finished
     machine.handle(InputsClaimed("w", "node", (10, 11), lease_s=30))
