@@ -100,7 +100,7 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
         }
 
     @app.get("/jobs/{job_id}/results", response_class=Response, responses=FRAMES_ANSWER)
-    async def results(job_id: str, after: int = -1, limit: int = 1000) -> Response:
+    async def results(job_id: str, after: int = -1, limit: operations.Limit = 1000) -> Response:
         """Stored results in input order, for a client that detached."""
         docs = await service.store.list(
             results_prefix(job_id),

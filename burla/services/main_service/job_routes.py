@@ -13,6 +13,7 @@ bytes and is never unpickled here.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -147,7 +148,10 @@ def _query(scope: Scope, name: str, kind: type[float] | type[int], default: floa
     for key, value in parse_qsl(scope["query_string"].decode("latin-1")):
         if key == name:
             try:
-                return kind(value)
+                number = kind(value)
             except ValueError:
+                number = math.nan
+            if not math.isfinite(number):
                 raise InvalidRequestError(f"{name}={value!r} is not a number") from None
+            return number
     return default

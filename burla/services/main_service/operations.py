@@ -3,9 +3,9 @@ errors, change the standby definition. What `burla` commands and the dashboard r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from pydantic import ValidationError
 
 from burla.core.errors import InvalidRequestError, NotFoundError
@@ -16,6 +16,9 @@ from burla.services.main_service.service import FORGET_AFTER_S, MainService
 from burla.services.store_keys import JOBS_PREFIX
 
 MAX_WAIT_S = 30.0
+Limit = Annotated[int, Query(ge=0, le=10_000)]
+"""How many items a page may ask for."""
+Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_S)]
 
 
 def install(app: FastAPI, service: MainService) -> None:
@@ -30,7 +33,7 @@ def install(app: FastAPI, service: MainService) -> None:
         return run
 
     @app.get("/jobs")
-    async def list_jobs(all: bool = False, limit: int = 100) -> dict[str, Any]:
+    async def list_jobs(all: bool = False, limit: Limit = 100) -> dict[str, Any]:
         """Jobs held in memory, newest first; with `all`, then those only in the Store."""
         jobs = views.running_jobs(service)[:limit]
         if all and len(jobs) < limit:
@@ -53,12 +56,12 @@ def install(app: FastAPI, service: MainService) -> None:
         return {"jobs": jobs}
 
     @app.get("/jobs/{job_id}/inputs")
-    async def inputs(job_id: str, after: int = -1, limit: int = 1000) -> dict[str, Any]:
+    async def inputs(job_id: str, after: int = -1, limit: Limit = 1000) -> dict[str, Any]:
         run = held(job_id)
         return {"inputs": views.input_statuses(run, after, min(limit, 10_000))}
 
     @app.get("/jobs/{job_id}/logs")
-    async def logs(job_id: str, after: int = 0, wait: float = 0.0) -> dict[str, Any]:
+    async def logs(job_id: str, after: int = 0, wait: Wait = 0.0) -> dict[str, Any]:
         """Printed lines and failures after stream position `after`; with `wait`, waits
         up to that long for some."""
         run = held(job_id)
