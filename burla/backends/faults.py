@@ -65,11 +65,15 @@ def fault_plan(env: Mapping[str, str]) -> FaultPlan | None:
 
 
 class _Injector:
-    def __init__(self, share: float, plan: FaultPlan, backend: str) -> None:
+    def __init__(
+        self, share: float, plan: FaultPlan, backend: str, rng: random.Random | None
+    ) -> None:
         self._share = share
-        self._rng = random.Random(None if plan.seed is None else f"{plan.seed}/{os.getpid()}")
+        seed = None if plan.seed is None else f"{plan.seed}/{backend}/{os.getpid()}"
+        self._rng = rng or random.Random(seed)
         self._log = plan.log
         self._backend = backend
+        self.injected = 0
 
     async def call(
         self, what: str, call: Callable[[], Awaitable[_T]], *, repeatable: bool = True
@@ -83,6 +87,7 @@ class _Injector:
         return result
 
     def _fail(self, what: str, when: str) -> None:
+        self.injected += 1
         if self._log:
             with open(self._log, "a") as log:
                 log.write(f"{os.getpid()} {self._backend} {what} {when}\n")
@@ -94,9 +99,14 @@ class _Injector:
 class FaultyStore:
     """A Store that fails a share of its calls (see the module's docstring)."""
 
-    def __init__(self, store: Store, plan: FaultPlan) -> None:
+    def __init__(self, store: Store, plan: FaultPlan, rng: random.Random | None = None) -> None:
         self.inner = store
-        self._faults = _Injector(plan.store, plan, "Store")
+        self._faults = _Injector(plan.store, plan, "Store", rng)
+
+    @property
+    def injected(self) -> int:
+        """How many calls it failed so far."""
+        return self._faults.injected
 
     async def get(self, key: str) -> Document | None:
         return await self._faults.call("get", lambda: self.inner.get(key))
@@ -151,9 +161,9 @@ class FaultyStore:
 class FaultyBlobStore:
     """A BlobStore that fails a share of its calls (see the module's docstring)."""
 
-    def __init__(self, blobs: BlobStore, plan: FaultPlan) -> None:
+    def __init__(self, blobs: BlobStore, plan: FaultPlan, rng: random.Random | None = None) -> None:
         self.inner = blobs
-        self._faults = _Injector(plan.blobs, plan, "blob store")
+        self._faults = _Injector(plan.blobs, plan, "blob store", rng)
 
     async def put(self, key: str, data: bytes) -> None:
         await self._faults.call("put", lambda: self.inner.put(key, data))

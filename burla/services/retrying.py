@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import builtins
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal, TypeVar
 
@@ -40,15 +39,16 @@ async def retried(
     retry_for_s: float = RETRY_FOR_S,
     rng: random.Random | None = None,
 ) -> _T:
-    """`call()`, tried again on TransientBackendError until `retry_for_s` have passed."""
-    started = time.monotonic()
+    """`call()`, tried again on TransientBackendError until `retry_for_s` have passed
+    (by the event loop's clock, which is virtual in the simulator)."""
+    started = anyio.current_time()
     pause, tries = FIRST_PAUSE_S, 0
     while True:
         tries += 1
         try:
             return await call()
         except TransientBackendError as error:
-            elapsed = time.monotonic() - started
+            elapsed = anyio.current_time() - started
             if elapsed + pause > retry_for_s:
                 raise BackendError(
                     f"{what} kept failing for {elapsed:.1f} s ({tries} tries); the last "
@@ -59,14 +59,21 @@ async def retried(
 
 
 class RetryingStore:
-    """A Store whose calls are retried on transient failures."""
+    """A Store whose calls are retried on transient failures (`rng` draws the jitter)."""
 
-    def __init__(self, store: Store, *, retry_for_s: float = RETRY_FOR_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        retry_for_s: float = RETRY_FOR_S,
+        rng: random.Random | None = None,
+    ) -> None:
         self.inner = store
         self._retry_for_s = retry_for_s
+        self._rng = rng
 
     def _retried(self, what: str, call: Callable[[], Awaitable[_T]]) -> Awaitable[_T]:
-        return retried(f"the Store's {what}", call, retry_for_s=self._retry_for_s)
+        return retried(f"the Store's {what}", call, retry_for_s=self._retry_for_s, rng=self._rng)
 
     async def get(self, key: str) -> Document | None:
         return await self._retried(f"get of {key!r}", lambda: self.inner.get(key))

@@ -48,6 +48,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("CPU utilization (busy / paid for)", f"{report['cpu_utilization']:.0%}"),
         ("cost", f"{report['node_seconds'] / 3600:,.1f} node-hours"),
         ("inputs re-run after faults", f"{report['inputs_rerun']:,}"),
+        ("Store calls failed (and retried)", f"{report['store_failures_injected']:,}"),
         (
             "inputs lost / recorded twice",
             f"{checks['inputs_lost']} / {checks['inputs_recorded_twice']}",

@@ -208,6 +208,7 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
         "cpu_utilization": totals["cpu_utilization"],
         "node_seconds": totals["node_seconds"],
         "inputs_rerun": totals["inputs_rerun"],
+        "store_failures_injected": sim.faulty_store.injected if sim.faulty_store else 0,
         "standby_restored": sim.standby_restored,
         "standby_restored_at_s": _at(sim, sim.settled_at),
         "virtual_s": end - recorder.t0,

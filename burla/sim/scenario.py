@@ -142,6 +142,8 @@ class Scenario(_Model):
     refill_standby: bool = True
     jobs: tuple[JobArrival, ...] = ()
     faults: tuple[Fault, ...] = ()
+    store_failures: float = Field(default=0.0, ge=0, lt=1)
+    """The share of the services' Store calls that fail for a moment (they retry)."""
     client_pause_s: float = Field(default=0.5, ge=0)
     """How long a client takes with each answer before it asks for more results."""
     sample_s: float | None = Field(default=None, gt=0)

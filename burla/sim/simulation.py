@@ -23,13 +23,16 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
+from burla.backends.faults import FaultPlan, FaultyStore
 from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.core import wire
 from burla.core.models import NodeState, StandbyDefinition
+from burla.core.protocols import Store
 from burla.services.main_service.app import create_app
 from burla.services.main_service.service import MainService
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.node import NodeService
+from burla.services.retrying import RetryingStore
 from burla.services.store_keys import STANDBY_KEY, results_prefix
 from burla.sim.clock import Timers, VirtualClock
 from burla.sim.compute import ADDRESS_SCHEME, SimComputeProvider, SimMachine
@@ -82,6 +85,9 @@ class Simulation:
         self.token = secrets.token_hex(16)
         self.store = MemoryStore(self.clock)
         self.blobs = MemoryBlobStore(self.clock)
+        self.faulty_store: FaultyStore | None = None
+        self.services_store = self._services_store(scenario)
+        """The Store as the services see it: failing now and then if the scenario says so."""
         self.compute = SimComputeProvider(
             node_types={t.name: t for t in scenario.node_types},
             clock=self.clock,
@@ -95,7 +101,7 @@ class Simulation:
         self.kept_images = scenario.kept_images
         self.main = MainService(
             config=scenario.cluster_config(),
-            store=self.store,
+            store=self.services_store,
             blobs=self.blobs,
             compute=self.compute,
             clock=self.clock,
@@ -217,6 +223,14 @@ class Simulation:
         assert self._tasks is not None
         self._tasks.start_soon(self._run_node, node)
 
+    def _services_store(self, scenario: Scenario) -> Store:
+        if not scenario.store_failures:
+            return self.store
+        plan = FaultPlan(store=scenario.store_failures, seed=scenario.seed)
+        faulty = FaultyStore(self.store, plan, random.Random(f"{scenario.seed}:store"))
+        self.faulty_store = faulty
+        return RetryingStore(faulty, rng=random.Random(f"{scenario.seed}:retries"))
+
     async def _run_node(self, node: SimNode) -> None:
         """The node's life, as python -m burla.services.node_service lives it on a VM."""
         if node.dead:
@@ -229,7 +243,7 @@ class Simulation:
             node_type=node.machine.boot.node_type,
             containers=standby.containers,
             runtime=node.runtime,
-            store=self.store,
+            store=self.services_store,
             blobs=self.blobs,
             report=node.link.report,
             clock=self.clock,

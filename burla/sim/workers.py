@@ -256,6 +256,7 @@ class SimContainerRuntime:
         self.node_id = node_id
         self._containers: dict[str, _Container] = {}
         self._started_on: dict[int, str] = {}
+        self._machine_gone = False
         """Port -> the container started on it last: the node connects right after."""
         self._coming_up: dict[str, tuple[float, trio.Event]] = {}
         """Per image: when the containers starting now are up, and the event that says so."""
@@ -286,6 +287,8 @@ class SimContainerRuntime:
             raise BackendError(f"no container was started on port {port} of {self.node_id}")
         container = self._containers[name]
         await self._up(container.info.image).wait()
+        if self._machine_gone:
+            await anyio.sleep_forever()  # as the node's own process: it went with the machine
         if self._containers.get(name) is not container:
             raise BackendError(f"container {name} was stopped before its worker said hello")
         worker = SimWorker(self.world, self, name)
@@ -367,6 +370,7 @@ class SimContainerRuntime:
 
     def kill_all(self) -> None:
         """The machine is gone: every container with it."""
+        self._machine_gone = True
         for container in self._containers.values():
             if container.worker is not None:
                 container.worker.die(leave_status=False)

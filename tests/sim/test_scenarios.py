@@ -23,6 +23,7 @@ def test_burla_ships_the_scenarios_the_simulator_promises() -> None:
         "burst",
         "custom-image",
         "node-loss",
+        "flaky-store",
         "scale",
     }
 
@@ -85,3 +86,13 @@ def test_lost_nodes_and_containers_rerun_inputs_without_losing_any(
     (job,) = report["jobs"]
     assert job["state"] == "succeeded"
     assert job["results_received"] == 2000
+
+
+def test_a_flaky_store_is_retried_through_and_the_job_finishes_whole(
+    reports: dict[str, dict[str, Any]],
+) -> None:
+    report = reports["flaky-store"]
+    assert report["store_failures_injected"] > 50
+    assert report["jobs"][0]["state"] == "succeeded"
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
+    assert all(r["store_failures_injected"] == 0 for n, r in reports.items() if n != "flaky-store")

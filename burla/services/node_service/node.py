@@ -34,6 +34,8 @@ from burla.services.node_service.packages import PackageCache
 from burla.services.store_keys import INLINE, queue_name, result_key
 
 LEASE_S = 60.0
+RESTART_PAUSES_S = (0.5, 2.0, 8.0)
+"""Pauses between tries to start a worker in place of one that died."""
 """How long the node holds a claimed input without renewing; renewed every third of it.
 Inputs of a node that dies come back this long after, but main_service puts back at once
 those the node had reported (it reports claims with its next results, within seconds).
@@ -367,9 +369,11 @@ class NodeService:
             await self.runtime.stop(worker.name)
 
     async def kill_worker(self, name: str) -> None:
-        """Stop a worker main_service gave up on (a timeout it saw); a fresh one replaces it."""
+        """Stop a worker main_service gave up on (a timeout it saw); a fresh one replaces it.
+        A worker not connected is gone already and being replaced: the replacement, still
+        starting, runs nothing the order was about."""
         worker = self.workers.get(name)
-        if worker is not None:
+        if worker is not None and worker.channel is not None:
             await self._stop_worker(worker, True)
 
     # Feeding workers -------------------------------------------------------------------
@@ -555,7 +559,14 @@ class NodeService:
         worker.inflight.clear()
         await self.runtime.stop(worker.name)
         worker.status_file.unlink(missing_ok=True)
-        await self._start_worker(worker.name, worker.spec, worker.cpuset)
+        for pause in (*RESTART_PAUSES_S, None):
+            try:
+                await self._start_worker(worker.name, worker.spec, worker.cpuset)
+                break
+            except BurlaError:
+                if pause is None:
+                    raise  # the node cannot run workers: main_service sees it lost
+                await anyio.sleep(pause)  # the container went before it said hello
         replacement = self.workers[worker.name]
         assignment = self.assignment
         if assignment is not None and worker in assignment.workers:
@@ -585,6 +596,8 @@ class NodeService:
         return False
 
     async def _stop_worker(self, worker: Worker, restart: bool) -> None:
+        if restart and (self.workers.get(worker.name) is not worker or worker.channel is None):
+            return  # it died meanwhile: what starts in its place is not what was to stop
         self._stopping[worker.name] = restart
         await self.runtime.stop(worker.name)
 
