@@ -300,7 +300,7 @@ class Session:
         big = sorted(moved - {FUNCTION})
         if big or function_big:
             count = len(big) + int(function_big)
-            targets = self.upload_targets(count)
+            targets = self.upload_targets(count, job_id)
             if function_big:
                 key, url = targets.pop()
                 put_signed(url, function)
@@ -358,12 +358,14 @@ class Session:
         self.http.close()
         self.cluster, self.http, self.stamp = cluster, _pool(cluster), local.stamp(root)
 
-    def upload_targets(self, count: int) -> list[tuple[str, str]]:
-        """`count` (key, signed URL) pairs to upload to, asked for MAX_UPLOADS at a time."""
+    def upload_targets(self, count: int, job_id: str | None = None) -> list[tuple[str, str]]:
+        """`count` (key, signed URL) pairs to upload to, for job `job_id` (None: for no job
+        in particular), asked for MAX_UPLOADS at a time."""
         targets: list[tuple[str, str]] = []
         for start in range(0, count, MAX_UPLOADS):
             wanted = min(MAX_UPLOADS, count - start)
-            uploads = self.call("POST", "/uploads", json_body={"count": wanted}).json()
+            asked = {"count": wanted, "job_id": job_id, "first": start}
+            uploads = self.call("POST", "/uploads", json_body=asked).json()
             targets += zip(uploads["keys"], uploads["urls"], strict=True)
         return targets
 

@@ -13,6 +13,7 @@
     │   ├── NotFoundError           the document, blob, machine or container does not exist
     │   ├── SignedUrlError          a signed URL is expired, tampered with or used for another key
     │   └── ClusterUnavailableError the cluster could not be reached or started
+    ├── AuthError                   the cluster refused the token, or its user may not do that
     ├── JobError                    the job ran but did not deliver (has `burla_input_index`
     │   │                           where one input is to blame)
     │   ├── FunctionLoadError       the workers could not unpickle the function
@@ -68,6 +69,10 @@ class NotFoundError(BackendError):
 
 class SignedUrlError(BackendError):
     """A signed URL was used after it expired, for another key, or with another method."""
+
+
+class AuthError(BurlaError):
+    """The cluster refused the token (401), or the token's user may not do that (403)."""
 
 
 class InvariantError(BurlaError):

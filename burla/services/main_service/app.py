@@ -8,25 +8,36 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from pydantic import BaseModel, Field
 
 from burla.core import wire
-from burla.core.errors import NotFoundError
+from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.limits import MAX_UPLOADS, RequestLimits
 from burla.services import errors, request_errors
-from burla.services.main_service import dashboard, operations, views
+from burla.services.main_service import dashboard, operations, user_routes, views
 from burla.services.main_service.api_docs import (
     ERROR_RESPONSES,
     FRAMES_ANSWER,
     describe_job_routes,
 )
+from burla.services.main_service.auth import (
+    BearerAuth,
+    require_admin,
+    user_of,
+    visible_record,
+    visible_run,
+)
 from burla.services.main_service.job_routes import FRAMES, JobRoutes
-from burla.services.main_service.service import UPLOADS, MainService
+from burla.services.main_service.service import JOB_ID, MainService, upload_prefix
+from burla.services.main_service.users import Users, may_see, owner_of
 from burla.services.request_size import RequestSizeLimit
 from burla.services.store_keys import job_key, result_key, results_prefix
+
+User = Annotated[str, Depends(user_of)]
+Admin = Annotated[str, Depends(require_admin)]
 
 
 class Booted(BaseModel):
@@ -36,11 +47,17 @@ class Booted(BaseModel):
 
 class Uploads(BaseModel):
     count: int = Field(ge=0, le=MAX_UPLOADS)
+    job_id: str | None = None
+    """The job the blobs are for; without one (source archives, uploaded before any job
+    that uses them), the user's own prefix."""
+    first: int = Field(default=0, ge=0)
+    """The number of the first key: a job's uploads are asked for in several calls."""
 
 
 def create_app(service: MainService, token: str, limits: RequestLimits | None = None) -> FastAPI:
     app = FastAPI(title="burla main_service", responses=ERROR_RESPONSES)
     describe_job_routes(app)
+    users = Users(service.store, token, service.clock)
     hint = (
         "a local cluster's is in its cluster.json; a cloud cluster's is printed by its "
         "main_service or kept in its --token-file"
@@ -50,8 +67,8 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
     app.add_middleware(JobRoutes, service=service)
     app.add_middleware(RequestSizeLimit, limits=limits or RequestLimits.from_environ(os.environ))
     app.add_middleware(
-        errors.BearerAuth,
-        token=token,
+        BearerAuth,
+        users=users,
         hint=hint,
         cookie=dashboard.COOKIE,
         public=dashboard.PUBLIC_PATHS,
@@ -64,30 +81,37 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
         return {"ok": True}
 
     @app.get("/cluster")
-    async def cluster() -> dict[str, Any]:
-        return views.cluster_overview(service)
+    async def cluster(user: User) -> dict[str, Any]:
+        return views.cluster_overview(service, user)
 
     @app.post("/restart_cluster")
-    async def restart_cluster() -> dict[str, Any]:
+    async def restart_cluster(user: Admin) -> dict[str, Any]:
         await service.restart()
-        return views.cluster_overview(service)
+        return views.cluster_overview(service, user)
 
     @app.post("/uploads")
-    async def uploads(body: Uploads) -> dict[str, Any]:
-        """Signed URLs for a function or inputs too big to send inline."""
-        prefix = f"{UPLOADS}{secrets.token_hex(8)}"
-        keys = [f"{prefix}/{n}" for n in range(body.count)]
+    async def uploads(body: Uploads, user: User) -> dict[str, Any]:
+        """Signed URLs for a function or inputs too big to send inline: one key each, under
+        the job's own upload prefix (the job may refer to no other blob)."""
+        if body.job_id is None:
+            # "_" is in no job id: these keys are never under a job's prefix.
+            prefix = f"{upload_prefix(user)}_{secrets.token_hex(8)}/"
+        elif JOB_ID.fullmatch(body.job_id):
+            prefix = upload_prefix(user, body.job_id)
+        else:
+            raise InvalidRequestError(f"job id {body.job_id!r} is not 8-64 of a-z, 0-9 and '-'")
+        keys = [f"{prefix}{n}" for n in range(body.first, body.first + body.count)]
         urls = [await service.blobs.signed_url(k, method="PUT", expires_s=3600) for k in keys]
         return {"keys": keys, "urls": urls}
 
     @app.get("/jobs/{job_id}")
-    async def job(job_id: str) -> dict[str, Any]:
-        run = service.jobs.get(job_id)
+    async def job(job_id: str, user: User) -> dict[str, Any]:
+        run = visible_run(service, job_id, user)
         if run is None:
-            doc = await service.store.get(job_key(job_id))
-            if doc is None:
+            stored = await visible_record(service, job_id, user)
+            if stored is None:
                 raise NotFoundError(f"there is no job {job_id}")
-            return {"job_id": job_id, **{k: v for k, v in doc.data.items() if k != "resume"}}
+            return {"job_id": job_id, **{k: v for k, v in stored.items() if k != "resume"}}
         counts: dict[str, int] = {}
         for record in run.machine.inputs:
             counts[record.status.value] = counts.get(record.status.value, 0) + 1
@@ -97,11 +121,17 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
             "state": run.state.value,
             "error": run.error,
             "inputs": counts,
+            "owner": run.owner,
         }
 
     @app.get("/jobs/{job_id}/results", response_class=Response, responses=FRAMES_ANSWER)
-    async def results(job_id: str, after: int = -1, limit: operations.Limit = 1000) -> Response:
+    async def results(
+        job_id: str, user: User, after: int = -1, limit: operations.Limit = 1000
+    ) -> Response:
         """Stored results in input order, for a client that detached."""
+        held = visible_run(service, job_id, user) is not None
+        if not held and await visible_record(service, job_id, user) is None:
+            raise NotFoundError(f"there is no job {job_id}")
         docs = await service.store.list(
             results_prefix(job_id),
             after=result_key(job_id, after) if after >= 0 else "",
@@ -114,13 +144,18 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
         return Response(wire.encode_many(frames), media_type=FRAMES)
 
     @app.post("/jobs/{job_id}/cancel")
-    async def cancel(job_id: str) -> dict[str, str]:
+    async def cancel(job_id: str, user: User) -> dict[str, str]:
+        """Cancel a job of the user's; a job not seen yet is canceled when it comes."""
+        if visible_run(service, job_id, user) is None:
+            record = await service.store.get(job_key(job_id))
+            if job_id in service.jobs or (record and not may_see(user, owner_of(record.data))):
+                raise NotFoundError(f"there is no job {job_id}")
         await service.cancel(job_id)
         run = service.jobs.get(job_id)
         return {"job_id": job_id, "state": run.state.value if run else "canceled"}
 
     @app.post("/nodes/{node_id}/booted")
-    async def booted(node_id: str, body: Booted) -> dict[str, str]:
+    async def booted(node_id: str, body: Booted, _: Admin) -> dict[str, str]:
         if node_id not in service.cluster.nodes:  # main_service dials only nodes it started
             raise NotFoundError(f"main_service started no node {node_id}")
         await service.node_booted(node_id, body.address)
@@ -128,5 +163,6 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
 
     # After the routes of jobs and nodes, which are matched first.
     operations.install(app, service)
+    user_routes.install(app, users)
     dashboard.install(app, service, token)
     return app

@@ -18,10 +18,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import anyio
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from burla.services.main_service import views
+from burla.services.main_service.auth import require_admin
 from burla.services.main_service.service import MainService
 
 COOKIE = "burla_token"
@@ -48,6 +49,7 @@ LETTERS_SHOWN = 5000
 def install(app: FastAPI, service: MainService, token: str) -> None:
     page = (STATIC / "index.html").read_bytes()
     files = {name: ((STATIC / name).read_bytes(), kind) for name, kind in FILES.items()}
+    admin = [Depends(require_admin)]  # the page signs in with the cluster's own token only
 
     @app.get("/dashboard", include_in_schema=False)
     @app.get("/dashboard/", include_in_schema=False)
@@ -75,7 +77,7 @@ def install(app: FastAPI, service: MainService, token: str) -> None:
         response.delete_cookie(COOKIE, path="/")
         return response
 
-    @app.get("/dashboard/feed/cluster", include_in_schema=False)
+    @app.get("/dashboard/feed/cluster", include_in_schema=False, dependencies=admin)
     async def cluster_feed() -> Response:
         def snapshot() -> dict[str, Any]:
             return {
@@ -85,7 +87,7 @@ def install(app: FastAPI, service: MainService, token: str) -> None:
 
         return _event_stream(_changes(snapshot, CLUSTER_EVERY_S))
 
-    @app.get("/dashboard/feed/jobs/{job_id}", include_in_schema=False)
+    @app.get("/dashboard/feed/jobs/{job_id}", include_in_schema=False, dependencies=admin)
     async def job_feed(job_id: str) -> Response:
         run = service.job(job_id)  # 404 for a job main_service no longer holds
         cursor = 0

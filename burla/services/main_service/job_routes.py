@@ -21,9 +21,11 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from burla.core import wire
-from burla.core.errors import BurlaError, InvalidRequestError
+from burla.core.errors import BurlaError, InvalidRequestError, NotFoundError
 from burla.services.errors import status_of
+from burla.services.main_service.auth import USER
 from burla.services.main_service.service import MainService
+from burla.services.main_service.users import may_see
 from burla.services.store_keys import IN_BLOB, INLINE
 
 FRAMES = "application/x-burla-frames"
@@ -64,6 +66,7 @@ class JobRoutes:
             items,
             header.get("job_id"),
             uploads,
+            owner=scope[USER],
         )
         return await self._stream(job_id, 0, wait, until_done=True)
 
@@ -71,6 +74,8 @@ class JobRoutes:
         """Results and printed lines after `after`, waiting up to `wait` s for any."""
         after = _query(scope, "after", int, 0)
         wait = _query(scope, "wait", float, EVENTS_WAIT_S)
+        if not may_see(scope[USER], self.service.job(job_id).owner):
+            raise NotFoundError(f"no job {job_id} is running here; check the id with `burla jobs`")
         return await self._stream(job_id, after, wait)
 
     async def _stream(

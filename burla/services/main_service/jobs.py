@@ -11,6 +11,7 @@ import anyio
 from burla.core.clock import Clock
 from burla.core.inputs import InputMachine
 from burla.core.models import JobSpec, JobState
+from burla.services.main_service.users import ADMIN, owner_of
 
 StreamEvent = tuple[list[Any], bytes]
 KEPT_TRACEBACKS = 1000
@@ -23,6 +24,8 @@ class JobRun:
     """The pickled function, when it came with the job; else it waits at `function_key`."""
     function_key: str | None
     machine: InputMachine
+    owner: str = ADMIN
+    """The user who submitted it: only they (and the admin) may see or cancel it."""
     receipts: dict[int, str] = field(default_factory=dict)
     """Latest receipt of each input's queue item, as nodes reported their claims."""
     worker_nodes: dict[str, str] = field(default_factory=dict)
@@ -78,6 +81,7 @@ def job_record(run: JobRun) -> dict[str, Any]:
         "spec": run.spec.model_dump(mode="json"),
         "state": run.state.value,
         "error": run.error,
+        "owner": run.owner,
     }
     if not run.state.finished:
         record["resume"] = {
@@ -100,6 +104,7 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
         resume["function"],
         resume["function_key"],
         machine,
+        owner_of(record),
         blob_prefixes=set(resume["blob_prefixes"]),
         package_keys=tuple(resume["package_keys"]),
     )

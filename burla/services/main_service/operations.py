@@ -5,25 +5,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from pydantic import ValidationError
 
 from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.models import ClusterConfig
 from burla.services.main_service import views
+from burla.services.main_service.auth import require_admin, user_of, visible_run
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.service import FORGET_AFTER_S, MainService
+from burla.services.main_service.users import may_see, owner_of
 from burla.services.store_keys import JOBS_PREFIX
 
 MAX_WAIT_S = 30.0
 Limit = Annotated[int, Query(ge=0, le=10_000)]
 """How many items a page may ask for."""
 Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_S)]
+User = Annotated[str, Depends(user_of)]
 
 
 def install(app: FastAPI, service: MainService) -> None:
-    def held(job_id: str) -> JobRun:
-        run = service.jobs.get(job_id)
+    def held(job_id: str, user: str) -> JobRun:
+        run = visible_run(service, job_id, user)
         if run is None:
             raise NotFoundError(
                 f"main_service holds no job {job_id}: a job's inputs and lines are kept "
@@ -33,15 +36,18 @@ def install(app: FastAPI, service: MainService) -> None:
         return run
 
     @app.get("/jobs")
-    async def list_jobs(all: bool = False, limit: Limit = 100) -> dict[str, Any]:
-        """Jobs held in memory, newest first; with `all`, then those only in the Store."""
-        jobs = views.running_jobs(service)[:limit]
+    async def list_jobs(user: User, all: bool = False, limit: Limit = 100) -> dict[str, Any]:
+        """The user's jobs (the admin's: everyone's) held in memory, newest first; with
+        `all`, then those only in the Store."""
+        jobs = views.running_jobs(service, user)[:limit]
         if all and len(jobs) < limit:
             docs = await service.store.list(JOBS_PREFIX, limit=10_000)
             for doc in docs:
                 job_id = doc.key.removeprefix(JOBS_PREFIX)
-                if job_id in service.jobs or len(jobs) >= limit:
+                if job_id in service.jobs or not may_see(user, owner_of(doc.data)):
                     continue
+                if len(jobs) >= limit:
+                    break
                 spec = doc.data.get("spec", {})
                 jobs.append(
                     {
@@ -51,30 +57,33 @@ def install(app: FastAPI, service: MainService) -> None:
                         "func_cpu": spec.get("func_cpu"),
                         "image": spec.get("image"),
                         "error": doc.data.get("error"),
+                        "owner": owner_of(doc.data),
                     }
                 )
         return {"jobs": jobs}
 
     @app.get("/jobs/{job_id}/inputs")
-    async def inputs(job_id: str, after: int = -1, limit: Limit = 1000) -> dict[str, Any]:
-        run = held(job_id)
+    async def inputs(
+        job_id: str, user: User, after: int = -1, limit: Limit = 1000
+    ) -> dict[str, Any]:
+        run = held(job_id, user)
         return {"inputs": views.input_statuses(run, after, min(limit, 10_000))}
 
     @app.get("/jobs/{job_id}/logs")
-    async def logs(job_id: str, after: int = 0, wait: Wait = 0.0) -> dict[str, Any]:
+    async def logs(job_id: str, user: User, after: int = 0, wait: Wait = 0.0) -> dict[str, Any]:
         """Printed lines and failures after stream position `after`; with `wait`, waits
         up to that long for some."""
-        run = held(job_id)
+        run = held(job_id, user)
         if wait > 0:
             await run.wait_after(after, min(wait, MAX_WAIT_S))
         lines, cursor = views.job_lines(run, after, 10_000)
         return {"lines": lines, "next": cursor, "state": run.state.value}
 
     @app.get("/jobs/{job_id}/errors")
-    async def job_errors(job_id: str) -> dict[str, Any]:
-        return {"errors": views.job_errors(held(job_id))}
+    async def job_errors(job_id: str, user: User) -> dict[str, Any]:
+        return {"errors": views.job_errors(held(job_id, user))}
 
-    @app.put("/standby")
+    @app.put("/standby", dependencies=[Depends(require_admin)])
     async def set_standby(body: dict[str, Any]) -> dict[str, Any]:
         """Replace the standby definition and restart the cluster into it."""
         current = service.cluster.config.model_dump()

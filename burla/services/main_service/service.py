@@ -46,6 +46,7 @@ from burla.services.main_service.images import ImageMaker
 from burla.services.main_service.jobs import JobRun, job_record, run_from_record
 from burla.services.main_service.node_link import Dial, NodeLink, dial_tcp
 from burla.services.main_service.packages import PackageBuilder
+from burla.services.main_service.users import ADMIN
 from burla.services.store_keys import (
     JOBS_PREFIX,
     STANDBY_KEY,
@@ -77,6 +78,13 @@ FAILURE_TEXT = {
     Failure.TIMED_OUT: "it ran past the job's timeout",
     Failure.LOST: "its node was lost too many times",
 }
+
+
+def upload_prefix(owner: str, job_id: str | None = None) -> str:
+    """Where a job's function and big inputs are uploaded (signed URLs are made for keys
+    under it only, and a job may refer to no other blob); without a job, the user's
+    uploads for no job in particular (source archives)."""
+    return f"{UPLOADS}{owner}/{job_id}/" if job_id else f"{UPLOADS}{owner}/"
 
 
 class MainService:
@@ -322,6 +330,7 @@ class MainService:
         items: list[tuple[str, bytes]],
         job_id: str | None = None,
         uploads: Sequence[str] = (),
+        owner: str = ADMIN,
     ) -> str:
         """Start a job. A client may name it (so that it can cancel a job whose submission
         it never saw answered); the name must be new. `uploads` are the blobs the client
@@ -336,13 +345,6 @@ class MainService:
             raise InvalidRequestError(
                 "a job's sources map requirements to uploaded keys, and its dockerfile is text"
             )
-        uploads = [*uploads, *sources.values()]
-        outside = [key for key in uploads if not key.startswith(UPLOADS)]
-        if outside:
-            raise InvalidRequestError(
-                f"a job may refer only to blobs uploaded for it (under {UPLOADS}), "
-                f"not {outside[0]!r}"
-            )
         if job_id is None:
             job_id = f"job-{self.clock.now():.0f}-{secrets.token_hex(4)}"
         elif not JOB_ID.fullmatch(job_id):
@@ -351,6 +353,16 @@ class MainService:
             )
         elif job_id in self.jobs or job_id in self._preparing or await self._stored(job_id):
             raise ConflictError(f"there is a job {job_id} already; use a new id")
+        own = upload_prefix(owner, job_id)
+        outside = [key for key in uploads if not key.startswith(own)]
+        # Source archives are uploaded before the job, once per cluster: the user's own.
+        outside += [key for key in sources.values() if not key.startswith(upload_prefix(owner))]
+        if outside:
+            raise InvalidRequestError(
+                f"a job may refer only to blobs uploaded for it (under {own}), "
+                f"not {outside[0]!r}; ask POST /uploads for this job's URLs"
+            )
+        uploads = [*uploads, *sources.values()]
         fields = {key: value for key, value in spec.items() if key not in ("dockerfile", "sources")}
         job = JobSpec.model_validate({**fields, "job_id": job_id})
         if job.n_inputs != len(items):
@@ -378,6 +390,7 @@ class MainService:
             function,
             function_key,
             machine,
+            owner,
             blob_prefixes=blob_prefixes,
             package_keys=package_keys,
         )

@@ -10,6 +10,7 @@ from typing import Any
 from burla.core.inputs import InputStatus
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.service import MainService
+from burla.services.main_service.users import ADMIN, may_see
 
 STATUS_LETTERS = {
     InputStatus.QUEUED: "q",
@@ -36,13 +37,15 @@ def job_summary(run: JobRun) -> dict[str, Any]:
         "image": run.spec.image,
         "submitted_at": run.submitted_at,
         "error": run.error,
+        "owner": run.owner,
     }
 
 
-def running_jobs(service: MainService) -> list[dict[str, Any]]:
-    """Jobs main_service holds in memory (running, or ended in the last minutes), newest
-    first."""
-    runs = sorted(service.jobs.values(), key=lambda run: run.submitted_at, reverse=True)
+def running_jobs(service: MainService, user: str = ADMIN) -> list[dict[str, Any]]:
+    """Jobs of `user`'s (the admin: everyone's) main_service holds in memory (running, or
+    ended in the last minutes), newest first."""
+    runs = [run for run in service.jobs.values() if may_see(user, run.owner)]
+    runs.sort(key=lambda run: run.submitted_at, reverse=True)
     return [job_summary(run) for run in runs]
 
 
@@ -52,8 +55,15 @@ def busy_cpus(run: JobRun) -> int:
     return holding * run.spec.func_cpu
 
 
-def cluster_overview(service: MainService) -> dict[str, Any]:
+def cluster_overview(service: MainService, user: str = ADMIN) -> dict[str, Any]:
+    """The cluster as `user` may see it: nodes and CPUs, and only their own jobs' ids."""
     status = service.cluster_status()
+    if user != ADMIN:
+        hidden = {j for j, run in service.jobs.items() if not may_see(user, run.owner)}
+        status["jobs"] = {j: state for j, state in status["jobs"].items() if j not in hidden}
+        for node in status["nodes"]:
+            if node["job_id"] in hidden:
+                node["job_id"] = "(another user's)"
     by_type: dict[str, dict[str, int]] = {}
     for node in status["nodes"]:
         states = by_type.setdefault(node["type"], {})

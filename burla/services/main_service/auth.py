@@ -1,0 +1,112 @@
+"""Who is asking: every request's token is checked before any routing, and its user is
+left in the request's scope for the routes to decide what that user may see and do."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from burla.core.errors import AuthError
+from burla.services.main_service.jobs import JobRun
+from burla.services.main_service.service import MainService
+from burla.services.main_service.users import ADMIN, Users, may_see, owner_of
+from burla.services.store_keys import job_key
+
+USER = "burla.user"
+"""The scope's key of the user a request came from."""
+_BEARER = b"Bearer "
+
+
+class BearerAuth:
+    """Refuses every HTTP request without a valid token, before any routing: a plain ASGI
+    layer costs a warm call far less than a FastAPI dependency on every route, and a valid
+    token costs one hash and one dict lookup (users.Users).
+
+    A browser cannot put a header on every request (EventSource, links), so with `cookie`
+    the token may come in that cookie instead; paths under `public` (a login page and its
+    static files, which hold no cluster data) need no token. Both are looked at only when
+    the header is missing or wrong, so the clients' own requests cost no more."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        users: Users,
+        hint: str,
+        cookie: str | None = None,
+        public: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self._users = users
+        self._cookie = f"{cookie}=".encode() if cookie else None
+        self._public = public
+        body = {"error": "AuthError", "message": f"a valid token is needed; {hint}"}
+        self._refusal = json.dumps(body).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            user = self._users.user_of(given[len(_BEARER) :]) if given[:7] == _BEARER else None
+            if user is None:
+                user = await self._browser_user(scope, given)
+            if user is None and scope["path"] not in self._public:
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(self._refusal)).encode()),
+                ]
+                await send({"type": "http.response.start", "status": 401, "headers": headers})
+                await send({"type": "http.response.body", "body": self._refusal})
+                return
+            scope[USER] = user
+        await self.app(scope, receive, send)
+
+    async def _browser_user(self, scope: Scope, given: bytes) -> str | None:
+        """The user of a token made since the tokens were last read, or of a browser's
+        cookie."""
+        if not self._users.loaded:
+            await self._users.load()
+            if given[:7] == _BEARER and (user := self._users.user_of(given[7:])):
+                return user
+        if self._cookie is None:
+            return None
+        for name, value in scope["headers"]:
+            if name != b"cookie":
+                continue
+            for part in value.split(b";"):
+                part = part.strip()
+                if part.startswith(self._cookie):
+                    return self._users.user_of(part[len(self._cookie) :])
+        return None
+
+
+def user_of(request: Request) -> str:
+    """The user the request came from ("" on a public path)."""
+    return request.scope.get(USER) or ""
+
+
+def require_admin(request: Request) -> str:
+    """A FastAPI dependency: only the cluster's admin passes."""
+    user = user_of(request)
+    if user != ADMIN:
+        raise AuthError(
+            f"only the cluster's admin may do this, not {user or 'a visitor'}; use the "
+            "cluster's own token (a local cluster's is in its cluster.json)"
+        )
+    return user
+
+
+def visible_run(service: MainService, job_id: str, user: str) -> JobRun | None:
+    """The job main_service holds, if `user` may see it: another user's job is answered
+    as if there were none, so that its id tells nothing."""
+    run = service.jobs.get(job_id)
+    return run if run is not None and may_see(user, run.owner) else None
+
+
+async def visible_record(service: MainService, job_id: str, user: str) -> dict[str, Any] | None:
+    """The job's record in the Store, if there is one and `user` may see it."""
+    doc = await service.store.get(job_key(job_id))
+    if doc is None or not may_see(user, owner_of(doc.data)):
+        return None
+    return doc.data

@@ -1,0 +1,289 @@
+"""Who may do what on a cluster, and each refusal: a wrong or revoked token (401), a user
+at the admin's routes (403), another user's job (404, as if there were none), a signed
+URL used for another key or after it expired, a job that names another job's upload."""
+
+from __future__ import annotations
+
+import hashlib
+
+import anyio
+import httpx
+import pytest
+
+from burla.backends.memory import MemoryBlobStore, MemoryComputeProvider, MemoryStore
+from burla.core import wire
+from burla.core.clock import ManualClock, WallClock
+from burla.core.errors import SignedUrlError
+from burla.core.models import ClusterConfig, NodeType
+from burla.services.main_service.app import create_app
+from burla.services.main_service.service import MainService
+from burla.services.main_service.users import TOKENS_PREFIX
+
+pytestmark = pytest.mark.anyio
+TOKEN = "t0ken-of-this-cluster"
+ADMIN = {"authorization": f"Bearer {TOKEN}"}
+SPEC = {"n_inputs": 1, "func_cpu": 1, "func_ram": 1}
+
+
+class Cluster:
+    def __init__(self, service: MainService, client: httpx.AsyncClient, blob_clock: ManualClock):
+        self.service = service
+        self.client = client
+        self.blob_clock = blob_clock
+
+    async def user(self, name: str) -> dict[str, str]:
+        """A new user and the headers of a token of theirs."""
+        assert (await self.client.post("/users", json={"name": name}, headers=ADMIN)).is_success
+        token = await self.client.post("/tokens", json={"user": name}, headers=ADMIN)
+        assert token.status_code == 200
+        return {"authorization": f"Bearer {token.json()['token']}"}
+
+    async def submit(self, headers: dict[str, str], job_id: str) -> httpx.Response:
+        return await self.client.post("/jobs", content=job_body(job_id), headers=headers)
+
+
+def job_body(job_id: str, blobs: tuple[str, ...] = ()) -> bytes:
+    spec = {**SPEC, "n_inputs": max(1, len(blobs))}
+    frames = [({"job_id": job_id, "spec": spec}, b"function")]
+    if blobs:
+        frames += [({"i": n, "blob": key}, b"") for n, key in enumerate(blobs)]
+    else:
+        frames.append(({"i": 0}, b"input"))
+    return wire.encode_many(frames)
+
+
+def new_service(store: MemoryStore, blobs: MemoryBlobStore) -> MainService:
+    clock = WallClock()
+    return MainService(
+        config=ClusterConfig(node_types=(NodeType(name="n2", cpus=2, ram_gb=8),)),
+        store=store,
+        blobs=blobs,
+        compute=MemoryComputeProvider(clock),
+        clock=clock,
+        main_url="http://127.0.0.1:1",
+        boot_env={},
+        secret=TOKEN,
+    )
+
+
+@pytest.fixture
+async def cluster():
+    blob_clock = ManualClock(1_000_000.0)
+    service = new_service(MemoryStore(WallClock()), MemoryBlobStore(blob_clock))
+    transport = httpx.ASGITransport(app=create_app(service, TOKEN))
+    async with anyio.create_task_group() as tasks:
+        await service.run(tasks)
+        async with httpx.AsyncClient(transport=transport, base_url="http://main") as client:
+            yield Cluster(service, client, blob_clock)
+        tasks.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("given", [None, "Bearer wrong", f"Bearer {TOKEN}x", TOKEN, "Bearer "])
+@pytest.mark.parametrize(("method", "path"), [("GET", "/health"), ("POST", "/jobs")])
+async def test_a_missing_or_wrong_token_is_refused(cluster, given, method, path):
+    headers = {"authorization": given} if given is not None else {}
+    answer = await cluster.client.request(method, path, headers=headers)
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "AuthError"
+    assert "a valid token is needed" in answer.json()["message"]
+
+
+async def test_a_users_token_lets_them_in_as_themselves(cluster):
+    alice = await cluster.user("alice")
+    assert (await cluster.client.get("/health", headers=alice)).status_code == 200
+    assert (await cluster.client.get("/me", headers=alice)).json() == {"user": "alice"}
+    assert (await cluster.client.get("/me", headers=ADMIN)).json() == {"user": "admin"}
+
+
+async def test_tokens_are_stored_only_as_their_hash(cluster):
+    answer = await cluster.client.post("/users", json={"name": "alice"}, headers=ADMIN)
+    assert answer.status_code == 200
+    made = (await cluster.client.post("/tokens", json={"user": "alice"}, headers=ADMIN)).json()
+    [doc] = await cluster.service.store.list(TOKENS_PREFIX)
+    assert doc.data["hash"] == hashlib.sha256(made["token"].encode()).hexdigest()
+    assert made["token"] not in repr(doc.data)
+    listed = (await cluster.client.get("/tokens", headers=ADMIN)).json()["tokens"]
+    assert listed == [{"id": made["id"], "user": "alice", "created_at": made["created_at"]}]
+
+
+async def test_a_revoked_token_is_refused_at_once(cluster):
+    alice = await cluster.user("alice")
+    [token] = (await cluster.client.get("/tokens", headers=ADMIN)).json()["tokens"]
+    revoked = await cluster.client.delete(f"/tokens/{token['id']}", headers=ADMIN)
+    assert revoked.status_code == 200
+    assert (await cluster.client.get("/health", headers=alice)).status_code == 401
+    again = await cluster.client.delete(f"/tokens/{token['id']}", headers=ADMIN)
+    assert again.status_code == 404
+
+
+async def test_removing_a_user_revokes_their_tokens(cluster):
+    alice = await cluster.user("alice")
+    removed = await cluster.client.delete("/users/alice", headers=ADMIN)
+    assert removed.status_code == 200
+    assert len(removed.json()["revoked"]) == 1
+    assert (await cluster.client.get("/health", headers=alice)).status_code == 401
+    assert (await cluster.client.get("/users", headers=ADMIN)).json() == {"users": []}
+
+
+async def test_tokens_made_before_a_restart_still_work_after_it(cluster):
+    alice = await cluster.user("alice")
+    # A new main_service over the same Store, as after a restart: the hashes are read back.
+    restarted = new_service(cluster.service.store, MemoryBlobStore())
+    transport = httpx.ASGITransport(app=create_app(restarted, TOKEN))
+    async with httpx.AsyncClient(transport=transport, base_url="http://main") as client:
+        assert (await client.get("/me", headers=alice)).json() == {"user": "alice"}
+        assert (await client.get("/me", headers={"authorization": "Bearer no"})).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [("admin", "not 'admin'"), ("Bad Name", "not 1-32"), ("alice", "already")],
+)
+async def test_bad_user_names_are_refused(cluster, name, says):
+    await cluster.user("alice")
+    answer = await cluster.client.post("/users", json={"name": name}, headers=ADMIN)
+    assert answer.status_code == 400
+    assert says in answer.json()["message"]
+
+
+async def test_a_token_for_no_user_is_refused(cluster):
+    answer = await cluster.client.post("/tokens", json={"user": "nobody"}, headers=ADMIN)
+    assert answer.status_code == 404
+    assert "burla users add nobody" in answer.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/users", None),
+        ("POST", "/users", {"name": "mallory"}),
+        ("DELETE", "/users/alice", None),
+        ("GET", "/tokens", None),
+        ("POST", "/tokens", {"user": "alice"}),
+        ("POST", "/restart_cluster", None),
+        ("PUT", "/standby", {}),
+        ("POST", "/nodes/node-1/booted", {"address": "127.0.0.1:1"}),
+        ("GET", "/dashboard/feed/cluster", None),
+    ],
+)
+async def test_a_user_may_not_do_what_only_the_admin_may(cluster, method, path, body):
+    alice = await cluster.user("alice")
+    answer = await cluster.client.request(method, path, json=body, headers=alice)
+    assert answer.status_code == 403
+    assert answer.json()["error"] == "AuthError"
+    assert "only the cluster's admin" in answer.json()["message"]
+
+
+async def test_another_users_job_is_as_if_there_were_none(cluster):
+    alice, bob = await cluster.user("alice"), await cluster.user("bob")
+    assert (await cluster.submit(alice, "job-of-alice-1")).status_code == 200
+    for path in (
+        "/jobs/job-of-alice-1",
+        "/jobs/job-of-alice-1/events?wait=0",
+        "/jobs/job-of-alice-1/results",
+        "/jobs/job-of-alice-1/inputs",
+        "/jobs/job-of-alice-1/logs",
+        "/jobs/job-of-alice-1/errors",
+    ):
+        theirs = await cluster.client.get(path, headers=bob)
+        nowhere = await cluster.client.get(path.replace("alice-1", "nobody-1"), headers=bob)
+        assert theirs.status_code == nowhere.status_code == 404, path
+        assert theirs.json()["error"] == "NotFoundError"
+        assert theirs.text.replace("alice", "nobody") == nowhere.text
+        assert (await cluster.client.get(path, headers=alice)).status_code == 200, path
+        assert (await cluster.client.get(path, headers=ADMIN)).status_code == 200, path
+    cancel = await cluster.client.post("/jobs/job-of-alice-1/cancel", headers=bob)
+    assert cancel.status_code == 404
+    assert cluster.service.jobs["job-of-alice-1"].state.value == "running"
+    mine = await cluster.client.post("/jobs/job-of-alice-1/cancel", headers=alice)
+    assert mine.json() == {"job_id": "job-of-alice-1", "state": "canceled"}
+
+
+async def test_a_finished_job_stays_its_owners_only(cluster):
+    """Once main_service forgets a job, its Store record still says whose it is."""
+    alice, bob = await cluster.user("alice"), await cluster.user("bob")
+    assert (await cluster.submit(alice, "job-of-alice-2")).status_code == 200
+    await cluster.client.post("/jobs/job-of-alice-2/cancel", headers=alice)
+    await cluster.service._save(cluster.service.jobs.pop("job-of-alice-2"))
+    assert (await cluster.client.get("/jobs/job-of-alice-2", headers=bob)).status_code == 404
+    assert (
+        await cluster.client.get("/jobs/job-of-alice-2/results", headers=bob)
+    ).status_code == 404
+    assert (
+        await cluster.client.post("/jobs/job-of-alice-2/cancel", headers=bob)
+    ).status_code == 404
+    stored = await cluster.client.get("/jobs/job-of-alice-2", headers=alice)
+    assert stored.json()["owner"] == "alice"
+    listed = await cluster.client.get("/jobs", params={"all": True}, headers=bob)
+    assert listed.json() == {"jobs": []}
+
+
+async def test_each_user_lists_only_their_own_jobs(cluster):
+    alice, bob = await cluster.user("alice"), await cluster.user("bob")
+    await cluster.submit(alice, "job-of-alice-3")
+    await cluster.submit(bob, "job-of-bob-3")
+
+    async def listed(headers: dict[str, str]) -> set[str]:
+        answer = await cluster.client.get("/jobs", params={"all": True}, headers=headers)
+        return {job["job_id"] for job in answer.json()["jobs"]}
+
+    assert await listed(alice) == {"job-of-alice-3"}
+    assert await listed(bob) == {"job-of-bob-3"}
+    assert await listed(ADMIN) == {"job-of-alice-3", "job-of-bob-3"}
+    overview = (await cluster.client.get("/cluster", headers=bob)).json()
+    assert set(overview["jobs"]) == {"job-of-bob-3"}
+    assert "job-of-alice-3" not in str(overview)
+
+
+async def test_an_upload_url_is_for_its_own_key_and_job_only(cluster):
+    alice, bob = await cluster.user("alice"), await cluster.user("bob")
+    asked = {"count": 2, "job_id": "job-of-alice-4"}
+    uploads = (await cluster.client.post("/uploads", json=asked, headers=alice)).json()
+    assert uploads["keys"] == ["uploads/alice/job-of-alice-4/0", "uploads/alice/job-of-alice-4/1"]
+    first, second = uploads["urls"]
+    blobs = cluster.service.blobs
+    await blobs.put_signed(first, b"big input")
+    # The same signature on another key (another of this job's, or anyone else's) is refused.
+    for other in ("uploads/alice/job-of-alice-4/1", "uploads/bob/job-of-bob-4/0"):
+        forged = first.replace("uploads/alice/job-of-alice-4/0", other)
+        with pytest.raises(SignedUrlError, match="does not match its signature"):
+            await blobs.put_signed(forged, b"x")
+    with pytest.raises(SignedUrlError, match="allows PUT, not GET"):
+        await blobs.get_signed(first)
+    # A job may refer only to its own uploads: bob cannot run alice's input as his.
+    stolen = job_body("job-of-bob-4", blobs=(uploads["keys"][0],))
+    answer = await cluster.client.post("/jobs", content=stolen, headers=bob)
+    assert answer.status_code == 400
+    assert "only to blobs uploaded for it" in answer.json()["message"]
+    # Nor can alice's other job.
+    other_job = job_body("job-of-alice-5", blobs=(uploads["keys"][0],))
+    assert (await cluster.client.post("/jobs", content=other_job, headers=alice)).status_code == 400
+    own = job_body("job-of-alice-4", blobs=(uploads["keys"][0],))
+    assert (await cluster.client.post("/jobs", content=own, headers=alice)).status_code == 200
+    # An upload URL is refused once it expired (they last an hour).
+    cluster.blob_clock.advance(3601)
+    with pytest.raises(SignedUrlError, match="expired"):
+        await blobs.put_signed(second, b"late")
+
+
+async def test_a_get_url_reads_its_own_key_only_and_expires(cluster):
+    """What a node hands a worker for a big input."""
+    blobs = cluster.service.blobs
+    await blobs.put("uploads/alice/job-of-alice-6/0", b"alice's input")
+    await blobs.put("uploads/bob/job-of-bob-6/0", b"bob's input")
+    url = await blobs.signed_url("uploads/alice/job-of-alice-6/0", method="GET", expires_s=60)
+    assert await blobs.get_signed(url) == b"alice's input"
+    forged = url.replace("alice/job-of-alice-6", "bob/job-of-bob-6")
+    with pytest.raises(SignedUrlError, match="does not match its signature"):
+        await blobs.get_signed(forged)
+    with pytest.raises(SignedUrlError, match="allows GET, not PUT"):
+        await blobs.put_signed(url, b"overwritten")
+    cluster.blob_clock.advance(61)
+    with pytest.raises(SignedUrlError, match="expired"):
+        await blobs.get_signed(url)
+
+
+async def test_an_upload_needs_a_job_id(cluster):
+    bad = await cluster.client.post("/uploads", json={"count": 1, "job_id": "../x"}, headers=ADMIN)
+    assert bad.status_code == 400
+    assert "is not 8-64" in bad.json()["message"]
