@@ -15,6 +15,7 @@ from burla.cli.jobs import jobs
 from burla.cli.local import local
 from burla.cli.plan import plan
 from burla.cli.sim import sim
+from burla.cli.users import tokens, users
 from burla.core.errors import BurlaError, ClusterUnavailableError, JobError, NotFoundError
 
 
@@ -30,10 +31,11 @@ def cli() -> None:
       burla jobs                     jobs, newest first
       burla jobs logs JOB --follow   what a job prints, live
       burla dashboard                a link to the web dashboard
+      burla tokens create alice      a token for user alice (after `burla users add alice`)
     """
 
 
-for command in (local, cluster, standby, nodes, jobs, dashboard, plan, sim, image):
+for command in (local, cluster, standby, nodes, jobs, dashboard, plan, sim, image, users, tokens):
     cli.add_command(command)
 
 
