@@ -281,7 +281,9 @@ class SimContainerRuntime:
         self._started_on[port] = name
         return info
 
-    async def connect(self, port: int) -> WorkerChannel:
+    async def connect(self, port: int, secret: str) -> WorkerChannel:
+        """The simulated worker on `port`: in memory, so no caller but its node can reach
+        it and `secret` is not checked."""
         name = self._started_on.pop(port, None)
         if name is None:
             raise BackendError(f"no container was started on port {port} of {self.node_id}")

@@ -98,6 +98,8 @@ class TestDockerContainerRuntime(ContainerRuntimeContract):
 
 # The real worker in a container.
 
+WORKER_SECRET = "the-secret-its-node-gave-it"
+
 
 def _serve_one_job(port: int) -> tuple[dict[int, Any], list[list[Any]], dict[str, Any]]:
     """Drive the worker on `port` as node_service does: one job, two inputs."""
@@ -123,6 +125,7 @@ def _serve_one_job(port: int) -> tuple[dict[int, Any], list[list[Any]], dict[str
     sock.settimeout(60)
     connection = Connection(sock)
     try:
+        connection.send([({"op": "open", "secret": WORKER_SECRET}, b"")])
         hello = connection.receive()
         assert hello is not None
         function = cloudpickle.dumps(double_and_describe)
@@ -159,7 +162,8 @@ async def test_the_worker_runs_in_a_container_and_answers_on_its_port(
 ) -> None:
     port = free_port()
     spec = ContainerSpec(image=default_image)  # the default entrypoint: container_service
-    await docker_runtime.start(spec, name="w", port=port, cpuset=frozenset({1}))
+    env = {"BURLA_WORKER_SECRET": WORKER_SECRET}
+    await docker_runtime.start(spec, name="w", port=port, cpuset=frozenset({1}), env=env)
     try:
         results, logs, hello = await anyio.to_thread.run_sync(_serve_one_job, port)
     except BaseException:

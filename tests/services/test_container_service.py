@@ -19,6 +19,7 @@ from burla.services.container_service.status import read_status
 from burla.services.container_service.worker import Connection
 
 pytestmark = pytest.mark.integration
+SECRET = "this-workers-own-secret"
 
 
 def free_port() -> int:
@@ -27,22 +28,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def connect(port: int) -> Connection:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    sock.settimeout(20)
+    return Connection(sock)
+
+
 class Node:
     """The node's side of one worker connection."""
 
-    def __init__(self, port: int, root: Path) -> None:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                sock = socket.create_connection(("127.0.0.1", port))
-                break
-            except ConnectionRefusedError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        sock.settimeout(20)
-        self.connection = Connection(sock)
+    def __init__(self, port: int, root: Path, secret: str = SECRET) -> None:
+        self.connection = connect(port)
         self.root = root
+        self.connection.send([({"op": "open", "secret": secret}, b"")])
         hello, _ = self.connection.receive()
         assert hello["op"] == "hello"
         self.pid = hello["pid"]
@@ -81,11 +87,20 @@ class Node:
         return results, logs
 
 
+def start_worker(port: int, root: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "BURLA_PORT": str(port),
+        "BURLA_CONTAINER_ROOT": str(root),
+        "BURLA_WORKER_SECRET": SECRET,
+    }
+    return subprocess.Popen([sys.executable, "-m", "burla.services.container_service"], env=env)
+
+
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
     port = free_port()
-    env = {**os.environ, "BURLA_PORT": str(port), "BURLA_CONTAINER_ROOT": str(tmp_path)}
-    process = subprocess.Popen([sys.executable, "-m", "burla.services.container_service"], env=env)
+    process = start_worker(port, tmp_path)
     try:
         node = Node(port, tmp_path)
         try:
@@ -184,3 +199,49 @@ def test_status_file_names_the_running_input(node: Node):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert status[0] == 5
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        [({"op": "open", "secret": "a guess"}, b"")],
+        [({"op": "open"}, b"")],
+        [({"op": "job", "job_id": "job"}, cloudpickle.dumps(print))],
+        [({"op": "open", "secret": SECRET}, b"x" * 10)],
+        [(["open", SECRET], b"")],
+    ],
+    ids=["wrong secret", "no secret", "no open", "a payload", "not an object"],
+)
+def test_a_caller_without_the_secret_is_hung_up_on_and_the_node_still_gets_in(
+    tmp_path: Path, first
+):
+    port = free_port()
+    process = start_worker(port, tmp_path)
+    try:
+        intruder = connect(port)
+        intruder.send(first)
+        assert intruder.receive() is None  # no hello: hung up on
+        intruder.close()
+        node = Node(port, tmp_path)  # the node, with the secret, is still let in
+        node.job(lambda x: x + 1)
+        node.inputs([(1,)])
+        assert node.collect(1)[0] == {0: ("ok", 2)}
+        node.connection.close()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_worker_without_a_secret_will_not_start(tmp_path: Path):
+    env = {**os.environ, "BURLA_PORT": str(free_port()), "BURLA_CONTAINER_ROOT": str(tmp_path)}
+    env.pop("BURLA_WORKER_SECRET", None)
+    worker = [sys.executable, "-m", "burla.services.container_service"]
+    done = subprocess.run(worker, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "BURLA_WORKER_SECRET is not set" in done.stderr
+
+
+def test_user_code_does_not_see_the_workers_secret(node: Node):
+    node.job(lambda: os.environ.get("BURLA_WORKER_SECRET"))
+    node.inputs([()])
+    assert node.collect(1)[0] == {0: ("ok", None)}

@@ -2,6 +2,7 @@
 send back results and printed lines in batches over one loopback connection.
 
 Protocol (frames from burla.core.wire), node -> worker:
+    {"op": "open", "secret"}                                       first: the worker's secret
     {"op": "job", "job_id", "path"?} + pickled function ("path": a folder of the job's own
                                                    packages, put first on sys.path)
     {"op": "inputs", "job_id", "indices": [...], "sizes": [...], "urls": {index: url}}
@@ -9,7 +10,7 @@ Protocol (frames from burla.core.wire), node -> worker:
                                                    input is fetched from its signed URL)
     {"op": "end_job", "job_id"}
 worker -> node:
-    {"op": "hello", "pid"}                                         once, on connect
+    {"op": "hello", "pid"}                                         once, after "open"
     {"op": "refused", "message"}                  a frame it cannot read (then it goes on,
                                                   or hangs up if the bytes are no frames)
     {"op": "job_error", "job_id", "message"}                       the function did not load
@@ -18,6 +19,9 @@ worker -> node:
                                                                    + payloads, concatenated
 kind is "ok" (a pickled value), "raised" (a pickled exception with its traceback) or
 "raised_text" (JSON: type, message, traceback, for an exception that does not pickle).
+Only the node that started the worker may use it: the node hands each worker a secret of
+its own in $BURLA_WORKER_SECRET and sends it in its first frame; any other caller on this
+machine is hung up on (and the secret leaves the environment before user code runs).
 The input running now is kept in the file $BURLA_STATUS_FILE (default: `status` in the
 container's directory) so the node can tell, should this process die, which input
 killed it, and how long it has run.
@@ -26,6 +30,7 @@ killed it, and how long it has run.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import importlib
 import json
 import os
@@ -45,13 +50,15 @@ import cloudpickle
 from tblib import pickling_support
 
 from burla.core import wire
-from burla.core.errors import InvalidRequestError
+from burla.core.errors import BurlaError, InvalidRequestError
 from burla.core.limits import FRAME_ENV, RequestLimits
 from burla.services.container_service.capture import InputStream
 from burla.services.container_service.status import StatusFile
 
 CONNECT_TIMEOUT_S = 120.0
 """A worker that no node connects to within this long has been forgotten: it exits."""
+OPEN_TIMEOUT_S = 10.0
+"""How long a caller has to send its first frame, the secret, before it is hung up on."""
 
 FLUSH_S = 0.02
 """Longest a finished result waits to be sent with others while more inputs run."""
@@ -79,13 +86,16 @@ class Connection:
         self._reader.close()
         self._sock.close()
 
-    def receive(self) -> Message:
-        """The next frame, or None once the node hung up. InvalidRequestError if the bytes
-        are no frame (a header that is not JSON, a payload over MAX_PAYLOAD)."""
+    def receive(self, max_payload: int | None = None) -> Message:
+        """The next frame, or None once the node hung up (or for a payload over
+        `max_payload` bytes). InvalidRequestError if the bytes are no frame (a header that
+        is not JSON, a payload over MAX_PAYLOAD)."""
         prefix = self._reader.read(wire.PREFIX_SIZE)
         if len(prefix) < wire.PREFIX_SIZE:
             return None
         head, body = wire.lengths(prefix)
+        if max_payload is not None and body > max_payload:
+            return None
         if body > MAX_PAYLOAD:
             raise InvalidRequestError(
                 f"a frame's payload of {body} bytes is over the limit of {MAX_PAYLOAD} bytes "
@@ -338,7 +348,42 @@ def _exit_with_parent() -> None:
     os._exit(0)
 
 
+def accept_node(listener: socket.socket, secret: str, timeout_s: float) -> Connection:
+    """The first connection that opens with `secret`; others are hung up on. SystemExit
+    when none came within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        listener.settimeout(left)
+        try:
+            sock, _ = listener.accept()
+        except TimeoutError:
+            break
+        sock.settimeout(OPEN_TIMEOUT_S)
+        connection = Connection(sock)
+        if _opens_with(connection, secret):
+            sock.settimeout(None)
+            return connection
+        print("a caller without this worker's secret was hung up on", file=sys.stderr)
+        connection.close()
+    sys.exit(f"no node connected within {timeout_s:g} s; exiting")
+
+
+def _opens_with(connection: Connection, secret: str) -> bool:
+    """Whether the caller's first frame is "open" with the worker's secret."""
+    try:
+        opened = connection.receive(max_payload=0)
+    except (OSError, BurlaError):
+        return False
+    if opened is None or not isinstance(opened[0], dict) or opened[0].get("op") != "open":
+        return False
+    given = str(opened[0].get("secret", "")).encode()
+    return hmac.compare_digest(given, secret.encode())
+
+
 def main() -> None:
+    secret = os.environ.pop("BURLA_WORKER_SECRET", "")
+    if not secret:
+        sys.exit("BURLA_WORKER_SECRET is not set: only a node starts a worker, with a secret")
     port = int(os.environ["BURLA_PORT"])
     status = os.environ.get("BURLA_STATUS_FILE") or Path(
         os.environ.get("BURLA_CONTAINER_ROOT", "."), "status"
@@ -348,14 +393,8 @@ def main() -> None:
     listener.bind(("127.0.0.1", port))
     listener.listen(1)
     threading.Thread(target=_exit_with_parent, name="burla-parent", daemon=True).start()
-    listener.settimeout(CONNECT_TIMEOUT_S)
-    try:
-        sock, _ = listener.accept()
-    except TimeoutError:
-        sys.exit(f"no node connected within {CONNECT_TIMEOUT_S:g} s; exiting")
+    connection = accept_node(listener, secret, CONNECT_TIMEOUT_S)
     listener.close()
-    sock.settimeout(None)
-    connection = Connection(sock)
     connection.send([({"op": "hello", "pid": os.getpid()}, b"")])
     worker = Worker(connection, StatusFile(Path(status)))
     sys.stdout, sys.stderr = worker.stdout, worker.stderr

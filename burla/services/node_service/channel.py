@@ -14,8 +14,8 @@ class WorkerChannel(FrameStream):
     pid: int = 0
 
     @classmethod
-    async def connect(cls, port: int, *, timeout_s: float = 30.0) -> WorkerChannel:
-        """Connect once the worker listens, and wait for its hello."""
+    async def connect(cls, port: int, secret: str, *, timeout_s: float = 30.0) -> WorkerChannel:
+        """Connect once the worker listens, open with its secret, and wait for its hello."""
         with anyio.move_on_after(timeout_s):
             while True:
                 try:
@@ -25,6 +25,7 @@ class WorkerChannel(FrameStream):
                     await anyio.sleep(0.01)
             no_delay(stream)
             channel = cls(stream)
+            await channel.send([({"op": "open", "secret": secret}, b"")])
             hello = await channel.receive()
             if hello is None or hello[0].get("op") != "hello":
                 await channel.aclose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import secrets
 import socket
 import tarfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -63,8 +64,9 @@ recorded after its process is gone)."""
 
 Report = Callable[[dict[str, Any], bytes], Awaitable[None]]
 """Sends one report (a frame's header and payload) to main_service."""
-ConnectWorker = Callable[[int], Awaitable[WorkerChannel]]
-"""Opens the connection to the worker listening on a port (the simulator's are in memory)."""
+ConnectWorker = Callable[[int, str], Awaitable[WorkerChannel]]
+"""Opens the connection to the worker listening on a port, with the secret it was started
+with (the simulator's are in memory)."""
 PickPort = Callable[[], int]
 """A port that nothing listens on now (the simulator's need no socket)."""
 
@@ -242,14 +244,16 @@ class NodeService:
         status_file = self.status_dir / f"{name}.status"
         worker = Worker(name, spec, port, home, cpuset, status_file)
         self.workers[name] = worker
+        secret = secrets.token_hex(16)  # this worker's own: it answers this node only
+        env = {**self.worker_env, "BURLA_STATUS_FILE": str(status_file)}
         await self.runtime.start(
             spec,
             name=name,
             port=port,
             cpuset=cpuset,
-            env={**self.worker_env, "BURLA_STATUS_FILE": str(status_file)},
+            env={**env, "BURLA_WORKER_SECRET": secret},
         )
-        worker.channel = await self.connect_worker(port)
+        worker.channel = await self.connect_worker(port, secret)
         return worker
 
     def _new_port(self) -> int:
