@@ -201,6 +201,8 @@ class Session:
             )
         session = cls._cached.get(settings.main_url)
         if session is None or session.cluster.token != settings.token:
+            if session is not None:
+                session.close()  # the token changed: its connections are the old token's
             cluster = local.ClusterInfo(settings.main_url, settings.token, pid=0, cpus=0)
             session = cls._cached[settings.main_url] = cls(cluster)
         return session
