@@ -287,3 +287,15 @@ async def test_an_upload_needs_a_job_id(cluster):
     bad = await cluster.client.post("/uploads", json={"count": 1, "job_id": "../x"}, headers=ADMIN)
     assert bad.status_code == 400
     assert "is not 8-64" in bad.json()["message"]
+
+
+async def test_a_job_may_use_only_its_users_own_source_archives(cluster):
+    alice, bob = await cluster.user("alice"), await cluster.user("bob")
+    uploads = (await cluster.client.post("/uploads", json={"count": 1}, headers=alice)).json()
+    [key] = uploads["keys"]
+    assert key.startswith("uploads/alice/_")  # under no job's prefix: "_" is in no job id
+    spec = {**SPEC, "sources": {"mypackage": key}}
+    frames = [({"job_id": "job-of-bob-7", "spec": spec}, b"function"), ({"i": 0}, b"input")]
+    answer = await cluster.client.post("/jobs", content=wire.encode_many(frames), headers=bob)
+    assert answer.status_code == 400
+    assert "only to blobs uploaded for it" in answer.json()["message"]
