@@ -32,6 +32,7 @@ from burla.core.models import ClusterConfig, NodeType
 from burla.services.main_service.node_link import NodeLink
 from burla.services.main_service.service import MainService
 from burla.services.node_service.link import MainLink
+from tests.services.test_container_service import SECRET as WORKER_SECRET
 from tests.services.test_container_service import Node, free_port
 from tests.services.test_node_link import SECRET, idle_node
 from tests.strategies import frame_bytes, garbage_headers, json_values
@@ -244,7 +245,12 @@ async def _alive(tasks: TaskGroup) -> bool:
 @contextlib.contextmanager
 def worker_process(root: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
-    env = {**os.environ, "BURLA_PORT": str(port), "BURLA_CONTAINER_ROOT": str(root)}
+    env = {
+        **os.environ,
+        "BURLA_PORT": str(port),
+        "BURLA_CONTAINER_ROOT": str(root),
+        "BURLA_WORKER_SECRET": WORKER_SECRET,
+    }
     process = subprocess.Popen([sys.executable, "-m", "burla.services.container_service"], env=env)
     try:
         yield process, port
