@@ -16,6 +16,7 @@ from burla.core.clock import ManualClock, WallClock
 from burla.core.errors import SignedUrlError
 from burla.core.models import ClusterConfig, NodeType
 from burla.services.main_service.app import create_app
+from burla.services.main_service.jobs import job_record, run_from_record
 from burla.services.main_service.service import MainService
 from burla.services.main_service.users import TOKENS_PREFIX
 
@@ -299,3 +300,11 @@ async def test_a_job_may_use_only_its_users_own_source_archives(cluster):
     answer = await cluster.client.post("/jobs", content=wire.encode_many(frames), headers=bob)
     assert answer.status_code == 400
     assert "only to blobs uploaded for it" in answer.json()["message"]
+
+
+async def test_a_job_taken_over_after_a_restart_keeps_its_owner(cluster):
+    alice = await cluster.user("alice")
+    assert (await cluster.submit(alice, "job-of-alice-8")).status_code == 200
+    record = job_record(cluster.service.jobs["job-of-alice-8"])
+    assert record["owner"] == "alice"
+    assert run_from_record(record, WallClock(), validate=False).owner == "alice"
