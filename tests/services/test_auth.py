@@ -308,3 +308,11 @@ async def test_a_job_taken_over_after_a_restart_keeps_its_owner(cluster):
     record = job_record(cluster.service.jobs["job-of-alice-8"])
     assert record["owner"] == "alice"
     assert run_from_record(record, WallClock(), validate=False).owner == "alice"
+
+
+async def test_a_jobs_uploads_asked_for_in_pieces_get_keys_of_their_own(cluster):
+    asked = {"count": 2, "job_id": "job-of-admin-9"}
+    first = await cluster.client.post("/uploads", json=asked, headers=ADMIN)
+    then = await cluster.client.post("/uploads", json={**asked, "first": 2}, headers=ADMIN)
+    keys = first.json()["keys"] + then.json()["keys"]
+    assert keys == [f"uploads/admin/job-of-admin-9/{n}" for n in range(4)]
