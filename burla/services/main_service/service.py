@@ -160,9 +160,25 @@ class MainService:
                     run = run_from_record(doc.data, self.clock, validate=self.validate)
                     self.jobs[run.spec.job_id] = run
                     await self._catch_up(run)
-                    if not run.state.finished:
+                    if not run.state.finished and await self._restore_image(run):
                         await self.apply(self.cluster.handle(c.JobSubmitted(run.spec)))
                         self._spawn(self._keep_catching_up, run)
+
+    async def _restore_image(self, run: JobRun) -> bool:
+        """Put a job taken over back on its custom image, which this main_service's standby
+        definition lacks; a job whose image cannot be had any more fails, saying why."""
+        image = run.spec.image
+        if image is None or image in self.cluster.config.standby.images:
+            return True
+        try:
+            if self.images is None:
+                raise ImageError(f"this cluster cannot run images it does not keep: {image!r}")
+            await self._add_to_standby(image)
+        except BurlaError as error:
+            run.error = f"its image {image!r} could not be started again: {error}"
+            await self._finish(run, JobState.FAILED)
+            return False
+        return True
 
     async def _catch_up(self, run: JobRun) -> None:
         """Take in the results of a job taken over that are in the Store but not in its

@@ -288,6 +288,9 @@ class NodeService:
                 await self._report_news()
                 return
         image = job.image or self.specs[0].image
+        if image not in {spec.image for spec in self.specs}:
+            # Added to the standby definition after this node read it: start it now.
+            await self.set_containers((*self.specs, ContainerSpec(image=image)))
         infos = [
             ContainerInfo(name=w.name, image=w.spec.image, port=w.port, cpuset=w.cpuset)
             for w in self.workers.values()
