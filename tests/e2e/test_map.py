@@ -132,7 +132,8 @@ def test_big_inputs_travel_through_the_blob_store_and_leave_it_when_done(local_d
     assert remote_parallel_map(len, blobs, spinner=False) == [3 << 20] * 3
 
     def emptied() -> bool:
-        return not any(files for _, _, files in os.walk(local_dir / "blobs"))
+        # A job's blobs are uploads; built packages stay in the blob store for later jobs.
+        return not any(files for _, _, files in os.walk(local_dir / "blobs" / "uploads"))
 
     # Cleanup runs once the client has its answer; it must not take long.
     wait_for(emptied, timeout_s=10)
