@@ -199,9 +199,13 @@ class ClusterMachine:
             None,
         )
         if waiting is not None:
-            waiting.want -= 1
-            workers = self._join(waiting, node_id)
-            return [AssignNodes(waiting.spec, (node_id,), (workers,))]
+            if waiting.spec.parallelism > sum(waiting.nodes.values()):
+                waiting.want -= 1
+                workers = self._join(waiting, node_id)
+                return [AssignNodes(waiting.spec, (node_id,), (workers,))]
+            # Its nodes cover its parallelism already (a node it lost was replaced by one
+            # that took a bigger share): it needs no more.
+            waiting.want = 0
         self.nodes[node_id] = self._moved(node, NodeState.READY)
         type_name = node.node_type.name
         if self.standing(type_name) > self.config.standby.count_of(type_name):
