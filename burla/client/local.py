@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from burla.core.errors import ClusterUnavailableError
+from burla.core.settings import file_stamp
 
 START_TIMEOUT_S = 60.0
 
@@ -51,11 +52,7 @@ def read(root: Path) -> ClusterInfo | None:
 def stamp(root: Path) -> tuple[int, ...] | None:
     """A cheap mark of `cluster.json` that changes whenever it is written anew (it is
     replaced, never edited in place), or None if there is none."""
-    try:
-        stat = (root / "cluster.json").stat()
-    except OSError:
-        return None
-    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return file_stamp(root / "cluster.json")
 
 
 def find(root: Path | None = None) -> ClusterInfo | None:

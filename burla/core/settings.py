@@ -126,6 +126,16 @@ def config_path(env: Mapping[str, str]) -> Path:
     return Path(env.get("BURLA_CONFIG") or Path.home() / ".burla" / "config.toml")
 
 
+def file_stamp(path: Path) -> tuple[int, ...] | None:
+    """A cheap mark of a file that changes whenever it is rewritten or replaced, or None
+    if there is no file."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 _loaded: tuple[tuple[Any, ...], Settings] | None = None
 """The settings last read from os.environ, and what they were read from."""
 
@@ -139,13 +149,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if env is not None:
         return _read_settings(env)
     path = config_path(os.environ)
-    try:
-        stat = path.stat()
-        file_stamp: tuple[int, ...] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        file_stamp = None
     variables = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("BURLA_")))
-    key = (str(path), file_stamp, variables)
+    key = (str(path), file_stamp(path), variables)
     if _loaded is None or _loaded[0] != key:
         _loaded = (key, _read_settings(os.environ))
     return _loaded[1]

@@ -3,16 +3,11 @@ to a good job, and the clear 4xx they give to bad requests (the service keeps se
 
 from __future__ import annotations
 
-import anyio
-import httpx
 import pytest
 
-from burla.backends.memory import MemoryBlobStore, MemoryComputeProvider, MemoryStore
 from burla.core import wire
 from burla.core.clock import WallClock
-from burla.core.models import ClusterConfig, NodeType
-from burla.services.main_service.app import create_app
-from burla.services.main_service.service import MainService
+from tests.services.memory_main import memory_service, serving
 
 pytestmark = pytest.mark.anyio
 TOKEN = "t0ken-of-this-cluster"
@@ -22,24 +17,8 @@ SPEC = {"n_inputs": 1, "func_cpu": 1, "func_ram": 1}
 
 @pytest.fixture
 async def client():
-    clock = WallClock()
-    node_type = NodeType(name="n2", cpus=2, ram_gb=8)
-    service = MainService(
-        config=ClusterConfig(node_types=(node_type,)),
-        store=MemoryStore(clock),
-        blobs=MemoryBlobStore(clock),
-        compute=MemoryComputeProvider(clock),
-        clock=clock,
-        main_url="http://127.0.0.1:1",
-        boot_env={},
-        secret="s",
-    )
-    transport = httpx.ASGITransport(app=create_app(service, TOKEN))
-    async with anyio.create_task_group() as tasks:
-        await service.run(tasks)
-        async with httpx.AsyncClient(transport=transport, base_url="http://main") as client:
-            yield client
-        tasks.cancel_scope.cancel()
+    async with serving(memory_service(WallClock()), TOKEN) as client:
+        yield client
 
 
 def job_body(spec=SPEC, job_id="job-0123456789", inputs=(b"input",)):

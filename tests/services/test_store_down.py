@@ -6,18 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import anyio
-import httpx
 import pytest
 
-from burla.backends.memory import MemoryBlobStore, MemoryComputeProvider, MemoryStore
+from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.core import wire
 from burla.core.clock import WallClock
 from burla.core.errors import TransientBackendError
-from burla.core.models import ClusterConfig, NodeType
 from burla.core.protocols import Document
-from burla.services.main_service.app import create_app
-from burla.services.main_service.service import MainService
 from burla.services.retrying import RetryingBlobStore, RetryingStore
+from tests.services.memory_main import memory_service, serving
 
 pytestmark = pytest.mark.anyio
 TOKEN = "t0ken"
@@ -50,29 +47,17 @@ def job_body(job_id: str) -> bytes:
 async def test_a_store_that_stays_down_gives_a_clear_error_and_nothing_hangs() -> None:
     clock = WallClock()
     store = SwitchableStore(clock)
-    service = MainService(
-        config=ClusterConfig(node_types=(NodeType(name="n2", cpus=2, ram_gb=8),)),
-        store=RetryingStore(store, retry_for_s=0.5),
-        blobs=RetryingBlobStore(MemoryBlobStore(clock), retry_for_s=0.5),
-        compute=MemoryComputeProvider(clock),
-        clock=clock,
-        main_url="http://127.0.0.1:1",
-        boot_env={},
-        secret="s",
-    )
-    transport = httpx.ASGITransport(app=create_app(service, TOKEN))
-    async with anyio.create_task_group() as tasks:
-        await service.run(tasks)
-        async with httpx.AsyncClient(transport=transport, base_url="http://main") as client:
-            store.down = True
-            with anyio.fail_after(10):
-                answer = await client.post("/jobs", content=job_body("job-down-0001"), headers=AUTH)
-            assert answer.status_code >= 500
-            said = answer.json()
-            assert said["error"] == "BackendError"
-            assert "kept failing for" in said["message"]
-            assert "the database is unreachable" in said["message"]
-            store.down = False
-            again = await client.post("/jobs", content=job_body("job-down-0002"), headers=AUTH)
-            assert again.status_code == 200
-        tasks.cancel_scope.cancel()
+    retried_store = RetryingStore(store, retry_for_s=0.5)
+    blobs = RetryingBlobStore(MemoryBlobStore(clock), retry_for_s=0.5)
+    async with serving(memory_service(clock, retried_store, blobs), TOKEN) as client:
+        store.down = True
+        with anyio.fail_after(10):
+            answer = await client.post("/jobs", content=job_body("job-down-0001"), headers=AUTH)
+        assert answer.status_code >= 500
+        said = answer.json()
+        assert said["error"] == "BackendError"
+        assert "kept failing for" in said["message"]
+        assert "the database is unreachable" in said["message"]
+        store.down = False
+        again = await client.post("/jobs", content=job_body("job-down-0002"), headers=AUTH)
+        assert again.status_code == 200

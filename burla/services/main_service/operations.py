@@ -12,12 +12,12 @@ from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.models import ClusterConfig
 from burla.services.main_service import views
 from burla.services.main_service.auth import require_admin, user_of, visible_run
+from burla.services.main_service.job_routes import MAX_WAIT_S
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.service import FORGET_AFTER_S, MainService
 from burla.services.main_service.users import may_see, owner_of
 from burla.services.store_keys import JOBS_PREFIX
 
-MAX_WAIT_S = 30.0
 Limit = Annotated[int, Query(ge=0, le=10_000)]
 """How many items a page may ask for."""
 Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_S)]
