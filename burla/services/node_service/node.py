@@ -377,10 +377,9 @@ class NodeService:
 
     async def kill_worker(self, name: str) -> None:
         """Stop a worker main_service gave up on (a timeout it saw); a fresh one replaces it.
-        A worker not connected is gone already and being replaced: the replacement, still
-        starting, runs nothing the order was about."""
+        One gone already is being replaced, and _stop_worker leaves its replacement be."""
         worker = self.workers.get(name)
-        if worker is not None and worker.channel is not None:
+        if worker is not None:
             await self._stop_worker(worker, True)
 
     # Feeding workers -------------------------------------------------------------------
