@@ -61,15 +61,17 @@ def users_list(backend: str | None, as_json: bool) -> None:
 @backend_option
 @json_option
 def users_remove(name: str, backend: str | None, as_json: bool) -> None:
-    """Remove a user and revoke every token of theirs (their jobs keep running).
+    """Remove a user and revoke every token of theirs. Their jobs keep running, as the
+    admin's: a user of the same name added later does not get them.
 
     \b
     Example:
       burla users remove alice
     """
     removed = session(backend).call("DELETE", f"/users/{name}").json()
-    count = len(removed["revoked"])
-    emit(removed, as_json, lambda: click.echo(f"removed user {name}; revoked {count} token(s)"))
+    count, jobs = len(removed["revoked"]), removed["jobs_retired"]
+    said = f"removed user {name}; revoked {count} token(s); {jobs} job(s) now the admin's only"
+    emit(removed, as_json, lambda: click.echo(said))
 
 
 @click.group()

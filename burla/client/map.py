@@ -43,7 +43,7 @@ from burla.core.errors import (
     WorkerCrashedError,
 )
 from burla.core.limits import MAX_UPLOADS, RequestLimits
-from burla.core.settings import Backend, Settings, config_path, load_settings
+from burla.core.settings import JOB_TOKEN_ENV, Backend, Settings, config_path, load_settings
 
 WAIT_S = 10.0
 INSTALL_WAIT_S = 900.0
@@ -191,6 +191,8 @@ class Session:
     def for_settings(cls, settings: Settings, fresh: bool = False) -> Session:
         """The session with the cluster `settings` name: a local one is started if it is
         not running; a cloud one must be."""
+        if settings.job_token:
+            return cls.for_job(settings, settings.job_token)
         if settings.backend != "gcp":
             return cls.for_local_cluster(settings.backend, fresh)
         if not settings.main_url or not settings.token:
@@ -205,6 +207,27 @@ class Session:
                 session.close()  # the token changed: its connections are the old token's
             cluster = local.ClusterInfo(settings.main_url, settings.token, pid=0, cpus=0)
             session = cls._cached[settings.main_url] = cls(cluster)
+        return session
+
+    @classmethod
+    def for_job(cls, settings: Settings, token: str) -> Session:
+        """Inside a job's worker: the session with the job's own cluster, which is running,
+        as the job's owner. The job's token, not the cluster's, is what user code holds."""
+        if settings.backend == "gcp":
+            url = settings.main_url
+        else:
+            cluster = local.read(local.local_dir(settings.backend))
+            url = cluster.url if cluster is not None else None
+        if not url:
+            raise ClusterUnavailableError(
+                f"this job's cluster ({settings.backend}) cannot be found from inside it"
+            )
+        key = f"{url} as {JOB_TOKEN_ENV}"
+        session = cls._cached.get(key)
+        if session is None or session.cluster.token != token:
+            if session is not None:
+                session.close()  # another job's token: its connections are that job's
+            session = cls._cached[key] = cls(local.ClusterInfo(url, token, pid=0, cpus=0))
         return session
 
     @classmethod

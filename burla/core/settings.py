@@ -29,6 +29,7 @@ from typing import Any, Literal, get_args
 from burla.core.errors import InvalidRequestError
 
 Backend = Literal["local", "docker", "gcp"]
+JOB_TOKEN_ENV = "BURLA_JOB_TOKEN"
 # Plain dataclasses, not pydantic: the client reads these inside workers too (a function
 # that calls remote_parallel_map), where only the user's own packages may be importable.
 
@@ -60,6 +61,9 @@ class Settings:
     gcp: the cluster at `main_url`, on Google Cloud."""
     main_url: str | None = None
     token: str | None = None
+    job_token: str | None = None
+    """Set by a worker for the job it runs: a call from inside the job goes to the
+    job's own cluster as the job's owner, with this token (see JOB_TOKEN_ENV)."""
     gcp: GcpSettings = field(default_factory=GcpSettings)
 
     def replace(self, **changes: Any) -> Settings:

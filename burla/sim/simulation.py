@@ -81,7 +81,6 @@ class Simulation:
             rng=random.Random(f"{scenario.seed}:containers"),
             status_root=status_root,
         )
-        self.secret = secrets.token_hex(16)
         self.token = secrets.token_hex(16)
         self.store = MemoryStore(self.clock)
         self.blobs = MemoryBlobStore(self.clock)
@@ -107,7 +106,7 @@ class Simulation:
             clock=self.clock,
             main_url=f"{ADDRESS_SCHEME}main",
             boot_env={},
-            secret=self.secret,
+            token=self.token,
             validate=validate,
             dial=self._dial,
         )
@@ -218,7 +217,7 @@ class Simulation:
     def _machine_up(self, machine: SimMachine) -> None:
         node_id = machine.boot.node_id
         runtime = SimContainerRuntime(self.world, node_id)
-        node = SimNode(machine, runtime, MainLink(self.secret))
+        node = SimNode(machine, runtime, MainLink(self.main.node_secret))
         self.nodes[node_id] = node
         assert self._tasks is not None
         self._tasks.start_soon(self._run_node, node)

@@ -126,6 +126,31 @@ def test_a_revoked_token_is_refused(cluster, users, capsys, monkeypatch):
     assert burla(capsys, "cluster", "status")[0] == 2
 
 
+def in_a_job(x: int) -> dict[str, object]:
+    """What code running in a job holds, and who the calls it makes run as."""
+    import os
+
+    from burla import remote_parallel_map
+    from burla.client.map import Session
+    from burla.core.settings import load_settings
+
+    inner = remote_parallel_map(triple, [x, x + 1], spinner=False)
+    me = Session.for_settings(load_settings()).call("GET", "/me").json()
+    return {"inner": inner, "me": me["user"], "variables": sorted(os.environ)}
+
+
+def test_a_users_job_calls_the_cluster_as_that_user(cluster, users, capsys, monkeypatch):
+    as_user(monkeypatch, cluster, users["alice"]["token"])
+    [seen] = remote_parallel_map(in_a_job, [5], spinner=False)
+    assert seen["inner"] == [15, 18]
+    assert seen["me"] == "alice"
+    assert "BURLA_JOB_TOKEN" in seen["variables"]
+    assert "BURLA_TOKEN" not in seen["variables"]
+    assert "BURLA_SECRET" not in seen["variables"]
+    # The job and the one its code started are both alice's (a fresh alice's, so only these).
+    assert sorted(job["n_inputs"] for job in burla_json(capsys, "jobs")) == [1, 2]
+
+
 def test_a_node_refuses_a_caller_without_the_cluster_secret(cluster, local_dir: Path):
     remote_parallel_map(triple, [1], spinner=False)  # a node is up
     [address_file, *_] = sorted(local_dir.glob("nodes/*/address"))

@@ -13,6 +13,7 @@ import pytest
 from burla.backends.urls import open_blobs, open_store
 from burla.core.errors import InvalidRequestError
 from burla.core.settings import GcpSettings
+from burla.services.cluster_keys import node_secret
 from burla.services.main_service.cloud import make_plan, node_type_of, parser
 from tests.e2e_gcp.conftest import NO_METADATA_SERVER, write_service_account_key
 
@@ -107,7 +108,8 @@ def test_a_plan_names_the_same_store_and_blobs_for_every_node(tmp_path: Path) ->
     assert (tmp_path / "token").read_text().strip() == plan.token
     assert plan.boot_env["BURLA_STORE_URL"] == "firestore://proj/c1"
     assert plan.boot_env["BURLA_BLOBS_URL"] == "gs://proj-burla/c1?signer=iam"
-    assert plan.boot_env["BURLA_SECRET"] == plan.token
+    # Nodes get a secret of their own, derived from the token, never the token itself.
+    assert plan.boot_env["BURLA_SECRET"] == node_secret(plan.token) != plan.token
     assert plan.boot_env["EXTRA"] == "1"
     assert plan.boot_env["STORAGE_EMULATOR_HOST"] == LOCAL_ONLY["STORAGE_EMULATOR_HOST"]
     [group] = plan.config.standby.nodes

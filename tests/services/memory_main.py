@@ -30,7 +30,7 @@ def memory_service(
         clock=clock,
         main_url="http://127.0.0.1:1",
         boot_env={},
-        secret="s",
+        token="s",
     )
 
 

@@ -15,6 +15,7 @@ from burla.core import wire
 from burla.core.clock import ManualClock, WallClock
 from burla.core.errors import SignedUrlError
 from burla.core.models import ClusterConfig, NodeType
+from burla.services.cluster_keys import JobTokens, node_secret
 from burla.services.main_service.app import create_app
 from burla.services.main_service.jobs import job_record, run_from_record
 from burla.services.main_service.service import MainService
@@ -63,7 +64,7 @@ def new_service(store: MemoryStore, blobs: MemoryBlobStore) -> MainService:
         clock=clock,
         main_url="http://127.0.0.1:1",
         boot_env={},
-        secret=TOKEN,
+        token=TOKEN,
     )
 
 
@@ -126,6 +127,38 @@ async def test_removing_a_user_revokes_their_tokens(cluster):
     assert (await cluster.client.get("/users", headers=ADMIN)).json() == {"users": []}
 
 
+async def test_a_user_added_again_does_not_get_the_removed_users_jobs(cluster):
+    alice = await cluster.user("alice")
+    assert (await cluster.submit(alice, "job-of-alice-10")).status_code == 200
+    assert (await cluster.submit(alice, "job-of-alice-11")).status_code == 200
+    await cluster.client.post("/jobs/job-of-alice-11/cancel", headers=alice)
+    await cluster.service._save(cluster.service.jobs.pop("job-of-alice-11"))  # forgotten
+    token = cluster.service.job_tokens.make("job-of-alice-10", "alice")
+    removed = await cluster.client.delete("/users/alice", headers=ADMIN)
+    assert removed.json()["jobs_retired"] == 2
+    new_alice = await cluster.user("alice")
+    for job_id in ("job-of-alice-10", "job-of-alice-11"):
+        assert (await cluster.client.get(f"/jobs/{job_id}", headers=new_alice)).status_code == 404
+        kept = await cluster.client.get(f"/jobs/{job_id}", headers=ADMIN)
+        assert kept.json()["owner"] == "alice (removed)"
+    listed = await cluster.client.get("/jobs", params={"all": True}, headers=new_alice)
+    assert listed.json() == {"jobs": []}
+    # The running job goes on, but its code no longer acts for anyone.
+    assert cluster.service.jobs["job-of-alice-10"].state.value == "running"
+    in_job = {"authorization": f"Bearer {token}"}
+    assert (await cluster.client.get("/me", headers=in_job)).status_code == 401
+
+
+async def test_removing_a_user_cut_short_can_be_done_again(cluster):
+    alice = await cluster.user("alice")
+    assert (await cluster.submit(alice, "job-of-alice-12")).status_code == 200
+    await cluster.service.retire_owner("alice")  # as if main_service stopped right there
+    again = await cluster.client.delete("/users/alice", headers=ADMIN)
+    assert again.status_code == 200
+    assert again.json()["jobs_retired"] == 0
+    assert (await cluster.client.delete("/users/alice", headers=ADMIN)).status_code == 404
+
+
 async def test_tokens_made_before_a_restart_still_work_after_it(cluster):
     alice = await cluster.user("alice")
     # A new main_service over the same Store, as after a restart: the hashes are read back.
@@ -163,7 +196,6 @@ async def test_a_token_for_no_user_is_refused(cluster):
         ("POST", "/tokens", {"user": "alice"}),
         ("POST", "/restart_cluster", None),
         ("PUT", "/standby", {}),
-        ("POST", "/nodes/node-1/booted", {"address": "127.0.0.1:1"}),
         ("GET", "/dashboard/feed/cluster", None),
     ],
 )
@@ -316,3 +348,70 @@ async def test_a_jobs_uploads_asked_for_in_pieces_get_keys_of_their_own(cluster)
     then = await cluster.client.post("/uploads", json={**asked, "first": 2}, headers=ADMIN)
     keys = first.json()["keys"] + then.json()["keys"]
     assert keys == [f"uploads/admin/job-of-admin-9/{n}" for n in range(4)]
+
+
+async def test_only_the_clusters_nodes_may_say_they_booted(cluster):
+    booted = "/nodes/node-9/booted", {"address": "127.0.0.1:1"}
+    alice = await cluster.user("alice")
+    refused = await cluster.client.post(booted[0], json=booted[1], headers=alice)
+    assert refused.status_code == 403
+    assert "only the cluster's own nodes" in refused.json()["message"]
+    node = {"authorization": f"Bearer {node_secret(TOKEN)}"}
+    let_in = await cluster.client.post(booted[0], json=booted[1], headers=node)
+    assert let_in.status_code == 404  # past the token check: no such node was started
+    assert "main_service started no node node-9" in let_in.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/health"), ("GET", "/jobs"), ("GET", "/users")]
+)
+async def test_the_node_secret_opens_no_route_but_the_nodes_own(cluster, method, path):
+    node = {"authorization": f"Bearer {node_secret(TOKEN)}"}
+    assert (await cluster.client.request(method, path, headers=node)).status_code == 401
+
+
+async def test_a_job_token_acts_as_the_jobs_owner_while_the_job_runs(cluster):
+    alice, bob = await cluster.user("alice"), await cluster.user("bob")
+    assert (await cluster.submit(alice, "job-of-alice-7")).status_code == 200
+    assert (await cluster.submit(bob, "job-of-bob-7")).status_code == 200
+    token = cluster.service.job_tokens.make("job-of-alice-7", "alice")
+    in_job = {"authorization": f"Bearer {token}"}
+    assert (await cluster.client.get("/me", headers=in_job)).json() == {"user": "alice"}
+    assert (await cluster.submit(in_job, "job-nested-in-7")).status_code == 200
+    assert cluster.service.jobs["job-nested-in-7"].owner == "alice"
+    assert (await cluster.client.get("/jobs/job-nested-in-7", headers=alice)).status_code == 200
+    assert (await cluster.client.get("/jobs/job-of-bob-7", headers=in_job)).status_code == 404
+    refused = await cluster.client.get("/users", headers=in_job)
+    assert refused.status_code == 403
+    assert "a job's code (job-of-alice-7)" in refused.json()["message"]
+    await cluster.client.post("/jobs/job-of-alice-7/cancel", headers=alice)
+    # The job is over: so is its token.
+    assert (await cluster.client.get("/me", headers=in_job)).status_code == 401
+
+
+async def test_an_admins_job_token_may_not_do_what_only_the_admin_may(cluster):
+    assert (await cluster.submit(ADMIN, "job-of-admin-8")).status_code == 200
+    token = cluster.service.job_tokens.make("job-of-admin-8", "admin")
+    in_job = {"authorization": f"Bearer {token}"}
+    assert (await cluster.client.get("/me", headers=in_job)).json() == {"user": "admin"}
+    for method, path in (("GET", "/users"), ("POST", "/restart_cluster"), ("GET", "/tokens")):
+        assert (await cluster.client.request(method, path, headers=in_job)).status_code == 403
+
+
+async def test_a_forged_or_borrowed_job_token_is_refused(cluster):
+    await cluster.user("alice")
+    await cluster.user("bob")
+    assert (await cluster.submit(ADMIN, "job-of-admin-9")).status_code == 200
+    real = cluster.service.job_tokens.make("job-of-admin-9", "admin")
+    other_cluster = JobTokens("another-clusters-token").make("job-of-admin-9", "admin")
+    for token in (
+        real[:-1] + ("0" if real[-1] != "0" else "1"),  # one character changed
+        cluster.service.job_tokens.make("job-of-admin-9", "bob"),  # made for another owner
+        cluster.service.job_tokens.make("job-of-nobody-9", "admin"),  # for no running job
+        other_cluster,
+        "job.job-of-admin-9",
+        "job.",
+    ):
+        answer = await cluster.client.get("/me", headers={"authorization": f"Bearer {token}"})
+        assert answer.status_code == 401, token
+    assert (await cluster.client.get("/me", headers={"authorization": f"Bearer {real}"})).is_success

@@ -28,7 +28,7 @@ async def client():
         clock=clock,
         main_url="http://127.0.0.1:1",
         boot_env={},
-        secret="s",
+        token="s",
     )
     transport = httpx.ASGITransport(app=create_app(service, TOKEN))
     async with httpx.AsyncClient(transport=transport, base_url="http://main") as client:

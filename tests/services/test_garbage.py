@@ -157,7 +157,7 @@ async def main_service() -> AsyncIterator[tuple[MainService, TaskGroup]]:
         clock=clock,
         main_url="http://127.0.0.1:1",
         boot_env={},
-        secret=SECRET,
+        token=SECRET,
     )
     async with anyio.create_task_group() as tasks:
         await service.run(tasks)

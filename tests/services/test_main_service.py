@@ -49,7 +49,7 @@ async def test_machines_that_cannot_be_made_are_retried_with_growing_pauses() ->
         clock=clock,
         main_url="http://127.0.0.1:1",
         boot_env={},
-        secret="s",
+        token="s",
     )
     async with anyio.create_task_group() as tasks:
         await service.run(tasks)
@@ -75,7 +75,7 @@ async def test_machines_of_no_node_are_deleted() -> None:
         clock=clock,
         main_url="http://127.0.0.1:1",
         boot_env={},
-        secret="s",
+        token="s",
     )
     async with anyio.create_task_group() as tasks:
         await service.run(tasks)

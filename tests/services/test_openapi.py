@@ -76,7 +76,7 @@ async def live_main_service() -> AsyncIterator[str]:
         clock=clock,
         main_url="http://127.0.0.1:1",
         boot_env={},
-        secret="s",
+        token="s",
     )
     sock = socket.create_server(("127.0.0.1", 0))
     config = uvicorn.Config(create_app(service, TOKEN), log_level="warning", lifespan="off")

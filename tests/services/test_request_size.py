@@ -32,7 +32,7 @@ async def service():
         clock=clock,
         main_url="http://127.0.0.1:1",
         boot_env={},
-        secret="s",
+        token="s",
     )
     async with anyio.create_task_group() as tasks:
         await service.run(tasks)

@@ -3,8 +3,10 @@ send back results and printed lines in batches over one loopback connection.
 
 Protocol (frames from burla.core.wire), node -> worker:
     {"op": "open", "secret"}                                       first: the worker's secret
-    {"op": "job", "job_id", "path"?} + pickled function ("path": a folder of the job's own
-                                                   packages, put first on sys.path)
+    {"op": "job", "job_id", "path"?, "token"?} + pickled function ("path": a folder of the
+                                                   job's own packages, put first on
+                                                   sys.path; "token": the job's token,
+                                                   for calls its code makes to the cluster)
     {"op": "inputs", "job_id", "indices": [...], "sizes": [...], "urls": {index: url}}
                                                    + pickled args, concatenated (a big
                                                    input is fetched from its signed URL)
@@ -52,6 +54,7 @@ from tblib import pickling_support
 from burla.core import wire
 from burla.core.errors import BurlaError, InvalidRequestError
 from burla.core.limits import FRAME_ENV, RequestLimits
+from burla.core.settings import JOB_TOKEN_ENV
 from burla.services.container_service.capture import InputStream
 from burla.services.container_service.status import StatusFile
 
@@ -202,6 +205,7 @@ class Worker:
             op = header.get("op")
             if op == "job":
                 self.use_packages(header.get("path"))
+                self.use_token(header.get("token"))
                 self.start_job(header["job_id"], payload)
             elif op == "inputs" and header.get("job_id") == self.job_id:
                 self.run_inputs(header["indices"], header["sizes"], payload, header.get("urls"))
@@ -253,6 +257,13 @@ class Worker:
             sys.path.insert(0, path)
         importlib.invalidate_caches()
         self.packages_path = path
+
+    def use_token(self, token: str | None) -> None:
+        """Let calls the job's code makes to the cluster act as the job's owner."""
+        if token is None:
+            os.environ.pop(JOB_TOKEN_ENV, None)
+        else:
+            os.environ[JOB_TOKEN_ENV] = token
 
     def start_job(self, job_id: str, function: bytes) -> None:
         self.flush()
@@ -322,6 +333,8 @@ def unreadable(header: Any, payload: bytes) -> str | None:
         return f"unknown op {op!r}: a worker takes job, inputs and end_job"
     if not isinstance(header.get("job_id"), str):
         return f"{op} needs a job_id (a string)"
+    if not isinstance(header.get("token", ""), str):
+        return f"{op}'s token must be a string"
     if op != "inputs":
         return None
     indices, sizes, urls = header.get("indices"), header.get("sizes"), header.get("urls")

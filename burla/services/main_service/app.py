@@ -26,6 +26,7 @@ from burla.services.main_service.api_docs import (
 from burla.services.main_service.auth import (
     BearerAuth,
     require_admin,
+    require_node,
     user_of,
     visible_record,
     visible_run,
@@ -38,6 +39,7 @@ from burla.services.store_keys import job_key, result_key, results_prefix
 
 User = Annotated[str, Depends(user_of)]
 Admin = Annotated[str, Depends(require_admin)]
+NodeOnly = Annotated[str, Depends(require_node)]
 
 
 class Booted(BaseModel):
@@ -70,6 +72,7 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
         BearerAuth,
         users=users,
         hint=hint,
+        job_of=service.job_of_token,
         cookie=dashboard.COOKIE,
         public=dashboard.PUBLIC_PATHS,
     )
@@ -155,7 +158,7 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
         return {"job_id": job_id, "state": run.state.value if run else "canceled"}
 
     @app.post("/nodes/{node_id}/booted")
-    async def booted(node_id: str, body: Booted, _: Admin) -> dict[str, str]:
+    async def booted(node_id: str, body: Booted, _: NodeOnly) -> dict[str, str]:
         if node_id not in service.cluster.nodes:  # main_service dials only nodes it started
             raise NotFoundError(f"main_service started no node {node_id}")
         await service.node_booted(node_id, body.address)
@@ -163,6 +166,6 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
 
     # After the routes of jobs and nodes, which are matched first.
     operations.install(app, service)
-    user_routes.install(app, users)
+    user_routes.install(app, users, service.retire_owner)
     dashboard.install(app, service, token)
     return app

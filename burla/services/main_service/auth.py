@@ -4,19 +4,23 @@ left in the request's scope for the routes to decide what that user may see and 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from burla.core.errors import AuthError
+from burla.services.cluster_keys import JOB_TOKEN_PREFIX
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.service import MainService
-from burla.services.main_service.users import ADMIN, Users, may_see, owner_of
+from burla.services.main_service.users import ADMIN, NODE, Users, may_see, owner_of
 from burla.services.store_keys import job_key
 
 USER = "burla.user"
 """The scope's key of the user a request came from."""
+VIA_JOB = "burla.via_job"
+"""The scope's key of the job whose token a request came with (code running in that job)."""
 _BEARER = b"Bearer "
 
 
@@ -35,11 +39,13 @@ class BearerAuth:
         app: ASGIApp,
         users: Users,
         hint: str,
+        job_of: Callable[[str], JobRun | None] = lambda token: None,
         cookie: str | None = None,
         public: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self._users = users
+        self._job_of = job_of
         self._cookie = f"{cookie}=".encode() if cookie else None
         self._public = public
         body = {"error": "AuthError", "message": f"a valid token is needed; {hint}"}
@@ -50,7 +56,9 @@ class BearerAuth:
             given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
             user = self._users.user_of(given[len(_BEARER) :]) if given[:7] == _BEARER else None
             if user is None:
-                user = await self._browser_user(scope, given)
+                user = await self._other_user(scope, given)
+            if user == NODE and not scope["path"].startswith("/nodes/"):
+                user = None  # the node secret is for the nodes' own routes only
             if user is None and scope["path"] not in self._public:
                 headers = [
                     (b"content-type", b"application/json"),
@@ -62,9 +70,15 @@ class BearerAuth:
             scope[USER] = user
         await self.app(scope, receive, send)
 
-    async def _browser_user(self, scope: Scope, given: bytes) -> str | None:
-        """The user of a token made since the tokens were last read, or of a browser's
-        cookie."""
+    async def _other_user(self, scope: Scope, given: bytes) -> str | None:
+        """The owner of a running job whose token this is, the user of a token made since
+        the tokens were last read, or the user of a browser's cookie."""
+        if given.startswith(_BEARER + JOB_TOKEN_PREFIX.encode()):
+            run = self._job_of(given[len(_BEARER) :].decode(errors="replace"))
+            if run is None:
+                return None
+            scope[VIA_JOB] = run.spec.job_id
+            return run.owner
         if not self._users.loaded:
             await self._users.load()
             if given[:7] == _BEARER and (user := self._users.user_of(given[7:])):
@@ -89,11 +103,20 @@ def user_of(request: Request) -> str:
 def require_admin(request: Request) -> str:
     """A FastAPI dependency: only the cluster's admin passes."""
     user = user_of(request)
-    if user != ADMIN:
+    if user != ADMIN or VIA_JOB in request.scope:
+        who = f"a job's code ({request.scope[VIA_JOB]})" if VIA_JOB in request.scope else user
         raise AuthError(
-            f"only the cluster's admin may do this, not {user or 'a visitor'}; use the "
+            f"only the cluster's admin may do this, not {who or 'a visitor'}; use the "
             "cluster's own token (a local cluster's is in its cluster.json)"
         )
+    return user
+
+
+def require_node(request: Request) -> str:
+    """A FastAPI dependency: only the cluster's nodes (or its admin) pass."""
+    user = user_of(request)
+    if user not in (NODE, ADMIN) or VIA_JOB in request.scope:
+        raise AuthError("only the cluster's own nodes may do this: it needs the node secret")
     return user
 
 

@@ -46,6 +46,7 @@ from burla.core.models import (
     StandbyGroup,
 )
 from burla.core.settings import GcpSettings, load_settings
+from burla.services.cluster_keys import blob_signing_key, node_secret
 
 if TYPE_CHECKING:
     from burla.backends.gcp.compute import GceComputeProvider
@@ -224,7 +225,7 @@ def make_plan(args: argparse.Namespace, gcp: GcpSettings, env: Mapping[str, str]
     boot_env = {
         "BURLA_STORE_URL": args.store or f"firestore://{project}/{gcp.cluster}",
         "BURLA_BLOBS_URL": blobs_url,
-        "BURLA_SECRET": token,
+        "BURLA_SECRET": node_secret(token),
         "BURLA_LOCAL_DIR": args.node_local_dir,
         "BURLA_NODE_HOST": args.node_host,
         **{name: env[name] for name in EMULATOR_VARIABLES if env.get(name)},
@@ -283,7 +284,7 @@ def _pairs(items: Sequence[str]) -> dict[str, str]:
 
 
 def _token(path: Path | None, env: Mapping[str, str]) -> str:
-    """The clients' token (nodes use it too): from the file, else BURLA_TOKEN, else new."""
+    """The admin's token: from the file, else BURLA_TOKEN, else new."""
     if path is not None and path.exists():
         token = path.read_text().strip()
         if not token:
@@ -351,7 +352,8 @@ async def serve(plan: CloudPlan) -> None:
     clock = WallClock()
     store = open_store(plan.boot_env["BURLA_STORE_URL"], clock)
     try:
-        blobs = open_blobs(plan.boot_env["BURLA_BLOBS_URL"], plan.token.encode(), clock)
+        signing_key = blob_signing_key(plan.boot_env["BURLA_SECRET"])
+        blobs = open_blobs(plan.boot_env["BURLA_BLOBS_URL"], signing_key, clock)
         compute = _compute_provider(plan)
         try:
             await _delete_machines(compute)  # left by an earlier main_service
@@ -364,7 +366,7 @@ async def serve(plan: CloudPlan) -> None:
                 clock=clock,
                 main_url=plan.url,
                 boot_env=plan.boot_env,
-                secret=plan.token,
+                token=plan.token,
             )
             async with anyio.create_task_group() as tasks:
                 await serving.start(create_app(service, plan.token), sock, tasks)

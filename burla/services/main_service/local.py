@@ -11,6 +11,7 @@ from burla.backends.local.blobs import DirectoryBlobStore
 from burla.backends.local.images import LocalVenvImages
 from burla.core.clock import WallClock
 from burla.services import serving
+from burla.services.cluster_keys import blob_signing_key, node_secret
 from burla.services.main_service.app import create_app
 from burla.services.main_service.images import ImageMaker
 from burla.services.main_service.local_start import FIRST_NODE, LocalStart
@@ -22,7 +23,8 @@ CLUSTER_FILE = "cluster.json"
 
 async def serve(start: LocalStart, idle_s: float) -> None:
     clock = WallClock()
-    directory = DirectoryBlobStore(start.root / "blobs", bytes.fromhex(start.token), clock)
+    signing_key = blob_signing_key(node_secret(start.token))
+    directory = DirectoryBlobStore(start.root / "blobs", signing_key, clock)
     images: ImageMaker = LocalVenvImages(start.root)
     if start.boot_env["BURLA_CONTAINERS"] == "docker":
         from burla.backends.docker.custom import DockerImages
@@ -37,7 +39,7 @@ async def serve(start: LocalStart, idle_s: float) -> None:
         clock=clock,
         main_url=start.url,
         boot_env=start.boot_env,
-        secret=start.token,
+        token=start.token,
         booting=(FIRST_NODE,),
         images=images,
     )

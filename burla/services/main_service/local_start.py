@@ -28,6 +28,7 @@ from burla.core.models import (
     StandbyGroup,
 )
 from burla.core.protocols import BootSpec
+from burla.services.cluster_keys import node_secret
 from burla.services.loopback import bind_loopback
 from burla.services.store_keys import STANDBY_KEY
 
@@ -98,7 +99,7 @@ async def begin(root: Path, cpus: int, containers: Containers = "process") -> Lo
     boot_env = {
         "BURLA_STORE_URL": f"sqlite://{root / 'store.db'}",
         "BURLA_BLOBS_URL": f"file://{root / 'blobs'}",
-        "BURLA_SECRET": token,
+        "BURLA_SECRET": node_secret(token),
         "BURLA_LOCAL_DIR": str(root),
         "BURLA_CONTAINERS": containers,
     }

@@ -42,11 +42,12 @@ from burla.core.models import (
 )
 from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
 from burla.core.scheduling import node_type_for
+from burla.services.cluster_keys import JobTokens, node_secret
 from burla.services.main_service.images import ImageMaker
 from burla.services.main_service.jobs import JobRun, job_record, run_from_record
 from burla.services.main_service.node_link import Dial, NodeLink, dial_tcp
 from burla.services.main_service.packages import PackageBuilder
-from burla.services.main_service.users import ADMIN
+from burla.services.main_service.users import ADMIN, RETIRED, owner_of
 from burla.services.store_keys import (
     JOBS_PREFIX,
     STANDBY_KEY,
@@ -98,7 +99,7 @@ class MainService:
         clock: Clock,
         main_url: str,
         boot_env: dict[str, str],
-        secret: str,
+        token: str,
         booting: tuple[str, ...] = (),
         validate: bool = False,
         dial: Dial = dial_tcp,
@@ -121,7 +122,9 @@ class MainService:
         self.clock = clock
         self.main_url = main_url
         self.boot_env = boot_env
-        self.secret = secret
+        self.node_secret = node_secret(token)
+        """What nodes know main_service by (they are booted with it in BURLA_SECRET)."""
+        self.job_tokens = JobTokens(token)
         self.dial = dial
         self.validate = validate
         self.jobs: dict[str, JobRun] = {}
@@ -215,7 +218,7 @@ class MainService:
             link = await NodeLink.connect(
                 node_id,
                 address,
-                self.secret,
+                self.node_secret,
                 on_report=self.report,
                 on_lost=self.node_failed,
                 tasks=self._tasks,
@@ -290,7 +293,12 @@ class MainService:
         run = self.jobs.get(job.job_id)
         if run is None or run.state.finished:
             return
-        request = {"op": "assign", "job": job.model_dump(mode="json"), "workers": workers}
+        request = {
+            "op": "assign",
+            "job": job.model_dump(mode="json"),
+            "workers": workers,
+            "token": self.job_tokens.make(job.job_id, run.owner),
+        }
         if run.function is None:
             request["function_key"] = run.function_key
         if run.package_keys:
@@ -488,6 +496,41 @@ class MainService:
         take turns and each writes the state of its turn, so the last one is the latest."""
         async with run.record_lock:
             await self.store.put(job_key(run.spec.job_id), job_record(run))
+
+    async def retire_owner(self, user: str) -> int:
+        """Hand a removed user's jobs, running or not, to a name no user can have, so that
+        a user of the same name added later does not get them; how many there were."""
+        retired = f"{user} {RETIRED}"
+        held = [run for run in self.jobs.values() if run.owner == user]
+        for run in held:
+            run.owner = retired  # a running job's token stops working with it
+            await self._save(run)
+        count, after = len(held), ""
+        while records := await self.store.list(JOBS_PREFIX, after=after):
+            after = records[-1].key
+            for doc in records:
+                held_here = doc.key.removeprefix(JOBS_PREFIX) in self.jobs
+                if owner_of(doc.data) == user and not held_here:
+                    await self._retire_record(doc.key, user, retired)
+                    count += 1
+        return count
+
+    async def _retire_record(self, key: str, user: str, retired: str) -> None:
+        while (doc := await self.store.get(key)) is not None and owner_of(doc.data) == user:
+            try:
+                await self.store.put(key, {**doc.data, "owner": retired}, if_version=doc.version)
+                return
+            except ConflictError:
+                continue  # written meanwhile: look again
+
+    def job_of_token(self, token: str) -> JobRun | None:
+        """The running job whose token this is: code running in it calls back as its owner."""
+        job_id = self.job_tokens.job_of(token, self._running_owner)
+        return None if job_id is None else self.jobs[job_id]
+
+    def _running_owner(self, job_id: str) -> str | None:
+        run = self.jobs.get(job_id)
+        return None if run is None or run.state.finished else run.owner
 
     def job(self, job_id: str) -> JobRun:
         run = self.jobs.get(job_id)

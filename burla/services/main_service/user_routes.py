@@ -3,11 +3,13 @@ call. Only the cluster's admin may use them, except /me, which says who is askin
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
+from burla.core.errors import NotFoundError
 from burla.services.main_service.auth import require_admin, user_of
 from burla.services.main_service.users import Users
 
@@ -20,7 +22,8 @@ class NewToken(BaseModel):
     user: str
 
 
-def install(app: FastAPI, users: Users) -> None:
+def install(app: FastAPI, users: Users, retire: Callable[[str], Awaitable[int]]) -> None:
+    """`retire` hands a removed user's jobs over to the admin (MainService.retire_owner)."""
     admin = [Depends(require_admin)]
 
     @app.get("/me")
@@ -37,8 +40,14 @@ def install(app: FastAPI, users: Users) -> None:
 
     @app.delete("/users/{name}", dependencies=admin)
     async def remove_user(name: str) -> dict[str, Any]:
-        """Remove a user and revoke their tokens; their jobs keep running."""
-        return {"name": name, "revoked": await users.remove(name)}
+        """Remove a user and revoke their tokens. Their jobs keep running, but are no longer
+        theirs: the admin's only, even if a user of the same name is added again."""
+        if not await users.exists(name):
+            raise NotFoundError(f"there is no user {name}; see `burla users list`")
+        revoked = await users.revoke_all(name)
+        jobs = await retire(name)
+        await users.remove(name)  # last: removing again finishes a removal cut short
+        return {"name": name, "revoked": revoked, "jobs_retired": jobs}
 
     @app.get("/tokens", dependencies=admin)
     async def list_tokens() -> dict[str, Any]:

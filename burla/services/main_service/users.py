@@ -20,9 +20,14 @@ import anyio
 from burla.core.clock import Clock
 from burla.core.errors import ConflictError, InvalidRequestError, NotFoundError
 from burla.core.protocols import Document, Store
+from burla.services.cluster_keys import node_secret
 
 ADMIN = "admin"
 """The user of the cluster's own token: sees every job, manages users and the cluster."""
+NODE = "(node)"
+"""Who comes with the node secret: one of the cluster's nodes (no user has this name)."""
+RETIRED = "(removed)"
+"""Follows a removed user's name as the owner of their jobs: no user has such a name."""
 USERS_PREFIX = "auth/users/"
 TOKENS_PREFIX = "auth/tokens/"
 USER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -47,8 +52,10 @@ class Users:
     def __init__(self, store: Store, admin_token: str, clock: Clock) -> None:
         self.store = store
         self.clock = clock
-        self._admin_hash = token_hash(admin_token.encode())
-        self._by_hash: dict[bytes, str] = {self._admin_hash: ADMIN}
+        self._by_hash: dict[bytes, str] = {
+            token_hash(admin_token.encode()): ADMIN,
+            token_hash(node_secret(admin_token).encode()): NODE,
+        }
         self._loaded = False
         self._load_lock = anyio.Lock()
 
@@ -91,14 +98,20 @@ class Users:
         docs = await self.store.list(USERS_PREFIX, limit=MOST_LISTED)
         return [{**doc.data, "tokens": counts.get(doc.data["name"], 0)} for doc in docs]
 
-    async def remove(self, name: str) -> list[str]:
-        """Remove a user and revoke their tokens; the ids of the tokens revoked."""
-        if not await self.store.delete(USERS_PREFIX + name):
-            raise NotFoundError(f"there is no user {name}; see `burla users list`")
+    async def exists(self, name: str) -> bool:
+        return await self.store.get(USERS_PREFIX + name) is not None
+
+    async def revoke_all(self, name: str) -> list[str]:
+        """Revoke every token of a user's; the ids of the tokens revoked."""
         revoked = [doc.key.removeprefix(TOKENS_PREFIX) for doc in await self._tokens(name)]
         for token_id in revoked:
             await self.revoke(token_id)
         return revoked
+
+    async def remove(self, name: str) -> None:
+        """Remove a user (revoke their tokens first)."""
+        if not await self.store.delete(USERS_PREFIX + name):
+            raise NotFoundError(f"there is no user {name}; see `burla users list`")
 
     # Tokens -----------------------------------------------------------------------------
     async def create_token(self, user: str) -> dict[str, Any]:

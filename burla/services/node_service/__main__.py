@@ -37,6 +37,7 @@ from burla.core.models import NodeType, StandbyDefinition
 from burla.core.protocols import ContainerRuntime, Mount
 from burla.services import http as http_clients
 from burla.services import serving
+from burla.services.cluster_keys import blob_signing_key
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.node import LEASE_S, NodeService
 from burla.services.retrying import resilient
@@ -91,7 +92,7 @@ async def serve(settings: NodeSettings) -> None:
     clock = WallClock()
     store, blobs = resilient(
         open_store(settings.store_url, clock),
-        open_blobs(settings.blobs_url, bytes.fromhex(settings.secret), clock),
+        open_blobs(settings.blobs_url, blob_signing_key(settings.secret), clock),
         os.environ,
     )
     standby_doc = await store.get(STANDBY_KEY)
@@ -120,11 +121,8 @@ async def serve(settings: NodeSettings) -> None:
             "BURLA_PARENT_PID": str(os.getpid()),
         }
         if not settings.store_url.startswith("sqlite:"):  # a cloud cluster's node
-            worker_env |= {
-                "BURLA_BACKEND": "gcp",
-                "BURLA_MAIN_URL": settings.main_url,
-                "BURLA_TOKEN": settings.secret,
-            }
+            # Nested calls come with the job's own token, which each job brings.
+            worker_env |= {"BURLA_BACKEND": "gcp", "BURLA_MAIN_URL": settings.main_url}
     link = MainLink(settings.secret)
     node = NodeService(
         node_id=settings.node_id,

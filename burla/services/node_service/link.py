@@ -106,7 +106,9 @@ async def _carry_out(node: NodeService, header: dict[str, Any], payload: bytes) 
             function_key = header.get("function_key")
             workers = int(header["workers"])
             function = payload if function_key is None else function_key
-            await node.assign(job, function, workers, header.get("packages") or ())
+            token = header.get("token")
+            packages = header.get("packages") or ()
+            await node.assign(job, function, workers, packages, str(token) if token else None)
         case "standby":
             specs = tuple(ContainerSpec.model_validate(spec) for spec in header["specs"])
             await node.set_containers(specs)

@@ -125,6 +125,8 @@ class Assignment:
     """Inputs this node has claimed for the job, counting any claimed again."""
     packages_path: str | None = None
     """The folder of the job's own packages, which its workers put on their path."""
+    token: str | None = None
+    """The job's token, which its workers' code calls the cluster with."""
 
     def __post_init__(self) -> None:
         self.changed = {w.name: w for w in self.workers}
@@ -266,12 +268,18 @@ class NodeService:
 
     # Jobs ------------------------------------------------------------------------------
     async def assign(
-        self, job: JobSpec, function: bytes | str, workers: int, packages: Sequence[str] = ()
+        self,
+        job: JobSpec,
+        function: bytes | str,
+        workers: int,
+        packages: Sequence[str] = (),
+        token: str | None = None,
     ) -> None:
         """Run the job on `workers` of this node's warm containers; stop the rest.
 
         `function` is the pickled function, or its key in the blob store; `packages` the
-        blob store keys of the packages it needs, built already. A node runs one
+        blob store keys of the packages it needs, built already; `token` the job's token
+        for its workers. A node runs one
         job at a time: a job still assigned is over (main_service moved on), so it ends,
         and the node is reset, first."""
         if self.assignment is not None:
@@ -308,7 +316,9 @@ class NodeService:
         kept = [self.workers[k.container.name] for k in plan.keep]
         # Workers beyond the node's share stay warm and idle: killing them would cost a
         # restart when the job ends.
-        assignment = Assignment(job, function, kept[:workers], packages_path=packages_path)
+        assignment = Assignment(
+            job, function, kept[:workers], packages_path=packages_path, token=token
+        )
         self.assignment = assignment
         async with anyio.create_task_group() as group:
             for doomed in plan.kill:
@@ -474,6 +484,8 @@ class NodeService:
         header: dict[str, Any] = {"op": "job", "job_id": assignment.job.job_id}
         if assignment.packages_path is not None:
             header["path"] = assignment.packages_path
+        if assignment.token is not None:
+            header["token"] = assignment.token
         await self._send(worker, [(header, assignment.function)])
 
     async def _send(self, worker: Worker, frames: list[Frame]) -> None:
