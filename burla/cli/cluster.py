@@ -142,9 +142,9 @@ def nodes(backend: str | None, as_json: bool) -> None:
 def dashboard(backend: str | None, as_json: bool) -> None:
     """Print the link that opens the cluster's web dashboard in a browser, signed in.
 
-    The link holds the cluster's token: the browser keeps it in a cookie and drops it
-    from the address. Anyone with the link can use the cluster; share it as you would
-    the token.
+    The link holds your token (the cluster's own, or the user's in BURLA_TOKEN): the
+    browser keeps it in a cookie and drops it from the address. Anyone with the link can
+    use the cluster as you; share it as you would the token.
 
     \b
     Example:

@@ -1,6 +1,7 @@
 """The dashboard in a real browser (headless Chromium) while a job runs on the local
-cluster: sign in, see the job's progress advance, its printed lines and its error appear.
-Screenshots are kept in results/artifacts/."""
+cluster: sign in, see the job's progress advance, its printed lines and its error appear;
+a user signs in with their own token and sees only their own jobs. Screenshots are kept
+in results/artifacts/."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def count_slowly(x: int) -> int:
     time.sleep(0.8)
     if x == 5:
         raise ValueError(f"input {x} is unlucky")
+    return x
+
+
+def wait_and_print(x: int) -> int:
+    print(f"started input {x}")
+    time.sleep(60)
     return x
 
 
@@ -97,3 +104,53 @@ def test_a_running_job_live(cluster: local.ClusterInfo, browser_page):
     finally:
         headers = {"authorization": f"Bearer {cluster.token}"}
         httpx.post(f"{cluster.url}/jobs/{job_id}/cancel", headers=headers, timeout=10)
+
+
+def test_a_user_sees_only_their_own_jobs(cluster: local.ClusterInfo, browser_page, monkeypatch):
+    page = browser_page
+    admin = {"authorization": f"Bearer {cluster.token}"}
+    admins_job = remote_parallel_map(wait_and_print, [0], detach=True, spinner=False)
+    users_job = None
+    try:
+        made = httpx.post(f"{cluster.url}/users", json={"name": "carol"}, headers=admin)
+        assert made.status_code == 200, made.text
+        token = httpx.post(f"{cluster.url}/tokens", json={"user": "carol"}, headers=admin)
+        carol = token.json()["token"]
+        monkeypatch.setenv("BURLA_BACKEND", "gcp")  # a user's client, at the cluster's address
+        monkeypatch.setenv("BURLA_MAIN_URL", cluster.url)
+        monkeypatch.setenv("BURLA_TOKEN", carol)
+        users_job = remote_parallel_map(wait_and_print, [1], detach=True, spinner=False)
+
+        page.goto(f"{cluster.url}/dashboard")
+        page.fill("input[name=token]", carol)
+        page.click("#login button")
+        page.locator(f'#jobs tr[data-job="{users_job}"]').wait_for(timeout=TIMEOUT_MS)
+        assert page.locator("#who").inner_text() == "signed in as carol"
+        assert page.locator("#jobs-title").inner_text() == "Your jobs"
+        assert not page.locator("#jobs th", has_text="owner").is_visible()  # the admin's column
+        # The admin's job holds a node: carol sees the node busy, but not with what.
+        page.locator("#nodes td", has_text="(another user's)").first.wait_for(timeout=TIMEOUT_MS)
+        assert page.locator("#jobs tbody tr").count() == 1
+        assert admins_job not in page.content()  # not in the jobs, nor on a node's row
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-user.png"), full_page=True)
+
+        # Another user's job, by its address, is as if there were none.
+        page.goto(f"{cluster.url}/dashboard#/jobs/{admins_job}")
+        page.locator("#job-error", has_text="there is no job").wait_for(timeout=TIMEOUT_MS)
+
+        # Their own job: its output, and a Cancel button that works.
+        page.goto(f"{cluster.url}/dashboard#/jobs/{users_job}")
+        page.locator("#logs .line", has_text="started input 1").wait_for(timeout=TIMEOUT_MS)
+        page.click("#cancel")
+        page.wait_for_function(
+            "() => document.getElementById('job-state').textContent === 'canceled'",
+            timeout=TIMEOUT_MS,
+        )
+        shown = httpx.get(f"{cluster.url}/jobs/{admins_job}", headers=admin).json()
+        assert shown["state"] == "running"  # the admin's job ran on, untouched
+    finally:
+        for job_id in (admins_job, users_job):
+            if job_id is not None:
+                httpx.post(f"{cluster.url}/jobs/{job_id}/cancel", headers=admin, timeout=10)
+        httpx.delete(f"{cluster.url}/users/carol", headers=admin, timeout=10)

@@ -196,7 +196,6 @@ async def test_a_token_for_no_user_is_refused(cluster):
         ("POST", "/tokens", {"user": "alice"}),
         ("POST", "/restart_cluster", None),
         ("PUT", "/standby", {}),
-        ("GET", "/dashboard/feed/cluster", None),
     ],
 )
 async def test_a_user_may_not_do_what_only_the_admin_may(cluster, method, path, body):

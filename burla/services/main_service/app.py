@@ -167,5 +167,5 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
     # After the routes of jobs and nodes, which are matched first.
     operations.install(app, service)
     user_routes.install(app, users, service.retire_owner)
-    dashboard.install(app, service, token)
+    dashboard.install(app, service, users)
     return app

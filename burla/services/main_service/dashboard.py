@@ -3,27 +3,30 @@ shipped in the package, and two live feeds (server-sent events).
 
 The feeds read main_service's state on a timer while a page is open: a job's own path
 does no work for them, with or without a dashboard. The page and its files hold no
-cluster data and need no token; everything else does. A browser gives the token once
-(the login form, or a link ending in `?token=`), and from then on sends it in an
-HttpOnly cookie.
+cluster data and need no token; everything else does. A browser gives a user's token
+once (the login form, or a link ending in `?token=`), and from then on sends it in an
+HttpOnly cookie. Each user sees the cluster and only their own jobs; the admin (the
+cluster's own token) sees every job.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import anyio
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
+from burla.core.errors import NotFoundError
+from burla.services.cluster_keys import JOB_TOKEN_PREFIX
 from burla.services.main_service import views
-from burla.services.main_service.auth import require_admin
+from burla.services.main_service.auth import user_of, visible_run
 from burla.services.main_service.service import MainService
+from burla.services.main_service.users import NODE, Users
 
 COOKIE = "burla_token"
 STATIC = Path(__file__).parent / "static"
@@ -44,12 +47,12 @@ KEEPALIVE_S = 15.0
 LINES_PER_UPDATE = 500
 LETTERS_SHOWN = 5000
 """The job page draws one square per input for the first this many inputs."""
+User = Annotated[str, Depends(user_of)]
 
 
-def install(app: FastAPI, service: MainService, token: str) -> None:
+def install(app: FastAPI, service: MainService, users: Users) -> None:
     page = (STATIC / "index.html").read_bytes()
     files = {name: ((STATIC / name).read_bytes(), kind) for name, kind in FILES.items()}
-    admin = [Depends(require_admin)]  # the page signs in with the cluster's own token only
 
     @app.get("/dashboard", include_in_schema=False)
     @app.get("/dashboard/", include_in_schema=False)
@@ -58,7 +61,7 @@ def install(app: FastAPI, service: MainService, token: str) -> None:
         if given is not None:
             # A link with the token: keep it in the cookie, and take it out of the address
             # bar (and the browser's history).
-            return _signed_in(given, token)
+            return await _signed_in(given, users)
         return Response(page, media_type="text/html; charset=utf-8")
 
     @app.get("/dashboard/static/{name}", include_in_schema=False)
@@ -69,7 +72,7 @@ def install(app: FastAPI, service: MainService, token: str) -> None:
     @app.post("/dashboard/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         form = parse_qs((await request.body()).decode(errors="replace"))
-        return _signed_in(form.get("token", [""])[0], token)
+        return await _signed_in(form.get("token", [""])[0], users)
 
     @app.post("/dashboard/logout", include_in_schema=False)
     async def logout() -> Response:
@@ -77,19 +80,23 @@ def install(app: FastAPI, service: MainService, token: str) -> None:
         response.delete_cookie(COOKIE, path="/")
         return response
 
-    @app.get("/dashboard/feed/cluster", include_in_schema=False, dependencies=admin)
-    async def cluster_feed() -> Response:
+    @app.get("/dashboard/feed/cluster", include_in_schema=False)
+    async def cluster_feed(user: User) -> Response:
         def snapshot() -> dict[str, Any]:
             return {
-                "cluster": views.cluster_overview(service),
-                "jobs": views.running_jobs(service),
+                "cluster": views.cluster_overview(service, user),
+                "jobs": views.running_jobs(service, user),
             }
 
         return _event_stream(_changes(snapshot, CLUSTER_EVERY_S))
 
-    @app.get("/dashboard/feed/jobs/{job_id}", include_in_schema=False, dependencies=admin)
-    async def job_feed(job_id: str) -> Response:
-        run = service.job(job_id)  # 404 for a job main_service no longer holds
+    @app.get("/dashboard/feed/jobs/{job_id}", include_in_schema=False)
+    async def job_feed(job_id: str, user: User) -> Response:
+        run = visible_run(service, job_id, user)
+        if run is None:  # gone from main_service's memory, or another user's: alike
+            raise NotFoundError(
+                f"main_service holds no job {job_id} of yours; see your jobs with `burla jobs`"
+            )
         cursor = 0
 
         def snapshot() -> dict[str, Any]:
@@ -106,11 +113,16 @@ def install(app: FastAPI, service: MainService, token: str) -> None:
         return _event_stream(_changes(snapshot, JOB_EVERY_S))
 
 
-def _signed_in(given: str, token: str) -> Response:
-    if not hmac.compare_digest(given.encode(), token.encode()):
+async def _signed_in(given: str, users: Users) -> Response:
+    """Keep a person's valid token in the cookie, or send the browser back to the form.
+    A job's token (for its code's own calls) and the node secret are no person's."""
+    if not users.loaded:  # a token made before this main_service started
+        await users.load()
+    user = None if given.startswith(JOB_TOKEN_PREFIX) else users.user_of(given.encode())
+    if user in (None, NODE):
         return RedirectResponse("/dashboard#denied", status_code=303)
     response = RedirectResponse("/dashboard", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+    response.set_cookie(COOKIE, given, httponly=True, samesite="strict", path="/")
     return response
 
 

@@ -59,10 +59,12 @@ def cluster_overview(service: MainService, user: str = ADMIN) -> dict[str, Any]:
     """The cluster as `user` may see it: nodes and CPUs, and only their own jobs' ids."""
     status = service.cluster_status()
     if user != ADMIN:
-        hidden = {j for j, run in service.jobs.items() if not may_see(user, run.owner)}
-        status["jobs"] = {j: state for j, state in status["jobs"].items() if j not in hidden}
+        # Only the ids of jobs main_service holds as the user's: a node can still name a
+        # job main_service has let go of, whoever's it was.
+        own = {j for j, run in service.jobs.items() if may_see(user, run.owner)}
+        status["jobs"] = {j: state for j, state in status["jobs"].items() if j in own}
         for node in status["nodes"]:
-            if node["job_id"] in hidden:
+            if node["job_id"] is not None and node["job_id"] not in own:
                 node["job_id"] = "(another user's)"
     by_type: dict[str, dict[str, int]] = {}
     for node in status["nodes"]:

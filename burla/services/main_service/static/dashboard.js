@@ -4,6 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const MAX_LINES = 5000;
+const ADMIN = "admin"; // users.ADMIN
 let feed = null;
 
 function el(tag, text, className) {
@@ -78,8 +79,8 @@ function renderCluster(data) {
     cell.append(link);
     const progress = el("td");
     progress.append(progressBar(job.finished, job.n_inputs), el("span", `${job.finished} / ${job.n_inputs}`, "count"));
-    row.append(cell, stateCell(job.state), progress, el("td", job.failed),
-      el("td", job.func_cpu), el("td", clockTime(job.submitted_at)));
+    row.append(cell, el("td", job.owner, "admin-only"), stateCell(job.state), progress,
+      el("td", job.failed), el("td", job.func_cpu), el("td", clockTime(job.submitted_at)));
     jobs.append(row);
   }
   $("no-jobs").hidden = data.jobs.length > 0;
@@ -199,13 +200,20 @@ function route() {
 }
 
 async function start() {
-  const response = await fetch("/cluster");
+  const response = await fetch("/me");
   if (response.status === 401) {
     show("login");
     $("denied").hidden = location.hash !== "#denied";
     setConnection("signed out");
     return;
   }
+  const user = (await response.json()).user;
+  $("who").textContent = `signed in as ${user}`;
+  // The admin (the cluster token's user) sees every user's jobs, with their owners; a
+  // user sees only their own.
+  const admin = user === ADMIN;
+  document.body.classList.toggle("admin", admin);
+  $("jobs-title").textContent = admin ? "Jobs" : "Your jobs";
   window.addEventListener("hashchange", route);
   route();
 }
