@@ -165,6 +165,11 @@ class FaultyBlobStore:
         self.inner = blobs
         self._faults = _Injector(plan.blobs, plan, "blob store", rng)
 
+    @property
+    def injected(self) -> int:
+        """How many failures it has injected so far."""
+        return self._faults.injected
+
     async def put(self, key: str, data: bytes) -> None:
         await self._faults.call("put", lambda: self.inner.put(key, data))
 

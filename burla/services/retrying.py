@@ -123,14 +123,22 @@ class RetryingStore:
 
 
 class RetryingBlobStore:
-    """A BlobStore whose calls are retried on transient failures."""
+    """A BlobStore whose calls are retried on transient failures (`rng` draws the jitter)."""
 
-    def __init__(self, blobs: BlobStore, *, retry_for_s: float = RETRY_FOR_S) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        *,
+        retry_for_s: float = RETRY_FOR_S,
+        rng: random.Random | None = None,
+    ) -> None:
         self.inner = blobs
         self._retry_for_s = retry_for_s
+        self._rng = rng
 
     def _retried(self, what: str, call: Callable[[], Awaitable[_T]]) -> Awaitable[_T]:
-        return retried(f"the blob store's {what}", call, retry_for_s=self._retry_for_s)
+        where = f"the blob store's {what}"
+        return retried(where, call, retry_for_s=self._retry_for_s, rng=self._rng)
 
     async def put(self, key: str, data: bytes) -> None:
         await self._retried(f"put of {key!r}", lambda: self.inner.put(key, data))

@@ -42,6 +42,12 @@ class JobLog:
     error: str | None = None
     results: Counter[int] = field(default_factory=Counter)
     """How many times the client received a result for each input index."""
+    run_id: str | None = None
+    """The stream of events the client reads: another after main_service restarts."""
+    streams: int = 0
+    """How many streams the client read: more than one if the job was taken over."""
+    had: frozenset[int] = frozenset()
+    """Inputs whose results came before the stream changed: read again, not counted."""
 
 
 @dataclass

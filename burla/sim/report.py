@@ -49,6 +49,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("cost", f"{report['node_seconds'] / 3600:,.1f} node-hours"),
         ("inputs re-run after faults", f"{report['inputs_rerun']:,}"),
         ("Store calls failed (and retried)", f"{report['store_failures_injected']:,}"),
+        ("blob store calls failed (and retried)", f"{report['blob_failures_injected']:,}"),
         (
             "inputs lost / recorded twice",
             f"{checks['inputs_lost']} / {checks['inputs_recorded_twice']}",

@@ -110,14 +110,20 @@ class JobArrival(_Model):
     result_bytes: int = Field(default=16, ge=0)
     function_loads: bool = True
     """False: the function fails to load on the workers (the job fails at once)."""
+    blob_inputs: bool = False
+    """The inputs go through the blob store, as inputs too big to send inline do: the
+    user uploads them to signed URLs, nodes hand workers signed URLs to read them."""
 
 
 class Fault(_Model):
-    """Something that breaks at `at_s`: machines die (`node_death`) or containers die
-    while running an input (`container_death`)."""
+    """Something that breaks at `at_s`: machines die (`node_death`), containers die
+    while running an input (`container_death`), or main_service dies and another takes
+    over from the Store (`main_restart`) after `down_s`, deleting the machines it finds,
+    as on a cloud cluster."""
 
     at_s: float = Field(ge=0)
-    kind: Literal["node_death", "container_death"]
+    kind: Literal["node_death", "container_death", "main_restart"]
+    down_s: float = Field(default=10.0, ge=0)
     count: int = Field(default=1, ge=1)
     node: str | None = None
     """The node to kill; by default `count` nodes running jobs, drawn at random."""
@@ -143,6 +149,7 @@ class Scenario(_Model):
     jobs: tuple[JobArrival, ...] = ()
     faults: tuple[Fault, ...] = ()
     store_failures: float = Field(default=0.0, ge=0, lt=1)
+    blob_failures: float = Field(default=0.0, ge=0, lt=1)
     """The share of the services' Store calls that fail for a moment (they retry)."""
     client_pause_s: float = Field(default=0.5, ge=0)
     """How long a client takes with each answer before it asks for more results."""

@@ -21,18 +21,19 @@ from typing import Any
 
 import anyio
 import httpx
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
-from burla.backends.faults import FaultPlan, FaultyStore
+from burla.backends.faults import FaultPlan, FaultyBlobStore, FaultyStore
 from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.core import wire
-from burla.core.models import NodeState, StandbyDefinition
-from burla.core.protocols import Store
+from burla.core.limits import MAX_UPLOADS
+from burla.core.models import ClusterConfig, NodeState, StandbyDefinition
+from burla.core.protocols import BlobStore, Store
 from burla.services.main_service.app import create_app
 from burla.services.main_service.service import MainService
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.node import NodeService
-from burla.services.retrying import RetryingStore
+from burla.services.retrying import RetryingBlobStore, RetryingStore
 from burla.services.store_keys import STANDBY_KEY, results_prefix
 from burla.sim.clock import Timers, VirtualClock
 from burla.sim.compute import ADDRESS_SCHEME, SimComputeProvider, SimMachine
@@ -43,6 +44,7 @@ from burla.sim.workers import JobCosts, SimContainerRuntime, WorkerWorld
 
 FUNCTION = b"simulated function: workers never unpickle it"
 LONG_POLL_S = 30.0
+RETRY_PAUSE_S = 1.0
 SETTLE_CHECK_S = 1.0
 
 
@@ -87,6 +89,8 @@ class Simulation:
         self.faulty_store: FaultyStore | None = None
         self.services_store = self._services_store(scenario)
         """The Store as the services see it: failing now and then if the scenario says so."""
+        self.faulty_blobs: FaultyBlobStore | None = None
+        self.services_blobs = self._services_blobs(scenario)
         self.compute = SimComputeProvider(
             node_types={t.name: t for t in scenario.node_types},
             clock=self.clock,
@@ -98,18 +102,15 @@ class Simulation:
             quota_cpus=scenario.quota_cpus,
         )
         self.kept_images = scenario.kept_images
-        self.main = MainService(
-            config=scenario.cluster_config(),
-            store=self.services_store,
-            blobs=self.blobs,
-            compute=self.compute,
-            clock=self.clock,
-            main_url=f"{ADDRESS_SCHEME}main",
-            boot_env={},
-            token=self.token,
-            validate=validate,
-            dial=self._dial,
-        )
+        self.validate = validate
+        self.main = self._new_main(scenario.cluster_config())
+        self._app = create_app(self.main, self.token)
+        self._main_scope: anyio.CancelScope | None = None
+        self._main_down = False
+        self._main_back = anyio.Event()
+        """Set when a main_service that was down is serving again."""
+        self._restarting = anyio.Lock()
+        """One main_service at a time: a restart waits for the one before to finish."""
         self.nodes: dict[str, SimNode] = {}
         self.planned = self._plan_jobs()
         self.faults: list[dict[str, Any]] = []
@@ -123,6 +124,20 @@ class Simulation:
         self._jobs_done = anyio.Event()
         self._tasks: TaskGroup | None = None
         self._http: httpx.AsyncClient | None = None
+
+    def _new_main(self, config: ClusterConfig) -> MainService:
+        return MainService(
+            config=config,
+            store=self.services_store,
+            blobs=self.services_blobs,
+            compute=self.compute,
+            clock=self.clock,
+            main_url=f"{ADDRESS_SCHEME}main",
+            boot_env={},
+            token=self.token,
+            validate=self.validate,
+            dial=self._dial,
+        )
 
     def _plan_jobs(self) -> list[PlannedJob]:
         """Every job copy with its arrival time and id, in arrival order."""
@@ -141,7 +156,7 @@ class Simulation:
     # The run ------------------------------------------------------------------------------
     async def run(self, finished: Callable[[], None]) -> None:
         """Run the scenario; call `finished` once everything is recorded, then stop."""
-        transport = httpx.ASGITransport(app=create_app(self.main, self.token))
+        transport = httpx.ASGITransport(app=self._serve_http)
         headers = {"authorization": f"Bearer {self.token}"}
         async with (
             httpx.AsyncClient(transport=transport, base_url="http://main", headers=headers) as http,
@@ -149,7 +164,7 @@ class Simulation:
         ):
             self._http, self._tasks = http, tasks
             tasks.start_soon(self.timers.run)
-            await self.main.run(tasks)
+            await tasks.start(self._run_main)
             if self.scenario.start_in_standby and self.scenario.standby:
                 await self._until(self._in_standby, self.main.cluster.config.boot_timeout_s * 2)
             t0 = self.clock.elapsed()
@@ -170,6 +185,40 @@ class Simulation:
                 self.stored[job.job_id] = await self._stored_results(job.job_id)
             finished()
             tasks.cancel_scope.cancel()
+
+    async def _run_main(self, *, task_status: TaskStatus[None]) -> None:
+        """main_service's life: until it is killed (a main_restart fault)."""
+        with anyio.CancelScope() as scope:
+            self._main_scope = scope
+            async with anyio.create_task_group() as tasks:
+                await self.main.run(tasks)
+                task_status.started()
+                await anyio.sleep_forever()
+
+    async def _serve_http(self, scope: Any, receive: Any, send: Any) -> None:
+        """main_service's HTTP app, or no answer but 503 while it is down."""
+        if self._main_down:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"main_service is down"})
+            return
+        await self._app(scope, receive, send)
+
+    async def _restart_main(self, down_s: float) -> None:
+        """main_service dies; after `down_s` another starts, deletes the machines it finds
+        (as a cloud cluster's main_service does) and takes the jobs over from the Store."""
+        async with self._restarting:
+            assert self._main_scope is not None
+            assert self._tasks is not None
+            self._main_down, self._main_back = True, anyio.Event()
+            self._main_scope.cancel()
+            await anyio.sleep(down_s)
+            for machine in await self.compute.list():
+                await self.compute.delete(machine.node_id)
+            self.main = self._new_main(self.scenario.cluster_config(self.kept_images))
+            self._app = create_app(self.main, self.token)
+            await self._tasks.start(self._run_main)
+            self._main_down = False
+            self._main_back.set()
 
     async def _until(self, condition: Any, within_s: float) -> bool:
         """Wait until `condition()` holds (checked every second); False if it never did."""
@@ -222,6 +271,14 @@ class Simulation:
         assert self._tasks is not None
         self._tasks.start_soon(self._run_node, node)
 
+    def _services_blobs(self, scenario: Scenario) -> BlobStore:
+        if not scenario.blob_failures:
+            return self.blobs
+        plan = FaultPlan(blobs=scenario.blob_failures, seed=scenario.seed)
+        faulty = FaultyBlobStore(self.blobs, plan, random.Random(f"{scenario.seed}:blobs"))
+        self.faulty_blobs = faulty
+        return RetryingBlobStore(faulty, rng=random.Random(f"{scenario.seed}:blob-retries"))
+
     def _services_store(self, scenario: Scenario) -> Store:
         if not scenario.store_failures:
             return self.store
@@ -243,7 +300,7 @@ class Simulation:
             containers=standby.containers,
             runtime=node.runtime,
             store=self.services_store,
-            blobs=self.blobs,
+            blobs=self.services_blobs,
             report=node.link.report,
             clock=self.clock,
             status_dir=self.world.status_root / node_id,
@@ -260,7 +317,12 @@ class Simulation:
                 self.recorder.machine_ready(self.clock.elapsed(), node_id)
                 # The node's POST /nodes/{id}/booted: main_service handles it, not the node.
                 assert self._tasks is not None
-                self._tasks.start_soon(self.main.node_booted, node_id, f"{ADDRESS_SCHEME}{node_id}")
+                self._tasks.start_soon(self._booted, node)
+
+    async def _booted(self, node: SimNode) -> None:
+        if not node.dead and not self._main_down:  # else its machine goes: nobody asks
+            node_id = node.machine.boot.node_id
+            await self.main.node_booted(node_id, f"{ADDRESS_SCHEME}{node_id}")
 
     def _machine_down(self, node_id: str) -> None:
         node = self.nodes.pop(node_id, None)
@@ -285,7 +347,11 @@ class Simulation:
     # Faults -------------------------------------------------------------------------------
     def _fault(self, fault: Fault) -> None:
         now = self.clock.elapsed() - self.recorder.t0
-        if fault.kind == "node_death":
+        if fault.kind == "main_restart":
+            assert self._tasks is not None
+            self._tasks.start_soon(self._restart_main, fault.down_s)
+            targets = ["main_service"]
+        elif fault.kind == "node_death":
             if fault.node is not None:
                 targets = [fault.node] if fault.node in self.nodes else []
             else:
@@ -340,7 +406,10 @@ class Simulation:
         building = self._building[image] = anyio.Event()
         await anyio.sleep(self.scenario.image(image).build_s.draw(self.rng))
         self.kept_images = (*self.kept_images, image)
-        await self.main.restart(self.scenario.cluster_config(self.kept_images))
+        if self._main_down:
+            await self._main_back.wait()  # it starts with kept_images
+        else:
+            await self.main.restart(self.scenario.cluster_config(self.kept_images))
         building.set()
 
     async def _submit_and_follow(self, job: PlannedJob, log: JobLog) -> None:
@@ -355,10 +424,13 @@ class Simulation:
             "retries": arrival.retries,
         }
         frames: list[tuple[Any, bytes]] = [({"job_id": job.job_id, "spec": spec}, FUNCTION)]
-        frames += [({"i": n}, b"input") for n in range(arrival.n_inputs)]
+        if arrival.blob_inputs:
+            frames += await self._uploaded(job.job_id, arrival.n_inputs)
+        else:
+            frames += [({"i": n}, b"input") for n in range(arrival.n_inputs)]
         log.submitted = self.clock.elapsed()
-        response = await self._http.post(
-            "/jobs", content=wire.encode_many(frames), params={"wait": 0}
+        response = await self._asked(
+            "POST", "/jobs", content=wire.encode_many(frames), params={"wait": 0}
         )
         cursor = 0
         while True:
@@ -371,16 +443,53 @@ class Simulation:
                 return
             if cursor > seen and self.scenario.client_pause_s:
                 await anyio.sleep(self.scenario.client_pause_s)
-            response = await self._http.get(
-                f"/jobs/{job.job_id}/events", params={"after": cursor, "wait": LONG_POLL_S}
+            response = await self._asked(
+                "GET",
+                f"/jobs/{job.job_id}/events",
+                params={"after": cursor, "wait": LONG_POLL_S},
             )
+
+    async def _uploaded(self, job_id: str, count: int) -> list[tuple[Any, bytes]]:
+        """Upload a job's inputs, as the client does with big ones; the job's frames."""
+        frames: list[tuple[Any, bytes]] = []
+        while len(frames) < count:
+            asked = {
+                "job_id": job_id,
+                "first": len(frames),
+                "count": min(count - len(frames), MAX_UPLOADS),
+            }
+            answer = await self._asked("POST", "/uploads", json=asked)
+            for key in answer.json()["keys"][: count - len(frames)]:
+                await self.blobs.put(key, b"input")  # straight to storage, by signed URL
+                frames.append(({"i": len(frames), "blob": key}, b""))
+        return frames
+
+    async def _asked(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer, asking again now and then while main_service is down, as the
+        client does."""
+        assert self._http is not None
+        while True:
+            answer = await self._http.request(method, path, **kwargs)
+            if answer.status_code != 503:
+                return answer
+            await anyio.sleep(RETRY_PAUSE_S)
 
     def _read_events(self, log: JobLog, body: bytes) -> int:
         now = self.clock.elapsed()
         frames = wire.decode_all(body)
         head, _ = next(frames)
+        if head["run"] != log.run_id:
+            log.streams += 1
+            if log.run_id is not None:
+                # A new main_service took the job over: read its stream from the start,
+                # counting only what the old one had not sent.
+                log.run_id, log.had = head["run"], frozenset(log.results)
+                return 0
+            log.run_id = head["run"]
         for event, _ in frames:
             if event[0] == "result":
+                if event[1] in log.had:
+                    continue
                 log.results[event[1]] += 1
                 if log.first_result is None:
                     log.first_result = now

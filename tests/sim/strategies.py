@@ -31,6 +31,7 @@ def jobs(draw: st.DrawFn) -> dict[str, Any]:
         "retries": draw(st.integers(0, 1)),
         "run_s": draw(_seconds(0, 10)),
         "function_loads": draw(st.sampled_from([True, True, True, False])),
+        "blob_inputs": draw(st.booleans()),
     }
 
 
@@ -38,8 +39,9 @@ def jobs(draw: st.DrawFn) -> dict[str, Any]:
 def faults(draw: st.DrawFn) -> dict[str, Any]:
     return {
         "at_s": draw(st.floats(0, 30, allow_nan=False)),
-        "kind": draw(st.sampled_from(["node_death", "container_death"])),
+        "kind": draw(st.sampled_from(["node_death", "container_death", "main_restart"])),
         "count": draw(st.integers(1, 3)),
+        "down_s": draw(st.floats(0, 20, allow_nan=False)),
     }
 
 
@@ -74,6 +76,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         "refill_standby": draw(st.booleans()),
         "jobs": draw(st.lists(jobs(), min_size=1, max_size=3)),
         "faults": draw(st.lists(faults(), max_size=2)),
+        "store_failures": draw(st.sampled_from([0.0, 0.0, 0.1])),
+        "blob_failures": draw(st.sampled_from([0.0, 0.0, 0.1])),
         "client_pause_s": 5.0,
         "settle_s": 600.0,
         "max_virtual_s": 7200.0,

@@ -24,6 +24,7 @@ def test_burla_ships_the_scenarios_the_simulator_promises() -> None:
         "custom-image",
         "node-loss",
         "flaky-store",
+        "main-restart",
         "scale",
     }
 
@@ -95,4 +96,20 @@ def test_a_flaky_store_is_retried_through_and_the_job_finishes_whole(
     assert report["store_failures_injected"] > 50
     assert report["jobs"][0]["state"] == "succeeded"
     assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
-    assert all(r["store_failures_injected"] == 0 for n, r in reports.items() if n != "flaky-store")
+    flaky = ("flaky-store", "main-restart")
+    assert all(r["store_failures_injected"] == 0 for n, r in reports.items() if n not in flaky)
+
+
+def test_a_new_main_service_takes_the_job_over_and_the_client_reads_its_stream(
+    reports: dict[str, dict[str, Any]],
+) -> None:
+    report = reports["main-restart"]
+    assert [fault["kind"] for fault in report["faults"]] == ["main_restart"]
+    assert report["blob_failures_injected"] > 0
+    assert report["store_failures_injected"] > 0
+    (job,) = report["jobs"]
+    assert job["state"] == "succeeded"
+    assert job["streams_read"] == 2  # the first main_service's, then the new one's
+    assert job["results_received"] == job["results_stored"] == 1000
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
+    assert report["standby_restored"]
