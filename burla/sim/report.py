@@ -50,6 +50,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("inputs re-run after faults", f"{report['inputs_rerun']:,}"),
         ("Store calls failed (and retried)", f"{report['store_failures_injected']:,}"),
         ("blob store calls failed (and retried)", f"{report['blob_failures_injected']:,}"),
+        ("answers to users lost (and asked again)", f"{report['answers_lost']:,}"),
         (
             "inputs lost / recorded twice",
             f"{checks['inputs_lost']} / {checks['inputs_recorded_twice']}",

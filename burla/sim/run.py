@@ -211,6 +211,7 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
         "inputs_rerun": totals["inputs_rerun"],
         "store_failures_injected": sim.faulty_store.injected if sim.faulty_store else 0,
         "blob_failures_injected": sim.faulty_blobs.injected if sim.faulty_blobs else 0,
+        "answers_lost": sim.answers_lost,
         "standby_restored": sim.standby_restored,
         "standby_restored_at_s": _at(sim, sim.settled_at),
         "virtual_s": end - recorder.t0,

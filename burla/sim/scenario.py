@@ -150,6 +150,10 @@ class Scenario(_Model):
     faults: tuple[Fault, ...] = ()
     store_failures: float = Field(default=0.0, ge=0, lt=1)
     blob_failures: float = Field(default=0.0, ge=0, lt=1)
+    """The share of the services' blob store calls that fail for a moment (they retry)."""
+    lost_answers: float = Field(default=0.0, ge=0, lt=1)
+    """The share of main_service's answers to users lost on the way, after the request
+    was carried out: the user asks again, as the client does."""
     """The share of the services' Store calls that fail for a moment (they retry)."""
     client_pause_s: float = Field(default=0.5, ge=0)
     """How long a client takes with each answer before it asks for more results."""

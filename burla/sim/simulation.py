@@ -109,6 +109,8 @@ class Simulation:
         self._main_down = False
         self._main_back = anyio.Event()
         """Set when a main_service that was down is serving again."""
+        self._network = random.Random(f"{scenario.seed}:network")
+        self.answers_lost = 0
         self._restarting = anyio.Lock()
         """One main_service at a time: a restart waits for the one before to finish."""
         self.nodes: dict[str, SimNode] = {}
@@ -429,9 +431,11 @@ class Simulation:
         else:
             frames += [({"i": n}, b"input") for n in range(arrival.n_inputs)]
         log.submitted = self.clock.elapsed()
-        response = await self._asked(
-            "POST", "/jobs", content=wire.encode_many(frames), params={"wait": 0}
-        )
+        body = wire.encode_many(frames)
+        response, unanswered = await self._asked("POST", "/jobs", content=body, params={"wait": 0})
+        if response.status_code == 409 and unanswered:
+            # An earlier try went through, only its answer was lost: follow the job.
+            response, _ = await self._asked("GET", f"/jobs/{job.job_id}/events")
         cursor = 0
         while True:
             if response.status_code != 200:
@@ -443,7 +447,7 @@ class Simulation:
                 return
             if cursor > seen and self.scenario.client_pause_s:
                 await anyio.sleep(self.scenario.client_pause_s)
-            response = await self._asked(
+            response, _ = await self._asked(
                 "GET",
                 f"/jobs/{job.job_id}/events",
                 params={"after": cursor, "wait": LONG_POLL_S},
@@ -458,20 +462,25 @@ class Simulation:
                 "first": len(frames),
                 "count": min(count - len(frames), MAX_UPLOADS),
             }
-            answer = await self._asked("POST", "/uploads", json=asked)
+            answer, _ = await self._asked("POST", "/uploads", json=asked)
             for key in answer.json()["keys"][: count - len(frames)]:
                 await self.blobs.put(key, b"input")  # straight to storage, by signed URL
                 frames.append(({"i": len(frames), "blob": key}, b""))
         return frames
 
-    async def _asked(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The answer, asking again now and then while main_service is down, as the
-        client does."""
+    async def _asked(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, bool]:
+        """The answer, asking again now and then while main_service is down or the
+        answer is lost, as the client does; and whether a try went unanswered after
+        main_service had it (so it may have been carried out already)."""
         assert self._http is not None
+        unanswered = False
         while True:
             answer = await self._http.request(method, path, **kwargs)
             if answer.status_code != 503:
-                return answer
+                if self._network.random() >= self.scenario.lost_answers:
+                    return answer, unanswered
+                self.answers_lost += 1
+                unanswered = True
             await anyio.sleep(RETRY_PAUSE_S)
 
     def _read_events(self, log: JobLog, body: bytes) -> int:

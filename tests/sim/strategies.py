@@ -78,6 +78,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         "faults": draw(st.lists(faults(), max_size=2)),
         "store_failures": draw(st.sampled_from([0.0, 0.0, 0.1])),
         "blob_failures": draw(st.sampled_from([0.0, 0.0, 0.1])),
+        "lost_answers": draw(st.sampled_from([0.0, 0.0, 0.2])),
         "client_pause_s": 5.0,
         "settle_s": 600.0,
         "max_virtual_s": 7200.0,

@@ -94,6 +94,7 @@ def test_a_flaky_store_is_retried_through_and_the_job_finishes_whole(
 ) -> None:
     report = reports["flaky-store"]
     assert report["store_failures_injected"] > 50
+    assert report["answers_lost"] > 5
     assert report["jobs"][0]["state"] == "succeeded"
     assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
     flaky = ("flaky-store", "main-restart")
@@ -113,3 +114,27 @@ def test_a_new_main_service_takes_the_job_over_and_the_client_reads_its_stream(
     assert job["results_received"] == job["results_stored"] == 1000
     assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
     assert report["standby_restored"]
+
+
+def test_a_node_whose_containers_go_while_it_takes_a_job_does_not_crash() -> None:
+    """Found by the random scenarios: main_service restarts just as a job of 2-CPU inputs
+    arrives, so a node pinning its workers to new CPUs loses them midway (its machine is
+    deleted). Pinning and memory limits of a container gone meanwhile are left to the
+    worker's reader, which replaces it."""
+    chosen = scenario.Scenario.model_validate(
+        {
+            "name": "restart-at-arrival",
+            "seed": 100,
+            "node_types": [{"name": "small", "cpus": 2, "ram_gb": 8, "boot_s": 2}],
+            "images": [{"image": "default", "start_s": {"low": 1, "high": 4}, "pull_s": 3}],
+            "standby": [{"node_type": "small", "count": 2}],
+            "refill_standby": False,
+            "jobs": [{"at_s": 7, "n_inputs": 8, "func_cpu": 2, "run_s": 0}, {"n_inputs": 0}],
+            "faults": [{"at_s": 7, "kind": "main_restart", "down_s": 0}],
+            "client_pause_s": 5.0,
+            "settle_s": 600.0,
+        }
+    )
+    report = run.run(chosen, validate=True)
+    assert [job["state"] for job in report["jobs"]] == ["succeeded", "succeeded"]
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0

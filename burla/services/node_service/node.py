@@ -24,7 +24,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from burla.core.clock import Clock
-from burla.core.errors import BurlaError
+from burla.core.errors import BurlaError, NotFoundError
 from burla.core.kill_plan import plan_containers
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRuntime, Store
@@ -327,7 +327,7 @@ class NodeService:
                 worker = self.workers[keep.container.name]
                 if worker.cpuset != keep.cpuset:
                     worker.cpuset = keep.cpuset
-                    group.start_soon(self.runtime.set_cpuset, worker.name, keep.cpuset)
+                    group.start_soon(self._pin, worker, keep.cpuset)
             for worker in assignment.workers:
                 group.start_soon(self._limit_memory, worker, job)
         for worker in kept:
@@ -594,11 +594,20 @@ class NodeService:
             await self._send_job(replacement)
             assignment.wake.set()
 
+    async def _pin(self, worker: Worker, cpuset: frozenset[int]) -> None:
+        # A container gone meanwhile has nothing to pin: its reader sees it go and
+        # replaces it.
+        with contextlib.suppress(NotFoundError):
+            await self.runtime.set_cpuset(worker.name, cpuset)
+
     async def _limit_memory(self, worker: Worker, job: JobSpec) -> None:
         """Hold the worker to the job's func_ram: its runtime stops it if it goes over."""
         limit = int(job.func_ram * 2**30)
         if worker.memory_limit != limit:
-            await self.runtime.set_memory(worker.name, limit)
+            try:
+                await self.runtime.set_memory(worker.name, limit)
+            except NotFoundError:
+                return  # gone meanwhile: its reader sees it go and replaces it
             worker.memory_limit = limit
 
     async def _out_of_memory(self, worker: Worker) -> bool:
