@@ -32,7 +32,7 @@ from burla.core.errors import BackendError, ConflictError, NotFoundError
 from burla.core.models import ContainerSpec
 from burla.core.protocols import ContainerInfo, Mount
 from burla.services.container_service.status import STATUS
-from burla.services.container_service.worker import FLUSH_S
+from burla.services.container_service.worker import results_due
 from burla.services.node_service.channel import WorkerChannel
 from burla.sim.clock import Timers, VirtualClock
 from burla.sim.recorder import Recorder
@@ -201,7 +201,7 @@ class SimWorker:
             self._oldest_result = started
         self._results.append((index, "ok", b"r" * self._costs.result_bytes))
         self._busy_s += now - started
-        if now - self._oldest_result > FLUSH_S:
+        if results_due(len(self._results), now - self._oldest_result):
             self._flush()
         self._work()
 

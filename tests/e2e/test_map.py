@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 
 import pytest
 
@@ -17,6 +18,7 @@ from burla import (
     WorkerCrashedError,
     remote_parallel_map,
 )
+from burla.services.container_service.worker import SEND_EVERY
 from tests.e2e.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cluster")]
@@ -173,6 +175,24 @@ def test_a_crashing_worker_is_retried_then_reported(tmp_path):
     assert caught.value.burla_input_index == 2
     # After a failure the same client runs the next job normally.
     assert remote_parallel_map(double, [21], spinner=False) == [42]
+
+
+def test_a_dying_worker_runs_again_only_the_few_results_it_had_not_sent(tmp_path):
+    runs, marker = tmp_path / "runs", tmp_path / "crashed-once"
+
+    def log_run(x):
+        with open(runs, "a") as log:
+            log.write(f"{x}\n")
+        if x == 150 and not marker.exists():
+            marker.touch()
+            os._exit(3)
+        return x
+
+    assert remote_parallel_map(log_run, range(300), retries=1, spinner=False) == list(range(300))
+    ran = Counter(int(line) for line in runs.read_text().split())
+    assert set(ran) == set(range(300))
+    again = sorted(x for x, times in ran.items() if times > 1 and x != 150)
+    assert len(again) < SEND_EVERY, again  # its unsent results; not its whole frame
 
 
 def test_a_segfault_is_a_crash_too():

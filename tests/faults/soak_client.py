@@ -1,8 +1,11 @@
 """One client of the soak test: jobs of random sizes, one after another, until time is up.
 
-Every run of the function appends a line to `runs_dir/<pid>` (its job's tag and input), and
-the function kills its own worker now and then, so that some inputs run more than once.
-Prints one JSON line: jobs, inputs, results lost (wrong or missing) and errors."""
+Every run of the function appends lines to `runs_dir/<worker pid>`: `start TAG X TIME` when
+it starts, then `end TAG X TIME` when it returns, or `exit TAG X TIME` when it kills its
+own worker (it does now and then, so that some inputs run more than once). A run with a
+start and no end died mid-input; a run with an end whose input ran again had finished, and
+its result was lost with its worker or node. Prints one JSON line: jobs, inputs, results
+lost (wrong or missing) and errors."""
 
 from __future__ import annotations
 
@@ -24,10 +27,14 @@ def main(runs_dir: str, seconds: float, seed: int) -> None:
         size = rng.choice([1, 1, 2, 5, 20, 100, 400])
 
         def work(x: int, tag: str = tag, runs_dir: str = runs_dir) -> int:
-            with open(os.path.join(runs_dir, str(os.getpid())), "a") as runs:
-                runs.write(f"{tag} {x}\n")
+            path = os.path.join(runs_dir, str(os.getpid()))
+            runs = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            os.write(runs, f"start {tag} {x} {time.time()}\n".encode())  # one line, at once
             if random.random() < 0.01:
+                os.write(runs, f"exit {tag} {x} {time.time()}\n".encode())
                 os._exit(17)  # the worker dies mid-input; the input is tried again
+            os.write(runs, f"end {tag} {x} {time.time()}\n".encode())
+            os.close(runs)
             return x * x
 
         inputs = list(range(size))

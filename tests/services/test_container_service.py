@@ -16,7 +16,7 @@ import cloudpickle
 import pytest
 
 from burla.services.container_service.status import read_status
-from burla.services.container_service.worker import Connection
+from burla.services.container_service.worker import FLUSH_S, SEND_EVERY, Connection
 
 pytestmark = pytest.mark.integration
 SECRET = "this-workers-own-secret"
@@ -85,6 +85,15 @@ class Node:
             else:
                 return {"__other__": (header["op"], header)}, logs
         return results, logs
+
+    def results_until_gone(self) -> set[int]:
+        """The inputs whose results came before the worker hung up."""
+        sent: set[int] = set()
+        while (message := self.connection.receive()) is not None:
+            header, _ = message
+            if header["op"] == "results":
+                sent.update(index for index, _, _ in header["items"])
+        return sent
 
 
 def start_worker(port: int, root: Path) -> subprocess.Popen[bytes]:
@@ -245,3 +254,35 @@ def test_user_code_does_not_see_the_workers_secret(node: Node):
     node.job(lambda: os.environ.get("BURLA_WORKER_SECRET"))
     node.inputs([()])
     assert node.collect(1)[0] == {0: ("ok", None)}
+
+
+def test_a_worker_that_dies_mid_frame_had_sent_all_but_its_last_few_results(node: Node):
+    """Results it holds back die with it and their inputs run again: a few, not the
+    frame's 40 short inputs that finished before the one that killed it."""
+
+    def crash_at_40(x):
+        if x == 40:
+            os._exit(3)
+        return x
+
+    node.job(crash_at_40)
+    node.inputs([(x,) for x in range(100)])
+    sent = node.results_until_gone()
+    finished = set(range(40))
+    assert sent <= finished
+    assert len(finished - sent) < SEND_EVERY
+
+
+def test_results_older_than_the_flush_interval_go_before_the_next_input(node: Node):
+    """A result that waited FLUSH_S is sent before the next input starts, so an input that
+    kills its worker after a slow one takes neither result along."""
+
+    def slow_then_crash(x):
+        if x == 2:
+            os._exit(3)
+        time.sleep(3 * FLUSH_S * x)
+        return x
+
+    node.job(slow_then_crash)
+    node.inputs([(0,), (1,), (2,)])
+    assert node.results_until_gone() == {0, 1}

@@ -65,6 +65,10 @@ OPEN_TIMEOUT_S = 10.0
 
 FLUSH_S = 0.02
 """Longest a finished result waits to be sent with others while more inputs run."""
+SEND_EVERY = 16
+"""Most finished results a worker holds back, even in a frame of hundreds of short
+inputs: a worker that dies loses the results it has not sent, and their inputs run again
+(at most SEND_EVERY - 1 of them, not up to a whole frame's)."""
 
 Message = tuple[dict[str, Any], bytes] | None
 MAX_PAYLOAD = RequestLimits.from_environ(os.environ).frame
@@ -282,9 +286,9 @@ class Worker:
         payload: bytes,
         urls: dict[str, str] | None = None,
     ) -> None:
-        """Run a frame's inputs; results go back when the frame is done, or every FLUSH_S
-        while a long one runs. Each results frame says how long its inputs ran, from which
-        the node sizes the next frames."""
+        """Run a frame's inputs; results go back when the frame is done, before the next
+        input once results_due, and every 0.1 s while a long one runs. Each results frame
+        says how long its inputs ran, from which the node sizes the next frames."""
         offset = 0
         for index, size in zip(indices, sizes, strict=True):
             started = time.perf_counter()
@@ -297,7 +301,8 @@ class Worker:
                     self._oldest_result = started
                 self._results.append((index, kind, data))
                 self._busy_s += ran
-            if time.perf_counter() - self._oldest_result > FLUSH_S:
+                due = results_due(len(self._results), time.perf_counter() - self._oldest_result)
+            if due:
                 self.flush()
         self.flush()
 
@@ -322,6 +327,12 @@ class Worker:
             self.stdout.flush()
             self.stderr.flush()
             self.status.set(-1)
+
+
+def results_due(waiting: int, since_s: float) -> bool:
+    """Whether the finished results waiting to be sent go before the next input starts:
+    SEND_EVERY of them, or the first of them started more than FLUSH_S ago."""
+    return waiting >= SEND_EVERY or since_s > FLUSH_S
 
 
 def unreadable(header: Any, payload: bytes) -> str | None:

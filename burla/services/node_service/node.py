@@ -439,9 +439,12 @@ class NodeService:
 
     def _room(self, worker: Worker) -> int:
         """Inputs the worker can take now: a frame of work, and a second one behind it
-        while its inputs are short."""
+        while its inputs are short. Whole frames only: results come back a few at a time
+        (container_service.worker.SEND_EVERY), and a refill after each few would cut the
+        frames down to that size."""
         frames = 2 if worker.per_input_s < PREFETCH_BELOW_S else 1
-        return max(0, frames * worker.batch - len(worker.inflight))
+        free = frames * worker.batch - len(worker.inflight)
+        return free if free >= worker.batch else 0
 
     async def _dispatch(self, assignment: Assignment) -> None:
         job_id = assignment.job.job_id
@@ -535,8 +538,11 @@ class NodeService:
         if assignment is not None:
             if assignment.job.job_id == job_id:
                 assignment.changed[worker.name] = worker
-            if assignment.pending or self.clock.now() >= assignment.look_again_at:
-                assignment.wake.set()  # else the feed looks at the empty queue in a while
+            # The feed has nothing to do before the worker has room for a whole frame,
+            # and while the queue was found empty it looks again in a while.
+            wanted = assignment.pending or self.clock.now() >= assignment.look_again_at
+            if wanted and self._room(worker):
+                assignment.wake.set()
 
     def _job_error(self, job_id: str | None, message: str) -> None:
         assignment = self.assignment
