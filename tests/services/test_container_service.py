@@ -286,3 +286,37 @@ def test_results_older_than_the_flush_interval_go_before_the_next_input(node: No
     node.job(slow_then_crash)
     node.inputs([(0,), (1,), (2,)])
     assert node.results_until_gone() == {0, 1}
+
+
+def test_a_worker_whose_node_hung_up_starts_no_more_inputs(tmp_path: Path):
+    """Their results could reach no one: they run again elsewhere."""
+    port = free_port()
+    process = start_worker(port, tmp_path)
+    runs, go_on = tmp_path / "runs", tmp_path / "go-on"
+    node = Node(port, tmp_path)
+    try:
+
+        def wait_at_20(x):
+            with open(runs, "a") as log:
+                log.write(f"{x}\n")
+            while x == 20 and not go_on.exists():
+                time.sleep(0.01)
+            return x
+
+        node.job(wait_at_20)
+        node.inputs([(x,) for x in range(100)])
+        deadline = time.monotonic() + 20
+        while (read_status(tmp_path / "status") or (None,))[0] != 20:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        # The node hangs up while input 20 runs (its read side stays open, so the worker
+        # learns it from the hang-up alone, not from a send that fails).
+        node.connection._sock.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)
+        go_on.touch()
+        assert process.wait(timeout=20) == 0
+        assert runs.read_text().split() == [str(x) for x in range(21)]
+    finally:
+        node.connection.close()
+        process.kill()
+        process.wait()

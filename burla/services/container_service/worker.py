@@ -171,6 +171,8 @@ class Worker:
         self._results: list[tuple[int, str, bytes]] = []
         self._oldest_result = 0.0
         self._busy_s = 0.0
+        self.hung_up = threading.Event()
+        """The node is gone: results can no longer reach it, so no more inputs start."""
         self.stdout = InputStream("stdout", self._log)
         self.stderr = InputStream("stderr", self._log)
 
@@ -231,6 +233,7 @@ class Worker:
             with contextlib.suppress(OSError):
                 self.refuse(f"{error}; hanging up")
         finally:
+            self.hung_up.set()
             self.inbox.put(None)
 
     def _flush_now_and_then(self) -> None:
@@ -291,6 +294,8 @@ class Worker:
         says how long its inputs ran, from which the node sizes the next frames."""
         offset = 0
         for index, size in zip(indices, sizes, strict=True):
+            if self.hung_up.is_set():
+                return  # what it would run now runs again elsewhere anyway
             started = time.perf_counter()
             url = (urls or {}).get(str(index))
             kind, data = self.run_one(index, payload[offset : offset + size], url)
