@@ -95,14 +95,16 @@ class BearerAuth:
         return None
 
 
-def user_of(request: Request) -> str:
-    """The user the request came from ("" on a public path)."""
-    return request.scope.get(USER) or ""
+# The dependencies are coroutines: FastAPI runs a plain function's in a worker thread,
+# a hop per request (and, in the simulator, a wait its virtual clock cannot see).
+async def user_of(request: Request) -> str:
+    """A FastAPI dependency: the user the request came from ("" on a public path)."""
+    return _user(request)
 
 
-def require_admin(request: Request) -> str:
+async def require_admin(request: Request) -> str:
     """A FastAPI dependency: only the cluster's admin passes."""
-    user = user_of(request)
+    user = _user(request)
     if user != ADMIN or VIA_JOB in request.scope:
         who = f"a job's code ({request.scope[VIA_JOB]})" if VIA_JOB in request.scope else user
         raise AuthError(
@@ -112,12 +114,16 @@ def require_admin(request: Request) -> str:
     return user
 
 
-def require_node(request: Request) -> str:
+async def require_node(request: Request) -> str:
     """A FastAPI dependency: only the cluster's nodes (or its admin) pass."""
-    user = user_of(request)
+    user = _user(request)
     if user not in (NODE, ADMIN) or VIA_JOB in request.scope:
         raise AuthError("only the cluster's own nodes may do this: it needs the node secret")
     return user
+
+
+def _user(request: Request) -> str:
+    return request.scope.get(USER) or ""
 
 
 def visible_run(service: MainService, job_id: str, user: str) -> JobRun | None:
