@@ -7,10 +7,17 @@ STANDBY_KEY = "cluster/standby"
 
 
 JOBS_PREFIX = "jobs/"
+RUNNING_PREFIX = "running/"
+"""An empty document per running job: all a new main_service reads to find the jobs to
+take over, however many finished ones the Store keeps."""
 
 
 def job_key(job_id: str) -> str:
     return f"{JOBS_PREFIX}{job_id}"
+
+
+def running_key(job_id: str) -> str:
+    return f"{RUNNING_PREFIX}{job_id}"
 
 
 def queue_name(job_id: str) -> str:

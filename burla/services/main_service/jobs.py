@@ -47,6 +47,8 @@ class JobRun:
     submitted_at: float = 0.0
     package_keys: tuple[str, ...] = ()
     """The archives of the packages it needs, in the blob store."""
+    listed_running: bool = False
+    """Whether the Store lists it among the running jobs (store_keys.running_key)."""
 
     def __post_init__(self) -> None:
         self.submitted_at = self.machine.clock.now()

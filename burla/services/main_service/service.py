@@ -50,11 +50,13 @@ from burla.services.main_service.packages import PackageBuilder
 from burla.services.main_service.users import ADMIN, RETIRED, owner_of
 from burla.services.store_keys import (
     JOBS_PREFIX,
+    RUNNING_PREFIX,
     STANDBY_KEY,
     job_key,
     queue_name,
     result_key,
     results_prefix,
+    running_key,
 )
 
 JOB_ID = re.compile(r"[a-z0-9-]{8,64}")
@@ -156,16 +158,22 @@ class MainService:
         """Jobs an earlier main_service of this cluster left running go on from their
         records: what they finished is in the Store, the rest in their queues."""
         after = ""
-        while records := await self.store.list(JOBS_PREFIX, after=after):
-            after = records[-1].key
-            for doc in records:
-                if doc.data.get("state") == JobState.RUNNING.value and "resume" in doc.data:
-                    run = run_from_record(doc.data, self.clock, validate=self.validate)
-                    self.jobs[run.spec.job_id] = run
-                    await self._catch_up(run)
-                    if not run.state.finished and await self._restore_image(run):
-                        await self.apply(self.cluster.handle(c.JobSubmitted(run.spec)))
-                        self._spawn(self._keep_catching_up, run)
+        while listed := await self.store.list(RUNNING_PREFIX, after=after):
+            after = listed[-1].key
+            for entry in listed:
+                doc = await self.store.get(job_key(entry.key.removeprefix(RUNNING_PREFIX)))
+                if doc is None or doc.data.get("state") != JobState.RUNNING.value:
+                    await self.store.delete(entry.key)  # it ended as the last one stopped
+                    continue
+                if "resume" not in doc.data:
+                    continue
+                run = run_from_record(doc.data, self.clock, validate=self.validate)
+                run.listed_running = True
+                self.jobs[run.spec.job_id] = run
+                await self._catch_up(run)
+                if not run.state.finished and await self._restore_image(run):
+                    await self.apply(self.cluster.handle(c.JobSubmitted(run.spec)))
+                    self._spawn(self._keep_catching_up, run)
 
     async def _restore_image(self, run: JobRun) -> bool:
         """Put a job taken over back on its custom image, which this main_service's standby
@@ -493,9 +501,19 @@ class MainService:
 
     async def _save(self, run: JobRun) -> None:
         """The job's record in the Store: its spec, its state, and why it failed. Writes
-        take turns and each writes the state of its turn, so the last one is the latest."""
+        take turns and each writes the state of its turn, so the last one is the latest.
+        A running job is listed as such before its record is written, and no longer once
+        its record says it ended: every running record is listed."""
+        job_id = run.spec.job_id
         async with run.record_lock:
-            await self.store.put(job_key(run.spec.job_id), job_record(run))
+            if not run.state.finished and not run.listed_running:
+                await self.store.put(running_key(job_id), {})
+                run.listed_running = True
+            record = job_record(run)
+            await self.store.put(job_key(job_id), record)
+            if record["state"] != JobState.RUNNING.value and run.listed_running:
+                await self.store.delete(running_key(job_id))
+                run.listed_running = False
 
     async def retire_owner(self, user: str) -> int:
         """Hand a removed user's jobs, running or not, to a name no user can have, so that

@@ -1,0 +1,93 @@
+"""A main_service that starts over a cluster's Store takes over the jobs left running and
+reads nothing of the finished ones, however many the Store keeps."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from burla.backends.memory import MemoryStore
+from burla.core import wire
+from burla.core.clock import WallClock
+from burla.core.protocols import Document
+from burla.services.store_keys import RUNNING_PREFIX, job_key, running_key
+from tests.services.memory_main import memory_service, serving
+
+pytestmark = pytest.mark.anyio
+TOKEN = "s"  # memory_service's token
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+class ReadCountingStore(MemoryStore):
+    """A memory Store that notes the job records read and the prefixes listed."""
+
+    def __init__(self, clock: WallClock) -> None:
+        super().__init__(clock)
+        self.records_read: list[str] = []
+        self.listed: set[str] = set()
+
+    async def get(self, key: str) -> Document | None:
+        if key.startswith("jobs/"):
+            self.records_read.append(key)
+        return await super().get(key)
+
+    async def list(self, prefix: str, *, after: str = "", limit: int = 1000) -> list[Document]:
+        self.listed.add(prefix)
+        return await super().list(prefix, after=after, limit=limit)
+
+
+def job_body(job_id: str, n_inputs: int) -> bytes:
+    spec = {"n_inputs": n_inputs, "func_cpu": 1, "func_ram": 1}
+    return wire.encode_many(
+        [({"job_id": job_id, "spec": spec}, b"f"), *(({"i": n}, b"x") for n in range(n_inputs))]
+    )
+
+
+async def until_saved(store: MemoryStore, job_id: str, state: str) -> None:
+    with anyio.fail_after(10):
+        while True:  # the Store has no event to wait for
+            doc = await store.get(job_key(job_id))
+            if doc is not None and doc.data["state"] == state:
+                return
+            await anyio.sleep(0.01)
+
+
+async def test_only_running_jobs_are_read_back_and_taken_over() -> None:
+    clock = WallClock()
+    store = ReadCountingStore(clock)
+    async with serving(memory_service(clock, store), TOKEN) as client:
+        for n in range(40):  # no inputs: each ends at once
+            answer = await client.post(
+                "/jobs", content=job_body(f"job-done-{n:04d}", 0), headers=AUTH
+            )
+            assert answer.status_code == 200
+        answer = await client.post("/jobs", content=job_body("job-running-1", 3), headers=AUTH)
+        assert answer.status_code == 200
+        await until_saved(store, "job-running-1", "running")
+        await until_saved(store, "job-done-0039", "succeeded")
+    assert [doc.key for doc in await store.list(RUNNING_PREFIX)] == [running_key("job-running-1")]
+
+    store.records_read.clear()
+    store.listed.clear()
+    restarted = memory_service(clock, store)
+    async with serving(restarted, TOKEN):
+        assert set(restarted.jobs) == {"job-running-1"}
+        assert restarted.jobs["job-running-1"].state.value == "running"
+        assert store.records_read == [job_key("job-running-1")]
+        assert "jobs/" not in store.listed
+        await restarted.cancel("job-running-1")
+        await until_saved(store, "job-running-1", "canceled")
+    # Ended: no longer listed, so the next main_service reads nothing at all.
+    assert await store.list(RUNNING_PREFIX) == []
+
+
+async def test_a_running_entry_whose_job_ended_is_dropped() -> None:
+    """main_service stopped between writing a job's last record and unlisting it."""
+    clock = WallClock()
+    store = ReadCountingStore(clock)
+    await store.put(job_key("job-ended-1"), {"state": "succeeded"})
+    await store.put(running_key("job-ended-1"), {})
+    restarted = memory_service(clock, store)
+    async with serving(restarted, TOKEN):
+        assert restarted.jobs == {}
+    assert await store.list(RUNNING_PREFIX) == []
