@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 JOB_TOKEN_PREFIX = "job."
 
@@ -28,18 +27,15 @@ def blob_signing_key(secret: str) -> bytes:
     return _derived(secret.encode(), b"burla blob urls")
 
 
-@dataclass(frozen=True)
 class JobTokens:
     """Makes and reads job tokens: "job.<job id>.<MAC of the job id and its owner>".
 
     Nothing is stored: the MAC proves main_service made the token, and it names the
-    owner, so a job id used again by someone else does not take the old token with it."""
+    owner, so a job id used again by someone else does not take the old token with it.
+    Only the key derived from the cluster's token is kept."""
 
-    token: str
-    _key: bytes = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_key", _derived(self.token.encode(), b"burla job tokens"))
+    def __init__(self, token: str) -> None:
+        self._key = _derived(token.encode(), b"burla job tokens")
 
     def make(self, job_id: str, owner: str) -> str:
         return f"{JOB_TOKEN_PREFIX}{job_id}.{self._mac(job_id, owner)}"
