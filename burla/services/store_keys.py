@@ -6,6 +6,13 @@ STANDBY_KEY = "cluster/standby"
 """The standby definition, as the seed keeps it: main_service writes it, nodes read it."""
 
 
+LEASE_S = 60.0
+"""How long a node holds a claimed input without renewing; renewed every third of it.
+Inputs of a node that dies come back this long after, but main_service puts back at once
+those the node had reported (it reports claims with its next results, within seconds).
+Every renewal is a Store write per input held: at 1,000 nodes of 96 CPUs, a 10 s lease
+would be ~29,000 writes a second."""
+
 JOBS_PREFIX = "jobs/"
 RUNNING_PREFIX = "running/"
 """An empty document per running job: all a new main_service reads to find the jobs to

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import anyio
 import pytest
+import trio
+import trio.testing
 
 from burla.backends.memory import MemoryStore
 from burla.core import wire
 from burla.core.clock import WallClock
 from burla.core.protocols import Document
+from burla.services.main_service.service import CATCH_UP_FOR_S
 from burla.services.store_keys import RUNNING_PREFIX, job_key, running_key
+from burla.sim.clock import VirtualClock
 from tests.services.memory_main import memory_service, serving
 
 pytestmark = pytest.mark.anyio
@@ -21,7 +25,7 @@ AUTH = {"authorization": f"Bearer {TOKEN}"}
 class ReadCountingStore(MemoryStore):
     """A memory Store that notes the job records read and the prefixes listed."""
 
-    def __init__(self, clock: WallClock) -> None:
+    def __init__(self, clock: WallClock | VirtualClock) -> None:
         super().__init__(clock)
         self.records_read: list[str] = []
         self.listed: set[str] = set()
@@ -91,3 +95,35 @@ async def test_a_running_entry_whose_job_ended_is_dropped() -> None:
     async with serving(restarted, TOKEN):
         assert restarted.jobs == {}
     assert await store.list(RUNNING_PREFIX) == []
+
+
+def test_a_job_taken_over_stops_looking_for_unreported_results_once_leases_end() -> None:
+    """The Store is read for results no node reported only while nodes of the
+    main_service that went may still write some; under virtual time, for an hour."""
+
+    async def main() -> list[float]:
+        clock = VirtualClock()
+        store = ReadCountingStore(clock)
+        async with serving(memory_service(clock, store), TOKEN) as client:
+            answer = await client.post("/jobs", content=job_body("job-long-1", 3), headers=AUTH)
+            assert answer.status_code == 200
+            await until_saved(store, "job-long-1", "running")
+        looked_at: list[float] = []
+        listed = store.list
+
+        async def noted_list(prefix: str, **kwargs: object) -> list[Document]:
+            if prefix.startswith("results/"):
+                looked_at.append(clock.elapsed())
+            return await listed(prefix, **kwargs)
+
+        store.list = noted_list
+        taken_over_at = clock.elapsed()
+        restarted = memory_service(clock, store)
+        async with serving(restarted, TOKEN):
+            assert restarted.jobs["job-long-1"].state.value == "running"
+            await trio.sleep(3600)
+        return [t - taken_over_at for t in looked_at]
+
+    looked_at = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(looked_at) > 3  # it did look, again and again
+    assert max(looked_at) <= CATCH_UP_FOR_S + 10

@@ -50,6 +50,7 @@ from burla.services.main_service.packages import PackageBuilder
 from burla.services.main_service.users import ADMIN, RETIRED, owner_of
 from burla.services.store_keys import (
     JOBS_PREFIX,
+    LEASE_S,
     RUNNING_PREFIX,
     STANDBY_KEY,
     job_key,
@@ -70,6 +71,10 @@ ComputeProvider, so the input machine's own leases never run out."""
 CREATE_BACKOFF_MAX_S = 60.0
 CATCH_UP_FIRST_S = 1.0
 CATCH_UP_MAX_S = 10.0
+CATCH_UP_FOR_S = 2 * LEASE_S
+"""How long a job taken over looks for results in the Store that no node reported: the
+nodes of the main_service that went may write some until their machines are gone. Once
+their leases have ended their inputs run again here, so stopping costs no result."""
 """A job taken over after a restart looks for results it was not told of, this often."""
 
 FAILURE_TEXT = {
@@ -208,8 +213,8 @@ class MainService:
                 await self._job_events(run, i.InputRecorded(index, kind == "ok"))
 
     async def _keep_catching_up(self, run: JobRun) -> None:
-        pause = CATCH_UP_FIRST_S
-        while not run.state.finished:
+        pause, until = CATCH_UP_FIRST_S, self.clock.now() + CATCH_UP_FOR_S
+        while not run.state.finished and self.clock.now() < until:
             await anyio.sleep(pause)
             await self._catch_up(run)
             pause = min(pause * 2, CATCH_UP_MAX_S)

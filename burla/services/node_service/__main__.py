@@ -39,9 +39,9 @@ from burla.services import http as http_clients
 from burla.services import serving
 from burla.services.cluster_keys import blob_signing_key
 from burla.services.node_service.link import MainLink
-from burla.services.node_service.node import LEASE_S, NodeService
+from burla.services.node_service.node import NodeService
 from burla.services.retrying import resilient
-from burla.services.store_keys import STANDBY_KEY
+from burla.services.store_keys import LEASE_S, STANDBY_KEY
 
 if TYPE_CHECKING:
     from burla.backends.docker.runtime import DockerRuntime

@@ -32,16 +32,10 @@ from burla.core.scheduling import slots_on
 from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import Frame, WorkerChannel
 from burla.services.node_service.packages import PackageCache
-from burla.services.store_keys import INLINE, queue_name, result_key
+from burla.services.store_keys import INLINE, LEASE_S, queue_name, result_key
 
-LEASE_S = 60.0
 RESTART_PAUSES_S = (0.5, 2.0, 8.0)
 """Pauses between tries to start a worker in place of one that died."""
-"""How long the node holds a claimed input without renewing; renewed every third of it.
-Inputs of a node that dies come back this long after, but main_service puts back at once
-those the node had reported (it reports claims with its next results, within seconds).
-Every renewal is a Store write per input held: at 1,000 nodes of 96 CPUs, a 10 s lease
-would be ~29,000 writes a second."""
 
 TARGET_BATCH_S = 0.005
 """Work sent to a worker in one frame, in seconds of its measured run time."""
