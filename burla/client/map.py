@@ -24,6 +24,7 @@ from burla.client.environment import environment_for
 from burla.client.fit import FUNCTION, INLINE_LIMIT, fit
 from burla.client.http import HttpError, HttpPool, Response
 from burla.client.progress import JobProgress
+from burla.client.remote_traceback import with_source_files
 from burla.client.serialize import dump_input, dumps_function, dumps_input, known_size
 from burla.core import errors, wire
 from burla.core.environment import RUNNING_PYTHON
@@ -580,7 +581,7 @@ def decode_result(index: int, kind: str, payload: bytes) -> Any:
     if kind == "raised":
         error = cloudpickle.loads(payload)
         error.burla_input_index = index
-        raise error
+        raise with_source_files(error)
     details = json.loads(payload)
     if kind == "raised_text":
         raise RemoteError(

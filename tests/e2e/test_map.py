@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback as traceback_module
 from collections import Counter
 
 import pytest
@@ -77,6 +78,11 @@ def test_remote_exception_is_raised_as_its_own_type_with_the_input_index():
         names.append(traceback.tb_frame.f_code.co_name)
         traceback = traceback.tb_next
     assert "picky" in names
+    # The function went by value, yet its frame names this file and shows its line.
+    shown = "".join(traceback_module.format_exception(caught.value))
+    assert f'File "{__file__}"' in shown
+    assert 'raise KeyError(f"no {x}")' in shown
+    assert "<dynamic-code>" not in shown
 
 
 def test_an_exception_that_cannot_travel_becomes_a_burla_error_with_its_text():
