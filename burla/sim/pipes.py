@@ -8,6 +8,7 @@ of the task that reads it. (The wire format itself is tested against real socket
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 
 import anyio
 import trio
@@ -16,19 +17,26 @@ from burla.services.framing import Frame, Frames
 
 
 class Buffer:
-    """Frames on their way in one direction, and whether either end has gone."""
+    """Frames on their way in one direction, and whether either end has gone. With
+    `delay`, each batch of frames arrives that many virtual seconds after it was sent
+    (drawn per batch), never before one sent earlier: a slow network, not a lossy one."""
 
-    __slots__ = ("ended", "frames", "lot", "reader_gone")
+    __slots__ = ("delay", "ended", "frames", "last_due", "lot", "reader_gone")
 
-    def __init__(self) -> None:
-        self.frames: collections.deque[Frame] = collections.deque()
+    def __init__(self, delay: Callable[[], float] | None = None) -> None:
+        self.frames: collections.deque[tuple[float, Frame]] = collections.deque()
         self.ended = False
         """The writer is done: once `frames` is empty, the reader sees the end."""
         self.reader_gone = False
         self.lot = trio.lowlevel.ParkingLot()
+        self.delay = delay
+        self.last_due = 0.0
 
     def put(self, frames: list[Frame]) -> None:
-        self.frames.extend(frames)
+        due = 0.0
+        if self.delay is not None:
+            due = self.last_due = max(self.last_due, trio.current_time() + self.delay())
+        self.frames.extend((due, frame) for frame in frames)
         self.lot.unpark_all()
 
     def end(self) -> None:
@@ -36,12 +44,18 @@ class Buffer:
         self.lot.unpark_all()
 
     async def take(self) -> Frame | None:
-        """The next frame; None once the writer is done or this end closed."""
+        """The next frame, once it is due; None once the writer is done or this end
+        closed."""
         while not self.frames:
             if self.reader_gone or self.ended:
                 return None
             await self.lot.park()
-        return self.frames.popleft()
+        due, _ = self.frames[0]
+        if due > trio.current_time():
+            await trio.sleep_until(due)
+            if self.reader_gone:
+                return None
+        return self.frames.popleft()[1]
 
 
 class PipeEnd(Frames):
@@ -75,7 +89,7 @@ class PipeEnd(Frames):
         self._in.lot.unpark_all()
 
 
-def pipe() -> tuple[PipeEnd, PipeEnd]:
-    """Two connected ends: what one sends, the other receives."""
-    there, back = Buffer(), Buffer()
+def pipe(delay: Callable[[], float] | None = None) -> tuple[PipeEnd, PipeEnd]:
+    """Two connected ends: what one sends, the other receives (after `delay()`)."""
+    there, back = Buffer(delay), Buffer(delay)
     return PipeEnd(back, there), PipeEnd(there, back)

@@ -151,6 +151,9 @@ class Scenario(_Model):
     store_failures: float = Field(default=0.0, ge=0, lt=1)
     blob_failures: float = Field(default=0.0, ge=0, lt=1)
     """The share of the services' blob store calls that fail for a moment (they retry)."""
+    link_delay_s: Seconds | None = None
+    """How long frames between main_service and a node take on the way (each batch;
+    in order): a slow network between them."""
     lost_answers: float = Field(default=0.0, ge=0, lt=1)
     """The share of main_service's answers to users lost on the way, after the request
     was carried out: the user asks again, as the client does."""

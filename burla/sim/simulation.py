@@ -110,6 +110,10 @@ class Simulation:
         self._main_back = anyio.Event()
         """Set when a main_service that was down is serving again."""
         self._network = random.Random(f"{scenario.seed}:network")
+        self._link_delay: Callable[[], float] | None = None
+        if scenario.link_delay_s is not None:
+            links = random.Random(f"{scenario.seed}:links")
+            self._link_delay = functools.partial(scenario.link_delay_s.draw, links)
         self.answers_lost = 0
         self._restarting = anyio.Lock()
         """One main_service at a time: a restart waits for the one before to finish."""
@@ -341,7 +345,7 @@ class Simulation:
         node = self.nodes.get(address.removeprefix(ADDRESS_SCHEME))
         if node is None or node.dead or node.tasks is None or node.service is None:
             raise ConnectionRefusedError(f"nothing listens at {address}")
-        near, far = pipe()
+        near, far = pipe(self._link_delay)
         node.links.append(far)
         node.tasks.start_soon(node.link.serve, node.service, far)
         return near

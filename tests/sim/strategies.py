@@ -79,6 +79,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         "store_failures": draw(st.sampled_from([0.0, 0.0, 0.1])),
         "blob_failures": draw(st.sampled_from([0.0, 0.0, 0.1])),
         "lost_answers": draw(st.sampled_from([0.0, 0.0, 0.2])),
+        "link_delay_s": draw(st.sampled_from([None, None, {"low": 0.0, "high": 2.0}])),
         "client_pause_s": 5.0,
         "settle_s": 600.0,
         "max_virtual_s": 7200.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -149,3 +150,26 @@ def test_a_takeover_with_uploaded_inputs_gives_the_same_timeline_again(
     varying = ("wall_s", "events_per_s")
     first = {k: v for k, v in reports["main-restart"].items() if k not in varying}
     assert {k: v for k, v in again.items() if k not in varying} == first
+
+
+def test_a_slow_link_between_main_service_and_nodes_slows_the_job_and_loses_nothing(
+    reports: dict[str, dict[str, Any]],
+) -> None:
+    """Each frame between main_service and a node takes 5 virtual seconds: the first
+    result needs the assignment to go and the result to come back."""
+    seed = scenario.load("seed")
+    report = run.run(seed.model_copy(update={"link_delay_s": scenario.Seconds(low=5, high=5)}))
+    assert reports["seed"]["time_to_first_result_s"] < 1
+    assert report["time_to_first_result_s"] >= 10
+    (job,) = report["jobs"]
+    assert job["state"] == "succeeded"
+    assert job["results_received"] == job["results_stored"] == 1000
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
+    assert report["standby_restored"]
+
+
+def test_an_input_acked_by_a_node_that_died_before_reporting_it_is_taken_in() -> None:
+    path = Path(__file__).parent / "regressions" / "acked-input-of-a-lost-node.json"
+    report = run.run(scenario.load(str(path)), validate=True)
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
+    assert [job["state"] for job in report["jobs"]].count("succeeded") == 4

@@ -71,11 +71,12 @@ ComputeProvider, so the input machine's own leases never run out."""
 CREATE_BACKOFF_MAX_S = 60.0
 CATCH_UP_FIRST_S = 1.0
 CATCH_UP_MAX_S = 10.0
+"""A job taken over after a restart, or one that lost a node, looks for results it was
+not told of this often (at first more often)."""
 CATCH_UP_FOR_S = 2 * LEASE_S
-"""How long a job taken over looks for results in the Store that no node reported: the
-nodes of the main_service that went may write some until their machines are gone. Once
-their leases have ended their inputs run again here, so stopping costs no result."""
-"""A job taken over after a restart looks for results it was not told of, this often."""
+"""For how long it looks: a node that is gone (or cut off) may have written results it
+never reported, until its machine is gone; once its leases have ended its inputs run
+again elsewhere, so stopping costs no result."""
 
 FAILURE_TEXT = {
     Failure.WORKER_DIED: "the worker running it died (os._exit, a crash, or out of memory)",
@@ -205,12 +206,15 @@ class MainService:
         while docs := await self.store.list(results_prefix(job_id), after=after):
             after = docs[-1].key
             for doc in docs:
-                index = int(doc.key.rsplit("/", 1)[1])
-                if run.machine.inputs[index].status.finished or run.state.finished:
-                    continue
-                kind = doc.data["kind"]
-                run.publish(["result", index, kind], doc.data["payload"])
-                await self._job_events(run, i.InputRecorded(index, kind == "ok"))
+                await self._take_in(run, int(doc.key.rsplit("/", 1)[1]), doc.data)
+
+    async def _take_in(self, run: JobRun, index: int, result: dict[str, Any]) -> None:
+        """A result in the Store that no node reported to this main_service."""
+        if run.machine.inputs[index].status.finished or run.state.finished:
+            return
+        kind = result["kind"]
+        run.publish(["result", index, kind], result["payload"])
+        await self._job_events(run, i.InputRecorded(index, kind == "ok"))
 
     async def _keep_catching_up(self, run: JobRun) -> None:
         pause, until = CATCH_UP_FIRST_S, self.clock.now() + CATCH_UP_FOR_S
@@ -253,6 +257,9 @@ class MainService:
         job = self.jobs.get(job_id) if job_id else None
         if job is not None and not job.state.finished:
             await self._job_events(job, i.NodeLost(node_id))
+            # What it finished but had not reported (a result is written, then acked,
+            # then reported) is in the Store, and out of the queue: look for it there.
+            self._spawn(self._keep_catching_up, job)
 
     async def apply(self, commands: list[c.ClusterCommand]) -> None:
         for command in commands:
