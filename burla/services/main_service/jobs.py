@@ -48,6 +48,11 @@ class JobRun:
     package_keys: tuple[str, ...] = ()
     """The archives of the packages it needs, in the blob store."""
     listed_running: bool = False
+    look_in_store_until: float = 0.0
+    """Until when results no node reported are looked for in the Store (after a takeover
+    or a lost node); one task looks, however many reasons there are."""
+    look_in_store_again: anyio.Event | None = None
+    """Set for the task that looks to start over with short pauses (None: none looks)."""
     """Whether the Store lists it among the running jobs (store_keys.running_key)."""
 
     def __post_init__(self) -> None:

@@ -179,7 +179,7 @@ class MainService:
                 await self._catch_up(run)
                 if not run.state.finished and await self._restore_image(run):
                     await self.apply(self.cluster.handle(c.JobSubmitted(run.spec)))
-                    self._spawn(self._keep_catching_up, run)
+                    self._keep_catching_up(run)
 
     async def _restore_image(self, run: JobRun) -> bool:
         """Put a job taken over back on its custom image, which this main_service's standby
@@ -216,12 +216,30 @@ class MainService:
         run.publish(["result", index, kind], result["payload"])
         await self._job_events(run, i.InputRecorded(index, kind == "ok"))
 
-    async def _keep_catching_up(self, run: JobRun) -> None:
-        pause, until = CATCH_UP_FIRST_S, self.clock.now() + CATCH_UP_FOR_S
-        while not run.state.finished and self.clock.now() < until:
-            await anyio.sleep(pause)
-            await self._catch_up(run)
-            pause = min(pause * 2, CATCH_UP_MAX_S)
+    def _keep_catching_up(self, run: JobRun) -> None:
+        """Catch up in a second, then after pauses that double, for CATCH_UP_FOR_S: one
+        task per job does it, starting over for each new reason."""
+        run.look_in_store_until = self.clock.now() + CATCH_UP_FOR_S
+        if run.look_in_store_again is None:
+            run.look_in_store_again = anyio.Event()
+            self._spawn(self._catching_up, run)
+        else:
+            run.look_in_store_again.set()
+
+    async def _catching_up(self, run: JobRun) -> None:
+        assert run.look_in_store_again is not None
+        pause = CATCH_UP_FIRST_S
+        try:
+            while not run.state.finished and self.clock.now() < run.look_in_store_until:
+                with anyio.move_on_after(pause):
+                    await run.look_in_store_again.wait()
+                if run.look_in_store_again.is_set():
+                    run.look_in_store_again, pause = anyio.Event(), CATCH_UP_FIRST_S
+                    continue
+                await self._catch_up(run)
+                pause = min(pause * 2, CATCH_UP_MAX_S)
+        finally:
+            run.look_in_store_again = None
 
     # The cluster -----------------------------------------------------------------------
     async def restart(self, config: ClusterConfig | None = None) -> None:
@@ -259,7 +277,7 @@ class MainService:
             await self._job_events(job, i.NodeLost(node_id))
             # What it finished but had not reported (a result is written, then acked,
             # then reported) is in the Store, and out of the queue: look for it there.
-            self._spawn(self._keep_catching_up, job)
+            self._keep_catching_up(job)
 
     async def apply(self, commands: list[c.ClusterCommand]) -> None:
         for command in commands:
