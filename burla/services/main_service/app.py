@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import FastAPI, Response
 from pydantic import BaseModel, Field
 
 from burla.core import wire
@@ -24,10 +24,10 @@ from burla.services.main_service.api_docs import (
     describe_job_routes,
 )
 from burla.services.main_service.auth import (
+    Admin,
     BearerAuth,
-    require_admin,
-    require_node,
-    user_of,
+    NodeOnly,
+    User,
     visible_record,
     visible_run,
 )
@@ -36,10 +36,6 @@ from burla.services.main_service.service import JOB_ID, MainService, upload_pref
 from burla.services.main_service.users import Users, may_see, owner_of
 from burla.services.request_size import RequestSizeLimit
 from burla.services.store_keys import job_key, result_key, results_prefix
-
-User = Annotated[str, Depends(user_of)]
-Admin = Annotated[str, Depends(require_admin)]
-NodeOnly = Annotated[str, Depends(require_node)]
 
 
 class Booted(BaseModel):

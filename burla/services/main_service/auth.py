@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from burla.core.errors import AuthError
@@ -124,6 +124,11 @@ async def require_node(request: Request) -> str:
 
 def _user(request: Request) -> str:
     return request.scope.get(USER) or ""
+
+
+User = Annotated[str, Depends(user_of)]
+Admin = Annotated[str, Depends(require_admin)]
+NodeOnly = Annotated[str, Depends(require_node)]
 
 
 def visible_run(service: MainService, job_id: str, user: str) -> JobRun | None:

@@ -14,17 +14,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import anyio
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from burla.core.errors import NotFoundError
 from burla.services.cluster_keys import JOB_TOKEN_PREFIX
 from burla.services.main_service import views
-from burla.services.main_service.auth import user_of, visible_run
+from burla.services.main_service.auth import User, visible_run
 from burla.services.main_service.service import MainService
 from burla.services.main_service.users import NODE, Users
 
@@ -47,7 +47,6 @@ KEEPALIVE_S = 15.0
 LINES_PER_UPDATE = 500
 LETTERS_SHOWN = 5000
 """The job page draws one square per input for the first this many inputs."""
-User = Annotated[str, Depends(user_of)]
 
 
 def install(app: FastAPI, service: MainService, users: Users) -> None:

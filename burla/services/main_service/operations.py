@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.models import ClusterConfig
 from burla.services.main_service import views
-from burla.services.main_service.auth import require_admin, user_of, visible_run
+from burla.services.main_service.auth import User, require_admin, visible_run
 from burla.services.main_service.job_routes import MAX_WAIT_S
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.service import FORGET_AFTER_S, MainService
@@ -21,7 +21,6 @@ from burla.services.store_keys import JOBS_PREFIX
 Limit = Annotated[int, Query(ge=0, le=10_000)]
 """How many items a page may ask for."""
 Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_S)]
-User = Annotated[str, Depends(user_of)]
 
 
 def install(app: FastAPI, service: MainService) -> None:

@@ -4,13 +4,13 @@ call. Only the cluster's admin may use them, except /me, which says who is askin
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 from burla.core.errors import NotFoundError
-from burla.services.main_service.auth import require_admin, user_of
+from burla.services.main_service.auth import User, require_admin
 from burla.services.main_service.users import Users
 
 
@@ -27,7 +27,7 @@ def install(app: FastAPI, users: Users, retire: Callable[[str], Awaitable[int]])
     admin = [Depends(require_admin)]
 
     @app.get("/me")
-    async def me(user: Annotated[str, Depends(user_of)]) -> dict[str, str]:
+    async def me(user: User) -> dict[str, str]:
         return {"user": user}
 
     @app.get("/users", dependencies=admin)
