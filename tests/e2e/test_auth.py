@@ -5,7 +5,6 @@ a caller without the cluster's secret."""
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from pathlib import Path
@@ -13,25 +12,13 @@ from pathlib import Path
 import pytest
 
 from burla import remote_parallel_map
-from burla.cli import main
 from burla.client import local
 from burla.client.map import Session
 from burla.core import wire
 from burla.core.errors import AuthError
+from tests.e2e.test_cli import burla, burla_json
 
 pytestmark = pytest.mark.integration
-
-
-def burla(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def burla_json(capsys: pytest.CaptureFixture[str], *args: str) -> object:
-    code, out, err = burla(capsys, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def as_user(monkeypatch: pytest.MonkeyPatch, cluster: local.ClusterInfo, token: str) -> None:
