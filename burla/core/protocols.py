@@ -1,4 +1,5 @@
-"""The four things a backend provides: Store, BlobStore, ComputeProvider, ContainerRuntime.
+"""The seams: what a backend provides (Store, BlobStore, ComputeProvider, ContainerRuntime,
+ImageMaker) and the connections services talk over (Frames).
 
 Each is small and async and speaks burla's own types. Every backend passes the same
 contract suite in tests/contract/, against the real component or its official emulator.
@@ -193,3 +194,36 @@ class ContainerRuntime(Protocol):
 
     async def list(self) -> builtins.list[ContainerInfo]:
         """This node's containers, running or exited, sorted by name."""
+
+
+class ImageMaker(Protocol):
+    """Makes worker images on a backend: Docker images, or venvs that stand in for them."""
+
+    async def build(self, recipe: str) -> str:
+        """The image made from `recipe` (a Dockerfile's text; for process workers, a
+        requirements file's), made once; its name. ImageError if it cannot be made."""
+
+    async def check(self, image: str) -> str:
+        """The Python version (major.minor) of `image`'s workers; ImageError unless the
+        nodes' workers can run in it."""
+
+
+Frame = tuple[dict[str, Any], bytes]
+"""A message: a JSON header (burla.core.wire) and opaque bytes."""
+
+
+class Frames(Protocol):
+    """A connection that carries frames, in order: main_service to each node and each node
+    to each of its workers (TCP), or the simulator's in-memory pipes."""
+
+    refusal: str | None = None
+    """Why receive gave up on the other end, if it sent bytes that are no frame."""
+
+    async def send(self, frames: list[Frame]) -> None:
+        """Send frames together; concurrent senders never interleave."""
+
+    async def receive(self) -> Frame | None:
+        """The next frame, or None once the other end is gone or sent something that is
+        no frame (a header that is not JSON, a payload over the limit: `refusal` says)."""
+
+    async def aclose(self) -> None: ...

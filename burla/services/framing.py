@@ -7,10 +7,8 @@ request per message, which is most of a warm job's latency.
 
 from __future__ import annotations
 
-import abc
 import os
 import socket
-from typing import Any
 
 import anyio
 import anyio.abc
@@ -19,34 +17,15 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from burla.core import wire
 from burla.core.errors import InvalidRequestError, PayloadTooLargeError
 from burla.core.limits import FRAME_ENV, RequestLimits
+from burla.core.protocols import Frame, Frames
 
-Frame = tuple[dict[str, Any], bytes]
 MAX_PAYLOAD = RequestLimits.from_environ(os.environ).frame
-
-
-class Frames(abc.ABC):
-    """A connection that carries frames, in order."""
-
-    refusal: str | None = None
-    """Why receive gave up on the other end, if it sent bytes that are no frame."""
-
-    @abc.abstractmethod
-    async def send(self, frames: list[Frame]) -> None:
-        """Send frames together; concurrent senders never interleave."""
-
-    @abc.abstractmethod
-    async def receive(self) -> Frame | None:
-        """The next frame, or None once the other end is gone or sent something that is
-        no frame (a header that is not JSON, a payload over the limit: `refusal` says)."""
-
-    @abc.abstractmethod
-    async def aclose(self) -> None: ...
 
 
 def framed(stream: anyio.abc.ByteStream | Frames) -> Frames:
     """Frames over a byte stream; a connection that carries frames already (the
     simulator's, which need no encoding) as it is."""
-    return stream if isinstance(stream, Frames) else FrameStream(stream)
+    return FrameStream(stream) if isinstance(stream, anyio.abc.ByteStream) else stream
 
 
 class FrameStream(Frames):

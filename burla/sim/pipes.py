@@ -13,7 +13,7 @@ from collections.abc import Callable
 import anyio
 import trio
 
-from burla.services.framing import Frame, Frames
+from burla.core.protocols import Frame, Frames
 
 
 class Buffer:

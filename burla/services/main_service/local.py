@@ -10,10 +10,10 @@ import anyio
 from burla.backends.local.blobs import DirectoryBlobStore
 from burla.backends.local.images import LocalVenvImages
 from burla.core.clock import WallClock
+from burla.core.protocols import ImageMaker
 from burla.services import serving
 from burla.services.cluster_keys import blob_signing_key, node_secret
 from burla.services.main_service.app import create_app
-from burla.services.main_service.images import ImageMaker
 from burla.services.main_service.local_start import FIRST_NODE, LocalStart
 from burla.services.main_service.service import MainService
 from burla.services.retrying import resilient

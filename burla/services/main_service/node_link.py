@@ -18,7 +18,8 @@ import anyio.abc
 from anyio.abc import TaskGroup
 
 from burla.core.errors import ClusterUnavailableError
-from burla.services.framing import Frames, framed, no_delay
+from burla.core.protocols import Frames
+from burla.services.framing import framed, no_delay
 
 OnReport = Callable[[str, list[list[Any]], bytes], Awaitable[None]]
 OnLost = Callable[[str], Awaitable[None]]

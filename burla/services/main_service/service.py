@@ -40,10 +40,16 @@ from burla.core.models import (
     Node,
     NodeState,
 )
-from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, MachineStatus, Store
+from burla.core.protocols import (
+    BlobStore,
+    BootSpec,
+    ComputeProvider,
+    ImageMaker,
+    MachineStatus,
+    Store,
+)
 from burla.core.scheduling import node_type_for
 from burla.services.cluster_keys import JobTokens, node_secret
-from burla.services.main_service.images import ImageMaker
 from burla.services.main_service.jobs import JobRun, job_record, run_from_record
 from burla.services.main_service.node_link import Dial, NodeLink, dial_tcp
 from burla.services.main_service.packages import PackageBuilder

@@ -5,7 +5,8 @@ from __future__ import annotations
 import anyio
 
 from burla.core.errors import BackendError
-from burla.services.framing import Frame, FrameStream, no_delay
+from burla.core.protocols import Frame
+from burla.services.framing import FrameStream, no_delay
 
 __all__ = ["Frame", "WorkerChannel"]
 

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from burla.core.errors import BurlaError
 from burla.core.models import ContainerSpec, JobSpec
-from burla.services.framing import Frames, framed
+from burla.core.protocols import Frames
+from burla.services.framing import framed
 from burla.services.node_service.node import NodeService
 
 _REFUSED = "wrong or missing cluster secret: only this cluster's main_service may use a node"
