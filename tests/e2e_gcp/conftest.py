@@ -1,6 +1,6 @@
 """A cloud cluster on this machine for the end-to-end tests of backend "gcp".
 
-main_service runs as `python -m burla.services.main_service.cloud`, in a process of its
+main_service runs as `python -m burla.services.main_service cloud`, in a process of its
 own, with the Google Cloud backends: FirestoreStore on the Firestore emulator,
 GcsBlobStore on gcp-storage-emulator (URLs signed with a throwaway service account key)
 and GceComputeProvider on the fake Compute Engine API, whose VMs run their startup
@@ -56,7 +56,7 @@ NO_METADATA_SERVER = {
 
 @dataclass
 class GcpCluster:
-    """main_service of a cloud cluster, run as `python -m burla.services.main_service.cloud`."""
+    """main_service of a cloud cluster, run as `python -m burla.services.main_service cloud`."""
 
     command: list[str]
     env: dict[str, str]
@@ -219,7 +219,8 @@ def gcp_cluster(
     command = [
         sys.executable,
         "-m",
-        "burla.services.main_service.cloud",
+        "burla.services.main_service",
+        "cloud",
         "--host=127.0.0.1",
         f"--port={port}",
         f"--token-file={root / 'token'}",

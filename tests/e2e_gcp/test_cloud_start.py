@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from burla.backends.gcp.machine_types import node_type_of
 from burla.backends.urls import open_blobs, open_store
 from burla.core.errors import InvalidRequestError
 from burla.core.settings import GcpSettings
 from burla.services.cluster_keys import node_secret
-from burla.services.main_service.cloud import make_plan, node_type_of, parser
+from burla.services.main_service.__main__ import cloud
+from burla.services.main_service.cloud_config import CloudOptions, make_plan
 from tests.e2e_gcp.conftest import NO_METADATA_SERVER, write_service_account_key
 
-CLOUD = "burla.services.main_service.cloud"
+MAIN = "burla.services.main_service"
 LOCAL_ONLY = {
     "FIRESTORE_EMULATOR_HOST": "127.0.0.1:9",
     "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9",
@@ -46,15 +48,17 @@ def run_python(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedPro
 
 
 def start(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return run_python(tmp_path, f"from {CLOUD} import main; main({list(args)!r})", **env)
+    return run_python(
+        tmp_path, f"from {MAIN}.__main__ import main; main({['cloud', *args]!r})", **env
+    )
 
 
 @pytest.mark.integration
 def test_help_names_the_command(tmp_path: Path) -> None:
     shown = subprocess.run(
-        [sys.executable, "-m", CLOUD, "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", MAIN, "cloud", "--help"], capture_output=True, text=True, check=True
     )
-    assert f"python -m {CLOUD}" in shown.stdout
+    assert f"python -m {MAIN} cloud" in shown.stdout
     assert "--compute-endpoint" in shown.stdout
 
 
@@ -62,7 +66,7 @@ def test_help_names_the_command(tmp_path: Path) -> None:
 def test_without_the_gcp_extra_it_says_what_to_install(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['google.cloud.firestore_v1'] = None\n"
-        f"from {CLOUD} import main; main(['--host=127.0.0.1'])"
+        f"from {MAIN}.__main__ import main; main(['cloud', '--host=127.0.0.1'])"
     )
     started = run_python(tmp_path, code, BURLA_GCP_PROJECT="p")
     assert started.returncode == 1
@@ -94,16 +98,18 @@ def test_signing_through_iam_without_credentials_is_a_backend_error(tmp_path: Pa
     assert "cannot sign URLs through IAM: no usable Google Cloud credentials" in shown.stdout
 
 
-def plan_args(*args: str) -> list[str]:
-    return ["--host=127.0.0.1", "--compute-endpoint=http://127.0.0.1:9", *args]
+def plan_options(*args: str) -> CloudOptions:
+    """The options of `cloud` given these flags, and a host and Compute API of loopback."""
+    flags = ["--host=127.0.0.1", "--compute-endpoint=http://127.0.0.1:9", *args]
+    return CloudOptions(**cloud.make_context("cloud", flags).params)
 
 
 def test_a_plan_names_the_same_store_and_blobs_for_every_node(tmp_path: Path) -> None:
     gcp = GcpSettings(project="proj", cluster="c1", machine_type="n2-highmem-4", standby_nodes=3)
-    args = parser().parse_args(
-        plan_args(f"--token-file={tmp_path / 'token'}", "--node-env=EXTRA=1", "--port=8123")
+    options = plan_options(
+        f"--token-file={tmp_path / 'token'}", "--node-env=EXTRA=1", "--port=8123"
     )
-    plan = make_plan(args, gcp, LOCAL_ONLY)
+    plan = make_plan(options, gcp, LOCAL_ONLY)
     assert plan.url == "http://127.0.0.1:8123"
     assert (tmp_path / "token").read_text().strip() == plan.token
     assert plan.boot_env["BURLA_STORE_URL"] == "firestore://proj/c1"
@@ -115,13 +121,13 @@ def test_a_plan_names_the_same_store_and_blobs_for_every_node(tmp_path: Path) ->
     [group] = plan.config.standby.nodes
     assert (group.count, group.node_type.cpus, group.node_type.ram_gb) == (3, 4, 32)
     assert plan.config.release == "delete"
-    again = make_plan(args, gcp, LOCAL_ONLY)
+    again = make_plan(options, gcp, LOCAL_ONLY)
     assert again.token == plan.token  # read back from the file
 
 
 def test_a_plan_refuses_what_cannot_work(tmp_path: Path) -> None:
     def plan(*args: str, **gcp: str) -> None:
-        make_plan(parser().parse_args(plan_args(*args)), GcpSettings(**gcp), LOCAL_ONLY)
+        make_plan(plan_options(*args), GcpSettings(**gcp), LOCAL_ONLY)
 
     with pytest.raises(InvalidRequestError, match="name the cluster's project"):
         plan()

@@ -1,58 +1,140 @@
-"""Run this machine's cluster's main_service: `python -m burla.services.main_service`.
-
-The cluster's state lives in one directory (see burla.client.local): the Store, the blob
-store, the nodes' directories and `cluster.json`, which tells clients where to connect.
-Only one main_service runs per directory; a second one exits at once. The first node
-boots before the web stack loads, so the two load side by side.
-
-With `--containers docker` the nodes run their workers in Docker containers. The engine
-and the default image are checked before anything starts (and before `--detach` lets the
-caller go), so that a cluster that could never run a job fails at once, saying what to
-do, instead of booting nodes that die one after another. Containers the cluster's nodes
-could not stop themselves (a node that was killed) are removed when it starts and stops.
-"""
+"""main_service's process: picks and builds its backends, this machine's or Google Cloud's."""
 
 from __future__ import annotations
 
-import argparse
 import fcntl
+import json
 import os
+import secrets
+import socket
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import anyio
+import click
 
-from burla.core.errors import BackendError, BurlaError
-from burla.services.main_service.local_start import Containers, begin, standby_image
+from burla.backends.local.compute import LocalComputeProvider
+from burla.backends.local.images import LocalVenvImages
+from burla.backends.urls import close_store, open_blobs, open_store
+from burla.core.clock import Clock, WallClock
+from burla.core.errors import BackendError, BurlaError, InvalidRequestError
+from burla.core.models import ClusterConfig
+from burla.core.protocols import BlobStore, BootSpec, ImageMaker, Store
+from burla.services.cluster_keys import blob_signing_key
+from burla.services.loopback import bind_loopback
+from burla.services.main_service.local_config import (
+    FIRST_NODE,
+    Containers,
+    local_boot_env,
+    local_config,
+    standby_image,
+)
+from burla.services.store_keys import STANDBY_KEY
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from burla.backends.gcp.compute import GceComputeProvider
+    from burla.services.main_service.cloud_config import CloudPlan
+    from burla.services.main_service.service import MainService
+    from burla.services.serving import Server
+
+CLUSTER_FILE = "cluster.json"
+"""In a local cluster's directory while it serves: where clients connect, with what token."""
+STOP_TIMEOUT_S = 120.0
+"""How long deleting the cluster's machines may take when main_service stops."""
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What main_service starts with, whatever it runs on."""
+
+    config: ClusterConfig
+    url: str
+    """Where nodes reach main_service."""
+    token: str
+    boot_env: dict[str, str]
+    """A new node's environment: its Store's and blob store's URLs, its secret."""
+    booting: tuple[str, ...] = ()
+    """Nodes started before main_service was (the local cluster's first)."""
+
+
+@dataclass(frozen=True)
+class Backends:
+    """What main_service runs on."""
+
+    store: Store
+    blobs: BlobStore
+    compute: LocalComputeProvider | GceComputeProvider
+    clock: Clock
+    images: ImageMaker | None = None
+    """Makes the images jobs name or bring a Dockerfile for; None: jobs cannot."""
+
+    async def aclose(self) -> None:
+        """Delete the cluster's machines (waiting STOP_TIMEOUT_S at most), then close."""
+        try:
+            with anyio.move_on_after(STOP_TIMEOUT_S):
+                await _delete_machines(self.compute)
+        finally:
+            await self.compute.aclose()
+            await close_store(self.store)
+
+
+class LocalByDefault(click.Group):
+    """Flags with no command before them are `local`'s: the local cluster's launcher
+    (burla.client.local) starts main_service with its flags alone."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].startswith("-") and args[0] not in ctx.help_option_names:
+            args = ["local", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=LocalByDefault)
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m burla.services.main_service")
-    parser.add_argument("--local-dir", type=Path, required=True)
-    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--idle-s", type=float, default=1800.0)
-    parser.add_argument(
-        "--containers",
-        choices=get_args(Containers),
-        default="process",
-        help="what the nodes' workers run in: processes (default) or Docker containers",
-    )
-    parser.add_argument(
-        "--detach", action="store_true", help="run in the background, in a session of its own"
-    )
-    args = parser.parse_args()
-    containers: Containers = args.containers
+    """Serve a burla cluster's main_service: this machine's cluster (local, the default) or
+    one on Google Cloud (cloud)."""
+
+
+@main.command()
+@click.option(
+    "--local-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="the cluster's directory: its Store, blobs, nodes and cluster.json",
+)
+@click.option("--cpus", type=int, default=os.cpu_count() or 1, help="the node's CPUs")
+@click.option("--idle-s", type=float, default=1800.0, help="stop after this long with no jobs")
+@click.option(
+    "--containers",
+    type=click.Choice(get_args(Containers)),
+    default="process",
+    help="what the nodes' workers run in: processes (default) or Docker containers",
+)
+@click.option("--detach", is_flag=True, help="run in the background, in a session of its own")
+def local(local_dir: Path, cpus: int, idle_s: float, containers: Containers, detach: bool) -> None:
+    """This machine's cluster (the default).
+
+    Its state is in one directory (see burla.client.local), and only one main_service runs
+    per directory: a second one exits at once. With `--containers docker`, the engine and
+    the default image are checked before anything starts (and before `--detach` lets the
+    caller go), so that a cluster that could never run a job fails at once; containers the
+    nodes could not stop themselves (a node that was killed) are removed when it starts
+    and stops.
+    """
     if containers == "docker":
         try:
             check_docker(standby_image(containers))
         except BurlaError as error:
-            parser.exit(1, f"burla's Docker cluster cannot start: {error}\n")
-    if args.detach:
+            sys.exit(f"burla's Docker cluster cannot start: {error}")
+    if detach:
         if os.fork():
             os._exit(0)  # the caller waits for this process only, not for the cluster
         os.setsid()
-    root: Path = args.local_dir.resolve()  # nodes and containers see the same path
+    root = local_dir.resolve()  # nodes and containers see the same path
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "main.lock", "w") as lock:
         try:
@@ -61,15 +143,276 @@ def main() -> None:
             return  # another main_service owns this directory
         if containers == "docker":
             remove_leftover_containers(root)
-        start = anyio.run(begin, root, args.cpus, containers)
-        from burla.services import serving  # the web stack, loaded now
-        from burla.services.main_service.local import serve
-
         try:
-            serving.run(serve, start, args.idle_s)
+            _run_local(root, cpus, containers, idle_s)
         finally:
             if containers == "docker":
                 remove_leftover_containers(root)
+
+
+def _run_local(root: Path, cpus: int, containers: Containers, idle_s: float) -> None:
+    """Boot the first node before the web stack loads, so that the two load side by side."""
+    token = secrets.token_hex(32)
+    sock, address = bind_loopback()
+    setup = Setup(
+        config=local_config(cpus, standby_image(containers)),
+        url=f"http://{address}",
+        token=token,
+        boot_env=local_boot_env(root, token, containers),
+        booting=(FIRST_NODE,),
+    )
+    clock = WallClock()
+    store, blobs = _open_state(setup.boot_env, clock)
+    images: ImageMaker = LocalVenvImages(root)
+    if containers == "docker":
+        from burla.backends.docker.custom import DockerImages
+
+        images = DockerImages()
+    backends = Backends(store, blobs, LocalComputeProvider(root), clock, images)
+    anyio.run(_boot_first_node, setup, backends)
+    from burla.services import serving  # the web stack, loaded now
+
+    serving.run(_serve_local, root, cpus, setup, backends, sock, idle_s)
+
+
+async def _boot_first_node(setup: Setup, backends: Backends) -> None:
+    await backends.store.put(STANDBY_KEY, setup.config.standby.model_dump(mode="json"))
+    await _delete_machines(backends.compute)  # left by a main_service that died
+    first_type = setup.config.standby.nodes[0].node_type
+    await backends.compute.create(BootSpec(FIRST_NODE, first_type, setup.url, setup.boot_env))
+
+
+async def _serve_local(
+    root: Path, cpus: int, setup: Setup, backends: Backends, sock: socket.socket, idle_s: float
+) -> None:
+    from burla.services import serving
+
+    def started(service: MainService, server: Server, tasks: TaskGroup) -> None:
+        info = {"url": setup.url, "token": setup.token, "pid": os.getpid(), "cpus": cpus}
+        serving.write_atomically(root / CLUSTER_FILE, json.dumps(info))
+        tasks.start_soon(_stop_when_idle, service, server, idle_s)
+
+    try:
+        await _serve(setup, backends, sock, started)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await backends.aclose()
+            (root / CLUSTER_FILE).unlink(missing_ok=True)  # last: stopped is gone
+
+
+async def _stop_when_idle(service: MainService, server: Server, idle_s: float) -> None:
+    while True:
+        await anyio.sleep(min(5.0, idle_s / 2))
+        busy = any(not run.state.finished for run in service.jobs.values())
+        if not busy and service.clock.now() - service.last_activity > idle_s:
+            server.should_exit = True
+            return
+
+
+CLOUD_FLAGS: list[click.Parameter] = [
+    click.Option(
+        ["--host"], default="0.0.0.0", help="address to listen on (default: every interface)"
+    ),
+    click.Option(
+        ["--port"],
+        type=int,
+        default=8080,
+        envvar="PORT",  # Cloud Run names the port in $PORT
+        help="port to listen on (default: $PORT or 8080)",
+    ),
+    click.Option(
+        ["--url"],
+        help="the URL nodes reach main_service at, e.g. http://10.128.0.2:8080 "
+        "(default: http://HOST:PORT; needed when HOST is 0.0.0.0)",
+    ),
+    click.Option(
+        ["--token-file"],
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="read the clients' token here, or write a new one here "
+        "(default: $BURLA_TOKEN, else a new token, printed)",
+    ),
+    click.Option(
+        ["--store"],
+        metavar="URL",
+        help="the cluster's database: firestore://PROJECT/NAMESPACE or, e.g. on Memorystore, "
+        "redis://HOST:PORT/DB?namespace=NAME (default: Firestore in the project, namespaced "
+        "by the cluster's name)",
+    ),
+    click.Option(["--max-nodes"], type=int, help="most VMs at once (default: no limit)"),
+    click.Option(
+        ["--max-nodes-per-job"], type=int, help="most VMs one job runs on (default: no limit)"
+    ),
+    click.Option(
+        ["--signer"],
+        default="iam",
+        help="how Cloud Storage URLs are signed: `iam` (as the service account of the default "
+        "credentials) or a service account key file, which must then be at the same path on "
+        "the nodes (default: iam)",
+    ),
+    click.Option(
+        ["--compute-endpoint"],
+        help="a stand-in of the Compute Engine API to use without credentials, e.g. "
+        "http://127.0.0.1:8089 (tests)",
+    ),
+    click.Option(
+        ["--install-command"],
+        help="shell commands a new VM runs to install burla; `none` when the source image "
+        "holds it (default: pip install into /opt/burla)",
+    ),
+    click.Option(
+        ["--node-command"],
+        help="the command that starts node_service on a VM "
+        "(default: /opt/burla/bin/python -m burla.services.node_service)",
+    ),
+    click.Option(
+        ["--node-dir"], default="/var/lib/burla/node", help="node_service's directory on a VM"
+    ),
+    click.Option(
+        ["--node-local-dir"],
+        default="/var/lib/burla",
+        help="where a VM keeps the worker environment (BURLA_LOCAL_DIR)",
+    ),
+    click.Option(["--node-host"], default="0.0.0.0", help="where node_service listens on its VM"),
+    click.Option(
+        ["--node-env"],
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="another variable for node_service's environment (repeatable)",
+    ),
+    click.Option(
+        ["--service-account"], default="default", help="the service account the VMs run as"
+    ),
+]
+"""The flags of `cloud`, the fields of CloudOptions."""
+
+
+@main.command(params=CLOUD_FLAGS)
+def cloud(**options: Any) -> None:
+    """A cluster on Google Cloud. The project, zone, machine type, standby size, bucket and
+    cluster name come from [gcp] in ~/.burla/config.toml ($BURLA_CONFIG) and BURLA_GCP_*
+    variables.
+
+    Nodes open the Store and blob store main_service opens, from URLs in their boot
+    environment; FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST, when set, are passed
+    on to them. Stopping main_service (SIGTERM, SIGINT) deletes its VMs; a new one deletes
+    those an earlier one left behind.
+    """
+    from burla.core.settings import load_settings
+    from burla.services.main_service.cloud_config import (
+        CloudOptions,
+        make_plan,
+        require_gcp_extra,
+    )
+
+    problem = ""
+    try:
+        require_gcp_extra()
+        plan = make_plan(CloudOptions(**options), load_settings().gcp, os.environ)
+        from burla.services import serving
+
+        serving.run(_serve_cloud, plan)
+    except* (BurlaError, ImportError) as failed:
+        problem = "; ".join(str(leaf) for leaf in _leaves(failed))
+    if problem:
+        sys.exit(f"burla main_service: {problem}")
+
+
+async def _serve_cloud(plan: CloudPlan) -> None:
+    from burla.services.main_service.cloud_config import announcement
+
+    with _listen(plan.host, plan.port) as sock:  # first: a port in use fails before all else
+        clock = WallClock()
+        store, blobs = _open_state(plan.boot_env, clock)
+        backends = Backends(store, blobs, _compute_provider(plan), clock)
+        try:
+            await _delete_machines(backends.compute)  # left by an earlier main_service
+            setup = Setup(plan.config, plan.url, plan.token, plan.boot_env)
+            await _serve(setup, backends, sock, lambda *_: print(announcement(plan), flush=True))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await backends.aclose()
+
+
+def _compute_provider(plan: CloudPlan) -> GceComputeProvider:
+    from burla.backends.gcp.compute import GceComputeProvider
+
+    if plan.compute_endpoint is None:
+        return GceComputeProvider(plan.gce)
+    from google.auth.credentials import AnonymousCredentials
+
+    return GceComputeProvider(
+        plan.gce,
+        client_options={"api_endpoint": plan.compute_endpoint},
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+    )
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound socket; IPPROTO_TCP named so that accepted connections have Nagle off."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise InvalidRequestError(
+            f"main_service cannot listen on {host}:{port} ({error}); choose another --host "
+            "or --port"
+        ) from None
+    return sock
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+def _open_state(boot_env: dict[str, str], clock: Clock) -> tuple[Store, BlobStore]:
+    """The Store and blob store nodes open too, from the URLs in their boot environment."""
+    signing_key = blob_signing_key(boot_env["BURLA_SECRET"])
+    # The blob store first: opening it may fail (a signer), and it needs no closing after.
+    blobs = open_blobs(boot_env["BURLA_BLOBS_URL"], signing_key, clock)
+    return open_store(boot_env["BURLA_STORE_URL"], clock), blobs
+
+
+async def _serve(
+    setup: Setup,
+    backends: Backends,
+    sock: socket.socket,
+    started: Callable[[MainService, Server, TaskGroup], None],
+) -> None:
+    """Serve main_service on `sock` until SIGTERM or SIGINT; `started` once it serves."""
+    from burla.services import serving
+    from burla.services.main_service.app import create_app
+    from burla.services.main_service.service import MainService
+    from burla.services.retrying import resilient
+
+    store, blobs = resilient(backends.store, backends.blobs, os.environ)
+    service = MainService(
+        config=setup.config,
+        store=store,
+        blobs=blobs,
+        compute=backends.compute,
+        clock=backends.clock,
+        main_url=setup.url,
+        boot_env=setup.boot_env,
+        token=setup.token,
+        booting=setup.booting,
+        images=backends.images,
+    )
+    async with anyio.create_task_group() as tasks:
+        server = await serving.start(create_app(service, setup.token), sock, tasks)
+        await service.run(tasks)
+        started(service, server, tasks)
+
+
+async def _delete_machines(compute: LocalComputeProvider | GceComputeProvider) -> None:
+    machines = await compute.list()
+    async with anyio.create_task_group() as tasks:
+        for machine in machines:
+            tasks.start_soon(compute.delete, machine.node_id)
 
 
 def check_docker(image: str) -> None:
@@ -103,4 +446,4 @@ def remove_leftover_containers(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="python -m burla.services.main_service")

@@ -1,16 +1,4 @@
-"""Run one node_service process: `python -m burla.services.node_service`, configured by
-the environment its ComputeProvider gave it (see NodeSettings).
-
-Its workers are processes (BURLA_CONTAINERS=process, the default) or Docker containers
-(BURLA_CONTAINERS=docker). A Docker worker sees, at the same paths as the node, its own
-directory, the node's status directory (read-write: the node reads from it which input a
-worker that died was running), the packages jobs need (read-only; see
-node_service.packages) and the blob store's directory (big inputs are read from
-their file:// signed URLs; read-write, since a function that calls remote_parallel_map
-with big inputs uploads them there). The cluster's directory appears read-only at
-CLUSTER_DIR_IN_CONTAINER, so that a function that calls remote_parallel_map finds the
-cluster's address and token in its cluster.json and reaches it over the host network.
-"""
+"""node_service's process: builds its backends from the environment its ComputeProvider gave it."""
 
 from __future__ import annotations
 
@@ -99,30 +87,18 @@ async def serve(settings: NodeSettings) -> None:
     standby = StandbyDefinition.model_validate(standby_doc.data if standby_doc else {})
     status_dir = settings.node_dir / "status"
     status_dir.mkdir(parents=True, exist_ok=True)
-    package_dir = packages_of(settings)
-    package_dir.mkdir(parents=True, exist_ok=True)
-    runtime: ContainerRuntime
+    packages_of(settings).mkdir(parents=True, exist_ok=True)
     docker_runtime: DockerRuntime | None = None
     if settings.containers == "docker":
         docker_runtime = await anyio.to_thread.run_sync(
             open_docker_runtime, settings, standby, status_dir
         )
         await docker_runtime.aclose()  # what an earlier node of this id left
-        runtime = docker_runtime
+        runtime: ContainerRuntime = docker_runtime
         # A function that calls remote_parallel_map itself reaches this same cluster.
         worker_env = {"BURLA_BACKEND": "docker", "BURLA_DOCKER_DIR": CLUSTER_DIR_IN_CONTAINER}
     else:
-        images = {LOCAL_DEFAULT_IMAGE: str(ensure_worker_env(settings.local_dir))}
-        find_image = functools.partial(venv_image_python, settings.local_dir)
-        runtime = LocalContainerRuntime(settings.node_dir, images, find_image=find_image)
-        # A worker goes when its node goes; a nested call reaches this same cluster.
-        worker_env = {
-            "BURLA_LOCAL_DIR": str(settings.local_dir),
-            "BURLA_PARENT_PID": str(os.getpid()),
-        }
-        if not settings.store_url.startswith("sqlite:"):  # a cloud cluster's node
-            # Nested calls come with the job's own token, which each job brings.
-            worker_env |= {"BURLA_BACKEND": "gcp", "BURLA_MAIN_URL": settings.main_url}
+        runtime, worker_env = process_runtime(settings)
     link = MainLink(settings.secret)
     node = NodeService(
         node_id=settings.node_id,
@@ -135,34 +111,52 @@ async def serve(settings: NodeSettings) -> None:
         clock=clock,
         status_dir=status_dir,
         worker_env=worker_env,
-        package_dir=package_dir,
+        package_dir=packages_of(settings),
         lease_s=settings.lease_s,
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind((settings.host, 0))
-    sock.listen()
-    address = f"{advertised_host(settings)}:{sock.getsockname()[1]}"
-    listener = await SocketListener.from_socket(sock)
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(serving.cancel_on_signal, tasks)
-            tasks.start_soon(_exit_with_parent, tasks)
-            await node.run(tasks)
-            tasks.start_soon(listener.serve, functools.partial(link.serve, node), tasks)
-            serving.write_atomically(settings.node_dir / "address", address)
-            headers = {"authorization": f"Bearer {settings.secret}"}
-            async with http_clients.async_client(
-                base_url=settings.main_url, headers=headers, timeout=60
-            ) as http:
-                response = await http.post(
-                    f"/nodes/{settings.node_id}/booted", json={"address": address}
-                )
-                response.raise_for_status()
+        await _serve_link(settings, node, link)
     finally:
         with anyio.CancelScope(shield=True):
             if docker_runtime is not None:
                 await docker_runtime.aclose()  # all at once, within main_service's grace
             await node.aclose()
+
+
+def process_runtime(settings: NodeSettings) -> tuple[ContainerRuntime, dict[str, str]]:
+    """Workers as processes of this node, and the environment they get."""
+    images = {LOCAL_DEFAULT_IMAGE: str(ensure_worker_env(settings.local_dir))}
+    find_image = functools.partial(venv_image_python, settings.local_dir)
+    runtime = LocalContainerRuntime(settings.node_dir, images, find_image=find_image)
+    # A worker goes when its node goes; a nested call reaches this same cluster.
+    env = {"BURLA_LOCAL_DIR": str(settings.local_dir), "BURLA_PARENT_PID": str(os.getpid())}
+    if not settings.store_url.startswith("sqlite:"):  # a cloud cluster's node
+        # Nested calls come with the job's own token, which each job brings.
+        env |= {"BURLA_BACKEND": "gcp", "BURLA_MAIN_URL": settings.main_url}
+    return runtime, env
+
+
+async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink) -> None:
+    """Listen for main_service's connection, then tell main_service where."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind((settings.host, 0))
+    sock.listen()
+    address = f"{advertised_host(settings)}:{sock.getsockname()[1]}"
+    listener = await SocketListener.from_socket(sock)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(serving.cancel_on_signal, tasks)
+        tasks.start_soon(_exit_with_parent, tasks)
+        await node.run(tasks)
+        tasks.start_soon(listener.serve, functools.partial(link.serve, node), tasks)
+        serving.write_atomically(settings.node_dir / "address", address)
+        headers = {"authorization": f"Bearer {settings.secret}"}
+        async with http_clients.async_client(
+            base_url=settings.main_url, headers=headers, timeout=60
+        ) as http:
+            response = await http.post(
+                f"/nodes/{settings.node_id}/booted", json={"address": address}
+            )
+            response.raise_for_status()
 
 
 def packages_of(settings: NodeSettings) -> Path:
@@ -187,7 +181,17 @@ def advertised_host(settings: NodeSettings) -> str:
 def open_docker_runtime(
     settings: NodeSettings, standby: StandbyDefinition, status_dir: Path
 ) -> DockerRuntime:
-    """The node's Docker runtime, once the engine answers and has every standby image."""
+    """The node's Docker runtime, once the engine answers and has every standby image.
+
+    A Docker worker sees, at the same paths as the node, its own directory, the node's
+    status directory (read-write: the node reads from it which input a worker that died
+    was running), the packages jobs need (read-only; see node_service.packages) and the
+    blob store's directory (big inputs are read from their file:// signed URLs;
+    read-write, since a function that calls remote_parallel_map with big inputs uploads
+    them there). The cluster's directory appears read-only at CLUSTER_DIR_IN_CONTAINER, so
+    that a function that calls remote_parallel_map finds the cluster's address and token
+    in its cluster.json and reaches it over the host network.
+    """
     from burla.backends.docker.client import connect
     from burla.backends.docker.cluster import cluster_node_id
     from burla.backends.docker.image import has_image

@@ -1,24 +1,12 @@
-"""The first moments of this machine's cluster, with light imports only: bind the
-address, write the standby definition, boot the first node. The node then loads while
-main_service loads its web stack, side by side.
-
-The nodes' workers are processes ("process", the embedded local backend) or Docker
-containers of burla's default image ("docker"); the nodes learn which from
-BURLA_CONTAINERS in their boot environment."""
+"""This machine's cluster: its standby node, the image its workers run in, what nodes boot with."""
 
 from __future__ import annotations
 
 import os
-import secrets
-import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from burla.backends.local.compute import LocalComputeProvider
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE
-from burla.backends.local.store import SqliteStore
-from burla.core.clock import WallClock
 from burla.core.environment import RUNNING_PYTHON
 from burla.core.models import (
     ClusterConfig,
@@ -27,15 +15,14 @@ from burla.core.models import (
     StandbyDefinition,
     StandbyGroup,
 )
-from burla.core.protocols import BootSpec
 from burla.services.cluster_keys import node_secret
-from burla.services.loopback import bind_loopback
-from burla.services.store_keys import STANDBY_KEY
 
 MAX_LOCAL_NODES = 4
 FIRST_NODE = "node-000001"
 
 Containers = Literal["process", "docker"]
+"""What the nodes' workers run in: processes (the embedded local backend) or Docker
+containers of burla's default image; nodes learn which from BURLA_CONTAINERS."""
 
 
 def standby_image(containers: Containers) -> str:
@@ -73,36 +60,12 @@ def local_config(cpus: int, image: str = LOCAL_DEFAULT_IMAGE) -> ClusterConfig:
     )
 
 
-@dataclass
-class LocalStart:
-    root: Path
-    cpus: int
-    config: ClusterConfig
-    token: str
-    sock: socket.socket
-    url: str
-    store: SqliteStore
-    compute: LocalComputeProvider
-    boot_env: dict[str, str]
-
-
-async def begin(root: Path, cpus: int, containers: Containers = "process") -> LocalStart:
-    token = secrets.token_hex(32)
-    sock, address = bind_loopback()
-    url = f"http://{address}"
-    store = SqliteStore(root / "store.db", WallClock())
-    config = local_config(cpus, standby_image(containers))
-    await store.put(STANDBY_KEY, config.standby.model_dump(mode="json"))
-    compute = LocalComputeProvider(root)
-    for machine in await compute.list():  # left by a main_service that died
-        await compute.delete(machine.node_id)
-    boot_env = {
+def local_boot_env(root: Path, token: str, containers: Containers) -> dict[str, str]:
+    """A node's environment: the cluster's Store and blob store in `root`, its secret."""
+    return {
         "BURLA_STORE_URL": f"sqlite://{root / 'store.db'}",
         "BURLA_BLOBS_URL": f"file://{root / 'blobs'}",
         "BURLA_SECRET": node_secret(token),
         "BURLA_LOCAL_DIR": str(root),
         "BURLA_CONTAINERS": containers,
     }
-    first_type = config.standby.nodes[0].node_type
-    await compute.create(BootSpec(FIRST_NODE, first_type, url, boot_env))
-    return LocalStart(root, cpus, config, token, sock, url, store, compute, boot_env)
