@@ -1,24 +1,33 @@
-"""BlobStoreContract: what every BlobStore backend must do, bound per backend.
+"""BlobStoreContract: what every BlobStore backend must do.
 
-A binding provides `blobs`, a fresh empty BlobStore; `transfer`, an
-`async (url, method, data | None) -> bytes | None` that does what an HTTP client does with
-a signed URL (GET returns the body, PUT sends `data` and returns None); and `advance`,
-which moves the store's clock forward. A binding whose server does not check signatures
-(the GCS emulator) sets `enforces_signatures = False` to skip the expiry and tamper tests.
+A backend binds it with one fixture, `blobs_under_test`, that gives a BlobsUnderTest, and
+one class line: `class TestDirectoryBlobStore(BlobStoreContract): ...`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import pytest
 
 from burla.core.errors import NotFoundError, SignedUrlError
 from burla.core.protocols import BlobStore
+from tests.contract.clocks import Advance, DrivenClock, advancer
 
-Advance = Callable[[float], Awaitable[None]]
 Transfer = Callable[[str, Literal["GET", "PUT"], bytes | None], Awaitable[bytes | None]]
+
+
+@dataclass(frozen=True)
+class BlobsUnderTest:
+    blobs: BlobStore
+    """A fresh, empty blob store."""
+    transfer: Transfer
+    """What an HTTP client does with a signed URL: GET returns the body, PUT sends the
+    data and returns None; either raises SignedUrlError when the server refuses the URL."""
+    clock: DrivenClock | None = None
+    """The clock that signed URLs expire on, when the test drives it; None for real time."""
 
 
 class SelfSigning(Protocol):
@@ -30,7 +39,7 @@ class SelfSigning(Protocol):
 
 
 def self_signed_transfer(blobs: SelfSigning) -> Transfer:
-    """The `transfer` fixture for a store that honours its own URLs."""
+    """The transfer of a store that honours its own URLs."""
 
     async def transfer(url: str, method: Literal["GET", "PUT"], data: bytes | None) -> bytes | None:
         if method == "GET":
@@ -43,12 +52,17 @@ def self_signed_transfer(blobs: SelfSigning) -> Transfer:
 
 @pytest.mark.anyio
 class BlobStoreContract:
-    enforces_signatures = True
+    @pytest.fixture
+    def blobs(self, blobs_under_test: BlobsUnderTest) -> BlobStore:
+        return blobs_under_test.blobs
 
     @pytest.fixture
-    def _signatures_enforced(self) -> None:
-        if not self.enforces_signatures:
-            pytest.skip("this backend's server does not check signed URLs")
+    def transfer(self, blobs_under_test: BlobsUnderTest) -> Transfer:
+        return blobs_under_test.transfer
+
+    @pytest.fixture
+    def advance(self, blobs_under_test: BlobsUnderTest) -> Advance:
+        return advancer(blobs_under_test.clock)
 
     async def test_put_get(self, blobs: BlobStore) -> None:
         await blobs.put("funcs/f.pkl", b"\x00\x01pickled")
@@ -94,7 +108,6 @@ class BlobStoreContract:
         url = await blobs.signed_url("results/0.pkl", method="GET", expires_s=60)
         assert await transfer(url, "GET", None) == b"result bytes"
 
-    @pytest.mark.usefixtures("_signatures_enforced")
     async def test_expired_url_is_refused(
         self, blobs: BlobStore, transfer: Transfer, advance: Advance
     ) -> None:
@@ -104,7 +117,6 @@ class BlobStoreContract:
         with pytest.raises(SignedUrlError):
             await transfer(url, "GET", None)
 
-    @pytest.mark.usefixtures("_signatures_enforced")
     async def test_url_for_another_key_is_refused(
         self, blobs: BlobStore, transfer: Transfer
     ) -> None:
@@ -119,10 +131,28 @@ class BlobStoreContract:
             await transfer(put_url.replace("original", "stolen"), "PUT", b"overwritten")
         assert await blobs.get("tamper/stolen.bin") == b"theirs"
 
-    @pytest.mark.usefixtures("_signatures_enforced")
     async def test_get_url_cannot_put(self, blobs: BlobStore, transfer: Transfer) -> None:
         await blobs.put("k", b"original")
         url = await blobs.signed_url("k", method="GET", expires_s=60)
         with pytest.raises(SignedUrlError):
             await transfer(url, "PUT", b"overwritten")
         assert await blobs.get("k") == b"original"
+
+    async def test_odd_keys_keep_their_bytes_through_signed_urls(
+        self, blobs: BlobStore, transfer: Transfer
+    ) -> None:
+        keys = [
+            "dir/a file?with&odd=chars#",
+            "dir/a file?with&odd=chars#%20\u00e9",
+            "dir/h\u00e9llo \U0001f600",
+            "dir/%41+b",
+            "dir/~x",
+        ]
+        for key in keys:
+            url = await blobs.signed_url(key, method="PUT", expires_s=60)
+            assert await transfer(url, "PUT", key.encode()) is None
+        assert await blobs.list("dir/") == sorted(keys)
+        for key in keys:
+            assert await blobs.get(key) == key.encode()
+            url = await blobs.signed_url(key, method="GET", expires_s=60)
+            assert await transfer(url, "GET", None) == key.encode()

@@ -1,25 +1,81 @@
-"""ComputeProviderContract: what every ComputeProvider backend must do, bound per backend.
+"""ComputeProviderContract: what every ComputeProvider backend must do.
 
-A binding provides `compute`, a provider with no machines; `boot_spec`, a factory
-`(node_id) -> BootSpec` for a machine it can really start; `advance`, which moves the
-provider's clock forward; and `boot_timeout_s`, how long a boot may take on that clock.
+A backend binds it with one fixture, `compute_under_test`, that gives a
+ComputeUnderTest, and one class line: `class TestGceComputeProvider(ComputeProviderContract): ...`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import pytest
 
 from burla.core.errors import ConflictError
 from burla.core.protocols import BootSpec, ComputeProvider, Machine, MachineStatus
+from tests.contract.clocks import Advance, DrivenClock, advancer
 
-Advance = Callable[[float], Awaitable[None]]
 BootSpecFactory = Callable[[str], BootSpec]
+
+
+@dataclass(frozen=True)
+class ComputeUnderTest:
+    compute: ComputeProvider
+    """A provider with no machines; the binding deletes what the test started."""
+    boot_spec: BootSpecFactory
+    """`(node_id) -> BootSpec` of a machine the provider can really start."""
+    boot_timeout_s: float
+    """How long a boot may take, on the provider's clock."""
+    fail: Callable[[str], Awaitable[None]]
+    """Makes a running machine die as a crashed or preempted one does (its process is
+    killed, its VM terminated)."""
+    clock: DrivenClock | None = None
+    """The clock machines boot on, when the test drives it; None for real time."""
+
+
+async def _until_status(
+    compute: ComputeProvider,
+    node_id: str,
+    status: MachineStatus,
+    advance: Advance,
+    timeout_s: float,
+    passing: tuple[MachineStatus, ...] = (),
+) -> Machine:
+    """The machine once it has `status`, looked at 100 times over `timeout_s`; until
+    then it may only have one of the `passing` statuses."""
+    machine: Machine | None = None
+    for _ in range(101):
+        machine = await compute.get(node_id)
+        assert machine is not None
+        if machine.status is status:
+            return machine
+        assert machine.status in passing
+        await advance(timeout_s / 100)
+    raise AssertionError(f"{node_id} is {machine.status if machine else None}, not {status}")
 
 
 @pytest.mark.anyio
 class ComputeProviderContract:
+    @pytest.fixture
+    def compute(self, compute_under_test: ComputeUnderTest) -> ComputeProvider:
+        return compute_under_test.compute
+
+    @pytest.fixture
+    def boot_spec(self, compute_under_test: ComputeUnderTest) -> BootSpecFactory:
+        return compute_under_test.boot_spec
+
+    @pytest.fixture
+    def boot_timeout_s(self, compute_under_test: ComputeUnderTest) -> float:
+        return compute_under_test.boot_timeout_s
+
+    @pytest.fixture
+    def advance(self, compute_under_test: ComputeUnderTest) -> Advance:
+        return advancer(compute_under_test.clock)
+
+    @pytest.fixture
+    def fail(self, compute_under_test: ComputeUnderTest) -> Callable[[str], Awaitable[None]]:
+        return compute_under_test.fail
+
     async def test_create_returns_the_machine(
         self, compute: ComputeProvider, boot_spec: BootSpecFactory
     ) -> None:
@@ -48,17 +104,10 @@ class ComputeProviderContract:
         boot_timeout_s: float,
     ) -> None:
         await compute.create(boot_spec("node-a"))
-        step = boot_timeout_s / 100
-        machine: Machine | None = None
-        for _ in range(101):
-            machine = await compute.get("node-a")
-            assert machine is not None
-            assert machine.status in (MachineStatus.BOOTING, MachineStatus.RUNNING)
-            if machine.status is MachineStatus.RUNNING:
-                break
-            await advance(step)
-        assert machine is not None
-        assert machine.status is MachineStatus.RUNNING
+        booting = (MachineStatus.BOOTING,)
+        machine = await _until_status(
+            compute, "node-a", MachineStatus.RUNNING, advance, boot_timeout_s, booting
+        )
         assert machine.address
 
     async def test_duplicate_create_conflicts(
@@ -90,3 +139,30 @@ class ComputeProviderContract:
             "node-b",
             "node-c",
         ]
+
+    async def test_a_failed_machine_is_listed_failed_until_deleted(
+        self,
+        compute: ComputeProvider,
+        boot_spec: BootSpecFactory,
+        advance: Advance,
+        boot_timeout_s: float,
+        fail: Callable[[str], Awaitable[None]],
+    ) -> None:
+        await compute.create(boot_spec("node-a"))
+        booting, running = (MachineStatus.BOOTING,), (MachineStatus.RUNNING,)
+        await _until_status(
+            compute, "node-a", MachineStatus.RUNNING, advance, boot_timeout_s, booting
+        )
+        await fail("node-a")
+        await _until_status(
+            compute, "node-a", MachineStatus.FAILED, advance, boot_timeout_s, running
+        )
+        [machine] = await compute.list()
+        assert (machine.node_id, machine.status, machine.address) == (
+            "node-a",
+            MachineStatus.FAILED,
+            None,
+        )
+        assert await compute.delete("node-a") is True
+        assert await compute.get("node-a") is None
+        assert await compute.list() == []

@@ -1,13 +1,14 @@
-"""ContainerRuntimeContract: what every ContainerRuntime backend must do, bound per backend.
+"""ContainerRuntimeContract: what every ContainerRuntime backend must do.
 
-A binding provides `runtime`, a runtime with no containers (it stops what the test
-started); `spec`, a ContainerSpec that runtime can really start; and `free_port`, a
-factory `() -> int` of ports nothing listens on. The tests pin to CPUs 0 and 1.
+A backend binds it with one fixture, `runtime_under_test`, that gives a RuntimeUnderTest,
+and one class line: `class TestDockerContainerRuntime(ContainerRuntimeContract): ...`.
+Ports come from the shared `free_port` fixture (conftest.py). The tests pin to CPUs 0 and 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -16,6 +17,23 @@ from burla.core.models import ContainerSpec
 from burla.core.protocols import ContainerInfo, ContainerRuntime
 
 FreePort = Callable[[], int]
+StartExiting = Callable[[str, int, int], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RuntimeUnderTest:
+    runtime: ContainerRuntime
+    """A runtime with no containers; the binding stops what the test started."""
+    spec: ContainerSpec
+    """A container the runtime can really start, that runs until it is stopped."""
+    start_exiting: StartExiting
+    """`(name, port, exit_code)`: start a container that ends by itself with `exit_code`
+    (as a worker that crashes does), and return once the runtime lists it as exited."""
+
+
+async def has_exited(runtime: ContainerRuntime, name: str) -> bool:
+    """Whether `runtime` lists container `name` as no longer running."""
+    return any(info.name == name and not info.running for info in await runtime.list())
 
 
 def _running(containers: list[ContainerInfo]) -> list[str]:
@@ -24,6 +42,18 @@ def _running(containers: list[ContainerInfo]) -> list[str]:
 
 @pytest.mark.anyio
 class ContainerRuntimeContract:
+    @pytest.fixture
+    def runtime(self, runtime_under_test: RuntimeUnderTest) -> ContainerRuntime:
+        return runtime_under_test.runtime
+
+    @pytest.fixture
+    def spec(self, runtime_under_test: RuntimeUnderTest) -> ContainerSpec:
+        return runtime_under_test.spec
+
+    @pytest.fixture
+    def start_exiting(self, runtime_under_test: RuntimeUnderTest) -> StartExiting:
+        return runtime_under_test.start_exiting
+
     async def test_start_and_list(
         self, runtime: ContainerRuntime, spec: ContainerSpec, free_port: FreePort
     ) -> None:
@@ -99,3 +129,43 @@ class ContainerRuntimeContract:
             ("worker-a", second, True),
             ("worker-b", first, True),
         ]
+
+    async def test_a_port_in_use_is_refused(
+        self, runtime: ContainerRuntime, spec: ContainerSpec, free_port: FreePort
+    ) -> None:
+        port = free_port()
+        await runtime.start(spec, name="worker-0", port=port, cpuset=frozenset({0}))
+        with pytest.raises(ConflictError, match=f"port {port}.*'worker-0'"):
+            await runtime.start(spec, name="worker-1", port=port, cpuset=frozenset({1}))
+        assert _running(await runtime.list()) == ["worker-0"]
+
+    async def test_a_container_needs_a_cpu(
+        self, runtime: ContainerRuntime, spec: ContainerSpec, free_port: FreePort
+    ) -> None:
+        with pytest.raises(InvalidRequestError, match="cpuset"):
+            await runtime.start(spec, name="worker-0", port=free_port(), cpuset=frozenset())
+        assert await runtime.list() == []
+        await runtime.start(spec, name="worker-0", port=free_port(), cpuset=frozenset({0}))
+        with pytest.raises(InvalidRequestError, match="cpuset"):
+            await runtime.set_cpuset("worker-0", frozenset())
+        [info] = await runtime.list()
+        assert (info.cpuset, info.running) == (frozenset({0}), True)
+
+    async def test_an_exited_container_is_listed_with_its_code_and_frees_its_port(
+        self,
+        runtime: ContainerRuntime,
+        spec: ContainerSpec,
+        free_port: FreePort,
+        start_exiting: StartExiting,
+    ) -> None:
+        port = free_port()
+        await start_exiting("worker-0", port, 3)
+        [exited] = await runtime.list()
+        assert (exited.name, exited.running, exited.exit_code) == ("worker-0", False, 3)
+        await runtime.start(spec, name="worker-1", port=port, cpuset=frozenset({0}))
+        assert [(info.name, info.running) for info in await runtime.list()] == [
+            ("worker-0", False),
+            ("worker-1", True),
+        ]
+        assert await runtime.stop("worker-0") is True
+        assert [info.name for info in await runtime.list()] == ["worker-1"]

@@ -1,26 +1,38 @@
-"""StoreContract: what every Store backend must do, bound per backend in test_<backend>.py.
+"""StoreContract: what every Store backend must do.
 
-A binding provides two fixtures: `store`, a fresh empty Store, and `advance`, an
-`async (seconds) -> None` that moves the store's clock forward (a ManualClock for memory,
-a real sleep for a real database). Leases here are short so real time stays fast.
+A backend binds it with one fixture, `store_under_test`, that gives a StoreUnderTest,
+and one class line: `class TestSqliteStore(StoreContract): ...`. Leases here are short
+so that real time stays fast.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
-from burla.core.errors import ConflictError
+from burla.core.errors import ConflictError, InvalidRequestError
 from burla.core.protocols import Claim, Store
-
-Advance = Callable[[float], Awaitable[None]]
+from tests.contract.clocks import Advance, DrivenClock, advancer
 
 LONG_LEASE_S = 60.0
 """A lease no test outlives."""
+
+
+@dataclass(frozen=True)
+class StoreUnderTest:
+    store: Store
+    """A fresh, empty store."""
+    connect: Callable[[], Store]
+    """Another client of the same data, as a second process would open it (the binding
+    closes them); an in-process store answers with itself."""
+    clock: DrivenClock | None = None
+    """The clock the store's leases run on, when the test drives it; None for real time."""
 
 
 def _ids(claims: list[Claim]) -> list[str]:
@@ -29,6 +41,18 @@ def _ids(claims: list[Claim]) -> list[str]:
 
 @pytest.mark.anyio
 class StoreContract:
+    @pytest.fixture
+    def store(self, store_under_test: StoreUnderTest) -> Store:
+        return store_under_test.store
+
+    @pytest.fixture
+    def advance(self, store_under_test: StoreUnderTest) -> Advance:
+        return advancer(store_under_test.clock)
+
+    @pytest.fixture
+    def connect(self, store_under_test: StoreUnderTest) -> Callable[[], Store]:
+        return store_under_test.connect
+
     # Documents
 
     async def test_get_missing_is_none(self, store: Store) -> None:
@@ -319,3 +343,174 @@ class StoreContract:
             for _ in range(8):
                 group.start_soon(claimer)
         assert Counter(claimed) == Counter(ids)
+
+    async def test_expired_items_come_back_in_push_order(
+        self, store: Store, advance: Advance
+    ) -> None:
+        await store.push("q", [(f"{n:04d}", b"") for n in range(1200)])
+        first = await store.claim("q", limit=1150, lease_s=1)
+        await advance(2)  # every lease passes; a third of them are acked anyway
+        await store.ack("q", [claim.receipt for claim in first[::3]])
+        seen: list[str] = []  # more leases handed back at once than one batch of most stores
+        while claims := await store.claim("q", limit=150, lease_s=LONG_LEASE_S):
+            seen.extend(_ids(claims))
+            await store.ack("q", [claim.receipt for claim in claims])
+        expected = [n for n in range(1150) if n % 3] + list(range(1150, 1200))
+        assert seen == [f"{n:04d}" for n in expected]
+
+    async def test_receipts_never_handed_out_match_nothing(self, store: Store) -> None:
+        await store.push("q", [("a", b"a")])
+        [claim] = await store.claim("q", limit=1, lease_s=LONG_LEASE_S)
+        forged = ["", "nonsense", f"{claim.receipt}0", claim.receipt[:-1]]
+        assert await store.renew("q", forged, lease_s=0) == set()
+        assert await store.ack("q", forged) == set()
+        assert await store.ack("q", [claim.receipt, claim.receipt]) == {claim.receipt}
+
+    # Values and arguments
+
+    async def test_values_round_trip_exactly(self, store: Store) -> None:
+        data: dict[str, Any] = {
+            "raw": bytes(range(256)),
+            "empty": b"",
+            "text": "h\u00e9llo \U0001f600",
+            "numbers": [2**100, -(2**63) - 1, -(2**63), 2**63 - 1, -0.0, 1e-310, 0.1 + 0.2, 1.0, 1],
+            "flag": True,
+            "zero": 0,
+            "lists": [[1, [2, []]], [], [[b"\x00"]], [{"in": [[None]]}]],
+            "": "an empty field name",
+            "__reserved__": {"a.b": 1, "`tick`": 2, "x y": [], "\u00e9\U0001f600": {}},
+            # Fields named like the tags backends encode bytes and odd values with.
+            "$bytes": "a field, not a tag",
+            "$b": "a field, not a tag",
+            "$d": [["a", 1]],
+            "$$dollars": {"$bytes": b"\xff"},
+            "looks_like_bytes": {"$bytes": "AAAA", "$b": "AAAA"},
+            "looks_like_a_dict": {"$d": [["x", b"\xff"]]},
+            "$": {"$list": [1], "$int": "7", "$$": None, "__name__": True, "__": 1},
+            "nested": [{"$": {"$$": [b"\x00"]}}, [], {}, [[1, [2, []]]]],
+        }
+        assert (await store.put("k", data)).data == data
+        read = await store.get("k")
+        assert read is not None
+        assert read.data == data
+        assert [type(value) for value in read.data["numbers"][-5:]] == [float] * 4 + [int]
+        assert (type(read.data["flag"]), type(read.data["zero"])) == (bool, int)
+        assert isinstance(read.data["looks_like_bytes"], dict)
+        assert await store.put_many({"m": data}) == {"m"}
+        [listed] = await store.list("m")
+        assert listed.data == data
+        await store.put("k", {"nested": {}})  # a put replaces the fields; it merges nothing
+        await store.put_many({"m": {}})
+        assert [(doc.key, doc.data) for doc in await store.list("")] == [
+            ("k", {"nested": {}}),
+            ("m", {}),
+        ]
+
+    async def test_list_prefix_edges(self, store: Store) -> None:
+        top = "\U0010ffff"
+        keys = ["a", f"a{top}", f"a{top}z", f"a{top}{top}", "b", "\ue000", "\ud7ff"]
+        await store.put_many({key: {} for key in keys})
+        assert [doc.key for doc in await store.list(f"a{top}")] == [
+            f"a{top}",
+            f"a{top}z",
+            f"a{top}{top}",
+        ]
+        assert [doc.key for doc in await store.list("")] == sorted(keys)
+        assert [doc.key for doc in await store.list("\ud7ff")] == ["\ud7ff"]
+        assert [doc.key for doc in await store.list("", after="b")] == ["\ud7ff", "\ue000"]
+        assert await store.list("a", limit=0) == []
+
+    async def test_invalid_requests_write_nothing(self, store: Store) -> None:
+        with pytest.raises(InvalidRequestError, match=r"document 'k'\.when is a tuple"):
+            await store.put("k", {"when": (1, 2)})
+        with pytest.raises(InvalidRequestError, match=r"document 'b'\.n is a set"):
+            await store.put_many({"a": {"n": 1}, "b": {"n": {1, 2}}})
+        assert await store.list("") == []
+        with pytest.raises(InvalidRequestError, match="bytes"):
+            await store.push("q", [("a", b"a"), ("b", "not bytes")])  # type: ignore[list-item]
+        assert await store.claim("q", limit=10, lease_s=LONG_LEASE_S) == []
+        with pytest.raises(InvalidRequestError, match="if_version=-1"):
+            await store.put("k", {}, if_version=-1)
+        with pytest.raises(InvalidRequestError, match="limit"):
+            await store.list("", limit=-1)
+        with pytest.raises(InvalidRequestError, match="limit"):
+            await store.claim("q", limit=-1, lease_s=1)
+        with pytest.raises(InvalidRequestError, match="lease_s"):
+            await store.claim("q", limit=1, lease_s=-1)
+        with pytest.raises(InvalidRequestError, match="lease_s"):
+            await store.renew("q", [], lease_s=-1)
+        assert await store.list("") == []
+        await store.put("k", {"n": 1})
+        with pytest.raises(InvalidRequestError, match="if_version=-1"):
+            await store.delete("k", if_version=-1)
+        assert [(doc.key, doc.version) for doc in await store.list("")] == [("k", 1)]
+
+    # Clients of the same data
+
+    async def test_another_client_sees_writes_and_shares_the_queue(
+        self, store: Store, connect: Callable[[], Store]
+    ) -> None:
+        other = connect()
+        await store.put("jobs/1", {"state": "running"})
+        read = await other.get("jobs/1")
+        assert read is not None
+        assert (read.data, read.version) == ({"state": "running"}, 1)
+        await other.put("jobs/1", {"state": "done"}, if_version=1)
+        with pytest.raises(ConflictError, match="jobs/1"):
+            await store.put("jobs/1", {"state": "lost"}, if_version=1)
+        await store.push("q", [("a", b"a"), ("b", b"b")])
+        [claim] = await other.claim("q", limit=1, lease_s=LONG_LEASE_S)
+        assert claim.item_id == "a"
+        [held] = await store.claim("q", limit=5, lease_s=LONG_LEASE_S)
+        assert held.item_id == "b"
+        assert await store.ack("q", [claim.receipt]) == {claim.receipt}
+        assert await other.renew("q", [held.receipt], lease_s=0) == {held.receipt}
+        [again] = await store.claim("q", limit=5, lease_s=LONG_LEASE_S)
+        assert (again.item_id, again.deliveries) == ("b", 2)
+
+    async def test_claimers_on_separate_clients_get_each_item_once(
+        self, store: Store, connect: Callable[[], Store]
+    ) -> None:
+        ids = [f"item-{n:03d}" for n in range(300)]
+        await store.push("q", [(item_id, item_id.encode()) for item_id in ids])
+        clients = [store] + [connect() for _ in range(3)]
+        claimed: list[str] = []
+
+        async def drain(client: Store, limit: int) -> None:
+            while claims := await client.claim("q", limit=limit, lease_s=LONG_LEASE_S):
+                assert _ids(claims) == sorted(_ids(claims))  # oldest first, every time
+                assert all(claim.data == claim.item_id.encode() for claim in claims)
+                assert all(claim.deliveries == 1 for claim in claims)
+                claimed.extend(_ids(claims))
+                await anyio.lowlevel.checkpoint()
+                acked = await client.ack("q", [claim.receipt for claim in claims])
+                assert acked == {claim.receipt for claim in claims}
+
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as group:
+                for index, client in enumerate(clients):  # four clients, three tasks each
+                    for limit in (1, 5, 20):
+                        group.start_soon(drain, client, limit + index)
+        assert Counter(claimed) == Counter(ids)
+
+    async def test_version_race_has_one_winner(
+        self, store: Store, connect: Callable[[], Store]
+    ) -> None:
+        clients = [store] + [connect() for _ in range(3)]
+        await store.put("k", {"n": 0})
+        outcomes: list[str] = []
+
+        async def replace(client: Store, n: int) -> None:
+            try:
+                await client.put("k", {"n": n}, if_version=1)
+                outcomes.append("won")
+            except ConflictError:
+                outcomes.append("lost")
+
+        async with anyio.create_task_group() as group:
+            for n, client in enumerate(clients):
+                group.start_soon(replace, client, n)
+        assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
+        read = await store.get("k")
+        assert read is not None
+        assert read.version == 2
