@@ -429,12 +429,13 @@ class Session:
         after = -1
         while True:
             page = self.call("GET", f"/jobs/{job_id}/results", params={"after": after})
-            frames = list(wire.decode_all(page.content))
-            if not frames:
+            events = list(wire.read_events(wire.decode_all(page.content)))
+            if not events:
                 break
-            for (index, kind), payload in frames:
-                results.append(decode_result(index, kind, payload))
-                after = index
+            for event, payload in events:
+                if isinstance(event, wire.JobResult):
+                    results.append(decode_result(event.index, event.kind, payload))
+                    after = event.index
         total = job["spec"]["n_inputs"]
         if len(results) < total:
             raise JobError(
@@ -465,47 +466,50 @@ class Session:
         while True:
             if body is None:
                 body = self._events(job_id, {"after": cursor, "wait": WAIT_S})
-            frames = wire.decode_all(body)
-            head, _ = next(frames)
-            if run is not None and head.get("run") != run and cursor:
+            head, events = wire.read_stream(body)
+            if run is not None and head.run != run and cursor:
                 # A main_service that restarted took the job over: its stream starts anew.
-                cursor, body, run = 0, None, head.get("run")
+                cursor, body, run = 0, None, head.run
                 continue
-            run = head.get("run")
-            for event, payload in frames:
-                kind = event[0]
-                if kind == "log":
-                    progress.print(event[3], event[2])
-                elif kind == "result":
-                    index = event[1]
-                    if index in seen:
-                        continue  # told again by a main_service that took the job over
-                    seen.add(index)
-                    value = decode_result(index, event[2], payload)
-                    done += 1
-                    progress.advance(done)
-                    if not ordered:
-                        yield value
-                        continue
-                    waiting[index] = value
-                    while next_index in waiting:
-                        yield waiting.pop(next_index)
-                        next_index += 1
-                elif kind == "done":
-                    if event[2]:
-                        raise FunctionLoadError(
-                            f"the workers could not load the function of job {job_id}:\n"
-                            f"{event[2]}\nIs every module it uses importable on the cluster?"
-                        )
-                    if event[1] == "canceled":
-                        raise JobError(f"job {job_id} was canceled")
-                    if done < total:
-                        raise JobError(f"job {job_id} ended with {total - done} results missing")
-                    return
-            cursor, body = head["next"], None
+            run = head.run
+            for event, payload in events:
+                match event:
+                    case wire.JobLine(_, stream, text):
+                        progress.print(text, stream)
+                    case wire.JobResult(index, kind):
+                        if index in seen:
+                            continue  # told again by a main_service that took the job over
+                        seen.add(index)
+                        value = decode_result(index, kind, payload)
+                        done += 1
+                        progress.advance(done)
+                        if not ordered:
+                            yield value
+                            continue
+                        waiting[index] = value
+                        while next_index in waiting:
+                            yield waiting.pop(next_index)
+                            next_index += 1
+                    case wire.JobDone(state, error):
+                        _check_end(job_id, state, error, total - done)
+                        return
+            cursor, body = head.next, None
 
 
 atexit.register(Session.close_all)
+
+
+def _check_end(job_id: str, state: str, error: str | None, missing: int) -> None:
+    """Raise if a job that ended left results out."""
+    if error:
+        raise FunctionLoadError(
+            f"the workers could not load the function of job {job_id}:\n"
+            f"{error}\nIs every module it uses importable on the cluster?"
+        )
+    if state == "canceled":
+        raise JobError(f"job {job_id} was canceled")
+    if missing:
+        raise JobError(f"job {job_id} ended with {missing} results missing")
 
 
 def _pool(cluster: local.ClusterInfo) -> HttpPool:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar, cast
 
 from burla.core.errors import InvalidRequestError
 
@@ -64,3 +65,262 @@ def decode_all(data: bytes | memoryview) -> Iterator[tuple[Any, bytes]]:
             raise InvalidRequestError("the body ends inside a frame")
         yield decode_header(bytes(view[start : start + head])), bytes(view[start + head : end])
         offset = end
+
+
+# Messages ------------------------------------------------------------------------------
+# Each message is a frozen dataclass that travels as a JSON array: its tag, then its
+# fields in order. Arrays keep a 10,000-result job's frames small; the classes keep every
+# reader from taking them apart by position. Decoding checks each field's type, so a
+# peer's malformed message is refused where it enters, not deep in a service.
+
+_Check = Callable[[Any], Any]
+
+
+def _exactly(kind: type) -> _Check:
+    def check(value: Any) -> Any:
+        if type(value) is not kind:  # `type`, not isinstance: True is no int here
+            raise TypeError(f"{value!r} is not of type {kind.__name__}")
+        return value
+
+    return check
+
+
+def _number(value: Any) -> float:
+    if type(value) not in (int, float):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _optional(check: _Check) -> _Check:
+    return lambda value: None if value is None else check(value)
+
+
+def _tuple_of(check: _Check) -> _Check:
+    def convert(value: Any) -> tuple[Any, ...]:
+        if type(value) not in (list, tuple):
+            raise TypeError(f"{value!r} is not a list")
+        return tuple(check(item) for item in value)
+
+    return convert
+
+
+_CHECKS: dict[str, _Check] = {
+    "str": _exactly(str),
+    "int": _exactly(int),
+    "bool": _exactly(bool),
+    "float": _number,
+    "str | None": _optional(_exactly(str)),
+    "int | None": _optional(_exactly(int)),
+    "tuple[int, ...]": _tuple_of(_exactly(int)),
+    "tuple[str, ...]": _tuple_of(_exactly(str)),
+}
+"""How each field type a message may have is read from JSON."""
+
+_KINDS: dict[str, tuple[type[Message], tuple[_Check, ...]]] = {}
+
+
+class Message:
+    """A message between burla's processes."""
+
+    __slots__ = ()
+    tag: ClassVar[str]
+
+    def to_json(self) -> list[Any]:
+        names: tuple[str, ...] = self.__slots__
+        return [self.tag, *(getattr(self, name) for name in names)]
+
+
+M = TypeVar("M", bound=Message)
+
+
+def message(tag: str) -> Callable[[type[M]], type[M]]:
+    """Register a message class under the tag it travels with."""
+
+    def register(cls: type[M]) -> type[M]:
+        if tag in _KINDS:
+            raise TypeError(f"two messages are tagged {tag!r}")
+        cls.tag = tag
+        _KINDS[tag] = (cls, tuple(_CHECKS[str(f.type)] for f in fields(cls)))  # type: ignore[arg-type]
+        return cls
+
+    return register
+
+
+def _decode(raw: Any, expected: tuple[type[Message], ...]) -> Message:
+    """The message `raw` (a decoded JSON array) holds, which must be one of `expected`."""
+    if type(raw) is not list or not raw or raw[0] not in _KINDS:
+        raise InvalidRequestError(f"{str(raw)[:80]} is not a burla message")
+    cls, checks = _KINDS[raw[0]]
+    if cls not in expected:
+        raise InvalidRequestError(f"a {raw[0]!r} message came where it has no meaning")
+    if len(raw) != len(checks) + 1:
+        raise InvalidRequestError(
+            f"a {raw[0]!r} message has {len(raw) - 1} fields, not {len(checks)}"
+        )
+    try:
+        values = [check(value) for check, value in zip(checks, raw[1:], strict=True)]
+    except TypeError as error:
+        raise InvalidRequestError(f"a {raw[0]!r} message is malformed: {error}") from None
+    return cls(*values)
+
+
+# What a node reports to main_service, in the order it saw it ---------------------------
+@message("claimed")
+@dataclass(frozen=True, slots=True)
+class ClaimReport(Message):
+    """The node handed these inputs, claimed under these queue receipts, to a worker."""
+
+    job_id: str
+    worker: str
+    indices: tuple[int, ...]
+    receipts: tuple[str, ...]
+
+
+@message("finished")
+@dataclass(frozen=True, slots=True)
+class ResultReport(Message):
+    """An input's outcome; its `size` bytes follow in the report's payload. `kind` is
+    "ok" (a pickled value), "raised" (a pickled exception) or "raised_text" (JSON of an
+    exception that does not pickle)."""
+
+    job_id: str
+    worker: str
+    index: int
+    kind: str
+    size: int
+
+
+@message("printed")
+@dataclass(frozen=True, slots=True)
+class LineReport(Message):
+    """A line the function printed while it ran input `index` (or its traceback)."""
+
+    job_id: str
+    index: int
+    stream: str
+    text: str
+
+
+@message("died")
+@dataclass(frozen=True, slots=True)
+class DeathReport(Message):
+    """A worker's process ended while it held inputs: `running` is the input it was
+    running, when known; `out_of_memory`, whether it went over the job's func_ram."""
+
+    job_id: str | None
+    worker: str
+    running: int | None
+    out_of_memory: bool
+
+
+@message("timed_out")
+@dataclass(frozen=True, slots=True)
+class TimeoutReport(Message):
+    """The node stopped a worker whose input `index` ran past the job's timeout."""
+
+    job_id: str | None
+    worker: str
+    index: int
+
+
+@message("job_error")
+@dataclass(frozen=True, slots=True)
+class JobErrorReport(Message):
+    """The job cannot run on this node (its function did not load, its packages could
+    not be set up)."""
+
+    job_id: str
+    message: str
+
+
+NodeReport = ClaimReport | ResultReport | LineReport | DeathReport | TimeoutReport | JobErrorReport
+_NODE_REPORTS = (ClaimReport, ResultReport, LineReport, DeathReport, TimeoutReport, JobErrorReport)
+
+
+def decode_report(raw: Any) -> NodeReport:
+    return cast(NodeReport, _decode(raw, _NODE_REPORTS))
+
+
+def read_reports(raw: Any, payload: bytes) -> Iterator[tuple[NodeReport, bytes]]:
+    """A node's reports (decoded JSON) with each result's bytes cut from `payload`."""
+    if type(raw) is not list:
+        raise InvalidRequestError("a node's reports come as a list")
+    offset = 0
+    for item in raw:
+        report = decode_report(item)
+        if type(report) is ResultReport:
+            yield report, payload[offset : offset + report.size]
+            offset += report.size
+        else:
+            yield report, b""
+
+
+# What a client reads of its job: a head, then events -----------------------------------
+@message("head")
+@dataclass(frozen=True, slots=True)
+class StreamHead(Message):
+    """Where the job is: `run` names this stream (a main_service that takes the job over
+    after a restart starts another); `next`, the position to read from next."""
+
+    job_id: str
+    run: str
+    state: str
+    next: int
+    error: str | None
+
+
+@message("result")
+@dataclass(frozen=True, slots=True)
+class JobResult(Message):
+    """Input `index`'s result ("ok") or failure (any other kind); its bytes follow."""
+
+    index: int
+    kind: str
+
+
+@message("log")
+@dataclass(frozen=True, slots=True)
+class JobLine(Message):
+    """A line the function printed while it ran input `index`."""
+
+    index: int
+    stream: str
+    text: str
+
+
+@message("done")
+@dataclass(frozen=True, slots=True)
+class JobDone(Message):
+    """The job ended in `state`; `error` says why it failed, when the cluster knows."""
+
+    state: str
+    error: str | None
+
+
+JobEvent = JobResult | JobLine | JobDone
+
+
+def encode_events(events: Iterable[tuple[JobEvent, bytes]]) -> bytes:
+    return b"".join(encode(event.to_json(), data) for event, data in events)
+
+
+def encode_stream(head: StreamHead, events: Iterable[tuple[JobEvent, bytes]]) -> bytes:
+    return encode(head.to_json()) + encode_events(events)
+
+
+def read_stream(body: bytes) -> tuple[StreamHead, Iterator[tuple[JobEvent, bytes]]]:
+    """A job stream's head, and its events as they are read."""
+    frames = decode_all(body)
+    first = next(frames, None)
+    if first is None:
+        raise InvalidRequestError("a job stream starts with its head; this one is empty")
+    head = cast(StreamHead, _decode(first[0], (StreamHead,)))
+    return head, read_events(frames)
+
+
+def read_events(frames: Iterable[tuple[Any, bytes]]) -> Iterator[tuple[JobEvent, bytes]]:
+    return ((decode_event(raw), data) for raw, data in frames)
+
+
+def decode_event(raw: Any) -> JobEvent:
+    return cast(JobEvent, _decode(raw, (JobResult, JobLine, JobDone)))

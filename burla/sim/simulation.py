@@ -489,26 +489,24 @@ class Simulation:
 
     def _read_events(self, log: JobLog, body: bytes) -> int:
         now = self.clock.elapsed()
-        frames = wire.decode_all(body)
-        head, _ = next(frames)
-        if head["run"] != log.run_id:
+        head, events = wire.read_stream(body)
+        if head.run != log.run_id:
             log.streams += 1
             if log.run_id is not None:
                 # A new main_service took the job over: read its stream from the start,
                 # counting only what the old one had not sent.
-                log.run_id, log.had = head["run"], frozenset(log.results)
+                log.run_id, log.had = head.run, frozenset(log.results)
                 return 0
-            log.run_id = head["run"]
-        for event, _ in frames:
-            if event[0] == "result":
-                if event[1] in log.had:
-                    continue
-                log.results[event[1]] += 1
-                if log.first_result is None:
-                    log.first_result = now
-            elif event[0] == "done":
-                log.done, log.state, log.error = now, event[1], event[2]
-        return int(head["next"])
+            log.run_id = head.run
+        for event, _ in events:
+            match event:
+                case wire.JobResult(index) if index not in log.had:
+                    log.results[index] += 1
+                    if log.first_result is None:
+                        log.first_result = now
+                case wire.JobDone(state, error):
+                    log.done, log.state, log.error = now, state, error
+        return head.next
 
     # Checks -------------------------------------------------------------------------------
     async def _stored_results(self, job_id: str) -> int:

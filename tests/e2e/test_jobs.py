@@ -168,8 +168,8 @@ def test_a_job_canceled_before_its_submission_arrives_never_runs(cluster):
     spec = {"n_inputs": 1}
     function, payloads = dumps_function(abs), [dumps_input(0, -1, True)]
     first = session.submit("job-early-cancel-1", spec, function, payloads, wait=5)
-    head, _ = next(wire.decode_all(first))
-    assert head["state"] == "canceled"
+    head, _ = wire.read_stream(first)
+    assert head.state == "canceled"
     with pytest.raises(ConflictError, match="there is a job job-early-cancel-1 already"):
         session.submit("job-early-cancel-1", spec, function, payloads, wait=0)
     with pytest.raises(InvalidRequestError, match="is not 8-64"):

@@ -178,7 +178,7 @@ events = st.lists(
     json_values
     | st.builds(
         lambda kind, rest: [kind, JOB, *rest],
-        st.sampled_from(["claimed", "result", "log", "died", "timed_out", "job_error"]),
+        st.sampled_from(["claimed", "finished", "printed", "died", "timed_out", "job_error"]),
         st.lists(json_values, max_size=5),
     ),
     max_size=5,

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from burla.backends.memory import MemoryBlobStore, MemoryContainerRuntime, MemoryStore
+from burla.core import wire
 from burla.core.clock import ManualClock
 from burla.core.models import ContainerSpec, NodeType
 from burla.services.framing import FrameStream
@@ -96,10 +97,12 @@ async def test_requests_are_answered_and_reports_arrive_in_order(
         assert await main.request({"op": "health"})
         assert not await main.request({"op": "no-such-thing"}), "an unknown request succeeded"
         for n in range(5):
-            await link.report({"node_id": "node-1", "events": [["log", "job", n]]}, bytes([n]))
+            line = wire.LineReport("job", n, "stdout", "x").to_json()
+            await link.report({"node_id": "node-1", "events": [line]}, bytes([n]))
         with anyio.fail_after(10):
             await all_in.wait()
-        assert [(r[1][0][2], r[2]) for r in reports] == [(n, bytes([n])) for n in range(5)]
+        told = [(wire.decode_report(events[0]), data) for _, events, data in reports]
+        assert told == [(wire.LineReport("job", n, "stdout", "x"), bytes([n])) for n in range(5)]
         await main.aclose()
         assert not await main.request({"op": "health"})
     assert lost == [], "closing the link on purpose reported the node lost"

@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from burla.backends.memory import MemoryBlobStore, MemoryContainerRuntime, MemoryStore
+from burla.core import wire
 from burla.core.clock import ManualClock
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.services.container_service.status import StatusFile
@@ -83,10 +84,11 @@ async def test_a_package_that_cannot_be_set_up_fails_the_job_not_the_node(
     job = JobSpec(job_id="job-1", n_inputs=1)
     with anyio.fail_after(10):
         await node.assign(job, b"function", 1, packages=["packages/py/p/gone-1.tar.gz"])
-    (event,) = [e for r in reports for e in r["events"]]
-    assert event[:2] == ["job_error", "job-1"]
-    assert "could not set up the job's packages" in event[2]
-    assert "gone-1" in event[2]
+    (event,) = [wire.decode_report(e) for r in reports for e in r["events"]]
+    assert isinstance(event, wire.JobErrorReport)
+    assert event.job_id == "job-1"
+    assert "could not set up the job's packages" in event.message
+    assert "gone-1" in event.message
     assert node.health()["job_id"] == "job-1"  # the node goes on, and is reset with the job
 
 

@@ -38,3 +38,67 @@ def test_a_header_must_be_a_json_object_or_array():
 def test_an_absurd_header_length_is_refused():
     with pytest.raises(InvalidRequestError, match="too large"):
         wire.lengths(wire._LENGTHS.pack(wire.MAX_HEADER + 1, 0))
+
+
+ids = st.text(max_size=12)
+indices = st.integers(min_value=0, max_value=10**6)
+node_reports = st.one_of(
+    st.builds(wire.ClaimReport, ids, ids, st.tuples(indices, indices), st.tuples(ids)),
+    st.builds(wire.ResultReport, ids, ids, indices, ids, st.just(0)),
+    st.builds(wire.LineReport, ids, indices, ids, st.text()),
+    st.builds(wire.DeathReport, st.none() | ids, ids, st.none() | indices, st.booleans()),
+    st.builds(wire.TimeoutReport, st.none() | ids, ids, indices),
+    st.builds(wire.JobErrorReport, ids, st.text()),
+)
+job_events = st.one_of(
+    st.builds(wire.JobResult, indices, ids),
+    st.builds(wire.JobLine, indices, ids, st.text()),
+    st.builds(wire.JobDone, ids, st.none() | st.text()),
+)
+
+
+@given(st.lists(node_reports, max_size=6), st.lists(st.binary(max_size=8), max_size=6))
+def test_node_reports_round_trip_with_each_results_bytes(reports, blobs):
+    sized = [
+        (wire.ResultReport(r.job_id, r.worker, r.index, r.kind, len(b)), b)
+        if isinstance(r, wire.ResultReport)
+        else (r, b"")
+        for r, b in zip(reports, blobs + [b""] * len(reports), strict=False)
+    ]
+    header = {"events": [report.to_json() for report, _ in sized]}
+    payload = b"".join(b for _, b in sized)
+    [(decoded, body)] = list(wire.decode_all(wire.encode(header, payload)))
+    assert list(wire.read_reports(decoded["events"], body)) == sized
+
+
+@given(ids, ids, st.lists(st.tuples(job_events, st.binary(max_size=8)), max_size=6))
+def test_a_job_stream_round_trips(job_id, run, events):
+    head = wire.StreamHead(job_id, run, "running", len(events), None)
+    read_head, read_events = wire.read_stream(wire.encode_stream(head, events))
+    assert read_head == head
+    assert list(read_events) == events
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ("claimed", "is not a burla message"),
+        (["no-such-tag", 1], "is not a burla message"),
+        (["result", 0, "ok"], "came where it has no meaning"),  # a client's event, not a report
+        (["printed", "job", 0, "stdout"], "has 3 fields, not 4"),
+        (["printed", "job", "0", "stdout", "text"], "'0' is not of type int"),
+        (["printed", "job", True, "stdout", "text"], "True is not of type int"),
+        (["claimed", "job", "w", [1, "2"], ["r", "s"]], "'2' is not of type int"),
+        (["died", "job", "w", None, 0], "0 is not of type bool"),
+    ],
+)
+def test_a_malformed_report_is_refused_with_what_is_wrong(raw, says):
+    with pytest.raises(InvalidRequestError, match=says):
+        wire.decode_report(raw)
+
+
+def test_an_empty_or_headless_stream_is_refused():
+    with pytest.raises(InvalidRequestError, match="starts with its head"):
+        wire.read_stream(b"")
+    with pytest.raises(InvalidRequestError, match="came where it has no meaning"):
+        wire.read_stream(wire.encode(wire.JobDone("succeeded", None).to_json()))

@@ -137,10 +137,10 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
             limit=min(limit, 10_000),
         )
         frames = [
-            ([int(doc.key.rsplit("/", 1)[1]), doc.data["kind"]], doc.data["payload"])
+            (wire.JobResult(int(doc.key.rsplit("/", 1)[1]), doc.data["kind"]), doc.data["payload"])
             for doc in docs
         ]
-        return Response(wire.encode_many(frames), media_type=FRAMES)
+        return Response(wire.encode_events(frames), media_type=FRAMES)
 
     @app.post("/jobs/{job_id}/cancel")
     async def cancel(job_id: str, user: User) -> dict[str, str]:

@@ -85,14 +85,8 @@ class JobRoutes:
         after = max(after, 0)
         await run.wait_after(after, min(max(wait, 0.0), MAX_WAIT_S), until_done=until_done)
         new = run.stream[after:]
-        head = {
-            "job_id": job_id,
-            "run": run.run_id,
-            "state": run.state.value,
-            "next": after + len(new),
-            "error": run.error,
-        }
-        return wire.encode(head) + wire.encode_many([(event, data) for event, data in new])
+        head = wire.StreamHead(job_id, run.run_id, run.state.value, after + len(new), run.error)
+        return wire.encode_stream(head, new)
 
     @staticmethod
     async def _answer(send: Send, body_coming: Any) -> None:

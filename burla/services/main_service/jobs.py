@@ -8,12 +8,13 @@ from typing import Any
 
 import anyio
 
+from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.inputs import InputMachine
 from burla.core.models import JobSpec, JobState
 from burla.services.main_service.users import ADMIN, owner_of
 
-StreamEvent = tuple[list[Any], bytes]
+StreamEvent = tuple[wire.JobEvent, bytes]
 KEPT_TRACEBACKS = 1000
 
 
@@ -62,7 +63,7 @@ class JobRun:
         if index in self.tracebacks or len(self.tracebacks) < KEPT_TRACEBACKS:
             self.tracebacks[index] = text
 
-    def publish(self, event: list[Any], payload: bytes = b"") -> None:
+    def publish(self, event: wire.JobEvent, payload: bytes = b"") -> None:
         self.stream.append((event, payload))
         self.changed.set()
 
@@ -77,7 +78,7 @@ class JobRun:
 
     @property
     def done_streaming(self) -> bool:
-        return bool(self.stream) and self.stream[-1][0][0] == "done"
+        return bool(self.stream) and isinstance(self.stream[-1][0], wire.JobDone)
 
 
 def job_record(run: JobRun) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskGroup
 
-from burla.core.errors import ClusterUnavailableError
+from burla.core.errors import ClusterUnavailableError, InvalidRequestError
 from burla.core.protocols import Frames
 from burla.services.framing import framed, no_delay
 
@@ -114,7 +114,13 @@ class NodeLink:
             try:
                 if not await self._take(*frame):
                     break
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+            except (
+                InvalidRequestError,
+                LookupError,
+                TypeError,
+                ValueError,
+                AttributeError,
+            ) as error:
                 self._frames.refusal = f"{type(error).__name__}: {error}"
                 break
         if self._frames.refusal is not None:

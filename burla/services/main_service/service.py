@@ -219,7 +219,7 @@ class MainService:
         if run.machine.inputs[index].status.finished or run.state.finished:
             return
         kind = result["kind"]
-        run.publish(["result", index, kind], result["payload"])
+        run.publish(wire.JobResult(index, kind), result["payload"])
         await self._job_events(run, i.InputRecorded(index, kind == "ok"))
 
     def _keep_catching_up(self, run: JobRun) -> None:
@@ -603,49 +603,37 @@ class MainService:
         if not run.state.finished:
             await self._job_events(run, i.CancelJob())
 
-    async def report(self, node_id: str, events: list[list[Any]], payload: bytes) -> None:
+    async def report(self, node_id: str, events: Any, payload: bytes) -> None:
         """What a node saw, in order: claims, results, printed lines, lost workers."""
-        offset = 0
-        for event in events:
-            kind, job_id = event[0], event[1]
-            data = b""
-            if kind == "result":
-                data = payload[offset : offset + event[5]]
-                offset += event[5]
-            run = self.jobs.get(job_id) if job_id else None
+        for event, data in wire.read_reports(events, payload):
+            run = self.jobs.get(event.job_id) if event.job_id else None
             if run is None or run.state.finished:
                 continue
-            match kind:
-                case "claimed":
-                    _, _, worker, indices, receipts = event
+            match event:
+                case wire.ClaimReport(_, worker, indices, receipts):
                     run.receipts.update(zip(indices, receipts, strict=True))
                     run.worker_nodes[worker] = node_id
                     lease = MACHINE_LEASE_S
-                    await self._job_events(
-                        run, i.InputsClaimed(worker, node_id, tuple(indices), lease)
-                    )
-                case "result":
-                    _, _, worker, index, result_kind, _ = event
-                    if result_kind == "ok":
+                    await self._job_events(run, i.InputsClaimed(worker, node_id, indices, lease))
+                case wire.ResultReport(_, worker, index, kind):
+                    if kind == "ok":
                         if not run.machine.inputs[index].status.finished:
-                            run.publish(["result", index, "ok"], data)
+                            run.publish(wire.JobResult(index, "ok"), data)
                         await self._job_events(run, i.InputSucceeded(worker, index))
                     else:
-                        run.raised[index] = (result_kind, data)
+                        run.raised[index] = (kind, data)
                         await self._job_events(run, i.InputRaised(worker, index))
-                case "log":
-                    _, _, index, stream, text = event
+                case wire.LineReport(_, index, stream, text):
                     if stream == wire.TRACEBACK_STREAM:
                         run.keep_traceback(index, text)
                     else:
-                        run.publish(["log", index, stream, text])
-                case "died":
-                    oom = event[4:5] == ["out_of_memory"]
-                    await self._job_events(run, i.WorkerDied(event[2], event[3], oom))
-                case "timed_out":
-                    await self._job_events(run, i.InputTimedOut(event[2], event[3]))
-                case "job_error":
-                    run.error = event[2]
+                        run.publish(wire.JobLine(index, stream, text))
+                case wire.DeathReport(_, worker, running, out_of_memory):
+                    await self._job_events(run, i.WorkerDied(worker, running, out_of_memory))
+                case wire.TimeoutReport(_, worker, index):
+                    await self._job_events(run, i.InputTimedOut(worker, index))
+                case wire.JobErrorReport(_, message):
+                    run.error = message
                     await self._job_events(run, i.CancelJob())
         self.last_activity = self.clock.now()
 
@@ -693,14 +681,14 @@ class MainService:
         receipt = run.receipts.get(index)
         if receipt is not None:
             await self.store.ack(queue_name(job_id), [receipt])
-        run.publish(["result", index, kind], payload)
+        run.publish(wire.JobResult(index, kind), payload)
 
     async def _finish(self, run: JobRun, state: JobState) -> None:
         job_id = run.spec.job_id
         if run.error is not None:
             state = JobState.FAILED
         run.state = state
-        run.publish(["done", state.value, run.error])  # results are durable already
+        run.publish(wire.JobDone(state.value, run.error))  # results are durable already
         await self._save(run)
         # A recycled node stops the job and resets in one request; a deleted one just goes.
         cancel = state is not JobState.SUCCEEDED

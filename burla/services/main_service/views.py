@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from burla.core import wire
 from burla.core.inputs import InputStatus
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.service import MainService
@@ -104,11 +105,12 @@ def job_lines(run: JobRun, after: int, limit: int) -> tuple[list[dict[str, Any]]
     events = run.stream[after : after + limit]
     lines: list[dict[str, Any]] = []
     for event, payload in events:
-        if event[0] == "log":
-            lines.append({"input": event[1], "stream": event[2], "text": event[3]})
-        elif event[0] == "result" and event[2] != "ok":
-            text = failure_text(run, event[1], event[2], payload)
-            lines.append({"input": event[1], "stream": "error", "text": text})
+        match event:
+            case wire.JobLine(index, stream, text):
+                lines.append({"input": index, "stream": stream, "text": text})
+            case wire.JobResult(index, kind) if kind != "ok":
+                text = failure_text(run, index, kind, payload)
+                lines.append({"input": index, "stream": "error", "text": text})
     return lines, after + len(events)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.errors import BurlaError, NotFoundError
 from burla.core.kill_plan import plan_containers
@@ -165,7 +166,7 @@ class NodeService:
         self.workers: dict[str, Worker] = {}
         self.assignment: Assignment | None = None
         self._tasks: TaskGroup | None = None
-        self._events: list[list[Any]] = []
+        self._events: list[wire.NodeReport] = []
         self._payloads: list[bytes] = []
         self._done: list[tuple[str, int, bytes, Claim]] = []
         self._report_ready = anyio.Event()
@@ -286,7 +287,7 @@ class NodeService:
                 # The job cannot run here, but the node is fine: the job fails, not the node.
                 self.assignment = Assignment(job, b"", [], failed=True)
                 message = f"node {self.node_id} could not set up the job's packages: {error}"
-                self._event(["job_error", job.job_id, message])
+                self._event(wire.JobErrorReport(job.job_id, message))
                 await self._report_news()
                 return
         image = job.image or self.specs[0].image
@@ -463,7 +464,8 @@ class NodeService:
                     urls[claim.item_id] = url
                     payloads.append(b"")
             indices = [int(c.item_id) for c in claims]
-            claimed = ["claimed", job_id, worker.name, indices, [c.receipt for c in claims]]
+            receipts = tuple(c.receipt for c in claims)
+            claimed = wire.ClaimReport(job_id, worker.name, tuple(indices), receipts)
             self._event(claimed, urgent=False)  # goes with the results, or a death
             header = {
                 "op": "inputs",
@@ -504,7 +506,7 @@ class NodeService:
                 self._take_results(worker, header, payload)
             elif op == "logs":
                 for index, stream, text in header["items"]:
-                    self._event(["log", header["job_id"], index, stream, text])
+                    self._event(wire.LineReport(header["job_id"], index, stream, text))
             elif op == "job_error":
                 self._job_error(header.get("job_id"), header.get("message", ""))
             if self._news:
@@ -522,7 +524,7 @@ class NodeService:
                 continue  # the job ended or was given up on meanwhile
             if kind == "ok":
                 self._done.append((job_id, index, data, claim))
-            self._event(["result", job_id, worker.name, index, kind, size], data)
+            self._event(wire.ResultReport(job_id, worker.name, index, kind, size), data)
         # Size the next frames so that each holds about TARGET_BATCH_S of work.
         if items:
             per_input = max(float(header.get("busy_s", 0.0)), 1e-7) / len(items)
@@ -543,7 +545,7 @@ class NodeService:
         if assignment is None or assignment.job.job_id != job_id or assignment.failed:
             return
         assignment.failed = True
-        self._event(["job_error", job_id, message])
+        self._event(wire.JobErrorReport(assignment.job.job_id, message))
 
     async def _worker_gone(self, worker: Worker, channel: WorkerChannel) -> None:
         await channel.aclose()
@@ -567,12 +569,11 @@ class NodeService:
         timed_out = self._timed_out.pop(worker.name, None)
         if restart is None and (worker.inflight or status is not None):
             if timed_out is not None:
-                self._event(["timed_out", job_id, worker.name, timed_out])
+                self._event(wire.TimeoutReport(job_id, worker.name, timed_out))
             else:
-                died = ["died", job_id, worker.name, status[0] if status else None]
-                if await self._out_of_memory(worker):
-                    died.append("out_of_memory")
-                self._event(died)
+                running = status[0] if status else None
+                out_of_memory = await self._out_of_memory(worker)
+                self._event(wire.DeathReport(job_id, worker.name, running, out_of_memory))
             await self._report_news()
         worker.inflight.clear()
         await self.runtime.stop(worker.name)
@@ -641,7 +642,7 @@ class NodeService:
                     await self.runtime.stop(worker.name)
 
     # Reporting -------------------------------------------------------------------------
-    def _event(self, event: list[Any], payload: bytes = b"", *, urgent: bool = True) -> None:
+    def _event(self, event: wire.NodeReport, payload: bytes = b"", *, urgent: bool = True) -> None:
         """Queue an event for main_service; one that is not urgent waits for the next. The
         task that queued an urgent one then calls _report_news."""
         self._events.append(event)
@@ -692,7 +693,8 @@ class NodeService:
             await self.store.put_many(docs, create_only=True)
             await self.store.ack(queue_name(job_id), [claim.receipt for _, _, claim in finished])
         if events:
-            await self.report({"node_id": self.node_id, "events": events}, b"".join(payloads))
+            header = {"node_id": self.node_id, "events": [e.to_json() for e in events]}
+            await self.report(header, b"".join(payloads))
 
     async def _renew_leases(self) -> None:
         while True:
