@@ -152,12 +152,29 @@ def test_func_cpu_larger_than_any_node_is_refused():
         remote_parallel_map(double, [1], func_cpu=10_000, spinner=False)
 
 
-def test_func_cpu_gives_fewer_bigger_workers():
-    def cpus(x):
-        return len(os.sched_getaffinity(0))
+def test_func_cpu_gives_fewer_bigger_workers(cluster):
+    """The local cluster is one node of `cluster.cpus` CPUs. Its kill plan keeps
+    cpus // func_cpu workers, each pinned to func_cpu CPUs of its own (virtual CPUs beyond
+    the machine's wrap around onto them)."""
 
-    counts = remote_parallel_map(cpus, range(4), func_cpu=2, spinner=False)
-    assert set(counts) <= {1, 2}
+    def worker(x):
+        time.sleep(0.5)  # long enough that every worker the node keeps gets an input
+        return os.getpid(), tuple(sorted(os.sched_getaffinity(0)))
+
+    def workers_of(func_cpu):
+        inputs = range(2 * cluster.cpus)
+        seen = set(remote_parallel_map(worker, inputs, func_cpu=func_cpu, spinner=False))
+        assert len({pid for pid, _ in seen}) == len(seen), "a worker's CPUs changed mid-job"
+        return [cpus for _, cpus in seen]
+
+    assert cluster.cpus >= 2, "func_cpu=2 needs a node of 2 CPUs or more"
+    machine_cpus = len(os.sched_getaffinity(0))
+    narrow = workers_of(func_cpu=1)
+    wide = workers_of(func_cpu=2)
+    assert len(narrow) == cluster.cpus
+    assert [len(cpus) for cpus in narrow] == [1] * cluster.cpus
+    assert len(wide) == cluster.cpus // 2
+    assert [len(cpus) for cpus in wide] == [min(2, machine_cpus)] * (cluster.cpus // 2)
 
 
 def test_a_crashing_worker_is_retried_then_reported(tmp_path):
