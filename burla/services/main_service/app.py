@@ -74,7 +74,18 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
     )
     errors.install(app)
     request_errors.install(app)
+    _install_status(app, service)
+    _install_uploads(app, service)
+    _install_jobs(app, service)
+    _install_nodes(app, service)
+    # After the routes of jobs and nodes, which are matched first.
+    operations.install(app, service)
+    user_routes.install(app, users, service.retire_owner)
+    dashboard.install(app, service, users)
+    return app
 
+
+def _install_status(app: FastAPI, service: MainService) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"ok": True}
@@ -88,6 +99,8 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
         await service.restart()
         return views.cluster_overview(service, user)
 
+
+def _install_uploads(app: FastAPI, service: MainService) -> None:
     @app.post("/uploads")
     async def uploads(body: Uploads, user: User) -> dict[str, Any]:
         """Signed URLs for a function or inputs too big to send inline: one key each, under
@@ -102,6 +115,11 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
         keys = [f"{prefix}{n}" for n in range(body.first, body.first + body.count)]
         urls = [await service.blobs.signed_url(k, method="PUT", expires_s=3600) for k in keys]
         return {"keys": keys, "urls": urls}
+
+
+def _install_jobs(app: FastAPI, service: MainService) -> None:
+    """A job's state, its stored results and cancelling it (jobs are posted and followed
+    through job_routes.JobRoutes)."""
 
     @app.get("/jobs/{job_id}")
     async def job(job_id: str, user: User) -> dict[str, Any]:
@@ -153,15 +171,11 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
         run = service.jobs.get(job_id)
         return {"job_id": job_id, "state": run.state.value if run else "canceled"}
 
+
+def _install_nodes(app: FastAPI, service: MainService) -> None:
     @app.post("/nodes/{node_id}/booted")
     async def booted(node_id: str, body: Booted, _: NodeOnly) -> dict[str, str]:
         if node_id not in service.cluster.nodes:  # main_service dials only nodes it started
             raise NotFoundError(f"main_service started no node {node_id}")
         await service.node_booted(node_id, body.address)
         return {"node_id": node_id}
-
-    # After the routes of jobs and nodes, which are matched first.
-    operations.install(app, service)
-    user_routes.install(app, users, service.retire_owner)
-    dashboard.install(app, service, users)
-    return app

@@ -50,6 +50,12 @@ LETTERS_SHOWN = 5000
 
 
 def install(app: FastAPI, service: MainService, users: Users) -> None:
+    _install_pages(app, users)
+    _install_feeds(app, service)
+
+
+def _install_pages(app: FastAPI, users: Users) -> None:
+    """The page, its files, and signing in and out."""
     page = (STATIC / "index.html").read_bytes()
     files = {name: ((STATIC / name).read_bytes(), kind) for name, kind in FILES.items()}
 
@@ -78,6 +84,10 @@ def install(app: FastAPI, service: MainService, users: Users) -> None:
         response = RedirectResponse("/dashboard", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
+
+
+def _install_feeds(app: FastAPI, service: MainService) -> None:
+    """The live feeds of the cluster and of one job: what the page shows."""
 
     @app.get("/dashboard/feed/cluster", include_in_schema=False)
     async def cluster_feed(user: User) -> Response:

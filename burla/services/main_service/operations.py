@@ -24,55 +24,27 @@ Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_S)]
 
 
 def install(app: FastAPI, service: MainService) -> None:
-    def held(job_id: str, user: str) -> JobRun:
-        run = visible_run(service, job_id, user)
-        if run is None:
-            raise NotFoundError(
-                f"main_service holds no job {job_id}: a job's inputs and lines are kept "
-                f"{FORGET_AFTER_S / 60:g} minutes after it ends (its results stay: "
-                f"`burla jobs result {job_id}`); list jobs with `burla jobs --all`"
-            )
-        return run
-
     @app.get("/jobs")
     async def list_jobs(user: User, all: bool = False, limit: Limit = 100) -> dict[str, Any]:
         """The user's jobs (the admin's: everyone's) held in memory, newest first; with
         `all`, then those only in the Store."""
         jobs = views.running_jobs(service, user)[:limit]
         if all and len(jobs) < limit:
-            docs = await service.store.list(JOBS_PREFIX, limit=10_000)
-            for doc in docs:
-                job_id = doc.key.removeprefix(JOBS_PREFIX)
-                if job_id in service.jobs or not may_see(user, owner_of(doc.data)):
-                    continue
-                if len(jobs) >= limit:
-                    break
-                spec = doc.data.get("spec", {})
-                jobs.append(
-                    {
-                        "job_id": job_id,
-                        "state": doc.data.get("state"),
-                        "n_inputs": spec.get("n_inputs"),
-                        "func_cpu": spec.get("func_cpu"),
-                        "image": spec.get("image"),
-                        "error": doc.data.get("error"),
-                        "owner": owner_of(doc.data),
-                    }
-                )
+            jobs += await _stored_jobs(service, user, limit - len(jobs))
         return {"jobs": jobs}
 
     @app.get("/jobs/{job_id}/inputs")
     async def inputs(
         job_id: str, user: User, after: int = -1, limit: Limit = 1000
     ) -> dict[str, Any]:
-        run = held(job_id, user)
+        run = _held(service, job_id, user)
         return {"inputs": views.input_statuses(run, after, min(limit, 10_000))}
 
     @app.get("/jobs/{job_id}/logs")
     async def logs(job_id: str, user: User, after: int = 0, wait: Wait = 0.0) -> dict[str, Any]:
         """Printed lines and failures after stream position `after`; with `wait`, waits
         up to that long for some."""
-        run = held(job_id, user)
+        run = _held(service, job_id, user)
         if wait > 0:
             await run.wait_after(after, min(wait, MAX_WAIT_S))
         lines, cursor = views.job_lines(run, after, 10_000)
@@ -80,7 +52,7 @@ def install(app: FastAPI, service: MainService) -> None:
 
     @app.get("/jobs/{job_id}/errors")
     async def job_errors(job_id: str, user: User) -> dict[str, Any]:
-        return {"errors": views.job_errors(held(job_id, user))}
+        return {"errors": views.job_errors(_held(service, job_id, user))}
 
     @app.put("/standby", dependencies=[Depends(require_admin)])
     async def set_standby(body: dict[str, Any]) -> dict[str, Any]:
@@ -97,3 +69,39 @@ def install(app: FastAPI, service: MainService) -> None:
             ) from None
         await service.restart(config)
         return views.cluster_overview(service)
+
+
+def _held(service: MainService, job_id: str, user: str) -> JobRun:
+    """The user's job as main_service holds it; NotFoundError once it is forgotten."""
+    run = visible_run(service, job_id, user)
+    if run is None:
+        raise NotFoundError(
+            f"main_service holds no job {job_id}: a job's inputs and lines are kept "
+            f"{FORGET_AFTER_S / 60:g} minutes after it ends (its results stay: "
+            f"`burla jobs result {job_id}`); list jobs with `burla jobs --all`"
+        )
+    return run
+
+
+async def _stored_jobs(service: MainService, user: str, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` of the user's jobs (the admin's: everyone's) that only the Store holds."""
+    found: list[dict[str, Any]] = []
+    for doc in await service.store.list(JOBS_PREFIX, limit=10_000):
+        job_id = doc.key.removeprefix(JOBS_PREFIX)
+        if job_id in service.jobs or not may_see(user, owner_of(doc.data)):
+            continue
+        if len(found) >= limit:
+            break
+        spec = doc.data.get("spec", {})
+        found.append(
+            {
+                "job_id": job_id,
+                "state": doc.data.get("state"),
+                "n_inputs": spec.get("n_inputs"),
+                "func_cpu": spec.get("func_cpu"),
+                "image": spec.get("image"),
+                "error": doc.data.get("error"),
+                "owner": owner_of(doc.data),
+            }
+        )
+    return found
