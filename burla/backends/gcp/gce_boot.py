@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from burla.backends.boot_env import check_boot_env, node_identity
 from burla.backends.gcp.gce_settings import INSTANCE_NAME, LABEL_VALUE, GceSettings
 from burla.core.errors import InvalidRequestError
 from burla.core.protocols import BootSpec
@@ -28,8 +29,6 @@ NODE_ID_LABEL = "burla-node-id"
 NODE_TYPE_LABEL = "burla-node-type"
 PORT_ATTRIBUTE = "burla/port"
 """The guest attribute (namespace/key) where a VM publishes its node_service's port."""
-
-RESERVED_ENV = ("BURLA_NODE_ID", "BURLA_NODE_TYPE", "BURLA_MAIN_URL", "BURLA_NODE_DIR")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -56,21 +55,12 @@ def check_boot(settings: GceSettings, boot: BootSpec) -> None:
             f"node {node_id!r}: {bad_names} cannot be environment variable names; use "
             "letters, digits and '_'"
         )
-    clashes = sorted(set(boot.env) & set(RESERVED_ENV))
-    if clashes:
-        raise InvalidRequestError(
-            f"node {node_id!r}: the provider sets {clashes} itself; pass other names in env"
-        )
+    check_boot_env(boot)
 
 
 def startup_script(settings: GceSettings, boot: BootSpec) -> str:
     """The bash script the VM runs at boot (see module doc)."""
-    environment = {
-        "BURLA_NODE_ID": boot.node_id,
-        "BURLA_NODE_TYPE": boot.node_type.model_dump_json(),
-        "BURLA_MAIN_URL": boot.main_url,
-        **boot.env,
-    }
+    environment = {**node_identity(boot), **boot.env}
     exports = "\n".join(
         f"export {name}={shlex.quote(value)}" for name, value in environment.items()
     )

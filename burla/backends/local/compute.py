@@ -21,7 +21,6 @@ so a pid reused by another program is never signalled.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
 import os
 import re
@@ -36,6 +35,8 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
+from burla.backends.boot_env import check_boot_env, node_identity
+from burla.backends.local.processes import signal_group, spawn, wait_while
 from burla.core.errors import BackendError, ConflictError, InvalidRequestError
 from burla.core.protocols import BootSpec, Machine, MachineStatus
 
@@ -45,10 +46,7 @@ RECORD_FILE = "node.json"
 LOG_FILE = "node.log"
 STOPPING_FILE = "stopping"
 
-_RESERVED = ("BURLA_NODE_ID", "BURLA_NODE_TYPE", "BURLA_MAIN_URL", "BURLA_NODE_DIR")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_FIRST_POLL_S = 0.002
-_LAST_POLL_S = 0.05
 _KILL_WAIT_S = 5.0
 
 
@@ -63,7 +61,6 @@ class _Record:
 @dataclass(frozen=True)
 class _ProcessStat:
     state: str
-    group: int
     start_ticks: int
 
 
@@ -100,11 +97,7 @@ class LocalComputeProvider:
                 f"node id {node_id!r} is not allowed: use letters, digits, '_', '.' and '-', "
                 "starting with a letter or digit"
             )
-        clashes = sorted(set(boot.env) & set(_RESERVED))
-        if clashes:
-            raise InvalidRequestError(
-                f"node {node_id!r}: the provider sets {clashes} itself; pass other names in env"
-            )
+        check_boot_env(boot)
         directory = self.directory(node_id)
         self._nodes.mkdir(parents=True, exist_ok=True)
         try:
@@ -114,14 +107,12 @@ class LocalComputeProvider:
                 f"a machine named {node_id!r} already exists; delete it first or choose "
                 "another node id"
             ) from None
-        environment = dict(os.environ)
-        environment.update(
-            BURLA_NODE_ID=node_id,
-            BURLA_NODE_TYPE=boot.node_type.model_dump_json(),
-            BURLA_MAIN_URL=boot.main_url,
-            BURLA_NODE_DIR=str(directory),
-        )
-        environment.update(boot.env)
+        environment = {
+            **os.environ,
+            **node_identity(boot),
+            "BURLA_NODE_DIR": str(directory),
+            **boot.env,
+        }
         # Shielded: once the process exists it must be recorded, or nobody would stop it.
         with anyio.CancelScope(shield=True):
             record = await anyio.to_thread.run_sync(
@@ -133,16 +124,7 @@ class LocalComputeProvider:
         """Start the node's process and write its record. Blocking: run in a worker thread."""
         directory = self.directory(node_id)
         try:
-            with open(directory / LOG_FILE, "ab") as log:
-                process = subprocess.Popen(
-                    self._command,
-                    cwd=directory,
-                    env=environment,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            process = spawn(self._command, directory, directory / LOG_FILE, environment)
         except OSError as error:
             shutil.rmtree(directory, ignore_errors=True)
             raise BackendError(
@@ -179,7 +161,7 @@ class LocalComputeProvider:
                 await self._stop(record)
             if child is not None:
                 if child.returncode is None:  # not reaped, so its group id is still its own
-                    _signal_group(child.pid, signal.SIGKILL)  # whatever it left in its group
+                    signal_group(child.pid, signal.SIGKILL)  # whatever it left in its group
                 await anyio.to_thread.run_sync(child.wait)
         if record is None:
             return False
@@ -236,18 +218,8 @@ class LocalComputeProvider:
         ):
             if not _is_alive(record):
                 return
-            stat = _process_stat(record.pid)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                if stat is not None and stat.group == record.pid:
-                    os.killpg(record.pid, signum)
-                else:
-                    os.kill(record.pid, signum)
-            delay = _FIRST_POLL_S
-            with anyio.move_on_after(wait_s):
-                # Polled: another process's exit is nothing anyio can wait on.
-                while _is_alive(record):
-                    await anyio.sleep(delay)
-                    delay = min(2 * delay, _LAST_POLL_S)
+            signal_group(record.pid, signum)
+            await wait_while(lambda: _is_alive(record), wait_s)
         if _is_alive(record):
             raise BackendError(
                 f"node {record.node_id!r} (pid {record.pid}) survived SIGKILL for "
@@ -268,17 +240,12 @@ def _process_stat(pid: int) -> _ProcessStat | None:
         return None
     # "pid (command) state ppid pgrp session ... starttime ..."; the command may hold ") ".
     fields = text[text.rindex(")") + 2 :].split()
-    return _ProcessStat(state=fields[0], group=int(fields[2]), start_ticks=int(fields[19]))
+    return _ProcessStat(state=fields[0], start_ticks=int(fields[19]))
 
 
 def _is_alive(record: _Record) -> bool:
     stat = _process_stat(record.pid)
     return stat is not None and stat.start_ticks == record.start_ticks and stat.state not in "ZX"
-
-
-def _signal_group(pid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
 
 
 def _write_atomically(path: Path, text: str) -> None:
