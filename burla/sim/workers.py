@@ -28,7 +28,14 @@ from typing import Any
 import anyio
 import trio
 
-from burla.core.errors import BackendError, ConflictError, NotFoundError
+from burla.backends.runtime_rules import (
+    check_cpuset,
+    check_memory_limit,
+    check_start,
+    name_taken,
+    not_found,
+)
+from burla.core.errors import BackendError
 from burla.core.models import ContainerSpec
 from burla.core.protocols import ContainerInfo, Mount
 from burla.services.container_service.status import STATUS
@@ -273,8 +280,9 @@ class SimContainerRuntime:
         mounts: Sequence[Mount] = (),
     ) -> ContainerInfo:
         # No await in here: the node connects to this port before anything else runs.
+        check_start(spec, name, port, cpuset, env or {})
         if name in self._containers:
-            raise ConflictError(f"a container named {name!r} already exists; stop it first")
+            raise name_taken(name)
         info = ContainerInfo(name=name, image=spec.image, port=port, cpuset=frozenset(cpuset))
         status = (env or {}).get("BURLA_STATUS_FILE")
         self._containers[name] = _Container(info, status or None)
@@ -327,9 +335,8 @@ class SimContainerRuntime:
         return True
 
     async def set_cpuset(self, name: str, cpuset: frozenset[int]) -> ContainerInfo:
-        container = self._containers.get(name)
-        if container is None:
-            raise NotFoundError(f"there is no container {name!r} on {self.node_id}")
+        container = self._find(name)
+        check_cpuset(name, cpuset)
         container.info = ContainerInfo(
             name=name, image=container.info.image, port=container.info.port, cpuset=cpuset
         )
@@ -337,9 +344,8 @@ class SimContainerRuntime:
 
     async def set_memory(self, name: str, limit: int | None) -> ContainerInfo:
         """Recorded only: simulated functions use no memory."""
-        container = self._containers.get(name)
-        if container is None:
-            raise NotFoundError(f"there is no container {name!r} on {self.node_id}")
+        container = self._find(name)
+        check_memory_limit(name, limit)
         container.info = replace(container.info, memory_limit=limit)
         return container.info
 
@@ -350,6 +356,12 @@ class SimContainerRuntime:
             c.info if c.worker is None or c.worker.alive else replace(c.info, running=False)
             for c in containers
         ]
+
+    def _find(self, name: str) -> _Container:
+        container = self._containers.get(name)
+        if container is None:
+            raise not_found(name)
+        return container
 
     # For the simulation -----------------------------------------------------------------
     def cpus_of(self, name: str) -> int:

@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from burla.backends.docker.runtime import NODE_LABEL
+from burla.backends.docker.labels import NODE_LABEL
 from burla.core.errors import BackendError
 
 if TYPE_CHECKING:

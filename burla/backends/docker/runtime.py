@@ -40,12 +40,9 @@ How the ContainerRuntime protocol maps onto Docker:
 from __future__ import annotations
 
 import builtins
-import math
 import os
 import re
-import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -53,42 +50,37 @@ import anyio
 import anyio.to_thread
 
 from burla.backends.docker.client import connect
+from burla.backends.docker.engine import ALIVE, DockerEngine, StartRequest
+from burla.backends.docker.labels import (
+    CPUSET_LABEL,
+    IMAGE_LABEL,
+    NAME_LABEL,
+    NODE_LABEL,
+    PORT_LABEL,
+)
 from burla.backends.local.envs import worker_sources
-from burla.core.errors import BackendError, ConflictError, InvalidRequestError, NotFoundError
+from burla.backends.runtime_rules import (
+    check_cpuset,
+    check_memory_limit,
+    check_start,
+    cpuset_text,
+    mount_source,
+    name_taken,
+    port_taken,
+    real_cpus,
+)
+from burla.core.errors import InvalidRequestError
 from burla.core.protocols import ContainerInfo, Mount
 
 if TYPE_CHECKING:
     import docker
-    from docker.models.containers import Container
 
     from burla.core.models import ContainerSpec
 
 WORKER_PACKAGES = PurePosixPath("/opt/burla/worker-packages")
 """Where burla and the worker's dependencies appear inside every container (read-only)."""
 
-NODE_LABEL = "burla.node"
-NAME_LABEL = "burla.name"
-PORT_LABEL = "burla.port"
-CPUSET_LABEL = "burla.cpuset"
-IMAGE_LABEL = "burla.image"
-
-_RESERVED = ("BURLA_PORT", "BURLA_CONTAINER_NAME", "BURLA_CONTAINER_ROOT", "BURLA_CPUSET")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # no dot: it ends the node id in names
-_ALIVE = ("running", "paused", "restarting")
-_MACHINE_MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-@dataclass(frozen=True)
-class _Request:
-    """A start, checked and resolved, ready to hand to Docker."""
-
-    info: ContainerInfo
-    docker_name: str
-    directory: Path
-    argv: list[str]
-    environment: dict[str, str]
-    binds: list[tuple[str, str, bool]]  # (source, target, read_only)
 
 
 class DockerRuntime:
@@ -112,8 +104,7 @@ class DockerRuntime:
             )
         self.node_id = node_id
         self._root = Path(root).resolve()
-        self._client = client or connect()
-        self._stop_grace_s = stop_grace_s
+        self._engine = DockerEngine(client or connect(), node_id, stop_grace_s)
         self._mounts = tuple(mounts)
         self._available = sorted(os.sched_getaffinity(0))
         self._packages = worker_sources()
@@ -127,11 +118,11 @@ class DockerRuntime:
 
     def docker_name(self, name: str) -> str:
         """The name Docker knows the container `name` by."""
-        return f"{self.node_id}.{name}"
+        return self._engine.docker_name(name)
 
     def real_cpus(self, cpuset: frozenset[int]) -> set[int]:
         """The machine CPUs a container with this (virtual) cpuset runs on."""
-        return {self._available[cpu % len(self._available)] for cpu in cpuset}
+        return real_cpus(cpuset, self._available)
 
     async def start(
         self,
@@ -145,13 +136,13 @@ class DockerRuntime:
     ) -> ContainerInfo:
         request = self._request(spec, name, port, cpuset, env or {}, mounts)
         if name in self._starting:
-            raise _name_taken(name)
+            raise name_taken(name)
         for other, held in self._starting.items():
             if held == port:
-                raise _port_taken(name, port, other)
+                raise port_taken(name, port, other)
         self._starting[name] = port  # holds the name and port while Docker starts it
         try:
-            await anyio.to_thread.run_sync(self._start, request)
+            await anyio.to_thread.run_sync(self._engine.start, request)
         finally:
             del self._starting[name]
         self._cpusets[name] = request.info.cpuset
@@ -159,28 +150,25 @@ class DockerRuntime:
 
     async def stop(self, name: str) -> bool:
         with anyio.CancelScope(shield=True):  # a stop that was begun ends with it removed
-            stopped = await anyio.to_thread.run_sync(self._stop, name)
+            stopped = await anyio.to_thread.run_sync(self._engine.stop, name)
         self._cpusets.pop(name, None)
         return stopped
 
     async def set_cpuset(self, name: str, cpuset: frozenset[int]) -> ContainerInfo:
-        _check_cpuset(name, cpuset)
-        attrs = await anyio.to_thread.run_sync(self._repin, name, cpuset)
+        check_cpuset(name, cpuset)
+        cpus = cpuset_text(self.real_cpus(cpuset))
+        attrs = await anyio.to_thread.run_sync(self._engine.repin, name, cpuset, cpus)
         self._cpusets[name] = frozenset(cpuset)
         return self._describe(attrs)
 
     async def set_memory(self, name: str, limit: int | None) -> ContainerInfo:
-        if limit is not None and limit <= 0:
-            raise InvalidRequestError(
-                f"container {name!r}: a memory limit must be a positive number of bytes, "
-                f"not {limit}"
-            )
-        attrs = await anyio.to_thread.run_sync(self._limit_memory, name, limit)
+        check_memory_limit(name, limit)
+        attrs = await anyio.to_thread.run_sync(self._engine.limit_memory, name, limit)
         self._memory[name] = limit
         return self._describe(attrs)
 
     async def list(self) -> builtins.list[ContainerInfo]:
-        found = await anyio.to_thread.run_sync(self._list)
+        found = await anyio.to_thread.run_sync(self._engine.list)
         return sorted((self._describe(attrs) for attrs in found), key=lambda info: info.name)
 
     async def aclose(self) -> None:
@@ -193,12 +181,10 @@ class DockerRuntime:
         """What the container printed so far; NotFoundError if there is none."""
 
         def read() -> str:
-            output: bytes = self._find(name).logs()
+            output: bytes = self._engine.find(name).logs()
             return output.decode(errors="replace")
 
         return await anyio.to_thread.run_sync(read)
-
-    # Checks that need no Docker ---------------------------------------------------------
 
     def _request(
         self,
@@ -208,22 +194,9 @@ class DockerRuntime:
         cpuset: frozenset[int],
         env: Mapping[str, str],
         mounts: Sequence[Mount],
-    ) -> _Request:
-        if not _NAME.fullmatch(name):
-            raise InvalidRequestError(
-                f"container name {name!r} is not allowed: use letters, digits, '_', '.' "
-                "and '-', starting with a letter or digit"
-            )
-        if not 0 < port < 65536:
-            raise InvalidRequestError(f"container {name!r}: port {port} is not in 1..65535")
-        _check_cpuset(name, cpuset)
-        if not spec.entrypoint:
-            raise InvalidRequestError(f"container {name!r}: the image's entrypoint is empty")
-        clashes = sorted(set(env) & set(_RESERVED))
-        if clashes:
-            raise InvalidRequestError(
-                f"container {name!r}: the runtime sets {clashes} itself; pass other names in env"
-            )
+    ) -> StartRequest:
+        """The start checked and resolved, without a call to Docker."""
+        check_start(spec, name, port, cpuset, env)
         if "BURLA_PARENT_PID" in env:
             raise InvalidRequestError(
                 f"container {name!r}: BURLA_PARENT_PID names a process of the host, which a "
@@ -246,172 +219,25 @@ class DockerRuntime:
             "BURLA_PORT": str(port),
             "BURLA_CONTAINER_NAME": name,
             "BURLA_CONTAINER_ROOT": str(directory),
-            "BURLA_CPUSET": ",".join(str(cpu) for cpu in sorted(cpuset)),
+            "BURLA_CPUSET": cpuset_text(cpuset),
         }
-        info = ContainerInfo(name=name, image=spec.image, port=port, cpuset=frozenset(cpuset))
-        return _Request(
-            info, self.docker_name(name), directory, list(spec.entrypoint), environment, binds
+        labels = {
+            NODE_LABEL: self.node_id,
+            NAME_LABEL: name,
+            PORT_LABEL: str(port),
+            CPUSET_LABEL: cpuset_text(cpuset),
+            IMAGE_LABEL: spec.image,
+        }
+        return StartRequest(
+            info=ContainerInfo(name=name, image=spec.image, port=port, cpuset=frozenset(cpuset)),
+            docker_name=self.docker_name(name),
+            directory=directory,
+            argv=list(spec.entrypoint),
+            environment=environment,
+            labels=labels,
+            binds=binds,
+            cpus=cpuset_text(self.real_cpus(cpuset)),
         )
-
-    # Blocking calls to Docker: each runs in a worker thread -----------------------------
-
-    def _start(self, request: _Request) -> None:
-        import docker.errors
-        from docker.types import Mount as DockerMount
-
-        info = request.info
-        if self._find_or_none(info.name) is not None:
-            raise _name_taken(info.name)
-        # Any node's: with host networking, ports belong to the machine.
-        for other in self._client.containers.list(
-            sparse=True, filters={"label": f"{PORT_LABEL}={info.port}"}
-        ):
-            if other.attrs.get("State") in _ALIVE:
-                labels = other.attrs.get("Labels") or {}
-                raise _port_taken(info.name, info.port, labels.get(NAME_LABEL, other.name))
-        shutil.rmtree(request.directory, ignore_errors=True)
-        try:
-            request.directory.mkdir(parents=True)
-        except OSError as error:
-            raise BackendError(
-                f"container {info.name!r}: could not make {request.directory}: {error}; "
-                "check that the runtime's root is writable"
-            ) from error
-        try:
-            container = self._client.containers.create(
-                info.image,
-                request.argv,
-                name=request.docker_name,
-                labels={
-                    NODE_LABEL: self.node_id,
-                    NAME_LABEL: info.name,
-                    PORT_LABEL: str(info.port),
-                    CPUSET_LABEL: _cpuset_text(info.cpuset),
-                    IMAGE_LABEL: info.image,
-                },
-                environment=request.environment,
-                mounts=[
-                    DockerMount(target, source, type="bind", read_only=read_only)
-                    for source, target, read_only in request.binds
-                ],
-                working_dir=str(request.directory),
-                user=f"{os.getuid()}:{os.getgid()}",
-                network_mode="host",
-                cpuset_cpus=_cpuset_text(self.real_cpus(info.cpuset)),
-                init=True,  # docker-init passes SIGTERM on, so stop is quick
-            )
-        except docker.errors.ImageNotFound as error:
-            raise InvalidRequestError(
-                f"container {info.name!r}: Docker has no image {info.image!r}; build it first "
-                "(`burla image build` makes the default one) or check its name"
-            ) from error
-        except docker.errors.APIError as error:
-            if error.status_code == 409:
-                raise _name_taken(info.name) from error
-            raise BackendError(
-                f"Docker could not create container {info.name!r}: {error.explanation}"
-            ) from error
-        try:
-            container.start()
-        except docker.errors.APIError as error:
-            container.remove(force=True)
-            raise BackendError(
-                f"Docker could not start container {info.name!r} of {info.image!r}: "
-                f"{error.explanation}"
-            ) from error
-
-    def _stop(self, name: str) -> bool:
-        import docker.errors
-
-        container = self._find_or_none(name)
-        if container is None:
-            return False
-        try:
-            container.stop(timeout=math.ceil(self._stop_grace_s))
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            return False  # another stop removed it meanwhile
-        except docker.errors.APIError as error:
-            if error.status_code == 409:  # its removal is already under way
-                return False
-            raise BackendError(
-                f"Docker could not stop container {name!r}: {error.explanation}"
-            ) from error
-        return True
-
-    def _repin(self, name: str, cpuset: frozenset[int]) -> dict[str, Any]:
-        import docker.errors
-
-        container = self._find(name)
-        try:
-            container.update(cpuset_cpus=_cpuset_text(self.real_cpus(cpuset)))
-            container.reload()
-        except docker.errors.NotFound as error:
-            raise _not_found(name) from error
-        except docker.errors.APIError as error:
-            raise BackendError(
-                f"Docker could not move container {name!r} to CPUs {sorted(cpuset)}: "
-                f"{error.explanation}"
-            ) from error
-        return _summary(container.attrs)
-
-    def _limit_memory(self, name: str, limit: int | None) -> dict[str, Any]:
-        import docker.errors
-
-        container = self._find(name)
-        # Docker cannot take a memory limit away once set: "none" is all of the machine's.
-        # It takes no limit under 6 MB, which no Python process fits in anyway.
-        memory = max(limit, 6 << 20) if limit is not None else _MACHINE_MEMORY
-        try:
-            container.update(mem_limit=memory, memswap_limit=memory)
-            container.reload()
-        except docker.errors.NotFound as error:
-            raise _not_found(name) from error
-        except docker.errors.APIError as error:
-            raise BackendError(
-                f"Docker could not limit container {name!r} to {limit} bytes of memory: "
-                f"{error.explanation}"
-            ) from error
-        return _summary(container.attrs)
-
-    def _list(self) -> builtins.list[dict[str, Any]]:
-        found = self._client.containers.list(
-            all=True, sparse=True, filters={"label": f"{NODE_LABEL}={self.node_id}"}
-        )
-        return [self._with_exit_code(container.attrs) for container in found]
-
-    def _with_exit_code(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """A listed container's labels and state, with its exit code once it exited (the
-        list call does not give it)."""
-        import docker.errors
-
-        summary = {"Labels": attrs.get("Labels") or {}, "State": attrs.get("State")}
-        if summary["State"] == "exited":
-            try:
-                state = self._client.api.inspect_container(attrs["Id"])["State"]
-            except docker.errors.NotFound:
-                summary["State"] = "removed"  # stopped since the list call
-            else:
-                summary["ExitCode"] = state["ExitCode"]
-                summary["OOMKilled"] = state.get("OOMKilled", False)
-        return summary
-
-    def _find(self, name: str) -> Container:
-        container = self._find_or_none(name)
-        if container is None:
-            raise _not_found(name)
-        return container
-
-    def _find_or_none(self, name: str) -> Container | None:
-        import docker.errors
-
-        try:
-            container: Container = self._client.containers.get(self.docker_name(name))
-        except docker.errors.NotFound:
-            return None
-        if container.labels.get(NODE_LABEL) != self.node_id:
-            return None  # a container that only shares the name is not ours
-        return container
 
     def _describe(self, attrs: dict[str, Any]) -> ContainerInfo:
         labels = attrs["Labels"]
@@ -419,7 +245,7 @@ class DockerRuntime:
         cpuset = self._cpusets.get(name)
         if cpuset is None:
             cpuset = frozenset(int(cpu) for cpu in labels[CPUSET_LABEL].split(","))
-        running = attrs["State"] in _ALIVE
+        running = attrs["State"] in ALIVE
         return ContainerInfo(
             name=name,
             image=labels[IMAGE_LABEL],
@@ -429,32 +255,6 @@ class DockerRuntime:
             exit_code=None if running else attrs.get("ExitCode"),
             memory_limit=self._memory.get(name),
             out_of_memory=bool(attrs.get("OOMKilled")),
-        )
-
-
-def _summary(inspected: dict[str, Any]) -> dict[str, Any]:
-    """What _describe needs, from a full inspect of one container."""
-    state = inspected["State"]
-    summary = {"Labels": inspected["Config"]["Labels"], "State": state["Status"]}
-    if state["Status"] == "exited":
-        summary["ExitCode"] = state["ExitCode"]
-        summary["OOMKilled"] = state.get("OOMKilled", False)
-    return summary
-
-
-def _cpuset_text(cpus: frozenset[int] | set[int]) -> str:
-    return ",".join(str(cpu) for cpu in sorted(cpus))
-
-
-def _check_cpuset(name: str, cpuset: frozenset[int]) -> None:
-    if not cpuset:
-        raise InvalidRequestError(
-            f"container {name!r} needs at least one CPU in its cpuset; got an empty set"
-        )
-    negative = sorted(cpu for cpu in cpuset if cpu < 0)
-    if negative:
-        raise InvalidRequestError(
-            f"container {name!r}: CPU numbers start at 0, so {negative} cannot be pinned"
         )
 
 
@@ -484,31 +284,7 @@ def _mount_binds(
                     f"container {name!r}: mount target {str(target)!r} overlaps "
                     f"{str(other)!r}; mount each path once, away from {WORKER_PACKAGES}"
                 )
-        source = Path(mount.source)
-        if not source.is_absolute() or not source.exists():
-            raise InvalidRequestError(
-                f"container {name!r}: mount source {mount.source!r} must be an absolute "
-                "path that exists; create it first"
-            )
+        source = mount_source(name, mount)
         taken.append(target)
         binds.append((str(source.resolve()), str(target), mount.read_only))
     return binds
-
-
-def _name_taken(name: str) -> ConflictError:
-    return ConflictError(
-        f"a container named {name!r} already exists; stop it first or choose another name"
-    )
-
-
-def _port_taken(name: str, port: int, holder: str) -> ConflictError:
-    return ConflictError(
-        f"container {name!r} cannot listen on port {port}: running container {holder!r} "
-        f"already does; choose another port or stop {holder!r}"
-    )
-
-
-def _not_found(name: str) -> NotFoundError:
-    return NotFoundError(
-        f"there is no container {name!r} on this node; start it first or check the name"
-    )

@@ -37,9 +37,7 @@ is not reaped before stop, so its pid (and group id) cannot be reused while it i
 from __future__ import annotations
 
 import builtins
-import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -52,7 +50,19 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
-from burla.core.errors import BackendError, ConflictError, InvalidRequestError, NotFoundError
+from burla.backends.local.processes import signal_group, spawn, wait_while
+from burla.backends.runtime_rules import (
+    check_cpuset,
+    check_memory_limit,
+    check_start,
+    cpuset_text,
+    mount_source,
+    name_taken,
+    not_found,
+    port_taken,
+    real_cpus,
+)
+from burla.core.errors import BackendError, InvalidRequestError
 from burla.core.protocols import ContainerInfo, Mount
 
 if TYPE_CHECKING:
@@ -62,10 +72,6 @@ LOG_NAME = "container.log"
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "TMPDIR")
 """Variables of the node's own environment that containers see; nothing else leaks in."""
 
-_RESERVED = ("BURLA_PORT", "BURLA_CONTAINER_NAME", "BURLA_CONTAINER_ROOT", "BURLA_CPUSET")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_FIRST_POLL_S = 0.002
-_LAST_POLL_S = 0.05
 MEMORY_POLL_S = 0.05
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -107,7 +113,7 @@ class LocalContainerRuntime:
 
     def real_cpus(self, cpuset: frozenset[int]) -> set[int]:
         """The machine CPUs a container with this (virtual) cpuset is pinned to."""
-        return {self._available[cpu % len(self._available)] for cpu in cpuset}
+        return real_cpus(cpuset, self._available)
 
     async def start(
         self,
@@ -128,7 +134,7 @@ class LocalContainerRuntime:
             BURLA_PORT=str(port),
             BURLA_CONTAINER_NAME=name,
             BURLA_CONTAINER_ROOT=str(directory),
-            BURLA_CPUSET=",".join(str(cpu) for cpu in sorted(cpuset)),
+            BURLA_CPUSET=cpuset_text(cpuset),
         )
         argv = list(spec.entrypoint)
         if argv[0] == "python":
@@ -155,28 +161,16 @@ class LocalContainerRuntime:
         return True
 
     async def set_cpuset(self, name: str, cpuset: frozenset[int]) -> ContainerInfo:
-        container = self._containers.get(name)
-        if container is None:
-            raise NotFoundError(
-                f"there is no container {name!r} on this node; start it first or check the name"
-            )
-        _check_cpuset(name, cpuset)
+        container = self._find(name)
+        check_cpuset(name, cpuset)
         if _exit_status(container.process)[0]:
             self._pin(container.process.pid, cpuset)
         container.info = replace(container.info, cpuset=frozenset(cpuset))
         return self._describe(container)
 
     async def set_memory(self, name: str, limit: int | None) -> ContainerInfo:
-        container = self._containers.get(name)
-        if container is None:
-            raise NotFoundError(
-                f"there is no container {name!r} on this node; start it first or check the name"
-            )
-        if limit is not None and limit <= 0:
-            raise InvalidRequestError(
-                f"container {name!r}: a memory limit must be a positive number of bytes, "
-                f"not {limit}"
-            )
+        container = self._find(name)
+        check_memory_limit(name, limit)
         container.info = replace(container.info, memory_limit=limit)
         if limit is not None and self._memory_watcher is None:
             self._memory_watcher = threading.Thread(
@@ -197,10 +191,13 @@ class LocalContainerRuntime:
 
     def pid(self, name: str) -> int:
         """The process id of a container's main process; NotFoundError if there is none."""
+        return self._find(name).process.pid
+
+    def _find(self, name: str) -> _Container:
         container = self._containers.get(name)
         if container is None:
-            raise NotFoundError(f"there is no container {name!r} on this node")
-        return container.process.pid
+            raise not_found(name)
+        return container
 
     def _check_start(
         self,
@@ -212,14 +209,7 @@ class LocalContainerRuntime:
     ) -> str:
         """Refuse a start that cannot work, before anything is made; returns the image's
         python executable."""
-        if not _NAME.fullmatch(name):
-            raise InvalidRequestError(
-                f"container name {name!r} is not allowed: use letters, digits, '_', '.' "
-                "and '-', starting with a letter or digit"
-            )
-        if not 0 < port < 65536:
-            raise InvalidRequestError(f"container {name!r}: port {port} is not in 1..65535")
-        _check_cpuset(name, cpuset)
+        check_start(spec, name, port, cpuset, env)
         python = self._images.get(spec.image)
         if python is None and self._find_image is not None:
             python = self._find_image(spec.image)
@@ -229,27 +219,15 @@ class LocalContainerRuntime:
                 f"container {name!r}: this node has no image {spec.image!r} "
                 f"(known images: {known}); use one of those or add it to the runtime's images"
             )
-        if not spec.entrypoint:
-            raise InvalidRequestError(f"container {name!r}: the image's entrypoint is empty")
-        clashes = sorted(set(env) & set(_RESERVED))
-        if clashes:
-            raise InvalidRequestError(
-                f"container {name!r}: the runtime sets {clashes} itself; pass other names in env"
-            )
         if name in self._containers or name in self._starting:
-            raise ConflictError(
-                f"a container named {name!r} already exists; stop it first or choose another name"
-            )
+            raise name_taken(name)
         holders = [other for other, held in self._starting.items() if held == port] + [
             other.info.name
             for other in self._containers.values()
             if other.info.port == port and _exit_status(other.process)[0]
         ]
         if holders:
-            raise ConflictError(
-                f"container {name!r} cannot listen on port {port}: running container "
-                f"{holders[0]!r} already does; choose another port or stop {holders[0]!r}"
-            )
+            raise port_taken(name, port, holders[0])
         return python
 
     def _spawn(
@@ -268,16 +246,7 @@ class LocalContainerRuntime:
             for relative, source in links.items():
                 (directory / relative).parent.mkdir(parents=True, exist_ok=True)
                 (directory / relative).symlink_to(source)
-            with open(directory / LOG_NAME, "ab") as log:
-                process = subprocess.Popen(
-                    argv,
-                    cwd=directory,
-                    env=environment,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            process = spawn(argv, directory, directory / LOG_NAME, environment)
         except OSError as error:
             raise BackendError(
                 f"container {info.name!r} could not start {argv}: {error}; check the image's "
@@ -286,7 +255,7 @@ class LocalContainerRuntime:
         try:
             self._pin(process.pid, info.cpuset)
         except BackendError:
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             process.wait()
             raise
         return process
@@ -309,7 +278,7 @@ class LocalContainerRuntime:
                     continue
                 if _resident(container.process.pid) > limit and _exit_status(container.process)[0]:
                     container.out_of_memory = True
-                    _signal_group(container.process.pid, signal.SIGKILL)
+                    signal_group(container.process.pid, signal.SIGKILL)
 
     def _pin(self, pid: int, cpuset: frozenset[int]) -> None:
         """Pin every thread of `pid`, again until no new thread appeared meanwhile."""
@@ -335,27 +304,10 @@ class LocalContainerRuntime:
             pinned |= threads
 
     async def _terminate(self, process: subprocess.Popen[bytes]) -> None:
-        _signal_group(process.pid, signal.SIGTERM)
-        delay = _FIRST_POLL_S
-        with anyio.move_on_after(self._stop_grace_s):
-            # Polled: a process's exit is nothing anyio can wait on without a pidfd.
-            while _exit_status(process)[0]:
-                await anyio.sleep(delay)
-                delay = min(2 * delay, _LAST_POLL_S)
-        _signal_group(process.pid, signal.SIGKILL)  # also whatever it left in its group
+        signal_group(process.pid, signal.SIGTERM)
+        await wait_while(lambda: _exit_status(process)[0], self._stop_grace_s)
+        signal_group(process.pid, signal.SIGKILL)  # also whatever it left in its group
         await anyio.to_thread.run_sync(process.wait)
-
-
-def _check_cpuset(name: str, cpuset: frozenset[int]) -> None:
-    if not cpuset:
-        raise InvalidRequestError(
-            f"container {name!r} needs at least one CPU in its cpuset; got an empty set"
-        )
-    negative = sorted(cpu for cpu in cpuset if cpu < 0)
-    if negative:
-        raise InvalidRequestError(
-            f"container {name!r}: CPU numbers start at 0, so {negative} cannot be pinned"
-        )
 
 
 def _mount_links(name: str, mounts: Sequence[Mount]) -> dict[PurePosixPath, Path]:
@@ -380,13 +332,7 @@ def _mount_links(name: str, mounts: Sequence[Mount]) -> dict[PurePosixPath, Path
                     f"container {name!r}: mount targets {str(other)!r} and "
                     f"{str(relative)!r} overlap; mount each path once"
                 )
-        source = Path(mount.source)
-        if not source.is_absolute() or not source.exists():
-            raise InvalidRequestError(
-                f"container {name!r}: mount source {mount.source!r} must be an absolute "
-                "path that exists; create it first"
-            )
-        links[relative] = source
+        links[relative] = mount_source(name, mount)
     return links
 
 
@@ -419,12 +365,3 @@ def _resident(pid: int) -> int:
         except (OSError, ValueError, IndexError):
             continue  # it ended meanwhile
     return total
-
-
-def _signal_group(pid: int, signum: signal.Signals) -> None:
-    """Signal the process group `pid` leads, or `pid` alone if it left that group."""
-    with contextlib.suppress(ProcessLookupError):
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signum)
-        else:
-            os.kill(pid, signum)
