@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from burla.core.errors import ConflictError, InvalidRequestError
 
 
@@ -38,3 +40,29 @@ def check_limit(limit: int) -> None:
 def check_lease(lease_s: float) -> None:
     if not lease_s >= 0:
         raise InvalidRequestError(f"lease_s must be 0 or more, not {lease_s}")
+
+
+def check_queue(queue: object) -> None:
+    if not isinstance(queue, str):
+        raise InvalidRequestError(
+            f"queue name {queue!r} is a {type(queue).__name__}; queue names are str"
+        )
+
+
+def check_items(queue: str, items: Sequence[tuple[str, bytes]]) -> None:
+    """Refuse a push unless every item is (str id, bytes)."""
+    for item_id, data in items:
+        if not isinstance(item_id, str):
+            raise InvalidRequestError(
+                f"queue {queue!r} has an item id {item_id!r} of type "
+                f"{type(item_id).__name__}; item ids are str"
+            )
+        check_item_data(queue, item_id, data)
+
+
+def check_item_data(queue: str, item_id: object, data: object) -> None:
+    if not isinstance(data, bytes):
+        raise InvalidRequestError(
+            f"queue {queue!r} item {item_id!r} has data of type {type(data).__name__}; "
+            "queue items carry bytes: serialize the data first"
+        )

@@ -39,7 +39,14 @@ from burla.backends.gcp.firestore_values import (
     document_id,
     encode_data,
 )
-from burla.backends.store_rules import check_lease, check_limit, check_version
+from burla.backends.key_range import above_prefix
+from burla.backends.store_rules import (
+    check_items,
+    check_lease,
+    check_limit,
+    check_queue,
+    check_version,
+)
 from burla.core.clock import Clock, WallClock
 from burla.core.errors import BackendError, InvalidRequestError
 from burla.core.protocols import Claim, Data, Document
@@ -222,7 +229,7 @@ class FirestoreStore:
             FieldFilter("key", ">", after) if after >= prefix else FieldFilter("key", ">=", prefix)
         )
         query = self._documents.where(filter=lower)
-        upper = _above_prefix(prefix)
+        upper = above_prefix(prefix)
         if upper is not None:
             query = query.where(filter=FieldFilter("key", "<", upper))
         query = query.order_by("key").limit(min(limit, _MOST))
@@ -241,26 +248,17 @@ class FirestoreStore:
     # Queues
 
     async def push(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
-        _check_queue(queue)
+        check_queue(queue)
+        check_items(queue, items)
         fresh: dict[str, bytes] = {}
         for item_id, data in items:
-            if not isinstance(item_id, str):
-                raise InvalidRequestError(
-                    f"queue {queue!r} has an item id {item_id!r} of type "
-                    f"{type(item_id).__name__}; item ids are str"
-                )
-            if not isinstance(data, bytes):
-                raise InvalidRequestError(
-                    f"queue {queue!r} item {item_id!r} has data of type {type(data).__name__}; "
-                    "queue items carry bytes: serialize the data first"
-                )
             fresh.setdefault(item_id, bytes(data))  # the first of a repeated id wins
         if fresh:
             with self._translated(f"pushing {len(fresh)} items to queue {queue!r}"):
                 await self._queues.push(queue, fresh)
 
     async def claim(self, queue: str, *, limit: int, lease_s: float) -> builtins.list[Claim]:
-        _check_queue(queue)
+        check_queue(queue)
         check_limit(limit)
         check_lease(lease_s)
         if limit == 0:
@@ -269,12 +267,12 @@ class FirestoreStore:
             return await self._queues.claim(queue, limit, lease_s)
 
     async def ack(self, queue: str, receipts: Sequence[str]) -> set[str]:
-        _check_queue(queue)
+        check_queue(queue)
         with self._translated(f"acking {len(receipts)} items of queue {queue!r}"):
             return await self._queues.ack(queue, receipts)
 
     async def renew(self, queue: str, receipts: Sequence[str], *, lease_s: float) -> set[str]:
-        _check_queue(queue)
+        check_queue(queue)
         check_lease(lease_s)
         with self._translated(f"renewing {len(receipts)} leases in queue {queue!r}"):
             return await self._queues.renew(queue, receipts, lease_s)
@@ -300,25 +298,3 @@ def _upsert_fields(key: str, fields: Data) -> dict[str, Any]:
 
 def _document(key: str, snapshot: Snapshot) -> Document:
     return Document(key, decode_data(snapshot.get("data")), snapshot.get("version"))
-
-
-def _check_queue(queue: object) -> None:
-    if not isinstance(queue, str):
-        raise InvalidRequestError(
-            f"queue name {queue!r} is a {type(queue).__name__}; queue names are str"
-        )
-
-
-def _above_prefix(prefix: str) -> str | None:
-    """The smallest string above every string that starts with `prefix` (None if none).
-
-    Firestore orders strings by their UTF-8 bytes, which is Python's code point order.
-    """
-    while prefix:
-        following = ord(prefix[-1]) + 1
-        if following <= 0x10FFFF:
-            if 0xD800 <= following <= 0xDFFF:  # surrogates cannot be stored: skip them
-                following = 0xE000
-            return prefix[:-1] + chr(following)
-        prefix = prefix[:-1]
-    return None

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from burla.core.errors import InvalidRequestError
+from burla.backends.store_values import Spelling, encode_document
 from burla.core.protocols import Data
 
 _LIST_TAG = "$list"
@@ -43,59 +43,33 @@ def is_document_id(text: str) -> bool:
     return "/" not in text and text not in ("", ".", "..") and not _RESERVED.fullmatch(text)
 
 
+class _FirestoreSpelling(Spelling):
+    """Inner lists, big integers and map keys as the module doc says."""
+
+    plain = frozenset({str, float, bool, type(None)})  # every int is looked at
+
+    def write_int(self, value: int) -> Any:
+        return value if value in _INT64 else {_INT_TAG: str(value)}
+
+    def write_list(self, items: list[Any]) -> Any:
+        return [{_LIST_TAG: item} if type(item) is list else item for item in items]
+
+    def write_fields(self, fields: dict[str, Any]) -> Any:
+        return {_encode_name(name): value for name, value in fields.items()}
+
+
+_SPELLING = _FirestoreSpelling()
+
+
 def encode_data(key: str, data: object) -> dict[str, Any]:
     """`data` as Firestore fields; InvalidRequestError for what a document cannot hold."""
-    if not isinstance(key, str):
-        raise InvalidRequestError(
-            f"document key {key!r} is a {type(key).__name__}; document keys are str"
-        )
-    if not isinstance(data, dict):
-        raise InvalidRequestError(
-            f"document {key!r} must be a dict of fields, not a {type(data).__name__}"
-        )
-    return _encode_map(data, f"document {key!r}")
+    fields: dict[str, Any] = encode_document(key, data, _SPELLING)
+    return fields
 
 
 def decode_data(fields: Mapping[str, Any]) -> Data:
     """Undo `encode_data`."""
     return {_decode_name(name): _decode(value) for name, value in fields.items()}
-
-
-def _encode(value: object, where: str, in_list: bool) -> Any:
-    # Subclasses (enums) become the plain type, as after any round trip through a database.
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        number = int(value)
-        return number if number in _INT64 else {_INT_TAG: str(number)}
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, bytes):
-        return bytes(value)
-    if isinstance(value, list):
-        items = [_encode(item, f"{where}[{index}]", True) for index, item in enumerate(value)]
-        return {_LIST_TAG: items} if in_list else items
-    if isinstance(value, dict):
-        return _encode_map(value, where)
-    raise InvalidRequestError(
-        f"{where} is a {type(value).__name__}; documents hold only str, int, float, bool, "
-        "None, bytes, and lists and dicts of them: convert the value before writing it"
-    )
-
-
-def _encode_map(fields: Mapping[Any, Any], where: str) -> dict[str, Any]:
-    encoded: dict[str, Any] = {}
-    for name, value in fields.items():
-        if not isinstance(name, str):
-            raise InvalidRequestError(
-                f"{where} has the field name {name!r}, which is not a str; use string field names"
-            )
-        encoded[_encode_name(name)] = _encode(value, f"{where}.{name}", False)
-    return encoded
 
 
 def _encode_name(name: str) -> str:

@@ -9,59 +9,11 @@ import uuid
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from burla.backends.store_rules import check_lease, check_limit, check_version
+from burla.backends.store_rules import check_items, check_lease, check_limit, check_version
+from burla.backends.store_values import encode_document, plain_fields
 from burla.core.clock import Clock, WallClock
-from burla.core.errors import InvalidRequestError
 from burla.core.protocols import Claim, Data, Document
-
-
-def _copy_value(value: object, where: str) -> Any:
-    """A private copy of one field value, refusing types that a real database would not keep.
-
-    Subclasses (enums) become the plain type, as they would after a round trip through
-    JSON or Firestore.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, bytes):
-        return bytes(value)
-    if isinstance(value, list):
-        return [_copy_value(item, f"{where}[{index}]") for index, item in enumerate(value)]
-    if isinstance(value, dict):
-        return _copy_fields(value, where)
-    raise InvalidRequestError(
-        f"{where} is a {type(value).__name__}; documents hold only str, int, float, bool, "
-        "None, bytes, and lists and dicts of them: convert the value before writing it"
-    )
-
-
-def _copy_fields(fields: Mapping[Any, Any], where: str) -> Data:
-    copied: Data = {}
-    for name, value in fields.items():
-        if not isinstance(name, str):
-            raise InvalidRequestError(
-                f"{where} has the field name {name!r}, which is not a str; use string field names"
-            )
-        copied[name] = _copy_value(value, f"{where}.{name}")
-    return copied
-
-
-def _copy_data(key: str, data: object) -> Data:
-    if not isinstance(data, dict):
-        raise InvalidRequestError(
-            f"document {key!r} must be a dict of fields, not a {type(data).__name__}"
-        )
-    return _copy_fields(data, f"document {key!r}")
 
 
 @dataclass(eq=False)
@@ -133,17 +85,17 @@ class MemoryStore:
         doc = self._docs.get(key)
         if doc is None:
             return None
-        return Document(key, _copy_fields(doc.data, f"document {key!r}"), doc.version)
+        return Document(key, plain_fields(doc.data, f"document {key!r}"), doc.version)
 
     async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
-        copied = _copy_data(key, data)
+        copied = encode_document(key, data)
         old = self._docs.get(key)
         check_version(key, if_version, None if old is None else old.version)
         stored = self._write(key, copied, old)
-        return Document(key, _copy_fields(stored.data, f"document {key!r}"), stored.version)
+        return Document(key, plain_fields(stored.data, f"document {key!r}"), stored.version)
 
     async def put_many(self, docs: Mapping[str, Data], *, create_only: bool = False) -> set[str]:
-        copies = {key: _copy_data(key, data) for key, data in docs.items()}
+        copies = {key: encode_document(key, data) for key, data in docs.items()}
         written: set[str] = set()
         for key, copied in copies.items():
             old = self._docs.get(key)
@@ -171,7 +123,7 @@ class MemoryStore:
             if len(found) >= limit or not key.startswith(prefix):
                 break
             doc = self._docs[key]
-            found.append(Document(key, _copy_fields(doc.data, f"document {key!r}"), doc.version))
+            found.append(Document(key, plain_fields(doc.data, f"document {key!r}"), doc.version))
         return found
 
     def _write(self, key: str, data: Data, old: Document | None) -> Document:
@@ -184,12 +136,7 @@ class MemoryStore:
     # Queues
 
     async def push(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
-        for item_id, data in items:
-            if not isinstance(data, bytes):
-                raise InvalidRequestError(
-                    f"queue {queue!r} item {item_id!r} has data of type {type(data).__name__}; "
-                    "queue items carry bytes: serialize the data first"
-                )
+        check_items(queue, items)
         if not items:
             return
         state = self._queues.setdefault(queue, _Queue())

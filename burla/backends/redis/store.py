@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from burla.backends.redis import scripts
-from burla.backends.redis.codec import decode_document, encode_document
-from burla.backends.store_rules import check_lease, check_limit, check_version
+from burla.backends.store_rules import check_item_data, check_lease, check_limit, check_version
+from burla.backends.tagged_json import PairedJson
 from burla.core.clock import Clock
 from burla.core.errors import BackendError, InvalidRequestError, TransientBackendError
 from burla.core.protocols import Claim, Data, Document
@@ -52,6 +52,8 @@ _REPLY_TIMEOUT_S = 60.0
 
 _MOST = 2**62
 """A `limit` above any count Redis holds, and still a 64-bit integer for it."""
+
+_JSON = PairedJson()
 
 
 def _utf8(text: object, what: str) -> bytes:
@@ -190,7 +192,7 @@ class RedisStore:
         return None if stored is None else self._document(key, stored)
 
     async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
-        payload = encode_document(key, data)
+        payload = _JSON.encode(key, data).encode("ascii")
         expected = "" if if_version is None else str(int(if_version))
         with self._translated(f"writing document {key!r}"):
             written, version = await self._put(
@@ -198,12 +200,12 @@ class RedisStore:
             )
         if not written:
             check_version(key, if_version, version or None)
-        return Document(key, decode_document(payload), int(version))
+        return Document(key, _JSON.decode(payload.decode("ascii")), int(version))
 
     async def put_many(self, docs: Mapping[str, Data], *, create_only: bool = False) -> set[str]:
         encoded: list[bytes] = []
         for key, data in docs.items():
-            encoded += [_utf8(key, "document key"), encode_document(key, data)]
+            encoded += [_utf8(key, "document key"), _JSON.encode(key, data).encode("ascii")]
         written: set[str] = set()
         for chunk in _chunks(encoded, 2 * _BATCH):
             with self._translated(f"writing {len(chunk) // 2} documents"):
@@ -245,11 +247,7 @@ class RedisStore:
         keys = self._queue_keys(queue)
         args: list[bytes] = []
         for item_id, data in items:
-            if not isinstance(data, bytes):
-                raise InvalidRequestError(
-                    f"queue {queue!r} item {item_id!r} has data of type {type(data).__name__}; "
-                    "queue items carry bytes: serialize the data first"
-                )
+            check_item_data(queue, item_id, data)
             args += [_utf8(item_id, f"queue {queue!r} item id"), data]
         push_keys = [keys[0], keys[1], keys[5], self._counter_key(queue)]
         for chunk in _chunks(args, 2 * _BATCH):
@@ -320,7 +318,7 @@ class RedisStore:
     def _document(self, key: str, stored: bytes) -> Document:
         version, _, payload = stored.partition(b" ")
         try:
-            return Document(key, decode_document(payload), int(version))
+            return Document(key, _JSON.decode(payload.decode("ascii")), int(version))
         except (ValueError, TypeError) as error:  # not written by a RedisStore
             raise BackendError(
                 f"document {key!r} in namespace {self.namespace!r} of {self._where} cannot be "
