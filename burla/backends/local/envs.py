@@ -34,7 +34,6 @@ import types
 import venv
 from pathlib import Path
 
-import burla
 from burla.core.environment import WORKER_DISTRIBUTIONS
 from burla.core.errors import BackendError
 
@@ -44,6 +43,8 @@ LOCAL_DEFAULT_IMAGE = "local-default"
 _LAYOUT_VERSION = "2"  # bump when the layout below changes, so old environments are not reused
 _PACKAGES_DIR = "worker-packages"
 _PTH_NAME = "burla-worker.pth"
+_BURLA = Path(__file__).resolve().parents[2]
+"""The burla package directory: this module is burla/backends/local/envs.py."""
 
 
 def ensure_worker_env(root: Path) -> Path:
@@ -86,7 +87,7 @@ def build_worker_env(env_dir: Path) -> None:
 def worker_sources() -> dict[str, Path]:
     """What the worker environment links, by the name it gets there: `burla` and the
     top-level modules and packages of each of WORKER_DISTRIBUTIONS."""
-    sources = {"burla": Path(burla.__file__).resolve().parent}
+    sources = {"burla": _BURLA}
     for distribution in _with_requirements(WORKER_DISTRIBUTIONS):
         sources.update(_top_level_entries(distribution))
     return dict(sorted(sources.items()))
