@@ -244,18 +244,15 @@ class GceComputeProvider:
     # Blocking requests, run in worker threads by _call.
 
     def _get_instance(self, name: str) -> compute_v1.Instance | None:
-        try:
-            return self._instances.get(
-                project=self._settings.project, zone=self._settings.zone, instance=name
-            )
-        except google_errors.NotFound:
-            return None
+        return self._on_instance(self._instances.get, name)
 
     def _delete_instance(self, name: str) -> compute_v1.Operation | None:
+        return self._on_instance(self._instances.delete_unary, name)
+
+    def _on_instance(self, method: Callable[..., T], name: str) -> T | None:
+        """`method` called on the VM `name` of this project and zone; None if there is none."""
         try:
-            return self._instances.delete_unary(
-                project=self._settings.project, zone=self._settings.zone, instance=name
-            )
+            return method(project=self._settings.project, zone=self._settings.zone, instance=name)
         except google_errors.NotFound:
             return None
 
