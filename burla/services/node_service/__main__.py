@@ -39,6 +39,8 @@ CLUSTER_DIR_IN_CONTAINER = "/opt/burla/cluster"
 
 
 class NodeSettings(BaseModel):
+    """What node_service is told: the environment its ComputeProvider started it with."""
+
     node_id: str
     node_type: NodeType
     main_url: str
