@@ -27,7 +27,8 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))
 class TaggedJson(Spelling, ABC):
     """The tagged JSON of one store; subclasses spell dicts with `$` field names."""
 
-    bytes_tag = ""
+    bytes_tag: str
+    """The one field of the object that stands for bytes."""
 
     def __init__(self) -> None:
         self._decoder = json.JSONDecoder(object_hook=self._read_object)
