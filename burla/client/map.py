@@ -500,7 +500,8 @@ atexit.register(Session.close_all)
 
 
 def _check_end(job_id: str, state: str, error: str | None, missing: int) -> None:
-    """Raise if a job that ended left results out."""
+    """Raise what a job's end means for its caller, unless it gave every result: its
+    function did not load, it was canceled, or results are missing."""
     if error:
         raise FunctionLoadError(
             f"the workers could not load the function of job {job_id}:\n"

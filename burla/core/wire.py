@@ -85,12 +85,6 @@ def _exactly(kind: type) -> _Check:
     return check
 
 
-def _number(value: Any) -> float:
-    if type(value) not in (int, float):
-        raise TypeError(f"{value!r} is not a number")
-    return float(value)
-
-
 def _optional(check: _Check) -> _Check:
     return lambda value: None if value is None else check(value)
 
@@ -108,7 +102,6 @@ _CHECKS: dict[str, _Check] = {
     "str": _exactly(str),
     "int": _exactly(int),
     "bool": _exactly(bool),
-    "float": _number,
     "str | None": _optional(_exactly(str)),
     "int | None": _optional(_exactly(int)),
     "tuple[int, ...]": _tuple_of(_exactly(int)),
