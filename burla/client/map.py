@@ -10,7 +10,6 @@ import functools
 import io
 import json
 import os
-import random
 import secrets
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -27,6 +26,7 @@ from burla.client.progress import JobProgress
 from burla.client.remote_traceback import with_source_files
 from burla.client.serialize import dump_input, dumps_function, dumps_input, known_size
 from burla.core import errors, wire
+from burla.core.backoff import Backoff
 from burla.core.environment import RUNNING_PYTHON
 from burla.core.errors import (
     BackendError,
@@ -274,8 +274,14 @@ class Session:
         a cluster restarting) for up to `retry_for_s`; and whether an earlier try went
         unanswered (so the cluster may have carried it out already). An error status is
         the caller's to read."""
-        deadline = time.monotonic() + retry_for_s
-        pause, unanswered = RETRY_FIRST_PAUSE_S, False
+        backoff = Backoff(
+            RETRY_FIRST_PAUSE_S,
+            RETRY_MAX_PAUSE_S,
+            jitter=0.5,
+            clock=time.monotonic,
+            give_up_after_s=retry_for_s,
+        )
+        unanswered = False
         while True:
             try:
                 response = self.http.request(method, path, **kwargs)
@@ -283,15 +289,15 @@ class Session:
                 break
             except HttpError as error:
                 gone = self.cluster.pid > 0 and not local.alive(self.cluster.pid)
-                if gone or time.monotonic() + pause > deadline:
+                pause = backoff.pause()
+                if gone or pause is None:
                     waited = f" (tried for {retry_for_s:g} s)" if retry_for_s else ""
                     raise ClusterUnavailableError(
                         f"the cluster did not answer {method} {path}{waited}: {error}; is it "
                         "running? (`burla local status`)"
                     ) from error
                 unanswered = True
-                time.sleep(random.uniform(pause / 2, pause))
-                pause = min(pause * 2, RETRY_MAX_PAUSE_S)
+                time.sleep(pause)
         return response, unanswered
 
     def upload_sources(self, sources: dict[str, bytes]) -> dict[str, str]:

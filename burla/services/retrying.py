@@ -22,6 +22,7 @@ from typing import Literal, TypeVar
 import anyio
 
 from burla.backends.faults import FaultyBlobStore, FaultyStore, fault_plan
+from burla.core.backoff import Backoff
 from burla.core.errors import BackendError, TransientBackendError
 from burla.core.protocols import BlobStore, Claim, Data, Document, Store
 
@@ -41,21 +42,25 @@ async def retried(
 ) -> _T:
     """`call()`, tried again on TransientBackendError until `retry_for_s` have passed
     (by the event loop's clock, which is virtual in the simulator)."""
-    started = anyio.current_time()
-    pause, tries = FIRST_PAUSE_S, 0
+    backoff = Backoff(
+        FIRST_PAUSE_S,
+        MAX_PAUSE_S,
+        jitter=1.0,
+        rng=rng,
+        clock=anyio.current_time,
+        give_up_after_s=retry_for_s,
+    )
     while True:
-        tries += 1
         try:
             return await call()
         except TransientBackendError as error:
-            elapsed = anyio.current_time() - started
-            if elapsed + pause > retry_for_s:
+            pause = backoff.pause()
+            if pause is None:
                 raise BackendError(
-                    f"{what} kept failing for {elapsed:.1f} s ({tries} tries); the last "
-                    f"error: {error}"
+                    f"{what} kept failing for {backoff.elapsed_s:.1f} s ({backoff.failures} "
+                    f"tries); the last error: {error}"
                 ) from error
-            await anyio.sleep((rng or random).uniform(0, pause))
-            pause = min(pause * 2, MAX_PAUSE_S)
+            await anyio.sleep(pause)
 
 
 class RetryingStore:
