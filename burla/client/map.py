@@ -289,15 +289,14 @@ class Session:
                 break
             except HttpError as error:
                 gone = self.cluster.pid > 0 and not local.alive(self.cluster.pid)
-                pause = backoff.pause()
-                if gone or pause is None:
+                if gone or backoff.exhausted:
                     waited = f" (tried for {retry_for_s:g} s)" if retry_for_s else ""
                     raise ClusterUnavailableError(
                         f"the cluster did not answer {method} {path}{waited}: {error}; is it "
                         "running? (`burla local status`)"
                     ) from error
                 unanswered = True
-                time.sleep(pause)
+                time.sleep(backoff.pause())
         return response, unanswered
 
     def upload_sources(self, sources: dict[str, bytes]) -> dict[str, str]:

@@ -19,9 +19,9 @@ class Backoff:
 
     `jitter` is the share of each pause drawn at random: 0 gives the pause itself,
     1 a pause anywhere from 0 to it ("full jitter", so that many callers do not retry
-    in step), 0.5 one from half of it to all of it. With `give_up_after_s`, `pause()`
-    gives None once sleeping the next pause would end past that many seconds from the
-    Backoff's making, by `clock`.
+    in step), 0.5 one from half of it to all of it. With `give_up_after_s`, the Backoff
+    is `exhausted` once waiting out the next pause would end past that many seconds from
+    its making, by `clock`.
     """
 
     def __init__(
@@ -53,12 +53,15 @@ class Backoff:
         """Seconds since the Backoff was made, by its clock (0 without one)."""
         return self._clock() - self._started if self._clock is not None else 0.0
 
-    def pause(self) -> float | None:
-        """The pause after one more failure, or None if waiting it would pass the deadline."""
+    @property
+    def exhausted(self) -> bool:
+        """Whether waiting out the next pause would end past the deadline."""
+        return self.elapsed_s + self._next_s > self._give_up_after_s
+
+    def pause(self) -> float:
+        """The pause to wait after one more failure; the next one is twice as long."""
         self.failures += 1
         longest = self._next_s
-        if self.elapsed_s + longest > self._give_up_after_s:
-            return None
         self._next_s = min(longest * 2, self.max_s)
         return longest - self._rng.uniform(0, longest * self.jitter) if self.jitter else longest
 

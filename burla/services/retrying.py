@@ -54,13 +54,12 @@ async def retried(
         try:
             return await call()
         except TransientBackendError as error:
-            pause = backoff.pause()
-            if pause is None:
+            if backoff.exhausted:
                 raise BackendError(
-                    f"{what} kept failing for {backoff.elapsed_s:.1f} s ({backoff.failures} "
+                    f"{what} kept failing for {backoff.elapsed_s:.1f} s ({backoff.failures + 1} "
                     f"tries); the last error: {error}"
                 ) from error
-            await anyio.sleep(pause)
+            await anyio.sleep(backoff.pause())
 
 
 class RetryingStore:

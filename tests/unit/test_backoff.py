@@ -23,27 +23,29 @@ def test_reset_starts_from_the_first_pause() -> None:
 def test_full_jitter_draws_between_zero_and_the_pause() -> None:
     backoff = Backoff(1.0, 1.0, jitter=1.0, rng=random.Random(7))
     drawn = [backoff.pause() for _ in range(200)]
-    assert all(p is not None and 0.0 <= p <= 1.0 for p in drawn)
-    assert min(p for p in drawn if p is not None) < 0.1  # spread, not the pause itself
+    assert all(0.0 <= p <= 1.0 for p in drawn)
+    assert min(drawn) < 0.1  # spread, not the pause itself
 
 
 def test_half_jitter_keeps_at_least_half() -> None:
     backoff = Backoff(2.0, 2.0, jitter=0.5, rng=random.Random(3))
     drawn = [backoff.pause() for _ in range(200)]
-    assert all(p is not None and 1.0 <= p <= 2.0 for p in drawn)
+    assert all(1.0 <= p <= 2.0 for p in drawn)
     assert len(set(drawn)) > 100
 
 
 def test_gives_up_when_the_next_pause_would_pass_the_deadline() -> None:
     clock = ManualClock()
     backoff = Backoff(1.0, 4.0, clock=clock.now, give_up_after_s=5.0)
+    assert not backoff.exhausted
     assert backoff.pause() == 1.0
     clock.advance(1.0)
+    assert not backoff.exhausted
     assert backoff.pause() == 2.0
     clock.advance(2.0)
     assert backoff.elapsed_s == 3.0
-    assert backoff.pause() is None  # 3 s gone + a 4 s pause > 5 s
-    assert backoff.failures == 3
+    assert backoff.exhausted  # 3 s gone + a 4 s pause > 5 s
+    assert backoff.failures == 2
 
 
 def test_refuses_settings_that_make_no_sense() -> None:
