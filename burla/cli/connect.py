@@ -11,7 +11,7 @@ import click
 from burla.core.errors import ClusterUnavailableError
 
 if TYPE_CHECKING:
-    from burla.client.map import Session
+    from burla.client.connection import Connection
 
 F = TypeVar("F", bound=Callable[..., Any])
 BACKENDS = ("local", "docker", "gcp")
@@ -28,11 +28,11 @@ def backend_option(function: F) -> F:
     return option(function)
 
 
-def session(backend: str | None) -> Session:
+def session(backend: str | None) -> Connection:
     """A session with the cluster `backend` names; ClusterUnavailableError (exit 3) when
     it does not run: these commands look at a cluster, they do not start one."""
     from burla.client import local
-    from burla.client.map import Session  # the client's imports, only when needed
+    from burla.client.connection import Connection  # the client's imports, only when needed
     from burla.core.settings import config_path, load_settings
 
     settings = load_settings()
@@ -44,7 +44,7 @@ def session(backend: str | None) -> Session:
                 f"{config_path(os.environ)} (or BURLA_MAIN_URL and BURLA_TOKEN)"
             )
         return _closed_after_command(
-            Session(local.ClusterInfo(settings.main_url, settings.token, pid=0, cpus=0))
+            Connection(local.ClusterInfo(settings.main_url, settings.token, pid=0, cpus=0))
         )
     root = local.local_dir(chosen)
     cluster = local.find(root)
@@ -53,9 +53,9 @@ def session(backend: str | None) -> Session:
         raise ClusterUnavailableError(
             f"no {chosen} cluster is running (in {root}); start it with `burla local up{flag}`"
         )
-    return _closed_after_command(Session(cluster))
+    return _closed_after_command(Connection(cluster))
 
 
-def _closed_after_command(opened: Session) -> Session:
+def _closed_after_command(opened: Connection) -> Connection:
     click.get_current_context().call_on_close(opened.close)
     return opened

@@ -1,0 +1,172 @@
+"""A job's results, followed as its event stream tells them or read back once it is done;
+an input's failure is raised as the exception that stands for it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import cloudpickle
+
+from burla.client.connection import WAIT_S, Connection
+from burla.client.progress import JobProgress
+from burla.client.remote_traceback import with_source_files
+from burla.core import wire
+from burla.core.errors import (
+    FunctionLoadError,
+    InputTimeoutError,
+    JobError,
+    JobInterruptedError,
+    NodeLostError,
+    OutOfMemoryError,
+    RemoteError,
+    WorkerCrashedError,
+)
+
+_FAILURES = {
+    "worker_died": WorkerCrashedError,
+    "out_of_memory": OutOfMemoryError,
+    "timed_out": InputTimeoutError,
+    "lost": NodeLostError,
+}
+
+
+def follow(
+    connection: Connection,
+    job_id: str,
+    total: int,
+    *,
+    ordered: bool,
+    spinner: bool,
+    cancel: bool = True,
+    first: bytes | None = None,
+) -> Generator[Any, None, None]:
+    """Results as they come, starting with the events in `first` (as submitting the job
+    gave); on an error or Ctrl-C the job is canceled (if `cancel`)."""
+    try:
+        with JobProgress(total, spinner) as progress:
+            yield from _results(connection, job_id, total, ordered, progress, first)
+    except KeyboardInterrupt:
+        raise interrupted(connection, job_id, cancel=cancel) from None
+    except BaseException:
+        if cancel:
+            connection.cancel(job_id)
+        raise
+
+
+def interrupted(connection: Connection, job_id: str, *, cancel: bool) -> JobInterruptedError:
+    """Ctrl-C: cancel the job on the cluster (if `cancel`) and say so."""
+    if cancel:
+        connection.cancel(job_id)
+        return JobInterruptedError(f"interrupted: job {job_id} was canceled on the cluster")
+    return JobInterruptedError(f"interrupted; job {job_id} goes on on the cluster")
+
+
+def _results(
+    connection: Connection,
+    job_id: str,
+    total: int,
+    ordered: bool,
+    progress: JobProgress,
+    first: bytes | None,
+) -> Iterator[Any]:
+    done = 0
+    seen: set[int] = set()
+    waiting: dict[int, Any] = {}
+    next_index = 0
+    cursor, body, run = 0, first, None
+    while True:
+        if body is None:
+            params = {"after": cursor, "wait": WAIT_S}
+            body = connection.call_reviving("GET", f"/jobs/{job_id}/events", params=params).content
+        head, events = wire.read_stream(body)
+        if run is not None and head.run != run and cursor:
+            # A main_service that restarted took the job over: its stream starts anew.
+            cursor, body, run = 0, None, head.run
+            continue
+        run = head.run
+        for event, payload in events:
+            match event:
+                case wire.JobLine(_, stream, text):
+                    progress.print(text, stream)
+                case wire.JobResult(index, kind):
+                    if index in seen:
+                        continue  # told again by a main_service that took the job over
+                    seen.add(index)
+                    value = decode_result(index, kind, payload)
+                    done += 1
+                    progress.advance(done)
+                    if not ordered:
+                        yield value
+                        continue
+                    waiting[index] = value
+                    while next_index in waiting:
+                        yield waiting.pop(next_index)
+                        next_index += 1
+                case wire.JobDone(state, error):
+                    _check_end(job_id, state, error, total - done)
+                    return
+        cursor, body = head.next, None
+
+
+def _check_end(job_id: str, state: str, error: str | None, missing: int) -> None:
+    """Raise what a job's end means for its caller, unless it gave every result: its
+    function did not load, it was canceled, or results are missing."""
+    if error:
+        raise FunctionLoadError(
+            f"the workers could not load the function of job {job_id}:\n"
+            f"{error}\nIs every module it uses importable on the cluster?"
+        )
+    if state == "canceled":
+        raise JobError(f"job {job_id} was canceled")
+    if missing:
+        raise JobError(f"job {job_id} ended with {missing} results missing")
+
+
+def stored_results(connection: Connection, job_id: str, job: dict[str, Any]) -> list[Any]:
+    """A finished job's results, read back from the Store."""
+    if job.get("state") == "running":
+        raise JobError(f"job {job_id} is still running but its main_service restarted")
+    if job.get("error"):
+        raise FunctionLoadError(
+            f"the workers could not load job {job_id}'s function:\n{job['error']}"
+        )
+    results: list[Any] = []
+    after = -1
+    while True:
+        page = connection.call("GET", f"/jobs/{job_id}/results", params={"after": after})
+        events = list(wire.read_events(wire.decode_all(page.content)))
+        if not events:
+            break
+        for event, payload in events:
+            if isinstance(event, wire.JobResult):
+                results.append(decode_result(event.index, event.kind, payload))
+                after = event.index
+    total = job["spec"]["n_inputs"]
+    if len(results) < total:
+        raise JobError(
+            f"job {job_id} ended ({job['state']}) with "
+            f"{total - len(results)} of {total} results missing"
+        )
+    return results
+
+
+def decode_result(index: int, kind: str, payload: bytes) -> Any:
+    """A result's value, or the exception that stands for it, raised."""
+    if kind == "ok":
+        return cloudpickle.loads(payload)
+    if kind == "raised":
+        error = cloudpickle.loads(payload)
+        error.burla_input_index = index
+        raise with_source_files(error)
+    details = json.loads(payload)
+    if kind == "raised_text":
+        raise RemoteError(
+            f"input {index} raised {details['type']}: {details['message']} (the exception "
+            f"could not be pickled back; remote traceback below)\n{details['traceback']}",
+            index,
+            details["type"],
+            details["traceback"],
+        )
+    raise _FAILURES[kind](details["message"], index)

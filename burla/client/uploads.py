@@ -1,0 +1,150 @@
+"""What a job sends to the cluster: its request's frames, and the parts too big for the
+request (the function, big inputs, source archives) put in the blob store through signed
+URLs, so that services never carry big payloads."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+from burla.client.connection import Connection
+from burla.client.fit import FUNCTION
+from burla.core import wire
+from burla.core.errors import BackendError, PayloadTooLargeError
+from burla.core.limits import MAX_UPLOADS
+
+UPLOAD_THREADS = 4
+"""Big inputs pickled and uploaded side by side (writing to disk or a socket frees the GIL)."""
+
+Payload = bytes | Callable[[IO[bytes]], None]
+"""An input pickled in memory, or, for one known to be big, what pickles it into a file:
+straight into the blob store, without a copy in memory first."""
+
+
+def max_payload() -> int:
+    return int(os.environ.get("BURLA_MAX_PAYLOAD_MB", "1024")) << 20
+
+
+def check_size(what: str, size: int) -> None:
+    limit = max_payload()
+    if size > limit:
+        raise PayloadTooLargeError(
+            f"{what} pickles to {size / 2**20:.1f} MB, over the {limit >> 20} MB limit "
+            "(BURLA_MAX_PAYLOAD_MB); pass a path or URL and load the data inside the function"
+        )
+
+
+def job_request(
+    connection: Connection,
+    head: dict[str, Any],
+    function: bytes,
+    payloads: Sequence[Payload],
+    moved: set[int],
+) -> bytes:
+    """The frames of a job's request: its head, function and inputs. The parts in `moved`
+    (input indices, or FUNCTION) are uploaded first and named in the request by key."""
+    keys: dict[int, str] = {}
+    if moved:
+        big = sorted(moved - {FUNCTION})
+        targets = upload_targets(connection, len(moved), head["job_id"])
+        if FUNCTION in moved:
+            key, url = targets.pop()
+            put_signed(url, function)
+            head["function_key"] = key
+        _upload_inputs(payloads, big, [url for _, url in targets])
+        keys = {n: key for n, (key, _) in zip(big, targets, strict=True)}
+    frames: list[tuple[dict[str, Any], bytes]] = [(head, b"" if FUNCTION in moved else function)]
+    for n, payload in enumerate(payloads):
+        if n in keys:
+            frames.append(({"i": n, "blob": keys[n]}, b""))
+        else:
+            assert isinstance(payload, bytes)
+            frames.append(({"i": n}, payload))
+    return wire.encode_many(frames)
+
+
+def _upload_inputs(payloads: Sequence[Payload], indices: list[int], urls: list[str]) -> None:
+    with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="burla-upload") as pool:
+        sent = [
+            pool.submit(upload, url, payloads[n], f"input {n}")
+            for n, url in zip(indices, urls, strict=True)
+        ]
+        for done in sent:
+            done.result()
+
+
+def upload_sources(connection: Connection, sources: dict[str, bytes]) -> dict[str, str]:
+    """Upload source archives; their blob keys by requirement."""
+    targets = upload_targets(connection, len(sources))
+    keys = {}
+    for (requirement, archive), (key, url) in zip(sources.items(), targets, strict=True):
+        put_signed(url, archive)
+        keys[requirement] = key
+    return keys
+
+
+def upload_targets(
+    connection: Connection, count: int, job_id: str | None = None
+) -> list[tuple[str, str]]:
+    """`count` (key, signed URL) pairs to upload to, for job `job_id` (None: for no job
+    in particular), asked for MAX_UPLOADS at a time."""
+    targets: list[tuple[str, str]] = []
+    for start in range(0, count, MAX_UPLOADS):
+        wanted = min(MAX_UPLOADS, count - start)
+        asked = {"count": wanted, "job_id": job_id, "first": start}
+        uploads = connection.call("POST", "/uploads", json_body=asked).json()
+        targets += zip(uploads["keys"], uploads["urls"], strict=True)
+    return targets
+
+
+def upload(url: str, payload: Payload, what: str) -> None:
+    """Put an input where a signed URL says, pickling it on the way if it is a writer."""
+    if isinstance(payload, bytes):
+        put_signed(url, payload)
+    elif url.startswith("file://"):
+        with _signed_file(url) as file:
+            payload(file)
+            check_size(what, file.tell())
+    else:
+        buffer = io.BytesIO()
+        payload(buffer)
+        check_size(what, buffer.tell())
+        put_signed(url, buffer.getvalue())
+
+
+@contextlib.contextmanager
+def _signed_file(url: str) -> Iterator[IO[bytes]]:
+    """The file a local cluster's signed URL names, written whole or not at all."""
+    path = url.removeprefix("file://").split("?", 1)[0]
+    temporary = f"{path}.upload"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        with open(temporary, "wb") as file:
+            yield file
+    except BaseException as error:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BackendError(
+                f"the disk that holds the cluster's blob store ({os.path.dirname(path)}) is "
+                f"full ({error.strerror}); free space there (old jobs' inputs are in it), or "
+                "pass paths instead of big inputs and read them inside the function"
+            ) from error
+        raise
+    os.replace(temporary, path)
+
+
+def put_signed(url: str, data: bytes) -> None:
+    """Upload to a signed URL: over HTTP, or straight into a local cluster's directory."""
+    if url.startswith("file://"):
+        with _signed_file(url) as file:
+            file.write(data)
+        return
+    import httpx  # only clusters with remote blob stores need it
+
+    httpx.put(url, content=data, timeout=600).raise_for_status()
