@@ -15,13 +15,14 @@ import os
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from burla.core.errors import InvalidRequestError, TransientBackendError
 from burla.core.protocols import BlobStore, Claim, Data, Document, Store
 
 ENV = "BURLA_FAULTS"
 _T = TypeVar("_T")
+_Inner = TypeVar("_Inner", Store, BlobStore)
 
 
 @dataclass(frozen=True)
@@ -96,17 +97,24 @@ class _Injector:
         )
 
 
-class FaultyStore:
-    """A Store that fails a share of its calls (see the module's docstring)."""
+class _Faulty(Generic[_Inner]):
+    """A backend in front of `inner` that fails a share of the calls to it."""
 
-    def __init__(self, store: Store, plan: FaultPlan, rng: random.Random | None = None) -> None:
-        self.inner = store
-        self._faults = _Injector(plan.store, plan, "Store", rng)
+    def __init__(self, inner: _Inner, faults: _Injector) -> None:
+        self.inner: _Inner = inner
+        self._faults = faults
 
     @property
     def injected(self) -> int:
         """How many calls it failed so far."""
         return self._faults.injected
+
+
+class FaultyStore(_Faulty[Store]):
+    """A Store that fails a share of its calls (see the module's docstring)."""
+
+    def __init__(self, store: Store, plan: FaultPlan, rng: random.Random | None = None) -> None:
+        super().__init__(store, _Injector(plan.store, plan, "Store", rng))
 
     async def get(self, key: str) -> Document | None:
         return await self._faults.call("get", lambda: self.inner.get(key))
@@ -158,17 +166,11 @@ class FaultyStore:
         )
 
 
-class FaultyBlobStore:
+class FaultyBlobStore(_Faulty[BlobStore]):
     """A BlobStore that fails a share of its calls (see the module's docstring)."""
 
     def __init__(self, blobs: BlobStore, plan: FaultPlan, rng: random.Random | None = None) -> None:
-        self.inner = blobs
-        self._faults = _Injector(plan.blobs, plan, "blob store", rng)
-
-    @property
-    def injected(self) -> int:
-        """How many failures it has injected so far."""
-        return self._faults.injected
+        super().__init__(blobs, _Injector(plan.blobs, plan, "blob store", rng))
 
     async def put(self, key: str, data: bytes) -> None:
         await self._faults.call("put", lambda: self.inner.put(key, data))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,17 @@ if TYPE_CHECKING:  # workers import no pydantic
 
 RESERVED_ENV = ("BURLA_PORT", "BURLA_CONTAINER_NAME", "BURLA_CONTAINER_ROOT", "BURLA_CPUSET")
 """Variables a runtime sets in every container itself; a start's `env` may not set them."""
+
+
+def reserved_env(name: str, port: int, directory: Path, cpuset: frozenset[int]) -> dict[str, str]:
+    """The RESERVED_ENV variables, as a runtime sets them for the container `name`."""
+    return {
+        "BURLA_PORT": str(port),
+        "BURLA_CONTAINER_NAME": name,
+        "BURLA_CONTAINER_ROOT": str(directory),
+        "BURLA_CPUSET": cpuset_text(cpuset),
+    }
+
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -38,6 +49,18 @@ def check_start(
         raise InvalidRequestError(
             f"container {name!r}: the runtime sets {clashes} itself; pass other names in env"
         )
+
+
+def check_free(
+    name: str, port: int, names: Container[str], holders: Iterable[tuple[str, int]]
+) -> None:
+    """ConflictError if `names` has `name`, or one of `holders` (a name and the port it
+    listens on) has `port`: a start may take neither."""
+    if name in names:
+        raise name_taken(name)
+    for holder, held in holders:
+        if held == port:
+            raise port_taken(name, port, holder)
 
 
 def check_cpuset(name: str, cpuset: frozenset[int]) -> None:

@@ -37,9 +37,23 @@ def check_limit(limit: int) -> None:
         raise InvalidRequestError(f"limit must be 0 or more, not {limit}")
 
 
+def nothing_asked(limit: int) -> bool:
+    """Whether a list with this `limit` (checked) returns [] without reading: Firestore must
+    not read then, as its limit 0 means no limit."""
+    check_limit(limit)
+    return limit == 0
+
+
 def check_lease(lease_s: float) -> None:
     if not lease_s >= 0:
         raise InvalidRequestError(f"lease_s must be 0 or more, not {lease_s}")
+
+
+def check_claim(queue: object, limit: int, lease_s: float) -> None:
+    """Refuse a claim whose queue name, limit or lease no store takes."""
+    check_queue(queue)
+    check_limit(limit)
+    check_lease(lease_s)
 
 
 def check_queue(queue: object) -> None:

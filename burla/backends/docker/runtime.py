@@ -40,7 +40,6 @@ How the ContainerRuntime protocol maps onto Docker:
 from __future__ import annotations
 
 import builtins
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -58,16 +57,16 @@ from burla.backends.docker.labels import (
     NODE_LABEL,
     PORT_LABEL,
 )
+from burla.backends.host_runtime import HostRuntime
 from burla.backends.local.envs import worker_sources
 from burla.backends.runtime_rules import (
     check_cpuset,
+    check_free,
     check_memory_limit,
     check_start,
     cpuset_text,
     mount_source,
-    name_taken,
-    port_taken,
-    real_cpus,
+    reserved_env,
 )
 from burla.core.errors import InvalidRequestError
 from burla.core.protocols import ContainerInfo, Mount
@@ -83,7 +82,7 @@ WORKER_PACKAGES = PurePosixPath("/opt/burla/worker-packages")
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # no dot: it ends the node id in names
 
 
-class DockerRuntime:
+class DockerRuntime(HostRuntime):
     """The ContainerRuntime protocol on a Docker engine (see module doc)."""
 
     def __init__(
@@ -102,27 +101,17 @@ class DockerRuntime:
                 f"node id {node_id!r} cannot label Docker containers: use letters, digits, "
                 "'_' and '-', starting with a letter or digit"
             )
+        super().__init__(Path(root).resolve())  # mounted at the same path inside
         self.node_id = node_id
-        self._root = Path(root).resolve()
         self._engine = DockerEngine(client or connect(), node_id, stop_grace_s)
         self._mounts = tuple(mounts)
-        self._available = sorted(os.sched_getaffinity(0))
         self._packages = worker_sources()
         self._cpusets: dict[str, frozenset[int]] = {}  # set_cpuset's, which labels cannot hold
         self._memory: dict[str, int | None] = {}  # set_memory's, likewise
-        self._starting: dict[str, int] = {}
-
-    def directory(self, name: str) -> Path:
-        """The host directory of the container `name`, mounted at the same path inside."""
-        return self._root / "containers" / name
 
     def docker_name(self, name: str) -> str:
         """The name Docker knows the container `name` by."""
         return self._engine.docker_name(name)
-
-    def real_cpus(self, cpuset: frozenset[int]) -> set[int]:
-        """The machine CPUs a container with this (virtual) cpuset runs on."""
-        return real_cpus(cpuset, self._available)
 
     async def start(
         self,
@@ -135,16 +124,9 @@ class DockerRuntime:
         mounts: Sequence[Mount] = (),
     ) -> ContainerInfo:
         request = self._request(spec, name, port, cpuset, env or {}, mounts)
-        if name in self._starting:
-            raise name_taken(name)
-        for other, held in self._starting.items():
-            if held == port:
-                raise port_taken(name, port, other)
-        self._starting[name] = port  # holds the name and port while Docker starts it
-        try:
+        check_free(name, port, self._starting, self._starting.items())  # Docker checks the rest
+        with self._holding(name, port):
             await anyio.to_thread.run_sync(self._engine.start, request)
-        finally:
-            del self._starting[name]
         self._cpusets[name] = request.info.cpuset
         return request.info
 
@@ -216,10 +198,7 @@ class DockerRuntime:
             "PYTHONDONTWRITEBYTECODE": "1",  # the packages are read-only
             **env,
             "PYTHONPATH": ":".join([*python_path, str(WORKER_PACKAGES)]),
-            "BURLA_PORT": str(port),
-            "BURLA_CONTAINER_NAME": name,
-            "BURLA_CONTAINER_ROOT": str(directory),
-            "BURLA_CPUSET": cpuset_text(cpuset),
+            **reserved_env(name, port, directory, cpuset),
         }
         labels = {
             NODE_LABEL: self.node_id,

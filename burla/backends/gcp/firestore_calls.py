@@ -42,17 +42,12 @@ class FirestoreCalls:
 
     def __init__(self, client: AsyncClient, timeout_s: float) -> None:
         self.client = client
-        self._timeout_s = timeout_s
-        self._retry = AsyncRetry(
-            predicate=_passing,
-            initial=0.05,
-            maximum=2.0,
-            timeout=timeout_s,
-        )
+        retry = AsyncRetry(predicate=_passing, initial=0.05, maximum=2.0, timeout=timeout_s)
+        self._rpc = {"retry": retry, "timeout": timeout_s}
 
     def rpc(self) -> dict[str, Any]:
         """The retry and timeout arguments every client call takes."""
-        return {"retry": self._retry, "timeout": self._timeout_s}
+        return dict(self._rpc)
 
     async def close(self) -> None:
         # The client opens its channel on first use and offers no public way to close it.

@@ -41,11 +41,12 @@ from burla.backends.gcp.firestore_values import (
 )
 from burla.backends.key_range import above_prefix
 from burla.backends.store_rules import (
+    check_claim,
     check_items,
     check_lease,
-    check_limit,
     check_queue,
     check_version,
+    nothing_asked,
 )
 from burla.core.clock import Clock, WallClock
 from burla.core.errors import BackendError, InvalidRequestError
@@ -222,8 +223,7 @@ class FirestoreStore:
     async def list(
         self, prefix: str, *, after: str = "", limit: int = 1000
     ) -> builtins.list[Document]:  # plain `list` here would name this method
-        check_limit(limit)
-        if limit == 0:
+        if nothing_asked(limit):
             return []
         lower = (
             FieldFilter("key", ">", after) if after >= prefix else FieldFilter("key", ">=", prefix)
@@ -258,9 +258,7 @@ class FirestoreStore:
                 await self._queues.push(queue, fresh)
 
     async def claim(self, queue: str, *, limit: int, lease_s: float) -> builtins.list[Claim]:
-        check_queue(queue)
-        check_limit(limit)
-        check_lease(lease_s)
+        check_claim(queue, limit, lease_s)
         if limit == 0:
             return []
         with self._translated(f"claiming items from queue {queue!r}"):

@@ -50,17 +50,16 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
+from burla.backends.host_runtime import HostRuntime
 from burla.backends.local.processes import signal_group, spawn, wait_while
 from burla.backends.runtime_rules import (
     check_cpuset,
+    check_free,
     check_memory_limit,
     check_start,
-    cpuset_text,
     mount_source,
-    name_taken,
     not_found,
-    port_taken,
-    real_cpus,
+    reserved_env,
 )
 from burla.core.errors import BackendError, InvalidRequestError
 from burla.core.protocols import ContainerInfo, Mount
@@ -84,7 +83,7 @@ class _Container:
     """Set by the memory watcher's thread, before it kills the container."""
 
 
-class LocalContainerRuntime:
+class LocalContainerRuntime(HostRuntime):
     """The ContainerRuntime protocol with subprocesses of this process (see module doc)."""
 
     def __init__(
@@ -97,23 +96,13 @@ class LocalContainerRuntime:
     ) -> None:
         """`images` maps image names to python executables; `find_image` gives the
         python of an image made later (None if there is none)."""
-        self._root = Path(root)
+        super().__init__(Path(root))  # each container's directory also holds its log
         self._images = dict(images)
         self._find_image = find_image
         self._stop_grace_s = stop_grace_s
-        self._available = sorted(os.sched_getaffinity(0))
         self._containers: dict[str, _Container] = {}
-        self._starting: dict[str, int] = {}
         self._memory_watcher: threading.Thread | None = None
         self._closed = threading.Event()
-
-    def directory(self, name: str) -> Path:
-        """The working directory of the container `name` (also where its log is)."""
-        return self._root / "containers" / name
-
-    def real_cpus(self, cpuset: frozenset[int]) -> set[int]:
-        """The machine CPUs a container with this (virtual) cpuset is pinned to."""
-        return real_cpus(cpuset, self._available)
 
     async def start(
         self,
@@ -125,31 +114,27 @@ class LocalContainerRuntime:
         env: Mapping[str, str] | None = None,
         mounts: Sequence[Mount] = (),
     ) -> ContainerInfo:
-        python = self._check_start(spec, name, port, cpuset, env or {})
+        check_start(spec, name, port, cpuset, env or {})
+        python = self._python(spec.image, name)
+        holders = [*self._starting.items()] + [
+            (other.info.name, other.info.port)
+            for other in self._containers.values()
+            if _exit_status(other.process)[0]  # an exited container holds no port
+        ]
+        check_free(name, port, self._containers.keys() | self._starting.keys(), holders)
         links = _mount_links(name, mounts)
         directory = self.directory(name)
         environment = {key: os.environ[key] for key in PASSED_THROUGH if key in os.environ}
         environment.update(env or {})
-        environment.update(
-            BURLA_PORT=str(port),
-            BURLA_CONTAINER_NAME=name,
-            BURLA_CONTAINER_ROOT=str(directory),
-            BURLA_CPUSET=cpuset_text(cpuset),
-        )
+        environment.update(reserved_env(name, port, directory, cpuset))
         argv = list(spec.entrypoint)
         if argv[0] == "python":
             argv[0] = python
         info = ContainerInfo(name=name, image=spec.image, port=port, cpuset=frozenset(cpuset))
-        self._starting[name] = port  # holds the name and port while the process starts
-        try:
-            # Shielded: once the process exists it must be recorded, or nobody would stop it.
-            with anyio.CancelScope(shield=True):
-                process = await anyio.to_thread.run_sync(
-                    self._spawn, info, argv, environment, links
-                )
-                self._containers[name] = _Container(info, process)
-        finally:
-            del self._starting[name]
+        # Shielded: once the process exists it must be recorded, or nobody would stop it.
+        with self._holding(name, port), anyio.CancelScope(shield=True):
+            process = await anyio.to_thread.run_sync(self._spawn, info, argv, environment, links)
+            self._containers[name] = _Container(info, process)
         return info
 
     async def stop(self, name: str) -> bool:
@@ -199,35 +184,17 @@ class LocalContainerRuntime:
             raise not_found(name)
         return container
 
-    def _check_start(
-        self,
-        spec: ContainerSpec,
-        name: str,
-        port: int,
-        cpuset: frozenset[int],
-        env: Mapping[str, str],
-    ) -> str:
-        """Refuse a start that cannot work, before anything is made; returns the image's
-        python executable."""
-        check_start(spec, name, port, cpuset, env)
-        python = self._images.get(spec.image)
+    def _python(self, image: str, name: str) -> str:
+        """The python executable of `image`, which the container `name` is to run."""
+        python = self._images.get(image)
         if python is None and self._find_image is not None:
-            python = self._find_image(spec.image)
+            python = self._find_image(image)
         if python is None:
-            known = ", ".join(repr(image) for image in sorted(self._images)) or "none"
+            known = ", ".join(repr(other) for other in sorted(self._images)) or "none"
             raise InvalidRequestError(
-                f"container {name!r}: this node has no image {spec.image!r} "
+                f"container {name!r}: this node has no image {image!r} "
                 f"(known images: {known}); use one of those or add it to the runtime's images"
             )
-        if name in self._containers or name in self._starting:
-            raise name_taken(name)
-        holders = [other for other, held in self._starting.items() if held == port] + [
-            other.info.name
-            for other in self._containers.values()
-            if other.info.port == port and _exit_status(other.process)[0]
-        ]
-        if holders:
-            raise port_taken(name, port, holders[0])
         return python
 
     def _spawn(

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 from burla.backends.local.sqlite_file import MOST, SqliteFile, chunks, placeholders
-from burla.backends.store_rules import check_items, check_lease, check_limit, check_queue
+from burla.backends.store_rules import check_claim, check_items, check_lease, check_queue
 from burla.core.clock import Clock
 from burla.core.protocols import Claim
 
@@ -61,9 +61,7 @@ class SqliteQueues(SqliteFile):
             )
 
     async def claim(self, queue: str, *, limit: int, lease_s: float) -> builtins.list[Claim]:
-        check_queue(queue)
-        check_limit(limit)
-        check_lease(lease_s)
+        check_claim(queue, limit, lease_s)
         if limit == 0:
             return []
         action = f"claiming items from queue {queue!r}"

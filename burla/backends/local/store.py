@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from burla.backends.key_range import above_prefix
 from burla.backends.local.sqlite_file import MOST, chunks, placeholders
 from burla.backends.local.sqlite_queues import QUEUE_SCHEMA, SqliteQueues
-from burla.backends.store_rules import check_limit, check_version
+from burla.backends.store_rules import check_version, nothing_asked
 from burla.backends.tagged_json import EscapedJson
 from burla.core.clock import Clock, WallClock
 from burla.core.errors import BackendError
@@ -133,8 +133,7 @@ class SqliteStore(SqliteQueues):
     async def list(
         self, prefix: str, *, after: str = "", limit: int = 1000
     ) -> builtins.list[Document]:  # plain `list` here would name this method
-        check_limit(limit)
-        if limit == 0:
+        if nothing_asked(limit):
             return []
         upper = above_prefix(prefix)
         query = "SELECT key, data, version FROM documents WHERE key >= ? AND key > ?"

@@ -7,11 +7,10 @@ from dataclasses import replace
 
 from burla.backends.runtime_rules import (
     check_cpuset,
+    check_free,
     check_memory_limit,
     check_start,
-    name_taken,
     not_found,
-    port_taken,
 )
 from burla.core.models import ContainerSpec
 from burla.core.protocols import ContainerInfo, Mount
@@ -38,11 +37,8 @@ class MemoryContainerRuntime:
         mounts: Sequence[Mount] = (),
     ) -> ContainerInfo:
         check_start(spec, name, port, cpuset, env or {})
-        if name in self._containers:
-            raise name_taken(name)
-        for other in self._containers.values():
-            if other.running and other.port == port:
-                raise port_taken(name, port, other.name)
+        running = [(other.name, other.port) for other in self._containers.values() if other.running]
+        check_free(name, port, self._containers, running)
         info = ContainerInfo(name=name, image=spec.image, port=port, cpuset=frozenset(cpuset))
         self._containers[name] = info
         return info
