@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from burla.cli.connect import backend_option, session
-from burla.cli.output import emit, json_option, table
+from burla.cli.connect import cluster_options, session
+from burla.cli.output import emit, table
 
 
 @click.group()
@@ -18,8 +18,7 @@ def cluster() -> None:
 
 
 @cluster.command("status")
-@backend_option
-@json_option
+@cluster_options
 def cluster_status(backend: str | None, as_json: bool) -> None:
     """Nodes by type and state, CPUs busy, jobs running, and the standby definition.
 
@@ -27,15 +26,11 @@ def cluster_status(backend: str | None, as_json: bool) -> None:
     Example:
       burla cluster status --backend local --json
     """
-    connection = session(backend)
-    state = connection.call("GET", "/cluster").json()
-    url = connection.cluster.url
-    emit({"url": url, **state}, as_json, lambda: _show_cluster(url, state))
+    _emit_cluster(backend, as_json, "GET", "/cluster")
 
 
 @cluster.command("restart")
-@backend_option
-@json_option
+@cluster_options
 def cluster_restart(backend: str | None, as_json: bool) -> None:
     """Restart the cluster into its standby definition: nodes are replaced, running jobs
     lose theirs.
@@ -44,8 +39,13 @@ def cluster_restart(backend: str | None, as_json: bool) -> None:
     Example:
       burla cluster restart
     """
+    _emit_cluster(backend, as_json, "POST", "/restart_cluster")
+
+
+def _emit_cluster(backend: str | None, as_json: bool, method: str, path: str) -> None:
+    """Send the cluster a request it answers with its state, and show that state."""
     connection = session(backend)
-    state = connection.call("POST", "/restart_cluster").json()
+    state = connection.call(method, path).json()
     url = connection.cluster.url
     emit({"url": url, **state}, as_json, lambda: _show_cluster(url, state))
 
@@ -71,8 +71,7 @@ def standby() -> None:
 
 
 @standby.command("show")
-@backend_option
-@json_option
+@cluster_options
 def standby_show(backend: str | None, as_json: bool) -> None:
     """Print the standby definition (its --json is what `burla standby set` reads).
 
@@ -86,8 +85,7 @@ def standby_show(backend: str | None, as_json: bool) -> None:
 
 @standby.command("set")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@backend_option
-@json_option
+@cluster_options
 def standby_set(file: Path, backend: str | None, as_json: bool) -> None:
     """Replace the standby definition with FILE's (JSON, as `burla standby show --json`
     prints) and restart the cluster into it.
@@ -122,8 +120,7 @@ def _show_standby(definition: dict[str, Any]) -> None:
 
 
 @click.command()
-@backend_option
-@json_option
+@cluster_options
 def nodes(backend: str | None, as_json: bool) -> None:
     """The cluster's nodes: type, CPUs, state and the job each one runs.
 
@@ -137,8 +134,7 @@ def nodes(backend: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@backend_option
-@json_option
+@cluster_options
 def dashboard(backend: str | None, as_json: bool) -> None:
     """Print the link that opens the cluster's web dashboard in a browser, signed in.
 

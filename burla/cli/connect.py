@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from burla.cli.output import json_option
 from burla.core.errors import ClusterUnavailableError
 
 if TYPE_CHECKING:
@@ -26,6 +27,11 @@ def backend_option(function: F) -> F:
         "settings (gcp). Default: $BURLA_BACKEND or the config file, else local.",
     )
     return option(function)
+
+
+def cluster_options(function: F) -> F:
+    """--backend and --json: what every command that asks a running cluster takes."""
+    return backend_option(json_option(function))
 
 
 def session(backend: str | None) -> Connection:

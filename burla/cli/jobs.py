@@ -11,14 +11,13 @@ from typing import Any
 
 import click
 
-from burla.cli.connect import backend_option, session
-from burla.cli.output import JOB_FAILED, emit, json_option, table
+from burla.cli.connect import backend_option, cluster_options, session
+from burla.cli.output import JOB_FAILED, emit, table
 
 
 @click.group(invoke_without_command=True)
 @click.option("--all", "show_all", is_flag=True, help="Also jobs that ended long ago.")
-@backend_option
-@json_option
+@cluster_options
 @click.pass_context
 def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: bool) -> None:
     """Jobs on the cluster, newest first: those running or ended in the last minutes
@@ -48,8 +47,7 @@ def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: b
 
 @jobs.command("show")
 @click.argument("job_id")
-@backend_option
-@json_option
+@cluster_options
 def jobs_show(job_id: str, backend: str | None, as_json: bool) -> None:
     """A job's state, its inputs by status, and why each failed input failed. Exits 1
     when the job failed.
@@ -80,8 +78,7 @@ def jobs_show(job_id: str, backend: str | None, as_json: bool) -> None:
 @jobs.command("logs")
 @click.argument("job_id")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends.")
-@backend_option
-@json_option
+@cluster_options
 def jobs_logs(job_id: str, follow: bool, backend: str | None, as_json: bool) -> None:
     """What a job's inputs printed, each line with its input, and why inputs failed.
 
@@ -110,8 +107,7 @@ def jobs_logs(job_id: str, follow: bool, backend: str | None, as_json: bool) -> 
 
 @jobs.command("cancel")
 @click.argument("job_id")
-@backend_option
-@json_option
+@cluster_options
 def jobs_cancel(job_id: str, backend: str | None, as_json: bool) -> None:
     """Cancel a job: inputs not yet done never run; the job's nodes go back to standby.
 

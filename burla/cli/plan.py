@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
+from burla.cli.output import emit, json_option
 from burla.core.kill_plan import plan_containers
 from burla.core.models import (
     ClusterConfig,
@@ -23,6 +24,10 @@ from burla.core.protocols import ContainerInfo
 from burla.core.scheduling import plan_job, slots_on
 
 _GROUP = re.compile(r"^(\d+)x(\d+)$")
+F = TypeVar("F", bound=Callable[..., Any])
+_COUNT = click.IntRange(min=1)
+_NONE_OR_MORE = click.IntRange(min=0)
+_GB = click.FloatRange(min=0, min_open=True)
 
 
 def _node_type(cpus: int, ram_per_cpu: float) -> NodeType:
@@ -43,6 +48,12 @@ def _parse_groups(values: tuple[str, ...], ram_per_cpu: float) -> list[StandbyGr
     return groups
 
 
+def _number(*names: str, help: str, **settings: Any) -> Callable[[F], F]:
+    """A numeric option, whose default --help shows when it has one."""
+    shown = settings.get("default") is not None
+    return click.option(*names, show_default=shown, help=help, **settings)
+
+
 @click.command()
 @click.option(
     "--standby",
@@ -51,59 +62,33 @@ def _parse_groups(values: tuple[str, ...], ram_per_cpu: float) -> list[StandbyGr
     metavar="COUNTxCPUS",
     help="Idle nodes waiting for work, e.g. 5x96. Repeat for more node types.",
 )
-@click.option(
+@_number(
     "--inputs",
     "n_inputs",
-    type=click.IntRange(min=0),
+    type=_NONE_OR_MORE,
     required=True,
     help="Number of inputs in the job.",
 )
-@click.option(
-    "--func-cpu", type=click.IntRange(min=1), default=1, show_default=True, help="CPUs per input."
-)
-@click.option(
-    "--func-ram",
-    type=click.FloatRange(min=0, min_open=True),
-    default=4.0,
-    show_default=True,
-    help="GB of RAM per input.",
-)
-@click.option(
-    "--func-gpu", type=click.IntRange(min=0), default=0, show_default=True, help="GPUs per input."
-)
-@click.option(
-    "--max-parallelism",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Run at most this many inputs at once.",
-)
-@click.option(
+@_number("--func-cpu", type=_COUNT, default=1, help="CPUs per input.")
+@_number("--func-ram", type=_GB, default=4.0, help="GB of RAM per input.")
+@_number("--func-gpu", type=_NONE_OR_MORE, default=0, help="GPUs per input.")
+@_number("--max-parallelism", type=_COUNT, help="Run at most this many inputs at once.")
+@_number(
     "--node-cpus",
-    type=click.IntRange(min=1),
-    default=None,
+    type=_COUNT,
     help="CPUs of the node type started on demand (default: the standby type).",
 )
-@click.option(
-    "--ram-per-cpu",
-    type=click.FloatRange(min=0, min_open=True),
-    default=4.0,
-    show_default=True,
-    help="GB of RAM per CPU of every node type.",
-)
-@click.option(
+@_number("--ram-per-cpu", type=_GB, default=4.0, help="GB of RAM per CPU of every node type.")
+@_number(
     "--images",
-    type=click.IntRange(min=1),
+    type=_COUNT,
     default=1,
-    show_default=True,
     help="Container specs kept warm on every node (one container per CPU each).",
 )
-@click.option(
-    "--max-nodes",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Cap on the number of nodes in the cluster.",
+@_number(
+    "--max-nodes", type=click.IntRange(min=0), help="Cap on the number of nodes in the cluster."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 def plan(
     standby: tuple[str, ...],
     n_inputs: int,
@@ -135,11 +120,6 @@ def plan(
         node_types=extra,
         max_nodes=max_nodes,
     )
-    nodes = [
-        Node(node_id=f"{g.node_type.name}-{i}", node_type=g.node_type, state=NodeState.READY)
-        for g in groups
-        for i in range(g.count)
-    ]
     job = JobSpec(
         job_id="plan",
         n_inputs=n_inputs,
@@ -148,8 +128,21 @@ def plan(
         func_gpu=func_gpu,
         max_parallelism=max_parallelism,
     )
+    result = _decide(config, job)
+    emit(result, as_json, lambda: _print_plan(result))
+
+
+def _decide(config: ClusterConfig, job: JobSpec) -> dict[str, Any]:
+    """What the scheduler decides for `job` on a cluster whose standby nodes are all up
+    and idle, and what each new node does with its warm containers."""
+    nodes = [
+        Node(node_id=f"{g.node_type.name}-{i}", node_type=g.node_type, state=NodeState.READY)
+        for g in config.standby.nodes
+        for i in range(g.count)
+    ]
     job_plan = plan_job(config, nodes, job)
     node_type = job_plan.node_type
+    specs = config.standby.containers
     containers = [
         ContainerInfo(name=f"{spec.image}-{cpu}", image=spec.image, port=0, cpuset=frozenset({cpu}))
         for spec in specs
@@ -159,10 +152,10 @@ def plan(
         node_type.cpus,
         containers,
         image=specs[0].image,
-        func_cpu=func_cpu,
+        func_cpu=job.func_cpu,
         max_workers=slots_on(node_type, job),
     )
-    result: dict[str, Any] = {
+    return {
         "cpus_now": job_plan.cpus_now,
         "workers_now": job_plan.workers_now,
         "nodes_joining_now": len(job_plan.join_now),
@@ -173,12 +166,8 @@ def plan(
         "containers_per_node": len(containers),
         "containers_kept_per_node": len(kill_plan.keep),
         "containers_killed_per_node": len(kill_plan.kill),
-        "cpus_per_container": func_cpu,
+        "cpus_per_container": job.func_cpu,
     }
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        _print_plan(result)
 
 
 def _print_plan(result: dict[str, Any]) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from burla.cli.connect import backend_option, session
-from burla.cli.output import emit, json_option, table
+from burla.cli.connect import cluster_options, session
+from burla.cli.output import emit, table
 
 
 @click.group()
@@ -28,8 +28,7 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("name")
-@backend_option
-@json_option
+@cluster_options
 def users_add(name: str, backend: str | None, as_json: bool) -> None:
     """Add a user; give them a token with `burla tokens create NAME`.
 
@@ -42,8 +41,7 @@ def users_add(name: str, backend: str | None, as_json: bool) -> None:
 
 
 @users.command("list")
-@backend_option
-@json_option
+@cluster_options
 def users_list(backend: str | None, as_json: bool) -> None:
     """Every user and how many tokens each has.
 
@@ -58,8 +56,7 @@ def users_list(backend: str | None, as_json: bool) -> None:
 
 @users.command("remove")
 @click.argument("name")
-@backend_option
-@json_option
+@cluster_options
 def users_remove(name: str, backend: str | None, as_json: bool) -> None:
     """Remove a user and revoke every token of theirs. Their jobs keep running, as the
     admin's: a user of the same name added later does not get them.
@@ -89,8 +86,7 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.argument("user")
-@backend_option
-@json_option
+@cluster_options
 def tokens_create(user: str, backend: str | None, as_json: bool) -> None:
     """Make a token for USER and print it: this is the only time it is shown.
 
@@ -112,8 +108,7 @@ def tokens_create(user: str, backend: str | None, as_json: bool) -> None:
 
 
 @tokens.command("list")
-@backend_option
-@json_option
+@cluster_options
 def tokens_list(backend: str | None, as_json: bool) -> None:
     """Every token's id, user and when it was made (never the token itself).
 
@@ -128,8 +123,7 @@ def tokens_list(backend: str | None, as_json: bool) -> None:
 
 @tokens.command("revoke")
 @click.argument("token_id")
-@backend_option
-@json_option
+@cluster_options
 def tokens_revoke(token_id: str, backend: str | None, as_json: bool) -> None:
     """Revoke a token by its id (from `burla tokens list`): refused from then on.
 
