@@ -16,7 +16,7 @@ from pathlib import Path
 
 from burla.core.clock import ManualClock
 from burla.core.cluster import ClusterMachine, JobSubmitted, NodeBooted, RestartCluster, StartNode
-from burla.core.inputs import InputMachine, InputsClaimed, InputStarted, InputSucceeded
+from burla.core.inputs import InputMachine, InputsClaimed, InputSucceeded
 from burla.core.models import (
     ClusterConfig,
     JobSpec,
@@ -66,12 +66,11 @@ def seed_story(validate: bool) -> Callable[[], None]:
 
 def input_events(n_inputs: int, validate: bool) -> Callable[[], None]:
     def run() -> None:
-        machine = InputMachine(n_inputs, ManualClock(), validate=validate)
+        machine = InputMachine(n_inputs, validate=validate)
         for start in range(0, n_inputs, 100):
             batch = tuple(range(start, min(start + 100, n_inputs)))
-            machine.handle(InputsClaimed("w", "node", batch, lease_s=60))
+            machine.handle(InputsClaimed("w", "node", batch))
             for index in batch:
-                machine.handle(InputStarted("w", index))
                 machine.handle(InputSucceeded("w", index))
 
     return run

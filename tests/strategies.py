@@ -347,7 +347,7 @@ class Claim:
 
 @dataclass(frozen=True)
 class Redeliver:
-    """The store hands an input whose lease ran out to a worker, before any Tick noticed."""
+    """The store hands an input whose lease ran out to another worker."""
 
     pick: int
     worker: int
@@ -356,6 +356,8 @@ class Redeliver:
 
 @dataclass(frozen=True)
 class Start:
+    """A worker starts the next input it holds (its node tells main_service nothing)."""
+
     worker: int
 
 
@@ -381,13 +383,17 @@ class LoseNode:
 
 @dataclass(frozen=True)
 class Renew:
+    """The worker's node renews the Store leases of what it holds."""
+
     worker: int
     lease_s: float
 
 
 @dataclass(frozen=True)
-class InputTick:
-    pass
+class TimeOut:
+    """A running input ran past the job's timeout: its node stops the worker and says so."""
+
+    worker: int
 
 
 @dataclass(frozen=True)
@@ -399,7 +405,6 @@ class Cancel:
 class InputScenario:
     n_inputs: int
     retries: int
-    timeout_s: float | None
     max_returns: int
     nodes: int
     workers: int
@@ -416,7 +421,7 @@ def input_scenarios(
     """One job's inputs, 1-6 workers on 1-3 nodes, and what happens to them; about one run
     in four cancels the job somewhere along the way."""
     kinds: dict[type, st.SearchStrategy[object]] = {
-        InputTick: st.builds(InputTick),
+        TimeOut: st.builds(TimeOut, picks),
         Claim: st.builds(Claim, picks, st.integers(1, 3), leases),
         Start: st.builds(Start, picks),
         Succeed: st.builds(Succeed, picks),
@@ -426,7 +431,7 @@ def input_scenarios(
         Renew: st.builds(Renew, picks, leases),
         Redeliver: st.builds(Redeliver, picks, picks, leases),
     }
-    weighted = [InputTick, Claim, Claim, Start, Start, Succeed, Raise, Raise]
+    weighted = [TimeOut, Claim, Claim, Start, Start, Succeed, Raise, Raise]
     weighted += [CrashWorker, LoseNode, Renew]
     if redeliveries:
         weighted.append(Redeliver)
@@ -438,7 +443,6 @@ def input_scenarios(
     return InputScenario(
         n_inputs=draw(st.one_of(st.integers(1, 3), st.integers(1, 10))),
         retries=draw(st.integers(0, 2)),
-        timeout_s=draw(st.one_of(st.none(), st.integers(1, 60).map(float))),
         max_returns=draw(st.one_of(st.integers(0, 1), st.integers(0, 5))),
         nodes=draw(st.integers(1, 3)),
         workers=draw(st.integers(1, 6)),

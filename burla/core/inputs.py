@@ -1,7 +1,10 @@
-"""The life of a job's inputs as a pure state machine: leases, attempts, timeouts, cancel.
+"""The life of a job's inputs as a pure state machine: claims, attempts, returns, cancel.
 
-Workers claim inputs from the Store's queue under a lease and report what happens; the
-machine decides what that means. A result is recorded once per input (the first wins).
+Workers claim inputs from the Store's queue and their node reports what happens; the
+machine decides what that means. (The Store's queue keeps the leases: an input whose
+lease ran out is handed to another worker, which the machine sees as a new claim. The
+node decides when an input ran past the job's timeout, by burla.core's timeout rule,
+and reports it.) A result is recorded once per input (the first wins).
 A failed attempt (the function raised, the worker died while running it, or it ran past
 the job's timeout) uses up one of the input's tries; `retries` more tries follow. An
 input whose worker or node vanished before it finished goes back to the queue without
@@ -16,7 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from burla.core.clock import Clock
 from burla.core.errors import InvariantError
 from burla.core.models import JobState
 
@@ -50,13 +52,6 @@ class InputsClaimed:
     worker: str
     node: str
     indices: tuple[int, ...]
-    lease_s: float
-
-
-@dataclass(frozen=True)
-class InputStarted:
-    worker: str
-    index: int
 
 
 @dataclass(frozen=True)
@@ -77,12 +72,6 @@ class InputTimedOut:
 
     worker: str
     index: int
-
-
-@dataclass(frozen=True)
-class LeaseRenewed:
-    worker: str
-    lease_s: float
 
 
 @dataclass(frozen=True)
@@ -111,26 +100,18 @@ class InputRecorded:
 
 
 @dataclass(frozen=True)
-class Tick:
-    """Time passed: enforce per-input timeouts and expire leases."""
-
-
-@dataclass(frozen=True)
 class CancelJob:
     pass
 
 
 InputEvent = (
     InputsClaimed
-    | InputStarted
     | InputSucceeded
     | InputRaised
     | InputTimedOut
-    | LeaseRenewed
     | WorkerDied
     | NodeLost
     | InputRecorded
-    | Tick
     | CancelJob
 )
 
@@ -180,8 +161,6 @@ class InputRecord:
     attempts: int = 0
     returns: int = 0
     worker: str | None = None
-    lease_expires: float | None = None
-    started_at: float | None = None
     failure: Failure | None = None
 
 
@@ -197,16 +176,12 @@ class InputMachine:
     def __init__(
         self,
         n_inputs: int,
-        clock: Clock,
         *,
         retries: int = 0,
-        timeout_s: float | None = None,
         max_returns: int = 5,
         validate: bool = True,
     ) -> None:
-        self.clock = clock
         self.retries = retries
-        self.timeout_s = timeout_s
         self.max_returns = max_returns
         self.inputs = [InputRecord() for _ in range(n_inputs)]
         self.workers: dict[str, _Worker] = {}
@@ -219,18 +194,14 @@ class InputMachine:
         if self.state.finished:
             return self._after_finish(event)
         match event:
-            case InputsClaimed(worker, node, indices, lease_s):
-                commands = self._claimed(worker, node, indices, lease_s)
-            case InputStarted(worker, index):
-                commands = self._started(worker, index)
+            case InputsClaimed(worker, node, indices):
+                commands = self._claimed(worker, node, indices)
             case InputSucceeded(worker, index):
                 commands = self._succeeded(index)
             case InputRaised(worker, index):
                 commands = self._failed_attempt(index, Failure.RAISED)
             case InputTimedOut(worker, index):
                 commands = self._timed_out(worker, index)
-            case LeaseRenewed(worker, lease_s):
-                commands = self._renewed(worker, lease_s)
             case WorkerDied(worker, running, out_of_memory):
                 if running is not None:
                     self._started(worker, running)
@@ -243,8 +214,6 @@ class InputMachine:
             case NodeLost(node):
                 gone = sorted(w for w, state in self.workers.items() if state.node == node)
                 commands = [c for w in gone for c in self._worker_gone(w, crashed=None)]
-            case Tick():
-                commands = self._tick()
             case CancelJob():
                 commands = self._cancel()
         if not self.state.finished and self._unfinished == 0:
@@ -260,11 +229,8 @@ class InputMachine:
             return [Discard(event.worker, event.indices)]
         return []
 
-    def _claimed(
-        self, worker: str, node: str, indices: Iterable[int], lease_s: float
-    ) -> list[InputCommand]:
+    def _claimed(self, worker: str, node: str, indices: Iterable[int]) -> list[InputCommand]:
         holder = self.workers.setdefault(worker, _Worker(node))
-        expires = self.clock.now() + lease_s
         commands: list[InputCommand] = []
         done: list[int] = []
         for index in indices:
@@ -281,17 +247,14 @@ class InputMachine:
                 continue
             record.status = InputStatus.LEASED
             record.worker = worker
-            record.lease_expires = expires
-            record.started_at = None
             holder.leased.add(index)
         return [*commands, Discard(worker, tuple(done))] if done else commands
 
-    def _started(self, worker: str, index: int) -> list[InputCommand]:
+    def _started(self, worker: str, index: int) -> None:
+        """The node says the worker was running this input (when it died)."""
         record = self.inputs[index]
         if record.worker == worker and record.status is InputStatus.LEASED:
             record.status = InputStatus.RUNNING
-            record.started_at = self.clock.now()
-        return []
 
     def _succeeded(self, index: int) -> list[InputCommand]:
         record = self.inputs[index]
@@ -328,14 +291,6 @@ class InputMachine:
         self._release(index)
         return True
 
-    def _renewed(self, worker: str, lease_s: float) -> list[InputCommand]:
-        holder = self.workers.get(worker)
-        if holder is not None:
-            expires = self.clock.now() + lease_s
-            for index in holder.leased:
-                self.inputs[index].lease_expires = expires
-        return []
-
     def _worker_gone(self, worker: str, *, crashed: Failure | None) -> list[InputCommand]:
         """The worker went: the input it was running used up a try if it `crashed` (and
         failed so), the rest it held go back. They count as returned (toward
@@ -356,24 +311,6 @@ class InputMachine:
                 self._release(index)
                 commands.append(Requeue((index,)))
             else:
-                commands += self._returned(index)
-        return commands
-
-    def _tick(self) -> list[InputCommand]:
-        now = self.clock.now()
-        commands: list[InputCommand] = []
-        held = sorted((index, w) for w, holder in self.workers.items() for index in holder.leased)
-        for index, worker in held:
-            record = self.inputs[index]
-            if record.worker != worker:
-                continue  # handled earlier in this tick, with the rest of its worker
-            started, limit = record.started_at, self.timeout_s
-            if limit is not None and started is not None and now >= started + limit:
-                reason = f"input {index} ran past the {limit:g} s timeout"
-                commands += [KillWorker(worker, reason), *self._timed_out(worker, index)]
-            elif record.lease_expires is not None and now >= record.lease_expires:
-                self.workers[worker].leased.discard(index)
-                record.worker = None
                 commands += self._returned(index)
         return commands
 
@@ -404,8 +341,6 @@ class InputMachine:
             self.workers[record.worker].leased.discard(index)
         record.status = InputStatus.QUEUED
         record.worker = None
-        record.lease_expires = None
-        record.started_at = None
 
     def _finish(self, index: int, status: InputStatus) -> None:
         record = self.inputs[index]
@@ -437,8 +372,6 @@ class InputMachine:
             leased = status in (InputStatus.LEASED, InputStatus.RUNNING)
             if leased != (held.get(index) is not None) or held.get(index) != record.worker:
                 raise InvariantError(f"input {index} is {status} but held by {held.get(index)}")
-            if (status is InputStatus.RUNNING) != (record.started_at is not None):
-                raise InvariantError(f"input {index} is {status}, started at {record.started_at}")
             if record.attempts > self.retries + 1 or record.returns > self.max_returns + 1:
                 raise InvariantError(f"input {index} ran past its tries: {record}")
         if unfinished != self._unfinished:

@@ -7,7 +7,6 @@ import json
 
 from burla.core import inputs as i
 from burla.core import wire
-from burla.core.clock import ManualClock
 from burla.core.models import JobSpec
 from burla.services.main_service import views
 from burla.services.main_service.jobs import KEPT_TRACEBACKS, JobRun
@@ -16,9 +15,9 @@ NOT_A_PICKLE = b"\x80\x05 bytes only a client may unpickle"
 
 
 def job(n_inputs: int) -> JobRun:
-    clock = ManualClock(1000.0)
-    machine = i.InputMachine(n_inputs, clock)
-    return JobRun(JobSpec(job_id="job-views", n_inputs=n_inputs), b"f", None, machine)
+    machine = i.InputMachine(n_inputs)
+    spec = JobSpec(job_id="job-views", n_inputs=n_inputs)
+    return JobRun(spec, b"f", None, machine, submitted_at=1000.0)
 
 
 def test_lines_carry_their_input_and_failures_read_as_text():
@@ -70,7 +69,7 @@ def test_a_raised_input_whose_traceback_was_not_kept_says_so():
 
 def test_summary_letters_and_busy_cpus():
     run = job(4)
-    run.machine.handle(i.InputsClaimed("w1", "node-1", (0, 1), 60.0))
+    run.machine.handle(i.InputsClaimed("w1", "node-1", (0, 1)))
     run.machine.handle(i.InputSucceeded("w1", 0))
     summary = views.job_summary(run)
     assert (summary["finished"], summary["n_inputs"], summary["failed"]) == (1, 4, 0)

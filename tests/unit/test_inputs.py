@@ -1,6 +1,5 @@
-"""The input state machine: leases, attempts, timeouts, first result wins, cancel."""
+"""The input state machine: claims, attempts, returns, first result wins, cancel."""
 
-from burla.core.clock import ManualClock
 from burla.core.inputs import (
     CancelJob,
     Discard,
@@ -9,32 +8,27 @@ from burla.core.inputs import (
     InputMachine,
     InputRaised,
     InputsClaimed,
-    InputStarted,
     InputStatus,
     InputSucceeded,
     InputTimedOut,
     KillWorker,
-    LeaseRenewed,
     NodeLost,
     RecordFailure,
     Requeue,
-    Tick,
     WorkerDied,
 )
 from burla.core.models import JobState
 
 
 def run(machine: InputMachine, worker: str, index: int) -> list:
-    machine.handle(InputsClaimed(worker, "node", (index,), lease_s=30))
-    machine.handle(InputStarted(worker, index))
+    machine.handle(InputsClaimed(worker, "node", (index,)))
     return machine.handle(InputSucceeded(worker, index))
 
 
 def test_every_input_succeeding_finishes_the_job_once():
-    machine = InputMachine(3, ManualClock())
-    machine.handle(InputsClaimed("w", "node", (0, 1, 2), lease_s=30))
+    machine = InputMachine(3)
+    machine.handle(InputsClaimed("w", "node", (0, 1, 2)))
     for index in range(3):
-        machine.handle(InputStarted("w", index))
         commands = machine.handle(InputSucceeded("w", index))
     assert commands == [FinishJob(JobState.SUCCEEDED)]
     assert machine.state is JobState.SUCCEEDED
@@ -42,103 +36,66 @@ def test_every_input_succeeding_finishes_the_job_once():
 
 
 def test_first_result_wins():
-    machine = InputMachine(2, ManualClock())
+    machine = InputMachine(2)
     run(machine, "w1", 0)
-    machine.handle(InputsClaimed("w2", "node", (0,), lease_s=30))
+    machine.handle(InputsClaimed("w2", "node", (0,)))
     assert machine.outcomes == {0: InputStatus.SUCCEEDED}
     assert machine.handle(InputRaised("w2", 0)) == []
     assert machine.outcomes == {0: InputStatus.SUCCEEDED}
 
 
 def test_claim_of_a_finished_input_is_discarded():
-    machine = InputMachine(2, ManualClock())
+    machine = InputMachine(2)
     run(machine, "w1", 0)
-    commands = machine.handle(InputsClaimed("w2", "node", (0, 1), lease_s=30))
+    commands = machine.handle(InputsClaimed("w2", "node", (0, 1)))
     assert commands == [Discard("w2", (0,))]
     assert machine.inputs[1].status is InputStatus.LEASED
 
 
 def test_exception_is_retried_then_recorded():
-    machine = InputMachine(1, ManualClock(), retries=1)
-    machine.handle(InputsClaimed("w", "node", (0,), lease_s=30))
-    machine.handle(InputStarted("w", 0))
+    machine = InputMachine(1, retries=1)
+    machine.handle(InputsClaimed("w", "node", (0,)))
     assert machine.handle(InputRaised("w", 0)) == [Requeue((0,))]
-    machine.handle(InputsClaimed("w", "node", (0,), lease_s=30))
-    machine.handle(InputStarted("w", 0))
+    machine.handle(InputsClaimed("w", "node", (0,)))
     commands = machine.handle(InputRaised("w", 0))
     assert commands == [RecordFailure(0, Failure.RAISED, 2), FinishJob(JobState.FAILED)]
 
 
 def test_worker_death_costs_the_running_input_a_try_and_returns_the_rest():
-    machine = InputMachine(3, ManualClock(), retries=0)
-    machine.handle(InputsClaimed("w", "node", (0, 1, 2), lease_s=30))
-    machine.handle(InputStarted("w", 0))
-    commands = machine.handle(WorkerDied("w"))
+    machine = InputMachine(3, retries=0)
+    machine.handle(InputsClaimed("w", "node", (0, 1, 2)))
+    commands = machine.handle(WorkerDied("w", running=0))
     assert commands == [RecordFailure(0, Failure.WORKER_DIED, 1), Requeue((1,)), Requeue((2,))]
     assert machine.inputs[1].attempts == 0
     assert machine.inputs[1].status is InputStatus.QUEUED
 
 
 def test_node_loss_returns_inputs_without_using_tries_but_only_so_often():
-    machine = InputMachine(1, ManualClock(), retries=0, max_returns=2)
+    machine = InputMachine(1, retries=0, max_returns=2)
     for lost in range(2):
-        machine.handle(InputsClaimed(f"w{lost}", f"node{lost}", (0,), lease_s=30))
-        machine.handle(InputStarted(f"w{lost}", 0))
+        machine.handle(InputsClaimed(f"w{lost}", f"node{lost}", (0,)))
         assert machine.handle(NodeLost(f"node{lost}")) == [Requeue((0,))]
     assert machine.inputs[0].attempts == 0
-    machine.handle(InputsClaimed("w9", "node9", (0,), lease_s=30))
+    machine.handle(InputsClaimed("w9", "node9", (0,)))
     commands = machine.handle(NodeLost("node9"))
     assert commands == [RecordFailure(0, Failure.LOST, 0), FinishJob(JobState.FAILED)]
 
 
-def test_timeout_counts_from_the_start_of_the_input_and_kills_its_worker():
-    clock = ManualClock()
-    machine = InputMachine(2, clock, retries=1, timeout_s=10)
-    machine.handle(InputsClaimed("w", "node", (0, 1), lease_s=1000))
-    clock.advance(50)  # waiting in the worker's batch does not count
-    machine.handle(InputStarted("w", 0))
-    clock.advance(9.5)
-    assert machine.handle(Tick()) == []
-    clock.advance(0.5)
-    commands = machine.handle(Tick())
-    assert commands == [
-        KillWorker("w", "input 0 ran past the 10 s timeout"),
-        Requeue((0,)),
-        Requeue((1,)),
-    ]
-    assert machine.inputs[0].attempts == 1
-    assert machine.inputs[1].attempts == 0
-    assert "w" not in machine.workers
-
-
-def test_lease_expiry_requeues_and_renewal_prevents_it():
-    clock = ManualClock()
-    machine = InputMachine(2, clock)
-    machine.handle(InputsClaimed("a", "node", (0,), lease_s=10))
-    machine.handle(InputsClaimed("b", "node", (1,), lease_s=10))
-    clock.advance(8)
-    machine.handle(LeaseRenewed("b", lease_s=10))
-    clock.advance(2)
-    assert machine.handle(Tick()) == [Requeue((0,))]
-    assert machine.inputs[0].returns == 1
-    assert machine.inputs[1].status is InputStatus.LEASED
-
-
-def test_reclaim_after_expiry_moves_the_input_to_the_new_worker():
-    clock = ManualClock()
-    machine = InputMachine(1, clock)
-    machine.handle(InputsClaimed("a", "node", (0,), lease_s=10))
-    clock.advance(11)
-    machine.handle(InputsClaimed("b", "node", (0,), lease_s=10))
+def test_reclaim_after_the_stores_lease_ran_out_moves_the_input_to_the_new_worker():
+    machine = InputMachine(1)
+    machine.handle(InputsClaimed("a", "node", (0,)))
+    assert machine.inputs[0].returns == 0
+    machine.handle(InputsClaimed("b", "node", (0,)))
     assert machine.inputs[0].worker == "b"
+    assert machine.inputs[0].returns == 1, "the old holder counts as gone for it"
     assert machine.workers["a"].leased == set()
     assert machine.handle(InputSucceeded("a", 0)) == [FinishJob(JobState.SUCCEEDED)]
 
 
 def test_cancel_kills_busy_workers_and_ends_the_job():
-    machine = InputMachine(3, ManualClock())
+    machine = InputMachine(3)
     run(machine, "idle", 0)
-    machine.handle(InputsClaimed("busy", "node", (1,), lease_s=30))
+    machine.handle(InputsClaimed("busy", "node", (1,)))
     commands = machine.handle(CancelJob())
     assert commands == [KillWorker("busy", "job canceled"), FinishJob(JobState.CANCELED)]
     assert machine.outcomes == {
@@ -146,19 +103,17 @@ def test_cancel_kills_busy_workers_and_ends_the_job():
         1: InputStatus.CANCELED,
         2: InputStatus.CANCELED,
     }
-    assert machine.handle(InputsClaimed("late", "node", (2,), lease_s=30)) == [
-        Discard("late", (2,))
-    ]
+    assert machine.handle(InputsClaimed("late", "node", (2,))) == [Discard("late", (2,))]
     assert machine.handle(InputSucceeded("busy", 1)) == []
 
 
 def test_an_empty_job_is_finished_from_the_start():
-    assert InputMachine(0, ManualClock()).state is JobState.SUCCEEDED
+    assert InputMachine(0).state is JobState.SUCCEEDED
 
 
 def test_worker_death_reported_by_its_node_names_the_input_it_was_running():
-    machine = InputMachine(2, ManualClock(), retries=1)
-    machine.handle(InputsClaimed("w", "node", (0, 1), lease_s=30))
+    machine = InputMachine(2, retries=1)
+    machine.handle(InputsClaimed("w", "node", (0, 1)))
     commands = machine.handle(WorkerDied("w", running=1))
     assert commands == [Requeue((0,)), Requeue((1,))]
     assert machine.inputs[1].attempts == 1
@@ -168,30 +123,30 @@ def test_worker_death_reported_by_its_node_names_the_input_it_was_running():
 def test_inputs_waiting_behind_a_crash_go_back_as_often_as_crashes_happen():
     """The input that crashed its worker uses its tries; the ones queued behind it at the
     same worker never ran, so however many crashes they wait through, none is lost."""
-    machine = InputMachine(12, ManualClock(), retries=1, max_returns=2)
+    machine = InputMachine(12, retries=1, max_returns=2)
     for culprit in range(10):
-        machine.handle(InputsClaimed(f"w{culprit}", "node", (culprit, 10, 11), lease_s=30))
+        machine.handle(InputsClaimed(f"w{culprit}", "node", (culprit, 10, 11)))
         commands = machine.handle(WorkerDied(f"w{culprit}", running=culprit))
         assert Requeue((10,)) in commands
         assert Requeue((11,)) in commands
     assert machine.inputs[10].returns == 0
     assert not machine.inputs[10].status.finished
-    machine.handle(InputsClaimed("w", "node", (10, 11), lease_s=30))
+    machine.handle(InputsClaimed("w", "node", (10, 11)))
     assert machine.handle(WorkerDied("w")) == [Requeue((10,)), Requeue((11,))]
     assert machine.inputs[10].returns == 1, "a crash without a culprit still counts"
 
 
 def test_a_worker_stopped_out_of_memory_fails_the_input_it_ran_as_such():
-    machine = InputMachine(2, ManualClock(), retries=0)
-    machine.handle(InputsClaimed("w", "node", (0, 1), lease_s=30))
+    machine = InputMachine(2, retries=0)
+    machine.handle(InputsClaimed("w", "node", (0, 1)))
     commands = machine.handle(WorkerDied("w", running=1, out_of_memory=True))
     assert commands == [Requeue((0,)), RecordFailure(1, Failure.OUT_OF_MEMORY, 1)]
     assert machine.inputs[1].failure is Failure.OUT_OF_MEMORY
 
 
 def test_timeout_seen_by_the_node_uses_a_try_and_returns_the_workers_other_inputs():
-    machine = InputMachine(2, ManualClock(), retries=0)
-    machine.handle(InputsClaimed("w", "node", (0, 1), lease_s=30))
+    machine = InputMachine(2, retries=0)
+    machine.handle(InputsClaimed("w", "node", (0, 1)))
     commands = machine.handle(InputTimedOut("w", 0))
     assert commands == [RecordFailure(0, Failure.TIMED_OUT, 1), Requeue((1,))]
     assert "w" not in machine.workers

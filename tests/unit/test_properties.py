@@ -34,15 +34,13 @@ from burla.core.inputs import (
     InputMachine,
     InputRaised,
     InputsClaimed,
-    InputStarted,
     InputStatus,
     InputSucceeded,
+    InputTimedOut,
     KillWorker,
-    LeaseRenewed,
     NodeLost,
     RecordFailure,
     Requeue,
-    Tick,
     WorkerDied,
 )
 from burla.core.kill_plan import plan_containers
@@ -57,7 +55,6 @@ from tests.strategies import (
     EndJob,
     FailNode,
     InputScenario,
-    InputTick,
     KillPlanCase,
     LoseNode,
     Raise,
@@ -68,6 +65,7 @@ from tests.strategies import (
     Step,
     Submit,
     Succeed,
+    TimeOut,
     cluster_scenarios,
     input_scenarios,
     kill_plan_cases,
@@ -410,11 +408,7 @@ class InputHarness:
         self.scenario = scenario
         self.clock = ManualClock()
         self.machine = InputMachine(
-            scenario.n_inputs,
-            self.clock,
-            retries=scenario.retries,
-            timeout_s=scenario.timeout_s,
-            max_returns=scenario.max_returns,
+            scenario.n_inputs, retries=scenario.retries, max_returns=scenario.max_returns
         )
         self.queue: list[int] = list(range(scenario.n_inputs))  # claimable, in order
         self.store_leases: dict[int, tuple[str, float]] = {}  # delivered: to whom, until
@@ -446,6 +440,12 @@ class InputHarness:
                 ready = [w for w in self.workers if self.holds[w] and w not in self.running]
                 if ready:
                     self.start(pick(ready, worker))
+            case TimeOut(worker):
+                if self.running:
+                    stopped = pick(list(self.running), worker)
+                    index = self.running[stopped]
+                    self._spawn(self._remove(stopped))
+                    self.send(InputTimedOut(stopped, index))
             case Succeed(worker):
                 if self.running:
                     self.report(pick(list(self.running), worker), succeeded=True)
@@ -454,8 +454,9 @@ class InputHarness:
                     self.report(pick(list(self.running), worker), succeeded=False)
             case CrashWorker(worker):
                 gone = pick(list(self.workers), worker)
+                running = self.running.get(gone)
                 self._spawn(self._remove(gone))
-                self.send(WorkerDied(gone))
+                self.send(WorkerDied(gone, running))
             case LoseNode(index):
                 slot = index % len(self.nodes)
                 lost, self.nodes[slot] = self.nodes[slot], self._new_id("node")
@@ -469,9 +470,6 @@ class InputHarness:
                 for i, (holder, _) in list(self.store_leases.items()):
                     if holder == renewing:
                         self.store_leases[i] = (holder, until)
-                self.send(LeaseRenewed(renewing, lease_s))
-            case InputTick():
-                self.send(Tick())
             case Cancel():
                 self.canceled = self.canceled or not self.machine.state.finished
                 self.send(CancelJob())
@@ -487,7 +485,7 @@ class InputHarness:
             self.store_leases[i] = (worker, until)
             if i not in self.holds[worker] and self.running.get(worker) != i:
                 self.holds[worker].append(i)
-        commands = self.send(InputsClaimed(worker, self.workers[worker], tuple(indices), lease_s))
+        commands = self.send(InputsClaimed(worker, self.workers[worker], tuple(indices)))
         discarded = {i for c in commands if isinstance(c, Discard) for i in c.indices}
         # Taking an input over from an expired holder counts as a return; past the bound
         # the input fails as lost right here, and the new holder must not run it either.
@@ -497,9 +495,7 @@ class InputHarness:
         )
 
     def start(self, worker: str) -> None:
-        index = self.holds[worker].pop(0)
-        self.running[worker] = index
-        self.send(InputStarted(worker, index))
+        self.running[worker] = self.holds[worker].pop(0)
 
     def report(self, worker: str, *, succeeded: bool) -> None:
         index = self.running.pop(worker)

@@ -32,7 +32,8 @@ from burla.services.main_service.auth import (
     visible_run,
 )
 from burla.services.main_service.job_routes import FRAMES, JobRoutes
-from burla.services.main_service.service import JOB_ID, MainService, upload_prefix
+from burla.services.main_service.service import MainService
+from burla.services.main_service.submission import JOB_ID, upload_prefix
 from burla.services.main_service.users import Users, may_see, owner_of
 from burla.services.request_size import RequestSizeLimit
 from burla.services.store_keys import job_key, result_key, results_prefix

@@ -49,15 +49,12 @@ class JobRun:
     package_keys: tuple[str, ...] = ()
     """The archives of the packages it needs, in the blob store."""
     listed_running: bool = False
+    """Whether the Store lists it among the running jobs (store_keys.running_key)."""
     look_in_store_until: float = 0.0
     """Until when results no node reported are looked for in the Store (after a takeover
     or a lost node); one task looks, however many reasons there are."""
     look_in_store_again: anyio.Event | None = None
     """Set for the task that looks to start over with short pauses (None: none looks)."""
-    """Whether the Store lists it among the running jobs (store_keys.running_key)."""
-
-    def __post_init__(self) -> None:
-        self.submitted_at = self.machine.clock.now()
 
     def keep_traceback(self, index: int, text: str) -> None:
         if index in self.tracebacks or len(self.tracebacks) < KEPT_TRACEBACKS:
@@ -106,7 +103,7 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
     the results already in the Store are the caller's to add."""
     spec = JobSpec.model_validate(record["spec"])
     resume = record["resume"]
-    machine = InputMachine(spec.n_inputs, clock, retries=spec.retries, validate=validate)
+    machine = InputMachine(spec.n_inputs, retries=spec.retries, validate=validate)
     return JobRun(
         spec,
         resume["function"],
@@ -115,4 +112,5 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
         owner_of(record),
         blob_prefixes=set(resume["blob_prefixes"]),
         package_keys=tuple(resume["package_keys"]),
+        submitted_at=clock.now(),
     )

@@ -12,9 +12,10 @@ from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.models import ClusterConfig
 from burla.services.main_service import views
 from burla.services.main_service.auth import User, require_admin, visible_run
+from burla.services.main_service.job_driver import FORGET_AFTER_S
 from burla.services.main_service.job_routes import MAX_WAIT_S
 from burla.services.main_service.jobs import JobRun
-from burla.services.main_service.service import FORGET_AFTER_S, MainService
+from burla.services.main_service.service import MainService
 from burla.services.main_service.users import may_see, owner_of
 from burla.services.store_keys import JOBS_PREFIX
 

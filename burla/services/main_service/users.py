@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -21,6 +22,10 @@ from burla.core.clock import Clock
 from burla.core.errors import ConflictError, InvalidRequestError, NotFoundError
 from burla.core.protocols import Document, Store
 from burla.services.cluster_keys import node_secret
+from burla.services.store_keys import JOBS_PREFIX
+
+if TYPE_CHECKING:
+    from burla.services.main_service.jobs import JobRun
 
 ADMIN = "admin"
 """The user of the cluster's own token: sees every job, manages users and the cluster."""
@@ -32,6 +37,40 @@ USERS_PREFIX = "auth/users/"
 TOKENS_PREFIX = "auth/tokens/"
 USER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 MOST_LISTED = 100_000
+
+
+async def retire_jobs(
+    store: Store,
+    user: str,
+    running: Iterable[JobRun],
+    save: Callable[[JobRun], Awaitable[None]],
+) -> int:
+    """Hand a removed user's jobs, running (`running`, saved with `save`) or in the Store,
+    to a name no user can have, so that a user of the same name added later does not get
+    them; how many there were."""
+    retired = f"{user} {RETIRED}"
+    held = [run for run in running if run.owner == user]
+    for run in held:
+        run.owner = retired  # a running job's token stops working with it
+        await save(run)
+    held_ids = {run.spec.job_id for run in held}
+    count, after = len(held), ""
+    while records := await store.list(JOBS_PREFIX, after=after):
+        after = records[-1].key
+        for doc in records:
+            if owner_of(doc.data) == user and doc.key.removeprefix(JOBS_PREFIX) not in held_ids:
+                await _retire_record(store, doc.key, user, retired)
+                count += 1
+    return count
+
+
+async def _retire_record(store: Store, key: str, user: str, retired: str) -> None:
+    while (doc := await store.get(key)) is not None and owner_of(doc.data) == user:
+        try:
+            await store.put(key, {**doc.data, "owner": retired}, if_version=doc.version)
+            return
+        except ConflictError:
+            continue  # written meanwhile: look again
 
 
 def token_hash(token: bytes) -> bytes:

@@ -1,0 +1,252 @@
+"""The cluster's side of main_service: carry out what ClusterMachine decides.
+
+ClusterMachine (burla.core.cluster) decides which machines to make, which nodes a job
+gets and which go back to standby; this module makes and deletes the machines, keeps a
+connection (node_link) to every node that booted, and sends nodes their requests. A
+node whose machine failed or whose connection dropped is lost: the job it held hears of
+it through `on_node_lost`.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from burla.core import cluster as c
+from burla.core.backoff import Backoff
+from burla.core.clock import Clock
+from burla.core.errors import BurlaError, ClusterUnavailableError
+from burla.core.models import ClusterConfig, JobSpec, NodeState
+from burla.core.protocols import BootSpec, ComputeProvider, MachineStatus
+from burla.services.cluster_keys import JobTokens
+from burla.services.main_service.jobs import JobRun
+from burla.services.main_service.node_link import Dial, NodeLink, OnReport
+
+CREATE_FIRST_PAUSE_S = 0.5
+CREATE_MAX_PAUSE_S = 60.0
+WATCH_EVERY_S = 0.5
+
+OnNodeLost = Callable[[str, str], Awaitable[None]]
+"""Called with (job id, node id) when a node that held a job is lost."""
+
+
+class ClusterDriver:
+    def __init__(
+        self,
+        machine: c.ClusterMachine,
+        compute: ComputeProvider,
+        clock: Clock,
+        *,
+        jobs: Mapping[str, JobRun],
+        job_tokens: JobTokens,
+        node_secret: str,
+        boot: Callable[[str, Any], BootSpec],
+        dial: Dial,
+        on_report: OnReport,
+        on_node_lost: OnNodeLost,
+    ) -> None:
+        """`boot(node_id, node_type)` is the boot spec of a new machine; `jobs` are the
+        running jobs, whose function and packages go to their nodes."""
+        self.machine = machine
+        self.compute = compute
+        self.clock = clock
+        self._jobs = jobs
+        self._job_tokens = job_tokens
+        self._node_secret = node_secret
+        self._boot = boot
+        self._dial = dial
+        self._on_report = on_report
+        self._on_node_lost = on_node_lost
+        self.links: dict[str, NodeLink] = {}
+        self._creating: set[str] = set()
+        self._deleting: set[str] = set()
+        self._creations = Backoff(CREATE_FIRST_PAUSE_S, CREATE_MAX_PAUSE_S)
+        self.creation_errors: collections.deque[str] = collections.deque(maxlen=20)
+        """Why the latest machines could not be made (quota, capacity) or deleted."""
+        self._tasks: TaskGroup | None = None
+
+    async def start(self, tasks: TaskGroup) -> None:
+        """Enter standby, unless nodes are booting already; `tasks` run the driver's work."""
+        self._tasks = tasks
+        if not self.machine.nodes:
+            await self.apply(self.machine.handle(c.RestartCluster()))
+
+    def watch(self) -> None:
+        """Watch the machines from now on (see _watch_nodes)."""
+        self._spawn(self._watch_nodes)
+
+    async def restart(self, config: ClusterConfig | None) -> None:
+        await self.apply(self.machine.handle(c.RestartCluster(config)))
+
+    async def job_started(self, job: JobSpec) -> None:
+        """Give the job its nodes (now, or as they come free)."""
+        await self.apply(self.machine.handle(c.JobSubmitted(job)))
+
+    async def job_ended(self, job_id: str, *, cancel: bool) -> None:
+        """The job's nodes back to standby; `cancel` stops workers still running it."""
+        for command in self.machine.handle(c.JobEnded(job_id)):
+            if isinstance(command, c.ResetNode):
+                await self._recycle(command.node_id, job_id, cancel)
+            else:
+                await self.apply([command])
+
+    def kill_worker(self, node_id: str, worker: str) -> None:
+        self._spawn(self._call_node, node_id, {"op": "kill_worker", "name": worker})
+
+    async def send_standby(self, specs: list[dict[str, Any]]) -> None:
+        """Every connected node starts the containers of this standby definition."""
+        async with anyio.create_task_group() as group:
+            for node_id in list(self.links):
+                group.start_soon(self._call_node, node_id, {"op": "standby", "specs": specs})
+
+    async def node_booted(self, node_id: str, address: str) -> None:
+        assert self._tasks is not None
+        try:
+            link = await NodeLink.connect(
+                node_id,
+                address,
+                self._node_secret,
+                on_report=self._on_report,
+                on_lost=self.node_failed,
+                tasks=self._tasks,
+                dial=self._dial,
+            )
+        except ClusterUnavailableError:
+            await self.node_failed(node_id)
+            return
+        self._close_link(node_id)
+        self.links[node_id] = link
+        await self.apply(self.machine.handle(c.NodeBooted(node_id)))
+
+    async def node_failed(self, node_id: str) -> None:
+        if node_id not in self.machine.nodes:
+            return
+        job_id = self.machine.nodes[node_id].job_id
+        self._close_link(node_id)
+        await self.apply(self.machine.handle(c.NodeFailed(node_id)))
+        if job_id is not None:
+            await self._on_node_lost(job_id, node_id)
+
+    async def apply(self, commands: list[c.ClusterCommand]) -> None:
+        for command in commands:
+            match command:
+                case c.StartNode(node_id, node_type):
+                    # A cloud VM takes seconds just to be created: many start side by side.
+                    self._creating.add(node_id)
+                    self._spawn(self._create, self._boot(node_id, node_type))
+                case c.AssignNodes(job, node_ids, workers):
+                    for node_id, share in zip(node_ids, workers, strict=True):
+                        self._spawn(self._assign, job, node_id, share)
+                case c.DeleteNode(node_id):
+                    self._close_link(node_id)
+                    self._spawn(self._delete, node_id)
+                case c.ResetNode(node_id):
+                    await self._recycle(node_id, None, False)
+
+    def status(self) -> dict[str, Any]:
+        nodes = [
+            {
+                "node_id": n.node_id,
+                "type": n.node_type.name,
+                "cpus": n.node_type.cpus,
+                "state": n.state.value,
+                "job_id": n.job_id,
+            }
+            for n in sorted(self.machine.nodes.values(), key=lambda n: n.node_id)
+        ]
+        ready = sum(1 for n in self.machine.nodes.values() if n.state is NodeState.READY)
+        return {
+            "nodes": nodes,
+            "ready": ready,
+            "standby": self.machine.config.standby.model_dump(mode="json"),
+            "creation_errors": list(self.creation_errors),
+        }
+
+    async def _create(self, boot: BootSpec) -> None:
+        try:
+            await self.compute.create(boot)
+            self._creations.reset()
+        except BurlaError as error:
+            # Quota or capacity: the replacement would fail the same way at once, so each
+            # failure in a row waits longer before it counts.
+            self.creation_errors.append(f"{boot.node_id}: {error}")
+            await anyio.sleep(self._creations.pause())
+            self._creating.discard(boot.node_id)
+            await self.node_failed(boot.node_id)
+        finally:
+            self._creating.discard(boot.node_id)
+        if boot.node_id not in self.machine.nodes:  # given up while it was being made
+            await self._delete(boot.node_id)
+
+    async def _delete(self, node_id: str) -> None:
+        """Delete a machine; one the provider will not delete yet (still starting, say)
+        stays, and the next look at the machines tries again."""
+        if node_id in self._deleting:
+            return
+        self._deleting.add(node_id)
+        try:
+            await self.compute.delete(node_id)
+        except BurlaError as error:
+            self.creation_errors.append(f"{node_id}: not deleted yet: {error}")
+        finally:
+            self._deleting.discard(node_id)
+
+    async def _assign(self, job: JobSpec, node_id: str, workers: int) -> None:
+        run = self._jobs.get(job.job_id)
+        if run is None or run.state.finished:
+            return
+        request = {
+            "op": "assign",
+            "job": job.model_dump(mode="json"),
+            "workers": workers,
+            "token": self._job_tokens.make(job.job_id, run.owner),
+        }
+        if run.function is None:
+            request["function_key"] = run.function_key
+        if run.package_keys:
+            request["packages"] = list(run.package_keys)
+        if not await self._call_node(node_id, request, run.function or b""):
+            await self.node_failed(node_id)
+
+    async def _recycle(self, node_id: str, job_id: str | None, cancel: bool) -> None:
+        """Back to standby after job `job_id`; `cancel` stops workers still running it.
+        The node is ready for the next job at once: it carries out its connection's
+        requests in order, so the reset lands before any new assignment (and a node that
+        is gone is reported lost by its connection)."""
+        reset = {"op": "reset", "job_id": job_id, "cancel": cancel}
+        self._spawn(self._call_node, node_id, reset)
+        await self.apply(self.machine.handle(c.NodeBooted(node_id)))
+
+    async def _call_node(self, node_id: str, request: dict[str, Any], payload: bytes = b"") -> bool:
+        link = self.links.get(node_id)
+        return link is not None and await link.request(request, payload)
+
+    def _close_link(self, node_id: str) -> None:
+        link = self.links.pop(node_id, None)
+        if link is not None:
+            self._spawn(link.aclose)
+
+    async def _watch_nodes(self) -> None:
+        """Nodes whose machine failed or vanished are lost; boots that hang are given up;
+        machines of no node (left by a crash, or made after they were given up) go."""
+        while True:
+            await anyio.sleep(WATCH_EVERY_S)
+            machines = {m.node_id: m for m in await self.compute.list()}
+            for node_id in list(self.machine.nodes):
+                if node_id in self._creating:
+                    continue  # its machine is being made; not listed yet
+                machine = machines.get(node_id)
+                if machine is None or machine.status is MachineStatus.FAILED:
+                    await self.node_failed(node_id)
+            for node_id in machines.keys() - self.machine.nodes.keys() - self._creating:
+                if machines[node_id].status is not MachineStatus.STOPPING:
+                    self._spawn(self._delete, node_id)
+            await self.apply(self.machine.handle(c.Tick()))
+
+    def _spawn(self, function: Callable[..., Any], *args: Any) -> None:
+        assert self._tasks is not None
+        self._tasks.start_soon(function, *args)

@@ -1,0 +1,293 @@
+"""The jobs' side of main_service: a job from its start to its last event.
+
+Each running job has an InputMachine (burla.core.inputs) that decides what the nodes'
+reports mean: a result recorded, a try used up, inputs back to the queue, a worker to
+stop, the job finished. This module feeds it those reports and carries out its
+commands: Store writes and acks, a line on the job's stream for its client, and the
+job's nodes handed back to the cluster when it ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from burla.core import inputs as i
+from burla.core import wire
+from burla.core.backoff import Backoff
+from burla.core.clock import Clock
+from burla.core.errors import NotFoundError
+from burla.core.inputs import Failure
+from burla.core.models import JobState
+from burla.core.protocols import BlobStore, Store
+from burla.services.cluster_keys import JobTokens
+from burla.services.main_service.cluster_driver import ClusterDriver
+from burla.services.main_service.jobs import JobRun, job_record
+from burla.services.store_keys import (
+    LEASE_S,
+    job_key,
+    queue_name,
+    result_key,
+    results_prefix,
+    running_key,
+)
+
+FORGET_AFTER_S = 600.0
+"""How long a finished job's results stay in memory for its client to read."""
+CATCH_UP_FIRST_S = 1.0
+CATCH_UP_MAX_S = 10.0
+"""A job taken over after a restart, or one that lost a node, looks for results it was
+not told of this often (at first more often)."""
+CATCH_UP_FOR_S = 2 * LEASE_S
+"""For how long it looks: a node that is gone (or cut off) may have written results it
+never reported, until its machine is gone; once its leases have ended its inputs run
+again elsewhere, so stopping costs no result."""
+
+FAILURE_TEXT = {
+    Failure.WORKER_DIED: "the worker running it died (os._exit, a crash, or out of memory)",
+    Failure.OUT_OF_MEMORY: (
+        "the worker running it went over func_ram={func_ram:g} GB and was stopped (out of "
+        "memory); ask for more with func_ram=, or make the function use less memory"
+    ),
+    Failure.TIMED_OUT: "it ran past the job's timeout",
+    Failure.LOST: "its node was lost too many times",
+}
+
+
+class JobDriver:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        clock: Clock,
+        nodes: ClusterDriver,
+        job_tokens: JobTokens,
+        *,
+        jobs: dict[str, JobRun],
+        spawn: Callable[..., None],
+    ) -> None:
+        """`jobs` are the running jobs (and finished ones for FORGET_AFTER_S), which the
+        cluster's side reads too."""
+        self.store = store
+        self.blobs = blobs
+        self.clock = clock
+        self.nodes = nodes
+        self.job_tokens = job_tokens
+        self._spawn = spawn
+        self.jobs = jobs
+        self.canceled_early: collections.deque[str] = collections.deque(maxlen=1000)
+        """Jobs canceled before their submission arrived: canceled the moment it does."""
+        self.last_activity = clock.now()
+
+    async def start(self, run: JobRun, items: list[tuple[str, bytes]]) -> None:
+        """Queue the job's inputs and hand it to the cluster."""
+        job_id = run.spec.job_id
+        self.jobs[job_id] = run
+        self.last_activity = self.clock.now()
+        await self.store.push(queue_name(job_id), items)
+        # The record is for later readers: it is written once the nodes have their work.
+        self._spawn(self.save, run)
+        if run.machine.state.finished:
+            await self._finish(run, run.machine.state)
+        elif job_id in self.canceled_early:
+            await self.handle(run, i.CancelJob())
+        else:
+            await self.nodes.job_started(run.spec)
+
+    def job(self, job_id: str) -> JobRun:
+        run = self.jobs.get(job_id)
+        if run is None:
+            raise NotFoundError(f"no job {job_id} is running here; check the id with `burla jobs`")
+        return run
+
+    def job_of_token(self, token: str) -> JobRun | None:
+        """The running job whose token this is: code running in it calls back as its owner."""
+        job_id = self.job_tokens.job_of(token, self._running_owner)
+        return None if job_id is None else self.jobs[job_id]
+
+    def _running_owner(self, job_id: str) -> str | None:
+        run = self.jobs.get(job_id)
+        return None if run is None or run.state.finished else run.owner
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a running job; False if there is none of that id (yet)."""
+        run = self.jobs.get(job_id)
+        if run is None:
+            return False
+        if not run.state.finished:
+            await self.handle(run, i.CancelJob())
+        return True
+
+    async def report(self, node_id: str, events: Any, payload: bytes) -> None:
+        """What a node saw, in order: claims, results, printed lines, lost workers."""
+        for event, data in wire.read_reports(events, payload):
+            run = self.jobs.get(event.job_id) if event.job_id else None
+            if run is None or run.state.finished:
+                continue
+            match event:
+                case wire.ClaimReport(_, worker, indices, receipts):
+                    run.receipts.update(zip(indices, receipts, strict=True))
+                    run.worker_nodes[worker] = node_id
+                    await self.handle(run, i.InputsClaimed(worker, node_id, indices))
+                case wire.ResultReport(_, worker, index, kind):
+                    if kind == "ok":
+                        if not run.machine.inputs[index].status.finished:
+                            run.publish(wire.JobResult(index, "ok"), data)
+                        await self.handle(run, i.InputSucceeded(worker, index))
+                    else:
+                        run.raised[index] = (kind, data)
+                        await self.handle(run, i.InputRaised(worker, index))
+                case wire.LineReport(_, index, stream, text):
+                    if stream == wire.TRACEBACK_STREAM:
+                        run.keep_traceback(index, text)
+                    else:
+                        run.publish(wire.JobLine(index, stream, text))
+                case wire.DeathReport(_, worker, running, out_of_memory):
+                    await self.handle(run, i.WorkerDied(worker, running, out_of_memory))
+                case wire.TimeoutReport(_, worker, index):
+                    await self.handle(run, i.InputTimedOut(worker, index))
+                case wire.JobErrorReport(_, message):
+                    run.error = message
+                    await self.handle(run, i.CancelJob())
+        self.last_activity = self.clock.now()
+
+    async def node_lost(self, job_id: str, node_id: str) -> None:
+        run = self.jobs.get(job_id)
+        if run is not None and not run.state.finished:
+            await self.handle(run, i.NodeLost(node_id))
+            # What it finished but had not reported (a result is written, then acked,
+            # then reported) is in the Store, and out of the queue: look for it there.
+            self.keep_catching_up(run)
+
+    async def handle(self, run: JobRun, event: i.InputEvent) -> None:
+        job_id = run.spec.job_id
+        requeue: list[str] = []
+        for command in run.machine.handle(event):
+            match command:
+                case i.Requeue(indices):
+                    requeue += [run.receipts[n] for n in indices if n in run.receipts]
+                case i.Discard(_, indices):
+                    stale = [run.receipts[n] for n in indices if n in run.receipts]
+                    await self.store.ack(queue_name(job_id), stale)
+                case i.KillWorker(worker, _):
+                    node_id = run.worker_nodes.get(worker)
+                    if node_id is not None:
+                        self.nodes.kill_worker(node_id, worker)
+                case i.RecordFailure(index, failure, attempts):
+                    await self._record_failure(run, index, failure, attempts)
+                case i.FinishJob(state):
+                    await self._finish(run, state)
+        if requeue:
+            await self.store.renew(queue_name(job_id), requeue, lease_s=0)
+
+    async def _record_failure(
+        self, run: JobRun, index: int, failure: Failure, attempts: int
+    ) -> None:
+        job_id = run.spec.job_id
+        if failure is Failure.RAISED:
+            kind, payload = run.raised.pop(index)
+        else:
+            why = FAILURE_TEXT[failure].format(func_ram=run.spec.func_ram)
+            message = (
+                f"input {index} failed after {attempts} tries: {why}"
+                if attempts
+                else f"input {index} failed: {why}"
+            )
+            kind, payload = failure.value, json.dumps({"message": message}).encode()
+        doc = {"kind": kind, "payload": payload}
+        await self.store.put_many({result_key(job_id, index): doc}, create_only=True)
+        receipt = run.receipts.get(index)
+        if receipt is not None:
+            await self.store.ack(queue_name(job_id), [receipt])
+        run.publish(wire.JobResult(index, kind), payload)
+
+    async def _finish(self, run: JobRun, state: JobState) -> None:
+        job_id = run.spec.job_id
+        if run.error is not None:
+            state = JobState.FAILED
+        run.state = state
+        run.publish(wire.JobDone(state.value, run.error))  # results are durable already
+        await self.save(run)
+        # A recycled node stops the job and resets in one request; a deleted one just goes.
+        await self.nodes.job_ended(job_id, cancel=state is not JobState.SUCCEEDED)
+        self.last_activity = self.clock.now()
+        if run.blob_prefixes:
+            self._spawn(self._delete_blobs, sorted(run.blob_prefixes))
+        self._spawn(self._forget_later, job_id, FORGET_AFTER_S)
+
+    async def fail(self, run: JobRun, error: str) -> None:
+        """End a job that cannot go on, saying why."""
+        run.error = error
+        await self._finish(run, JobState.FAILED)
+
+    async def save(self, run: JobRun) -> None:
+        """The job's record in the Store: its spec, its state, and why it failed. Writes
+        take turns and each writes the state of its turn, so the last one is the latest.
+        A running job is listed as such before its record is written, and no longer once
+        its record says it ended: every running record is listed."""
+        job_id = run.spec.job_id
+        async with run.record_lock:
+            if not run.state.finished and not run.listed_running:
+                await self.store.put(running_key(job_id), {})
+                run.listed_running = True
+            record = job_record(run)
+            await self.store.put(job_key(job_id), record)
+            if record["state"] != JobState.RUNNING.value and run.listed_running:
+                await self.store.delete(running_key(job_id))
+                run.listed_running = False
+
+    async def _delete_blobs(self, prefixes: list[str]) -> None:
+        """A finished job's inputs and function (its results stay), after its client has
+        had its answer."""
+        for prefix in prefixes:
+            await self.blobs.delete_prefix(prefix)
+
+    async def _forget_later(self, job_id: str, after_s: float) -> None:
+        """Drop a finished job's stream from memory; its results stay in the Store."""
+        await anyio.sleep(after_s)
+        self.jobs.pop(job_id, None)
+
+    # Results no node reported ------------------------------------------------------------
+    async def catch_up(self, run: JobRun) -> None:
+        """Take in the results of a job that are in the Store but not in its input
+        machine: finished before a takeover, or told to a main_service that went, or
+        written by a node lost before it reported them (a node writes, then reports)."""
+        after = ""
+        while docs := await self.store.list(results_prefix(run.spec.job_id), after=after):
+            after = docs[-1].key
+            for doc in docs:
+                index = int(doc.key.rsplit("/", 1)[1])
+                if run.machine.inputs[index].status.finished or run.state.finished:
+                    continue
+                kind = doc.data["kind"]
+                run.publish(wire.JobResult(index, kind), doc.data["payload"])
+                await self.handle(run, i.InputRecorded(index, kind == "ok"))
+
+    def keep_catching_up(self, run: JobRun) -> None:
+        """Catch up in a second, then after pauses that double, for CATCH_UP_FOR_S: one
+        task per job does it, starting over for each new reason."""
+        run.look_in_store_until = self.clock.now() + CATCH_UP_FOR_S
+        if run.look_in_store_again is None:
+            run.look_in_store_again = anyio.Event()
+            self._spawn(self._catching_up, run)
+        else:
+            run.look_in_store_again.set()
+
+    async def _catching_up(self, run: JobRun) -> None:
+        assert run.look_in_store_again is not None
+        pauses = Backoff(CATCH_UP_FIRST_S, CATCH_UP_MAX_S)
+        try:
+            while not run.state.finished and self.clock.now() < run.look_in_store_until:
+                with anyio.move_on_after(pauses.pause()):
+                    await run.look_in_store_again.wait()
+                if run.look_in_store_again.is_set():
+                    run.look_in_store_again = anyio.Event()
+                    pauses.reset()
+                    continue
+                await self.catch_up(run)
+        finally:
+            run.look_in_store_again = None

@@ -1,0 +1,75 @@
+"""The standby definition: kept in the Store, grown by the images jobs bring.
+
+A job may name an image the definition lacks, or bring a Dockerfile, when main_service
+has an ImageMaker: the image is checked (its Python version read), added to the
+definition, and started on every node, so the first job on it waits for its containers
+and later ones find them warm.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from burla.core.cluster import ClusterMachine
+from burla.core.errors import ImageError
+from burla.core.models import DEFAULT_PYTHON_VERSION, ClusterConfig, ContainerSpec, JobSpec
+from burla.core.protocols import ImageMaker, Store
+from burla.services.main_service.cluster_driver import ClusterDriver
+from burla.services.store_keys import STANDBY_KEY
+
+
+class Standby:
+    def __init__(
+        self,
+        store: Store,
+        machine: ClusterMachine,
+        nodes: ClusterDriver,
+        images: ImageMaker | None,
+    ) -> None:
+        self.store = store
+        self.machine = machine
+        self.nodes = nodes
+        self.images = images
+        self._lock = anyio.Lock()
+
+    async def save(self, config: ClusterConfig | None = None) -> None:
+        """Write the standby definition main_service runs by (or `config`'s, which it is
+        about to run by) to the Store."""
+        standby = (config or self.machine.config).standby
+        await self.store.put(STANDBY_KEY, standby.model_dump(mode="json"))
+
+    def has(self, image: str) -> bool:
+        return image in self.machine.config.standby.images
+
+    async def image_from(self, recipe: str) -> str:
+        """The image a Dockerfile makes."""
+        if self.images is None:
+            raise ImageError(
+                "this cluster cannot build images; build one where its nodes can run it "
+                "and pass image= instead of dockerfile="
+            )
+        return await self.images.build(recipe)
+
+    async def add(self, image: str) -> None:
+        """Put `image` in the standby definition and start its containers on every node."""
+        if self.images is None:
+            raise ImageError(f"this cluster cannot run images it does not keep: {image!r}")
+        if self.has(image):
+            return
+        async with self._lock:
+            if self.has(image):
+                return
+            python = await self.images.check(image)
+            standby = self.machine.config.standby
+            containers = (*standby.containers, ContainerSpec(image=image, python_version=python))
+            standby = standby.model_copy(update={"containers": containers})
+            self.machine.config = self.machine.config.model_copy(update={"standby": standby})
+            await self.save()
+            await self.nodes.send_standby([spec.model_dump(mode="json") for spec in containers])
+
+    def python_of(self, job: JobSpec) -> str:
+        """The Python version of the workers the job runs in."""
+        standby = self.machine.config.standby
+        image = job.image or standby.default_image
+        python = next((s.python_version for s in standby.containers if s.image == image), None)
+        return python or DEFAULT_PYTHON_VERSION
