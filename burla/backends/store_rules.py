@@ -7,15 +7,20 @@ from collections.abc import Sequence
 from burla.core.errors import ConflictError, InvalidRequestError
 
 
-def check_version(key: str, expected: int | None, found: int | None) -> None:
-    """Raise ConflictError unless a write that expects `expected` may go ahead."""
-    if expected is None or expected == (found or 0):
-        return
-    if expected < 0:
+def check_if_version(key: str, expected: int | None) -> None:
+    """Refuse a negative `if_version`, whether or not the document exists."""
+    if expected is not None and expected < 0:
         raise InvalidRequestError(
             f"if_version={expected} for document {key!r}: use 0 (create only), "
             "a version number of 1 or more, or None (no condition)"
         )
+
+
+def check_version(key: str, expected: int | None, found: int | None) -> None:
+    """Raise ConflictError unless a write that expects `expected` may go ahead."""
+    check_if_version(key, expected)
+    if expected is None or expected == (found or 0):
+        return
     if found is None:
         raise ConflictError(
             f"document {key!r} does not exist, but the write expected version {expected}; "

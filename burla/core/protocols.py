@@ -62,8 +62,9 @@ class Store(Protocol):
         keys that already exist are left as they are (the first write wins)."""
 
     async def delete(self, key: str, *, if_version: int | None = None) -> bool:
-        """Delete a document; False if there was none (whatever `if_version` says).
-        ConflictError if it exists at another version than `if_version`."""
+        """Delete a document; False if there was none, whatever version `if_version` names.
+        ConflictError if it exists at another version than `if_version`; InvalidRequestError
+        for a negative `if_version`, whether or not the document exists."""
 
     async def list(
         self, prefix: str, *, after: str = "", limit: int = 1000

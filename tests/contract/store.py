@@ -124,6 +124,15 @@ class StoreContract:
         assert await store.get("k") is None
         assert await store.delete("k", if_version=2) is False
 
+    async def test_delete_of_missing_document_is_false_for_any_valid_version(
+        self, store: Store
+    ) -> None:
+        for if_version in (None, 0, 1, 7):
+            assert await store.delete("k", if_version=if_version) is False
+        with pytest.raises(InvalidRequestError, match="if_version=-1"):
+            await store.delete("k", if_version=-1)  # refused as it is for a document that exists
+        assert await store.get("k") is None
+
     async def test_key_is_recreated_at_version_one(self, store: Store) -> None:
         await store.put("k", {"n": 1})
         await store.put("k", {"n": 2})

@@ -42,6 +42,7 @@ from burla.backends.gcp.firestore_values import (
 from burla.backends.key_range import above_prefix
 from burla.backends.store_rules import (
     check_claim,
+    check_if_version,
     check_items,
     check_lease,
     check_queue,
@@ -121,8 +122,7 @@ class FirestoreStore:
 
     async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
         fields = encode_data(key, data)
-        if if_version is not None and if_version < 0:
-            check_version(key, if_version, None)
+        check_if_version(key, if_version)
         ref = self._doc(key)
         with self._translated(f"writing document {key!r}"):
             if if_version is None:
@@ -197,8 +197,7 @@ class FirestoreStore:
         await batch.commit(**self._calls.rpc())
 
     async def delete(self, key: str, *, if_version: int | None = None) -> bool:
-        if if_version is not None and if_version < 0:
-            check_version(key, if_version, None)
+        check_if_version(key, if_version)
         ref = self._doc(key)
         with self._translated(f"deleting document {key!r}"):
             for _ in range(ATTEMPTS):

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from burla.backends.key_range import above_prefix
 from burla.backends.local.sqlite_file import MOST, chunks, placeholders
 from burla.backends.local.sqlite_queues import QUEUE_SCHEMA, SqliteQueues
-from burla.backends.store_rules import check_version, nothing_asked
+from burla.backends.store_rules import check_if_version, check_version, nothing_asked
 from burla.backends.tagged_json import EscapedJson
 from burla.core.clock import Clock, WallClock
 from burla.core.errors import BackendError
@@ -122,6 +122,7 @@ class SqliteStore(SqliteQueues):
         return {key for key, _ in encoded}
 
     async def delete(self, key: str, *, if_version: int | None = None) -> bool:
+        check_if_version(key, if_version)
         with self._writing(f"deleting document {key!r}") as connection:
             found = _version(connection, key)
             if found is None:

@@ -10,7 +10,13 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from burla.backends.store_rules import check_items, check_lease, check_limit, check_version
+from burla.backends.store_rules import (
+    check_if_version,
+    check_items,
+    check_lease,
+    check_limit,
+    check_version,
+)
 from burla.backends.store_values import encode_document, plain_fields
 from burla.core.clock import Clock, WallClock
 from burla.core.protocols import Claim, Data, Document
@@ -106,6 +112,7 @@ class MemoryStore:
         return written
 
     async def delete(self, key: str, *, if_version: int | None = None) -> bool:
+        check_if_version(key, if_version)
         old = self._docs.get(key)
         if old is None:
             return False

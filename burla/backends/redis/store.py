@@ -27,7 +27,13 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from burla.backends.redis import scripts
-from burla.backends.store_rules import check_item_data, check_lease, check_limit, check_version
+from burla.backends.store_rules import (
+    check_if_version,
+    check_item_data,
+    check_lease,
+    check_limit,
+    check_version,
+)
 from burla.backends.tagged_json import PairedJson
 from burla.core.clock import Clock
 from burla.core.errors import BackendError, InvalidRequestError, TransientBackendError
@@ -216,6 +222,7 @@ class RedisStore:
         return written
 
     async def delete(self, key: str, *, if_version: int | None = None) -> bool:
+        check_if_version(key, if_version)
         expected = "" if if_version is None else str(int(if_version))
         with self._translated(f"deleting document {key!r}"):
             outcome, version = await self._delete(
