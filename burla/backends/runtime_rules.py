@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Container, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from burla.backends.path_names import check_path_name
 from burla.core.errors import ConflictError, InvalidRequestError, NotFoundError
 from burla.core.protocols import Mount
 
@@ -27,18 +27,11 @@ def reserved_env(name: str, port: int, directory: Path, cpuset: frozenset[int]) 
     }
 
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
 def check_start(
     spec: ContainerSpec, name: str, port: int, cpuset: frozenset[int], env: Mapping[str, str]
 ) -> None:
     """Refuse a start that cannot work, before anything is made."""
-    if not _NAME.fullmatch(name):
-        raise InvalidRequestError(
-            f"container name {name!r} is not allowed: use letters, digits, '_', '.' "
-            "and '-', starting with a letter or digit"
-        )
+    check_path_name("container name", name)
     if not 0 < port < 65536:
         raise InvalidRequestError(f"container {name!r}: port {port} is not in 1..65535")
     check_cpuset(name, cpuset)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -37,6 +36,7 @@ import anyio.to_thread
 
 from burla.backends.boot_env import check_boot_env, node_identity
 from burla.backends.local.processes import signal_group, spawn, wait_while
+from burla.backends.path_names import check_path_name, is_path_name
 from burla.core.errors import BackendError, ConflictError, InvalidRequestError
 from burla.core.protocols import BootSpec, Machine, MachineStatus
 
@@ -46,7 +46,6 @@ RECORD_FILE = "node.json"
 LOG_FILE = "node.log"
 STOPPING_FILE = "stopping"
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _KILL_WAIT_S = 5.0
 
 
@@ -92,11 +91,7 @@ class LocalComputeProvider:
 
     async def create(self, boot: BootSpec) -> Machine:
         node_id = boot.node_id
-        if not _NAME.fullmatch(node_id):
-            raise InvalidRequestError(
-                f"node id {node_id!r} is not allowed: use letters, digits, '_', '.' and '-', "
-                "starting with a letter or digit"
-            )
+        check_path_name("node id", node_id)
         check_boot_env(boot)
         directory = self.directory(node_id)
         self._nodes.mkdir(parents=True, exist_ok=True)
@@ -140,7 +135,7 @@ class LocalComputeProvider:
 
     async def get(self, node_id: str) -> Machine | None:
         self._reap_deleted_elsewhere()
-        if not _NAME.fullmatch(node_id):
+        if not is_path_name(node_id):
             return None
         record = self._read_record(node_id)
         return None if record is None else self._describe(record)
@@ -150,7 +145,7 @@ class LocalComputeProvider:
         return [self._describe(record) for record in self._records()]
 
     async def delete(self, node_id: str) -> bool:
-        if not _NAME.fullmatch(node_id):
+        if not is_path_name(node_id):
             return False
         record = self._read_record(node_id)
         child = self._children.pop(node_id, None)
@@ -180,7 +175,7 @@ class LocalComputeProvider:
             names = sorted(os.listdir(self._nodes))
         except FileNotFoundError:
             return []
-        records = (self._read_record(name) for name in names if _NAME.fullmatch(name))
+        records = (self._read_record(name) for name in names if is_path_name(name))
         return [record for record in records if record is not None]
 
     def _read_record(self, node_id: str) -> _Record | None:
