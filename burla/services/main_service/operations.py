@@ -6,16 +6,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query
-from pydantic import ValidationError
 
-from burla.core.errors import InvalidRequestError, NotFoundError
-from burla.core.models import ClusterConfig
+from burla.core.errors import NotFoundError
 from burla.services.main_service import views
 from burla.services.main_service.auth import User, require_admin, visible_run
 from burla.services.main_service.job_driver import FORGET_AFTER_S
 from burla.services.main_service.job_routes import MAX_WAIT_S
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.service import MainService
+from burla.services.main_service.standby import with_standby
 from burla.services.main_service.users import may_see, owner_of
 from burla.services.store_keys import JOBS_PREFIX
 
@@ -58,17 +57,7 @@ def install(app: FastAPI, service: MainService) -> None:
     @app.put("/standby", dependencies=[Depends(require_admin)])
     async def set_standby(body: dict[str, Any]) -> dict[str, Any]:
         """Replace the standby definition and restart the cluster into it."""
-        current = service.cluster.config.model_dump()
-        try:
-            config = ClusterConfig.model_validate({**current, "standby": body})
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"][1:]) or "the definition"
-            raise InvalidRequestError(
-                f"not a standby definition: {where}: {first['msg']}; "
-                "see `burla standby show --json` for its shape"
-            ) from None
-        await service.restart(config)
+        await service.restart(with_standby(service.cluster.config, body))
         return views.cluster_overview(service)
 
 

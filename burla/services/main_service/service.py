@@ -106,10 +106,10 @@ class MainService:
         return self.job_driver.last_activity
 
     async def run(self, tasks: TaskGroup) -> None:
-        """Enter standby from the stored definition, take over the jobs an earlier
-        main_service left running, and watch the nodes."""
+        """Enter standby by the stored definition (this one, if none is), take over the
+        jobs an earlier main_service left running, and watch the nodes."""
         self._tasks = tasks
-        await self.standby.save()
+        await self.standby.load()
         await self.nodes.start(tasks)
         await take_over_jobs(
             self.store, self.clock, self.job_driver, self.standby, validate=self.validate

@@ -1,5 +1,9 @@
 """The standby definition: kept in the Store, grown by the images jobs bring.
 
+main_service runs by the definition in the Store: its own settings only seed it when
+there is none, so a definition changed with `PUT /standby` (`burla standby set`), and
+the images jobs added, survive a restart and a takeover by another main_service.
+
 A job may name an image the definition lacks, or bring a Dockerfile, when main_service
 has an ImageMaker: the image is checked (its Python version read), added to the
 definition, and started on every node, so the first job on it waits for its containers
@@ -8,10 +12,14 @@ and later ones find them warm.
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import anyio
+from pydantic import ValidationError
 
 from burla.core.cluster import ClusterMachine
-from burla.core.errors import ImageError
+from burla.core.errors import ImageError, InvalidRequestError
 from burla.core.models import DEFAULT_PYTHON_VERSION, ClusterConfig, ContainerSpec, JobSpec
 from burla.core.protocols import ImageMaker, Store
 from burla.services.main_service.cluster_driver import ClusterDriver
@@ -31,6 +39,18 @@ class Standby:
         self.nodes = nodes
         self.images = images
         self._lock = anyio.Lock()
+
+    async def load(self) -> None:
+        """Run by the stored definition; store this one if there is none, or if the one
+        stored no longer reads as a definition (said on stderr)."""
+        doc = await self.store.get(STANDBY_KEY)
+        if doc is not None:
+            try:
+                self.machine.config = with_standby(self.machine.config, doc.data)
+                return
+            except InvalidRequestError as error:
+                print(f"main_service: {error}; the stored one is replaced", file=sys.stderr)
+        await self.save()
 
     async def save(self, config: ClusterConfig | None = None) -> None:
         """Write the standby definition main_service runs by (or `config`'s, which it is
@@ -73,3 +93,16 @@ class Standby:
         image = job.image or standby.default_image
         python = next((s.python_version for s in standby.containers if s.image == image), None)
         return python or DEFAULT_PYTHON_VERSION
+
+
+def with_standby(config: ClusterConfig, definition: Any) -> ClusterConfig:
+    """`config` with another standby definition, which must read as one."""
+    try:
+        return ClusterConfig.model_validate({**config.model_dump(), "standby": definition})
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "the definition"
+        raise InvalidRequestError(
+            f"not a standby definition: {where}: {first['msg']}; "
+            "see `burla standby show --json` for its shape"
+        ) from None

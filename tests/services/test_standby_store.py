@@ -1,0 +1,102 @@
+"""main_service runs by the standby definition in the Store; its settings only seed it."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from burla.backends.memory import MemoryBlobStore, MemoryComputeProvider, MemoryStore
+from burla.core.clock import WallClock
+from burla.core.errors import ImageError
+from burla.core.models import ClusterConfig, NodeType, StandbyDefinition, StandbyGroup
+from burla.core.protocols import Store
+from burla.services.main_service.service import MainService
+from burla.services.store_keys import STANDBY_KEY
+from tests.services.memory_main import serving
+
+pytestmark = pytest.mark.anyio
+
+N2 = NodeType(name="n2", cpus=2, ram_gb=8)
+SEEDED = StandbyDefinition(nodes=(StandbyGroup(node_type=N2, count=1),))
+
+
+class KnownImages:
+    """Images this cluster can run: their names and Python versions."""
+
+    def __init__(self, pythons: dict[str, str]) -> None:
+        self.pythons = pythons
+
+    async def build(self, recipe: str) -> str:
+        raise ImageError("this cluster builds no images")
+
+    async def check(self, image: str) -> str:
+        if image not in self.pythons:
+            raise ImageError(f"no image {image!r}")
+        return self.pythons[image]
+
+
+def service_on(store: Store, clock: WallClock) -> MainService:
+    """A main_service whose settings say: one 2-CPU node, the default image."""
+    return MainService(
+        config=ClusterConfig(node_types=(N2,), standby=SEEDED),
+        store=store,
+        blobs=MemoryBlobStore(clock),
+        compute=MemoryComputeProvider(clock),
+        clock=clock,
+        main_url="http://127.0.0.1:1",
+        boot_env={},
+        token="s",
+        images=KnownImages({"registry.test/tools:1": "3.11"}),
+    )
+
+
+async def started(service: MainService) -> StandbyDefinition:
+    async with anyio.create_task_group() as tasks:
+        await service.run(tasks)
+        tasks.cancel_scope.cancel()
+    return service.cluster.config.standby
+
+
+async def test_the_settings_seed_a_store_that_has_no_definition() -> None:
+    clock = WallClock()
+    store = MemoryStore(clock)
+    assert await started(service_on(store, clock)) == SEEDED
+    doc = await store.get(STANDBY_KEY)
+    assert doc is not None and StandbyDefinition.model_validate(doc.data) == SEEDED
+
+
+async def test_a_definition_set_through_the_api_survives_a_restart() -> None:
+    clock = WallClock()
+    store = MemoryStore(clock)
+    wanted = {"nodes": [{"node_type": N2.model_dump(mode="json"), "count": 3}]}
+    async with serving(service_on(store, clock), "s") as client:
+        answer = await client.put("/standby", json=wanted, headers={"Authorization": "Bearer s"})
+        assert answer.status_code == 200, answer.text
+    standby = await started(service_on(store, clock))  # its settings still say one node
+    assert [(g.node_type, g.count) for g in standby.nodes] == [(N2, 3)]
+
+
+async def test_an_image_a_job_added_survives_a_restart() -> None:
+    clock = WallClock()
+    store = MemoryStore(clock)
+    first = service_on(store, clock)
+    async with anyio.create_task_group() as tasks:
+        await first.run(tasks)
+        await first.standby.add("registry.test/tools:1")
+        tasks.cancel_scope.cancel()
+    standby = await started(service_on(store, clock))
+    assert "registry.test/tools:1" in standby.images
+    added = next(c for c in standby.containers if c.image == "registry.test/tools:1")
+    assert added.python_version == "3.11"
+
+
+async def test_a_stored_definition_that_no_longer_reads_is_replaced_and_said(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = WallClock()
+    store = MemoryStore(clock)
+    await store.put(STANDBY_KEY, {"nodes": [{"node_type": "no such shape", "count": -1}]})
+    assert await started(service_on(store, clock)) == SEEDED
+    assert "not a standby definition" in capsys.readouterr().err
+    doc = await store.get(STANDBY_KEY)
+    assert doc is not None and StandbyDefinition.model_validate(doc.data) == SEEDED
