@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from burla.backends.path_names import check_path_name
@@ -84,6 +84,15 @@ def mount_source(name: str, mount: Mount) -> Path:
             "path that exists; create it first"
         )
     return source
+
+
+def overlap(target: PurePosixPath, taken: Iterable[PurePosixPath]) -> PurePosixPath | None:
+    """The first path of `taken` that is `target`, lies inside it or holds it: a mount at
+    `target` would hide it or be hidden by it."""
+    for other in taken:
+        if other == target or other in target.parents or target in other.parents:
+            return other
+    return None
 
 
 def cpuset_text(cpus: frozenset[int] | set[int]) -> str:

@@ -66,6 +66,7 @@ from burla.backends.runtime_rules import (
     check_start,
     cpuset_text,
     mount_source,
+    overlap,
     reserved_env,
 )
 from burla.core.errors import InvalidRequestError
@@ -257,12 +258,11 @@ def _mount_binds(
                 f"container {name!r}: mount target {str(target)!r} would hide the "
                 f"container's own directory {str(home)!r}; mount inside it or elsewhere"
             )
-        for other in taken:
-            if other == target or other in target.parents or target in other.parents:
-                raise InvalidRequestError(
-                    f"container {name!r}: mount target {str(target)!r} overlaps "
-                    f"{str(other)!r}; mount each path once, away from {WORKER_PACKAGES}"
-                )
+        if (other := overlap(target, taken)) is not None:
+            raise InvalidRequestError(
+                f"container {name!r}: mount target {str(target)!r} overlaps "
+                f"{str(other)!r}; mount each path once, away from {WORKER_PACKAGES}"
+            )
         source = mount_source(name, mount)
         taken.append(target)
         binds.append((str(source.resolve()), str(target), mount.read_only))

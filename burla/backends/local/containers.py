@@ -59,6 +59,7 @@ from burla.backends.runtime_rules import (
     check_start,
     mount_source,
     not_found,
+    overlap,
     reserved_env,
 )
 from burla.core.errors import BackendError, InvalidRequestError
@@ -293,12 +294,11 @@ def _mount_links(name: str, mounts: Sequence[Mount]) -> dict[PurePosixPath, Path
             raise InvalidRequestError(
                 f"container {name!r}: mount target {mount.target!r} would hide its log"
             )
-        for other in links:
-            if other == relative or other in relative.parents or relative in other.parents:
-                raise InvalidRequestError(
-                    f"container {name!r}: mount targets {str(other)!r} and "
-                    f"{str(relative)!r} overlap; mount each path once"
-                )
+        if (other := overlap(relative, links)) is not None:
+            raise InvalidRequestError(
+                f"container {name!r}: mount targets {str(other)!r} and "
+                f"{str(relative)!r} overlap; mount each path once"
+            )
         links[relative] = mount_source(name, mount)
     return links
 
