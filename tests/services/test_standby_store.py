@@ -62,7 +62,8 @@ async def test_the_settings_seed_a_store_that_has_no_definition() -> None:
     store = MemoryStore(clock)
     assert await started(service_on(store, clock)) == SEEDED
     doc = await store.get(STANDBY_KEY)
-    assert doc is not None and StandbyDefinition.model_validate(doc.data) == SEEDED
+    assert doc is not None
+    assert StandbyDefinition.model_validate(doc.data) == SEEDED
 
 
 async def test_a_definition_set_through_the_api_survives_a_restart() -> None:
@@ -99,4 +100,5 @@ async def test_a_stored_definition_that_no_longer_reads_is_replaced_and_said(
     assert await started(service_on(store, clock)) == SEEDED
     assert "not a standby definition" in capsys.readouterr().err
     doc = await store.get(STANDBY_KEY)
-    assert doc is not None and StandbyDefinition.model_validate(doc.data) == SEEDED
+    assert doc is not None
+    assert StandbyDefinition.model_validate(doc.data) == SEEDED
