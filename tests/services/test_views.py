@@ -31,8 +31,8 @@ def test_lines_carry_their_input_and_failures_read_as_text():
     run.publish(wire.JobResult(2, "raised_text"), json.dumps(text).encode())
     run.publish(wire.JobResult(3, "worker_died"), json.dumps({"message": "input 3 died"}).encode())
 
-    lines, cursor = views.job_lines(run, 0, 100)
-    assert cursor == 6
+    lines, cursor = run.log.page(0, 100)
+    assert cursor == 5
     assert lines == [
         {"input": 0, "stream": "stdout", "text": "hello from 0\n"},
         {"input": 1, "stream": "stderr", "text": "warning\n"},
@@ -41,16 +41,16 @@ def test_lines_carry_their_input_and_failures_read_as_text():
         {"input": 3, "stream": "error", "text": "input 3 died"},
     ]
     assert [e["input"] for e in views.job_errors(run)] == [1, 2, 3]
-    later, cursor = views.job_lines(run, cursor, 100)
-    assert (later, cursor) == ([], 6)
+    later, cursor = run.log.page(cursor, 100)
+    assert (later, cursor) == ([], 5)
 
 
 def test_lines_are_read_a_page_at_a_time():
     run = job(1)
     for n in range(5):
         run.publish(wire.JobLine(0, "stdout", f"{n}\n"))
-    first, cursor = views.job_lines(run, 0, 3)
-    rest, cursor = views.job_lines(run, cursor, 3)
+    first, cursor = run.log.page(0, 3)
+    rest, cursor = run.log.page(cursor, 3)
     assert [line["text"] for line in first + rest] == ["0\n", "1\n", "2\n", "3\n", "4\n"]
     assert cursor == 5
 
@@ -62,7 +62,7 @@ def test_a_raised_input_whose_traceback_was_not_kept_says_so():
     run.keep_traceback(0, "the latest try's traceback")  # an input already kept updates
     run.publish(wire.JobResult(KEPT_TRACEBACKS, "raised"), NOT_A_PICKLE)
     run.publish(wire.JobResult(0, "raised"), NOT_A_PICKLE)
-    lines, _ = views.job_lines(run, 0, 10)
+    lines, _ = run.log.page(0, 10)
     assert lines[0]["text"] == f"input {KEPT_TRACEBACKS} raised (its traceback was not kept)"
     assert lines[1]["text"] == "the latest try's traceback"
 

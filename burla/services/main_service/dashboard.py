@@ -12,7 +12,7 @@ cluster's own token) sees every job.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,6 +25,7 @@ from burla.core.errors import NotFoundError
 from burla.services.cluster_keys import JOB_TOKEN_PREFIX
 from burla.services.main_service import views
 from burla.services.main_service.auth import User, visible_run
+from burla.services.main_service.job_logs import stored_page
 from burla.services.main_service.service import MainService
 from burla.services.main_service.users import NODE, Users
 
@@ -91,7 +92,7 @@ def _install_feeds(app: FastAPI, service: MainService) -> None:
 
     @app.get("/dashboard/feed/cluster", include_in_schema=False)
     async def cluster_feed(user: User) -> Response:
-        def snapshot() -> dict[str, Any]:
+        async def snapshot() -> dict[str, Any]:
             return {
                 "cluster": views.cluster_overview(service, user),
                 "jobs": views.running_jobs(service, user),
@@ -108,9 +109,12 @@ def _install_feeds(app: FastAPI, service: MainService) -> None:
             )
         cursor = 0
 
-        def snapshot() -> dict[str, Any]:
+        async def snapshot() -> dict[str, Any]:
             nonlocal cursor
-            lines, cursor = views.job_lines(run, cursor, LINES_PER_UPDATE)
+            if cursor < run.log.memory_from:  # printed before this main_service took over
+                lines, cursor = await stored_page(service.store, job_id, cursor, LINES_PER_UPDATE)
+            else:
+                lines, cursor = run.log.page(cursor, LINES_PER_UPDATE)
             return {
                 "job": views.job_summary(run),
                 "busy_cpus": views.busy_cpus(run),
@@ -135,13 +139,15 @@ async def _signed_in(given: str, users: Users) -> Response:
     return response
 
 
-async def _changes(snapshot: Callable[[], dict[str, Any]], every_s: float) -> AsyncIterator[str]:
+async def _changes(
+    snapshot: Callable[[], Awaitable[dict[str, Any]]], every_s: float
+) -> AsyncIterator[str]:
     """Server-sent events: the snapshot whenever it differs from the last one sent, and a
     comment now and then so that proxies keep the connection open."""
     last = ""
     quiet_s = 0.0
     while True:
-        data = json.dumps(snapshot(), separators=(",", ":"))
+        data = json.dumps(await snapshot(), separators=(",", ":"))
         if data != last:
             yield f"data: {data}\n\n"
             last, quiet_s = data, 0.0

@@ -26,6 +26,7 @@ from burla.core.models import JobState
 from burla.core.protocols import BlobStore, Store
 from burla.services.cluster_keys import JobTokens
 from burla.services.main_service.cluster_driver import ClusterDriver
+from burla.services.main_service.job_logs import FLUSH_EVERY_S
 from burla.services.main_service.jobs import JobRun, job_record
 from burla.services.store_keys import (
     LEASE_S,
@@ -211,6 +212,7 @@ class JobDriver:
             state = JobState.FAILED
         run.state = state
         run.publish(wire.JobDone(state.value, run.error))  # results are durable already
+        await run.log.flush(self.store)  # before the record says it ended
         await self.save(run)
         # A recycled node stops the job and resets in one request; a deleted one just goes.
         await self.nodes.job_ended(job_id, cancel=state is not JobState.SUCCEEDED)
@@ -218,6 +220,14 @@ class JobDriver:
         if run.blob_prefixes:
             self._spawn(self._delete_blobs, sorted(run.blob_prefixes))
         self._spawn(self._forget_later, job_id, FORGET_AFTER_S)
+
+    async def keep_logs_stored(self) -> None:
+        """Store the jobs' new lines every FLUSH_EVERY_S."""
+        while True:
+            await anyio.sleep(FLUSH_EVERY_S)
+            for run in list(self.jobs.values()):
+                if run.log.unsaved:
+                    await run.log.flush(self.store)
 
     async def fail(self, run: JobRun, error: str) -> None:
         """End a job that cannot go on, saying why."""

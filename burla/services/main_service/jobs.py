@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.inputs import InputMachine
 from burla.core.models import JobSpec, JobState
+from burla.services.main_service.job_logs import JobLog
 from burla.services.main_service.users import ADMIN, owner_of
 
 StreamEvent = tuple[wire.JobEvent, bytes]
@@ -55,6 +57,11 @@ class JobRun:
     or a lost node); one task looks, however many reasons there are."""
     look_in_store_again: anyio.Event | None = None
     """Set for the task that looks to start over with short pauses (None: none looks)."""
+    log: JobLog = field(init=False)
+    """Its printed lines and failures, numbered, as people read them (not its client)."""
+
+    def __post_init__(self) -> None:
+        self.log = JobLog(self.spec.job_id)
 
     def keep_traceback(self, index: int, text: str) -> None:
         if index in self.tracebacks or len(self.tracebacks) < KEPT_TRACEBACKS:
@@ -62,7 +69,30 @@ class JobRun:
 
     def publish(self, event: wire.JobEvent, payload: bytes = b"") -> None:
         self.stream.append((event, payload))
+        match event:
+            case wire.JobLine(index, stream, text):
+                self.log.add(index, stream, text)
+            case wire.JobResult(index, kind) if kind != "ok":
+                self.log.add(index, "error", self.failure_text(index, kind, payload))
         self.changed.set()
+
+    def failure_text(self, index: int, kind: str, payload: bytes) -> str:
+        """Why an input failed, as text: the traceback its worker wrote, or the cluster's
+        own message. A raised exception's pickled bytes are the client's, not ours."""
+        if kind == "raised":
+            return self.tracebacks.get(index, f"input {index} raised (its traceback was not kept)")
+        details = json.loads(payload)
+        if kind == "raised_text":
+            return str(details["traceback"])
+        return str(details["message"])
+
+    async def wait_for_lines(self, after: int, timeout_s: float) -> None:
+        """Return once its log has more than `after` lines or it ended, or time's up."""
+        with anyio.move_on_after(timeout_s):
+            while not self.done_streaming and self.log.count <= after:
+                if self.changed.is_set():
+                    self.changed = anyio.Event()
+                await self.changed.wait()
 
     async def wait_after(self, cursor: int, timeout_s: float, *, until_done: bool = False) -> None:
         """Return once the stream holds more than `cursor` events (with `until_done`: once

@@ -9,8 +9,9 @@ from fastapi import Depends, FastAPI, Query
 
 from burla.core.errors import NotFoundError
 from burla.services.main_service import views
-from burla.services.main_service.auth import User, require_admin, visible_run
+from burla.services.main_service.auth import User, require_admin, visible_record, visible_run
 from burla.services.main_service.job_driver import FORGET_AFTER_S
+from burla.services.main_service.job_logs import stored_page
 from burla.services.main_service.job_routes import MAX_WAIT_S
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.service import MainService
@@ -21,6 +22,7 @@ from burla.services.store_keys import JOBS_PREFIX
 Limit = Annotated[int, Query(ge=0, le=10_000)]
 """How many items a page may ask for."""
 Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_S)]
+PAGE_LINES = 10_000
 
 
 def install(app: FastAPI, service: MainService) -> None:
@@ -42,12 +44,22 @@ def install(app: FastAPI, service: MainService) -> None:
 
     @app.get("/jobs/{job_id}/logs")
     async def logs(job_id: str, user: User, after: int = 0, wait: Wait = 0.0) -> dict[str, Any]:
-        """Printed lines and failures after stream position `after`; with `wait`, waits
-        up to that long for some."""
-        run = _held(service, job_id, user)
+        """Printed lines and failures from line number `after` on; with `wait`, waits up
+        to that long for some. A job main_service no longer holds (or held before it
+        took the job over) is read from the Store."""
+        run = visible_run(service, job_id, user)
+        if run is None:
+            record = await visible_record(service, job_id, user)
+            if record is None:
+                raise NotFoundError(f"there is no job {job_id} of yours; see `burla jobs --all`")
+            lines, cursor = await stored_page(service.store, job_id, after, PAGE_LINES)
+            return {"lines": lines, "next": cursor, "state": record["state"]}
         if wait > 0:
-            await run.wait_after(after, min(wait, MAX_WAIT_S))
-        lines, cursor = views.job_lines(run, after, 10_000)
+            await run.wait_for_lines(after, min(wait, MAX_WAIT_S))
+        if after < run.log.memory_from:
+            lines, cursor = await stored_page(service.store, job_id, after, PAGE_LINES)
+        else:
+            lines, cursor = run.log.page(after, PAGE_LINES)
         return {"lines": lines, "next": cursor, "state": run.state.value}
 
     @app.get("/jobs/{job_id}/errors")

@@ -115,6 +115,7 @@ class MainService:
             self.store, self.clock, self.job_driver, self.standby, validate=self.validate
         )
         self.nodes.watch()
+        self._spawn(self.job_driver.keep_logs_stored)
 
     async def restart(self, config: ClusterConfig | None = None) -> None:
         if config is not None:

@@ -12,6 +12,7 @@ from burla.core.errors import BurlaError
 from burla.core.models import JobState
 from burla.core.protocols import Store
 from burla.services.main_service.job_driver import JobDriver
+from burla.services.main_service.job_logs import JobLog
 from burla.services.main_service.jobs import JobRun, run_from_record
 from burla.services.main_service.standby import Standby
 from burla.services.store_keys import RUNNING_PREFIX, job_key
@@ -31,6 +32,7 @@ async def take_over_jobs(
             if "resume" not in doc.data:
                 continue
             run = run_from_record(doc.data, clock, validate=validate)
+            run.log = await JobLog.resume(store, run.spec.job_id)
             run.listed_running = True
             jobs.jobs[run.spec.job_id] = run
             await jobs.catch_up(run)

@@ -3,7 +3,6 @@ when someone asks (a `burla` command, an open dashboard), never on a job's own p
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -99,32 +98,11 @@ def status_letters(run: JobRun, limit: int) -> str:
     return "".join(STATUS_LETTERS[record.status] for record in run.machine.inputs[:limit])
 
 
-def job_lines(run: JobRun, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-    """Printed lines and failed inputs after stream position `after` (at most `limit`
-    stream events are looked at), and the position to read from next."""
-    events = run.stream[after : after + limit]
-    lines: list[dict[str, Any]] = []
-    for event, payload in events:
-        match event:
-            case wire.JobLine(index, stream, text):
-                lines.append({"input": index, "stream": stream, "text": text})
-            case wire.JobResult(index, kind) if kind != "ok":
-                text = failure_text(run, index, kind, payload)
-                lines.append({"input": index, "stream": "error", "text": text})
-    return lines, after + len(events)
-
-
 def job_errors(run: JobRun) -> list[dict[str, Any]]:
-    lines, _ = job_lines(run, 0, len(run.stream))
-    return [line for line in lines if line["stream"] == "error"]
-
-
-def failure_text(run: JobRun, index: int, kind: str, payload: bytes) -> str:
-    """Why an input failed, as text: the traceback its worker wrote, or the cluster's own
-    message. A raised exception's pickled bytes are the client's to read, not ours."""
-    if kind == "raised":
-        return run.tracebacks.get(index, f"input {index} raised (its traceback was not kept)")
-    details = json.loads(payload)
-    if kind == "raised_text":
-        return str(details["traceback"])
-    return str(details["message"])
+    """Every input that failed for good, with why, as text."""
+    errors = []
+    for event, payload in run.stream:
+        if isinstance(event, wire.JobResult) and event.kind != "ok":
+            text = run.failure_text(event.index, event.kind, payload)
+            errors.append({"input": event.index, "stream": "error", "text": text})
+    return errors

@@ -149,12 +149,26 @@ function appendLines(lines) {
   for (const line of lines) {
     const row = el("div", null, `line ${line.stream}`);
     row.dataset.input = line.input;
-    const label = line.stream === "error" ? `input ${line.input} failed` : `input ${line.input}`;
+    const label = line.input === null ? "not kept"
+      : line.stream === "error" ? `input ${line.input} failed` : `input ${line.input}`;
     row.append(el("span", label, "input"), el("span", line.text.replace(/\n$/, "")));
     logs.append(row);
   }
   while (logs.children.length > MAX_LINES) logs.firstChild.remove();
   if (atBottom) logs.scrollTop = logs.scrollHeight;
+}
+
+async function appendStoredLines(jobId) {
+  // What it printed, as the cluster's Store keeps it: page by page, from the first line.
+  let after = 0;
+  for (;;) {
+    const response = await fetch(`/jobs/${encodeURIComponent(jobId)}/logs?after=${after}`);
+    if (!response.ok) return;
+    const page = await response.json();
+    appendLines(page.lines);
+    if (!page.lines.length || page.next === after) return;
+    after = page.next;
+  }
 }
 
 async function openJob(jobId) {
@@ -174,8 +188,9 @@ async function openJob(jobId) {
     $("job-state").textContent = job.state;
     $("job-state").className = `state ${job.state}`;
     $("job-count").textContent = `${job.spec.n_inputs} inputs`;
-    $("job-facts").textContent = "its inputs and output are no longer held; its results are: burla jobs result " + jobId;
+    $("job-facts").textContent = "its inputs are no longer held; its results are: burla jobs result " + jobId;
     $("job-error").textContent = job.error || "";
+    await appendStoredLines(jobId);
     return;
   }
   openFeed(`/dashboard/feed/jobs/${encodeURIComponent(jobId)}`, renderJob);
