@@ -78,9 +78,10 @@ def _held(service: MainService, job_id: str, user: str) -> JobRun:
     run = visible_run(service, job_id, user)
     if run is None:
         raise NotFoundError(
-            f"main_service holds no job {job_id}: a job's inputs and lines are kept "
-            f"{FORGET_AFTER_S / 60:g} minutes after it ends (its results stay: "
-            f"`burla jobs result {job_id}`); list jobs with `burla jobs --all`"
+            f"main_service holds no job {job_id}: a job's inputs are kept "
+            f"{FORGET_AFTER_S / 60:g} minutes after it ends (its results and lines stay: "
+            f"`burla jobs result {job_id}`, `burla jobs logs {job_id}`); list jobs with "
+            "`burla jobs --all`"
         )
     return run
 
