@@ -88,20 +88,26 @@ def jobs_logs(job_id: str, follow: bool, backend: str | None, as_json: bool) -> 
     Example:
       burla jobs logs job-1795615775-3fa9c2d1 --follow
     """
+    from burla.client.connection import RECONNECT_S
+
     connection = session(backend)
     cursor = 0
     while True:
         params = {"after": cursor, "wait": 10 if follow else 0}
-        page = connection.call("GET", f"/jobs/{job_id}/logs", params=params).json()
+        # Following, it waits out a main_service that restarts: the next one reads on.
+        retry_for_s = RECONNECT_S if follow else 0.0
+        path = f"/jobs/{job_id}/logs"
+        page = connection.call("GET", path, params=params, retry_for_s=retry_for_s).json()
         for line in page["lines"]:
             if as_json:
                 click.echo(json.dumps(line))
             else:
                 label = "failed" if line["stream"] == "error" else line["stream"]
-                text = line["text"].rstrip("\n").replace("\n", f"\n[{line['input']}] ")
-                click.echo(f"[{line['input']}] {text}", err=label != "stdout")
+                where = "burla" if line["input"] is None else line["input"]  # lines not kept
+                text = line["text"].rstrip("\n").replace("\n", f"\n[{where}] ")
+                click.echo(f"[{where}] {text}", err=label != "stdout")
         cursor = page["next"]
-        if not follow or (page["state"] != "running" and not page["lines"]):
+        if not page["lines"] and (not follow or page["state"] != "running"):
             return
 
 
