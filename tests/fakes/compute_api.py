@@ -18,10 +18,13 @@ A VM is a directory on this machine in which bash runs the instance's `startup-s
 metadata, in a process group of its own; its internal IP is 127.0.0.1. The VM's metadata
 server is this same server under `/vms/p/z/NAME`, given to the script as
 GCE_METADATA_HOST; it takes guest attribute PUTs when the instance's metadata enables
-guest attributes. Inserting answers with a RUNNING operation; a background thread then
-starts the script, marks the instance RUNNING and the operation DONE. Deleting stops the
-VM's process group (SIGTERM, then SIGKILL after `stop_grace_s`) before the operation is
-DONE. A script that ends leaves its VM RUNNING, as a real startup script does.
+guest attributes, and answers GET of `computeMetadata/v1/instance/network-
+interfaces/0/ip` as text (`internal_ip`), refusing requests without `Metadata-Flavor:
+Google` or with `X-Forwarded-For` as Compute Engine's does. Inserting answers with a
+RUNNING operation; a background thread then starts the script, marks the instance
+RUNNING and the operation DONE. Deleting stops the VM's process group (SIGTERM, then
+SIGKILL after `stop_grace_s`) before the operation is DONE. A script that ends leaves
+its VM RUNNING, as a real startup script does.
 
 For tests it keeps the insert bodies it received and every request line, refuses the next
 insert with an HTTP error (`refuse_next_insert`), makes the next insert's operation
@@ -50,7 +53,8 @@ from typing import Any, Literal
 from urllib.parse import parse_qs
 
 Json = dict[str, Any]
-Reply = tuple[int, Json]
+Reply = tuple[int, Json | str]
+"""A status and a JSON body, or a metadata server's text."""
 Key = tuple[str, str, str]
 """(project, zone, name) of an instance or operation."""
 Stall = Literal["stall"]
@@ -72,6 +76,14 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
             r"/computeMetadata/v1/instance/guest-attributes/(?P<attribute>[^/]+/[^/]+)"
         ),
         "publish",
+    ),
+    (
+        "GET",
+        re.compile(
+            r"/vms/(?P<project>[^/]+)/(?P<zone>[^/]+)/(?P<name>[^/]+)"
+            r"/computeMetadata/v1/(?P<attribute>instance/network-interfaces/0/ip)"
+        ),
+        "metadata",
     ),
 ]
 _INSTANCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -122,6 +134,8 @@ class FakeComputeApi:
         """Every insert body received, as sent."""
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request received."""
+        self.internal_ip = "127.0.0.1"
+        """What every VM's metadata server gives as its internal IP (its processes run here)."""
 
     # Running ---------------------------------------------------------------------------
 
@@ -245,6 +259,8 @@ class FakeComputeApi:
                     return self._operation(*key, name, wait=False)
                 if action == "wait":
                     return self._operation(*key, name, wait=True)
+                if action == "metadata":
+                    return self._metadata(*key, name, found.group("attribute"), headers)
                 return self._publish(*key, name, found.group("attribute"), headers, body)
         return api_error(404, "notFound", f"{method} {path} is not part of this fake API")
 
@@ -427,6 +443,20 @@ class FakeComputeApi:
             vm.guest_attributes[attribute] = body.decode()
         return 200, {}
 
+    def _metadata(
+        self, project: str, zone: str, name: str, path: str, headers: dict[str, str]
+    ) -> Reply:
+        """A value a VM reads from its metadata server, as text. Like Compute Engine's, the
+        server refuses requests without Metadata-Flavor: Google or with X-Forwarded-For
+        (a proxy passing a request on)."""
+        if headers.get("metadata-flavor") != "Google" or "x-forwarded-for" in headers:
+            return 403, "Missing Metadata-Flavor:Google header (or X-Forwarded-For given)."
+        with self._lock:
+            if (project, zone, name) not in self._vms:
+                return 404, f"instance {name} is not known"
+        values = {"instance/network-interfaces/0/ip": self.internal_ip}
+        return 200, values[path]
+
     def _operation(self, project: str, zone: str, name: str, *, wait: bool) -> Reply:
         with self._lock:
             operation = self._operations.get((project, zone, name))
@@ -543,9 +573,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
         status, reply = self.server.api.handle(self.command, self.path, headers, body)
-        data = json.dumps(reply).encode()
         self.send_response(status)
-        self.send_header("content-type", "application/json; charset=UTF-8")
+        if isinstance(reply, str):  # the metadata server's
+            data = reply.encode()
+            self.send_header("metadata-flavor", "Google")
+            self.send_header("content-type", "application/text")
+        else:
+            data = json.dumps(reply).encode()
+            self.send_header("content-type", "application/json; charset=UTF-8")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
