@@ -18,13 +18,13 @@ A VM is a directory on this machine in which bash runs the instance's `startup-s
 metadata, in a process group of its own; its internal IP is 127.0.0.1. The VM's metadata
 server is this same server under `/vms/p/z/NAME`, given to the script as
 GCE_METADATA_HOST; it takes guest attribute PUTs when the instance's metadata enables
-guest attributes, and answers GET of `computeMetadata/v1/instance/network-
-interfaces/0/ip` as text (`internal_ip`), refusing requests without `Metadata-Flavor:
-Google` or with `X-Forwarded-For` as Compute Engine's does. Inserting answers with a
-RUNNING operation; a background thread then starts the script, marks the instance
-RUNNING and the operation DONE. Deleting stops the VM's process group (SIGTERM, then
-SIGKILL after `stop_grace_s`) before the operation is DONE. A script that ends leaves
-its VM RUNNING, as a real startup script does.
+guest attributes, and answers GET of
+`computeMetadata/v1/instance/network-interfaces/0/ip` as text (`internal_ip`), refusing
+requests without `Metadata-Flavor: Google` or with `X-Forwarded-For` as Compute Engine's
+does. Inserting answers with a RUNNING operation; a background thread then starts the
+script, marks the instance RUNNING and the operation DONE. Deleting stops the VM's
+process group (SIGTERM, then SIGKILL after `stop_grace_s`) before the operation is DONE.
+A script that ends leaves its VM RUNNING, as a real startup script does.
 
 For tests it keeps the insert bodies it received and every request line, refuses the next
 insert with an HTTP error (`refuse_next_insert`), makes the next insert's operation
