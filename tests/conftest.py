@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.components.firestore",
     "tests.components.gcs",
     "tests.components.redis",
+    "tests.components.registry",
 ]
 
 
