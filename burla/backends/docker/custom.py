@@ -7,6 +7,10 @@ node's minor version, which `check` makes sure of before the image joins the sta
 definition. A Dockerfile's image is tagged by a hash of its text: the same Dockerfile is
 built once per engine. It is built without a context (COPY has nothing to copy) and with
 the host's network (the engine has no bridge), for RUN steps that install things.
+
+With a `registry` (a cloud cluster's: Artifact Registry, or any Distribution registry),
+a built image is pushed there as `REGISTRY/burla-custom:<hash>` and named so, for nodes
+to pull; an image named by a job that this engine lacks is pulled before it is checked.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 
 from burla.backends.docker.client import connect
-from burla.backends.docker.image import has_image
+from burla.backends.docker.image import has_image, pull_image
 from burla.core.errors import ImageError
 
 if TYPE_CHECKING:
@@ -37,8 +41,11 @@ def dockerfile_tag(dockerfile: str) -> str:
 class DockerImages:
     """Builds and checks worker images on this machine's Docker engine."""
 
-    def __init__(self, client: docker.DockerClient | None = None) -> None:
+    def __init__(
+        self, client: docker.DockerClient | None = None, *, registry: str | None = None
+    ) -> None:
         self._client = client
+        self.registry = registry
 
     @property
     def client(self) -> docker.DockerClient:
@@ -50,7 +57,11 @@ class DockerImages:
         """The image of `dockerfile`, built unless the engine has it; its tag."""
         tag = dockerfile_tag(dockerfile)
         await anyio.to_thread.run_sync(self._build, dockerfile, tag)
-        return tag
+        if self.registry is None:
+            return tag
+        pushed = f"{self.registry}/{tag}"
+        await anyio.to_thread.run_sync(self._push, tag, pushed)
+        return pushed
 
     async def check(self, image: str) -> str:
         """ImageError unless the engine has `image` and it runs the node's Python; that
@@ -79,14 +90,32 @@ class DockerImages:
         except docker.errors.APIError as error:
             raise ImageError(f"the Dockerfile could not be built: {error}") from error
 
+    def _push(self, tag: str, pushed: str) -> None:
+        """Push the image `tag` to the registry as `pushed`."""
+        import docker.errors
+
+        repository, version = pushed.rsplit(":", 1)
+        try:
+            self.client.images.get(tag).tag(repository, version)
+            for step in self.client.images.push(repository, version, stream=True, decode=True):
+                if "error" in step:
+                    raise ImageError(f"image {tag!r} could not be pushed: {step['error']}")
+        except docker.errors.DockerException as error:
+            raise ImageError(
+                f"image {tag!r} could not be pushed to {self.registry}: {error}"
+            ) from error
+
     def _check(self, image: str) -> str:
         import docker.errors
 
         if not has_image(self.client, image):
-            raise ImageError(
-                f"the Docker engine has no image {image!r}; build or load it first "
-                "(`docker build -t NAME .`), or pass dockerfile= instead of image="
-            )
+            try:
+                pull_image(self.client, image)
+            except ImageError as error:
+                raise ImageError(
+                    f"{error}; name an image this cluster's nodes can pull, or pass "
+                    "dockerfile= instead of image="
+                ) from error
         wanted = f"{sys.version_info.major}.{sys.version_info.minor}"
         probe = "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')"
         try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from burla.backends.docker.image import pull_image
 from burla.backends.docker.labels import NAME_LABEL, NODE_LABEL, PORT_LABEL
 from burla.backends.runtime_rules import name_taken, not_found, port_taken
 from burla.core.errors import BackendError, InvalidRequestError
@@ -140,7 +141,7 @@ class DockerEngine:
                 labels = other.attrs.get("Labels") or {}
                 raise port_taken(info.name, info.port, labels.get(NAME_LABEL, other.name))
 
-    def _create(self, request: StartRequest) -> Container:
+    def _create(self, request: StartRequest, *, pulled: bool = False) -> Container:
         import docker.errors
         from docker.types import Mount as DockerMount
 
@@ -163,6 +164,10 @@ class DockerEngine:
                 init=True,  # docker-init passes SIGTERM on, so stop is quick
             )
         except docker.errors.ImageNotFound as error:
+            if not pulled:
+                # Not on this machine yet: its registry has it (a cloud node's images do).
+                pull_image(self._client, info.image)
+                return self._create(request, pulled=True)
             raise InvalidRequestError(
                 f"container {info.name!r}: Docker has no image {info.image!r}; build it first "
                 "(`burla image build` makes the default one) or check its name"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from burla.backends.docker.client import connect
-from burla.core.errors import BackendError
+from burla.core.errors import BackendError, ImageError
 
 if TYPE_CHECKING:
     import docker
@@ -106,6 +106,18 @@ def has_image(client: docker.DockerClient, tag: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     return True
+
+
+def pull_image(client: docker.DockerClient, image: str) -> None:
+    """Pull `image` from its registry; ImageError quoting the registry's answer if it
+    cannot be had (a wrong name, no access, the registry down)."""
+    import docker.errors
+
+    try:
+        client.images.pull(image)
+    except docker.errors.DockerException as error:
+        said = getattr(error, "explanation", None) or str(error)
+        raise ImageError(f"image {image!r} could not be pulled: {said}") from error
 
 
 def _check_can_build() -> None:

@@ -1,0 +1,112 @@
+"""Images through a registry, as a cloud cluster's nodes get them: a Dockerfile's image is
+built once and pushed; a node that lacks an image pulls it when it starts a container;
+what cannot be had is an ImageError that quotes the registry. On a real dockerd and the
+reference Distribution registry on loopback, standing in for Artifact Registry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import pytest
+
+from burla.backends.docker.custom import DockerImages
+from burla.backends.docker.image import has_image
+from burla.backends.docker.runtime import DockerRuntime
+from burla.core.errors import ImageError
+from burla.core.models import ContainerSpec
+from burla.core.protocols import ContainerInfo
+from tests.components.registry import Registry
+from tests.contract.containers import FreePort
+from tests.contract.eventually import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@pytest.fixture
+async def docker_runtime(
+    docker_engine: Any, docker_node_id: str, tmp_path: Path
+) -> AsyncIterator[DockerRuntime]:
+    runtime = DockerRuntime(docker_node_id, tmp_path, client=docker_engine, stop_grace_s=1)
+    try:
+        yield runtime
+    finally:
+        await runtime.aclose()
+
+
+async def exit_code(runtime: DockerRuntime, name: str) -> int | None:
+    """The container's exit code, once it has exited."""
+    found: list[ContainerInfo] = []
+
+    async def exited() -> bool:
+        found[:] = [info for info in await runtime.list() if info.name == name]
+        return bool(found) and not found[0].running
+
+    await eventually(exited, timeout_s=60)
+    return found[0].exit_code
+
+
+def forget(client: Any, *images: str) -> None:
+    """Remove images from this engine, as a node that never had them."""
+    for image in images:
+        if has_image(client, image):
+            client.images.remove(image, force=True)
+
+
+async def test_a_built_image_is_pushed_and_a_node_without_it_pulls_it(
+    docker_engine: Any,
+    default_image: str,
+    registry: Registry,
+    docker_runtime: DockerRuntime,
+    free_port: FreePort,
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path.name  # a Dockerfile of its own each run: built, not found cached
+    dockerfile = f"FROM {default_image}\nRUN echo {marker} > /marker\n"
+    images = DockerImages(docker_engine, registry=registry.host)
+    pushed = await images.build(dockerfile)
+    assert pushed.startswith(f"{registry.host}/burla-custom:")
+    local = pushed.removeprefix(f"{registry.host}/")
+    await anyio.to_thread.run_sync(forget, docker_engine, pushed, local)
+
+    check = f"import sys; sys.exit(0 if open('/marker').read().strip() == {marker!r} else 3)"
+    spec = ContainerSpec(image=pushed, entrypoint=("python", "-c", check))
+    await docker_runtime.start(spec, name="w", port=free_port(), cpuset=frozenset({0}))
+    assert await exit_code(docker_runtime, "w") == 0, await docker_runtime.logs("w")
+    assert await anyio.to_thread.run_sync(has_image, docker_engine, pushed)
+
+
+async def test_an_image_named_by_a_job_is_pulled_before_it_is_checked(
+    docker_engine: Any, default_image: str, registry: Registry
+) -> None:
+    named = f"{registry.host}/team/tools:1"
+    client = docker_engine
+    await anyio.to_thread.run_sync(lambda: client.images.get(default_image).tag(named))
+    await anyio.to_thread.run_sync(lambda: client.images.push(named))
+    await anyio.to_thread.run_sync(forget, client, named)
+    assert await DockerImages(client).check(named) == "3.11"
+
+
+async def test_an_image_the_registry_lacks_is_an_image_error_quoting_it(
+    docker_engine: Any,
+    registry: Registry,
+    docker_runtime: DockerRuntime,
+    free_port: FreePort,
+) -> None:
+    missing = f"{registry.host}/no/such-image:1"
+    with pytest.raises(ImageError, match=r"could not be pulled: .*(not found|unknown)"):
+        await DockerImages(docker_engine).check(missing)
+    spec = ContainerSpec(image=missing)
+    with pytest.raises(ImageError, match="could not be pulled"):
+        await docker_runtime.start(spec, name="w", port=free_port(), cpuset=frozenset({0}))
+    assert await docker_runtime.list() == []
+
+
+async def test_a_registry_that_does_not_answer_is_an_image_error(docker_engine: Any) -> None:
+    from tests.components.redis import free_loopback_port
+
+    gone = f"127.0.0.1:{free_loopback_port()}/burla-custom:abc"
+    with pytest.raises(ImageError, match="could not be pulled"):
+        await DockerImages(docker_engine).check(gone)
