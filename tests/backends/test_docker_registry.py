@@ -13,7 +13,7 @@ import anyio.to_thread
 import pytest
 
 from burla.backends.docker.custom import DockerImages
-from burla.backends.docker.image import has_image
+from burla.backends.docker.image import has_image, registry_of
 from burla.backends.docker.runtime import DockerRuntime
 from burla.core.errors import ImageError
 from burla.core.models import ContainerSpec
@@ -110,3 +110,17 @@ async def test_a_registry_that_does_not_answer_is_an_image_error(docker_engine: 
     gone = f"127.0.0.1:{free_loopback_port()}/burla-custom:abc"
     with pytest.raises(ImageError, match="could not be pulled"):
         await DockerImages(docker_engine).check(gone)
+
+
+@pytest.mark.parametrize(
+    ("image", "registry"),
+    [
+        ("burla-default:abc", None),
+        ("team/tools:1", None),  # Docker Hub's: never pulled by burla
+        ("127.0.0.1:5000/tools:1", "127.0.0.1:5000"),
+        ("us-central1-docker.pkg.dev/p/repo/tools:1", "us-central1-docker.pkg.dev"),
+        ("localhost/tools", "localhost"),
+    ],
+)
+def test_only_images_named_with_their_registry_are_pulled(image: str, registry: str | None) -> None:
+    assert registry_of(image) == registry

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 
 from burla.backends.docker.client import connect
-from burla.backends.docker.image import has_image, pull_image
+from burla.backends.docker.image import has_image, pull_image, registry_of
 from burla.core.errors import ImageError
 
 if TYPE_CHECKING:
@@ -109,13 +109,13 @@ class DockerImages:
         import docker.errors
 
         if not has_image(self.client, image):
-            try:
-                pull_image(self.client, image)
-            except ImageError as error:
+            if registry_of(image) is None:
                 raise ImageError(
-                    f"{error}; name an image this cluster's nodes can pull, or pass "
-                    "dockerfile= instead of image="
-                ) from error
+                    f"the Docker engine has no image {image!r}; build or load it first "
+                    "(`docker build -t NAME .`), name it with its registry "
+                    "(REGISTRY/NAME:TAG), or pass dockerfile= instead of image="
+                )
+            pull_image(self.client, image)
         wanted = f"{sys.version_info.major}.{sys.version_info.minor}"
         probe = "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')"
         try:

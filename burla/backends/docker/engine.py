@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from burla.backends.docker.image import pull_image
+from burla.backends.docker.image import pull_image, registry_of
 from burla.backends.docker.labels import NAME_LABEL, NODE_LABEL, PORT_LABEL
 from burla.backends.runtime_rules import name_taken, not_found, port_taken
 from burla.core.errors import BackendError, InvalidRequestError
@@ -164,7 +164,7 @@ class DockerEngine:
                 init=True,  # docker-init passes SIGTERM on, so stop is quick
             )
         except docker.errors.ImageNotFound as error:
-            if not pulled:
+            if not pulled and registry_of(info.image) is not None:
                 # Not on this machine yet: its registry has it (a cloud node's images do).
                 pull_image(self._client, info.image)
                 return self._create(request, pulled=True)

@@ -108,11 +108,28 @@ def has_image(client: docker.DockerClient, tag: str) -> bool:
     return True
 
 
+def registry_of(image: str) -> str | None:
+    """The registry an image's name names (`host[:port]/...`), or None for a bare name.
+
+    Only images named with their registry are pulled: a bare name would mean Docker Hub,
+    which a cluster never reaches by accident.
+    """
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
 def pull_image(client: docker.DockerClient, image: str) -> None:
-    """Pull `image` from its registry; ImageError quoting the registry's answer if it
-    cannot be had (a wrong name, no access, the registry down)."""
+    """Pull `image` from the registry its name names; ImageError quoting the registry's
+    answer if it cannot be had (a wrong name, no access, the registry down)."""
     import docker.errors
 
+    if registry_of(image) is None:
+        raise ImageError(
+            f"the Docker engine has no image {image!r}, and its name names no registry to "
+            "pull it from (REGISTRY/NAME:TAG)"
+        )
     try:
         client.images.pull(image)
     except docker.errors.DockerException as error:
