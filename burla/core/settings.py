@@ -48,6 +48,12 @@ class GcpSettings:
     cluster: str = "burla"
     """Names the cluster's VMs, labels, Firestore namespace and blob prefix."""
     source_image: str = "projects/debian-cloud/global/images/family/debian-12"
+    containers: str = "docker"
+    """What the nodes' workers run in: Docker containers of the standby images (one per
+    CPU per image, as the seed keeps them), or "process" (processes of node_service)."""
+    registry: str | None = None
+    """The Docker registry the nodes pull images from and custom images are pushed to
+    (default: Artifact Registry's <region>-docker.pkg.dev/<project>/burla)."""
 
     @property
     def region(self) -> str:

@@ -194,6 +194,7 @@ def cloud_environment(
         BURLA_GCP_STANDBY_NODES="1",
         BURLA_GCP_BUCKET=gcs.bucket,
         BURLA_GCP_CLUSTER=cluster,
+        BURLA_GCP_CONTAINERS="process",
     )
     return env
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from burla.backends.docker.image import default_image_tag
 from burla.backends.gcp.machine_types import node_type_of
+from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE
 from burla.backends.urls import open_blobs, open_store
 from burla.core.errors import InvalidRequestError
 from burla.core.settings import GcpSettings
@@ -125,6 +127,21 @@ def test_a_plan_names_the_same_store_and_blobs_for_every_node(tmp_path: Path) ->
     assert again.token == plan.token  # read back from the file
 
 
+def test_workers_run_in_containers_of_images_from_the_clusters_registry() -> None:
+    options = plan_options()
+    plan = make_plan(options, GcpSettings(project="proj", zone="europe-west4-b"), LOCAL_ONLY)
+    assert plan.registry == "europe-west4-docker.pkg.dev/proj/burla"  # Artifact Registry
+    assert plan.boot_env["BURLA_CONTAINERS"] == "docker"
+    [spec] = plan.config.standby.containers
+    assert spec.image == f"europe-west4-docker.pkg.dev/proj/burla/{default_image_tag()}"
+    mine = GcpSettings(project="proj", registry="127.0.0.1:5000/team/")
+    assert make_plan(options, mine, LOCAL_ONLY).registry == "127.0.0.1:5000/team"
+    processes = make_plan(options, GcpSettings(project="proj", containers="process"), LOCAL_ONLY)
+    assert processes.registry is None
+    assert processes.boot_env["BURLA_CONTAINERS"] == "process"
+    assert [s.image for s in processes.config.standby.containers] == [LOCAL_DEFAULT_IMAGE]
+
+
 def test_a_plan_refuses_what_cannot_work(tmp_path: Path) -> None:
     def plan(*args: str, **gcp: str) -> None:
         make_plan(plan_options(*args), GcpSettings(**gcp), LOCAL_ONLY)
@@ -139,6 +156,8 @@ def test_a_plan_refuses_what_cannot_work(tmp_path: Path) -> None:
         plan("--node-env=NOEQUALS", project="p")
     with pytest.raises(InvalidRequestError, match="machine type 'e2-micro'"):
         plan(project="p", machine_type="e2-micro")
+    with pytest.raises(InvalidRequestError, match="containers = 'vm'"):
+        plan(project="p", containers="vm")
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 
 from burla.backends.docker.client import connect
-from burla.backends.docker.image import has_image, pull_image, registry_of
+from burla.backends.docker.image import has_image, pull_image, push_image, registry_of
 from burla.core.errors import ImageError
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class DockerImages:
         if self.registry is None:
             return tag
         pushed = f"{self.registry}/{tag}"
-        await anyio.to_thread.run_sync(self._push, tag, pushed)
+        await anyio.to_thread.run_sync(push_image, self.client, tag, pushed)
         return pushed
 
     async def check(self, image: str) -> str:
@@ -89,21 +89,6 @@ class DockerImages:
             ) from error
         except docker.errors.APIError as error:
             raise ImageError(f"the Dockerfile could not be built: {error}") from error
-
-    def _push(self, tag: str, pushed: str) -> None:
-        """Push the image `tag` to the registry as `pushed`."""
-        import docker.errors
-
-        repository, version = pushed.rsplit(":", 1)
-        try:
-            self.client.images.get(tag).tag(repository, version)
-            for step in self.client.images.push(repository, version, stream=True, decode=True):
-                if "error" in step:
-                    raise ImageError(f"image {tag!r} could not be pushed: {step['error']}")
-        except docker.errors.DockerException as error:
-            raise ImageError(
-                f"image {tag!r} could not be pushed to {self.registry}: {error}"
-            ) from error
 
     def _check(self, image: str) -> str:
         import docker.errors

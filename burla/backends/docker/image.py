@@ -137,6 +137,38 @@ def pull_image(client: docker.DockerClient, image: str) -> None:
         raise ImageError(f"image {image!r} could not be pulled: {said}") from error
 
 
+def push_image(client: docker.DockerClient, image: str, name: str) -> None:
+    """Push this engine's `image` to a registry as `name` (REGISTRY/REPOSITORY:TAG);
+    ImageError quoting the registry if it refuses. Layers it has already are not sent."""
+    import docker.errors
+
+    repository, tag = name.rsplit(":", 1)
+    try:
+        client.images.get(image).tag(repository, tag)
+        for step in client.images.push(repository, tag, stream=True, decode=True):
+            if "error" in step:
+                raise ImageError(
+                    f"image {image!r} could not be pushed as {name!r}: {step['error']}"
+                )
+    except docker.errors.DockerException as error:
+        raise ImageError(f"image {image!r} could not be pushed as {name!r}: {error}") from error
+
+
+def publish_default_image(registry: str, client: docker.DockerClient | None = None) -> str:
+    """Push this machine's default image to `registry`, where a cloud cluster's nodes pull
+    it from; its name there."""
+    tag = default_image_tag()
+    client = client or connect()
+    if not has_image(client, tag):
+        raise ImageError(
+            f"this machine's Docker engine has no default worker image {tag} to give the "
+            "nodes; build it once with `burla image build` (as root, about a minute)"
+        )
+    name = f"{registry}/{tag}"
+    push_image(client, tag, name)
+    return name
+
+
 def _check_can_build() -> None:
     missing = [command for command in ("debootstrap", "tar") if shutil.which(command) is None]
     if missing:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 import anyio
+import anyio.to_thread
 import click
 
 from burla.backends.local.compute import LocalComputeProvider
@@ -322,8 +323,9 @@ async def _serve_cloud(plan: CloudPlan) -> None:
 
     with _listen(plan.host, plan.port) as sock:  # first: a port in use fails before all else
         clock = WallClock()
+        images = await _cloud_images(plan.registry)
         store, blobs = _open_state(plan.boot_env, clock)
-        backends = Backends(store, blobs, _compute_provider(plan), clock)
+        backends = Backends(store, blobs, _compute_provider(plan), clock, images)
         try:
             await _delete_machines(backends.compute)  # left by an earlier main_service
             setup = Setup(plan.config, plan.url, plan.token, plan.boot_env)
@@ -331,6 +333,18 @@ async def _serve_cloud(plan: CloudPlan) -> None:
         finally:
             with anyio.CancelScope(shield=True):
                 await backends.aclose()
+
+
+async def _cloud_images(registry: str | None) -> ImageMaker | None:
+    """With a registry: the default worker image pushed there for the nodes to pull, and
+    images made on this machine's Docker engine and pushed there too."""
+    if registry is None:
+        return None
+    from burla.backends.docker.custom import DockerImages
+    from burla.backends.docker.image import publish_default_image
+
+    await anyio.to_thread.run_sync(publish_default_image, registry)
+    return DockerImages(registry=registry)
 
 
 def _compute_provider(plan: CloudPlan) -> GceComputeProvider:

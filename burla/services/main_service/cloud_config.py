@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from burla.backends.docker.image import default_image_tag
 from burla.backends.gcp.machine_types import node_type_of
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE
 from burla.backends.urls import GCP_EXTRA
@@ -65,17 +66,24 @@ class CloudPlan:
     port: int
     url: str
     boot_env: dict[str, str]
+    registry: str | None
+    """Where the nodes pull images from (None: their workers are processes)."""
 
 
 def cluster_config(
-    gcp: GcpSettings, max_nodes: int | None, max_nodes_per_job: int | None
+    gcp: GcpSettings,
+    registry: str | None,
+    max_nodes: int | None,
+    max_nodes_per_job: int | None,
 ) -> ClusterConfig:
-    """`standby_nodes` VMs of `machine_type` wait with the default worker environment;
-    a job's nodes are deleted after it, and standby is refilled at once (as the seed does)."""
+    """`standby_nodes` VMs of `machine_type` wait with the default worker image (pulled
+    from `registry`; without one, the node's own worker environment); a job's nodes are
+    deleted after it, and standby is refilled at once (as the seed does)."""
     node_type = node_type_of(gcp.machine_type)
+    image = LOCAL_DEFAULT_IMAGE if registry is None else f"{registry}/{default_image_tag()}"
     standby = StandbyDefinition(
         nodes=(StandbyGroup(node_type=node_type, count=gcp.standby_nodes),),
-        containers=(ContainerSpec(image=LOCAL_DEFAULT_IMAGE),),
+        containers=(ContainerSpec(image=image),),
     )
     return ClusterConfig(
         standby=standby,
@@ -97,7 +105,8 @@ def make_plan(options: CloudOptions, gcp: GcpSettings, env: Mapping[str, str]) -
         )
     url = (options.url or f"http://{options.host}:{options.port}").rstrip("/")
     bucket = gcp.bucket or f"{project}-burla"
-    config = cluster_config(gcp, options.max_nodes, options.max_nodes_per_job)
+    registry = _registry(gcp, project)
+    config = cluster_config(gcp, registry, options.max_nodes, options.max_nodes_per_job)
     token = _token(options.token_file, env)
     blobs_url = f"gs://{bucket}/{gcp.cluster}?{urlencode({'signer': options.signer})}"
     boot_env = {
@@ -106,6 +115,7 @@ def make_plan(options: CloudOptions, gcp: GcpSettings, env: Mapping[str, str]) -
         "BURLA_SECRET": node_secret(token),
         "BURLA_LOCAL_DIR": options.node_local_dir,
         "BURLA_NODE_HOST": options.node_host,
+        "BURLA_CONTAINERS": gcp.containers,
         **{name: env[name] for name in EMULATOR_VARIABLES if env.get(name)},
         **_pairs(options.node_env),
     }
@@ -122,7 +132,20 @@ def make_plan(options: CloudOptions, gcp: GcpSettings, env: Mapping[str, str]) -
         port=options.port,
         url=url,
         boot_env=boot_env,
+        registry=registry,
     )
+
+
+def _registry(gcp: GcpSettings, project: str) -> str | None:
+    """The registry of a cluster whose workers run in containers."""
+    if gcp.containers not in ("docker", "process"):
+        raise InvalidRequestError(
+            f"containers = {gcp.containers!r} in [gcp] (BURLA_GCP_CONTAINERS): the nodes' "
+            "workers run in 'docker' containers or as 'process'es"
+        )
+    if gcp.containers == "process":
+        return None
+    return (gcp.registry or f"{gcp.region}-docker.pkg.dev/{project}/burla").rstrip("/")
 
 
 def _gce_settings(options: CloudOptions, gcp: GcpSettings, project: str) -> GceSettings:
