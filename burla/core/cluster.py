@@ -218,11 +218,30 @@ class ClusterMachine:
         node = self.nodes.pop(node_id, None)
         if node is None:
             return []
+        commands: list[ClusterCommand] = [DeleteNode(node_id)]
         if node.job_id is not None:
             job = self.jobs[node.job_id]
             del job.nodes[node_id]
             job.want += 1
-        return [DeleteNode(node_id), *self._reconcile()]
+            commands += self._take_idle(job)
+        return [*commands, *self._reconcile()]
+
+    def _take_idle(self, job: _RunningJob) -> list[ClusterCommand]:
+        """Give a job that lost a node the idle nodes of its type it wants, at once: a
+        replacement it would wait for is started only for what they cannot cover."""
+        if job.spec.parallelism <= sum(job.nodes.values()):
+            job.want = 0  # the nodes it kept cover its parallelism already
+            return []
+        idle = sorted(
+            n.node_id
+            for n in self.nodes.values()
+            if n.state is NodeState.READY and n.node_type.name == job.node_type.name
+        )[: job.want]
+        if not idle:
+            return []
+        job.want -= len(idle)
+        workers = tuple(self._join(job, node_id) for node_id in idle)
+        return [AssignNodes(job.spec, tuple(idle), workers)]
 
     def _restart(self, config: ClusterConfig | None) -> list[ClusterCommand]:
         if config is not None:

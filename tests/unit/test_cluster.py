@@ -108,6 +108,28 @@ def test_lost_busy_node_is_replaced_and_the_replacement_joins_the_job():
     assert machine.idle(N96.name) == 1
 
 
+def test_a_job_that_loses_its_node_takes_an_idle_node_of_its_type_at_once():
+    """The job was placed on a node of another type than its own (the first that fit);
+    when that node is lost, an idle node of the job's type is there: the job takes it
+    rather than wait for a replacement that would never be its type."""
+    tiny = NodeType(name="tiny", cpus=1, ram_gb=1)
+    highmem = NodeType(name="highmem", cpus=1, ram_gb=1)
+    standby = StandbyDefinition(
+        nodes=(StandbyGroup(node_type=tiny, count=1), StandbyGroup(node_type=highmem, count=1))
+    )
+    machine = ClusterMachine(ClusterConfig(standby=standby, refill_standby=False), ManualClock())
+    starts = machine.handle(RestartCluster())
+    by_type = {start.node_type.name: start.node_id for start in of(StartNode, starts)}
+    machine.handle(NodeBooted(by_type["highmem"]))  # ready first: the job goes there
+    job = JobSpec(job_id="j", n_inputs=1, func_ram=0.5)
+    (assign,) = of(AssignNodes, machine.handle(JobSubmitted(job)))
+    assert assign.node_ids == (by_type["highmem"],)
+    machine.handle(NodeBooted(by_type["tiny"]))
+    commands = machine.handle(NodeFailed(by_type["highmem"]))
+    assert of(AssignNodes, commands) == [AssignNodes(job, (by_type["tiny"],), (1,))]
+    assert machine.jobs["j"].want == 0
+
+
 def test_boot_timeout_gives_up_on_a_stuck_node_and_starts_another():
     clock = ManualClock()
     machine = ClusterMachine(config(count=1, boot_timeout_s=300), clock)
