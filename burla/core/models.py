@@ -37,6 +37,8 @@ class ContainerSpec(_Frozen):
     image: str = Field(min_length=1)
     python_version: str = DEFAULT_PYTHON_VERSION
     entrypoint: tuple[str, ...] = DEFAULT_ENTRYPOINT
+    default: bool = False
+    """Jobs of its Python version that name no image run in it."""
 
 
 class StandbyGroup(_Frozen):
@@ -49,7 +51,9 @@ class StandbyGroup(_Frozen):
 class StandbyDefinition(_Frozen):
     """What the cluster keeps waiting for requests: nodes, and containers on each of them.
 
-    The first container spec is the default environment for jobs that name no image.
+    A job that names no image runs in the default image of its caller's Python version
+    (its pickled function loads only there): the container spec marked `default` for that
+    version. A definition that marks none has one default, its first spec.
     """
 
     nodes: tuple[StandbyGroup, ...] = ()
@@ -63,6 +67,11 @@ class StandbyDefinition(_Frozen):
         images = [spec.image for spec in self.containers]
         if len(images) != len(set(images)):
             raise ValueError(f"each image may appear once in a standby definition: {images}")
+        versions = [spec.python_version for spec in self.containers if spec.default]
+        if len(versions) != len(set(versions)):
+            raise ValueError(
+                f"each Python version may have one default image, not several: {versions}"
+            )
         return self
 
     def count_of(self, node_type_name: str) -> int:
@@ -73,8 +82,13 @@ class StandbyDefinition(_Frozen):
         return frozenset(spec.image for spec in self.containers)
 
     @property
-    def default_image(self) -> str | None:
-        return self.containers[0].image if self.containers else None
+    def defaults(self) -> dict[str, str]:
+        """The default image of each Python version (major.minor) the cluster keeps."""
+        marked = {spec.python_version: spec.image for spec in self.containers if spec.default}
+        if marked or not self.containers:
+            return marked
+        first = self.containers[0]
+        return {first.python_version: first.image}
 
 
 class ClusterConfig(_Frozen):

@@ -83,7 +83,7 @@ def cluster_config(
     image = LOCAL_DEFAULT_IMAGE if registry is None else f"{registry}/{default_image_tag()}"
     standby = StandbyDefinition(
         nodes=(StandbyGroup(node_type=node_type, count=gcp.standby_nodes),),
-        containers=(ContainerSpec(image=image),),
+        containers=(ContainerSpec(image=image, default=True),),
     )
     return ClusterConfig(
         standby=standby,

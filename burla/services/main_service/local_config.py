@@ -49,7 +49,7 @@ def local_config(cpus: int, image: str = LOCAL_DEFAULT_IMAGE) -> ClusterConfig:
         nodes=(StandbyGroup(node_type=node_type, count=1),),
         # Workers run this interpreter's Python: in a venv of it, or in a Docker image
         # that must have the same (the runtime mounts this burla and its dependencies).
-        containers=(ContainerSpec(image=image, python_version=RUNNING_PYTHON),),
+        containers=(ContainerSpec(image=image, python_version=RUNNING_PYTHON, default=True),),
     )
     return ClusterConfig(
         standby=standby,

@@ -87,11 +87,31 @@ class Standby:
             await self.save()
             await self.nodes.send_standby([spec.model_dump(mode="json") for spec in containers])
 
-    def python_of(self, job: JobSpec) -> str:
-        """The Python version of the workers the job runs in."""
-        standby = self.machine.config.standby
-        image = job.image or standby.default_image
-        python = next((s.python_version for s in standby.containers if s.image == image), None)
+    def image_for(self, job: JobSpec) -> str | None:
+        """The image the job runs in: the one it names, else the default image of its
+        caller's Python version (InvalidRequestError if the cluster keeps none); None on
+        a cluster that keeps no images, whose nodes run jobs in their own environment."""
+        defaults = self.machine.config.standby.defaults
+        if job.image is not None or not defaults:
+            return job.image
+        if job.python_version is None:  # a caller that did not say: the first default
+            image = next(iter(defaults.values()), None)
+        else:
+            image = defaults.get(job.python_version)
+        if image is None:
+            kept = ", ".join(sorted(defaults)) or "none"
+            raise InvalidRequestError(
+                f"this cluster keeps no default image for Python {job.python_version} (it has "
+                f"Python {kept}): call from one of those, or name an image with Python "
+                f"{job.python_version} in image="
+            )
+        return image
+
+    def python_of(self, image: str | None) -> str:
+        """The Python version of the workers of `image` (a standby image, or None: the
+        nodes' own environment)."""
+        containers = self.machine.config.standby.containers
+        python = next((s.python_version for s in containers if s.image == image), None)
         return python or DEFAULT_PYTHON_VERSION
 
 

@@ -131,9 +131,11 @@ class Submissions:
             job = job.model_copy(update={"image": await self.standby.image_from(recipe)})
         if job.image is not None and self.standby.images is not None:
             await self.standby.add(job.image)
+        image = self.standby.image_for(job)
+        job = job.model_copy(update={"image": image})
         # Refuse what no node can run, before anything is written.
         node_type_for(self.standby.machine.config, job)
-        python = self.standby.python_of(job)
+        python = self.standby.python_of(image)
         if job.python_version is not None and job.python_version != python:
             raise InvalidRequestError(
                 f"this job comes from Python {job.python_version} but the workers of its "
