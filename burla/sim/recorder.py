@@ -9,8 +9,11 @@ times relative to it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from burla.core.models import NodeState
 
 
 @dataclass
@@ -147,6 +150,22 @@ class Recorder:
         jobs = self.machines[node_id].jobs
         if not jobs or jobs[-1] != job_id:
             jobs.append(job_id)
+
+    def take_sample(self, now: float, states: Iterable[NodeState]) -> None:
+        """Note how many nodes are in each state (`states`, one per node) now, beside the
+        machines and CPUs alive and busy."""
+        counts = Counter(states)
+        self.samples.append(
+            Sample(
+                t=now - self.t0,
+                booting=counts[NodeState.BOOTING],
+                ready=counts[NodeState.READY],
+                busy=counts[NodeState.BUSY],
+                machines=self.alive,
+                machine_cpus=self.alive_cpus,
+                busy_cpus=self.busy_cpus,
+            )
+        )
 
     # Totals ------------------------------------------------------------------------------
     def totals(self, end: float) -> dict[str, Any]:

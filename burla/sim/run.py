@@ -186,10 +186,10 @@ def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
 def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
     """The report: top-level numbers of the first job and the whole run, every job, the
     faults, the invariant checks, and the timeline."""
-    recorder = sim.recorder
+    recorder, storage = sim.recorder, sim.storage
     end = sim.end
     totals = recorder.totals(end)
-    jobs = [_job_report(sim, recorder.jobs[p.job_id]) for p in sim.planned]
+    jobs = [_job_report(sim, recorder.jobs[p.job_id]) for p in sim.users.planned]
     first = jobs[0] if jobs else {}
     arrivals = [j["arrived_s"] for j in jobs]
     finishes = [j["arrived_s"] + j["duration_s"] for j in jobs if j["duration_s"] is not None]
@@ -209,9 +209,9 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
         "cpu_utilization": totals["cpu_utilization"],
         "node_seconds": totals["node_seconds"],
         "inputs_rerun": totals["inputs_rerun"],
-        "store_failures_injected": sim.faulty_store.injected if sim.faulty_store else 0,
-        "blob_failures_injected": sim.faulty_blobs.injected if sim.faulty_blobs else 0,
-        "answers_lost": sim.answers_lost,
+        "store_failures_injected": storage.faulty_store.injected if storage.faulty_store else 0,
+        "blob_failures_injected": storage.faulty_blobs.injected if storage.faulty_blobs else 0,
+        "answers_lost": sim.users.answers_lost,
         "standby_restored": sim.standby_restored,
         "standby_restored_at_s": _at(sim, sim.settled_at),
         "virtual_s": end - recorder.t0,
