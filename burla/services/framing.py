@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -37,7 +39,8 @@ class FrameStream(Frames):
         self._send_lock = anyio.Lock(fast_acquire=True)  # free: no trip through the loop
         self._max_payload = max_payload
 
-    async def send(self, frames: list[Frame]) -> None:
+    async def send(self, frames: Sequence[tuple[dict[str, Any] | list[Any], bytes]]) -> None:
+        """Send frames together; a header is a JSON object, or a message's array."""
         async with self._send_lock:
             await self._stream.send(wire.encode_many(frames))
 

@@ -4,12 +4,11 @@ protocol (burla.services.container_service.worker) to the real node_service.
 A worker is not a task: the node's frames reach it synchronously through its channel,
 and the node's own reader task, waiting for the worker's next frame, wakes when the input
 running ends (a deadline on that wait) and finishes it: an input costs no wake-up of its
-own. The node sees a WorkerChannel like any other: a hello with a pid, then results
-frames. Frames pass as
-(header, payload) objects, not bytes: the encoding is the same as over TCP and tested
-there, and skipping it here saves a sixth of a big simulation. A worker that dies while
-running an input leaves that input in its status file, as a real one does, so the node
-can name it.
+own. The node sees a WorkerChannel like any other: a hello with a pid, then results.
+Messages (burla.core.worker_wire) pass as objects, not bytes: the encoding is the same as
+over TCP and tested there, and skipping it here saves a sixth of a big simulation. A
+worker that dies while running an input leaves that input in its status file, as a real
+one does, so the node can name it.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import anyio
 import trio
@@ -38,14 +36,14 @@ from burla.backends.runtime_rules import (
 from burla.core.errors import BackendError
 from burla.core.models import ContainerSpec
 from burla.core.protocols import ContainerInfo, Mount
+from burla.core.wire import JobErrorReport
+from burla.core.worker_wire import EndJob, Hello, Inputs, JobStart, ResultItem, Results
 from burla.services.container_service.status import STATUS
 from burla.services.container_service.worker import results_due
-from burla.services.node_service.channel import WorkerChannel
+from burla.services.node_service.channel import Heard, Sent, WorkerChannel
 from burla.sim.clock import Timers, VirtualClock
 from burla.sim.recorder import Recorder
 from burla.sim.scenario import SimImage
-
-Message = tuple[dict[str, Any], bytes]
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ class SimChannel(WorkerChannel):
 
     def __init__(self, worker: SimWorker) -> None:  # no byte stream under it
         self._worker = worker
-        self._incoming: collections.deque[Message] = collections.deque()
+        self._incoming: collections.deque[Heard] = collections.deque()
         self._lot = trio.lowlevel.ParkingLot()
         self._ended = False
         self._closed = False
@@ -89,9 +87,9 @@ class SimChannel(WorkerChannel):
         if self._waiting is not None:
             self._waiting.deadline = when
 
-    def put(self, frames: list[Message]) -> None:
-        """From the worker: frames for the node."""
-        self._incoming.extend(frames)
+    def put(self, messages: list[Heard]) -> None:
+        """From the worker: messages for the node."""
+        self._incoming.extend(messages)
         self._lot.unpark_all()
 
     def end(self) -> None:
@@ -99,14 +97,14 @@ class SimChannel(WorkerChannel):
         self._ended = True
         self._lot.unpark_all()
 
-    async def send(self, frames: list[Message]) -> None:
+    async def send(self, messages: list[Sent]) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
         if not self._worker.alive:
             raise anyio.BrokenResourceError
-        self._worker.feed(frames)
+        self._worker.feed(messages)
 
-    async def receive(self) -> Message | None:
+    async def receive(self) -> Heard | None:
         while not self._incoming:
             if self._closed or self._ended:
                 return None
@@ -135,21 +133,21 @@ class SimWorker:
         self.alive = True
         self.job_id: str | None = None
         self._costs: JobCosts | None = None
-        self._inbox: collections.deque[Message] = collections.deque()
+        self._inbox: collections.deque[Sent] = collections.deque()
         self._frame: collections.deque[int] = collections.deque()
         self._running: tuple[int, float, int] | None = None
         """The input running now: index, when it started (virtual s), CPUs."""
         self.ends_at = math.inf
         """When the input running now ends (virtual s)."""
-        self._results: list[tuple[int, str, bytes]] = []
+        self._results: list[tuple[ResultItem, bytes]] = []
         self._oldest_result = 0.0
         self._busy_s = 0.0
-        self._send([({"op": "hello", "pid": self.pid}, b"")])
+        self._send([(Hello(self.pid), b"")])
 
     # From the node ------------------------------------------------------------------------
-    def feed(self, frames: list[Message]) -> None:
-        """Frames from the node."""
-        self._inbox.extend(frames)
+    def feed(self, messages: list[Sent]) -> None:
+        """Messages from the node."""
+        self._inbox.extend(messages)
         if self._running is None:
             self._work()
 
@@ -162,14 +160,14 @@ class SimWorker:
             self._flush()  # a frame is done
             if not self._inbox:
                 return
-            header, _ = self._inbox.popleft()
-            op = header.get("op")
-            if op == "job":
-                self._start_job(str(header["job_id"]))
-            elif op == "inputs" and header.get("job_id") == self.job_id:
-                self._frame.extend(header["indices"])
-            elif op == "end_job" and header.get("job_id") == self.job_id:
-                self.job_id, self._costs = None, None
+            message, _ = self._inbox.popleft()
+            match message:
+                case JobStart(job_id):
+                    self._start_job(job_id)
+                case Inputs(job_id, items) if job_id == self.job_id:
+                    self._frame.extend(item.index for item in items)
+                case EndJob(job_id) if job_id == self.job_id:
+                    self.job_id, self._costs = None, None
 
     def _start_job(self, job_id: str) -> None:
         self.job_id = job_id
@@ -178,13 +176,13 @@ class SimWorker:
         if self._costs is None or not self._costs.function_loads:
             message = f"the function of job {job_id} did not load (as the scenario says)"
             self._costs = None
-            self._send([({"op": "job_error", "job_id": job_id, "message": message}, b"")])
+            self._send([(JobErrorReport(job_id, message), b"")])
 
     def _start(self, index: int) -> None:
         costs, job_id = self._costs, self.job_id
         if costs is None or job_id is None:
             text = b'{"type": "RuntimeError", "message": "no function", "traceback": ""}'
-            self._results.append((index, "raised_text", text))
+            self._results.append((ResultItem(index, "raised_text", len(text)), text))
             self._work()
             return
         now = self.world.clock.elapsed()
@@ -206,7 +204,8 @@ class SimWorker:
         self.world.recorder.input_stopped(now, self.runtime.node_id, self.job_id, cpus)
         if not self._results:
             self._oldest_result = started
-        self._results.append((index, "ok", b"r" * self._costs.result_bytes))
+        result = b"r" * self._costs.result_bytes
+        self._results.append((ResultItem(index, "ok", len(result)), result))
         self._busy_s += now - started
         if results_due(len(self._results), now - self._oldest_result):
             self._flush()
@@ -215,15 +214,16 @@ class SimWorker:
     def _flush(self) -> None:
         if not self._results:
             return
-        items = [[index, kind, len(data)] for index, kind, data in self._results]
-        payload = b"".join(data for _, _, data in self._results)
-        header = {"op": "results", "job_id": self.job_id, "items": items, "busy_s": self._busy_s}
+        assert self.job_id is not None, "results come only from a job's inputs"
+        items = tuple(item for item, _ in self._results)
+        payload = b"".join(data for _, data in self._results)
+        results = Results(self.job_id, items, self._busy_s)
         self._results, self._busy_s = [], 0.0
-        self._send([(header, payload)])
+        self._send([(results, payload)])
 
-    def _send(self, frames: list[Message]) -> None:
+    def _send(self, messages: list[Heard]) -> None:
         if self.alive:
-            self.channel.put(frames)
+            self.channel.put(messages)
 
     @property
     def busy(self) -> bool:
@@ -303,9 +303,8 @@ class SimContainerRuntime:
             raise BackendError(f"container {name} was stopped before its worker said hello")
         worker = SimWorker(self.world, self, name)
         container.worker = worker
-        hello = await worker.channel.receive()
-        assert hello is not None
-        worker.channel.pid = int(hello[0]["pid"])
+        worker.channel.pid = worker.pid  # its hello, read as the node's connect reads it
+        await worker.channel.receive()
         return worker.channel
 
     def _up(self, image: str) -> trio.Event:

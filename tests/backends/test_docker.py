@@ -30,6 +30,16 @@ from burla.backends.docker.runtime import NODE_LABEL, DockerRuntime
 from burla.core.errors import ConflictError, InvalidRequestError
 from burla.core.models import ContainerSpec
 from burla.core.protocols import ContainerInfo, Mount
+from burla.core.worker_wire import (
+    Hello,
+    InputItem,
+    Inputs,
+    JobStart,
+    Lines,
+    Open,
+    Results,
+    read_from_worker,
+)
 from burla.services.container_service.status import read_status
 from burla.services.container_service.worker import Connection
 from tests.contract.containers import FreePort
@@ -92,33 +102,30 @@ def _serve_one_job(port: int) -> tuple[dict[int, Any], list[list[Any]], dict[str
     sock.settimeout(60)
     connection = Connection(sock)
     try:
-        connection.send([({"op": "open", "secret": WORKER_SECRET}, b"")])
+        connection.send([(Open(WORKER_SECRET), b"")])
         hello = connection.receive()
         assert hello is not None
         function = cloudpickle.dumps(double_and_describe)
         payloads = [cloudpickle.dumps((x,)) for x in (3, 4)]
-        header = {
-            "op": "inputs",
-            "job_id": "j",
-            "indices": [0, 1],
-            "sizes": [len(p) for p in payloads],
-        }
-        connection.send([({"op": "job", "job_id": "j"}, function), (header, b"".join(payloads))])
+        items = tuple(InputItem(n, len(p), None) for n, p in enumerate(payloads))
+        job, inputs = JobStart("j", None, None), Inputs("j", items)
+        connection.send([(job, function), (inputs, b"".join(payloads))])
         results: dict[int, Any] = {}
-        logs: list[list[Any]] = []
+        logs: list[tuple[Any, ...]] = []
         while len(results) < 2:
-            message = connection.receive()
-            assert message is not None, "the worker hung up"
-            header, payload = message
-            if header["op"] == "logs":
-                logs += header["items"]
+            frame = connection.receive()
+            assert frame is not None, "the worker hung up"
+            message, payload = read_from_worker(*frame), frame[1]
+            if type(message) is Lines:
+                logs += [(line.index, line.stream, line.text) for line in message.items]
             else:
-                assert header["op"] == "results", header
+                assert type(message) is Results, message
                 offset = 0
-                for index, kind, size in header["items"]:
-                    results[index] = (kind, cloudpickle.loads(payload[offset : offset + size]))
-                    offset += size
-        return results, logs, hello[0]
+                for item in message.items:
+                    data = payload[offset : offset + item.size]
+                    results[item.index] = (item.kind, cloudpickle.loads(data))
+                    offset += item.size
+        return results, logs, read_from_worker(*hello)
     finally:
         connection.close()
 
@@ -136,7 +143,7 @@ async def test_the_worker_runs_in_a_container_and_answers_on_its_port(
     except BaseException:
         print(await docker_runtime.logs("w"))
         raise
-    assert hello["op"] == "hello"
+    assert type(hello) is Hello
     assert results == {
         0: ("ok", (6, "w", [int(mapped({1}))], "/usr/bin/python")),
         1: ("ok", (8, "w", [int(mapped({1}))], "/usr/bin/python")),

@@ -15,6 +15,17 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
+from burla.core import wire
+from burla.core.worker_wire import (
+    Hello,
+    InputItem,
+    Inputs,
+    JobStart,
+    Lines,
+    Open,
+    Results,
+    read_from_worker,
+)
 from burla.services.container_service.status import read_status
 from burla.services.container_service.worker import FLUSH_S, SEND_EVERY, Connection
 
@@ -48,51 +59,51 @@ class Node:
     def __init__(self, port: int, root: Path, secret: str = SECRET) -> None:
         self.connection = connect(port)
         self.root = root
-        self.connection.send([({"op": "open", "secret": secret}, b"")])
-        hello, _ = self.connection.receive()
-        assert hello["op"] == "hello"
-        self.pid = hello["pid"]
+        self.connection.send([(Open(secret), b"")])
+        hello = self.receive()
+        assert hello is not None
+        assert type(hello[0]) is Hello
+        self.pid = hello[0].pid
+
+    def receive(self) -> tuple[wire.Message, bytes] | None:
+        frame = self.connection.receive()
+        return None if frame is None else (read_from_worker(*frame), frame[1])
 
     def job(self, function, job_id: str = "job") -> None:
-        self.connection.send([({"op": "job", "job_id": job_id}, cloudpickle.dumps(function))])
+        self.connection.send([(JobStart(job_id, None, None), cloudpickle.dumps(function))])
 
     def inputs(self, args: list[tuple], start: int = 0, job_id: str = "job") -> None:
         payloads = [cloudpickle.dumps(a) for a in args]
-        header = {
-            "op": "inputs",
-            "job_id": job_id,
-            "indices": list(range(start, start + len(args))),
-            "sizes": [len(p) for p in payloads],
-        }
-        self.connection.send([(header, b"".join(payloads))])
+        items = tuple(InputItem(start + n, len(p), None) for n, p in enumerate(payloads))
+        self.connection.send([(Inputs(job_id, items), b"".join(payloads))])
 
-    def collect(self, n_results: int) -> tuple[dict[int, tuple[str, object]], list[list]]:
+    def collect(self, n_results: int) -> tuple[dict[int, tuple[str, object]], list[tuple]]:
         results: dict[int, tuple[str, object]] = {}
-        logs: list[list] = []
+        logs: list[tuple] = []
         while len(results) < n_results:
-            message = self.connection.receive()
-            assert message is not None, "the worker hung up"
-            header, payload = message
-            if header["op"] == "logs":
-                logs += header["items"]
-            elif header["op"] == "results":
+            heard = self.receive()
+            assert heard is not None, "the worker hung up"
+            message, payload = heard
+            if type(message) is Lines:
+                logs += [(line.index, line.stream, line.text) for line in message.items]
+            elif type(message) is Results:
                 offset = 0
-                for index, kind, size in header["items"]:
-                    data = payload[offset : offset + size]
-                    offset += size
+                for item in message.items:
+                    data = payload[offset : offset + item.size]
+                    offset += item.size
+                    kind = item.kind
                     value = json.loads(data) if kind == "raised_text" else cloudpickle.loads(data)
-                    results[index] = (kind, value)
+                    results[item.index] = (kind, value)
             else:
-                return {"__other__": (header["op"], header)}, logs
+                return {"__other__": message}, logs
         return results, logs
 
     def results_until_gone(self) -> set[int]:
         """The inputs whose results came before the worker hung up."""
         sent: set[int] = set()
-        while (message := self.connection.receive()) is not None:
-            header, _ = message
-            if header["op"] == "results":
-                sent.update(index for index, _, _ in header["items"])
+        while (heard := self.receive()) is not None:
+            if type(heard[0]) is Results:
+                sent.update(item.index for item in heard[0].items)
         return sent
 
 
@@ -193,11 +204,11 @@ def test_a_function_that_does_not_load_is_reported(node: Node):
         def __reduce__(self):
             return (__import__, ("module_that_is_not_there",))
 
-    node.connection.send([({"op": "job", "job_id": "job"}, cloudpickle.dumps(Unloadable()))])
+    node.job(Unloadable())
     results, _ = node.collect(1)
-    op, header = results["__other__"]
-    assert op == "job_error"
-    assert "module_that_is_not_there" in header["message"]
+    error = results["__other__"]
+    assert type(error) is wire.JobErrorReport
+    assert "module_that_is_not_there" in error.message
 
 
 def test_status_file_names_the_running_input(node: Node):
@@ -207,19 +218,19 @@ def test_status_file_names_the_running_input(node: Node):
     while (status := read_status(node.root / "status")) is None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert status[0] == 5
+    assert status.index == 5
 
 
 @pytest.mark.parametrize(
     "first",
     [
-        [({"op": "open", "secret": "a guess"}, b"")],
-        [({"op": "open"}, b"")],
-        [({"op": "job", "job_id": "job"}, cloudpickle.dumps(print))],
-        [({"op": "open", "secret": SECRET}, b"x" * 10)],
-        [(["open", SECRET], b"")],
+        [(["open", "a guess"], b"")],
+        [(["open"], b"")],
+        [(["job", "job", None, None], cloudpickle.dumps(print))],
+        [(["open", SECRET], b"x" * 10)],
+        [({"op": "open", "secret": SECRET}, b"")],
     ],
-    ids=["wrong secret", "no secret", "no open", "a payload", "not an object"],
+    ids=["wrong secret", "no secret", "no open", "a payload", "not a message"],
 )
 def test_a_caller_without_the_secret_is_hung_up_on_and_the_node_still_gets_in(
     tmp_path: Path, first
@@ -228,7 +239,7 @@ def test_a_caller_without_the_secret_is_hung_up_on_and_the_node_still_gets_in(
     process = start_worker(port, tmp_path)
     try:
         intruder = connect(port)
-        intruder.send(first)
+        intruder._sock.sendall(wire.encode_many(first))
         assert intruder.receive() is None  # no hello: hung up on
         intruder.close()
         node = Node(port, tmp_path)  # the node, with the secret, is still let in
@@ -306,7 +317,7 @@ def test_a_worker_whose_node_hung_up_starts_no_more_inputs(tmp_path: Path):
         node.job(wait_at_20)
         node.inputs([(x,) for x in range(100)])
         deadline = time.monotonic() + 20
-        while (read_status(tmp_path / "status") or (None,))[0] != 20:
+        while getattr(read_status(tmp_path / "status"), "index", None) != 20:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         # The node hangs up while input 20 runs (its read side stays open, so the worker

@@ -29,6 +29,7 @@ from burla.backends.memory import MemoryBlobStore, MemoryComputeProvider, Memory
 from burla.core import wire
 from burla.core.clock import WallClock
 from burla.core.models import ClusterConfig, NodeType
+from burla.core.worker_wire import Refusal, Results
 from burla.services.main_service.node_link import NodeLink
 from burla.services.main_service.service import MainService
 from burla.services.node_service.link import MainLink
@@ -43,7 +44,7 @@ EXAMPLES = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 NODE_OPS = ("assign", "kill_worker", "health", "hello", "report", "refused")
-WORKER_OPS = ("job", "inputs", "end_job", "hello")
+WORKER_TAGS = ("job", "inputs", "end_job", "hello", "open", "results")
 
 
 @pytest.fixture(scope="module")
@@ -274,32 +275,41 @@ def double(x: int) -> int:
     return 2 * x
 
 
+worker_messages = st.builds(
+    lambda tag, rest: [tag, *rest], st.sampled_from(WORKER_TAGS), st.lists(json_values, max_size=4)
+)
+
+
 @EXAMPLES
-@given(frames=st.lists(st.tuples(garbage_headers(WORKER_OPS), st.binary(max_size=64)), max_size=6))
+@given(
+    frames=st.lists(
+        st.tuples(worker_messages | garbage_headers(WORKER_TAGS), st.binary(max_size=64)),
+        max_size=6,
+    )
+)
 def test_a_worker_refuses_frames_that_make_no_sense_and_goes_on(
     worker: Node, frames: list[tuple[Any, bytes]]
 ) -> None:
-    for header, payload in frames:
-        worker.connection.send([(header, payload)])
+    worker.connection._sock.sendall(wire.encode_many(frames))
     worker.job(double, job_id="job-after-garbage")
     worker.inputs([(21,)], job_id="job-after-garbage")
     refusals = 0
     while True:
-        message = worker.connection.receive()
-        assert message is not None, "the worker hung up"
-        header, _ = message
-        if header["op"] == "refused":
+        heard = worker.receive()
+        assert heard is not None, "the worker hung up"
+        message, _ = heard
+        if type(message) is Refusal:
             refusals += 1
-            assert header["message"]
-        if header["op"] == "results" and header["job_id"] == "job-after-garbage":
-            assert [item[:2] for item in header["items"]] == [[0, "ok"]]
+            assert message.message
+        if type(message) is Results and message.job_id == "job-after-garbage":
+            assert [(item.index, item.kind) for item in message.items] == [(0, "ok")]
             break
-    shapes_wrong = sum(
+    not_for_a_worker = sum(
         1
         for header, _ in frames
-        if not isinstance(header, dict) or header.get("op") not in ("job", "inputs", "end_job")
+        if not (isinstance(header, list) and header and header[0] in ("job", "inputs", "end_job"))
     )
-    assert refusals >= shapes_wrong
+    assert refusals >= not_for_a_worker
 
 
 @settings(max_examples=15, deadline=None)
@@ -312,7 +322,7 @@ def test_a_worker_sent_bytes_that_are_no_frames_hangs_up_and_exits(
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             node.connection._sock.sendall(garbage)
             node.connection._sock.shutdown(socket.SHUT_WR)
-        while (message := node.connection.receive()) is not None:
-            assert message[0]["op"] in ("refused", "results", "logs", "job_error")
+        while (frame := node.connection.receive()) is not None:
+            assert frame[0][0] in ("refused", "results", "logs", "job_error")
         node.connection.close()
         assert process.wait(timeout=TIMEOUT_S) is not None

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from burla.core.errors import BurlaError
+from burla.core.worker_wire import Hello, read_open
 from burla.services.container_service.status import StatusFile
 from burla.services.container_service.worker import Connection, Worker
 
@@ -49,15 +50,13 @@ def accept_node(listener: socket.socket, secret: str, timeout_s: float) -> Conne
 
 
 def _opens_with(connection: Connection, secret: str) -> bool:
-    """Whether the caller's first frame is "open" with the worker's secret."""
+    """Whether the caller's first frame is Open with the worker's secret."""
     try:
-        opened = connection.receive(max_payload=0)
+        frame = connection.receive(max_payload=0)
+        opened = read_open(frame[0]) if frame is not None else None
     except (OSError, BurlaError):
         return False
-    if opened is None or not isinstance(opened[0], dict) or opened[0].get("op") != "open":
-        return False
-    given = str(opened[0].get("secret", "")).encode()
-    return hmac.compare_digest(given, secret.encode())
+    return opened is not None and hmac.compare_digest(opened.secret.encode(), secret.encode())
 
 
 def main() -> None:
@@ -75,7 +74,7 @@ def main() -> None:
     threading.Thread(target=_exit_with_parent, name="burla-parent", daemon=True).start()
     connection = accept_node(listener, secret, CONNECT_TIMEOUT_S)
     listener.close()
-    connection.send([({"op": "hello", "pid": os.getpid()}, b"")])
+    connection.send([(Hello(os.getpid()), b"")])
     worker = Worker(connection, StatusFile(Path(status)))
     sys.stdout, sys.stderr = worker.stdout, worker.stderr
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 STATUS = struct.Struct("<qd")
@@ -25,8 +26,16 @@ class StatusFile:
         os.pwrite(self._fd, STATUS.pack(index, time.time()), 0)
 
 
-def read_status(path: Path) -> tuple[int, float] | None:
-    """The input a worker was running and since when (epoch seconds), or None."""
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The input a worker is running, and since when (epoch seconds)."""
+
+    index: int
+    started_at: float
+
+
+def read_status(path: Path) -> Status | None:
+    """What the worker was running, or None if nothing (or no status was written)."""
     try:
         data = path.read_bytes()[: STATUS.size]
     except FileNotFoundError:
@@ -34,4 +43,4 @@ def read_status(path: Path) -> tuple[int, float] | None:
     if len(data) < STATUS.size:
         return None
     index, started = STATUS.unpack(data)
-    return (index, started) if index >= 0 else None
+    return Status(index, started) if index >= 0 else None

@@ -1,26 +1,9 @@
 """The worker loop: take a job's function from the node, run inputs one at a time, and
 send back results and printed lines in batches over one loopback connection.
 
-Protocol (frames from burla.core.wire), node -> worker:
-    {"op": "open", "secret"}                                       first: the worker's secret
-    {"op": "job", "job_id", "path"?, "token"?} + pickled function ("path": a folder of the
-                                                   job's own packages, put first on
-                                                   sys.path; "token": the job's token,
-                                                   for calls its code makes to the cluster)
-    {"op": "inputs", "job_id", "indices": [...], "sizes": [...], "urls": {index: url}}
-                                                   + pickled args, concatenated (a big
-                                                   input is fetched from its signed URL)
-    {"op": "end_job", "job_id"}
-worker -> node:
-    {"op": "hello", "pid"}                                         once, after "open"
-    {"op": "refused", "message"}                  a frame it cannot read (then it goes on,
-                                                  or hangs up if the bytes are no frames)
-    {"op": "job_error", "job_id", "message"}                       the function did not load
-    {"op": "logs", "job_id", "items": [[index, stream, text], ...]}
-    {"op": "results", "job_id", "items": [[index, kind, size], ...], "busy_s"}
-                                                                   + payloads, concatenated
-kind is "ok" (a pickled value), "raised" (a pickled exception with its traceback) or
-"raised_text" (JSON: type, message, traceback, for an exception that does not pickle).
+The messages both ways are burla.core.worker_wire's: the node sends a job, frames of
+inputs and the job's end; the worker sends printed lines and results back, and a Refusal
+for a frame it cannot read (then it goes on, or hangs up if the bytes are no frames).
 Only the node that started the worker may use it: the node hands each worker a secret of
 its own in $BURLA_WORKER_SECRET and sends it in its first frame; any other caller on this
 machine is hung up on (and the secret leaves the environment before user code runs).
@@ -43,7 +26,7 @@ import time
 import traceback
 import urllib.request
 from collections.abc import Callable
-from typing import Any, TypeGuard
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import cloudpickle
@@ -53,6 +36,18 @@ from burla.core import wire
 from burla.core.errors import InvalidRequestError
 from burla.core.limits import FRAME_ENV, RequestLimits
 from burla.core.settings import JOB_TOKEN_ENV
+from burla.core.worker_wire import (
+    EndJob,
+    InputItem,
+    Inputs,
+    JobStart,
+    LineItem,
+    Lines,
+    Refusal,
+    ResultItem,
+    Results,
+    read_to_worker,
+)
 from burla.services.container_service.capture import InputStream
 from burla.services.container_service.status import StatusFile
 
@@ -63,7 +58,7 @@ SEND_EVERY = 16
 inputs: a worker that dies loses the results it has not sent, and their inputs run again
 (at most SEND_EVERY - 1 of them, not up to a whole frame's)."""
 
-Message = tuple[dict[str, Any], bytes] | None
+Frame = tuple[Any, bytes] | None
 MAX_PAYLOAD = RequestLimits.from_environ(os.environ).frame
 ONE_READ = 16 << 20
 
@@ -77,8 +72,8 @@ class Connection:
         self._reader = sock.makefile("rb")
         self._send_lock = threading.Lock()
 
-    def send(self, frames: list[tuple[dict[str, Any], bytes]]) -> None:
-        data = wire.encode_many(frames)
+    def send(self, messages: list[tuple[wire.Message, bytes]]) -> None:
+        data = wire.encode_many([(message.to_json(), payload) for message, payload in messages])
         with self._send_lock:
             self._sock.sendall(data)
 
@@ -86,10 +81,10 @@ class Connection:
         self._reader.close()
         self._sock.close()
 
-    def receive(self, max_payload: int | None = None) -> Message:
-        """The next frame, or None once the node hung up (or for a payload over
-        `max_payload` bytes). InvalidRequestError if the bytes are no frame (a header that
-        is not JSON, a payload over MAX_PAYLOAD)."""
+    def receive(self, max_payload: int | None = None) -> Frame:
+        """The next frame (its header as JSON, and payload), or None once the node hung
+        up (or for a payload over `max_payload` bytes). InvalidRequestError if the bytes
+        are no frame (a header that is not JSON, a payload over MAX_PAYLOAD)."""
         prefix = self._reader.read(wire.PREFIX_SIZE)
         if len(prefix) < wire.PREFIX_SIZE:
             return None
@@ -154,14 +149,14 @@ class Worker:
     def __init__(self, connection: Connection, status: StatusFile) -> None:
         self.connection = connection
         self.status = status
-        self.inbox: queue.Queue[Message] = queue.Queue()
+        self.inbox: queue.Queue[Frame] = queue.Queue()
         self.job_id: str | None = None
         self.function: Callable[..., Any] | None = None
         self.packages_path: str | None = None
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time keeps lines before results
-        self._logs: list[list[Any]] = []
-        self._results: list[tuple[int, str, bytes]] = []
+        self._logs: list[LineItem] = []
+        self._results: list[tuple[ResultItem, bytes]] = []
         self._oldest_result = 0.0
         self._busy_s = 0.0
         self.hung_up = threading.Event()
@@ -171,7 +166,7 @@ class Worker:
 
     def _log(self, index: int, stream: str, text: str) -> None:
         with self._lock:
-            self._logs.append([index, stream, text])
+            self._logs.append(LineItem(index, stream, text))
 
     def flush(self) -> None:
         """Send what printed and what finished; lines first, so a result follows its lines."""
@@ -181,47 +176,48 @@ class Worker:
             with self._lock:
                 logs, results, busy_s = self._logs, self._results, self._busy_s
                 self._logs, self._results, self._busy_s = [], [], 0.0
-            frames: list[tuple[dict[str, Any], bytes]] = []
+            frames: list[tuple[wire.Message, bytes]] = []
             if logs:
-                frames.append(({"op": "logs", "job_id": self.job_id, "items": logs}, b""))
+                frames.append((Lines(self.job_id, tuple(logs)), b""))
             if results:
-                items = [[index, kind, len(data)] for index, kind, data in results]
-                payload = b"".join(data for _, _, data in results)
-                header = {"op": "results", "job_id": self.job_id, "items": items, "busy_s": busy_s}
-                frames.append((header, payload))
+                assert self.job_id is not None, "results come only from a job's inputs"
+                items = tuple(item for item, _ in results)
+                payload = b"".join(data for _, data in results)
+                frames.append((Results(self.job_id, items, busy_s), payload))
             if frames:
                 self.connection.send(frames)
 
     def serve(self) -> None:
         threading.Thread(target=self._read, name="burla-reader", daemon=True).start()
         threading.Thread(target=self._flush_now_and_then, name="burla-flush", daemon=True).start()
-        while (message := self.inbox.get()) is not None:
-            header, payload = message
-            problem = unreadable(header, payload)
-            if problem is not None:
-                self.refuse(problem)
+        while (frame := self.inbox.get()) is not None:
+            header, payload = frame
+            try:
+                message = read_to_worker(header, payload)
+            except InvalidRequestError as error:
+                self.refuse(str(error))
                 continue
-            op = header.get("op")
-            if op == "job":
-                self.use_packages(header.get("path"))
-                self.use_token(header.get("token"))
-                self.start_job(header["job_id"], payload)
-            elif op == "inputs" and header.get("job_id") == self.job_id:
-                self.run_inputs(header["indices"], header["sizes"], payload, header.get("urls"))
-            elif op == "end_job" and header.get("job_id") == self.job_id:
-                self.flush()
-                self.job_id, self.function = None, None
+            match message:
+                case JobStart(job_id, packages_path, token):
+                    self.use_packages(packages_path)
+                    self.use_token(token)
+                    self.start_job(job_id, payload)
+                case Inputs(job_id, items) if job_id == self.job_id:
+                    self.run_inputs(items, payload)
+                case EndJob(job_id) if job_id == self.job_id:
+                    self.flush()
+                    self.job_id, self.function = None, None
             if self.inbox.empty():
                 self.flush()
         self.flush()
 
     def refuse(self, problem: str) -> None:
-        self.connection.send([({"op": "refused", "message": problem}, b"")])
+        self.connection.send([(Refusal(problem), b"")])
 
     def _read(self) -> None:
         try:
-            while (message := self.connection.receive()) is not None:
-                self.inbox.put(message)
+            while (frame := self.connection.receive()) is not None:
+                self.inbox.put(frame)
         except InvalidRequestError as error:  # the bytes are no frames: nothing more is
             with contextlib.suppress(OSError):
                 self.refuse(f"{error}; hanging up")
@@ -273,31 +269,24 @@ class Worker:
         except BaseException as error:
             self.function = None
             message = "".join(traceback.format_exception(error))
-            self.connection.send([({"op": "job_error", "job_id": job_id, "message": message}, b"")])
+            self.connection.send([(wire.JobErrorReport(job_id, message), b"")])
 
-    def run_inputs(
-        self,
-        indices: list[int],
-        sizes: list[int],
-        payload: bytes,
-        urls: dict[str, str] | None = None,
-    ) -> None:
+    def run_inputs(self, items: tuple[InputItem, ...], payload: bytes) -> None:
         """Run a frame's inputs; results go back when the frame is done, before the next
         input once results_due, and every 0.1 s while a long one runs. Each results frame
         says how long its inputs ran, from which the node sizes the next frames."""
         offset = 0
-        for index, size in zip(indices, sizes, strict=True):
+        for item in items:
             if self.hung_up.is_set():
                 return  # what it would run now runs again elsewhere anyway
             started = time.perf_counter()
-            url = (urls or {}).get(str(index))
-            kind, data = self.run_one(index, payload[offset : offset + size], url)
+            kind, data = self.run_one(item.index, payload[offset : offset + item.size], item.url)
             ran = time.perf_counter() - started
-            offset += size
+            offset += item.size
             with self._lock:
                 if not self._results:
                     self._oldest_result = started
-                self._results.append((index, kind, data))
+                self._results.append((ResultItem(item.index, kind, len(data)), data))
                 self._busy_s += ran
                 due = results_due(len(self._results), time.perf_counter() - self._oldest_result)
             if due:
@@ -331,32 +320,3 @@ def results_due(waiting: int, since_s: float) -> bool:
     """Whether the finished results waiting to be sent go before the next input starts:
     SEND_EVERY of them, or the first of them started more than FLUSH_S ago."""
     return waiting >= SEND_EVERY or since_s > FLUSH_S
-
-
-def unreadable(header: Any, payload: bytes) -> str | None:
-    """What is wrong with a frame from the node, or None if the worker can carry it out."""
-    if not isinstance(header, dict):
-        return "a frame's header must be a JSON object"
-    op = header.get("op")
-    if op not in ("job", "inputs", "end_job"):
-        return f"unknown op {op!r}: a worker takes job, inputs and end_job"
-    if not isinstance(header.get("job_id"), str):
-        return f"{op} needs a job_id (a string)"
-    if not isinstance(header.get("token", ""), str):
-        return f"{op}'s token must be a string"
-    if op != "inputs":
-        return None
-    indices, sizes, urls = header.get("indices"), header.get("sizes"), header.get("urls")
-    if not (_ints(indices) and _ints(sizes) and len(indices) == len(sizes)):
-        return "inputs needs indices and sizes: two lists of as many integers"
-    if any(size < 0 for size in sizes) or sum(sizes) != len(payload):
-        return f"inputs' sizes add up to {sum(sizes)} bytes, but its payload has {len(payload)}"
-    if urls is not None and not (
-        isinstance(urls, dict) and all(isinstance(u, str) for u in urls.values())
-    ):
-        return "inputs' urls must map input indices to URLs"
-    return None
-
-
-def _ints(value: Any) -> TypeGuard[list[int]]:
-    return isinstance(value, list) and all(type(item) is int for item in value)

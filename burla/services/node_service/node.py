@@ -30,8 +30,9 @@ from burla.core.kill_plan import plan_containers
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRuntime, Store
 from burla.core.scheduling import slots_on
+from burla.core.worker_wire import EndJob, InputItem, Inputs, JobStart, Lines, Results
 from burla.services.container_service.status import read_status
-from burla.services.node_service.channel import Frame, WorkerChannel
+from burla.services.node_service.channel import Sent, WorkerChannel
 from burla.services.node_service.packages import PackageCache
 from burla.services.store_keys import INLINE, LEASE_S, queue_name, result_key
 
@@ -344,7 +345,7 @@ class NodeService:
             receipts = [c.receipt for c in assignment.pending]
             assignment.pending = []
             await self.store.renew(queue_name(job_id), receipts, lease_s=0)
-        end_job = [({"op": "end_job", "job_id": job_id}, b"")]
+        end_job: list[Sent] = [(EndJob(job_id), b"")]
         async with anyio.create_task_group() as group:
             for worker in assignment.workers:
                 if cancel and worker.inflight:
@@ -453,41 +454,31 @@ class NodeService:
             assignment.changed[worker.name] = worker
             claims, assignment.pending = assignment.pending[:take], assignment.pending[take:]
             payloads: list[bytes] = []
-            urls: dict[str, str] = {}
+            items: list[InputItem] = []
             for claim in claims:
-                worker.inflight[int(claim.item_id)] = claim
+                index = int(claim.item_id)
+                worker.inflight[index] = claim
                 if claim.data[:1] == INLINE:
                     payloads.append(claim.data[1:])
+                    items.append(InputItem(index, len(claim.data) - 1, None))
                 else:  # a big input: the worker fetches it from the blob store itself
                     key = claim.data[1:].decode()
                     url = await self.blobs.signed_url(key, method="GET", expires_s=BLOB_URL_S)
-                    urls[claim.item_id] = url
-                    payloads.append(b"")
-            indices = [int(c.item_id) for c in claims]
+                    items.append(InputItem(index, 0, url))
+            indices = tuple(item.index for item in items)
             receipts = tuple(c.receipt for c in claims)
-            claimed = wire.ClaimReport(job_id, worker.name, tuple(indices), receipts)
+            claimed = wire.ClaimReport(job_id, worker.name, indices, receipts)
             self._event(claimed, urgent=False)  # goes with the results, or a death
-            header = {
-                "op": "inputs",
-                "job_id": job_id,
-                "indices": indices,
-                "sizes": [len(p) for p in payloads],
-                "urls": urls,
-            }
-            await self._send(worker, [(header, b"".join(payloads))])
+            await self._send(worker, [(Inputs(job_id, tuple(items)), b"".join(payloads))])
 
     async def _send_job(self, worker: Worker) -> None:
         assignment = self.assignment
         if assignment is None or assignment.ended or worker not in assignment.workers:
             return
-        header: dict[str, Any] = {"op": "job", "job_id": assignment.job.job_id}
-        if assignment.packages_path is not None:
-            header["path"] = assignment.packages_path
-        if assignment.token is not None:
-            header["token"] = assignment.token
-        await self._send(worker, [(header, assignment.function)])
+        job = JobStart(assignment.job.job_id, assignment.packages_path, assignment.token)
+        await self._send(worker, [(job, assignment.function)])
 
-    async def _send(self, worker: Worker, frames: list[Frame]) -> None:
+    async def _send(self, worker: Worker, frames: list[Sent]) -> None:
         channel = worker.channel
         if channel is None:
             return
@@ -499,35 +490,36 @@ class NodeService:
     async def _read_worker(self, worker: Worker) -> None:
         channel = worker.channel
         assert channel is not None
-        while (frame := await channel.receive()) is not None:
-            header, payload = frame
-            op = header.get("op")
-            if op == "results":
-                self._take_results(worker, header, payload)
-            elif op == "logs":
-                for index, stream, text in header["items"]:
-                    self._event(wire.LineReport(header["job_id"], index, stream, text))
-            elif op == "job_error":
-                self._job_error(header.get("job_id"), header.get("message", ""))
+        while (heard := await channel.receive()) is not None:
+            message, payload = heard
+            match message:
+                case Results():
+                    self._take_results(worker, message, payload)
+                case Lines(job_id=str(job_id)):  # lines printed between jobs go nowhere
+                    for line in message.items:
+                        self._event(wire.LineReport(job_id, line.index, line.stream, line.text))
+                case wire.JobErrorReport():
+                    self._job_error(message.job_id, message.message)
             if self._news:
                 await self._report_news()
         await self._worker_gone(worker, channel)
 
-    def _take_results(self, worker: Worker, header: dict[str, Any], payload: bytes) -> None:
-        job_id, items = header["job_id"], header["items"]
+    def _take_results(self, worker: Worker, results: Results, payload: bytes) -> None:
+        job_id, items = results.job_id, results.items
         offset = 0
-        for index, kind, size in items:
-            data = payload[offset : offset + size]
-            offset += size
-            claim = worker.inflight.pop(index, None)
+        for item in items:
+            data = payload[offset : offset + item.size]
+            offset += item.size
+            claim = worker.inflight.pop(item.index, None)
             if claim is None:
                 continue  # the job ended or was given up on meanwhile
-            if kind == "ok":
-                self._done.append((job_id, index, data, claim))
-            self._event(wire.ResultReport(job_id, worker.name, index, kind, size), data)
+            if item.kind == "ok":
+                self._done.append((job_id, item.index, data, claim))
+            report = wire.ResultReport(job_id, worker.name, item.index, item.kind, item.size)
+            self._event(report, data)
         # Size the next frames so that each holds about TARGET_BATCH_S of work.
         if items:
-            per_input = max(float(header.get("busy_s", 0.0)), 1e-7) / len(items)
+            per_input = max(results.busy_s, 1e-7) / len(items)
             worker.per_input_s = per_input
             worker.batch = max(1, min(MAX_BATCH, math.ceil(TARGET_BATCH_S / per_input)))
         assignment = self.assignment
@@ -540,7 +532,7 @@ class NodeService:
             if wanted and self._room(worker):
                 assignment.wake.set()
 
-    def _job_error(self, job_id: str | None, message: str) -> None:
+    def _job_error(self, job_id: str, message: str) -> None:
         assignment = self.assignment
         if assignment is None or assignment.job.job_id != job_id or assignment.failed:
             return
@@ -571,7 +563,7 @@ class NodeService:
             if timed_out is not None:
                 self._event(wire.TimeoutReport(job_id, worker.name, timed_out))
             else:
-                running = status[0] if status else None
+                running = status.index if status else None
                 out_of_memory = await self._out_of_memory(worker)
                 self._event(wire.DeathReport(job_id, worker.name, running, out_of_memory))
             await self._report_news()
@@ -637,8 +629,8 @@ class NodeService:
             now = self.clock.now()
             for worker in assignment.workers:
                 status = read_status(worker.status_file)
-                if status is not None and now - status[1] > limit and worker.inflight:
-                    self._timed_out[worker.name] = status[0]
+                if status is not None and now - status.started_at > limit and worker.inflight:
+                    self._timed_out[worker.name] = status.index
                     await self.runtime.stop(worker.name)
 
     # Reporting -------------------------------------------------------------------------

@@ -1,0 +1,156 @@
+"""Messages between a node and its workers (container_service), defined once.
+
+The node opens each worker's connection with the worker's own secret; the worker answers
+hello. Then the node sends a job (its pickled function as the payload), frames of inputs
+(their pickled arguments, concatenated) and the job's end; the worker sends back printed
+lines, results (their pickled values, concatenated) and, if the function does not load,
+a JobErrorReport. Each side decodes what it reads here, so a malformed frame is refused
+where it enters (InvalidRequestError), never deep in a service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
+
+from burla.core import wire
+from burla.core.errors import InvalidRequestError
+from burla.core.wire import JobErrorReport, Message, message, record
+
+
+@message("open")
+@dataclass(frozen=True, slots=True)
+class Open(Message):
+    """The first frame on a connection to a worker or a node: the secret that lets the
+    caller use it."""
+
+    secret: str
+
+
+@message("job")
+@dataclass(frozen=True, slots=True)
+class JobStart(Message):
+    """Run job `job_id`'s function (the payload) from now on. `packages_path` is a folder
+    of the job's own packages, put first on sys.path; `token`, the job's token, for calls
+    its code makes to the cluster."""
+
+    job_id: str
+    packages_path: str | None
+    token: str | None
+
+
+@record
+class InputItem(NamedTuple):
+    """One input of an Inputs frame: `size` bytes of its pickled arguments in the
+    payload, or, for a big input, none and the signed `url` to fetch them from."""
+
+    index: int  # type: ignore[assignment]  # hides tuple.index, which items never use
+    size: int
+    url: str | None
+
+
+@message("inputs")
+@dataclass(frozen=True, slots=True)
+class Inputs(Message):
+    """Run these inputs in order; their arguments follow, concatenated."""
+
+    job_id: str
+    items: tuple[InputItem, ...]
+
+
+@message("end_job")
+@dataclass(frozen=True, slots=True)
+class EndJob(Message):
+    """The job is over here: send what is left and forget its function."""
+
+    job_id: str
+
+
+@message("hello")
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    """The worker's answer to Open: it serves this node from now on."""
+
+    pid: int
+
+
+@message("refused")
+@dataclass(frozen=True, slots=True)
+class Refusal(Message):
+    """The last frame could not be read or carried out, and why."""
+
+    message: str
+
+
+@record
+class LineItem(NamedTuple):
+    """A line the function printed while it ran input `index`."""
+
+    index: int  # type: ignore[assignment]  # hides tuple.index, which items never use
+    stream: str
+    text: str
+
+
+@message("logs")
+@dataclass(frozen=True, slots=True)
+class Lines(Message):
+    """Printed lines, in order. `job_id` is None for lines printed between jobs."""
+
+    job_id: str | None
+    items: tuple[LineItem, ...]
+
+
+@record
+class ResultItem(NamedTuple):
+    """An input's outcome: `size` bytes of the payload. `kind` is "ok" (a pickled value),
+    "raised" (a pickled exception with its traceback) or "raised_text" (JSON of type,
+    message and traceback, for an exception that does not pickle)."""
+
+    index: int  # type: ignore[assignment]  # hides tuple.index, which items never use
+    kind: str
+    size: int
+
+
+@message("results")
+@dataclass(frozen=True, slots=True)
+class Results(Message):
+    """Finished inputs, their results concatenated in the payload; `busy_s` is how long
+    they ran, from which the node sizes the next frames."""
+
+    job_id: str
+    items: tuple[ResultItem, ...]
+    busy_s: float
+
+
+ToWorker = JobStart | Inputs | EndJob
+FromWorker = Hello | Refusal | JobErrorReport | Lines | Results
+
+
+def read_open(raw: Any) -> Open:
+    return cast(Open, wire.decode_message(raw, (Open,)))
+
+
+def read_to_worker(raw: Any, payload: bytes) -> ToWorker:
+    """A frame from the node, checked against its payload."""
+    message = cast(ToWorker, wire.decode_message(raw, (JobStart, Inputs, EndJob)))
+    if type(message) is Inputs:
+        _check_sizes(message.items, payload)
+    return message
+
+
+def read_from_worker(raw: Any, payload: bytes) -> FromWorker:
+    """A frame from a worker, checked against its payload."""
+    message = cast(
+        FromWorker, wire.decode_message(raw, (Hello, Refusal, JobErrorReport, Lines, Results))
+    )
+    if type(message) is Results:
+        _check_sizes(message.items, payload)
+    return message
+
+
+def _check_sizes(items: tuple[InputItem, ...] | tuple[ResultItem, ...], payload: bytes) -> None:
+    sizes = [item.size for item in items]
+    if any(size < 0 for size in sizes) or sum(sizes) != len(payload):
+        raise InvalidRequestError(
+            f"a frame's sizes add up to {sum(sizes)} bytes, but its payload has {len(payload)}"
+        )
