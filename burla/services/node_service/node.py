@@ -30,6 +30,7 @@ from burla.core.kill_plan import plan_containers
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRuntime, Store
 from burla.core.scheduling import slots_on
+from burla.core.timeouts import WorkerLook, look_every_s, overdue
 from burla.core.worker_wire import EndJob, InputItem, Inputs, JobStart, Lines, Results
 from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import Sent, WorkerChannel
@@ -622,16 +623,15 @@ class NodeService:
         await self.runtime.stop(worker.name)
 
     async def _watch_timeouts(self, assignment: Assignment) -> None:
+        """Stop the workers whose input ran past the job's timeout (core.timeouts)."""
         limit = assignment.job.timeout_s
         assert limit is not None
         while not assignment.ended:
-            await anyio.sleep(min(0.05, limit / 4))
-            now = self.clock.now()
-            for worker in assignment.workers:
-                status = read_status(worker.status_file)
-                if status is not None and now - status.started_at > limit and worker.inflight:
-                    self._timed_out[worker.name] = status.index
-                    await self.runtime.stop(worker.name)
+            await anyio.sleep(look_every_s(limit))
+            looks = [_look(worker) for worker in assignment.workers]
+            for stop in overdue(looks, self.clock.now(), limit):
+                self._timed_out[stop.worker] = stop.index
+                await self.runtime.stop(stop.worker)
 
     # Reporting -------------------------------------------------------------------------
     def _event(self, event: wire.NodeReport, payload: bytes = b"", *, urgent: bool = True) -> None:
@@ -700,6 +700,13 @@ class NodeService:
                 await self.store.renew(
                     queue_name(assignment.job.job_id), held, lease_s=self.lease_s
                 )
+
+
+def _look(worker: Worker) -> WorkerLook:
+    status = read_status(worker.status_file)
+    if status is None:
+        return WorkerLook(worker.name, None, 0.0, bool(worker.inflight))
+    return WorkerLook(worker.name, status.index, status.started_at, bool(worker.inflight))
 
 
 def _slug(image: str) -> str:
