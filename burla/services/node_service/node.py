@@ -24,6 +24,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from burla.core import wire
+from burla.core.backoff import Backoff
 from burla.core.clock import Clock
 from burla.core.errors import BurlaError, NotFoundError
 from burla.core.kill_plan import plan_containers
@@ -49,9 +50,10 @@ PREFETCH_BELOW_S = 1.0
 it runs, so it never waits for the node. Longer inputs are not held back that way: one
 queued behind a 4-minute input would wait 4 minutes while nodes that join later idle."""
 BLOB_URL_S = 3600.0
+IDLE_POLL_FIRST_S = 0.01
 IDLE_POLL_MAX_S = 5.0
-"""Longest wait between two looks at the job's queue once it was found empty (inputs
-come back to it only when a worker or node elsewhere is lost)."""
+"""First and longest wait between two looks at the job's queue once it was found empty
+(inputs come back to it only when a worker or node elsewhere is lost)."""
 REPORT_INTERVAL_S = 0.003
 """Shortest time between two reports to main_service."""
 EXIT_SEEN_TRIES = 40
@@ -392,7 +394,7 @@ class NodeService:
     # Feeding workers -------------------------------------------------------------------
     async def _feed(self, assignment: Assignment) -> None:
         job_id = assignment.job.job_id
-        idle_wait = 0.01
+        idle = Backoff(IDLE_POLL_FIRST_S, IDLE_POLL_MAX_S)
         while not assignment.ended and not assignment.failed:
             self._look_again(assignment)
             wanted = sum(free for _, free in assignment.room.values()) - len(assignment.pending)
@@ -407,10 +409,10 @@ class NodeService:
                     # input). Inputs come back to it only from a worker or node that was
                     # lost, so it is looked at again after a pause that grows, not at
                     # every result (most results of a job come after this).
-                    assignment.look_again_at = self.clock.now() + idle_wait
-                    idle_wait = min(idle_wait * 2, IDLE_POLL_MAX_S)
+                    assignment.look_again_at = self.clock.now() + idle.pause()
                 else:
-                    idle_wait, assignment.look_again_at = 0.01, 0.0
+                    idle.reset()
+                    assignment.look_again_at = 0.0
             if assignment.pending:
                 await self._dispatch(assignment)
                 if assignment.pending and assignment.room:
