@@ -61,4 +61,4 @@ def test_the_cluster_config_keeps_the_standby_definition() -> None:
     config = scenario.load("seed").cluster_config()
     assert config.standby.nodes[0].count == 5
     assert config.standby.nodes[0].node_type.cpus == 96
-    assert config.standby.default_image == "burla/default:py3.11"
+    assert config.standby.defaults == {"3.11": "burla/default:py3.11"}

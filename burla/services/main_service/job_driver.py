@@ -212,10 +212,10 @@ class JobDriver:
             state = JobState.FAILED
         run.state = state
         run.publish(wire.JobDone(state.value, run.error))  # results are durable already
-        await run.log.flush(self.store)  # before the record says it ended
-        await self.save(run)
         # A recycled node stops the job and resets in one request; a deleted one just goes.
         await self.nodes.job_ended(job_id, cancel=state is not JobState.SUCCEEDED)
+        await run.log.flush(self.store)  # before the record says it ended
+        await self.save(run)
         self.last_activity = self.clock.now()
         if run.blob_prefixes:
             self._spawn(self._delete_blobs, sorted(run.blob_prefixes))
