@@ -1,0 +1,309 @@
+"""Feeding the node's job to its workers: claiming its inputs from the Store in batches,
+sending each worker frames of about TARGET_BATCH_S of work, taking their results and
+lines, and stopping workers whose input runs past the job's timeout."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import TaskGroup
+
+from burla.core import wire
+from burla.core.backoff import Backoff
+from burla.core.clock import Clock
+from burla.core.models import JobSpec
+from burla.core.protocols import BlobStore, Claim, Store
+from burla.core.timeouts import WorkerLook, look_every_s, overdue
+from burla.core.worker_wire import EndJob, FromWorker, InputItem, Inputs, JobStart, Lines, Results
+from burla.services.container_service.status import read_status
+from burla.services.node_service.channel import Sent
+from burla.services.node_service.reports import Reporter
+from burla.services.node_service.worker_pool import Worker, WorkerPool
+from burla.services.store_keys import INLINE, queue_name
+
+TARGET_BATCH_S = 0.005
+"""Work sent to a worker in one frame, in seconds of its measured run time."""
+MAX_BATCH = 256
+PREFETCH_BELOW_S = 1.0
+"""A worker whose inputs run shorter than this gets a second frame queued behind the one
+it runs, so it never waits for the node. Longer inputs are not held back that way: one
+queued behind a 4-minute input would wait 4 minutes while nodes that join later idle."""
+BLOB_URL_S = 3600.0
+IDLE_POLL_FIRST_S = 0.01
+IDLE_POLL_MAX_S = 5.0
+"""First and longest wait between two looks at the job's queue once it was found empty
+(inputs come back to it only when a worker or node elsewhere is lost)."""
+
+
+@dataclass
+class Assignment:
+    job: JobSpec
+    function: bytes
+    workers: list[Worker]
+    pending: list[Claim] = field(default_factory=list)
+    ended: bool = False
+    failed: bool = False
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    room: dict[str, tuple[Worker, int]] = field(default_factory=dict)
+    """Workers with room for more inputs, and how many, as of the feed's last look."""
+    changed: dict[str, Worker] = field(default_factory=dict)
+    """Workers whose room may have changed since (results came, inputs went, a worker
+    was replaced): a wake of the feed looks at these only, not at every worker."""
+    look_again_at: float = 0.0
+    """When the feed claims from the queue again after finding it empty."""
+    claimed: int = 0
+    """Inputs this node has claimed for the job, counting any claimed again."""
+    packages_path: str | None = None
+    """The folder of the job's own packages, which its workers put on their path."""
+    token: str | None = None
+    """The job's token, which its workers' code calls the cluster with."""
+
+    def __post_init__(self) -> None:
+        self.changed = {w.name: w for w in self.workers}
+
+    def held(self) -> list[str]:
+        """Receipts of the inputs the node holds: claimed, and not yet reported done."""
+        receipts = [c.receipt for c in self.pending]
+        return receipts + [c.receipt for w in self.workers for c in w.inflight.values()]
+
+
+class Feed:
+    """The node's one job at a time: `assignment`, None between jobs."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        blobs: BlobStore,
+        clock: Clock,
+        lease_s: float,
+        pool: WorkerPool,
+        reporter: Reporter,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.clock = clock
+        self.lease_s = lease_s
+        self.pool = pool
+        self.reporter = reporter
+        self.assignment: Assignment | None = None
+
+    async def start(self, assignment: Assignment, tasks: TaskGroup) -> None:
+        """Give the assignment's workers the job's function, then feed them."""
+        self.assignment = assignment
+        for worker in assignment.workers:
+            worker.batch, worker.per_input_s = 1, math.inf  # a new function, a new pace
+            await self.send_job(worker)
+        tasks.start_soon(self._feed, assignment)
+        if assignment.job.timeout_s is not None:
+            tasks.start_soon(self._watch_timeouts, assignment)
+
+    async def end(self, job_id: str, *, cancel: bool) -> None:
+        """Stop work on the job. On cancel, workers still running its inputs are stopped."""
+        assignment = self.assignment
+        if assignment is None or assignment.job.job_id != job_id or assignment.ended:
+            return
+        assignment.ended = True
+        assignment.wake.set()
+        if assignment.pending:
+            receipts = [c.receipt for c in assignment.pending]
+            assignment.pending = []
+            await self.store.renew(queue_name(job_id), receipts, lease_s=0)
+        end_job: list[Sent] = [(EndJob(job_id), b"")]
+        async with anyio.create_task_group() as group:
+            for worker in assignment.workers:
+                if cancel and worker.inflight:
+                    group.start_soon(self.pool.stop, worker, True)
+                elif worker.channel is not None:
+                    await self._send(worker, end_job)  # one small frame: no task of its own
+
+    async def renew_leases(self) -> None:
+        """Keep the claims on the inputs the node holds."""
+        while True:
+            await anyio.sleep(self.lease_s / 3)
+            assignment = self.assignment
+            if assignment is None or assignment.ended:
+                continue
+            if held := assignment.held():
+                await self.store.renew(
+                    queue_name(assignment.job.job_id), held, lease_s=self.lease_s
+                )
+
+    # Sending -----------------------------------------------------------------------------
+    async def _feed(self, assignment: Assignment) -> None:
+        idle = Backoff(IDLE_POLL_FIRST_S, IDLE_POLL_MAX_S)
+        while not assignment.ended and not assignment.failed:
+            self._look_again(assignment)
+            wanted = sum(free for _, free in assignment.room.values()) - len(assignment.pending)
+            if wanted > 0 and self.clock.now() >= assignment.look_again_at:
+                await self._claim(assignment, wanted, idle)
+            if assignment.pending:
+                await self._dispatch(assignment)
+                if assignment.pending and assignment.room:
+                    continue  # more to hand out at once
+            pause = assignment.look_again_at - self.clock.now()
+            if pause > 0 and not assignment.pending:
+                with anyio.move_on_after(pause):
+                    await assignment.wake.wait()
+            else:
+                await assignment.wake.wait()
+            if assignment.wake.is_set():
+                assignment.wake = anyio.Event()
+
+    async def _claim(self, assignment: Assignment, wanted: int, idle: Backoff) -> None:
+        job = assignment.job
+        claims = await self.store.claim(queue_name(job.job_id), limit=wanted, lease_s=self.lease_s)
+        assignment.pending += claims
+        assignment.claimed += len(claims)
+        if len(claims) < wanted or assignment.claimed >= job.n_inputs:
+            # The queue is empty for now (or must be: this node has had every input).
+            # Inputs come back to it only from a worker or node that was lost, so it is
+            # looked at again after a pause that grows, not at every result (most results
+            # of a job come after this).
+            assignment.look_again_at = self.clock.now() + idle.pause()
+        else:
+            idle.reset()
+            assignment.look_again_at = 0.0
+
+    def _look_again(self, assignment: Assignment) -> None:
+        """Bring `assignment.room` up to date for the workers that changed."""
+        for name, worker in assignment.changed.items():
+            free = _room(worker) if worker.channel is not None else 0
+            if free:
+                assignment.room[name] = (worker, free)
+            else:
+                assignment.room.pop(name, None)
+        assignment.changed.clear()
+
+    async def _dispatch(self, assignment: Assignment) -> None:
+        job_id = assignment.job.job_id
+        for worker, free in list(assignment.room.values()):
+            if not assignment.pending:
+                break
+            if worker.channel is None:  # gone; its replacement will be looked at
+                assignment.room.pop(worker.name, None)
+                continue
+            take = min(free, worker.batch, len(assignment.pending))
+            assignment.changed[worker.name] = worker
+            claims, assignment.pending = assignment.pending[:take], assignment.pending[take:]
+            payloads: list[bytes] = []
+            items: list[InputItem] = []
+            for claim in claims:
+                index = int(claim.item_id)
+                worker.inflight[index] = claim
+                if claim.data[:1] == INLINE:
+                    payloads.append(claim.data[1:])
+                    items.append(InputItem(index, len(claim.data) - 1, None))
+                else:  # a big input: the worker fetches it from the blob store itself
+                    key = claim.data[1:].decode()
+                    url = await self.blobs.signed_url(key, method="GET", expires_s=BLOB_URL_S)
+                    items.append(InputItem(index, 0, url))
+            indices = tuple(item.index for item in items)
+            receipts = tuple(c.receipt for c in claims)
+            claimed = wire.ClaimReport(job_id, worker.name, indices, receipts)
+            self.reporter.event(claimed, urgent=False)  # goes with the results, or a death
+            await self._send(worker, [(Inputs(job_id, tuple(items)), b"".join(payloads))])
+
+    async def send_job(self, worker: Worker) -> None:
+        assignment = self.assignment
+        if assignment is None or assignment.ended or worker not in assignment.workers:
+            return
+        job = JobStart(assignment.job.job_id, assignment.packages_path, assignment.token)
+        await self._send(worker, [(job, assignment.function)])
+
+    async def _send(self, worker: Worker, frames: list[Sent]) -> None:
+        channel = worker.channel
+        if channel is None:
+            return
+        # A worker that is gone is noticed and reported by its reader.
+        with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await channel.send(frames)
+
+    # Hearing -----------------------------------------------------------------------------
+    def heard(self, worker: Worker, message: FromWorker, payload: bytes) -> None:
+        """Take in what a worker sent."""
+        match message:
+            case Results():
+                self._take_results(worker, message, payload)
+            case Lines(job_id=str(job_id)):  # lines printed between jobs go nowhere
+                for line in message.items:
+                    report = wire.LineReport(job_id, line.index, line.stream, line.text)
+                    self.reporter.event(report)
+            case wire.JobErrorReport():
+                self.job_error(message.job_id, message.message)
+
+    def _take_results(self, worker: Worker, results: Results, payload: bytes) -> None:
+        job_id, items = results.job_id, results.items
+        offset = 0
+        for item in items:
+            data = payload[offset : offset + item.size]
+            offset += item.size
+            claim = worker.inflight.pop(item.index, None)
+            if claim is None:
+                continue  # the job ended or was given up on meanwhile
+            if item.kind == "ok":
+                self.reporter.succeeded(job_id, item.index, data, claim)
+            report = wire.ResultReport(job_id, worker.name, item.index, item.kind, item.size)
+            self.reporter.event(report, data)
+        # Size the next frames so that each holds about TARGET_BATCH_S of work.
+        if items:
+            per_input = max(results.busy_s, 1e-7) / len(items)
+            worker.per_input_s = per_input
+            worker.batch = max(1, min(MAX_BATCH, math.ceil(TARGET_BATCH_S / per_input)))
+        assignment = self.assignment
+        if assignment is not None:
+            if assignment.job.job_id == job_id:
+                assignment.changed[worker.name] = worker
+            # The feed has nothing to do before the worker has room for a whole frame,
+            # and while the queue was found empty it looks again in a while.
+            wanted = assignment.pending or self.clock.now() >= assignment.look_again_at
+            if wanted and _room(worker):
+                assignment.wake.set()
+
+    def job_error(self, job_id: str, message: str) -> None:
+        """The job cannot run here: report it once."""
+        assignment = self.assignment
+        if assignment is None or assignment.job.job_id != job_id or assignment.failed:
+            return
+        assignment.failed = True
+        self.reporter.event(wire.JobErrorReport(job_id, message))
+
+    async def replaced(self, old: Worker, new: Worker) -> None:
+        """A worker of the job that went runs again: give the new one the job it had."""
+        assignment = self.assignment
+        if assignment is not None and old in assignment.workers:
+            assignment.workers[assignment.workers.index(old)] = new
+            assignment.changed[new.name] = new
+            await self.pool.limit_memory(new, assignment.job)
+            await self.send_job(new)
+            assignment.wake.set()
+
+    async def _watch_timeouts(self, assignment: Assignment) -> None:
+        """Stop the workers whose input ran past the job's timeout (core.timeouts)."""
+        limit = assignment.job.timeout_s
+        assert limit is not None
+        while not assignment.ended:
+            await anyio.sleep(look_every_s(limit))
+            looks = [_look(worker) for worker in assignment.workers]
+            for stop in overdue(looks, self.clock.now(), limit):
+                await self.pool.stop_overdue(stop.worker, stop.index)
+
+
+def _room(worker: Worker) -> int:
+    """Inputs the worker can take now: a frame of work, and a second one behind it while
+    its inputs are short. Whole frames only: results come back a few at a time
+    (container_service.worker.SEND_EVERY), and a refill after each few would cut the
+    frames down to that size."""
+    frames = 2 if worker.per_input_s < PREFETCH_BELOW_S else 1
+    free = frames * worker.batch - len(worker.inflight)
+    return free if free >= worker.batch else 0
+
+
+def _look(worker: Worker) -> WorkerLook:
+    status = read_status(worker.status_file)
+    if status is None:
+        return WorkerLook(worker.name, None, 0.0, bool(worker.inflight))
+    return WorkerLook(worker.name, status.index, status.started_at, bool(worker.inflight))

@@ -1,0 +1,96 @@
+"""What the node tells main_service: events in the order seen, in batches, each batch's
+finished results made durable in the Store before main_service hears of them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from burla.core import wire
+from burla.core.clock import Clock
+from burla.core.protocols import Claim, Store
+from burla.services.store_keys import queue_name, result_key
+
+REPORT_INTERVAL_S = 0.003
+"""Shortest time between two reports to main_service."""
+
+Report = Callable[[dict[str, Any], bytes], Awaitable[None]]
+"""Sends one report (a frame's header and payload) to main_service."""
+
+
+class Reporter:
+    def __init__(self, node_id: str, store: Store, report: Report, clock: Clock) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.report = report
+        self.clock = clock
+        self._events: list[wire.NodeReport] = []
+        self._payloads: list[bytes] = []
+        self._done: list[tuple[str, int, bytes, Claim]] = []
+        self._report_ready = anyio.Event()
+        self.news = False
+        """Urgent events are queued that no report has carried yet."""
+        self._flushing = False
+        self._last_report = -math.inf
+
+    def event(self, event: wire.NodeReport, payload: bytes = b"", *, urgent: bool = True) -> None:
+        """Queue an event for main_service; one that is not urgent waits for the next. The
+        task that queued an urgent one then calls report_news."""
+        self._events.append(event)
+        if payload:
+            self._payloads.append(payload)
+        if urgent:
+            self.news = True
+
+    def succeeded(self, job_id: str, index: int, data: bytes, claim: Claim) -> None:
+        """An input's result, to be written to the Store (and its claim acked) before the
+        report that carries it goes."""
+        self._done.append((job_id, index, data, claim))
+
+    async def report_news(self) -> None:
+        """Report as soon as there is news, from the task that heard it (no wake-up of
+        another task per result), but at most once per REPORT_INTERVAL_S and one report
+        at a time: what comes meanwhile is left to run's loop, so batches grow."""
+        if self._flushing or self.clock.now() < self._last_report + REPORT_INTERVAL_S:
+            self._report_ready.set()
+        elif self.news:
+            await self.flush()
+
+    async def run(self) -> None:
+        """Report the news report_news left: once the interval has passed, or once the
+        report on its way is out."""
+        while True:
+            await self._report_ready.wait()
+            self._report_ready = anyio.Event()
+            wait = self._last_report + REPORT_INTERVAL_S - self.clock.now()
+            if wait > 0:
+                await anyio.sleep(wait)
+            if self.news and not self._flushing:
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Make finished results durable, then tell main_service everything new."""
+        self._flushing, self.news, self._last_report = True, False, self.clock.now()
+        try:
+            await self._flush()
+        finally:
+            self._flushing = False
+            if self.news:
+                self._report_ready.set()  # what came meanwhile goes next
+
+    async def _flush(self) -> None:
+        events, payloads, done = self._events, self._payloads, self._done
+        self._events, self._payloads, self._done = [], [], []
+        by_job: dict[str, list[tuple[int, bytes, Claim]]] = {}
+        for job_id, index, data, claim in done:
+            by_job.setdefault(job_id, []).append((index, data, claim))
+        for job_id, finished in by_job.items():
+            docs = {result_key(job_id, i): {"kind": "ok", "payload": d} for i, d, _ in finished}
+            await self.store.put_many(docs, create_only=True)
+            await self.store.ack(queue_name(job_id), [claim.receipt for _, _, claim in finished])
+        if events:
+            header = {"node_id": self.node_id, "events": [e.to_json() for e in events]}
+            await self.report(header, b"".join(payloads))
