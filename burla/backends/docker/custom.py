@@ -1,12 +1,13 @@
 """Custom worker images: built from a user's Dockerfile, or named, and checked before use.
 
 burla puts container_service into any image the way it does into the default one: the
-Docker runtime mounts burla and the worker's dependencies read-only and runs
-`python -m burla.services.container_service`. So an image needs only a `python` of the
-node's minor version, which `check` makes sure of before the image joins the standby
-definition. A Dockerfile's image is tagged by a hash of its text: the same Dockerfile is
-built once per engine. It is built without a context (COPY has nothing to copy) and with
-the host's network (the engine has no bridge), for RUN steps that install things.
+Docker runtime mounts burla and the worker's dependencies (pure Python) read-only and
+runs `python -m burla.services.container_service`. So an image needs only a `python`
+that burla supports, whose version `check` reads before the image joins the standby
+definition: jobs from callers of that version may run in it. A Dockerfile's image is
+tagged by a hash of its text: the same Dockerfile is built once per engine. It is built
+without a context (COPY has nothing to copy) and with the host's network (the engine has
+no bridge), for RUN steps that install things.
 
 With a `registry` (a cloud cluster's: Artifact Registry, or any Distribution registry),
 a built image is pushed there as `REGISTRY/burla-custom:<hash>` and named so, for nodes
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sys
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import docker
 
 CUSTOM_REPOSITORY = "burla-custom"
+OLDEST_PYTHON = "3.11"
+"""The oldest Python burla runs on (pyproject's requires-python)."""
 LOG_LINES = 20
 """The build's last lines quoted in an ImageError."""
 
@@ -101,19 +103,27 @@ class DockerImages:
                     "(REGISTRY/NAME:TAG), or pass dockerfile= instead of image="
                 )
             pull_image(self.client, image)
-        wanted = f"{sys.version_info.major}.{sys.version_info.minor}"
         probe = "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')"
         try:
             output = self.client.containers.run(
                 image, ["python", "-c", probe], network_mode="none", remove=True
             )
-            found = output.decode().strip()
+            found = str(output.decode()).strip()
         except docker.errors.DockerException as error:
             found = f"none that runs ({error})"
-        if found != wanted:
+        if not _supported(found):
             raise ImageError(
                 f"burla's workers run in image {image!r} with its `python`, which must be "
-                f"Python {wanted} like the node's, but it has {found}; install python{wanted} "
+                f"Python {OLDEST_PYTHON} or newer, but it has {found}; install a newer python3 "
                 "in the image and make `python` run it"
             )
-        return wanted
+        return found
+
+
+def _supported(version: str) -> bool:
+    """Whether burla's workers run on this Python (major.minor); their code is pure Python."""
+    major, _, minor = version.partition(".")
+    oldest_major, _, oldest_minor = OLDEST_PYTHON.partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        return False
+    return (int(major), int(minor)) >= (int(oldest_major), int(oldest_minor))

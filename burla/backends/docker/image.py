@@ -1,10 +1,13 @@
-"""The default worker image, built on this machine: Debian bookworm with python3, nothing else.
+"""The default worker images, built on this machine: Debian with python3, nothing else.
+
+One image per Python version a cluster keeps (WORKER_SUITES): Debian bookworm's python3
+is 3.11, trixie's 3.13.
 
 No image registry may be reachable where burla runs, so nothing is pulled: debootstrap
 makes a minimal Debian root from a Debian mirror and `docker import` turns it into an
 image. burla and the worker's Python dependencies are not baked in; the Docker runtime
-mounts them read-only into every container (see runtime.py), so the image only needs a
-python3 of the same minor version as the node's (bookworm's is 3.11).
+mounts them read-only into every container (see runtime.py); they are pure Python, so the
+image only needs a python3 that burla supports.
 
 The image's tag is a hash of the recipe below, so a build is done once per machine (about
 a minute) and a changed recipe gets a new tag instead of reusing a stale image.
@@ -23,13 +26,15 @@ from typing import TYPE_CHECKING
 
 from burla.backends.docker.client import connect
 from burla.core.errors import BackendError, ImageError
+from burla.core.models import DEFAULT_PYTHON_VERSION
 
 if TYPE_CHECKING:
     import docker
 
 DEFAULT_IMAGE_REPOSITORY = "burla-default"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-SUITE = "bookworm"
+WORKER_SUITES = {"3.11": "bookworm", "3.13": "trixie"}
+"""The Debian release whose python3 is each Python version a default image can have."""
 PACKAGES = ("python3", "python-is-python3")
 """python-is-python3 gives the `python` command the default entrypoint runs."""
 
@@ -44,14 +49,25 @@ CHANGES = (
 _RECIPE_VERSION = "1"  # bump when the build below changes in a way the other fields miss
 
 
-def default_image_tag() -> str:
-    """The default image's name and tag, e.g. `burla-default:3f2a...`: a hash of its recipe."""
-    recipe = "\n".join([_RECIPE_VERSION, SUITE, *PACKAGES, *TRIMMED, *CHANGES])
+def default_image_tag(python: str = DEFAULT_PYTHON_VERSION) -> str:
+    """The default image of a Python version, e.g. `burla-default:3f2a...`: a hash of its
+    recipe (ImageError for a version no Debian release here has)."""
+    recipe = "\n".join([_RECIPE_VERSION, _suite(python), *PACKAGES, *TRIMMED, *CHANGES])
     return f"{DEFAULT_IMAGE_REPOSITORY}:{hashlib.sha256(recipe.encode()).hexdigest()[:16]}"
+
+
+def _suite(python: str) -> str:
+    suite = WORKER_SUITES.get(python)
+    if suite is None:
+        raise ImageError(
+            f"burla builds default images for Python {', '.join(WORKER_SUITES)}, not {python}"
+        )
+    return suite
 
 
 def build_default_image(
     *,
+    python: str = DEFAULT_PYTHON_VERSION,
     mirror: str = DEFAULT_MIRROR,
     client: docker.DockerClient | None = None,
     echo: Callable[[str], None] = print,
@@ -61,7 +77,8 @@ def build_default_image(
     Needs root (debootstrap does) and the `debootstrap` and `tar` commands. Safe to run
     again: an image already built is reused at once.
     """
-    tag = default_image_tag()
+    tag = default_image_tag(python)
+    suite = _suite(python)
     client = client or connect()
     if has_image(client, tag):
         echo(f"{tag} is already built")
@@ -70,17 +87,17 @@ def build_default_image(
     repository, version = tag.split(":")
     with tempfile.TemporaryDirectory(prefix="burla-image-") as scratch:
         root, archive = Path(scratch, "root"), Path(scratch, "root.tar")
-        echo(f"building {tag}: debootstrap {SUITE} with {', '.join(PACKAGES)} from {mirror}")
+        echo(f"building {tag}: debootstrap {suite} with {', '.join(PACKAGES)} from {mirror}")
         _run(
             [
                 "debootstrap",
                 "--variant=minbase",
                 f"--include={','.join(PACKAGES)}",
-                SUITE,
+                suite,
                 str(root),
                 mirror,
             ],
-            what=f"debootstrap {SUITE} from {mirror}",
+            what=f"debootstrap {suite} from {mirror}",
         )
         for trimmed in TRIMMED:
             _empty(root / trimmed)
@@ -154,15 +171,18 @@ def push_image(client: docker.DockerClient, image: str, name: str) -> None:
         raise ImageError(f"image {image!r} could not be pushed as {name!r}: {error}") from error
 
 
-def publish_default_image(registry: str, client: docker.DockerClient | None = None) -> str:
-    """Push this machine's default image to `registry`, where a cloud cluster's nodes pull
-    it from; its name there."""
-    tag = default_image_tag()
+def publish_default_image(
+    registry: str, python: str = DEFAULT_PYTHON_VERSION, client: docker.DockerClient | None = None
+) -> str:
+    """Push this machine's default image of `python` to `registry`, where a cloud
+    cluster's nodes pull it from; its name there."""
+    tag = default_image_tag(python)
     client = client or connect()
     if not has_image(client, tag):
         raise ImageError(
-            f"this machine's Docker engine has no default worker image {tag} to give the "
-            "nodes; build it once with `burla image build` (as root, about a minute)"
+            f"this machine's Docker engine has no default worker image {tag} (Python "
+            f"{python}) to give the nodes; build it once with `burla image build --python "
+            f"{python}` (as root, about a minute)"
         )
     name = f"{registry}/{tag}"
     push_image(client, tag, name)
