@@ -61,6 +61,13 @@ def default_image_fixture(docker_engine: Any) -> str:
     return build_default_image(client=docker_engine, echo=lambda line: None)
 
 
+@pytest.fixture(scope="session", name="trixie_image")
+def trixie_image_fixture(docker_engine: Any) -> str:
+    """The default image of Python 3.13 (Debian trixie), built first if the engine does
+    not have it (about a minute)."""
+    return build_default_image(python="3.13", client=docker_engine, echo=lambda line: None)
+
+
 @pytest.fixture(name="docker_node_id")
 def docker_node_id_fixture() -> str:
     """A node id no other test or session uses."""
