@@ -17,7 +17,7 @@ simulator use. It never unpickles user bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from anyio.abc import TaskGroup
@@ -35,7 +35,7 @@ from burla.services.main_service.packages import PackageBuilder
 from burla.services.main_service.standby import Standby
 from burla.services.main_service.submission import JOB_ID, Submissions
 from burla.services.main_service.takeover import take_over_jobs
-from burla.services.main_service.users import ADMIN, retire_jobs
+from burla.services.main_service.users import retire_jobs
 
 
 class MainService:
@@ -94,6 +94,7 @@ class MainService:
         self.submissions = Submissions(
             store, clock, self.standby, self.packages, self.job_driver, validate=validate
         )
+        self.submit = self.submissions.submit
         self._tasks: TaskGroup | None = None
 
     @property
@@ -124,23 +125,6 @@ class MainService:
 
     async def node_booted(self, node_id: str, address: str) -> None:
         await self.nodes.node_booted(node_id, address)
-
-    async def submit(
-        self,
-        spec: dict[str, Any],
-        function: bytes | None,
-        function_key: str | None,
-        items: list[tuple[str, bytes]],
-        job_id: str | None = None,
-        uploads: Sequence[str] = (),
-        owner: str = ADMIN,
-    ) -> str:
-        """Start a job. A client may name it (so that it can cancel a job whose submission
-        it never saw answered); the name must be new. `uploads` are the blobs the client
-        put through signed URLs for it (the function, big inputs): they go when it ends."""
-        return await self.submissions.submit(
-            spec, function, function_key, items, job_id, uploads, owner
-        )
 
     async def report(self, node_id: str, events: Any, payload: bytes) -> None:
         await self.job_driver.report(node_id, events, payload)

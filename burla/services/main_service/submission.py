@@ -23,6 +23,7 @@ from burla.services.main_service.job_driver import JobDriver
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.packages import PackageBuilder
 from burla.services.main_service.standby import Standby
+from burla.services.main_service.users import ADMIN
 from burla.services.store_keys import job_key
 
 JOB_ID = re.compile(r"[a-z0-9-]{8,64}")
@@ -62,11 +63,14 @@ class Submissions:
         function: bytes | None,
         function_key: str | None,
         items: list[tuple[str, bytes]],
-        job_id: str | None,
-        uploads: Sequence[str],
-        owner: str,
+        job_id: str | None = None,
+        uploads: Sequence[str] = (),
+        owner: str = ADMIN,
     ) -> str:
-        """Check and start a job; its id (see MainService.submit)."""
+        """Check and start a job; its id. A client may name it (so that it can cancel a
+        job whose submission it never saw answered); the name must be new. `uploads` are
+        the blobs the client put through signed URLs for it (the function, big inputs):
+        they go when it ends."""
         sources: dict[str, str] = spec.get("sources") or {}
         recipe: str | None = spec.get("dockerfile")
         if (
