@@ -113,6 +113,9 @@ _CHECKS: dict[str, _Check] = {
     "int | None": _optional(_exactly(int)),
     "tuple[int, ...]": _tuple_of(_exactly(int)),
     "tuple[str, ...]": _tuple_of(_exactly(str)),
+    "dict[str, Any]": _exactly(dict),  # a model's JSON, which its reader validates
+    "tuple[dict[str, Any], ...]": _tuple_of(_exactly(dict)),
+    "list[Any]": _exactly(list),  # messages within, which their reader decodes
 }
 """How each field type a message may have is read from JSON."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -69,6 +69,12 @@ class FrameStream(Frames):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+def message_frame(message: wire.Message, payload: bytes = b"") -> Frame:
+    """A message as a frame: its JSON array as the header (which every Frames carries as
+    it carries an object), then the payload."""
+    return cast(Frame, (message.to_json(), payload))
 
 
 def no_delay(stream: anyio.abc.SocketStream) -> None:

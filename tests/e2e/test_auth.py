@@ -16,6 +16,8 @@ from burla.client import local
 from burla.client.map import Session
 from burla.core import wire
 from burla.core.errors import AuthError
+from burla.core.link_wire import CheckHealth, read_from_node
+from burla.core.worker_wire import Open, Refusal
 from tests.e2e.test_cli import burla, burla_json
 
 pytestmark = pytest.mark.integration
@@ -143,14 +145,15 @@ def test_a_node_refuses_a_caller_without_the_cluster_secret(cluster, local_dir: 
     [address_file, *_] = sorted(local_dir.glob("nodes/*/address"))
     host, port = address_file.read_text().rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        hello = {"op": "hello", "secret": "a guess"}
-        sock.sendall(wire.encode_many([(hello, b""), ({"op": "health"}, b"")]))
+        hello, health = Open("a guess").to_json(), CheckHealth(1).to_json()
+        sock.sendall(wire.encode_many([(hello, b""), (health, b"")]))
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
     [(refusal, _)] = list(wire.decode_all(answer))
-    assert refusal["op"] == "refused"
-    assert "wrong or missing cluster secret" in refusal["message"]
+    refused = read_from_node(refusal)
+    assert type(refused) is Refusal
+    assert "wrong or missing cluster secret" in refused.message
 
 
 @pytest.mark.parametrize(

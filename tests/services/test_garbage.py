@@ -28,8 +28,9 @@ from hypothesis import strategies as st
 from burla.backends.memory import MemoryBlobStore, MemoryComputeProvider, MemoryStore
 from burla.core import wire
 from burla.core.clock import WallClock
+from burla.core.link_wire import CheckHealth, NodeHealth, Reply, read_from_node
 from burla.core.models import ClusterConfig, NodeType
-from burla.core.worker_wire import Refusal, Results
+from burla.core.worker_wire import Open, Refusal, Results
 from burla.services.main_service.node_link import NodeLink
 from burla.services.main_service.service import MainService
 from burla.services.node_service.link import MainLink
@@ -43,7 +44,7 @@ TIMEOUT_S = 10.0
 EXAMPLES = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-NODE_OPS = ("assign", "kill_worker", "health", "hello", "report", "refused")
+NODE_TAGS = ("assign", "standby", "reset", "kill_worker", "health", "open", "report", "reply")
 WORKER_TAGS = ("job", "inputs", "end_job", "hello", "open", "results")
 
 
@@ -86,42 +87,46 @@ def node_port(portal: BlockingPortal, tmp_path_factory: pytest.TempPathFactory) 
         yield port
 
 
-HELLO = frame_bytes({"op": "hello", "secret": SECRET}, b"")
+HELLO = frame_bytes(Open(SECRET).to_json(), b"")
 
 
 def assert_node_serves(port: int) -> None:
-    [(reply, _)] = frames_until_hangup(port, HELLO + frame_bytes({"op": "health", "id": 7}, b""))
-    assert reply == {
-        "op": "reply",
-        "id": 7,
-        "error": None,
-        "node_id": "node-1",
-        "job_id": None,
-        "workers": 0,
-    }
+    [(reply, _)] = frames_until_hangup(port, HELLO + frame_bytes(CheckHealth(7).to_json(), b""))
+    assert read_from_node(reply) == NodeHealth(7, "node-1", None, 0)
 
 
 @EXAMPLES
 @given(garbage=st.binary(max_size=300))
 def test_bytes_before_the_secret_are_refused(node_port: int, garbage: bytes) -> None:
     answers = frames_until_hangup(node_port, garbage)
-    assert [header["op"] for header, _ in answers] in ([], ["refused"])
+    assert [type(read_from_node(header)) for header, _ in answers] in ([], [Refusal])
     assert_node_serves(node_port)
 
 
+node_requests = st.builds(
+    lambda tag, rest: [tag, *rest], st.sampled_from(NODE_TAGS), st.lists(json_values, max_size=6)
+)
+
+
 @EXAMPLES
-@given(frames=st.lists(st.tuples(garbage_headers(NODE_OPS), st.binary(max_size=64)), max_size=6))
+@given(
+    frames=st.lists(
+        st.tuples(node_requests | garbage_headers(NODE_TAGS), st.binary(max_size=64)), max_size=6
+    )
+)
 def test_every_request_that_makes_no_sense_is_answered_with_an_error(
     node_port: int, frames: list[tuple[Any, bytes]]
 ) -> None:
     data = HELLO + b"".join(frame_bytes(header, payload) for header, payload in frames)
     answers = frames_until_hangup(node_port, data)
     assert len(answers) == len(frames), "a request went unanswered"
-    for (request, _), (reply, _) in zip(frames, answers, strict=True):
-        assert reply["op"] == "reply"
-        known = isinstance(request, dict) and request.get("op") in ("health", "kill_worker")
-        if not known:
-            assert "Error" in reply["error"], reply
+    for (request, _), (raw, _) in zip(frames, answers, strict=True):
+        reply = read_from_node(raw)
+        assert type(reply) in (Reply, NodeHealth)
+        harmless = isinstance(request, list) and request[:1] in (["health"], ["kill_worker"])
+        if type(reply) is Reply and not harmless:
+            assert reply.error is not None, reply
+            assert "Error" in reply.error, reply
     assert_node_serves(node_port)
 
 
@@ -131,15 +136,15 @@ def test_bytes_that_are_no_frames_after_the_secret_end_that_connection(
     node_port: int, garbage: bytes
 ) -> None:
     answers = frames_until_hangup(node_port, HELLO + garbage)
-    assert all(header["op"] in ("reply", "refused") for header, _ in answers)
+    assert all(type(read_from_node(h)) in (Reply, NodeHealth, Refusal) for h, _ in answers)
     assert_node_serves(node_port)
 
 
 def test_a_frame_over_the_size_limit_is_refused_unread(node_port: int) -> None:
     lie = (8).to_bytes(4, "big") + (4 << 30 - 1).to_bytes(4, "big") + b'{"op":1}'
     [(refusal, _)] = frames_until_hangup(node_port, HELLO + lie)
-    assert refusal["op"] == "refused"
-    assert "BURLA_MAX_FRAME_MB" in refusal["message"]
+    assert type(read_from_node(refusal)) is Refusal
+    assert "BURLA_MAX_FRAME_MB" in read_from_node(refusal).message
     assert_node_serves(node_port)
 
 
@@ -184,13 +189,12 @@ events = st.lists(
     ),
     max_size=5,
 )
-reports = st.builds(
-    lambda evs, rest: {**rest, "op": "report", "events": evs},
-    events,
-    st.dictionaries(st.text(max_size=5), json_values, max_size=2),
-)
+reports = st.builds(lambda evs, node_id: ["report", node_id, evs], events, json_values)
 node_frames = st.lists(
-    st.tuples(reports | garbage_headers(("report", "reply", "refused")), st.binary(max_size=32)),
+    st.tuples(
+        reports | node_requests | garbage_headers(("report", "reply", "refused")),
+        st.binary(max_size=32),
+    ),
     max_size=5,
 )
 

@@ -13,8 +13,10 @@ import pytest
 from burla.backends.memory import MemoryBlobStore, MemoryContainerRuntime, MemoryStore
 from burla.core import wire
 from burla.core.clock import ManualClock
+from burla.core.link_wire import Assign, CheckHealth, Report, read_from_node
 from burla.core.models import ContainerSpec, NodeType
-from burla.services.framing import FrameStream
+from burla.core.worker_wire import Open, Refusal
+from burla.services.framing import FrameStream, message_frame
 from burla.services.main_service.node_link import NodeLink
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.node import NodeService
@@ -63,13 +65,13 @@ async def test_a_caller_without_the_secret_is_refused_and_served_nothing(
 ) -> None:
     _, address = served
     stranger = await raw(address)
-    hello = {"op": "hello", "secret": "guess"}
-    await stranger.send([(hello, b""), ({"op": "health", "id": 1}, b"")])
+    await stranger.send([message_frame(Open("guess")), message_frame(CheckHealth(1))])
     with anyio.fail_after(10):
         refusal = await stranger.receive()
         assert refusal is not None
-        assert refusal[0]["op"] == "refused"
-        assert "secret" in refusal[0]["message"]
+        refused = read_from_node(refusal[0])
+        assert type(refused) is Refusal
+        assert "secret" in refused.message
         assert await stranger.receive() is None, "the node answered after refusing"
     await stranger.aclose()
 
@@ -94,17 +96,18 @@ async def test_requests_are_answered_and_reports_arrive_in_order(
         main = await NodeLink.connect(
             "node-1", address, SECRET, on_report=on_report, on_lost=on_lost, tasks=tasks
         )
-        assert await main.request({"op": "health"})
-        assert not await main.request({"op": "no-such-thing"}), "an unknown request succeeded"
+        assert await main.request(CheckHealth())
+        no_job = Assign(job={}, workers=1, function_key=None, packages=(), token=None)
+        assert not await main.request(no_job), "a request the node could not carry out succeeded"
         for n in range(5):
             line = wire.LineReport("job", n, "stdout", "x").to_json()
-            await link.report({"node_id": "node-1", "events": [line]}, bytes([n]))
+            await link.report(Report("node-1", [line]), bytes([n]))
         with anyio.fail_after(10):
             await all_in.wait()
         told = [(wire.decode_report(events[0]), data) for _, events, data in reports]
         assert told == [(wire.LineReport("job", n, "stdout", "x"), bytes([n])) for n in range(5)]
         await main.aclose()
-        assert not await main.request({"op": "health"})
+        assert not await main.request(CheckHealth())
     assert lost == [], "closing the link on purpose reported the node lost"
 
 
@@ -131,6 +134,6 @@ async def test_a_node_that_goes_away_is_reported_lost(tmp_path: Path) -> None:
         )
         with anyio.fail_after(10):
             await lost.wait()
-        assert not await main.request({"op": "health"})
+        assert not await main.request(CheckHealth())
         tasks.cancel_scope.cancel()
     await listener.aclose()

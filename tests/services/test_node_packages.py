@@ -10,7 +10,6 @@ import socket
 import sys
 import tarfile
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from burla.backends.memory import MemoryBlobStore, MemoryContainerRuntime, MemoryStore
 from burla.core import wire
 from burla.core.clock import ManualClock
+from burla.core.link_wire import Report
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.services.container_service.status import StatusFile
 from burla.services.container_service.worker import Connection, Worker
@@ -65,10 +65,10 @@ async def test_a_package_that_cannot_be_set_up_fails_the_job_not_the_node(
     tmp_path: Path,
 ) -> None:
     clock = ManualClock(start=1_000.0)
-    reports: list[dict[str, Any]] = []
+    reports: list[Report] = []
 
-    async def report(header: dict[str, Any], payload: bytes) -> None:
-        reports.append(header)
+    async def report(sent: Report, payload: bytes) -> None:
+        reports.append(sent)
 
     node = NodeService(
         node_id="node-1",
@@ -84,7 +84,7 @@ async def test_a_package_that_cannot_be_set_up_fails_the_job_not_the_node(
     job = JobSpec(job_id="job-1", n_inputs=1)
     with anyio.fail_after(10):
         await node.assign(job, b"function", 1, packages=["packages/py/p/gone-1.tar.gz"])
-    (event,) = [wire.decode_report(e) for r in reports for e in r["events"]]
+    (event,) = [wire.decode_report(e) for r in reports for e in r.events]
     assert isinstance(event, wire.JobErrorReport)
     assert event.job_id == "job-1"
     assert "could not set up the job's packages" in event.message

@@ -20,6 +20,7 @@ from burla.core import cluster as c
 from burla.core.backoff import Backoff
 from burla.core.clock import Clock
 from burla.core.errors import BurlaError, ClusterUnavailableError
+from burla.core.link_wire import Assign, KillWorker, Request, Reset, Standby
 from burla.core.models import ClusterConfig, JobSpec, NodeState
 from burla.core.protocols import BootSpec, ComputeProvider, MachineStatus
 from burla.services.cluster_keys import JobTokens
@@ -95,13 +96,13 @@ class ClusterDriver:
                 await self.apply([command])
 
     def kill_worker(self, node_id: str, worker: str) -> None:
-        self._spawn(self._call_node, node_id, {"op": "kill_worker", "name": worker})
+        self._spawn(self._call_node, node_id, KillWorker(worker))
 
     async def send_standby(self, specs: list[dict[str, Any]]) -> None:
         """Every connected node starts the containers of this standby definition."""
         async with anyio.create_task_group() as group:
             for node_id in list(self.links):
-                group.start_soon(self._call_node, node_id, {"op": "standby", "specs": specs})
+                group.start_soon(self._call_node, node_id, Standby(tuple(specs)))
 
     async def node_booted(self, node_id: str, address: str) -> None:
         assert self._tasks is not None
@@ -199,16 +200,13 @@ class ClusterDriver:
         run = self._jobs.get(job.job_id)
         if run is None or run.state.finished:
             return
-        request = {
-            "op": "assign",
-            "job": job.model_dump(mode="json"),
-            "workers": workers,
-            "token": self._job_tokens.make(job.job_id, run.owner),
-        }
-        if run.function is None:
-            request["function_key"] = run.function_key
-        if run.package_keys:
-            request["packages"] = list(run.package_keys)
+        request = Assign(
+            job=job.model_dump(mode="json"),
+            workers=workers,
+            function_key=run.function_key if run.function is None else None,
+            packages=tuple(run.package_keys),
+            token=self._job_tokens.make(job.job_id, run.owner),
+        )
         if not await self._call_node(node_id, request, run.function or b""):
             await self.node_failed(node_id)
 
@@ -217,11 +215,10 @@ class ClusterDriver:
         The node is ready for the next job at once: it carries out its connection's
         requests in order, so the reset lands before any new assignment (and a node that
         is gone is reported lost by its connection)."""
-        reset = {"op": "reset", "job_id": job_id, "cancel": cancel}
-        self._spawn(self._call_node, node_id, reset)
+        self._spawn(self._call_node, node_id, Reset(job_id, cancel))
         await self.apply(self.machine.handle(c.NodeBooted(node_id)))
 
-    async def _call_node(self, node_id: str, request: dict[str, Any], payload: bytes = b"") -> bool:
+    async def _call_node(self, node_id: str, request: Request, payload: bytes = b"") -> bool:
         link = self.links.get(node_id)
         return link is not None and await link.request(request, payload)
 

@@ -8,6 +8,7 @@ same connection and are handed to `on_report` one at a time, in the order they w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,8 +19,10 @@ import anyio.abc
 from anyio.abc import TaskGroup
 
 from burla.core.errors import ClusterUnavailableError, InvalidRequestError
+from burla.core.link_wire import NodeHealth, Reply, Report, Request, read_from_node
 from burla.core.protocols import Frames
-from burla.services.framing import framed, no_delay
+from burla.core.worker_wire import Open, Refusal
+from burla.services.framing import framed, message_frame, no_delay
 
 OnReport = Callable[[str, list[list[Any]], bytes], Awaitable[None]]
 OnLost = Callable[[str], Awaitable[None]]
@@ -44,7 +47,7 @@ class NodeLink:
         self._frames = frames
         self._on_report = on_report
         self._ids = itertools.count(1)
-        self._waiting: dict[int, tuple[anyio.Event, list[dict[str, Any] | None]]] = {}
+        self._waiting: dict[int, tuple[anyio.Event, list[Reply | NodeHealth | None]]] = {}
         self.closed = False
 
     @classmethod
@@ -68,21 +71,23 @@ class NodeLink:
                 f"node {node_id} at {address} refused main_service's connection: {error}"
             ) from error
         frames = framed(stream)
-        await frames.send([({"op": "hello", "secret": secret}, b"")])
+        await frames.send([message_frame(Open(secret))])
         link = cls(node_id, frames, on_report)
         tasks.start_soon(link._read, on_lost)
         return link
 
-    async def request(self, header: dict[str, Any], payload: bytes = b"") -> bool:
-        """Ask the node to do something; True once it did, False if it failed or is gone."""
+    async def request(self, request: Request, payload: bytes = b"") -> bool:
+        """Ask the node to do something; True once it did, False if it failed or is gone.
+        The request goes with an id of this connection's, which its answer repeats."""
         if self.closed:
             return False
         request_id = next(self._ids)
         done = anyio.Event()
-        answer: list[dict[str, Any] | None] = [None]
+        answer: list[Reply | NodeHealth | None] = [None]
         self._waiting[request_id] = (done, answer)
         try:
-            await self._frames.send([({**header, "id": request_id}, payload)])
+            numbered = dataclasses.replace(request, id=request_id)
+            await self._frames.send([message_frame(numbered, payload)])
             with anyio.move_on_after(REQUEST_TIMEOUT_S):
                 await done.wait()
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -90,19 +95,20 @@ class NodeLink:
         finally:
             self._waiting.pop(request_id, None)
         reply = answer[0]
-        return reply is not None and reply.get("error") is None
+        return type(reply) is NodeHealth or (type(reply) is Reply and reply.error is None)
 
     async def _take(self, header: Any, payload: bytes) -> bool:
         """Carry out one frame from the node; False once the node refused this connection."""
-        op = header.get("op")
-        if op == "report":
-            await self._on_report(self.node_id, header["events"], payload)
-        elif op == "reply":
-            waiting = self._waiting.get(header.get("id", 0))
-            if waiting is not None:
-                waiting[1][0] = header
-                waiting[0].set()
-        return bool(op != "refused")
+        message = read_from_node(header)
+        match message:
+            case Report():
+                await self._on_report(self.node_id, message.events, payload)
+            case Reply() | NodeHealth():
+                waiting = self._waiting.get(message.id or 0)
+                if waiting is not None:
+                    waiting[1][0] = message
+                    waiting[0].set()
+        return type(message) is not Refusal
 
     async def aclose(self) -> None:
         self.closed = True

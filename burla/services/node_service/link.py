@@ -11,19 +11,33 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-from typing import Any
 
 import anyio
 import anyio.abc
 from pydantic import ValidationError
 
-from burla.core.errors import BurlaError
+from burla.core.errors import BurlaError, InvalidRequestError
+from burla.core.link_wire import (
+    Assign,
+    CheckHealth,
+    KillWorker,
+    NodeHealth,
+    Reply,
+    Report,
+    Request,
+    Reset,
+    Standby,
+    read_request,
+)
 from burla.core.models import ContainerSpec, JobSpec
 from burla.core.protocols import Frames
-from burla.services.framing import framed
+from burla.core.wire import Message
+from burla.core.worker_wire import Refusal, read_open
+from burla.services.framing import framed, message_frame
 from burla.services.node_service.node import NodeService
 
 _REFUSED = "wrong or missing cluster secret: only this cluster's main_service may use a node"
+_GONE = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
 class MainLink:
@@ -32,7 +46,7 @@ class MainLink:
         self._current: Frames | None = None
         self._connected = anyio.Event()
 
-    async def report(self, header: dict[str, Any], payload: bytes) -> None:
+    async def report(self, report: Report, payload: bytes) -> None:
         """Send one report to main_service, waiting for a connection if there is none."""
         while True:
             link = self._current
@@ -40,85 +54,78 @@ class MainLink:
                 await self._connected.wait()
                 continue
             try:
-                await link.send([({"op": "report", **header}, payload)])
+                await link.send([message_frame(report, payload)])
                 return
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except _GONE:
                 self._drop(link)
 
     async def serve(self, node: NodeService, stream: anyio.abc.ByteStream | Frames) -> None:
         """Serve one connection from main_service for `node` until it closes."""
         link = framed(stream)
         try:
-            hello = await link.receive()
-            secret = _object(hello[0]).get("secret") if hello else None
-            if not isinstance(secret, str) or not hmac.compare_digest(
-                secret.encode(), self._secret.encode()
-            ):
-                with contextlib.suppress(
-                    OSError, anyio.BrokenResourceError, anyio.ClosedResourceError
-                ):
-                    await link.send([({"op": "refused", "message": _REFUSED}, b"")])
+            if not self._opens(await link.receive()):
+                with contextlib.suppress(*_GONE):
+                    await link.send([message_frame(Refusal(_REFUSED))])
                 return
             self._current = link
             self._connected.set()
             async with anyio.create_task_group() as tasks:
                 while (frame := await link.receive()) is not None:
-                    header, payload = _object(frame[0]), frame[1]
-                    if header.get("op") == "kill_worker":
-                        tasks.start_soon(self._answer, node, link, header, payload)
+                    if _is_kill(frame[0]):  # it waits for a process to go: alongside
+                        tasks.start_soon(self._answer, node, link, *frame)
                     else:
-                        await self._answer(node, link, header, payload)
+                        await self._answer(node, link, *frame)
                 if link.refusal is not None:
-                    with contextlib.suppress(
-                        OSError, anyio.BrokenResourceError, anyio.ClosedResourceError
-                    ):
-                        message = f"{link.refusal}; hanging up"
-                        await link.send([({"op": "refused", "message": message}, b"")])
+                    with contextlib.suppress(*_GONE):
+                        refusal = Refusal(f"{link.refusal}; hanging up")
+                        await link.send([message_frame(refusal)])
         finally:
             self._drop(link)
             await link.aclose()
+
+    def _opens(self, hello: tuple[object, bytes] | None) -> bool:
+        """Whether the first frame opens with the cluster's secret."""
+        try:
+            opened = read_open(hello[0]) if hello is not None else None
+        except InvalidRequestError:
+            return False
+        return opened is not None and hmac.compare_digest(
+            opened.secret.encode(), self._secret.encode()
+        )
 
     def _drop(self, link: Frames) -> None:
         if self._current is link:
             self._current = None
             self._connected = anyio.Event()
 
-    async def _answer(
-        self, node: NodeService, link: Frames, header: dict[str, Any], payload: bytes
-    ) -> None:
-        reply: dict[str, Any] = {"op": "reply", "id": header.get("id"), "error": None}
+    async def _answer(self, node: NodeService, link: Frames, raw: object, payload: bytes) -> None:
+        reply: Message
+        request_id: int | None = None
         try:
-            reply.update(await _carry_out(node, header, payload))
-        except (BurlaError, ValidationError, KeyError, TypeError, ValueError) as error:
-            reply["error"] = f"{type(error).__name__}: {error}"
-        with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await link.send([(reply, b"")])
+            request = read_request(raw)
+            request_id = request.id
+            reply = await _carry_out(node, request, payload)
+        except (BurlaError, ValidationError, TypeError, ValueError) as error:
+            reply = Reply(request_id, f"{type(error).__name__}: {error}")
+        with contextlib.suppress(*_GONE):
+            await link.send([message_frame(reply)])
 
 
-def _object(header: Any) -> dict[str, Any]:
-    """A frame's header as a request: a JSON array is none (its op is missing)."""
-    return header if isinstance(header, dict) else {}
+def _is_kill(raw: object) -> bool:
+    return isinstance(raw, list) and bool(raw) and raw[0] == KillWorker.tag
 
 
-async def _carry_out(node: NodeService, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
-    match header.get("op"):
-        case "assign":
-            job = JobSpec.model_validate(header["job"])
-            function_key = header.get("function_key")
-            workers = int(header["workers"])
+async def _carry_out(node: NodeService, request: Request, payload: bytes) -> Reply | NodeHealth:
+    match request:
+        case Assign(job, workers, function_key, packages, token):
             function = payload if function_key is None else function_key
-            token = header.get("token")
-            packages = header.get("packages") or ()
-            await node.assign(job, function, workers, packages, str(token) if token else None)
-        case "standby":
-            specs = tuple(ContainerSpec.model_validate(spec) for spec in header["specs"])
-            await node.set_containers(specs)
-        case "reset":
-            await node.reset(header.get("job_id"), cancel=bool(header.get("cancel")))
-        case "kill_worker":
-            await node.kill_worker(str(header["name"]))
-        case "health":
-            return node.health()
-        case other:
-            raise ValueError(f"unknown request {other!r}")
-    return {}
+            await node.assign(JobSpec.model_validate(job), function, workers, packages, token)
+        case Standby(specs):
+            await node.set_containers(tuple(ContainerSpec.model_validate(s) for s in specs))
+        case Reset(job_id, cancel):
+            await node.reset(job_id, cancel=cancel)
+        case KillWorker(name):
+            await node.kill_worker(name)
+        case CheckHealth():
+            return NodeHealth(request.id, **node.health())
+    return Reply(request.id, None)

@@ -32,7 +32,7 @@ from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import WorkerChannel
 from burla.services.node_service.feed import Assignment, Feed
 from burla.services.node_service.packages import PackageCache
-from burla.services.node_service.reports import Report, Reporter
+from burla.services.node_service.reports import Reporter, SendReport
 from burla.services.node_service.worker_pool import (
     ConnectWorker,
     PickPort,
@@ -54,7 +54,7 @@ class NodeService:
         runtime: ContainerRuntime,
         store: Store,
         blobs: BlobStore,
-        report: Report,
+        report: SendReport,
         clock: Clock,
         status_dir: Path,
         worker_env: Mapping[str, str] | None = None,

@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 
 from burla.core import wire
 from burla.core.clock import Clock
+from burla.core.link_wire import Report
 from burla.core.protocols import Claim, Store
 from burla.services.store_keys import queue_name, result_key
 
 REPORT_INTERVAL_S = 0.003
 """Shortest time between two reports to main_service."""
 
-Report = Callable[[dict[str, Any], bytes], Awaitable[None]]
-"""Sends one report (a frame's header and payload) to main_service."""
+SendReport = Callable[[Report, bytes], Awaitable[None]]
+"""Sends one report, and its results' bytes, to main_service."""
 
 
 class Reporter:
-    def __init__(self, node_id: str, store: Store, report: Report, clock: Clock) -> None:
+    def __init__(self, node_id: str, store: Store, report: SendReport, clock: Clock) -> None:
         self.node_id = node_id
         self.store = store
         self.report = report
@@ -92,5 +92,5 @@ class Reporter:
             await self.store.put_many(docs, create_only=True)
             await self.store.ack(queue_name(job_id), [claim.receipt for _, _, claim in finished])
         if events:
-            header = {"node_id": self.node_id, "events": [e.to_json() for e in events]}
-            await self.report(header, b"".join(payloads))
+            report = Report(self.node_id, [event.to_json() for event in events])
+            await self.report(report, b"".join(payloads))
