@@ -140,15 +140,17 @@ async def test_spot_vms_and_other_settings_reach_the_insert_body(api: FakeComput
 async def test_startup_script_installs_and_starts_the_node_with_its_identity(
     api: FakeComputeApi,
 ) -> None:
-    compute = provider_on(api, install_command="echo burla >installed")
+    # The install runs in the node's environment: it may install what the node will need.
+    compute = provider_on(api, install_command='echo "burla for $BURLA_CONTAINERS" >installed')
     tricky = 'it\'s $HOME; `not run` "quoted"\nsecond line'
+    env = {"BURLA_STORE_URL": "sqlite:///x.db", "TRICKY": tricky, "BURLA_CONTAINERS": "process"}
     try:
-        await compute.create(boot("node-a", BURLA_STORE_URL="sqlite:///x.db", TRICKY=tricky))
+        await compute.create(boot("node-a", **env))
         machine = await running(compute, "node-a")
     finally:
         await compute.aclose()
     vm_dir = api.directory(PROJECT, ZONE, vm_name("node-a"))
-    assert (vm_dir / "installed").read_text() == "burla\n"
+    assert (vm_dir / "installed").read_text() == "burla for process\n"
     env = json.loads((vm_dir / "node" / "env.json").read_text())
     assert env["BURLA_NODE_ID"] == "node-a"
     assert NodeType.model_validate_json(env["BURLA_NODE_TYPE"]) == NODE_TYPE

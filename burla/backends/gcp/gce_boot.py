@@ -1,6 +1,7 @@
 """What a new Compute Engine VM is given: the instance resource and its startup script.
 
-The startup script installs burla, starts node_service with the node's identity in its
+The startup script exports the node's environment, installs burla (and the Docker engine
+when the workers run in containers), starts node_service with the node's identity in its
 environment, and once node_service has written its address file publishes the port as
 the guest attribute `burla/port`. The provider reads that attribute back, so a machine is
 RUNNING exactly when its node_service listens, at the VM's internal IP and that port.
@@ -71,11 +72,11 @@ def startup_script(settings: GceSettings, boot: BootSpec) -> str:
     return f"""#!/bin/bash
 # burla node {boot.node_id} of cluster {settings.cluster}
 set -euo pipefail
+{exports}
 {install}
 mkdir -p {node_dir}
 BURLA_NODE_DIR="$(cd {node_dir} && pwd)"
 export BURLA_NODE_DIR
-{exports}
 rm -f "$BURLA_NODE_DIR/address"
 {node_command} >>"$BURLA_NODE_DIR/node.log" 2>&1 &
 node=$!

@@ -20,8 +20,13 @@ if [ ! -x /opt/burla/bin/python ]; then
   apt-get update -qq && apt-get install -y -qq python3-venv
   python3 -m venv /opt/burla
 fi
-/opt/burla/bin/pip install --quiet --upgrade 'burla[gcp]'"""
-"""Installs burla in its own virtual environment on a Debian or Ubuntu image."""
+if [ "${BURLA_CONTAINERS:-process}" = docker ] && ! command -v dockerd >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq docker.io
+fi
+/opt/burla/bin/pip install --quiet --upgrade 'burla[gcp,docker]'"""
+"""Installs burla in its own virtual environment on a Debian or Ubuntu image, and the
+Docker engine (Debian's docker.io, started as a service) when workers run in containers.
+It runs after the node's environment is exported, so it can read BURLA_CONTAINERS."""
 DEFAULT_NODE_COMMAND = ("/opt/burla/bin/python", "-m", "burla.services.node_service")
 
 
