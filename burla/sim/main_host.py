@@ -17,6 +17,10 @@ from burla.sim.pipes import PipeEnd
 from burla.sim.scenario import Scenario
 from burla.sim.storage import SimStorage
 
+DROPPED = 599
+"""The status a simulated user gets for a request main_service died holding: its
+connection dropped, so it cannot know whether the request was carried out."""
+
 
 class MainHost:
     """The main_service of the moment; while it is down, HTTP requests get 503."""
@@ -44,6 +48,8 @@ class MainHost:
         """Set when a main_service that was down is serving again."""
         self._restarting = anyio.Lock()
         """One main_service at a time: a restart waits for the one before to finish."""
+        self._in_flight: set[anyio.CancelScope] = set()
+        """Requests main_service is answering: cut when it dies, as its connections are."""
 
     def _new_main(self) -> MainService:
         return MainService(
@@ -74,7 +80,23 @@ class MainHost:
             await send({"type": "http.response.start", "status": 503, "headers": []})
             await send({"type": "http.response.body", "body": b"main_service is down"})
             return
-        await self._app(scope, receive, send)
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        with anyio.CancelScope() as cut:
+            self._in_flight.add(cut)
+            try:
+                await self._app(scope, receive, sending)
+            finally:
+                self._in_flight.discard(cut)
+        if cut.cancelled_caught and not started:
+            # main_service died holding the request: the client's connection drops.
+            await send({"type": "http.response.start", "status": DROPPED, "headers": []})
+            await send({"type": "http.response.body", "body": b"main_service died"})
 
     async def restart(self, down_s: float, tasks: TaskGroup) -> None:
         """main_service dies; after `down_s` another starts in `tasks`, deletes the machines
@@ -84,6 +106,8 @@ class MainHost:
             assert self._scope is not None
             self.down, self.back = True, anyio.Event()
             self._scope.cancel()
+            for request in self._in_flight:
+                request.cancel()
             await anyio.sleep(down_s)
             for machine in await self._compute.list():
                 await self._compute.delete(machine.node_id)

@@ -14,7 +14,7 @@ import httpx
 from burla.core import wire
 from burla.core.limits import MAX_UPLOADS
 from burla.sim.clock import VirtualClock
-from burla.sim.main_host import MainHost
+from burla.sim.main_host import DROPPED, MainHost
 from burla.sim.recorder import JobLog, Recorder
 from burla.sim.scenario import JobArrival, Scenario
 from burla.sim.storage import SimStorage
@@ -168,7 +168,9 @@ class SimUsers:
         unanswered = False
         while True:
             answer = await self.http.request(method, path, **kwargs)
-            if answer.status_code != 503:
+            if answer.status_code == DROPPED:
+                unanswered = True  # main_service had it when it died
+            elif answer.status_code != 503:
                 if self._network.random() >= self.scenario.lost_answers:
                     return answer, unanswered
                 self.answers_lost += 1
