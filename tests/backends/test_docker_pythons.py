@@ -6,8 +6,6 @@ from __future__ import annotations
 import platform
 import socket
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -24,17 +22,6 @@ from tests.contract.containers import FreePort
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 SECRET = "the-secret-its-node-gave-it"
-
-
-@pytest.fixture
-async def docker_runtime(
-    docker_engine: Any, docker_node_id: str, tmp_path: Path
-) -> AsyncIterator[DockerRuntime]:
-    runtime = DockerRuntime(docker_node_id, tmp_path, client=docker_engine, stop_grace_s=1)
-    try:
-        yield runtime
-    finally:
-        await runtime.aclose()
 
 
 def python_of_worker(port: int) -> str:

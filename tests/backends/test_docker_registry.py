@@ -5,7 +5,6 @@ reference Distribution registry on loopback, standing in for Artifact Registry."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,6 @@ from tests.contract.containers import FreePort
 from tests.contract.eventually import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@pytest.fixture
-async def docker_runtime(
-    docker_engine: Any, docker_node_id: str, tmp_path: Path
-) -> AsyncIterator[DockerRuntime]:
-    runtime = DockerRuntime(docker_node_id, tmp_path, client=docker_engine, stop_grace_s=1)
-    try:
-        yield runtime
-    finally:
-        await runtime.aclose()
 
 
 async def exit_code(runtime: DockerRuntime, name: str) -> int | None:

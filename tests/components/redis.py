@@ -50,8 +50,8 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server and anything it forked, by the process group it leads."""
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server and anything it forked, by the process group it leads."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -87,7 +87,7 @@ def _start(executable: str, directory: Path, log: Path) -> tuple[subprocess.Pope
             if _answers_ping(port):
                 return process, port
             time.sleep(0.05)
-        _stop(process)
+        stop_group(process)
     pytest.fail(
         f"redis-server did not answer PING within {START_TIMEOUT_S} s on a free loopback port; "
         f"its log says:\n{log.read_text(errors='replace')}"
@@ -109,6 +109,6 @@ def redis_server_fixture() -> Iterator[RedisServer]:
         try:
             yield RedisServer(port)
         finally:
-            _stop(process)
+            stop_group(process)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

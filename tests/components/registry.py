@@ -10,9 +10,7 @@ the tests that need it, saying how to install it.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -24,10 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.components.redis import free_loopback_port
+from tests.components.redis import free_loopback_port, stop_group
 
 START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
 CONFIG = """\
 version: 0.1
 log:
@@ -61,16 +58,6 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def _start(executable: str, directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     """A running registry and its port; a port someone took meanwhile is tried again."""
     log = directory / "registry.log"
@@ -92,7 +79,7 @@ def _start(executable: str, directory: Path) -> tuple[subprocess.Popen[bytes], i
             if _answers(port):
                 return process, port
             time.sleep(0.05)
-        _stop(process)
+        stop_group(process)
     pytest.fail(
         f"docker-registry did not answer GET /v2/ within {START_TIMEOUT_S} s on a free "
         f"loopback port; its log says:\n{log.read_text(errors='replace')}"
@@ -114,6 +101,6 @@ def registry_fixture() -> Iterator[Registry]:
         try:
             yield Registry(port)
         finally:
-            _stop(process)
+            stop_group(process)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

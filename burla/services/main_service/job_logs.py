@@ -95,9 +95,8 @@ class JobLog:
     def page(self, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Lines from number `after` on that this main_service holds (at most `limit`),
         and the number to read from next."""
-        head_from = self.memory_from if self.memory_from < HEAD_LINES else HEAD_LINES
         numbered = [
-            *enumerate(self._head, start=head_from),
+            *enumerate(self._head, start=min(self.memory_from, HEAD_LINES)),
             *enumerate(self._tail, start=self.count - len(self._tail)),
         ]
         return _page(numbered, after, limit)
