@@ -54,6 +54,9 @@ class GcpSettings:
     registry: str | None = None
     """The Docker registry the nodes pull images from and custom images are pushed to
     (default: Artifact Registry's <region>-docker.pkg.dev/<project>/burla)."""
+    pythons: str = "3.11"
+    """The Python versions, comma-separated, whose default images every node keeps (one
+    container per CPU each): a caller runs in the one of its own version."""
 
     @property
     def region(self) -> str:

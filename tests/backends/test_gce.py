@@ -158,6 +158,7 @@ async def test_startup_script_installs_and_starts_the_node_with_its_identity(
     assert env["BURLA_NODE_DIR"] == str(vm_dir / "node")
     assert env["BURLA_STORE_URL"] == "sqlite:///x.db"
     assert env["TRICKY"] == tricky
+    assert env["BURLA_NODE_ADDRESS_FROM"] == "gce-metadata"  # no address to export by hand
     # The address is where the node listens: the VM's internal IP and the published port.
     assert machine.address == (vm_dir / "node" / "address").read_text()
     host, port = machine.address.rsplit(":", 1)

@@ -16,6 +16,7 @@ import pytest
 
 from burla.backends.gcp.metadata import internal_ip, metadata_url
 from burla.core.errors import BackendError
+from burla.services.node_service.__main__ import NodeSettings, advertised_host
 from tests.backends.gce import PROJECT, ZONE
 from tests.fakes.compute_api import FakeComputeApi
 
@@ -42,6 +43,29 @@ def vm_env(compute_api: FakeComputeApi) -> Iterator[dict[str, str]]:
 
 def test_a_node_reads_its_internal_ip(vm_env: dict[str, str]) -> None:
     assert internal_ip(vm_env) == "127.0.0.1"
+
+
+def test_a_node_on_compute_engine_tells_main_service_its_internal_ip(
+    vm_env: dict[str, str], compute_api: FakeComputeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compute_api, "internal_ip", "127.0.0.2")  # not the bound host
+    monkeypatch.setenv("GCE_METADATA_HOST", vm_env["GCE_METADATA_HOST"])
+    node = NodeSettings.model_validate(
+        {
+            "node_id": "vm-meta",
+            "node_type": {"name": "n2-standard-4", "cpus": 4, "ram_gb": 16},
+            "main_url": "http://127.0.0.1:9",
+            "node_dir": "/nonexistent",
+            "store_url": "firestore://p/ns",
+            "blobs_url": "gs://b/ns",
+            "secret": "00",
+            "local_dir": "/nonexistent",
+            "host": "0.0.0.0",
+            "address_from": "gce-metadata",
+        }
+    )
+    assert advertised_host(node) == "127.0.0.2"
+    assert advertised_host(node.model_copy(update={"advertise_host": "127.0.0.3"})) == "127.0.0.3"
 
 
 def test_googles_own_client_reads_the_same_value(vm_env: dict[str, str]) -> None:

@@ -136,6 +136,12 @@ def test_workers_run_in_containers_of_images_from_the_clusters_registry() -> Non
     assert spec.image == f"europe-west4-docker.pkg.dev/proj/burla/{default_image_tag()}"
     mine = GcpSettings(project="proj", registry="127.0.0.1:5000/team/")
     assert make_plan(options, mine, LOCAL_ONLY).registry == "127.0.0.1:5000/team"
+    both = make_plan(options, GcpSettings(project="proj", pythons="3.13, 3.11"), LOCAL_ONLY)
+    assert [(s.python_version, s.default) for s in both.config.standby.containers] == [
+        ("3.13", True),
+        ("3.11", True),
+    ]
+    assert both.config.standby.containers[0].image.endswith(default_image_tag("3.13"))
     processes = make_plan(options, GcpSettings(project="proj", containers="process"), LOCAL_ONLY)
     assert processes.registry is None
     assert processes.boot_env["BURLA_CONTAINERS"] == "process"
@@ -158,6 +164,10 @@ def test_a_plan_refuses_what_cannot_work(tmp_path: Path) -> None:
         plan(project="p", machine_type="e2-micro")
     with pytest.raises(InvalidRequestError, match="containers = 'vm'"):
         plan(project="p", containers="vm")
+    with pytest.raises(InvalidRequestError, match=r"default images for Python 3\.11, 3\.13"):
+        plan(project="p", pythons="3.11,2.7")
+    with pytest.raises(InvalidRequestError, match='set containers = "docker"'):
+        plan(project="p", containers="process", pythons="3.11,3.13")
 
 
 @pytest.mark.parametrize(

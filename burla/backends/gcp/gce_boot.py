@@ -61,7 +61,8 @@ def check_boot(settings: GceSettings, boot: BootSpec) -> None:
 
 def startup_script(settings: GceSettings, boot: BootSpec) -> str:
     """The bash script the VM runs at boot (see module doc)."""
-    environment = {**node_identity(boot), **boot.env}
+    # The node asks its metadata server for the VM's internal IP, unless told an address.
+    environment = {**node_identity(boot), "BURLA_NODE_ADDRESS_FROM": "gce-metadata", **boot.env}
     exports = "\n".join(
         f"export {name}={shlex.quote(value)}" for name, value in environment.items()
     )

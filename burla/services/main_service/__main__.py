@@ -323,7 +323,7 @@ async def _serve_cloud(plan: CloudPlan) -> None:
 
     with _listen(plan.host, plan.port) as sock:  # first: a port in use fails before all else
         clock = WallClock()
-        images = await _cloud_images(plan.registry)
+        images = await _cloud_images(plan)
         store, blobs = _open_state(plan.boot_env, clock)
         backends = Backends(store, blobs, _compute_provider(plan), clock, images)
         try:
@@ -335,16 +335,17 @@ async def _serve_cloud(plan: CloudPlan) -> None:
                 await backends.aclose()
 
 
-async def _cloud_images(registry: str | None) -> ImageMaker | None:
-    """With a registry: the default worker image pushed there for the nodes to pull, and
+async def _cloud_images(plan: CloudPlan) -> ImageMaker | None:
+    """With a registry: the default worker images pushed there for the nodes to pull, and
     images made on this machine's Docker engine and pushed there too."""
-    if registry is None:
+    if plan.registry is None:
         return None
     from burla.backends.docker.custom import DockerImages
     from burla.backends.docker.image import publish_default_image
 
-    await anyio.to_thread.run_sync(publish_default_image, registry)
-    return DockerImages(registry=registry)
+    for spec in plan.config.standby.containers:
+        await anyio.to_thread.run_sync(publish_default_image, plan.registry, spec.python_version)
+    return DockerImages(registry=plan.registry)
 
 
 def _compute_provider(plan: CloudPlan) -> GceComputeProvider:

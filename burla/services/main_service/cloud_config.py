@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from burla.backends.docker.image import default_image_tag
+from burla.backends.docker.image import WORKER_SUITES, default_image_tag
 from burla.backends.gcp.machine_types import node_type_of
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE
 from burla.backends.urls import GCP_EXTRA
@@ -76,14 +76,32 @@ def cluster_config(
     max_nodes: int | None,
     max_nodes_per_job: int | None,
 ) -> ClusterConfig:
-    """`standby_nodes` VMs of `machine_type` wait with the default worker image (pulled
-    from `registry`; without one, the node's own worker environment); a job's nodes are
-    deleted after it, and standby is refilled at once (as the seed does)."""
+    """`standby_nodes` VMs of `machine_type` wait with the default worker image of each of
+    `pythons` (pulled from `registry`; without one, the node's own worker environment); a
+    job's nodes are deleted after it, and standby is refilled at once (as the seed does)."""
     node_type = node_type_of(gcp.machine_type)
-    image = LOCAL_DEFAULT_IMAGE if registry is None else f"{registry}/{default_image_tag()}"
+    pythons = python_versions(gcp)
+    if registry is None:
+        if len(pythons) > 1:
+            raise InvalidRequestError(
+                f"pythons = {gcp.pythons!r} in [gcp]: workers that run as processes run the "
+                'node\'s own Python; set containers = "docker" to keep several'
+            )
+        containers: tuple[ContainerSpec, ...] = (
+            ContainerSpec(image=LOCAL_DEFAULT_IMAGE, default=True),
+        )
+    else:
+        containers = tuple(
+            ContainerSpec(
+                image=f"{registry}/{default_image_tag(python)}",
+                python_version=python,
+                default=True,
+            )
+            for python in pythons
+        )
     standby = StandbyDefinition(
         nodes=(StandbyGroup(node_type=node_type, count=gcp.standby_nodes),),
-        containers=(ContainerSpec(image=image, default=True),),
+        containers=containers,
     )
     return ClusterConfig(
         standby=standby,
@@ -93,6 +111,18 @@ def cluster_config(
         release="delete",
         refill_standby=True,
     )
+
+
+def python_versions(gcp: GcpSettings) -> tuple[str, ...]:
+    """The Python versions of [gcp] pythons, each one burla builds a default image for."""
+    pythons = tuple(dict.fromkeys(p.strip() for p in gcp.pythons.split(",") if p.strip()))
+    unknown = [python for python in pythons if python not in WORKER_SUITES]
+    if unknown or not pythons:
+        raise InvalidRequestError(
+            f"pythons = {gcp.pythons!r} in [gcp] (BURLA_GCP_PYTHONS): burla builds default "
+            f"images for Python {', '.join(WORKER_SUITES)}; name one or more, comma-separated"
+        )
+    return pythons
 
 
 def make_plan(options: CloudOptions, gcp: GcpSettings, env: Mapping[str, str]) -> CloudPlan:

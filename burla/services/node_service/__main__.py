@@ -53,6 +53,9 @@ class NodeSettings(BaseModel):
     """Where main_service's connection comes in: 0.0.0.0 on a VM of a cloud cluster."""
     advertise_host: str | None = None
     """The address main_service reaches this node at, if not `host` (a VM's own IP)."""
+    address_from: Literal["bound", "gce-metadata"] = "bound"
+    """Where a node with no `advertise_host` finds it: its bound host (or the interface
+    facing main_service), or its VM's metadata server (internal IP on Compute Engine)."""
     containers: Literal["process", "docker"] = "process"
     """What the workers run in: processes of this node, or Docker containers."""
     lease_s: float = Field(default=LEASE_S, gt=0)
@@ -73,6 +76,7 @@ class NodeSettings(BaseModel):
             local_dir=Path(env["BURLA_LOCAL_DIR"]),
             host=env.get("BURLA_NODE_HOST") or "127.0.0.1",
             advertise_host=env.get("BURLA_NODE_ADVERTISE_HOST") or None,
+            address_from=env.get("BURLA_NODE_ADDRESS_FROM") or "bound",
             containers=env.get("BURLA_CONTAINERS") or "process",
             lease_s=float(env.get("BURLA_LEASE_S") or LEASE_S),
         )
@@ -97,8 +101,11 @@ async def serve(settings: NodeSettings) -> None:
         )
         await docker_runtime.aclose()  # what an earlier node of this id left
         runtime: ContainerRuntime = docker_runtime
-        # A function that calls remote_parallel_map itself reaches this same cluster.
-        worker_env = {"BURLA_BACKEND": "docker", "BURLA_DOCKER_DIR": CLUSTER_DIR_IN_CONTAINER}
+        worker_env = cloud_worker_env(settings) or {
+            # A function that calls remote_parallel_map itself reaches this same cluster.
+            "BURLA_BACKEND": "docker",
+            "BURLA_DOCKER_DIR": CLUSTER_DIR_IN_CONTAINER,
+        }
     else:
         runtime, worker_env = process_runtime(settings)
     link = MainLink(settings.secret)
@@ -132,10 +139,15 @@ def process_runtime(settings: NodeSettings) -> tuple[ContainerRuntime, dict[str,
     runtime = LocalContainerRuntime(settings.node_dir, images, find_image=find_image)
     # A worker goes when its node goes; a nested call reaches this same cluster.
     env = {"BURLA_LOCAL_DIR": str(settings.local_dir), "BURLA_PARENT_PID": str(os.getpid())}
-    if not settings.store_url.startswith("sqlite:"):  # a cloud cluster's node
-        # Nested calls come with the job's own token, which each job brings.
-        env |= {"BURLA_BACKEND": "gcp", "BURLA_MAIN_URL": settings.main_url}
-    return runtime, env
+    return runtime, env | cloud_worker_env(settings)
+
+
+def cloud_worker_env(settings: NodeSettings) -> dict[str, str]:
+    """On a cloud cluster's node, what sends a nested call to main_service (with the job's
+    own token, which each job brings); nothing on a machine's own cluster."""
+    if settings.store_url.startswith("sqlite:"):
+        return {}
+    return {"BURLA_BACKEND": "gcp", "BURLA_MAIN_URL": settings.main_url}
 
 
 async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink) -> None:
@@ -143,7 +155,8 @@ async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((settings.host, 0))
     sock.listen()
-    address = f"{advertised_host(settings)}:{sock.getsockname()[1]}"
+    host = await anyio.to_thread.run_sync(advertised_host, settings)
+    address = f"{host}:{sock.getsockname()[1]}"
     listener = await SocketListener.from_socket(sock)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(serving.cancel_on_signal, tasks)
@@ -167,10 +180,15 @@ def packages_of(settings: NodeSettings) -> Path:
 
 
 def advertised_host(settings: NodeSettings) -> str:
-    """Where main_service reaches this node: the advertised host, else the bound one; a
-    node bound to every interface names the one its route to main_service leaves by."""
+    """Where main_service reaches this node: the advertised host, else its VM's internal
+    IP if told to ask, else the bound host; a node bound to every interface names the one
+    its route to main_service leaves by."""
     if settings.advertise_host:
         return settings.advertise_host
+    if settings.address_from == "gce-metadata":
+        from burla.backends.gcp.metadata import internal_ip
+
+        return internal_ip(os.environ)
     if settings.host not in ("0.0.0.0", "::"):
         return settings.host
     main = urlsplit(settings.main_url)
@@ -183,7 +201,8 @@ def advertised_host(settings: NodeSettings) -> str:
 def open_docker_runtime(
     settings: NodeSettings, standby: StandbyDefinition, status_dir: Path
 ) -> DockerRuntime:
-    """The node's Docker runtime, once the engine answers and has every standby image.
+    """The node's Docker runtime, once the engine answers and has every standby image
+    (those named with their registry are pulled first, so the node's first job starts warm).
 
     A Docker worker sees, at the same paths as the node, its own directory, the node's
     status directory (read-write: the node reads from it which input a worker that died
@@ -196,17 +215,23 @@ def open_docker_runtime(
     """
     from burla.backends.docker.client import connect
     from burla.backends.docker.cluster import cluster_node_id
-    from burla.backends.docker.image import has_image
+    from burla.backends.docker.image import has_image, pull_image, registry_of
     from burla.backends.docker.runtime import DockerRuntime
 
     client = connect()
-    for spec in standby.containers:
-        if not has_image(client, spec.image):
-            client.close()
-            raise BackendError(
-                f"the Docker engine has no image {spec.image!r}, which this node's workers "
-                "run in; build the default one with `burla image build`"
-            )
+    try:
+        for spec in standby.containers:
+            if has_image(client, spec.image):
+                continue
+            if registry_of(spec.image) is None:
+                raise BackendError(
+                    f"the Docker engine has no image {spec.image!r}, which this node's "
+                    "workers run in; build the default one with `burla image build`"
+                )
+            pull_image(client, spec.image)  # a cloud node's images come from a registry
+    except BurlaError:
+        client.close()
+        raise
     mounts = [Mount(str(status_dir), str(status_dir), read_only=False)]
     mounts.append(Mount(str(packages_of(settings)), str(packages_of(settings))))
     blobs = urlsplit(settings.blobs_url)
