@@ -2,10 +2,12 @@
 
 `docker_engine` uses the engine that answers on the default socket, or starts dockerd
 (no bridge, no iptables: containers use the host network) in its own process group and
-stops it at the end of the session. `default_image` builds the default image once per
-machine; it stays in the engine's data root under a tag that hashes its recipe, so later
-sessions reuse it. `docker_node_id` gives each test its own node id: every container a
-test starts is labelled with it, and the session removes (and reports) any left over.
+stops it at the end of the session. `nodes_docker_engine` is a second engine, with an
+empty data root of its own, for a cloud cluster's nodes: it has no image until they pull
+one. `default_image` builds the default image once per machine; it stays in the engine's
+data root under a tag that hashes its recipe, so later sessions reuse it.
+`docker_node_id` gives each test its own node id: every container a test starts is
+labelled with it, and the session removes (and reports) any left over.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +52,35 @@ def docker_engine_fixture() -> Iterator[Any]:
         try:
             client = connect()
         except BackendError:
-            client = stack.enter_context(_dockerd())
+            client = stack.enter_context(_dockerd(DATA_ROOT))
         stack.callback(client.close)
         yield client
         _remove_leftovers(client)
+
+
+@dataclass(frozen=True)
+class NodesEngine:
+    """A Docker engine of its own for a cloud cluster's nodes."""
+
+    url: str
+    """What DOCKER_HOST names it by."""
+    client: Any
+
+
+@pytest.fixture(scope="session", name="nodes_docker_engine")
+def nodes_docker_engine_fixture(docker_engine: Any) -> Iterator[NodesEngine]:
+    """A second engine, started empty for this session (the default one must run first:
+    both share containerd's shim binaries but nothing else)."""
+    root = Path(tempfile.mkdtemp(prefix="burla-nodes-dockerd-"))
+    socket_url = f"unix://{root}/docker.sock"
+    options = [f"--host={socket_url}", f"--exec-root={root}/exec", f"--pidfile={root}/pid"]
+    try:
+        with _dockerd(root / "data", options, socket_url) as client:
+            yield NodesEngine(socket_url, client)
+            _remove_containers(client)
+    finally:
+        _unmount_under(root)  # dockerd may leave its network namespace mounted
+        shutil.rmtree(root)
 
 
 @pytest.fixture(scope="session", name="default_image")
@@ -75,12 +103,12 @@ def docker_node_id_fixture() -> str:
 
 
 @contextlib.contextmanager
-def _dockerd() -> Iterator[Any]:
-    """dockerd in its own process group, stopped by its process id and then the group;
-    yields a client of it once it answers."""
+def _dockerd(data_root: Path, options: Sequence[str] = (), url: str | None = None) -> Iterator[Any]:
+    """dockerd keeping its images in `data_root`, in its own process group, stopped by its
+    process id and then the group; yields a client of it (at `url`) once it answers."""
     if shutil.which("dockerd") is None:
         pytest.fail("dockerd is not installed: run tools/components/docker.sh (as root)")
-    DATA_ROOT.mkdir(parents=True, exist_ok=True)
+    data_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="burla-dockerd-") as log_dir:
         log_path = Path(log_dir, "dockerd.log")
         with open(log_path, "wb") as log:
@@ -90,7 +118,8 @@ def _dockerd() -> Iterator[Any]:
                     "--bridge=none",
                     "--iptables=false",
                     "--ip-masq=false",
-                    f"--data-root={DATA_ROOT}",
+                    f"--data-root={data_root}",
+                    *options,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -98,16 +127,16 @@ def _dockerd() -> Iterator[Any]:
                 start_new_session=True,
             )
         try:
-            yield _wait_for_engine(process, log_path)
+            yield _wait_for_engine(process, log_path, url)
         finally:
             _stop(process)
 
 
-def _wait_for_engine(process: subprocess.Popen[bytes], log_path: Path) -> Any:
+def _wait_for_engine(process: subprocess.Popen[bytes], log_path: Path, url: str | None) -> Any:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:
-            return connect()
+            return connect(url)
         except BackendError:
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
@@ -122,6 +151,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # whatever it left in its group
     process.wait()
+
+
+def _unmount_under(root: Path) -> None:
+    """Unmount whatever is still mounted inside `root`, deepest first."""
+    with open("/proc/self/mountinfo") as table:
+        points = [line.split()[4] for line in table]
+    for point in sorted((p for p in points if Path(p).is_relative_to(root)), reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=True)
+
+
+def _remove_containers(client: Any) -> None:
+    """Remove every container of an engine this session started for itself."""
+    for container in client.containers.list(all=True):
+        container.remove(force=True)
 
 
 def _remove_leftovers(client: Any) -> None:

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,9 +87,19 @@ def _start(executable: str, directory: Path) -> tuple[subprocess.Popen[bytes], i
     )
 
 
+def _untag(client: Any, prefix: str) -> None:
+    """Remove the engine's names of images under `prefix` (this session's registry, gone
+    now), so that sessions leave no names behind; an image stays while named otherwise."""
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(prefix):
+                client.images.remove(tag)
+
+
 @pytest.fixture(scope="session", name="registry")
-def registry_fixture() -> Iterator[Registry]:
-    """The session's image registry; ask for `registry`."""
+def registry_fixture(docker_engine: Any) -> Iterator[Registry]:
+    """The session's image registry; ask for `registry`. Names given to images for it are
+    taken off the engine at the end."""
     executable = shutil.which("docker-registry")
     if executable is None:
         pytest.fail(
@@ -102,5 +113,6 @@ def registry_fixture() -> Iterator[Registry]:
             yield Registry(port)
         finally:
             stop_group(process)
+            _untag(docker_engine, f"127.0.0.1:{port}/")
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -34,8 +34,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from burla.client.map import Session
+from tests.components.docker import NodesEngine
 from tests.components.firestore import FirestoreEmulator
 from tests.components.gcs import GcsEmulator
+from tests.components.registry import Registry
 from tests.fakes.compute_api import FakeComputeApi
 
 PROJECT = "burla-test"
@@ -213,8 +215,51 @@ def gcp_cluster(
     gcs_emulator: GcsEmulator,
     compute_api: FakeComputeApi,
 ) -> Iterator[GcpCluster]:
+    """A cluster whose workers are processes of its nodes (containers = "process")."""
     root = tmp_path_factory.mktemp("gcp-cluster")
-    cluster = f"e2e-{secrets.token_hex(3)}"
+    env = cloud_environment(firestore_emulator, gcs_emulator, f"e2e-{secrets.token_hex(3)}")
+    with running_cluster(root, env, compute_api, gcs_emulator) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def gcp_docker_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    firestore_emulator: FirestoreEmulator,
+    gcs_emulator: GcsEmulator,
+    compute_api: FakeComputeApi,
+    registry: Registry,
+    nodes_docker_engine: NodesEngine,
+    default_image: str,
+    trixie_image: str,
+) -> Iterator[GcpCluster]:
+    """A cluster whose workers are Docker containers (containers = "docker"), as on Google
+    Cloud: main_service pushes the default images of Python 3.11 and 3.13 from this
+    machine's engine to the registry, and the nodes, all on an engine of their own that
+    starts empty, pull them from there."""
+    root = tmp_path_factory.mktemp("gcp-docker-cluster")
+    env = cloud_environment(firestore_emulator, gcs_emulator, f"e2d-{secrets.token_hex(3)}")
+    env.update(
+        BURLA_GCP_CONTAINERS="docker",
+        BURLA_GCP_REGISTRY=registry.host,
+        BURLA_GCP_PYTHONS="3.11,3.13",
+    )
+    node_env = {"DOCKER_HOST": nodes_docker_engine.url}
+    with running_cluster(root, env, compute_api, gcs_emulator, node_env) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def running_cluster(
+    root: Path,
+    env: dict[str, str],
+    compute_api: FakeComputeApi,
+    gcs_emulator: GcsEmulator,
+    node_env: dict[str, str] | None = None,
+) -> Iterator[GcpCluster]:
+    """main_service of the cluster `env` names, started in `root`; its VMs get `node_env`
+    too. All its VMs are gone at the end."""
+    cluster = env["BURLA_GCP_CLUSTER"]
     public_key = write_service_account_key(root / "signer.json")
     port = free_port()
     command = [
@@ -237,10 +282,11 @@ def gcp_cluster(
         # Nodes keep the fake's metadata server (GCE_METADATA_HOST), and probe no other.
         "--node-env=NO_GCE_CHECK=true",
         "--node-env=GCE_METADATA_IP=127.0.0.1:9",
+        *(f"--node-env={name}={value}" for name, value in (node_env or {}).items()),
     ]
     running = GcpCluster(
         command=command,
-        env=cloud_environment(firestore_emulator, gcs_emulator, cluster),
+        env=env,
         url=f"http://127.0.0.1:{port}",
         token_file=root / "token",
         cluster=cluster,
@@ -274,10 +320,20 @@ def instances_of(api: FakeComputeApi, cluster: str) -> dict[str, str]:
 @pytest.fixture
 def gcp(gcp_cluster: GcpCluster, monkeypatch: pytest.MonkeyPatch) -> GcpCluster:
     """The cluster, as a client's settings name it: BURLA_MAIN_URL and BURLA_TOKEN."""
+    return use_cluster(gcp_cluster, monkeypatch)
+
+
+@pytest.fixture
+def gcp_docker(gcp_docker_cluster: GcpCluster, monkeypatch: pytest.MonkeyPatch) -> GcpCluster:
+    """The cluster with Docker workers, as a client's settings name it."""
+    return use_cluster(gcp_docker_cluster, monkeypatch)
+
+
+def use_cluster(cluster: GcpCluster, monkeypatch: pytest.MonkeyPatch) -> GcpCluster:
     for name in [name for name in os.environ if name.startswith("BURLA_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("BURLA_CONFIG", os.devnull)
-    monkeypatch.setenv("BURLA_MAIN_URL", gcp_cluster.url)
-    monkeypatch.setenv("BURLA_TOKEN", gcp_cluster.token)
-    gcp_cluster.check_alive()
-    return gcp_cluster
+    monkeypatch.setenv("BURLA_MAIN_URL", cluster.url)
+    monkeypatch.setenv("BURLA_TOKEN", cluster.token)
+    cluster.check_alive()
+    return cluster
