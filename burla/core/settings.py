@@ -54,6 +54,10 @@ class GcpSettings:
     registry: str | None = None
     """The Docker registry the nodes pull images from and custom images are pushed to
     (default: Artifact Registry's <region>-docker.pkg.dev/<project>/burla)."""
+    registry_login: str = "google"
+    """How main_service and the nodes log in to the registry: "google" (an access token of
+    main_service's application default credentials and of each VM's service account, as
+    Artifact Registry takes) or "none" (the Docker engine's own configuration)."""
     pythons: str = "3.11"
     """The Python versions, comma-separated, whose default images every node keeps (one
     container per CPU each): a caller runs in the one of its own version."""

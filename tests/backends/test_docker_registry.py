@@ -13,6 +13,7 @@ import pytest
 
 from burla.backends.docker.custom import DockerImages
 from burla.backends.docker.image import has_image, registry_of
+from burla.backends.docker.registry_login import TokenLogin
 from burla.backends.docker.runtime import DockerRuntime
 from burla.core.errors import ImageError
 from burla.core.models import ContainerSpec
@@ -20,6 +21,7 @@ from burla.core.protocols import ContainerInfo
 from tests.components.registry import Registry
 from tests.contract.containers import FreePort
 from tests.contract.eventually import eventually
+from tests.fakes.compute_api import ACCESS_TOKEN
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -75,6 +77,35 @@ async def test_an_image_named_by_a_job_is_pulled_before_it_is_checked(
     await anyio.to_thread.run_sync(lambda: client.images.push(named))
     await anyio.to_thread.run_sync(forget, client, named)
     assert await DockerImages(client).check(named) == "3.11"
+
+
+async def test_a_registry_that_asks_for_a_login_gets_the_access_token(
+    docker_engine: Any,
+    default_image: str,
+    google_registry: Registry,
+    docker_node_id: str,
+    free_port: FreePort,
+    tmp_path: Path,
+) -> None:
+    dockerfile = f"FROM {default_image}\nRUN echo {tmp_path.name} > /marker\n"
+    with pytest.raises(ImageError, match=r"could not be pushed.*no basic auth credentials"):
+        await DockerImages(docker_engine, registry=google_registry.host).build(dockerfile)
+    login = TokenLogin(lambda: (ACCESS_TOKEN, 3599.0))
+    images = DockerImages(docker_engine, registry=google_registry.host, login=login)
+    pushed = await images.build(dockerfile)
+    local = pushed.removeprefix(f"{google_registry.host}/")
+    await anyio.to_thread.run_sync(forget, docker_engine, pushed, local)
+
+    spec = ContainerSpec(image=pushed, entrypoint=("python", "-c", "pass"))
+    without = DockerRuntime(docker_node_id, tmp_path / "without", client=docker_engine)
+    with pytest.raises(ImageError, match=r"could not be pulled.*no basic auth credentials"):
+        await without.start(spec, name="w", port=free_port(), cpuset=frozenset({0}))
+    runtime = DockerRuntime(docker_node_id, tmp_path / "with", client=docker_engine, login=login)
+    try:
+        await runtime.start(spec, name="w", port=free_port(), cpuset=frozenset({0}))
+        assert await exit_code(runtime, "w") == 0, await runtime.logs("w")
+    finally:
+        await runtime.aclose()
 
 
 async def test_an_image_the_registry_lacks_is_an_image_error_quoting_it(

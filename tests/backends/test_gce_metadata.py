@@ -10,15 +10,18 @@ import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
 
-from burla.backends.gcp.metadata import internal_ip, metadata_url
+from burla.backends.gcp.metadata import access_token, internal_ip, metadata_url
+from burla.backends.gcp.registry_logins import credentials_login, vm_login
 from burla.core.errors import BackendError
 from burla.services.node_service.__main__ import NodeSettings, advertised_host
 from tests.backends.gce import PROJECT, ZONE
-from tests.fakes.compute_api import FakeComputeApi
+from tests.e2e_gcp.conftest import write_key_file
+from tests.fakes.compute_api import ACCESS_TOKEN, TOKEN_LIFE_S, FakeComputeApi
 
 pytestmark = pytest.mark.integration
 
@@ -68,12 +71,34 @@ def test_a_node_on_compute_engine_tells_main_service_its_internal_ip(
     assert advertised_host(node.model_copy(update={"advertise_host": "127.0.0.3"})) == "127.0.0.3"
 
 
-def test_googles_own_client_reads_the_same_value(vm_env: dict[str, str]) -> None:
+def test_a_node_logs_in_to_the_registry_with_its_vms_token(vm_env: dict[str, str]) -> None:
+    assert access_token(vm_env) == (ACCESS_TOKEN, TOKEN_LIFE_S)
+    assert vm_login(vm_env)() == {"username": "oauth2accesstoken", "password": ACCESS_TOKEN}
+
+
+def test_main_service_logs_in_with_its_service_account_key(
+    compute_api: FakeComputeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    email = "burla-main@burla-test.iam.gserviceaccount.com"
+    key_file = tmp_path / "key.json"
+    public_key = write_key_file(key_file, email, f"{compute_api.endpoint}/token")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    with pytest.raises(BackendError, match="no access token for the cluster's registry"):
+        credentials_login()()  # the token endpoint does not know this key yet
+    compute_api.service_account_keys[email] = public_key
+    try:
+        assert credentials_login()()["password"] == ACCESS_TOKEN
+    finally:
+        del compute_api.service_account_keys[email]
+
+
+def test_googles_own_client_reads_the_same_values(vm_env: dict[str, str]) -> None:
     """google-auth's metadata client (which checks the server's answers itself) agrees."""
     script = (
         "import google.auth.transport.requests as transport\n"
         "from google.auth.compute_engine import _metadata\n"
         "print(_metadata.get(transport.Request(), 'instance/network-interfaces/0/ip'))\n"
+        "print(_metadata.get_service_account_token(transport.Request())[0])\n"
     )
     read = subprocess.run(
         [sys.executable, "-c", script],
@@ -83,7 +108,7 @@ def test_googles_own_client_reads_the_same_value(vm_env: dict[str, str]) -> None
         timeout=60,
         check=True,
     )
-    assert read.stdout.strip() == "127.0.0.1"
+    assert read.stdout.split() == ["127.0.0.1", ACCESS_TOKEN]
 
 
 def test_the_server_refuses_requests_that_are_not_a_vms_own(vm_env: dict[str, str]) -> None:

@@ -158,6 +158,12 @@ class GcpCluster:
 
 def write_service_account_key(path: Path) -> rsa.RSAPublicKey:
     """A service account key file with a key made here: it signs URLs and nothing else."""
+    return write_key_file(path, SIGNER_EMAIL, "http://127.0.0.1:9/token")  # fetches no token
+
+
+def write_key_file(path: Path, email: str, token_uri: str) -> rsa.RSAPublicKey:
+    """A service account key file of `email` with a key made here, whose access tokens
+    come from `token_uri`; its public key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -167,11 +173,11 @@ def write_service_account_key(path: Path) -> rsa.RSAPublicKey:
     info = {
         "type": "service_account",
         "project_id": PROJECT,
-        "client_email": SIGNER_EMAIL,
+        "client_email": email,
         "client_id": "1",
         "private_key_id": "burla-e2e",
         "private_key": pem.decode(),
-        "token_uri": "http://127.0.0.1:9/token",  # signing needs no token; none is fetched
+        "token_uri": token_uri,
     }
     path.write_text(json.dumps(info))
     path.chmod(0o600)
@@ -228,7 +234,7 @@ def gcp_docker_cluster(
     firestore_emulator: FirestoreEmulator,
     gcs_emulator: GcsEmulator,
     compute_api: FakeComputeApi,
-    registry: Registry,
+    google_registry: Registry,
     nodes_docker_engine: NodesEngine,
     default_image: str,
     trixie_image: str,
@@ -236,12 +242,20 @@ def gcp_docker_cluster(
     """A cluster whose workers are Docker containers (containers = "docker"), as on Google
     Cloud: main_service pushes the default images of Python 3.11 and 3.13 from this
     machine's engine to the registry, and the nodes, all on an engine of their own that
-    starts empty, pull them from there."""
+    starts empty, pull them from there. The registry asks for a login as Artifact Registry
+    does: main_service's access token comes from its service account key (through the
+    fake's token endpoint), the nodes' from their VM's metadata server."""
     root = tmp_path_factory.mktemp("gcp-docker-cluster")
+    email = "burla-main@burla-test.iam.gserviceaccount.com"
+    key_file = root / "main-service-account.json"
+    compute_api.service_account_keys[email] = write_key_file(
+        key_file, email, f"{compute_api.endpoint}/token"
+    )
     env = cloud_environment(firestore_emulator, gcs_emulator, f"e2d-{secrets.token_hex(3)}")
     env.update(
+        GOOGLE_APPLICATION_CREDENTIALS=str(key_file),
         BURLA_GCP_CONTAINERS="docker",
-        BURLA_GCP_REGISTRY=registry.host,
+        BURLA_GCP_REGISTRY=google_registry.host,
         BURLA_GCP_PYTHONS="3.11,3.13",
     )
     node_env = {"DOCKER_HOST": nodes_docker_engine.url}

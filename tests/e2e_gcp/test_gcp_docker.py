@@ -1,7 +1,8 @@
 """A cloud cluster whose workers are Docker containers, as the seed keeps them: every node
 runs one container per CPU of each standby image, pulled from the cluster's registry (a
-real Distribution registry on loopback, standing in for Artifact Registry) into an engine
-of the nodes' own. main_service builds and pushes images; the nodes only pull.
+real Distribution registry on loopback that, standing in for Artifact Registry, takes
+only a Google access token) into an engine of the nodes' own. main_service builds and
+pushes images; the nodes only pull.
 
 The fake Compute API's VMs all use that one engine: a second VM finds an image the first
 pulled already, which a real VM (an engine of its own) would pull again."""
@@ -37,11 +38,16 @@ def container_name(_: int) -> str:
     return os.environ["BURLA_CONTAINER_NAME"]
 
 
-def read_marker(_: int) -> tuple[str, str]:
+def read_marker(_: int) -> tuple[str, str, str]:
+    """The image's marker, and the name and Docker id of the container running this (Docker
+    mounts /etc/hostname and others from its directory of the container's, named by id)."""
     import os
+    import re
 
+    with open("/proc/self/mountinfo") as mounts:
+        [docker_id, *_] = re.findall(r"/containers/([0-9a-f]{64})/", mounts.read())
     with open("/etc/burla-marker") as marker:
-        return marker.read().strip(), os.environ["BURLA_CONTAINER_NAME"]
+        return marker.read().strip(), os.environ["BURLA_CONTAINER_NAME"], docker_id
 
 
 def running(engine: NodesEngine) -> list[dict[str, str]]:
@@ -75,7 +81,9 @@ def wait_for_containers(engine: NodesEngine, images: set[str], per_image: int) -
 def registry_tags(registry: Registry, repository: str) -> list[str]:
     """The tags the registry holds of `repository` (the Distribution API's tag list)."""
     url = f"http://{registry.host}/v2/{repository}/tags/list"
-    answer = httpx.get(url, timeout=10, trust_env=False)
+    login = registry.login
+    auth = None if login is None else (login["username"], login["password"])
+    answer = httpx.get(url, auth=auth, timeout=10, trust_env=False)
     if answer.status_code == 404:
         return []
     answer.raise_for_status()
@@ -88,23 +96,24 @@ def standby_images(cluster: GcpCluster) -> list[str]:
 
 
 def test_every_node_runs_a_container_per_cpu_of_each_default_image_from_the_registry(
-    gcp_docker: GcpCluster, nodes_docker_engine: NodesEngine, registry: Registry
+    gcp_docker: GcpCluster, nodes_docker_engine: NodesEngine, google_registry: Registry
 ) -> None:
-    defaults = {f"{registry.host}/{default_image_tag(python)}" for python in ("3.11", "3.13")}
+    registry = google_registry.host
+    defaults = {f"{registry}/{default_image_tag(python)}" for python in ("3.11", "3.13")}
     status = gcp_docker.wait_for_standby()
     cpus = status["nodes"][0]["cpus"]
     assert set(standby_images(gcp_docker)) == defaults
     wait_for_containers(nodes_docker_engine, defaults, per_image=cpus)
     for image in defaults:  # pushed by main_service, pulled by the node
-        repository, tag = image.removeprefix(f"{registry.host}/").split(":")
-        assert tag in registry_tags(registry, repository)
+        repository, tag = image.removeprefix(f"{google_registry.host}/").split(":")
+        assert tag in registry_tags(google_registry, repository)
         assert nodes_docker_engine.client.images.get(image)
 
     names = remote_parallel_map(container_name, range(20), backend="gcp", spinner=False)
     ran_in = {labels[NAME_LABEL]: labels for labels in running(nodes_docker_engine)}
     assert set(names) <= set(ran_in)
     assert {ran_in[name][IMAGE_LABEL] for name in names} == {
-        f"{registry.host}/{default_image_tag('3.11')}"  # the caller's Python's
+        f"{google_registry.host}/{default_image_tag('3.11')}"  # the caller's Python's
     }
 
 
@@ -124,7 +133,7 @@ def test_callers_of_two_pythons_run_side_by_side_in_their_own_default_images(
 def test_a_dockerfile_is_built_pushed_and_pulled_once_and_its_next_job_starts_warm(
     gcp_docker: GcpCluster,
     nodes_docker_engine: NodesEngine,
-    registry: Registry,
+    google_registry: Registry,
     default_image: str,
     tmp_path: Path,
 ) -> None:
@@ -134,10 +143,10 @@ def test_a_dockerfile_is_built_pushed_and_pulled_once_and_its_next_job_starts_wa
     first = remote_parallel_map(
         read_marker, range(4), dockerfile=str(dockerfile), backend="gcp", spinner=False
     )
-    assert [marker for marker, _ in first] == ["built-once"] * 4
+    assert [marker for marker, _, _ in first] == ["built-once"] * 4
     [image] = [i for i in standby_images(gcp_docker) if "/burla-custom:" in i]
-    assert image.startswith(f"{registry.host}/burla-custom:")
-    assert image.rsplit(":", 1)[1] in registry_tags(registry, "burla-custom")
+    assert image.startswith(f"{google_registry.host}/burla-custom:")
+    assert image.rsplit(":", 1)[1] in registry_tags(google_registry, "burla-custom")
     assert nodes_docker_engine.client.images.get(image)  # pulled by the nodes' engine
 
     status = gcp_docker.wait_for_standby()  # the job's node went; a new one waits
@@ -150,21 +159,22 @@ def test_a_dockerfile_is_built_pushed_and_pulled_once_and_its_next_job_starts_wa
     second = remote_parallel_map(
         read_marker, range(4), dockerfile=str(dockerfile), backend="gcp", spinner=False
     )
-    assert [marker for marker, _ in second] == ["built-once"] * 4
-    for _, name in second:  # in containers that were running before the job came
-        assert running_of(nodes_docker_engine, image).get(name) == warm[name]
+    assert [marker for marker, _, _ in second] == ["built-once"] * 4
+    for _, name, docker_id in second:  # in containers that were running before the job came
+        assert docker_id == warm[name]
 
 
 def test_a_named_image_is_pulled_from_the_registry(
     gcp_docker: GcpCluster,
     nodes_docker_engine: NodesEngine,
-    registry: Registry,
+    google_registry: Registry,
     docker_engine: Any,
     default_image: str,
 ) -> None:
-    named = f"{registry.host}/team/tools:1"
+    named = f"{google_registry.host}/team/tools:1"
     docker_engine.images.get(default_image).tag(named)
-    docker_engine.images.push(named)
+    pushed = docker_engine.images.push(named, auth_config=google_registry.login)
+    assert "errorDetail" not in pushed, pushed
     docker_engine.images.remove(named)  # main_service pulls it back to check it
 
     names = remote_parallel_map(container_name, range(3), image=named, backend="gcp", spinner=False)
@@ -173,9 +183,9 @@ def test_a_named_image_is_pulled_from_the_registry(
 
 
 def test_an_image_the_registry_lacks_or_a_broken_dockerfile_is_a_clear_error(
-    gcp_docker: GcpCluster, registry: Registry, default_image: str, tmp_path: Path
+    gcp_docker: GcpCluster, google_registry: Registry, default_image: str, tmp_path: Path
 ) -> None:
-    absent = f"{registry.host}/team/absent:1"
+    absent = f"{google_registry.host}/team/absent:1"
     with pytest.raises(ImageError, match=f"'{absent}' could not be pulled"):
         remote_parallel_map(abs, [1], image=absent, backend="gcp", spinner=False)
     broken = tmp_path / "Dockerfile"

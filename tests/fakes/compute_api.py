@@ -1,4 +1,5 @@
-"""FakeComputeApi: a small Compute Engine REST API on 127.0.0.1 whose VMs are local processes.
+"""FakeComputeApi: a small Compute Engine REST API on 127.0.0.1 whose VMs are local
+processes.
 
 google-cloud-compute talks to it through `client_options={"api_endpoint": api.endpoint}`
 and anonymous credentials. It serves, for any project p and zone z:
@@ -19,22 +20,26 @@ metadata, in a process group of its own; its internal IP is 127.0.0.1. The VM's 
 server is this same server under `/vms/p/z/NAME`, given to the script as
 GCE_METADATA_HOST; it takes guest attribute PUTs when the instance's metadata enables
 guest attributes, and answers GET of
-`computeMetadata/v1/instance/network-interfaces/0/ip` as text (`internal_ip`), refusing
-requests without `Metadata-Flavor: Google` or with `X-Forwarded-For` as Compute Engine's
-does. Inserting answers with a RUNNING operation; a background thread then starts the
-script, marks the instance RUNNING and the operation DONE. Deleting stops the VM's
-process group (SIGTERM, then SIGKILL after `stop_grace_s`) before the operation is DONE.
-A script that ends leaves its VM RUNNING, as a real startup script does.
+`computeMetadata/v1/instance/network-interfaces/0/ip` as text (`internal_ip`) and
+`.../instance/service-accounts/default/token` as JSON (ACCESS_TOKEN), refusing requests
+without `Metadata-Flavor: Google` or with `X-Forwarded-For` as Compute Engine's does.
+`POST /token` is Google's OAuth token endpoint for service account keys whose token_uri
+names it: it gives ACCESS_TOKEN for a JWT signed by a key in `service_account_keys`.
+Inserting answers with a RUNNING operation; a background thread then starts the script,
+marks the instance RUNNING and the operation DONE. Deleting stops the VM's process group
+(SIGTERM, then SIGKILL after `stop_grace_s`) before the operation is DONE. A script that
+ends leaves its VM RUNNING, as a real startup script does.
 
-For tests it keeps the insert bodies it received and every request line, refuses the next
-insert with an HTTP error (`refuse_next_insert`), makes the next insert's operation
+For tests it keeps the insert bodies it received and every request line, refuses the
+next insert with an HTTP error (`refuse_next_insert`), makes the next insert's operation
 finish with errors (`fail_next_insert_operation`) or never finish
-(`stall_next_insert_operation`), and stops a VM the way a preemption does
-(`terminate`). `close` stops every VM it started.
+(`stall_next_insert_operation`), and stops a VM the way a preemption does (`terminate`).
+`close` stops every VM it started.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import itertools
@@ -53,8 +58,18 @@ from typing import Any, Literal
 from urllib.parse import parse_qs
 
 Json = dict[str, Any]
-Reply = tuple[int, Json | str]
-"""A status and a JSON body, or a metadata server's text."""
+
+
+@dataclass(frozen=True)
+class MetadataValue:
+    """A metadata server's answer: text, or JSON for a token."""
+
+    text: str
+    content_type: str = "application/text"
+
+
+Reply = tuple[int, Json | MetadataValue]
+"""A status and a JSON body, or a metadata server's value."""
 Key = tuple[str, str, str]
 """(project, zone, name) of an instance or operation."""
 Stall = Literal["stall"]
@@ -81,15 +96,37 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         "GET",
         re.compile(
             r"/vms/(?P<project>[^/]+)/(?P<zone>[^/]+)/(?P<name>[^/]+)"
-            r"/computeMetadata/v1/(?P<attribute>instance/network-interfaces/0/ip)"
+            r"/computeMetadata/v1/(?P<attribute>instance/network-interfaces/0/ip"
+            r"|instance/service-accounts/default/token)"
         ),
         "metadata",
     ),
 ]
+_TOKEN_PATH = "/token"
+"""Google's OAuth 2.0 token endpoint (oauth2.googleapis.com/token), for service account
+keys whose token_uri names this server."""
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+"""The audience Google's token endpoint requires of an assertion, wherever it is sent."""
+ACCESS_TOKEN = "ya29.burla-fake-access-token"
+"""The access token this fake gives, to VMs and to service account keys alike."""
+TOKEN_LIFE_S = 3599
 _INSTANCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL_TERM = re.compile(r'labels\.([a-z0-9_-]+)\s*=\s*"?([a-z0-9_-]*)"?')
 _SELF = "https://www.googleapis.com/compute/v1"
 _WAIT_S = 2.0
+
+
+def _unbase64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _token() -> Json:
+    return {"access_token": ACCESS_TOKEN, "expires_in": TOKEN_LIFE_S, "token_type": "Bearer"}
+
+
+def _oauth_error(error: str, description: str) -> Json:
+    return {"error": error, "error_description": description}
 
 
 def api_error(code: int, reason: str, message: str) -> Reply:
@@ -136,6 +173,9 @@ class FakeComputeApi:
         """(method, path) of every request received."""
         self.internal_ip = "127.0.0.1"
         """What every VM's metadata server gives as its internal IP (its processes run here)."""
+        self.service_account_keys: dict[str, Any] = {}
+        """Service account email -> the public key (cryptography's) of its key file, whose
+        signed JWTs the token endpoint takes."""
 
     # Running ---------------------------------------------------------------------------
 
@@ -240,6 +280,8 @@ class FakeComputeApi:
         query = {name: values[-1] for name, values in parse_qs(query_string).items()}
         with self._lock:
             self.requests.append((method, path))
+        if (method, path) == ("POST", _TOKEN_PATH):
+            return self._oauth_token(headers, body)
         for route_method, pattern, action in _ROUTES:
             found = pattern.fullmatch(path)
             if found and route_method == method:
@@ -450,12 +492,57 @@ class FakeComputeApi:
         server refuses requests without Metadata-Flavor: Google or with X-Forwarded-For
         (a proxy passing a request on)."""
         if headers.get("metadata-flavor") != "Google" or "x-forwarded-for" in headers:
-            return 403, "Missing Metadata-Flavor:Google header (or X-Forwarded-For given)."
+            refusal = "Missing Metadata-Flavor:Google header (or X-Forwarded-For given)."
+            return 403, MetadataValue(refusal)
         with self._lock:
             if (project, zone, name) not in self._vms:
-                return 404, f"instance {name} is not known"
-        values = {"instance/network-interfaces/0/ip": self.internal_ip}
-        return 200, values[path]
+                return 404, MetadataValue(f"instance {name} is not known")
+        if path == "instance/network-interfaces/0/ip":
+            return 200, MetadataValue(self.internal_ip)
+        return 200, MetadataValue(json.dumps(_token()), "application/json")
+
+    def _oauth_token(self, headers: dict[str, str], body: bytes) -> Reply:
+        """An access token for a service account key's signed JWT, as Google's token
+        endpoint gives one: the assertion must be an RS256 JWT of a key registered in
+        `service_account_keys`, for this endpoint, not expired, asking for a scope."""
+        form = {name: values[-1] for name, values in parse_qs(body.decode()).items()}
+        if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return 400, _oauth_error("invalid_request", "not a form")
+        if form.get("grant_type") != JWT_GRANT:
+            return 400, _oauth_error("unsupported_grant_type", "Invalid grant_type")
+        problem = self._check_assertion(form.get("assertion", ""))
+        if problem:
+            return 400, _oauth_error("invalid_grant", problem)
+        return 200, _token()
+
+    def _check_assertion(self, assertion: str) -> str | None:
+        """Why a JWT assertion is refused, or None."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        try:
+            header_part, claims_part, signature_part = assertion.split(".")
+            header = json.loads(_unbase64(header_part))
+            claims = json.loads(_unbase64(claims_part))
+            signature = _unbase64(signature_part)
+        except ValueError:
+            return "Invalid JWT: not three base64url JSON parts"
+        if header.get("alg") != "RS256":
+            return "Invalid JWT: alg must be RS256"
+        key = self.service_account_keys.get(claims.get("iss", ""))
+        if key is None:
+            return f"Invalid JWT: no key of service account {claims.get('iss')!r}"
+        try:
+            signed = f"{header_part}.{claims_part}".encode()
+            key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return "Invalid JWT Signature."
+        if claims.get("aud") != TOKEN_AUDIENCE:
+            return f"Invalid JWT: aud must be {TOKEN_AUDIENCE}, not {claims.get('aud')!r}"
+        if not claims.get("scope") or float(claims.get("exp", 0)) < time.time():
+            return "Invalid JWT: no scope, or expired"
+        return None
 
     def _operation(self, project: str, zone: str, name: str, *, wait: bool) -> Reply:
         with self._lock:
@@ -574,10 +661,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         status, reply = self.server.api.handle(self.command, self.path, headers, body)
         self.send_response(status)
-        if isinstance(reply, str):  # the metadata server's
-            data = reply.encode()
+        if isinstance(reply, MetadataValue):
+            data = reply.text.encode()
             self.send_header("metadata-flavor", "Google")
-            self.send_header("content-type", "application/text")
+            self.send_header("content-type", reply.content_type)
         else:
             data = json.dumps(reply).encode()
             self.send_header("content-type", "application/json; charset=UTF-8")

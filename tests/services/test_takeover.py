@@ -4,6 +4,7 @@ reads nothing of the finished ones, however many the Store keeps."""
 from __future__ import annotations
 
 import anyio
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -12,6 +13,7 @@ from burla.backends.memory import MemoryStore
 from burla.core import wire
 from burla.core.clock import WallClock
 from burla.core.protocols import Document
+from burla.services.main_service.app import create_app
 from burla.services.main_service.job_driver import CATCH_UP_FOR_S
 from burla.services.store_keys import RUNNING_PREFIX, job_key, running_key
 from burla.sim.clock import VirtualClock
@@ -127,3 +129,48 @@ def test_a_job_taken_over_stops_looking_for_unreported_results_once_leases_end()
     looked_at = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert len(looked_at) > 3  # it did look, again and again
     assert max(looked_at) <= CATCH_UP_FOR_S + 10
+
+
+class GatedStore(MemoryStore):
+    """A memory Store whose first listing of running jobs waits for `gate`."""
+
+    def __init__(self, clock: WallClock) -> None:
+        super().__init__(clock)
+        self.gate = anyio.Event()
+        self.listing = anyio.Event()
+
+    async def list(self, prefix: str, *, after: str = "", limit: int = 1000) -> list[Document]:
+        if prefix == RUNNING_PREFIX and not self.listing.is_set():
+            self.listing.set()
+            await self.gate.wait()
+        return await super().list(prefix, after=after, limit=limit)
+
+
+async def test_a_job_submitted_while_main_service_takes_over_waits_for_it() -> None:
+    clock = WallClock()
+    store = GatedStore(clock)
+    service = memory_service(clock, store)
+    transport = httpx.ASGITransport(app=create_app(service, TOKEN))
+    answers: list[httpx.Response] = []
+    answered = anyio.Event()
+    async with (
+        anyio.create_task_group() as tasks,
+        httpx.AsyncClient(transport=transport, base_url="http://main") as client,
+    ):
+        tasks.start_soon(service.run, tasks)
+        await store.listing.wait()  # taking over, and the app already answers
+
+        async def submit() -> None:
+            body = job_body("job-during-takeover", 2)
+            answers.append(await client.post("/jobs", content=body, headers=AUTH))
+            answered.set()
+
+        tasks.start_soon(submit)
+        await anyio.sleep(0.2)
+        assert answers == []  # it waits for the takeover
+        store.gate.set()
+        with anyio.fail_after(10):
+            await answered.wait()
+        assert answers[0].status_code == 200, answers[0].text
+        assert list(service.jobs) == ["job-during-takeover"]
+        tasks.cancel_scope.cancel()

@@ -12,6 +12,7 @@ no bridge), for RUN steps that install things.
 With a `registry` (a cloud cluster's: Artifact Registry, or any Distribution registry),
 a built image is pushed there as `REGISTRY/burla-custom:<hash>` and named so, for nodes
 to pull; an image named by a job that this engine lacks is pulled before it is checked.
+Both log in with `login` (see registry_login), if given.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import anyio.to_thread
 
 from burla.backends.docker.client import connect
 from burla.backends.docker.image import has_image, pull_image, push_image, registry_of
+from burla.backends.docker.registry_login import RegistryLogin
 from burla.core.errors import ImageError
 
 if TYPE_CHECKING:
@@ -44,10 +46,15 @@ class DockerImages:
     """Builds and checks worker images on this machine's Docker engine."""
 
     def __init__(
-        self, client: docker.DockerClient | None = None, *, registry: str | None = None
+        self,
+        client: docker.DockerClient | None = None,
+        *,
+        registry: str | None = None,
+        login: RegistryLogin | None = None,
     ) -> None:
         self._client = client
         self.registry = registry
+        self._login = login
 
     @property
     def client(self) -> docker.DockerClient:
@@ -62,7 +69,7 @@ class DockerImages:
         if self.registry is None:
             return tag
         pushed = f"{self.registry}/{tag}"
-        await anyio.to_thread.run_sync(push_image, self.client, tag, pushed)
+        await anyio.to_thread.run_sync(push_image, self.client, tag, pushed, self._login)
         return pushed
 
     async def check(self, image: str) -> str:
@@ -102,7 +109,7 @@ class DockerImages:
                     "(`docker build -t NAME .`), name it with its registry "
                     "(REGISTRY/NAME:TAG), or pass dockerfile= instead of image="
                 )
-            pull_image(self.client, image)
+            pull_image(self.client, image, self._login)
         probe = "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')"
         try:
             output = self.client.containers.run(

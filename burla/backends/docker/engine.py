@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from burla.backends.docker.image import pull_image, registry_of
 from burla.backends.docker.labels import NAME_LABEL, NODE_LABEL, PORT_LABEL
+from burla.backends.docker.registry_login import RegistryLogin
 from burla.backends.runtime_rules import name_taken, not_found, port_taken
 from burla.core.errors import BackendError, InvalidRequestError
 from burla.core.protocols import ContainerInfo
@@ -48,10 +49,17 @@ class DockerEngine:
     a container is a summary: its labels, state, and exit code and OOMKilled once exited.
     """
 
-    def __init__(self, client: docker.DockerClient, node_id: str, stop_grace_s: float) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        node_id: str,
+        stop_grace_s: float,
+        login: RegistryLogin | None = None,
+    ) -> None:
         self._client = client
         self._node_id = node_id
         self._stop_grace_s = stop_grace_s
+        self._login = login
 
     def docker_name(self, name: str) -> str:
         """The name Docker knows the container `name` by."""
@@ -166,7 +174,7 @@ class DockerEngine:
         except docker.errors.ImageNotFound as error:
             if not pulled and registry_of(info.image) is not None:
                 # Not on this machine yet: its registry has it (a cloud node's images do).
-                pull_image(self._client, info.image)
+                pull_image(self._client, info.image, self._login)
                 return self._create(request, pulled=True)
             raise InvalidRequestError(
                 f"container {info.name!r}: Docker has no image {info.image!r}; build it first "

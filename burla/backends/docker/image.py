@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from burla.backends.docker.client import connect
+from burla.backends.docker.registry_login import RegistryLogin
 from burla.core.errors import BackendError, ImageError
 from burla.core.models import DEFAULT_PYTHON_VERSION
 
@@ -137,9 +138,10 @@ def registry_of(image: str) -> str | None:
     return None
 
 
-def pull_image(client: docker.DockerClient, image: str) -> None:
-    """Pull `image` from the registry its name names; ImageError quoting the registry's
-    answer if it cannot be had (a wrong name, no access, the registry down)."""
+def pull_image(client: docker.DockerClient, image: str, login: RegistryLogin | None = None) -> None:
+    """Pull `image` from the registry its name names, logged in with `login`; ImageError
+    quoting the registry's answer if it cannot be had (a wrong name, no access, the
+    registry down)."""
     import docker.errors
 
     if registry_of(image) is None:
@@ -148,31 +150,44 @@ def pull_image(client: docker.DockerClient, image: str) -> None:
             "pull it from (REGISTRY/NAME:TAG)"
         )
     try:
-        client.images.pull(image)
+        client.images.pull(image, auth_config=_auth(login))
     except docker.errors.DockerException as error:
         said = getattr(error, "explanation", None) or str(error)
         raise ImageError(f"image {image!r} could not be pulled: {said}") from error
 
 
-def push_image(client: docker.DockerClient, image: str, name: str) -> None:
-    """Push this engine's `image` to a registry as `name` (REGISTRY/REPOSITORY:TAG);
-    ImageError quoting the registry if it refuses. Layers it has already are not sent."""
+def push_image(
+    client: docker.DockerClient, image: str, name: str, login: RegistryLogin | None = None
+) -> None:
+    """Push this engine's `image` to a registry as `name` (REGISTRY/REPOSITORY:TAG), logged
+    in with `login`; ImageError quoting the registry if it refuses. Layers it has already
+    are not sent."""
     import docker.errors
 
     repository, tag = name.rsplit(":", 1)
     try:
         client.images.get(image).tag(repository, tag)
-        for step in client.images.push(repository, tag, stream=True, decode=True):
-            if "error" in step:
-                raise ImageError(
-                    f"image {image!r} could not be pushed as {name!r}: {step['error']}"
-                )
+        pushing = client.images.push(
+            repository, tag, stream=True, decode=True, auth_config=_auth(login)
+        )
+        # Read to the end, errors too: a stream left unread keeps its connection open.
+        errors = [str(step["error"]) for step in pushing if "error" in step]
     except docker.errors.DockerException as error:
         raise ImageError(f"image {image!r} could not be pushed as {name!r}: {error}") from error
+    if errors:
+        raise ImageError(f"image {image!r} could not be pushed as {name!r}: {errors[0]}")
+
+
+def _auth(login: RegistryLogin | None) -> dict[str, str] | None:
+    """The auth_config of a call: none without a login (the engine's own, if any)."""
+    return None if login is None else login()
 
 
 def publish_default_image(
-    registry: str, python: str = DEFAULT_PYTHON_VERSION, client: docker.DockerClient | None = None
+    registry: str,
+    python: str = DEFAULT_PYTHON_VERSION,
+    client: docker.DockerClient | None = None,
+    login: RegistryLogin | None = None,
 ) -> str:
     """Push this machine's default image of `python` to `registry`, where a cloud
     cluster's nodes pull it from; its name there."""
@@ -185,7 +200,7 @@ def publish_default_image(
             f"{python}` (as root, about a minute)"
         )
     name = f"{registry}/{tag}"
-    push_image(client, tag, name)
+    push_image(client, tag, name, login)
     return name
 
 

@@ -57,6 +57,7 @@ from burla.backends.docker.labels import (
     NODE_LABEL,
     PORT_LABEL,
 )
+from burla.backends.docker.registry_login import RegistryLogin
 from burla.backends.host_runtime import HostRuntime
 from burla.backends.local.envs import worker_sources
 from burla.backends.runtime_rules import (
@@ -94,9 +95,11 @@ class DockerRuntime(HostRuntime):
         client: docker.DockerClient | None = None,
         stop_grace_s: float = 2.0,
         mounts: Sequence[Mount] = (),
+        login: RegistryLogin | None = None,
     ) -> None:
         """`mounts` go into every container this runtime starts, before each start's own
-        (a node's shared directories: its workers' status files, the blob store)."""
+        (a node's shared directories: its workers' status files, the blob store). An image
+        the engine lacks is pulled from the registry its name names, logged in with `login`."""
         if not _NODE_ID.fullmatch(node_id):
             raise InvalidRequestError(
                 f"node id {node_id!r} cannot label Docker containers: use letters, digits, "
@@ -104,7 +107,7 @@ class DockerRuntime(HostRuntime):
             )
         super().__init__(Path(root).resolve())  # mounted at the same path inside
         self.node_id = node_id
-        self._engine = DockerEngine(client or connect(), node_id, stop_grace_s)
+        self._engine = DockerEngine(client or connect(), node_id, stop_grace_s, login)
         self._mounts = tuple(mounts)
         self._packages = worker_sources()
         self._cpusets: dict[str, frozenset[int]] = {}  # set_cpuset's, which labels cannot hold

@@ -10,6 +10,7 @@ names another server (host[:port]): tests point it at a fake one on loopback.
 from __future__ import annotations
 
 import ipaddress
+import json
 import time
 from collections.abc import Mapping
 
@@ -22,6 +23,7 @@ METADATA_HOST_ENV = "GCE_METADATA_HOST"
 DEFAULT_HOST = "metadata.google.internal"
 FLAVOR = {"Metadata-Flavor": "Google"}
 INTERNAL_IP_PATH = "instance/network-interfaces/0/ip"
+TOKEN_PATH = "instance/service-accounts/default/token"
 ASK_FOR_S = 30.0
 """A VM's metadata server answers from the first moment of its boot; this long covers a
 slow first answer without hanging a node that is not on Compute Engine at all."""
@@ -70,4 +72,17 @@ def internal_ip(env: Mapping[str, str], *, ask_for_s: float = ASK_FOR_S) -> str:
     except ValueError:
         raise BackendError(
             f"the metadata server gave {value!r} as this VM's internal IP, not an address"
+        ) from None
+
+
+def access_token(env: Mapping[str, str], *, ask_for_s: float = ASK_FOR_S) -> tuple[str, float]:
+    """An OAuth access token of this VM's service account, and how many seconds it lives."""
+    value = metadata_value(TOKEN_PATH, env, ask_for_s=ask_for_s)
+    try:
+        answer = json.loads(value)
+        return str(answer["access_token"]), float(answer["expires_in"])
+    except (ValueError, TypeError, KeyError):
+        raise BackendError(
+            "the metadata server's answer for this VM's access token is not one "
+            "(access_token and expires_in); does the VM have a service account?"
         ) from None

@@ -342,10 +342,14 @@ async def _cloud_images(plan: CloudPlan) -> ImageMaker | None:
         return None
     from burla.backends.docker.custom import DockerImages
     from burla.backends.docker.image import publish_default_image
+    from burla.backends.gcp.registry_logins import credentials_login
 
+    login = credentials_login() if plan.registry_login == "google" else None
     for spec in plan.config.standby.containers:
-        await anyio.to_thread.run_sync(publish_default_image, plan.registry, spec.python_version)
-    return DockerImages(registry=plan.registry)
+        await anyio.to_thread.run_sync(
+            publish_default_image, plan.registry, spec.python_version, None, login
+        )
+    return DockerImages(registry=plan.registry, login=login)
 
 
 def _compute_provider(plan: CloudPlan) -> GceComputeProvider:

@@ -68,6 +68,8 @@ class CloudPlan:
     boot_env: dict[str, str]
     registry: str | None
     """Where the nodes pull images from (None: their workers are processes)."""
+    registry_login: str
+    """"google" or "none": see GcpSettings.registry_login."""
 
 
 def cluster_config(
@@ -146,6 +148,7 @@ def make_plan(options: CloudOptions, gcp: GcpSettings, env: Mapping[str, str]) -
         "BURLA_LOCAL_DIR": options.node_local_dir,
         "BURLA_NODE_HOST": options.node_host,
         "BURLA_CONTAINERS": gcp.containers,
+        "BURLA_REGISTRY_LOGIN": gcp.registry_login,
         **{name: env[name] for name in EMULATOR_VARIABLES if env.get(name)},
         **_pairs(options.node_env),
     }
@@ -163,6 +166,7 @@ def make_plan(options: CloudOptions, gcp: GcpSettings, env: Mapping[str, str]) -
         url=url,
         boot_env=boot_env,
         registry=registry,
+        registry_login=gcp.registry_login,
     )
 
 
@@ -172,6 +176,11 @@ def _registry(gcp: GcpSettings, project: str) -> str | None:
         raise InvalidRequestError(
             f"containers = {gcp.containers!r} in [gcp] (BURLA_GCP_CONTAINERS): the nodes' "
             "workers run in 'docker' containers or as 'process'es"
+        )
+    if gcp.registry_login not in ("google", "none"):
+        raise InvalidRequestError(
+            f"registry_login = {gcp.registry_login!r} in [gcp] (BURLA_GCP_REGISTRY_LOGIN): log "
+            "in with 'google' credentials (Artifact Registry) or 'none' (the engine's own)"
         )
     if gcp.containers == "process":
         return None

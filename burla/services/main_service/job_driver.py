@@ -82,6 +82,9 @@ class JobDriver:
         self.jobs = jobs
         self.canceled_early: collections.deque[str] = collections.deque(maxlen=1000)
         """Jobs canceled before their submission arrived: canceled the moment it does."""
+        self.taken_over = anyio.Event()
+        """Set once the jobs an earlier main_service left running are this one's: a new
+        job waits for it, so that it is never taken for one of them."""
         self.last_activity = clock.now()
 
     async def start(self, run: JobRun, items: list[tuple[str, bytes]]) -> None:

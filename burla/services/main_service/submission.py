@@ -81,6 +81,7 @@ class Submissions:
             raise InvalidRequestError(
                 "a job's sources map requirements to uploaded keys, and its dockerfile is text"
             )
+        await self.jobs.taken_over.wait()  # main_service is starting: jobs left running first
         job_id = await self._new_id(job_id)
         blobs = _owned_blobs(owner, job_id, uploads, sources)
         fields = {key: value for key, value in spec.items() if key not in ("dockerfile", "sources")}

@@ -21,6 +21,13 @@ from burla.services.store_keys import RUNNING_PREFIX, job_key
 async def take_over_jobs(
     store: Store, clock: Clock, jobs: JobDriver, standby: Standby, *, validate: bool
 ) -> None:
+    await _take_over(store, clock, jobs, standby, validate=validate)
+    jobs.taken_over.set()
+
+
+async def _take_over(
+    store: Store, clock: Clock, jobs: JobDriver, standby: Standby, *, validate: bool
+) -> None:
     after = ""
     while listed := await store.list(RUNNING_PREFIX, after=after):
         after = listed[-1].key

@@ -58,6 +58,8 @@ class NodeSettings(BaseModel):
     facing main_service), or its VM's metadata server (internal IP on Compute Engine)."""
     containers: Literal["process", "docker"] = "process"
     """What the workers run in: processes of this node, or Docker containers."""
+    registry_login: Literal["google", "none"] = "none"
+    """How images are pulled: with the VM's service account, or the engine's own login."""
     lease_s: float = Field(default=LEASE_S, gt=0)
     """How long inputs this node claimed stay its own without renewal: how soon another
     node may run them if this one vanishes."""
@@ -78,6 +80,7 @@ class NodeSettings(BaseModel):
             advertise_host=env.get("BURLA_NODE_ADVERTISE_HOST") or None,
             address_from=env.get("BURLA_NODE_ADDRESS_FROM") or "bound",
             containers=env.get("BURLA_CONTAINERS") or "process",
+            registry_login=env.get("BURLA_REGISTRY_LOGIN") or "none",
             lease_s=float(env.get("BURLA_LEASE_S") or LEASE_S),
         )
 
@@ -218,6 +221,11 @@ def open_docker_runtime(
     from burla.backends.docker.image import has_image, pull_image, registry_of
     from burla.backends.docker.runtime import DockerRuntime
 
+    login = None
+    if settings.registry_login == "google":
+        from burla.backends.gcp.registry_logins import vm_login
+
+        login = vm_login(os.environ)
     client = connect()
     try:
         for spec in standby.containers:
@@ -228,7 +236,7 @@ def open_docker_runtime(
                     f"the Docker engine has no image {spec.image!r}, which this node's "
                     "workers run in; build the default one with `burla image build`"
                 )
-            pull_image(client, spec.image)  # a cloud node's images come from a registry
+            pull_image(client, spec.image, login)  # a cloud node's come from a registry
     except BurlaError:
         client.close()
         raise
@@ -240,7 +248,7 @@ def open_docker_runtime(
         mounts.append(Mount(blobs.path, blobs.path, read_only=False))
     mounts.append(Mount(str(settings.local_dir.resolve()), CLUSTER_DIR_IN_CONTAINER))
     node_id = cluster_node_id(settings.local_dir, settings.node_id)
-    return DockerRuntime(node_id, settings.node_dir, client=client, mounts=mounts)
+    return DockerRuntime(node_id, settings.node_dir, client=client, mounts=mounts, login=login)
 
 
 async def _exit_with_parent(tasks: TaskGroup) -> None:
