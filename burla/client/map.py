@@ -8,13 +8,14 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, get_args
 
+from burla.client.build_context import context_archive
 from burla.client.connection import error_from
 from burla.client.environment import environment_for
 from burla.client.fit import INLINE_LIMIT
 from burla.client.results import follow, interrupted, stored_results
 from burla.client.serialize import dump_input, dumps_function, dumps_input, known_size
 from burla.client.session import Session
-from burla.client.uploads import Payload, check_size
+from burla.client.uploads import Payload, check_size, put_signed, upload_targets
 from burla.core.environment import RUNNING_PYTHON
 from burla.core.errors import ClusterUnavailableError, InvalidRequestError
 from burla.core.settings import Backend, Settings, load_settings
@@ -35,6 +36,7 @@ def remote_parallel_map(
     func_gpu: int | None = None,
     image: str | None = None,
     dockerfile: str | None = None,
+    build_context: str | None = None,
     backend: str | None = None,
     max_parallelism: int | None = None,
     generator: bool = False,
@@ -51,9 +53,14 @@ def remote_parallel_map(
     `generator=True` results are yielded as they arrive; `ordered=False` gives them in
     completion order. `detach=True` returns the job id at once. An exception the function
     raises is re-raised here as its own type, with `burla_input_index` set.
+
+    `dockerfile` names a Dockerfile to build the workers' image from (once per text and
+    build context), and `build_context` the directory its COPY and ADD read.
     """
     if dockerfile is not None and image is not None:
         raise InvalidRequestError("pass image= or dockerfile=, not both")
+    if build_context is not None and dockerfile is None:
+        raise InvalidRequestError("build_context= is the directory of a dockerfile=; pass both")
     settings = _settings(backend)
     function = dumps_function(function_)
     payloads = _pickled(function, inputs, unpack_tuples)
@@ -70,6 +77,8 @@ def remote_parallel_map(
     }
     session = _with_environment(spec, function, dockerfile, settings)
     job_id = f"job-{secrets.token_hex(8)}"
+    if build_context is not None:
+        spec["build_context"] = upload_context(session, job_id, context_archive(build_context))
     wait = 0.0 if detach else FIRST_WAIT_S
     session, first = _submitted(session, settings, job_id, spec, function, payloads, wait)
     if detach:
@@ -150,6 +159,13 @@ def job_results(job_id: str, backend: str | None = None) -> list[Any]:
         total = sum(job["inputs"].values())
         return list(follow(session, job_id, total, ordered=True, spinner=False, cancel=False))
     return stored_results(session, job_id, job)
+
+
+def upload_context(session: Session, job_id: str, archive: bytes) -> str:
+    """Upload a build context for job `job_id`; its blob key (it goes when the job ends)."""
+    [(key, url)] = upload_targets(session, 1, job_id)
+    put_signed(url, archive)
+    return key
 
 
 def read_dockerfile(path: str) -> str:

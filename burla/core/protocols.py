@@ -200,9 +200,10 @@ class ContainerRuntime(Protocol):
 class ImageMaker(Protocol):
     """Makes worker images on a backend: Docker images, or venvs that stand in for them."""
 
-    async def build(self, recipe: str) -> str:
+    async def build(self, recipe: str, context: bytes | None = None) -> str:
         """The image made from `recipe` (a Dockerfile's text; for process workers, a
-        requirements file's), made once; its name. ImageError if it cannot be made."""
+        requirements file's) and its build `context` (a gzipped tar of the files the
+        Dockerfile reads), made once per both; its name. ImageError if it cannot be made."""
 
     async def check(self, image: str) -> str:
         """The Python version (major.minor) of `image`'s workers; ImageError unless the

@@ -13,6 +13,7 @@ import pytest
 from burla import ImageError, remote_parallel_map
 from burla.client import local
 from burla.client.map import Session
+from burla.core.errors import InvalidRequestError
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +94,16 @@ def test_an_unknown_image_or_a_bad_requirements_file_is_a_clear_error(
     requirements.write_text("burla-test-no-such-package==0.0.1\n")
     with pytest.raises(ImageError, match="burla-test-no-such-package"):
         remote_parallel_map(abs, [1], dockerfile=str(requirements), spinner=False)
+
+
+def test_a_build_context_needs_a_dockerfile_and_docker_workers(
+    own_cluster: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidRequestError, match="pass both"):
+        remote_parallel_map(abs, [1], build_context=str(tmp_path), spinner=False)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(REQUIREMENTS)
+    with pytest.raises(ImageError, match="workers are processes"):
+        remote_parallel_map(
+            abs, [1], dockerfile=str(requirements), build_context=str(tmp_path), spinner=False
+        )

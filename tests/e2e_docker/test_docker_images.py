@@ -88,6 +88,33 @@ def test_a_dockerfile_is_built_once_and_its_second_job_starts_warm(
         assert after[name] == warm[name]
 
 
+def test_copy_reads_the_build_context_and_a_changed_file_makes_a_new_image(
+    image_cluster: DockerCluster, tmp_path: Path
+) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "greeting.txt").write_text("from the context\n")
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM {image_cluster.image}\nCOPY greeting.txt /etc/burla-marker\n")
+
+    def markers() -> list[str]:
+        found = remote_parallel_map(
+            read_marker,
+            range(2),
+            dockerfile=str(dockerfile),
+            build_context=str(context),
+            backend="docker",
+            spinner=False,
+        )
+        return [marker for marker, _ in found]
+
+    assert markers() == ["from the context"] * 2
+    images = standby_images(image_cluster.root)
+    (context / "greeting.txt").write_text("changed\n")
+    assert markers() == ["changed"] * 2
+    assert len(standby_images(image_cluster.root) - images) == 1  # a new image
+
+
 def test_a_named_image_runs_as_it_is(image_cluster: DockerCluster) -> None:
     image_cluster.engine.images.get(image_cluster.image).tag(NAMED_IMAGE)
     try:

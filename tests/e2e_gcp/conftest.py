@@ -228,7 +228,7 @@ def gcp_cluster(
         yield cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def gcp_docker_cluster(
     tmp_path_factory: pytest.TempPathFactory,
     firestore_emulator: FirestoreEmulator,
@@ -240,11 +240,11 @@ def gcp_docker_cluster(
     trixie_image: str,
 ) -> Iterator[GcpCluster]:
     """A cluster whose workers are Docker containers (containers = "docker"), as on Google
-    Cloud: main_service pushes the default images of Python 3.11 and 3.13 from this
-    machine's engine to the registry, and the nodes, all on an engine of their own that
-    starts empty, pull them from there. The registry asks for a login as Artifact Registry
-    does: main_service's access token comes from its service account key (through the
-    fake's token endpoint), the nodes' from their VM's metadata server."""
+    Cloud, for one module: main_service pushes the default images of Python 3.11 and 3.13
+    from this machine's engine to the registry, and the nodes, all on an engine of their
+    own that starts empty, pull them from there. The registry asks for a login as Artifact
+    Registry does: main_service's access token comes from its service account key
+    (through the fake's token endpoint), the nodes' from their VM's metadata server."""
     root = tmp_path_factory.mktemp("gcp-docker-cluster")
     email = "burla-main@burla-test.iam.gserviceaccount.com"
     key_file = root / "main-service-account.json"
@@ -259,8 +259,11 @@ def gcp_docker_cluster(
         BURLA_GCP_PYTHONS="3.11,3.13",
     )
     node_env = {"DOCKER_HOST": nodes_docker_engine.url}
-    with running_cluster(root, env, compute_api, gcs_emulator, node_env) as cluster:
-        yield cluster
+    try:
+        with running_cluster(root, env, compute_api, gcs_emulator, node_env) as cluster:
+            yield cluster
+    finally:
+        del compute_api.service_account_keys[email]
 
 
 @contextlib.contextmanager

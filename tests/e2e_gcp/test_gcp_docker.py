@@ -164,6 +164,35 @@ def test_a_dockerfile_is_built_pushed_and_pulled_once_and_its_next_job_starts_wa
         assert docker_id == warm[name]
 
 
+def test_a_build_context_travels_through_cloud_storage_to_the_build(
+    gcp_docker: GcpCluster, default_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "greeting.txt").write_text("copied from the caller's directory\n")
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM {default_image}\nCOPY greeting.txt /etc/burla-marker\n")
+    uploads: list[str] = []
+    real_put = httpx.put
+
+    def recording_put(url: str, **kwargs: Any) -> httpx.Response:
+        uploads.append(url)
+        return real_put(url, **kwargs)
+
+    monkeypatch.setattr(httpx, "put", recording_put)
+    [(marker, _, _)] = remote_parallel_map(
+        read_marker,
+        [0],
+        dockerfile=str(dockerfile),
+        build_context=str(context),
+        backend="gcp",
+        spinner=False,
+    )
+    assert marker == "copied from the caller's directory"
+    [url] = uploads  # the context, signed for the storage emulator's bucket
+    assert url.startswith(f"{gcp_docker.storage_url}/{gcp_docker.bucket}/")
+
+
 def test_a_named_image_is_pulled_from_the_registry(
     gcp_docker: GcpCluster,
     nodes_docker_engine: NodesEngine,

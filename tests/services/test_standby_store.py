@@ -26,7 +26,7 @@ class KnownImages:
     def __init__(self, pythons: dict[str, str]) -> None:
         self.pythons = pythons
 
-    async def build(self, recipe: str) -> str:
+    async def build(self, recipe: str, context: bytes | None = None) -> str:
         raise ImageError("this cluster builds no images")
 
     async def check(self, image: str) -> str:

@@ -5,9 +5,9 @@ Docker runtime mounts burla and the worker's dependencies (pure Python) read-onl
 runs `python -m burla.services.container_service`. So an image needs only a `python`
 that burla supports, whose version `check` reads before the image joins the standby
 definition: jobs from callers of that version may run in it. A Dockerfile's image is
-tagged by a hash of its text: the same Dockerfile is built once per engine. It is built
-without a context (COPY has nothing to copy) and with the host's network (the engine has
-no bridge), for RUN steps that install things.
+tagged by a hash of its text and build context: the same Dockerfile and files are built
+once per engine. Without a context, COPY and ADD have nothing to copy. It is built with
+the host's network (the engine has no bridge), for RUN steps that install things.
 
 With a `registry` (a cloud cluster's: Artifact Registry, or any Distribution registry),
 a built image is pushed there as `REGISTRY/burla-custom:<hash>` and named so, for nodes
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import TYPE_CHECKING
+import tarfile
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -32,14 +33,20 @@ if TYPE_CHECKING:
     import docker
 
 CUSTOM_REPOSITORY = "burla-custom"
+CONTEXT_DOCKERFILE = ".burla.Dockerfile"
+"""Where the Dockerfile goes in a build context's archive, beside the caller's files."""
 OLDEST_PYTHON = "3.11"
 """The oldest Python burla runs on (pyproject's requires-python)."""
 LOG_LINES = 20
 """The build's last lines quoted in an ImageError."""
 
 
-def dockerfile_tag(dockerfile: str) -> str:
-    return f"{CUSTOM_REPOSITORY}:{hashlib.sha256(dockerfile.encode()).hexdigest()[:16]}"
+def dockerfile_tag(dockerfile: str, context: bytes | None = None) -> str:
+    """The tag of a Dockerfile's image: a hash of its text and build context."""
+    digest = hashlib.sha256(dockerfile.encode())
+    if context is not None:
+        digest.update(b"\0context\0" + hashlib.sha256(context).digest())
+    return f"{CUSTOM_REPOSITORY}:{digest.hexdigest()[:16]}"
 
 
 class DockerImages:
@@ -62,10 +69,11 @@ class DockerImages:
             self._client = connect()
         return self._client
 
-    async def build(self, dockerfile: str) -> str:
-        """The image of `dockerfile`, built unless the engine has it; its tag."""
-        tag = dockerfile_tag(dockerfile)
-        await anyio.to_thread.run_sync(self._build, dockerfile, tag)
+    async def build(self, dockerfile: str, context: bytes | None = None) -> str:
+        """The image of `dockerfile` and its build `context` (a gzipped tar), built unless
+        the engine has it; its tag."""
+        tag = dockerfile_tag(dockerfile, context)
+        await anyio.to_thread.run_sync(self._build, dockerfile, tag, context)
         if self.registry is None:
             return tag
         pushed = f"{self.registry}/{tag}"
@@ -77,19 +85,23 @@ class DockerImages:
         Python's version."""
         return await anyio.to_thread.run_sync(self._check, image)
 
-    def _build(self, dockerfile: str, tag: str) -> None:
+    def _build(self, dockerfile: str, tag: str, context: bytes | None) -> None:
         import docker.errors
 
         if has_image(self.client, tag):
             return
+        if context is None:
+            source: dict[str, Any] = {"fileobj": io.BytesIO(dockerfile.encode())}
+        else:
+            archive = with_dockerfile(context, dockerfile)
+            source = {
+                "fileobj": io.BytesIO(archive),
+                "custom_context": True,
+                "encoding": "gzip",
+                "dockerfile": CONTEXT_DOCKERFILE,
+            }
         try:
-            self.client.images.build(
-                fileobj=io.BytesIO(dockerfile.encode()),
-                tag=tag,
-                rm=True,
-                forcerm=True,
-                network_mode="host",
-            )
+            self.client.images.build(**source, tag=tag, rm=True, forcerm=True, network_mode="host")
         except docker.errors.BuildError as error:
             lines = [str(step.get("stream") or step.get("error") or "") for step in error.build_log]
             said = "".join(lines).strip().splitlines()[-LOG_LINES:]
@@ -125,6 +137,28 @@ class DockerImages:
                 "in the image and make `python` run it"
             )
         return found
+
+
+def with_dockerfile(context: bytes, dockerfile: str) -> bytes:
+    """The build context's archive with the Dockerfile added as CONTEXT_DOCKERFILE, as the
+    engine takes a build: ImageError if the context is no gzipped tar."""
+    output = io.BytesIO()
+    try:
+        with (
+            tarfile.open(fileobj=io.BytesIO(context), mode="r:gz") as given,
+            tarfile.open(fileobj=output, mode="w:gz") as built,
+        ):
+            for member in given:
+                if member.name.lstrip("./") == CONTEXT_DOCKERFILE:
+                    continue
+                built.addfile(member, given.extractfile(member) if member.isfile() else None)
+            text = dockerfile.encode()
+            entry = tarfile.TarInfo(CONTEXT_DOCKERFILE)
+            entry.size = len(text)
+            built.addfile(entry, io.BytesIO(text))
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ImageError(f"the build context is not a gzipped tar archive: {error}") from None
+    return output.getvalue()
 
 
 def _supported(version: str) -> bool:

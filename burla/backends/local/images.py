@@ -45,7 +45,13 @@ class LocalVenvImages:
         self.root = Path(root)
         self._lock = anyio.Lock()
 
-    async def build(self, requirements: str) -> str:
+    async def build(self, requirements: str, context: bytes | None = None) -> str:
+        if context is not None:
+            raise ImageError(
+                "a build context is for a Dockerfile's COPY and ADD; this cluster's workers "
+                "are processes, whose images are built from a requirements file alone "
+                "(use backend='docker' for Dockerfiles)"
+            )
         image = venv_image_name(requirements)
         async with self._lock:
             if venv_image_python(self.root, image) is None:

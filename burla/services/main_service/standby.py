@@ -61,14 +61,14 @@ class Standby:
     def has(self, image: str) -> bool:
         return image in self.machine.config.standby.images
 
-    async def image_from(self, recipe: str) -> str:
-        """The image a Dockerfile makes."""
+    async def image_from(self, recipe: str, context: bytes | None = None) -> str:
+        """The image a Dockerfile makes, with the files of its build context."""
         if self.images is None:
             raise ImageError(
                 "this cluster cannot build images; build one where its nodes can run it "
                 "and pass image= instead of dockerfile="
             )
-        return await self.images.build(recipe)
+        return await self.images.build(recipe, context)
 
     async def add(self, image: str) -> None:
         """Put `image` in the standby definition and start its containers on every node."""

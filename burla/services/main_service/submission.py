@@ -27,6 +27,8 @@ from burla.services.main_service.users import ADMIN
 from burla.services.store_keys import job_key
 
 JOB_ID = re.compile(r"[a-z0-9-]{8,64}")
+PREPARED = ("dockerfile", "build_context", "sources")
+"""What a job brings to be made before it runs, which its spec does not keep."""
 UPLOADS = "uploads/"
 
 
@@ -73,18 +75,24 @@ class Submissions:
         they go when it ends."""
         sources: dict[str, str] = spec.get("sources") or {}
         recipe: str | None = spec.get("dockerfile")
+        context_key: str | None = spec.get("build_context")
         if (
             not isinstance(sources, dict)
             or not all(isinstance(key, str) for key in sources.values())
             or not isinstance(recipe, str | None)
+            or not isinstance(context_key, str | None)
         ):
             raise InvalidRequestError(
-                "a job's sources map requirements to uploaded keys, and its dockerfile is text"
+                "a job's sources map requirements to uploaded keys, its dockerfile is text "
+                "and its build context an uploaded key"
             )
+        if context_key is not None and recipe is None:
+            raise InvalidRequestError("a build context is for a dockerfile; send both")
         await self.jobs.taken_over.wait()  # main_service is starting: jobs left running first
         job_id = await self._new_id(job_id)
-        blobs = _owned_blobs(owner, job_id, uploads, sources)
-        fields = {key: value for key, value in spec.items() if key not in ("dockerfile", "sources")}
+        context = [context_key] if context_key is not None else []
+        blobs = _owned_blobs(owner, job_id, [*uploads, *context], sources)
+        fields = {key: value for key, value in spec.items() if key not in PREPARED}
         job = JobSpec.model_validate({**fields, "job_id": job_id})
         if job.n_inputs != len(items):
             raise InvalidRequestError(
@@ -96,7 +104,7 @@ class Submissions:
         # fails the call. Meanwhile a resent request for the same job is refused.
         self._preparing.add(job_id)
         try:
-            job, package_keys = await self._prepare(job, recipe, sources)
+            job, package_keys = await self._prepare(job, recipe, context_key, sources)
         finally:
             self._preparing.discard(job_id)
         machine = InputMachine(job.n_inputs, retries=job.retries, validate=self.validate)
@@ -128,12 +136,18 @@ class Submissions:
         return job_id
 
     async def _prepare(
-        self, job: JobSpec, recipe: str | None, sources: dict[str, str]
+        self,
+        job: JobSpec,
+        recipe: str | None,
+        context_key: str | None,
+        sources: dict[str, str],
     ) -> tuple[JobSpec, tuple[str, ...]]:
         """The job on its image, made and started if new, and the archives of its
         packages, installed if new."""
         if recipe is not None:
-            job = job.model_copy(update={"image": await self.standby.image_from(recipe)})
+            context = None if context_key is None else await self.jobs.blobs.get(context_key)
+            made = await self.standby.image_from(recipe, context)
+            job = job.model_copy(update={"image": made})
         if job.image is not None and self.standby.images is not None:
             await self.standby.add(job.image)
         image = self.standby.image_for(job)
