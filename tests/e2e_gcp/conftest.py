@@ -264,6 +264,16 @@ def gcp_docker_cluster(
             yield cluster
     finally:
         del compute_api.service_account_keys[email]
+        remove_guard_rules(compute_api.port)
+
+
+def remove_guard_rules(port: int) -> None:
+    """Take out the rules that kept workers from the fake's metadata server at `port`,
+    which a node killed before it could take out its own left behind."""
+    listed = subprocess.run(["iptables", "-w", "-S", "OUTPUT"], capture_output=True, text=True)
+    for rule in listed.stdout.splitlines():
+        if f"--dport {port} " in rule and "--comment burla-" in rule:
+            subprocess.run(["iptables", "-w", "-D", *shlex.split(rule)[1:]], check=True)
 
 
 @contextlib.contextmanager

@@ -22,9 +22,11 @@ from burla import ImageError, remote_parallel_map
 from burla.backends.docker.image import default_image_tag
 from burla.backends.docker.labels import IMAGE_LABEL, NAME_LABEL, NODE_LABEL
 from burla.core.errors import InvalidRequestError
+from burla.services.node_service.metadata_guard import WORKER_USER
 from tests.components.docker import NodesEngine
 from tests.components.registry import Registry
-from tests.e2e_gcp.conftest import GcpCluster
+from tests.e2e_gcp.conftest import PROJECT, ZONE, GcpCluster
+from tests.fakes.compute_api import ACCESS_TOKEN, FakeComputeApi
 
 pytestmark = pytest.mark.integration
 
@@ -253,3 +255,35 @@ def test_the_standby_definition_and_a_jobs_lines_survive_a_restart(
         read_marker, [0], dockerfile=str(dockerfile), backend="gcp", spinner=False
     )
     assert marker[0] == "kept"
+
+
+def read_metadata(url: str) -> tuple[int, str]:
+    """The worker's uid, and what the metadata server at `url` gave it (or why not)."""
+    import os
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return os.getuid(), str(answer.read().decode())
+    except OSError as error:
+        return os.getuid(), f"{type(error).__name__}: {error}"
+
+
+def test_a_worker_cannot_read_the_vms_credentials(
+    gcp_docker: GcpCluster, compute_api: FakeComputeApi
+) -> None:
+    status = gcp_docker.wait_for_standby()
+    vm = f"{gcp_docker.cluster}-{status['nodes'][0]['node_id']}"
+    url = (
+        f"http://127.0.0.1:{compute_api.port}/vms/{PROJECT}/{ZONE}/{vm}"
+        "/computeMetadata/v1/instance/service-accounts/default/token"
+    )
+    # Root on the VM, as node_service is, reads the token...
+    answer = httpx.get(url, headers={"Metadata-Flavor": "Google"}, timeout=10, trust_env=False)
+    assert answer.json()["access_token"] == ACCESS_TOKEN
+    # ...the node's workers, each its own user, cannot.
+    [(uid, said)] = remote_parallel_map(read_metadata, [url], backend="gcp", spinner=False)
+    assert uid == WORKER_USER[0]
+    assert ACCESS_TOKEN not in said
+    assert "Connection refused" in said

@@ -55,11 +55,14 @@ class DockerEngine:
         node_id: str,
         stop_grace_s: float,
         login: RegistryLogin | None = None,
+        user: tuple[int, int] | None = None,
     ) -> None:
+        """Containers run as `user` (uid, gid): this process's own unless given."""
         self._client = client
         self._node_id = node_id
         self._stop_grace_s = stop_grace_s
         self._login = login
+        self._user = user or (os.getuid(), os.getgid())
 
     def docker_name(self, name: str) -> str:
         """The name Docker knows the container `name` by."""
@@ -72,6 +75,8 @@ class DockerEngine:
         shutil.rmtree(request.directory, ignore_errors=True)
         try:
             request.directory.mkdir(parents=True)
+            if self._user != (os.getuid(), os.getgid()):
+                os.chown(request.directory, *self._user)  # the worker's home
         except OSError as error:
             raise BackendError(
                 f"container {request.info.name!r}: could not make {request.directory}: "
@@ -166,7 +171,7 @@ class DockerEngine:
                     for source, target, read_only in request.binds
                 ],
                 working_dir=str(request.directory),
-                user=f"{os.getuid()}:{os.getgid()}",
+                user="{}:{}".format(*self._user),
                 network_mode="host",
                 cpuset_cpus=request.cpus,
                 init=True,  # docker-init passes SIGTERM on, so stop is quick

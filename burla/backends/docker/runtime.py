@@ -24,7 +24,8 @@ How the ContainerRuntime protocol maps onto Docker:
   PYTHONDONTWRITEBYTECODE=1, then the caller's `env`, then PYTHONPATH (the caller's
   entries first), BURLA_PORT, BURLA_CONTAINER_NAME, BURLA_CONTAINER_ROOT and BURLA_CPUSET
   (the cpuset it started with); `env` may not set those four. Processes run as the
-  node's user and group, so the node can always clean up what they write.
+  node's user and group, so the node can always clean up what they write, or as the user
+  the runtime is given (a cloud node's workers, kept from the VM's credentials).
 - cpuset: virtual CPU v runs on real CPU `sorted(available)[v % len(available)]`, as in
   the local runtime (a node may have more CPUs than the machine), `available` being this
   process's affinity; Docker's cpuset cgroup does the pinning, for every process inside.
@@ -96,10 +97,13 @@ class DockerRuntime(HostRuntime):
         stop_grace_s: float = 2.0,
         mounts: Sequence[Mount] = (),
         login: RegistryLogin | None = None,
+        user: tuple[int, int] | None = None,
     ) -> None:
         """`mounts` go into every container this runtime starts, before each start's own
         (a node's shared directories: its workers' status files, the blob store). An image
-        the engine lacks is pulled from the registry its name names, logged in with `login`."""
+        the engine lacks is pulled from the registry its name names, logged in with `login`.
+        Containers run as `user` (uid, gid), this process's own unless given; each one's
+        directory is that user's."""
         if not _NODE_ID.fullmatch(node_id):
             raise InvalidRequestError(
                 f"node id {node_id!r} cannot label Docker containers: use letters, digits, "
@@ -107,7 +111,7 @@ class DockerRuntime(HostRuntime):
             )
         super().__init__(Path(root).resolve())  # mounted at the same path inside
         self.node_id = node_id
-        self._engine = DockerEngine(client or connect(), node_id, stop_grace_s, login)
+        self._engine = DockerEngine(client or connect(), node_id, stop_grace_s, login, user)
         self._mounts = tuple(mounts)
         self._packages = worker_sources()
         self._cpusets: dict[str, frozenset[int]] = {}  # set_cpuset's, which labels cannot hold

@@ -61,8 +61,14 @@ def check_boot(settings: GceSettings, boot: BootSpec) -> None:
 
 def startup_script(settings: GceSettings, boot: BootSpec) -> str:
     """The bash script the VM runs at boot (see module doc)."""
-    # The node asks its metadata server for the VM's internal IP, unless told an address.
-    environment = {**node_identity(boot), "BURLA_NODE_ADDRESS_FROM": "gce-metadata", **boot.env}
+    # The node asks its metadata server for the VM's internal IP, unless told an address,
+    # and keeps its Docker workers from that server (and so from the VM's credentials).
+    environment = {
+        **node_identity(boot),
+        "BURLA_NODE_ADDRESS_FROM": "gce-metadata",
+        "BURLA_GUARD_METADATA": "1",
+        **boot.env,
+    }
     exports = "\n".join(
         f"export {name}={shlex.quote(value)}" for name, value in environment.items()
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
@@ -27,6 +29,11 @@ from burla.services import http as http_clients
 from burla.services import serving
 from burla.services.cluster_keys import blob_signing_key
 from burla.services.node_service.link import MainLink
+from burla.services.node_service.metadata_guard import (
+    WORKER_USER,
+    MetadataGuard,
+    metadata_address,
+)
 from burla.services.node_service.node import NodeService
 from burla.services.retrying import resilient
 from burla.services.store_keys import LEASE_S, STANDBY_KEY
@@ -60,6 +67,8 @@ class NodeSettings(BaseModel):
     """What the workers run in: processes of this node, or Docker containers."""
     registry_login: Literal["google", "none"] = "none"
     """How images are pulled: with the VM's service account, or the engine's own login."""
+    guard_metadata: bool = False
+    """Keep Docker workers from the VM's metadata server (see metadata_guard)."""
     lease_s: float = Field(default=LEASE_S, gt=0)
     """How long inputs this node claimed stay its own without renewal: how soon another
     node may run them if this one vanishes."""
@@ -81,6 +90,7 @@ class NodeSettings(BaseModel):
             address_from=env.get("BURLA_NODE_ADDRESS_FROM") or "bound",
             containers=env.get("BURLA_CONTAINERS") or "process",
             registry_login=env.get("BURLA_REGISTRY_LOGIN") or "none",
+            guard_metadata=env.get("BURLA_GUARD_METADATA") == "1",
             lease_s=float(env.get("BURLA_LEASE_S") or LEASE_S),
         )
 
@@ -97,42 +107,73 @@ async def serve(settings: NodeSettings) -> None:
     status_dir = settings.node_dir / "status"
     status_dir.mkdir(parents=True, exist_ok=True)
     packages_of(settings).mkdir(parents=True, exist_ok=True)
-    docker_runtime: DockerRuntime | None = None
-    if settings.containers == "docker":
-        docker_runtime = await anyio.to_thread.run_sync(
-            open_docker_runtime, settings, standby, status_dir
+    async with _guarding_metadata(settings, status_dir):
+        docker_runtime: DockerRuntime | None = None
+        if settings.containers == "docker":
+            docker_runtime = await anyio.to_thread.run_sync(
+                open_docker_runtime, settings, standby, status_dir
+            )
+            await docker_runtime.aclose()  # what an earlier node of this id left
+            runtime: ContainerRuntime = docker_runtime
+            worker_env = cloud_worker_env(settings) or {
+                # A function that calls remote_parallel_map itself reaches this same cluster.
+                "BURLA_BACKEND": "docker",
+                "BURLA_DOCKER_DIR": CLUSTER_DIR_IN_CONTAINER,
+            }
+        else:
+            runtime, worker_env = process_runtime(settings)
+        link = MainLink(settings.secret)
+        node = NodeService(
+            node_id=settings.node_id,
+            node_type=settings.node_type,
+            containers=standby.containers,
+            runtime=runtime,
+            store=store,
+            blobs=blobs,
+            report=link.report,
+            clock=clock,
+            status_dir=status_dir,
+            worker_env=worker_env,
+            package_dir=packages_of(settings),
+            lease_s=settings.lease_s,
         )
-        await docker_runtime.aclose()  # what an earlier node of this id left
-        runtime: ContainerRuntime = docker_runtime
-        worker_env = cloud_worker_env(settings) or {
-            # A function that calls remote_parallel_map itself reaches this same cluster.
-            "BURLA_BACKEND": "docker",
-            "BURLA_DOCKER_DIR": CLUSTER_DIR_IN_CONTAINER,
-        }
-    else:
-        runtime, worker_env = process_runtime(settings)
-    link = MainLink(settings.secret)
-    node = NodeService(
-        node_id=settings.node_id,
-        node_type=settings.node_type,
-        containers=standby.containers,
-        runtime=runtime,
-        store=store,
-        blobs=blobs,
-        report=link.report,
-        clock=clock,
-        status_dir=status_dir,
-        worker_env=worker_env,
-        package_dir=packages_of(settings),
-        lease_s=settings.lease_s,
-    )
+        try:
+            await _serve_link(settings, node, link)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if docker_runtime is not None:
+                    await docker_runtime.aclose()  # all at once, within main_service's grace
+                await node.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _guarding_metadata(settings: NodeSettings, status_dir: Path) -> AsyncIterator[None]:
+    """While the node runs, its Docker workers are kept from the VM's metadata server, if
+    it is told to keep them from it (see metadata_guard)."""
+    guard = metadata_guard(settings)
+    if guard is None:
+        yield
+        return
+    os.chown(status_dir, *WORKER_USER)  # where the workers write their status
+    await anyio.to_thread.run_sync(guard.install)
     try:
-        await _serve_link(settings, node, link)
+        yield
     finally:
         with anyio.CancelScope(shield=True):
-            if docker_runtime is not None:
-                await docker_runtime.aclose()  # all at once, within main_service's grace
-            await node.aclose()
+            await anyio.to_thread.run_sync(guard.remove)
+
+
+def metadata_guard(settings: NodeSettings) -> MetadataGuard | None:
+    """The guard of the VM's metadata server, for a node whose workers are containers and
+    that is told to keep them from it; BackendError unless it runs as root."""
+    if not settings.guard_metadata or settings.containers != "docker":
+        return None
+    if os.geteuid() != 0:
+        raise BackendError(
+            "keeping the workers from the VM's metadata server needs root (an iptables rule "
+            "and their own user): run node_service as root, or set BURLA_GUARD_METADATA=0"
+        )
+    return MetadataGuard(metadata_address(os.environ), WORKER_USER[0], f"burla-{settings.node_id}")
 
 
 def process_runtime(settings: NodeSettings) -> tuple[ContainerRuntime, dict[str, str]]:
@@ -248,7 +289,10 @@ def open_docker_runtime(
         mounts.append(Mount(blobs.path, blobs.path, read_only=False))
     mounts.append(Mount(str(settings.local_dir.resolve()), CLUSTER_DIR_IN_CONTAINER))
     node_id = cluster_node_id(settings.local_dir, settings.node_id)
-    return DockerRuntime(node_id, settings.node_dir, client=client, mounts=mounts, login=login)
+    user = WORKER_USER if settings.guard_metadata else None
+    return DockerRuntime(
+        node_id, settings.node_dir, client=client, mounts=mounts, login=login, user=user
+    )
 
 
 async def _exit_with_parent(tasks: TaskGroup) -> None:
