@@ -123,7 +123,8 @@ def _registry(docker_engine: Any, login: dict[str, str] | None) -> Iterator[Regi
     directory = Path(tempfile.mkdtemp(prefix="burla-registry-"))
     auth = ""
     if login is not None:
-        hashed = bcrypt.hashpw(login["password"].encode(), bcrypt.gensalt()).decode()
+        # Few rounds: the registry checks the password at every request of a push or pull.
+        hashed = bcrypt.hashpw(login["password"].encode(), bcrypt.gensalt(rounds=4)).decode()
         (directory / "htpasswd").write_text(f"{login['username']}:{hashed}\n")
         auth = AUTH.format(htpasswd=directory / "htpasswd")
     try:
