@@ -73,21 +73,7 @@ class Submissions:
         job whose submission it never saw answered); the name must be new. `uploads` are
         the blobs the client put through signed URLs for it (the function, big inputs):
         they go when it ends."""
-        sources: dict[str, str] = spec.get("sources") or {}
-        recipe: str | None = spec.get("dockerfile")
-        context_key: str | None = spec.get("build_context")
-        if (
-            not isinstance(sources, dict)
-            or not all(isinstance(key, str) for key in sources.values())
-            or not isinstance(recipe, str | None)
-            or not isinstance(context_key, str | None)
-        ):
-            raise InvalidRequestError(
-                "a job's sources map requirements to uploaded keys, its dockerfile is text "
-                "and its build context an uploaded key"
-            )
-        if context_key is not None and recipe is None:
-            raise InvalidRequestError("a build context is for a dockerfile; send both")
+        sources, recipe, context_key = _brought(spec)
         await self.jobs.taken_over.wait()  # main_service is starting: jobs left running first
         job_id = await self._new_id(job_id)
         context = [context_key] if context_key is not None else []
@@ -164,6 +150,27 @@ class Submissions:
         if not job.packages:
             return job, ()
         return job, await self.packages.ensure(job.packages, python, sources)
+
+
+def _brought(spec: dict[str, Any]) -> tuple[dict[str, str], str | None, str | None]:
+    """What a job brings to be made before it runs: its source archives' keys by
+    requirement, its Dockerfile and the key of its build context."""
+    sources: dict[str, str] = spec.get("sources") or {}
+    recipe: str | None = spec.get("dockerfile")
+    context_key: str | None = spec.get("build_context")
+    if (
+        not isinstance(sources, dict)
+        or not all(isinstance(key, str) for key in sources.values())
+        or not isinstance(recipe, str | None)
+        or not isinstance(context_key, str | None)
+    ):
+        raise InvalidRequestError(
+            "a job's sources map requirements to uploaded keys, its dockerfile is text "
+            "and its build context an uploaded key"
+        )
+    if context_key is not None and recipe is None:
+        raise InvalidRequestError("a build context is for a dockerfile; send both")
+    return sources, recipe, context_key
 
 
 def _owned_blobs(
