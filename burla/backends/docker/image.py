@@ -19,6 +19,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -190,15 +191,12 @@ def publish_default_image(
     login: RegistryLogin | None = None,
 ) -> str:
     """Push this machine's default image of `python` to `registry`, where a cloud
-    cluster's nodes pull it from; its name there."""
-    tag = default_image_tag(python)
+    cluster's nodes pull it from, building it first if this engine lacks it (as root,
+    about a minute, once per machine); its name there."""
     client = client or connect()
-    if not has_image(client, tag):
-        raise ImageError(
-            f"this machine's Docker engine has no default worker image {tag} (Python "
-            f"{python}) to give the nodes; build it once with `burla image build --python "
-            f"{python}` (as root, about a minute)"
-        )
+    tag = build_default_image(
+        python=python, client=client, echo=lambda line: print(line, file=sys.stderr, flush=True)
+    )
     name = f"{registry}/{tag}"
     push_image(client, tag, name, login)
     return name
