@@ -287,3 +287,16 @@ def test_a_worker_cannot_read_the_vms_credentials(
     assert uid == WORKER_USER[0]
     assert ACCESS_TOKEN not in said
     assert "Connection refused" in said
+
+
+def test_a_package_the_images_lack_is_installed_for_each_callers_python(
+    gcp_docker: GcpCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iniconfig import IniConfig  # installed here, in neither default image
+
+    ini = ("job.ini", "[section]\nkey = 1\n")  # IniConfig(path, data)
+    for python in ("3.11", "3.13"):
+        monkeypatch.setattr(burla.client.map, "RUNNING_PYTHON", python)
+        # The class goes by reference: its package must be installed for that Python.
+        [parsed] = remote_parallel_map(IniConfig, [ini], backend="gcp", spinner=False)
+        assert parsed["section"]["key"] == "1"

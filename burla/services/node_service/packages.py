@@ -62,7 +62,7 @@ class PackageCache:
 
     def _link(self, folder: Path, packages: list[Path]) -> None:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        building = _building(folder)
         try:
             for package in packages:
                 _link_entries(package, building)
@@ -73,13 +73,21 @@ class PackageCache:
 
 def _extract(archive: bytes, directory: Path) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    building = _building(directory)
     try:
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
             tar.extractall(building, filter="data")
         _rename_into_place(building, directory)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def _building(final: Path) -> Path:
+    """A new folder beside `final` to build it in, readable by workers of any user (a
+    cloud node's run as one of their own)."""
+    building = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    building.chmod(0o755)
+    return building
 
 
 def _rename_into_place(building: Path, final: Path) -> None:
