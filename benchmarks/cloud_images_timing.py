@@ -52,8 +52,10 @@ def test_time_cloud_images(
     cpus = status["nodes"][0]["cpus"]
     deadline = time.monotonic() + 120
     while True:
-        running = nodes_docker_engine.client.containers.list(filters={"label": NODE_LABEL})
-        per_image = Counter(c.labels[IMAGE_LABEL] for c in running)
+        running = nodes_docker_engine.client.containers.list(
+            sparse=True, filters={"label": NODE_LABEL}
+        )
+        per_image = Counter(c.attrs["Labels"][IMAGE_LABEL] for c in running)
         if len(per_image) == 2 and set(per_image.values()) == {cpus}:
             break
         assert time.monotonic() < deadline, per_image

@@ -163,8 +163,11 @@ def _unmount_under(root: Path) -> None:
 
 def _remove_containers(client: Any) -> None:
     """Remove every container of an engine this session started for itself."""
-    for container in client.containers.list(all=True):
-        container.remove(force=True)
+    import docker.errors
+
+    for container in client.containers.list(all=True, sparse=True):
+        with contextlib.suppress(docker.errors.NotFound):  # gone since the list
+            container.remove(force=True)
 
 
 def _remove_leftovers(client: Any) -> None:

@@ -52,20 +52,24 @@ def read_marker(_: int) -> tuple[str, str, str]:
         return marker.read().strip(), os.environ["BURLA_CONTAINER_NAME"], docker_id
 
 
+def listed(engine: NodesEngine) -> list[tuple[str, dict[str, str]]]:
+    """Docker id and labels of every running burla container on the nodes' engine, as
+    one list call gives them (a container may go before another call could ask)."""
+    found = engine.client.containers.list(sparse=True, filters={"label": NODE_LABEL})
+    return [(container.id, container.attrs["Labels"]) for container in found]
+
+
 def running(engine: NodesEngine) -> list[dict[str, str]]:
     """The labels of every running burla container on the nodes' engine."""
-    return [
-        container.labels
-        for container in engine.client.containers.list(filters={"label": NODE_LABEL})
-    ]
+    return [labels for _, labels in listed(engine)]
 
 
 def running_of(engine: NodesEngine, image: str) -> dict[str, str]:
     """Running containers of `image`: burla name -> Docker id."""
     return {
-        container.labels[NAME_LABEL]: container.id
-        for container in engine.client.containers.list(filters={"label": NODE_LABEL})
-        if container.labels[IMAGE_LABEL] == image
+        labels[NAME_LABEL]: docker_id
+        for docker_id, labels in listed(engine)
+        if labels[IMAGE_LABEL] == image
     }
 
 
