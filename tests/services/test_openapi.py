@@ -23,7 +23,7 @@ from burla.core.clock import WallClock
 from burla.core.models import ClusterConfig, NodeType
 from burla.services import serving
 from burla.services.main_service.app import create_app
-from burla.services.main_service.job_routes import FRAMES
+from burla.services.main_service.job_routes import FRAMES, MAX_WAIT_S
 from burla.services.main_service.service import MainService
 from tests.strategies import frame_bytes, garbage_headers, json_values
 
@@ -120,7 +120,10 @@ def test_every_operation_answers_as_documented(main_url: str) -> None:
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
         @given(case=cases)
         def answers_as_documented(case: schemathesis.Case) -> None:
-            case.call_and_validate(base_url=main_url, headers=AUTH, checks=CHECKS)
+            # A job may be asked to wait up to MAX_WAIT_S for its answer.
+            case.call_and_validate(
+                base_url=main_url, headers=AUTH, checks=CHECKS, timeout=MAX_WAIT_S + 10
+            )
 
         answers_as_documented()
         assert httpx.get(f"{main_url}/health", headers=AUTH).json() == {"ok": True}
