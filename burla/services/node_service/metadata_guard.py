@@ -19,8 +19,9 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
-from burla.backends.gcp.metadata import DEFAULT_HOST, METADATA_HOST_ENV
+from burla.backends.gcp.metadata import DEFAULT_HOST, METADATA_HOST_ENV, metadata_url
 from burla.core.errors import BackendError
 
 WORKER_USER = (6501, 6501)
@@ -56,16 +57,13 @@ class MetadataGuard:
 def metadata_address(env: Mapping[str, str]) -> tuple[str, int]:
     """The metadata server's IPv4 address and port, as GCE_METADATA_HOST names it (tests
     move it to loopback), else Compute Engine's own."""
-    named = env.get(METADATA_HOST_ENV)
-    if not named:
-        return METADATA_IP, 80
-    host_port = named.split("/", 1)[0]
-    host, _, port = host_port.partition(":")
-    if host == DEFAULT_HOST:
-        return METADATA_IP, int(port or 80)
+    server = urlsplit(metadata_url("", env))  # where burla's own requests go
+    host = server.hostname or DEFAULT_HOST
     try:
-        return socket.gethostbyname(host), int(port or 80)
+        port = server.port or 80
+        return (METADATA_IP if host == DEFAULT_HOST else socket.gethostbyname(host)), port
     except (OSError, ValueError) as error:
+        named = env.get(METADATA_HOST_ENV)
         raise BackendError(f"{METADATA_HOST_ENV}={named!r} names no address: {error}") from None
 
 
