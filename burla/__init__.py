@@ -61,10 +61,7 @@ def __getattr__(name: str) -> object:
 
         return remote_parallel_map
     if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+        from burla.release import version
 
-        try:
-            return version("burla")
-        except PackageNotFoundError:  # a worker environment links burla without metadata
-            return "unknown"
+        return version()
     raise AttributeError(f"module 'burla' has no attribute {name!r}")

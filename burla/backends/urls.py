@@ -17,7 +17,7 @@ from burla.core.protocols import BlobStore, Store
 if TYPE_CHECKING:
     from google.auth.credentials import Signing
 
-GCP_EXTRA = "pip install 'burla[gcp]'"
+GCP_EXTRA = "pip install 'burla-cluster[gcp]'"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 

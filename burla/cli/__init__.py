@@ -20,7 +20,7 @@ from burla.core.errors import BurlaError, ClusterUnavailableError, JobError, Not
 
 
 @click.group(epilog=output.EXIT_CODES_HELP)
-@click.version_option(package_name="burla")
+@click.version_option(package_name="burla-cluster")
 def cli() -> None:
     """Run one Python function over many inputs on a cluster; see and steer the cluster.
 

@@ -27,7 +27,7 @@ def sim(scenario: str, json_out: str | None, plot_out: str | None) -> None:
         from burla.sim.command import simulate
     except ImportError as error:
         raise click.UsageError(
-            f"the simulator needs its extra ({error}): pip install 'burla[sim]'"
+            f"the simulator needs its extra ({error}): pip install 'burla-cluster[sim]'"
         ) from None
     try:
         simulate(scenario, json_out, plot_out, exit_when_done=True)

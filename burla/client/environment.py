@@ -28,6 +28,7 @@ from burla.core.environment import (
     needed_packages,
     with_requirements,
 )
+from burla.release import DISTRIBUTION
 
 _MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
 _WORKER_MODULES = frozenset({"burla", *WORKER_DISTRIBUTIONS})
@@ -121,7 +122,7 @@ def _installed() -> tuple[dict[str, str], dict[str, list[str]]]:
 @functools.cache
 def _worker_provided() -> frozenset[str]:
     installed, requires = _installed()
-    return frozenset(with_requirements(("burla", *WORKER_DISTRIBUTIONS), installed, requires))
+    return frozenset(with_requirements((DISTRIBUTION, *WORKER_DISTRIBUTIONS), installed, requires))
 
 
 @functools.cache

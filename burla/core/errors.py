@@ -6,7 +6,8 @@
     │   ├── SerializationError      the function or an input cannot be pickled
     │   ├── PayloadTooLargeError    the function, an input or a request is over the size limit
     │   ├── PackageInstallError     a package the function needs could not be installed
-    │   └── ImageError              a custom image cannot be built or run burla's workers
+    │   ├── ImageError              a custom image cannot be built or run burla's workers
+    │   └── VersionMismatchError    a node runs other burla code than its main_service
     ├── BackendError                a backend could not do what was asked
     │   ├── TransientBackendError   it failed in a way that may pass; services retry it
     │   ├── ConflictError           a compare-and-set or create-only write lost a race
@@ -14,6 +15,7 @@
     │   ├── SignedUrlError          a signed URL is expired, tampered with or used for another key
     │   └── ClusterUnavailableError the cluster could not be reached or started
     ├── AuthError                   the cluster refused the token, or its user may not do that
+    │   └── CertificateError        main_service's TLS certificate is not the one pinned
     ├── JobError                    the job ran but did not deliver (has `burla_input_index`
     │   │                           where one input is to blame)
     │   ├── FunctionLoadError       the workers could not unpickle the function
@@ -75,6 +77,11 @@ class AuthError(BurlaError):
     """The cluster refused the token (401), or the token's user may not do that (403)."""
 
 
+class CertificateError(AuthError):
+    """The server at the cluster's address did not show the certificate the client pins:
+    another server, or the cluster's certificate was made again. Nothing was sent to it."""
+
+
 class InvariantError(BurlaError):
     """Internal state broke one of burla's rules. This is a bug in burla."""
 
@@ -96,6 +103,11 @@ class PackageInstallError(InvalidRequestError):
 
 class ImageError(InvalidRequestError):
     """A custom image (image= or dockerfile=) cannot be built, or cannot run the workers."""
+
+
+class VersionMismatchError(InvalidRequestError):
+    """A node runs other burla code (another build id) than its main_service: the cluster
+    refuses it rather than let two versions of the wire format meet."""
 
 
 class ClusterUnavailableError(BackendError):

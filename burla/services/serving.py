@@ -72,6 +72,13 @@ def run(main: Callable[..., Awaitable[None]], *args: Any) -> None:
     anyio.run(main, *args, backend_options={"use_uvloop": uvloop})
 
 
+def leaf_errors(error: BaseException) -> list[BaseException]:
+    """The errors inside a (nested) exception group, or the error itself."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaf_errors(inner)]
+    return [error]
+
+
 def write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text)

@@ -75,7 +75,7 @@ def _repeatable_trio(seed: int) -> Iterator[None]:
     if not hasattr(run_module, "_r") or not hasattr(run_module, "_ALLOW_DETERMINISTIC_SCHEDULING"):
         raise BurlaError(
             f"trio {trio.__version__} has no seedable scheduler; the simulator needs trio "
-            "0.25-0.35 (pip install 'burla[sim]')"
+            "0.25-0.35 (pip install 'burla-cluster[sim]')"
         )
     state = run_module._r.getstate()
     allowed = run_module._ALLOW_DETERMINISTIC_SCHEDULING

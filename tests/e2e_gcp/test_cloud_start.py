@@ -72,7 +72,7 @@ def test_without_the_gcp_extra_it_says_what_to_install(tmp_path: Path) -> None:
     )
     started = run_python(tmp_path, code, BURLA_GCP_PROJECT="p")
     assert started.returncode == 1
-    assert "pip install 'burla[gcp]'" in started.stderr
+    assert "pip install 'burla-cluster[gcp]'" in started.stderr
     assert "Traceback" not in started.stderr
 
 

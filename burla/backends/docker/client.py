@@ -34,7 +34,7 @@ def connect(base_url: str | None = None) -> docker.DockerClient:
         import requests
     except ImportError as error:
         raise BackendError(
-            "the Docker backend needs the docker SDK: pip install 'burla[docker]'"
+            "the Docker backend needs the docker SDK: pip install 'burla-cluster[docker]'"
         ) from error
     url = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
     if url.startswith("unix://"):

@@ -22,7 +22,8 @@ try:
     from google.cloud import compute_v1
 except ImportError as missing:
     raise ImportError(
-        f"{missing}: burla's Compute Engine provider needs the gcp extra; pip install 'burla[gcp]'"
+        f"{missing}: burla's Compute Engine provider needs the gcp extra; "
+        "pip install 'burla-cluster[gcp]'"
     ) from missing
 
 CLUSTER_LABEL = "burla-cluster"

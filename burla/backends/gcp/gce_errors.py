@@ -24,7 +24,8 @@ try:
     from google.cloud import compute_v1
 except ImportError as missing:
     raise ImportError(
-        f"{missing}: burla's Compute Engine provider needs the gcp extra; pip install 'burla[gcp]'"
+        f"{missing}: burla's Compute Engine provider needs the gcp extra; "
+        "pip install 'burla-cluster[gcp]'"
     ) from missing
 
 QUOTA_REASONS = frozenset({"quotaExceeded", "QUOTA_EXCEEDED"})

@@ -23,7 +23,7 @@ fi
 if [ "${BURLA_CONTAINERS:-process}" = docker ] && ! command -v dockerd >/dev/null; then
   apt-get update -qq && apt-get install -y -qq docker.io
 fi
-/opt/burla/bin/pip install --quiet --upgrade 'burla[gcp,docker]'"""
+/opt/burla/bin/pip install --quiet --upgrade 'burla-cluster[gcp,docker]'"""
 """Installs burla in its own virtual environment on a Debian or Ubuntu image, and the
 Docker engine (Debian's docker.io, started as a service) when workers run in containers.
 It runs after the node's environment is exported, so it can read BURLA_CONTAINERS."""

@@ -37,7 +37,8 @@ try:
     from google.cloud.storage.retry import DEFAULT_RETRY  # type: ignore[import-untyped]
 except ImportError as missing:
     raise ImportError(
-        f"{missing}: burla's Cloud Storage blob store needs the gcp extra; pip install 'burla[gcp]'"
+        f"{missing}: burla's Cloud Storage blob store needs the gcp extra; "
+        "pip install 'burla-cluster[gcp]'"
     ) from missing
 
 T = TypeVar("T")

@@ -44,7 +44,7 @@ try:
     from redis import exceptions as redis_errors
 except ImportError as error:  # pragma: no cover - depends on the installed extras
     raise ModuleNotFoundError(
-        "the Redis store needs the redis package: pip install 'burla[redis]'", name="redis"
+        "the Redis store needs the redis package: pip install 'burla-cluster[redis]'", name="redis"
     ) from error
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,100}")

@@ -299,6 +299,7 @@ def cloud(**options: Any) -> None:
     those an earlier one left behind.
     """
     from burla.core.settings import load_settings
+    from burla.services import serving
     from burla.services.main_service.cloud_config import (
         CloudOptions,
         make_plan,
@@ -309,11 +310,9 @@ def cloud(**options: Any) -> None:
     try:
         require_gcp_extra()
         plan = make_plan(CloudOptions(**options), load_settings().gcp, os.environ)
-        from burla.services import serving
-
         serving.run(_serve_cloud, plan)
     except* (BurlaError, ImportError) as failed:
-        problem = "; ".join(str(leaf) for leaf in _leaves(failed))
+        problem = "; ".join(str(leaf) for leaf in serving.leaf_errors(failed))
     if problem:
         sys.exit(f"burla main_service: {problem}")
 
@@ -380,12 +379,6 @@ def _listen(host: str, port: int) -> socket.socket:
             "or --port"
         ) from None
     return sock
-
-
-def _leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
-    return [error]
 
 
 def _open_state(boot_env: dict[str, str], clock: Clock) -> tuple[Store, BlobStore]:

@@ -14,8 +14,9 @@ from fastapi import FastAPI, Response
 from pydantic import BaseModel, Field
 
 from burla.core import wire
-from burla.core.errors import InvalidRequestError, NotFoundError
+from burla.core.errors import InvalidRequestError, NotFoundError, VersionMismatchError
 from burla.core.limits import MAX_UPLOADS, RequestLimits
+from burla.release import build_id, build_mismatch
 from burla.services import errors, request_errors
 from burla.services.main_service import dashboard, operations, user_routes, views
 from burla.services.main_service.api_docs import (
@@ -42,6 +43,9 @@ from burla.services.store_keys import job_key, result_key, results_prefix
 class Booted(BaseModel):
     address: str = Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$", max_length=300)
     """Where its node_service listens: host:port."""
+    build: str = Field(default="", max_length=64)
+    """The build id of the node's burla (burla.release); empty from a burla too old to
+    send one."""
 
 
 class Uploads(BaseModel):
@@ -178,5 +182,8 @@ def _install_nodes(app: FastAPI, service: MainService) -> None:
     async def booted(node_id: str, body: Booted, _: NodeOnly) -> dict[str, str]:
         if node_id not in service.cluster.nodes:  # main_service dials only nodes it started
             raise NotFoundError(f"main_service started no node {node_id}")
+        if body.build != build_id():
+            await service.node_refused(node_id, refusal := build_mismatch(body.build))
+            raise VersionMismatchError(refusal)
         await service.node_booted(node_id, body.address)
         return {"node_id": node_id}

@@ -123,6 +123,10 @@ class ClusterDriver:
         self.links[node_id] = link
         await self.apply(self.machine.handle(c.NodeBooted(node_id)))
 
+    async def node_refused(self, node_id: str, reason: str) -> None:
+        self.creation_errors.append(f"{node_id}: {reason}")
+        await self.node_failed(node_id)
+
     async def node_failed(self, node_id: str) -> None:
         if node_id not in self.machine.nodes:
             return

@@ -123,6 +123,11 @@ class MainService:
             await self.standby.save(config)
         await self.nodes.restart(config)
 
+    async def node_refused(self, node_id: str, reason: str) -> None:
+        """A node that may not join (it runs other burla code): it is failed and deleted,
+        and the reason shows among the cluster's machine errors."""
+        await self.nodes.node_refused(node_id, reason)
+
     async def node_booted(self, node_id: str, address: str) -> None:
         await self.nodes.node_booted(node_id, address)
 

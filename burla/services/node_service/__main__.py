@@ -22,9 +22,10 @@ from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.backends.local.images import venv_image_python
 from burla.backends.urls import open_blobs, open_store
 from burla.core.clock import WallClock
-from burla.core.errors import BackendError, BurlaError
+from burla.core.errors import BackendError, BurlaError, VersionMismatchError
 from burla.core.models import NodeType, StandbyDefinition
 from burla.core.protocols import ContainerRuntime, Mount
+from burla.release import build_id
 from burla.services import http as http_clients
 from burla.services import serving
 from burla.services.cluster_keys import blob_signing_key
@@ -212,9 +213,10 @@ async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink)
         async with http_clients.async_client(
             base_url=settings.main_url, headers=headers, timeout=60
         ) as http:
-            response = await http.post(
-                f"/nodes/{settings.node_id}/booted", json={"address": address}
-            )
+            booted = {"address": address, "build": build_id()}
+            response = await http.post(f"/nodes/{settings.node_id}/booted", json=booted)
+            if response.status_code == 400 and "VersionMismatchError" in response.text:
+                raise VersionMismatchError(response.json()["message"])
             response.raise_for_status()
 
 
@@ -305,10 +307,13 @@ async def _exit_with_parent(tasks: TaskGroup) -> None:
 
 def main() -> None:
     settings = NodeSettings.from_env()
+    problem = ""
     try:
         serving.run(serve, settings)
-    except BurlaError as error:  # one that stops the node before it serves: say why
-        sys.exit(f"node {settings.node_id} cannot run: {error}")
+    except* BurlaError as failed:  # one that stops the node before it serves: say why
+        problem = "; ".join(str(error) for error in serving.leaf_errors(failed))
+    if problem:
+        sys.exit(f"node {settings.node_id} cannot run: {problem}")
 
 
 if __name__ == "__main__":
