@@ -102,7 +102,8 @@ class Connection:
 
 
 def _pool(cluster: local.ClusterInfo) -> HttpPool:
-    return HttpPool(cluster.url, {"authorization": f"Bearer {cluster.token}"}, WAIT_S + 30)
+    headers = {"authorization": f"Bearer {cluster.token}"}
+    return HttpPool(cluster.url, headers, WAIT_S + 30, cluster.cert_sha256)
 
 
 def error_from(response: Response, request: str) -> BurlaError:

@@ -12,11 +12,15 @@ import dataclasses
 import http.client
 import json
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+from burla.client.pinning import tls_context
+from burla.core.errors import CertificateError
 
 IDLE_S = 20.0
 """A connection idle this long is not reused: the server may be closing it (main_service
@@ -48,12 +52,23 @@ class Response:
 
 
 class HttpPool:
-    def __init__(self, base_url: str, headers: dict[str, str], timeout_s: float) -> None:
+    """Connections to one server, http:// or https:// (pinned to the certificate whose
+    SHA-256 fingerprint is `cert_sha256`, see burla.client.pinning)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        timeout_s: float,
+        cert_sha256: str | None = None,
+    ) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme != "http" or parts.hostname is None:
-            raise ValueError(f"not an http:// URL: {base_url!r}")
-        self._address = (parts.hostname, parts.port or 80)
-        host = f"Host: {parts.hostname}:{parts.port or 80}\r\n"
+        if parts.scheme not in ("http", "https") or parts.hostname is None:
+            raise ValueError(f"not an http:// or https:// URL: {base_url!r}")
+        self._tls = parts.scheme == "https"
+        self._cert_sha256 = cert_sha256
+        self._address = (parts.hostname, parts.port or (443 if self._tls else 80))
+        host = f"Host: {parts.hostname}:{self._address[1]}\r\n"
         self._head = host + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         self._timeout_s = timeout_s
         self._idle: list[tuple[socket.socket, float]] = []
@@ -127,13 +142,27 @@ class HttpPool:
                     connection.settimeout(timeout)
                     return connection, True
                 connection.close()
+        host, port = self._address
         try:
+            # Pinning fetches the certificate once, on a connection of its own: before ours.
+            context = tls_context(host, port, self._cert_sha256) if self._tls else None
             connection = socket.create_connection(self._address, timeout=timeout)
         except OSError as error:
-            host, port = self._address
             raise HttpError(f"cannot connect to {host}:{port}: {error}") from error
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, False
+        if context is None:
+            return connection, False
+        try:
+            return context.wrap_socket(connection, server_hostname=host), False
+        except ssl.SSLCertVerificationError as error:
+            connection.close()
+            raise CertificateError(
+                f"https://{host}:{port} showed a certificate this client does not trust "
+                f"({error.verify_message}); nothing was sent to it"
+            ) from None
+        except OSError as error:
+            connection.close()
+            raise HttpError(f"no TLS session with {host}:{port}: {error}") from error
 
     def _give(self, connection: socket.socket) -> None:
         with self._lock:

@@ -31,6 +31,8 @@ class ClusterInfo:
     token: str
     pid: int
     cpus: int
+    cert_sha256: str | None = None
+    """The fingerprint of main_service's TLS certificate, pinned (see client.pinning)."""
 
 
 def local_dir(backend: str = "local") -> Path:

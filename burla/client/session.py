@@ -49,32 +49,36 @@ class Session(Connection):
                 f"and token in {config_path(os.environ)} (or BURLA_MAIN_URL and BURLA_TOKEN); "
                 "see the README's 'Google Cloud' section to start one"
             )
-        return cls._with_token(settings.main_url, settings.main_url, settings.token)
+        cluster = local.ClusterInfo(
+            settings.main_url, settings.token, pid=0, cpus=0, cert_sha256=settings.main_cert_sha256
+        )
+        return cls._with_cluster(settings.main_url, cluster)
 
     @classmethod
     def for_job(cls, settings: Settings, token: str) -> Session:
         """Inside a job's worker: the session with the job's own cluster, which is running,
         as the job's owner. The job's token, not the cluster's, is what user code holds."""
         if settings.backend == "gcp":
-            url = settings.main_url
+            url, pin = settings.main_url, settings.main_cert_sha256
         else:
             cluster = local.read(local.local_dir(settings.backend))
-            url = cluster.url if cluster is not None else None
+            url, pin = (cluster.url if cluster is not None else None), None
         if not url:
             raise ClusterUnavailableError(
                 f"this job's cluster ({settings.backend}) cannot be found from inside it"
             )
-        return cls._with_token(f"{url} as {JOB_TOKEN_ENV}", url, token)
+        job_cluster = local.ClusterInfo(url, token, pid=0, cpus=0, cert_sha256=pin)
+        return cls._with_cluster(f"{url} as {JOB_TOKEN_ENV}", job_cluster)
 
     @classmethod
-    def _with_token(cls, key: str, url: str, token: str) -> Session:
+    def _with_cluster(cls, key: str, cluster: local.ClusterInfo) -> Session:
         """The cached session `key` names, made anew (the old one closed) if it holds
-        another token."""
+        another token or pin."""
         session = cls._cached.get(key)
-        if session is None or session.cluster.token != token:
+        if session is None or session.cluster != cluster:
             if session is not None:
                 session.close()
-            session = cls._cached[key] = cls(local.ClusterInfo(url, token, pid=0, cpus=0))
+            session = cls._cached[key] = cls(cluster)
         return session
 
     @classmethod

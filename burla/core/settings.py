@@ -6,7 +6,8 @@ variables: BURLA_<FIELD> for top-level fields (BURLA_BACKEND, BURLA_MAIN_URL, ..
 BURLA_GCP_<FIELD> for the [gcp] table (BURLA_GCP_PROJECT, BURLA_GCP_ZONE, ...).
 
     backend = "gcp"
-    main_url = "http://10.0.0.2:8080"   # a cluster's main_service, for backend "gcp"
+    main_url = "https://34.1.2.3:8080"  # a cluster's main_service, for backend "gcp"
+    main_cert_sha256 = "..."            # its certificate's fingerprint, pinned
     token = "..."
 
     [gcp]
@@ -73,6 +74,9 @@ class Settings:
     """local: processes on this machine; docker: the same with Docker containers;
     gcp: the cluster at `main_url`, on Google Cloud."""
     main_url: str | None = None
+    main_cert_sha256: str | None = None
+    """The SHA-256 fingerprint of main_service's own TLS certificate, which the client
+    pins for an https:// main_url (`burla deploy` and `burla login` write it)."""
     token: str | None = None
     job_token: str | None = None
     """Set by a worker for the job it runs: a call from inside the job goes to the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 import httpx
@@ -12,5 +13,6 @@ NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 waits for the peer's delayed ACK, adding ~40 ms to every POST."""
 
 
-def async_client(**kwargs: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(socket_options=NO_DELAY), **kwargs)
+def async_client(verify: ssl.SSLContext | bool = True, **kwargs: Any) -> httpx.AsyncClient:
+    transport = httpx.AsyncHTTPTransport(socket_options=NO_DELAY, verify=verify)
+    return httpx.AsyncClient(transport=transport, **kwargs)

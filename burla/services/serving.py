@@ -15,6 +15,8 @@ import uvicorn
 from anyio.abc import TaskGroup
 from fastapi import FastAPI
 
+from burla.services.tls import ServerCertificate
+
 GRACEFUL_SHUTDOWN_S = 3
 
 
@@ -27,8 +29,11 @@ class Server(uvicorn.Server):
         yield
 
 
-async def start(app: FastAPI, sock: socket.socket, tasks: TaskGroup) -> Server:
-    """Serve `app` on `sock` until SIGTERM or SIGINT, then cancel `tasks`."""
+async def start(
+    app: FastAPI, sock: socket.socket, tasks: TaskGroup, tls: ServerCertificate | None = None
+) -> Server:
+    """Serve `app` on `sock` until SIGTERM or SIGINT, then cancel `tasks`; over TLS with
+    `tls`'s certificate when given."""
     # Clients keep connections alive between calls (burla.client.http reuses them for 20 s).
     # A dashboard's live feeds never end by themselves: shutting down cuts them after a while.
     config = uvicorn.Config(
@@ -37,6 +42,8 @@ async def start(app: FastAPI, sock: socket.socket, tasks: TaskGroup) -> Server:
         access_log=False,
         timeout_keep_alive=60,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        ssl_keyfile=tls.key_path if tls else None,
+        ssl_certfile=tls.cert_path if tls else None,
     )
     server = Server(config)
     tasks.start_soon(_serve_then_cancel, server, sock, tasks)

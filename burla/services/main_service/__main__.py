@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from burla.services.main_service.cloud_config import CloudPlan
     from burla.services.main_service.service import MainService
     from burla.services.serving import Server
+    from burla.services.tls import ServerCertificate
 
 CLUSTER_FILE = "cluster.json"
 """In a local cluster's directory while it serves: where clients connect, with what token."""
@@ -239,6 +240,19 @@ CLOUD_FLAGS: list[click.Parameter] = [
         "redis://HOST:PORT/DB?namespace=NAME (default: Firestore in the project, namespaced "
         "by the cluster's name)",
     ),
+    click.Option(
+        ["--tls-dir"],
+        type=click.Path(file_okay=False, path_type=Path),
+        help="serve HTTPS with the certificate in this directory, made there (with a key "
+        "that never leaves it) if there is none; clients pin its fingerprint, which is "
+        "printed (default: plain HTTP)",
+    ),
+    click.Option(
+        ["--tls-name"],
+        multiple=True,
+        metavar="ADDRESS",
+        help="an IP address or host name a new certificate is made for (repeatable)",
+    ),
     click.Option(["--max-nodes"], type=int, help="most VMs at once (default: no limit)"),
     click.Option(
         ["--max-nodes-per-job"], type=int, help="most VMs one job runs on (default: no limit)"
@@ -328,7 +342,11 @@ async def _serve_cloud(plan: CloudPlan) -> None:
         try:
             await _delete_machines(backends.compute)  # left by an earlier main_service
             setup = Setup(plan.config, plan.url, plan.token, plan.boot_env)
-            await _serve(setup, backends, sock, lambda *_: print(announcement(plan), flush=True))
+
+            def announce(*_: object) -> None:
+                print(announcement(plan), flush=True)
+
+            await _serve(setup, backends, sock, announce, plan.tls)
         finally:
             with anyio.CancelScope(shield=True):
                 await backends.aclose()
@@ -394,6 +412,7 @@ async def _serve(
     backends: Backends,
     sock: socket.socket,
     started: Callable[[MainService, Server, TaskGroup], None],
+    tls: ServerCertificate | None = None,
 ) -> None:
     """Serve main_service on `sock` until SIGTERM or SIGINT; `started` once it serves."""
     from burla.services import serving
@@ -415,7 +434,7 @@ async def _serve(
         images=backends.images,
     )
     async with anyio.create_task_group() as tasks:
-        server = await serving.start(create_app(service, setup.token), sock, tasks)
+        server = await serving.start(create_app(service, setup.token), sock, tasks, tls)
         await service.run(tasks)
         started(service, server, tasks)
 

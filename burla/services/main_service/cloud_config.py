@@ -23,6 +23,7 @@ from burla.services.cluster_keys import node_secret
 
 if TYPE_CHECKING:
     from burla.backends.gcp.gce_settings import GceSettings
+    from burla.services.tls import ServerCertificate
 
 EMULATOR_VARIABLES = ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
 """Where the Google Cloud clients find emulators; nodes must use the same ones."""
@@ -37,6 +38,8 @@ class CloudOptions:
     url: str | None
     token_file: Path | None
     store: str | None
+    tls_dir: Path | None
+    tls_name: tuple[str, ...]
     max_nodes: int | None
     max_nodes_per_job: int | None
     signer: str
@@ -70,6 +73,8 @@ class CloudPlan:
     """Where the nodes pull images from (None: their workers are processes)."""
     registry_login: str
     """"google" or "none": see GcpSettings.registry_login."""
+    tls: ServerCertificate | None = None
+    """The certificate main_service serves HTTPS with; None: plain HTTP."""
 
 
 def cluster_config(
@@ -135,7 +140,14 @@ def make_plan(options: CloudOptions, gcp: GcpSettings, env: Mapping[str, str]) -
             f"main_service listens on every interface ({options.host!r}): give --url, the "
             "address nodes reach it at, e.g. http://10.128.0.2:8080 (the VM's internal IP)"
         )
-    url = (options.url or f"http://{options.host}:{options.port}").rstrip("/")
+    tls = _certificate(options)
+    scheme = "https" if tls else "http"
+    url = (options.url or f"{scheme}://{options.host}:{options.port}").rstrip("/")
+    if not url.startswith(f"{scheme}://"):
+        raise InvalidRequestError(
+            f"--url {url} must start with {scheme}:// since main_service serves "
+            f"{scheme.upper()} ({'with' if tls else 'without'} --tls-dir)"
+        )
     bucket = gcp.bucket or f"{project}-burla"
     registry = _registry(gcp, project)
     config = cluster_config(gcp, registry, options.max_nodes, options.max_nodes_per_job)
@@ -149,6 +161,7 @@ def make_plan(options: CloudOptions, gcp: GcpSettings, env: Mapping[str, str]) -
         "BURLA_NODE_HOST": options.node_host,
         "BURLA_CONTAINERS": gcp.containers,
         "BURLA_REGISTRY_LOGIN": gcp.registry_login,
+        **({"BURLA_MAIN_CERT_SHA256": tls.fingerprint} if tls else {}),
         **{name: env[name] for name in EMULATOR_VARIABLES if env.get(name)},
         **_pairs(options.node_env),
     }
@@ -167,7 +180,18 @@ def make_plan(options: CloudOptions, gcp: GcpSettings, env: Mapping[str, str]) -
         boot_env=boot_env,
         registry=registry,
         registry_login=gcp.registry_login,
+        tls=tls,
     )
+
+
+def _certificate(options: CloudOptions) -> ServerCertificate | None:
+    if options.tls_dir is None:
+        if options.tls_name:
+            raise InvalidRequestError("--tls-name names a certificate: give --tls-dir too")
+        return None
+    from burla.services.tls import ensure_certificate
+
+    return ensure_certificate(options.tls_dir, options.tls_name)
 
 
 def _registry(gcp: GcpSettings, project: str) -> str | None:
@@ -280,6 +304,7 @@ def require_gcp_extra() -> None:
 def announcement(plan: CloudPlan) -> str:
     """What main_service prints once it serves: where, and how clients connect."""
     nodes = plan.config.standby.nodes[0]
+    pin = f'main_cert_sha256 = "{plan.tls.fingerprint}"\n' if plan.tls else ""
     token = (
         f"token = <the contents of {plan.token_file}>"
         if plan.token_file is not None
@@ -290,5 +315,5 @@ def announcement(plan: CloudPlan) -> str:
         f"{plan.url}; standby: {nodes.count} x {nodes.node_type.describe()}\n"
         "clients connect with, in ~/.burla/config.toml (main_url: any address of this "
         "machine the client reaches, e.g. through a tunnel):\n"
-        f'backend = "gcp"\nmain_url = "{plan.url}"\n{token}'
+        f'backend = "gcp"\nmain_url = "{plan.url}"\n{pin}{token}'
     )

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from burla.backends.local.containers import LocalContainerRuntime
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.backends.local.images import venv_image_python
 from burla.backends.urls import open_blobs, open_store
+from burla.client.pinning import tls_context
 from burla.core.clock import WallClock
 from burla.core.errors import BackendError, BurlaError, VersionMismatchError
 from burla.core.models import NodeType, StandbyDefinition
@@ -52,6 +54,8 @@ class NodeSettings(BaseModel):
     node_id: str
     node_type: NodeType
     main_url: str
+    main_cert_sha256: str | None = None
+    """The fingerprint of main_service's TLS certificate, pinned, for an https main_url."""
     node_dir: Path
     store_url: str
     blobs_url: str
@@ -81,6 +85,7 @@ class NodeSettings(BaseModel):
             node_id=env["BURLA_NODE_ID"],
             node_type=NodeType.model_validate_json(env["BURLA_NODE_TYPE"]),
             main_url=env["BURLA_MAIN_URL"],
+            main_cert_sha256=env.get("BURLA_MAIN_CERT_SHA256") or None,
             node_dir=Path(env["BURLA_NODE_DIR"]),
             store_url=env["BURLA_STORE_URL"],
             blobs_url=env["BURLA_BLOBS_URL"],
@@ -192,7 +197,8 @@ def cloud_worker_env(settings: NodeSettings) -> dict[str, str]:
     own token, which each job brings); nothing on a machine's own cluster."""
     if settings.store_url.startswith("sqlite:"):
         return {}
-    return {"BURLA_BACKEND": "gcp", "BURLA_MAIN_URL": settings.main_url}
+    pin = {"BURLA_MAIN_CERT_SHA256": settings.main_cert_sha256} if settings.main_cert_sha256 else {}
+    return {"BURLA_BACKEND": "gcp", "BURLA_MAIN_URL": settings.main_url, **pin}
 
 
 async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink) -> None:
@@ -210,14 +216,24 @@ async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink)
         tasks.start_soon(listener.serve, functools.partial(link.serve, node), tasks)
         serving.write_atomically(settings.node_dir / "address", address)
         headers = {"authorization": f"Bearer {settings.secret}"}
+        verify = await anyio.to_thread.run_sync(main_tls, settings)
         async with http_clients.async_client(
-            base_url=settings.main_url, headers=headers, timeout=60
+            verify, base_url=settings.main_url, headers=headers, timeout=60
         ) as http:
             booted = {"address": address, "build": build_id()}
             response = await http.post(f"/nodes/{settings.node_id}/booted", json=booted)
             if response.status_code == 400 and "VersionMismatchError" in response.text:
                 raise VersionMismatchError(response.json()["message"])
             response.raise_for_status()
+
+
+def main_tls(settings: NodeSettings) -> ssl.SSLContext | bool:
+    """How the node checks main_service's certificate: pinned to the fingerprint it was
+    given; else as any client does."""
+    main = urlsplit(settings.main_url)
+    if main.scheme != "https":
+        return True
+    return tls_context(main.hostname or "", main.port or 443, settings.main_cert_sha256)
 
 
 def packages_of(settings: NodeSettings) -> Path:
