@@ -13,6 +13,7 @@ from burla.cli.cluster import cluster, dashboard, nodes, standby
 from burla.cli.image import image
 from burla.cli.jobs import jobs
 from burla.cli.local import local
+from burla.cli.login import login, logout, whoami
 from burla.cli.plan import plan
 from burla.cli.sim import sim
 from burla.cli.users import tokens, users
@@ -31,11 +32,13 @@ def cli() -> None:
       burla jobs                     jobs, newest first
       burla jobs logs JOB --follow   what a job prints, live
       burla dashboard                a link to the web dashboard
-      burla tokens create alice      a token for user alice (after `burla users add alice`)
+      burla tokens create alice      a login string for user alice (after `burla users add alice`)
+      burla login LOGIN_STRING       use the cluster a login string names
     """
 
 
-for command in (local, cluster, standby, nodes, jobs, dashboard, plan, sim, image, users, tokens):
+COMMANDS = (local, cluster, standby, nodes, jobs, dashboard, plan, sim, image, users, tokens)
+for command in (*COMMANDS, login, logout, whoami):
     cli.add_command(command)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from burla.backends.gcp.prices import PRICES_READ_ON, ClusterCost, NoListPrice, cluster_cost
 from burla.cli.connect import cluster_options, session
 from burla.cli.output import emit, table
 
@@ -20,7 +21,9 @@ def cluster() -> None:
 @cluster.command("status")
 @cluster_options
 def cluster_status(backend: str | None, as_json: bool) -> None:
-    """Nodes by type and state, CPUs busy, jobs running, and the standby definition.
+    """Nodes by type and state, CPUs busy, jobs running, and the standby definition; for a
+    cloud cluster, what its nodes cost per hour at Compute Engine list prices (on-demand,
+    in the region of your settings' zone; GPUs and disks not included).
 
     \b
     Example:
@@ -47,10 +50,43 @@ def _emit_cluster(backend: str | None, as_json: bool, method: str, path: str) ->
     connection = session(backend)
     state = connection.call(method, path).json()
     url = connection.cluster.url
-    emit({"url": url, **state}, as_json, lambda: _show_cluster(url, state))
+    cost = _cloud_cost(backend, state)
+    data = {"url": url, **state, **_cost_fields(cost)}
+    emit(data, as_json, lambda: _show_cluster(url, state, cost))
 
 
-def _show_cluster(url: str, state: dict[str, Any]) -> None:
+def _cloud_cost(backend: str | None, state: dict[str, Any]) -> ClusterCost | None:
+    """What a cloud cluster's nodes cost per hour; None for a local one (this machine)."""
+    from burla.core.settings import load_settings
+
+    settings = load_settings()
+    if (backend or settings.backend) != "gcp":
+        return None
+    nodes = {
+        node_type: sum(states.values()) for node_type, states in state["nodes_by_type"].items()
+    }
+    # Spot prices only when main_service says its VMs are spot: it alone knows.
+    return cluster_cost(nodes, settings.gcp.region, spot=state.get("spot") is True)
+
+
+def _cost_fields(cost: ClusterCost | None) -> dict[str, Any]:
+    if cost is None:
+        return {
+            "cost_per_hour_usd": None,
+            "prices_read_on": None,
+            "cost_basis": "a local cluster runs on this machine: no list price",
+            "cost_missing": {},
+        }
+    total = cost.usd_per_hour
+    return {
+        "cost_per_hour_usd": None if total is None else round(total, 6),
+        "prices_read_on": PRICES_READ_ON.isoformat(),
+        "cost_basis": cost.basis,
+        "cost_missing": cost.unpriced,
+    }
+
+
+def _show_cluster(url: str, state: dict[str, Any], cost: ClusterCost | None) -> None:
     click.echo(f"cluster at {url}: dashboard at {url}/dashboard")
     click.echo(
         f"CPUs busy: {state['cpus_busy']} of {state['cpus']}; jobs running: {state['jobs_running']}"
@@ -60,9 +96,39 @@ def _show_cluster(url: str, state: dict[str, Any]) -> None:
         for node_type, states in state["nodes_by_type"].items()
     ]
     table(("node type", "booting", "ready", "busy"), rows)
+    if cost is not None:
+        _show_cost(cost, spot_known="spot" in state)
     _show_standby(state["standby"])
     for error in state["creation_errors"]:
         click.echo(f"machine error: {error}", err=True)
+
+
+def _show_cost(cost: ClusterCost, spot_known: bool) -> None:
+    rows = []
+    for machine_type, (count, price) in cost.each.items():
+        if isinstance(price, NoListPrice):
+            rows.append((machine_type, count, "n/a", "n/a"))
+        else:
+            each = price.usd_per_hour
+            rows.append((machine_type, count, _usd(each), _usd(count * each)))
+    table(("machine type", "nodes", "$/hour each", "$/hour"), rows)
+    unpriced = cost.unpriced
+    if not unpriced:
+        click.echo(f"total: {_usd(cost.priced_usd_per_hour)} per hour")
+    else:
+        nodes = sum(cost.each[machine_type][0] for machine_type in unpriced)
+        click.echo(
+            f"total: at least {_usd(cost.priced_usd_per_hour)} per hour "
+            f"({nodes} node{'s' if nodes != 1 else ''} without a list price)"
+        )
+    unknown = "" if spot_known else " (the cluster does not say if its VMs are spot)"
+    click.echo(cost.basis + unknown)
+    for machine_type, reason in unpriced.items():
+        click.echo(f"{machine_type}: n/a, {reason}")
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:,.4f}"
 
 
 @click.group()

@@ -88,19 +88,25 @@ def tokens() -> None:
 @click.argument("user")
 @cluster_options
 def tokens_create(user: str, backend: str | None, as_json: bool) -> None:
-    """Make a token for USER and print it: this is the only time it is shown.
+    """Make a token for USER and print it in a login string, which sets up USER's client
+    in one step (`burla login STRING`): this is the only time it is shown.
 
     \b
     Example:
       burla tokens create alice
     """
-    made = session(backend).call("POST", "/tokens", json_body={"user": user}).json()
+    from burla.client.login import Login
+
+    connection = session(backend)
+    made = connection.call("POST", "/tokens", json_body={"user": user}).json()
+    cluster = connection.cluster
+    made["login"] = Login(cluster.url, made["token"], cluster.cert_sha256).encode()
 
     def show() -> None:
-        click.echo(made["token"])
+        click.echo(made["login"])
         click.echo(
-            f"token {made['id']} of {user}: shown once; revoke it with `burla tokens "
-            f"revoke {made['id']}`",
+            f"token {made['id']} of {user}, in a login string: shown once. {user} runs "
+            f"`burla login <it>`; revoke it with `burla tokens revoke {made['id']}`",
             err=True,
         )
 

@@ -172,3 +172,39 @@ def test_help_shows_an_example(capsys, command):
     code, out, _ = burla(capsys, *command, "--help")
     assert code == 0
     assert f"burla {' '.join(command)}" in out
+
+
+def test_a_login_string_sets_up_a_users_client_in_one_step(
+    cluster, users, capsys, monkeypatch, tmp_path
+):
+    config = tmp_path / "config.toml"
+    config.write_text('[gcp]\nproject = "kept"\n')
+    monkeypatch.setenv("BURLA_CONFIG", str(config))
+    login_string = users["alice"]["login"]
+    assert login_string.startswith("burla-login:1:")
+
+    code, out, err = burla(capsys, "login", login_string)
+    assert code == 0, err
+    assert f"logged in to {cluster.url} as alice" in out
+    assert config.stat().st_mode & 0o077 == 0  # it holds a token
+    assert burla_json(capsys, "whoami")["user"] == "alice"
+    assert remote_parallel_map(triple, [1, 2], spinner=False) == [3, 6]
+
+    assert burla(capsys, "logout")[0] == 0
+    assert config.read_text() == '\n[gcp]\nproject = "kept"\n'
+    assert burla_json(capsys, "whoami")["user"] == "admin"  # the local cluster, as its admin
+
+
+def test_a_damaged_or_revoked_login_string_is_refused_and_nothing_written(
+    cluster, users, capsys, monkeypatch, tmp_path
+):
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("BURLA_CONFIG", str(config))
+    code, _, err = burla(capsys, "login", users["bob"]["login"][:-6])
+    assert code == 2
+    assert "damaged" in err or "not a login string" in err
+    burla(capsys, "tokens", "revoke", users["bob"]["id"])
+    code, _, err = burla(capsys, "login", users["bob"]["login"])
+    assert code != 0
+    assert "token" in err
+    assert not config.exists()

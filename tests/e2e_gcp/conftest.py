@@ -20,6 +20,7 @@ import secrets
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -34,6 +36,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from burla.client.map import Session
+from burla.client.pinning import tls_context
+from burla.services.tls import CERT_FILE, certificate_fingerprint
 from tests.components.docker import NodesEngine
 from tests.components.firestore import FirestoreEmulator
 from tests.components.gcs import GcsEmulator
@@ -72,6 +76,8 @@ class GcpCluster:
     public_key: rsa.RSAPublicKey
     """Checks the signatures of the URLs main_service and its nodes sign."""
     log: Path
+    tls_dir: Path | None = None
+    """Where main_service keeps its certificate, when it serves HTTPS."""
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     """time.monotonic() when main_service was last started."""
@@ -79,6 +85,13 @@ class GcpCluster:
     @property
     def token(self) -> str:
         return self.token_file.read_text().strip()
+
+    @property
+    def cert_sha256(self) -> str | None:
+        """The fingerprint clients pin, when main_service serves HTTPS."""
+        if self.tls_dir is None:
+            return None
+        return certificate_fingerprint(self.tls_dir / CERT_FILE)
 
     def start(self) -> None:
         """Start main_service; return once it answers (its standby node may still boot)."""
@@ -116,7 +129,13 @@ class GcpCluster:
 
     def get(self, path: str) -> Any:
         headers = {"authorization": f"Bearer {self.token}"}
-        response = httpx.get(self.url + path, headers=headers, timeout=10, trust_env=False)
+        verify: ssl.SSLContext | bool = True
+        if self.cert_sha256 is not None:
+            address = urlsplit(self.url)
+            verify = tls_context(address.hostname or "", address.port or 443, self.cert_sha256)
+        response = httpx.get(
+            self.url + path, headers=headers, timeout=10, trust_env=False, verify=verify
+        )
         response.raise_for_status()
         return response.json()
 
@@ -260,7 +279,7 @@ def gcp_docker_cluster(
     )
     node_env = {"DOCKER_HOST": nodes_docker_engine.url}
     try:
-        with running_cluster(root, env, compute_api, gcs_emulator, node_env) as cluster:
+        with running_cluster(root, env, compute_api, gcs_emulator, node_env, tls=True) as cluster:
             yield cluster
     finally:
         del compute_api.service_account_keys[email]
@@ -283,9 +302,12 @@ def running_cluster(
     compute_api: FakeComputeApi,
     gcs_emulator: GcsEmulator,
     node_env: dict[str, str] | None = None,
+    *,
+    tls: bool = False,
 ) -> Iterator[GcpCluster]:
     """main_service of the cluster `env` names, started in `root`; its VMs get `node_env`
-    too. All its VMs are gone at the end."""
+    too; with `tls` it serves HTTPS with a certificate of its own, which clients and nodes
+    pin. All its VMs are gone at the end."""
     cluster = env["BURLA_GCP_CLUSTER"]
     public_key = write_service_account_key(root / "signer.json")
     port = free_port()
@@ -310,11 +332,12 @@ def running_cluster(
         "--node-env=NO_GCE_CHECK=true",
         "--node-env=GCE_METADATA_IP=127.0.0.1:9",
         *(f"--node-env={name}={value}" for name, value in (node_env or {}).items()),
+        *([f"--tls-dir={root / 'tls'}", "--tls-name=127.0.0.1"] if tls else []),
     ]
     running = GcpCluster(
         command=command,
         env=env,
-        url=f"http://127.0.0.1:{port}",
+        url=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
         token_file=root / "token",
         cluster=cluster,
         bucket=gcs_emulator.bucket,
@@ -322,6 +345,7 @@ def running_cluster(
         api=compute_api,
         public_key=public_key,
         log=root / "main_service.log",
+        tls_dir=root / "tls" if tls else None,
     )
     try:
         running.start()
@@ -362,5 +386,7 @@ def use_cluster(cluster: GcpCluster, monkeypatch: pytest.MonkeyPatch) -> GcpClus
     monkeypatch.setenv("BURLA_CONFIG", os.devnull)
     monkeypatch.setenv("BURLA_MAIN_URL", cluster.url)
     monkeypatch.setenv("BURLA_TOKEN", cluster.token)
+    if cluster.cert_sha256 is not None:
+        monkeypatch.setenv("BURLA_MAIN_CERT_SHA256", cluster.cert_sha256)
     cluster.check_alive()
     return cluster
