@@ -1,0 +1,1 @@
+"""`burla deploy` and `burla destroy`: a whole cluster on Google Cloud in one command."""
