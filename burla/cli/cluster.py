@@ -105,7 +105,7 @@ def _show_cluster(url: str, state: dict[str, Any], cost: ClusterCost | None) -> 
 
 def _show_cost(cost: ClusterCost, spot_known: bool) -> None:
     rows = []
-    for machine_type, (count, price) in cost.each.items():
+    for machine_type, (count, price) in cost.by_type.items():
         if isinstance(price, NoListPrice):
             rows.append((machine_type, count, "n/a", "n/a"))
         else:
@@ -116,7 +116,7 @@ def _show_cost(cost: ClusterCost, spot_known: bool) -> None:
     if not unpriced:
         click.echo(f"total: {_usd(cost.priced_usd_per_hour)} per hour")
     else:
-        nodes = sum(cost.each[machine_type][0] for machine_type in unpriced)
+        nodes = sum(cost.by_type[machine_type][0] for machine_type in unpriced)
         click.echo(
             f"total: at least {_usd(cost.priced_usd_per_hour)} per hour "
             f"({nodes} node{'s' if nodes != 1 else ''} without a list price)"

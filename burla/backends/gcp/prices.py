@@ -59,18 +59,19 @@ def hourly_price(machine_type: str, region: str, *, spot: bool = False) -> Price
         return found
     rates = found.spot if spot else found.on_demand
     kind = "custom " if custom else ""
-    label = f"{kind}{family} {'spot' if spot else 'on-demand'} list price in {region} of "
-    label += f"{PRICES_READ_ON.isoformat()}: {node.cpus} vCPU x ${rates.vcpu}"
-    if rates.gb is None:
-        gb_per_vcpu = MEMORY_IN_VCPU_RATE[family]
-        if abs(node.ram_gb - node.cpus * gb_per_vcpu) > 0.01:
-            return NoListPrice(
-                f"no list price for {machine_type} in {region}: burla's price table prices "
-                f"{family} only with {gb_per_vcpu:g} GB per vCPU (its standard types)"
-            )
-        return Price(node.cpus * rates.vcpu, f"{label} (with {gb_per_vcpu:g} GB each)")
-    usd = node.cpus * rates.vcpu + node.ram_gb * rates.gb
-    return Price(usd, f"{label} + {node.ram_gb:g} GB x ${rates.gb}")
+    bought = "spot" if spot else "on-demand"
+    source = f"{kind}{family} {bought} list price in {region} of {PRICES_READ_ON.isoformat()}: "
+    vcpus = f"{node.cpus} vCPU x ${rates.vcpu}"
+    if rates.gb is not None:
+        usd = node.cpus * rates.vcpu + node.ram_gb * rates.gb
+        return Price(usd, f"{source}{vcpus} + {node.ram_gb:g} GB x ${rates.gb}")
+    gb_per_vcpu = MEMORY_IN_VCPU_RATE[family]
+    if abs(node.ram_gb - node.cpus * gb_per_vcpu) > 0.01:
+        return NoListPrice(
+            f"no list price for {machine_type} in {region}: burla's price table prices "
+            f"{family} only with {gb_per_vcpu:g} GB per vCPU (its standard types)"
+        )
+    return Price(node.cpus * rates.vcpu, f"{source}{vcpus} (with {gb_per_vcpu:g} GB each)")
 
 
 def _check_region(region: str) -> None:
@@ -109,7 +110,7 @@ class ClusterCost:
 
     region: str
     spot: bool
-    each: Mapping[str, tuple[int, Price | NoListPrice]]
+    by_type: Mapping[str, tuple[int, Price | NoListPrice]]
     """Per machine type: how many nodes, and one node's price."""
 
     @property
@@ -122,12 +123,12 @@ class ClusterCost:
     @property
     def priced_usd_per_hour(self) -> float:
         """What the nodes that have a list price cost together."""
-        return sum(n * p.usd_per_hour for n, p in self.each.values() if isinstance(p, Price))
+        return sum(n * p.usd_per_hour for n, p in self.by_type.values() if isinstance(p, Price))
 
     @property
     def unpriced(self) -> dict[str, str]:
         """The machine types of nodes without a list price, and why."""
-        return {t: p.reason for t, (_, p) in self.each.items() if isinstance(p, NoListPrice)}
+        return {t: p.reason for t, (_, p) in self.by_type.items() if isinstance(p, NoListPrice)}
 
     @property
     def basis(self) -> str:
@@ -138,10 +139,10 @@ class ClusterCost:
 def cluster_cost(nodes: Mapping[str, int], region: str, *, spot: bool = False) -> ClusterCost:
     """The cost of `nodes` (how many VMs of each machine type) in `region`. A machine type
     burla cannot size has no list price, rather than an error: the cluster runs it."""
-    each: dict[str, tuple[int, Price | NoListPrice]] = {}
+    by_type: dict[str, tuple[int, Price | NoListPrice]] = {}
     for machine_type, count in nodes.items():
         try:
-            each[machine_type] = (count, hourly_price(machine_type, region, spot=spot))
+            by_type[machine_type] = (count, hourly_price(machine_type, region, spot=spot))
         except InvalidRequestError as error:
-            each[machine_type] = (count, NoListPrice(str(error)))
-    return ClusterCost(region, spot, each)
+            by_type[machine_type] = (count, NoListPrice(str(error)))
+    return ClusterCost(region, spot, by_type)
