@@ -47,8 +47,7 @@ def build_wheel() -> Wheel:
     }
     members[f"{dist_info}/METADATA"] = _with_version(_read(metadata, "METADATA"), version)
     members[f"{dist_info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: burla deploy\nRoot-Is-Purelib: true\n"
-        b"Tag: py3-none-any\n"
+        b"Wheel-Version: 1.0\nGenerator: burla deploy\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )
     members[f"{dist_info}/entry_points.txt"] = _read(metadata, "entry_points.txt")
     record = f"{dist_info}/RECORD"

@@ -138,6 +138,8 @@ def instance_resource(settings: GceSettings, boot: BootSpec) -> compute_v1.Insta
         network_interfaces=[
             compute_v1.NetworkInterface(network=settings.network, access_configs=access_configs)
         ],
+        # The cluster's own firewall rule (burla deploy's) lets VMs of this tag talk.
+        tags=compute_v1.Tags(items=[settings.cluster]),
         metadata=compute_v1.Metadata(
             items=[
                 compute_v1.Items(key="startup-script", value=startup_script(settings, boot)),

@@ -260,12 +260,14 @@ CLOUD_FLAGS: list[click.Parameter] = [
     click.Option(
         ["--signer"],
         default="iam",
+        envvar="BURLA_SIGNER",
         help="how Cloud Storage URLs are signed: `iam` (as the service account of the default "
         "credentials) or a service account key file, which must then be at the same path on "
         "the nodes (default: iam)",
     ),
     click.Option(
         ["--compute-endpoint"],
+        envvar="BURLA_COMPUTE_ENDPOINT",
         help="a stand-in of the Compute Engine API to use without credentials, e.g. "
         "http://127.0.0.1:8089 (tests)",
     ),
@@ -273,6 +275,11 @@ CLOUD_FLAGS: list[click.Parameter] = [
         ["--install-command"],
         help="shell commands a new VM runs to install burla; `none` when the source image "
         "holds it (default: pip install into /opt/burla)",
+    ),
+    click.Option(
+        ["--install-file"],
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="like --install-command, the commands read from this file",
     ),
     click.Option(
         ["--node-command"],

@@ -45,6 +45,7 @@ class CloudOptions:
     signer: str
     compute_endpoint: str | None
     install_command: str | None
+    install_file: Path | None
     node_command: str | None
     node_dir: str
     node_local_dir: str
@@ -224,9 +225,17 @@ def _gce_settings(options: CloudOptions, gcp: GcpSettings, project: str) -> GceS
         "node_dir": options.node_dir,
         "service_account": options.service_account,
     }
-    if options.install_command is not None:
-        none = options.install_command.strip().lower() in ("", "none")
-        fields["install_command"] = None if none else options.install_command
+    install = options.install_command
+    if options.install_file is not None:
+        if install is not None:
+            raise InvalidRequestError("give --install-command or --install-file, not both")
+        try:
+            install = options.install_file.read_text()
+        except OSError as error:
+            raise InvalidRequestError(f"cannot read --install-file: {error}") from None
+    if install is not None:
+        none = install.strip().lower() in ("", "none")
+        fields["install_command"] = None if none else install
     if options.node_command is not None:
         fields["node_command"] = tuple(shlex.split(options.node_command))
     try:
