@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.components.docker",
     "tests.components.firestore",
     "tests.components.gcs",
+    "tests.components.google_apis",
     "tests.components.iam_api",
     "tests.components.redis",
     "tests.components.registry",

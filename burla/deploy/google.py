@@ -68,7 +68,8 @@ def call(action: str, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     ConflictError, NotFoundError or BackendError saying what could not be done."""
     try:
         return RETRY(method)(*args, **kwargs)
-    except google_errors.Conflict as error:  # ALREADY_EXISTS, and REST's 409s
+    except (google_errors.Conflict, google_errors.PreconditionFailed) as error:
+        # ALREADY_EXISTS, a lost read-modify-write, a create-only write of what exists
         raise ConflictError(f"could not {action}: {error.message}") from error
     except google_errors.NotFound as error:
         raise NotFoundError(f"could not {action}: {error.message}") from error

@@ -24,15 +24,7 @@ from google.iam.v1 import policy_pb2
 from google.protobuf import field_mask_pb2
 from google.type import expr_pb2
 
-from tests.components.google_apis import (
-    PROJECT,
-    PROJECT_NUMBER,
-    PROJECTS,
-    artifact_registry_api,
-    firestore_admin_api,
-    resource_manager_api,
-    service_usage_api,
-)
+from tests.components.google_apis import PROJECT, PROJECT_NUMBER, PROJECTS
 from tests.fakes.google_apis.artifact_registry import FakeArtifactRegistry
 from tests.fakes.google_apis.firestore_admin import FakeFirestoreAdmin
 from tests.fakes.google_apis.resource_manager import FakeResourceManager
@@ -42,13 +34,6 @@ from tests.fakes.google_apis.service_usage import (
     NEW_PROJECT_SERVICES,
     FakeServiceUsage,
 )
-
-__all__ = [
-    "artifact_registry_api",
-    "firestore_admin_api",
-    "resource_manager_api",
-    "service_usage_api",
-]
 
 pytestmark = pytest.mark.integration
 

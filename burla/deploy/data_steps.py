@@ -1,0 +1,202 @@
+"""Deploy's steps for where a cluster keeps things: its Firestore database, its bucket
+(with the software its machines install and main_service's token) and its registry."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from burla.core.errors import ConflictError, NotFoundError
+from burla.deploy.google import GoogleClients, call, result
+from burla.deploy.main_vm import TOKEN_OBJECT, object_name, wheel_object
+from burla.deploy.options import DeployOptions
+from burla.deploy.plan import Check
+from burla.deploy.wheel import Wheel
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Blob, Bucket  # type: ignore[import-untyped]
+
+DATABASE = "(default)"
+
+
+@dataclass
+class DatabaseStep:
+    """Firestore's (default) database in Native mode: the cluster's Store lives in it
+    under burla/<cluster>. Databases carry no labels; destroy leaves it (others may use
+    it) and deletes only the cluster's documents."""
+
+    clients: GoogleClients
+    options: DeployOptions
+    kind: str = "Firestore database"
+    name: str = DATABASE
+
+    def check(self) -> Check:
+        try:
+            found = call(
+                "read the Firestore database",
+                self.clients.databases.get_database,
+                name=f"projects/{self.options.project}/databases/{DATABASE}",
+            )
+        except NotFoundError:
+            return Check("missing", f"in {self.options.region}")
+        return Check("ok", f"{found.type_.name} in {found.location_id}")
+
+    def apply(self, check: Check) -> None:
+        from google.cloud.firestore_admin_v1.types.database import Database
+
+        database = Database(
+            location_id=self.options.region, type_=Database.DatabaseType.FIRESTORE_NATIVE
+        )
+        try:
+            operation = call(
+                "create the Firestore database",
+                self.clients.databases.create_database,
+                parent=f"projects/{self.options.project}",
+                database=database,
+                database_id=DATABASE,
+            )
+        except ConflictError:
+            return  # made by a deploy cut short after it asked
+        result("create the Firestore database", operation)
+
+
+@dataclass
+class BucketStep:
+    clients: GoogleClients
+    options: DeployOptions
+    kind: str = "bucket"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.options.bucket
+
+    def check(self) -> Check:
+        found = call(f"read bucket {self.name}", self.clients.storage.lookup_bucket, self.name)
+        if found is None:
+            return Check("missing", f"in {self.options.region}")
+        if dict(found.labels or {}).items() >= self.options.labels.items():
+            return Check("ok")
+        return Check("differs", "not labelled as the cluster's")
+
+    def apply(self, check: Check) -> None:
+        storage = self.clients.storage
+        if check.state == "differs":
+            bucket = storage.get_bucket(self.name)
+            bucket.labels = {**(bucket.labels or {}), **self.options.labels}
+            call(f"label bucket {self.name}", bucket.patch)
+            return
+        bucket = storage.bucket(self.name)
+        bucket.labels = dict(self.options.labels)
+        bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+        with contextlib.suppress(ConflictError):  # made by a deploy cut short after it asked
+            call(
+                f"create bucket {self.name}",
+                storage.create_bucket,
+                bucket,
+                location=self.options.region,
+            )
+
+
+@dataclass
+class SoftwareStep:
+    """The wheel of the deployer's burla and its constraints, and main_service's admin
+    token (made once: a second deploy keeps it, so logged-in clients stay in)."""
+
+    clients: GoogleClients
+    options: DeployOptions
+    wheel: Wheel
+    kind: str = "software"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = f"gs://{self.options.bucket}/{wheel_object(self.options, self.wheel.filename)}"
+
+    def check(self) -> Check:
+        if call(f"read bucket {self.options.bucket}", self._bucket) is None:
+            return Check("missing", "the bucket is not made yet")
+        missing = [name for name in self._objects() if not self._blob(name).exists()]
+        if missing:
+            return Check("missing", f"upload {', '.join(n.rsplit('/', 1)[-1] for n in missing)}")
+        return Check("ok", f"burla {self.wheel.version}")
+
+    def apply(self, check: Check) -> None:
+        contents = {
+            wheel_object(self.options, self.wheel.filename): self.wheel.content,
+            wheel_object(self.options, "constraints.txt"): self.wheel.constraints.encode(),
+            object_name(self.options, TOKEN_OBJECT): secrets.token_hex(32).encode(),
+        }
+        for name, content in contents.items():
+            blob = self._blob(name)
+            try:
+                # Create-only: never overwrite the token, nor a wheel (its name is its code).
+                call(f"upload {name}", blob.upload_from_string, content, if_generation_match=0)
+            except ConflictError:
+                continue
+
+    def admin_token(self) -> str:
+        name = object_name(self.options, TOKEN_OBJECT)
+        token: str = call("read main_service's token", self._blob(name).download_as_text)
+        return token.strip()
+
+    def _objects(self) -> list[str]:
+        return [
+            wheel_object(self.options, self.wheel.filename),
+            wheel_object(self.options, "constraints.txt"),
+            object_name(self.options, TOKEN_OBJECT),
+        ]
+
+    def _bucket(self) -> Bucket | None:
+        return self.clients.storage.lookup_bucket(self.options.bucket)
+
+    def _blob(self, name: str) -> Blob:
+        return self.clients.storage.bucket(self.options.bucket).blob(name)
+
+
+@dataclass
+class RegistryStep:
+    """The Artifact Registry repository of the cluster's worker images."""
+
+    clients: GoogleClients
+    options: DeployOptions
+    kind: str = "registry"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.options.registry
+
+    @property
+    def _parent(self) -> str:
+        return f"projects/{self.options.project}/locations/{self.options.region}"
+
+    def check(self) -> Check:
+        try:
+            call(
+                f"read repository {self.name}",
+                self.clients.repositories.get_repository,
+                name=f"{self._parent}/repositories/{self.options.repository}",
+            )
+        except NotFoundError:
+            return Check("missing")
+        return Check("ok")
+
+    def apply(self, check: Check) -> None:
+        from google.cloud import artifactregistry_v1
+
+        repository = artifactregistry_v1.Repository(
+            format_=artifactregistry_v1.Repository.Format.DOCKER,
+            labels=self.options.labels,
+            description=f"worker images of burla cluster {self.options.cluster}",
+        )
+        try:
+            operation = call(
+                f"create repository {self.name}",
+                self.clients.repositories.create_repository,
+                parent=self._parent,
+                repository_id=self.options.repository,
+                repository=repository,
+            )
+        except ConflictError:
+            return
+        result(f"create repository {self.name}", operation)
