@@ -10,6 +10,7 @@ import click
 
 from burla.cli import output
 from burla.cli.cluster import cluster, dashboard, nodes, standby
+from burla.cli.deploy import deploy, destroy
 from burla.cli.image import image
 from burla.cli.jobs import jobs
 from burla.cli.local import local
@@ -28,6 +29,7 @@ def cli() -> None:
     \b
     Examples:
       burla local up                 start this machine's cluster
+      burla deploy --project P --region R   a cluster on Google Cloud, in one command
       burla cluster status           nodes, CPUs busy, jobs, standby definition
       burla jobs                     jobs, newest first
       burla jobs logs JOB --follow   what a job prints, live
@@ -38,7 +40,7 @@ def cli() -> None:
 
 
 COMMANDS = (local, cluster, standby, nodes, jobs, dashboard, plan, sim, image, users, tokens)
-for command in (*COMMANDS, login, logout, whoami):
+for command in (*COMMANDS, deploy, destroy, login, logout, whoami):
     cli.add_command(command)
 
 

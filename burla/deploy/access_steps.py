@@ -43,10 +43,15 @@ class ProjectStep:
 
     clients: GoogleClients
     kind: str = "project"
+    needs: tuple[str, ...] = ()
     name: str = ""
 
     def __post_init__(self) -> None:
         self.name = self.clients.project
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return (self.kind,)
 
     def check(self) -> Check:
         try:
@@ -70,8 +75,13 @@ class ProjectStep:
 class ApisStep:
     clients: GoogleClients
     kind: str = "APIs"
+    needs: tuple[str, ...] = ()
     name: str = ", ".join(api.removesuffix(".googleapis.com") for api in APIS)
     missing: list[str] = field(default_factory=list)
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return tuple(self.missing)
 
     def check(self) -> Check:
         project = self.clients.project
@@ -81,7 +91,7 @@ class ApisStep:
             if call(
                 f"read whether {api} is enabled",
                 self.clients.services.get_service,
-                name=f"projects/{project}/services/{api}",
+                request={"name": f"projects/{project}/services/{api}"},
             ).state.name
             != "ENABLED"
         ]
@@ -103,10 +113,15 @@ class ServiceAccountStep:
     clients: GoogleClients
     options: DeployOptions
     kind: str = "service account"
+    needs: tuple[str, ...] = ("iam.googleapis.com",)
     name: str = ""
 
     def __post_init__(self) -> None:
         self.name = self.options.account_email
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return (self.kind,)
 
     def check(self) -> Check:
         try:
@@ -147,6 +162,16 @@ class RolesStep:
     name: str
     roles: tuple[str, ...]
     on_account: bool
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        if self.on_account:
+            return ("iam.googleapis.com", "service account")
+        return ("cloudresourcemanager.googleapis.com",)
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return (self.kind,)
 
     def check(self) -> Check:
         lacking = self._lacking(self._policy())

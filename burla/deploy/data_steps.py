@@ -30,7 +30,12 @@ class DatabaseStep:
     clients: GoogleClients
     options: DeployOptions
     kind: str = "Firestore database"
+    needs: tuple[str, ...] = ("firestore.googleapis.com",)
     name: str = DATABASE
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return (self.kind,)
 
     def check(self) -> Check:
         try:
@@ -67,10 +72,15 @@ class BucketStep:
     clients: GoogleClients
     options: DeployOptions
     kind: str = "bucket"
+    needs: tuple[str, ...] = ("storage.googleapis.com",)
     name: str = ""
 
     def __post_init__(self) -> None:
         self.name = self.options.bucket
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return (self.kind,)
 
     def check(self) -> Check:
         found = call(f"read bucket {self.name}", self.clients.storage.lookup_bucket, self.name)
@@ -108,10 +118,15 @@ class SoftwareStep:
     options: DeployOptions
     wheel: Wheel
     kind: str = "software"
+    needs: tuple[str, ...] = ("storage.googleapis.com", "bucket")
     name: str = ""
 
     def __post_init__(self) -> None:
         self.name = f"gs://{self.options.bucket}/{wheel_object(self.options, self.wheel.filename)}"
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return (self.kind,)
 
     def check(self) -> Check:
         if call(f"read bucket {self.options.bucket}", self._bucket) is None:
@@ -161,6 +176,7 @@ class RegistryStep:
     clients: GoogleClients
     options: DeployOptions
     kind: str = "registry"
+    needs: tuple[str, ...] = ("artifactregistry.googleapis.com",)
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -169,6 +185,10 @@ class RegistryStep:
     @property
     def _parent(self) -> str:
         return f"projects/{self.options.project}/locations/{self.options.region}"
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return (self.kind,)
 
     def check(self) -> Check:
         try:

@@ -29,6 +29,18 @@ class Step(Protocol):
     """What sort of resource, e.g. "service account"."""
     name: str
 
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """What must exist before this can be read: APIs (e.g. "firestore.googleapis.com")
+        or the kinds of earlier steps."""
+        ...
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        """What this step makes, for the `needs` of later ones: its kind (the APIs step:
+        each API it enables)."""
+        ...
+
     def check(self) -> Check: ...
 
     def apply(self, check: Check) -> None:
@@ -48,7 +60,17 @@ class Planned:
 
 
 def make_plan(steps: Sequence[Step]) -> list[Planned]:
-    return [Planned(step, step.check()) for step in steps]
+    """Check each step in order; one that needs what an earlier step will make is not
+    read (Google would refuse: a disabled API, an account not made yet) but planned."""
+    plan: list[Planned] = []
+    coming: set[str] = set()
+    for step in steps:
+        waiting = [need for need in step.needs if need in coming]
+        check = Check("missing", f"after {waiting[0]}") if waiting else step.check()
+        if check.state == "missing":
+            coming.update(step.made)
+        plan.append(Planned(step, check))
+    return plan
 
 
 def carry_out(plan: Sequence[Planned], say: Callable[[str], None]) -> int:

@@ -55,6 +55,11 @@ class FirewallStep:
     source_tags: tuple[str, ...] = ()
     target_tag: str = ""
     kind: str = "firewall rule"
+    needs: tuple[str, ...] = ("compute.googleapis.com",)
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return (self.kind,)
 
     def wanted(self) -> Any:
         from google.cloud import compute_v1
@@ -158,6 +163,7 @@ class MainVmStep:
     wheel: Wheel
     build: str
     kind: str = "main_service VM"
+    needs: tuple[str, ...] = ("compute.googleapis.com", "service account")
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -172,6 +178,10 @@ class MainVmStep:
             "burla-unit": main_vm.unit_text(options),
             "burla-node-install": main_vm.install_lines(options, self.wheel.filename, self.build),
         }
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return (self.kind,)
 
     def check(self) -> Check:
         found = self.instance()

@@ -1,0 +1,190 @@
+"""`burla destroy`: remove what `burla deploy` made for a cluster, found by its label.
+
+VMs (main_service's first, so it starts no more nodes), firewall rules, the registry,
+the service account and its roles go at once. The cluster's data (its documents in
+Firestore, its objects in the bucket, and the bucket if deploy made it) go only when
+`delete_data` allows. The APIs stay enabled and the Firestore database stays: other
+things in the project may use them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from burla.core.errors import ConflictError, NotFoundError
+from burla.deploy import vm_steps
+from burla.deploy.google import GoogleClients, call, result
+from burla.deploy.options import CLUSTER_LABEL, DeployOptions
+
+FIRESTORE_ROOT = "burla"
+"""The collection under which each cluster's Store lives (FirestoreStore's root)."""
+Say = Callable[[str], None]
+
+
+def destroy(
+    options: DeployOptions,
+    clients: GoogleClients,
+    delete_data: Callable[[str], bool],
+    say: Say,
+) -> list[str]:
+    """Remove the cluster (see module doc); what was removed. `delete_data` is asked,
+    with a description of the data, whether it may be deleted."""
+    removed: list[str] = []
+    removed += _remove_vms(options, clients, say)
+    removed += _remove_firewalls(options, clients, say)
+    removed += _remove_registry(options, clients, say)
+    data = f"documents under {FIRESTORE_ROOT}/{options.cluster} in Firestore and objects under"
+    data += f" gs://{options.bucket}/{options.cluster}/"
+    if delete_data(data):
+        removed += _remove_data(options, clients, say)
+    else:
+        say(f"kept the cluster's data: {data}")
+    removed += _remove_account(options, clients, say)
+    return removed
+
+
+def _remove_vms(options: DeployOptions, clients: GoogleClients, say: Say) -> list[str]:
+    found = call(
+        "list the cluster's VMs",
+        clients.instances.list,
+        request={
+            "project": options.project,
+            "zone": options.zone_name,
+            "filter": f'labels.{CLUSTER_LABEL} = "{options.cluster}"',
+        },
+    )
+    names = sorted((i.name for i in found), key=lambda name: name != options.main_vm)
+    removed = []
+    for name in names:  # main_service's first: it would replace the nodes
+        say(f"deleting VM {name}")
+        with contextlib.suppress(NotFoundError):
+            operation = call(
+                f"delete VM {name}",
+                clients.instances.delete_unary,
+                project=options.project,
+                zone=options.zone_name,
+                instance=name,
+            )
+            vm_steps.wait_for(clients, operation, options.zone_name, f"delete VM {name}")
+            removed.append(f"VM {name}")
+    return removed
+
+
+def _remove_firewalls(options: DeployOptions, clients: GoogleClients, say: Say) -> list[str]:
+    removed = []
+    for step in (
+        vm_steps.main_firewall(clients, options),
+        vm_steps.internal_firewall(clients, options),
+    ):
+        try:
+            rule = call(
+                f"read firewall rule {step.name}",
+                clients.firewalls.get,
+                project=options.project,
+                firewall=step.name,
+            )
+        except NotFoundError:
+            continue
+        if rule.description != vm_steps.description(options):
+            say(f"left firewall rule {step.name}: burla deploy did not make it")
+            continue
+        say(f"deleting firewall rule {step.name}")
+        operation = call(
+            f"delete firewall rule {step.name}",
+            clients.firewalls.delete_unary,
+            project=options.project,
+            firewall=step.name,
+        )
+        vm_steps.wait_for(clients, operation, None, f"delete firewall rule {step.name}")
+        removed.append(f"firewall rule {step.name}")
+    return removed
+
+
+def _remove_registry(options: DeployOptions, clients: GoogleClients, say: Say) -> list[str]:
+    name = (
+        f"projects/{options.project}/locations/{options.region}/repositories/{options.repository}"
+    )
+    try:
+        repository = call(
+            f"read repository {options.registry}", clients.repositories.get_repository, name=name
+        )
+    except NotFoundError:
+        return []
+    if dict(repository.labels).get(CLUSTER_LABEL) != options.cluster:
+        say(f"left registry {options.registry}: not labelled as the cluster's")
+        return []
+    say(f"deleting registry {options.registry} and its images")
+    operation = call(
+        f"delete repository {options.registry}", clients.repositories.delete_repository, name=name
+    )
+    result(f"delete repository {options.registry}", operation)
+    return [f"registry {options.registry}"]
+
+
+def _remove_data(options: DeployOptions, clients: GoogleClients, say: Say) -> list[str]:
+    removed = []
+    from google.cloud import firestore
+
+    database = firestore.Client(project=options.project, credentials=_credentials(clients))
+    say(f"deleting the cluster's documents in Firestore ({FIRESTORE_ROOT}/{options.cluster})")
+    document = database.collection(FIRESTORE_ROOT).document(options.cluster)
+    count = call("delete the cluster's documents", database.recursive_delete, document)
+    removed.append(f"{count} Firestore documents")
+    bucket = call(f"read bucket {options.bucket}", clients.storage.lookup_bucket, options.bucket)
+    if bucket is None:
+        return removed
+    blobs = list(
+        call("list the cluster's objects", bucket.list_blobs, prefix=f"{options.cluster}/")
+    )
+    say(f"deleting {len(blobs)} objects under gs://{options.bucket}/{options.cluster}/")
+    for blob in blobs:
+        with contextlib.suppress(NotFoundError):
+            call(f"delete {blob.name}", blob.delete)
+    removed.append(f"{len(blobs)} objects in gs://{options.bucket}")
+    if dict(bucket.labels or {}).get(CLUSTER_LABEL) == options.cluster:
+        try:
+            call(f"delete bucket {options.bucket}", bucket.delete)
+            removed.append(f"bucket {options.bucket}")
+        except ConflictError:
+            say(f"left bucket {options.bucket}: it holds objects of others")
+    return removed
+
+
+def _remove_account(options: DeployOptions, clients: GoogleClients, say: Say) -> list[str]:
+    member = f"serviceAccount:{options.account_email}"
+    for attempt in range(3):
+        policy = call(
+            "read the project's roles",
+            clients.projects.get_iam_policy,
+            resource=f"projects/{options.project}",
+        )
+        bindings = [(b.role, [m for m in b.members if m != member]) for b in policy.bindings]
+        del policy.bindings[:]
+        for role, members in bindings:
+            if members:
+                policy.bindings.add(role=role, members=members)
+        try:
+            call(
+                "take the cluster account's roles back",
+                clients.projects.set_iam_policy,
+                request={"resource": f"projects/{options.project}", "policy": policy},
+            )
+            break
+        except ConflictError:
+            if attempt == 2:
+                raise
+    name = f"projects/{options.project}/serviceAccounts/{options.account_email}"
+    try:
+        call(f"delete {options.account_email}", clients.accounts.delete_service_account, name=name)
+    except NotFoundError:
+        return []
+    say(f"deleted service account {options.account_email} and its roles")
+    return [f"service account {options.account_email}"]
+
+
+def _credentials(clients: GoogleClients) -> Any:
+    """Firestore's emulator (FIRESTORE_EMULATOR_HOST) takes none; Google takes the
+    deployer's."""
+    return None if clients.endpoints.any else clients.credentials
