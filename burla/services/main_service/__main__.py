@@ -298,6 +298,7 @@ CLOUD_FLAGS: list[click.Parameter] = [
     click.Option(
         ["--node-env"],
         multiple=True,
+        envvar="BURLA_NODE_ENV",  # NAME=VALUE pairs, separated by spaces
         metavar="NAME=VALUE",
         help="another variable for node_service's environment (repeatable)",
     ),
