@@ -1,45 +1,64 @@
-"""FakeComputeApi: a small Compute Engine REST API on 127.0.0.1 whose VMs are local
-processes.
+"""FakeComputeApi: a Compute Engine REST API on 127.0.0.1 whose VMs are local processes.
 
 google-cloud-compute talks to it through `client_options={"api_endpoint": api.endpoint}`
-and anonymous credentials. It serves, for any project p and zone z:
+and anonymous credentials. It serves, for any project p and zone z (Google's method id of
+each route is what `refuse_next` takes):
 
-    POST   /compute/v1/projects/p/zones/z/instances                   insert
-    GET    /compute/v1/projects/p/zones/z/instances                   list: filter on labels
-                                                                     (`labels.K = "V"`,
-                                                                     joined by AND),
-                                                                     maxResults, pageToken
-    GET    /compute/v1/projects/p/zones/z/instances/NAME              get
-    DELETE /compute/v1/projects/p/zones/z/instances/NAME              delete
-    GET    /compute/v1/projects/p/zones/z/instances/NAME/getGuestAttributes
-    GET    /compute/v1/projects/p/zones/z/operations/OP               an operation
-    POST   /compute/v1/projects/p/zones/z/operations/OP/wait          wait (up to 2 s) for it
+    POST   /compute/v1/projects/p/zones/z/instances                  compute.instances.insert
+    GET    /compute/v1/projects/p/zones/z/instances                  compute.instances.list
+    GET    .../instances/NAME                                        compute.instances.get
+    DELETE .../instances/NAME                                        compute.instances.delete
+    GET    .../instances/NAME/getGuestAttributes         compute.instances.getGuestAttributes
+    POST   .../instances/NAME/reset                                  compute.instances.reset
+    POST   .../instances/NAME/setMetadata                      compute.instances.setMetadata
+    POST   .../instances/NAME/setLabels                          compute.instances.setLabels
+    GET    /compute/v1/projects/p/zones/z/operations/OP            compute.zoneOperations.get
+    POST   .../operations/OP/wait                                 compute.zoneOperations.wait
+    POST   /compute/v1/projects/p/global/firewalls                  compute.firewalls.insert
+    GET    /compute/v1/projects/p/global/firewalls                    compute.firewalls.list
+    GET    .../firewalls/NAME                                          compute.firewalls.get
+    DELETE .../firewalls/NAME                                       compute.firewalls.delete
+    PATCH  .../firewalls/NAME                                        compute.firewalls.patch
+    GET    /compute/v1/projects/p/global/operations/OP           compute.globalOperations.get
+    POST   .../operations/OP/wait                               compute.globalOperations.wait
+    GET    /vms/p/z/NAME/computeMetadata/v1/...        metadata.get  (tests/fakes/vm_metadata)
+    PUT    /vms/p/z/NAME/computeMetadata/v1/instance/guest-attributes/NS/KEY  metadata.put
+    POST   /token                                    oauth2.token  (tests/fakes/oauth_token)
+
+Lists take `filter` (both documented forms, tests/fakes/compute_lists), `orderBy`,
+`maxResults` and `pageToken`; firewall rules are tests/fakes/compute_firewalls'. Changes
+answer with a RUNNING operation, DONE once the change is carried out.
+
+Instances meet the rules of tests/fakes/compute_instances. One carries `metadata.fingerprint`
+and `labelFingerprint`, hashes of their contents: setMetadata and setLabels with a missing
+or stale one are refused 412 conditionNotMet, as the reference says. Each network interface
+gets networkIP `internal_ip`, and its access config natIP `external_ip`.
 
 A VM is a directory on this machine in which bash runs the instance's `startup-script`
-metadata, in a process group of its own; its internal IP is 127.0.0.1. The VM's metadata
-server is this same server under `/vms/p/z/NAME`, given to the script as
-GCE_METADATA_HOST; it takes guest attribute PUTs when the instance's metadata enables
-guest attributes, and answers GET of
-`computeMetadata/v1/instance/network-interfaces/0/ip` as text (`internal_ip`) and
-`.../instance/service-accounts/default/token` as JSON (ACCESS_TOKEN), refusing requests
-without `Metadata-Flavor: Google` or with `X-Forwarded-For` as Compute Engine's does.
-`POST /token` is Google's OAuth token endpoint for service account keys whose token_uri
-names it: it gives ACCESS_TOKEN for a JWT signed by a key in `service_account_keys`.
-Inserting answers with a RUNNING operation; a background thread then starts the script,
-marks the instance RUNNING and the operation DONE. Deleting stops the VM's process group
-(SIGTERM, then SIGKILL after `stop_grace_s`) before the operation is DONE. A script that
-ends leaves its VM RUNNING, as a real startup script does.
+metadata, in a process group of its own; or, for a source image registered with `add_image`,
+a Debian-like machine of its own mount namespace (tests/fakes/vm_image). Its metadata server
+is this same server under `/vms/p/z/NAME`, given to everything it runs as GCE_METADATA_HOST.
+Inserting answers with a RUNNING operation; a background thread then starts the VM, marks
+the instance RUNNING and the operation DONE. Deleting stops the VM's process group (SIGTERM,
+then SIGKILL after `stop_grace_s`) before the operation is DONE; reset is a hard reset, as
+Compute Engine's: the group is killed at once and the VM boots again (the startup script
+runs again; its directory, its disk, stays). A script that ends leaves its VM RUNNING, as a
+real startup script does.
 
-For tests it keeps the insert bodies it received and every request line, refuses the
-next insert with an HTTP error (`refuse_next_insert`), makes the next insert's operation
-finish with errors (`fail_next_insert_operation`) or never finish
-(`stall_next_insert_operation`), and stops a VM the way a preemption does (`terminate`).
-`close` stops every VM it started.
+For tests it keeps the insert bodies it received and every request line; answers the next
+calls of any route with a transient error Compute Engine documents (`refuse_next`: 403 or
+429 rateLimitExceeded, 500 or 503 backendError) or the next insert with any error
+(`refuse_next_insert`); makes the next insert's operation finish with errors
+(`fail_next_insert_operation`) or never finish (`stall_next_insert_operation`); and stops a
+VM the way a preemption does (`terminate`). `close` stops every VM it started.
+
+Not modelled: quotas, machine types, images and disks as resources (any source image boots;
+only registered ones boot a fake image), networks (any is taken to exist), stop/start,
+requestId, instance fingerprints, firewall rules' effect on traffic, regions, and IAM.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import itertools
@@ -50,89 +69,106 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-Json = dict[str, Any]
+from tests.fakes import vm_metadata
+from tests.fakes.compute_firewalls import Firewalls
+from tests.fakes.compute_instances import (
+    insert_problem,
+    labels_problem,
+    metadata,
+    metadata_problem,
+    new_instance,
+)
+from tests.fakes.compute_lists import list_reply
+from tests.fakes.compute_operations import Operations
+from tests.fakes.compute_replies import (
+    SELF,
+    TRANSIENT,
+    Json,
+    MetadataValue,
+    Reply,
+    already_exists,
+    api_error,
+    fingerprint,
+    not_found,
+    not_ready,
+    transient_error,
+)
+from tests.fakes.oauth_token import ACCESS_TOKEN, TOKEN_LIFE_S, token_reply
+from tests.fakes.vm_image import FakeImage, boot_command, image_path
 
+__all__ = ["ACCESS_TOKEN", "TOKEN_LIFE_S", "FakeComputeApi", "FakeImage"]
 
-@dataclass(frozen=True)
-class MetadataValue:
-    """A metadata server's answer: text, or JSON for a token."""
-
-    text: str
-    content_type: str = "application/text"
-
-
-Reply = tuple[int, Json | MetadataValue]
-"""A status and a JSON body, or a metadata server's value."""
 Key = tuple[str, str, str]
-"""(project, zone, name) of an instance or operation."""
+"""(project, zone, name) of an instance."""
 Stall = Literal["stall"]
 STALL: Stall = "stall"
 
 _ZONE = r"/compute/v1/projects/(?P<project>[^/]+)/zones/(?P<zone>[^/]+)"
+_GLOBAL = r"/compute/v1/projects/(?P<project>[^/]+)/global"
+_INSTANCE = _ZONE + r"/instances/(?P<name>[^/]+)"
+_VM = r"/vms/(?P<project>[^/]+)/(?P<zone>[^/]+)/(?P<name>[^/]+)/computeMetadata/v1/"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
-    ("POST", re.compile(_ZONE + r"/instances"), "insert"),
-    ("GET", re.compile(_ZONE + r"/instances"), "list"),
-    ("GET", re.compile(_ZONE + r"/instances/(?P<name>[^/]+)"), "get"),
-    ("DELETE", re.compile(_ZONE + r"/instances/(?P<name>[^/]+)"), "delete"),
-    ("GET", re.compile(_ZONE + r"/instances/(?P<name>[^/]+)/getGuestAttributes"), "guest"),
-    ("GET", re.compile(_ZONE + r"/operations/(?P<name>[^/]+)"), "operation"),
-    ("POST", re.compile(_ZONE + r"/operations/(?P<name>[^/]+)/wait"), "wait"),
-    (
-        "PUT",
-        re.compile(
-            r"/vms/(?P<project>[^/]+)/(?P<zone>[^/]+)/(?P<name>[^/]+)"
-            r"/computeMetadata/v1/instance/guest-attributes/(?P<attribute>[^/]+/[^/]+)"
-        ),
-        "publish",
-    ),
-    (
-        "GET",
-        re.compile(
-            r"/vms/(?P<project>[^/]+)/(?P<zone>[^/]+)/(?P<name>[^/]+)"
-            r"/computeMetadata/v1/(?P<attribute>instance/network-interfaces/0/ip"
-            r"|instance/service-accounts/default/token)"
-        ),
-        "metadata",
-    ),
+    (method, re.compile(pattern), method_id)
+    for method, pattern, method_id in [
+        ("POST", _ZONE + r"/instances", "compute.instances.insert"),
+        ("GET", _ZONE + r"/instances", "compute.instances.list"),
+        ("GET", _INSTANCE, "compute.instances.get"),
+        ("DELETE", _INSTANCE, "compute.instances.delete"),
+        ("GET", _INSTANCE + r"/getGuestAttributes", "compute.instances.getGuestAttributes"),
+        ("POST", _INSTANCE + r"/reset", "compute.instances.reset"),
+        ("POST", _INSTANCE + r"/setMetadata", "compute.instances.setMetadata"),
+        ("POST", _INSTANCE + r"/setLabels", "compute.instances.setLabels"),
+        ("GET", _ZONE + r"/operations/(?P<name>[^/]+)", "compute.zoneOperations.get"),
+        ("POST", _ZONE + r"/operations/(?P<name>[^/]+)/wait", "compute.zoneOperations.wait"),
+        ("POST", _GLOBAL + r"/firewalls", "compute.firewalls.insert"),
+        ("GET", _GLOBAL + r"/firewalls", "compute.firewalls.list"),
+        ("GET", _GLOBAL + r"/firewalls/(?P<name>[^/]+)", "compute.firewalls.get"),
+        ("DELETE", _GLOBAL + r"/firewalls/(?P<name>[^/]+)", "compute.firewalls.delete"),
+        ("PATCH", _GLOBAL + r"/firewalls/(?P<name>[^/]+)", "compute.firewalls.patch"),
+        ("GET", _GLOBAL + r"/operations/(?P<name>[^/]+)", "compute.globalOperations.get"),
+        ("POST", _GLOBAL + r"/operations/(?P<name>[^/]+)/wait", "compute.globalOperations.wait"),
+        ("GET", _VM + r"(?P<path>.+)", "metadata.get"),
+        ("PUT", _VM + r"instance/guest-attributes/(?P<path>[^/]+/[^/]+)", "metadata.put"),
+        ("POST", r"/token", "oauth2.token"),
+    ]
 ]
-_TOKEN_PATH = "/token"
-"""Google's OAuth 2.0 token endpoint (oauth2.googleapis.com/token), for service account
-keys whose token_uri names this server."""
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
-"""The audience Google's token endpoint requires of an assertion, wherever it is sent."""
-ACCESS_TOKEN = "ya29.burla-fake-access-token"
-"""The access token this fake gives, to VMs and to service account keys alike."""
-TOKEN_LIFE_S = 3599
-_INSTANCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
-_LABEL_TERM = re.compile(r'labels\.([a-z0-9_-]+)\s*=\s*"?([a-z0-9_-]*)"?')
-_SELF = "https://www.googleapis.com/compute/v1"
-_WAIT_S = 2.0
+METHOD_IDS = frozenset(method_id for _, _, method_id in _ROUTES)
 
 
-def _unbase64(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+@dataclass(frozen=True)
+class _Call:
+    """A request, as a route matched it."""
 
+    groups: dict[str, str]
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
 
-def _token() -> Json:
-    return {"access_token": ACCESS_TOKEN, "expires_in": TOKEN_LIFE_S, "token_type": "Bearer"}
+    @property
+    def project(self) -> str:
+        return self.groups["project"]
 
+    @property
+    def zone(self) -> str:
+        return self.groups["zone"]
 
-def _oauth_error(error: str, description: str) -> Json:
-    return {"error": error, "error_description": description}
+    @property
+    def name(self) -> str:
+        return self.groups["name"]
 
-
-def api_error(code: int, reason: str, message: str) -> Reply:
-    """An error reply shaped like Compute Engine's."""
-    detail = {"message": message, "domain": "global", "reason": reason}
-    return code, {"error": {"code": code, "message": message, "errors": [detail]}}
+    def json(self) -> Json:
+        body = json.loads(self.body or b"{}")
+        if not isinstance(body, dict):
+            raise ValueError("the body is not a JSON object")
+        return body
 
 
 @dataclass
@@ -140,6 +176,7 @@ class _Vm:
     key: Key
     resource: Json
     directory: Path
+    image: FakeImage | None
     process: subprocess.Popen[bytes] | None = None
     guest_attributes: dict[str, str] = field(default_factory=dict)
     deleting: bool = False
@@ -157,14 +194,16 @@ class FakeComputeApi:
         self.page_limit = page_limit
         self.stop_grace_s = stop_grace_s
         self._lock = threading.Condition()
+        self._ids = itertools.count(7_000_000_000_000_000_001)
+        self._operations = Operations(self._lock, self._ids)
+        self._firewalls = Firewalls(self._lock, self._operations, self._ids, self._finish_later)
         self._vms: dict[Key, _Vm] = {}
-        self._operations: dict[Key, Json] = {}
+        self._images: dict[str, FakeImage] = {}
         self._workers: list[threading.Thread] = []
-        self._refusals: list[Reply] = []
+        self._refusals: dict[str, list[Reply]] = {}
         self._insert_outcomes: list[Json | Stall] = []
         """How the next inserts' operations end, instead of succeeding: a failure to
         finish with, or STALL."""
-        self._ids = itertools.count(7_000_000_000_000_000_001)
         self._server: _Server | None = None
         self._serving: threading.Thread | None = None
         self.inserted: list[Json] = []
@@ -173,6 +212,8 @@ class FakeComputeApi:
         """(method, path) of every request received."""
         self.internal_ip = "127.0.0.1"
         """What every VM's metadata server gives as its internal IP (its processes run here)."""
+        self.external_ip = "127.0.0.1"
+        """The natIP of every access config: a VM's external IP."""
         self.service_account_keys: dict[str, Any] = {}
         """Service account email -> the public key (cryptography's) of its key file, whose
         signed JWTs the token endpoint takes."""
@@ -204,7 +245,8 @@ class FakeComputeApi:
             self._serving.join()
 
     def reset(self) -> None:
-        """Forget everything, stopping every VM first."""
+        """Forget everything (instances, firewall rules, images, operations, refusals,
+        records), stopping every VM first."""
         with self._lock:
             vms = list(self._vms.values())
             for vm in vms:
@@ -215,6 +257,8 @@ class FakeComputeApi:
         self._join_workers()
         with self._lock:
             self._operations.clear()
+            self._firewalls.clear()
+            self._images.clear()
             self._refusals.clear()
             self._insert_outcomes.clear()
             self.inserted.clear()
@@ -222,10 +266,33 @@ class FakeComputeApi:
 
     # Test controls ---------------------------------------------------------------------
 
+    def add_image(self, name: str, image: FakeImage) -> None:
+        """VMs whose boot disk's sourceImage is `name` (projects/P/global/images/NAME, or a
+        family, in any form the API takes) boot from this fake image."""
+        path = image_path(name, "")
+        if not re.fullmatch(r"projects/[^/]+/global/images/.+", path):
+            raise ValueError(
+                f"name the image with its project: projects/P/global/images/NAME, not {name!r}"
+            )
+        with self._lock:
+            self._images[path] = image
+
+    def refuse_next(self, method_id: str, *, code: int = 503, times: int = 1) -> None:
+        """Answer the next `times` calls of a route (Google's method id, e.g.
+        "compute.firewalls.insert") with the transient error of status `code` (403, 429,
+        500 or 503) as Compute Engine gives it; nothing is done."""
+        if method_id not in METHOD_IDS:
+            raise ValueError(f"no route {method_id!r}; the fake serves {sorted(METHOD_IDS)}")
+        if code not in TRANSIENT:
+            raise ValueError(f"{code} is not one of the transient errors {sorted(TRANSIENT)}")
+        with self._lock:
+            self._refusals.setdefault(method_id, []).extend([transient_error(code)] * times)
+
     def refuse_next_insert(self, code: int, reason: str, message: str) -> None:
         """Answer the next insert with this HTTP error; nothing is created."""
         with self._lock:
-            self._refusals.append(api_error(code, reason, message))
+            refusals = self._refusals.setdefault("compute.instances.insert", [])
+            refusals.append(api_error(code, reason, message))
 
     def fail_next_insert_operation(
         self,
@@ -263,7 +330,8 @@ class FakeComputeApi:
             vm.resource["status"] = "TERMINATED"
 
     def pid(self, project: str, zone: str, name: str) -> int | None:
-        """The process id of a VM's startup script, while it has one."""
+        """The process id of a VM's boot (its startup script, or a fake image's boot script,
+        which leads its process group), while it has one."""
         with self._lock:
             vm = self._vms.get((project, zone, name))
             return None if vm is None or vm.process is None else vm.process.pid
@@ -273,6 +341,11 @@ class FakeComputeApi:
         with self._lock:
             return self._vms[(project, zone, name)].directory
 
+    @staticmethod
+    def project_number(project: str) -> str:
+        """The project's number, as metadata servers give it (a stable 12-digit number)."""
+        return str(100_000_000_000 + zlib.crc32(project.encode()) % 900_000_000_000)
+
     # The API ---------------------------------------------------------------------------
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
@@ -280,56 +353,41 @@ class FakeComputeApi:
         query = {name: values[-1] for name, values in parse_qs(query_string).items()}
         with self._lock:
             self.requests.append((method, path))
-        if (method, path) == ("POST", _TOKEN_PATH):
-            return self._oauth_token(headers, body)
-        for route_method, pattern, action in _ROUTES:
+        for route_method, pattern, method_id in _ROUTES:
             found = pattern.fullmatch(path)
             if found and route_method == method:
-                key = found.group("project"), found.group("zone")
-                name = found.groupdict().get("name", "")
-                if action == "insert":
-                    return self._insert(*key, json.loads(body or b"{}"))
-                if action == "list":
-                    return self._list(*key, query)
-                if action == "get":
-                    return self._get(*key, name)
-                if action == "delete":
-                    return self._delete(*key, name)
-                if action == "guest":
-                    return self._guest_attributes(*key, name, query)
-                if action == "operation":
-                    return self._operation(*key, name, wait=False)
-                if action == "wait":
-                    return self._operation(*key, name, wait=True)
-                if action == "metadata":
-                    return self._metadata(*key, name, found.group("attribute"), headers)
-                return self._publish(*key, name, found.group("attribute"), headers, body)
+                call = _Call(found.groupdict(), query, headers, body)
+                try:
+                    return self._answer(method_id, call)
+                except ValueError as error:  # the body is no JSON object
+                    return api_error(400, "parseError", f"Invalid JSON payload received. {error}")
         return api_error(404, "notFound", f"{method} {path} is not part of this fake API")
 
-    def _insert(self, project: str, zone: str, body: Json) -> Reply:
+    def _answer(self, method_id: str, call: _Call) -> Reply:
         with self._lock:
-            self.inserted.append(copy.deepcopy(body))
-            if self._refusals:
-                return self._refusals.pop(0)
-            name = body.get("name", "")
-            if not isinstance(name, str) or not _INSTANCE_NAME.fullmatch(name):
-                return api_error(
-                    400, "invalid", f"Invalid value for field 'resource.name': {name!r}"
-                )
-            for required in ("machineType", "disks", "networkInterfaces"):
-                if not body.get(required):
-                    return api_error(400, "required", f"Required field 'resource.{required}'")
-            key = (project, zone, name)
+            if method_id == "compute.instances.insert":
+                self.inserted.append(copy.deepcopy(call.json()))
+            refusals = self._refusals.get(method_id)
+            if refusals:
+                return refusals.pop(0)
+        handler: Callable[[_Call], Reply] = getattr(self, _HANDLERS[method_id])
+        return handler(call)
+
+    # Instances
+
+    def _insert(self, call: _Call) -> Reply:
+        body = call.json()
+        refusal = insert_problem(body)
+        if refusal:
+            return refusal
+        name = body["name"]
+        key = (call.project, call.zone, name)
+        with self._lock:
             if key in self._vms:
-                return api_error(
-                    409,
-                    "alreadyExists",
-                    f"The resource 'projects/{project}/zones/{zone}/instances/{name}' "
-                    "already exists",
-                )
+                return already_exists(f"projects/{key[0]}/zones/{key[1]}/instances/{name}")
             vm = self._new_vm(key, body)
             self._vms[key] = vm
-            operation = self._new_operation(key, "insert")
+            operation = self._start_operation(vm, "insert")
             outcome = self._insert_outcomes.pop(0) if self._insert_outcomes else None
             self._work(self._boot, vm, operation, outcome)
             return 200, copy.deepcopy(operation)
@@ -339,7 +397,7 @@ class FakeComputeApi:
             if isinstance(outcome, dict):
                 if self._vms.get(vm.key) is vm:
                     del self._vms[vm.key]
-                self._finish(operation, outcome)
+                self._operations.finish(operation, outcome)
                 return
             if not vm.deleting:
                 vm.resource["status"] = "STAGING"
@@ -347,16 +405,16 @@ class FakeComputeApi:
                 vm.process = self._run_startup_script(vm)
                 vm.resource["status"] = "RUNNING"
             if outcome is not STALL:
-                self._finish(operation)
+                self._operations.finish(operation)
 
     def _run_startup_script(self, vm: _Vm) -> subprocess.Popen[bytes] | None:
-        items = vm.resource.get("metadata", {}).get("items", [])
-        scripts = [item.get("value", "") for item in items if item.get("key") == "startup-script"]
-        if not scripts:
+        items = vm.resource["metadata"].get("items", [])
+        scripts = [item.get("value", "") for item in items if item["key"] == "startup-script"]
+        if not scripts and vm.image is None:
             return None
-        vm.directory.mkdir(parents=True)
+        vm.directory.mkdir(parents=True, exist_ok=True)
         script = vm.directory / "startup-script"
-        script.write_text(scripts[0])
+        script.write_text(scripts[0] if scripts else "")
         project, zone, name = vm.key
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -364,9 +422,12 @@ class FakeComputeApi:
             "LANG": "C.UTF-8",
             "GCE_METADATA_HOST": f"127.0.0.1:{self.port}/vms/{project}/{zone}/{name}",
         }
+        command = ["bash", str(script)]
+        if vm.image is not None:
+            command, environment = boot_command(vm.directory, vm.image, environment)
         with open(vm.directory / "startup.log", "ab") as log:
             return subprocess.Popen(
-                ["bash", str(script)],
+                command,
                 cwd=vm.directory,
                 env=environment,
                 stdin=subprocess.DEVNULL,
@@ -375,56 +436,33 @@ class FakeComputeApi:
                 start_new_session=True,
             )
 
-    def _get(self, project: str, zone: str, name: str) -> Reply:
+    def _get(self, call: _Call) -> Reply:
         with self._lock:
-            vm = self._vms.get((project, zone, name))
+            vm = self._vms.get((call.project, call.zone, call.name))
             if vm is None:
-                return _not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+                return _instance_not_found(call)
             return 200, copy.deepcopy(vm.resource)
 
-    def _list(self, project: str, zone: str, query: dict[str, str]) -> Reply:
-        wanted: dict[str, str] = {}
-        text = query.get("filter", "").strip()
-        for term in re.split(r"\s+AND\s+", text) if text else []:
-            found = _LABEL_TERM.fullmatch(term.strip())
-            if found is None:
-                return api_error(400, "invalid", f"Invalid value for field 'filter': {text!r}")
-            wanted[found.group(1)] = found.group(2)
-        try:
-            page_size = min(int(query.get("maxResults", "500")), self.page_limit)
-            offset = int(query.get("pageToken", "0"))
-        except ValueError:
-            return api_error(400, "invalid", "maxResults and pageToken must be numbers")
+    def _list(self, call: _Call) -> Reply:
         with self._lock:
-            matching = [
+            here = [
                 copy.deepcopy(vm.resource)
-                for key, vm in sorted(self._vms.items())
-                if key[:2] == (project, zone)
-                and all(vm.resource.get("labels", {}).get(k) == v for k, v in wanted.items())
+                for key, vm in self._vms.items()
+                if key[:2] == (call.project, call.zone)
             ]
-        page = matching[offset : offset + page_size]
-        reply: Json = {
-            "kind": "compute#instanceList",
-            "id": f"projects/{project}/zones/{zone}/instances",
-            "selfLink": f"{_SELF}/projects/{project}/zones/{zone}/instances",
-        }
-        if page:
-            reply["items"] = page
-        if offset + page_size < len(matching):
-            reply["nextPageToken"] = str(offset + page_size)
-        return 200, reply
+        link = f"{SELF}/projects/{call.project}/zones/{call.zone}/instances"
+        return list_reply("compute#instanceList", link, here, call.query, self.page_limit)
 
-    def _delete(self, project: str, zone: str, name: str) -> Reply:
-        key = (project, zone, name)
+    def _delete(self, call: _Call) -> Reply:
         with self._lock:
-            vm = self._vms.get(key)
+            vm = self._vms.get((call.project, call.zone, call.name))
             if vm is None:
-                return _not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+                return _instance_not_found(call)
             if vm.deleting:
-                return api_error(400, "resourceNotReady", f"The resource '{name}' is not ready")
+                return not_ready(f"projects/{call.project}/zones/{call.zone}/instances/{call.name}")
             vm.deleting = True
             vm.resource["status"] = "STOPPING"
-            operation = self._new_operation(key, "delete")
+            operation = self._start_operation(vm, "delete")
             self._work(self._remove, vm, operation)
             return 200, copy.deepcopy(operation)
 
@@ -433,24 +471,76 @@ class FakeComputeApi:
         with self._lock:
             if self._vms.get(vm.key) is vm:
                 del self._vms[vm.key]
-            self._finish(operation)
+            self._operations.finish(operation)
 
-    def _guest_attributes(self, project: str, zone: str, name: str, query: dict[str, str]) -> Reply:
+    def _reset(self, call: _Call) -> Reply:
         with self._lock:
-            vm = self._vms.get((project, zone, name))
+            vm = self._vms.get((call.project, call.zone, call.name))
             if vm is None:
-                return _not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+                return _instance_not_found(call)
+            if vm.deleting or vm.resource["status"] != "RUNNING":
+                return not_ready(f"projects/{call.project}/zones/{call.zone}/instances/{call.name}")
+            operation = self._start_operation(vm, "reset")
+            self._work(self._reboot, vm, operation)
+            return 200, copy.deepcopy(operation)
+
+    def _reboot(self, vm: _Vm, operation: Json) -> None:
+        self._stop(vm, grace_s=0.0)  # a hard reset: no shutdown
+        with self._lock:
+            if not vm.deleting:
+                vm.process = self._run_startup_script(vm)
+            self._operations.finish(operation)
+
+    def _set_metadata(self, call: _Call) -> Reply:
+        body = call.json()
+        items = body.get("items", [])
+        with self._lock:
+            vm = self._vms.get((call.project, call.zone, call.name))
+            if vm is None:
+                return _instance_not_found(call)
+            if body.get("fingerprint") != vm.resource["metadata"]["fingerprint"]:
+                message = "Supplied fingerprint does not match current metadata fingerprint."
+                return api_error(412, "conditionNotMet", message)
+            refusal = metadata_problem(items, "metadata")
+            if refusal:
+                return refusal
+            vm.resource["metadata"] = metadata(items)
+            return self._changed(vm, "setMetadata")
+
+    def _set_labels(self, call: _Call) -> Reply:
+        body = call.json()
+        labels = body.get("labels", {})
+        with self._lock:
+            vm = self._vms.get((call.project, call.zone, call.name))
+            if vm is None:
+                return _instance_not_found(call)
+            if body.get("labelFingerprint") != vm.resource["labelFingerprint"]:
+                message = "Labels fingerprint either invalid or resource labels have changed"
+                return api_error(
+                    412, "conditionNotMet", message, location="If-Match", locationType="header"
+                )
+            refusal = labels_problem(labels, "labels")
+            if refusal:
+                return refusal
+            vm.resource.update(labels=dict(labels), labelFingerprint=fingerprint(labels))
+            return self._changed(vm, "setLabels")
+
+    def _guest_attributes(self, call: _Call) -> Reply:
+        with self._lock:
+            vm = self._vms.get((call.project, call.zone, call.name))
+            if vm is None:
+                return _instance_not_found(call)
             attributes = dict(vm.guest_attributes)
-        variable = query.get("variableKey")
+        variable = call.query.get("variableKey")
         if variable is not None:
             if variable not in attributes:
-                return _not_found(f"guest attribute {variable} of instance {name}")
+                return not_found(f"guest attribute {variable} of instance {call.name}")
             return 200, {
                 "kind": "compute#guestAttributes",
                 "variableKey": variable,
                 "variableValue": attributes[variable],
             }
-        prefix = query.get("queryPath", "")
+        prefix = call.query.get("queryPath", "")
         items = [
             {"namespace": key.split("/")[0], "key": key.split("/")[1], "value": value}
             for key, value in sorted(attributes.items())
@@ -462,140 +552,116 @@ class FakeComputeApi:
             "queryValue": {"items": items},
         }
 
-    def _publish(
-        self,
-        project: str,
-        zone: str,
-        name: str,
-        attribute: str,
-        headers: dict[str, str],
-        body: bytes,
-    ) -> Reply:
-        """A VM's guest attribute PUT to its metadata server."""
-        if headers.get("metadata-flavor") != "Google":
-            return api_error(403, "forbidden", "missing header Metadata-Flavor: Google")
+    # Operations, firewall rules, the metadata server, tokens
+
+    def _zone_operation(self, call: _Call) -> Reply:
         with self._lock:
-            vm = self._vms.get((project, zone, name))
+            return self._operations.get((call.project, call.zone), call.name, wait=False)
+
+    def _zone_operation_wait(self, call: _Call) -> Reply:
+        with self._lock:
+            return self._operations.get((call.project, call.zone), call.name, wait=True)
+
+    def _global_operation(self, call: _Call) -> Reply:
+        with self._lock:
+            return self._operations.get((call.project, None), call.name, wait=False)
+
+    def _global_operation_wait(self, call: _Call) -> Reply:
+        with self._lock:
+            return self._operations.get((call.project, None), call.name, wait=True)
+
+    def _firewall_insert(self, call: _Call) -> Reply:
+        body = call.json()
+        with self._lock:
+            return self._firewalls.insert(call.project, body)
+
+    def _firewall_list(self, call: _Call) -> Reply:
+        with self._lock:
+            return self._firewalls.list(call.project, call.query, self.page_limit)
+
+    def _firewall_get(self, call: _Call) -> Reply:
+        with self._lock:
+            return self._firewalls.get(call.project, call.name)
+
+    def _firewall_delete(self, call: _Call) -> Reply:
+        with self._lock:
+            return self._firewalls.delete(call.project, call.name)
+
+    def _firewall_patch(self, call: _Call) -> Reply:
+        body = call.json()
+        with self._lock:
+            return self._firewalls.patch(call.project, call.name, body)
+
+    def _metadata_get(self, call: _Call) -> Reply:
+        """A value a VM reads from its metadata server (tests/fakes/vm_metadata)."""
+        refusal = vm_metadata.refusal(call.headers)
+        if refusal:
+            return refusal
+        with self._lock:
+            vm = self._vms.get((call.project, call.zone, call.name))
             if vm is None:
-                return _not_found(f"instance {name}")
-            items = vm.resource.get("metadata", {}).get("items", [])
-            enabled = {"key": "enable-guest-attributes", "value": "TRUE"} in items
-            if not enabled:
-                return api_error(403, "forbidden", "Guest attributes endpoint access is disabled.")
-            vm.guest_attributes[attribute] = body.decode()
-        return 200, {}
+                return 404, MetadataValue(f"instance {call.name} is not known")
+            facts = vm_metadata.VmFacts(
+                project=call.project,
+                project_number=self.project_number(call.project),
+                zone=call.zone,
+                resource=copy.deepcopy(vm.resource),
+                guest_attributes=dict(vm.guest_attributes),
+                internal_ip=self.internal_ip,
+            )
+        return vm_metadata.read(call.groups["path"], facts)
 
-    def _metadata(
-        self, project: str, zone: str, name: str, path: str, headers: dict[str, str]
-    ) -> Reply:
-        """A value a VM reads from its metadata server, as text. Like Compute Engine's, the
-        server refuses requests without Metadata-Flavor: Google or with X-Forwarded-For
-        (a proxy passing a request on)."""
-        if headers.get("metadata-flavor") != "Google" or "x-forwarded-for" in headers:
-            refusal = "Missing Metadata-Flavor:Google header (or X-Forwarded-For given)."
-            return 403, MetadataValue(refusal)
+    def _metadata_put(self, call: _Call) -> Reply:
+        """A guest attribute a VM writes to its metadata server."""
+        refusal = vm_metadata.refusal(call.headers)
+        if refusal:
+            return refusal
         with self._lock:
-            if (project, zone, name) not in self._vms:
-                return 404, MetadataValue(f"instance {name} is not known")
-        if path == "instance/network-interfaces/0/ip":
-            return 200, MetadataValue(self.internal_ip)
-        return 200, MetadataValue(json.dumps(_token()), "application/json")
+            vm = self._vms.get((call.project, call.zone, call.name))
+            if vm is None:
+                return 404, MetadataValue(f"instance {call.name} is not known")
+            if not vm_metadata.guest_attributes_enabled(vm.resource):
+                return vm_metadata.GUEST_ATTRIBUTES_OFF
+            vm.guest_attributes[call.groups["path"]] = call.body.decode()
+        return 200, MetadataValue("")
 
-    def _oauth_token(self, headers: dict[str, str], body: bytes) -> Reply:
-        """An access token for a service account key's signed JWT, as Google's token
-        endpoint gives one: the assertion must be an RS256 JWT of a key registered in
-        `service_account_keys`, for this endpoint, not expired, asking for a scope."""
-        form = {name: values[-1] for name, values in parse_qs(body.decode()).items()}
-        if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            return 400, _oauth_error("invalid_request", "not a form")
-        if form.get("grant_type") != JWT_GRANT:
-            return 400, _oauth_error("unsupported_grant_type", "Invalid grant_type")
-        problem = self._check_assertion(form.get("assertion", ""))
-        if problem:
-            return 400, _oauth_error("invalid_grant", problem)
-        return 200, _token()
+    def _token(self, call: _Call) -> Reply:
+        return token_reply(call.headers, call.body, self.service_account_keys)
 
-    def _check_assertion(self, assertion: str) -> str | None:
-        """Why a JWT assertion is refused, or None."""
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
-
-        try:
-            header_part, claims_part, signature_part = assertion.split(".")
-            header = json.loads(_unbase64(header_part))
-            claims = json.loads(_unbase64(claims_part))
-            signature = _unbase64(signature_part)
-        except ValueError:
-            return "Invalid JWT: not three base64url JSON parts"
-        if header.get("alg") != "RS256":
-            return "Invalid JWT: alg must be RS256"
-        key = self.service_account_keys.get(claims.get("iss", ""))
-        if key is None:
-            return f"Invalid JWT: no key of service account {claims.get('iss')!r}"
-        try:
-            signed = f"{header_part}.{claims_part}".encode()
-            key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
-            return "Invalid JWT Signature."
-        if claims.get("aud") != TOKEN_AUDIENCE:
-            return f"Invalid JWT: aud must be {TOKEN_AUDIENCE}, not {claims.get('aud')!r}"
-        if not claims.get("scope") or float(claims.get("exp", 0)) < time.time():
-            return "Invalid JWT: no scope, or expired"
-        return None
-
-    def _operation(self, project: str, zone: str, name: str, *, wait: bool) -> Reply:
-        with self._lock:
-            operation = self._operations.get((project, zone, name))
-            if operation is None:
-                return _not_found(f"projects/{project}/zones/{zone}/operations/{name}")
-            if wait:
-                self._lock.wait_for(lambda: operation["status"] == "DONE", timeout=_WAIT_S)
-            return 200, copy.deepcopy(operation)
-
-    # Helpers (the _new_*, _finish and _work ones run with the lock held) ------------------
+    # Helpers (the _new_*, _start_*, _changed and _work ones run with the lock held) ----------
 
     def _new_vm(self, key: Key, body: Json) -> _Vm:
         project, zone, name = key
         instance_id = str(next(self._ids))
-        resource = copy.deepcopy(body)
-        machine_type = str(resource.get("machineType", "")).rsplit("/", 1)[-1]
-        for index, interface in enumerate(resource.get("networkInterfaces", [])):
-            interface.update(name=f"nic{index}", networkIP="127.0.0.1")
-        resource.update(
-            kind="compute#instance",
-            id=instance_id,
-            status="PROVISIONING",
-            zone=f"{_SELF}/projects/{project}/zones/{zone}",
-            machineType=f"{_SELF}/projects/{project}/zones/{zone}/machineTypes/{machine_type}",
-            selfLink=f"{_SELF}/projects/{project}/zones/{zone}/instances/{name}",
-            creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime()),
+        resource = new_instance(
+            body, project, zone, instance_id, self.internal_ip, self.external_ip
         )
         directory = self._root / project / zone / f"{name}-{instance_id}"
-        return _Vm(key, resource, directory)
+        return _Vm(key, resource, directory, self._image_of(project, body["disks"]))
 
-    def _new_operation(self, target: Key, kind: str) -> Json:
-        project, zone, name = target
-        operation_name = f"operation-{next(self._ids)}"
-        operation: Json = {
-            "kind": "compute#operation",
-            "id": operation_name.removeprefix("operation-"),
-            "name": operation_name,
-            "zone": f"{_SELF}/projects/{project}/zones/{zone}",
-            "operationType": kind,
-            "targetLink": f"{_SELF}/projects/{project}/zones/{zone}/instances/{name}",
-            "status": "RUNNING",
-            "progress": 0,
-            "selfLink": f"{_SELF}/projects/{project}/zones/{zone}/operations/{operation_name}",
-        }
-        self._operations[(project, zone, operation_name)] = operation
-        return operation
+    def _image_of(self, project: str, disks: list[Json]) -> FakeImage | None:
+        boot = next((disk for disk in disks if disk.get("boot")), disks[0])
+        source = boot.get("initializeParams", {}).get("sourceImage")
+        return self._images.get(image_path(source, project)) if source else None
 
-    def _finish(self, operation: Json, failure: Json | None = None) -> None:
-        operation.update(status="DONE", progress=100, **(failure or {}))
-        self._lock.notify_all()
+    def _start_operation(self, vm: _Vm, kind: str) -> Json:
+        project, zone, name = vm.key
+        return self._operations.start((project, zone), kind, f"instances/{name}", vm.resource["id"])
 
-    def _work(self, target: Any, *args: Any) -> None:
+    def _changed(self, vm: _Vm, kind: str) -> Reply:
+        """The operation of a change already made to the instance, DONE shortly after."""
+        operation = self._start_operation(vm, kind)
+        self._finish_later(operation)
+        return 200, copy.deepcopy(operation)
+
+    def _finish_later(self, operation: Json) -> None:
+        self._work(self._finish, operation)
+
+    def _finish(self, operation: Json) -> None:
+        with self._lock:
+            self._operations.finish(operation)
+
+    def _work(self, target: Callable[..., None], *args: Any) -> None:
         worker = threading.Thread(target=target, args=args, daemon=True)
         self._workers.append(worker)
         worker.start()
@@ -609,14 +675,17 @@ class FakeComputeApi:
             for worker in workers:
                 worker.join()
 
-    def _stop(self, vm: _Vm) -> None:
-        """Stop the VM's whole process group: SIGTERM, then SIGKILL after the grace period."""
+    def _stop(self, vm: _Vm, grace_s: float | None = None) -> None:
+        """Stop the VM's whole process group: SIGTERM, then SIGKILL after the grace period
+        (`stop_grace_s` unless given; 0 sends SIGKILL alone)."""
         with self._lock:
             process, vm.process = vm.process, None
         if process is None:
             return
         group = process.pid
-        for signum, wait_s in ((signal.SIGTERM, self.stop_grace_s), (signal.SIGKILL, 5.0)):
+        grace_s = self.stop_grace_s if grace_s is None else grace_s
+        steps = [(signal.SIGTERM, grace_s)] if grace_s > 0 else []
+        for signum, wait_s in [*steps, (signal.SIGKILL, 5.0)]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signum)
             deadline = time.monotonic() + wait_s
@@ -628,8 +697,33 @@ class FakeComputeApi:
         process.wait()
 
 
-def _not_found(what: str) -> Reply:
-    return api_error(404, "notFound", f"The resource '{what}' was not found")
+_HANDLERS = {
+    "compute.instances.insert": "_insert",
+    "compute.instances.list": "_list",
+    "compute.instances.get": "_get",
+    "compute.instances.delete": "_delete",
+    "compute.instances.getGuestAttributes": "_guest_attributes",
+    "compute.instances.reset": "_reset",
+    "compute.instances.setMetadata": "_set_metadata",
+    "compute.instances.setLabels": "_set_labels",
+    "compute.zoneOperations.get": "_zone_operation",
+    "compute.zoneOperations.wait": "_zone_operation_wait",
+    "compute.firewalls.insert": "_firewall_insert",
+    "compute.firewalls.list": "_firewall_list",
+    "compute.firewalls.get": "_firewall_get",
+    "compute.firewalls.delete": "_firewall_delete",
+    "compute.firewalls.patch": "_firewall_patch",
+    "compute.globalOperations.get": "_global_operation",
+    "compute.globalOperations.wait": "_global_operation_wait",
+    "metadata.get": "_metadata_get",
+    "metadata.put": "_metadata_put",
+    "oauth2.token": "_token",
+}
+"""The FakeComputeApi method that answers each route."""
+
+
+def _instance_not_found(call: _Call) -> Reply:
+    return not_found(f"projects/{call.project}/zones/{call.zone}/instances/{call.name}")
 
 
 def _group_members(group: int) -> Iterator[int]:
@@ -672,7 +766,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = do_PUT = do_DELETE = _answer
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read `FakeComputeApi.requests` instead."""
