@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from google.cloud.storage import Blob, Bucket  # type: ignore[import-untyped]
 
 DATABASE = "(default)"
+MADE_MARK = "deploy/bucket-made-by-deploy"
 
 
 @dataclass
@@ -69,6 +70,10 @@ class DatabaseStep:
 
 @dataclass
 class BucketStep:
+    """The cluster's bucket: made with the cluster's label, and marked with an object
+    (MADE_MARK) that tells destroy the bucket is deploy's to remove. A bucket that was
+    there before is used as it is, and kept by destroy."""
+
     clients: GoogleClients
     options: DeployOptions
     kind: str = "bucket"
@@ -86,27 +91,25 @@ class BucketStep:
         found = call(f"read bucket {self.name}", self.clients.storage.lookup_bucket, self.name)
         if found is None:
             return Check("missing", f"in {self.options.region}")
-        if dict(found.labels or {}).items() >= self.options.labels.items():
-            return Check("ok")
-        return Check("differs", "not labelled as the cluster's")
+        if not made_by_deploy(self.clients, self.options):
+            return Check("ok", "made before burla deploy: destroy keeps it")
+        return Check("ok")
 
     def apply(self, check: Check) -> None:
         storage = self.clients.storage
-        if check.state == "differs":
-            bucket = storage.get_bucket(self.name)
-            bucket.labels = {**(bucket.labels or {}), **self.options.labels}
-            call(f"label bucket {self.name}", bucket.patch)
-            return
         bucket = storage.bucket(self.name)
         bucket.labels = dict(self.options.labels)
         bucket.iam_configuration.uniform_bucket_level_access_enabled = True
         with contextlib.suppress(ConflictError):  # made by a deploy cut short after it asked
-            call(
-                f"create bucket {self.name}",
-                storage.create_bucket,
-                bucket,
-                location=self.options.region,
-            )
+            region = self.options.region
+            call(f"create bucket {self.name}", storage.create_bucket, bucket, location=region)
+        mark = storage.bucket(self.name).blob(object_name(self.options, MADE_MARK))
+        call(f"mark bucket {self.name} as deploy's", mark.upload_from_string, b"burla deploy\n")
+
+
+def made_by_deploy(clients: GoogleClients, options: DeployOptions) -> bool:
+    mark = clients.storage.bucket(options.bucket).blob(object_name(options, MADE_MARK))
+    return bool(call(f"read gs://{options.bucket}/{mark.name}", mark.exists))
 
 
 @dataclass
@@ -144,11 +147,10 @@ class SoftwareStep:
         }
         for name, content in contents.items():
             blob = self._blob(name)
-            try:
-                # Create-only: never overwrite the token, nor a wheel (its name is its code).
+            if call(f"read gs://{self.options.bucket}/{name}", blob.exists):
+                continue  # never a new token for a cluster that has one; a wheel's name is its code
+            with contextlib.suppress(ConflictError):  # if it came meanwhile: create-only
                 call(f"upload {name}", blob.upload_from_string, content, if_generation_match=0)
-            except ConflictError:
-                continue
 
     def admin_token(self) -> str:
         name = object_name(self.options, TOKEN_OBJECT)

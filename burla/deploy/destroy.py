@@ -15,6 +15,7 @@ from typing import Any
 
 from burla.core.errors import ConflictError, NotFoundError
 from burla.deploy import vm_steps
+from burla.deploy.data_steps import made_by_deploy
 from burla.deploy.google import GoogleClients, call, result
 from burla.deploy.options import CLUSTER_LABEL, DeployOptions
 
@@ -135,20 +136,21 @@ def _remove_data(options: DeployOptions, clients: GoogleClients, say: Say) -> li
     bucket = call(f"read bucket {options.bucket}", clients.storage.lookup_bucket, options.bucket)
     if bucket is None:
         return removed
-    blobs = list(
-        call("list the cluster's objects", bucket.list_blobs, prefix=f"{options.cluster}/")
-    )
-    say(f"deleting {len(blobs)} objects under gs://{options.bucket}/{options.cluster}/")
+    deploys = made_by_deploy(clients, options)
+    prefix = f"{options.cluster}/"
+    blobs = list(call("list the cluster's objects", bucket.list_blobs, prefix=prefix))
+    say(f"deleting {len(blobs)} objects under gs://{options.bucket}/{prefix}")
     for blob in blobs:
         with contextlib.suppress(NotFoundError):
             call(f"delete {blob.name}", blob.delete)
     removed.append(f"{len(blobs)} objects in gs://{options.bucket}")
-    if dict(bucket.labels or {}).get(CLUSTER_LABEL) == options.cluster:
-        try:
-            call(f"delete bucket {options.bucket}", bucket.delete)
-            removed.append(f"bucket {options.bucket}")
-        except ConflictError:
-            say(f"left bucket {options.bucket}: it holds objects of others")
+    if not deploys:
+        say(f"left bucket {options.bucket}: it was there before burla deploy")
+    elif any(True for _ in call("list the bucket", bucket.list_blobs, max_results=1)):
+        say(f"left bucket {options.bucket}: it holds objects of others")
+    else:
+        call(f"delete bucket {options.bucket}", bucket.delete)
+        removed.append(f"bucket {options.bucket}")
     return removed
 
 
