@@ -533,7 +533,7 @@ def test_reset_runs_the_startup_script_again(api: FakeComputeApi, google: Client
 # A VM of a fake Debian image.
 
 SERVER = """\
-import http.server, os
+import http.server, os, sys
 
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -547,7 +547,7 @@ class Answer(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Answer).serve_forever()
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Answer).serve_forever()
 """
 
 
@@ -560,9 +560,11 @@ def echo_script(port: int) -> str:
         After=network-online.target
 
         [Service]
-        Environment=PORT={port} "GREETING=hello there"
+        Environment=PORT={port} GREETING=overridden
+        EnvironmentFile=/etc/burla/echo.env
+        EnvironmentFile=-/etc/burla/absent.env
         WorkingDirectory=/opt/echo
-        ExecStart={sys.executable} /opt/echo/server.py
+        ExecStart={sys.executable} /opt/echo/server.py $PORT
         Restart=always
         RestartSec=0.1
 
@@ -576,6 +578,7 @@ def echo_script(port: int) -> str:
         "apt-get update\n"
         "apt-get install -y python3-venv\n"
         "mkdir -p /opt/echo\n"
+        """echo 'GREETING="hello there"' >/etc/burla/echo.env\n"""
         f"cat >/opt/echo/server.py <<'EOF'\n{SERVER}EOF\n"
         f"cat >/etc/systemd/system/echo.service <<'EOF'\n{unit}EOF\n"
         "systemctl daemon-reload\n"
@@ -654,6 +657,8 @@ def test_the_fake_systemctl_answers_as_systemctl_does(api: FakeComputeApi, googl
         printf '[Service]\\nExecStartPre=/bin/true\\nExecStart=/bin/true\\n' \\
           >/etc/systemd/system/pre.service
         systemctl start pre; echo "start pre: $?"
+        printf '[Install]\\nWantedBy=a.target\\n' >>/etc/systemd/system/pre.service
+        systemctl enable pre; echo "enable pre: $?"
         printf '[Service]\\nExecStart=/bin/sh -c "exit 3"\\n' >/etc/systemd/system/fails.service
         systemctl enable fails; echo "enable fails: $?"
         systemctl start fails; echo "start fails: $?"
@@ -680,6 +685,7 @@ def test_the_fake_systemctl_answers_as_systemctl_does(api: FakeComputeApi, googl
         "inactive\nis-active missing: 3",
         "ExecStartPre= is not modelled",
         "start pre: 1",
+        "enable pre: 0",
         "The unit files have no installation config",
         "enable fails: 0",
         "start fails: 0",

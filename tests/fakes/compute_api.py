@@ -487,7 +487,7 @@ class FakeComputeApi:
     def _reboot(self, vm: _Vm, operation: Json) -> None:
         self._stop(vm, grace_s=0.0)  # a hard reset: no shutdown
         with self._lock:
-            if not vm.deleting:
+            if not vm.deleting and vm.process is None:  # not booted by a reset since
                 vm.process = self._run_startup_script(vm)
             self._operations.finish(operation)
 

@@ -70,7 +70,7 @@ class UnitError(Exception):
 
 @dataclass
 class Unit:
-    """A unit's [Service] and [Install] settings."""
+    """A unit's [Service] settings, as a start runs them."""
 
     name: str
     command: list[str] = field(default_factory=list)
@@ -82,7 +82,6 @@ class Unit:
     restart_s: float = 0.1
     stop_timeout_s: float = 90.0
     exec_type: bool = False
-    wanted_by: list[str] = field(default_factory=list)
 
 
 def parse_unit(name: str, text: str) -> Unit:
@@ -125,8 +124,6 @@ def parse_unit(name: str, text: str) -> Unit:
             unit.exec_type = value == "exec"
         elif key == "User" and value not in ("root", "0"):
             raise UnitError(f"{name}: User={value} is not modelled (units run as root)")
-        elif key == "WantedBy":
-            unit.wanted_by.extend(value.split())
     if starts != 1:
         raise UnitError(
             f"{name}: Service has {'no' if not starts else 'more than one'} ExecStart= setting"
@@ -282,11 +279,7 @@ def enable(machine: Machine, name: str, *, now: bool) -> int:
     if not path.exists():
         print(f"Failed to enable unit: Unit file {name} does not exist.", file=sys.stderr)
         return 1
-    try:
-        targets = parse_unit(name, path.read_text()).wanted_by
-    except UnitError as error:
-        print(f"Failed to enable unit: {error}", file=sys.stderr)
-        return 1
+    targets = _install_targets(path.read_text())
     if not targets:
         print(
             "The unit files have no installation config (WantedBy=, RequiredBy=, Also=,\n"
@@ -301,6 +294,13 @@ def enable(machine: Machine, name: str, *, now: bool) -> int:
             link.symlink_to(path)
             print(f"Created symlink {link} → {path}.", file=sys.stderr)
     return start(machine, name) if now else 0
+
+
+def _install_targets(text: str) -> list[str]:
+    """The WantedBy= targets of a unit file's [Install] section (all enable reads of it)."""
+    install = re.search(r"^\s*\[Install\]\s*$(.*?)(?=^\s*\[|\Z)", text, re.MULTILINE | re.DOTALL)
+    values = re.findall(r"^\s*WantedBy\s*=(.*)$", install[1], re.MULTILINE) if install else []
+    return [target for value in values for target in value.split()]
 
 
 def disable(machine: Machine, name: str, *, now: bool) -> int:
