@@ -10,10 +10,11 @@ things in the project may use them.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
-from burla.core.errors import ConflictError, NotFoundError
+from burla.core.errors import BackendError, ConflictError, NotFoundError
 from burla.deploy import vm_steps
 from burla.deploy.data_steps import made_by_deploy
 from burla.deploy.google import GoogleClients, call, result
@@ -47,6 +48,16 @@ def destroy(
 
 
 def _remove_vms(options: DeployOptions, clients: GoogleClients, say: Say) -> list[str]:
+    """main_service's VM first (stopping, it deletes its nodes itself), then what is left."""
+    removed = []
+    for name in sorted(_vms(options, clients), key=lambda name: name != options.main_vm):
+        say(f"deleting VM {name}")
+        if _delete_vm(options, clients, name):
+            removed.append(f"VM {name}")
+    return removed
+
+
+def _vms(options: DeployOptions, clients: GoogleClients) -> list[str]:
     found = call(
         "list the cluster's VMs",
         clients.instances.list,
@@ -56,21 +67,39 @@ def _remove_vms(options: DeployOptions, clients: GoogleClients, say: Say) -> lis
             "filter": f'labels.{CLUSTER_LABEL} = "{options.cluster}"',
         },
     )
-    names = sorted((i.name for i in found), key=lambda name: name != options.main_vm)
-    removed = []
-    for name in names:  # main_service's first: it would replace the nodes
-        say(f"deleting VM {name}")
-        with contextlib.suppress(NotFoundError):
-            operation = call(
-                f"delete VM {name}",
-                clients.instances.delete_unary,
-                project=options.project,
-                zone=options.zone_name,
-                instance=name,
-            )
-            vm_steps.wait_for(clients, operation, options.zone_name, f"delete VM {name}")
-            removed.append(f"VM {name}")
-    return removed
+    return [instance.name for instance in found]
+
+
+def _delete_vm(options: DeployOptions, clients: GoogleClients, name: str) -> bool:
+    """Delete a VM and wait until it is gone; False if it was gone already. One that is
+    being deleted already (by main_service, as it stopped) is waited for."""
+    where = {"project": options.project, "zone": options.zone_name, "instance": name}
+    try:
+        operation = call(f"delete VM {name}", clients.instances.delete_unary, **where)
+    except NotFoundError:
+        return False
+    except BackendError as error:
+        if not _not_ready(error.__cause__):
+            raise
+        deadline = time.monotonic() + vm_steps.OPERATION_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                call(f"read VM {name}", clients.instances.get, **where)
+            except NotFoundError:
+                return True
+            time.sleep(1.0)
+        raise
+    vm_steps.wait_for(clients, operation, options.zone_name, f"delete VM {name}")
+    return True
+
+
+def _not_ready(error: BaseException | None) -> bool:
+    """Whether Compute Engine refused because the VM is busy (being deleted already)."""
+    from google.api_core import exceptions as google_errors
+
+    if not isinstance(error, google_errors.BadRequest):
+        return False
+    return any(e.get("reason") == "resourceNotReady" for e in error.errors if isinstance(e, dict))
 
 
 def _remove_firewalls(options: DeployOptions, clients: GoogleClients, say: Say) -> list[str]:

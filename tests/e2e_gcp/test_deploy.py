@@ -100,6 +100,77 @@ class Google:
             *more,
         ]
 
+    def deploy(self, capsys: pytest.CaptureFixture[str], cluster: str, port: int) -> str:
+        """Deploy; what it printed."""
+        code, out, err = burla(capsys, *self.deploy_args(cluster, port))
+        assert code == 0, out + err
+        return out
+
+    def destroy(self, capsys: pytest.CaptureFixture[str], cluster: str) -> str:
+        code, out, err = burla(capsys, *self.destroy_args(cluster, "--yes"))
+        assert code == 0, out + err
+        return out
+
+    def mutations(self) -> list[str]:
+        """The calls so far that change something, on every stand-in."""
+        rest = (self.services, self.projects, self.databases, self.registries)
+        changes = [
+            request.method_id or request.path
+            for stand_in in rest
+            for request in stand_in.requests
+            if request.method != "GET"
+            and not (request.method_id or "").startswith(("operations", "projects.getIamPolicy"))
+        ]
+        changes += [
+            call.method
+            for call in self.iam.requests
+            if call.method not in ("GetServiceAccount", "GetIamPolicy", "ListServiceAccounts")
+        ]
+        changes += [
+            f"{method} {path}"
+            for method, path in self.compute.requests
+            if method != "GET" and not path.endswith("/wait") and "/vms/" not in path
+        ]
+        return changes
+
+    def leftovers(self, cluster: str) -> list[str]:
+        """What of the cluster is still there, read through Google's clients."""
+        from google.cloud import firestore
+
+        from burla.core.errors import NotFoundError
+        from burla.deploy.google import GoogleClients, call
+        from burla.deploy.options import DeployOptions, GoogleEndpoints
+
+        options = DeployOptions(project=PROJECT, region=REGION, cluster=cluster)
+        clients = GoogleClients(
+            PROJECT, GoogleEndpoints.model_validate_json(self.endpoints.read_text())
+        )
+        found = [f"VM {name}" for name in self.vms(cluster)]
+        for rule in (f"{cluster}-main", f"{cluster}-internal"):
+            try:
+                call("read", clients.firewalls.get, project=PROJECT, firewall=rule)
+                found.append(f"firewall rule {rule}")
+            except NotFoundError:
+                pass
+        repository = f"projects/{PROJECT}/locations/{REGION}/repositories/{cluster}"
+        try:
+            call("read", clients.repositories.get_repository, name=repository)
+            found.append("registry")
+        except NotFoundError:
+            pass
+        if clients.storage.lookup_bucket(options.bucket) is not None:
+            found.append(f"bucket {options.bucket}")
+        if self.iam.exists(options.account_email):
+            found.append("service account")
+        member = f"serviceAccount:{options.account_email}"
+        policy = self.projects.policy(PROJECT)
+        if any(member in binding.get("members", []) for binding in policy.get("bindings", [])):
+            found.append("project roles")
+        database = firestore.Client(project=PROJECT)
+        if list(database.collection("burla").document(cluster).collections()):
+            found.append("Firestore documents")
+        return found
+
     def vms(self, cluster: str) -> set[str]:
         code, reply = self.compute.handle(
             "GET", f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances", {}, b""
@@ -186,8 +257,13 @@ def test_deploy_from_nothing_runs_a_job_over_https_then_destroy_leaves_nothing(
     google: Google, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cluster = f"d{secrets.token_hex(3)}"
-    code, out, err = burla(capsys, *google.deploy_args(cluster, free_port()))
-    assert code == 0, out + err
+    # Google's documented transient errors, once each on the way: deploy rides over them.
+    google.services.refuse_next("UNAVAILABLE", method_id="services.batchEnable")
+    google.projects.refuse_next("RESOURCE_EXHAUSTED", method_id="projects.setIamPolicy")
+    google.iam.fail_next(1, method="CreateServiceAccount")
+    google.compute.refuse_next("compute.firewalls.insert", code=429)
+    google.compute.refuse_next("compute.instances.insert", code=403)
+    out = google.deploy(capsys, cluster, free_port())
     assert "+ service account" in out
     assert "+ main_service VM" in out
     settings = settings_from({}, google.config.read_text())
@@ -215,8 +291,45 @@ def test_deploy_from_nothing_runs_a_job_over_https_then_destroy_leaves_nothing(
     assert remote_parallel_map(double, [5], spinner=False) == [10]
     Session.close_all()
 
-    code, out, err = burla(capsys, *google.destroy_args(cluster, "--yes"))
-    assert code == 0, out + err
-    assert google.vms(cluster) == set()
-    assert f"service account {cluster}-cluster@" in out
-    assert not google.iam.exists(f"{cluster}-cluster@{PROJECT}.iam.gserviceaccount.com")
+    out = google.destroy(capsys, cluster)
+    assert "deleted service account" in out
+    assert google.leftovers(cluster) == []
+
+
+def test_a_second_deploy_changes_nothing(
+    google: Google, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster, port = f"t{secrets.token_hex(3)}", free_port()
+    first = google.deploy(capsys, cluster, port)
+    assert "(0 resource" not in first
+    made = len(google.mutations())
+    again = google.deploy(capsys, cluster, port)
+    plan = [line for line in again.splitlines() if line.startswith("  ") and ": " in line]
+    assert len(plan) == 12
+    assert all(line.lstrip().startswith("=") for line in plan), again
+    assert "nothing to change" in again
+    assert google.mutations()[made:] == []
+    google.destroy(capsys, cluster)
+    assert google.leftovers(cluster) == []
+
+
+def test_a_deploy_cut_short_completes_on_the_next_run(
+    google: Google, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster, port = f"c{secrets.token_hex(3)}", free_port()
+    refusal = "Permission 'artifactregistry.repositories.create' denied (injected)"
+    google.registries.refuse_next(
+        "PERMISSION_DENIED", message=refusal, method_id="repositories.create"
+    )
+    code, out, err = burla(capsys, *google.deploy_args(cluster, port))
+    assert code == 2, out + err
+    assert "could not create repository" in err
+    assert google.vms(cluster) == set()  # it stopped at the registry, before the VM
+
+    out = google.deploy(capsys, cluster, port)
+    assert "= service account" in out
+    assert "+ registry" in out
+    assert "+ main_service VM" in out
+    assert google.vms(cluster) >= {f"{cluster}-main"}
+    google.destroy(capsys, cluster)
+    assert google.leftovers(cluster) == []
