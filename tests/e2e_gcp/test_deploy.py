@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import site
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from burla import remote_parallel_map
+from burla.client.login import Login
 from burla.client.map import Session
 from burla.core.settings import settings_from
 from burla.release import build_id
@@ -286,6 +288,13 @@ def test_deploy_from_nothing_runs_a_job_over_https_then_destroy_leaves_nothing(
     burla(capsys, "users", "add", "bob")
     login_string = burla_json(capsys, "tokens", "create", "bob")["login"]
     monkeypatch.setenv("BURLA_CONFIG", str(google.config.with_name("bob.toml")))
+    wrong = Login.decode(login_string)
+    wrong = Login(wrong.url, wrong.token, "0" * 64).encode()
+    code, _, err = burla(capsys, "login", wrong)
+    assert code == 2
+    assert "showed a certificate with SHA-256 fingerprint" in err
+    assert "Nothing was sent to it" in err
+    assert not google.config.with_name("bob.toml").exists()
     assert burla(capsys, "login", login_string)[0] == 0
     assert burla_json(capsys, "whoami")["user"] == "bob"
     assert remote_parallel_map(double, [5], spinner=False) == [10]
@@ -309,6 +318,17 @@ def test_a_second_deploy_changes_nothing(
     assert all(line.lstrip().startswith("=") for line in plan), again
     assert "nothing to change" in again
     assert google.mutations()[made:] == []
+
+    # A reboot: systemd starts main_service again, with the certificate it had.
+    pinned = settings_from({}, google.config.read_text()).main_cert_sha256
+    reset = f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/{cluster}-main/reset"
+    assert google.compute.handle("POST", reset, {}, b"")[0] == 200
+    deadline = time.monotonic() + 120
+    while burla(capsys, "whoami")[0] != 0:
+        assert time.monotonic() < deadline, "main_service did not come back after a reboot"
+        time.sleep(0.5)
+    assert burla_json(capsys, "whoami")["cert_sha256"] == pinned
+    assert remote_parallel_map(double, [4], spinner=False) == [8]
     google.destroy(capsys, cluster)
     assert google.leftovers(cluster) == []
 
