@@ -108,7 +108,7 @@ class GcpCluster:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             self.check_alive()
-            with contextlib.suppress(httpx.TransportError, FileNotFoundError):
+            with contextlib.suppress(httpx.TransportError, FileNotFoundError, ConnectionError):
                 self.get("/health")
                 return
             time.sleep(0.05)

@@ -178,6 +178,9 @@ def test_a_plan_refuses_what_cannot_work(tmp_path: Path) -> None:
         ("n1-standard-2", 2, 7.5),
         ("c3-highcpu-22", 22, 44),
         ("n2-custom-6-20480", 6, 20),
+        ("c2d-highcpu-16", 16, 32),
+        ("c3d-highcpu-30", 30, 59),
+        ("n2-highmem-128", 128, 864),
     ],
 )
 def test_machine_types_are_sized(machine_type: str, cpus: int, ram_gb: float) -> None:

@@ -20,17 +20,30 @@ _FAMILY_GB_PER_CPU = {
     ("c4", "standard"): 3.75,
     ("c4", "highmem"): 7.75,
     ("c4", "highcpu"): 2.0,
+    ("c2d", "highcpu"): 2.0,
     ("c3", "highcpu"): 2.0,
     ("c3d", "highcpu"): 2.0,
     ("n4", "highcpu"): 2.0,
 }
 
 
+_EXACT_GB = {
+    "n2-highmem-128": 864.0,
+    "c3d-highcpu-30": 59.0,
+    "c3d-highcpu-60": 118.0,
+    "c3d-highcpu-90": 177.0,
+    "c3d-highcpu-180": 354.0,
+    "c3d-highcpu-360": 708.0,
+}
+"""Types whose memory is not their family's per-vCPU rate times their vCPUs."""
+
+
 def node_type_of(machine_type: str) -> NodeType:
     """The NodeType of a Compute Engine machine type: its vCPUs and memory."""
     if found := _MACHINE_TYPE.fullmatch(machine_type):
         family, kind, cpus = found["family"], found["kind"], int(found["cpus"])
-        ram_gb = cpus * _FAMILY_GB_PER_CPU.get((family, kind), _GB_PER_CPU[kind])
+        per_cpu = _FAMILY_GB_PER_CPU.get((family, kind), _GB_PER_CPU[kind])
+        ram_gb = _EXACT_GB.get(machine_type, cpus * per_cpu)
     elif found := _CUSTOM_TYPE.fullmatch(machine_type):
         cpus, ram_gb = int(found["cpus"]), int(found["mb"]) / 1024
     else:
