@@ -278,6 +278,7 @@ def test_deploy_from_nothing_runs_a_job_over_https_then_destroy_leaves_nothing(
     assert remote_parallel_map(double, [1, 2, 3], spinner=False) == [2, 4, 6]
     status = burla_json(capsys, "cluster", "status")
     assert {node["type"] for node in status["nodes"]} == {"n2-standard-2"}  # a standby node
+    assert status["cost_per_hour_usd"] > 0  # at list price, in the deployed region
     assert google.vms(cluster) >= {f"{cluster}-main"}
 
     # Every machine runs the wheel deploy built: same build as this checkout, installed
@@ -353,3 +354,17 @@ def test_a_deploy_cut_short_completes_on_the_next_run(
     assert google.vms(cluster) >= {f"{cluster}-main"}
     google.destroy(capsys, cluster)
     assert google.leftovers(cluster) == []
+
+
+def test_a_dry_run_shows_the_plan_and_changes_nothing(
+    google: Google, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster = f"p{secrets.token_hex(3)}"
+    code, out, err = burla(capsys, *google.deploy_args(cluster, free_port(), "--dry-run"))
+    assert code == 0, out + err
+    assert "+ APIs" in out
+    assert "+ main_service VM" in out
+    assert "(after compute.googleapis.com)" in out  # not read: its API is not enabled yet
+    assert "dry run: nothing changed" in out
+    assert google.mutations() == []
+    assert not google.config.exists()
