@@ -40,7 +40,8 @@ def _cluster_options(function: Any) -> Any:
     "--allow",
     multiple=True,
     metavar="CIDR",
-    help="who may reach main_service (repeatable; default: your own address)",
+    help="who may reach main_service (repeatable; default: your own public address, "
+    "which --allow replaces)",
 )
 @click.option("--port", type=int, default=8443, show_default=True, help="main_service's port")
 @click.option("--pythons", default="3.11", show_default=True, help="default images' Pythons")

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from burla.core.errors import ConflictError, InvalidRequestError, NotFoundError
-from burla.deploy.google import GoogleClients, call, result
+from burla.deploy.google import GoogleClients, call, exists, result
 from burla.deploy.options import DeployOptions
-from burla.deploy.plan import Check
+from burla.deploy.plan import Check, OneResource
 
 APIS = (
     "compute.googleapis.com",
@@ -38,7 +38,7 @@ ROLE_ATTEMPTS = 5
 
 
 @dataclass
-class ProjectStep:
+class ProjectStep(OneResource):
     """The project must exist and be reachable with the deployer's credentials."""
 
     clients: GoogleClients
@@ -48,10 +48,6 @@ class ProjectStep:
 
     def __post_init__(self) -> None:
         self.name = self.clients.project
-
-    @property
-    def made(self) -> tuple[str, ...]:
-        return (self.kind,)
 
     def check(self) -> Check:
         try:
@@ -109,7 +105,7 @@ class ApisStep:
 
 
 @dataclass
-class ServiceAccountStep:
+class ServiceAccountStep(OneResource):
     clients: GoogleClients
     options: DeployOptions
     kind: str = "service account"
@@ -119,20 +115,13 @@ class ServiceAccountStep:
     def __post_init__(self) -> None:
         self.name = self.options.account_email
 
-    @property
-    def made(self) -> tuple[str, ...]:
-        return (self.kind,)
-
     def check(self) -> Check:
-        try:
-            call(
-                f"read service account {self.name}",
-                self.clients.accounts.get_service_account,
-                name=f"projects/{self.clients.project}/serviceAccounts/{self.name}",
-            )
-        except NotFoundError:
-            return Check("missing")
-        return Check("ok")
+        found = exists(
+            f"read service account {self.name}",
+            self.clients.accounts.get_service_account,
+            name=f"projects/{self.clients.project}/serviceAccounts/{self.name}",
+        )
+        return Check("ok" if found else "missing")
 
     def apply(self, check: Check) -> None:
         account = {
@@ -152,7 +141,7 @@ class ServiceAccountStep:
 
 
 @dataclass
-class RolesStep:
+class RolesStep(OneResource):
     """Roles of the cluster's account on a resource whose policy the client reads and
     writes (the project, or the account itself)."""
 
@@ -168,10 +157,6 @@ class RolesStep:
         if self.on_account:
             return ("iam.googleapis.com", "service account")
         return ("cloudresourcemanager.googleapis.com",)
-
-    @property
-    def made(self) -> tuple[str, ...]:
-        return (self.kind,)
 
     def check(self) -> Check:
         lacking = self._lacking(self._policy())

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from burla.core.errors import ConflictError, NotFoundError
-from burla.deploy.google import GoogleClients, call, result
+from burla.deploy.google import GoogleClients, call, exists, result
 from burla.deploy.main_vm import TOKEN_OBJECT, object_name, wheel_object
 from burla.deploy.options import DeployOptions
-from burla.deploy.plan import Check
+from burla.deploy.plan import Check, OneResource
 from burla.deploy.wheel import Wheel
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ MADE_MARK = "deploy/bucket-made-by-deploy"
 
 
 @dataclass
-class DatabaseStep:
+class DatabaseStep(OneResource):
     """Firestore's (default) database in Native mode: the cluster's Store lives in it
     under burla/<cluster>. Databases carry no labels; destroy leaves it (others may use
     it) and deletes only the cluster's documents."""
@@ -33,10 +33,6 @@ class DatabaseStep:
     kind: str = "Firestore database"
     needs: tuple[str, ...] = ("firestore.googleapis.com",)
     name: str = DATABASE
-
-    @property
-    def made(self) -> tuple[str, ...]:
-        return (self.kind,)
 
     def check(self) -> Check:
         try:
@@ -69,7 +65,7 @@ class DatabaseStep:
 
 
 @dataclass
-class BucketStep:
+class BucketStep(OneResource):
     """The cluster's bucket: made with the cluster's label, and marked with an object
     (MADE_MARK) that tells destroy the bucket is deploy's to remove. A bucket that was
     there before is used as it is, and kept by destroy."""
@@ -82,10 +78,6 @@ class BucketStep:
 
     def __post_init__(self) -> None:
         self.name = self.options.bucket
-
-    @property
-    def made(self) -> tuple[str, ...]:
-        return (self.kind,)
 
     def check(self) -> Check:
         found = call(f"read bucket {self.name}", self.clients.storage.lookup_bucket, self.name)
@@ -113,7 +105,7 @@ def made_by_deploy(clients: GoogleClients, options: DeployOptions) -> bool:
 
 
 @dataclass
-class SoftwareStep:
+class SoftwareStep(OneResource):
     """The wheel of the deployer's burla and its constraints, and main_service's admin
     token (made once: a second deploy keeps it, so logged-in clients stay in)."""
 
@@ -126,10 +118,6 @@ class SoftwareStep:
 
     def __post_init__(self) -> None:
         self.name = f"gs://{self.options.bucket}/{wheel_object(self.options, self.wheel.filename)}"
-
-    @property
-    def made(self) -> tuple[str, ...]:
-        return (self.kind,)
 
     def check(self) -> Check:
         if call(f"read bucket {self.options.bucket}", self._bucket) is None:
@@ -172,7 +160,7 @@ class SoftwareStep:
 
 
 @dataclass
-class RegistryStep:
+class RegistryStep(OneResource):
     """The Artifact Registry repository of the cluster's worker images."""
 
     clients: GoogleClients
@@ -188,20 +176,13 @@ class RegistryStep:
     def _parent(self) -> str:
         return f"projects/{self.options.project}/locations/{self.options.region}"
 
-    @property
-    def made(self) -> tuple[str, ...]:
-        return (self.kind,)
-
     def check(self) -> Check:
-        try:
-            call(
-                f"read repository {self.name}",
-                self.clients.repositories.get_repository,
-                name=f"{self._parent}/repositories/{self.options.repository}",
-            )
-        except NotFoundError:
-            return Check("missing")
-        return Check("ok")
+        found = exists(
+            f"read repository {self.name}",
+            self.clients.repositories.get_repository,
+            name=f"{self._parent}/repositories/{self.options.repository}",
+        )
+        return Check("ok" if found else "missing")
 
     def apply(self, check: Check) -> None:
         from google.cloud import artifactregistry_v1

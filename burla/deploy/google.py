@@ -82,6 +82,15 @@ def call(action: str, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         ) from error
 
 
+def exists(action: str, method: Callable[..., object], *args: Any, **kwargs: Any) -> bool:
+    """Whether the resource `method` reads is there (NotFound: it is not)."""
+    try:
+        call(action, method, *args, **kwargs)
+    except NotFoundError:
+        return False
+    return True
+
+
 def result(action: str, operation: Any, timeout_s: float = 600.0) -> Any:
     """Wait for a long-running operation; its result, or a BackendError."""
     try:

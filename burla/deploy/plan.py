@@ -48,6 +48,16 @@ class Step(Protocol):
         ...
 
 
+class OneResource:
+    """For a step that makes one resource: what it makes is its kind."""
+
+    kind: str
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        return (self.kind,)
+
+
 @dataclass(frozen=True)
 class Planned:
     step: Step

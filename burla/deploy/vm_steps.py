@@ -10,7 +10,7 @@ from burla.core.errors import BackendError, ConflictError, NotFoundError
 from burla.deploy import main_vm
 from burla.deploy.google import GoogleClients, call
 from burla.deploy.options import DeployOptions
-from burla.deploy.plan import Check
+from burla.deploy.plan import Check, OneResource
 from burla.deploy.wheel import Wheel
 
 OPERATION_TIMEOUT_S = 600.0
@@ -42,7 +42,7 @@ def wait_for(clients: GoogleClients, operation: Any, zone: str | None, action: s
 
 
 @dataclass
-class FirewallStep:
+class FirewallStep(OneResource):
     """One firewall rule of the cluster's. Rules carry no labels: they are named
     `<cluster>-...` and their description names the cluster, which destroy checks."""
 
@@ -56,10 +56,6 @@ class FirewallStep:
     target_tag: str = ""
     kind: str = "firewall rule"
     needs: tuple[str, ...] = ("compute.googleapis.com",)
-
-    @property
-    def made(self) -> tuple[str, ...]:
-        return (self.kind,)
 
     def wanted(self) -> Any:
         from google.cloud import compute_v1
@@ -154,7 +150,7 @@ def internal_firewall(clients: GoogleClients, options: DeployOptions) -> Firewal
 
 
 @dataclass
-class MainVmStep:
+class MainVmStep(OneResource):
     """main_service's VM. What it runs is in its metadata: changed metadata is set and the
     VM restarted, which keeps its disk (and so the certificate's key)."""
 
@@ -178,10 +174,6 @@ class MainVmStep:
             "burla-unit": main_vm.unit_text(options),
             "burla-node-install": main_vm.install_lines(options, self.wheel.filename, self.build),
         }
-
-    @property
-    def made(self) -> tuple[str, ...]:
-        return (self.kind,)
 
     def check(self) -> Check:
         found = self.instance()

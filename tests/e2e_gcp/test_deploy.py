@@ -14,6 +14,7 @@ pinned to the certificate main_service made on its VM.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -335,7 +336,7 @@ def test_a_second_deploy_changes_nothing(
 
 
 def test_a_deploy_cut_short_completes_on_the_next_run(
-    google: Google, capsys: pytest.CaptureFixture[str]
+    google: Google, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cluster, port = f"c{secrets.token_hex(3)}", free_port()
     refusal = "Permission 'artifactregistry.repositories.create' denied (injected)"
@@ -352,6 +353,13 @@ def test_a_deploy_cut_short_completes_on_the_next_run(
     assert "+ registry" in out
     assert "+ main_service VM" in out
     assert google.vms(cluster) >= {f"{cluster}-main"}
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))  # destroy asks before the data
+    code, out, err = burla(capsys, *google.destroy_args(cluster))
+    assert code == 0, out + err
+    assert "delete the cluster's data" in out
+    assert "kept the cluster's data" in out
+    assert set(google.leftovers(cluster)) == {f"bucket {PROJECT}-{cluster}", "Firestore documents"}
     google.destroy(capsys, cluster)
     assert google.leftovers(cluster) == []
 
