@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,8 @@ def _show_cluster(url: str, state: dict[str, Any], cost: ClusterCost | None) -> 
         _show_cost(cost, spot_known="spot" in state)
     _show_standby(state["standby"])
     for error in state["creation_errors"]:
-        click.echo(f"machine error: {error}", err=True)
+        when = time.strftime("%H:%M:%S", time.localtime(error["at"]))
+        click.echo(f"machine error at {when}: {error['message']}", err=True)
 
 
 def _show_cost(cost: ClusterCost, spot_known: bool) -> None:

@@ -98,6 +98,15 @@ class _RunningJob:
     """Its nodes, and how many of its inputs each runs at once."""
 
 
+NODE_ID_PREFIX = "node-"
+
+
+def _id_number(node_id: str) -> int:
+    """The number in a node id the machine gave (node-000012: 12); 0 for another."""
+    number = node_id.removeprefix(NODE_ID_PREFIX)
+    return int(number) if node_id.startswith(NODE_ID_PREFIX) and number.isdigit() else 0
+
+
 class ClusterMachine:
     """Nodes and running jobs of one cluster, and the rules that move them."""
 
@@ -114,7 +123,9 @@ class ClusterMachine:
         self.nodes: dict[str, Node] = {n.node_id: n for n in nodes}
         self.jobs: dict[str, _RunningJob] = {}
         self._validate = validate
-        self._ids = itertools.count(1)
+        # Ids are never given twice, adopted nodes' included: a machine of a node that
+        # failed may still exist when its replacement is made.
+        self._ids = itertools.count(1 + max(map(_id_number, self.nodes), default=0))
 
     # Queries -----------------------------------------------------------------------------
     def wants(self) -> dict[str, int]:
@@ -130,6 +141,16 @@ class ClusterMachine:
             1
             for n in self.nodes.values()
             if n.state is NodeState.READY and n.node_type.name == node_type_name
+        )
+
+    def whole(self) -> bool:
+        """Nothing is being made up for: no node boots, no job waits for nodes, and every
+        standby group has its nodes."""
+        if any(n.state is NodeState.BOOTING for n in self.nodes.values()) or self.wants():
+            return False
+        return all(
+            self.standing(group.node_type.name) >= group.count
+            for group in self.config.standby.nodes
         )
 
     def standing(self, node_type_name: str) -> int:
@@ -300,10 +321,7 @@ class ClusterMachine:
         return commands
 
     def _new_id(self) -> str:
-        while True:
-            node_id = f"node-{next(self._ids):06d}"
-            if node_id not in self.nodes:
-                return node_id
+        return f"{NODE_ID_PREFIX}{next(self._ids):06d}"
 
     # Invariants --------------------------------------------------------------------------
     def validate(self) -> None:

@@ -58,7 +58,7 @@ async def test_machines_that_cannot_be_made_are_retried_with_growing_pauses() ->
     # Two standby nodes wanted: tries at 0, 0.5 and 1.5 s (then 3.5 s) each, not a hot loop.
     assert 2 <= compute.attempts <= 8
     status = service.cluster_status()
-    assert "quota CPUS of project 'p' is used up" in status["creation_errors"][0]
+    assert "quota CPUS of project 'p' is used up" in status["creation_errors"][0]["message"]
 
 
 async def test_machines_of_no_node_are_deleted() -> None:
@@ -84,3 +84,46 @@ async def test_machines_of_no_node_are_deleted() -> None:
                 await anyio.sleep(0.05)
         tasks.cancel_scope.cancel()
     assert await compute.get("node-left-by-a-crash") is None
+
+
+class SlowToDelete(MemoryComputeProvider):
+    """A provider that refuses the first delete, as a machine still starting does."""
+
+    refused = 0
+
+    async def delete(self, node_id: str) -> bool:
+        if not self.refused:
+            self.refused += 1
+            raise BackendError("the machine is not ready")
+        return await super().delete(node_id)
+
+
+async def test_a_machine_error_shows_when_it_happened_and_goes_once_the_cluster_is_whole() -> None:
+    clock = WallClock()
+    compute = SlowToDelete(clock)
+    await compute.create(BootSpec("node-left-by-a-crash", NodeType(name="n", cpus=2, ram_gb=8), ""))
+    service = MainService(
+        config=ClusterConfig(),
+        store=MemoryStore(clock),
+        blobs=MemoryBlobStore(clock),
+        compute=compute,
+        clock=clock,
+        main_url="http://127.0.0.1:1",
+        boot_env={},
+        token="s",
+    )
+    seen = []
+    async with anyio.create_task_group() as tasks:
+        before = clock.now()
+        await service.run(tasks)
+        with anyio.fail_after(10):
+            while not compute.refused or await compute.list():
+                seen += service.cluster_status()["creation_errors"]
+                await anyio.sleep(0.05)
+            await anyio.sleep(1.0)  # a look at the machines after the delete
+        errors = service.cluster_status()["creation_errors"]
+        tasks.cancel_scope.cancel()
+    (error,) = {(e["at"], e["message"]) for e in seen}
+    assert error[1] == "node-left-by-a-crash: not deleted yet: the machine is not ready"
+    assert before <= error[0] <= clock.now()
+    assert errors == []  # made up for: the stray machine is gone, nothing else is wanted

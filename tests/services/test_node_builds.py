@@ -60,7 +60,8 @@ async def test_a_node_of_another_build_is_refused_and_failed(service):
     assert f"build {build_id()}" in message
     assert "burla deploy" in message
     status = service.nodes.status()
-    assert any(error.startswith(f"{node_id}: a node runs") for error in status["creation_errors"])
+    messages = [error["message"] for error in status["creation_errors"]]
+    assert any(message.startswith(f"{node_id}: a node runs") for message in messages)
     assert node_id not in {node["node_id"] for node in status["nodes"]}  # failed, deleted
 
 

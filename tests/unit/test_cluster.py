@@ -20,6 +20,7 @@ from burla.core.errors import InvalidRequestError
 from burla.core.models import (
     ClusterConfig,
     JobSpec,
+    Node,
     NodeState,
     NodeType,
     StandbyDefinition,
@@ -221,3 +222,14 @@ def test_each_node_gets_its_share_of_the_parallelism():
     small = JobSpec(job_id="k", n_inputs=10)
     (assign,) = of(AssignNodes, machine.handle(JobSubmitted(small)))
     assert assign.workers == (10,)
+
+
+def test_a_node_id_is_never_given_twice_adopted_nodes_included():
+    booting = Node(node_id="node-000001", node_type=N96, state=NodeState.BOOTING, since=0.0)
+    machine = ClusterMachine(config(count=1), ManualClock(), nodes=[booting])
+    # The adopted node fails while its machine may still exist: its replacement gets a
+    # new id, not node-000001 again.
+    (start,) = of(StartNode, machine.handle(NodeFailed("node-000001")))
+    assert start.node_id == "node-000002"
+    (again,) = of(StartNode, machine.handle(NodeFailed("node-000002")))
+    assert again.node_id == "node-000003"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -30,6 +31,13 @@ from burla.services.main_service.node_link import Dial, NodeLink, OnReport
 CREATE_FIRST_PAUSE_S = 0.5
 CREATE_MAX_PAUSE_S = 60.0
 WATCH_EVERY_S = 0.5
+
+@dataclass(frozen=True)
+class MachineError:
+    at: float
+    """When it happened (the cluster's clock, seconds since the epoch)."""
+    message: str
+
 
 OnNodeLost = Callable[[str, str], Awaitable[None]]
 """Called with (job id, node id) when a node that held a job is lost."""
@@ -66,8 +74,9 @@ class ClusterDriver:
         self._creating: set[str] = set()
         self._deleting: set[str] = set()
         self._creations = Backoff(CREATE_FIRST_PAUSE_S, CREATE_MAX_PAUSE_S)
-        self.creation_errors: collections.deque[str] = collections.deque(maxlen=20)
-        """Why the latest machines could not be made (quota, capacity) or deleted."""
+        self.creation_errors: collections.deque[MachineError] = collections.deque(maxlen=20)
+        """Why the latest machines could not be made (quota, capacity) or deleted, until
+        the cluster is whole again."""
         self._tasks: TaskGroup | None = None
 
     async def start(self, tasks: TaskGroup) -> None:
@@ -124,7 +133,7 @@ class ClusterDriver:
         await self.apply(self.machine.handle(c.NodeBooted(node_id)))
 
     async def node_refused(self, node_id: str, reason: str) -> None:
-        self.creation_errors.append(f"{node_id}: {reason}")
+        self._machine_error(f"{node_id}: {reason}")
         await self.node_failed(node_id)
 
     async def node_failed(self, node_id: str) -> None:
@@ -168,7 +177,9 @@ class ClusterDriver:
             "nodes": nodes,
             "ready": ready,
             "standby": self.machine.config.standby.model_dump(mode="json"),
-            "creation_errors": list(self.creation_errors),
+            "creation_errors": [
+                {"at": error.at, "message": error.message} for error in self.creation_errors
+            ],
         }
 
     async def _create(self, boot: BootSpec) -> None:
@@ -178,7 +189,7 @@ class ClusterDriver:
         except BurlaError as error:
             # Quota or capacity: the replacement would fail the same way at once, so each
             # failure in a row waits longer before it counts.
-            self.creation_errors.append(f"{boot.node_id}: {error}")
+            self._machine_error(f"{boot.node_id}: {error}")
             await anyio.sleep(self._creations.pause())
             self._creating.discard(boot.node_id)
             await self.node_failed(boot.node_id)
@@ -196,7 +207,7 @@ class ClusterDriver:
         try:
             await self.compute.delete(node_id)
         except BurlaError as error:
-            self.creation_errors.append(f"{node_id}: not deleted yet: {error}")
+            self._machine_error(f"{node_id}: not deleted yet: {error}")
         finally:
             self._deleting.discard(node_id)
 
@@ -247,6 +258,11 @@ class ClusterDriver:
                 if machines[node_id].status is not MachineStatus.STOPPING:
                     self._spawn(self._delete, node_id)
             await self.apply(self.machine.handle(c.Tick()))
+            if self.machine.whole():
+                self.creation_errors.clear()  # what went wrong was made up for
+
+    def _machine_error(self, message: str) -> None:
+        self.creation_errors.append(MachineError(self.clock.now(), message))
 
     def _spawn(self, function: Callable[..., Any], *args: Any) -> None:
         assert self._tasks is not None

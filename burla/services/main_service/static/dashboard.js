@@ -93,7 +93,9 @@ function renderCluster(data) {
       el("td", node.state), el("td", node.job_id || ""));
     nodes.append(row);
   }
-  $("creation-errors").textContent = cluster.creation_errors.join("\n");
+  $("creation-errors").textContent = cluster.creation_errors
+    .map((error) => `${new Date(error.at * 1000).toLocaleTimeString()}  ${error.message}`)
+    .join("\n");
 }
 
 function stateCell(state) {
