@@ -3,8 +3,10 @@
 from burla.core.errors import (
     BackendError,
     BurlaError,
+    CertificateError,
     ClusterUnavailableError,
     ConflictError,
+    FunctionExitError,
     FunctionLoadError,
     ImageError,
     InputTimeoutError,
@@ -22,14 +24,17 @@ from burla.core.errors import (
     SerializationError,
     SignedUrlError,
     TransientBackendError,
+    VersionMismatchError,
     WorkerCrashedError,
 )
 
 __all__ = [
     "BackendError",
     "BurlaError",
+    "CertificateError",
     "ClusterUnavailableError",
     "ConflictError",
+    "FunctionExitError",
     "FunctionLoadError",
     "ImageError",
     "InputTimeoutError",
@@ -47,6 +52,7 @@ __all__ = [
     "SerializationError",
     "SignedUrlError",
     "TransientBackendError",
+    "VersionMismatchError",
     "WorkerCrashedError",
     "__version__",
     "remote_parallel_map",

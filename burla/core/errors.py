@@ -3,7 +3,7 @@
     BurlaError                      base of everything below; catch this to catch burla
     ├── InvalidRequestError         the call asked for something that cannot be done as asked
     │   ├── ResourceRequestError    func_cpu / func_ram / func_gpu fit on no node type
-    │   ├── SerializationError      the function or an input cannot be pickled
+    │   ├── SerializationError      the function, an input or a result cannot be pickled
     │   ├── PayloadTooLargeError    the function, an input or a request is over the size limit
     │   ├── PackageInstallError     a package the function needs could not be installed
     │   ├── ImageError              a custom image cannot be built or run burla's workers
@@ -21,6 +21,7 @@
     │   ├── FunctionLoadError       the workers could not unpickle the function
     │   ├── RemoteError             the function raised an exception that could not be
     │   │                           sent back; carries its type, message and traceback text
+    │   ├── FunctionExitError       the function called sys.exit (has `code`)
     │   ├── WorkerCrashedError      the worker died running an input, on every try
     │   │   └── OutOfMemoryError    it went over func_ram and was stopped
     │   ├── InputTimeoutError       an input ran past `timeout`, on every try
@@ -87,7 +88,7 @@ class InvariantError(BurlaError):
 
 
 class SerializationError(InvalidRequestError):
-    """The function or an input cannot be pickled."""
+    """The function, an input or a result cannot be pickled."""
 
 
 class PayloadTooLargeError(InvalidRequestError):
@@ -137,6 +138,18 @@ class RemoteError(JobError):
         super().__init__(message, input_index)
         self.remote_type = remote_type
         self.remote_traceback = remote_traceback
+
+
+class FunctionExitError(JobError):
+    """The function called sys.exit (raised SystemExit) for an input: its caller is told,
+    rather than ended."""
+
+    def __init__(self, message: str, code: object = None, input_index: int | None = None) -> None:
+        super().__init__(message, input_index)
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[FunctionExitError], tuple[str, object, int | None]]:
+        return type(self), (str(self), self.code, self.burla_input_index)
 
 
 class WorkerCrashedError(JobError):

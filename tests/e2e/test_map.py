@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from burla import (
+    FunctionExitError,
     InputTimeoutError,
     PayloadTooLargeError,
     RemoteError,
@@ -100,6 +101,43 @@ def test_an_exception_that_cannot_travel_becomes_a_burla_error_with_its_text():
         remote_parallel_map(hold, [1], spinner=False)
     assert caught.value.burla_input_index == 0
     assert "Holder" in caught.value.remote_type
+
+
+def deep(n):
+    return deep(n + 1) if n < 5000 else n
+
+
+def test_a_recursion_error_comes_back_as_itself():
+    def overflow(x):
+        return deep(0) if x == 2 else x
+
+    with pytest.raises(RecursionError) as caught:
+        remote_parallel_map(overflow, range(4), spinner=False)
+    assert caught.value.burla_input_index == 2
+    assert any("frames from the middle" in note for note in caught.value.__notes__)
+
+
+def test_sys_exit_in_the_function_is_an_error_naming_the_input_and_code():
+    def leave(x):
+        if x == 1:
+            sys.exit(3)
+        return x
+
+    with pytest.raises(FunctionExitError, match=r"input 1 called sys.exit\(3\)") as caught:
+        remote_parallel_map(leave, range(3), spinner=False)
+    assert caught.value.code == 3
+    assert caught.value.burla_input_index == 1
+
+
+def test_a_result_that_does_not_pickle_names_its_input():
+    import threading
+
+    def keep_a_lock(x):
+        return threading.Lock() if x == 1 else x
+
+    with pytest.raises(SerializationError, match="the return value of input 1") as caught:
+        remote_parallel_map(keep_a_lock, range(3), spinner=False)
+    assert caught.value.burla_input_index == 1
 
 
 def test_unpicklable_function_or_input_fails_before_any_work():

@@ -13,7 +13,7 @@ import cloudpickle
 import pytest
 
 from burla.client.remote_traceback import with_source_files
-from burla.services.container_service.worker import pack_exception
+from burla.services.container_service.outcome import pack_exception
 
 HELPERS = """\
 def inner(y):
@@ -49,7 +49,7 @@ def raised_remotely(function: object, argument: object) -> BaseException:
     try:
         remote_function(argument)
     except Exception as error:
-        kind, payload = pack_exception(error)
+        kind, payload = pack_exception(0, error)
         assert kind == "raised"
         received: BaseException = cloudpickle.loads(payload)
         return received

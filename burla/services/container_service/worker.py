@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import queue
 import socket
@@ -30,7 +29,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import cloudpickle
-from tblib import pickling_support
 
 from burla.core import wire
 from burla.core.errors import InvalidRequestError
@@ -49,6 +47,7 @@ from burla.core.worker_wire import (
     read_to_worker,
 )
 from burla.services.container_service.capture import InputStream
+from burla.services.container_service.outcome import pack_exception, pack_value
 from burla.services.container_service.status import StatusFile
 
 FLUSH_S = 0.02
@@ -127,22 +126,6 @@ def load_from(url: str) -> Any:
             return cloudpickle.load(file)
     with urllib.request.urlopen(url, timeout=600) as response:
         return cloudpickle.load(response)
-
-
-def pack_exception(error: BaseException) -> tuple[str, bytes]:
-    """The exception as the client will re-raise it, or its text if it does not pickle."""
-    pickling_support.install(error)
-    try:
-        data = cloudpickle.dumps(error)
-        cloudpickle.loads(data)  # some exceptions pickle but cannot be rebuilt
-        return "raised", data
-    except Exception:
-        text = {
-            "type": f"{type(error).__module__}.{type(error).__qualname__}",
-            "message": str(error),
-            "traceback": "".join(traceback.format_exception(error)),
-        }
-        return "raised_text", json.dumps(text).encode()
 
 
 class Worker:
@@ -296,24 +279,24 @@ class Worker:
     def run_one(self, index: int, data: bytes, url: str | None = None) -> tuple[str, bytes]:
         function = self.function
         if function is None:
-            return pack_exception(RuntimeError("the worker has no function for this job"))
+            return pack_exception(index, RuntimeError("the worker has no function for this job"))
         self.status.set(index)
         self.stdout.index = self.stderr.index = index
         try:
             args = load_from(url) if url else cloudpickle.loads(data)
             result = function(*args)
-            return "ok", cloudpickle.dumps(result)
         except BaseException as error:
             if error.__traceback__ is not None:
                 error.__traceback__ = error.__traceback__.tb_next  # drop this frame
             # Its text, for the dashboard and `burla jobs show`: main_service never
             # unpickles the exception itself.
             self._log(index, wire.TRACEBACK_STREAM, "".join(traceback.format_exception(error)))
-            return pack_exception(error)
+            return pack_exception(index, error)
         finally:
             self.stdout.flush()
             self.stderr.flush()
             self.status.set(-1)
+        return pack_value(index, result)
 
 
 def results_due(waiting: int, since_s: float) -> bool:

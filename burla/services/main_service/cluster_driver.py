@@ -32,6 +32,7 @@ CREATE_FIRST_PAUSE_S = 0.5
 CREATE_MAX_PAUSE_S = 60.0
 WATCH_EVERY_S = 0.5
 
+
 @dataclass(frozen=True)
 class MachineError:
     at: float
