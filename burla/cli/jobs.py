@@ -36,13 +36,16 @@ def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: b
         (
             job["job_id"],
             job["state"],
-            f"{job['finished']}/{job['n_inputs']}" if "finished" in job else job["n_inputs"],
+            job["n_inputs"],
+            job.get("succeeded", ""),
             job.get("failed", ""),
+            job.get("never_run", ""),
             _clock(job.get("submitted_at")),
         )
         for job in found
     ]
-    emit(found, as_json, lambda: table(("job", "state", "done", "failed", "submitted"), rows))
+    heads = ("job", "state", "inputs", "succeeded", "failed", "never ran", "submitted")
+    emit(found, as_json, lambda: table(heads, rows))
 
 
 @jobs.command("show")
@@ -63,6 +66,18 @@ def jobs_show(job_id: str, backend: str | None, as_json: bool) -> None:
 
     def show() -> None:
         click.echo(f"{job_id}: {job['state']}, {job['spec']['n_inputs']} inputs")
+        counts = job.get("counts")
+        if counts:
+            click.echo(
+                f"{counts['succeeded']} succeeded, {counts['failed']} failed, "
+                f"{counts['never_run']} never ran"
+                + (f", {counts['unfinished']} not done yet" if counts["unfinished"] else "")
+            )
+        if job.get("failure"):
+            failure = job["failure"]
+            click.echo(
+                f"first failed input: {failure['input']}, {failure['type']}: {failure['message']}"
+            )
         if held:
             table(("status", "inputs"), sorted(job["inputs"].items()))
         if job.get("error"):

@@ -90,9 +90,11 @@ class Connection:
             self._restart_local(self.local_backend)
             return self.call(method, path, retry_for_s=RECONNECT_S, **kwargs)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, failed: bool = False) -> None:
+        """Stop the job; `failed`: because an input's error reached this caller."""
+        params = {"failed": "true"} if failed else None
         with contextlib.suppress(HttpError):  # a cluster that is gone runs nothing
-            self.http.request("POST", f"/jobs/{job_id}/cancel", timeout_s=5)
+            self.http.request("POST", f"/jobs/{job_id}/cancel", params=params, timeout_s=5)
 
     def _restart_local(self, backend: str) -> None:
         root = local.local_dir(backend)

@@ -49,9 +49,9 @@ def follow(
             yield from _results(connection, job_id, total, ordered, progress, first)
     except KeyboardInterrupt:
         raise interrupted(connection, job_id, cancel=cancel) from None
-    except BaseException:
-        if cancel:
-            connection.cancel(job_id)
+    except BaseException as error:
+        if cancel:  # an input's error stops the job there: it failed
+            connection.cancel(job_id, failed=getattr(error, "burla_input_index", None) is not None)
         raise
 
 

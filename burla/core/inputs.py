@@ -101,7 +101,10 @@ class InputRecorded:
 
 @dataclass(frozen=True)
 class CancelJob:
-    pass
+    """Stop the job: its unfinished inputs never run. `failed`: because an input failed
+    (its caller stops at the first error), so the job failed rather than was canceled."""
+
+    failed: bool = False
 
 
 InputEvent = (
@@ -214,8 +217,8 @@ class InputMachine:
             case NodeLost(node):
                 gone = sorted(w for w, state in self.workers.items() if state.node == node)
                 commands = [c for w in gone for c in self._worker_gone(w, crashed=None)]
-            case CancelJob():
-                commands = self._cancel()
+            case CancelJob(failed):
+                commands = self._cancel(failed)
         if not self.state.finished and self._unfinished == 0:
             failed = any(s is not InputStatus.SUCCEEDED for s in self.outcomes.values())
             self.state = JobState.FAILED if failed else JobState.SUCCEEDED
@@ -322,7 +325,7 @@ class InputMachine:
             worker, crashed=None
         )
 
-    def _cancel(self) -> list[InputCommand]:
+    def _cancel(self, failed: bool) -> list[InputCommand]:
         commands: list[InputCommand] = [
             KillWorker(worker, "job canceled")
             for worker, holder in sorted(self.workers.items())
@@ -332,8 +335,8 @@ class InputMachine:
             if not record.status.finished:
                 self._finish(index, InputStatus.CANCELED)
         self.workers.clear()
-        self.state = JobState.CANCELED
-        return [*commands, FinishJob(JobState.CANCELED)]
+        self.state = JobState.FAILED if failed else JobState.CANCELED
+        return [*commands, FinishJob(self.state)]
 
     def _release(self, index: int) -> None:
         record = self.inputs[index]

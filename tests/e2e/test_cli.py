@@ -103,10 +103,40 @@ def test_a_failed_job_its_lines_and_its_traceback(cli_cluster, capsys):
 
     listed = {job["job_id"]: job for job in burla_json(capsys, "jobs")}
     assert listed[job_id]["state"] == "failed"
-    assert (listed[job_id]["finished"], listed[job_id]["failed"]) == (4, 1)
+    assert (listed[job_id]["succeeded"], listed[job_id]["failed"]) == (3, 1)
+    assert listed[job_id]["never_run"] == 0  # detached: it ran every input
     code, out, _ = burla(capsys, "jobs")
     assert code == 0
     assert job_id in out
+
+
+def fail_at_eight(x: int) -> int:
+    if x == 8:
+        raise ValueError("input 8 is bad")
+    time.sleep(0.5)
+    return x
+
+
+def test_a_job_stopped_at_its_first_error_failed_and_says_where(cli_cluster, capsys):
+    with pytest.raises(ValueError, match="input 8 is bad"):
+        remote_parallel_map(fail_at_eight, range(40), spinner=False)
+    job_id = burla_json(capsys, "jobs")[0]["job_id"]
+    wait_for(lambda: burla_json(capsys, "jobs")[0]["state"] != "running")
+    code, out, _ = burla(capsys, "jobs", "show", job_id, "--json")
+    assert code == 1
+    shown = json.loads(out)
+    assert shown["state"] == "failed"  # not canceled: an input failed, and its caller stopped
+    assert shown["failure"] == {"input": 8, "type": "ValueError", "message": "input 8 is bad"}
+    counts = shown["counts"]
+    assert counts["failed"] == 1
+    assert counts["never_run"] > 0  # the inputs still queued when it stopped
+    assert counts["succeeded"] + counts["failed"] + counts["never_run"] == 40
+    assert counts["unfinished"] == 0
+    code, out, _ = burla(capsys, "jobs", "show", job_id)
+    assert "first failed input: 8, ValueError: input 8 is bad" in out
+    assert f"{counts['never_run']} never ran" in out
+    listed = {job["job_id"]: job for job in burla_json(capsys, "jobs")}
+    assert listed[job_id]["never_run"] == counts["never_run"]
 
 
 def print_slowly(x: int) -> int:

@@ -150,3 +150,20 @@ def test_timeout_seen_by_the_node_uses_a_try_and_returns_the_workers_other_input
     commands = machine.handle(InputTimedOut("w", 0))
     assert commands == [RecordFailure(0, Failure.TIMED_OUT, 1), Requeue((1,))]
     assert "w" not in machine.workers
+
+
+def test_stopping_at_an_input_that_failed_fails_the_job_and_the_rest_never_run():
+    machine = InputMachine(4)
+    run(machine, "a", 0)
+    machine.handle(InputsClaimed("b", "node", (1,)))
+    machine.handle(InputRaised("b", 1))  # no retries: input 1 failed for good
+    machine.handle(InputsClaimed("c", "node", (2,)))
+    commands = machine.handle(CancelJob(failed=True))
+    assert commands == [KillWorker("c", "job canceled"), FinishJob(JobState.FAILED)]
+    assert machine.state is JobState.FAILED
+    assert machine.outcomes == {
+        0: InputStatus.SUCCEEDED,
+        1: InputStatus.FAILED,
+        2: InputStatus.CANCELED,
+        3: InputStatus.CANCELED,
+    }

@@ -142,6 +142,8 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
             "spec": run.spec.model_dump(mode="json"),
             "state": run.state.value,
             "error": run.error,
+            "failure": run.failure,
+            "counts": run.counts(),
             "inputs": counts,
             "owner": run.owner,
         }
@@ -166,13 +168,14 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
         return Response(wire.encode_events(frames), media_type=FRAMES)
 
     @app.post("/jobs/{job_id}/cancel")
-    async def cancel(job_id: str, user: User) -> dict[str, str]:
-        """Cancel a job of the user's; a job not seen yet is canceled when it comes."""
+    async def cancel(job_id: str, user: User, failed: bool = False) -> dict[str, str]:
+        """Cancel a job of the user's; a job not seen yet is canceled when it comes.
+        `failed`: the caller stopped at an input's error, so the job failed."""
         if visible_run(service, job_id, user) is None:
             record = await service.store.get(job_key(job_id))
             if job_id in service.jobs or (record and not may_see(user, owner_of(record.data))):
                 raise NotFoundError(f"there is no job {job_id}")
-        await service.cancel(job_id)
+        await service.cancel(job_id, failed=failed)
         run = service.jobs.get(job_id)
         return {"job_id": job_id, "state": run.state.value if run else "canceled"}
 

@@ -117,13 +117,14 @@ class JobDriver:
         run = self.jobs.get(job_id)
         return None if run is None or run.state.finished else run.owner
 
-    async def cancel(self, job_id: str) -> bool:
-        """Cancel a running job; False if there is none of that id (yet)."""
+    async def cancel(self, job_id: str, *, failed: bool = False) -> bool:
+        """Stop a running job (`failed`: its caller stopped at an input's error); False if
+        there is none of that id (yet)."""
         run = self.jobs.get(job_id)
         if run is None:
             return False
         if not run.state.finished:
-            await self.handle(run, i.CancelJob())
+            await self.handle(run, i.CancelJob(failed=failed and run.failure is not None))
         return True
 
     async def report(self, node_id: str, events: Any, payload: bytes) -> None:
@@ -202,6 +203,8 @@ class JobDriver:
                 else f"input {index} failed: {why}"
             )
             kind, payload = failure.value, json.dumps({"message": message}).encode()
+        if run.failure is None:
+            run.failure = run.failure_of(index, kind, payload)
         doc = {"kind": kind, "payload": payload}
         await self.store.put_many({result_key(job_id, index): doc}, create_only=True)
         receipt = run.receipts.get(index)

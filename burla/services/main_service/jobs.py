@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,13 +12,20 @@ import anyio
 
 from burla.core import wire
 from burla.core.clock import Clock
-from burla.core.inputs import InputMachine
+from burla.core.inputs import InputMachine, InputStatus
 from burla.core.models import JobSpec, JobState
 from burla.services.main_service.job_logs import JobLog
 from burla.services.main_service.users import ADMIN, owner_of
 
 StreamEvent = tuple[wire.JobEvent, bytes]
 KEPT_TRACEBACKS = 1000
+FAILURE_ERRORS = {
+    "worker_died": "WorkerCrashedError",
+    "out_of_memory": "OutOfMemoryError",
+    "timed_out": "InputTimeoutError",
+    "lost": "NodeLostError",
+}
+"""The error a caller gets for an input that failed without raising (by Failure)."""
 
 
 @dataclass
@@ -39,6 +47,9 @@ class JobRun:
     record_lock: anyio.Lock = field(default_factory=anyio.Lock)
     state: JobState = JobState.RUNNING
     error: str | None = None
+    failure: dict[str, Any] | None = None
+    """The first input that failed for good: its index, the exception's type, and its
+    message (see failure_of)."""
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
     """Names this stream of the job's events: a main_service that takes the job over
     after a restart starts another, which its clients read from the start."""
@@ -75,6 +86,30 @@ class JobRun:
             case wire.JobResult(index, kind) if kind != "ok":
                 self.log.add(index, "error", self.failure_text(index, kind, payload))
         self.changed.set()
+
+    def failure_of(self, index: int, kind: str, payload: bytes) -> dict[str, Any]:
+        """What people are told of a failed input: the type and message of its exception
+        (from the last line of its traceback), or the cluster's own reason."""
+        if kind == "raised":
+            text = self.tracebacks.get(index, "")
+            last = text.rstrip().rsplit("\n", 1)[-1] if text else "an exception (not kept)"
+            error_type, _, message = last.partition(": ")
+            return {"input": index, "type": error_type, "message": message}
+        details = json.loads(payload)
+        if kind == "raised_text":
+            error_type = str(details["type"]).rsplit(".", 1)[-1]
+            return {"input": index, "type": error_type, "message": str(details["message"])}
+        return {"input": index, "type": FAILURE_ERRORS[kind], "message": str(details["message"])}
+
+    def counts(self) -> dict[str, int]:
+        """Inputs that succeeded, failed, never ran (the job stopped first), and the rest."""
+        statuses = Counter(record.status for record in self.machine.inputs)
+        return {
+            "succeeded": statuses[InputStatus.SUCCEEDED],
+            "failed": statuses[InputStatus.FAILED],
+            "never_run": statuses[InputStatus.CANCELED],
+            "unfinished": sum(n for status, n in statuses.items() if not status.finished),
+        }
 
     def failure_text(self, index: int, kind: str, payload: bytes) -> str:
         """Why an input failed, as text: the traceback its worker wrote, or the cluster's
@@ -116,6 +151,8 @@ def job_record(run: JobRun) -> dict[str, Any]:
         "spec": run.spec.model_dump(mode="json"),
         "state": run.state.value,
         "error": run.error,
+        "failure": run.failure,
+        "counts": run.counts(),
         "owner": run.owner,
     }
     if not run.state.finished:

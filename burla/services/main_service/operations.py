@@ -104,6 +104,8 @@ async def _stored_jobs(service: MainService, user: str, limit: int) -> list[dict
                 "func_cpu": spec.get("func_cpu"),
                 "image": spec.get("image"),
                 "error": doc.data.get("error"),
+                "failure": doc.data.get("failure"),
+                **(doc.data.get("counts") or {}),
                 "owner": owner_of(doc.data),
             }
         )

@@ -137,10 +137,10 @@ class MainService:
     async def _node_lost(self, job_id: str, node_id: str) -> None:
         await self.job_driver.node_lost(job_id, node_id)
 
-    async def cancel(self, job_id: str) -> None:
-        """Cancel a job; one not seen yet (its submission still on the way) is canceled
-        the moment it arrives."""
-        if not await self.job_driver.cancel(job_id) and JOB_ID.fullmatch(job_id):
+    async def cancel(self, job_id: str, *, failed: bool = False) -> None:
+        """Cancel a job (`failed`: its caller stopped at an input's error, so it failed);
+        one not seen yet (its submission still on the way) is canceled when it arrives."""
+        if not await self.job_driver.cancel(job_id, failed=failed) and JOB_ID.fullmatch(job_id):
             self.job_driver.canceled_early.append(job_id)
 
     def job(self, job_id: str) -> JobRun:

@@ -78,7 +78,8 @@ function renderCluster(data) {
     const cell = el("td");
     cell.append(link);
     const progress = el("td");
-    progress.append(progressBar(job.finished, job.n_inputs), el("span", `${job.finished} / ${job.n_inputs}`, "count"));
+    const ran = job.succeeded + job.failed;
+    progress.append(progressBar(ran, job.n_inputs), el("span", `${ran} / ${job.n_inputs}`, "count"));
     row.append(cell, el("td", job.owner, "admin-only"), stateCell(job.state), progress,
       el("td", job.failed), el("td", job.func_cpu), el("td", clockTime(job.submitted_at)));
     jobs.append(row);
@@ -109,19 +110,24 @@ function renderJob(data) {
   const job = data.job;
   $("job-state").textContent = job.state;
   $("job-state").className = `state ${job.state}`;
-  $("job-bar").style.width = job.n_inputs ? `${(100 * job.finished) / job.n_inputs}%` : "0";
-  $("job-count").textContent = `${job.finished} / ${job.n_inputs} inputs done`;
+  const ran = job.succeeded + job.failed;
+  $("job-bar").style.width = job.n_inputs ? `${(100 * ran) / job.n_inputs}%` : "0";
+  const never = job.never_run ? `, ${job.never_run} never ran` : "";
+  $("job-count").textContent = `${ran} / ${job.n_inputs} inputs ran${never}`;
   const failed = job.failed ? `, ${job.failed} failed` : "";
   $("job-facts").textContent =
     `${job.func_cpu} CPU per input, ${data.busy_cpus} CPUs busy${failed}` +
     (job.image ? `, image ${job.image}` : "") + `; submitted ${clockTime(job.submitted_at)}`;
-  $("job-error").textContent = job.error || "";
+  const failure = job.failure
+    ? `input ${job.failure.input} failed: ${job.failure.type}: ${job.failure.message}`
+    : "";
+  $("job-error").textContent = job.error || failure;
   $("cancel").hidden = job.state !== "running";
   renderCells(data.letters, job.n_inputs);
   appendLines(data.lines);
 }
 
-const STATUS_NAMES = { q: "queued", r: "at a worker", s: "succeeded", f: "failed", c: "canceled" };
+const STATUS_NAMES = { q: "queued", r: "at a worker", s: "succeeded", f: "failed", c: "never ran" };
 
 function renderCells(letters, total) {
   const cells = $("cells");
