@@ -54,6 +54,8 @@ def local_up(cpus: int | None, backend: str, as_json: bool) -> None:
     running = local_cluster.find(root)
     cluster = running or local_cluster.start(root, cpus=cpus, backend=backend)
     verb = "already running" if running else "started"
+    if running and (ignored := local_cluster.size_ignored(running, cpus, backend)):
+        click.echo(f"burla: note: {ignored}", err=True)
     info = {"url": cluster.url, "pid": cluster.pid, "cpus": cluster.cpus, "started": not running}
     emit(
         {**info, "dashboard": f"{cluster.url}/dashboard"},

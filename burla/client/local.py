@@ -76,6 +76,20 @@ def healthy(cluster: ClusterInfo) -> bool:
         connection.close()
 
 
+def size_ignored(cluster: ClusterInfo, asked: int | None, backend: str = "local") -> str | None:
+    """Why a running cluster is not of the size asked for (`asked`, else
+    $BURLA_LOCAL_CPUS), or None: it keeps its size until it stops."""
+    wanted = asked or int(os.environ.get("BURLA_LOCAL_CPUS") or 0)
+    if not wanted or wanted == cluster.cpus:
+        return None
+    flag = " --backend docker" if backend == "docker" else ""
+    return (
+        f"the {backend} cluster already runs with {cluster.cpus} CPUs, not the {wanted} asked "
+        f"for; it keeps its size until it stops: `burla local down{flag}`, then "
+        f"`burla local up{flag} --cpus {wanted}` (or just call again)"
+    )
+
+
 def start(root: Path | None = None, cpus: int | None = None, backend: str = "local") -> ClusterInfo:
     """This machine's cluster of `backend` ("local" or "docker"), started if it is not
     running."""

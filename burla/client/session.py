@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -13,7 +14,11 @@ from burla.client import local
 from burla.client.connection import RECONNECT_S, Connection, error_from
 from burla.client.fit import fit
 from burla.client.uploads import Payload, job_request, upload_sources
-from burla.core.errors import ClusterUnavailableError, PayloadTooLargeError
+from burla.core.errors import (
+    ClusterUnavailableError,
+    PayloadTooLargeError,
+    SettingIgnoredWarning,
+)
 from burla.core.limits import RequestLimits
 from burla.core.settings import JOB_TOKEN_ENV, Settings, config_path
 
@@ -99,6 +104,8 @@ class Session(Connection):
             session.close()
         session = cls._cached[key] = cls(local.start(root, backend=backend), backend)
         session.stamp = local.stamp(root)
+        if (ignored := local.size_ignored(session.cluster, None, backend)) is not None:
+            warnings.warn(ignored, SettingIgnoredWarning, stacklevel=4)
         return session
 
     @classmethod

@@ -45,6 +45,11 @@ class BurlaError(Exception):
     """Base class of every error burla raises on purpose."""
 
 
+class SettingIgnoredWarning(UserWarning):
+    """Not an error: a setting burla could not follow (a running cluster of another size,
+    say); the message says why and what to do."""
+
+
 class InvalidRequestError(BurlaError):
     """The request cannot be carried out as asked; change the arguments."""
 

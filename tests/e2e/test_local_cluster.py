@@ -46,6 +46,10 @@ def test_up_status_down_and_cpus(root: Path):
     assert status["running"] is True
     assert [n["cpus"] for n in status["nodes"]] == [3]
     assert status["nodes"][0]["state"] == "ready"
+    bigger = run([BURLA, "local", "up", "--cpus", "5"], root)
+    assert "already running" in bigger.stdout
+    assert "already runs with 3 CPUs, not the 5 asked for" in bigger.stderr
+    assert "`burla local down`, then `burla local up --cpus 5`" in bigger.stderr
     down = run([BURLA, "local", "down"], root)
     assert down.stdout.strip() == "local cluster stopped"
     assert run([BURLA, "local", "status"], root).returncode == 3
@@ -106,3 +110,22 @@ def test_progress_bar_on_a_terminal(root: Path, tmp_path: Path):
     assert "burla" in shown.stdout
     assert "/10" in shown.stdout
     assert "DONE" in shown.stdout
+
+
+def test_a_call_that_asks_for_another_size_is_told_the_cluster_keeps_its_own(root: Path):
+    assert run([BURLA, "local", "up", "--cpus", "2"], root).returncode == 0
+    script = textwrap.dedent(
+        """
+        import warnings
+        from burla import remote_parallel_map
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            print(remote_parallel_map(abs, [-1], spinner=False))
+        print([f"{w.category.__name__}: {w.message}" for w in caught])
+        """
+    )
+    ran = run([sys.executable, "-c", script], root, BURLA_LOCAL_CPUS="4")
+    assert ran.returncode == 0, ran.stderr
+    result, warned = ran.stdout.splitlines()
+    assert result == "[1]"
+    assert "SettingIgnoredWarning: the local cluster already runs with 2 CPUs, not the 4" in warned
