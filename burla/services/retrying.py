@@ -1,4 +1,5 @@
-"""Store and BlobStore calls that are tried again when their backend fails for a moment.
+"""Store, BlobStore and ComputeProvider calls tried again when their backend fails for a
+moment.
 
 A backend raises TransientBackendError for a failure that may pass (a connection reset,
 an overloaded server, a lock held too long). Every call of the services goes through
@@ -9,7 +10,9 @@ the last error is raised as a BackendError that says how long it was tried.
 Calls are safe to repeat: pushes and create-only writes skip what is there already,
 acks and renewals of a receipt are idempotent, reads change nothing. A conditional
 write (put with `if_version`) may have been carried out by the try that failed; its
-retry then raises ConflictError, which its callers handle like any lost race.
+retry then raises ConflictError, which its callers handle like any lost race. A machine
+whose creation failed for a moment may have been made all the same: a retry that finds
+it there takes it (see RetryingCompute.create); deletes say False for what is gone.
 """
 
 from __future__ import annotations
@@ -23,8 +26,17 @@ import anyio
 
 from burla.backends.faults import FaultyBlobStore, FaultyStore, fault_plan
 from burla.core.backoff import Backoff
-from burla.core.errors import BackendError, TransientBackendError
-from burla.core.protocols import BlobStore, Claim, Data, Document, Store
+from burla.core.errors import BackendError, ConflictError, TransientBackendError
+from burla.core.protocols import (
+    BlobStore,
+    BootSpec,
+    Claim,
+    ComputeProvider,
+    Data,
+    Document,
+    Machine,
+    Store,
+)
 
 RETRY_FOR_S = 30.0
 FIRST_PAUSE_S = 0.05
@@ -162,6 +174,53 @@ class RetryingBlobStore:
         return await self._retried(
             f"signing of {key!r}",
             lambda: self.inner.signed_url(key, method=method, expires_s=expires_s),
+        )
+
+
+class RetryingCompute:
+    """A ComputeProvider whose calls are retried on transient failures (a cloud's rate
+    limits and 5xx answers, see e.g. backends.gcp.gce_errors)."""
+
+    def __init__(
+        self,
+        compute: ComputeProvider,
+        *,
+        retry_for_s: float = RETRY_FOR_S,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.inner = compute
+        self._retry_for_s = retry_for_s
+        self._rng = rng
+
+    def _retried(self, what: str, call: Callable[[], Awaitable[_T]]) -> Awaitable[_T]:
+        return retried(what, call, retry_for_s=self._retry_for_s, rng=self._rng)
+
+    async def create(self, boot: BootSpec) -> Machine:
+        tries = 0
+
+        async def create_once() -> Machine:
+            nonlocal tries
+            tries += 1
+            try:
+                return await self.inner.create(boot)
+            except ConflictError:
+                # An earlier try that failed for a moment may have made it after all.
+                made = await self.inner.get(boot.node_id) if tries > 1 else None
+                if made is None:
+                    raise
+                return made
+
+        return await self._retried(f"creating machine {boot.node_id!r}", create_once)
+
+    async def get(self, node_id: str) -> Machine | None:
+        return await self._retried(f"reading machine {node_id!r}", lambda: self.inner.get(node_id))
+
+    async def list(self) -> builtins.list[Machine]:
+        return await self._retried("listing the machines", self.inner.list)
+
+    async def delete(self, node_id: str) -> bool:
+        return await self._retried(
+            f"deleting machine {node_id!r}", lambda: self.inner.delete(node_id)
         )
 
 

@@ -8,6 +8,7 @@ Every VM a test starts is stopped when the fake is reset after the test.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import subprocess
 import sys
@@ -22,9 +23,15 @@ from google.cloud import compute_v1
 from burla.backends.gcp.compute import GceComputeProvider, machine_status
 from burla.backends.gcp.gce_boot import startup_script
 from burla.backends.gcp.gce_settings import GceSettings
-from burla.core.errors import BackendError, ConflictError, InvalidRequestError
+from burla.core.errors import (
+    BackendError,
+    ConflictError,
+    InvalidRequestError,
+    TransientBackendError,
+)
 from burla.core.models import NodeType
 from burla.core.protocols import BootSpec, Machine, MachineStatus
+from burla.services.retrying import RetryingCompute
 from tests.backends.gce import (
     CLUSTER,
     FAKE_NODE,
@@ -304,7 +311,7 @@ async def test_an_operation_that_never_finishes_is_given_up(api: FakeComputeApi)
 
 
 @pytest.mark.anyio
-async def test_an_unreachable_api_is_a_backend_error(api: FakeComputeApi) -> None:
+async def test_an_unreachable_api_is_a_transient_error(api: FakeComputeApi) -> None:
     with socket.socket() as probe:  # a port nobody listens on once the probe closes
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -314,10 +321,77 @@ async def test_an_unreachable_api_is_a_backend_error(api: FakeComputeApi) -> Non
         credentials=AnonymousCredentials(),
     )
     try:
-        with pytest.raises(BackendError, match="could not be reached"):
+        with pytest.raises(TransientBackendError, match="did not answer"):
             await compute.list()
     finally:
         await compute.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("method_id", "code"),
+    [
+        ("compute.instances.list", 429),
+        ("compute.instances.list", 403),  # rateLimitExceeded
+        ("compute.instances.list", 500),
+        ("compute.instances.insert", 503),
+        ("compute.instances.get", 429),
+        ("compute.instances.delete", 500),
+    ],
+)
+async def test_documented_transient_errors_are_transient_and_ridden_over(
+    api: FakeComputeApi, provider: GceComputeProvider, method_id: str, code: int
+) -> None:
+    compute = RetryingCompute(provider, rng=random.Random(0))
+    if method_id.endswith(("get", "delete")):
+        await provider.create(boot("node-a"))
+    api.refuse_next(method_id, code=code, times=1)
+    match method_id.rsplit(".", 1)[1]:
+        case "list":
+            with pytest.raises(TransientBackendError, match=f"for now: {code}"):
+                await provider.list()
+            api.refuse_next(method_id, code=code, times=2)
+            assert await compute.list() == []
+        case "insert":
+            assert (await compute.create(boot("node-a"))).node_id == "node-a"
+        case "get":
+            assert (await compute.get("node-a")) is not None
+        case "delete":
+            assert await compute.delete("node-a") is True
+    verb = {"list": "GET", "insert": "POST", "get": "GET", "delete": "DELETE"}
+    kind = method_id.rsplit(".", 1)[1]
+    path = f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances" + (
+        "/" + vm_name("node-a") if kind in ("get", "delete") else ""
+    )
+    tried = api.requests.count((verb[kind], path))
+    assert tried >= 2, "the refused call was tried again"
+
+
+@pytest.mark.anyio
+async def test_a_create_retried_after_it_was_made_takes_the_machine(
+    api: FakeComputeApi, provider: GceComputeProvider
+) -> None:
+    made = await provider.create(boot("node-a"))
+
+    class FailedAfterMaking:
+        """A provider whose first create made the VM but answered with a 503."""
+
+        tries = 0
+
+        async def create(self, spec: BootSpec) -> Machine:
+            self.tries += 1
+            if self.tries == 1:
+                raise TransientBackendError("503 after the insert went through")
+            return await provider.create(spec)
+
+        get = provider.get
+        list = provider.list
+        delete = provider.delete
+
+    compute = RetryingCompute(FailedAfterMaking(), rng=random.Random(0))
+    assert (await compute.create(boot("node-a"))).node_id == made.node_id
+    with pytest.raises(ConflictError):  # a name that exists from the start is a conflict
+        await RetryingCompute(provider).create(boot("node-a"))
 
 
 @pytest.mark.anyio

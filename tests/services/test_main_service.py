@@ -127,3 +127,46 @@ async def test_a_machine_error_shows_when_it_happened_and_goes_once_the_cluster_
     assert error[1] == "node-left-by-a-crash: not deleted yet: the machine is not ready"
     assert before <= error[0] <= clock.now()
     assert errors == []  # made up for: the stray machine is gone, nothing else is wanted
+
+
+class Flaky(MemoryComputeProvider):
+    """A provider whose second look fails outright and whose third misses a machine, as
+    a cloud's list can for a moment."""
+
+    looks = 0
+
+    async def list(self) -> list[Machine]:
+        self.looks += 1
+        if self.looks == 2:
+            raise BackendError("Compute Engine kept failing for 30 s")
+        machines = await super().list()
+        return machines[1:] if self.looks == 3 else machines
+
+
+async def test_a_failing_or_incomplete_look_at_the_machines_loses_nothing() -> None:
+    clock = WallClock()
+    node_type = NodeType(name="n", cpus=2, ram_gb=8)
+    compute = Flaky(clock)
+    standby = StandbyDefinition(nodes=(StandbyGroup(node_type=node_type, count=2),))
+    service = MainService(
+        config=ClusterConfig(standby=standby, node_types=(node_type,)),
+        store=MemoryStore(clock),
+        blobs=MemoryBlobStore(clock),
+        compute=compute,
+        clock=clock,
+        main_url="http://127.0.0.1:1",
+        boot_env={},
+        token="s",
+    )
+    async with anyio.create_task_group() as tasks:
+        await service.run(tasks)
+        first = set(service.cluster.nodes)
+        with anyio.fail_after(10):
+            while compute.looks < 4:  # noqa: ASYNC110 - the provider has no event to wait on
+                await anyio.sleep(0.05)
+        nodes = set(service.cluster.nodes)
+        errors = [e["message"] for e in service.cluster_status()["creation_errors"]]
+        tasks.cancel_scope.cancel()
+    assert len(first) == 2
+    assert nodes == first  # neither the failed look nor the one that missed a machine lost it
+    assert "could not look at the machines: Compute Engine kept failing for 30 s" in errors

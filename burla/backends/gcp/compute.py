@@ -40,7 +40,7 @@ from burla.backends.gcp.gce_boot import (
 )
 from burla.backends.gcp.gce_errors import from_api_error, from_operation
 from burla.backends.gcp.gce_settings import INSTANCE_NAME, GceSettings
-from burla.core.errors import BackendError
+from burla.core.errors import BackendError, TransientBackendError
 from burla.core.protocols import BootSpec, Machine, MachineStatus
 
 try:
@@ -235,7 +235,12 @@ class GceComputeProvider:
             return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))
         except google_errors.GoogleAPICallError as error:
             raise from_api_error(error, action, self._settings.project) from error
-        except (GoogleAuthError, OSError) as error:  # requests' connection errors are OSErrors
+        except OSError as error:  # requests' connection errors: a reset, a timeout
+            raise TransientBackendError(
+                f"could not {action}: Compute Engine at {self._instances.api_endpoint} did not "
+                f"answer ({error})"
+            ) from error
+        except GoogleAuthError as error:
             raise BackendError(
                 f"could not {action}: Compute Engine at {self._instances.api_endpoint} could "
                 f"not be reached or refused the credentials ({error}); check the network and "

@@ -5,6 +5,8 @@ fail later, as an operation that finishes with errors (quota and stockouts often
 this way). Both forms of the same failure become the same burla error:
 
     already exists                         ConflictError
+    rate limits, 429, 500, 502, 503, 504   TransientBackendError (Compute Engine's documented
+                                           transient errors: retried with backoff)
     quota exceeded                         BackendError naming the quota and what to do
     zone out of that machine type          BackendError suggesting another zone or type
     anything else                          BackendError with Compute Engine's message
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from burla.core.errors import BackendError, ConflictError
+from burla.core.errors import BackendError, ConflictError, TransientBackendError
 
 try:
     from google.api_core import exceptions as google_errors
@@ -29,6 +31,8 @@ except ImportError as missing:
     ) from missing
 
 QUOTA_REASONS = frozenset({"quotaExceeded", "QUOTA_EXCEEDED"})
+RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 QUOTA_CODES = frozenset({"QUOTA_EXCEEDED"})
 EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
 STOCKOUT_CODES = frozenset(
@@ -47,6 +51,10 @@ def from_api_error(
             "choose another node id"
         )
     reasons = {str(detail.get("reason", "")) for detail in error.errors if isinstance(detail, dict)}
+    if error.code in TRANSIENT_STATUSES or reasons & RATE_REASONS:
+        return TransientBackendError(
+            f"Compute Engine could not {action} for now: {error.code} {error.message}"
+        )
     if reasons & QUOTA_REASONS:
         return quota_error(action, project, str(error.message))
     return BackendError(

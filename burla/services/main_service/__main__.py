@@ -426,14 +426,14 @@ async def _serve(
     from burla.services import serving
     from burla.services.main_service.app import create_app
     from burla.services.main_service.service import MainService
-    from burla.services.retrying import resilient
+    from burla.services.retrying import RetryingCompute, resilient
 
     store, blobs = resilient(backends.store, backends.blobs, os.environ)
     service = MainService(
         config=setup.config,
         store=store,
         blobs=blobs,
-        compute=backends.compute,
+        compute=RetryingCompute(backends.compute),
         clock=backends.clock,
         main_url=setup.url,
         boot_env=setup.boot_env,

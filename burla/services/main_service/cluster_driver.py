@@ -245,22 +245,31 @@ class ClusterDriver:
 
     async def _watch_nodes(self) -> None:
         """Nodes whose machine failed or vanished are lost; boots that hang are given up;
-        machines of no node (left by a crash, or made after they were given up) go."""
+        machines of no node (left by a crash, or made after they were given up) go. The
+        provider failing for longer than its retries last skips a look, not the cluster."""
         while True:
             await anyio.sleep(WATCH_EVERY_S)
-            machines = {m.node_id: m for m in await self.compute.list()}
-            for node_id in list(self.machine.nodes):
-                if node_id in self._creating:
-                    continue  # its machine is being made; not listed yet
-                machine = machines.get(node_id)
-                if machine is None or machine.status is MachineStatus.FAILED:
-                    await self.node_failed(node_id)
-            for node_id in machines.keys() - self.machine.nodes.keys() - self._creating:
-                if machines[node_id].status is not MachineStatus.STOPPING:
-                    self._spawn(self._delete, node_id)
+            try:
+                await self._look_at_machines()
+            except BurlaError as error:
+                self._machine_error(f"could not look at the machines: {error}")
             await self.apply(self.machine.handle(c.Tick()))
             if self.machine.whole():
                 self.creation_errors.clear()  # what went wrong was made up for
+
+    async def _look_at_machines(self) -> None:
+        machines = {m.node_id: m for m in await self.compute.list()}
+        for node_id in list(self.machine.nodes):
+            if node_id in self._creating:
+                continue  # its machine is being made; not listed yet
+            machine = machines.get(node_id)
+            if machine is None:  # a list can miss one; ask for it before calling it lost
+                machine = await self.compute.get(node_id)
+            if machine is None or machine.status is MachineStatus.FAILED:
+                await self.node_failed(node_id)
+        for node_id in machines.keys() - self.machine.nodes.keys() - self._creating:
+            if machines[node_id].status is not MachineStatus.STOPPING:
+                self._spawn(self._delete, node_id)
 
     def _machine_error(self, message: str) -> None:
         self.creation_errors.append(MachineError(self.clock.now(), message))
