@@ -82,12 +82,14 @@ class Reply(Message):
 @message("health_reply")
 @dataclass(frozen=True, slots=True)
 class NodeHealth(Message):
-    """The answer to CheckHealth `id`: the node, its job, and how many workers run."""
+    """The answer to CheckHealth `id`: the node, its job, how many workers run, and the
+    build id of its burla (burla.release)."""
 
     id: int
     node_id: str
     job_id: str | None
     workers: int
+    build: str = ""
 
 
 @message("report")

@@ -127,6 +127,13 @@ class GcpCluster:
             process.kill()
             process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: main_service leaves its VMs behind."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+
     def get(self, path: str) -> Any:
         headers = {"authorization": f"Bearer {self.token}"}
         verify: ssl.SSLContext | bool = True

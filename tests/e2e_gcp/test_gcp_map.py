@@ -126,3 +126,34 @@ def test_a_new_main_service_reads_a_detached_jobs_results_from_firestore(
     assert "inputs" not in stored  # only the Store knows this job now
     assert job_results(job_id, backend="gcp") == [2 * x for x in range(30)]
     gcp.wait_for_standby()
+
+
+def slow_double(x: int) -> int:
+    time.sleep(0.2)
+    return 2 * x
+
+
+def test_a_main_service_that_comes_back_takes_on_the_live_nodes_and_their_jobs(
+    gcp: GcpCluster,
+) -> None:
+    before = gcp.wait_for_standby()
+    node = before["nodes"][0]["node_id"]
+    job_id = remote_parallel_map(slow_double, range(40), backend="gcp", spinner=False, detach=True)
+    deadline = time.monotonic() + 60
+    while not gcp.get(f"/jobs/{job_id}")["counts"]["succeeded"]:
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.05)
+
+    inserted = len(gcp.api.inserted)
+    gcp.kill()  # a crash, not a stop: its VMs stay
+    assert f"{gcp.cluster}-{node}" in gcp.instances()
+    gcp.start()
+
+    deadline = time.monotonic() + 90
+    while (job := gcp.get(f"/jobs/{job_id}"))["state"] == "running":
+        assert time.monotonic() < deadline, "the job taken over did not finish"
+        if job.get("counts", {}).get("succeeded"):
+            # Inputs finish again, on the nodes the earlier main_service made: no new VM.
+            assert len(gcp.api.inserted) == inserted
+        time.sleep(0.1)
+    assert job_results(job_id, backend="gcp") == [2 * x for x in range(40)]

@@ -31,6 +31,7 @@ from burla.core.clock import WallClock
 from burla.core.link_wire import CheckHealth, NodeHealth, Reply, read_from_node
 from burla.core.models import ClusterConfig, NodeType
 from burla.core.worker_wire import Open, Refusal, Results
+from burla.release import build_id
 from burla.services.main_service.node_link import NodeLink
 from burla.services.main_service.service import MainService
 from burla.services.node_service.link import MainLink
@@ -92,7 +93,7 @@ HELLO = frame_bytes(Open(SECRET).to_json(), b"")
 
 def assert_node_serves(port: int) -> None:
     [(reply, _)] = frames_until_hangup(port, HELLO + frame_bytes(CheckHealth(7).to_json(), b""))
-    assert read_from_node(reply) == NodeHealth(7, "node-1", None, 0)
+    assert read_from_node(reply) == NodeHealth(7, "node-1", None, 0, build_id())
 
 
 @EXAMPLES

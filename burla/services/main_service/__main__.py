@@ -23,7 +23,7 @@ from burla.backends.urls import close_store, open_blobs, open_store
 from burla.core.clock import Clock, WallClock
 from burla.core.errors import BackendError, BurlaError, InvalidRequestError
 from burla.core.models import ClusterConfig
-from burla.core.protocols import BlobStore, BootSpec, ImageMaker, Store
+from burla.core.protocols import BlobStore, BootSpec, ImageMaker, Machine, MachineStatus, Store
 from burla.services.cluster_keys import blob_signing_key
 from burla.services.loopback import bind_loopback
 from burla.services.main_service.local_config import (
@@ -60,8 +60,9 @@ class Setup:
     token: str
     boot_env: dict[str, str]
     """A new node's environment: its Store's and blob store's URLs, its secret."""
-    booting: tuple[str, ...] = ()
-    """Nodes started before main_service was (the local cluster's first)."""
+    machines: tuple[Machine, ...] = ()
+    """The cluster's machines main_service found or started before it serves: they
+    become its nodes (see MainService)."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,13 @@ class Backends:
     images: ImageMaker | None = None
     """Makes the images jobs name or bring a Dockerfile for; None: jobs cannot."""
 
-    async def aclose(self) -> None:
-        """Delete the cluster's machines (waiting STOP_TIMEOUT_S at most), then close."""
+    async def aclose(self, *, delete_machines: bool = True) -> None:
+        """Delete the cluster's machines (waiting STOP_TIMEOUT_S at most), unless told to
+        keep them, then close."""
         try:
-            with anyio.move_on_after(STOP_TIMEOUT_S):
-                await _delete_machines(self.compute)
+            if delete_machines:
+                with anyio.move_on_after(STOP_TIMEOUT_S):
+                    await _delete_machines(self.compute)
         finally:
             await self.compute.aclose()
             await close_store(self.store)
@@ -156,12 +159,14 @@ def _run_local(root: Path, cpus: int, containers: Containers, idle_s: float) -> 
     """Boot the first node before the web stack loads, so that the two load side by side."""
     token = secrets.token_hex(32)
     sock, address = bind_loopback()
+    config = local_config(cpus, standby_image(containers))
+    first_type = config.standby.nodes[0].node_type.name
     setup = Setup(
-        config=local_config(cpus, standby_image(containers)),
+        config=config,
         url=f"http://{address}",
         token=token,
         boot_env=local_boot_env(root, token, containers),
-        booting=(FIRST_NODE,),
+        machines=(Machine(FIRST_NODE, first_type, MachineStatus.BOOTING),),
     )
     clock = WallClock()
     store, blobs = _open_state(setup.boot_env, clock)
@@ -317,8 +322,9 @@ def cloud(**options: Any) -> None:
 
     Nodes open the Store and blob store main_service opens, from URLs in their boot
     environment; FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST, when set, are passed
-    on to them. Stopping main_service (SIGTERM, SIGINT) deletes its VMs; a new one deletes
-    those an earlier one left behind.
+    on to them. Stopping main_service (SIGTERM, SIGINT) deletes its VMs; one that stops on
+    an error (or is killed) leaves them, and the next main_service takes on those still
+    running (their jobs go on through the Store).
     """
     from burla.core.settings import load_settings
     from burla.services import serving
@@ -341,23 +347,28 @@ def cloud(**options: Any) -> None:
 
 async def _serve_cloud(plan: CloudPlan) -> None:
     from burla.services.main_service.cloud_config import announcement
+    from burla.services.retrying import RetryingCompute
 
     with _listen(plan.host, plan.port) as sock:  # first: a port in use fails before all else
         clock = WallClock()
         images = await _cloud_images(plan)
         store, blobs = _open_state(plan.boot_env, clock)
         backends = Backends(store, blobs, _compute_provider(plan), clock, images)
+        stopped = False
         try:
-            await _delete_machines(backends.compute)  # left by an earlier main_service
-            setup = Setup(plan.config, plan.url, plan.token, plan.boot_env)
+            # An earlier main_service's machines: the live ones become this one's nodes.
+            found = await RetryingCompute(backends.compute).list()
+            setup = Setup(plan.config, plan.url, plan.token, plan.boot_env, tuple(found))
 
             def announce(*_: object) -> None:
                 print(announcement(plan), flush=True)
 
             await _serve(setup, backends, sock, announce, plan.tls)
+            stopped = True  # by SIGTERM or SIGINT: told to stop, the cluster goes too
         finally:
             with anyio.CancelScope(shield=True):
-                await backends.aclose()
+                # Stopped by an error, it leaves the machines for the next to take on.
+                await backends.aclose(delete_machines=stopped)
 
 
 async def _cloud_images(plan: CloudPlan) -> ImageMaker | None:
@@ -438,7 +449,7 @@ async def _serve(
         main_url=setup.url,
         boot_env=setup.boot_env,
         token=setup.token,
-        booting=setup.booting,
+        machines=setup.machines,
         images=backends.images,
     )
     async with anyio.create_task_group() as tasks:

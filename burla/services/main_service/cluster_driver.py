@@ -24,6 +24,7 @@ from burla.core.errors import BurlaError, ClusterUnavailableError
 from burla.core.link_wire import Assign, KillWorker, Request, Reset, Standby
 from burla.core.models import ClusterConfig, JobSpec, NodeState
 from burla.core.protocols import BootSpec, ComputeProvider, MachineStatus
+from burla.release import build_id, build_mismatch
 from burla.services.cluster_keys import JobTokens
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.node_link import Dial, NodeLink, OnReport
@@ -115,6 +116,26 @@ class ClusterDriver:
                 group.start_soon(self._call_node, node_id, Standby(tuple(specs)))
 
     async def node_booted(self, node_id: str, address: str) -> None:
+        if await self._connect(node_id, address) is not None:
+            await self.apply(self.machine.handle(c.NodeBooted(node_id)))
+
+    async def adopt(self, node_id: str, address: str) -> None:
+        """Take on a node an earlier main_service started and that still runs: connect,
+        check that it runs this burla, and reset it to standby (the jobs it ran go on
+        through the Store, on whichever nodes they get now)."""
+        link = await self._connect(node_id, address)
+        if link is None:
+            return
+        health = await link.health()
+        if health is None:
+            await self.node_failed(node_id)
+        elif health.build != build_id():
+            await self.node_refused(node_id, build_mismatch(health.build))
+        else:
+            await self._recycle(node_id, None, cancel=True)
+
+    async def _connect(self, node_id: str, address: str) -> NodeLink | None:
+        """The node's connection, kept as its link; None (and the node lost) if it fails."""
         assert self._tasks is not None
         try:
             link = await NodeLink.connect(
@@ -128,10 +149,10 @@ class ClusterDriver:
             )
         except ClusterUnavailableError:
             await self.node_failed(node_id)
-            return
+            return None
         self._close_link(node_id)
         self.links[node_id] = link
-        await self.apply(self.machine.handle(c.NodeBooted(node_id)))
+        return link
 
     async def node_refused(self, node_id: str, reason: str) -> None:
         self._machine_error(f"{node_id}: {reason}")

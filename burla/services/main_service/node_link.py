@@ -19,7 +19,14 @@ import anyio.abc
 from anyio.abc import TaskGroup
 
 from burla.core.errors import ClusterUnavailableError, InvalidRequestError
-from burla.core.link_wire import NodeHealth, Reply, Report, Request, read_from_node
+from burla.core.link_wire import (
+    CheckHealth,
+    NodeHealth,
+    Reply,
+    Report,
+    Request,
+    read_from_node,
+)
 from burla.core.protocols import Frames
 from burla.core.worker_wire import Open, Refusal
 from burla.services.framing import framed, message_frame, no_delay
@@ -79,8 +86,17 @@ class NodeLink:
     async def request(self, request: Request, payload: bytes = b"") -> bool:
         """Ask the node to do something; True once it did, False if it failed or is gone.
         The request goes with an id of this connection's, which its answer repeats."""
+        reply = await self._ask(request, payload)
+        return type(reply) is NodeHealth or (type(reply) is Reply and reply.error is None)
+
+    async def health(self) -> NodeHealth | None:
+        """How the node is; None if it did not say."""
+        reply = await self._ask(CheckHealth())
+        return reply if type(reply) is NodeHealth else None
+
+    async def _ask(self, request: Request, payload: bytes = b"") -> Reply | NodeHealth | None:
         if self.closed:
-            return False
+            return None
         request_id = next(self._ids)
         done = anyio.Event()
         answer: list[Reply | NodeHealth | None] = [None]
@@ -91,11 +107,10 @@ class NodeLink:
             with anyio.move_on_after(REQUEST_TIMEOUT_S):
                 await done.wait()
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return False
+            return None
         finally:
             self._waiting.pop(request_id, None)
-        reply = answer[0]
-        return type(reply) is NodeHealth or (type(reply) is Reply and reply.error is None)
+        return answer[0]
 
     async def _take(self, header: Any, payload: bytes) -> bool:
         """Carry out one frame from the node; False once the node refused this connection."""

@@ -17,7 +17,7 @@ simulator use. It never unpickles user bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from anyio.abc import TaskGroup
@@ -25,7 +25,15 @@ from anyio.abc import TaskGroup
 from burla.core import cluster as c
 from burla.core.clock import Clock
 from burla.core.models import ClusterConfig, Node, NodeState
-from burla.core.protocols import BlobStore, BootSpec, ComputeProvider, ImageMaker, Store
+from burla.core.protocols import (
+    BlobStore,
+    BootSpec,
+    ComputeProvider,
+    ImageMaker,
+    Machine,
+    MachineStatus,
+    Store,
+)
 from burla.services.cluster_keys import JobTokens, node_secret
 from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.job_driver import JobDriver
@@ -36,6 +44,9 @@ from burla.services.main_service.standby import Standby
 from burla.services.main_service.submission import JOB_ID, Submissions
 from burla.services.main_service.takeover import take_over_jobs
 from burla.services.main_service.users import retire_jobs
+
+_ADOPTED = (MachineStatus.BOOTING, MachineStatus.RUNNING)
+"""Machines found at start that become nodes; the others (failing, stopping) are deleted."""
 
 
 class MainService:
@@ -50,21 +61,30 @@ class MainService:
         main_url: str,
         boot_env: dict[str, str],
         token: str,
-        booting: tuple[str, ...] = (),
+        machines: Sequence[Machine] = (),
         validate: bool = False,
         dial: Dial = dial_tcp,
         images: ImageMaker | None = None,
     ) -> None:
-        """`booting` names nodes of the first standby type already being started for
-        this cluster; without any, `run()` starts the standby set. With `images`, a job
-        may name an image not in the standby definition, or bring a Dockerfile: it is
-        added to the definition and started on every node."""
-        node_type = config.standby.nodes[0].node_type if config.standby.nodes else None
+        """`machines` are this cluster's, found as main_service starts (left by one that
+        stopped, or the local cluster's first, already booting): the booting ones and the
+        running ones (which `run()` connects to and resets) become its nodes; without any,
+        `run()` starts the standby set. With `images`, a job may name an image not in the
+        standby definition, or bring a Dockerfile: it is added to the definition and
+        started on every node."""
+        standby_types = (group.node_type for group in config.standby.nodes)
+        types = {t.name: t for t in (*config.node_types, *standby_types)}
+        kept = [m for m in machines if m.node_type in types and m.status in _ADOPTED]
         adopted = [
-            Node(node_id=n, node_type=node_type, state=NodeState.BOOTING, since=clock.now())
-            for n in booting
-            if node_type is not None
+            Node(
+                node_id=m.node_id,
+                node_type=types[m.node_type],
+                state=NodeState.BOOTING,
+                since=clock.now(),
+            )
+            for m in kept
         ]
+        self._running = [(m.node_id, m.address) for m in kept if m.address]
         self.cluster = c.ClusterMachine(config, clock, nodes=adopted, validate=validate)
         self.store = store
         self.blobs = blobs
@@ -115,6 +135,10 @@ class MainService:
         await take_over_jobs(
             self.store, self.clock, self.job_driver, self.standby, validate=self.validate
         )
+        # After the jobs: an adopted node is ready at once, and one no job waits for yet
+        # would be an idle node beyond standby, which goes.
+        for node_id, address in self._running:
+            self._spawn(self.nodes.adopt, node_id, address)
         self.nodes.watch()
         self._spawn(self.job_driver.keep_logs_stored)
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
+import httpx
 from anyio.abc import SocketListener, TaskGroup
 from pydantic import BaseModel, Field
 
@@ -23,8 +24,14 @@ from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.backends.local.images import venv_image_python
 from burla.backends.urls import open_blobs, open_store
 from burla.client.pinning import tls_context
+from burla.core.backoff import Backoff
 from burla.core.clock import WallClock
-from burla.core.errors import BackendError, BurlaError, VersionMismatchError
+from burla.core.errors import (
+    BackendError,
+    BurlaError,
+    ClusterUnavailableError,
+    VersionMismatchError,
+)
 from burla.core.models import NodeType, StandbyDefinition
 from burla.core.protocols import ContainerRuntime, Mount
 from burla.release import build_id
@@ -44,6 +51,8 @@ from burla.services.store_keys import LEASE_S, STANDBY_KEY
 if TYPE_CHECKING:
     from burla.backends.docker.runtime import DockerRuntime
 
+BOOTED_RETRY_S = 600.0
+"""How long a booted node keeps asking a main_service that does not answer to take it."""
 CLUSTER_DIR_IN_CONTAINER = "/opt/burla/cluster"
 """Where a Docker worker sees the cluster's directory (read-only)."""
 
@@ -215,16 +224,37 @@ async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink)
         await node.run(tasks)
         tasks.start_soon(listener.serve, functools.partial(link.serve, node), tasks)
         serving.write_atomically(settings.node_dir / "address", address)
-        headers = {"authorization": f"Bearer {settings.secret}"}
-        verify = await anyio.to_thread.run_sync(main_tls, settings)
-        async with http_clients.async_client(
-            verify, base_url=settings.main_url, headers=headers, timeout=60
-        ) as http:
-            booted = {"address": address, "build": build_id()}
-            response = await http.post(f"/nodes/{settings.node_id}/booted", json=booted)
-            if response.status_code == 400 and "VersionMismatchError" in response.text:
-                raise VersionMismatchError(response.json()["message"])
-            response.raise_for_status()
+        await _say_booted(settings, address)
+
+
+async def _say_booted(settings: NodeSettings, address: str) -> None:
+    """Tell main_service where this node listens. One that does not answer (restarting,
+    after a crash) is asked again with growing pauses for BOOTED_RETRY_S: the next one
+    takes the node on."""
+    backoff = Backoff(0.2, 5.0, clock=anyio.current_time, give_up_after_s=BOOTED_RETRY_S)
+    booted = {"address": address, "build": build_id()}
+    while True:
+        try:
+            verify = await anyio.to_thread.run_sync(main_tls, settings)
+            headers = {"authorization": f"Bearer {settings.secret}"}
+            async with http_clients.async_client(
+                verify, base_url=settings.main_url, headers=headers, timeout=60
+            ) as http:
+                response = await http.post(f"/nodes/{settings.node_id}/booted", json=booted)
+            if response.status_code < 500:
+                break
+            problem = f"it answered {response.status_code}"
+        except (httpx.TransportError, ConnectionError) as error:
+            problem = str(error) or type(error).__name__
+        if backoff.exhausted:
+            raise ClusterUnavailableError(
+                f"main_service at {settings.main_url} did not take this node for "
+                f"{backoff.elapsed_s:.0f} s ({problem})"
+            )
+        await anyio.sleep(backoff.pause())
+    if response.status_code == 400 and "VersionMismatchError" in response.text:
+        raise VersionMismatchError(response.json()["message"])
+    response.raise_for_status()
 
 
 def main_tls(settings: NodeSettings) -> ssl.SSLContext | bool:

@@ -102,15 +102,18 @@ class Feed:
             tasks.start_soon(self._watch_timeouts, assignment)
 
     async def end(self, job_id: str, *, cancel: bool) -> None:
-        """Stop work on the job. On cancel, workers still running its inputs are stopped."""
+        """Stop work on the job. On cancel, workers still running its inputs are stopped,
+        and every input the node held goes back to the queue at once (a job that goes on,
+        taken over by a main_service that reset this node, runs them elsewhere without
+        waiting for their leases to run out)."""
         assignment = self.assignment
         if assignment is None or assignment.job.job_id != job_id or assignment.ended:
             return
         assignment.ended = True
         assignment.wake.set()
-        if assignment.pending:
-            receipts = [c.receipt for c in assignment.pending]
-            assignment.pending = []
+        receipts = assignment.held() if cancel else [c.receipt for c in assignment.pending]
+        assignment.pending = []
+        if receipts:
             await self.store.renew(queue_name(job_id), receipts, lease_s=0)
         end_job: list[Sent] = [(EndJob(job_id), b"")]
         async with anyio.create_task_group() as group:

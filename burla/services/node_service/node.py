@@ -28,6 +28,7 @@ from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import BlobStore, ContainerInfo, ContainerRuntime, Store
 from burla.core.scheduling import slots_on
 from burla.core.worker_wire import FromWorker
+from burla.release import build_id
 from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import WorkerChannel
 from burla.services.node_service.feed import Assignment, Feed
@@ -204,7 +205,12 @@ class NodeService:
 
     def health(self) -> dict[str, Any]:
         job_id = self.feed.assignment.job.job_id if self.feed.assignment else None
-        return {"node_id": self.node_id, "job_id": job_id, "workers": len(self.pool.running())}
+        return {
+            "node_id": self.node_id,
+            "job_id": job_id,
+            "workers": len(self.pool.running()),
+            "build": build_id(),
+        }
 
     async def aclose(self) -> None:
         """Stop every worker for good: the node is going away."""
