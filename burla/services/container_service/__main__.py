@@ -12,7 +12,7 @@ from pathlib import Path
 
 from burla.core.errors import BurlaError
 from burla.core.worker_wire import Hello, read_open
-from burla.services.container_service.status import StatusFile
+from burla.services.container_service.status import ResultSpool, StatusFile, spool_path
 from burla.services.container_service.worker import Connection, Worker
 
 CONNECT_TIMEOUT_S = 120.0
@@ -75,7 +75,8 @@ def main() -> None:
     connection = accept_node(listener, secret, CONNECT_TIMEOUT_S)
     listener.close()
     connection.send([(Hello(os.getpid()), b"")])
-    worker = Worker(connection, StatusFile(Path(status)))
+    status_path = Path(status)
+    worker = Worker(connection, StatusFile(status_path), ResultSpool(spool_path(status_path)))
     sys.stdout, sys.stderr = worker.stdout, worker.stderr
     try:
         worker.serve()

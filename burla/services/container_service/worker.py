@@ -48,7 +48,7 @@ from burla.core.worker_wire import (
 )
 from burla.services.container_service.capture import InputStream
 from burla.services.container_service.outcome import pack_exception, pack_value
-from burla.services.container_service.status import StatusFile
+from burla.services.container_service.status import ResultSpool, StatusFile
 
 FLUSH_S = 0.02
 """Longest a finished result waits to be sent with others while more inputs run."""
@@ -129,9 +129,14 @@ def load_from(url: str) -> Any:
 
 
 class Worker:
-    def __init__(self, connection: Connection, status: StatusFile) -> None:
+    def __init__(
+        self, connection: Connection, status: StatusFile, spool: ResultSpool | None = None
+    ) -> None:
+        """`spool` keeps the finished results not sent yet where the node finds them if
+        this worker dies (see status.ResultSpool)."""
         self.connection = connection
         self.status = status
+        self.spool = spool
         self.inbox: queue.Queue[Frame] = queue.Queue()
         self.job_id: str | None = None
         self.function: Callable[..., Any] | None = None
@@ -169,6 +174,9 @@ class Worker:
                 frames.append((Results(self.job_id, items, busy_s), payload))
             if frames:
                 self.connection.send(frames)
+            if results and self.spool is not None:
+                with self._lock:  # what finished while they went out stays spooled
+                    self.spool.keep([(i.index, i.kind, data) for i, data in self._results])
 
     def serve(self) -> None:
         threading.Thread(target=self._read, name="burla-reader", daemon=True).start()
@@ -270,6 +278,8 @@ class Worker:
                 if not self._results:
                     self._oldest_result = started
                 self._results.append((ResultItem(item.index, kind, len(data)), data))
+                if self.spool is not None:
+                    self.spool.add(item.index, kind, data)
                 self._busy_s += ran
                 due = results_due(len(self._results), time.perf_counter() - self._oldest_result)
             if due:

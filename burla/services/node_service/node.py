@@ -27,9 +27,9 @@ from burla.core.kill_plan import KillPlan, plan_containers
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import BlobStore, ContainerInfo, ContainerRuntime, Store
 from burla.core.scheduling import slots_on
-from burla.core.worker_wire import FromWorker
+from burla.core.worker_wire import FromWorker, ResultItem, Results
 from burla.release import build_id
-from burla.services.container_service.status import read_status
+from burla.services.container_service.status import read_spool, read_status, spool_path
 from burla.services.node_service.channel import WorkerChannel
 from burla.services.node_service.feed import Assignment, Feed
 from burla.services.node_service.packages import PackageCache
@@ -230,9 +230,15 @@ class NodeService:
             await self.reporter.report_news()
 
     async def _lost(self, worker: Worker, restart: bool | None, timed_out: int | None) -> None:
-        """Report why a worker went, unless it was stopped on purpose."""
+        """Report why a worker went, unless it was stopped on purpose; first the results
+        it finished but had not sent, which it left in its spool."""
         assignment = self.feed.assignment
         job_id = assignment.job.job_id if assignment else None
+        spooled = read_spool(spool_path(worker.status_file))
+        if job_id is not None and spooled:
+            items = tuple(ResultItem(index, kind, len(data)) for index, kind, data in spooled)
+            payload = b"".join(data for _, _, data in spooled)
+            self.feed.heard(worker, Results(job_id, items, 0.0), payload)
         status = read_status(worker.status_file)
         if restart is None and (worker.inflight or status is not None):
             if timed_out is not None:
