@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from burla.backends.gcp.prices import PRICES_READ_ON, ClusterCost, NoListPrice, cluster_cost
 from burla.cli.connect import cluster_options, session
 from burla.cli.output import emit, table
+
+if TYPE_CHECKING:
+    from burla.client.connection import Connection
 
 
 @click.group()
@@ -31,6 +34,41 @@ def cluster_status(backend: str | None, as_json: bool) -> None:
       burla cluster status --backend local --json
     """
     _emit_cluster(backend, as_json, "GET", "/cluster")
+
+
+MAX_GB_OPTION = click.option(
+    "--max-gb",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Gigabytes of unpacked packages each node may keep.",
+)
+
+
+@cluster.command("prune")
+@MAX_GB_OPTION
+@cluster_options
+def cluster_prune(max_gb: float, backend: str | None, as_json: bool) -> None:
+    """Free disk on every node: each keeps the packages it unpacked for jobs within
+    MAX_GB, least recently used going first (never those of a running job). Nodes do
+    this after every job too, within BURLA_PACKAGES_MAX_GB (20 by default). Admin only.
+
+    
+    Example:
+      burla cluster prune --max-gb 5
+    """
+    pruned(session(backend), max_gb, as_json)
+
+
+def pruned(connection: Connection, max_gb: float, as_json: bool) -> None:
+    answer = connection.call("POST", "/admin/prune", params={"max_gb": max_gb}).json()
+    nodes = answer["nodes"]
+    done = sorted(node for node, ok in nodes.items() if ok)
+
+    def show() -> None:
+        click.echo(f"{len(done)} of {len(nodes)} nodes keep at most {max_gb:g} GB of packages")
+
+    emit(answer, as_json, show)
 
 
 @cluster.command("restart")

@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from burla.cli.cluster import MAX_GB_OPTION, pruned
+from burla.cli.connect import session
 from burla.cli.output import NOT_RUNNING, emit, json_option, table
 
 
@@ -85,6 +87,21 @@ def local_down(backend: str, as_json: bool) -> None:
         as_json,
         lambda: click.echo("local cluster stopped" if stopped else "no local cluster was running"),
     )
+
+
+@local.command("prune")
+@MAX_GB_OPTION
+@BACKEND_OPTION
+@json_option
+def local_prune(max_gb: float, backend: str, as_json: bool) -> None:
+    """Free disk: the local cluster keeps the packages it unpacked for jobs within
+    MAX_GB, least recently used going first (never those of a running job).
+
+    
+    Example:
+      burla local prune --max-gb 0
+    """
+    pruned(session(backend), max_gb, as_json)
 
 
 @local.command("status")

@@ -61,6 +61,15 @@ class KillWorker(Message):
     id: int = 0
 
 
+@message("prune")
+@dataclass(frozen=True, slots=True)
+class Prune(Message):
+    """Keep the node's package cache within `max_bytes` (node_service.package_pruning)."""
+
+    max_bytes: int
+    id: int = 0
+
+
 @message("health")
 @dataclass(frozen=True, slots=True)
 class CheckHealth(Message):
@@ -102,9 +111,9 @@ class Report(Message):
     events: list[Any]
 
 
-Request = Assign | Standby | Reset | KillWorker | CheckHealth
+Request = Assign | Standby | Reset | KillWorker | Prune | CheckHealth
 FromNode = Reply | NodeHealth | Report | Refusal
-_REQUESTS = (Assign, Standby, Reset, KillWorker, CheckHealth)
+_REQUESTS = (Assign, Standby, Reset, KillWorker, Prune, CheckHealth)
 
 
 def read_request(raw: Any) -> Request:

@@ -22,6 +22,7 @@ from burla.client.map import Session
 from burla.core.clock import WallClock
 from burla.core.environment import PythonPackage, package_blob_key
 from burla.core.models import DEFAULT_PYTHON_VERSION
+from tests.e2e.test_cli import burla_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cluster")]
 
@@ -167,3 +168,21 @@ def test_editable_and_local_installs_are_sent_as_source_and_can_be_imported_remo
         )
         assert ran.returncode == 0, ran.stderr
         assert ran.stdout.strip() == repr([value + "!", value + "!"])
+
+
+def test_prune_frees_the_unpacked_packages_and_a_later_job_unpacks_them_again(
+    local_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = ["[section]\nkey = one\n"]
+    assert remote_parallel_map(parses_ini, inputs, spinner=False) == [{"key": "one"}]
+    unpacked = local_dir / "packages" / "unpacked"
+    assert any(unpacked.glob("*/*/iniconfig-*"))
+
+    answer = burla_json(capsys, "local", "prune", "--max-gb", "0")
+    assert answer["nodes"]
+    assert all(answer["nodes"].values())
+    assert not any(unpacked.glob("*/*/iniconfig-*"))
+    assert not any((local_dir / "packages" / "envs").iterdir())
+
+    assert remote_parallel_map(parses_ini, inputs, spinner=False) == [{"key": "one"}]
+    assert any(unpacked.glob("*/*/iniconfig-*"))  # from the blob store again

@@ -10,7 +10,7 @@ import os
 import secrets
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Query, Response
 from pydantic import BaseModel, Field
 
 from burla.core import wire
@@ -103,6 +103,12 @@ def _install_status(app: FastAPI, service: MainService) -> None:
     async def restart_cluster(user: Admin) -> dict[str, Any]:
         await service.restart()
         return views.cluster_overview(service, user)
+
+    @app.post("/admin/prune")
+    async def prune(user: Admin, max_gb: float = Query(ge=0)) -> dict[str, Any]:
+        """Every node keeps the packages it unpacked for jobs within `max_gb` (least
+        recently used go first; never those of a running job); node -> done."""
+        return {"nodes": await service.nodes.prune_packages(int(max_gb * 2**30))}
 
 
 def _install_uploads(app: FastAPI, service: MainService) -> None:

@@ -21,7 +21,7 @@ from burla.core import cluster as c
 from burla.core.backoff import Backoff
 from burla.core.clock import Clock
 from burla.core.errors import BurlaError, ClusterUnavailableError
-from burla.core.link_wire import Assign, KillWorker, Request, Reset, Standby
+from burla.core.link_wire import Assign, KillWorker, Prune, Request, Reset, Standby
 from burla.core.models import ClusterConfig, JobSpec, NodeState
 from burla.core.protocols import BootSpec, ComputeProvider, MachineStatus
 from burla.release import build_id, build_mismatch
@@ -105,6 +105,18 @@ class ClusterDriver:
                 await self._recycle(command.node_id, job_id, cancel)
             else:
                 await self.apply([command])
+
+    async def prune_packages(self, max_bytes: int) -> dict[str, bool]:
+        """Every connected node keeps its package cache within `max_bytes`: node -> done."""
+        done: dict[str, bool] = {}
+
+        async def prune(node_id: str) -> None:
+            done[node_id] = await self._call_node(node_id, Prune(max_bytes))
+
+        async with anyio.create_task_group() as group:
+            for node_id in list(self.links):
+                group.start_soon(prune, node_id)
+        return done
 
     def kill_worker(self, node_id: str, worker: str) -> None:
         self._spawn(self._call_node, node_id, KillWorker(worker))

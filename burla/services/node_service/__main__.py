@@ -44,7 +44,7 @@ from burla.services.node_service.metadata_guard import (
     MetadataGuard,
     metadata_address,
 )
-from burla.services.node_service.node import NodeService
+from burla.services.node_service.node import PACKAGE_LIMIT_BYTES, NodeService
 from burla.services.retrying import resilient
 from burla.services.store_keys import LEASE_S, STANDBY_KEY
 
@@ -83,6 +83,8 @@ class NodeSettings(BaseModel):
     """How images are pulled: with the VM's service account, or the engine's own login."""
     guard_metadata: bool = False
     """Keep Docker workers from the VM's metadata server (see metadata_guard)."""
+    packages_max_gb: float = Field(default=PACKAGE_LIMIT_BYTES / 2**30, ge=0)
+    """The unpacked packages kept for later jobs, at most (least recently used go)."""
     lease_s: float = Field(default=LEASE_S, gt=0)
     """How long inputs this node claimed stay its own without renewal: how soon another
     node may run them if this one vanishes."""
@@ -107,6 +109,7 @@ class NodeSettings(BaseModel):
             registry_login=env.get("BURLA_REGISTRY_LOGIN") or "none",
             guard_metadata=env.get("BURLA_GUARD_METADATA") == "1",
             lease_s=float(env.get("BURLA_LEASE_S") or LEASE_S),
+            packages_max_gb=float(env.get("BURLA_PACKAGES_MAX_GB") or PACKAGE_LIMIT_BYTES / 2**30),
         )
 
 
@@ -151,6 +154,7 @@ async def serve(settings: NodeSettings) -> None:
             worker_env=worker_env,
             package_dir=packages_of(settings),
             lease_s=settings.lease_s,
+            package_limit_bytes=int(settings.packages_max_gb * 2**30),
         )
         try:
             await _serve_link(settings, node, link)

@@ -22,6 +22,7 @@ from burla.core.link_wire import (
     CheckHealth,
     KillWorker,
     NodeHealth,
+    Prune,
     Reply,
     Report,
     Request,
@@ -126,6 +127,8 @@ async def _carry_out(node: NodeService, request: Request, payload: bytes) -> Rep
             await node.reset(job_id, cancel=cancel)
         case KillWorker(name):
             await node.kill_worker(name)
+        case Prune(max_bytes):
+            await node.prune_packages(max_bytes)
         case CheckHealth():
             return NodeHealth(request.id, **node.health())
     return Reply(request.id, None)

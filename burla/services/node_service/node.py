@@ -44,6 +44,9 @@ from burla.services.node_service.worker_pool import (
 )
 from burla.services.store_keys import LEASE_S
 
+PACKAGE_LIMIT_BYTES = 20 * 2**30
+"""The unpacked packages a node keeps for later jobs (BURLA_PACKAGES_MAX_GB), at most."""
+
 
 class NodeService:
     def __init__(
@@ -63,9 +66,12 @@ class NodeService:
         pick_port: PickPort = free_port,
         package_dir: Path | None = None,
         lease_s: float = LEASE_S,
+        package_limit_bytes: int = PACKAGE_LIMIT_BYTES,
     ) -> None:
         """`package_dir` holds the packages jobs need (default: beside `status_dir`); a
-        worker must see it at the same path."""
+        worker must see it at the same path. After each job the unpacked packages are
+        kept within `package_limit_bytes`, least recently used first."""
+        self.package_limit_bytes = package_limit_bytes
         self.node_id = node_id
         self.node_type = node_type
         self.blobs = blobs
@@ -202,6 +208,13 @@ class NodeService:
         await self.pool.home_again()
         await self.start_standby()
         self.feed.assignment = None
+        await self.prune_packages(self.package_limit_bytes)
+
+    async def prune_packages(self, max_bytes: int) -> None:
+        """Keep the package cache within `max_bytes`; never what the job running uses."""
+        assignment = self.feed.assignment
+        in_use = [Path(assignment.packages_path)] if assignment and assignment.packages_path else []
+        await self.packages.prune(max_bytes, in_use)
 
     def health(self) -> dict[str, Any]:
         job_id = self.feed.assignment.job.job_id if self.feed.assignment else None

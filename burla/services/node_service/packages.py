@@ -19,13 +19,14 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import anyio.to_thread
 
 from burla.core.environment import PACKAGES_PREFIX, environment_id
 from burla.core.protocols import BlobStore
+from burla.services.node_service.package_pruning import Pruned, mark_used, prune
 
 
 class PackageCache:
@@ -38,15 +39,22 @@ class PackageCache:
         """The folder to put on a worker's path for the packages archived at `keys`."""
         env_id = environment_id(keys)
         folder = self._ready.get(env_id)
-        if folder is not None:
-            return folder
-        folder = self.root / "envs" / env_id
-        if not folder.is_dir():
-            for key in keys:
-                await self._unpack(key)
-            await anyio.to_thread.run_sync(self._link, folder, [self.unpacked(k) for k in keys])
-        self._ready[env_id] = folder
+        if folder is None:
+            folder = self.root / "envs" / env_id
+            if not folder.is_dir():
+                for key in keys:
+                    await self._unpack(key)
+                packages = [self.unpacked(k) for k in keys]
+                await anyio.to_thread.run_sync(self._link, folder, packages)
+            self._ready[env_id] = folder
+        mark_used([folder, *(self.unpacked(key) for key in keys)])
         return folder
+
+    async def prune(self, limit_bytes: int, in_use: Collection[Path] = ()) -> Pruned:
+        """Keep the unpacked packages within `limit_bytes` (see package_pruning)."""
+        pruned, gone = await anyio.to_thread.run_sync(prune, self.root, limit_bytes, in_use)
+        self._ready = {env: folder for env, folder in self._ready.items() if folder not in gone}
+        return pruned
 
     def unpacked(self, key: str) -> Path:
         """Where the archive at `key` is unpacked."""
