@@ -72,19 +72,11 @@ class MainService:
         `run()` starts the standby set. With `images`, a job may name an image not in the
         standby definition, or bring a Dockerfile: it is added to the definition and
         started on every node."""
-        standby_types = (group.node_type for group in config.standby.nodes)
-        types = {t.name: t for t in (*config.node_types, *standby_types)}
-        kept = [m for m in machines if m.node_type in types and m.status in _ADOPTED]
-        adopted = [
-            Node(
-                node_id=m.node_id,
-                node_type=types[m.node_type],
-                state=NodeState.BOOTING,
-                since=clock.now(),
-            )
-            for m in kept
+        adopted = adopted_nodes(config, machines, clock.now())
+        taken = {node.node_id for node in adopted}
+        self._running = [
+            (m.node_id, m.address) for m in machines if m.address and m.node_id in taken
         ]
-        self._running = [(m.node_id, m.address) for m in kept if m.address]
         self.cluster = c.ClusterMachine(config, clock, nodes=adopted, validate=validate)
         self.store = store
         self.blobs = blobs
@@ -184,3 +176,15 @@ class MainService:
     def _spawn(self, function: Callable[..., Any], *args: Any) -> None:
         assert self._tasks is not None
         self._tasks.start_soon(function, *args)
+
+
+def adopted_nodes(config: ClusterConfig, machines: Sequence[Machine], now: float) -> list[Node]:
+    """The nodes of machines found at start that are booting or running, of a known type:
+    booting until they report, or until main_service connects to the running ones."""
+    standby_types = (group.node_type for group in config.standby.nodes)
+    types = {t.name: t for t in (*config.node_types, *standby_types)}
+    return [
+        Node(node_id=m.node_id, node_type=types[m.node_type], state=NodeState.BOOTING, since=now)
+        for m in machines
+        if m.node_type in types and m.status in _ADOPTED
+    ]
