@@ -7,7 +7,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from burla.backends.gcp.gce_settings import INSTANCE_NAME
+from burla.backends.gcp.gce_settings import checked_cluster_name
 
 DEFAULT_IMAGE = "projects/debian-cloud/global/images/family/debian-12"
 CLUSTER_LABEL = "burla-cluster"
@@ -66,12 +66,7 @@ class DeployOptions(BaseModel):
     @field_validator("cluster")
     @classmethod
     def _cluster_named(cls, cluster: str) -> str:
-        if not INSTANCE_NAME.fullmatch(cluster):
-            raise ValueError(
-                f"cluster name {cluster!r} must start with a lowercase letter and hold only "
-                "lowercase letters, digits and '-'"
-            )
-        return cluster
+        return checked_cluster_name(cluster)
 
     @field_validator("allow")
     @classmethod

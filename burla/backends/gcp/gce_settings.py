@@ -30,6 +30,16 @@ It runs after the node's environment is exported, so it can read BURLA_CONTAINER
 DEFAULT_NODE_COMMAND = ("/opt/burla/bin/python", "-m", "burla.services.node_service")
 
 
+def checked_cluster_name(cluster: str) -> str:
+    """`cluster`, if it can name and label a cluster's VMs; ValueError otherwise."""
+    if not INSTANCE_NAME.fullmatch(cluster):
+        raise ValueError(
+            f"cluster name {cluster!r} must start with a lowercase letter and hold only "
+            "lowercase letters, digits and '-' (it names and labels the cluster's VMs)"
+        )
+    return cluster
+
+
 class GceSettings(BaseModel):
     """One cluster's machines on Compute Engine.
 
@@ -67,12 +77,7 @@ class GceSettings(BaseModel):
     @field_validator("cluster")
     @classmethod
     def _cluster_is_a_label(cls, cluster: str) -> str:
-        if not INSTANCE_NAME.fullmatch(cluster):
-            raise ValueError(
-                f"cluster name {cluster!r} must start with a lowercase letter and hold only "
-                "lowercase letters, digits and '-' (it names and labels the cluster's VMs)"
-            )
-        return cluster
+        return checked_cluster_name(cluster)
 
     @model_validator(mode="after")
     def _polls_ordered(self) -> GceSettings:
