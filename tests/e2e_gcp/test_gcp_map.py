@@ -149,7 +149,8 @@ def test_a_main_service_that_comes_back_takes_on_the_live_nodes_and_their_jobs(
     assert f"{gcp.cluster}-{node}" in gcp.instances()
     gcp.start()
 
-    deadline = time.monotonic() + 90
+    # An input can wait out its lease (60 s) after the takeover before it runs again.
+    deadline = time.monotonic() + 240
     while (job := gcp.get(f"/jobs/{job_id}"))["state"] == "running":
         assert time.monotonic() < deadline, "the job taken over did not finish"
         if job.get("counts", {}).get("succeeded"):

@@ -105,7 +105,7 @@ def _install_status(app: FastAPI, service: MainService) -> None:
         return views.cluster_overview(service, user)
 
     @app.post("/admin/prune")
-    async def prune(user: Admin, max_gb: float = Query(ge=0)) -> dict[str, Any]:
+    async def prune(user: Admin, max_gb: float = Query(ge=0, le=2**20)) -> dict[str, Any]:
         """Every node keeps the packages it unpacked for jobs within `max_gb` (least
         recently used go first; never those of a running job); node -> done."""
         return {"nodes": await service.nodes.prune_packages(int(max_gb * 2**30))}
