@@ -316,13 +316,6 @@ class ClusterTick:
     pass
 
 
-@dataclass(frozen=True)
-class FinishDelete:
-    """A machine being deleted is gone (deletes take a while and finish in any order)."""
-
-    pick: int
-
-
 @st.composite
 def cluster_scenarios(draw: st.DrawFn, *, max_steps: int = 96) -> tuple[ClusterConfig, list[Step]]:
     """A cluster config and a sequence of things happening to it; job ids are unique."""
@@ -335,21 +328,8 @@ def cluster_scenarios(draw: st.DrawFn, *, max_steps: int = 96) -> tuple[ClusterC
         EndJob: st.builds(EndJob, picks),
         FailNode: st.builds(FailNode, picks),
         Restart: st.builds(Restart),
-        FinishDelete: st.builds(FinishDelete, picks),
     }
-    weighted = (
-        ClusterTick,
-        Boot,
-        Boot,
-        Boot,
-        Submit,
-        Submit,
-        EndJob,
-        FailNode,
-        Restart,
-        FinishDelete,
-        FinishDelete,
-    )
+    weighted = (ClusterTick, Boot, Boot, Boot, Submit, Submit, EndJob, FailNode, Restart)
     steps = draw(sequences(st.builds(Step, waits, mix(kinds, weighted)), max_steps, run=12))
     for i, step in enumerate(steps):
         if isinstance(step.action, Submit):

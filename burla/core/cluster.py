@@ -54,17 +54,7 @@ class Tick:
     """Time passed; nodes that boot for longer than the boot timeout are given up."""
 
 
-@dataclass(frozen=True)
-class MachineDeleted:
-    """The machine of a node the cluster let go (DeleteNode) is gone: its room under
-    max_nodes is free again."""
-
-    node_id: str
-
-
-ClusterEvent = (
-    JobSubmitted | JobEnded | NodeBooted | NodeFailed | RestartCluster | Tick | MachineDeleted
-)
+ClusterEvent = JobSubmitted | JobEnded | NodeBooted | NodeFailed | RestartCluster | Tick
 
 
 # Commands ------------------------------------------------------------------------------
@@ -131,9 +121,6 @@ class ClusterMachine:
         self.config = config
         self.clock = clock
         self.nodes: dict[str, Node] = {n.node_id: n for n in nodes}
-        self.deleting: set[str] = set()
-        """Nodes let go whose machines may still exist: they count toward max_nodes until
-        MachineDeleted, so the cap holds for machines, not only for nodes."""
         self.jobs: dict[str, _RunningJob] = {}
         self._validate = validate
         # Ids are never given twice, adopted nodes' included: a machine of a node that
@@ -192,8 +179,6 @@ class ClusterMachine:
                 commands = self._restart(config)
             case Tick():
                 commands = self._tick()
-            case MachineDeleted(node_id):
-                commands = self._machine_deleted(node_id)
         if self._validate:
             self.validate()
         return commands
@@ -201,9 +186,7 @@ class ClusterMachine:
     def _submit(self, job: JobSpec) -> list[ClusterCommand]:
         if job.job_id in self.jobs:
             raise InvalidRequestError(f"job {job.job_id} is already running; use a new job id")
-        plan = plan_job(
-            self.config, self.nodes.values(), job, self.wants(), leaving=len(self.deleting)
-        )
+        plan = plan_job(self.config, self.nodes.values(), job, self.wants())
         running = _RunningJob(job, plan.node_type, want=plan.new_nodes_for_job)
         self.jobs[job.job_id] = running
         commands: list[ClusterCommand] = []
@@ -221,7 +204,8 @@ class ClusterMachine:
         for node_id in sorted(job.nodes):
             node = self.nodes[node_id]
             if self.config.release == "delete":
-                commands.append(self._let_go(node_id))
+                del self.nodes[node_id]
+                commands.append(DeleteNode(node_id))
             else:
                 self.nodes[node_id] = self._moved(node, NodeState.BOOTING)
                 commands.append(ResetNode(node_id))
@@ -247,14 +231,15 @@ class ClusterMachine:
         type_name = node.node_type.name
         if self.standing(type_name) > self.config.standby.count_of(type_name):
             # Not wanted here; under a size cap its room may be wanted by another type.
-            return [self._let_go(node_id), *self._reconcile()]
+            del self.nodes[node_id]
+            return [DeleteNode(node_id), *self._reconcile()]
         return []
 
     def _failed(self, node_id: str) -> list[ClusterCommand]:
-        node = self.nodes.get(node_id)
+        node = self.nodes.pop(node_id, None)
         if node is None:
             return []
-        commands: list[ClusterCommand] = [self._let_go(node_id)]
+        commands: list[ClusterCommand] = [DeleteNode(node_id)]
         if node.job_id is not None:
             job = self.jobs[node.job_id]
             del job.nodes[node_id]
@@ -285,7 +270,8 @@ class ClusterMachine:
         commands: list[ClusterCommand] = []
         for node_id, node in sorted(self.nodes.items()):
             if node.state is not NodeState.BUSY:
-                commands.append(self._let_go(node_id))
+                del self.nodes[node_id]
+                commands.append(DeleteNode(node_id))
         return commands + self._reconcile()
 
     def _tick(self) -> list[ClusterCommand]:
@@ -315,23 +301,8 @@ class ClusterMachine:
     def _moved(self, node: Node, state: NodeState) -> Node:
         return node.model_copy(update={"state": state, "job_id": None, "since": self.clock.now()})
 
-    def _machine_deleted(self, node_id: str) -> list[ClusterCommand]:
-        if node_id not in self.deleting:
-            return []
-        self.deleting.discard(node_id)
-        return self._reconcile()
-
-    def _let_go(self, node_id: str) -> DeleteNode:
-        """The node leaves the cluster; its machine counts toward the cap until it is gone."""
-        del self.nodes[node_id]
-        self.deleting.add(node_id)
-        return DeleteNode(node_id)
-
     def _reconcile(self) -> list[ClusterCommand]:
-        starts = nodes_to_start(
-            self.config, self.nodes.values(), self.wants(), leaving=len(self.deleting)
-        )
-        return self._start(starts)
+        return self._start(nodes_to_start(self.config, self.nodes.values(), self.wants()))
 
     def _start(self, starts: Mapping[str, int]) -> list[ClusterCommand]:
         types = {t.name: t for t in self.config.catalog}
@@ -373,13 +344,10 @@ class ClusterMachine:
                 if self.nodes.get(node_id, None) is None or self.nodes[node_id].job_id != job_id:
                     raise InvariantError(f"{job_id} lists {node_id}, which is not busy with it")
         cap = self.config.max_nodes
-        machines = len(self.nodes) + len(self.deleting)
-        if cap is not None and machines > cap:
-            raise InvariantError(f"{machines} machines exceed the cap of {cap}")
-        if self.deleting & self.nodes.keys():
-            raise InvariantError(f"{sorted(self.deleting & self.nodes.keys())} are let go yet kept")
+        if cap is not None and len(self.nodes) > cap:
+            raise InvariantError(f"{len(self.nodes)} nodes exceed the cap of {cap}")
         booting = any(n.state is NodeState.BOOTING for n in self.nodes.values())
-        if booting or (cap is not None and machines >= cap):
+        if booting or (cap is not None and len(self.nodes) >= cap):
             return
         if any(job.want for job in self.jobs.values()):
             raise InvariantError("a job waits for nodes but none are booting")

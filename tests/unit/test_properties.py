@@ -17,7 +17,6 @@ from burla.core.cluster import (
     DeleteNode,
     JobEnded,
     JobSubmitted,
-    MachineDeleted,
     NodeBooted,
     NodeFailed,
     ResetNode,
@@ -55,7 +54,6 @@ from tests.strategies import (
     CrashWorker,
     EndJob,
     FailNode,
-    FinishDelete,
     InputScenario,
     KillPlanCase,
     LoseNode,
@@ -97,7 +95,6 @@ class ClusterHarness:
         self.machine = ClusterMachine(config, self.clock)
         self.types: dict[str, NodeType] = {}  # every machine that exists
         self.booting: dict[str, float] = {}  # machines booting, since when
-        self.deleting: set[str] = set()  # machines being deleted: they still exist
         self.owner: dict[str, str] = {}  # machines assigned to a running job
         self.jobs: dict[str, JobSpec] = {}  # running jobs
 
@@ -127,9 +124,6 @@ class ClusterHarness:
                 self.restart()
             case ClusterTick():
                 self.tick()
-            case FinishDelete(index):
-                if self.deleting:
-                    self.deleted(pick(sorted(self.deleting), index))
             case _:
                 raise AssertionError(f"unknown action {action!r}")
 
@@ -197,18 +191,10 @@ class ClusterHarness:
         deleted = {c.node_id for c in commands if isinstance(c, DeleteNode)}
         assert deleted == stuck, "a tick must give up exactly the nodes booting too long"
 
-    def deleted(self, node_id: str) -> None:
-        self.deleting.remove(node_id)
-        commands = self.send(MachineDeleted(node_id))
-        assert all(isinstance(c, StartNode) for c in commands), commands
-
     def settle(self) -> None:
-        """End every job, finish every delete and boot, until nothing is left to do."""
+        """End every job and finish every boot, until nothing is left to do."""
         for _ in range(20):
-            if self.deleting:
-                for node_id in sorted(self.deleting):
-                    self.deleted(node_id)
-            elif self.jobs:
+            if self.jobs:
                 for job_id in sorted(self.jobs):
                     self.end(job_id)
             elif self.booting:
@@ -230,7 +216,6 @@ class ClusterHarness:
             match command:
                 case StartNode(node_id, node_type):
                     assert node_id not in self.types, f"{node_id} started while it exists"
-                    assert node_id not in self.deleting, f"{node_id} started while deleted"
                     assert node_type in self.config.catalog
                     self.types[node_id] = node_type
                     self.booting[node_id] = self.clock.now()
@@ -239,7 +224,6 @@ class ClusterHarness:
                     del self.types[node_id]
                     self.booting.pop(node_id, None)
                     self.owner.pop(node_id, None)
-                    self.deleting.add(node_id)
                 case ResetNode(node_id):
                     assert node_id in self.types, f"{node_id} reset but does not exist"
                     assert node_id not in self.booting, f"{node_id} reset while booting"
@@ -275,10 +259,8 @@ class ClusterHarness:
         assert set(machine.jobs) == set(self.jobs)
         on_jobs = Counter(n for job in machine.jobs.values() for n in job.nodes)
         assert all(count == 1 for count in on_jobs.values()), "a node is on two jobs"
-        assert machine.deleting == self.deleting
         if self.config.max_nodes is not None:
-            # At every moment, machines being deleted included: they are still billed.
-            assert len(self.types) + len(self.deleting) <= self.config.max_nodes
+            assert len(nodes) <= self.config.max_nodes
         machine.validate()
 
 

@@ -242,8 +242,6 @@ class ClusterDriver:
             await self.compute.delete(node_id)
         except BurlaError as error:
             self._machine_error(f"{node_id}: not deleted yet: {error}")
-        else:  # gone now, or gone already
-            await self.apply(self.machine.handle(c.MachineDeleted(node_id)))
         finally:
             self._deleting.discard(node_id)
 
@@ -305,8 +303,6 @@ class ClusterDriver:
         for node_id in machines.keys() - self.machine.nodes.keys() - self._creating:
             if machines[node_id].status is not MachineStatus.STOPPING:
                 self._spawn(self._delete, node_id)
-        for node_id in self.machine.deleting - machines.keys() - self._deleting:
-            await self.apply(self.machine.handle(c.MachineDeleted(node_id)))  # gone by itself
 
     def _machine_error(self, message: str) -> None:
         self.creation_errors.append(MachineError(self.clock.now(), message))
