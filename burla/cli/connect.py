@@ -49,9 +49,7 @@ def session(backend: str | None) -> Connection:
                 "no cloud cluster is set: put main_url and token in "
                 f"{config_path(os.environ)} (or BURLA_MAIN_URL and BURLA_TOKEN)"
             )
-        cloud = local.ClusterInfo(
-            settings.main_url, settings.token, pid=0, cpus=0, cert_sha256=settings.main_cert_sha256
-        )
+        cloud = local.remote(settings.main_url, settings.token, settings.main_cert_sha256)
         return _closed_after_command(Connection(cloud))
     root = local.local_dir(chosen)
     cluster = local.find(root)

@@ -23,13 +23,12 @@ def login(login_string: str) -> None:
     """
     from burla.client.config_file import update_config
     from burla.client.connection import Connection
-    from burla.client.local import ClusterInfo
+    from burla.client.local import remote
     from burla.client.login import Login
     from burla.core.settings import config_path
 
     given = Login.decode(login_string)
-    cluster = ClusterInfo(given.url, given.token, pid=0, cpus=0, cert_sha256=given.cert_sha256)
-    connection = Connection(cluster)
+    connection = Connection(remote(given.url, given.token, given.cert_sha256))
     try:
         user = connection.call("GET", "/me").json()["user"]
     finally:

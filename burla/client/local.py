@@ -35,6 +35,11 @@ class ClusterInfo:
     """The fingerprint of main_service's TLS certificate, pinned (see client.pinning)."""
 
 
+def remote(url: str, token: str, cert_sha256: str | None = None) -> ClusterInfo:
+    """A cluster known only by its address (no process of this machine's)."""
+    return ClusterInfo(url, token, pid=0, cpus=0, cert_sha256=cert_sha256)
+
+
 def local_dir(backend: str = "local") -> Path:
     """Where this machine's cluster of `backend` keeps its state: $BURLA_LOCAL_DIR or
     ~/.burla/local for "local", $BURLA_DOCKER_DIR or ~/.burla/docker for "docker"."""

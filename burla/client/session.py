@@ -54,9 +54,7 @@ class Session(Connection):
                 f"and token in {config_path(os.environ)} (or BURLA_MAIN_URL and BURLA_TOKEN); "
                 "see the README's 'Google Cloud' section to start one"
             )
-        cluster = local.ClusterInfo(
-            settings.main_url, settings.token, pid=0, cpus=0, cert_sha256=settings.main_cert_sha256
-        )
+        cluster = local.remote(settings.main_url, settings.token, settings.main_cert_sha256)
         return cls._with_cluster(settings.main_url, cluster)
 
     @classmethod
@@ -72,7 +70,7 @@ class Session(Connection):
             raise ClusterUnavailableError(
                 f"this job's cluster ({settings.backend}) cannot be found from inside it"
             )
-        job_cluster = local.ClusterInfo(url, token, pid=0, cpus=0, cert_sha256=pin)
+        job_cluster = local.remote(url, token, pin)
         return cls._with_cluster(f"{url} as {JOB_TOKEN_ENV}", job_cluster)
 
     @classmethod

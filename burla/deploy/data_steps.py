@@ -122,18 +122,13 @@ class SoftwareStep(OneResource):
     def check(self) -> Check:
         if call(f"read bucket {self.options.bucket}", self._bucket) is None:
             return Check("missing", "the bucket is not made yet")
-        missing = [name for name in self._objects() if not self._blob(name).exists()]
+        missing = [name for name in self._contents() if not self._blob(name).exists()]
         if missing:
             return Check("missing", f"upload {', '.join(n.rsplit('/', 1)[-1] for n in missing)}")
         return Check("ok", f"burla {self.wheel.version}")
 
     def apply(self, check: Check) -> None:
-        contents = {
-            wheel_object(self.options, self.wheel.filename): self.wheel.content,
-            wheel_object(self.options, "constraints.txt"): self.wheel.constraints.encode(),
-            object_name(self.options, TOKEN_OBJECT): secrets.token_hex(32).encode(),
-        }
-        for name, content in contents.items():
+        for name, content in self._contents().items():
             blob = self._blob(name)
             if call(f"read gs://{self.options.bucket}/{name}", blob.exists):
                 continue  # never a new token for a cluster that has one; a wheel's name is its code
@@ -145,12 +140,13 @@ class SoftwareStep(OneResource):
         token: str = call("read main_service's token", self._blob(name).download_as_text)
         return token.strip()
 
-    def _objects(self) -> list[str]:
-        return [
-            wheel_object(self.options, self.wheel.filename),
-            wheel_object(self.options, "constraints.txt"),
-            object_name(self.options, TOKEN_OBJECT),
-        ]
+    def _contents(self) -> dict[str, bytes]:
+        """Each object of the step, by name, with what a new one holds (a new token)."""
+        return {
+            wheel_object(self.options, self.wheel.filename): self.wheel.content,
+            wheel_object(self.options, "constraints.txt"): self.wheel.constraints.encode(),
+            object_name(self.options, TOKEN_OBJECT): secrets.token_hex(32).encode(),
+        }
 
     def _bucket(self) -> Bucket | None:
         return self.clients.storage.lookup_bucket(self.options.bucket)
