@@ -453,8 +453,10 @@ async def _serve(
         images=backends.images,
     )
     async with anyio.create_task_group() as tasks:
-        server = await serving.start(create_app(service, setup.token), sock, tasks, tls)
+        # Serve once the stored standby definition and jobs are taken back, so no answer
+        # shows this process's settings in their place; callers wait in the backlog.
         await service.run(tasks)
+        server = await serving.start(create_app(service, setup.token), sock, tasks, tls)
         started(service, server, tasks)
 
 
