@@ -73,6 +73,7 @@ class HttpPool:
         self._timeout_s = timeout_s
         self._idle: list[tuple[socket.socket, float]] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def request(
         self,
@@ -116,7 +117,9 @@ class HttpPool:
         return response
 
     def close(self) -> None:
+        """Close the idle connections; one in use now is closed when its request ends."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for connection, _ in idle:
             connection.close()
@@ -166,4 +169,7 @@ class HttpPool:
 
     def _give(self, connection: socket.socket) -> None:
         with self._lock:
-            self._idle.append((connection, time.monotonic()))
+            if not self._closed:
+                self._idle.append((connection, time.monotonic()))
+                return
+        connection.close()

@@ -27,6 +27,7 @@ class LossyProxy:
     _listener: socket.socket = field(init=False)
     _rng: random.Random = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _open: set[socket.socket] = field(default_factory=set)
     _closing: bool = False
 
     def __post_init__(self) -> None:
@@ -40,8 +41,15 @@ class LossyProxy:
         return f"http://{host}:{port}"
 
     def close(self) -> None:
+        """Stop accepting and close every connection still open."""
         self._closing = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
         self._listener.close()
+        with self._lock:
+            still_open, self._open = self._open, set()
+        for sock in still_open:
+            _close(sock)
 
     def _accept(self) -> None:
         while not self._closing:
@@ -49,7 +57,17 @@ class LossyProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self.upstream)
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._closing:
+                    _close(client)
+                    _close(server)
+                    return
+                self._open |= {client, server}
             for sock in (client, server):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
@@ -70,7 +88,13 @@ class LossyProxy:
                         break
                     time.sleep(pause)
                 target.sendall(data)
-        for sock in (source, target):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        with self._lock:
+            self._open -= {source, target}
+        _close(source)
+        _close(target)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
