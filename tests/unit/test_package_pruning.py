@@ -3,10 +3,17 @@ first, never what a job in use links to; environments left broken go too."""
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from pathlib import Path
 
+import pytest
+
+from burla.backends.memory.blobs import MemoryBlobStore
+from burla.core.environment import PACKAGES_PREFIX
 from burla.services.node_service.package_pruning import mark_used, prune
+from burla.services.node_service.packages import PackageCache
 
 MB = 2**20
 
@@ -72,3 +79,27 @@ def test_a_use_makes_a_package_the_newest(tmp_path: Path) -> None:
 def test_an_empty_cache_prunes_nothing(tmp_path: Path) -> None:
     pruned, gone = prune(tmp_path, limit_bytes=0)
     assert (pruned.removed, pruned.freed_bytes, pruned.kept_bytes, gone) == (0, 0, 0, set())
+
+
+@pytest.mark.anyio
+async def test_a_cache_prunes_after_a_job_only_what_it_unpacked_since(tmp_path: Path) -> None:
+    """A node resets after every job; a prune walks the whole cache on disk, so it runs
+    only when something was unpacked since the last one (or a node finds a cache)."""
+    blobs = MemoryBlobStore()
+    cache = PackageCache(tmp_path / "fresh", blobs)
+    assert not cache.grown
+    await blobs.put(f"{PACKAGES_PREFIX}py3.11/linux-x86_64/tiny-1.0.tar.gz", _archive("tiny"))
+    await cache.environment([f"{PACKAGES_PREFIX}py3.11/linux-x86_64/tiny-1.0.tar.gz"])
+    assert cache.grown
+    await cache.prune(10 * MB)
+    assert not cache.grown
+    assert PackageCache(tmp_path / "fresh", blobs).grown
+
+
+def _archive(name: str) -> bytes:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as tar:
+        member = tarfile.TarInfo(f"{name}/__init__.py")
+        member.size = 1
+        tar.addfile(member, io.BytesIO(b"1"))
+    return data.getvalue()

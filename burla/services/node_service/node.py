@@ -208,7 +208,8 @@ class NodeService:
         await self.pool.home_again()
         await self.start_standby()
         self.feed.assignment = None
-        await self.prune_packages(self.package_limit_bytes)
+        if self.packages.grown:
+            await self.prune_packages(self.package_limit_bytes)
 
     async def prune_packages(self, max_bytes: int) -> None:
         """Keep the package cache within `max_bytes`; never what the job running uses."""

@@ -34,6 +34,9 @@ class PackageCache:
         self.root = Path(root)
         self.blobs = blobs
         self._ready: dict[str, Path] = {}
+        self.grown = (self.root / "unpacked").is_dir()
+        """Whether packages were unpacked since the last prune (or may have been, by an
+        earlier node on this machine): a prune with nothing new has nothing to do."""
 
     async def environment(self, keys: Sequence[str]) -> Path:
         """The folder to put on a worker's path for the packages archived at `keys`."""
@@ -52,6 +55,7 @@ class PackageCache:
 
     async def prune(self, limit_bytes: int, in_use: Collection[Path] = ()) -> Pruned:
         """Keep the unpacked packages within `limit_bytes` (see package_pruning)."""
+        self.grown = False
         pruned, gone = await anyio.to_thread.run_sync(prune, self.root, limit_bytes, in_use)
         self._ready = {env: folder for env, folder in self._ready.items() if folder not in gone}
         return pruned
@@ -66,6 +70,7 @@ class PackageCache:
         if directory.is_dir():
             return
         archive = await self.blobs.get(key)
+        self.grown = True
         await anyio.to_thread.run_sync(_extract, archive, directory)
 
     def _link(self, folder: Path, packages: list[Path]) -> None:
