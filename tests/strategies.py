@@ -316,6 +316,19 @@ class ClusterTick:
     pass
 
 
+@dataclass(frozen=True)
+class FinishDelete:
+    """A machine being deleted is gone (deletes take a while and end in any order); the
+    cluster learns of it only at its next look."""
+
+    pick: int
+
+
+@dataclass(frozen=True)
+class LookAtMachines:
+    """main_service lists the machines and tells the cluster which of no node exist."""
+
+
 @st.composite
 def cluster_scenarios(draw: st.DrawFn, *, max_steps: int = 96) -> tuple[ClusterConfig, list[Step]]:
     """A cluster config and a sequence of things happening to it; job ids are unique."""
@@ -328,8 +341,23 @@ def cluster_scenarios(draw: st.DrawFn, *, max_steps: int = 96) -> tuple[ClusterC
         EndJob: st.builds(EndJob, picks),
         FailNode: st.builds(FailNode, picks),
         Restart: st.builds(Restart),
+        FinishDelete: st.builds(FinishDelete, picks),
+        LookAtMachines: st.builds(LookAtMachines),
     }
-    weighted = (ClusterTick, Boot, Boot, Boot, Submit, Submit, EndJob, FailNode, Restart)
+    weighted = (
+        ClusterTick,
+        Boot,
+        Boot,
+        Boot,
+        Submit,
+        Submit,
+        EndJob,
+        FailNode,
+        Restart,
+        FinishDelete,
+        FinishDelete,
+        LookAtMachines,
+    )
     steps = draw(sequences(st.builds(Step, waits, mix(kinds, weighted)), max_steps, run=12))
     for i, step in enumerate(steps):
         if isinstance(step.action, Submit):

@@ -54,7 +54,18 @@ class Tick:
     """Time passed; nodes that boot for longer than the boot timeout are given up."""
 
 
-ClusterEvent = JobSubmitted | JobEnded | NodeBooted | NodeFailed | RestartCluster | Tick
+@dataclass(frozen=True)
+class MachinesLeft:
+    """What a look at the provider found: machines of no node that still exist (being
+    deleted, or made after their node was given up). They are billed, so each counts
+    toward max_nodes until a later look finds it gone."""
+
+    node_ids: frozenset[str]
+
+
+ClusterEvent = (
+    JobSubmitted | JobEnded | NodeBooted | NodeFailed | RestartCluster | Tick | MachinesLeft
+)
 
 
 # Commands ------------------------------------------------------------------------------
@@ -121,6 +132,8 @@ class ClusterMachine:
         self.config = config
         self.clock = clock
         self.nodes: dict[str, Node] = {n.node_id: n for n in nodes}
+        self.leaving: set[str] = set()
+        """Machines of nodes let go that may still exist (see MachinesLeft)."""
         self.jobs: dict[str, _RunningJob] = {}
         self._validate = validate
         # Ids are never given twice, adopted nodes' included: a machine of a node that
@@ -179,6 +192,8 @@ class ClusterMachine:
                 commands = self._restart(config)
             case Tick():
                 commands = self._tick()
+            case MachinesLeft(node_ids):
+                commands = self._machines_left(node_ids)
         if self._validate:
             self.validate()
         return commands
@@ -186,7 +201,9 @@ class ClusterMachine:
     def _submit(self, job: JobSpec) -> list[ClusterCommand]:
         if job.job_id in self.jobs:
             raise InvalidRequestError(f"job {job.job_id} is already running; use a new job id")
-        plan = plan_job(self.config, self.nodes.values(), job, self.wants())
+        plan = plan_job(
+            self.config, self.nodes.values(), job, self.wants(), leaving=len(self.leaving)
+        )
         running = _RunningJob(job, plan.node_type, want=plan.new_nodes_for_job)
         self.jobs[job.job_id] = running
         commands: list[ClusterCommand] = []
@@ -204,8 +221,7 @@ class ClusterMachine:
         for node_id in sorted(job.nodes):
             node = self.nodes[node_id]
             if self.config.release == "delete":
-                del self.nodes[node_id]
-                commands.append(DeleteNode(node_id))
+                commands.append(self._let_go(node_id))
             else:
                 self.nodes[node_id] = self._moved(node, NodeState.BOOTING)
                 commands.append(ResetNode(node_id))
@@ -231,15 +247,14 @@ class ClusterMachine:
         type_name = node.node_type.name
         if self.standing(type_name) > self.config.standby.count_of(type_name):
             # Not wanted here; under a size cap its room may be wanted by another type.
-            del self.nodes[node_id]
-            return [DeleteNode(node_id), *self._reconcile()]
+            return [self._let_go(node_id), *self._reconcile()]
         return []
 
     def _failed(self, node_id: str) -> list[ClusterCommand]:
-        node = self.nodes.pop(node_id, None)
+        node = self.nodes.get(node_id)
         if node is None:
             return []
-        commands: list[ClusterCommand] = [DeleteNode(node_id)]
+        commands: list[ClusterCommand] = [self._let_go(node_id)]
         if node.job_id is not None:
             job = self.jobs[node.job_id]
             del job.nodes[node_id]
@@ -270,8 +285,7 @@ class ClusterMachine:
         commands: list[ClusterCommand] = []
         for node_id, node in sorted(self.nodes.items()):
             if node.state is not NodeState.BUSY:
-                del self.nodes[node_id]
-                commands.append(DeleteNode(node_id))
+                commands.append(self._let_go(node_id))
         return commands + self._reconcile()
 
     def _tick(self) -> list[ClusterCommand]:
@@ -301,8 +315,22 @@ class ClusterMachine:
     def _moved(self, node: Node, state: NodeState) -> Node:
         return node.model_copy(update={"state": state, "job_id": None, "since": self.clock.now()})
 
+    def _machines_left(self, node_ids: frozenset[str]) -> list[ClusterCommand]:
+        self.leaving = set(node_ids - self.nodes.keys())
+        return self._reconcile()
+
+    def _let_go(self, node_id: str) -> DeleteNode:
+        """The node leaves the cluster; its machine counts toward the cap until a look at
+        the machines finds it gone."""
+        del self.nodes[node_id]
+        self.leaving.add(node_id)
+        return DeleteNode(node_id)
+
     def _reconcile(self) -> list[ClusterCommand]:
-        return self._start(nodes_to_start(self.config, self.nodes.values(), self.wants()))
+        starts = nodes_to_start(
+            self.config, self.nodes.values(), self.wants(), leaving=len(self.leaving)
+        )
+        return self._start(starts)
 
     def _start(self, starts: Mapping[str, int]) -> list[ClusterCommand]:
         types = {t.name: t for t in self.config.catalog}
@@ -343,11 +371,13 @@ class ClusterMachine:
                 owners[node_id] = job_id
                 if self.nodes.get(node_id, None) is None or self.nodes[node_id].job_id != job_id:
                     raise InvariantError(f"{job_id} lists {node_id}, which is not busy with it")
+        if self.leaving & self.nodes.keys():
+            raise InvariantError(f"{sorted(self.leaving & self.nodes.keys())} left yet kept")
         cap = self.config.max_nodes
         if cap is not None and len(self.nodes) > cap:
             raise InvariantError(f"{len(self.nodes)} nodes exceed the cap of {cap}")
         booting = any(n.state is NodeState.BOOTING for n in self.nodes.values())
-        if booting or (cap is not None and len(self.nodes) >= cap):
+        if booting or (cap is not None and len(self.nodes) + len(self.leaving) >= cap):
             return
         if any(job.want for job in self.jobs.values()):
             raise InvariantError("a job waits for nodes but none are booting")

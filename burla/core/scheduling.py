@@ -55,17 +55,18 @@ def node_type_for(config: ClusterConfig, job: JobSpec) -> NodeType:
 
 
 def nodes_to_start(
-    config: ClusterConfig, nodes: Iterable[Node], wants: Mapping[str, int]
+    config: ClusterConfig, nodes: Iterable[Node], wants: Mapping[str, int], *, leaving: int = 0
 ) -> dict[str, int]:
     """How many nodes of each type to start so that waiting jobs and standby are covered.
 
     `nodes` are all nodes that exist; `wants` counts, per node type name, the nodes that
-    running jobs still wait for. Booting and idle nodes count as supply, first for the
-    waiting jobs, then for standby. With a cap on cluster size, jobs come before standby.
+    running jobs still wait for; `leaving` machines of no node still exist and count
+    toward the cap. Booting and idle nodes count as supply, first for the waiting jobs,
+    then for standby. With a cap on cluster size, jobs come before standby.
     """
     supply: dict[str, int] = {}
     busy: dict[str, int] = {}
-    total = 0
+    total = leaving
     for node in nodes:
         total += 1
         counts = busy if node.state is NodeState.BUSY else supply
@@ -113,10 +114,13 @@ def plan_job(
     nodes: Iterable[Node],
     job: JobSpec,
     wants: Mapping[str, int] | None = None,
+    *,
+    leaving: int = 0,
 ) -> JobPlan:
     """Plan a new job: ready idle nodes join now, new nodes cover the rest and standby.
 
-    `wants` are the nodes other running jobs still wait for, per node type name.
+    `wants` are the nodes other running jobs still wait for, per node type name;
+    `leaving` machines of no node still exist and count toward the cap.
     """
     node_type = node_type_for(config, job)
     per_node = slots_on(node_type, job)
@@ -150,5 +154,5 @@ def plan_job(
         workers_now=min(workers, job.parallelism),
         cpus_now=min(workers, job.parallelism) * job.func_cpu,
         new_nodes_for_job=new_for_job,
-        starts=nodes_to_start(config, after, all_wants),
+        starts=nodes_to_start(config, after, all_wants, leaving=leaving),
     )

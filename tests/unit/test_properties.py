@@ -17,6 +17,7 @@ from burla.core.cluster import (
     DeleteNode,
     JobEnded,
     JobSubmitted,
+    MachinesLeft,
     NodeBooted,
     NodeFailed,
     ResetNode,
@@ -54,8 +55,10 @@ from tests.strategies import (
     CrashWorker,
     EndJob,
     FailNode,
+    FinishDelete,
     InputScenario,
     KillPlanCase,
+    LookAtMachines,
     LoseNode,
     Raise,
     Redeliver,
@@ -93,7 +96,8 @@ class ClusterHarness:
         self.config = config
         self.clock = ManualClock()
         self.machine = ClusterMachine(config, self.clock)
-        self.types: dict[str, NodeType] = {}  # every machine that exists
+        self.types: dict[str, NodeType] = {}  # every machine of a node
+        self.deleting: set[str] = set()  # machines let go that still exist (and are billed)
         self.booting: dict[str, float] = {}  # machines booting, since when
         self.owner: dict[str, str] = {}  # machines assigned to a running job
         self.jobs: dict[str, JobSpec] = {}  # running jobs
@@ -124,6 +128,11 @@ class ClusterHarness:
                 self.restart()
             case ClusterTick():
                 self.tick()
+            case FinishDelete(index):
+                if self.deleting:
+                    self.deleting.remove(pick(sorted(self.deleting), index))
+            case LookAtMachines():
+                self.look()
             case _:
                 raise AssertionError(f"unknown action {action!r}")
 
@@ -191,10 +200,18 @@ class ClusterHarness:
         deleted = {c.node_id for c in commands if isinstance(c, DeleteNode)}
         assert deleted == stuck, "a tick must give up exactly the nodes booting too long"
 
+    def look(self) -> None:
+        commands = self.send(MachinesLeft(frozenset(self.deleting)))
+        assert all(isinstance(c, StartNode) for c in commands), commands
+        assert self.machine.leaving == self.deleting
+
     def settle(self) -> None:
-        """End every job and finish every boot, until nothing is left to do."""
+        """End every job, finish every delete and boot, until nothing is left to do."""
         for _ in range(20):
-            if self.jobs:
+            if self.machine.leaving:
+                self.deleting.clear()
+                self.look()
+            elif self.jobs:
                 for job_id in sorted(self.jobs):
                     self.end(job_id)
             elif self.booting:
@@ -216,6 +233,7 @@ class ClusterHarness:
             match command:
                 case StartNode(node_id, node_type):
                     assert node_id not in self.types, f"{node_id} started while it exists"
+                    assert node_id not in self.deleting, f"{node_id} started while deleted"
                     assert node_type in self.config.catalog
                     self.types[node_id] = node_type
                     self.booting[node_id] = self.clock.now()
@@ -224,6 +242,7 @@ class ClusterHarness:
                     del self.types[node_id]
                     self.booting.pop(node_id, None)
                     self.owner.pop(node_id, None)
+                    self.deleting.add(node_id)
                 case ResetNode(node_id):
                     assert node_id in self.types, f"{node_id} reset but does not exist"
                     assert node_id not in self.booting, f"{node_id} reset while booting"
@@ -259,8 +278,11 @@ class ClusterHarness:
         assert set(machine.jobs) == set(self.jobs)
         on_jobs = Counter(n for job in machine.jobs.values() for n in job.nodes)
         assert all(count == 1 for count in on_jobs.values()), "a node is on two jobs"
+        # A look may be stale, never short: a machine the cluster let go counts until gone.
+        assert self.deleting <= machine.leaving
         if self.config.max_nodes is not None:
-            assert len(nodes) <= self.config.max_nodes
+            # At every moment, machines being deleted included: they are still billed.
+            assert len(self.types) + len(self.deleting) <= self.config.max_nodes
         machine.validate()
 
 

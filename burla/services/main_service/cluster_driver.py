@@ -191,7 +191,7 @@ class ClusterDriver:
                         self._spawn(self._assign, job, node_id, share)
                 case c.DeleteNode(node_id):
                     self._close_link(node_id)
-                    self._spawn(self._delete, node_id)
+                    self._begin_delete(node_id)
                 case c.ResetNode(node_id):
                     await self._recycle(node_id, None, False)
 
@@ -230,14 +230,16 @@ class ClusterDriver:
         finally:
             self._creating.discard(boot.node_id)
         if boot.node_id not in self.machine.nodes:  # given up while it was being made
-            await self._delete(boot.node_id)
+            self._begin_delete(boot.node_id)
+
+    def _begin_delete(self, node_id: str) -> None:
+        """Delete a machine, unless that is under way; one the provider will not delete
+        yet (still starting, say) stays, and the next look at the machines tries again."""
+        if node_id not in self._deleting:
+            self._deleting.add(node_id)  # now: it counts as a machine left at once
+            self._spawn(self._delete, node_id)
 
     async def _delete(self, node_id: str) -> None:
-        """Delete a machine; one the provider will not delete yet (still starting, say)
-        stays, and the next look at the machines tries again."""
-        if node_id in self._deleting:
-            return
-        self._deleting.add(node_id)
         try:
             await self.compute.delete(node_id)
         except BurlaError as error:
@@ -302,7 +304,11 @@ class ClusterDriver:
                 await self.node_failed(node_id)
         for node_id in machines.keys() - self.machine.nodes.keys() - self._creating:
             if machines[node_id].status is not MachineStatus.STOPPING:
-                self._spawn(self._delete, node_id)
+                self._begin_delete(node_id)
+        # Taken now, not when the list was asked for: a delete or a create that began
+        # since is in _deleting or _creating, and one that ended was in the list.
+        left = (machines.keys() | self._deleting | self._creating) - self.machine.nodes.keys()
+        await self.apply(self.machine.handle(c.MachinesLeft(frozenset(left))))
 
     def _machine_error(self, message: str) -> None:
         self.creation_errors.append(MachineError(self.clock.now(), message))
