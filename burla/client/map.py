@@ -138,7 +138,7 @@ def _submitted(
             if settings.backend == "gcp":
                 raise
             session = Session.for_settings(settings, fresh=True)
-            first = session.submit(job_id, spec, function, payloads, wait)
+            first = session.submit(job_id, spec, function, payloads, wait, resent=True)
     except KeyboardInterrupt:
         raise interrupted(session, job_id, cancel=True) from None
     session.sent_sources.update(spec.get("sources", ()))

@@ -125,10 +125,14 @@ class Session(Connection):
         function: bytes,
         payloads: Sequence[Payload],
         wait: float,
+        *,
+        resent: bool = False,
     ) -> bytes | None:
         """Start the job; the answer (frames) holds its id and the events of its first
         `wait` seconds, all of them if it is done by then. None when the job was taken but
-        its answer lost: its events are read from the start."""
+        its answer lost: its events are read from the start. `resent`: an earlier call
+        for this job went unanswered (the cluster it went to stopped), so a job of its id
+        there is this one."""
         head: dict[str, Any] = {"job_id": job_id, "spec": spec}
         sizes = [len(p) if isinstance(p, bytes) else None for p in payloads]
         moved = fit(len(json.dumps(head)), len(function), sizes, self.job_request_limit)
@@ -140,7 +144,7 @@ class Session(Connection):
             params={"wait": wait},
             timeout_s=INSTALL_WAIT_S if _prepares(spec) else None,
         )
-        if response.status_code == 409 and unanswered:
+        if response.status_code == 409 and (unanswered or resent):
             return None  # an earlier try's answer was lost, but the cluster took the job
         try:
             if response.status_code >= 400:
@@ -149,7 +153,7 @@ class Session(Connection):
             if error.limit is None or error.limit >= self.job_request_limit:
                 raise
             self.job_request_limit = error.limit  # the cluster takes less than we thought
-            return self.submit(job_id, spec, function, payloads, wait)
+            return self.submit(job_id, spec, function, payloads, wait, resent=resent)
         return response.content
 
 

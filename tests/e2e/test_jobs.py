@@ -176,6 +176,23 @@ def test_a_job_canceled_before_its_submission_arrives_never_runs(cluster):
         session.submit("NOT OK", spec, function, payloads, wait=0)
 
 
+def test_a_job_sent_again_to_a_restarted_cluster_that_took_it_is_followed_not_refused(cluster):
+    """A client whose cluster stopped without answering starts it again and sends the job
+    once more: if the first try was taken (the new main_service took the job over), the
+    job is this client's and it follows it."""
+    from burla.client.map import Session
+    from burla.client.results import follow
+    from burla.client.serialize import dumps_function, dumps_input
+
+    session = Session.for_local_cluster()
+    spec = {"n_inputs": 2}
+    function, payloads = dumps_function(abs), [dumps_input(n, -n, True) for n in range(2)]
+    assert session.submit("job-sent-again-1", spec, function, payloads, wait=5) is not None
+    again = session.submit("job-sent-again-1", spec, function, payloads, wait=0, resent=True)
+    assert again is None, "the job was taken: its events are read from the start"
+    assert list(follow(session, "job-sent-again-1", 2, ordered=True, spinner=False)) == [0, 1]
+
+
 def test_a_lost_node_does_not_fail_the_job(cluster, tmp_path: Path):
     """Kill the node mid-job: its inputs run again on a new node; every result arrives once."""
     started = tmp_path / "started"

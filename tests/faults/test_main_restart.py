@@ -1,5 +1,8 @@
-"""main_service killed mid-job: the client starts this machine's cluster again, the new
-main_service takes the job over from the Store, and every result arrives once."""
+"""main_service or a node killed mid-job: the client starts this machine's cluster again,
+the new main_service takes the job over from the Store, and every result arrives once.
+
+Leases here are ten minutes long: an input that waited for its lease to run out (held by
+a node that went without giving it back or saying it held it) would hang these tests."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ def slow_square(x: int) -> int:
 @pytest.fixture
 def cluster_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("BURLA_LOCAL_DIR", str(tmp_path))
-    monkeypatch.setenv("BURLA_LEASE_S", "3")  # inputs of a node that vanished return soon
+    monkeypatch.setenv("BURLA_LEASE_S", "600")
     monkeypatch.delenv("BURLA_FAULTS", raising=False)
     try:
         yield tmp_path
@@ -65,3 +68,45 @@ def test_a_detached_job_is_finished_by_the_main_service_that_took_it_over(cluste
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_input_gives_its_inputs_back_at_once(cluster_root, tmp_path):
+    """A node SIGKILLed while its workers run long inputs cannot give them back, but it
+    said which it held: main_service puts them back in the queue when it loses the node."""
+    started = tmp_path / "started"
+    started.mkdir()
+
+    def long_input(x: int) -> int:
+        (started / f"{x}-{os.getpid()}").touch()
+        time.sleep(3)
+        return -x
+
+    job_id = remote_parallel_map(long_input, list(range(2)), detach=True, spinner=False)
+    deadline = time.monotonic() + 60
+    while len(list(started.iterdir())) < 2:
+        assert time.monotonic() < deadline, "the inputs never started"
+        time.sleep(0.05)
+    time.sleep(1.0)  # past the moment the node says which inputs it holds
+    cluster = local.read(cluster_root)
+    assert cluster is not None
+    nodes = [pid for pid in _children(cluster.pid) if b"node_service" in _cmdline(pid)]
+    assert nodes, "the cluster runs a node"
+    for pid in nodes:
+        os.kill(pid, signal.SIGKILL)
+    assert job_results(job_id) == [0, -1]
+    assert len(list(started.iterdir())) == 4, "each input ran again, once"
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        found += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -123,6 +124,16 @@ class Feed:
                 elif worker.channel is not None:
                     await self._send(worker, end_job)  # one small frame: no task of its own
 
+    async def give_back(self, but: Sequence[str] = ()) -> None:
+        """Put the inputs the node holds (`but` those) back in the queue at once: the node
+        is going away, and the job goes on elsewhere without waiting for their leases."""
+        assignment = self.assignment
+        if assignment is None:
+            return
+        kept = set(but)
+        if held := [receipt for receipt in assignment.held() if receipt not in kept]:
+            await self.store.renew(queue_name(assignment.job.job_id), held, lease_s=0)
+
     async def renew_leases(self) -> None:
         """Keep the claims on the inputs the node holds."""
         while True:
@@ -207,7 +218,7 @@ class Feed:
             indices = tuple(item.index for item in items)
             receipts = tuple(c.receipt for c in claims)
             claimed = wire.ClaimReport(job_id, worker.name, indices, receipts)
-            self.reporter.event(claimed, urgent=False)  # goes with the results, or a death
+            self.reporter.event(claimed, urgent=False)  # rides with results, or goes soon
             await self._send(worker, [(Inputs(job_id, tuple(items)), b"".join(payloads))])
 
     async def send_job(self, worker: Worker) -> None:

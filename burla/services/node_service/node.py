@@ -44,6 +44,7 @@ from burla.services.node_service.worker_pool import (
 )
 from burla.services.store_keys import LEASE_S
 
+GIVE_BACK_S = 5.0
 PACKAGE_LIMIT_BYTES = 20 * 2**30
 """The unpacked packages a node keeps for later jobs (BURLA_PACKAGES_MAX_GB), at most."""
 
@@ -227,8 +228,15 @@ class NodeService:
         }
 
     async def aclose(self) -> None:
-        """Stop every worker for good: the node is going away."""
+        """Stop every worker for good: the node is going away. What they finished is
+        written to the Store, and the inputs the node still held go back to the queue, so
+        that a job that goes on (taken over by a new main_service) runs them elsewhere at
+        once; a node that cannot reach the Store within GIVE_BACK_S leaves them to their
+        leases."""
         await self.pool.aclose()
+        with anyio.move_on_after(GIVE_BACK_S):
+            saved = await self.reporter.save_finished()
+            await self.feed.give_back(but=saved)
 
     async def kill_worker(self, name: str) -> None:
         """Stop a worker main_service gave up on (a timeout it saw); a fresh one replaces it.

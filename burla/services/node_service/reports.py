@@ -17,6 +17,11 @@ from burla.services.store_keys import queue_name, result_key
 REPORT_INTERVAL_S = 0.003
 """Shortest time between two reports to main_service."""
 
+QUIET_EVENT_WITHIN_S = 0.2
+"""An event that is not urgent (which worker holds which inputs) rides with the next
+report, but goes on its own after this long: main_service needs it to put a lost node's
+inputs back in the queue at once, rather than after their leases run out."""
+
 SendReport = Callable[[Report, bytes], Awaitable[None]]
 """Sends one report, and its results' bytes, to main_service."""
 
@@ -35,15 +40,21 @@ class Reporter:
         """Urgent events are queued that no report has carried yet."""
         self._flushing = False
         self._last_report = -math.inf
+        self._quiet_due = math.inf
+        """When the oldest event no report has carried must go, news or not."""
 
     def event(self, event: wire.NodeReport, payload: bytes = b"", *, urgent: bool = True) -> None:
-        """Queue an event for main_service; one that is not urgent waits for the next. The
-        task that queued an urgent one then calls report_news."""
+        """Queue an event for main_service; one that is not urgent waits for the next
+        report, or QUIET_EVENT_WITHIN_S. The task that queued an urgent one then calls
+        report_news."""
         self._events.append(event)
         if payload:
             self._payloads.append(payload)
         if urgent:
             self.news = True
+        elif self._quiet_due == math.inf:
+            self._quiet_due = self.clock.now() + QUIET_EVENT_WITHIN_S
+            self._report_ready.set()  # run's loop waits until then
 
     def succeeded(self, job_id: str, index: int, data: bytes, claim: Claim) -> None:
         """An input's result, to be written to the Store (and its claim acked) before the
@@ -60,11 +71,15 @@ class Reporter:
             await self.flush()
 
     async def run(self) -> None:
-        """Report the news report_news left: once the interval has passed, or once the
-        report on its way is out."""
+        """Report the news report_news left (once the interval has passed, or once the
+        report on its way is out), and quiet events no report carried in time."""
         while True:
-            await self._report_ready.wait()
-            self._report_ready = anyio.Event()
+            with anyio.move_on_after(self._quiet_due - self.clock.now()):
+                await self._report_ready.wait()
+            if self._report_ready.is_set():
+                self._report_ready = anyio.Event()
+            if self.clock.now() >= self._quiet_due:
+                self.news = True
             wait = self._last_report + REPORT_INTERVAL_S - self.clock.now()
             if wait > 0:
                 await anyio.sleep(wait)
@@ -74,6 +89,7 @@ class Reporter:
     async def flush(self) -> None:
         """Make finished results durable, then tell main_service everything new."""
         self._flushing, self.news, self._last_report = True, False, self.clock.now()
+        self._quiet_due = math.inf
         try:
             await self._flush()
         finally:
@@ -81,9 +97,15 @@ class Reporter:
             if self.news:
                 self._report_ready.set()  # what came meanwhile goes next
 
-    async def _flush(self) -> None:
-        events, payloads, done = self._events, self._payloads, self._done
-        self._events, self._payloads, self._done = [], [], []
+    async def save_finished(self) -> list[str]:
+        """Write the finished results no report has carried to the Store, without telling
+        main_service (the node is going away); their receipts."""
+        done, self._done = self._done, []
+        await self._save(done)
+        return [claim.receipt for _, _, _, claim in done]
+
+    async def _save(self, done: list[tuple[str, int, bytes, Claim]]) -> None:
+        """Write finished results to the Store, then ack their inputs, job by job."""
         by_job: dict[str, list[tuple[int, bytes, Claim]]] = {}
         for job_id, index, data, claim in done:
             by_job.setdefault(job_id, []).append((index, data, claim))
@@ -91,6 +113,11 @@ class Reporter:
             docs = {result_key(job_id, i): {"kind": "ok", "payload": d} for i, d, _ in finished}
             await self.store.put_many(docs, create_only=True)
             await self.store.ack(queue_name(job_id), [claim.receipt for _, _, claim in finished])
+
+    async def _flush(self) -> None:
+        events, payloads, done = self._events, self._payloads, self._done
+        self._events, self._payloads, self._done = [], [], []
+        await self._save(done)
         if events:
             report = Report(self.node_id, [event.to_json() for event in events])
             await self.report(report, b"".join(payloads))
