@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint typecheck unit components bench venv clean
+.PHONY: demo test lint typecheck unit components bench soak venv clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,12 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck components unit
+
+# An hour of clients, faults and kills (tests/faults/test_soak.py); its numbers are kept.
+soak: $(STAMP)
+	BURLA_SOAK_S=3600 BURLA_SOAK_MAIN_KILLS=4 BURLA_SOAK_STEADY=0.6 \
+	BURLA_SOAK_REPORT=benchmarks/soak-hour.json \
+	$(BIN)/pytest -p no:cacheprovider -q tests/faults/test_soak.py
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks run

@@ -1,9 +1,14 @@
-"""Soak: several clients submit jobs at once for a while, on a cluster whose Store and
-BlobStore fail now and then, whose workers die now and then, and whose workers and nodes
-are killed from outside. Every result must come back right: results lost = 0. The tally is written
-to results/artifacts/soak.json, with what each extra run of an input was: a run after one
-that died mid-input (at-least-once at work), or a run of an input that had finished but
-whose result was lost with its worker or node (waste, kept small)."""
+"""Soak: several clients submit jobs of mixed kinds at once for a while (see
+soak_client), on a cluster whose Store and BlobStore fail now and then, whose workers die
+now and then, and whose workers, nodes and main_service are killed from outside. Every
+result must come back right (results lost = 0), every client must finish (hung = 0), and
+the services' resident memory must hold. The tally is written to
+results/artifacts/soak.json ($BURLA_SOAK_REPORT), with what each extra run of an input
+was: a run after one that died mid-input (at-least-once at work), or a run of an input
+that had finished but whose result was lost with its worker or node (waste, kept small).
+
+`make soak` runs it for an hour ($BURLA_SOAK_S) and keeps its numbers in
+benchmarks/soak-hour.json."""
 
 from __future__ import annotations
 
@@ -15,29 +20,56 @@ import statistics
 import subprocess
 import sys
 import threading
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from burla.client import local
+from tests.faults import soak_client
+
 CLIENTS = 3
-SOAK_S = float(os.environ.get("BURLA_SOAK_S", "90"))
-REPORT = Path(__file__).parents[2] / "results" / "artifacts" / "soak.json"
+SOAK_S = float(os.environ.get("BURLA_SOAK_S", "240"))
+MAIN_KILLS = int(os.environ.get("BURLA_SOAK_MAIN_KILLS", "2"))
+STEADY = float(os.environ.get("BURLA_SOAK_STEADY", "0.4"))
+"""main_service is killed MAIN_KILLS times, evenly over the soak but for its last STEADY
+share, which measures how the resident memory of a main_service that lives on grows."""
+SAMPLE_S = 5.0
+REPORT = Path(
+    os.environ.get("BURLA_SOAK_REPORT")
+    or Path(__file__).parents[2] / "results" / "artifacts" / "soak.json"
+)
+GRACE_S = 300.0
+"""How long after the soak a client may take to finish its last job before it counts as
+hung (a job caught by a kill waits for leases and retries)."""
+RSS_GROWTH_BOUND_MB = 150.0
+"""What a service's resident memory may grow by over its life in the soak. Finished jobs
+stay in main_service's memory for ten minutes (job_driver.FORGET_AFTER_S), so it grows
+for that long and then holds."""
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(SOAK_S + 240)
+@pytest.mark.timeout(SOAK_S + GRACE_S + 120)
 def test_many_clients_many_jobs_faults_everywhere_nothing_lost(faulty_cluster, tmp_path):
-    runs = tmp_path / "runs"
+    runs, jobs = tmp_path / "runs", tmp_path / "jobs"
     runs.mkdir()
+    jobs.mkdir()
     env = {**os.environ, "BURLA_LOCAL_DIR": str(faulty_cluster.root)}
-    env.pop("BURLA_FAULTS", None)  # the cluster has its own; clients need none
     clients = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.faults.soak_client", str(runs), str(SOAK_S), str(n)],
+            [
+                sys.executable,
+                "-m",
+                "tests.faults.soak_client",
+                str(runs),
+                str(jobs),
+                str(SOAK_S),
+                str(n),
+            ],
             cwd=Path(__file__).parents[2],
-            env=env,
+            env=env,  # with BURLA_FAULTS: a cluster a client starts again fails as this one
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -46,62 +78,192 @@ def test_many_clients_many_jobs_faults_everywhere_nothing_lost(faulty_cluster, t
     ]
     stop = threading.Event()
     killed: list[tuple[str, set[int]]] = []
-    killer = threading.Thread(target=_kill_workers, args=(faulty_cluster.info.pid, stop, killed))
-    killer.start()
+    main_kills: list[float] = []
+    began = time.time()
+    memory: list[tuple[float, str, int, float]] = []
+    helpers = [
+        threading.Thread(
+            target=_kill_at_random, args=(faulty_cluster.root, stop, killed, main_kills)
+        ),
+        threading.Thread(target=_sample_memory, args=(faulty_cluster.root, stop, memory)),
+    ]
+    for helper in helpers:
+        helper.start()
     try:
-        outputs = [client.communicate(timeout=SOAK_S + 180) for client in clients]
+        outputs, hung = _wait_for(clients, SOAK_S + GRACE_S)
     finally:
         stop.set()
-        killer.join()
-        for client in clients:
-            if client.poll() is None:
-                client.kill()
+        for helper in helpers:
+            helper.join()
     tallies = []
     for client, (out, err) in zip(clients, outputs, strict=True):
+        if client in hung:
+            continue
         assert client.returncode == 0, err
         tallies.append(json.loads(out.strip().splitlines()[-1]))
     inputs = sum(t["inputs"] for t in tallies)
     kinds = [kind for kind, _ in killed]
+    finished_jobs = _finished_jobs(jobs)
     report = {
         "seconds": SOAK_S,
         "clients": CLIENTS,
+        "hung_clients": len(hung),
         "jobs": sum(t["jobs"] for t in tallies),
+        "jobs_by_kind": dict(sorted(Counter(kind for kind, _, _ in finished_jobs).items())),
+        "job_seconds": _quantiles([took for _, took, _ in finished_jobs], top=True),
         "inputs": inputs,
-        **tally_runs(runs, inputs, killed),
+        "slowest_jobs": [
+            {"kind": kind, "seconds": round(took, 1), "ended_s": round(ended - began, 1)}
+            for kind, took, ended in sorted(finished_jobs, key=lambda job: -job[1])[:5]
+        ],
+        "main_service_killed_at_s": [round(at - began, 1) for at in main_kills],
+        **tally_runs(runs, sum(t["logged_inputs"] for t in tallies), killed),
         "store_and_blob_faults_injected": len(faulty_cluster.injected()),
         "workers_killed_from_outside": kinds.count("container_service"),
         "nodes_killed_from_outside": kinds.count("node_service"),
+        "main_services_killed": kinds.count("main_service"),
         "results_lost": sum(t["lost"] for t in tallies),
         "errors": [e for t in tallies for e in t["errors"]],
+        "resident_memory_mb": {
+            service: _memory_over_life(memory, service, finished_jobs)
+            for service in ("main_service", "node_service")
+        },
     }
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
+    assert report["hung_clients"] == 0, report
     assert report["results_lost"] == 0, report
     assert report["errors"] == [], report
     assert report["jobs"] >= 3 * CLIENTS
+    assert set(report["jobs_by_kind"]) == set(soak_client.JOBS), report
     assert report["store_and_blob_faults_injected"] > 0
     assert report["workers_killed_from_outside"] > 0
     assert report["nodes_killed_from_outside"] > 0
+    assert report["main_services_killed"] == MAIN_KILLS
     assert report["inputs_rerun"] > 0
+    for service, life in report["resident_memory_mb"].items():
+        assert life["growth"] <= RSS_GROWTH_BOUND_MB, (service, life)
 
 
-def _kill_workers(main_pid: int, stop: threading.Event, killed: list[tuple[str, set[int]]]) -> None:
+def _wait_for(
+    clients: list[subprocess.Popen[str]], within_s: float
+) -> tuple[list[tuple[str, str]], list[subprocess.Popen[str]]]:
+    """Each client's output, and the clients still running after `within_s` (hung:
+    killed, their output dropped)."""
+    deadline = time.monotonic() + within_s
+    outputs: list[tuple[str, str]] = []
+    hung: list[subprocess.Popen[str]] = []
+    for client in clients:
+        try:
+            outputs.append(client.communicate(timeout=max(0.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            client.kill()
+            outputs.append(client.communicate())
+            hung.append(client)
+    return outputs, hung
+
+
+def _kill_at_random(
+    root: Path, stop: threading.Event, killed: list[tuple[str, set[int]]], main_kills: list[float]
+) -> None:
     """SIGKILL one of the cluster's workers every few seconds, and every fifth time its
-    node_service instead. Each kill is noted with the processes it took down: the worker,
-    or the node and the workers under it (which go with it)."""
+    node_service instead; SIGKILL main_service MAIN_KILLS times, then start the cluster
+    again as a client would. Each kill is noted with the processes it took down: the
+    worker, or the node and the workers under it (which go with it)."""
     rng = random.Random(3)
+    began = time.monotonic()
+    main_kills_at = [SOAK_S * (1 - STEADY) * (n + 1) / (MAIN_KILLS + 1) for n in range(MAIN_KILLS)]
+    picks = 0
     while not stop.wait(rng.uniform(3, 8)):
-        kind = "node_service" if len(killed) % 5 == 4 else "container_service"
-        victims = [pid for pid in _descendants(main_pid) if _runs(pid, kind)]
+        cluster = local.read(root)
+        if cluster is None:
+            continue
+        if main_kills_at and time.monotonic() - began >= main_kills_at[0]:
+            main_kills_at.pop(0)
+            if _kill(cluster.pid, "main_service", killed):
+                main_kills.append(time.time())
+                local.start(root)
+            continue
+        kind = "node_service" if picks % 5 == 4 else "container_service"
+        picks += 1
+        victims = [pid for pid in _descendants(cluster.pid) if _runs(pid, kind)]
         if victims:
-            pid = rng.choice(victims)
-            below = set(_descendants(pid))
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append((kind, {pid, *below}))
-            except ProcessLookupError:
-                pass
+            _kill(rng.choice(victims), kind, killed)
+
+
+def _kill(pid: int, kind: str, killed: list[tuple[str, set[int]]]) -> bool:
+    below = set(_descendants(pid))
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    killed.append((kind, {pid, *below}))
+    return True
+
+
+def _sample_memory(
+    root: Path, stop: threading.Event, samples: list[tuple[float, str, int, float]]
+) -> None:
+    """Every SAMPLE_S, the resident memory (MB) of main_service and of each node_service."""
+    while not stop.wait(SAMPLE_S):
+        cluster = local.read(root)
+        if cluster is None:
+            continue
+        now = time.time()
+        pids = [("main_service", cluster.pid)] + [
+            ("node_service", pid) for pid in _descendants(cluster.pid) if _runs(pid, "node_service")
+        ]
+        for service, pid in pids:
+            if (rss := _resident_mb(pid)) is not None:
+                samples.append((now, service, pid, rss))
+
+
+def _resident_mb(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def _finished_jobs(jobs_dir: Path) -> list[tuple[str, float, float]]:
+    """(kind, seconds it took, when it ended) of every job the clients finished."""
+    finished = []
+    for path in jobs_dir.iterdir():
+        for line in path.read_text().splitlines():
+            kind, _, took, ended = line.split()
+            finished.append((kind, float(took), float(ended)))
+    return finished
+
+
+def _memory_over_life(
+    samples: list[tuple[float, str, int, float]],
+    service: str,
+    jobs: list[tuple[str, float, float]],
+) -> dict[str, float]:
+    """The resident memory of the process of `service` that saw the most jobs finish in
+    its life: at its first and last sample, its growth, and those jobs."""
+    lives: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for at, name, pid, rss in samples:
+        if name == service:
+            lives[pid].append((at, rss))
+    best: dict[str, float] = {"first": 0.0, "last": 0.0, "growth": 0.0, "jobs": 0, "seconds": 0.0}
+    for life in lives.values():
+        (began, first), (ended, last) = life[0], life[-1]
+        seen = sum(1 for _, _, at in jobs if began <= at <= ended)
+        if seen > best["jobs"]:
+            best = {
+                "first": round(first, 1),
+                "last": round(last, 1),
+                "growth": round(last - first, 1),
+                "jobs": seen,
+                "seconds": round(ended - began, 1),
+            }
+    return best
 
 
 def tally_runs(runs_dir: Path, inputs: int, killed: list[tuple[str, set[int]]]) -> dict[str, Any]:
@@ -147,11 +309,14 @@ def tally_runs(runs_dir: Path, inputs: int, killed: list[tuple[str, set[int]]]) 
     }
 
 
-def _quantiles(values: list[float]) -> dict[str, float]:
+def _quantiles(values: list[float], *, top: bool = False) -> dict[str, float]:
     if len(values) < 2:
         return {}
-    cuts = statistics.quantiles(values, n=10)
-    return {"p10": round(cuts[0], 1), "median": round(cuts[4], 1), "p90": round(cuts[8], 1)}
+    cuts = statistics.quantiles(values, n=100)
+    found = {"p10": cuts[9], "median": cuts[49], "p90": cuts[89]}
+    if top:
+        found |= {"p99": cuts[98], "max": max(values)}
+    return {name: round(value, 1) for name, value in found.items()}
 
 
 def _descendants(pid: int) -> list[int]:
