@@ -43,30 +43,52 @@ MAX_GB_OPTION = click.option(
     show_default=True,
     help="Gigabytes of unpacked packages each node may keep.",
 )
+RESULTS_MAX_GB_OPTION = click.option(
+    "--results-max-gb",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Also keep finished jobs' results within this many gigabytes, removing the jobs "
+    "that finished longest ago.",
+)
 
 
 @cluster.command("prune")
 @MAX_GB_OPTION
+@RESULTS_MAX_GB_OPTION
 @cluster_options
-def cluster_prune(max_gb: float, backend: str | None, as_json: bool) -> None:
+def cluster_prune(
+    max_gb: float, results_max_gb: float | None, backend: str | None, as_json: bool
+) -> None:
     """Free disk on every node: each keeps the packages it unpacked for jobs within
     MAX_GB, least recently used going first (never those of a running job). Nodes do
-    this after every job too, within BURLA_PACKAGES_MAX_GB (20 by default). Admin only.
+    this after every job too, within BURLA_PACKAGES_MAX_GB (20 by default). With
+    --results-max-gb, the Store keeps finished jobs' results within it too, as
+    main_service does after jobs within BURLA_RESULTS_MAX_GB (10 by default). Admin only.
 
     
     Example:
-      burla cluster prune --max-gb 5
+      burla cluster prune --max-gb 5 --results-max-gb 2
     """
-    pruned(session(backend), max_gb, as_json)
+    pruned(session(backend), max_gb, results_max_gb, as_json)
 
 
-def pruned(connection: Connection, max_gb: float, as_json: bool) -> None:
-    answer = connection.call("POST", "/admin/prune", params={"max_gb": max_gb}).json()
+def pruned(
+    connection: Connection, max_gb: float, results_max_gb: float | None, as_json: bool
+) -> None:
+    params: dict[str, float] = {"max_gb": max_gb}
+    if results_max_gb is not None:
+        params["results_max_gb"] = results_max_gb
+    answer = connection.call("POST", "/admin/prune", params=params).json()
     nodes = answer["nodes"]
     done = sorted(node for node, ok in nodes.items() if ok)
 
     def show() -> None:
         click.echo(f"{len(done)} of {len(nodes)} nodes keep at most {max_gb:g} GB of packages")
+        if (results := answer.get("results")) is not None:
+            click.echo(
+                f"{len(results['jobs'])} finished jobs removed ({results['freed_bytes'] / 1e6:.1f} "
+                f"MB of results); {results['kept_bytes'] / 1e6:.1f} MB kept"
+            )
 
     emit(answer, as_json, show)
 

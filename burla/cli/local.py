@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from burla.cli.cluster import MAX_GB_OPTION, pruned
+from burla.cli.cluster import MAX_GB_OPTION, RESULTS_MAX_GB_OPTION, pruned
 from burla.cli.connect import session
 from burla.cli.output import NOT_RUNNING, emit, json_option, table
 
@@ -91,17 +91,20 @@ def local_down(backend: str, as_json: bool) -> None:
 
 @local.command("prune")
 @MAX_GB_OPTION
+@RESULTS_MAX_GB_OPTION
 @BACKEND_OPTION
 @json_option
-def local_prune(max_gb: float, backend: str, as_json: bool) -> None:
+def local_prune(max_gb: float, results_max_gb: float | None, backend: str, as_json: bool) -> None:
     """Free disk: the local cluster keeps the packages it unpacked for jobs within
-    MAX_GB, least recently used going first (never those of a running job).
+    MAX_GB, least recently used going first (never those of a running job); with
+    --results-max-gb, finished jobs' results within that, the longest finished going
+    first (main_service does this after jobs within BURLA_RESULTS_MAX_GB, 10 by default).
 
     
     Example:
-      burla local prune --max-gb 0
+      burla local prune --max-gb 0 --results-max-gb 1
     """
-    pruned(session(backend), max_gb, as_json)
+    pruned(session(backend), max_gb, results_max_gb, as_json)
 
 
 @local.command("status")

@@ -6,6 +6,7 @@ bytes and is never unpickled here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from typing import Any
@@ -105,10 +106,20 @@ def _install_status(app: FastAPI, service: MainService) -> None:
         return views.cluster_overview(service, user)
 
     @app.post("/admin/prune")
-    async def prune(user: Admin, max_gb: float = Query(ge=0, le=2**20)) -> dict[str, Any]:
+    async def prune(
+        user: Admin,
+        max_gb: float = Query(ge=0, le=2**20),
+        results_max_gb: float | None = Query(default=None, ge=0, le=2**20),
+    ) -> dict[str, Any]:
         """Every node keeps the packages it unpacked for jobs within `max_gb` (least
-        recently used go first; never those of a running job); node -> done."""
-        return {"nodes": await service.nodes.prune_packages(int(max_gb * 2**30))}
+        recently used go first; never those of a running job): node -> done. With
+        `results_max_gb`, finished jobs' results in the Store are kept within it too (the
+        longest finished go first): jobs removed, bytes freed and kept."""
+        answer: dict[str, Any] = {"nodes": await service.nodes.prune_packages(int(max_gb * 2**30))}
+        if results_max_gb is not None:
+            forgotten = await service.job_driver.forget_finished(int(results_max_gb * 2**30))
+            answer["results"] = dataclasses.asdict(forgotten)
+        return answer
 
 
 def _install_uploads(app: FastAPI, service: MainService) -> None:
@@ -128,6 +139,12 @@ def _install_uploads(app: FastAPI, service: MainService) -> None:
         return {"keys": keys, "urls": urls}
 
 
+GONE_HINT = (
+    " (finished jobs are removed, the longest finished first, once their results pass "
+    "the cluster's BURLA_RESULTS_MAX_GB)"
+)
+
+
 def _install_jobs(app: FastAPI, service: MainService) -> None:
     """A job's state, its stored results and cancelling it (jobs are posted and followed
     through job_routes.JobRoutes)."""
@@ -138,7 +155,7 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
         if run is None:
             stored = await visible_record(service, job_id, user)
             if stored is None:
-                raise NotFoundError(f"there is no job {job_id}")
+                raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
             return {"job_id": job_id, **{k: v for k, v in stored.items() if k != "resume"}}
         counts: dict[str, int] = {}
         for record in run.machine.inputs:
@@ -161,7 +178,7 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
         """Stored results in input order, for a client that detached."""
         held = visible_run(service, job_id, user) is not None
         if not held and await visible_record(service, job_id, user) is None:
-            raise NotFoundError(f"there is no job {job_id}")
+            raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
         docs = await service.store.list(
             results_prefix(job_id),
             after=result_key(job_id, after) if after >= 0 else "",

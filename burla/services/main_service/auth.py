@@ -10,9 +10,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from burla.core.errors import AuthError
+from burla.core.errors import AuthError, NotFoundError
 from burla.services.cluster_keys import JOB_TOKEN_PREFIX
 from burla.services.main_service.jobs import JobRun
+from burla.services.main_service.retention import REMOVED
 from burla.services.main_service.service import MainService
 from burla.services.main_service.users import ADMIN, NODE, Users, may_see, owner_of
 from burla.services.store_keys import job_key
@@ -143,4 +144,9 @@ async def visible_record(service: MainService, job_id: str, user: str) -> dict[s
     doc = await service.store.get(job_key(job_id))
     if doc is None or not may_see(user, owner_of(doc.data)):
         return None
+    if doc.data.get(REMOVED):
+        raise NotFoundError(
+            f"job {job_id} finished long ago and was removed, with its results, to keep "
+            "finished jobs' results within the cluster's BURLA_RESULTS_MAX_GB"
+        )
     return doc.data

@@ -28,6 +28,13 @@ from burla.services.cluster_keys import JobTokens
 from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.job_logs import FLUSH_EVERY_S
 from burla.services.main_service.jobs import JobRun, job_record
+from burla.services.main_service.retention import (
+    PRUNE_AFTER_SHARE,
+    PRUNE_EVERY_S,
+    RESULTS_LIMIT_BYTES,
+    Forgotten,
+    forget_oldest,
+)
 from burla.services.store_keys import (
     LEASE_S,
     job_key,
@@ -70,9 +77,11 @@ class JobDriver:
         *,
         jobs: dict[str, JobRun],
         spawn: Callable[..., None],
+        results_limit_bytes: int = RESULTS_LIMIT_BYTES,
     ) -> None:
         """`jobs` are the running jobs (and finished ones for FORGET_AFTER_S), which the
-        cluster's side reads too."""
+        cluster's side reads too. Finished jobs' results stay in the Store within
+        `results_limit_bytes` (see retention)."""
         self.store = store
         self.blobs = blobs
         self.clock = clock
@@ -86,6 +95,9 @@ class JobDriver:
         """Set once the jobs an earlier main_service left running are this one's: a new
         job waits for it, so that it is never taken for one of them."""
         self.last_activity = clock.now()
+        self.results_limit_bytes = results_limit_bytes
+        self._next_results_prune = clock.now()
+        self._results_since_prune = 0
 
     async def start(self, run: JobRun, items: list[tuple[str, bytes]]) -> None:
         """Queue the job's inputs and hand it to the cluster."""
@@ -216,7 +228,7 @@ class JobDriver:
         job_id = run.spec.job_id
         if run.error is not None:
             state = JobState.FAILED
-        run.state = state
+        run.state, run.ended_at = state, self.clock.now()
         run.publish(wire.JobDone(state.value, run.error))  # results are durable already
         # A recycled node stops the job and resets in one request; a deleted one just goes.
         await self.nodes.job_ended(job_id, cancel=state is not JobState.SUCCEEDED)
@@ -226,6 +238,24 @@ class JobDriver:
         if run.blob_prefixes:
             self._spawn(self._delete_blobs, sorted(run.blob_prefixes))
         self._spawn(self._forget_later, job_id, FORGET_AFTER_S)
+        self._results_since_prune += run.result_bytes
+        if (
+            self.clock.now() >= self._next_results_prune
+            or self._results_since_prune > self.results_limit_bytes * PRUNE_AFTER_SHARE
+        ):
+            self._next_results_prune = self.clock.now() + PRUNE_EVERY_S
+            self._results_since_prune = 0
+            self._spawn(self.forget_finished, self.results_limit_bytes)
+
+    async def forget_finished(self, limit_bytes: int) -> Forgotten:
+        """Keep the results of finished jobs in the Store within `limit_bytes`, removing
+        the jobs that finished longest ago (see retention), from memory too."""
+        running = {job_id for job_id, run in self.jobs.items() if not run.state.finished}
+        forgotten = await forget_oldest(self.store, limit_bytes, running)
+        for job_id in forgotten.jobs:
+            if (run := self.jobs.get(job_id)) is not None and run.state.finished:
+                del self.jobs[job_id]
+        return forgotten
 
     async def keep_logs_stored(self) -> None:
         """Store the jobs' new lines every FLUSH_EVERY_S."""

@@ -59,6 +59,9 @@ class JobRun:
     """The text of the last traceback each input raised (as its worker wrote it), for
     people to read: the pickled exception itself is only for the client."""
     submitted_at: float = 0.0
+    ended_at: float | None = None
+    result_bytes: int = 0
+    """The size of the results published: what the job keeps in the Store once it ends."""
     package_keys: tuple[str, ...] = ()
     """The archives of the packages it needs, in the blob store."""
     listed_running: bool = False
@@ -83,8 +86,10 @@ class JobRun:
         match event:
             case wire.JobLine(index, stream, text):
                 self.log.add(index, stream, text)
-            case wire.JobResult(index, kind) if kind != "ok":
-                self.log.add(index, "error", self.failure_text(index, kind, payload))
+            case wire.JobResult(index, kind):
+                self.result_bytes += len(payload)
+                if kind != "ok":
+                    self.log.add(index, "error", self.failure_text(index, kind, payload))
         self.changed.set()
 
     def failure_of(self, index: int, kind: str, payload: bytes) -> dict[str, Any]:
@@ -155,6 +160,8 @@ def job_record(run: JobRun) -> dict[str, Any]:
         "counts": run.counts(),
         "owner": run.owner,
     }
+    if run.ended_at is not None:
+        record |= {"ended_at": run.ended_at, "result_bytes": run.result_bytes}
     if not run.state.finished:
         record["resume"] = {
             "function": run.function,

@@ -40,6 +40,7 @@ from burla.services.main_service.job_driver import JobDriver
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.node_link import Dial, dial_tcp
 from burla.services.main_service.packages import PackageBuilder
+from burla.services.main_service.retention import RESULTS_LIMIT_BYTES
 from burla.services.main_service.standby import Standby
 from burla.services.main_service.submission import JOB_ID, Submissions
 from burla.services.main_service.takeover import take_over_jobs
@@ -65,13 +66,15 @@ class MainService:
         validate: bool = False,
         dial: Dial = dial_tcp,
         images: ImageMaker | None = None,
+        results_limit_bytes: int = RESULTS_LIMIT_BYTES,
     ) -> None:
         """`machines` are this cluster's, found as main_service starts (left by one that
         stopped, or the local cluster's first, already booting): the booting ones and the
         running ones (which `run()` connects to and resets) become its nodes; without any,
         `run()` starts the standby set. With `images`, a job may name an image not in the
         standby definition, or bring a Dockerfile: it is added to the definition and
-        started on every node."""
+        started on every node. Finished jobs' results stay in the Store within
+        `results_limit_bytes` (see retention)."""
         adopted = adopted_nodes(config, machines, clock.now())
         taken = {node.node_id for node in adopted}
         self._running = [
@@ -100,7 +103,14 @@ class MainService:
             on_node_lost=self._node_lost,
         )
         self.job_driver = JobDriver(
-            store, blobs, clock, self.nodes, self.job_tokens, jobs=jobs, spawn=self._spawn
+            store,
+            blobs,
+            clock,
+            self.nodes,
+            self.job_tokens,
+            jobs=jobs,
+            spawn=self._spawn,
+            results_limit_bytes=results_limit_bytes,
         )
         self.standby = Standby(store, self.cluster, self.nodes, images)
         self.submissions = Submissions(

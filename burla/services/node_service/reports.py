@@ -79,7 +79,7 @@ class Reporter:
             if self._report_ready.is_set():
                 self._report_ready = anyio.Event()
             if self.clock.now() >= self._quiet_due:
-                self.news = True
+                self.news, self._quiet_due = True, math.inf  # now, or once the one in flight is out
             wait = self._last_report + REPORT_INTERVAL_S - self.clock.now()
             if wait > 0:
                 await anyio.sleep(wait)
