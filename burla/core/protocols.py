@@ -82,8 +82,10 @@ class Store(Protocol):
         """Remove claimed items; returns the receipts that were still current."""
 
     async def renew(self, queue: str, receipts: Sequence[str], *, lease_s: float) -> set[str]:
-        """Extend leases to now + `lease_s` (0 hands the items back at once); returns the
-        receipts that were still current."""
+        """Extend leases to now + `lease_s`; returns the receipts that were still current.
+        0 hands the items back at once and ends their receipts: a renew or ack of one
+        after that does nothing, so a holder's late renew cannot lease again an item that
+        was handed back for others to claim."""
 
 
 class BlobStore(Protocol):

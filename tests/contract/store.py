@@ -323,6 +323,21 @@ class StoreContract:
         assert (again.item_id, again.deliveries) == ("a", 2)
         assert again.receipt != claims[0].receipt
 
+    async def test_a_receipt_handed_back_is_no_longer_current(self, store: Store) -> None:
+        """A holder's renew that comes after its item was handed back (main_service put
+        it back for others) must not lease it again for no one."""
+        await store.push("q", [("a", b"a"), ("b", b"b")])
+        claims = await store.claim("q", limit=2, lease_s=LONG_LEASE_S)
+        handed_back = claims[0].receipt
+        assert await store.renew("q", [handed_back], lease_s=0) == {handed_back}
+        assert await store.renew("q", [handed_back], lease_s=LONG_LEASE_S) == set()
+        assert await store.renew("q", [handed_back], lease_s=0) == set()
+        assert await store.ack("q", [handed_back]) == set()
+        [again] = await store.claim("q", limit=10, lease_s=LONG_LEASE_S)
+        assert (again.item_id, again.deliveries) == ("a", 2)
+        assert await store.ack("q", [again.receipt]) == {again.receipt}
+        assert await store.renew("q", [claims[1].receipt], lease_s=1.0) == {claims[1].receipt}
+
     async def test_queues_are_independent(self, store: Store) -> None:
         await store.push("q1", [("a", b"q1")])
         await store.push("q2", [("a", b"q2"), ("b", b"q2")])

@@ -151,8 +151,12 @@ class FirestoreQueues:
         expires = self._clock.now() + lease_s
 
         def extend(item: Snapshot) -> Write:
-            if lease_s == 0:  # handed back: first in line again, in its old place
-                return {"waiting": item.get("seq"), "lease_expires": DELETE_FIELD}
+            if lease_s == 0:  # handed back: in line again at its old place, receipt ended
+                return {
+                    "waiting": item.get("seq"),
+                    "lease_expires": DELETE_FIELD,
+                    "receipt": DELETE_FIELD,
+                }
             return {"waiting": DELETE_FIELD, "lease_expires": expires}
 
         return await self._settle(queue, receipts, extend)

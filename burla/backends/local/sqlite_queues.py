@@ -123,13 +123,14 @@ class SqliteQueues(SqliteFile):
         if not wanted:
             return set()
         with self._writing(f"renewing {len(receipts)} leases in queue {queue!r}") as connection:
-            expires = self._clock.now() + lease_s
             current = self._current(connection, queue, wanted)
+            # Handed back (0): available at once, and the receipt ends.
+            change = "lease_expires = NULL, receipt = NULL" if lease_s == 0 else "lease_expires = ?"
+            values = () if lease_s == 0 else (self._clock.now() + lease_s,)
             for chunk in chunks(builtins.list(current)):
                 connection.execute(
-                    "UPDATE queue_items SET lease_expires = ? "
-                    f"WHERE seq IN ({placeholders(len(chunk))})",
-                    (expires, *chunk),
+                    f"UPDATE queue_items SET {change} WHERE seq IN ({placeholders(len(chunk))})",
+                    (*values, *chunk),
                 )
         return set(current.values())
 

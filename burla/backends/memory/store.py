@@ -214,9 +214,16 @@ class MemoryStore:
             if item_id is None:
                 continue
             item = state.items[item_id]
+            renewed.add(receipt)
+            if lease_s == 0:  # handed back: in line again at its old place, receipt ended
+                del state.receipts[receipt]
+                item.receipt = item.lease_expires = None
+                if not item.queued:
+                    item.queued = True
+                    heapq.heappush(state.ready, (item.seq, item_id))
+                continue
             item.lease_expires = now + lease_s
             self._lease(state, item_id, receipt, item.lease_expires)
-            renewed.add(receipt)
         state.compact_leases()
         return renewed
 

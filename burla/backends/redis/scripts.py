@@ -212,7 +212,8 @@ RENEW = (
     _HELPERS
     + """
 -- ARGV: lease seconds, clock reading, then receipts. Leases the items whose receipt is
--- current until now + lease seconds; returns those receipts.
+-- current until now + lease seconds; returns those receipts. Lease seconds 0 hands the
+-- items back: ready again at their place in line, and their receipts no longer current.
 local expires = exact(now(ARGV[2]) + tonumber(ARGV[1]))
 local receipts = {}
 for i = 3, #ARGV do receipts[i - 2] = ARGV[i] end
@@ -225,6 +226,16 @@ for i = 1, #receipts do
     leases[#leases + 1] = expires
     leases[#leases + 1] = ids[i]
   end
+end
+if #held == 0 then return renewed end
+if tonumber(ARGV[1]) == 0 then
+  local places, line = hmget(KEYS[2], held), {}
+  for i, id in ipairs(held) do line[2 * i - 1], line[2 * i] = places[i], id end
+  call_with('HDEL', KEYS[5], renewed)
+  call_with('HDEL', KEYS[4], held)
+  call_with('ZREM', KEYS[7], held)
+  call_with('ZADD', KEYS[6], line)
+  return renewed
 end
 call_with('ZREM', KEYS[6], held)
 call_with('ZADD', KEYS[7], leases)
