@@ -39,6 +39,9 @@ class ContainerSpec(_Frozen):
     entrypoint: tuple[str, ...] = DEFAULT_ENTRYPOINT
     default: bool = False
     """Jobs of its Python version that name no image run in it."""
+    from_job: bool = False
+    """Added for a job that named or built it (not by the cluster's admin): such images
+    are kept, least recently used going first, within the cluster's limit."""
 
 
 class StandbyGroup(_Frozen):

@@ -207,6 +207,10 @@ class ImageMaker(Protocol):
         requirements file's) and its build `context` (a gzipped tar of the files the
         Dockerfile reads), made once per both; its name. ImageError if it cannot be made."""
 
+    async def forget(self, image: str) -> None:
+        """Free the disk of an image this maker built, which the cluster no longer keeps;
+        one it did not build, or gone already, is left as it is."""
+
     async def check(self, image: str) -> str:
         """The Python version (major.minor) of `image`'s workers; ImageError unless the
         nodes' workers can run in it."""

@@ -143,3 +143,21 @@ async def test_a_registry_that_does_not_answer_is_an_image_error(docker_engine: 
 )
 def test_only_images_named_with_their_registry_are_pulled(image: str, registry: str | None) -> None:
     assert registry_of(image) == registry
+
+
+async def test_forget_removes_a_built_image_from_the_engine_and_leaves_named_ones(
+    docker_engine: Any, default_image: str, registry: Registry, tmp_path: Path
+) -> None:
+    dockerfile = f"FROM {default_image}\nRUN echo {tmp_path.name} > /marker\n"
+    images = DockerImages(docker_engine, registry=registry.host)
+    pushed = await images.build(dockerfile)
+    local = pushed.removeprefix(f"{registry.host}/")
+    assert await anyio.to_thread.run_sync(has_image, docker_engine, local)
+
+    await images.forget(pushed)
+    assert not await anyio.to_thread.run_sync(has_image, docker_engine, pushed)
+    assert not await anyio.to_thread.run_sync(has_image, docker_engine, local)
+    await images.forget(pushed)  # gone already: nothing to do
+
+    await images.forget(default_image)  # named, not built here: left as it is
+    assert await anyio.to_thread.run_sync(has_image, docker_engine, default_image)

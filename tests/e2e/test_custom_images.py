@@ -5,7 +5,8 @@ workers running. These tests change the standby definition: they have a cluster 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,51 @@ def test_a_build_context_needs_a_dockerfile_and_docker_workers(
         remote_parallel_map(
             abs, [1], dockerfile=str(requirements), build_context=str(tmp_path), spinner=False
         )
+
+
+@pytest.fixture
+def keeps_one_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A cluster of its own that keeps one image added for jobs."""
+    root = tmp_path / "cluster"
+    monkeypatch.setenv("BURLA_LOCAL_DIR", str(root))
+    monkeypatch.setenv("BURLA_IMAGES_KEPT", "1")
+    try:
+        local.start(root)
+        yield root
+    finally:
+        Session.close_all()
+        local.stop(root)
+
+
+def test_the_least_recently_used_image_goes_with_its_workers_and_comes_back_when_asked(
+    keeps_one_image: Path, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text(REQUIREMENTS)
+    second.write_text(REQUIREMENTS + "# the same package, another image\n")
+
+    def run_on(requirements: Path) -> Path:
+        done = remote_parallel_map(
+            six_and_worker, range(2), dockerfile=str(requirements), spinner=False
+        )
+        assert {version for version, _, _ in done} == {"1.17.0"}
+        (prefix,) = {prefix for _, prefix, _ in done}
+        return Path(prefix)
+
+    first_image = run_on(first)
+    assert processes_of(first_image / "bin" / "python")
+    second_image = run_on(second)
+    assert second_image != first_image
+    wait_for(lambda: not first_image.exists(), "the first image's venv was removed")
+    wait_for(lambda: not processes_of(first_image / "bin" / "python"), "its workers stopped")
+    assert processes_of(second_image / "bin" / "python"), "the image kept keeps its workers"
+
+    assert run_on(first) == first_image, "made again for the job that asked for it"
+    wait_for(lambda: not second_image.exists(), "the other image went in its turn")
+
+
+def wait_for(condition: Callable[[], bool], what: str, within_s: float = 60) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {within_s:g} s: {what}"
+        time.sleep(0.1)

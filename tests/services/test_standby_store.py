@@ -25,9 +25,13 @@ class KnownImages:
 
     def __init__(self, pythons: dict[str, str]) -> None:
         self.pythons = pythons
+        self.forgotten: list[str] = []
 
     async def build(self, recipe: str, context: bytes | None = None) -> str:
         raise ImageError("this cluster builds no images")
+
+    async def forget(self, image: str) -> None:
+        self.forgotten.append(image)
 
     async def check(self, image: str) -> str:
         if image not in self.pythons:
@@ -35,7 +39,9 @@ class KnownImages:
         return self.pythons[image]
 
 
-def service_on(store: Store, clock: WallClock) -> MainService:
+def service_on(
+    store: Store, clock: WallClock, images: KnownImages | None = None, images_kept: int = 4
+) -> MainService:
     """A main_service whose settings say: one 2-CPU node, the default image."""
     return MainService(
         config=ClusterConfig(node_types=(N2,), standby=SEEDED),
@@ -46,7 +52,8 @@ def service_on(store: Store, clock: WallClock) -> MainService:
         main_url="http://127.0.0.1:1",
         boot_env={},
         token="s",
-        images=KnownImages({"registry.test/tools:1": "3.11"}),
+        images=images or KnownImages({"registry.test/tools:1": "3.11"}),
+        images_kept=images_kept,
     )
 
 
@@ -102,3 +109,38 @@ async def test_a_stored_definition_that_no_longer_reads_is_replaced_and_said(
     doc = await store.get(STANDBY_KEY)
     assert doc is not None
     assert StandbyDefinition.model_validate(doc.data) == SEEDED
+
+
+async def test_images_added_for_jobs_are_kept_within_the_limit_least_recently_used_first() -> None:
+    clock = WallClock()
+    store = MemoryStore(clock)
+    images = KnownImages({f"registry.test/{name}:1": "3.11" for name in "abc"})
+    service = service_on(store, clock, images, images_kept=2)
+    async with anyio.create_task_group() as tasks:
+        await service.run(tasks)
+        for name in "aba":  # a is used again: b is now the least recently used
+            await service.standby.add(f"registry.test/{name}:1")
+        assert images.forgotten == []
+        await service.standby.add("registry.test/c:1")
+        tasks.cancel_scope.cancel()
+    assert images.forgotten == ["registry.test/b:1"]
+    kept = ["registry.test/a:1", "registry.test/c:1"]
+    assert [c.image for c in service.cluster.config.standby.containers if c.from_job] == kept
+    standby = await started(service_on(store, clock, images, images_kept=2))
+    assert [c.image for c in standby.containers if c.from_job] == kept, "kept in the Store"
+    assert SEEDED.containers == tuple(c for c in standby.containers if not c.from_job)
+
+
+async def test_an_image_a_running_job_uses_is_kept_beyond_the_limit() -> None:
+    clock = WallClock()
+    store = MemoryStore(clock)
+    images = KnownImages({f"registry.test/{name}:1": "3.11" for name in "ab"})
+    service = service_on(store, clock, images, images_kept=1)
+    service.standby.running_images = lambda: {"registry.test/a:1"}
+    async with anyio.create_task_group() as tasks:
+        await service.run(tasks)
+        await service.standby.add("registry.test/a:1")
+        await service.standby.add("registry.test/b:1")
+        tasks.cancel_scope.cancel()
+    assert images.forgotten == []
+    assert {"registry.test/a:1", "registry.test/b:1"} <= service.cluster.config.standby.images

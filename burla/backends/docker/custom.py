@@ -80,6 +80,27 @@ class DockerImages:
         await anyio.to_thread.run_sync(push_image, self.client, tag, pushed, self._login)
         return pushed
 
+    async def forget(self, image: str) -> None:
+        """Remove from this engine an image built from a Dockerfile (its tag, and the name
+        it was pushed under); a copy pushed to the registry stays, for the registry's own
+        clean-up rules. An image a container still runs is left."""
+        if not _built_here(image):
+            return
+        await anyio.to_thread.run_sync(self._forget, image)
+
+    def _forget(self, image: str) -> None:
+        import docker.errors
+
+        bare = image.rsplit("/", 1)[-1]
+        for name in {image, bare}:
+            try:
+                self.client.images.remove(name)
+            except docker.errors.ImageNotFound:
+                continue
+            except docker.errors.APIError as error:
+                if error.status_code != 409:  # 409: a container uses it
+                    raise ImageError(f"image {name!r} could not be removed: {error}") from error
+
     async def check(self, image: str) -> str:
         """ImageError unless the engine has `image` and it runs the node's Python; that
         Python's version."""
@@ -168,3 +189,9 @@ def _supported(version: str) -> bool:
     if not (major.isdigit() and minor.isdigit()):
         return False
     return (int(major), int(minor)) >= (int(oldest_major), int(oldest_minor))
+
+
+def _built_here(image: str) -> bool:
+    """Whether `image` names a Dockerfile's image (dockerfile_tag), pushed or not."""
+    repository, _, tag = image.rsplit("/", 1)[-1].partition(":")
+    return repository == CUSTOM_REPOSITORY and len(tag) == 16

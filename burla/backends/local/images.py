@@ -10,7 +10,9 @@ and a half-built one is built again).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, build_worker_env
 from burla.core.errors import ImageError
 
 VENV_IMAGE_PREFIX = "venv-"
+VENV_IMAGE = re.compile(rf"{VENV_IMAGE_PREFIX}[0-9a-f]{{16}}")
 LOG_LINES = 20
 _COMPLETE = "complete"
 
@@ -57,6 +60,15 @@ class LocalVenvImages:
             if venv_image_python(self.root, image) is None:
                 await self._build(image, requirements)
         return image
+
+    async def forget(self, image: str) -> None:
+        """Remove a venv image's folder (not while one is being built)."""
+        if not VENV_IMAGE.fullmatch(image):
+            return
+        async with self._lock:
+            await anyio.to_thread.run_sync(
+                functools.partial(shutil.rmtree, self.root / "images" / image, ignore_errors=True)
+            )
 
     async def check(self, image: str) -> str:
         """The venv image's Python version (the node's, which built it), if it exists."""

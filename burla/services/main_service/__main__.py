@@ -438,6 +438,7 @@ async def _serve(
     from burla.services.main_service.app import create_app
     from burla.services.main_service.retention import results_limit_bytes
     from burla.services.main_service.service import MainService
+    from burla.services.main_service.standby import IMAGES_KEPT
     from burla.services.retrying import RetryingCompute, resilient
 
     store, blobs = resilient(backends.store, backends.blobs, os.environ)
@@ -453,6 +454,7 @@ async def _serve(
         machines=setup.machines,
         images=backends.images,
         results_limit_bytes=results_limit_bytes(),
+        images_kept=int(os.environ.get("BURLA_IMAGES_KEPT") or IMAGES_KEPT),
     )
     async with anyio.create_task_group() as tasks:
         # Serve once the stored standby definition and jobs are taken back, so no answer

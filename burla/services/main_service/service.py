@@ -41,7 +41,7 @@ from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.node_link import Dial, dial_tcp
 from burla.services.main_service.packages import PackageBuilder
 from burla.services.main_service.retention import RESULTS_LIMIT_BYTES
-from burla.services.main_service.standby import Standby
+from burla.services.main_service.standby import IMAGES_KEPT, Standby
 from burla.services.main_service.submission import JOB_ID, Submissions
 from burla.services.main_service.takeover import take_over_jobs
 from burla.services.main_service.users import retire_jobs
@@ -67,14 +67,16 @@ class MainService:
         dial: Dial = dial_tcp,
         images: ImageMaker | None = None,
         results_limit_bytes: int = RESULTS_LIMIT_BYTES,
+        images_kept: int = IMAGES_KEPT,
     ) -> None:
         """`machines` are this cluster's, found as main_service starts (left by one that
         stopped, or the local cluster's first, already booting): the booting ones and the
         running ones (which `run()` connects to and resets) become its nodes; without any,
         `run()` starts the standby set. With `images`, a job may name an image not in the
         standby definition, or bring a Dockerfile: it is added to the definition and
-        started on every node. Finished jobs' results stay in the Store within
-        `results_limit_bytes` (see retention)."""
+        started on every node; at most `images_kept` such images stay (see standby).
+        Finished jobs' results stay in the Store within `results_limit_bytes` (see
+        retention)."""
         adopted = adopted_nodes(config, machines, clock.now())
         taken = {node.node_id for node in adopted}
         self._running = [
@@ -112,7 +114,16 @@ class MainService:
             spawn=self._spawn,
             results_limit_bytes=results_limit_bytes,
         )
-        self.standby = Standby(store, self.cluster, self.nodes, images)
+        self.standby = Standby(
+            store,
+            self.cluster,
+            self.nodes,
+            images,
+            images_kept=images_kept,
+            running_images=lambda: {
+                run.spec.image for run in jobs.values() if run.spec.image and not run.state.finished
+            },
+        )
         self.submissions = Submissions(
             store, clock, self.standby, self.packages, self.job_driver, validate=validate
         )

@@ -7,12 +7,17 @@ the images jobs added, survive a restart and a takeover by another main_service.
 A job may name an image the definition lacks, or bring a Dockerfile, when main_service
 has an ImageMaker: the image is checked (its Python version read), added to the
 definition, and started on every node, so the first job on it waits for its containers
-and later ones find them warm.
+and later ones find them warm. Each image kept costs a warm container per CPU on every
+node and its disk, so at most `images_kept` images added for jobs stay: the least
+recently used goes (never one a running job uses), its containers stop and the
+ImageMaker frees its disk; a later job on it makes it again. The definition's order is
+the images' use: an image used moves to its end.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -25,6 +30,9 @@ from burla.core.protocols import ImageMaker, Store
 from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.store_keys import STANDBY_KEY
 
+IMAGES_KEPT = 4
+"""Images added for jobs that stay in the definition, at most ($BURLA_IMAGES_KEPT)."""
+
 
 class Standby:
     def __init__(
@@ -33,11 +41,17 @@ class Standby:
         machine: ClusterMachine,
         nodes: ClusterDriver,
         images: ImageMaker | None,
+        *,
+        images_kept: int = IMAGES_KEPT,
+        running_images: Callable[[], set[str]] = set,
     ) -> None:
+        """`running_images` says which images running jobs use."""
         self.store = store
         self.machine = machine
         self.nodes = nodes
         self.images = images
+        self.images_kept = images_kept
+        self.running_images = running_images
         self._lock = anyio.Lock()
 
     async def load(self) -> None:
@@ -71,20 +85,44 @@ class Standby:
         return await self.images.build(recipe, context)
 
     async def add(self, image: str) -> None:
-        """Put `image` in the standby definition and start its containers on every node."""
+        """Put `image` in the standby definition (at its end: the latest used) and start
+        its containers on every node; then let the least recently used go, beyond
+        `images_kept`. One there already moves to the end."""
         if self.images is None:
             raise ImageError(f"this cluster cannot run images it does not keep: {image!r}")
-        if self.has(image):
-            return
         async with self._lock:
-            if self.has(image):
+            containers = self.machine.config.standby.containers
+            spec = next((s for s in containers if s.image == image), None)
+            if spec is not None:
+                if spec.from_job and containers[-1] is not spec:  # the latest used
+                    await self._set([*(s for s in containers if s is not spec), spec])
                 return
             python = await self.images.check(image)
-            standby = self.machine.config.standby
-            containers = (*standby.containers, ContainerSpec(image=image, python_version=python))
-            standby = standby.model_copy(update={"containers": containers})
-            self.machine.config = self.machine.config.model_copy(update={"standby": standby})
-            await self.save()
+            added = ContainerSpec(image=image, python_version=python, from_job=True)
+            containers = (*containers, added)
+            await self._set(containers, send=True)
+            await self._trim(containers, keep=image)
+
+    async def _trim(self, containers: Sequence[ContainerSpec], keep: str) -> None:
+        """Drop the least recently used images added for jobs beyond `images_kept`, but
+        not `keep` (a job comes for it) nor any a running job uses; stop their
+        containers, then free their disk."""
+        assert self.images is not None
+        added = [spec for spec in containers if spec.from_job]
+        running = self.running_images() | {keep}
+        dropped = [s for s in added if s.image not in running][: len(added) - self.images_kept]
+        if not dropped:
+            return
+        await self._set([spec for spec in containers if spec not in dropped], send=True)
+        for spec in dropped:
+            await self.images.forget(spec.image)
+
+    async def _set(self, containers: Sequence[ContainerSpec], *, send: bool = False) -> None:
+        """Run by these container specs, store them, and with `send` tell every node."""
+        standby = self.machine.config.standby.model_copy(update={"containers": tuple(containers)})
+        self.machine.config = self.machine.config.model_copy(update={"standby": standby})
+        await self.save()
+        if send:
             await self.nodes.send_standby([spec.model_dump(mode="json") for spec in containers])
 
     def image_for(self, job: JobSpec) -> str | None:

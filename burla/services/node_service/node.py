@@ -114,8 +114,12 @@ class NodeService:
         await self.pool.start_standby(self._tasks)
 
     async def set_containers(self, specs: tuple[ContainerSpec, ...]) -> None:
-        """A new standby definition's container specs: start the containers it adds."""
+        """A new standby definition's container specs: stop the containers of images it
+        dropped (those running a job once it ends), start those it adds."""
         self.pool.specs = specs
+        assignment = self.feed.assignment
+        busy = assignment.workers if assignment is not None and not assignment.ended else []
+        await self.pool.drop_unwanted(busy)
         await self.start_standby()
 
     # Jobs ------------------------------------------------------------------------------
@@ -207,6 +211,7 @@ class NodeService:
         if assignment is not None:
             await self.feed.end(assignment.job.job_id, cancel=cancel)
         await self.pool.home_again()
+        await self.pool.drop_unwanted()
         await self.start_standby()
         self.feed.assignment = None
         if self.packages.grown:

@@ -8,7 +8,7 @@ import math
 import re
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,6 +272,17 @@ class WorkerPool:
         and reported timed out, once gone."""
         self._timed_out[name] = index
         await self.runtime.stop(name)
+
+    async def drop_unwanted(self, busy: Collection[Worker] = ()) -> None:
+        """Stop for good the workers of images the standby definition no longer keeps,
+        but those `busy` with a job (a reset after it drops them)."""
+        wanted = {spec.image for spec in self.specs}
+        for worker in list(self.workers.values()):
+            if worker.spec.image not in wanted and worker not in busy:
+                del self.workers[worker.name]
+                if worker.channel is not None:
+                    self._stopping[worker.name] = False
+                await self.runtime.stop(worker.name)
 
     async def aclose(self) -> None:
         """Stop every worker for good: the node is going away."""
