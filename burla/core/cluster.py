@@ -127,18 +127,21 @@ class ClusterMachine:
         clock: Clock,
         *,
         nodes: Iterable[Node] = (),
+        leaving: Iterable[str] = (),
         validate: bool = True,
     ) -> None:
+        """`leaving`: machines found at start that are not taken on as nodes (they go)."""
         self.config = config
         self.clock = clock
         self.nodes: dict[str, Node] = {n.node_id: n for n in nodes}
-        self.leaving: set[str] = set()
+        self.leaving: set[str] = set(leaving) - self.nodes.keys()
         """Machines of nodes let go that may still exist (see MachinesLeft)."""
         self.jobs: dict[str, _RunningJob] = {}
         self._validate = validate
-        # Ids are never given twice, adopted nodes' included: a machine of a node that
-        # failed may still exist when its replacement is made.
-        self._ids = itertools.count(1 + max(map(_id_number, self.nodes), default=0))
+        # Ids are never given twice, adopted nodes' and leaving machines' included: a
+        # machine of a node that failed may still exist when its replacement is made.
+        known = [*self.nodes, *self.leaving]
+        self._ids = itertools.count(1 + max(map(_id_number, known), default=0))
 
     # Queries -----------------------------------------------------------------------------
     def wants(self) -> dict[str, int]:
@@ -349,7 +352,12 @@ class ClusterMachine:
         return commands
 
     def _new_id(self) -> str:
-        return f"{NODE_ID_PREFIX}{next(self._ids):06d}"
+        """A node id no node or machine of this cluster has (machines made elsewhere
+        show up in MachinesLeft: their ids are skipped)."""
+        while True:
+            node_id = f"{NODE_ID_PREFIX}{next(self._ids):06d}"
+            if node_id not in self.nodes and node_id not in self.leaving:
+                return node_id
 
     # Invariants --------------------------------------------------------------------------
     def validate(self) -> None:

@@ -55,9 +55,11 @@ class Reset(Message):
 @message("kill_worker")
 @dataclass(frozen=True, slots=True)
 class KillWorker(Message):
-    """Stop worker `name` (main_service gave up on it); a fresh one replaces it."""
+    """Stop worker `name`, which runs inputs of job `job_id` (main_service gave up on
+    them); a fresh one replaces it. A node no longer on that job leaves its workers be."""
 
     name: str
+    job_id: str
     id: int = 0
 
 

@@ -123,6 +123,7 @@ def test_many_clients_many_jobs_faults_everywhere_nothing_lost(faulty_cluster, t
         "nodes_killed_from_outside": kinds.count("node_service"),
         "main_services_killed": kinds.count("main_service"),
         "results_lost": sum(t["lost"] for t in tallies),
+        "timeouts_reported_as_deaths": sum(t["timeouts_reported_as_deaths"] for t in tallies),
         "errors": [e for t in tallies for e in t["errors"]],
         "resident_memory_mb": {
             service: _memory_over_life(memory, service, finished_jobs)

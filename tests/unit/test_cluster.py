@@ -9,6 +9,7 @@ from burla.core.cluster import (
     DeleteNode,
     JobEnded,
     JobSubmitted,
+    MachinesLeft,
     NodeBooted,
     NodeFailed,
     ResetNode,
@@ -233,3 +234,14 @@ def test_a_node_id_is_never_given_twice_adopted_nodes_included():
     assert start.node_id == "node-000002"
     (again,) = of(StartNode, machine.handle(NodeFailed("node-000002")))
     assert again.node_id == "node-000003"
+
+
+def test_no_node_gets_the_id_of_a_machine_still_leaving():
+    # Found at start and not taken on (being deleted): node-000005 and node-000007.
+    machine = ClusterMachine(config(count=2), ManualClock(), leaving=["node-000005", "node-000007"])
+    starts = of(StartNode, machine.handle(RestartCluster()))
+    assert {s.node_id for s in starts} == {"node-000008", "node-000009"}
+    # A machine made elsewhere shows up leaving later: its id is skipped too.
+    machine.handle(MachinesLeft(frozenset({"node-000005", "node-000010"})))
+    (start,) = of(StartNode, machine.handle(NodeFailed("node-000008")))
+    assert start.node_id == "node-000011"

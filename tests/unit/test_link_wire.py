@@ -40,7 +40,7 @@ requests = st.one_of(
     ),
     st.builds(Standby, st.lists(objects, max_size=3).map(tuple), request_ids),
     st.builds(Reset, st.none() | ids, st.booleans(), request_ids),
-    st.builds(KillWorker, ids, request_ids),
+    st.builds(KillWorker, ids, ids, request_ids),
     st.builds(CheckHealth, request_ids),
 )
 from_node = st.one_of(
@@ -71,7 +71,7 @@ def test_what_a_node_answers_round_trips(message: Any) -> None:
     [
         ({"op": "health", "id": 1}, "not a burla message"),
         (["reply", 1, None], "no meaning"),
-        (["kill_worker", 3, 1], "malformed"),
+        (["kill_worker", 3, "job-1", 1], "malformed"),
         (["reset", None, "yes", 1], "malformed"),
         (["assign", [], 1, None, [], None, 1], "malformed"),
         (["standby", ["not a spec"], 1], "malformed"),

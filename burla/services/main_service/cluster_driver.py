@@ -118,8 +118,8 @@ class ClusterDriver:
                 group.start_soon(prune, node_id)
         return done
 
-    def kill_worker(self, node_id: str, worker: str) -> None:
-        self._spawn(self._call_node, node_id, KillWorker(worker))
+    def kill_worker(self, node_id: str, worker: str, job_id: str) -> None:
+        self._spawn(self._call_node, node_id, KillWorker(worker, job_id))
 
     async def send_standby(self, specs: list[dict[str, Any]]) -> None:
         """Every connected node starts the containers of this standby definition."""

@@ -193,7 +193,7 @@ class JobDriver:
                 case i.KillWorker(worker, _):
                     node_id = run.worker_nodes.get(worker)
                     if node_id is not None:
-                        self.nodes.kill_worker(node_id, worker)
+                        self.nodes.kill_worker(node_id, worker, job_id)
                 case i.RecordFailure(index, failure, attempts):
                     await self._record_failure(run, index, failure, attempts)
                 case i.FinishJob(state):

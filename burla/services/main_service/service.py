@@ -82,7 +82,13 @@ class MainService:
         self._running = [
             (m.node_id, m.address) for m in machines if m.address and m.node_id in taken
         ]
-        self.cluster = c.ClusterMachine(config, clock, nodes=adopted, validate=validate)
+        self.cluster = c.ClusterMachine(
+            config,
+            clock,
+            nodes=adopted,
+            leaving=[m.node_id for m in machines if m.node_id not in taken],
+            validate=validate,
+        )
         self.store = store
         self.blobs = blobs
         self.clock = clock

@@ -301,7 +301,13 @@ class Feed:
         assert limit is not None
         while not assignment.ended:
             await anyio.sleep(look_every_s(limit))
-            looks = [_look(worker) for worker in assignment.workers]
+            # A worker gone, or being stopped for its last look, has nothing to stop: a
+            # second stop could land on its replacement, which runs under its name.
+            looks = [
+                _look(worker)
+                for worker in assignment.workers
+                if worker.channel is not None and not self.pool.stopping_overdue(worker)
+            ]
             for stop in overdue(looks, self.clock.now(), limit):
                 await self.pool.stop_overdue(stop.worker, stop.index)
 

@@ -125,8 +125,8 @@ async def _carry_out(node: NodeService, request: Request, payload: bytes) -> Rep
             await node.set_containers(tuple(ContainerSpec.model_validate(s) for s in specs))
         case Reset(job_id, cancel):
             await node.reset(job_id, cancel=cancel)
-        case KillWorker(name):
-            await node.kill_worker(name)
+        case KillWorker(name, job_id):
+            await node.kill_worker(name, job_id)
         case Prune(max_bytes):
             await node.prune_packages(max_bytes)
         case CheckHealth():

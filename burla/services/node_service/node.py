@@ -243,9 +243,14 @@ class NodeService:
             saved = await self.reporter.save_finished()
             await self.feed.give_back(but=saved)
 
-    async def kill_worker(self, name: str) -> None:
-        """Stop a worker main_service gave up on (a timeout it saw); a fresh one replaces it.
-        One gone already is being replaced, and the pool leaves its replacement be."""
+    async def kill_worker(self, name: str, job_id: str) -> None:
+        """Stop a worker main_service gave up on (its job was canceled); a fresh one
+        replaces it. One gone already is being replaced, and the pool leaves its
+        replacement be; a node that has moved on from the job (a reset stopped what ran
+        it) leaves its workers be: one of that name may run the next job's inputs."""
+        assignment = self.feed.assignment
+        if assignment is None or assignment.ended or assignment.job.job_id != job_id:
+            return
         worker = self.pool.workers.get(name)
         if worker is not None:
             await self.pool.stop(worker, True)

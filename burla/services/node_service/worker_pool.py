@@ -267,6 +267,10 @@ class WorkerPool:
         self._stopping[worker.name] = restart
         await self.runtime.stop(worker.name)
 
+    def stopping_overdue(self, worker: Worker) -> bool:
+        """Whether the worker is being stopped for running past the job's timeout."""
+        return worker.name in self._timed_out
+
     async def stop_overdue(self, name: str, index: int) -> None:
         """Stop a worker whose input `index` ran past the job's timeout; it is replaced,
         and reported timed out, once gone."""
