@@ -131,6 +131,21 @@ async def test_images_added_for_jobs_are_kept_within_the_limit_least_recently_us
     assert SEEDED.containers == tuple(c for c in standby.containers if not c.from_job)
 
 
+async def test_images_within_the_limit_all_stay() -> None:
+    clock = WallClock()
+    store = MemoryStore(clock)
+    images = KnownImages({f"registry.test/{name}:1": "3.11" for name in "abc"})
+    service = service_on(store, clock, images, images_kept=4)
+    async with anyio.create_task_group() as tasks:
+        await service.run(tasks)
+        for name in "abc":
+            await service.standby.add(f"registry.test/{name}:1")
+        tasks.cancel_scope.cancel()
+    assert images.forgotten == []
+    added = [c.image for c in service.cluster.config.standby.containers if c.from_job]
+    assert added == [f"registry.test/{name}:1" for name in "abc"]
+
+
 async def test_an_image_a_running_job_uses_is_kept_beyond_the_limit() -> None:
     clock = WallClock()
     store = MemoryStore(clock)

@@ -109,8 +109,11 @@ class Standby:
         containers, then free their disk."""
         assert self.images is not None
         added = [spec for spec in containers if spec.from_job]
+        over = len(added) - self.images_kept
+        if over <= 0:
+            return
         running = self.running_images() | {keep}
-        dropped = [s for s in added if s.image not in running][: len(added) - self.images_kept]
+        dropped = [s for s in added if s.image not in running][:over]
         if not dropped:
             return
         await self._set([spec for spec in containers if spec not in dropped], send=True)
