@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from burla.client import local
-from burla.client.map import Session
+from tests.local_cluster import cluster_in
 
 
 @pytest.fixture(scope="session")
@@ -18,10 +18,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.ClusterI
     previous = os.environ.get("BURLA_LOCAL_DIR")
     os.environ["BURLA_LOCAL_DIR"] = str(root)
     try:
-        yield local.start(root)
+        with cluster_in(root) as cluster:
+            yield cluster
     finally:
-        Session.close_all()
-        local.stop(root)
         if previous is None:
             del os.environ["BURLA_LOCAL_DIR"]
         else:

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from burla import ImageError, remote_parallel_map
-from burla.client import local
-from burla.client.map import Session
 from burla.core.errors import InvalidRequestError
+from tests.local_cluster import cluster_in
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +27,9 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     previous = os.environ.get("BURLA_LOCAL_DIR")
     os.environ["BURLA_LOCAL_DIR"] = str(root)
     try:
-        local.start(root)
-        yield root
+        with cluster_in(root):
+            yield root
     finally:
-        Session.close_all()
-        local.stop(root)
         if previous is None:
             del os.environ["BURLA_LOCAL_DIR"]
         else:
@@ -116,12 +113,8 @@ def keeps_one_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     root = tmp_path / "cluster"
     monkeypatch.setenv("BURLA_LOCAL_DIR", str(root))
     monkeypatch.setenv("BURLA_IMAGES_KEPT", "1")
-    try:
-        local.start(root)
+    with cluster_in(root):
         yield root
-    finally:
-        Session.close_all()
-        local.stop(root)
 
 
 def test_the_least_recently_used_image_goes_with_its_workers_and_comes_back_when_asked(

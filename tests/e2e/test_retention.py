@@ -9,10 +9,10 @@ import time
 import pytest
 
 from burla import remote_parallel_map
-from burla.client import local
-from burla.client.map import Session, job_results
+from burla.client.map import job_results
 from burla.core.errors import NotFoundError
 from tests.e2e.test_cli import burla_json
+from tests.local_cluster import cluster_in
 
 
 def block(n: int) -> bytes:
@@ -45,11 +45,8 @@ def small_cluster(tmp_path, monkeypatch: pytest.MonkeyPatch):
     """A cluster of its own that keeps about 300 KB of finished jobs' results."""
     monkeypatch.setenv("BURLA_LOCAL_DIR", str(tmp_path))
     monkeypatch.setenv("BURLA_RESULTS_MAX_GB", str(300_000 / 2**30))
-    try:
-        yield local.start(tmp_path)
-    finally:
-        Session.close_all()
-        local.stop(tmp_path)
+    with cluster_in(tmp_path) as cluster:
+        yield cluster
 
 
 def test_main_service_keeps_finished_jobs_results_within_its_limit(small_cluster) -> None:

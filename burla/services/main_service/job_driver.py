@@ -114,6 +114,14 @@ class JobDriver:
         else:
             await self.nodes.job_started(run.spec)
 
+    def running(self) -> list[JobRun]:
+        """The jobs that have not ended."""
+        return [run for run in self.jobs.values() if not run.state.finished]
+
+    def running_images(self) -> set[str]:
+        """The images running jobs use."""
+        return {run.spec.image for run in self.running() if run.spec.image is not None}
+
     def job(self, job_id: str) -> JobRun:
         run = self.jobs.get(job_id)
         if run is None:
@@ -250,7 +258,7 @@ class JobDriver:
     async def forget_finished(self, limit_bytes: int) -> Forgotten:
         """Keep the results of finished jobs in the Store within `limit_bytes`, removing
         the jobs that finished longest ago (see retention), from memory too."""
-        running = {job_id for job_id, run in self.jobs.items() if not run.state.finished}
+        running = {run.spec.job_id for run in self.running()}
         forgotten = await forget_oldest(self.store, limit_bytes, running)
         for job_id in forgotten.jobs:
             if (run := self.jobs.get(job_id)) is not None and run.state.finished:

@@ -126,9 +126,7 @@ class MainService:
             self.nodes,
             images,
             images_kept=images_kept,
-            running_images=lambda: {
-                run.spec.image for run in jobs.values() if run.spec.image and not run.state.finished
-            },
+            running_images=self.job_driver.running_images,
         )
         self.submissions = Submissions(
             store, clock, self.standby, self.packages, self.job_driver, validate=validate
