@@ -39,11 +39,13 @@ unit: $(STAMP)
 
 test: lint typecheck components unit
 
-# An hour of clients, faults and kills (tests/faults/test_soak.py); its numbers are kept.
+# An hour of clients, faults and kills (tests/faults/test_soak.py), then 10,000 jobs
+# through one main_service (tests/faults/test_memory.py); their numbers are kept.
 soak: $(STAMP)
 	BURLA_SOAK_S=3600 BURLA_SOAK_MAIN_KILLS=4 BURLA_SOAK_STEADY=0.6 \
 	BURLA_SOAK_REPORT=benchmarks/soak-hour.json \
-	$(BIN)/pytest -p no:cacheprovider -q tests/faults/test_soak.py
+	BURLA_MEMORY_JOBS=10000 BURLA_MEMORY_REPORT=benchmarks/memory-jobs.json \
+	$(BIN)/pytest -p no:cacheprovider -q tests/faults/test_soak.py tests/faults/test_memory.py
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks run

@@ -6,6 +6,7 @@ import io
 import site
 import sys
 import sysconfig
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
@@ -44,17 +45,21 @@ def is_own_code(module: ModuleType) -> bool:
 
 _seen: dict[str, object] = {}
 """Top-level modules already looked at, by name: the module object seen then."""
+_seen_lock = threading.Lock()
+"""Jobs submitted from several threads at once: one that finds a module seen must not
+pickle before the thread that saw it has registered it."""
 
 
 def ship_own_code_by_value() -> None:
     """Workers may run another environment, started by another process: send the caller's
     own modules with the function rather than by name."""
-    for name, module in list(sys.modules.items()):
-        if module is None or "." in name or name == "__main__" or _seen.get(name) is module:
-            continue
-        _seen[name] = module
-        if is_own_code(module):
-            cloudpickle.register_pickle_by_value(module)
+    with _seen_lock:
+        for name, module in list(sys.modules.items()):
+            if module is None or "." in name or name == "__main__" or _seen.get(name) is module:
+                continue
+            if is_own_code(module):
+                cloudpickle.register_pickle_by_value(module)
+            _seen[name] = module
 
 
 def dumps_function(function: Any) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -32,6 +33,8 @@ class Session(Connection):
     process (and thread-safe), so that a warm call costs no new connection."""
 
     _cached: ClassVar[dict[str, Session]] = {}
+    _cache_lock: ClassVar[threading.Lock] = threading.Lock()
+    """Threads that start jobs at once share one session (and start one cluster)."""
 
     def __init__(self, cluster: local.ClusterInfo, local_backend: str | None = None) -> None:
         super().__init__(cluster, local_backend)
@@ -77,17 +80,23 @@ class Session(Connection):
     def _with_cluster(cls, key: str, cluster: local.ClusterInfo) -> Session:
         """The cached session `key` names, made anew (the old one closed) if it holds
         another token or pin."""
-        session = cls._cached.get(key)
-        if session is None or session.cluster != cluster:
-            if session is not None:
-                session.close()
-            session = cls._cached[key] = cls(cluster)
-        return session
+        with cls._cache_lock:
+            session = cls._cached.get(key)
+            if session is None or session.cluster != cluster:
+                if session is not None:
+                    session.close()
+                session = cls._cached[key] = cls(cluster)
+            return session
 
     @classmethod
     def for_local_cluster(cls, backend: str = "local", fresh: bool = False) -> Session:
         """The session with this machine's cluster of `backend` ("local" or "docker"),
         which is started if it is not running."""
+        with cls._cache_lock:
+            return cls._for_local_cluster(backend, fresh)
+
+    @classmethod
+    def _for_local_cluster(cls, backend: str, fresh: bool) -> Session:
         root = local.local_dir(backend)
         key = str(root)
         session = cls._cached.get(key)
@@ -103,15 +112,16 @@ class Session(Connection):
         session = cls._cached[key] = cls(local.start(root, backend=backend), backend)
         session.stamp = local.stamp(root)
         if (ignored := local.size_ignored(session.cluster, None, backend)) is not None:
-            warnings.warn(ignored, SettingIgnoredWarning, stacklevel=4)
+            warnings.warn(ignored, SettingIgnoredWarning, stacklevel=5)
         return session
 
     @classmethod
     def close_all(cls) -> None:
         """Close every cached session (at exit, or when a cluster is stopped)."""
-        for session in cls._cached.values():
-            session.close()
-        cls._cached.clear()
+        with cls._cache_lock:
+            for session in cls._cached.values():
+                session.close()
+            cls._cached.clear()
 
     def upload_sources(self, sources: dict[str, bytes]) -> dict[str, str]:
         """Upload the source archives this cluster was not sent yet; their blob keys."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -376,6 +377,25 @@ async def test_node_started_by_one_provider_is_listed_and_deleted_by_another(
     finally:
         await second.aclose()
         await first.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_node_whose_directory_goes_while_it_is_deleted_is_deleted_all_the_same(
+    provider: LocalComputeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await provider.create(boot("node-a"))
+    await eventually(lambda: _status(provider, "node-a", MachineStatus.RUNNING))
+    pid = node_pid(provider, "node-a")
+    read_record = provider._read_record
+
+    def read_then_lose(node_id: str) -> object:
+        record = read_record(node_id)
+        shutil.rmtree(provider.directory(node_id))  # another process deleting it, meanwhile
+        return record
+
+    monkeypatch.setattr(provider, "_read_record", read_then_lose)
+    assert await provider.delete("node-a") is True
+    assert gone(pid)
 
 
 @pytest.mark.anyio

@@ -10,7 +10,9 @@ Every run of the quick function appends lines to `runs_dir/<worker pid>`: `start
 TIME` when it starts, then `end TAG X TIME` when it returns, or `exit TAG X TIME` when it
 kills its own worker (it does now and then, so that some inputs run more than once). A
 run with a start and no end died mid-input; a run with an end whose input ran again had
-finished, and its result was lost with its worker or node.
+finished, and its result was lost with its worker or node. Every try of a timeout job's
+input appends `sleep TAG SECONDS TIME` there too: a try that ends as a worker death must
+be one whose worker was killed from outside.
 
 Each finished job appends `KIND INPUTS SECONDS END_TIME` to `jobs_dir/<seed>`, and the
 client prints one JSON line at the end: jobs, inputs, results lost (wrong or missing) and
@@ -39,7 +41,8 @@ class Tally:
         self.jobs = self.inputs = self.lost = 0
         self.logged_inputs = 0
         """Inputs of the quick function, whose runs are logged."""
-        self.timeouts_reported_as_deaths = 0
+        self.timeouts_reported_as_deaths: list[str] = []
+        """Tags of timeout jobs whose input's last try ended as a worker death."""
         self.errors: list[str] = []
         self.kinds: dict[str, int] = {}
 
@@ -145,15 +148,21 @@ def timeout(tally: Tally, rng: random.Random, tag: str, runs_dir: str) -> int:
     """An input that runs past the job's timeout is stopped, and the caller told which
     (after its retries, which a worker killed from outside may use up instead)."""
     inputs = [0.0, 0.0, 60.0]
+
+    def sleep(seconds: float, tag: str = tag, runs_dir: str = runs_dir) -> None:
+        path = os.path.join(runs_dir, str(os.getpid()))
+        runs = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(runs, f"sleep {tag} {seconds} {time.time()}\n".encode())
+        os.close(runs)
+        time.sleep(seconds)
+
     try:
-        remote_parallel_map(time.sleep, inputs, timeout=1.0, retries=2, spinner=False)
+        remote_parallel_map(sleep, inputs, timeout=1.0, retries=2, spinner=False)
     except (InputTimeoutError, WorkerCrashedError) as error:
         if getattr(error, "burla_input_index", None) != 2:
             tally.errors.append(f"timeout: wrong input in {error!r}")
-        # Known: under this soak's kills, the tries of an input that runs past the
-        # timeout are now and then reported as worker deaths. Counted, not hidden.
         if isinstance(error, WorkerCrashedError):
-            tally.timeouts_reported_as_deaths += 1
+            tally.timeouts_reported_as_deaths.append(tag)  # checked against the kills
     except Exception as error:
         tally.errors.append(f"timeout: {type(error).__name__}: {error}")
     else:

@@ -21,6 +21,7 @@ so a pid reused by another program is never signalled.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import shutil
@@ -152,7 +153,10 @@ class LocalComputeProvider:
         # Shielded: a delete that was begun ends with the process gone and reaped.
         with anyio.CancelScope(shield=True):
             if record is not None:
-                (self.directory(node_id) / STOPPING_FILE).touch()
+                # Its directory may go meanwhile (another main_service on this root
+                # deleting it too): its process is stopped all the same.
+                with contextlib.suppress(FileNotFoundError):
+                    (self.directory(node_id) / STOPPING_FILE).touch()
                 await self._stop(record)
             if child is not None:
                 if child.returncode is None:  # not reaped, so its group id is still its own

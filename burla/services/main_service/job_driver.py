@@ -26,6 +26,7 @@ from burla.core.models import JobState
 from burla.core.protocols import BlobStore, Store
 from burla.services.cluster_keys import JobTokens
 from burla.services.main_service.cluster_driver import ClusterDriver
+from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
 from burla.services.main_service.job_logs import FLUSH_EVERY_S
 from burla.services.main_service.jobs import JobRun, job_record
 from burla.services.main_service.retention import (
@@ -44,8 +45,6 @@ from burla.services.store_keys import (
     running_key,
 )
 
-FORGET_AFTER_S = 600.0
-"""How long a finished job's results stay in memory for its client to read."""
 CATCH_UP_FIRST_S = 1.0
 CATCH_UP_MAX_S = 10.0
 """A job taken over after a restart, or one that lost a node, looks for results it was
@@ -79,7 +78,7 @@ class JobDriver:
         spawn: Callable[..., None],
         results_limit_bytes: int = RESULTS_LIMIT_BYTES,
     ) -> None:
-        """`jobs` are the running jobs (and finished ones for FORGET_AFTER_S), which the
+        """`jobs` are the running jobs (and finished ones, see HeldJobs), which the
         cluster's side reads too. Finished jobs' results stay in the Store within
         `results_limit_bytes` (see retention)."""
         self.store = store
@@ -96,6 +95,7 @@ class JobDriver:
         job waits for it, so that it is never taken for one of them."""
         self.last_activity = clock.now()
         self.results_limit_bytes = results_limit_bytes
+        self.held = HeldJobs(jobs, clock)
         self._next_results_prune = clock.now()
         self._results_since_prune = 0
 
@@ -245,7 +245,7 @@ class JobDriver:
         self.last_activity = self.clock.now()
         if run.blob_prefixes:
             self._spawn(self._delete_blobs, sorted(run.blob_prefixes))
-        self._spawn(self._forget_later, job_id, FORGET_AFTER_S)
+        self.held.add(run)
         self._results_since_prune += run.result_bytes
         if (
             self.clock.now() >= self._next_results_prune
@@ -261,8 +261,7 @@ class JobDriver:
         running = {run.spec.job_id for run in self.running()}
         forgotten = await forget_oldest(self.store, limit_bytes, running)
         for job_id in forgotten.jobs:
-            if (run := self.jobs.get(job_id)) is not None and run.state.finished:
-                del self.jobs[job_id]
+            self.held.forget(job_id)
         return forgotten
 
     async def keep_logs_stored(self) -> None:
@@ -300,10 +299,11 @@ class JobDriver:
         for prefix in prefixes:
             await self.blobs.delete_prefix(prefix)
 
-    async def _forget_later(self, job_id: str, after_s: float) -> None:
-        """Drop a finished job's stream from memory; its results stay in the Store."""
-        await anyio.sleep(after_s)
-        self.jobs.pop(job_id, None)
+    async def keep_memory(self) -> None:
+        """Forget finished jobs as HeldJobs says, also when no job ends for a while."""
+        while True:
+            await anyio.sleep(TRIM_EVERY_S)
+            self.held.trim()
 
     # Results no node reported ------------------------------------------------------------
     async def catch_up(self, run: JobRun) -> None:

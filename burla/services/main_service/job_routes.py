@@ -84,7 +84,7 @@ class JobRoutes:
         run = self.service.job(job_id)
         after = max(after, 0)
         await run.wait_after(after, min(max(wait, 0.0), MAX_WAIT_S), until_done=until_done)
-        new = run.stream[after:]
+        new = run.events_after(after)
         head = wire.StreamHead(job_id, run.run_id, run.state.value, after + len(new), run.error)
         return wire.encode_stream(head, new)
 

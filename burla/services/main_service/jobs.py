@@ -44,6 +44,8 @@ class JobRun:
     """The last exception each input raised, recorded as its result if it fails for good."""
     stream: list[StreamEvent] = field(default_factory=list)
     changed: anyio.Event = field(default_factory=anyio.Event)
+    read_to_end: anyio.Event = field(default_factory=anyio.Event)
+    """Set once a reader has had the stream's last event: its client needs it no more."""
     record_lock: anyio.Lock = field(default_factory=anyio.Lock)
     state: JobState = JobState.RUNNING
     error: str | None = None
@@ -142,6 +144,13 @@ class JobRun:
                 if self.changed.is_set():
                     self.changed = anyio.Event()
                 await self.changed.wait()
+
+    def events_after(self, cursor: int) -> list[StreamEvent]:
+        """The stream's events after `cursor`, for a reader."""
+        new = self.stream[cursor:]
+        if self.done_streaming and new:
+            self.read_to_end.set()
+        return new
 
     @property
     def done_streaming(self) -> bool:

@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI, Query
 from burla.core.errors import NotFoundError
 from burla.services.main_service import views
 from burla.services.main_service.auth import User, require_admin, visible_record, visible_run
-from burla.services.main_service.job_driver import FORGET_AFTER_S
+from burla.services.main_service.held_jobs import FORGET_AFTER_S
 from burla.services.main_service.job_logs import stored_page
 from burla.services.main_service.job_routes import MAX_WAIT_S
 from burla.services.main_service.jobs import JobRun
@@ -78,7 +78,7 @@ def _held(service: MainService, job_id: str, user: str) -> JobRun:
     run = visible_run(service, job_id, user)
     if run is None:
         raise NotFoundError(
-            f"main_service holds no job {job_id}: a job's inputs are kept "
+            f"main_service holds no job {job_id}: a job's inputs are kept up to "
             f"{FORGET_AFTER_S / 60:g} minutes after it ends (its results and lines stay: "
             f"`burla jobs result {job_id}`, `burla jobs logs {job_id}`); list jobs with "
             "`burla jobs --all`"

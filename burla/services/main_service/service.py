@@ -158,6 +158,7 @@ class MainService:
             self._spawn(self.nodes.adopt, node_id, address)
         self.nodes.watch()
         self._spawn(self.job_driver.keep_logs_stored)
+        self._spawn(self.job_driver.keep_memory)
 
     async def restart(self, config: ClusterConfig | None = None) -> None:
         if config is not None:
