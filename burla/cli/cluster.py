@@ -41,7 +41,7 @@ MAX_GB_OPTION = click.option(
     type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
-    help="Gigabytes of unpacked packages each node may keep.",
+    help="Gigabytes of packages each node may keep unpacked, and the cluster archived.",
 )
 RESULTS_MAX_GB_OPTION = click.option(
     "--results-max-gb",
@@ -60,8 +60,10 @@ def cluster_prune(
     max_gb: float, results_max_gb: float | None, backend: str | None, as_json: bool
 ) -> None:
     """Free disk on every node: each keeps the packages it unpacked for jobs within
-    MAX_GB, least recently used going first (never those of a running job). Nodes do
-    this after every job too, within BURLA_PACKAGES_MAX_GB (20 by default). With
+    MAX_GB, least recently used going first (never those of a running job), and so does
+    the cluster's bucket, their archives. Nodes do this after every job too, and
+    main_service after every package it builds, within BURLA_PACKAGES_MAX_GB (20 by
+    default). With
     --results-max-gb, the Store keeps finished jobs' results within it too, as
     main_service does after jobs within BURLA_RESULTS_MAX_GB (10 by default). Admin only.
 
@@ -84,6 +86,11 @@ def pruned(
 
     def show() -> None:
         click.echo(f"{len(done)} of {len(nodes)} nodes keep at most {max_gb:g} GB of packages")
+        archives = answer["archives"]
+        click.echo(
+            f"{len(archives['removed'])} package archives removed "
+            f"({archives['freed_bytes'] / 1e6:.1f} MB); {archives['kept_bytes'] / 1e6:.1f} MB kept"
+        )
         if (results := answer.get("results")) is not None:
             click.echo(
                 f"{len(results['jobs'])} finished jobs removed ({results['freed_bytes'] / 1e6:.1f} "

@@ -95,8 +95,9 @@ def local_down(backend: str, as_json: bool) -> None:
 @BACKEND_OPTION
 @json_option
 def local_prune(max_gb: float, results_max_gb: float | None, backend: str, as_json: bool) -> None:
-    """Free disk: the local cluster keeps the packages it unpacked for jobs within
-    MAX_GB, least recently used going first (never those of a running job); with
+    """Free disk: the local cluster keeps the packages it unpacked for jobs, and their
+    archives, within MAX_GB each, least recently used going first (never those of a
+    running job); with
     --results-max-gb, finished jobs' results within that, the longest finished going
     first (main_service does this after jobs within BURLA_RESULTS_MAX_GB, 10 by default).
 

@@ -17,7 +17,7 @@ from burla.client.serialize import dump_input, dumps_function, dumps_input, know
 from burla.client.session import Session
 from burla.client.uploads import Payload, check_size, put_signed, upload_targets
 from burla.core.environment import RUNNING_PYTHON
-from burla.core.errors import ClusterUnavailableError, InvalidRequestError
+from burla.core.errors import ClusterUnavailableError, InvalidRequestError, SourceNotKeptError
 from burla.core.settings import Backend, Settings, load_settings
 
 __all__ = ["Session", "job_results", "remote_parallel_map"]
@@ -80,7 +80,13 @@ def remote_parallel_map(
     if build_context is not None:
         spec["build_context"] = upload_context(session, job_id, context_archive(build_context))
     wait = 0.0 if detach else FIRST_WAIT_S
-    session, first = _submitted(session, settings, job_id, spec, function, payloads, wait)
+    try:
+        session, first = _submitted(session, settings, job_id, spec, function, payloads, wait)
+    except SourceNotKeptError:
+        # The cluster removed sources this process sent before: they go again, once.
+        session.sent_sources.clear()
+        session = _with_environment(spec, function, dockerfile, settings)
+        session, first = _submitted(session, settings, job_id, spec, function, payloads, wait)
     if detach:
         return job_id
     results = follow(session, job_id, len(payloads), ordered=ordered, spinner=spinner, first=first)

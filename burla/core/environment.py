@@ -26,6 +26,9 @@ installed from an index: `<version>+src.<hash of its files>`."""
 
 PACKAGES_PREFIX = "packages/"
 """Where built packages live, in the BlobStore (archives) and the Store (build claims)."""
+PACKAGES_LIMIT_BYTES = 20 * 2**30
+"""The packages kept for later jobs ($BURLA_PACKAGES_MAX_GB), at most: unpacked on each
+node, and archived in the cluster's BlobStore."""
 
 
 _NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")

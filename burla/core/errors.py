@@ -107,6 +107,11 @@ class PackageInstallError(InvalidRequestError):
     """A Python package the job needs could not be installed on the cluster."""
 
 
+class SourceNotKeptError(PackageInstallError):
+    """The cluster no longer has a package this process sent as source before (it was
+    removed to keep packages within their limit); the client sends it again."""
+
+
 class ImageError(InvalidRequestError):
     """A custom image (image= or dockerfile=) cannot be built, or cannot run the workers."""
 

@@ -10,6 +10,7 @@ from burla.core.clock import WallClock
 from burla.core.errors import ImageError
 from burla.core.models import ClusterConfig, NodeType, StandbyDefinition, StandbyGroup
 from burla.core.protocols import Store
+from burla.services.main_service.keep import Keep
 from burla.services.main_service.service import MainService
 from burla.services.store_keys import STANDBY_KEY
 from tests.services.memory_main import serving
@@ -53,7 +54,7 @@ def service_on(
         boot_env={},
         token="s",
         images=images or KnownImages({"registry.test/tools:1": "3.11"}),
-        images_kept=images_kept,
+        keep=Keep(images=images_kept),
     )
 
 

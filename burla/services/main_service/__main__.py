@@ -436,9 +436,8 @@ async def _serve(
     """Serve main_service on `sock` until SIGTERM or SIGINT; `started` once it serves."""
     from burla.services import serving
     from burla.services.main_service.app import create_app
-    from burla.services.main_service.retention import results_limit_bytes
+    from burla.services.main_service.keep import Keep
     from burla.services.main_service.service import MainService
-    from burla.services.main_service.standby import IMAGES_KEPT
     from burla.services.retrying import RetryingCompute, resilient
 
     store, blobs = resilient(backends.store, backends.blobs, os.environ)
@@ -453,8 +452,7 @@ async def _serve(
         token=setup.token,
         machines=setup.machines,
         images=backends.images,
-        results_limit_bytes=results_limit_bytes(),
-        images_kept=int(os.environ.get("BURLA_IMAGES_KEPT") or IMAGES_KEPT),
+        keep=Keep.from_environ(os.environ),
     )
     async with anyio.create_task_group() as tasks:
         # Serve once the stored standby definition and jobs are taken back, so no answer

@@ -112,10 +112,15 @@ def _install_status(app: FastAPI, service: MainService) -> None:
         results_max_gb: float | None = Query(default=None, ge=0, le=2**20),
     ) -> dict[str, Any]:
         """Every node keeps the packages it unpacked for jobs within `max_gb` (least
-        recently used go first; never those of a running job): node -> done. With
-        `results_max_gb`, finished jobs' results in the Store are kept within it too (the
-        longest finished go first): jobs removed, bytes freed and kept."""
-        answer: dict[str, Any] = {"nodes": await service.nodes.prune_packages(int(max_gb * 2**30))}
+        recently used go first; never those of a running job): node -> done; and so does
+        the blob store, the packages' archives: archives removed, bytes freed and kept.
+        With `results_max_gb`, finished jobs' results in the Store are kept within it too
+        (the longest finished go first): jobs removed, bytes freed and kept."""
+        limit = int(max_gb * 2**30)
+        answer: dict[str, Any] = {
+            "nodes": await service.nodes.prune_packages(limit),
+            "archives": dataclasses.asdict(await service.packages.prune(limit)),
+        }
         if results_max_gb is not None:
             forgotten = await service.job_driver.forget_finished(int(results_max_gb * 2**30))
             answer["results"] = dataclasses.asdict(forgotten)

@@ -13,7 +13,6 @@ are gone.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -39,12 +38,6 @@ class Forgotten:
     """The finished jobs removed."""
     freed_bytes: int
     kept_bytes: int
-
-
-def results_limit_bytes() -> int:
-    """$BURLA_RESULTS_MAX_GB, in bytes."""
-    limit = os.environ.get("BURLA_RESULTS_MAX_GB")
-    return int(float(limit) * 2**30) if limit else RESULTS_LIMIT_BYTES
 
 
 async def forget_oldest(store: Store, limit_bytes: int, running: Collection[str]) -> Forgotten:

@@ -38,10 +38,10 @@ from burla.services.cluster_keys import JobTokens, node_secret
 from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.job_driver import JobDriver
 from burla.services.main_service.jobs import JobRun
+from burla.services.main_service.keep import DEFAULT_KEEP, Keep
 from burla.services.main_service.node_link import Dial, dial_tcp
 from burla.services.main_service.packages import PackageBuilder
-from burla.services.main_service.retention import RESULTS_LIMIT_BYTES
-from burla.services.main_service.standby import IMAGES_KEPT, Standby
+from burla.services.main_service.standby import Standby
 from burla.services.main_service.submission import JOB_ID, Submissions
 from burla.services.main_service.takeover import take_over_jobs
 from burla.services.main_service.users import retire_jobs
@@ -66,17 +66,15 @@ class MainService:
         validate: bool = False,
         dial: Dial = dial_tcp,
         images: ImageMaker | None = None,
-        results_limit_bytes: int = RESULTS_LIMIT_BYTES,
-        images_kept: int = IMAGES_KEPT,
+        keep: Keep = DEFAULT_KEEP,
     ) -> None:
         """`machines` are this cluster's, found as main_service starts (left by one that
         stopped, or the local cluster's first, already booting): the booting ones and the
         running ones (which `run()` connects to and resets) become its nodes; without any,
         `run()` starts the standby set. With `images`, a job may name an image not in the
         standby definition, or bring a Dockerfile: it is added to the definition and
-        started on every node; at most `images_kept` such images stay (see standby).
-        Finished jobs' results stay in the Store within `results_limit_bytes` (see
-        retention)."""
+        started on every node. What it keeps of finished work (results, images added for
+        jobs, package archives) stays within `keep`."""
         adopted = adopted_nodes(config, machines, clock.now())
         taken = {node.node_id for node in adopted}
         self._running = [
@@ -96,7 +94,13 @@ class MainService:
         self.node_secret = node_secret(token)
         """What nodes know main_service by (they are booted with it in BURLA_SECRET)."""
         self.job_tokens = JobTokens(token)
-        self.packages = PackageBuilder(store, blobs, clock)
+        self.packages = PackageBuilder(
+            store,
+            blobs,
+            clock,
+            limit_bytes=keep.package_bytes,
+            in_use=lambda: {key for run in self.job_driver.running() for key in run.package_keys},
+        )
         jobs: dict[str, JobRun] = {}
         self.nodes = ClusterDriver(
             self.cluster,
@@ -118,14 +122,14 @@ class MainService:
             self.job_tokens,
             jobs=jobs,
             spawn=self._spawn,
-            results_limit_bytes=results_limit_bytes,
+            results_limit_bytes=keep.results_bytes,
         )
         self.standby = Standby(
             store,
             self.cluster,
             self.nodes,
             images,
-            images_kept=images_kept,
+            images_kept=keep.images,
             running_images=self.job_driver.running_images,
         )
         self.submissions = Submissions(

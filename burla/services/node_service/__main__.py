@@ -26,6 +26,7 @@ from burla.backends.urls import open_blobs, open_store
 from burla.client.pinning import tls_context
 from burla.core.backoff import Backoff
 from burla.core.clock import WallClock
+from burla.core.environment import PACKAGES_LIMIT_BYTES
 from burla.core.errors import (
     BackendError,
     BurlaError,
@@ -44,7 +45,7 @@ from burla.services.node_service.metadata_guard import (
     MetadataGuard,
     metadata_address,
 )
-from burla.services.node_service.node import PACKAGE_LIMIT_BYTES, NodeService
+from burla.services.node_service.node import NodeService
 from burla.services.retrying import resilient
 from burla.services.store_keys import LEASE_S, STANDBY_KEY
 
@@ -83,7 +84,7 @@ class NodeSettings(BaseModel):
     """How images are pulled: with the VM's service account, or the engine's own login."""
     guard_metadata: bool = False
     """Keep Docker workers from the VM's metadata server (see metadata_guard)."""
-    packages_max_gb: float = Field(default=PACKAGE_LIMIT_BYTES / 2**30, ge=0)
+    packages_max_gb: float = Field(default=PACKAGES_LIMIT_BYTES / 2**30, ge=0)
     """The unpacked packages kept for later jobs, at most (least recently used go)."""
     lease_s: float = Field(default=LEASE_S, gt=0)
     """How long inputs this node claimed stay its own without renewal: how soon another
@@ -109,7 +110,7 @@ class NodeSettings(BaseModel):
             registry_login=env.get("BURLA_REGISTRY_LOGIN") or "none",
             guard_metadata=env.get("BURLA_GUARD_METADATA") == "1",
             lease_s=float(env.get("BURLA_LEASE_S") or LEASE_S),
-            packages_max_gb=float(env.get("BURLA_PACKAGES_MAX_GB") or PACKAGE_LIMIT_BYTES / 2**30),
+            packages_max_gb=float(env.get("BURLA_PACKAGES_MAX_GB") or PACKAGES_LIMIT_BYTES / 2**30),
         )
 
 

@@ -22,6 +22,7 @@ from anyio.abc import TaskGroup
 
 from burla.core import wire
 from burla.core.clock import Clock
+from burla.core.environment import PACKAGES_LIMIT_BYTES
 from burla.core.errors import BurlaError
 from burla.core.kill_plan import KillPlan, plan_containers
 from burla.core.models import ContainerSpec, JobSpec, NodeType
@@ -45,8 +46,6 @@ from burla.services.node_service.worker_pool import (
 from burla.services.store_keys import LEASE_S
 
 GIVE_BACK_S = 5.0
-PACKAGE_LIMIT_BYTES = 20 * 2**30
-"""The unpacked packages a node keeps for later jobs (BURLA_PACKAGES_MAX_GB), at most."""
 
 
 class NodeService:
@@ -67,7 +66,7 @@ class NodeService:
         pick_port: PickPort = free_port,
         package_dir: Path | None = None,
         lease_s: float = LEASE_S,
-        package_limit_bytes: int = PACKAGE_LIMIT_BYTES,
+        package_limit_bytes: int = PACKAGES_LIMIT_BYTES,
     ) -> None:
         """`package_dir` holds the packages jobs need (default: beside `status_dir`); a
         worker must see it at the same path. After each job the unpacked packages are
