@@ -198,6 +198,11 @@ class ContainerRuntime(Protocol):
     async def list(self) -> builtins.list[ContainerInfo]:
         """This node's containers, running or exited, sorted by name."""
 
+    async def free_image(self, image: str) -> None:
+        """Free the disk of an image this runtime fetched (pulled from its registry) that
+        the node's workers no longer run; one a container still uses, one it did not
+        fetch, or one gone already stays as it is."""
+
 
 class ImageMaker(Protocol):
     """Makes worker images on a backend: Docker images, or venvs that stand in for them."""

@@ -333,6 +333,11 @@ class SimContainerRuntime:
             container.worker.die()
         return True
 
+    async def free_image(self, image: str) -> None:
+        """The next container of `image` pulls it again, unless one still uses it."""
+        if all(c.info.image != image for c in self._containers.values()):
+            self._pulled.discard(image)
+
     async def set_cpuset(self, name: str, cpuset: frozenset[int]) -> ContainerInfo:
         container = self._find(name)
         check_cpuset(name, cpuset)

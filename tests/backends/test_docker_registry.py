@@ -161,3 +161,29 @@ async def test_forget_removes_a_built_image_from_the_engine_and_leaves_named_one
 
     await images.forget(default_image)  # named, not built here: left as it is
     assert await anyio.to_thread.run_sync(has_image, docker_engine, default_image)
+
+
+async def test_a_node_frees_an_image_it_pulled_once_no_container_uses_it(
+    docker_engine: Any,
+    default_image: str,
+    registry: Registry,
+    docker_runtime: DockerRuntime,
+    free_port: FreePort,
+    tmp_path: Path,
+) -> None:
+    images = DockerImages(docker_engine, registry=registry.host)
+    pushed = await images.build(f"FROM {default_image}\nRUN echo {tmp_path.name} > /marker\n")
+    await anyio.to_thread.run_sync(forget, docker_engine, pushed, pushed.split("/", 1)[1])
+    spec = ContainerSpec(image=pushed, entrypoint=("sleep", "60"))
+    await docker_runtime.start(spec, name="w", port=free_port(), cpuset=frozenset({0}))
+    assert await anyio.to_thread.run_sync(has_image, docker_engine, pushed)  # pulled
+
+    await docker_runtime.free_image(pushed)  # a container uses it: it stays
+    assert await anyio.to_thread.run_sync(has_image, docker_engine, pushed)
+    await docker_runtime.stop("w")
+    await docker_runtime.free_image(pushed)
+    assert not await anyio.to_thread.run_sync(has_image, docker_engine, pushed)
+    await docker_runtime.free_image(pushed)  # gone already: nothing to do
+
+    await docker_runtime.free_image(default_image)  # not pulled by the node: it stays
+    assert await anyio.to_thread.run_sync(has_image, docker_engine, default_image)

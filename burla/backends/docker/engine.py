@@ -111,6 +111,24 @@ class DockerEngine:
             ) from error
         return True
 
+    def remove_pulled(self, image: str) -> None:
+        """Remove an image pulled from its registry, unless a container uses it. One with
+        no registry in its name was built or loaded on this machine: not the node's."""
+        import docker.errors
+
+        if registry_of(image) is None:
+            return
+        try:
+            self._client.images.remove(image)
+        except docker.errors.ImageNotFound:
+            return
+        except docker.errors.APIError as error:
+            if error.status_code == 409:  # a container uses it
+                return
+            raise BackendError(
+                f"Docker could not remove image {image!r}: {error.explanation}"
+            ) from error
+
     def repin(self, name: str, cpuset: frozenset[int], cpus: str) -> dict[str, Any]:
         """Move the container to the machine CPUs `cpus`, which its (virtual) cpuset names."""
         return self._update(

@@ -161,6 +161,9 @@ class DockerRuntime(HostRuntime):
         found = await anyio.to_thread.run_sync(self._engine.list)
         return sorted((self._describe(attrs) for attrs in found), key=lambda info: info.name)
 
+    async def free_image(self, image: str) -> None:
+        await anyio.to_thread.run_sync(self._engine.remove_pulled, image)
+
     async def aclose(self) -> None:
         """Stop and remove every container of this node."""
         async with anyio.create_task_group() as group:

@@ -168,6 +168,10 @@ class LocalContainerRuntime(HostRuntime):
     async def list(self) -> builtins.list[ContainerInfo]:
         return [self._describe(self._containers[name]) for name in sorted(self._containers)]
 
+    async def free_image(self, image: str) -> None:
+        """Nothing to free: its images are environments main_service's ImageMaker makes
+        (and removes), which every node of this machine shares."""
+
     async def aclose(self) -> None:
         """Stop every container."""
         self._closed.set()

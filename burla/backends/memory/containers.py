@@ -63,6 +63,9 @@ class MemoryContainerRuntime:
     async def list(self) -> list[ContainerInfo]:
         return [self._containers[name] for name in sorted(self._containers)]
 
+    async def free_image(self, image: str) -> None:
+        """Nothing to free: this runtime fetches no image."""
+
     def crash(self, name: str, exit_code: int, *, out_of_memory: bool = False) -> ContainerInfo:
         """Mark a container exited with `exit_code`, as if its process died (or was stopped
         for going over its memory limit)."""

@@ -281,12 +281,16 @@ class WorkerPool:
         """Stop for good the workers of images the standby definition no longer keeps,
         but those `busy` with a job (a reset after it drops them)."""
         wanted = {spec.image for spec in self.specs}
+        dropped: set[str] = set()
         for worker in list(self.workers.values()):
             if worker.spec.image not in wanted and worker not in busy:
                 del self.workers[worker.name]
                 if worker.channel is not None:
                     self._stopping[worker.name] = False
                 await self.runtime.stop(worker.name)
+                dropped.add(worker.spec.image)
+        for image in dropped - {worker.spec.image for worker in self.workers.values()}:
+            await self.runtime.free_image(image)  # its disk, if the node pulled it
 
     async def aclose(self) -> None:
         """Stop every worker for good: the node is going away."""
