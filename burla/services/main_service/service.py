@@ -75,18 +75,7 @@ class MainService:
         standby definition, or bring a Dockerfile: it is added to the definition and
         started on every node. What it keeps of finished work (results, images added for
         jobs, package archives) stays within `keep`."""
-        adopted = adopted_nodes(config, machines, clock.now())
-        taken = {node.node_id for node in adopted}
-        self._running = [
-            (m.node_id, m.address) for m in machines if m.address and m.node_id in taken
-        ]
-        self.cluster = c.ClusterMachine(
-            config,
-            clock,
-            nodes=adopted,
-            leaving=[m.node_id for m in machines if m.node_id not in taken],
-            validate=validate,
-        )
+        self.cluster, self._running = _cluster_of(config, clock, machines, validate)
         self.store = store
         self.blobs = blobs
         self.clock = clock
@@ -99,7 +88,7 @@ class MainService:
             blobs,
             clock,
             limit_bytes=keep.package_bytes,
-            in_use=lambda: {key for run in self.job_driver.running() for key in run.package_keys},
+            in_use=self._packages_in_use,
         )
         jobs: dict[str, JobRun] = {}
         self.nodes = ClusterDriver(
@@ -206,6 +195,27 @@ class MainService:
     def _spawn(self, function: Callable[..., Any], *args: Any) -> None:
         assert self._tasks is not None
         self._tasks.start_soon(function, *args)
+
+    def _packages_in_use(self) -> set[str]:
+        return {key for run in self.job_driver.running() for key in run.package_keys}
+
+
+def _cluster_of(
+    config: ClusterConfig, clock: Clock, machines: Sequence[Machine], validate: bool
+) -> tuple[c.ClusterMachine, list[tuple[str, str]]]:
+    """The cluster's machine, with the nodes of the `machines` found at start that it
+    takes on (the others leave); and the address of each of those already running."""
+    adopted = adopted_nodes(config, machines, clock.now())
+    taken = {node.node_id for node in adopted}
+    cluster = c.ClusterMachine(
+        config,
+        clock,
+        nodes=adopted,
+        leaving=[m.node_id for m in machines if m.node_id not in taken],
+        validate=validate,
+    )
+    running = [(m.node_id, m.address) for m in machines if m.address and m.node_id in taken]
+    return cluster, running
 
 
 def adopted_nodes(config: ClusterConfig, machines: Sequence[Machine], now: float) -> list[Node]:
