@@ -307,6 +307,13 @@ class EndJob:
 
 
 @dataclass(frozen=True)
+class DrainNode:
+    """A busy node says it has nothing left to do for its job."""
+
+    pick: int
+
+
+@dataclass(frozen=True)
 class Restart:
     pass
 
@@ -340,6 +347,7 @@ def cluster_scenarios(draw: st.DrawFn, *, max_steps: int = 96) -> tuple[ClusterC
         Submit: st.builds(Submit, job_specs(config), reuse),
         EndJob: st.builds(EndJob, picks),
         FailNode: st.builds(FailNode, picks),
+        DrainNode: st.builds(DrainNode, picks),
         Restart: st.builds(Restart),
         FinishDelete: st.builds(FinishDelete, picks),
         LookAtMachines: st.builds(LookAtMachines),
@@ -353,6 +361,7 @@ def cluster_scenarios(draw: st.DrawFn, *, max_steps: int = 96) -> tuple[ClusterC
         Submit,
         EndJob,
         FailNode,
+        DrainNode,
         Restart,
         FinishDelete,
         FinishDelete,

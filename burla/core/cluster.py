@@ -36,6 +36,14 @@ class NodeBooted:
 
 
 @dataclass(frozen=True)
+class NodeDrained:
+    """The node found the job's queue empty and holds none of its inputs."""
+
+    node_id: str
+    job_id: str
+
+
+@dataclass(frozen=True)
 class NodeFailed:
     """A node could not boot, or died, or stopped answering."""
 
@@ -64,7 +72,14 @@ class MachinesLeft:
 
 
 ClusterEvent = (
-    JobSubmitted | JobEnded | NodeBooted | NodeFailed | RestartCluster | Tick | MachinesLeft
+    JobSubmitted
+    | JobEnded
+    | NodeBooted
+    | NodeDrained
+    | NodeFailed
+    | RestartCluster
+    | Tick
+    | MachinesLeft
 )
 
 
@@ -97,7 +112,17 @@ class ResetNode:
     node_id: str
 
 
-ClusterCommand = StartNode | AssignNodes | DeleteNode | ResetNode
+@dataclass(frozen=True)
+class ReleaseNode:
+    """Take the node off the job it has nothing left to do for: it hands back what it
+    may have claimed since, then goes back to standby (`keep`) or is deleted."""
+
+    node_id: str
+    job_id: str
+    keep: bool
+
+
+ClusterCommand = StartNode | AssignNodes | DeleteNode | ResetNode | ReleaseNode
 
 
 @dataclass
@@ -189,6 +214,8 @@ class ClusterMachine:
                 commands = self._end(job_id)
             case NodeBooted(node_id):
                 commands = self._booted(node_id)
+            case NodeDrained(node_id, job_id):
+                commands = self._drained(node_id, job_id)
             case NodeFailed(node_id):
                 commands = self._failed(node_id)
             case RestartCluster(config):
@@ -252,6 +279,26 @@ class ClusterMachine:
             # Not wanted here; under a size cap its room may be wanted by another type.
             return [self._let_go(node_id), *self._reconcile()]
         return []
+
+    def _drained(self, node_id: str, job_id: str) -> list[ClusterCommand]:
+        """A node with nothing left to do for its job leaves it, so that it is not paid
+        for while the job's other nodes finish; but the job's last node stays with it
+        (inputs may come back from a lost worker), as do those of a job that waits for
+        nodes. It goes back to standby if standby lacks it, and is deleted if not."""
+        node = self.nodes.get(node_id)
+        job = self.jobs.get(job_id)
+        if node is None or job is None or node.job_id != job_id or job.want or len(job.nodes) < 2:
+            return []
+        del job.nodes[node_id]
+        type_name = node.node_type.name
+        # The others that count toward standby (busy ones too, without refill).
+        others = self.standing(type_name) - (0 if self.config.refill_standby else 1)
+        keep = self.config.release == "recycle" or others < self.config.standby.count_of(type_name)
+        if keep:
+            self.nodes[node_id] = self._moved(node, NodeState.BOOTING)
+            return [ReleaseNode(node_id, job_id, keep=True)]
+        self._let_go(node_id)
+        return [ReleaseNode(node_id, job_id, keep=False), *self._reconcile()]
 
     def _failed(self, node_id: str) -> list[ClusterCommand]:
         node = self.nodes.get(node_id)

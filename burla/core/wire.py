@@ -273,8 +273,33 @@ class JobErrorReport(Message):
     message: str
 
 
-NodeReport = ClaimReport | ResultReport | LineReport | DeathReport | TimeoutReport | JobErrorReport
-_NODE_REPORTS = (ClaimReport, ResultReport, LineReport, DeathReport, TimeoutReport, JobErrorReport)
+@message("drained")
+@dataclass(frozen=True, slots=True)
+class DrainedReport(Message):
+    """The node found the job's queue empty and holds none of its inputs: it has nothing
+    to do for the job unless inputs come back, and may be let go of."""
+
+    job_id: str
+
+
+NodeReport = (
+    ClaimReport
+    | ResultReport
+    | LineReport
+    | DeathReport
+    | TimeoutReport
+    | JobErrorReport
+    | DrainedReport
+)
+_NODE_REPORTS = (
+    ClaimReport,
+    ResultReport,
+    LineReport,
+    DeathReport,
+    TimeoutReport,
+    JobErrorReport,
+    DrainedReport,
+)
 
 
 def decode_report(raw: Any) -> NodeReport:

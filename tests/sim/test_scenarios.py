@@ -173,3 +173,27 @@ def test_an_input_acked_by_a_node_that_died_before_reporting_it_is_taken_in() ->
     report = run.run(scenario.load(str(path)), validate=True)
     assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
     assert [job["state"] for job in report["jobs"]].count("succeeded") == 4
+
+
+def test_a_node_with_nothing_left_to_do_leaves_its_job_before_the_others_finish() -> None:
+    """Three standby nodes take a job of long and short inputs (and three more refill
+    standby): a node whose inputs are done once the queue is empty goes, rather than
+    being paid for until the job's last input ends; the job's last node stays."""
+    chosen = scenario.Scenario.model_validate(
+        {
+            "name": "drain",
+            "seed": 3,
+            "node_types": [{"name": "small", "cpus": 4, "ram_gb": 16, "boot_s": 30}],
+            "images": [{"image": "default", "start_s": 1, "pull_s": 5}],
+            "standby": [{"node_type": "small", "count": 3}],
+            "jobs": [{"at_s": 0, "n_inputs": 12, "run_s": {"low": 10, "high": 600}}],
+        }
+    )
+    report = run.run(chosen, validate=True)
+    (job,) = report["jobs"]
+    assert job["state"] == "succeeded"
+    assert job["results_received"] == 12
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
+    # Paid for all along, six nodes would cost six makespans.
+    assert report["peak_nodes"] == 6
+    assert report["node_seconds"] < 6 * report["makespan_s"] - 120

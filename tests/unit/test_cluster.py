@@ -11,7 +11,9 @@ from burla.core.cluster import (
     JobSubmitted,
     MachinesLeft,
     NodeBooted,
+    NodeDrained,
     NodeFailed,
+    ReleaseNode,
     ResetNode,
     RestartCluster,
     StartNode,
@@ -245,3 +247,43 @@ def test_no_node_gets_the_id_of_a_machine_still_leaving():
     machine.handle(MachinesLeft(frozenset({"node-000005", "node-000010"})))
     (start,) = of(StartNode, machine.handle(NodeFailed("node-000008")))
     assert start.node_id == "node-000011"
+
+
+def test_a_drained_node_leaves_its_job_but_the_last_one_stays():
+    machine = in_standby(config(count=2, refill_standby=False))
+    job = JobSpec(job_id="j", n_inputs=192)
+    (assign,) = of(AssignNodes, machine.handle(JobSubmitted(job)))
+    first, second = assign.node_ids
+    # Without refill, busy nodes count toward standby: it lacks the node once it leaves.
+    assert machine.handle(NodeDrained(first, "j")) == [ReleaseNode(first, "j", keep=True)]
+    assert machine.nodes[first].state is NodeState.BOOTING
+    assert machine.handle(NodeDrained(second, "j")) == []  # the job's last node stays
+    assert machine.handle(NodeDrained(first, "j")) == []  # no longer on the job
+    assert machine.handle(NodeBooted(first)) == []
+    assert machine.idle(N96.name) == 1
+    ended = machine.handle(JobEnded("j"))
+    assert of(DeleteNode, ended) == [DeleteNode(second)]
+    assert len(of(StartNode, ended)) == 1  # standby: the released node and a new one
+
+
+def test_a_drained_node_beyond_standby_is_deleted_and_standby_stays_whole():
+    machine = in_standby(config(count=5))
+    commands = machine.handle(JobSubmitted(JobSpec(job_id="job", n_inputs=1000)))
+    (assign,) = of(AssignNodes, commands)
+    for start in of(StartNode, commands):
+        machine.handle(NodeBooted(start.node_id))  # 6 join the job, 5 refill standby
+    drained = assign.node_ids[0]
+    commands = machine.handle(NodeDrained(drained, "job"))
+    assert commands == [ReleaseNode(drained, "job", keep=False)]
+    assert drained not in machine.nodes
+    assert drained in machine.leaving
+    assert machine.idle(N96.name) == 5
+
+
+def test_a_node_of_a_job_that_waits_for_nodes_is_not_released():
+    machine = in_standby(config(count=2))
+    commands = machine.handle(JobSubmitted(JobSpec(job_id="job", n_inputs=400)))
+    (assign,) = of(AssignNodes, commands)
+    assert machine.jobs["job"].want > 0
+    assert machine.handle(NodeDrained(assign.node_ids[0], "job")) == []
+    assert machine.nodes[assign.node_ids[0]].job_id == "job"

@@ -19,7 +19,9 @@ from burla.core.cluster import (
     JobSubmitted,
     MachinesLeft,
     NodeBooted,
+    NodeDrained,
     NodeFailed,
+    ReleaseNode,
     ResetNode,
     RestartCluster,
     StartNode,
@@ -53,6 +55,7 @@ from tests.strategies import (
     Claim,
     ClusterTick,
     CrashWorker,
+    DrainNode,
     EndJob,
     FailNode,
     FinishDelete,
@@ -124,6 +127,9 @@ class ClusterHarness:
             case EndJob(index):
                 if self.jobs:
                     self.end(pick(sorted(self.jobs), index))
+            case DrainNode(index):
+                if self.owner:
+                    self.drain(pick(sorted(self.owner), index))
             case Restart():
                 self.restart()
             case ClusterTick():
@@ -177,6 +183,18 @@ class ClusterHarness:
     def fail(self, node_id: str) -> None:
         commands = self.send(NodeFailed(node_id))
         assert DeleteNode(node_id) in commands, f"the failed {node_id} was not deleted"
+
+    def drain(self, node_id: str) -> None:
+        job_id = self.owner[node_id]
+        job = self.machine.jobs[job_id]
+        last, waits = len(job.nodes) == 1, job.want > 0
+        commands = self.send(NodeDrained(node_id, job_id))
+        released = [c for c in commands if isinstance(c, ReleaseNode)]
+        if last or waits:
+            assert released == [], f"the only node, or one of a job that waits, left: {commands}"
+        else:
+            assert released == [ReleaseNode(node_id, job_id, released[0].keep)], commands
+            assert node_id not in self.machine.jobs[job_id].nodes
 
     def end(self, job_id: str) -> None:
         held = {n for n, owner in self.owner.items() if owner == job_id}
@@ -243,6 +261,14 @@ class ClusterHarness:
                     self.booting.pop(node_id, None)
                     self.owner.pop(node_id, None)
                     self.deleting.add(node_id)
+                case ReleaseNode(node_id, job_id, keep):
+                    assert self.owner.get(node_id) == job_id, f"{node_id} released from {job_id}"
+                    del self.owner[node_id]
+                    if keep:
+                        self.booting[node_id] = self.clock.now()
+                    else:
+                        del self.types[node_id]
+                        self.deleting.add(node_id)
                 case ResetNode(node_id):
                     assert node_id in self.types, f"{node_id} reset but does not exist"
                     assert node_id not in self.booting, f"{node_id} reset while booting"

@@ -194,6 +194,8 @@ class ClusterDriver:
                     self._begin_delete(node_id)
                 case c.ResetNode(node_id):
                     await self._recycle(node_id, None, False)
+                case c.ReleaseNode(node_id, job_id, keep):
+                    self._spawn(self._release, node_id, job_id, keep)
 
     def status(self) -> dict[str, Any]:
         nodes = [
@@ -260,6 +262,19 @@ class ClusterDriver:
         )
         if not await self._call_node(node_id, request, run.function or b""):
             await self.node_failed(node_id)
+
+    async def node_drained(self, node_id: str, job_id: str) -> None:
+        await self.apply(self.machine.handle(c.NodeDrained(node_id, job_id)))
+
+    async def _release(self, node_id: str, job_id: str, keep: bool) -> None:
+        """Take a node off a job: once it has handed back what it may have claimed since
+        it said it had nothing to do, it is standby again (`keep`) or deleted."""
+        if keep:
+            await self._recycle(node_id, job_id, cancel=True)
+            return
+        await self._call_node(node_id, Reset(job_id, True))
+        self._close_link(node_id)
+        self._begin_delete(node_id)
 
     async def _recycle(self, node_id: str, job_id: str | None, cancel: bool) -> None:
         """Back to standby after job `job_id`; `cancel` stops workers still running it.

@@ -175,6 +175,8 @@ class JobDriver:
                     await self.handle(run, i.WorkerDied(worker, running, out_of_memory))
                 case wire.TimeoutReport(_, worker, index):
                     await self.handle(run, i.InputTimedOut(worker, index))
+                case wire.DrainedReport(_):
+                    await self.nodes.node_drained(node_id, run.spec.job_id)
                 case wire.JobErrorReport(_, message):
                     run.error = message
                     await self.handle(run, i.CancelJob())

@@ -61,6 +61,8 @@ class Assignment:
     """The folder of the job's own packages, which its workers put on their path."""
     token: str | None = None
     """The job's token, which its workers' code calls the cluster with."""
+    drained: bool = False
+    """main_service was told the node has nothing to do for the job (see _say_drained)."""
 
     def __post_init__(self) -> None:
         self.changed = {w.name: w for w in self.workers}
@@ -158,6 +160,7 @@ class Feed:
                 await self._dispatch(assignment)
                 if assignment.pending and assignment.room:
                     continue  # more to hand out at once
+            await self._say_drained(assignment)
             pause = assignment.look_again_at - self.clock.now()
             if pause > 0 and not assignment.pending:
                 with anyio.move_on_after(pause):
@@ -171,6 +174,8 @@ class Feed:
         job = assignment.job
         claims = await self.store.claim(queue_name(job.job_id), limit=wanted, lease_s=self.lease_s)
         assignment.pending += claims
+        if claims:
+            assignment.drained = False
         assignment.claimed += len(claims)
         if len(claims) < wanted or assignment.claimed >= job.n_inputs:
             # The queue is empty for now (or must be: this node has had every input).
@@ -181,6 +186,16 @@ class Feed:
         else:
             idle.reset()
             assignment.look_again_at = 0.0
+
+    async def _say_drained(self, assignment: Assignment) -> None:
+        """Tell main_service once the queue was found empty and no input is left here,
+        so that it may let the node go before the job's other nodes finish; again after
+        the node finds inputs that came back."""
+        idle = not assignment.pending and not any(w.inflight for w in assignment.workers)
+        if idle and assignment.look_again_at > self.clock.now() and not assignment.drained:
+            assignment.drained = True
+            self.reporter.event(wire.DrainedReport(assignment.job.job_id))
+            await self.reporter.report_news()
 
     def _look_again(self, assignment: Assignment) -> None:
         """Bring `assignment.room` up to date for the workers that changed."""
