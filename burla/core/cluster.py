@@ -36,6 +36,14 @@ class NodeBooted:
 
 
 @dataclass(frozen=True)
+class JobBacklog:
+    """How many of the job's inputs wait in its queue (none is claimed yet)."""
+
+    job_id: str
+    queued: int
+
+
+@dataclass(frozen=True)
 class NodeDrained:
     """The node found the job's queue empty and holds none of its inputs."""
 
@@ -74,6 +82,7 @@ class MachinesLeft:
 ClusterEvent = (
     JobSubmitted
     | JobEnded
+    | JobBacklog
     | NodeBooted
     | NodeDrained
     | NodeFailed
@@ -132,6 +141,8 @@ class _RunningJob:
     want: int
     nodes: dict[str, int] = field(default_factory=dict)
     """Its nodes, and how many of its inputs each runs at once."""
+    queued: int = 0
+    """Its inputs in the queue, as last told (JobBacklog)."""
 
 
 NODE_ID_PREFIX = "node-"
@@ -212,6 +223,10 @@ class ClusterMachine:
                 commands = self._submit(job)
             case JobEnded(job_id):
                 commands = self._end(job_id)
+            case JobBacklog(job_id, queued):
+                if (running := self.jobs.get(job_id)) is not None:
+                    running.queued = queued
+                commands = []
             case NodeBooted(node_id):
                 commands = self._booted(node_id)
             case NodeDrained(node_id, job_id):
@@ -234,7 +249,7 @@ class ClusterMachine:
         plan = plan_job(
             self.config, self.nodes.values(), job, self.wants(), leaving=len(self.leaving)
         )
-        running = _RunningJob(job, plan.node_type, want=plan.new_nodes_for_job)
+        running = _RunningJob(job, plan.node_type, want=plan.new_nodes_for_job, queued=job.n_inputs)
         self.jobs[job.job_id] = running
         commands: list[ClusterCommand] = []
         if plan.join_now:
@@ -266,12 +281,14 @@ class ClusterMachine:
             None,
         )
         if waiting is not None:
-            if waiting.spec.parallelism > sum(waiting.nodes.values()):
+            left = waiting.spec.parallelism - sum(waiting.nodes.values())
+            if left > 0 and (waiting.queued > 0 or not waiting.nodes):
                 waiting.want -= 1
                 workers = self._join(waiting, node_id)
                 return [AssignNodes(waiting.spec, (node_id,), (workers,))]
             # Its nodes cover its parallelism already (a node it lost was replaced by one
-            # that took a bigger share): it needs no more.
+            # that took a bigger share), or no input waits in its queue (the nodes it has
+            # took them all): it needs no more, and this one would be paid to sit idle.
             waiting.want = 0
         self.nodes[node_id] = self._moved(node, NodeState.READY)
         type_name = node.node_type.name

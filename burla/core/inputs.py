@@ -191,6 +191,8 @@ class InputMachine:
         self.state = JobState.RUNNING if n_inputs else JobState.SUCCEEDED
         self.outcomes: dict[int, InputStatus] = {}
         self._unfinished = n_inputs
+        self.queued = n_inputs
+        """Inputs in the queue: never claimed, or back after their holder went."""
         self._validate = validate
 
     def handle(self, event: InputEvent) -> list[InputCommand]:
@@ -248,7 +250,7 @@ class InputMachine:
             if record.status.finished:
                 done.append(index)
                 continue
-            record.status = InputStatus.LEASED
+            self._move(record, InputStatus.LEASED)
             record.worker = worker
             holder.leased.add(index)
         return [*commands, Discard(worker, tuple(done))] if done else commands
@@ -257,7 +259,7 @@ class InputMachine:
         """The node says the worker was running this input (when it died)."""
         record = self.inputs[index]
         if record.worker == worker and record.status is InputStatus.LEASED:
-            record.status = InputStatus.RUNNING
+            self._move(record, InputStatus.RUNNING)
 
     def _succeeded(self, index: int) -> list[InputCommand]:
         record = self.inputs[index]
@@ -342,7 +344,7 @@ class InputMachine:
         record = self.inputs[index]
         if record.worker is not None:
             self.workers[record.worker].leased.discard(index)
-        record.status = InputStatus.QUEUED
+        self._move(record, InputStatus.QUEUED)
         record.worker = None
 
     def _finish(self, index: int, status: InputStatus) -> None:
@@ -350,9 +352,13 @@ class InputMachine:
         if record.status.finished or index in self.outcomes:
             raise InvariantError(f"input {index} would be recorded twice")
         self._release(index)
-        record.status = status
+        self._move(record, status)
         self.outcomes[index] = status
         self._unfinished -= 1
+
+    def _move(self, record: InputRecord, status: InputStatus) -> None:
+        self.queued += (status is InputStatus.QUEUED) - (record.status is InputStatus.QUEUED)
+        record.status = status
 
     def validate(self) -> None:
         """Raise InvariantError if an input is lost, held twice or recorded twice."""
@@ -379,5 +385,8 @@ class InputMachine:
                 raise InvariantError(f"input {index} ran past its tries: {record}")
         if unfinished != self._unfinished:
             raise InvariantError(f"{unfinished} inputs unfinished, counted {self._unfinished}")
+        queued = sum(1 for record in self.inputs if record.status is InputStatus.QUEUED)
+        if queued != self.queued:
+            raise InvariantError(f"{queued} inputs queued, counted {self.queued}")
         if self.state.finished != (unfinished == 0 or self.state is JobState.CANCELED):
             raise InvariantError(f"job is {self.state} with {unfinished} inputs unfinished")

@@ -7,6 +7,7 @@ from burla.core.cluster import (
     AssignNodes,
     ClusterMachine,
     DeleteNode,
+    JobBacklog,
     JobEnded,
     JobSubmitted,
     MachinesLeft,
@@ -287,3 +288,26 @@ def test_a_node_of_a_job_that_waits_for_nodes_is_not_released():
     assert machine.jobs["job"].want > 0
     assert machine.handle(NodeDrained(assign.node_ids[0], "job")) == []
     assert machine.nodes[assign.node_ids[0]].job_id == "job"
+
+
+def test_a_node_ready_once_no_input_waits_stays_out_of_the_job():
+    machine = in_standby(config(count=1))
+    commands = machine.handle(JobSubmitted(JobSpec(job_id="job", n_inputs=300)))
+    starts = [c.node_id for c in of(StartNode, commands)]
+    assert machine.jobs["job"].want == 3
+    machine.handle(JobBacklog("job", 10))  # 96 claimed, 10 still wait
+    (joined,) = machine.handle(NodeBooted(starts[0]))
+    assert joined.node_ids == (starts[0],)
+    machine.handle(JobBacklog("job", 0))  # the job's nodes took every input
+    assert of(AssignNodes, machine.handle(NodeBooted(starts[1]))) == []
+    assert machine.jobs["job"].want == 0
+    assert machine.nodes[starts[1]].job_id is None
+
+
+def test_a_job_without_nodes_takes_the_node_that_boots_however_empty_its_queue():
+    machine = in_standby(config(count=0))
+    commands = machine.handle(JobSubmitted(JobSpec(job_id="job", n_inputs=10)))
+    (start,) = of(StartNode, commands)
+    machine.handle(JobBacklog("job", 0))  # nothing waits, yet the job has no node at all
+    (joined,) = machine.handle(NodeBooted(start.node_id))
+    assert joined.node_ids == (start.node_id,)

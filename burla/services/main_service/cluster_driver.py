@@ -263,6 +263,11 @@ class ClusterDriver:
         if not await self._call_node(node_id, request, run.function or b""):
             await self.node_failed(node_id)
 
+    def backlog(self, job_id: str, queued: int) -> None:
+        """How many of the job's inputs wait in its queue: a node that boots for it joins
+        only if they are enough to keep it busy."""
+        self.machine.handle(c.JobBacklog(job_id, queued))
+
     async def node_drained(self, node_id: str, job_id: str) -> None:
         await self.apply(self.machine.handle(c.NodeDrained(node_id, job_id)))
 

@@ -210,6 +210,8 @@ class JobDriver:
                     await self._finish(run, state)
         if requeue:
             await self.store.renew(queue_name(job_id), requeue, lease_s=0)
+        if not run.state.finished:
+            self.nodes.backlog(job_id, run.machine.queued)
 
     async def _record_failure(
         self, run: JobRun, index: int, failure: Failure, attempts: int
