@@ -368,9 +368,10 @@ class InputMachine:
                 if index in held:
                     raise InvariantError(f"input {index} is held by {held[index]} and {worker}")
                 held[index] = worker
-        unfinished = 0
+        unfinished = queued = 0
         for index, record in enumerate(self.inputs):
             status = record.status
+            queued += status is InputStatus.QUEUED
             if status.finished:
                 if self.outcomes.get(index) is not status:
                     raise InvariantError(f"input {index} is {status} but was recorded otherwise")
@@ -385,7 +386,6 @@ class InputMachine:
                 raise InvariantError(f"input {index} ran past its tries: {record}")
         if unfinished != self._unfinished:
             raise InvariantError(f"{unfinished} inputs unfinished, counted {self._unfinished}")
-        queued = sum(1 for record in self.inputs if record.status is InputStatus.QUEUED)
         if queued != self.queued:
             raise InvariantError(f"{queued} inputs queued, counted {self.queued}")
         if self.state.finished != (unfinished == 0 or self.state is JobState.CANCELED):

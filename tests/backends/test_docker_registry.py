@@ -45,6 +45,18 @@ def forget(client: Any, *images: str) -> None:
             client.images.remove(image, force=True)
 
 
+async def pushed_elsewhere(
+    docker_engine: Any, default_image: str, registry: Registry, marker: str
+) -> str:
+    """A Dockerfile's image (one of its own each run: built, not found cached), built and
+    pushed, then removed from this engine as from a node that never had it."""
+    images = DockerImages(docker_engine, registry=registry.host)
+    pushed = await images.build(f"FROM {default_image}\nRUN echo {marker} > /marker\n")
+    local = pushed.removeprefix(f"{registry.host}/")
+    await anyio.to_thread.run_sync(forget, docker_engine, pushed, local)
+    return pushed
+
+
 async def test_a_built_image_is_pushed_and_a_node_without_it_pulls_it(
     docker_engine: Any,
     default_image: str,
@@ -53,13 +65,9 @@ async def test_a_built_image_is_pushed_and_a_node_without_it_pulls_it(
     free_port: FreePort,
     tmp_path: Path,
 ) -> None:
-    marker = tmp_path.name  # a Dockerfile of its own each run: built, not found cached
-    dockerfile = f"FROM {default_image}\nRUN echo {marker} > /marker\n"
-    images = DockerImages(docker_engine, registry=registry.host)
-    pushed = await images.build(dockerfile)
+    marker = tmp_path.name
+    pushed = await pushed_elsewhere(docker_engine, default_image, registry, marker)
     assert pushed.startswith(f"{registry.host}/burla-custom:")
-    local = pushed.removeprefix(f"{registry.host}/")
-    await anyio.to_thread.run_sync(forget, docker_engine, pushed, local)
 
     check = f"import sys; sys.exit(0 if open('/marker').read().strip() == {marker!r} else 3)"
     spec = ContainerSpec(image=pushed, entrypoint=("python", "-c", check))
@@ -171,9 +179,7 @@ async def test_a_node_frees_an_image_it_pulled_once_no_container_uses_it(
     free_port: FreePort,
     tmp_path: Path,
 ) -> None:
-    images = DockerImages(docker_engine, registry=registry.host)
-    pushed = await images.build(f"FROM {default_image}\nRUN echo {tmp_path.name} > /marker\n")
-    await anyio.to_thread.run_sync(forget, docker_engine, pushed, pushed.split("/", 1)[1])
+    pushed = await pushed_elsewhere(docker_engine, default_image, registry, tmp_path.name)
     spec = ContainerSpec(image=pushed, entrypoint=("sleep", "60"))
     await docker_runtime.start(spec, name="w", port=free_port(), cpuset=frozenset({0}))
     assert await anyio.to_thread.run_sync(has_image, docker_engine, pushed)  # pulled

@@ -265,8 +265,11 @@ class ClusterDriver:
 
     def backlog(self, job_id: str, queued: int) -> None:
         """How many of the job's inputs wait in its queue: a node that boots for it joins
-        only if they are enough to keep it busy."""
-        self.machine.handle(c.JobBacklog(job_id, queued))
+        only if they are enough to keep it busy. Told only when it changed: most reports
+        (results) leave it as it was."""
+        job = self.machine.jobs.get(job_id)
+        if job is not None and job.queued != queued:
+            self.machine.handle(c.JobBacklog(job_id, queued))
 
     async def node_drained(self, node_id: str, job_id: str) -> None:
         await self.apply(self.machine.handle(c.NodeDrained(node_id, job_id)))

@@ -36,9 +36,10 @@ class HeldJobs:
 
     def forget(self, job_id: str) -> None:
         run = self._finished.pop(job_id, None)
-        if run is not None:
-            self._bytes -= run.result_bytes
-        if run is not None and self.jobs.get(job_id) is run:
+        if run is None:
+            return
+        self._bytes -= run.result_bytes
+        if self.jobs.get(job_id) is run:
             del self.jobs[job_id]
 
     def trim(self) -> None:
@@ -49,5 +50,5 @@ class HeldJobs:
             over = len(self._finished) > HELD_JOBS or self._bytes > HELD_BYTES
             if not expired and not over:
                 return
-            if expired or run.read_to_end.is_set():
+            if expired or run.read_to_end:
                 self.forget(job_id)

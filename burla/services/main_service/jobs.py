@@ -44,8 +44,8 @@ class JobRun:
     """The last exception each input raised, recorded as its result if it fails for good."""
     stream: list[StreamEvent] = field(default_factory=list)
     changed: anyio.Event = field(default_factory=anyio.Event)
-    read_to_end: anyio.Event = field(default_factory=anyio.Event)
-    """Set once a reader has had the stream's last event: its client needs it no more."""
+    read_to_end: bool = False
+    """A reader has had the stream's last event: its client needs it no more."""
     record_lock: anyio.Lock = field(default_factory=anyio.Lock)
     state: JobState = JobState.RUNNING
     error: str | None = None
@@ -149,7 +149,7 @@ class JobRun:
         """The stream's events after `cursor`, for a reader."""
         new = self.stream[cursor:]
         if self.done_streaming and new:
-            self.read_to_end.set()
+            self.read_to_end = True
         return new
 
     @property

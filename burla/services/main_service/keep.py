@@ -22,16 +22,16 @@ class Keep:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Keep:
         """$BURLA_RESULTS_MAX_GB, $BURLA_IMAGES_KEPT and $BURLA_PACKAGES_MAX_GB, where set."""
-        results_gb, packages_gb = (
-            environ.get("BURLA_RESULTS_MAX_GB"),
-            environ.get("BURLA_PACKAGES_MAX_GB"),
-        )
         images = environ.get("BURLA_IMAGES_KEPT")
         return cls(
-            results_bytes=int(float(results_gb) * 2**30) if results_gb else RESULTS_LIMIT_BYTES,
+            results_bytes=_bytes(environ.get("BURLA_RESULTS_MAX_GB"), RESULTS_LIMIT_BYTES),
             images=int(images) if images else IMAGES_KEPT,
-            package_bytes=int(float(packages_gb) * 2**30) if packages_gb else PACKAGES_LIMIT_BYTES,
+            package_bytes=_bytes(environ.get("BURLA_PACKAGES_MAX_GB"), PACKAGES_LIMIT_BYTES),
         )
+
+
+def _bytes(gigabytes: str | None, default: int) -> int:
+    return int(float(gigabytes) * 2**30) if gigabytes else default
 
 
 DEFAULT_KEEP = Keep()
