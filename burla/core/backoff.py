@@ -13,6 +13,10 @@ import math
 import random
 from collections.abc import Callable
 
+_JITTER = random.Random()
+"""Draws the jitter of every Backoff not given a generator of its own (seeding a new one
+reads the OS's entropy: too dear for a loop that makes a Backoff per call)."""
+
 
 class Backoff:
     """Pauses from `first_s` doubling up to `max_s`.
@@ -41,7 +45,7 @@ class Backoff:
         if clock is None and give_up_after_s != math.inf:
             raise ValueError("a backoff that gives up needs a clock")
         self.first_s, self.max_s, self.jitter = first_s, max_s, jitter
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER
         self._clock = clock
         self._started = clock() if clock is not None else 0.0
         self._give_up_after_s = give_up_after_s

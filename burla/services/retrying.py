@@ -54,6 +54,11 @@ async def retried(
 ) -> _T:
     """`call()`, tried again on TransientBackendError until `retry_for_s` have passed
     (by the event loop's clock, which is virtual in the simulator)."""
+    try:
+        return await call()
+    except TransientBackendError as first:
+        error = first
+    # Most calls succeed at once: the backoff is made only for one that failed.
     backoff = Backoff(
         FIRST_PAUSE_S,
         MAX_PAUSE_S,
@@ -62,16 +67,16 @@ async def retried(
         clock=anyio.current_time,
         give_up_after_s=retry_for_s,
     )
-    while True:
+    while not backoff.exhausted:
+        await anyio.sleep(backoff.pause())
         try:
             return await call()
-        except TransientBackendError as error:
-            if backoff.exhausted:
-                raise BackendError(
-                    f"{what} kept failing for {backoff.elapsed_s:.1f} s ({backoff.failures + 1} "
-                    f"tries); the last error: {error}"
-                ) from error
-            await anyio.sleep(backoff.pause())
+        except TransientBackendError as again:
+            error = again
+    raise BackendError(
+        f"{what} kept failing for {backoff.elapsed_s:.1f} s ({backoff.failures + 1} "
+        f"tries); the last error: {error}"
+    ) from error
 
 
 class RetryingStore:
