@@ -284,15 +284,16 @@ class JobDriver:
     async def save(self, run: JobRun) -> None:
         """The job's record in the Store: its spec, its state, and why it failed. Writes
         take turns and each writes the state of its turn, so the last one is the latest.
-        A running job is listed as such before its record is written, and no longer once
-        its record says it ended: every running record is listed."""
+        A running job is listed as such in the write of its first record, and no longer
+        once its record says it ended: every running record is listed."""
         job_id = run.spec.job_id
         async with run.record_lock:
-            if not run.state.finished and not run.listed_running:
-                await self.store.put(running_key(job_id), {})
-                run.listed_running = True
             record = job_record(run)
-            await self.store.put(job_key(job_id), record)
+            if not run.state.finished and not run.listed_running:
+                await self.store.put_many({running_key(job_id): {}, job_key(job_id): record})
+                run.listed_running = True
+            else:
+                await self.store.put(job_key(job_id), record)
             if record["state"] != JobState.RUNNING.value and run.listed_running:
                 await self.store.delete(running_key(job_id))
                 run.listed_running = False
