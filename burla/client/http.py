@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urlsplit
 
 from burla.client.pinning import tls_context
 from burla.core.errors import CertificateError
+from burla.core.trace import mark
 
 IDLE_S = 20.0
 """A connection idle this long is not reused: the server may be closing it (main_service
@@ -127,10 +128,12 @@ class HttpPool:
     @staticmethod
     def _exchange(connection: socket.socket, method: str, message: bytes) -> tuple[Response, bool]:
         """Send one request; its response, and whether the connection stays open."""
+        mark("client sends")
         connection.sendall(message)
         answer = http.client.HTTPResponse(connection, method=method)
         try:
             answer.begin()
+            mark("client has the answer")
             data = answer.read()
         finally:
             answer.close()  # its file object only; the socket is ours

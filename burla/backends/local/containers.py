@@ -9,7 +9,8 @@ A "container" here is a process, not an isolated filesystem. What stands in for 
 - mounts: symlinks at `<container dir>/<target without its leading slash>` pointing to
   the source, which must exist. `read_only` is advisory: a process can write through the
   link. Targets are relative to the container directory, not to `/`.
-- environment: only PATH, HOME, LANG and TMPDIR (those that are set) pass through, plus
+- environment: only PATH, HOME, LANG, TMPDIR and BURLA_TRACE_FILE (burla.core.trace;
+  those that are set) pass through, plus
   BURLA_PORT, BURLA_CONTAINER_NAME, BURLA_CONTAINER_ROOT (its directory), BURLA_CPUSET
   (the cpuset it started with, as a comma list) and the caller's `env`, which may not
   set those four.
@@ -64,12 +65,13 @@ from burla.backends.runtime_rules import (
 )
 from burla.core.errors import BackendError, InvalidRequestError
 from burla.core.protocols import ContainerInfo, Mount
+from burla.core.trace import TRACE_FILE_ENV
 
 if TYPE_CHECKING:
     from burla.core.models import ContainerSpec
 
 LOG_NAME = "container.log"
-PASSED_THROUGH = ("PATH", "HOME", "LANG", "TMPDIR")
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "TMPDIR", TRACE_FILE_ENV)
 """Variables of the node's own environment that containers see; nothing else leaks in."""
 
 MEMORY_POLL_S = 0.05

@@ -34,6 +34,7 @@ from burla.core import wire
 from burla.core.errors import InvalidRequestError
 from burla.core.limits import FRAME_ENV, RequestLimits
 from burla.core.settings import JOB_TOKEN_ENV
+from burla.core.trace import mark
 from burla.core.worker_wire import (
     EndJob,
     InputItem,
@@ -74,6 +75,7 @@ class Connection:
     def send(self, messages: list[tuple[wire.Message, bytes]]) -> None:
         data = wire.encode_many([(message.to_json(), payload) for message, payload in messages])
         with self._send_lock:
+            mark("worker sends")
             self._sock.sendall(data)
 
     def close(self) -> None:
@@ -254,6 +256,7 @@ class Worker:
 
     def start_job(self, job_id: str, function: bytes) -> None:
         self.flush()
+        mark("worker loads the function")
         self.job_id = job_id
         try:
             self.function = cloudpickle.loads(function)
@@ -266,6 +269,7 @@ class Worker:
         """Run a frame's inputs; results go back when the frame is done, before the next
         input once results_due, and every 0.1 s while a long one runs. Each results frame
         says how long its inputs ran, from which the node sizes the next frames."""
+        mark("worker has inputs")
         offset = 0
         for item in items:
             if self.hung_up.is_set():

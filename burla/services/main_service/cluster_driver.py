@@ -24,6 +24,7 @@ from burla.core.errors import BurlaError, ClusterUnavailableError
 from burla.core.link_wire import Assign, KillWorker, Prune, Request, Reset, Standby
 from burla.core.models import ClusterConfig, JobSpec, NodeState
 from burla.core.protocols import BootSpec, ComputeProvider, MachineStatus
+from burla.core.trace import mark
 from burla.release import build_id, build_mismatch
 from burla.services.cluster_keys import JobTokens
 from burla.services.main_service.jobs import JobRun
@@ -260,6 +261,7 @@ class ClusterDriver:
             packages=tuple(run.package_keys),
             token=self._job_tokens.make(job.job_id, run.owner),
         )
+        mark("main_service assigns a node")
         if not await self._call_node(node_id, request, run.function or b""):
             await self.node_failed(node_id)
 

@@ -24,6 +24,7 @@ from burla.core.errors import NotFoundError
 from burla.core.inputs import Failure
 from burla.core.models import JobState
 from burla.core.protocols import BlobStore, Store
+from burla.core.trace import mark
 from burla.services.cluster_keys import JobTokens
 from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
@@ -105,6 +106,7 @@ class JobDriver:
         self.jobs[job_id] = run
         self.last_activity = self.clock.now()
         await self.store.push(queue_name(job_id), items)
+        mark("main_service queued the inputs")
         # The record is for later readers: it is written once the nodes have their work.
         self._spawn(self.save, run)
         if run.machine.state.finished:
@@ -149,6 +151,7 @@ class JobDriver:
 
     async def report(self, node_id: str, events: Any, payload: bytes) -> None:
         """What a node saw, in order: claims, results, printed lines, lost workers."""
+        mark("main_service hears a node")
         for event, data in wire.read_reports(events, payload):
             run = self.jobs.get(event.job_id) if event.job_id else None
             if run is None or run.state.finished:
@@ -240,6 +243,7 @@ class JobDriver:
         job_id = run.spec.job_id
         if run.error is not None:
             state = JobState.FAILED
+        mark("main_service ends the job")
         run.state, run.ended_at = state, self.clock.now()
         run.publish(wire.JobDone(state.value, run.error))  # results are durable already
         # A recycled node stops the job and resets in one request; a deleted one just goes.

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from burla.core import wire
 from burla.core.errors import BurlaError, InvalidRequestError, NotFoundError
+from burla.core.trace import mark
 from burla.services.errors import status_of
 from burla.services.main_service.auth import USER
 from burla.services.main_service.service import MainService
@@ -54,6 +55,7 @@ class JobRoutes:
     async def _submit(self, scope: Scope, receive: Receive) -> bytes:
         """Start a job. With `wait`, answer when the job is done or `wait` s have passed,
         with the job's events so far: a short job needs no second request."""
+        mark("main_service reads the job")
         wait = _query(scope, "wait", float, 0.0)
         header, function, items, uploads = _job_body(await _body(receive))
         function_key = header.get("function_key")
@@ -103,6 +105,7 @@ class JobRoutes:
             (b"content-type", media.encode()),
             (b"content-length", str(len(body)).encode()),
         ]
+        mark("main_service answers")
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -18,6 +18,7 @@ from burla.core.clock import Clock
 from burla.core.models import JobSpec
 from burla.core.protocols import BlobStore, Claim, Store
 from burla.core.timeouts import WorkerLook, look_every_s, overdue
+from burla.core.trace import mark
 from burla.core.worker_wire import EndJob, FromWorker, InputItem, Inputs, JobStart, Lines, Results
 from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import Sent
@@ -172,7 +173,9 @@ class Feed:
 
     async def _claim(self, assignment: Assignment, wanted: int, idle: Backoff) -> None:
         job = assignment.job
+        mark("node claims inputs")
         claims = await self.store.claim(queue_name(job.job_id), limit=wanted, lease_s=self.lease_s)
+        mark("node claimed inputs")
         assignment.pending += claims
         if claims:
             assignment.drained = False
@@ -234,6 +237,7 @@ class Feed:
             receipts = tuple(c.receipt for c in claims)
             claimed = wire.ClaimReport(job_id, worker.name, indices, receipts)
             self.reporter.event(claimed, urgent=False)  # rides with results, or goes soon
+            mark("node sends inputs to a worker")
             await self._send(worker, [(Inputs(job_id, tuple(items)), b"".join(payloads))])
 
     async def send_job(self, worker: Worker) -> None:
@@ -241,6 +245,7 @@ class Feed:
         if assignment is None or assignment.ended or worker not in assignment.workers:
             return
         job = JobStart(assignment.job.job_id, assignment.packages_path, assignment.token)
+        mark("node starts the job on a worker")
         await self._send(worker, [(job, assignment.function)])
 
     async def _send(self, worker: Worker, frames: list[Sent]) -> None:
@@ -265,6 +270,7 @@ class Feed:
                 self.job_error(message.job_id, message.message)
 
     def _take_results(self, worker: Worker, results: Results, payload: bytes) -> None:
+        mark("node has results")
         job_id, items = results.job_id, results.items
         offset = 0
         for item in items:

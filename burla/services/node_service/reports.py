@@ -12,6 +12,7 @@ from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.link_wire import Report
 from burla.core.protocols import Claim, Store
+from burla.core.trace import mark
 from burla.services.store_keys import queue_name, result_key
 
 REPORT_INTERVAL_S = 0.003
@@ -118,6 +119,7 @@ class Reporter:
         events, payloads, done = self._events, self._payloads, self._done
         self._events, self._payloads, self._done = [], [], []
         await self._save(done)
+        mark("node stored results")
         if events:
             report = Report(self.node_id, [event.to_json() for event in events])
             await self.report(report, b"".join(payloads))
