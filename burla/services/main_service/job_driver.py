@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from burla.core import inputs as i
 from burla.core import wire
@@ -107,14 +108,15 @@ class JobDriver:
         self.last_activity = self.clock.now()
         await self.store.push(queue_name(job_id), items)
         mark("main_service queued the inputs")
-        # The record is for later readers: it is written once the nodes have their work.
-        self._spawn(self.save, run)
         if run.machine.state.finished:
             await self._finish(run, run.machine.state)
         elif job_id in self.canceled_early:
             await self.handle(run, i.CancelJob())
         else:
             await self.nodes.job_started(run.spec)
+        # The record is for later readers: it is written once the nodes have their work
+        # (tasks start in the order they were spawned, and the nodes' went first).
+        self._spawn(self.save, run)
 
     def running(self) -> list[JobRun]:
         """The jobs that have not ended."""
@@ -246,6 +248,8 @@ class JobDriver:
         mark("main_service ends the job")
         run.state, run.ended_at = state, self.clock.now()
         run.publish(wire.JobDone(state.value, run.error))  # results are durable already
+        # The client waiting for the job gets its answer before what follows is written.
+        await anyio.lowlevel.checkpoint()
         # A recycled node stops the job and resets in one request; a deleted one just goes.
         await self.nodes.job_ended(job_id, cancel=state is not JobState.SUCCEEDED)
         await run.log.flush(self.store)  # before the record says it ended
