@@ -9,6 +9,7 @@ moment fire in the order they were set, which keeps a run repeatable.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -68,6 +69,20 @@ class Timers:
 
     def after(self, delay_s: float, callback: Callable[[], Any]) -> Timer:
         return self.at(trio.current_time() + max(0.0, delay_s), callback)
+
+    async def sleep_until(self, when: float) -> None:
+        """Wait until virtual time `when` (at once if it has passed): the calling task
+        parks on this heap, not on a trio deadline of its own."""
+        if when <= trio.current_time():
+            return
+        task = trio.lowlevel.current_task()
+        timer = self.at(when, functools.partial(trio.lowlevel.reschedule, task))
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            timer.cancel()
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def run(self) -> None:
         """Fire timers as they fall due, forever; one trio deadline at a time."""

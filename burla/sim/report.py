@@ -51,6 +51,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("Store calls failed (and retried)", f"{report['store_failures_injected']:,}"),
         ("blob store calls failed (and retried)", f"{report['blob_failures_injected']:,}"),
         ("answers to users lost (and asked again)", f"{report['answers_lost']:,}"),
+        *_store_rows(report),
         (
             "inputs lost / recorded twice",
             f"{checks['inputs_lost']} / {checks['inputs_recorded_twice']}",
@@ -60,6 +61,26 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("simulated events", f"{report['events']:,} ({report['events_per_s']:,.0f}/s)"),
     ]
     return rows
+
+
+def _store_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The Store profile's cost: its calls and the virtual time spent in them."""
+    calls = report["store_calls"]
+    if not calls:
+        return []
+    count = sum(c["calls"] for c in calls.values())
+    seconds = sum(c["seconds"] for c in calls.values())
+    slowest = max(calls, key=lambda name: calls[name]["seconds"])
+    return [
+        (
+            f"{report['store_profile']} calls (time in them)",
+            f"{count:,} ({_seconds(seconds)}; most in {slowest})",
+        ),
+        (
+            "writes refused for contention / too often",
+            f"{report['store_writes_aborted']:,} / {report['blob_writes_refused']:,}",
+        ),
+    ]
 
 
 def _restored(report: dict[str, Any]) -> str:

@@ -151,6 +151,9 @@ class Scenario(_Model):
     store_failures: float = Field(default=0.0, ge=0, lt=1)
     blob_failures: float = Field(default=0.0, ge=0, lt=1)
     """The share of the services' blob store calls that fail for a moment (they retry)."""
+    store_profile: Literal["memory", "firestore", "redis", "sqlite"] = "memory"
+    """The Store (and the blob store beside it) whose latency and limits the services
+    meet (burla.sim.profiles); memory answers at once."""
     link_delay_s: Seconds | None = None
     """How long frames between main_service and a node take on the way (each batch;
     in order): a slow network between them."""

@@ -52,7 +52,7 @@ class Simulation:
             status_root=status_root,
         )
         token = secrets.token_hex(16)
-        self.storage = SimStorage(scenario, self.clock)
+        self.storage = SimStorage(scenario, self.clock, self.timers)
         self.nodes = SimNodes(
             self.world,
             self.storage,

@@ -1,0 +1,285 @@
+"""A Store and a blob store that take the time, and keep the limits, of the backend a
+scenario's profile names (burla.sim.profiles).
+
+Each call waits out its round trips in virtual time, then is carried out. A round trip
+is what the real backend does for the call: burla's Firestore backend reads a version
+before a conditional write, cuts a big write into commits of 500, and claims by a query
+and a commit with preconditions, which a claimer racing others for the queue's head may
+lose and try again. Writes to one document faster than it takes them wait their turn,
+and fail with ABORTED when the wait would be too long; writes to one blob faster than
+once a second are refused with 429. Those failures are TransientBackendError, which the
+services' retries handle.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import random
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import trio
+
+from burla.backends.gcp.firestore_values import approximate_size
+from burla.core.errors import InvalidRequestError, TransientBackendError
+from burla.core.protocols import BlobStore, Claim, Data, Document, Store
+from burla.sim.clock import Timers
+from burla.sim.profiles import BlobProfile, StoreProfile
+from burla.sim.scenario import Seconds
+
+Trip = Literal["read", "write", "query"]
+CLAIM_SPREAD = 4
+"""How much wider a claimer that lost a race at the queue's head looks next time (as in
+burla's Firestore backend): with k others at the head it loses about log4(k) times."""
+
+
+class CallStats:
+    """Calls made and virtual seconds spent in them, by name (`store.get`, ...)."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, list[float]] = {}
+        """name -> [calls, seconds, longest]"""
+
+    def add(self, name: str, seconds: float) -> None:
+        entry = self.by_name.get(name)
+        if entry is None:
+            self.by_name[name] = [1, seconds, seconds]
+            return
+        entry[0] += 1
+        entry[1] += seconds
+        entry[2] = max(entry[2], seconds)
+
+    def as_json(self) -> dict[str, dict[str, float]]:
+        return {
+            name: {"calls": int(calls), "seconds": seconds, "longest_s": longest}
+            for name, (calls, seconds, longest) in sorted(self.by_name.items())
+        }
+
+
+class RateGate:
+    """Writes to named things, each at a sustained rate after a burst: how long a write
+    waits for its turn."""
+
+    def __init__(self, per_s: float, burst: int) -> None:
+        self._interval = 1.0 / per_s
+        self._slack = burst * self._interval
+        self._free: dict[str, float] = {}
+
+    def turn(self, name: str, now: float, count: int = 1, *, limit: float = math.inf) -> float:
+        """The wait for `count` writes to `name` from `now`, which are then booked; inf
+        (nothing booked) if it would be longer than `limit`."""
+        free = max(now, self._free.get(name, 0.0)) + count * self._interval
+        wait = max(0.0, free - now - self._slack)
+        if wait > limit:
+            return math.inf
+        self._free[name] = free
+        return wait
+
+
+class SlowStore:
+    """`inner` behind the round trips and limits of `profile`."""
+
+    def __init__(
+        self,
+        inner: Store,
+        profile: StoreProfile,
+        timers: Timers,
+        rng: random.Random,
+        stats: CallStats,
+    ) -> None:
+        self.inner = inner
+        self._profile = profile
+        self._timers = timers
+        self._rng = rng
+        self._stats = stats
+        self._documents = (
+            RateGate(profile.document_writes_per_s, profile.document_burst)
+            if profile.document_writes_per_s
+            else None
+        )
+        self._database = (
+            RateGate(profile.database_writes_per_s, int(profile.database_writes_per_s))
+            if profile.database_writes_per_s
+            else None
+        )
+        self._writer_free = 0.0
+        self._claiming: dict[str, int] = {}
+        self.aborted = 0
+        """Writes refused for contention (ABORTED)."""
+
+    async def get(self, key: str) -> Document | None:
+        await self._wait("get", ("read",))
+        return await self.inner.get(key)
+
+    async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
+        self._check_size(key, data)
+        await self._wait("put", self._conditional(if_version), written={key: 1})
+        return await self.inner.put(key, data, if_version=if_version)
+
+    async def put_many(self, docs: Mapping[str, Data], *, create_only: bool = False) -> set[str]:
+        for key, data in docs.items():
+            self._check_size(key, data)
+        await self._wait("put_many", self._commits(len(docs)), written=dict.fromkeys(docs, 1))
+        return await self.inner.put_many(docs, create_only=create_only)
+
+    async def delete(self, key: str, *, if_version: int | None = None) -> bool:
+        await self._wait("delete", self._conditional(if_version), written={key: 1})
+        return await self.inner.delete(key, if_version=if_version)
+
+    async def list(
+        self, prefix: str, *, after: str = "", limit: int = 1000
+    ) -> builtins.list[Document]:
+        await self._wait("list", ("query",))
+        return await self.inner.list(prefix, after=after, limit=limit)
+
+    async def push(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
+        # Firestore: one counter document per queue numbers each push, then the items.
+        counted: tuple[Trip, ...] = ("write",) if self._profile.queue_head_races else ()
+        trips = counted + self._commits(len(items))
+        await self._wait("push", trips, written={f"queues/{queue}": 1})
+        await self.inner.push(queue, items)
+
+    async def claim(self, queue: str, *, limit: int, lease_s: float) -> builtins.list[Claim]:
+        trips: tuple[Trip, ...] = ("query", "write")
+        racing = self._claiming.get(queue, 0)
+        if self._profile.queue_head_races and racing:
+            trips *= 1 + math.ceil(math.log(racing + 1, CLAIM_SPREAD))
+        self._claiming[queue] = racing + 1
+        try:
+            await self._wait("claim", trips)
+        finally:
+            self._claiming[queue] -= 1
+        return await self.inner.claim(queue, limit=limit, lease_s=lease_s)
+
+    async def ack(self, queue: str, receipts: Sequence[str]) -> set[str]:
+        await self._wait("ack", ("read", *self._commits(len(receipts))))
+        return await self.inner.ack(queue, receipts)
+
+    async def renew(self, queue: str, receipts: Sequence[str], *, lease_s: float) -> set[str]:
+        await self._wait("renew", ("read", *self._commits(len(receipts))))
+        return await self.inner.renew(queue, receipts, lease_s=lease_s)
+
+    def _conditional(self, if_version: int | None) -> tuple[Trip, ...]:
+        if self._profile.conditional_reads and if_version:
+            return ("read", "write")
+        return ("write",)
+
+    def _commits(self, writes: int) -> tuple[Trip, ...]:
+        """The rounds of commits a write of `writes` documents takes."""
+        commits = math.ceil(writes / self._profile.batch_writes)
+        write: tuple[Trip, ...] = ("write",)
+        return write * math.ceil(commits / self._profile.parallel_commits)
+
+    def _check_size(self, key: str, data: Data) -> None:
+        most = self._profile.document_bytes
+        if most is not None and approximate_size(data) > most:
+            raise InvalidRequestError(
+                f"writing document {key!r}: {self._profile.name} cannot store this (a "
+                f"document over {most:,} bytes); documents must stay under 1 MiB"
+            )
+
+    async def _wait(
+        self, method: str, trips: Sequence[Trip], *, written: Mapping[str, int] | None = None
+    ) -> None:
+        profile, rng = self._profile, self._rng
+        now = trio.current_time()
+        seconds = 0.0
+        for trip in trips:
+            took = getattr(profile, trip).draw(rng)
+            if trip == "write" and profile.one_writer:
+                start = max(now + seconds, self._writer_free)
+                self._writer_free = start + took
+                took += start - (now + seconds)
+            seconds += took
+        if written:
+            seconds += self._write_turns(method, now + seconds, written)
+        await self._timers.sleep_until(now + seconds)
+        self._stats.add(f"store.{method}", seconds)
+
+    def _write_turns(self, method: str, when: float, written: Mapping[str, int]) -> float:
+        """How long the writes wait for their documents and the database; ABORTED when a
+        document is written faster than it takes writes for too long."""
+        wait = 0.0
+        if self._documents is not None:
+            limit = self._profile.contention_timeout_s
+            for key, count in written.items():
+                turn = self._documents.turn(key, when, count, limit=limit)
+                if turn == math.inf:
+                    self.aborted += 1
+                    raise TransientBackendError(
+                        f"{self._profile.name} {method} of {key!r}: ABORTED: Too much "
+                        "contention on these documents. Please try again."
+                    )
+                wait = max(wait, turn)
+        if self._database is not None:
+            wait = max(wait, self._database.turn("", when, len(written)))
+        return wait
+
+
+class SlowBlobStore:
+    """`inner` behind the round trips and limits of `profile`."""
+
+    def __init__(
+        self,
+        inner: BlobStore,
+        profile: BlobProfile,
+        timers: Timers,
+        rng: random.Random,
+        stats: CallStats,
+    ) -> None:
+        self.inner = inner
+        self._profile = profile
+        self._timers = timers
+        self._rng = rng
+        self._stats = stats
+        self._objects = (
+            RateGate(profile.object_writes_per_s, 1) if profile.object_writes_per_s else None
+        )
+        per_s = profile.bucket_writes_per_s
+        self._bucket_writes = RateGate(per_s, int(per_s)) if per_s else None
+        per_s = profile.bucket_reads_per_s
+        self._bucket_reads = RateGate(per_s, int(per_s)) if per_s else None
+        self.refused = 0
+        """Writes refused with 429 (one object written too often)."""
+
+    async def put(self, key: str, data: bytes) -> None:
+        now = trio.current_time()
+        if self._objects is not None and self._objects.turn(key, now, limit=0.0) == math.inf:
+            await self._waited("put", self._profile.write.draw(self._rng))
+            self.refused += 1
+            raise TransientBackendError(
+                f"{self._profile.name} put of {key!r}: 429 Too Many Requests (one object is "
+                "written at most once a second)"
+            )
+        await self._waited("put", self._took(self._profile.write, self._bucket_writes))
+        await self.inner.put(key, data)
+
+    async def get(self, key: str) -> bytes:
+        await self._waited("get", self._took(self._profile.read, self._bucket_reads))
+        return await self.inner.get(key)
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        await self._waited("list", self._took(self._profile.list, self._bucket_reads))
+        return await self.inner.list(prefix)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        took = self._profile.list.draw(self._rng) + self._took(
+            self._profile.write, self._bucket_writes
+        )
+        await self._waited("delete_prefix", took)
+        return await self.inner.delete_prefix(prefix)
+
+    async def signed_url(self, key: str, *, method: Literal["GET", "PUT"], expires_s: float) -> str:
+        # Signed where the service runs, with its key: no round trip.
+        return await self.inner.signed_url(key, method=method, expires_s=expires_s)
+
+    def _took(self, trip: Seconds, bucket: RateGate | None) -> float:
+        took = trip.draw(self._rng)
+        if bucket is not None:
+            took += bucket.turn("", trio.current_time())
+        return took
+
+    async def _waited(self, method: str, seconds: float) -> None:
+        await self._timers.sleep_until(trio.current_time() + seconds)
+        self._stats.add(f"blobs.{method}", seconds)
