@@ -125,3 +125,21 @@ DISK = BlobProfile(
 BLOBS_FOR: dict[str, BlobProfile] = {"firestore": GCS, "redis": GCS, "sqlite": DISK}
 """The blob store a cluster on each Store keeps: Cloud Storage beside Firestore or Redis,
 the local disk beside SQLite."""
+
+
+@dataclass(frozen=True)
+class Network:
+    """One-way delays: frames between main_service and nodes, a user's requests and
+    answers to main_service."""
+
+    link: Seconds
+    client: Seconds
+
+
+SAME_REGION = Network(
+    # Assumptions: machines in one region (VM to VM within a zone is ~0.1 ms one way,
+    # across zones a few tenths); users' HTTP requests from a machine in the same region,
+    # through TLS on a kept-alive connection.
+    link=_lognormal(0.00025, 0.005),
+    client=_lognormal(0.0005, 0.02),
+)

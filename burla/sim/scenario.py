@@ -154,9 +154,15 @@ class Scenario(_Model):
     store_profile: Literal["memory", "firestore", "redis", "sqlite"] = "memory"
     """The Store (and the blob store beside it) whose latency and limits the services
     meet (burla.sim.profiles); memory answers at once."""
+    network: Literal["instant", "same-region"] = "instant"
+    """Delays of the network when `link_delay_s` and `client_delay_s` are not given:
+    none, or those of a cloud region (burla.sim.profiles.SAME_REGION; assumptions)."""
     link_delay_s: Seconds | None = None
     """How long frames between main_service and a node take on the way (each batch;
     in order): a slow network between them."""
+    client_delay_s: Seconds | None = None
+    """How long a user's request takes to reach main_service, and its answer to come
+    back (drawn each way)."""
     lost_answers: float = Field(default=0.0, ge=0, lt=1)
     """The share of main_service's answers to users lost on the way, after the request
     was carried out: the user asks again, as the client does."""

@@ -27,6 +27,7 @@ from burla.sim.clock import Timers, VirtualClock
 from burla.sim.compute import SimComputeProvider
 from burla.sim.main_host import MainHost
 from burla.sim.nodes import SimNodes
+from burla.sim.profiles import SAME_REGION
 from burla.sim.recorder import Recorder
 from burla.sim.scenario import Fault, Scenario
 from burla.sim.storage import SimStorage
@@ -189,6 +190,9 @@ class Simulation:
 def _link_delay(scenario: Scenario) -> Callable[[], float] | None:
     """What each message between main_service and a node takes, drawn when the scenario
     says so."""
-    if scenario.link_delay_s is None:
+    delay = scenario.link_delay_s
+    if delay is None and scenario.network == "same-region":
+        delay = SAME_REGION.link
+    if delay is None:
         return None
-    return functools.partial(scenario.link_delay_s.draw, random.Random(f"{scenario.seed}:links"))
+    return functools.partial(delay.draw, random.Random(f"{scenario.seed}:links"))

@@ -4,7 +4,9 @@ it, asking again while main_service is down or an answer is lost."""
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,7 @@ from burla.core import wire
 from burla.core.limits import MAX_UPLOADS
 from burla.sim.clock import VirtualClock
 from burla.sim.main_host import DROPPED, MainHost
+from burla.sim.profiles import SAME_REGION
 from burla.sim.recorder import JobLog, Recorder
 from burla.sim.scenario import JobArrival, Scenario
 from burla.sim.storage import SimStorage
@@ -48,6 +51,20 @@ def plan_jobs(scenario: Scenario) -> list[PlannedJob]:
     ]
 
 
+class DelayedTransport(httpx.AsyncBaseTransport):
+    """`inner`, with each request and each answer `delay()` virtual seconds on its way."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, delay: Callable[[], float]) -> None:
+        self._inner = inner
+        self._delay = delay
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(self._delay())
+        response = await self._inner.handle_async_request(request)
+        await anyio.sleep(self._delay())
+        return response
+
+
 class SimUsers:
     """The users of the planned jobs; `all_done` is set once every job has ended."""
 
@@ -70,8 +87,15 @@ class SimUsers:
         self._open_jobs = len(self.planned)
         self._building: dict[str, anyio.Event] = {}
         self._network = random.Random(f"{scenario.seed}:network")
+        transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=host.serve_http)
+        delay = scenario.client_delay_s
+        if delay is None and scenario.network == "same-region":
+            delay = SAME_REGION.client
+        if delay is not None:
+            rng = random.Random(f"{scenario.seed}:client-network")
+            transport = DelayedTransport(transport, functools.partial(delay.draw, rng))
         self.http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=host.serve_http),
+            transport=transport,
             base_url="http://main",
             headers={"authorization": f"Bearer {token}"},
         )
