@@ -16,7 +16,7 @@ from pathlib import Path
 
 from burla.core.clock import ManualClock
 from burla.core.cluster import ClusterMachine, JobSubmitted, NodeBooted, RestartCluster, StartNode
-from burla.core.inputs import InputMachine, InputsClaimed, InputSucceeded
+from burla.core.inputs import InputMachine, InputsClaimed, InputsSucceeded
 from burla.core.models import (
     ClusterConfig,
     JobSpec,
@@ -71,7 +71,7 @@ def input_events(n_inputs: int, validate: bool) -> Callable[[], None]:
             batch = tuple(range(start, min(start + 100, n_inputs)))
             machine.handle(InputsClaimed("w", "node", batch))
             for index in batch:
-                machine.handle(InputSucceeded("w", index))
+                machine.handle(InputsSucceeded("w", (index,)))
 
     return run
 

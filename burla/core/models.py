@@ -182,4 +182,8 @@ class JobState(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
+        return self in _ENDED_JOB
+
+
+# A set, not a tuple of members: looked up at every report (see inputs._ENDED_INPUT).
+_ENDED_JOB = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})

@@ -70,7 +70,7 @@ def test_a_raised_input_whose_traceback_was_not_kept_says_so():
 def test_summary_letters_and_busy_cpus():
     run = job(4)
     run.machine.handle(i.InputsClaimed("w1", "node-1", (0, 1)))
-    run.machine.handle(i.InputSucceeded("w1", 0))
+    run.machine.handle(i.InputsSucceeded("w1", (0,)))
     summary = views.job_summary(run)
     assert (summary["finished"], summary["n_inputs"], summary["failed"]) == (1, 4, 0)
     assert summary["submitted_at"] == 1000.0

@@ -8,8 +8,8 @@ from burla.core.inputs import (
     InputMachine,
     InputRaised,
     InputsClaimed,
+    InputsSucceeded,
     InputStatus,
-    InputSucceeded,
     InputTimedOut,
     KillWorker,
     NodeLost,
@@ -22,17 +22,17 @@ from burla.core.models import JobState
 
 def run(machine: InputMachine, worker: str, index: int) -> list:
     machine.handle(InputsClaimed(worker, "node", (index,)))
-    return machine.handle(InputSucceeded(worker, index))
+    return machine.handle(InputsSucceeded(worker, (index,)))
 
 
 def test_every_input_succeeding_finishes_the_job_once():
     machine = InputMachine(3)
     machine.handle(InputsClaimed("w", "node", (0, 1, 2)))
     for index in range(3):
-        commands = machine.handle(InputSucceeded("w", index))
+        commands = machine.handle(InputsSucceeded("w", (index,)))
     assert commands == [FinishJob(JobState.SUCCEEDED)]
     assert machine.state is JobState.SUCCEEDED
-    assert machine.handle(InputSucceeded("w", 0)) == []
+    assert machine.handle(InputsSucceeded("w", (0,))) == []
 
 
 def test_first_result_wins():
@@ -89,7 +89,7 @@ def test_reclaim_after_the_stores_lease_ran_out_moves_the_input_to_the_new_worke
     assert machine.inputs[0].worker == "b"
     assert machine.inputs[0].returns == 1, "the old holder counts as gone for it"
     assert machine.workers["a"].leased == set()
-    assert machine.handle(InputSucceeded("a", 0)) == [FinishJob(JobState.SUCCEEDED)]
+    assert machine.handle(InputsSucceeded("a", (0,))) == [FinishJob(JobState.SUCCEEDED)]
 
 
 def test_cancel_kills_busy_workers_and_ends_the_job():
@@ -104,7 +104,7 @@ def test_cancel_kills_busy_workers_and_ends_the_job():
         2: InputStatus.CANCELED,
     }
     assert machine.handle(InputsClaimed("late", "node", (2,))) == [Discard("late", (2,))]
-    assert machine.handle(InputSucceeded("busy", 1)) == []
+    assert machine.handle(InputsSucceeded("busy", (1,))) == []
 
 
 def test_an_empty_job_is_finished_from_the_start():

@@ -37,8 +37,8 @@ from burla.core.inputs import (
     InputMachine,
     InputRaised,
     InputsClaimed,
+    InputsSucceeded,
     InputStatus,
-    InputSucceeded,
     InputTimedOut,
     KillWorker,
     NodeLost,
@@ -551,7 +551,7 @@ class InputHarness:
             self.reported.add(index)
             if self.store_leases.get(index, ("",))[0] == worker:
                 del self.store_leases[index]  # the worker acks its delivery
-            self.send(InputSucceeded(worker, index))
+            self.send(InputsSucceeded(worker, (index,)))
         else:
             self.send(InputRaised(worker, index))
 
