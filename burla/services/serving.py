@@ -1,14 +1,12 @@
-"""Running a service's FastAPI app with uvicorn inside a task group we own."""
+"""Running a service's FastAPI app with uvicorn inside a task group we own (the rest of
+a service's process is burla.services.running's)."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Generator
-from pathlib import Path
-from typing import Any
+from collections.abc import Generator
 
 import anyio
 import uvicorn
@@ -58,36 +56,8 @@ async def _serve_then_cancel(server: Server, sock: socket.socket, tasks: TaskGro
     tasks.cancel_scope.cancel()
 
 
-async def cancel_on_signal(tasks: TaskGroup) -> None:
-    """For a service with no HTTP server: stop on SIGTERM or SIGINT."""
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
-            tasks.cancel_scope.cancel()
-            return
-
-
 async def _stop_on_signal(server: Server) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             server.should_exit = True
             return
-
-
-def run(main: Callable[..., Awaitable[None]], *args: Any) -> None:
-    """Run a service's main coroutine, on uvloop where it is installed (a faster loop)."""
-    uvloop = importlib.util.find_spec("uvloop") is not None
-    anyio.run(main, *args, backend_options={"use_uvloop": uvloop})
-
-
-def leaf_errors(error: BaseException) -> list[BaseException]:
-    """The errors inside a (nested) exception group, or the error itself."""
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in leaf_errors(inner)]
-    return [error]
-
-
-def write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    temporary.chmod(0o600)
-    temporary.replace(path)

@@ -14,8 +14,6 @@ import json
 import time
 from collections.abc import Mapping
 
-import httpx
-
 from burla.core.backoff import Backoff
 from burla.core.errors import BackendError
 
@@ -37,6 +35,8 @@ def metadata_url(path: str, env: Mapping[str, str]) -> str:
 def metadata_value(path: str, env: Mapping[str, str], *, ask_for_s: float = ASK_FOR_S) -> str:
     """The value at `path` of this VM's metadata; BackendError if the server does not give
     it within `ask_for_s` (it is asked again after failures that may pass)."""
+    import httpx  # here: a node that never asks (a local one) starts without it
+
     url = metadata_url(path, env)
     backoff = Backoff(0.1, 2.0, clock=time.monotonic, give_up_after_s=ask_for_s)
     with httpx.Client(timeout=5.0, trust_env=False) as client:

@@ -24,6 +24,7 @@ from burla.core.clock import Clock, WallClock
 from burla.core.errors import BackendError, BurlaError, InvalidRequestError
 from burla.core.models import ClusterConfig
 from burla.core.protocols import BlobStore, BootSpec, ImageMaker, Machine, MachineStatus, Store
+from burla.services import running
 from burla.services.cluster_keys import blob_signing_key
 from burla.services.loopback import bind_loopback
 from burla.services.main_service.local_config import (
@@ -177,9 +178,7 @@ def _run_local(root: Path, cpus: int, containers: Containers, idle_s: float) -> 
         images = DockerImages()
     backends = Backends(store, blobs, LocalComputeProvider(root), clock, images)
     anyio.run(_boot_first_node, setup, backends)
-    from burla.services import serving  # the web stack, loaded now
-
-    serving.run(_serve_local, root, cpus, setup, backends, sock, idle_s)
+    running.run(_serve_local, root, cpus, setup, backends, sock, idle_s)
 
 
 async def _boot_first_node(setup: Setup, backends: Backends) -> None:
@@ -192,11 +191,9 @@ async def _boot_first_node(setup: Setup, backends: Backends) -> None:
 async def _serve_local(
     root: Path, cpus: int, setup: Setup, backends: Backends, sock: socket.socket, idle_s: float
 ) -> None:
-    from burla.services import serving
-
     def started(service: MainService, server: Server, tasks: TaskGroup) -> None:
         info = {"url": setup.url, "token": setup.token, "pid": os.getpid(), "cpus": cpus}
-        serving.write_atomically(root / CLUSTER_FILE, json.dumps(info))
+        running.write_atomically(root / CLUSTER_FILE, json.dumps(info))
         tasks.start_soon(_stop_when_idle, service, server, idle_s)
 
     try:
@@ -327,7 +324,6 @@ def cloud(**options: Any) -> None:
     running (their jobs go on through the Store).
     """
     from burla.core.settings import load_settings
-    from burla.services import serving
     from burla.services.main_service.cloud_config import (
         CloudOptions,
         make_plan,
@@ -338,9 +334,9 @@ def cloud(**options: Any) -> None:
     try:
         require_gcp_extra()
         plan = make_plan(CloudOptions(**options), load_settings().gcp, os.environ)
-        serving.run(_serve_cloud, plan)
+        running.run(_serve_cloud, plan)
     except* (BurlaError, ImportError) as failed:
-        problem = "; ".join(str(leaf) for leaf in serving.leaf_errors(failed))
+        problem = "; ".join(str(leaf) for leaf in running.leaf_errors(failed))
     if problem:
         sys.exit(f"burla main_service: {problem}")
 

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import os
 import socket
-import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,6 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
-import httpx
 from anyio.abc import SocketListener, TaskGroup
 from pydantic import BaseModel, Field
 
@@ -23,7 +21,7 @@ from burla.backends.local.containers import LocalContainerRuntime
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.backends.local.images import venv_image_python
 from burla.backends.urls import open_blobs, open_store
-from burla.client.pinning import tls_context
+from burla.client.http import HttpError, HttpPool
 from burla.core.backoff import Backoff
 from burla.core.clock import WallClock
 from burla.core.environment import PACKAGES_LIMIT_BYTES
@@ -36,8 +34,7 @@ from burla.core.errors import (
 from burla.core.models import NodeType, StandbyDefinition
 from burla.core.protocols import ContainerRuntime, Mount
 from burla.release import build_id
-from burla.services import http as http_clients
-from burla.services import serving
+from burla.services import running
 from burla.services.cluster_keys import blob_signing_key
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.metadata_guard import (
@@ -224,33 +221,36 @@ async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink)
     address = f"{host}:{sock.getsockname()[1]}"
     listener = await SocketListener.from_socket(sock)
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(serving.cancel_on_signal, tasks)
+        tasks.start_soon(running.cancel_on_signal, tasks)
         tasks.start_soon(_exit_with_parent, tasks)
         await node.run(tasks)
         tasks.start_soon(listener.serve, functools.partial(link.serve, node), tasks)
-        serving.write_atomically(settings.node_dir / "address", address)
+        running.write_atomically(settings.node_dir / "address", address)
         await _say_booted(settings, address)
 
 
 async def _say_booted(settings: NodeSettings, address: str) -> None:
     """Tell main_service where this node listens. One that does not answer (restarting,
     after a crash) is asked again with growing pauses for BOOTED_RETRY_S: the next one
-    takes the node on."""
+    takes the node on. One request, sent from a thread with the client's own HTTP pool, so
+    that a node starts without loading an async HTTP client."""
     backoff = Backoff(0.2, 5.0, clock=anyio.current_time, give_up_after_s=BOOTED_RETRY_S)
     booted = {"address": address, "build": build_id()}
+    headers = {"authorization": f"Bearer {settings.secret}"}
+    path = f"/nodes/{settings.node_id}/booted"
     while True:
+        http = HttpPool(settings.main_url, headers, 60.0, settings.main_cert_sha256)
         try:
-            verify = await anyio.to_thread.run_sync(main_tls, settings)
-            headers = {"authorization": f"Bearer {settings.secret}"}
-            async with http_clients.async_client(
-                verify, base_url=settings.main_url, headers=headers, timeout=60
-            ) as http:
-                response = await http.post(f"/nodes/{settings.node_id}/booted", json=booted)
+            response = await anyio.to_thread.run_sync(
+                functools.partial(http.request, "POST", path, json_body=booted)
+            )
             if response.status_code < 500:
                 break
             problem = f"it answered {response.status_code}"
-        except (httpx.TransportError, ConnectionError) as error:
+        except (HttpError, ConnectionError) as error:
             problem = str(error) or type(error).__name__
+        finally:
+            http.close()
         if backoff.exhausted:
             raise ClusterUnavailableError(
                 f"main_service at {settings.main_url} did not take this node for "
@@ -259,16 +259,11 @@ async def _say_booted(settings: NodeSettings, address: str) -> None:
         await anyio.sleep(backoff.pause())
     if response.status_code == 400 and "VersionMismatchError" in response.text:
         raise VersionMismatchError(response.json()["message"])
-    response.raise_for_status()
-
-
-def main_tls(settings: NodeSettings) -> ssl.SSLContext | bool:
-    """How the node checks main_service's certificate: pinned to the fingerprint it was
-    given; else as any client does."""
-    main = urlsplit(settings.main_url)
-    if main.scheme != "https":
-        return True
-    return tls_context(main.hostname or "", main.port or 443, settings.main_cert_sha256)
+    if not response.is_success:
+        raise ClusterUnavailableError(
+            f"main_service at {settings.main_url} would not take this node: it answered "
+            f"{response.status_code}: {response.text[:500]}"
+        )
 
 
 def packages_of(settings: NodeSettings) -> Path:
@@ -360,9 +355,9 @@ def main() -> None:
     settings = NodeSettings.from_env()
     problem = ""
     try:
-        serving.run(serve, settings)
+        running.run(serve, settings)
     except* BurlaError as failed:  # one that stops the node before it serves: say why
-        problem = "; ".join(str(error) for error in serving.leaf_errors(failed))
+        problem = "; ".join(str(error) for error in running.leaf_errors(failed))
     if problem:
         sys.exit(f"node {settings.node_id} cannot run: {problem}")
 

@@ -1,0 +1,41 @@
+"""What a cold start leans on: node_service never loads the web stack or an async HTTP
+client, main_service loads the web stack only after it has started its first node, and
+main_service's socket takes connections before it serves."""
+
+import json
+import socket
+import subprocess
+import sys
+
+from burla.services.loopback import bind_loopback
+
+WEB_STACK = {"fastapi", "uvicorn", "starlette", "httpx", "httpcore"}
+
+
+def loaded_by(code: str) -> set[str]:
+    script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))\n"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return set(json.loads(run.stdout))
+
+
+def test_node_service_loads_no_web_stack():
+    modules = loaded_by("import burla.services.node_service.__main__")
+    assert "burla.services.node_service.node" in modules
+    assert not WEB_STACK & modules
+
+
+def test_main_service_loads_the_web_stack_only_to_serve():
+    modules = loaded_by("import burla.services.main_service.__main__")
+    assert "burla.backends.local.compute" in modules
+    assert not WEB_STACK & modules
+
+
+def test_a_request_sent_before_the_service_serves_waits_for_it():
+    sock, address = bind_loopback()
+    host, port = address.split(":")
+    with sock, socket.create_connection((host, int(port)), timeout=10) as early:
+        early.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+        sock.settimeout(10)
+        accepted, _ = sock.accept()  # the service serves only now
+        with accepted:
+            assert accepted.recv(64).startswith(b"GET /health")
