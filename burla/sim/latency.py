@@ -25,6 +25,7 @@ from burla.backends.gcp.firestore_values import approximate_size
 from burla.core.errors import InvalidRequestError, TransientBackendError
 from burla.core.protocols import BlobStore, Claim, Data, Document, Store
 from burla.sim.clock import Timers
+from burla.sim.cpu import ready_at
 from burla.sim.profiles import BlobProfile, StoreProfile
 from burla.sim.scenario import Seconds
 
@@ -40,6 +41,9 @@ class CallStats:
     def __init__(self) -> None:
         self.by_name: dict[str, list[float]] = {}
         """name -> [calls, seconds, longest]"""
+
+    def clear(self) -> None:
+        self.by_name.clear()
 
     def add(self, name: str, seconds: float) -> None:
         entry = self.by_name.get(name)
@@ -183,7 +187,8 @@ class SlowStore:
         self, method: str, trips: Sequence[Trip], *, written: Mapping[str, int] | None = None
     ) -> None:
         profile, rng = self._profile, self._rng
-        now = trio.current_time()
+        asked = trio.current_time()
+        now = max(asked, ready_at())  # it leaves once its service's CPU got to it
         seconds = 0.0
         for trip in trips:
             took = getattr(profile, trip).draw(rng)
@@ -195,7 +200,7 @@ class SlowStore:
         if written:
             seconds += self._write_turns(method, now + seconds, written)
         await self._timers.sleep_until(now + seconds)
-        self._stats.add(f"store.{method}", seconds)
+        self._stats.add(f"store.{method}", now + seconds - asked)
 
     def _write_turns(self, method: str, when: float, written: Mapping[str, int]) -> float:
         """How long the writes wait for their documents and the database; ABORTED when a
@@ -244,7 +249,7 @@ class SlowBlobStore:
         """Writes refused with 429 (one object written too often)."""
 
     async def put(self, key: str, data: bytes) -> None:
-        now = trio.current_time()
+        now = max(trio.current_time(), ready_at())
         if self._objects is not None and self._objects.turn(key, now, limit=0.0) == math.inf:
             await self._waited("put", self._profile.write.draw(self._rng))
             self.refused += 1
@@ -277,9 +282,12 @@ class SlowBlobStore:
     def _took(self, trip: Seconds, bucket: RateGate | None) -> float:
         took = trip.draw(self._rng)
         if bucket is not None:
-            took += bucket.turn("", trio.current_time())
+            took += bucket.turn("", max(trio.current_time(), ready_at()))
         return took
 
     async def _waited(self, method: str, seconds: float) -> None:
-        await self._timers.sleep_until(trio.current_time() + seconds)
-        self._stats.add(f"blobs.{method}", seconds)
+        """Wait until the service's CPU got to the call, then `seconds` more."""
+        asked = trio.current_time()
+        done = max(asked, ready_at()) + seconds
+        await self._timers.sleep_until(done)
+        self._stats.add(f"blobs.{method}", done - asked)

@@ -13,6 +13,7 @@ from burla.services.main_service.app import create_app
 from burla.services.main_service.service import MainService
 from burla.sim.clock import VirtualClock
 from burla.sim.compute import ADDRESS_SCHEME, SimComputeProvider
+from burla.sim.cpu import ServiceCpu, charged_to, wait_for_cpu
 from burla.sim.pipes import PipeEnd
 from burla.sim.scenario import Scenario
 from burla.sim.storage import SimStorage
@@ -34,12 +35,15 @@ class MainHost:
         token: str,
         validate: bool,
         dial: Callable[[str], Awaitable[PipeEnd]],
+        cpu: ServiceCpu | None = None,
     ) -> None:
         self.scenario = scenario
         self.kept_images = scenario.kept_images
         """The images every main_service keeps warm: the scenario's, then those built."""
         self._storage, self._compute, self._clock = storage, compute, clock
         self._token, self._validate, self._dial = token, validate, dial
+        self.cpu = cpu
+        """main_service's CPU, when the services' CPU is charged."""
         self.main = self._new_main()
         self._app = create_app(self.main, token)
         self._scope: anyio.CancelScope | None = None
@@ -67,7 +71,7 @@ class MainHost:
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:
         """main_service's life: until it is killed (a main_restart fault)."""
-        with anyio.CancelScope() as scope:
+        with anyio.CancelScope() as scope, charged_to(self.cpu):
             self._scope = scope
             async with anyio.create_task_group() as tasks:
                 await self.main.run(tasks)
@@ -84,13 +88,16 @@ class MainHost:
 
         async def sending(message: Any) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                await wait_for_cpu()  # the answer leaves once main_service computed it
             await send(message)
 
         with anyio.CancelScope() as cut:
             self._in_flight.add(cut)
             try:
-                await self._app(scope, receive, sending)
+                with charged_to(self.cpu):  # the app runs in the user's task
+                    await self._app(scope, receive, sending)
             finally:
                 self._in_flight.discard(cut)
         if cut.cancelled_caught and not started:
@@ -124,10 +131,12 @@ class MainHost:
         if self.down:
             await self.back.wait()
         else:
-            await self.main.restart(self.scenario.cluster_config(self.kept_images))
+            with charged_to(self.cpu):
+                await self.main.restart(self.scenario.cluster_config(self.kept_images))
 
     async def node_booted(self, node_id: str) -> None:
         """A node's POST /nodes/{id}/booted; a main_service that is down hears nothing
         (the node's machine goes when the next one starts)."""
         if not self.down:
-            await self.main.node_booted(node_id, f"{ADDRESS_SCHEME}{node_id}")
+            with charged_to(self.cpu):
+                await self.main.node_booted(node_id, f"{ADDRESS_SCHEME}{node_id}")

@@ -17,6 +17,7 @@ from burla.services.node_service.node import NodeService
 from burla.services.store_keys import STANDBY_KEY
 from burla.sim.clock import VirtualClock
 from burla.sim.compute import ADDRESS_SCHEME, SimMachine
+from burla.sim.cpu import SERVICE, CpuLedger, charged_to, ready_at
 from burla.sim.pipes import PipeEnd, pipe
 from burla.sim.recorder import Recorder
 from burla.sim.storage import SimStorage
@@ -48,6 +49,7 @@ class SimNodes:
         secret: str,
         link_delay: Callable[[], float] | None,
         booted: Callable[[str], Awaitable[None]],
+        cpus: CpuLedger | None = None,
     ) -> None:
         self.world, self.storage, self.clock, self.recorder = world, storage, clock, recorder
         self._secret = secret
@@ -55,6 +57,8 @@ class SimNodes:
         self._link_delay = link_delay
         self._booted = booted
         """The node's POST /nodes/{id}/booted."""
+        self._cpus = cpus
+        """Each node's CPU, when the services' CPU is charged."""
         self.by_id: dict[str, SimNode] = {}
         self.tasks: TaskGroup | None = None
         """The simulation's tasks, where nodes run; set when it starts."""
@@ -72,6 +76,8 @@ class SimNodes:
         if node.dead:
             return
         node_id = node.machine.boot.node_id
+        if self._cpus is not None:
+            SERVICE.set(self._cpus.node(node_id))  # its tasks inherit it
         doc = await self.storage.store.get(STANDBY_KEY)
         standby = StandbyDefinition.model_validate(doc.data if doc else {})
         node.service = NodeService(
@@ -118,7 +124,14 @@ class SimNodes:
         node = self.by_id.get(address.removeprefix(ADDRESS_SCHEME))
         if node is None or node.dead or node.tasks is None or node.service is None:
             raise ConnectionRefusedError(f"nothing listens at {address}")
-        near, far = pipe(self._link_delay)
+        near, far = pipe(self._link_delay, None if self._cpus is None else ready_at)
         node.links.append(far)
-        node.tasks.start_soon(node.link.serve, node.service, far)
+        node.tasks.start_soon(self._serve, node, far)
         return near
+
+    async def _serve(self, node: SimNode, end: PipeEnd) -> None:
+        """The node's end of a connection, in the node's name (main_service dialed it)."""
+        assert node.service is not None
+        node_cpu = None if self._cpus is None else self._cpus.node(node.machine.boot.node_id)
+        with charged_to(node_cpu):
+            await node.link.serve(node.service, end)

@@ -19,23 +19,34 @@ from burla.core.protocols import Frame, Frames
 class Buffer:
     """Frames on their way in one direction, and whether either end has gone. With
     `delay`, each batch of frames arrives that many virtual seconds after it was sent
-    (drawn per batch), never before one sent earlier: a slow network, not a lossy one."""
+    (drawn per batch), never before one sent earlier: a slow network, not a lossy one.
+    With `hold`, a batch leaves no earlier than `hold()` says (the sender's CPU is busy)."""
 
-    __slots__ = ("delay", "ended", "frames", "last_due", "lot", "reader_gone")
+    __slots__ = ("delay", "ended", "frames", "hold", "last_due", "lot", "reader_gone")
 
-    def __init__(self, delay: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        delay: Callable[[], float] | None = None,
+        hold: Callable[[], float] | None = None,
+    ) -> None:
         self.frames: collections.deque[tuple[float, Frame]] = collections.deque()
         self.ended = False
         """The writer is done: once `frames` is empty, the reader sees the end."""
         self.reader_gone = False
         self.lot = trio.lowlevel.ParkingLot()
         self.delay = delay
+        self.hold = hold
         self.last_due = 0.0
 
     def put(self, frames: list[Frame]) -> None:
         due = 0.0
-        if self.delay is not None:
-            due = self.last_due = max(self.last_due, trio.current_time() + self.delay())
+        if self.delay is not None or self.hold is not None:
+            due = trio.current_time()
+            if self.hold is not None:
+                due = max(due, self.hold())
+            if self.delay is not None:
+                due += self.delay()
+            due = self.last_due = max(self.last_due, due)
         self.frames.extend((due, frame) for frame in frames)
         self.lot.unpark_all()
 
@@ -89,7 +100,10 @@ class PipeEnd(Frames):
         self._in.lot.unpark_all()
 
 
-def pipe(delay: Callable[[], float] | None = None) -> tuple[PipeEnd, PipeEnd]:
-    """Two connected ends: what one sends, the other receives (after `delay()`)."""
-    there, back = Buffer(delay), Buffer(delay)
+def pipe(
+    delay: Callable[[], float] | None = None, hold: Callable[[], float] | None = None
+) -> tuple[PipeEnd, PipeEnd]:
+    """Two connected ends: what one sends, the other receives (after `delay()`, and no
+    earlier than `hold()`)."""
+    there, back = Buffer(delay, hold), Buffer(delay, hold)
     return PipeEnd(back, there), PipeEnd(there, back)

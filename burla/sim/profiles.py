@@ -65,6 +65,13 @@ class BlobProfile:
     bucket_reads_per_s: float | None = None
 
 
+INSTANT = Seconds(low=0, high=0)
+
+MEMORY = StoreProfile(
+    name="memory", read=INSTANT, write=INSTANT, query=INSTANT, batch_writes=1 << 30
+)
+"""Answers at once: calls wait only for their service's CPU (when it is charged)."""
+
 FIRESTORE = StoreProfile(
     name="firestore",
     # Assumptions (Google publishes no latency figures): a same-region client.
@@ -101,7 +108,7 @@ SQLITE = StoreProfile(
     one_writer=True,  # BEGIN IMMEDIATE: one write transaction at a time
 )
 
-STORES: dict[str, StoreProfile] = {p.name: p for p in (FIRESTORE, REDIS, SQLITE)}
+STORES: dict[str, StoreProfile] = {p.name: p for p in (MEMORY, FIRESTORE, REDIS, SQLITE)}
 
 GCS = BlobProfile(
     name="gcs",
@@ -122,7 +129,14 @@ DISK = BlobProfile(
     list=_lognormal(0.0002, 0.01),
 )
 
-BLOBS_FOR: dict[str, BlobProfile] = {"firestore": GCS, "redis": GCS, "sqlite": DISK}
+MEMORY_BLOBS = BlobProfile(name="memory", read=INSTANT, write=INSTANT, list=INSTANT)
+
+BLOBS_FOR: dict[str, BlobProfile] = {
+    "memory": MEMORY_BLOBS,
+    "firestore": GCS,
+    "redis": GCS,
+    "sqlite": DISK,
+}
 """The blob store a cluster on each Store keeps: Cloud Storage beside Firestore or Redis,
 the local disk beside SQLite."""
 

@@ -28,6 +28,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("jobs (succeeded)", f"{len(jobs)} ({sum(j['state'] == 'succeeded' for j in jobs)})"),
         ("time to first result (first job)", _seconds(report["time_to_first_result_s"])),
+        ("time to all results (first job)", _seconds(report["time_to_all_results_s"])),
     ]
     if len(jobs) > 1:
         firsts = [j["time_to_first_result_s"] for j in jobs if j["time_to_first_result_s"]]
@@ -52,6 +53,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("blob store calls failed (and retried)", f"{report['blob_failures_injected']:,}"),
         ("answers to users lost (and asked again)", f"{report['answers_lost']:,}"),
         *_store_rows(report),
+        *_cpu_rows(report),
         (
             "inputs lost / recorded twice",
             f"{checks['inputs_lost']} / {checks['inputs_recorded_twice']}",
@@ -79,6 +81,25 @@ def _store_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "writes refused for contention / too often",
             f"{report['store_writes_aborted']:,} / {report['blob_writes_refused']:,}",
+        ),
+    ]
+
+
+def _cpu_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The services' own CPU, when it was charged: busy seconds and the longest queue."""
+    cpu = report["service_cpu"]
+    if cpu is None:
+        return []
+    main, nodes = cpu["main_service"], cpu["nodes"]
+    return [
+        (
+            f"main_service CPU busy (longest queue), scale {cpu['scale']:g}",
+            f"{_seconds(main['busy_s'])} ({_seconds(main['longest_queue_s'])})",
+        ),
+        (
+            "node_services CPU busy, busiest node (longest queue)",
+            f"{_seconds(nodes['busy_s'])}, {_seconds(nodes['busiest_node_busy_s'])} "
+            f"({_seconds(nodes['longest_queue_s'])})",
         ),
     ]
 

@@ -24,6 +24,7 @@ import trio.abc
 import trio.testing
 
 from burla.core.errors import BurlaError
+from burla.sim.cpu import CpuMeter
 from burla.sim.recorder import JobLog
 from burla.sim.scenario import Scenario
 from burla.sim.simulation import Simulation
@@ -103,6 +104,9 @@ def run(
     of every node is cancelled): for 1,000 nodes that takes seconds more, which a
     command line can skip by exiting from `on_report`."""
     steps = _Steps(wall_limit_s)
+    instruments: list[trio.abc.Instrument] = [steps]
+    if scenario.service_cpu.measure:
+        instruments.append(CpuMeter(scenario.service_cpu.scale))
     reports: list[dict[str, Any]] = []
     started = time.perf_counter()
 
@@ -130,7 +134,7 @@ def run(
                 main,
                 Path(status_root),
                 clock=trio.testing.MockClock(autojump_threshold=0),
-                instruments=[steps],
+                instruments=instruments,
             )
         except trio.TooSlowError:
             raise BurlaError(
@@ -203,6 +207,7 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
         "standby_nodes_for_job": first.get("standby_nodes_for_job", 0),
         "time_to_first_start_s": first.get("time_to_first_start_s"),
         "time_to_first_result_s": first.get("time_to_first_result_s"),
+        "time_to_all_results_s": first.get("duration_s"),
         "makespan_s": max(finishes) - min(arrivals) if finishes else None,
         "peak_nodes": totals["peak_nodes"],
         "peak_busy_cpus": totals["peak_busy_cpus"],
@@ -216,6 +221,7 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
         "store_calls": storage.calls.as_json(),
         "store_writes_aborted": storage.slow_store.aborted if storage.slow_store else 0,
         "blob_writes_refused": storage.slow_blobs.refused if storage.slow_blobs else 0,
+        "service_cpu": sim.cpus.as_json(sim.scenario.service_cpu.scale) if sim.cpus else None,
         "standby_restored": sim.standby_restored,
         "standby_restored_at_s": _at(sim, sim.settled_at),
         "virtual_s": end - recorder.t0,

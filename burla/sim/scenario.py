@@ -129,6 +129,15 @@ class Fault(_Model):
     """The node to kill; by default `count` nodes running jobs, drawn at random."""
 
 
+class ServiceCpuCharge(_Model):
+    """The services' own CPU: measured around each of their task steps and charged in
+    virtual time, times `scale` (the reference machine's speed against this one's)."""
+
+    measure: bool = False
+    """Off by default: measured CPU differs from run to run, so runs are not repeatable."""
+    scale: float = Field(default=1.0, ge=0)
+
+
 class Scenario(_Model):
     name: str = Field(min_length=1)
     description: str = ""
@@ -163,6 +172,7 @@ class Scenario(_Model):
     client_delay_s: Seconds | None = None
     """How long a user's request takes to reach main_service, and its answer to come
     back (drawn each way)."""
+    service_cpu: ServiceCpuCharge = ServiceCpuCharge()
     lost_answers: float = Field(default=0.0, ge=0, lt=1)
     """The share of main_service's answers to users lost on the way, after the request
     was carried out: the user asks again, as the client does."""

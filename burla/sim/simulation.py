@@ -25,6 +25,7 @@ from burla.core.models import NodeState
 from burla.services.cluster_keys import node_secret
 from burla.sim.clock import Timers, VirtualClock
 from burla.sim.compute import SimComputeProvider
+from burla.sim.cpu import CpuLedger
 from burla.sim.main_host import MainHost
 from burla.sim.nodes import SimNodes
 from burla.sim.profiles import SAME_REGION
@@ -52,6 +53,7 @@ class Simulation:
             rng=random.Random(f"{scenario.seed}:containers"),
             status_root=status_root,
         )
+        self.cpus = CpuLedger() if scenario.service_cpu.measure else None
         token = secrets.token_hex(16)
         self.storage = SimStorage(scenario, self.clock, self.timers)
         self.nodes = SimNodes(
@@ -62,6 +64,7 @@ class Simulation:
             secret=node_secret(token),
             link_delay=_link_delay(scenario),
             booted=lambda node_id: self.host.node_booted(node_id),
+            cpus=self.cpus,
         )
         self.compute = SimComputeProvider(
             node_types={t.name: t for t in scenario.node_types},
@@ -74,7 +77,14 @@ class Simulation:
             quota_cpus=scenario.quota_cpus,
         )
         self.host = MainHost(
-            scenario, self.storage, self.compute, self.clock, token, validate, self.nodes.dial
+            scenario,
+            self.storage,
+            self.compute,
+            self.clock,
+            token,
+            validate,
+            self.nodes.dial,
+            self.cpus.main if self.cpus else None,
         )
         self.users = SimUsers(
             scenario,
@@ -120,6 +130,9 @@ class Simulation:
         """Time zero of the report: the jobs and faults are timed from now."""
         t0 = self.clock.elapsed()
         self.recorder.start_window(t0)
+        self.storage.calls.clear()
+        if self.cpus is not None:
+            self.cpus.start_window()
         for job in self.users.planned:
             self.timers.at(t0 + job.at_s, functools.partial(tasks.start_soon, self.users.user, job))
         for fault in self.scenario.faults:

@@ -29,7 +29,7 @@ class SimStorage:
         store: Store = self.store
         blobs: BlobStore = self.blobs
         profile = scenario.store_profile
-        if profile != "memory":
+        if profile != "memory" or scenario.service_cpu.measure:
             rng = random.Random(f"{seed}:latency")
             store = self.slow_store = SlowStore(store, STORES[profile], timers, rng, self.calls)
             blobs = self.slow_blobs = SlowBlobStore(
