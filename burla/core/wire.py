@@ -218,16 +218,26 @@ class ClaimReport(Message):
 
 @message("finished")
 @dataclass(frozen=True, slots=True)
-class ResultReport(Message):
-    """An input's outcome; its `size` bytes follow in the report's payload. `kind` is
-    "ok" (a pickled value), "raised" (a pickled exception) or "raised_text" (JSON of an
-    exception that does not pickle)."""
+class ResultsReport(Message):
+    """Outcomes of inputs one worker ran, in the order it sent them: input `indices[n]`
+    ended as `kinds[n]` and its `sizes[n]` bytes follow in the report's payload, in turn.
+    A kind is "ok" (a pickled value), "raised" (a pickled exception) or "raised_text"
+    (JSON of an exception that does not pickle). One event for a worker's frame of
+    results, not one per input: a node reports thousands of results a second."""
 
     job_id: str
     worker: str
-    index: int
-    kind: str
-    size: int
+    indices: tuple[int, ...]
+    kinds: tuple[str, ...]
+    sizes: tuple[int, ...]
+
+    def outcomes(self, payload: bytes) -> Iterator[tuple[int, str, bytes]]:
+        """(index, kind, bytes) of each input, cut from the report's `payload` for this
+        event (read_reports gives each event its own)."""
+        offset = 0
+        for index, kind, size in zip(self.indices, self.kinds, self.sizes, strict=True):
+            yield index, kind, payload[offset : offset + size]
+            offset += size
 
 
 @message("printed")
@@ -284,7 +294,7 @@ class DrainedReport(Message):
 
 NodeReport = (
     ClaimReport
-    | ResultReport
+    | ResultsReport
     | LineReport
     | DeathReport
     | TimeoutReport
@@ -293,7 +303,7 @@ NodeReport = (
 )
 _NODE_REPORTS = (
     ClaimReport,
-    ResultReport,
+    ResultsReport,
     LineReport,
     DeathReport,
     TimeoutReport,
@@ -313,9 +323,15 @@ def read_reports(raw: Any, payload: bytes) -> Iterator[tuple[NodeReport, bytes]]
     offset = 0
     for item in raw:
         report = decode_report(item)
-        if type(report) is ResultReport:
-            yield report, payload[offset : offset + report.size]
-            offset += report.size
+        if type(report) is ResultsReport:
+            counts = len(report.indices) == len(report.kinds) == len(report.sizes)
+            if not counts or min(report.sizes, default=0) < 0:
+                raise InvalidRequestError(
+                    "a results report has a kind and a size (not negative) for each input"
+                )
+            size = sum(report.sizes)
+            yield report, payload[offset : offset + size]
+            offset += size
         else:
             yield report, b""
 

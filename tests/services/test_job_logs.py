@@ -111,7 +111,7 @@ def reports(job_id: str, n_inputs: int) -> tuple[list[object], bytes]:
     events: list[wire.Message] = [wire.ClaimReport(job_id, "w", tuple(range(n_inputs)), receipts)]
     for n in range(n_inputs):
         events.append(wire.LineReport(job_id, n, "stdout", f"hello from {n}\n"))
-        events.append(wire.ResultReport(job_id, "w", n, "ok", 1))
+        events.append(wire.ResultsReport(job_id, "w", (n,), ("ok",), (1,)))
     return [event.to_json() for event in events], b"x" * n_inputs
 
 

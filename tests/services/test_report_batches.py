@@ -16,9 +16,14 @@ pytestmark = pytest.mark.anyio
 
 
 def report(*events: wire.Message) -> tuple[list[object], bytes]:
-    sizes = [event.size for event in events if isinstance(event, wire.ResultReport)]
+    """The events, each result's byte a letter in turn: A, B, C..."""
+    sizes = [s for e in events if isinstance(e, wire.ResultsReport) for s in e.sizes]
     payload = b"".join(bytes([65 + n]) * size for n, size in enumerate(sizes))
     return [event.to_json() for event in events], payload
+
+
+def ok(job: str, worker: str, *indices: int) -> wire.ResultsReport:
+    return wire.ResultsReport(job, worker, indices, ("ok",) * len(indices), (1,) * len(indices))
 
 
 async def test_results_in_a_row_lines_between_and_a_result_told_twice() -> None:
@@ -35,12 +40,10 @@ async def test_results_in_a_row_lines_between_and_a_result_told_twice() -> None:
             *report(
                 wire.ClaimReport(job, "a", (0, 1, 2), receipts[:3]),
                 wire.ClaimReport(job, "b", (3, 4, 5), receipts[3:]),
-                wire.ResultReport(job, "a", 0, "ok", 1),
-                wire.ResultReport(job, "a", 1, "ok", 1),
-                wire.ResultReport(job, "b", 3, "ok", 1),  # another worker: a batch of its own
+                ok(job, "a", 0, 1),
+                ok(job, "b", 3),
                 wire.LineReport(job, 2, "stdout", "between\n"),
-                wire.ResultReport(job, "a", 2, "ok", 1),
-                wire.ResultReport(job, "a", 2, "ok", 1),  # told twice: recorded once
+                ok(job, "a", 2, 2),  # told twice: recorded once
             ),
         )
         run = service.jobs[job]
@@ -62,8 +65,8 @@ async def test_results_in_a_row_lines_between_and_a_result_told_twice() -> None:
         await service.report(
             "node-1",
             *report(
-                wire.ResultReport(job, "b", 4, "ok", 1),
-                wire.ResultReport(job, "b", 5, "ok", 1),
+                ok(job, "b", 4),
+                ok(job, "b", 5),
             ),
         )
         await until_saved(store, job, "succeeded")

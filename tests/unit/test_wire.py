@@ -44,7 +44,9 @@ ids = st.text(max_size=12)
 indices = st.integers(min_value=0, max_value=10**6)
 node_reports = st.one_of(
     st.builds(wire.ClaimReport, ids, ids, st.tuples(indices, indices), st.tuples(ids)),
-    st.builds(wire.ResultReport, ids, ids, indices, ids, st.just(0)),
+    st.builds(
+        wire.ResultsReport, ids, ids, st.tuples(indices, indices), st.tuples(ids, ids), st.just(())
+    ),
     st.builds(wire.LineReport, ids, indices, ids, st.text()),
     st.builds(wire.DeathReport, st.none() | ids, ids, st.none() | indices, st.booleans()),
     st.builds(wire.TimeoutReport, st.none() | ids, ids, indices),
@@ -57,18 +59,35 @@ job_events = st.one_of(
 )
 
 
-@given(st.lists(node_reports, max_size=6), st.lists(st.binary(max_size=8), max_size=6))
+@given(
+    st.lists(node_reports, max_size=6),
+    st.lists(st.tuples(st.binary(max_size=8), st.binary(max_size=8)), max_size=6),
+)
 def test_node_reports_round_trip_with_each_results_bytes(reports, blobs):
     sized = [
-        (wire.ResultReport(r.job_id, r.worker, r.index, r.kind, len(b)), b)
-        if isinstance(r, wire.ResultReport)
+        (wire.ResultsReport(r.job_id, r.worker, r.indices, r.kinds, (len(a), len(b))), a + b)
+        if isinstance(r, wire.ResultsReport)
         else (r, b"")
-        for r, b in zip(reports, blobs + [b""] * len(reports), strict=False)
+        for r, (a, b) in zip(reports, blobs + [(b"", b"")] * len(reports), strict=False)
     ]
     header = {"events": [report.to_json() for report, _ in sized]}
     payload = b"".join(b for _, b in sized)
     [(decoded, body)] = list(wire.decode_all(wire.encode(header, payload)))
-    assert list(wire.read_reports(decoded["events"], body)) == sized
+    read = list(wire.read_reports(decoded["events"], body))
+    assert read == sized
+    for (report, data), (_, (a, b)) in zip(read, zip(reports, blobs, strict=False), strict=False):
+        if isinstance(report, wire.ResultsReport):
+            assert [cut for _, _, cut in report.outcomes(data)] == [a, b]
+
+
+@pytest.mark.parametrize(
+    ("indices", "kinds", "sizes"),
+    [((1, 2), ("ok",), (0, 0)), ((1,), ("ok",), (0, 0)), ((1,), ("ok",), (-1,))],
+)
+def test_a_results_report_needs_a_kind_and_a_size_for_each_input(indices, kinds, sizes):
+    raw = [["finished", "job", "w", list(indices), list(kinds), list(sizes)]]
+    with pytest.raises(InvalidRequestError, match="a kind and a size"):
+        list(wire.read_reports(raw, b""))
 
 
 @given(ids, ids, st.lists(st.tuples(job_events, st.binary(max_size=8)), max_size=6))

@@ -152,33 +152,19 @@ class JobDriver:
         return True
 
     async def report(self, node_id: str, events: Any, payload: bytes) -> None:
-        """What a node saw, in order: claims, results, printed lines, lost workers. A
-        worker's results in a row go to the job's input machine as one event."""
+        """What a node saw, in order: claims, results, printed lines, lost workers."""
         mark("main_service hears a node")
-        succeeded = _Succeeded()
         for event, data in wire.read_reports(events, payload):
             run = self.jobs.get(event.job_id) if event.job_id else None
             if run is None or run.state.finished:
                 continue
-            if type(event) is wire.ResultReport and event.kind == "ok":
-                if not succeeded.follows(run, event.worker):
-                    await self._succeeded(succeeded)
-                    succeeded = _Succeeded(run, event.worker)
-                if event.index not in succeeded.indices:
-                    if not run.machine.inputs[event.index].status.finished:
-                        run.publish(wire.JobResult(event.index, "ok"), data)
-                    succeeded.indices[event.index] = None
-                continue
-            await self._succeeded(succeeded)
-            succeeded = _Succeeded()
             match event:
                 case wire.ClaimReport(_, worker, indices, receipts):
                     run.receipts.update(zip(indices, receipts, strict=True))
                     run.worker_nodes[worker] = node_id
                     await self.handle(run, i.InputsClaimed(worker, node_id, indices))
-                case wire.ResultReport(_, worker, index, kind):
-                    run.raised[index] = (kind, data)
-                    await self.handle(run, i.InputRaised(worker, index))
+                case wire.ResultsReport():
+                    await self._results(run, event, data)
                 case wire.LineReport(_, index, stream, text):
                     if stream == wire.TRACEBACK_STREAM:
                         run.keep_traceback(index, text)
@@ -193,14 +179,27 @@ class JobDriver:
                 case wire.JobErrorReport(_, message):
                     run.error = message
                     await self.handle(run, i.CancelJob())
-        await self._succeeded(succeeded)
         self.last_activity = self.clock.now()
 
-    async def _succeeded(self, succeeded: _Succeeded) -> None:
-        run = succeeded.run
-        if run is not None and succeeded.indices:
-            event = i.InputsSucceeded(succeeded.worker, tuple(succeeded.indices))
-            await self.handle(run, event)
+    async def _results(self, run: JobRun, report: wire.ResultsReport, payload: bytes) -> None:
+        """A worker's results, in order: those that succeeded in a row go to the input
+        machine as one event; each result reaches the job's stream once."""
+        succeeded: dict[int, None] = {}
+        for index, kind, data in report.outcomes(payload):
+            if kind == "ok":
+                if index not in succeeded and not run.machine.inputs[index].status.finished:
+                    run.publish(wire.JobResult(index, "ok"), data)
+                succeeded[index] = None
+                continue
+            if succeeded:
+                await self.handle(run, i.InputsSucceeded(report.worker, tuple(succeeded)))
+                succeeded = {}
+            if run.state.finished:
+                return
+            run.raised[index] = (kind, data)
+            await self.handle(run, i.InputRaised(report.worker, index))
+        if succeeded:
+            await self.handle(run, i.InputsSucceeded(report.worker, tuple(succeeded)))
 
     async def node_lost(self, job_id: str, node_id: str) -> None:
         run = self.jobs.get(job_id)
@@ -374,16 +373,3 @@ class JobDriver:
         finally:
             run.look_in_store_again = None
 
-
-class _Succeeded:
-    """Inputs one worker of one job succeeded in, reported in a row (in order, once each)."""
-
-    __slots__ = ("indices", "run", "worker")
-
-    def __init__(self, run: JobRun | None = None, worker: str = "") -> None:
-        self.run = run
-        self.worker = worker
-        self.indices: dict[int, None] = {}
-
-    def follows(self, run: JobRun, worker: str) -> bool:
-        return self.run is run and self.worker == worker

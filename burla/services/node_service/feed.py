@@ -273,6 +273,8 @@ class Feed:
         mark("node has results")
         job_id, items = results.job_id, results.items
         offset = 0
+        reported: list[tuple[int, str, int]] = []
+        kept: list[bytes] = []
         for item in items:
             data = payload[offset : offset + item.size]
             offset += item.size
@@ -281,8 +283,12 @@ class Feed:
                 continue  # the job ended or was given up on meanwhile
             if item.kind == "ok":
                 self.reporter.succeeded(job_id, item.index, data, claim)
-            report = wire.ResultReport(job_id, worker.name, item.index, item.kind, item.size)
-            self.reporter.event(report, data)
+            reported.append((item.index, item.kind, item.size))
+            kept.append(data)
+        if reported:
+            indices, kinds, sizes = zip(*reported, strict=True)
+            report = wire.ResultsReport(job_id, worker.name, indices, kinds, sizes)
+            self.reporter.event(report, b"".join(kept))
         # Size the next frames so that each holds about TARGET_BATCH_S of work.
         if items:
             per_input = max(results.busy_s, 1e-7) / len(items)
