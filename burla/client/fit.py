@@ -60,6 +60,8 @@ def _reference_size(part: int) -> int:
 
 
 def _inline_size(part: int, size: int) -> int:
+    """At most what an inline part adds to the request: an input alone in its run (a run
+    of several shares one frame)."""
     if part == FUNCTION:
         return size  # it travels in the job's own frame
-    return wire.PREFIX_SIZE + len('{"i":}') + len(str(part)) + size
+    return wire.PREFIX_SIZE + len('{"from":,"sizes":[]}') + len(str(part)) + len(str(size)) + size

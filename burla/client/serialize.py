@@ -14,6 +14,7 @@ from typing import IO, Any
 import cloudpickle
 
 from burla.core.errors import SerializationError
+from burla.core.plain import dumps_plain
 
 _INSTALLED = tuple(
     str(Path(p).resolve())
@@ -80,6 +81,9 @@ def dumps_function(function: Any) -> bytes:
 
 
 def dumps_input(index: int, value: Any, unpack_tuples: bool) -> bytes:
+    args = value if unpack_tuples and type(value) is tuple else (value,)
+    if (plain := dumps_plain(args)) is not None:
+        return plain
     buffer = io.BytesIO()
     dump_input(index, value, unpack_tuples, buffer)
     return buffer.getvalue()

@@ -58,14 +58,33 @@ def job_request(
             head["function_key"] = key
         _upload_inputs(payloads, big, [url for _, url in targets])
         keys = {n: key for n, (key, _) in zip(big, targets, strict=True)}
-    frames: list[tuple[dict[str, Any], bytes]] = [(head, b"" if FUNCTION in moved else function)]
+    return job_body(head, b"" if FUNCTION in moved else function, payloads, keys)
+
+
+def job_body(
+    head: dict[str, Any], function: bytes, payloads: Sequence[Payload], keys: dict[int, str]
+) -> bytes:
+    """A job's request: its head and function, then its inputs. One uploaded (in `keys`)
+    is named by key in a frame of its own; the others go in runs of inputs that follow
+    one another, a frame per run, which says where the run starts and each one's size."""
+    frames: list[tuple[dict[str, Any], bytes]] = [(head, function)]
+    run: list[bytes] = []
     for n, payload in enumerate(payloads):
         if n in keys:
+            if run:
+                frames.append(_run_frame(n - len(run), run))
+                run = []
             frames.append(({"i": n, "blob": keys[n]}, b""))
         else:
             assert isinstance(payload, bytes)
-            frames.append(({"i": n}, payload))
+            run.append(payload)
+    if run:
+        frames.append(_run_frame(len(payloads) - len(run), run))
     return wire.encode_many(frames)
+
+
+def _run_frame(first: int, run: list[bytes]) -> tuple[dict[str, Any], bytes]:
+    return {"from": first, "sizes": [len(payload) for payload in run]}, b"".join(run)
 
 
 def _upload_inputs(payloads: Sequence[Payload], indices: list[int], urls: list[str]) -> None:

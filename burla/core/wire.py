@@ -350,13 +350,26 @@ class StreamHead(Message):
     error: str | None
 
 
-@message("result")
 @dataclass(frozen=True, slots=True)
-class JobResult(Message):
-    """Input `index`'s result ("ok") or failure (any other kind); its bytes follow."""
+class JobResult:
+    """Input `index`'s result ("ok") or failure (any other kind); its bytes follow.
+    Results in a row travel in one frame (ResultRow)."""
 
     index: int
     kind: str
+
+
+@message("row")
+@dataclass(frozen=True, slots=True)
+class ResultRow(Message):
+    """Results that follow one another in a job's stream, in one frame: the result of
+    input `indices[n]` is of `kinds[n]`, and its `sizes[n]` bytes come in turn. Each is
+    still one event of the stream (positions count results, not frames); a frame per
+    result cost its reader and its writer several microseconds each."""
+
+    indices: tuple[int, ...]
+    kinds: tuple[str, ...]
+    sizes: tuple[int, ...]
 
 
 @message("log")
@@ -382,7 +395,26 @@ JobEvent = JobResult | JobLine | JobDone
 
 
 def encode_events(events: Iterable[tuple[JobEvent, bytes]]) -> bytes:
-    return b"".join(encode(event.to_json(), data) for event, data in events)
+    frames: list[bytes] = []
+    row: list[tuple[JobResult, bytes]] = []
+    for event, data in events:
+        if isinstance(event, JobResult):
+            row.append((event, data))
+            continue
+        if row:
+            frames.append(_row_frame(row))
+            row = []
+        frames.append(encode(event.to_json(), data))
+    if row:
+        frames.append(_row_frame(row))
+    return b"".join(frames)
+
+
+def _row_frame(row: list[tuple[JobResult, bytes]]) -> bytes:
+    indices = [event.index for event, _ in row]
+    kinds = [event.kind for event, _ in row]
+    sizes = [len(data) for _, data in row]
+    return encode(["row", indices, kinds, sizes], b"".join(data for _, data in row))
 
 
 def encode_stream(head: StreamHead, events: Iterable[tuple[JobEvent, bytes]]) -> bytes:
@@ -400,8 +432,17 @@ def read_stream(body: bytes) -> tuple[StreamHead, Iterator[tuple[JobEvent, bytes
 
 
 def read_events(frames: Iterable[tuple[Any, bytes]]) -> Iterator[tuple[JobEvent, bytes]]:
-    return ((decode_event(raw), data) for raw, data in frames)
-
-
-def decode_event(raw: Any) -> JobEvent:
-    return cast(JobEvent, decode_message(raw, (JobResult, JobLine, JobDone)))
+    for raw, data in frames:
+        event = decode_message(raw, (ResultRow, JobLine, JobDone))
+        if type(event) is not ResultRow:
+            yield cast(JobEvent, event), data
+            continue
+        counts = len(event.indices) == len(event.kinds) == len(event.sizes)
+        if not counts or min(event.sizes, default=0) < 0 or sum(event.sizes) != len(data):
+            raise InvalidRequestError(
+                "a row of results has a kind and a size for each input, and bytes for each"
+            )
+        offset = 0
+        for index, kind, size in zip(event.indices, event.kinds, event.sizes, strict=True):
+            yield JobResult(index, kind), data[offset : offset + size]
+            offset += size

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import pytest
 
+from burla.client.uploads import job_body as job_body_of_client
 from burla.core import wire
 from burla.core.clock import WallClock
+from burla.services.store_keys import IN_BLOB, INLINE, queue_name
 from tests.services.memory_main import memory_service, serving
 
 pytestmark = pytest.mark.anyio
 TOKEN = "t0ken-of-this-cluster"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 SPEC = {"n_inputs": 1, "func_cpu": 1, "func_ram": 1}
+INPUTS = [b"a", b"", b"uploaded", b"ccc", b"dd"]
 
 
 @pytest.fixture
@@ -25,6 +28,33 @@ def job_body(spec=SPEC, job_id="job-0123456789", inputs=(b"input",)):
     frames = [({"job_id": job_id, "spec": spec}, b"function")]
     frames += [({"i": n}, data) for n, data in enumerate(inputs)]
     return wire.encode_many(frames)
+
+
+def numbered(indices, spec):
+    frames = [({"job_id": "job-0123456789", "spec": spec}, b"function")]
+    return wire.encode_many(frames + [({"i": n}, b"x") for n in indices])
+
+
+def run_body(run, data, spec=SPEC):
+    return wire.encode_many([({"job_id": "job-0123456789", "spec": spec}, b"f"), (run, data)])
+
+
+async def test_inputs_in_runs_and_uploaded_ones_between_are_queued_each_as_sent():
+    service = memory_service(WallClock())
+    spec = {**SPEC, "n_inputs": 5}
+    keys = {2: "uploads/admin/job-0123456789/2"}
+    body = job_body_of_client({"job_id": "job-0123456789", "spec": spec}, b"f", INPUTS, keys)
+    async with serving(service, TOKEN) as client:
+        answer = await client.post("/jobs", content=body, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        queued = await service.store.claim(queue_name("job-0123456789"), limit=10, lease_s=60)
+    assert {claim.item_id: claim.data for claim in queued} == {
+        "0": INLINE + b"a",
+        "1": INLINE + b"",
+        "2": IN_BLOB + keys[2].encode(),
+        "3": INLINE + b"ccc",
+        "4": INLINE + b"dd",
+    }
 
 
 async def test_a_job_is_started_and_its_events_read(client):
@@ -60,6 +90,11 @@ async def test_the_job_routes_need_the_token(client):
         (job_body(spec={**SPEC, "func_cpu": "many"}), "spec is not valid"),
         (job_body(spec={**SPEC, "n_inputs": 2}), "has 2 inputs but 1 came"),
         (job_body(job_id="BAD ID"), "is not 8-64"),
+        (numbered([0, 0], {**SPEC, "n_inputs": 2}), "numbered 0 to 1, each once"),
+        (numbered([0, 2], {**SPEC, "n_inputs": 2}), "numbered 0 to 1, each once"),
+        (numbered([-1], SPEC), "numbered 0 to 0, each once"),
+        (run_body({"from": 0, "sizes": [1, 2]}, b"xy"), "says 3 bytes but has 2"),
+        (run_body({"from": 0, "sizes": [1, -1]}, b""), "a whole number"),
     ],
 )
 async def test_a_bad_job_gets_a_clear_400_and_the_service_goes_on(client, body, says):

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from burla.client.fit import FUNCTION, INLINE_LIMIT, KEY_SIZE, fit
+from burla.client.uploads import job_body
 from burla.core import wire
 from burla.core.errors import PayloadTooLargeError
 from burla.core.limits import JOB_REQUEST_ENV, RequestLimits
@@ -20,13 +21,10 @@ def request_size(function_size: int, sizes: list[int | None], moved: set[int]) -
     head = dict(HEAD)
     if FUNCTION in moved:
         head["function_key"] = "uploads/0123456789abcdef/99999"
-    frames = [(head, b"" if FUNCTION in moved else b"f" * function_size)]
-    for n, size in enumerate(sizes):
-        if n in moved:
-            frames.append(({"i": n, "blob": f"uploads/0123456789abcdef/{n}"}, b""))
-        else:
-            frames.append(({"i": n}, b"x" * (size or 0)))
-    return len(wire.encode_many(frames))
+    keys = {n: f"uploads/0123456789abcdef/{n}" for n in moved - {FUNCTION}}
+    payloads = [b"x" * (size or 0) for size in sizes]
+    function = b"" if FUNCTION in moved else b"f" * function_size
+    return len(job_body(head, function, payloads, keys))
 
 
 def head_size() -> int:

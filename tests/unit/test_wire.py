@@ -103,7 +103,7 @@ def test_a_job_stream_round_trips(job_id, run, events):
     [
         ("claimed", "is not a burla message"),
         (["no-such-tag", 1], "is not a burla message"),
-        (["result", 0, "ok"], "came where it has no meaning"),  # a client's event, not a report
+        (["row", [0], ["ok"], [0]], "came where it has no meaning"),  # a client's event
         (["printed", "job", 0, "stdout"], "has 3 fields, not 4"),
         (["printed", "job", "0", "stdout", "text"], "'0' is not of type int"),
         (["printed", "job", True, "stdout", "text"], "True is not of type int"),
@@ -114,6 +114,32 @@ def test_a_job_stream_round_trips(job_id, run, events):
 def test_a_malformed_report_is_refused_with_what_is_wrong(raw, says):
     with pytest.raises(InvalidRequestError, match=says):
         wire.decode_report(raw)
+
+
+def test_results_in_a_row_share_a_frame_and_each_stays_an_event():
+    events = [
+        (wire.JobResult(0, "ok"), b"a"),
+        (wire.JobResult(2, "raised"), b"bb"),
+        (wire.JobLine(1, "stdout", "hi"), b""),
+        (wire.JobResult(1, "ok"), b""),
+        (wire.JobDone("succeeded", None), b""),
+    ]
+    body = wire.encode_events(events)
+    assert len(list(wire.decode_all(body))) == 4  # a row of two results, a line, one, done
+    assert list(wire.read_events(wire.decode_all(body))) == events
+
+
+@pytest.mark.parametrize(
+    ("row", "payload"),
+    [
+        (["row", [0, 1], ["ok"], [1, 1]], b"ab"),
+        (["row", [0], ["ok"], [-1]], b""),
+        (["row", [0], ["ok"], [1]], b"ab"),  # bytes left over
+    ],
+)
+def test_a_malformed_row_of_results_is_refused(row, payload):
+    with pytest.raises(InvalidRequestError, match="a kind and a size for each input"):
+        list(wire.read_events(wire.decode_all(wire.encode(row, payload))))
 
 
 def test_an_empty_or_headless_stream_is_refused():

@@ -20,6 +20,7 @@ import cloudpickle
 from tblib import pickling_support
 
 from burla.core.errors import FunctionExitError, SerializationError
+from burla.core.plain import dumps_plain
 
 KEPT_FRAMES = 20
 """A traceback keeps this many frames at each end; the ones between are left out."""
@@ -27,6 +28,8 @@ KEPT_FRAMES = 20
 
 def pack_value(index: int, value: Any) -> tuple[str, bytes]:
     """("ok", the pickled value), or the SerializationError that stands for it."""
+    if (plain := dumps_plain(value)) is not None:
+        return "ok", plain
     try:
         return "ok", cloudpickle.dumps(value)
     except Exception as error:

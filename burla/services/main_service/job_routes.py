@@ -131,6 +131,9 @@ def _job_body(
         items: list[tuple[str, bytes]] = []
         uploads: list[str] = []
         for item_header, data in frames:
+            if "sizes" in item_header:
+                items += _run_of_inputs(int(item_header["from"]), item_header["sizes"], data)
+                continue
             index, blob = int(item_header["i"]), item_header.get("blob")
             if blob:
                 uploads.append(str(blob))
@@ -143,7 +146,27 @@ def _job_body(
         raise InvalidRequestError(f"the job body is not a job's frames: {error}") from None
     if not isinstance(header, dict) or not isinstance(header.get("spec"), dict):
         raise InvalidRequestError("a job body starts with the job's frame, which holds its spec")
+    numbers = [int(item_id) for item_id, _ in items]
+    every = list(range(len(numbers)))
+    if numbers != every and sorted(numbers) != every:
+        raise InvalidRequestError(
+            f"a job's {len(numbers)} inputs are numbered 0 to {len(numbers) - 1}, each once"
+        )
     return header, function, items, uploads
+
+
+def _run_of_inputs(first: int, sizes: Any, data: bytes) -> list[tuple[str, bytes]]:
+    """Inputs that follow one another from index `first`, their bytes one after another."""
+    if type(sizes) is not list or not all(type(size) is int and size >= 0 for size in sizes):
+        raise ValueError("a run of inputs gives each one's size, a whole number")
+    if sum(sizes) != len(data):
+        raise ValueError(f"a run of inputs says {sum(sizes)} bytes but has {len(data)}")
+    items: list[tuple[str, bytes]] = []
+    offset = 0
+    for index, size in enumerate(sizes, first):
+        items.append((str(index), INLINE + data[offset : offset + size]))
+        offset += size
+    return items
 
 
 def _query(scope: Scope, name: str, kind: type[float] | type[int], default: float) -> Any:
