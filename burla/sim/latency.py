@@ -16,7 +16,7 @@ from __future__ import annotations
 import builtins
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 import trio
@@ -118,17 +118,17 @@ class SlowStore:
 
     async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
         self._check_size(key, data)
-        await self._wait("put", self._conditional(if_version), written={key: 1})
+        await self._wait("put", self._conditional(if_version), written=(key,))
         return await self.inner.put(key, data, if_version=if_version)
 
     async def put_many(self, docs: Mapping[str, Data], *, create_only: bool = False) -> set[str]:
         for key, data in docs.items():
             self._check_size(key, data)
-        await self._wait("put_many", self._commits(len(docs)), written=dict.fromkeys(docs, 1))
+        await self._wait("put_many", self._commits(len(docs)), written=docs.keys())
         return await self.inner.put_many(docs, create_only=create_only)
 
     async def delete(self, key: str, *, if_version: int | None = None) -> bool:
-        await self._wait("delete", self._conditional(if_version), written={key: 1})
+        await self._wait("delete", self._conditional(if_version), written=(key,))
         return await self.inner.delete(key, if_version=if_version)
 
     async def list(
@@ -141,7 +141,7 @@ class SlowStore:
         # Firestore: one counter document per queue numbers each push, then the items.
         counted: tuple[Trip, ...] = ("write",) if self._profile.queue_head_races else ()
         trips = counted + self._commits(len(items))
-        await self._wait("push", trips, written={f"queues/{queue}": 1})
+        await self._wait("push", trips, written=(f"queues/{queue}",))
         await self.inner.push(queue, items)
 
     async def claim(self, queue: str, *, limit: int, lease_s: float) -> builtins.list[Claim]:
@@ -184,7 +184,7 @@ class SlowStore:
             )
 
     async def _wait(
-        self, method: str, trips: Sequence[Trip], *, written: Mapping[str, int] | None = None
+        self, method: str, trips: Sequence[Trip], *, written: Collection[str] = ()
     ) -> None:
         profile, rng = self._profile, self._rng
         asked = trio.current_time()
@@ -202,14 +202,14 @@ class SlowStore:
         await self._timers.sleep_until(now + seconds)
         self._stats.add(f"store.{method}", now + seconds - asked)
 
-    def _write_turns(self, method: str, when: float, written: Mapping[str, int]) -> float:
+    def _write_turns(self, method: str, when: float, written: Collection[str]) -> float:
         """How long the writes wait for their documents and the database; ABORTED when a
         document is written faster than it takes writes for too long."""
         wait = 0.0
         if self._documents is not None:
             limit = self._profile.contention_timeout_s
-            for key, count in written.items():
-                turn = self._documents.turn(key, when, count, limit=limit)
+            for key in written:
+                turn = self._documents.turn(key, when, limit=limit)
                 if turn == math.inf:
                     self.aborted += 1
                     raise TransientBackendError(
