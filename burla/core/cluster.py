@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from burla.core.clock import Clock
 from burla.core.errors import InvalidRequestError, InvariantError
 from burla.core.models import ClusterConfig, JobSpec, Node, NodeState, NodeType
-from burla.core.scheduling import nodes_to_start, plan_job, slots_on
+from burla.core.node_table import NodeTable
+from burla.core.scheduling import Census, plan_job, slots_on, starts_for
 
 
 # Events --------------------------------------------------------------------------------
@@ -141,8 +142,18 @@ class _RunningJob:
     want: int
     nodes: dict[str, int] = field(default_factory=dict)
     """Its nodes, and how many of its inputs each runs at once."""
+    at_once: int = 0
+    """How many of its inputs all its nodes run at once: `nodes` summed, kept as they
+    come and go (a job may have thousands)."""
     queued: int = 0
     """Its inputs in the queue, as last told (JobBacklog)."""
+
+    def add(self, node_id: str, workers: int) -> None:
+        self.nodes[node_id] = workers
+        self.at_once += workers
+
+    def remove(self, node_id: str) -> None:
+        self.at_once -= self.nodes.pop(node_id)
 
 
 NODE_ID_PREFIX = "node-"
@@ -169,7 +180,9 @@ class ClusterMachine:
         """`leaving`: machines found at start that are not taken on as nodes (they go)."""
         self.config = config
         self.clock = clock
-        self.nodes: dict[str, Node] = {n.node_id: n for n in nodes}
+        self.nodes = NodeTable()
+        for node in nodes:
+            self.nodes[node.node_id] = node
         self.leaving: set[str] = set(leaving) - self.nodes.keys()
         """Machines of nodes let go that may still exist (see MachinesLeft)."""
         self.jobs: dict[str, _RunningJob] = {}
@@ -189,16 +202,12 @@ class ClusterMachine:
         return wants
 
     def idle(self, node_type_name: str) -> int:
-        return sum(
-            1
-            for n in self.nodes.values()
-            if n.state is NodeState.READY and n.node_type.name == node_type_name
-        )
+        return self.nodes.count(node_type_name, NodeState.READY)
 
     def whole(self) -> bool:
         """Nothing is being made up for: no node boots, no job waits for nodes, and every
         standby group has its nodes."""
-        if any(n.state is NodeState.BOOTING for n in self.nodes.values()) or self.wants():
+        if self.nodes.any_in(NodeState.BOOTING) or self.wants():
             return False
         return all(
             self.standing(group.node_type.name) >= group.count
@@ -207,14 +216,10 @@ class ClusterMachine:
 
     def standing(self, node_type_name: str) -> int:
         """Nodes that count toward standby: idle ones, and busy ones too without refill."""
-        counted = (
-            (NodeState.READY,) if self.config.refill_standby else (NodeState.READY, NodeState.BUSY)
-        )
-        return sum(
-            1
-            for n in self.nodes.values()
-            if n.state in counted and n.node_type.name == node_type_name
-        )
+        standing = self.nodes.count(node_type_name, NodeState.READY)
+        if not self.config.refill_standby:
+            standing += self.nodes.count(node_type_name, NodeState.BUSY)
+        return standing
 
     # Events ------------------------------------------------------------------------------
     def handle(self, event: ClusterEvent) -> list[ClusterCommand]:
@@ -281,7 +286,7 @@ class ClusterMachine:
             None,
         )
         if waiting is not None:
-            left = waiting.spec.parallelism - sum(waiting.nodes.values())
+            left = waiting.spec.parallelism - waiting.at_once
             if left > 0 and (waiting.queued > 0 or not waiting.nodes):
                 waiting.want -= 1
                 workers = self._join(waiting, node_id)
@@ -306,7 +311,7 @@ class ClusterMachine:
         job = self.jobs.get(job_id)
         if node is None or job is None or node.job_id != job_id or job.want or len(job.nodes) < 2:
             return []
-        del job.nodes[node_id]
+        job.remove(node_id)
         type_name = node.node_type.name
         # The others that count toward standby (busy ones too, without refill).
         others = self.standing(type_name) - (0 if self.config.refill_standby else 1)
@@ -324,7 +329,7 @@ class ClusterMachine:
         commands: list[ClusterCommand] = [self._let_go(node_id)]
         if node.job_id is not None:
             job = self.jobs[node.job_id]
-            del job.nodes[node_id]
+            job.remove(node_id)
             job.want += 1
             commands += self._take_idle(job)
         return [*commands, *self._reconcile()]
@@ -332,14 +337,10 @@ class ClusterMachine:
     def _take_idle(self, job: _RunningJob) -> list[ClusterCommand]:
         """Give a job that lost a node the idle nodes of its type it wants, at once: a
         replacement it would wait for is started only for what they cannot cover."""
-        if job.spec.parallelism <= sum(job.nodes.values()):
+        if job.spec.parallelism <= job.at_once:
             job.want = 0  # the nodes it kept cover its parallelism already
             return []
-        idle = sorted(
-            n.node_id
-            for n in self.nodes.values()
-            if n.state is NodeState.READY and n.node_type.name == job.node_type.name
-        )[: job.want]
+        idle = sorted(self.nodes.ids(job.node_type.name, NodeState.READY))[: job.want]
         if not idle:
             return []
         job.want -= len(idle)
@@ -357,11 +358,8 @@ class ClusterMachine:
 
     def _tick(self) -> list[ClusterCommand]:
         deadline = self.clock.now() - self.config.boot_timeout_s
-        stuck = [
-            n.node_id
-            for n in self.nodes.values()
-            if n.state is NodeState.BOOTING and n.since <= deadline
-        ]
+        booting = self.nodes.in_state(NodeState.BOOTING)
+        stuck = [node_id for node_id in booting if self.nodes[node_id].since <= deadline]
         commands: list[ClusterCommand] = []
         for node_id in sorted(stuck):
             commands += self._failed(node_id)
@@ -374,9 +372,9 @@ class ClusterMachine:
         self.nodes[node_id] = node.model_copy(
             update={"state": NodeState.BUSY, "job_id": job.spec.job_id, "since": self.clock.now()}
         )
-        left = job.spec.parallelism - sum(job.nodes.values())
+        left = job.spec.parallelism - job.at_once
         workers = max(1, min(slots_on(node.node_type, job.spec), left))
-        job.nodes[node_id] = workers
+        job.add(node_id, workers)
         return workers
 
     def _moved(self, node: Node, state: NodeState) -> Node:
@@ -394,10 +392,8 @@ class ClusterMachine:
         return DeleteNode(node_id)
 
     def _reconcile(self) -> list[ClusterCommand]:
-        starts = nodes_to_start(
-            self.config, self.nodes.values(), self.wants(), leaving=len(self.leaving)
-        )
-        return self._start(starts)
+        census = Census.of_counts(self.nodes.counts(), leaving=len(self.leaving))
+        return self._start(starts_for(self.config, census, self.wants()))
 
     def _start(self, starts: Mapping[str, int]) -> list[ClusterCommand]:
         types = {t.name: t for t in self.config.catalog}
@@ -426,6 +422,8 @@ class ClusterMachine:
     # Invariants --------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise InvariantError if any rule of the cluster is broken."""
+        if (wrong := self.nodes.check()) is not None:
+            raise InvariantError(f"the node table is off: {wrong}")
         for node_id, node in self.nodes.items():
             if node.job_id is not None:
                 job = self.jobs.get(node.job_id)
@@ -435,7 +433,9 @@ class ClusterMachine:
         for job_id, job in self.jobs.items():
             if job.want < 0:
                 raise InvariantError(f"{job_id} wants {job.want} nodes")
-            if sum(job.nodes.values()) > max(1, job.spec.parallelism):
+            if job.at_once != sum(job.nodes.values()):
+                raise InvariantError(f"{job_id} counts {job.at_once} inputs at once: {job.nodes}")
+            if job.at_once > max(1, job.spec.parallelism):
                 raise InvariantError(f"{job_id} runs more inputs at once than it may: {job.nodes}")
             for node_id in job.nodes:
                 if node_id in owners:
@@ -448,8 +448,8 @@ class ClusterMachine:
         cap = self.config.max_nodes
         if cap is not None and len(self.nodes) > cap:
             raise InvariantError(f"{len(self.nodes)} nodes exceed the cap of {cap}")
-        booting = any(n.state is NodeState.BOOTING for n in self.nodes.values())
-        if booting or (cap is not None and len(self.nodes) + len(self.leaving) >= cap):
+        at_cap = cap is not None and len(self.nodes) + len(self.leaving) >= cap
+        if self.nodes.any_in(NodeState.BOOTING) or at_cap:
             return
         if any(job.want for job in self.jobs.values()):
             raise InvariantError("a job waits for nodes but none are booting")

@@ -9,6 +9,7 @@ the first 6 of them to become ready join the job.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -54,6 +55,30 @@ def node_type_for(config: ClusterConfig, job: JobSpec) -> NodeType:
     )
 
 
+@dataclass(frozen=True)
+class Census:
+    """The nodes that exist, counted per node type name: busy ones, and supply (booting
+    or idle); `total` counts every node and machine toward the cap."""
+
+    supply: Mapping[str, int]
+    busy: Mapping[str, int]
+    total: int
+
+    @classmethod
+    def of(cls, nodes: Iterable[Node], *, leaving: int = 0) -> Census:
+        return cls.of_counts(Counter((n.node_type.name, n.state) for n in nodes), leaving=leaving)
+
+    @classmethod
+    def of_counts(cls, counts: Mapping[tuple[str, NodeState], int], *, leaving: int = 0) -> Census:
+        """From how many nodes there are of each (type name, state)."""
+        supply: dict[str, int] = {}
+        busy: dict[str, int] = {}
+        for (name, state), count in counts.items():
+            into = busy if state is NodeState.BUSY else supply
+            into[name] = into.get(name, 0) + count
+        return cls(supply, busy, leaving + sum(counts.values()))
+
+
 def nodes_to_start(
     config: ClusterConfig, nodes: Iterable[Node], wants: Mapping[str, int], *, leaving: int = 0
 ) -> dict[str, int]:
@@ -64,13 +89,12 @@ def nodes_to_start(
     toward the cap. Booting and idle nodes count as supply, first for the waiting jobs,
     then for standby. With a cap on cluster size, jobs come before standby.
     """
-    supply: dict[str, int] = {}
-    busy: dict[str, int] = {}
-    total = leaving
-    for node in nodes:
-        total += 1
-        counts = busy if node.state is NodeState.BUSY else supply
-        counts[node.node_type.name] = counts.get(node.node_type.name, 0) + 1
+    return starts_for(config, Census.of(nodes, leaving=leaving), wants)
+
+
+def starts_for(config: ClusterConfig, census: Census, wants: Mapping[str, int]) -> dict[str, int]:
+    """nodes_to_start, from the nodes counted."""
+    supply, busy = census.supply, census.busy
     names = [t.name for t in config.catalog]
     for_jobs = {n: max(0, wants.get(n, 0) - supply.get(n, 0)) for n in names}
     for_standby = {}
@@ -81,7 +105,7 @@ def nodes_to_start(
             idle_wanted = max(0, idle_wanted - busy.get(n, 0) - wants.get(n, 0))
         needed = wants.get(n, 0) + idle_wanted - supply.get(n, 0)
         for_standby[n] = max(0, needed) - for_jobs[n]
-    room = math.inf if config.max_nodes is None else max(0, config.max_nodes - total)
+    room = math.inf if config.max_nodes is None else max(0, config.max_nodes - census.total)
     starts: dict[str, int] = {}
     for need in (for_jobs, for_standby):
         for name in names:
