@@ -63,7 +63,7 @@ def __getattr__(name: str) -> object:
     # Workers import this package in an environment without the client's dependencies,
     # so the client loads on first use; reading package metadata is slow, so it waits too.
     if name == "remote_parallel_map":
-        from burla.client.map import remote_parallel_map
+        from burla.client.entry import remote_parallel_map
 
         return remote_parallel_map
     if name == "__version__":

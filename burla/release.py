@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterator
+import os
 from pathlib import Path
 
 DISTRIBUTION = "burla-cluster"
@@ -35,25 +35,37 @@ def version() -> str:
 def build_id() -> str:
     """A hash of the package's files and their paths: equal exactly when the code is."""
     digest = hashlib.sha256()
-    for relative in package_files():
-        digest.update(relative.as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256((PACKAGE_DIR / relative).read_bytes()).digest())
+    for relative in _relative_files():
+        digest.update(relative.encode() + b"\0")
+        with open(os.path.join(PACKAGE_DIR, relative), "rb") as file:
+            digest.update(hashlib.sha256(file.read()).digest())
     return digest.hexdigest()[:BUILD_ID_LENGTH]
 
 
 def package_files() -> list[Path]:
     """The package's files, relative to its directory, sorted: what a wheel of it holds."""
-    return sorted(_files_under(PACKAGE_DIR))
+    return [Path(relative) for relative in _relative_files()]
 
 
-def _files_under(directory: Path) -> Iterator[Path]:
-    for entry in directory.iterdir():
-        if entry.name == "__pycache__" or entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            yield from _files_under(entry)
-        elif entry.is_file() and entry.suffix not in (".pyc", ".pyo"):
-            yield entry.relative_to(PACKAGE_DIR)
+def _relative_files() -> list[str]:
+    """The package's files as relative POSIX paths, sorted as paths (part by part).
+
+    os.scandir rather than pathlib: every node and main_service hashes the package as it
+    starts, and this takes a third of the time."""
+    found: list[str] = []
+    _collect(str(PACKAGE_DIR), "", found)
+    return sorted(found, key=lambda relative: relative.split("/"))
+
+
+def _collect(directory: str, prefix: str, found: list[str]) -> None:
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name == "__pycache__" or entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                _collect(entry.path, f"{prefix}{entry.name}/", found)
+            elif entry.is_file() and not entry.name.endswith((".pyc", ".pyo")):
+                found.append(prefix + entry.name)
 
 
 def build_mismatch(other_build: str) -> str:

@@ -8,12 +8,12 @@ it stops itself after $BURLA_LOCAL_IDLE_S seconds (default 1800) without jobs.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +70,8 @@ def find(root: Path | None = None) -> ClusterInfo | None:
 
 def healthy(cluster: ClusterInfo) -> bool:
     """Whether the cluster's main_service answers (plain http.client: no TLS set-up cost)."""
+    import http.client  # here: launch() runs before the client's HTTP modules load
+
     parts = urlsplit(cluster.url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
     try:
@@ -95,12 +97,59 @@ def size_ignored(cluster: ClusterInfo, asked: int | None, backend: str = "local"
     )
 
 
+def launch(root: Path | None = None, backend: str = "local") -> None:
+    """Begin starting this machine's cluster of `backend`, without waiting, unless its
+    cluster.json names one (running, or to be looked at by start()). The next start()
+    waits for this launch rather than making its own, so that main_service boots while
+    the caller goes on (remote_parallel_map loads the rest of the client meanwhile)."""
+    root = root or local_dir(backend)
+    with _launches_lock:
+        if _recent_launch(root) is None and read(root) is None:
+            _launches[root] = (time.monotonic(), _launch(root, None, backend))
+
+
 def start(root: Path | None = None, cpus: int | None = None, backend: str = "local") -> ClusterInfo:
     """This machine's cluster of `backend` ("local" or "docker"), started if it is not
     running."""
     root = root or local_dir(backend)
+    with _launches_lock:
+        launched = _recent_launch(root)
+        _launches.pop(root, None)
     if (cluster := find(root)) is not None:
         return cluster
+    launched = launched or _launch(root, cpus, backend)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if (cluster := find(root)) is not None:
+            return cluster
+        if launched.poll() not in (None, 0):  # it could not start: it says why in its log
+            said = (root / "main.log").read_text(errors="replace").strip().splitlines()[-1:]
+            raise ClusterUnavailableError(
+                f"this machine's {backend} cluster could not start: "
+                f"{' '.join(said) or 'no reason given'}; its log is {root / 'main.log'}"
+            )
+        time.sleep(0.01)
+    raise ClusterUnavailableError(
+        f"the local cluster did not start within {START_TIMEOUT_S:g} s; "
+        f"its log is {root / 'main.log'}"
+    )
+
+
+_launches: dict[Path, tuple[float, subprocess.Popen[bytes]]] = {}
+"""The launches launch() began, by cluster directory, with when they began."""
+_launches_lock = threading.Lock()
+
+
+def _recent_launch(root: Path) -> subprocess.Popen[bytes] | None:
+    """The launch of `root` begun within START_TIMEOUT_S, which start() may still wait
+    for; an older one has booted its cluster or failed to."""
+    began, process = _launches.get(root, (0.0, None))
+    return process if time.monotonic() - began < START_TIMEOUT_S else None
+
+
+def _launch(root: Path, cpus: int | None, backend: str) -> subprocess.Popen[bytes]:
+    """Run main_service for `root` with --detach: it exits (0) once it runs in the
+    background, at once after checking what it needs, or with an error it logged."""
     root.mkdir(parents=True, exist_ok=True)
     cpus = cpus or int(os.environ.get("BURLA_LOCAL_CPUS") or os.cpu_count() or 1)
     command = [
@@ -118,24 +167,12 @@ def start(root: Path | None = None, cpus: int | None = None, backend: str = "loc
     if backend == "docker":
         command += ["--containers", "docker"]
     with open(root / "main.log", "ab") as log:
-        launched = subprocess.run(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root, check=False
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root
         )
-    if launched.returncode != 0:
-        said = (root / "main.log").read_text(errors="replace").strip().splitlines()[-1:]
-        raise ClusterUnavailableError(
-            f"this machine's {backend} cluster could not start: "
-            f"{' '.join(said) or 'no reason given'}; its log is {root / 'main.log'}"
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if (cluster := find(root)) is not None:
-            return cluster
-        time.sleep(0.01)
-    raise ClusterUnavailableError(
-        f"the local cluster did not start within {START_TIMEOUT_S:g} s; "
-        f"its log is {root / 'main.log'}"
-    )
+    # Reaped as soon as it exits, whoever waits for the cluster.
+    threading.Thread(target=process.wait, name="burla-launch", daemon=True).start()
+    return process
 
 
 def stop(root: Path | None = None, timeout_s: float = 30.0) -> bool:

@@ -129,3 +129,41 @@ def test_a_call_that_asks_for_another_size_is_told_the_cluster_keeps_its_own(roo
     result, warned = ran.stdout.splitlines()
     assert result == "[1]"
     assert "SettingIgnoredWarning: the local cluster already runs with 2 CPUs, not the 4" in warned
+
+
+def test_start_waits_for_the_launch_begun_before_it(root: Path, monkeypatch):
+    from burla.client import local
+
+    launched = []
+    real_launch = local._launch
+    monkeypatch.setattr(local, "_launch", lambda *a: launched.append(a) or real_launch(*a))
+    monkeypatch.setenv("BURLA_LOCAL_CPUS", "1")
+    local.launch(root)
+    local.launch(root)  # one launch is under way: no second one
+    cluster = local.start(root)
+    assert len(launched) == 1
+    assert local.find(root) == cluster
+    assert local.start(root) == cluster  # running: nothing is launched
+
+
+def test_a_launch_too_old_to_be_waited_for_is_not(root: Path, monkeypatch):
+    from burla.client import local
+
+    monkeypatch.setenv("BURLA_LOCAL_CPUS", "1")
+    done = subprocess.Popen(["true"])
+    done.wait()
+    long_ago = time.monotonic() - local.START_TIMEOUT_S - 1
+    monkeypatch.setitem(local._launches, root, (long_ago, done))
+    local.launch(root)
+    assert local._launches[root][1] is not done  # launched anew
+    assert local.start(root).pid > 0
+
+
+def test_a_launch_that_fails_says_why(root: Path, monkeypatch):
+    from burla.client import local
+    from burla.core.errors import ClusterUnavailableError
+
+    monkeypatch.setenv("BURLA_LOCAL_IDLE_S", "soon")
+    local.launch(root)
+    with pytest.raises(ClusterUnavailableError, match=r"could not start: .*'--idle-s'"):
+        local.start(root)

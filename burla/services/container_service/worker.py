@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 import traceback
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -126,6 +125,8 @@ def load_from(url: str) -> Any:
     if url.startswith("file://"):
         with open(unquote(urlsplit(url).path), "rb") as file:
             return cloudpickle.load(file)
+    import urllib.request  # here: a local worker never needs it, and it is slow to load
+
     with urllib.request.urlopen(url, timeout=600) as response:
         return cloudpickle.load(response)
 
