@@ -9,7 +9,8 @@ import pytest
 
 from burla.sim import run, scenario
 
-SMALL = [name for name in scenario.shipped() if name != "scale"]
+BIG = ("scale", "ten-thousand")  # run in their own tests (ten-thousand at a tenth)
+SMALL = [name for name in scenario.shipped() if name not in BIG]
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def test_burla_ships_the_scenarios_the_simulator_promises() -> None:
         "flaky-store",
         "main-restart",
         "scale",
+        "ten-thousand",
     }
 
 
