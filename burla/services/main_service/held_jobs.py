@@ -45,10 +45,14 @@ class HeldJobs:
     def trim(self) -> None:
         """Forget the jobs past FORGET_AFTER_S, and read ones beyond the limits."""
         too_old = self.clock.now() - FORGET_AFTER_S
-        for job_id, run in list(self._finished.items()):
+        count, size = len(self._finished), self._bytes
+        going: list[str] = []
+        for job_id, run in self._finished.items():  # oldest first: most calls stop at one
             expired = run.ended_at is not None and run.ended_at <= too_old
-            over = len(self._finished) > HELD_JOBS or self._bytes > HELD_BYTES
-            if not expired and not over:
-                return
+            if not expired and count <= HELD_JOBS and size <= HELD_BYTES:
+                break
             if expired or run.read_to_end:
-                self.forget(job_id)
+                going.append(job_id)
+                count, size = count - 1, size - run.result_bytes
+        for job_id in going:
+            self.forget(job_id)
