@@ -47,8 +47,10 @@ soak: $(STAMP)
 	BURLA_MEMORY_JOBS=10000 BURLA_MEMORY_REPORT=benchmarks/memory-jobs.json \
 	$(BIN)/pytest -p no:cacheprovider -q tests/faults/test_soak.py tests/faults/test_memory.py
 
+# burla against its peers on this machine, and where burla's time goes; the results
+# (results.md, results.json, chart.png) are kept in benchmarks/local-speed/.
 bench: $(BENCH_STAMP)
-	$(BIN)/python -m benchmarks run
+	$(BIN)/python -m benchmarks run --out benchmarks/local-speed
 
 clean:
 	rm -rf $(VENV)

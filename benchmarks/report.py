@@ -73,6 +73,8 @@ def markdown(document: dict[str, Any]) -> str:
             f"- {r['workload']} / {r['system']}: {r['status']}: {one_line(r.get('error', ''))}"
             for r in problems
         ]
+    if inside := burla_inside(document.get("burla_services")):
+        lines += ["", inside.rstrip("\n")]
     if simulated := sim_numbers.markdown(document.get("simulator")):
         lines += ["", simulated.rstrip("\n")]
     leftovers = [r for r in document["pairs"] if r.get("leftovers")]
@@ -80,6 +82,56 @@ def markdown(document: dict[str, Any]) -> str:
         lines += ["", "## Processes left behind by a pair (stopped by the runner)", ""]
         lines += [
             f"- {r['workload']} / {r['system']}: {'; '.join(r['leftovers'])}" for r in leftovers
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def burla_inside(numbers: dict[str, Any] | None) -> str:
+    """Where burla's time goes: CPU per process, and a warm call hop by hop."""
+    if not numbers:
+        return ""
+    lines = ["## Inside burla", ""]
+    cpu = numbers.get("service_cpu", {})
+    if "error" in cpu:
+        lines.append(f"- CPU per process: {cpu['error']}")
+    elif cpu:
+        big, small = cpu["throughput"], cpu["latency"]
+        roles = [r for r in big["cpu_us_per_input"] if r != "wall"]
+        lines += [
+            f"CPU of each process (user + system) over {big['jobs']} jobs of "
+            f"{big['inputs_per_job']:,} trivial inputs and {small['jobs']} one-input jobs; "
+            f"{cpu['inputs_per_s_per_main_cpu']:,} inputs/s per main_service CPU.",
+            "",
+            table_header(["", *roles, "wall"]),
+            table_row(
+                [
+                    "us per input",
+                    *[f"{big['cpu_us_per_input'][r]:g}" for r in roles],
+                    f"{big['cpu_us_per_input']['wall']:g}",
+                ]
+            ),
+            table_row(
+                [
+                    "us per one-input job",
+                    *[f"{small['cpu_us_per_job'][r]:g}" for r in roles],
+                    f"{small['cpu_us_per_job']['wall']:g}",
+                ]
+            ),
+        ]
+    hops = numbers.get("hops", {})
+    if "error" in hops:
+        lines.append(f"- A warm call's hops: {hops['error']}")
+    elif hops:
+        lines += [
+            "",
+            f"A warm one-input call, hop by hop (medians over {hops['calls_in_usual_order']} "
+            f"calls; the median whole call took {hops['median_total_us']:,} us):",
+            "",
+            table_header(["from", "to", "us"]),
+        ]
+        lines += [
+            table_row([step["from"], step["to"], f"{step['median_us']:,}"])
+            for step in hops["steps"]
         ]
     return "\n".join(lines) + "\n"
 

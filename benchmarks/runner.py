@@ -70,6 +70,8 @@ def run(options: RunOptions) -> Path:
         document["elapsed_s"] = time.perf_counter() - started
         write_json(out / "results.json", document)
         print(progress_line(done, len(pairs), result), flush=True)
+    if "burla" in options.systems:
+        document["burla_services"] = burla_inside(out, options.timeout_s)
     document["host"]["load_average_end"] = os.getloadavg()
     document["simulator"] = sim_numbers.measure_if_installed()  # cloud scale, virtual time
     write_json(out / "results.json", document)
@@ -81,6 +83,30 @@ def run(options: RunOptions) -> Path:
         link_latest(out)
     print(f"done in {document['elapsed_s']:.0f} s: {out}", flush=True)
     return out
+
+
+def burla_inside(out: Path, timeout_s: float) -> dict[str, Any]:
+    """Where burla's time goes on this machine: each process's CPU per input and per job
+    (benchmarks.service_cpu) and a warm call's hops (benchmarks.hops), each measured in a
+    fresh interpreter with a cluster of its own."""
+    found: dict[str, Any] = {}
+    for name in ("service_cpu", "hops"):
+        path = out / f"burla-{name}.json"
+        argv = [sys.executable, "-m", f"benchmarks.{name}", str(path)]
+        try:
+            subprocess.run(
+                argv, cwd=PROJECT_ROOT, timeout=timeout_s, check=True, capture_output=True
+            )
+            found[name] = json.loads(path.read_text())
+        except (subprocess.SubprocessError, OSError, ValueError) as error:
+            found[name] = {"error": f"not measured: {one_line_of(error)}"}
+    return found
+
+
+def one_line_of(error: BaseException) -> str:
+    stderr = getattr(error, "stderr", None)
+    text = stderr.decode(errors="replace").strip().splitlines()[-1:] if stderr else []
+    return text[0] if text else str(error)
 
 
 def run_pair_process(system: str, workload: str, options: RunOptions, out: Path) -> dict[str, Any]:
