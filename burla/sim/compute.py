@@ -7,6 +7,7 @@ node_service there); one that is deleted or dies goes to `on_down`.
 
 from __future__ import annotations
 
+import operator
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from burla.sim.recorder import Recorder
 from burla.sim.scenario import SimNodeType
 
 ADDRESS_SCHEME = "sim://"
+_NODE_ID = operator.attrgetter("node_id")
 
 
 @dataclass(eq=False)
@@ -58,6 +60,9 @@ class SimComputeProvider:
         self._on_down = on_down
         self._quota = quota_cpus
         self._machines: dict[str, SimMachine] = {}
+        self._described: dict[str, Machine] = {}
+        """Each machine as `get` and `list` give it, made anew only when it changes:
+        main_service lists every machine twice a second."""
         self._cpus = 0
         self._listing: list[Machine] | None = None
         self.refused = 0
@@ -80,27 +85,30 @@ class SimComputeProvider:
         machine.timer = self._timers.after(boot_s, lambda: self._booted(machine))
         self._machines[boot.node_id] = machine
         self._cpus += sim_type.cpus
-        self._listing = None
+        self._changed(machine)
         self._recorder.machine_created(
             self._clock.elapsed(), boot.node_id, sim_type.name, sim_type.cpus
         )
-        return machine.describe()
+        return self._described[boot.node_id]
 
     def _booted(self, machine: SimMachine) -> None:
         machine.timer = None
         machine.status = MachineStatus.FAILED if machine.will_fail else MachineStatus.RUNNING
-        self._listing = None
+        self._changed(machine)
         if not machine.will_fail:
             self._on_up(machine)
 
     async def get(self, node_id: str) -> Machine | None:
-        machine = self._machines.get(node_id)
-        return machine.describe() if machine is not None else None
+        return self._described.get(node_id)
 
     async def list(self) -> list[Machine]:
         if self._listing is None:
-            self._listing = [self._machines[n].describe() for n in sorted(self._machines)]
+            self._listing = sorted(self._described.values(), key=_NODE_ID)
         return list(self._listing)
+
+    def _changed(self, machine: SimMachine) -> None:
+        self._described[machine.boot.node_id] = machine.describe()
+        self._listing = None
 
     async def delete(self, node_id: str) -> bool:
         machine = self._machines.pop(node_id, None)
@@ -117,13 +125,14 @@ class SimComputeProvider:
         if machine.status is MachineStatus.FAILED:
             return
         machine.status = MachineStatus.FAILED
-        self._listing = None
+        self._changed(machine)
         self._on_down(node_id)
 
     def _gone(self, machine: SimMachine) -> None:
         if machine.timer is not None:
             machine.timer.cancel()
         self._cpus -= machine.cpus
+        del self._described[machine.boot.node_id]
         self._listing = None
         self._recorder.machine_gone(self._clock.elapsed(), machine.boot.node_id)
         self._on_down(machine.boot.node_id)
