@@ -42,6 +42,19 @@ def build_id() -> str:
     return digest.hexdigest()[:BUILD_ID_LENGTH]
 
 
+@functools.cache
+def install_stamp() -> str:
+    """A mark of the package's files as installed here: their paths, sizes and change
+    times. Processes of one machine that load the same files agree; a burla installed or
+    changed since gives another mark. Cheap (a look at each file, about a millisecond),
+    where build_id reads every file: a client compares it with its local cluster's."""
+    digest = hashlib.sha256(str(PACKAGE_DIR).encode())
+    for relative in _relative_files():
+        stat = os.stat(os.path.join(PACKAGE_DIR, relative))
+        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:BUILD_ID_LENGTH]
+
+
 def package_files() -> list[Path]:
     """The package's files, relative to its directory, sorted: what a wheel of it holds."""
     return [Path(relative) for relative in _relative_files()]

@@ -33,6 +33,8 @@ class ClusterInfo:
     cpus: int
     cert_sha256: str | None = None
     """The fingerprint of main_service's TLS certificate, pinned (see client.pinning)."""
+    install: str | None = None
+    """The install stamp (burla.release) of the burla a local cluster runs."""
 
 
 def remote(url: str, token: str, cert_sha256: str | None = None) -> ClusterInfo:
@@ -53,7 +55,9 @@ def read(root: Path) -> ClusterInfo | None:
         info = json.loads((root / "cluster.json").read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return ClusterInfo(info["url"], info["token"], info["pid"], info["cpus"])
+    return ClusterInfo(
+        info["url"], info["token"], info["pid"], info["cpus"], install=info.get("install")
+    )
 
 
 def stamp(root: Path) -> tuple[int, ...] | None:

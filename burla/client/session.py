@@ -9,6 +9,7 @@ import os
 import threading
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from burla.client import local
@@ -16,12 +17,14 @@ from burla.client.connection import RECONNECT_S, Connection, error_from
 from burla.client.fit import fit
 from burla.client.uploads import Payload, job_request, upload_sources
 from burla.core.errors import (
+    ClusterRestartedWarning,
     ClusterUnavailableError,
     PayloadTooLargeError,
     SettingIgnoredWarning,
 )
 from burla.core.limits import RequestLimits
 from burla.core.settings import JOB_TOKEN_ENV, Settings, config_path
+from burla.release import install_stamp
 
 INSTALL_WAIT_S = 900.0
 """How long a job request may take when the cluster installs packages or makes an
@@ -109,7 +112,7 @@ class Session(Connection):
                 return session
         if session is not None:
             session.close()
-        session = cls._cached[key] = cls(local.start(root, backend=backend), backend)
+        session = cls._cached[key] = cls(_current_cluster(root, backend), backend)
         session.stamp = local.stamp(root)
         if (ignored := local.size_ignored(session.cluster, None, backend)) is not None:
             warnings.warn(ignored, SettingIgnoredWarning, stacklevel=5)
@@ -168,6 +171,24 @@ class Session(Connection):
 
 
 atexit.register(Session.close_all)
+
+
+def _current_cluster(root: Path, backend: str) -> local.ClusterInfo:
+    """This machine's cluster of `backend`, started if it is not running, and started
+    anew if it runs another burla than this process: the two may not speak the same
+    messages, and the cluster must run the code its jobs expect."""
+    cluster = local.start(root, backend=backend)
+    if cluster.install == install_stamp():  # None: a burla too old to say which it is
+        return cluster
+    local.stop(root)
+    warnings.warn(
+        f"this machine's {backend} cluster ran another burla than this process (burla was "
+        "installed or changed since it started): it was stopped and started again; jobs "
+        "it was running were stopped",
+        ClusterRestartedWarning,
+        stacklevel=6,
+    )
+    return local.start(root, backend=backend)
 
 
 def _prepares(spec: dict[str, Any]) -> bool:

@@ -50,6 +50,11 @@ class SettingIgnoredWarning(UserWarning):
     say); the message says why and what to do."""
 
 
+class ClusterRestartedWarning(UserWarning):
+    """Not an error: this machine's cluster ran another burla than the caller's (one
+    installed or changed since it started), so it was stopped and started anew."""
+
+
 class InvalidRequestError(BurlaError):
     """The request cannot be carried out as asked; change the arguments."""
 

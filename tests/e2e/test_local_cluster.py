@@ -82,6 +82,35 @@ def test_first_call_starts_it_later_calls_from_other_processes_reuse_it(root: Pa
     assert one["pid"] == two["pid"], "the second process started another cluster"
 
 
+def test_a_cluster_of_another_burla_is_started_anew(root: Path):
+    up = run([BURLA, "local", "up", "--cpus", "2"], root)
+    assert up.returncode == 0, up.stderr
+    info = json.loads((root / "cluster.json").read_text())
+    assert info["install"]  # this burla's mark
+    # As if the running cluster had been started before burla was installed anew.
+    (root / "cluster.json").write_text(json.dumps({**info, "install": "another-burla"}))
+    call = (
+        "import json, warnings\n"
+        "from burla import remote_parallel_map\n"
+        "from burla.client import local\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    results = remote_parallel_map(abs, [-1, -2], spinner=False)\n"
+        "print(json.dumps({'results': results, 'pid': local.read(local.local_dir()).pid,\n"
+        "                  'warned': [type(w.message).__name__ for w in caught]}))\n"
+    )
+    called = run([sys.executable, "-c", call], root)
+    assert called.returncode == 0, called.stderr
+    answer = json.loads(called.stdout)
+    assert answer["results"] == [1, 2]
+    assert answer["warned"] == ["ClusterRestartedWarning"]
+    assert answer["pid"] != info["pid"]
+    with pytest.raises(ProcessLookupError):  # the old main_service was stopped
+        os.kill(info["pid"], 0)
+    again = run([sys.executable, "-c", call], root)
+    assert json.loads(again.stdout)["warned"] == []  # the new one runs this burla
+
+
 def test_the_cluster_stops_itself_when_idle(root: Path):
     started = run(
         [sys.executable, "-c", "from burla import remote_parallel_map as m; m(abs, [1])"],

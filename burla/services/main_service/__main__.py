@@ -24,6 +24,7 @@ from burla.core.clock import Clock, WallClock
 from burla.core.errors import BackendError, BurlaError, InvalidRequestError
 from burla.core.models import ClusterConfig
 from burla.core.protocols import BlobStore, BootSpec, ImageMaker, Machine, MachineStatus, Store
+from burla.release import install_stamp
 from burla.services import running
 from burla.services.cluster_keys import blob_signing_key
 from burla.services.loopback import bind_loopback
@@ -192,7 +193,13 @@ async def _serve_local(
     root: Path, cpus: int, setup: Setup, backends: Backends, sock: socket.socket, idle_s: float
 ) -> None:
     def started(service: MainService, server: Server, tasks: TaskGroup) -> None:
-        info = {"url": setup.url, "token": setup.token, "pid": os.getpid(), "cpus": cpus}
+        info = {
+            "url": setup.url,
+            "token": setup.token,
+            "pid": os.getpid(),
+            "cpus": cpus,
+            "install": install_stamp(),  # a client of another burla restarts the cluster
+        }
         running.write_atomically(root / CLUSTER_FILE, json.dumps(info))
         tasks.start_soon(_stop_when_idle, service, server, idle_s)
 
