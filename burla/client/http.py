@@ -1,9 +1,9 @@
 """The client's HTTP connections to main_service: kept alive, reused, one per caller at once.
 
-A request goes out in one write (head and body together) and its answer is read with the
-standard library's parser: every call of remote_parallel_map pays for at least one request,
-and a general-purpose client costs a warm call about twice as much. Safe to share between
-threads: each request takes an idle connection or opens one.
+A request goes out in one write (head and body together) and its answer is read by
+burla.client.http_answer, usually in one receive: every call of remote_parallel_map pays
+for at least one request, and a general-purpose client costs a warm call about twice as
+much. Safe to share between threads: each request takes an idle connection or opens one.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from burla.client.http_answer import read_answer
 from burla.client.pinning import tls_context
 from burla.core.errors import CertificateError
 from burla.core.trace import mark
@@ -130,14 +131,9 @@ class HttpPool:
         """Send one request; its response, and whether the connection stays open."""
         mark("client sends")
         connection.sendall(message)
-        answer = http.client.HTTPResponse(connection, method=method)
-        try:
-            answer.begin()
-            mark("client has the answer")
-            data = answer.read()
-        finally:
-            answer.close()  # its file object only; the socket is ours
-        return Response(answer.status, data), not answer.will_close
+        answer = read_answer(connection, method)
+        mark("client has the answer")
+        return Response(answer.status, answer.body), answer.keep_alive
 
     def _take(self, timeout: float, fresh: bool = False) -> tuple[socket.socket, bool]:
         now = time.monotonic()
