@@ -14,6 +14,7 @@ import cloudpickle
 
 from burla.client import local, serialize
 from burla.client.session import Session
+from burla.release import install_stamp
 
 
 def test_a_thread_that_finds_a_module_seen_waits_until_it_is_registered(tmp_path, monkeypatch):
@@ -59,7 +60,7 @@ def test_threads_that_start_jobs_at_once_share_one_session_and_start_one_cluster
     def start(root: Path, backend: str = "local") -> local.ClusterInfo:
         starts.append(root)
         time.sleep(0.2)  # a cluster takes a while to start: the others must wait for it
-        return local.ClusterInfo("http://127.0.0.1:9", "token", pid=1, cpus=2)
+        return local.ClusterInfo("http://127.0.0.1:9", "token", 1, 2, install=install_stamp())
 
     monkeypatch.setenv("BURLA_LOCAL_DIR", str(tmp_path))
     monkeypatch.setattr(local, "start", start)
