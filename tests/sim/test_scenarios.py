@@ -9,7 +9,7 @@ import pytest
 
 from burla.sim import run, scenario
 
-BIG = ("scale", "ten-thousand")  # run in their own tests (ten-thousand at a tenth)
+BIG = ("scale", "ten-thousand", "million")  # own tests (ten-thousand, million at a tenth)
 SMALL = [name for name in scenario.shipped() if name not in BIG]
 
 

@@ -33,6 +33,10 @@ PREFETCH_BELOW_S = 1.0
 """A worker whose inputs run shorter than this gets a second frame queued behind the one
 it runs, so it never waits for the node. Longer inputs are not held back that way: one
 queued behind a 4-minute input would wait 4 minutes while nodes that join later idle."""
+CLAIM_IDLE_SHARE = 0.05
+"""...unless waiting for the node's claim after each input would idle the worker longer
+than this share of its time: on a slow Store (a Firestore claim that races other nodes
+takes 0.1-0.4 s), inputs up to 20 claims long get a second frame queued behind."""
 BLOB_URL_S = 3600.0
 IDLE_POLL_FIRST_S = 0.01
 IDLE_POLL_MAX_S = 5.0
@@ -64,6 +68,8 @@ class Assignment:
     """The job's token, which its workers' code calls the cluster with."""
     drained: bool = False
     """main_service was told the node has nothing to do for the job (see _say_drained)."""
+    claim_s: float = 0.0
+    """How long the node's claims of the job take (a moving average)."""
 
     def __post_init__(self) -> None:
         self.changed = {w.name: w for w in self.workers}
@@ -144,10 +150,9 @@ class Feed:
             assignment = self.assignment
             if assignment is None or assignment.ended:
                 continue
-            if held := assignment.held():
-                await self.store.renew(
-                    queue_name(assignment.job.job_id), held, lease_s=self.lease_s
-                )
+            job_id = assignment.job.job_id
+            if held := assignment.held() + self.reporter.unacked(job_id):
+                await self.store.renew(queue_name(job_id), held, lease_s=self.lease_s)
 
     # Sending -----------------------------------------------------------------------------
     async def _feed(self, assignment: Assignment) -> None:
@@ -174,8 +179,11 @@ class Feed:
     async def _claim(self, assignment: Assignment, wanted: int, idle: Backoff) -> None:
         job = assignment.job
         mark("node claims inputs")
+        asked = self.clock.now()
         claims = await self.store.claim(queue_name(job.job_id), limit=wanted, lease_s=self.lease_s)
         mark("node claimed inputs")
+        took = self.clock.now() - asked
+        assignment.claim_s = (assignment.claim_s + took) / 2
         assignment.pending += claims
         if claims:
             assignment.drained = False
@@ -203,7 +211,7 @@ class Feed:
     def _look_again(self, assignment: Assignment) -> None:
         """Bring `assignment.room` up to date for the workers that changed."""
         for name, worker in assignment.changed.items():
-            free = _room(worker) if worker.channel is not None else 0
+            free = _room(worker, assignment) if worker.channel is not None else 0
             if free:
                 assignment.room[name] = (worker, free)
             else:
@@ -301,7 +309,7 @@ class Feed:
             # The feed has nothing to do before the worker has room for a whole frame,
             # and while the queue was found empty it looks again in a while.
             wanted = assignment.pending or self.clock.now() >= assignment.look_again_at
-            if wanted and _room(worker):
+            if wanted and _room(worker, assignment):
                 assignment.wake.set()
 
     def job_error(self, job_id: str, message: str) -> None:
@@ -339,12 +347,13 @@ class Feed:
                 await self.pool.stop_overdue(stop.worker, stop.index)
 
 
-def _room(worker: Worker) -> int:
+def _room(worker: Worker, assignment: Assignment) -> int:
     """Inputs the worker can take now: a frame of work, and a second one behind it while
     its inputs are short. Whole frames only: results come back a few at a time
     (container_service.worker.SEND_EVERY), and a refill after each few would cut the
     frames down to that size."""
-    frames = 2 if worker.per_input_s < PREFETCH_BELOW_S else 1
+    short = worker.per_input_s < PREFETCH_BELOW_S
+    frames = 2 if short or worker.per_input_s * CLAIM_IDLE_SHARE < assignment.claim_s else 1
     free = frames * worker.batch - len(worker.inflight)
     return free if free >= worker.batch else 0
 

@@ -36,6 +36,8 @@ class Reporter:
         self._events: list[wire.NodeReport] = []
         self._payloads: list[bytes] = []
         self._done: list[tuple[str, int, bytes, Claim]] = []
+        self._saving: list[list[tuple[str, int, bytes, Claim]]] = []
+        """Batches of finished results being written to the Store now, not acked yet."""
         self._report_ready = anyio.Event()
         self.news = False
         """Urgent events are queued that no report has carried yet."""
@@ -98,6 +100,12 @@ class Reporter:
             if self.news:
                 self._report_ready.set()  # what came meanwhile goes next
 
+    def unacked(self, job_id: str) -> list[str]:
+        """Receipts of the job's finished inputs not acked yet: their leases are kept
+        until their results are in the Store (a throttled write may take longer)."""
+        batches = [self._done, *self._saving]
+        return [claim.receipt for batch in batches for job, _, _, claim in batch if job == job_id]
+
     async def save_finished(self) -> list[str]:
         """Write the finished results no report has carried to the Store, without telling
         main_service (the node is going away); their receipts."""
@@ -110,10 +118,15 @@ class Reporter:
         by_job: dict[str, list[tuple[int, bytes, Claim]]] = {}
         for job_id, index, data, claim in done:
             by_job.setdefault(job_id, []).append((index, data, claim))
-        for job_id, finished in by_job.items():
-            docs = {result_key(job_id, i): {"kind": "ok", "payload": d} for i, d, _ in finished}
-            await self.store.put_many(docs, create_only=True)
-            await self.store.ack(queue_name(job_id), [claim.receipt for _, _, claim in finished])
+        self._saving.append(done)
+        try:
+            for job_id, finished in by_job.items():
+                docs = {result_key(job_id, i): {"kind": "ok", "payload": d} for i, d, _ in finished}
+                await self.store.put_many(docs, create_only=True)
+                receipts = [claim.receipt for _, _, claim in finished]
+                await self.store.ack(queue_name(job_id), receipts)
+        finally:
+            self._saving = [batch for batch in self._saving if batch is not done]
 
     async def _flush(self) -> None:
         events, payloads, done = self._events, self._payloads, self._done
