@@ -3,8 +3,8 @@ protocol (burla.services.container_service.worker) to the real node_service.
 
 A worker is not a task: the node's frames reach it synchronously through its channel,
 and the node's own reader task, waiting for the worker's next frame, wakes when the input
-running ends (a deadline on that wait) and finishes it: an input costs no wake-up of its
-own. The node sees a WorkerChannel like any other: a hello with a pid, then results.
+running ends (a timer on the simulation's heap) and finishes it: an input costs no task of
+its own. The node sees a WorkerChannel like any other: a hello with a pid, then results.
 Messages (burla.core.worker_wire) pass as objects, not bytes: the encoding is the same as
 over TCP and tested there, and skipping it here saves a sixth of a big simulation. A
 worker that dies while running an input leaves that input in its status file, as a real
@@ -41,7 +41,7 @@ from burla.core.worker_wire import EndJob, Hello, Inputs, JobStart, ResultItem, 
 from burla.services.container_service.status import STATUS
 from burla.services.container_service.worker import results_due
 from burla.services.node_service.channel import Heard, Sent, WorkerChannel
-from burla.sim.clock import Timers, VirtualClock
+from burla.sim.clock import Timer, Timers, VirtualClock
 from burla.sim.recorder import Recorder
 from burla.sim.scenario import SimImage
 
@@ -76,26 +76,53 @@ class SimChannel(WorkerChannel):
     def __init__(self, worker: SimWorker) -> None:  # no byte stream under it
         self._worker = worker
         self._incoming: collections.deque[Heard] = collections.deque()
-        self._lot = trio.lowlevel.ParkingLot()
         self._ended = False
         self._closed = False
-        self._waiting: trio.CancelScope | None = None
-        """The reader's wait, whose deadline is when the worker's input ends."""
+        self._reader: trio.lowlevel.Task | None = None
+        """The node's reader, while it waits for the worker."""
+        self._due: Timer | None = None
+        """The reader's wake-up when the worker's input ends, on the simulation's heap of
+        timers: cheaper than a trio deadline, whose expiry raises Cancelled in it."""
 
     def due(self, when: float) -> None:
         """From the worker: an input ends at `when`; the reader wakes then to finish it."""
-        if self._waiting is not None:
-            self._waiting.deadline = when
+        if self._reader is not None:
+            if self._due is not None:
+                self._due.cancel()
+            self._due = self._worker.world.timers.at(when, self._wake)
 
     def put(self, messages: list[Heard]) -> None:
         """From the worker: messages for the node."""
         self._incoming.extend(messages)
-        self._lot.unpark_all()
+        self._wake()
 
     def end(self) -> None:
         """From the worker: it is gone; the node reads the end once it has read the rest."""
         self._ended = True
-        self._lot.unpark_all()
+        self._wake()
+
+    def _wake(self) -> None:
+        reader, self._reader = self._reader, None
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        if reader is not None:
+            trio.lowlevel.reschedule(reader)
+
+    async def _wait(self) -> None:
+        """Until the worker sends, ends, or its input running is due."""
+        self._reader = trio.lowlevel.current_task()
+        if self._worker.ends_at < math.inf:
+            self._due = self._worker.world.timers.at(self._worker.ends_at, self._wake)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._reader = None
+            if self._due is not None:
+                self._due.cancel()
+                self._due = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def send(self, messages: list[Sent]) -> None:
         if self._closed:
@@ -108,16 +135,13 @@ class SimChannel(WorkerChannel):
         while not self._incoming:
             if self._closed or self._ended:
                 return None
-            with trio.CancelScope(deadline=self._worker.ends_at) as waiting:
-                self._waiting = waiting
-                await self._lot.park()
-            self._waiting = None
+            await self._wait()
             self._worker.finish_if_due()
         return self._incoming.popleft()
 
     async def aclose(self) -> None:
         self._closed = True
-        self._lot.unpark_all()
+        self._wake()
         self._worker.die()  # a worker exits when its node hangs up
 
 
