@@ -281,11 +281,8 @@ class ClusterMachine:
         node = self.nodes.get(node_id)
         if node is None or node.state is not NodeState.BOOTING:
             return []  # deleted meanwhile, or a duplicate report
-        waiting = next(
-            (j for j in self.jobs.values() if j.want and j.node_type.name == node.node_type.name),
-            None,
-        )
-        if waiting is not None:
+        type_name = node.node_type.name
+        for waiting in [j for j in self.jobs.values() if j.want and j.node_type.name == type_name]:
             left = waiting.spec.parallelism - waiting.at_once
             if left > 0 and (waiting.queued > 0 or not waiting.nodes):
                 waiting.want -= 1
@@ -293,10 +290,10 @@ class ClusterMachine:
                 return [AssignNodes(waiting.spec, (node_id,), (workers,))]
             # Its nodes cover its parallelism already (a node it lost was replaced by one
             # that took a bigger share), or no input waits in its queue (the nodes it has
-            # took them all): it needs no more, and this one would be paid to sit idle.
+            # took them all): it needs no more, and this one would be paid to sit idle;
+            # the next job that waits for this type may want it.
             waiting.want = 0
         self.nodes[node_id] = self._moved(node, NodeState.READY)
-        type_name = node.node_type.name
         if self.standing(type_name) > self.config.standby.count_of(type_name):
             # Not wanted here; under a size cap its room may be wanted by another type.
             return [self._let_go(node_id), *self._reconcile()]

@@ -304,6 +304,19 @@ def test_a_node_ready_once_no_input_waits_stays_out_of_the_job():
     assert machine.nodes[starts[1]].job_id is None
 
 
+def test_a_node_one_waiting_job_no_longer_needs_goes_to_the_next_that_waits():
+    machine = in_standby(config(count=1, max_nodes=2))
+    first = machine.handle(JobSubmitted(JobSpec(job_id="first", n_inputs=150)))
+    (start,) = of(StartNode, first)  # the cap leaves room for one more node
+    assert of(StartNode, machine.handle(JobSubmitted(JobSpec(job_id="second", n_inputs=96)))) == []
+    assert machine.jobs["first"].want == 1
+    assert machine.jobs["second"].want == 1
+    machine.handle(JobBacklog("first", 0))  # its standby node took every input
+    (joined,) = machine.handle(NodeBooted(start.node_id))
+    assert joined.job.job_id == "second"
+    assert machine.jobs["first"].want == machine.jobs["second"].want == 0
+
+
 def test_a_job_without_nodes_takes_the_node_that_boots_however_empty_its_queue():
     machine = in_standby(config(count=0))
     commands = machine.handle(JobSubmitted(JobSpec(job_id="job", n_inputs=10)))
