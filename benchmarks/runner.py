@@ -28,6 +28,7 @@ from benchmarks import report, sim_numbers
 from benchmarks import workloads as w
 from benchmarks.pair import PROJECT_ROOT, last_json_line
 from benchmarks.systems import SCRATCH_ENV, SYSTEMS
+from burla.release import DISTRIBUTION
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 PAIR_TIMEOUT_S = 600.0
@@ -282,7 +283,8 @@ def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
-            versions[name] = version(name)
+            # burla's distribution is named burla-cluster (burla.release.DISTRIBUTION).
+            versions[name] = version(DISTRIBUTION if name == "burla" else name)
         except PackageNotFoundError:
             versions[name] = None
     return versions
