@@ -14,10 +14,11 @@ from burla.core.errors import NotFoundError
 def sim(scenario: str, json_out: str | None, plot_out: str | None) -> None:
     """Simulate a cluster: the real main_service and node_services under virtual time.
 
-    SCENARIO is a shipped one (seed, cold, burst, custom-image, node-loss, scale) or the
-    path of a scenario file (.yaml or .json). Prints a summary; the JSON holds every
-    number, each job and the timeline (`--json -` prints it instead of the summary).
-    A run takes seconds of wall time.
+    SCENARIO is a shipped one (seed, cold, burst, custom-image, node-loss, flaky-store,
+    main-restart, headline, scale, ten-thousand, million) or the path of a scenario file
+    (.yaml or .json). Prints a summary; the JSON holds every number, each job and the
+    timeline (`--json -` prints it instead of the summary). Most runs take seconds of
+    wall time; ten-thousand and million take minutes.
 
     \b
     Example, the seed's 5 x 96-CPU standby and 1,000 inputs:

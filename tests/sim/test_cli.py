@@ -72,3 +72,11 @@ def test_burla_sim_json_dash_prints_the_report_for_scripts() -> None:
     assert done.returncode == 0, done.stderr
     seed = json.loads(done.stdout)
     assert (seed["cpus_now"], seed["nodes_started"]) == (480, 11)
+
+
+def test_the_help_names_every_shipped_scenario() -> None:
+    shown = burla("sim", "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    missing = [name for name in scenario.shipped() if name not in text]
+    assert missing == []
