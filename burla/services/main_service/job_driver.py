@@ -372,4 +372,3 @@ class JobDriver:
                 await self.catch_up(run)
         finally:
             run.look_in_store_again = None
-
