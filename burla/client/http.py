@@ -100,7 +100,9 @@ class HttpPool:
             response, keep = self._exchange(connection, method, message)
         except (OSError, http.client.HTTPException) as error:
             connection.close()
-            if not reused:
+            # A server that took the request and did not answer in time would only be
+            # asked again, and the caller kept waiting twice as long.
+            if not reused or isinstance(error, TimeoutError):
                 raise HttpError(str(error) or type(error).__name__) from error
             # Most likely the server closed this kept-alive connection before reading the
             # request, so it did nothing with it: send it again on a new connection (and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,11 +16,15 @@ from burla.client.http import HttpError, HttpPool
 class Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     connections: set[int]
+    requests: list[str]
     close_after_answer = False
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"] or 0))
         type(self).connections.add(self.client_address[1])
+        type(self).requests.append(self.path)
+        if self.path == "/slow":
+            time.sleep(1.5)  # past the client's time-out
         answer = self.headers["authorization"].encode() + b" " + self.path.encode() + b" " + body
         self.send_response(200)
         self.send_header("content-length", str(len(answer)))
@@ -34,7 +39,7 @@ class Echo(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[tuple[type[Echo], str]]:
-    handler = type("Handler", (Echo,), {"connections": set()})
+    handler = type("Handler", (Echo,), {"connections": set(), "requests": []})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -75,3 +80,15 @@ def test_no_server_is_an_http_error() -> None:
     pool = HttpPool(f"http://127.0.0.1:{port}", {}, timeout_s=5)
     with pytest.raises(HttpError):
         pool.request("POST", "/", content=b"")
+
+
+def test_a_kept_alive_connection_that_times_out_is_not_asked_again(
+    server: tuple[type[Echo], str],
+) -> None:
+    handler, url = server
+    pool = HttpPool(url, {"authorization": "Bearer t"}, timeout_s=10)
+    pool.request("POST", "/first", content=b"x")  # the connection is kept alive
+    with pytest.raises(HttpError):
+        pool.request("POST", "/slow", content=b"x", timeout_s=0.5)
+    pool.close()
+    assert handler.requests == ["/first", "/slow"]  # the slow request went once
