@@ -234,10 +234,7 @@ class ResultsReport(Message):
     def outcomes(self, payload: bytes) -> Iterator[tuple[int, str, bytes]]:
         """(index, kind, bytes) of each input, cut from the report's `payload` for this
         event (read_reports gives each event its own)."""
-        offset = 0
-        for index, kind, size in zip(self.indices, self.kinds, self.sizes, strict=True):
-            yield index, kind, payload[offset : offset + size]
-            offset += size
+        return _cut(self.indices, self.kinds, self.sizes, payload)
 
 
 @message("printed")
@@ -324,8 +321,7 @@ def read_reports(raw: Any, payload: bytes) -> Iterator[tuple[NodeReport, bytes]]
     for item in raw:
         report = decode_report(item)
         if type(report) is ResultsReport:
-            counts = len(report.indices) == len(report.kinds) == len(report.sizes)
-            if not counts or min(report.sizes, default=0) < 0:
+            if not _sized(report.indices, report.kinds, report.sizes):
                 raise InvalidRequestError(
                     "a results report has a kind and a size (not negative) for each input"
                 )
@@ -437,12 +433,24 @@ def read_events(frames: Iterable[tuple[Any, bytes]]) -> Iterator[tuple[JobEvent,
         if type(event) is not ResultRow:
             yield cast(JobEvent, event), data
             continue
-        counts = len(event.indices) == len(event.kinds) == len(event.sizes)
-        if not counts or min(event.sizes, default=0) < 0 or sum(event.sizes) != len(data):
+        if not _sized(event.indices, event.kinds, event.sizes) or sum(event.sizes) != len(data):
             raise InvalidRequestError(
                 "a row of results has a kind and a size for each input, and bytes for each"
             )
-        offset = 0
-        for index, kind, size in zip(event.indices, event.kinds, event.sizes, strict=True):
-            yield JobResult(index, kind), data[offset : offset + size]
-            offset += size
+        for index, kind, cut in _cut(event.indices, event.kinds, event.sizes, data):
+            yield JobResult(index, kind), cut
+
+
+def _sized(indices: tuple[int, ...], kinds: tuple[str, ...], sizes: tuple[int, ...]) -> bool:
+    """Whether results in a row give a kind and a size (not negative) for each input."""
+    return len(indices) == len(kinds) == len(sizes) and min(sizes, default=0) >= 0
+
+
+def _cut(
+    indices: tuple[int, ...], kinds: tuple[str, ...], sizes: tuple[int, ...], payload: bytes
+) -> Iterator[tuple[int, str, bytes]]:
+    """(index, kind, bytes) of results in a row, their bytes one after another in `payload`."""
+    offset = 0
+    for index, kind, size in zip(indices, kinds, sizes, strict=True):
+        yield index, kind, payload[offset : offset + size]
+        offset += size
