@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from burla.sim import run, scenario
+from tests.sim.clean import CLEAN_CHECKS
 
 BIG = ("scale", "ten-thousand", "million")  # own tests (ten-thousand, million at a tenth)
 SMALL = [name for name in scenario.shipped() if name not in BIG]
@@ -37,13 +38,7 @@ def test_a_shipped_scenario_loses_nothing_and_ends_in_standby(
     reports: dict[str, dict[str, Any]], name: str
 ) -> None:
     report = reports[name]
-    assert report["checks"] == {
-        "inputs_lost": 0,
-        "inputs_recorded_twice": 0,
-        "results_missing_from_store": 0,
-        "nodes_on_two_jobs": [],
-        "standby_restored": True,
-    }
+    assert report["checks"] == CLEAN_CHECKS
     for job in report["jobs"]:
         assert job["state"] == "succeeded", job
         assert job["results_received"] == job["results_stored"] == job["n_inputs"]

@@ -1,0 +1,13 @@
+"""What a simulation's checks say when nothing went wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLEAN_CHECKS: dict[str, Any] = {
+    "inputs_lost": 0,
+    "inputs_recorded_twice": 0,
+    "results_missing_from_store": 0,
+    "nodes_on_two_jobs": [],
+    "standby_restored": True,
+}
