@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from burla.core.errors import ClusterUnavailableError
 from burla.core.settings import file_stamp
+from burla.core.trace import mark
 
 START_TIMEOUT_S = 60.0
 
@@ -174,6 +175,7 @@ def _launch(root: Path, cpus: int | None, backend: str) -> subprocess.Popen[byte
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root
         )
+    mark("client launches main_service")
     # Reaped as soon as it exits, whoever waits for the cluster.
     threading.Thread(target=process.wait, name="burla-launch", daemon=True).start()
     return process

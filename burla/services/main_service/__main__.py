@@ -24,6 +24,7 @@ from burla.core.clock import Clock, WallClock
 from burla.core.errors import BackendError, BurlaError, InvalidRequestError
 from burla.core.models import ClusterConfig
 from burla.core.protocols import BlobStore, BootSpec, ImageMaker, Machine, MachineStatus, Store
+from burla.core.trace import mark
 from burla.release import install_stamp
 from burla.services import running
 from burla.services.cluster_keys import blob_signing_key
@@ -179,6 +180,7 @@ def _run_local(root: Path, cpus: int, containers: Containers, idle_s: float) -> 
         images = DockerImages()
     backends = Backends(store, blobs, LocalComputeProvider(root), clock, images)
     anyio.run(_boot_first_node, setup, backends)
+    mark("main_service has started the first node")
     running.run(_serve_local, root, cpus, setup, backends, sock, idle_s)
 
 
@@ -462,6 +464,7 @@ async def _serve(
         # shows this process's settings in their place; callers wait in the backlog.
         await service.run(tasks)
         server = await serving.start(create_app(service, setup.token), sock, tasks, tls)
+        mark("main_service serves")
         started(service, server, tasks)
 
 

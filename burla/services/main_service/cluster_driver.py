@@ -131,6 +131,7 @@ class ClusterDriver:
     async def node_booted(self, node_id: str, address: str) -> None:
         if await self._connect(node_id, address) is not None:
             await self.apply(self.machine.handle(c.NodeBooted(node_id)))
+            mark("main_service has taken the node")
 
     async def adopt(self, node_id: str, address: str) -> None:
         """Take on a node an earlier main_service started and that still runs: connect,

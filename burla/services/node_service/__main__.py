@@ -33,6 +33,7 @@ from burla.core.errors import (
 )
 from burla.core.models import NodeType, StandbyDefinition
 from burla.core.protocols import ContainerRuntime, Mount
+from burla.core.trace import mark
 from burla.release import build_id
 from burla.services import running
 from burla.services.cluster_keys import blob_signing_key
@@ -226,6 +227,7 @@ async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink)
         await node.run(tasks)
         tasks.start_soon(listener.serve, functools.partial(link.serve, node), tasks)
         running.write_atomically(settings.node_dir / "address", address)
+        mark("node_service's workers listen")
         await _say_booted(settings, address)
 
 
@@ -352,6 +354,7 @@ async def _exit_with_parent(tasks: TaskGroup) -> None:
 
 
 def main() -> None:
+    mark("node_service has loaded its modules")
     settings = NodeSettings.from_env()
     problem = ""
     try:
