@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from typing import TYPE_CHECKING
 
 from burla.core.errors import (
     AuthError,
@@ -13,6 +12,9 @@ from burla.core.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
 
 
 def status_of(error: BurlaError) -> int:
@@ -30,6 +32,10 @@ def status_of(error: BurlaError) -> int:
 
 
 def install(app: FastAPI) -> None:
+    """Answer BurlaErrors the routes of `app` raise. (FastAPI is loaded here, not above:
+    the routes main_service serves before FastAPI loads use status_of alone.)"""
+    from fastapi.responses import JSONResponse
+
     async def handle(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, BurlaError)
         body = {"error": type(error).__name__, "message": str(error)}

@@ -4,23 +4,36 @@ and a message that says what was wrong (burla.services.errors has the rest)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
 
 _NAMES = {404: "NotFoundError", 409: "ConflictError", 413: "PayloadTooLargeError"}
 SHOWN_PROBLEMS = 3
 
 
+def refusal(method: str, path: str, problems: Sequence[Mapping[str, Any]]) -> str:
+    """What was wrong with a request, from its validation errors (pydantic's, each with
+    the `loc` of the value and a `msg`)."""
+    shown = [
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+        for problem in problems[:SHOWN_PROBLEMS]
+    ]
+    return f"{method} {path} was refused: {'; '.join(shown)}"
+
+
 def install(app: FastAPI) -> None:
+    """Answer FastAPI's own refusals as burla's errors. (FastAPI is loaded here, not above:
+    main_service serves its first routes before FastAPI loads, with `refusal` alone.)"""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
     async def invalid(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
-        problems = [
-            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-            for problem in error.errors()[:SHOWN_PROBLEMS]
-        ]
-        message = f"{request.method} {request.url.path} was refused: {'; '.join(problems)}"
+        message = refusal(request.method, request.url.path, error.errors())
         return JSONResponse({"error": "InvalidRequestError", "message": message}, 400)
 
     async def refused(request: Request, error: Exception) -> JSONResponse:

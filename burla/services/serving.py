@@ -1,5 +1,5 @@
-"""Running a service's FastAPI app with uvicorn inside a task group we own (the rest of
-a service's process is burla.services.running's)."""
+"""Running a service's ASGI app with uvicorn inside a task group we own (the rest of a
+service's process is burla.services.running's)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Generator
 import anyio
 import uvicorn
 from anyio.abc import TaskGroup
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from burla.services.tls import ServerCertificate
 
@@ -28,14 +28,18 @@ class Server(uvicorn.Server):
 
 
 async def start(
-    app: FastAPI, sock: socket.socket, tasks: TaskGroup, tls: ServerCertificate | None = None
+    app: ASGIApp, sock: socket.socket, tasks: TaskGroup, tls: ServerCertificate | None = None
 ) -> Server:
     """Serve `app` on `sock` until SIGTERM or SIGINT, then cancel `tasks`; over TLS with
     `tls`'s certificate when given."""
     # Clients keep connections alive between calls (burla.client.http reuses them for 20 s).
     # A dashboard's live feeds never end by themselves: shutting down cuts them after a while.
+    # No lifespan events (the apps have no start-up or shutdown handlers: the service's own
+    # task group is their life) and no WebSockets (none is served).
     config = uvicorn.Config(
         app,
+        lifespan="off",
+        ws="none",
         log_level="warning",
         access_log=False,
         timeout_keep_alive=60,

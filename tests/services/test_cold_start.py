@@ -1,6 +1,7 @@
 """What a cold start leans on: node_service never loads the web stack or an async HTTP
 client, main_service loads the web stack only after it has started its first node, and
-main_service's socket takes connections before it serves."""
+FastAPI not even then (its first routes are plain ASGI), and main_service's socket takes
+connections before it serves."""
 
 import json
 import socket
@@ -28,6 +29,15 @@ def test_main_service_loads_the_web_stack_only_to_serve():
     modules = loaded_by("import burla.services.main_service.__main__")
     assert "burla.backends.local.compute" in modules
     assert not WEB_STACK & modules
+
+
+def test_main_service_serves_a_cold_starts_routes_without_fastapi():
+    modules = loaded_by(
+        "import burla.services.main_service.front, burla.services.serving\n"
+        "import burla.services.main_service.__main__"
+    )
+    assert "uvicorn" in modules
+    assert not {"fastapi", "httpx", "burla.services.main_service.app"} & modules
 
 
 def test_a_request_sent_before_the_service_serves_waits_for_it():

@@ -438,9 +438,11 @@ async def _serve(
     started: Callable[[MainService, Server, TaskGroup], None],
     tls: ServerCertificate | None = None,
 ) -> None:
-    """Serve main_service on `sock` until SIGTERM or SIGINT; `started` once it serves."""
+    """Serve main_service on `sock` until SIGTERM or SIGINT; `started` once it serves: the
+    routes a cold start needs at once, the others once FastAPI is loaded (front)."""
+    from burla.core.limits import RequestLimits
     from burla.services import serving
-    from burla.services.main_service.app import create_app
+    from burla.services.main_service.front import load_when_quiet, serve_first
     from burla.services.main_service.keep import Keep
     from burla.services.main_service.service import MainService
     from burla.services.retrying import RetryingCompute, resilient
@@ -463,9 +465,13 @@ async def _serve(
         # Serve once the stored standby definition and jobs are taken back, so no answer
         # shows this process's settings in their place; callers wait in the backlog.
         await service.run(tasks)
-        server = await serving.start(create_app(service, setup.token), sock, tasks, tls)
+        limits = RequestLimits.from_environ(os.environ)
+        app, later = serve_first(service, setup.token, limits)
+        server = await serving.start(app, sock, tasks, tls)
         mark("main_service serves")
         started(service, server, tasks)
+        await load_when_quiet(later, service)
+        mark("main_service serves every route")
 
 
 async def _delete_machines(compute: LocalComputeProvider | GceComputeProvider) -> None:

@@ -1,5 +1,5 @@
-"""main_service's OpenAPI schema: the errors every route may answer with, and the two job
-routes served as plain ASGI in front of FastAPI (job_routes), described without routing
+"""main_service's OpenAPI schema: the errors every route may answer with, and the routes
+served as plain ASGI in front of FastAPI (front, job_routes), described without routing
 them through the framework."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from burla.services.main_service.front import Booted
 from burla.services.main_service.job_routes import FRAMES, MAX_WAIT_S
 
 
@@ -36,10 +37,13 @@ FRAMES_ANSWER: dict[int | str, dict[str, Any]] = {
 """The answer of a FastAPI route that answers with frames."""
 
 
+_NODES_ONLY = "Only the cluster's own nodes may do this"
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     return {
         str(status): {
-            "description": ERROR_RESPONSES[status]["description"],
+            "description": ERROR_RESPONSES[status]["description"] if status != 403 else _NODES_ONLY,
             "content": {"application/json": {"schema": _ERROR}},
         }
         for status in statuses
@@ -97,15 +101,75 @@ JOB_PATHS: dict[str, Any] = {
 }
 
 
-def describe_job_routes(app: FastAPI) -> None:
-    """Add the job routes to the app's schema, which FastAPI builds once, on first use."""
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+NODE_PATHS: dict[str, Any] = {
+    "/health": {
+        "get": {
+            "summary": "Whether main_service serves",
+            "operationId": "health",
+            "responses": {
+                "200": {
+                    "description": "It serves",
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "properties": {"ok": {"type": "boolean"}},
+                            "required": ["ok"],
+                        }
+                    ),
+                },
+                **_errors(401),
+            },
+        }
+    },
+    "/nodes/{node_id}/booted": {
+        "post": {
+            "summary": "A node says where it listens",
+            "description": (
+                "A node main_service started has booted: main_service connects to it at "
+                "`address`, unless it runs another burla (`build`)."
+            ),
+            "operationId": "node_booted",
+            "parameters": [
+                {"name": "node_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "requestBody": {
+                "required": True,
+                "content": _json({"$ref": "#/components/schemas/Booted"}),
+            },
+            "responses": {
+                "200": {
+                    "description": "The node is taken on",
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "properties": {"node_id": {"type": "string"}},
+                            "required": ["node_id"],
+                        }
+                    ),
+                },
+                **_errors(400, 401, 403, 404, 413),
+            },
+        }
+    },
+}
+
+
+def describe_plain_routes(app: FastAPI) -> None:
+    """Add the routes served in front of FastAPI to the app's schema, which FastAPI builds
+    once, on first use."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            for path, operations in JOB_PATHS.items():
+            for path, operations in {**JOB_PATHS, **NODE_PATHS}.items():
                 schema["paths"].setdefault(path, {}).update(operations)
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas["Booted"] = Booted.model_json_schema()
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -1,5 +1,8 @@
 """main_service's HTTP API: jobs for clients, reports for nodes, status for everyone.
 
+The routes a cold start needs are plain ASGI, in front of FastAPI (front.front_door); the
+FastAPI app here serves every other route.
+
 Job bodies are frames (burla.core.wire): a pickled function or input travels as opaque
 bytes and is never unpickled here.
 """
@@ -13,40 +16,25 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Response
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp
 
 from burla.core import wire
-from burla.core.errors import InvalidRequestError, NotFoundError, VersionMismatchError
+from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.limits import MAX_UPLOADS, RequestLimits
-from burla.release import build_id, build_mismatch
 from burla.services import errors, request_errors
 from burla.services.main_service import dashboard, operations, user_routes, views
 from burla.services.main_service.api_docs import (
     ERROR_RESPONSES,
     FRAMES_ANSWER,
-    describe_job_routes,
+    describe_plain_routes,
 )
-from burla.services.main_service.auth import (
-    Admin,
-    BearerAuth,
-    NodeOnly,
-    User,
-    visible_record,
-    visible_run,
-)
-from burla.services.main_service.job_routes import FRAMES, JobRoutes
+from burla.services.main_service.auth import Admin, User, visible_record, visible_run
+from burla.services.main_service.front import front_door
+from burla.services.main_service.job_routes import FRAMES
 from burla.services.main_service.service import MainService
 from burla.services.main_service.submission import JOB_ID, upload_prefix
 from burla.services.main_service.users import Users, may_see, owner_of
-from burla.services.request_size import RequestSizeLimit
 from burla.services.store_keys import job_key, result_key, results_prefix
-
-
-class Booted(BaseModel):
-    address: str = Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$", max_length=300)
-    """Where its node_service listens: host:port."""
-    build: str = Field(default="", max_length=64)
-    """The build id of the node's burla (burla.release); empty from a burla too old to
-    send one."""
 
 
 class Uploads(BaseModel):
@@ -58,33 +46,26 @@ class Uploads(BaseModel):
     """The number of the first key: a job's uploads are asked for in several calls."""
 
 
-def create_app(service: MainService, token: str, limits: RequestLimits | None = None) -> FastAPI:
-    app = FastAPI(title="burla main_service", responses=ERROR_RESPONSES)
-    describe_job_routes(app)
+def create_app(service: MainService, token: str, limits: RequestLimits | None = None) -> ASGIApp:
+    """The whole API, every route ready: the front door (front.front_door) before the
+    FastAPI app of the other routes. main_service itself builds the FastAPI app later
+    (front.serve_first)."""
     users = Users(service.store, token, service.clock)
-    hint = (
-        "a local cluster's is in its cluster.json; a cloud cluster's is printed by its "
-        "main_service or kept in its --token-file"
-    )
-    # Middleware added last runs first: the token is checked, then the body's size, before
-    # the job routes.
-    app.add_middleware(JobRoutes, service=service)
-    app.add_middleware(RequestSizeLimit, limits=limits or RequestLimits.from_environ(os.environ))
-    app.add_middleware(
-        BearerAuth,
-        users=users,
-        hint=hint,
-        job_of=service.job_of_token,
-        cookie=dashboard.COOKIE,
-        public=dashboard.PUBLIC_PATHS,
-    )
+    limits = limits or RequestLimits.from_environ(os.environ)
+    return front_door(service, users, limits, api_routes(service, users))
+
+
+def api_routes(service: MainService, users: Users) -> FastAPI:
+    """The FastAPI app of every route but the front door's, which come to it with their
+    user checked (bearer.BearerAuth)."""
+    app = FastAPI(title="burla main_service", responses=ERROR_RESPONSES)
+    describe_plain_routes(app)
     errors.install(app)
     request_errors.install(app)
     _install_status(app, service)
     _install_uploads(app, service)
     _install_jobs(app, service)
-    _install_nodes(app, service)
-    # After the routes of jobs and nodes, which are matched first.
+    # After the routes of jobs, which are matched first.
     operations.install(app, service)
     user_routes.install(app, users, service.retire_owner)
     dashboard.install(app, service, users)
@@ -92,10 +73,6 @@ def create_app(service: MainService, token: str, limits: RequestLimits | None = 
 
 
 def _install_status(app: FastAPI, service: MainService) -> None:
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"ok": True}
-
     @app.get("/cluster")
     async def cluster(user: User) -> dict[str, Any]:
         return views.cluster_overview(service, user)
@@ -206,15 +183,3 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
         await service.cancel(job_id, failed=failed)
         run = service.jobs.get(job_id)
         return {"job_id": job_id, "state": run.state.value if run else "canceled"}
-
-
-def _install_nodes(app: FastAPI, service: MainService) -> None:
-    @app.post("/nodes/{node_id}/booted")
-    async def booted(node_id: str, body: Booted, _: NodeOnly) -> dict[str, str]:
-        if node_id not in service.cluster.nodes:  # main_service dials only nodes it started
-            raise NotFoundError(f"main_service started no node {node_id}")
-        if body.build != build_id():
-            await service.node_refused(node_id, refusal := build_mismatch(body.build))
-            raise VersionMismatchError(refusal)
-        await service.node_booted(node_id, body.address)
-        return {"node_id": node_id}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,23 +24,11 @@ from burla.core.errors import NotFoundError
 from burla.services.cluster_keys import JOB_TOKEN_PREFIX
 from burla.services.main_service import views
 from burla.services.main_service.auth import User, visible_run
+from burla.services.main_service.dashboard_paths import COOKIE, FILES, STATIC
 from burla.services.main_service.job_logs import stored_page
 from burla.services.main_service.service import MainService
 from burla.services.main_service.users import NODE, Users
 
-COOKIE = "burla_token"
-STATIC = Path(__file__).parent / "static"
-FILES = {
-    "dashboard.js": "text/javascript; charset=utf-8",
-    "dashboard.css": "text/css; charset=utf-8",
-}
-PUBLIC_PATHS = (
-    "/dashboard",
-    "/dashboard/",
-    "/dashboard/login",
-    *(f"/dashboard/static/{name}" for name in FILES),
-)
-"""Paths a browser may load without the token (BearerAuth's `public`)."""
 CLUSTER_EVERY_S = 1.0
 JOB_EVERY_S = 0.5
 KEEPALIVE_S = 15.0
@@ -72,6 +59,8 @@ def _install_pages(app: FastAPI, users: Users) -> None:
 
     @app.get("/dashboard/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:
+        if name not in files:
+            raise NotFoundError(f"the dashboard has no file {name!r}")
         content, kind = files[name]
         return Response(content, media_type=kind, headers={"cache-control": "no-cache"})
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,7 +25,7 @@ from burla.core import wire
 from burla.core.errors import BurlaError, InvalidRequestError, NotFoundError
 from burla.core.trace import mark
 from burla.services.errors import status_of
-from burla.services.main_service.auth import USER
+from burla.services.main_service.bearer import USER
 from burla.services.main_service.service import MainService
 from burla.services.main_service.users import may_see
 from burla.services.store_keys import IN_BLOB, INLINE
@@ -57,7 +58,7 @@ class JobRoutes:
         with the job's events so far: a short job needs no second request."""
         mark("main_service reads the job")
         wait = _query(scope, "wait", float, 0.0)
-        header, function, items, uploads = _job_body(await _body(receive))
+        header, function, items, uploads = _job_body(await read_body(receive))
         function_key = header.get("function_key")
         if function_key:
             uploads.append(function_key)
@@ -91,26 +92,37 @@ class JobRoutes:
         return wire.encode_stream(head, new)
 
     @staticmethod
-    async def _answer(send: Send, body_coming: Any) -> None:
+    async def _answer(send: Send, body_coming: Awaitable[bytes]) -> None:
         try:
-            status, media, body = 200, FRAMES, await body_coming
-        except BurlaError as error:
-            status, media = status_of(error), "application/json"
-            body = json.dumps({"error": type(error).__name__, "message": str(error)}).encode()
+            status, media, body = await outcome(body_coming, FRAMES)
         except ValidationError as error:  # the job's spec
-            status, media = 400, "application/json"
             message = f"the job's spec is not valid: {error}"
-            body = json.dumps({"error": "InvalidRequestError", "message": message}).encode()
-        headers = [
-            (b"content-type", media.encode()),
-            (b"content-length", str(len(body)).encode()),
-        ]
+            status, media, body = error_answer(400, "InvalidRequestError", message)
         mark("main_service answers")
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_answer(send, status, media, body)
 
 
-async def _body(receive: Receive) -> bytes:
+async def outcome(body_coming: Awaitable[bytes], media: str) -> tuple[int, str, bytes]:
+    """A plain route's answer: its body, or the BurlaError it raised as JSON, as the
+    FastAPI routes answer one (burla.services.errors)."""
+    try:
+        return 200, media, await body_coming
+    except BurlaError as error:
+        return error_answer(status_of(error), type(error).__name__, str(error))
+
+
+def error_answer(status: int, name: str, message: str) -> tuple[int, str, bytes]:
+    body = json.dumps({"error": name, "message": message}).encode()
+    return status, "application/json", body
+
+
+async def send_answer(send: Send, status: int, media: str, body: bytes) -> None:
+    headers = [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive) -> bytes:
     chunks: list[bytes] = []
     while True:
         message = await receive()
