@@ -16,8 +16,8 @@ from __future__ import annotations
 import builtins
 import math
 import random
-from collections.abc import Collection, Mapping, Sequence
-from typing import Literal
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Literal, NoReturn, TypeVar
 
 import trio
 
@@ -30,6 +30,7 @@ from burla.sim.profiles import BlobProfile, StoreProfile
 from burla.sim.scenario import Seconds
 
 Trip = Literal["read", "write", "query"]
+_Written = TypeVar("_Written", bound=Collection[object])
 CLAIM_SPREAD = 4
 """How much wider a claimer that lost a race at the queue's head looks next time (as in
 burla's Firestore backend): with k others at the head it loses about log4(k) times."""
@@ -70,19 +71,92 @@ class RateGate:
         self._slack = burst * self._interval
         self._free: dict[str, float] = {}
 
+    def wait(self, name: str, now: float, count: int = 1) -> float:
+        """The wait for `count` writes to `name` from `now`, were they booked."""
+        free = max(now, self._free.get(name, 0.0)) + count * self._interval
+        return max(0.0, free - now - self._slack)
+
     def turn(self, name: str, now: float, count: int = 1, *, limit: float = math.inf) -> float:
         """The wait for `count` writes to `name` from `now`, which are then booked; inf
         (nothing booked) if it would be longer than `limit`."""
-        free = max(now, self._free.get(name, 0.0)) + count * self._interval
-        wait = max(0.0, free - now - self._slack)
+        wait = self.wait(name, now, count)
         if wait > limit:
             return math.inf
-        self._free[name] = free
+        self._free[name] = max(now, self._free.get(name, 0.0)) + count * self._interval
         return wait
 
 
+class RampGate:
+    """Writes to key ranges that start cold: a range takes `start_per_s` writes a second
+    from its first write, `growth` times more after every `every_s` (Firestore's 500/50/5
+    rule), and lets a second's worth through at once; faster writes wait their turn."""
+
+    def __init__(self, start_per_s: float, growth: float, every_s: float) -> None:
+        self._start_per_s = start_per_s
+        self._growth = growth
+        self._every_s = every_s
+        self._opened: dict[str, float] = {}
+        self._free: dict[str, float] = {}
+
+    def rate(self, name: str, at: float) -> float:
+        """Writes a second `name` takes at `at`."""
+        steps = (at - self._opened.get(name, at)) // self._every_s
+        return self._start_per_s * math.pow(self._growth, min(steps, 64.0))
+
+    def wait(self, name: str, now: float, count: int) -> float:
+        """The wait for `count` writes to `name` from `now`, were they booked."""
+        return max(0.0, self._passed(name, now, count) - now - 1.0)
+
+    def book(self, name: str, now: float, count: int) -> float:
+        """The wait for `count` writes to `name` from `now`, which are then booked."""
+        self._opened.setdefault(name, now)
+        passed = self._passed(name, now, count)
+        self._free[name] = passed
+        return max(0.0, passed - now - 1.0)
+
+    def _passed(self, name: str, now: float, count: int) -> float:
+        """When `count` writes to `name`, after those booked, have all passed."""
+        opened = self._opened.get(name, now)
+        at, left = max(now, self._free.get(name, now)), float(count)
+        while True:
+            steps = (at - opened) // self._every_s
+            rate = self._start_per_s * math.pow(self._growth, min(steps, 64.0))
+            step_ends = opened + (steps + 1) * self._every_s
+            if left <= (step_ends - at) * rate:
+                return at + left / rate
+            left -= (step_ends - at) * rate
+            at = step_ends
+
+
+class Refused(Exception):
+    """A call the limits refuse: `error` is raised at virtual time `at`."""
+
+    def __init__(self, error: TransientBackendError, at: float) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.at = at
+
+
+def key_range(key: str) -> str:
+    """The key range a document's writes go to, in burla's Firestore layout: documents
+    whose keys differ only after their last `/` are lexicographically close (a job's
+    results, its jobs/ and running/ records, ...)."""
+    return "documents/" + key.rpartition("/")[0]
+
+
+def items_range(queue: str) -> str:
+    """A queue's items: a collection of their own (queues/<queue>/items), new per job."""
+    return f"queues/{queue}/items"
+
+
 class SlowStore:
-    """`inner` behind the round trips and limits of `profile`."""
+    """`inner` behind the round trips and limits of `profile`.
+
+    Every document written or deleted is a write, as Firestore counts them: a put is one,
+    a put_many one per document, a push one per item and one for the queue's counter, a
+    claim one per item leased, an ack one per item deleted, a renewal one per item. Writes
+    go against the written document's rate, its key range's ramp and the database's rate.
+    """
 
     def __init__(
         self,
@@ -107,10 +181,25 @@ class SlowStore:
             if profile.database_writes_per_s
             else None
         )
+        self.ramp = (
+            RampGate(profile.ramp_start_per_s, profile.ramp_growth, profile.ramp_every_s)
+            if profile.ramp_start_per_s
+            else None
+        )
         self._writer_free = 0.0
         self._claiming: dict[str, int] = {}
         self.aborted = 0
         """Writes refused for contention (ABORTED)."""
+        self.exhausted = 0
+        """Commits refused for a key range's ramp or the database's rate (RESOURCE_EXHAUSTED)."""
+        self.past_deadline = 0
+        """Calls that waited out their deadline (DEADLINE_EXCEEDED)."""
+        self.writes = 0
+        """Documents written or deleted."""
+
+    def clear_counts(self) -> None:
+        """Count writes and refusals from now on (the limits keep their state)."""
+        self.aborted = self.exhausted = self.past_deadline = self.writes = 0
 
     async def get(self, key: str) -> Document | None:
         await self._wait("get", ("read",))
@@ -118,17 +207,22 @@ class SlowStore:
 
     async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
         self._check_size(key, data)
-        await self._wait("put", self._conditional(if_version), written=(key,))
+        trips = self._conditional(if_version)
+        await self._wait("put", trips, documents=(key,), writes={key_range(key): 1})
         return await self.inner.put(key, data, if_version=if_version)
 
     async def put_many(self, docs: Mapping[str, Data], *, create_only: bool = False) -> set[str]:
+        writes: dict[str, int] = {}
         for key, data in docs.items():
             self._check_size(key, data)
-        await self._wait("put_many", self._commits(len(docs)), written=docs.keys())
+            writes[key_range(key)] = writes.get(key_range(key), 0) + 1
+        trips = self._commits(len(docs))
+        await self._wait("put_many", trips, documents=docs.keys(), writes=writes)
         return await self.inner.put_many(docs, create_only=create_only)
 
     async def delete(self, key: str, *, if_version: int | None = None) -> bool:
-        await self._wait("delete", self._conditional(if_version), written=(key,))
+        trips = self._conditional(if_version)
+        await self._wait("delete", trips, documents=(key,), writes={key_range(key): 1})
         return await self.inner.delete(key, if_version=if_version)
 
     async def list(
@@ -141,7 +235,9 @@ class SlowStore:
         # Firestore: one counter document per queue numbers each push, then the items.
         counted: tuple[Trip, ...] = ("write",) if self._profile.queue_head_races else ()
         trips = counted + self._commits(len(items))
-        await self._wait("push", trips, written=(f"queues/{queue}",))
+        counter = f"queues/{queue}"
+        writes = {"queues/": 1, items_range(queue): len({item for item, _ in items})}
+        await self._wait("push", trips, documents=(counter,), writes=writes)
         await self.inner.push(queue, items)
 
     async def claim(self, queue: str, *, limit: int, lease_s: float) -> builtins.list[Claim]:
@@ -151,18 +247,31 @@ class SlowStore:
             trips *= 1 + math.ceil(math.log(racing + 1, CLAIM_SPREAD))
         self._claiming[queue] = racing + 1
         try:
-            await self._wait("claim", trips)
+            return await self._settle(
+                "claim",
+                trips,
+                items_range(queue),
+                limit,
+                lambda: self.inner.claim(queue, limit=limit, lease_s=lease_s),
+            )
         finally:
             self._claiming[queue] -= 1
-        return await self.inner.claim(queue, limit=limit, lease_s=lease_s)
 
     async def ack(self, queue: str, receipts: Sequence[str]) -> set[str]:
-        await self._wait("ack", ("read", *self._commits(len(receipts))))
-        return await self.inner.ack(queue, receipts)
+        trips = ("read", *self._commits(len(receipts)))
+        return await self._settle(
+            "ack", trips, items_range(queue), len(receipts), lambda: self.inner.ack(queue, receipts)
+        )
 
     async def renew(self, queue: str, receipts: Sequence[str], *, lease_s: float) -> set[str]:
-        await self._wait("renew", ("read", *self._commits(len(receipts))))
-        return await self.inner.renew(queue, receipts, lease_s=lease_s)
+        trips = ("read", *self._commits(len(receipts)))
+        return await self._settle(
+            "renew",
+            trips,
+            items_range(queue),
+            len(receipts),
+            lambda: self.inner.renew(queue, receipts, lease_s=lease_s),
+        )
 
     def _conditional(self, if_version: int | None) -> tuple[Trip, ...]:
         if self._profile.conditional_reads and if_version:
@@ -183,12 +292,9 @@ class SlowStore:
                 f"document over {most:,} bytes); documents must stay under 1 MiB"
             )
 
-    async def _wait(
-        self, method: str, trips: Sequence[Trip], *, written: Collection[str] = ()
-    ) -> None:
+    def _trips(self, now: float, trips: Sequence[Trip]) -> float:
+        """The seconds of `trips` from `now` (a write waits for the one writer, if any)."""
         profile, rng = self._profile, self._rng
-        asked = trio.current_time()
-        now = max(asked, ready_at())  # it leaves once its service's CPU got to it
         seconds = 0.0
         for trip in trips:
             took = getattr(profile, trip).draw(rng)
@@ -197,28 +303,123 @@ class SlowStore:
                 self._writer_free = start + took
                 took += start - (now + seconds)
             seconds += took
-        if written:
-            seconds += self._write_turns(method, now + seconds, written)
-        await self._timers.sleep_until(now + seconds)
-        self._stats.add(f"store.{method}", now + seconds - asked)
+        return seconds
 
-    def _write_turns(self, method: str, when: float, written: Collection[str]) -> float:
-        """How long the writes wait for their documents and the database; ABORTED when a
-        document is written faster than it takes writes for too long."""
+    async def _wait(
+        self,
+        method: str,
+        trips: Sequence[Trip],
+        *,
+        documents: Collection[str] = (),
+        writes: Mapping[str, int] | None = None,
+    ) -> None:
+        """Wait out `trips`, then the turn of `writes` (key range -> documents) and of
+        `documents` at their limits; raise what the limits refuse."""
+        asked = trio.current_time()
+        now = max(asked, ready_at())  # it leaves once its service's CPU got to it
+        sent = now + self._trips(now, trips)
+        try:
+            if writes:
+                self._admit(method, sent, writes)
+            done = sent + self._write_turns(method, sent, documents, writes or {})
+        except Refused as refused:
+            await self._refuse(method, asked, refused)
+        await self._timers.sleep_until(done)
+        self._stats.add(f"store.{method}", done - asked)
+
+    async def _settle(
+        self,
+        method: str,
+        trips: Sequence[Trip],
+        items: str,
+        most: int,
+        call: Callable[[], Awaitable[_Written]],
+    ) -> _Written:
+        """A queue call that writes as many items as it returns (at most `most`): admitted
+        for `most` once its round trips are done, then carried out, then its writes wait
+        their turn."""
+        asked = trio.current_time()
+        now = max(asked, ready_at())
+        sent = now + self._trips(now, trips)
+        try:
+            if most:
+                self._admit(method, sent, {items: most})
+        except Refused as refused:
+            await self._refuse(method, asked, refused)
+        await self._timers.sleep_until(sent)
+        written = await call()
+        done = sent + self._write_turns(method, sent, (), {items: len(written)})
+        await self._timers.sleep_until(done)
+        self._stats.add(f"store.{method}", done - asked)
+        return written
+
+    async def _refuse(self, method: str, asked: float, refused: Refused) -> NoReturn:
+        await self._timers.sleep_until(refused.at)
+        self._stats.add(f"store.{method}", refused.at - asked)
+        raise refused.error
+
+    def _admit(self, method: str, sent: float, writes: Mapping[str, int]) -> None:
+        """Refuse (Refused) a commit whose first round of writes would wait too long for
+        its key ranges' ramps or the database's rate: RESOURCE_EXHAUSTED at once, or
+        DEADLINE_EXCEEDED once the deadline has passed."""
+        profile = self._profile
+        round_writes = profile.batch_writes * profile.parallel_commits
+        wait = 0.0
+        if self.ramp is not None:
+            for name, count in writes.items():
+                wait = max(wait, self.ramp.wait(name, sent, min(count, round_writes)))
+        if self._database is not None:
+            total = min(sum(writes.values()), round_writes)
+            wait = max(wait, self._database.wait("", sent, total))
+        if wait > profile.throttle_timeout_s:
+            self.exhausted += 1
+            raise Refused(
+                TransientBackendError(
+                    f"{profile.name} {method}: RESOURCE_EXHAUSTED: This database has exceeded "
+                    "their daily quota or the ramp up limit for writes, please retry with "
+                    "exponential backoff."
+                ),
+                sent,
+            )
+        if wait > profile.deadline_s:
+            self.past_deadline += 1
+            raise Refused(
+                TransientBackendError(
+                    f"{profile.name} {method}: DEADLINE_EXCEEDED: A deadline was exceeded on "
+                    "the server."
+                ),
+                sent + profile.deadline_s,
+            )
+
+    def _write_turns(
+        self, method: str, when: float, documents: Collection[str], writes: Mapping[str, int]
+    ) -> float:
+        """How long the writes wait for their documents, key ranges and the database;
+        ABORTED (Refused) when a document is written faster than it takes writes for too
+        long."""
         wait = 0.0
         if self._documents is not None:
             limit = self._profile.contention_timeout_s
-            for key in written:
+            for key in documents:
                 turn = self._documents.turn(key, when, limit=limit)
                 if turn == math.inf:
                     self.aborted += 1
-                    raise TransientBackendError(
-                        f"{self._profile.name} {method} of {key!r}: ABORTED: Too much "
-                        "contention on these documents. Please try again."
+                    raise Refused(
+                        TransientBackendError(
+                            f"{self._profile.name} {method} of {key!r}: ABORTED: Too much "
+                            "contention on these documents. Please try again."
+                        ),
+                        when,
                     )
                 wait = max(wait, turn)
-        if self._database is not None:
-            wait = max(wait, self._database.turn("", when, len(written)))
+        total = sum(writes.values())
+        self.writes += total
+        if self.ramp is not None:
+            for name, count in writes.items():
+                if count:
+                    wait = max(wait, self.ramp.book(name, when, count))
+        if self._database is not None and total:
+            wait = max(wait, self._database.turn("", when, total))
         return wait
 
 

@@ -1,5 +1,6 @@
 """main_service's life in a simulation: the real service on the simulated cloud, served
-through its real HTTP app, killed by a main_restart fault and started again."""
+through its real HTTP app, killed by a main_restart fault and started again, or ended by a
+backend's failure that outlasted its retries."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from burla.core.errors import BackendError
 from burla.services.main_service.app import create_app
 from burla.services.main_service.service import MainService
 from burla.sim.clock import VirtualClock
 from burla.sim.compute import ADDRESS_SCHEME, SimComputeProvider
 from burla.sim.cpu import ServiceCpu, charged_to, wait_for_cpu
+from burla.sim.nodes import first_backend_error
 from burla.sim.pipes import PipeEnd
 from burla.sim.scenario import Scenario
 from burla.sim.storage import SimStorage
@@ -52,6 +55,10 @@ class MainHost:
         """Set when a main_service that was down is serving again."""
         self._restarting = anyio.Lock()
         """One main_service at a time: a restart waits for the one before to finish."""
+        self.exited: tuple[float, BackendError] | None = None
+        """When main_service ended for a backend's failure (its retries ran out), and why:
+        as the process would exit, and no main_service runs after it."""
+        self.exit = anyio.Event()
         self._in_flight: set[anyio.CancelScope] = set()
         """Requests main_service is answering: cut when it dies, as its connections are."""
 
@@ -73,10 +80,17 @@ class MainHost:
         """main_service's life: until it is killed (a main_restart fault)."""
         with anyio.CancelScope() as scope, charged_to(self.cpu):
             self._scope = scope
-            async with anyio.create_task_group() as tasks:
-                await self.main.run(tasks)
-                task_status.started()
-                await anyio.sleep_forever()
+            try:
+                async with anyio.create_task_group() as tasks:
+                    await self.main.run(tasks)
+                    task_status.started()
+                    await anyio.sleep_forever()
+            except* BackendError as failed:
+                self.exited = (self._clock.elapsed(), first_backend_error(failed))
+                self.down = True
+                for request in self._in_flight:
+                    request.cancel()
+                self.exit.set()
 
     async def serve_http(self, scope: Any, receive: Any, send: Any) -> None:
         """main_service's HTTP app, or no answer but 503 while it is down."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import TaskGroup
 
+from burla.core.errors import BackendError
 from burla.core.models import StandbyDefinition
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.node import NodeService
@@ -49,6 +50,7 @@ class SimNodes:
         secret: str,
         link_delay: Callable[[], float] | None,
         booted: Callable[[str], Awaitable[None]],
+        exited: Callable[[str, BackendError], None] | None = None,
         cpus: CpuLedger | None = None,
     ) -> None:
         self.world, self.storage, self.clock, self.recorder = world, storage, clock, recorder
@@ -56,6 +58,9 @@ class SimNodes:
         """The node secret, as a real node finds it in its boot environment."""
         self._link_delay = link_delay
         self._booted = booted
+        self._exited = exited
+        """Told of a node_service that ends for a backend's failure (its retries ran out),
+        as the process would exit on its machine."""
         """The node's POST /nodes/{id}/booted."""
         self._cpus = cpus
         """Each node's CPU, when the services' CPU is charged."""
@@ -97,12 +102,17 @@ class SimNodes:
             node.scope = scope
             if node.dead:
                 return
-            async with anyio.create_task_group() as tasks:
-                node.tasks = tasks
-                await node.service.run(tasks)
-                self.recorder.machine_ready(self.clock.elapsed(), node_id)
-                assert self.tasks is not None
-                self.tasks.start_soon(self._say_booted, node)
+            try:
+                async with anyio.create_task_group() as tasks:
+                    node.tasks = tasks
+                    await node.service.run(tasks)
+                    self.recorder.machine_ready(self.clock.elapsed(), node_id)
+                    assert self.tasks is not None
+                    self.tasks.start_soon(self._say_booted, node)
+            except* BackendError as failed:
+                if self._exited is None:
+                    raise
+                self._exited(node_id, first_backend_error(failed))
 
     async def _say_booted(self, node: SimNode) -> None:
         if not node.dead:  # else its machine is gone: nobody asks
@@ -135,3 +145,9 @@ class SimNodes:
         node_cpu = None if self._cpus is None else self._cpus.node(node.machine.boot.node_id)
         with charged_to(node_cpu):
             await node.link.serve(node.service, end)
+
+
+def first_backend_error(group: BaseExceptionGroup[BackendError]) -> BackendError:
+    """The first BackendError of a group, however deep."""
+    error = group.exceptions[0]
+    return error if isinstance(error, BackendError) else first_backend_error(error)

@@ -8,7 +8,8 @@ calls take no virtual time, as before profiles existed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from burla.sim.scenario import Seconds
 
@@ -43,7 +44,20 @@ class StoreProfile:
     contention_timeout_s: float = 10.0
     """A write that would wait longer than this for its document fails instead (ABORTED)."""
     database_writes_per_s: float | None = None
-    """Sustained document writes of the whole database; faster ones wait."""
+    """Sustained document writes of the whole database (each document written or deleted
+    is one); faster ones wait."""
+    ramp_start_per_s: float | None = None
+    """Writes a second a key range takes from its first write (None: no ramp): a new
+    collection, or new lexicographically close documents, starts cold."""
+    ramp_growth: float = 1.5
+    """How much more a key range takes after each `ramp_every_s`."""
+    ramp_every_s: float = 300.0
+    throttle_timeout_s: float = math.inf
+    """A commit that would wait longer than this for its key range's ramp or the database's
+    rate is refused at once (RESOURCE_EXHAUSTED); nothing of it is written."""
+    deadline_s: float = math.inf
+    """A call that would wait longer than this for the limits fails when it has passed
+    (DEADLINE_EXCEEDED); nothing of it is written."""
     one_writer: bool = False
     """Writes take turns: one write transaction at a time (SQLite's write lock)."""
     queue_head_races: bool = False
@@ -86,8 +100,17 @@ FIRESTORE = StoreProfile(
     document_burst=10,  # assumption: a short burst passes before writes queue
     contention_timeout_s=10.0,  # assumption: then ABORTED "Too much contention"
     database_writes_per_s=10_000.0,  # documented until 2021; now a soft scaling limit
+    ramp_start_per_s=500.0,  # documented: the 500/50/5 rule, 500 operations/s at first,
+    ramp_growth=1.5,  # then 50% more
+    ramp_every_s=300.0,  # every 5 minutes
+    throttle_timeout_s=10.0,  # assumption: longer backlogs are refused, RESOURCE_EXHAUSTED
+    deadline_s=60.0,  # documented: the default deadline of a call
     queue_head_races=True,  # burla's backend: commits with preconditions at the head
 )
+
+FIRESTORE_WARM = replace(FIRESTORE, name="firestore-warm", ramp_start_per_s=None)
+"""Firestore whose key ranges are already split for the load (not burla's case: each job
+writes a new queue and a new range of results): the database's rate is the only one."""
 
 REDIS = StoreProfile(
     name="redis",
@@ -108,7 +131,9 @@ SQLITE = StoreProfile(
     one_writer=True,  # BEGIN IMMEDIATE: one write transaction at a time
 )
 
-STORES: dict[str, StoreProfile] = {p.name: p for p in (MEMORY, FIRESTORE, REDIS, SQLITE)}
+STORES: dict[str, StoreProfile] = {
+    p.name: p for p in (MEMORY, FIRESTORE, FIRESTORE_WARM, REDIS, SQLITE)
+}
 
 GCS = BlobProfile(
     name="gcs",
@@ -134,6 +159,7 @@ MEMORY_BLOBS = BlobProfile(name="memory", read=INSTANT, write=INSTANT, list=INST
 BLOBS_FOR: dict[str, BlobProfile] = {
     "memory": MEMORY_BLOBS,
     "firestore": GCS,
+    "firestore-warm": GCS,
     "redis": GCS,
     "sqlite": DISK,
 }

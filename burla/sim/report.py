@@ -78,9 +78,14 @@ def _store_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             f"{report['store_profile']} calls (time in them)",
             f"{count:,} ({_seconds(seconds)}; most in {slowest})",
         ),
+        ("documents written or deleted", f"{report['store_writes']:,}"),
         (
             "writes refused for contention / too often",
             f"{report['store_writes_aborted']:,} / {report['blob_writes_refused']:,}",
+        ),
+        (
+            "commits refused for the write rate / past deadline",
+            f"{report['store_writes_exhausted']:,} / {report['store_calls_past_deadline']:,}",
         ),
     ]
 

@@ -219,7 +219,10 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
         "answers_lost": sim.users.answers_lost,
         "store_profile": sim.scenario.store_profile,
         "store_calls": storage.calls.as_json(),
+        "store_writes": storage.slow_store.writes if storage.slow_store else 0,
         "store_writes_aborted": storage.slow_store.aborted if storage.slow_store else 0,
+        "store_writes_exhausted": storage.slow_store.exhausted if storage.slow_store else 0,
+        "store_calls_past_deadline": storage.slow_store.past_deadline if storage.slow_store else 0,
         "blob_writes_refused": storage.slow_blobs.refused if storage.slow_blobs else 0,
         "service_cpu": sim.cpus.as_json(sim.scenario.service_cpu.scale) if sim.cpus else None,
         "standby_restored": sim.standby_restored,
@@ -238,6 +241,8 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
                 max(0, j["results_received"] - j["results_stored"]) for j in jobs
             ),
             "nodes_on_two_jobs": list(recorder.violations),
+            "node_services_exited": sum(f["kind"] == "node_service_exit" for f in sim.faults),
+            "main_service_exited": sim.host.exited is not None,
             "standby_restored": sim.standby_restored,
         },
         "timeline": {

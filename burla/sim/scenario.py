@@ -160,7 +160,7 @@ class Scenario(_Model):
     store_failures: float = Field(default=0.0, ge=0, lt=1)
     blob_failures: float = Field(default=0.0, ge=0, lt=1)
     """The share of the services' blob store calls that fail for a moment (they retry)."""
-    store_profile: Literal["memory", "firestore", "redis", "sqlite"] = "memory"
+    store_profile: Literal["memory", "firestore", "firestore-warm", "redis", "sqlite"] = "memory"
     """The Store (and the blob store beside it) whose latency and limits the services
     meet (burla.sim.profiles); memory answers at once."""
     network: Literal["instant", "same-region"] = "instant"

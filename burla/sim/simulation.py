@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from burla.core.errors import BackendError
 from burla.core.models import NodeState
 from burla.services.cluster_keys import node_secret
 from burla.sim.clock import Timers, VirtualClock
@@ -64,6 +65,7 @@ class Simulation:
             secret=node_secret(token),
             link_delay=_link_delay(scenario),
             booted=lambda node_id: self.host.node_booted(node_id),
+            exited=self._node_service_exited,
             cpus=self.cpus,
         )
         self.compute = SimComputeProvider(
@@ -115,8 +117,14 @@ class Simulation:
                 await self._until(self._in_standby, boot_timeout_s * 2)
             self._start_window(tasks)
             if self.users.planned:
-                await self.users.all_done.wait()
-            self.standby_restored = await self._until(self._in_standby, self.scenario.settle_s)
+                await _first_of(self.users.all_done, self.host.exit)
+            if self.host.exited is None:
+                within_s = self.scenario.settle_s
+                self.standby_restored = await self._until(self._in_standby, within_s)
+            else:
+                at, error = self.host.exited
+                exit = {"at_s": at - self.recorder.t0, "kind": "main_service_exit"}
+                self.faults.append({**exit, "targets": ["main_service"], "error": str(error)})
             if self.standby_restored:
                 self.settled_at = self.clock.elapsed()
             self.end = self.clock.elapsed()
@@ -131,6 +139,8 @@ class Simulation:
         t0 = self.clock.elapsed()
         self.recorder.start_window(t0)
         self.storage.calls.clear()
+        if self.storage.slow_store is not None:
+            self.storage.slow_store.clear_counts()
         if self.cpus is not None:
             self.cpus.start_window()
         for job in self.users.planned:
@@ -188,6 +198,14 @@ class Simulation:
             targets = [name for _, name in chosen]
         self.faults.append({"at_s": now, "kind": fault.kind, "targets": sorted(targets)})
 
+    def _node_service_exited(self, node_id: str, error: BackendError) -> None:
+        """A node_service whose Store or blob store calls kept failing past its retries
+        ends, as the process would on its machine: the machine is lost to the cluster."""
+        now = self.clock.elapsed() - self.recorder.t0
+        fault = {"at_s": now, "kind": "node_service_exit", "targets": [node_id]}
+        self.faults.append({**fault, "error": str(error)})
+        self.compute.fail(node_id)
+
     def _nodes_to_kill(self, fault: Fault) -> list[str]:
         """The node a node_death fault names, or `count` busy nodes drawn at random."""
         if fault.node is not None:
@@ -209,3 +227,15 @@ def _link_delay(scenario: Scenario) -> Callable[[], float] | None:
     if delay is None:
         return None
     return functools.partial(delay.draw, random.Random(f"{scenario.seed}:links"))
+
+
+async def _first_of(*events: anyio.Event) -> None:
+    """Wait until one of `events` is set."""
+    async with anyio.create_task_group() as waits:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            waits.cancel_scope.cancel()
+
+        for event in events:
+            waits.start_soon(wait, event)

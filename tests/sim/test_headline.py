@@ -24,6 +24,20 @@ def test_headline_charges_firestore_the_network_and_the_services_cpu() -> None:
     assert report["checks"]["inputs_lost"] == 0
 
 
+def test_a_new_jobs_queue_and_results_start_cold_and_cost_seconds() -> None:
+    headline = scenario.load("headline")
+    cold = run.run(headline)
+    warm = run.run(headline.model_copy(update={"store_profile": "firestore-warm"}))
+    for report in (cold, warm):
+        assert report["checks"]["inputs_lost"] == 0
+        # Per input: its queue item, its lease and the item's delete; then the results.
+        assert report["store_writes"] > 3 * 1000
+    # The 1,000 items of the push alone take 2 s at a cold queue's 500 writes a second (a
+    # second's worth at once); the leases and deletes wait on the same queue.
+    assert cold["time_to_first_start_s"] >= warm["time_to_first_start_s"] + 0.9
+    assert cold["time_to_all_results_s"] >= warm["time_to_all_results_s"] + 3.0
+
+
 def test_burla_sim_headline_prints_the_time_to_all_results() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "burla.cli", "sim", "headline"],
