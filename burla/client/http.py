@@ -15,7 +15,8 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -37,6 +38,8 @@ class HttpError(Exception):
 class Response:
     status_code: int
     content: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """By name in lower case."""
     resent: bool = False
     """The request went out twice: the first try's connection broke before an answer
     came, so the server may have carried out both."""
@@ -135,7 +138,7 @@ class HttpPool:
         connection.sendall(message)
         answer = read_answer(connection, method)
         mark("client has the answer")
-        return Response(answer.status, answer.body), answer.keep_alive
+        return Response(answer.status, answer.body, answer.headers), answer.keep_alive
 
     def _take(self, timeout: float, fresh: bool = False) -> tuple[socket.socket, bool]:
         now = time.monotonic()

@@ -132,24 +132,21 @@ def stored_results(connection: Connection, job_id: str, job: dict[str, Any]) -> 
         raise FunctionLoadError(
             f"the workers could not load job {job_id}'s function:\n{job['error']}"
         )
-    results: list[Any] = []
-    after = -1
-    while True:
-        page = connection.call("GET", f"/jobs/{job_id}/results", params={"after": after})
-        events = list(wire.read_events(wire.decode_all(page.content)))
-        if not events:
-            break
-        for event, payload in events:
+    stored: dict[int, tuple[str, bytes]] = {}
+    after: str | None = ""
+    while after is not None:
+        answer = connection.call("GET", f"/jobs/{job_id}/results", params={"after": after})
+        for event, payload in wire.read_events(wire.decode_all(answer.content)):
             if isinstance(event, wire.JobResult):
-                results.append(decode_result(event.index, event.kind, payload))
-                after = event.index
+                stored.setdefault(event.index, (event.kind, payload))  # the first counts
+        after = answer.headers.get(wire.NEXT_PAGE.lower())
     total = job["spec"]["n_inputs"]
-    if len(results) < total:
+    missing = total - len(stored.keys() & range(total))
+    if missing:
         raise JobError(
-            f"job {job_id} ended ({job['state']}) with "
-            f"{total - len(results)} of {total} results missing"
+            f"job {job_id} ended ({job['state']}) with {missing} of {total} results missing"
         )
-    return results
+    return [decode_result(index, *stored[index]) for index in range(total)]
 
 
 def decode_result(index: int, kind: str, payload: bytes) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -427,27 +427,40 @@ def read_stream(body: bytes) -> tuple[StreamHead, Iterator[tuple[JobEvent, bytes
     return head, read_events(frames)
 
 
+NEXT_PAGE = "Burla-Next-Page"
+"""The header of an answer of stored results that names the page to ask after next,
+while more may follow."""
+
+
 def read_events(frames: Iterable[tuple[Any, bytes]]) -> Iterator[tuple[JobEvent, bytes]]:
     for raw, data in frames:
         event = decode_message(raw, (ResultRow, JobLine, JobDone))
         if type(event) is not ResultRow:
             yield cast(JobEvent, event), data
             continue
-        if not _sized(event.indices, event.kinds, event.sizes) or sum(event.sizes) != len(data):
-            raise InvalidRequestError(
-                "a row of results has a kind and a size for each input, and bytes for each"
-            )
-        for index, kind, cut in _cut(event.indices, event.kinds, event.sizes, data):
+        for index, kind, cut in results_in_row(event.indices, event.kinds, event.sizes, data):
             yield JobResult(index, kind), cut
 
 
-def _sized(indices: tuple[int, ...], kinds: tuple[str, ...], sizes: tuple[int, ...]) -> bool:
+def results_in_row(
+    indices: Sequence[int], kinds: Sequence[str], sizes: Sequence[int], payload: bytes
+) -> Iterator[tuple[int, str, bytes]]:
+    """(index, kind, bytes) of results in a row (a job stream's frame, a page in the
+    Store); InvalidRequestError unless each has a kind and a size and the bytes add up."""
+    if not _sized(indices, kinds, sizes) or sum(sizes) != len(payload):
+        raise InvalidRequestError(
+            "a row of results has a kind and a size for each input, and bytes for each"
+        )
+    return _cut(indices, kinds, sizes, payload)
+
+
+def _sized(indices: Sequence[int], kinds: Sequence[str], sizes: Sequence[int]) -> bool:
     """Whether results in a row give a kind and a size (not negative) for each input."""
     return len(indices) == len(kinds) == len(sizes) and min(sizes, default=0) >= 0
 
 
 def _cut(
-    indices: tuple[int, ...], kinds: tuple[str, ...], sizes: tuple[int, ...], payload: bytes
+    indices: Sequence[int], kinds: Sequence[str], sizes: Sequence[int], payload: bytes
 ) -> Iterator[tuple[int, str, bytes]]:
     """(index, kind, bytes) of results in a row, their bytes one after another in `payload`."""
     offset = 0

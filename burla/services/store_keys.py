@@ -33,10 +33,6 @@ def queue_name(job_id: str) -> str:
     return f"inputs/{job_id}"
 
 
-def result_key(job_id: str, index: int) -> str:
-    return f"results/{job_id}/{index:09d}"
-
-
 def results_prefix(job_id: str) -> str:
     return f"results/{job_id}/"
 

@@ -9,8 +9,8 @@ import random
 from burla.backends.faults import FaultPlan, FaultyBlobStore, FaultyStore
 from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.core.protocols import BlobStore, Store
+from burla.services.result_pages import stored_results
 from burla.services.retrying import RetryingBlobStore, RetryingStore
-from burla.services.store_keys import results_prefix
 from burla.sim.clock import Timers, VirtualClock
 from burla.sim.latency import CallStats, SlowBlobStore, SlowStore
 from burla.sim.profiles import BLOBS_FOR, STORES
@@ -56,8 +56,4 @@ class SimStorage:
 
     async def results_stored(self, job_id: str) -> int:
         """How many results of the job the Store holds."""
-        count, after = 0, ""
-        while docs := await self.store.list(results_prefix(job_id), after=after, limit=1000):
-            count += len(docs)
-            after = docs[-1].key
-        return count
+        return len(await stored_results(self.store, job_id))

@@ -16,7 +16,8 @@ from burla.core.protocols import Data
 from burla.services.node_service.feed import Assignment, _room
 from burla.services.node_service.reports import Reporter
 from burla.services.node_service.worker_pool import Worker
-from burla.services.store_keys import queue_name, result_key
+from burla.services.result_pages import stored_results
+from burla.services.store_keys import queue_name
 
 pytestmark = pytest.mark.anyio
 
@@ -71,5 +72,5 @@ async def test_a_finished_input_is_held_until_its_result_is_written() -> None:
         assert reporter.unacked("other-job") == []
         store.go.set()
     assert reporter.unacked("job") == []
-    assert await store.get(result_key("job", 0)) is not None
+    assert await stored_results(store, "job") == {0: ("ok", b"result")}
     assert await store.renew(queue, [claim.receipt], lease_s=60) == set()  # acked

@@ -11,7 +11,8 @@ from burla.backends.memory import MemoryStore
 from burla.core.clock import ManualClock
 from burla.services.main_service.job_logs import logs_prefix
 from burla.services.main_service.retention import REMOVED, Forgotten, forget_oldest
-from burla.services.store_keys import job_key, result_key, results_prefix
+from burla.services.result_pages import pages
+from burla.services.store_keys import job_key, results_prefix
 
 pytestmark = pytest.mark.anyio
 
@@ -23,8 +24,8 @@ async def put_job(
     if ended_at is not None:
         record |= {"ended_at": ended_at, "result_bytes": 100 * results}
     await store.put(job_key(job_id), record)
-    docs = {result_key(job_id, n): {"kind": "ok", "payload": b"x" * 100} for n in range(results)}
-    await store.put_many(docs)
+    for n in range(results):  # a page each
+        await store.put_many(pages(job_id, [(n, "ok", b"x" * 100, f"delivery-{n}")]))
     await store.put(f"{logs_prefix(job_id)}t", {"lines": []})
 
 
@@ -70,7 +71,8 @@ async def test_a_removal_cut_short_is_finished_by_the_next_prune() -> None:
     record = await store.get(job_key("job-half-gone"))
     assert record is not None
     await store.put(job_key("job-half-gone"), {**record.data, REMOVED: True})
-    await store.delete(result_key("job-half-gone", 0))
+    first_page, _ = await store.list(results_prefix("job-half-gone"))
+    await store.delete(first_page.key)
 
     forgotten = await forget_oldest(store, limit_bytes=10**9, running=set())
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Response
 from pydantic import BaseModel, Field
@@ -34,7 +34,8 @@ from burla.services.main_service.job_routes import FRAMES
 from burla.services.main_service.service import MainService
 from burla.services.main_service.submission import JOB_ID, upload_prefix
 from burla.services.main_service.users import Users, may_see, owner_of
-from burla.services.store_keys import job_key, result_key, results_prefix
+from burla.services.result_pages import results_of
+from burla.services.store_keys import job_key, results_prefix
 
 
 class Uploads(BaseModel):
@@ -155,22 +156,27 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
 
     @app.get("/jobs/{job_id}/results", response_class=Response, responses=FRAMES_ANSWER)
     async def results(
-        job_id: str, user: User, after: int = -1, limit: operations.Limit = 1000
+        job_id: str,
+        user: User,
+        after: str = "",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 64,
     ) -> Response:
-        """Stored results in input order, for a client that detached."""
+        """Stored results, for a client that detached: `limit` pages of them (see
+        result_pages) after the page `after` names. While more may follow, the answer's
+        wire.NEXT_PAGE header names the page to ask after next. An input run twice may be in
+        two pages: the first one's result is the one that counts."""
         held = visible_run(service, job_id, user) is not None
         if not held and await visible_record(service, job_id, user) is None:
             raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
-        docs = await service.store.list(
-            results_prefix(job_id),
-            after=result_key(job_id, after) if after >= 0 else "",
-            limit=min(limit, 10_000),
-        )
+        prefix = results_prefix(job_id)
+        docs = await service.store.list(prefix, after=prefix + after if after else "", limit=limit)
         frames = [
-            (wire.JobResult(int(doc.key.rsplit("/", 1)[1]), doc.data["kind"]), doc.data["payload"])
+            (wire.JobResult(index, kind), payload)
             for doc in docs
+            for index, kind, payload in results_of(doc)
         ]
-        return Response(wire.encode_events(frames), media_type=FRAMES)
+        more = {wire.NEXT_PAGE: docs[-1].key.removeprefix(prefix)} if len(docs) == limit else {}
+        return Response(wire.encode_events(frames), media_type=FRAMES, headers=more)
 
     @app.post("/jobs/{job_id}/cancel")
     async def cancel(job_id: str, user: User, failed: bool = False) -> dict[str, str]:

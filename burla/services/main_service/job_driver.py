@@ -38,11 +38,11 @@ from burla.services.main_service.retention import (
     Forgotten,
     forget_oldest,
 )
+from burla.services.result_pages import failure_page, results_of
 from burla.services.store_keys import (
     LEASE_S,
     job_key,
     queue_name,
-    result_key,
     results_prefix,
     running_key,
 )
@@ -248,8 +248,8 @@ class JobDriver:
             kind, payload = failure.value, json.dumps({"message": message}).encode()
         if run.failure is None:
             run.failure = run.failure_of(index, kind, payload)
-        doc = {"kind": kind, "payload": payload}
-        await self.store.put_many({result_key(job_id, index): doc}, create_only=True)
+        key, page = failure_page(job_id, index, kind, payload)
+        await self.store.put_many({key: page}, create_only=True)
         receipt = run.receipts.get(index)
         if receipt is not None:
             await self.store.ack(queue_name(job_id), [receipt])
@@ -340,13 +340,12 @@ class JobDriver:
         after = ""
         while docs := await self.store.list(results_prefix(run.spec.job_id), after=after):
             after = docs[-1].key
-            for doc in docs:
-                index = int(doc.key.rsplit("/", 1)[1])
-                if run.machine.inputs[index].status.finished or run.state.finished:
-                    continue
-                kind = doc.data["kind"]
-                run.publish(wire.JobResult(index, kind), doc.data["payload"])
-                await self.handle(run, i.InputRecorded(index, kind == "ok"))
+            for index, kind, payload in (result for doc in docs for result in results_of(doc)):
+                if run.state.finished:
+                    return
+                if not run.machine.inputs[index].status.finished:
+                    run.publish(wire.JobResult(index, kind), payload)
+                    await self.handle(run, i.InputRecorded(index, kind == "ok"))
 
     def keep_catching_up(self, run: JobRun) -> None:
         """Catch up in a second, then after pauses that double, for CATCH_UP_FOR_S: one

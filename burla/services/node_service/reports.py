@@ -1,5 +1,6 @@
 """What the node tells main_service: events in the order seen, in batches, each batch's
-finished results made durable in the Store before main_service hears of them."""
+finished results made durable in the Store (in pages, see result_pages) before
+main_service hears of them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from burla.core.clock import Clock
 from burla.core.link_wire import Report
 from burla.core.protocols import Claim, Store
 from burla.core.trace import mark
-from burla.services.store_keys import queue_name, result_key
+from burla.services.result_pages import pages
+from burla.services.store_keys import queue_name
 
 REPORT_INTERVAL_S = 0.003
 """Shortest time between two reports to main_service."""
@@ -121,8 +123,8 @@ class Reporter:
         self._saving.append(done)
         try:
             for job_id, finished in by_job.items():
-                docs = {result_key(job_id, i): {"kind": "ok", "payload": d} for i, d, _ in finished}
-                await self.store.put_many(docs, create_only=True)
+                results = ((i, "ok", data, claim.receipt) for i, data, claim in finished)
+                await self.store.put_many(pages(job_id, results), create_only=True)
                 receipts = [claim.receipt for _, _, claim in finished]
                 await self.store.ack(queue_name(job_id), receipts)
         finally:

@@ -1,0 +1,101 @@
+"""How finished results sit in the Store: in pages, one document per batch a node writes.
+
+A node writes the results of the inputs it finished since its last report as pages of
+up to PAGE_RESULTS results and about PAGE_BYTES, rather than a document per result: on
+Firestore, which takes about 10,000 writes a second per database, a document per result
+is what held a million one-second inputs on 96,000 CPUs to a sixth of their pace.
+
+A page holds its results as a job stream's row does (burla.core.wire): indices, kinds and
+sizes, and their bytes one after another. Its key starts with its lowest input's index,
+then names the delivery of that input (a node) or says main_service wrote it (a failure),
+so two writes of the same page meet at one key (the first wins) and pages of different
+deliveries never do. An input run twice (its node was lost, its lease ran out) may be in
+two pages: readers take the first in key order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from burla.core import wire
+from burla.core.protocols import Data, Document, Store
+from burla.services.store_keys import results_prefix
+
+PAGE_RESULTS = 500
+PAGE_BYTES = 512 << 10
+"""A page is cut before it passes this many bytes of results (a bigger result gets a page
+of its own): Firestore holds documents of up to 1 MiB."""
+FAILED = "failed"
+"""Ends the key of the page main_service writes for an input that failed without raising."""
+
+Result = tuple[int, str, bytes]
+"""An input's index, its result's kind (see wire.ResultsReport) and its bytes."""
+
+
+def page_key(job_id: str, first: int, writer: str) -> str:
+    return f"{results_prefix(job_id)}{first:09d}-{writer}"
+
+
+def delivery_tag(receipt: str) -> str:
+    """A short name for one delivery of an input (its claim's receipt), fit for a key."""
+    return hashlib.blake2b(receipt.encode(), digest_size=8).hexdigest()
+
+
+def pages(job_id: str, results: Iterable[tuple[int, str, bytes, str]]) -> dict[str, Data]:
+    """The pages that hold `results` (index, kind, bytes, receipt of the delivery that ran
+    it), in index order, by key."""
+    written: dict[str, Data] = {}
+    page: list[tuple[int, str, bytes, str]] = []
+    size = 0
+    for result in sorted(results, key=lambda result: result[0]):
+        if page and (len(page) == PAGE_RESULTS or size + len(result[2]) > PAGE_BYTES):
+            written[_key(job_id, page)] = page_data(page)
+            page, size = [], 0
+        page.append(result)
+        size += len(result[2])
+    if page:
+        written[_key(job_id, page)] = page_data(page)
+    return written
+
+
+def failure_page(job_id: str, index: int, kind: str, payload: bytes) -> tuple[str, Data]:
+    """The page of one input that failed without a result, which main_service writes."""
+    return page_key(job_id, index, FAILED), page_data([(index, kind, payload)])
+
+
+def page_data(results: Iterable[tuple[Any, ...]]) -> Data:
+    """A page's fields: the index, kind and bytes that start each of `results`."""
+    rows = list(results)
+    return {
+        "indices": [row[0] for row in rows],
+        "kinds": [row[1] for row in rows],
+        "sizes": [len(row[2]) for row in rows],
+        "payload": b"".join(row[2] for row in rows),
+    }
+
+
+def results_of(page: Document) -> Iterator[Result]:
+    """The results a page holds, in index order; InvalidRequestError for a document that
+    is no page."""
+    data = page.data
+    return wire.results_in_row(data["indices"], data["kinds"], data["sizes"], data["payload"])
+
+
+async def stored_results(store: Store, job_id: str) -> dict[int, tuple[str, bytes]]:
+    """Every result of a job the Store holds (the first page's, for an input run twice),
+    by index."""
+    found: dict[int, tuple[str, bytes]] = {}
+    after = ""
+    while docs := await store.list(results_prefix(job_id), after=after):
+        after = docs[-1].key
+        for doc in docs:
+            for index, kind, payload in results_of(doc):
+                found.setdefault(index, (kind, payload))
+    return found
+
+
+def _key(job_id: str, page: list[tuple[int, str, bytes, str]]) -> str:
+    first, _, _, receipt = page[0]
+    return page_key(job_id, first, delivery_tag(receipt))
