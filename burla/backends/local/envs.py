@@ -22,6 +22,7 @@ temporary name and renamed into place: a reader sees either no environment or a 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import importlib.metadata
 import os
@@ -86,7 +87,12 @@ def build_worker_env(env_dir: Path) -> None:
 
 def worker_sources() -> dict[str, Path]:
     """What the worker environment links, by the name it gets there: `burla` and the
-    top-level modules and packages of each of WORKER_DISTRIBUTIONS."""
+    top-level modules and packages of each of WORKER_DISTRIBUTIONS and what they require.
+
+    Every node works this out as it boots, before it starts its workers, so the installed
+    distributions' RECORD and METADATA files are read as plain text (importlib.metadata's
+    own `files` and `requires` make a path object of every file listed and parse the
+    metadata as e-mail: five times slower, on a cold start's path)."""
     sources = {"burla": _BURLA}
     for distribution in _with_requirements(WORKER_DISTRIBUTIONS):
         sources.update(_top_level_entries(distribution))
@@ -103,7 +109,7 @@ def _with_requirements(names: tuple[str, ...]) -> list[str]:
             continue
         found.append(name)
         try:
-            requires = importlib.metadata.requires(name) or []
+            requires = _requirements(importlib.metadata.distribution(name))
         except importlib.metadata.PackageNotFoundError:
             continue  # reported, with a hint, when its files are looked up
         for requirement in requires:
@@ -116,6 +122,30 @@ def _with_requirements(names: tuple[str, ...]) -> list[str]:
 
 
 _REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _requirements(dist: importlib.metadata.Distribution) -> list[str]:
+    """The Requires-Dist lines of a distribution's metadata (importlib.metadata's
+    `requires`, for a .dist-info), read from its headers."""
+    text = dist.read_text("METADATA")
+    if text is None:
+        return dist.requires or []  # an .egg-info: its requires.txt
+    headers = text.replace("\r\n", "\n").split("\n\n", 1)[0]
+    field = "requires-dist:"
+    return [
+        line[len(field) :].strip()
+        for line in headers.splitlines()
+        if line[: len(field)].lower() == field
+    ]
+
+
+def _file_paths(dist: importlib.metadata.Distribution) -> list[str] | None:
+    """The paths a distribution's RECORD lists (importlib.metadata's `files`, as text),
+    or those of `files` for one without a RECORD; None if it lists none."""
+    record = dist.read_text("RECORD")
+    if record is None:
+        return None if dist.files is None else [file.as_posix() for file in dist.files]
+    return [row[0] for row in csv.reader(record.splitlines()) if row]
 
 
 def _canonical(name: str) -> str:
@@ -140,12 +170,16 @@ def _top_level_entries(name: str) -> dict[str, Path]:
             f"install it with `pip install {name}`"
         ) from error
     entries: set[str] = set()
-    if dist.files is not None:
-        for file in dist.files:
-            first = file.parts[0]
-            if len(file.parts) > 1 and first not in ("..", "__pycache__") and "." not in first:
+    paths = _file_paths(dist)
+    if paths is not None:
+        for path in paths:
+            parts = [part for part in path.split("/") if part not in ("", ".")]
+            if not parts:
+                continue
+            first = parts[0]
+            if len(parts) > 1 and first not in ("..", "__pycache__") and "." not in first:
                 entries.add(first)  # a package directory
-            elif len(file.parts) == 1 and file.suffix in (".py", ".so", ".pyd"):
+            elif len(parts) == 1 and os.path.splitext(first)[1] in (".py", ".so", ".pyd"):
                 entries.add(first)  # a single-file module or extension
     else:
         for module in (dist.read_text("top_level.txt") or "").split():
