@@ -15,11 +15,10 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from burla.backends.memory import MemoryBlobStore, MemoryComputeProvider, MemoryStore
-from burla.core.clock import WallClock
+from burla.core.clock import ManualClock, WallClock
 from burla.core.limits import RequestLimits
 from burla.core.models import (
     ClusterConfig,
-    NodeState,
     NodeType,
     StandbyDefinition,
     StandbyGroup,
@@ -41,8 +40,10 @@ ENDLESS = {("GET", "/dashboard/feed/cluster")}
 """Routes whose answer never ends (a live feed): only their status is read."""
 
 
-def new_service(standby_nodes: int = 1) -> MainService:
-    clock = WallClock()
+def new_service(
+    standby_nodes: int = 1, clock: WallClock | ManualClock | None = None
+) -> MainService:
+    clock = clock or WallClock()
     groups = (StandbyGroup(node_type=NODE_TYPE, count=standby_nodes),) if standby_nodes else ()
     return MainService(
         config=ClusterConfig(node_types=(NODE_TYPE,), standby=StandbyDefinition(nodes=groups)),
@@ -211,27 +212,47 @@ async def test_every_route_of_the_full_app_answers_through_the_front_door(servic
     assert later.loaded
 
 
-async def test_the_app_is_built_once_the_cluster_is_quiet():
-    quiet = new_service(standby_nodes=0)
+async def test_the_app_is_built_once_the_cluster_has_been_quiet_a_while(monkeypatch):
+    monkeypatch.setattr(front, "QUIET_POLL_S", 0.01)
+    clock = ManualClock()
+    service = new_service(standby_nodes=0, clock=clock)
     async with anyio.create_task_group() as tasks:
-        await quiet.run(tasks)
-        _, later = serve_first(quiet, TOKEN, LIMITS)
-        with anyio.fail_after(2):
-            await load_when_quiet(later, quiet)
-        assert later.loaded
+        await service.run(tasks)
+        _, later = serve_first(service, TOKEN, LIMITS)
+        tasks.start_soon(load_when_quiet, later, service)
+        await anyio.sleep(0.05)
+        assert not later.loaded  # quiet, but not for QUIET_S yet
+        clock.advance(front.QUIET_S)
+        with anyio.fail_after(5):
+            await built(later)
         tasks.cancel_scope.cancel()
 
 
-async def test_a_booting_node_holds_the_build_back_until_the_latest_moment(monkeypatch):
-    monkeypatch.setattr(front, "LOAD_AT_LATEST_S", 0.3)
-    booting = new_service(standby_nodes=1)
+async def test_a_booting_node_holds_the_build_back_but_a_request_does_not(monkeypatch):
+    monkeypatch.setattr(front, "QUIET_POLL_S", 0.01)
+    clock = ManualClock()
+    service = new_service(standby_nodes=1, clock=clock)
     async with anyio.create_task_group() as tasks:
-        await booting.run(tasks)
-        _, later = serve_first(booting, TOKEN, LIMITS)
-        began = anyio.current_time()
-        with anyio.fail_after(2):
-            await load_when_quiet(later, booting)
-        assert later.loaded
-        assert anyio.current_time() - began >= 0.3
-        assert [node.state for node in booting.cluster.nodes.values()] == [NodeState.BOOTING]
+        await service.run(tasks)
+        app, later = serve_first(service, TOKEN, LIMITS)
+        waiting = anyio.Event()
+
+        async def load() -> None:
+            await load_when_quiet(later, service)
+            waiting.set()
+
+        tasks.start_soon(load)
+        clock.advance(10 * front.QUIET_S)
+        await anyio.sleep(0.05)
+        assert not later.loaded  # the standby node still boots
+        assert not front.quiet(service, front.QUIET_S)
+        async with client_of(app) as client:
+            assert (await client.get("/me", headers=ADMIN)).json() == {"user": "admin"}
+        with anyio.fail_after(5):
+            await waiting.wait()  # the request built it: nothing is left to wait for
         tasks.cancel_scope.cancel()
+
+
+async def built(later: LaterApp) -> None:
+    while not later.loaded:  # noqa: ASYNC110 - LaterApp offers no event
+        await anyio.sleep(0.01)

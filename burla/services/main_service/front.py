@@ -5,9 +5,10 @@ A cold start needs four routes: the client's GET /health (is the cluster up?), t
 POST /nodes/{id}/booted and the job's two (job_routes). None of them needs FastAPI, whose
 import and route building cost main_service about a third of a second of CPU that the
 node booting beside it needs more. So main_service serves these four first and builds the
-FastAPI app behind them (`LaterApp`) once the cluster is quiet: its nodes booted and no job
-running, a cold start's first job answered. A request for another route that comes sooner
-waits for the app to be built, then gets the answer it would have got anyway.
+FastAPI app behind them (`LaterApp`) once the cluster has been quiet for a while: its nodes
+booted and no job for QUIET_S (a cold start's first job answered), so that the build takes
+no CPU from a job. A request for another route that comes sooner builds it: it waits for
+the app, then gets the answer it would have got anyway.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ TOKEN_HINT = (
     "a local cluster's is in its cluster.json; a cloud cluster's is printed by its "
     "main_service or kept in its --token-file"
 )
-QUIET_POLL_S = 0.05
-LOAD_AT_LATEST_S = 5.0
-"""How long after main_service serves the FastAPI app is built, quiet or not."""
+QUIET_S = 1.0
+"""How long the cluster is quiet (no node booting, no job running or just ended) before
+the FastAPI app is built unasked."""
+QUIET_POLL_S = 0.1
 
 
 class Booted(BaseModel):
@@ -156,14 +158,17 @@ def serve_first(
 
 
 async def load_when_quiet(later: LaterApp, service: MainService) -> None:
-    """Build the FastAPI app once no node is booting and no job runs (a cold start's first
-    job has its answer), or LOAD_AT_LATEST_S from now at the latest."""
-    with anyio.move_on_after(LOAD_AT_LATEST_S):
-        while not _quiet(service):  # noqa: ASYNC110 - polled: the service has no such event
-            await anyio.sleep(QUIET_POLL_S)
+    """Build the FastAPI app once the cluster has been quiet for QUIET_S, unless a request
+    built it first."""
+    while not later.loaded and not quiet(service, QUIET_S):  # noqa: ASYNC110 - no event
+        await anyio.sleep(QUIET_POLL_S)
     await later.load()
 
 
-def _quiet(service: MainService) -> bool:
-    booting = any(node.state == NodeState.BOOTING for node in service.cluster.nodes.values())
-    return not booting and all(run.state.finished for run in service.jobs.values())
+def quiet(service: MainService, for_s: float) -> bool:
+    """Whether no node is booting, no job runs and none ran in the last `for_s` seconds."""
+    if any(node.state == NodeState.BOOTING for node in service.cluster.nodes.values()):
+        return False
+    if any(not run.state.finished for run in service.jobs.values()):
+        return False
+    return service.clock.now() - service.last_activity >= for_s
