@@ -20,18 +20,22 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from burla.core import wire
-from burla.core.protocols import Data, Document, Store
+from burla.core.protocols import BlobStore, Data, Document, Store
 from burla.services.store_keys import results_prefix
 
 PAGE_RESULTS = 500
 PAGE_BYTES = 512 << 10
-"""A page is cut before it passes this many bytes of results (a bigger result gets a page
-of its own): Firestore holds documents of up to 1 MiB."""
+"""A page is cut before it passes this many bytes of results: Firestore holds documents of
+up to 1 MiB. A result bigger than this goes to the blob store, and its page holds its key."""
+IN_BLOB = "@blob"
+"""Ends the kind of a result kept in the blob store: the page holds the blob's key."""
 FAILED = "failed"
 """Ends the key of the page main_service writes for an input that failed without raising."""
 
 Result = tuple[int, str, bytes]
 """An input's index, its result's kind (see wire.ResultsReport) and its bytes."""
+Written = tuple[int, str, bytes, str]
+"""A result to write: index, kind, bytes, and who wrote it (delivery_tag, or FAILED)."""
 
 
 def page_key(job_id: str, first: int, writer: str) -> str:
@@ -43,11 +47,24 @@ def delivery_tag(receipt: str) -> str:
     return hashlib.blake2b(receipt.encode(), digest_size=8).hexdigest()
 
 
-def pages(job_id: str, results: Iterable[tuple[int, str, bytes, str]]) -> dict[str, Data]:
-    """The pages that hold `results` (index, kind, bytes, receipt of the delivery that ran
-    it), in index order, by key."""
+async def write_results(
+    store: Store, blobs: BlobStore, job_id: str, results: Iterable[Written]
+) -> None:
+    """Make `results` durable: each big one in the blob store, then the pages of all."""
+    paged: list[Written] = []
+    for index, kind, data, writer in results:
+        if len(data) > PAGE_BYTES:
+            key = f"{results_prefix(job_id)}{index:09d}-{writer}"
+            await blobs.put(key, data)
+            kind, data = f"{kind}{IN_BLOB}", key.encode()
+        paged.append((index, kind, data, writer))
+    await store.put_many(pages(job_id, paged), create_only=True)
+
+
+def pages(job_id: str, results: Iterable[Written]) -> dict[str, Data]:
+    """The pages that hold `results`, in index order, by key."""
     written: dict[str, Data] = {}
-    page: list[tuple[int, str, bytes, str]] = []
+    page: list[Written] = []
     size = 0
     for result in sorted(results, key=lambda result: result[0]):
         if page and (len(page) == PAGE_RESULTS or size + len(result[2]) > PAGE_BYTES):
@@ -58,11 +75,6 @@ def pages(job_id: str, results: Iterable[tuple[int, str, bytes, str]]) -> dict[s
     if page:
         written[_key(job_id, page)] = page_data(page)
     return written
-
-
-def failure_page(job_id: str, index: int, kind: str, payload: bytes) -> tuple[str, Data]:
-    """The page of one input that failed without a result, which main_service writes."""
-    return page_key(job_id, index, FAILED), page_data([(index, kind, payload)])
 
 
 def page_data(results: Iterable[tuple[Any, ...]]) -> Data:
@@ -77,13 +89,25 @@ def page_data(results: Iterable[tuple[Any, ...]]) -> Data:
 
 
 def results_of(page: Document) -> Iterator[Result]:
-    """The results a page holds, in index order; InvalidRequestError for a document that
-    is no page."""
+    """The results a page holds, in index order, a big one's kind ending in IN_BLOB and
+    its bytes naming its blob; InvalidRequestError for a document that is no page."""
     data = page.data
     return wire.results_in_row(data["indices"], data["kinds"], data["sizes"], data["payload"])
 
 
-async def stored_results(store: Store, job_id: str) -> dict[int, tuple[str, bytes]]:
+async def read_results(blobs: BlobStore, page: Document) -> list[Result]:
+    """The results a page holds, in index order, big ones read from the blob store."""
+    found: list[Result] = []
+    for index, kind, data in results_of(page):
+        if kind.endswith(IN_BLOB):
+            kind, data = kind.removesuffix(IN_BLOB), await blobs.get(data.decode())
+        found.append((index, kind, data))
+    return found
+
+
+async def stored_results(
+    store: Store, blobs: BlobStore, job_id: str
+) -> dict[int, tuple[str, bytes]]:
     """Every result of a job the Store holds (the first page's, for an input run twice),
     by index."""
     found: dict[int, tuple[str, bytes]] = {}
@@ -91,11 +115,11 @@ async def stored_results(store: Store, job_id: str) -> dict[int, tuple[str, byte
     while docs := await store.list(results_prefix(job_id), after=after):
         after = docs[-1].key
         for doc in docs:
-            for index, kind, payload in results_of(doc):
+            for index, kind, payload in await read_results(blobs, doc):
                 found.setdefault(index, (kind, payload))
     return found
 
 
-def _key(job_id: str, page: list[tuple[int, str, bytes, str]]) -> str:
-    first, _, _, receipt = page[0]
-    return page_key(job_id, first, delivery_tag(receipt))
+def _key(job_id: str, page: list[Written]) -> str:
+    first, _, _, writer = page[0]
+    return page_key(job_id, first, writer)

@@ -56,4 +56,4 @@ class SimStorage:
 
     async def results_stored(self, job_id: str) -> int:
         """How many results of the job the Store holds."""
-        return len(await stored_results(self.store, job_id))
+        return len(await stored_results(self.store, self.blobs, job_id))

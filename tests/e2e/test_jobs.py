@@ -135,6 +135,12 @@ def test_detached_job_results_are_fetched_later(tmp_path: Path):
     assert json.loads(printed.stdout) == [0, 3, 6, 9, 12]
 
 
+def test_a_detached_jobs_big_results_come_back_from_the_blob_store(local_dir: Path):
+    sizes = [10, 700_000, 3, 1_500_000]
+    job_id = remote_parallel_map(lambda n: bytes([n % 7]) * n, sizes, detach=True)
+    assert job_results(job_id) == [bytes([n % 7]) * n for n in sizes]
+
+
 def test_status_endpoints_and_restart_cluster(cluster):
     with api(cluster) as http:
         state = http.get("/cluster").json()

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from burla.backends.memory import MemoryStore
+from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.core.clock import WallClock
 from burla.core.models import ContainerSpec, JobSpec
 from burla.core.protocols import Data
@@ -62,7 +62,7 @@ async def test_a_finished_input_is_held_until_its_result_is_written() -> None:
     async def told(*_: object) -> None:
         pass
 
-    reporter = Reporter("node-1", store, told, WallClock())
+    reporter = Reporter("node-1", store, MemoryBlobStore(), told, WallClock())
     reporter.succeeded("job", 0, b"result", claim)
     assert reporter.unacked("job") == [claim.receipt]
     async with anyio.create_task_group() as tasks:
@@ -72,5 +72,5 @@ async def test_a_finished_input_is_held_until_its_result_is_written() -> None:
         assert reporter.unacked("other-job") == []
         store.go.set()
     assert reporter.unacked("job") == []
-    assert await stored_results(store, "job") == {0: ("ok", b"result")}
+    assert await stored_results(store, MemoryBlobStore(), "job") == {0: ("ok", b"result")}
     assert await store.renew(queue, [claim.receipt], lease_s=60) == set()  # acked

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import pytest
 
-from burla.backends.memory import MemoryStore
+from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.core import wire
 from burla.core.clock import WallClock
 from burla.core.errors import InvalidRequestError
 from burla.core.protocols import Document
 from burla.services.result_pages import (
+    FAILED,
     PAGE_BYTES,
     PAGE_RESULTS,
-    failure_page,
     page_data,
     pages,
     results_of,
     stored_results,
+    write_results,
 )
 from burla.services.store_keys import results_prefix
 from tests.services.memory_main import memory_service, serving
@@ -59,7 +60,7 @@ def test_another_delivery_of_the_same_inputs_gets_another_page_and_a_rewrite_the
     other = pages("job-1", finished([4, 5], receipt="node-b"))
     assert first.keys() == again.keys()
     assert first.keys().isdisjoint(other.keys())
-    failed_key, _ = failure_page("job-1", 4, "worker_died", b"{}")
+    (failed_key,) = pages("job-1", [(4, "worker_died", b"{}", FAILED)])
     assert failed_key not in first
     assert failed_key not in other
 
@@ -78,16 +79,31 @@ def test_a_page_whose_parts_do_not_add_up_is_refused(data):
 
 
 async def test_stored_results_takes_the_first_page_of_an_input_run_twice():
-    store = MemoryStore(WallClock())
-    await store.put_many(pages("job-1", [(0, "ok", b"first", "a"), (1, "ok", b"one", "a")]))
-    await store.put_many(pages("job-1", [(1, "ok", b"again", "b")]))
-    await store.put_many(dict([failure_page("job-1", 2, "worker_died", b"{}")]))
-    assert await stored_results(store, "job-1") == {
+    store, blobs = MemoryStore(WallClock()), MemoryBlobStore()
+    await write_results(store, blobs, "job-1", [(0, "ok", b"first", "a"), (1, "ok", b"one", "a")])
+    await write_results(store, blobs, "job-1", [(1, "ok", b"again", "b")])
+    await write_results(store, blobs, "job-1", [(2, "worker_died", b"{}", FAILED)])
+    assert await stored_results(store, blobs, "job-1") == {
         0: ("ok", b"first"),
         1: ("ok", b"one"),
         2: ("worker_died", b"{}"),
     }
-    assert await stored_results(store, "job-2") == {}
+    assert await stored_results(store, blobs, "job-2") == {}
+
+
+async def test_a_result_too_big_for_a_page_is_a_blob_the_page_names():
+    store, blobs = MemoryStore(WallClock()), MemoryBlobStore()
+    big, raised = b"b" * (PAGE_BYTES + 1), b"r" * (2 * PAGE_BYTES)
+    written = [(0, "ok", b"small", "a"), (1, "ok", big, "a"), (2, "raised", raised, FAILED)]
+    await write_results(store, blobs, "job-1", written)
+    docs = await store.list(results_prefix("job-1"))
+    assert all(len(doc.data["payload"]) < PAGE_BYTES for doc in docs)
+    assert len(await blobs.list(results_prefix("job-1"))) == 2
+    assert await stored_results(store, blobs, "job-1") == {
+        0: ("ok", b"small"),
+        1: ("ok", big),
+        2: ("raised", raised),
+    }
 
 
 async def test_the_results_route_serves_pages_a_few_at_a_time_until_none_is_left():

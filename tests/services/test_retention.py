@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from burla.backends.memory import MemoryStore
+from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.core.clock import ManualClock
 from burla.services.main_service.job_logs import logs_prefix
 from burla.services.main_service.retention import REMOVED, Forgotten, forget_oldest
-from burla.services.result_pages import pages
+from burla.services.result_pages import PAGE_BYTES, pages, write_results
 from burla.services.store_keys import job_key, results_prefix
 
 pytestmark = pytest.mark.anyio
@@ -38,35 +38,42 @@ async def kept(store: MemoryStore, job_id: str) -> tuple[bool, int, int]:
 
 
 async def test_the_longest_finished_jobs_go_until_the_rest_fit() -> None:
-    store = MemoryStore(ManualClock())
+    store, blobs = MemoryStore(ManualClock()), MemoryBlobStore()
     await put_job(store, "job-new", state="succeeded", ended_at=30.0, results=2)
     await put_job(store, "job-old", state="failed", ended_at=10.0, results=3)
     await put_job(store, "job-mid", state="canceled", ended_at=20.0, results=2)
     await put_job(store, "job-running", state="running", ended_at=None, results=4)
 
-    forgotten = await forget_oldest(store, limit_bytes=450, running=set())
+    big = b"x" * (PAGE_BYTES + 1)
+    for job_id in ("job-old", "job-new"):
+        await write_results(store, blobs, job_id, [(99, "ok", big, "delivery-99")])
+    assert len(await blobs.list("results/")) == 2
+
+    forgotten = await forget_oldest(store, blobs, limit_bytes=450, running=set())
 
     assert forgotten == Forgotten(jobs=("job-old",), freed_bytes=300, kept_bytes=400)
     assert await kept(store, "job-old") == (False, 0, 0)
+    assert await blobs.list("results/job-old/") == [], "its big result went with it"
+    assert len(await blobs.list("results/job-new/")) == 1
     assert await kept(store, "job-mid") == (True, 2, 1)
-    assert await kept(store, "job-new") == (True, 2, 1)
+    assert await kept(store, "job-new") == (True, 3, 1)
     assert await kept(store, "job-running") == (True, 4, 1)
 
-    forgotten = await forget_oldest(store, limit_bytes=0, running=set())
+    forgotten = await forget_oldest(store, blobs, limit_bytes=0, running=set())
     assert forgotten == Forgotten(jobs=("job-mid", "job-new"), freed_bytes=400, kept_bytes=0)
     assert await kept(store, "job-running") == (True, 4, 1), "a running job is never removed"
 
 
 async def test_a_job_the_service_runs_is_kept_whatever_its_record_says() -> None:
-    store = MemoryStore(ManualClock())
+    store, blobs = MemoryStore(ManualClock()), MemoryBlobStore()
     await put_job(store, "job-taken-over", state="succeeded", ended_at=1.0, results=1)
-    forgotten = await forget_oldest(store, limit_bytes=0, running={"job-taken-over"})
+    forgotten = await forget_oldest(store, blobs, limit_bytes=0, running={"job-taken-over"})
     assert forgotten.jobs == ()
     assert await kept(store, "job-taken-over") == (True, 1, 1)
 
 
 async def test_a_removal_cut_short_is_finished_by_the_next_prune() -> None:
-    store = MemoryStore(ManualClock())
+    store, blobs = MemoryStore(ManualClock()), MemoryBlobStore()
     await put_job(store, "job-half-gone", state="succeeded", ended_at=1.0, results=2)
     record = await store.get(job_key("job-half-gone"))
     assert record is not None
@@ -74,7 +81,7 @@ async def test_a_removal_cut_short_is_finished_by_the_next_prune() -> None:
     first_page, _ = await store.list(results_prefix("job-half-gone"))
     await store.delete(first_page.key)
 
-    forgotten = await forget_oldest(store, limit_bytes=10**9, running=set())
+    forgotten = await forget_oldest(store, blobs, limit_bytes=10**9, running=set())
 
     assert forgotten.jobs == ("job-half-gone",), "under the limit, but already being removed"
     assert await kept(store, "job-half-gone") == (False, 0, 0)

@@ -34,7 +34,7 @@ from burla.services.main_service.job_routes import FRAMES
 from burla.services.main_service.service import MainService
 from burla.services.main_service.submission import JOB_ID, upload_prefix
 from burla.services.main_service.users import Users, may_see, owner_of
-from burla.services.result_pages import results_of
+from burla.services.result_pages import read_results
 from burla.services.store_keys import job_key, results_prefix
 
 
@@ -173,7 +173,7 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
         frames = [
             (wire.JobResult(index, kind), payload)
             for doc in docs
-            for index, kind, payload in results_of(doc)
+            for index, kind, payload in await read_results(service.blobs, doc)
         ]
         more = {wire.NEXT_PAGE: docs[-1].key.removeprefix(prefix)} if len(docs) == limit else {}
         return Response(wire.encode_events(frames), media_type=FRAMES, headers=more)

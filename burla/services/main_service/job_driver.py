@@ -38,7 +38,7 @@ from burla.services.main_service.retention import (
     Forgotten,
     forget_oldest,
 )
-from burla.services.result_pages import failure_page, results_of
+from burla.services.result_pages import FAILED, read_results, write_results
 from burla.services.store_keys import (
     LEASE_S,
     job_key,
@@ -248,8 +248,7 @@ class JobDriver:
             kind, payload = failure.value, json.dumps({"message": message}).encode()
         if run.failure is None:
             run.failure = run.failure_of(index, kind, payload)
-        key, page = failure_page(job_id, index, kind, payload)
-        await self.store.put_many({key: page}, create_only=True)
+        await write_results(self.store, self.blobs, job_id, [(index, kind, payload, FAILED)])
         receipt = run.receipts.get(index)
         if receipt is not None:
             await self.store.ack(queue_name(job_id), [receipt])
@@ -285,7 +284,7 @@ class JobDriver:
         """Keep the results of finished jobs in the Store within `limit_bytes`, removing
         the jobs that finished longest ago (see retention), from memory too."""
         running = {run.spec.job_id for run in self.running()}
-        forgotten = await forget_oldest(self.store, limit_bytes, running)
+        forgotten = await forget_oldest(self.store, self.blobs, limit_bytes, running)
         for job_id in forgotten.jobs:
             self.held.forget(job_id)
         return forgotten
@@ -340,12 +339,13 @@ class JobDriver:
         after = ""
         while docs := await self.store.list(results_prefix(run.spec.job_id), after=after):
             after = docs[-1].key
-            for index, kind, payload in (result for doc in docs for result in results_of(doc)):
-                if run.state.finished:
-                    return
-                if not run.machine.inputs[index].status.finished:
-                    run.publish(wire.JobResult(index, kind), payload)
-                    await self.handle(run, i.InputRecorded(index, kind == "ok"))
+            for doc in docs:
+                for index, kind, payload in await read_results(self.blobs, doc):
+                    if run.state.finished:
+                        return
+                    if not run.machine.inputs[index].status.finished:
+                        run.publish(wire.JobResult(index, kind), payload)
+                        await self.handle(run, i.InputRecorded(index, kind == "ok"))
 
     def keep_catching_up(self, run: JobRun) -> None:
         """Catch up in a second, then after pauses that double, for CATCH_UP_FOR_S: one

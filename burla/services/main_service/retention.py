@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from burla.core.models import JobState
-from burla.core.protocols import Store
+from burla.core.protocols import BlobStore, Store
 from burla.services.main_service.job_logs import logs_prefix
 from burla.services.store_keys import JOBS_PREFIX, job_key, results_prefix
 
@@ -40,7 +40,9 @@ class Forgotten:
     kept_bytes: int
 
 
-async def forget_oldest(store: Store, limit_bytes: int, running: Collection[str]) -> Forgotten:
+async def forget_oldest(
+    store: Store, blobs: BlobStore, limit_bytes: int, running: Collection[str]
+) -> Forgotten:
     """Remove the jobs that finished longest ago until the results of the rest take at
     most `limit_bytes`; never one of `running`."""
     finished = sorted(
@@ -54,17 +56,19 @@ async def forget_oldest(store: Store, limit_bytes: int, running: Collection[str]
     for _, job_id, size, data in finished:
         if total <= limit_bytes and not data.get(REMOVED):
             continue
-        await remove_job(store, job_id, data)
+        await remove_job(store, blobs, job_id, data)
         total -= size
         freed += size
         removed.append(job_id)
     return Forgotten(tuple(removed), freed, total)
 
 
-async def remove_job(store: Store, job_id: str, record: dict[str, Any]) -> None:
-    """Mark the job's record removed, then delete its results and lines, then the record."""
+async def remove_job(store: Store, blobs: BlobStore, job_id: str, record: dict[str, Any]) -> None:
+    """Mark the job's record removed, then delete its results (big ones are blobs, see
+    result_pages) and lines, then the record."""
     if not record.get(REMOVED):
         await store.put(job_key(job_id), {**record, REMOVED: True})
+    await blobs.delete_prefix(results_prefix(job_id))
     for prefix in (results_prefix(job_id), logs_prefix(job_id)):
         while docs := await store.list(prefix):
             for doc in docs:

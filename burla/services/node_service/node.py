@@ -76,7 +76,7 @@ class NodeService:
         self.node_type = node_type
         self.blobs = blobs
         self.packages = PackageCache(package_dir or status_dir.parent / "packages", blobs)
-        self.reporter = Reporter(node_id, store, report, clock)
+        self.reporter = Reporter(node_id, store, blobs, report, clock)
         hooks = PoolHooks(heard=self._heard, lost=self._lost, replaced=self._replaced)
         self.pool = WorkerPool(
             node_id=node_id,

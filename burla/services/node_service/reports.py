@@ -12,9 +12,9 @@ import anyio
 from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.link_wire import Report
-from burla.core.protocols import Claim, Store
+from burla.core.protocols import BlobStore, Claim, Store
 from burla.core.trace import mark
-from burla.services.result_pages import pages
+from burla.services.result_pages import delivery_tag, write_results
 from burla.services.store_keys import queue_name
 
 REPORT_INTERVAL_S = 0.003
@@ -30,9 +30,12 @@ SendReport = Callable[[Report, bytes], Awaitable[None]]
 
 
 class Reporter:
-    def __init__(self, node_id: str, store: Store, report: SendReport, clock: Clock) -> None:
+    def __init__(
+        self, node_id: str, store: Store, blobs: BlobStore, report: SendReport, clock: Clock
+    ) -> None:
         self.node_id = node_id
         self.store = store
+        self.blobs = blobs
         self.report = report
         self.clock = clock
         self._events: list[wire.NodeReport] = []
@@ -123,8 +126,10 @@ class Reporter:
         self._saving.append(done)
         try:
             for job_id, finished in by_job.items():
-                results = ((i, "ok", data, claim.receipt) for i, data, claim in finished)
-                await self.store.put_many(pages(job_id, results), create_only=True)
+                results = (
+                    (i, "ok", data, delivery_tag(claim.receipt)) for i, data, claim in finished
+                )
+                await write_results(self.store, self.blobs, job_id, results)
                 receipts = [claim.receipt for _, _, claim in finished]
                 await self.store.ack(queue_name(job_id), receipts)
         finally:
