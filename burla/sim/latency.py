@@ -100,8 +100,7 @@ class RampGate:
 
     def rate(self, name: str, at: float) -> float:
         """Writes a second `name` takes at `at`."""
-        steps = (at - self._opened.get(name, at)) // self._every_s
-        return self._start_per_s * math.pow(self._growth, min(steps, 64.0))
+        return self._step_rate(int((at - self._opened.get(name, at)) // self._every_s))
 
     def wait(self, name: str, now: float, count: int) -> float:
         """The wait for `count` writes to `name` from `now`, were they booked."""
@@ -114,18 +113,24 @@ class RampGate:
         self._free[name] = passed
         return max(0.0, passed - now - 1.0)
 
+    def _step_rate(self, step: int) -> float:
+        return self._start_per_s * math.pow(self._growth, min(step, 64))
+
     def _passed(self, name: str, now: float, count: int) -> float:
         """When `count` writes to `name`, after those booked, have all passed."""
         opened = self._opened.get(name, now)
         at, left = max(now, self._free.get(name, now)), float(count)
+        # Steps are counted, not found again from `at`: opened + 300 - opened may fall a
+        # hair short of 300, which would put a step's end back in the step it ends.
+        step = int((at - opened) // self._every_s)
         while True:
-            steps = (at - opened) // self._every_s
-            rate = self._start_per_s * math.pow(self._growth, min(steps, 64.0))
-            step_ends = opened + (steps + 1) * self._every_s
-            if left <= (step_ends - at) * rate:
+            rate = self._step_rate(step)
+            step_ends = opened + (step + 1) * self._every_s
+            room = max(0.0, step_ends - at) * rate
+            if left <= room:
                 return at + left / rate
-            left -= (step_ends - at) * rate
-            at = step_ends
+            left -= room
+            at, step = step_ends, step + 1
 
 
 class Refused(Exception):

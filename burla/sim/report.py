@@ -58,11 +58,19 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             "inputs lost / recorded twice",
             f"{checks['inputs_lost']} / {checks['inputs_recorded_twice']}",
         ),
+        ("services that gave up (node_services / main_service)", _exits(report)),
         ("standby whole again", _restored(report)),
         ("wall time", f"{report['wall_s']:.1f} s"),
         ("simulated events", f"{report['events']:,} ({report['events_per_s']:,.0f}/s)"),
     ]
     return rows
+
+
+def _exits(report: dict[str, Any]) -> str:
+    """Services ended by a backend's failure that outlasted their retries."""
+    nodes = report["checks"]["node_services_exited"]
+    main = [f["at_s"] for f in report["faults"] if f["kind"] == "main_service_exit"]
+    return f"{nodes:,} / " + (f"at {_seconds(main[0])}, the run ends" if main else "none")
 
 
 def _store_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
