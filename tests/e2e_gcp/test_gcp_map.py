@@ -93,6 +93,22 @@ def test_a_detached_jobs_results_are_read_back_later(gcp: GcpCluster) -> None:
     assert job_results(job_id, backend="gcp") == [2 * x for x in range(20)]
 
 
+def zeros(size: int) -> bytes:
+    return bytes(size)
+
+
+def test_a_result_bigger_than_a_firestore_document_is_kept_in_cloud_storage(
+    gcp: GcpCluster,
+) -> None:
+    sizes = [2 << 20, 10, 700_000]  # a Firestore document holds 1 MiB
+    job_id = remote_parallel_map(zeros, sizes, backend="gcp", spinner=False, detach=True)
+    deadline = time.monotonic() + 60
+    while gcp.get(f"/jobs/{job_id}")["state"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, "the detached job did not finish"
+        time.sleep(0.05)
+    assert job_results(job_id, backend="gcp") == [bytes(size) for size in sizes]
+
+
 def test_a_jobs_node_is_deleted_and_standby_refilled(gcp: GcpCluster) -> None:
     before = gcp.wait_for_standby()
     used = before["nodes"][0]["node_id"]
