@@ -286,3 +286,39 @@ def test_a_call_that_would_wait_past_its_deadline_fails_with_deadline_exceeded()
     assert failed == [
         "firestore put_many: DEADLINE_EXCEEDED: A deadline was exceeded on the server."
     ]
+
+
+def test_claims_sent_at_once_are_admitted_one_after_another_within_the_backlog() -> None:
+    async def test(timers: Timers) -> tuple[list[float], int, int]:
+        store = _firestore(
+            timers,
+            ramp_start_per_s=100.0,
+            database_writes_per_s=None,
+            throttle_timeout_s=2.0,
+            queue_head_races=False,
+        )
+        await store.inner.push("q", [(f"i{n}", b"") for n in range(1000)])  # unhindered
+        took: list[float] = []
+        refused = 0
+
+        async def claim() -> None:
+            nonlocal refused
+            start = trio.current_time()
+            try:
+                await store.claim("q", limit=100, lease_s=600)
+                took.append(trio.current_time() - start)
+            except TransientBackendError:
+                refused += 1
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(claim)
+        return took, refused, store.writes
+
+    took, refused, writes = _virtual(test)
+    # Each claim's leases are a second of the cold range's 100 writes a second, a second's
+    # worth passing at once: three wait 0, 1 and 2 s; the five after them would wait longer
+    # than 2 s and are refused, whatever the first ones had booked when they were sent.
+    assert sorted(took) == pytest.approx([0.02, 1.02, 2.02])
+    assert refused == 5
+    assert writes == 300
