@@ -46,13 +46,25 @@ def remote_parallel_map(
     timeout: float | None = None,
     spinner: bool = True,
     detach: bool = False,
+    return_exceptions: bool = False,
 ) -> Any:
     """Run `function_` on every input on the cluster; return the results in input order.
 
     A tuple input is passed as *args (unless `unpack_tuples=False`). With
     `generator=True` results are yielded as they arrive; `ordered=False` gives them in
     completion order. `detach=True` returns the job id at once. An exception the function
-    raises is re-raised here as its own type, with `burla_input_index` set.
+    raises is re-raised here as its own type, with `burla_input_index` set, and the job is
+    canceled.
+
+    `return_exceptions=True` keeps going past failed inputs, as asyncio.gather's does:
+    every input runs, and one that failed (on its last try, `retries` counting) stands in
+    the results in its place as the exception that would have been raised: the function's
+    own (its type, remote traceback, `burla_input_index`), or the JobError of a worker
+    that crashed (WorkerCrashedError, OutOfMemoryError), an input that timed out
+    (InputTimeoutError), a node lost (NodeLostError), an exception that could not be
+    pickled back (RemoteError). The job still ends "failed" on the cluster (`burla jobs
+    show` counts its failed inputs). Errors that are no input's (FunctionLoadError, a
+    canceled job, a cluster that is gone, Ctrl-C) are raised as always.
 
     `dockerfile` names a Dockerfile to build the workers' image from (once per text and
     build context), and `build_context` the directory its COPY and ADD read.
@@ -89,7 +101,15 @@ def remote_parallel_map(
         session, first = _submitted(session, settings, job_id, spec, function, payloads, wait)
     if detach:
         return job_id
-    results = follow(session, job_id, len(payloads), ordered=ordered, spinner=spinner, first=first)
+    results = follow(
+        session,
+        job_id,
+        len(payloads),
+        ordered=ordered,
+        spinner=spinner,
+        first=first,
+        return_exceptions=return_exceptions,
+    )
     if generator:
         return results
     return list(results)
@@ -151,10 +171,14 @@ def _submitted(
     return session, first
 
 
-def job_results(job_id: str, backend: str | None = None) -> list[Any]:
+def job_results(
+    job_id: str, backend: str | None = None, *, return_exceptions: bool = False
+) -> list[Any]:
     """The results of a job started with `detach=True`, in input order, once it is done.
 
-    Raises as remote_parallel_map would (the function's own exception, or a JobError).
+    Raises as remote_parallel_map would (the function's own exception, or a JobError);
+    with `return_exceptions=True` a failed input's exception stands in its place instead.
+    A detached job runs every input whatever fails: nothing cancels it at the first error.
     """
     session = Session.for_settings(_settings(backend))
     response = session.http.request("GET", f"/jobs/{job_id}")
@@ -163,8 +187,17 @@ def job_results(job_id: str, backend: str | None = None) -> list[Any]:
     job = response.json()
     if "inputs" in job:  # still known to main_service: follow it to the end
         total = sum(job["inputs"].values())
-        return list(follow(session, job_id, total, ordered=True, spinner=False, cancel=False))
-    return stored_results(session, job_id, job)
+        results = follow(
+            session,
+            job_id,
+            total,
+            ordered=True,
+            spinner=False,
+            cancel=False,
+            return_exceptions=return_exceptions,
+        )
+        return list(results)
+    return stored_results(session, job_id, job, return_exceptions)
 
 
 def upload_context(session: Session, job_id: str, archive: bytes) -> str:

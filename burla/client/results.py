@@ -1,5 +1,6 @@
 """A job's results, followed as its event stream tells them or read back once it is done;
-an input's failure is raised as the exception that stands for it."""
+an input's failure is raised as the exception that stands for it, or (`return_exceptions`)
+stands in the results in the input's place."""
 
 from __future__ import annotations
 
@@ -41,12 +42,17 @@ def follow(
     spinner: bool,
     cancel: bool = True,
     first: bytes | None = None,
+    return_exceptions: bool = False,
 ) -> Generator[Any, None, None]:
     """Results as they come, starting with the events in `first` (as submitting the job
-    gave); on an error or Ctrl-C the job is canceled (if `cancel`)."""
+    gave); on an error or Ctrl-C the job is canceled (if `cancel`). With
+    `return_exceptions` a failed input's exception is yielded in its place, and the job
+    goes on: only errors that are not an input's end it."""
     try:
         with JobProgress(total, spinner) as progress:
-            yield from _results(connection, job_id, total, ordered, progress, first)
+            yield from _results(
+                connection, job_id, total, ordered, progress, first, return_exceptions
+            )
     except KeyboardInterrupt:
         raise interrupted(connection, job_id, cancel=cancel) from None
     except BaseException as error:
@@ -70,6 +76,7 @@ def _results(
     ordered: bool,
     progress: JobProgress,
     first: bytes | None,
+    return_exceptions: bool,
 ) -> Iterator[Any]:
     done = 0
     seen: set[int] = set()
@@ -94,7 +101,7 @@ def _results(
                     if index in seen:
                         continue  # told again by a main_service that took the job over
                     seen.add(index)
-                    value = decode_result(index, kind, payload)
+                    value = decode_result(index, kind, payload, return_exceptions)
                     done += 1
                     progress.advance(done)
                     if not ordered:
@@ -124,8 +131,11 @@ def _check_end(job_id: str, state: str, error: str | None, missing: int) -> None
         raise JobError(f"job {job_id} ended with {missing} results missing")
 
 
-def stored_results(connection: Connection, job_id: str, job: dict[str, Any]) -> list[Any]:
-    """A finished job's results, read back from the Store."""
+def stored_results(
+    connection: Connection, job_id: str, job: dict[str, Any], return_exceptions: bool = False
+) -> list[Any]:
+    """A finished job's results, read back from the Store; a failed input's exception is
+    raised, or with `return_exceptions` stands in its place."""
     if job.get("state") == "running":
         raise JobError(f"job {job_id} is still running but its main_service restarted")
     if job.get("error"):
@@ -146,24 +156,36 @@ def stored_results(connection: Connection, job_id: str, job: dict[str, Any]) -> 
         raise JobError(
             f"job {job_id} ended ({job['state']}) with {missing} of {total} results missing"
         )
-    return [decode_result(index, *stored[index]) for index in range(total)]
+    return [decode_result(index, *stored[index], return_exceptions) for index in range(total)]
 
 
-def decode_result(index: int, kind: str, payload: bytes) -> Any:
-    """A result's value, or the exception that stands for it, raised."""
+def decode_result(index: int, kind: str, payload: bytes, return_exceptions: bool = False) -> Any:
+    """A result's value, or the exception that stands for it: raised, or returned in its
+    place with `return_exceptions`."""
     if kind == "ok":
         return cloudpickle.loads(payload)
+    error = failure_of(index, kind, payload)
+    if return_exceptions:
+        return error
+    raise error
+
+
+def failure_of(index: int, kind: str, payload: bytes) -> BaseException:
+    """The exception that stands for input `index`'s failure of `kind`: the function's own
+    (with `burla_input_index` and the remote traceback, its frames in the caller's files),
+    a RemoteError for one that could not be pickled back, or the JobError of a worker that
+    died, ran out of memory or time, or a node lost."""
     if kind == "raised":
         error = cloudpickle.loads(payload)
         error.burla_input_index = index
-        raise with_source_files(error)
+        return with_source_files(error)
     details = json.loads(payload)
     if kind == "raised_text":
-        raise RemoteError(
+        return RemoteError(
             f"input {index} raised {details['type']}: {details['message']} (the exception "
             f"could not be pickled back; remote traceback below)\n{details['traceback']}",
             index,
             details["type"],
             details["traceback"],
         )
-    raise _FAILURES[kind](details["message"], index)
+    return _FAILURES[kind](details["message"], index)
