@@ -72,6 +72,12 @@ class TransientBackendError(BackendError):
     the same call may succeed if tried again. burla's services retry these."""
 
 
+class BackendUnavailableError(BackendError):
+    """A backend kept failing in a way that may pass for longer than burla tries one call
+    again: it is down or throttled, and may come back. burla's services wait for it where
+    nobody is waiting on the call; a caller is told."""
+
+
 class ConflictError(BackendError):
     """A conditional write found another version than the one expected."""
 

@@ -5,7 +5,10 @@ A backend raises TransientBackendError for a failure that may pass (a connection
 an overloaded server, a lock held too long). Every call of the services goes through
 these wrappers: such a failure is tried again after a pause that doubles each time, with
 full jitter so that many nodes do not retry in step, until RETRY_FOR_S have passed; then
-the last error is raised as a BackendError that says how long it was tried.
+the last error is raised as a BackendUnavailableError that says how long it was tried.
+A service's own work that nobody waits on (a node claiming inputs, main_service acting on
+a node's report) goes on `patiently`: it waits for the backend to come back, however long
+that takes, rather than ending the service (a throttled Firestore may take minutes).
 
 Calls are safe to repeat: pushes and create-only writes skip what is there already,
 acks and renewals of a receipt are idempotent, reads change nothing. A conditional
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import random
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal, TypeVar
 
@@ -26,7 +30,7 @@ import anyio
 
 from burla.backends.faults import FaultyBlobStore, FaultyStore, fault_plan
 from burla.core.backoff import Backoff
-from burla.core.errors import BackendError, ConflictError, TransientBackendError
+from burla.core.errors import BackendUnavailableError, ConflictError, TransientBackendError
 from burla.core.protocols import (
     BlobStore,
     BootSpec,
@@ -41,6 +45,8 @@ from burla.core.protocols import (
 RETRY_FOR_S = 30.0
 FIRST_PAUSE_S = 0.05
 MAX_PAUSE_S = 2.0
+PATIENT_PAUSE_S = 5.0
+"""How long `patiently` waits before trying again a call whose retries ran out."""
 
 _T = TypeVar("_T")
 
@@ -73,10 +79,26 @@ async def retried(
             return await call()
         except TransientBackendError as again:
             error = again
-    raise BackendError(
+    raise BackendUnavailableError(
         f"{what} kept failing for {backoff.elapsed_s:.1f} s ({backoff.failures + 1} "
         f"tries); the last error: {error}"
     ) from error
+
+
+async def patiently(what: str, call: Callable[[], Awaitable[_T]]) -> _T:
+    """`call()` (made of retried calls), tried again every PATIENT_PAUSE_S while its backend
+    stays unavailable: for work that must be done once the backend is back, and that
+    nobody waits on meanwhile. Each wait is said on stderr."""
+    while True:
+        try:
+            return await call()
+        except BackendUnavailableError as error:
+            print(
+                f"burla: {what} waits for its backend: {error}; trying again in "
+                f"{PATIENT_PAUSE_S:g} s",
+                file=sys.stderr,
+            )
+        await anyio.sleep(PATIENT_PAUSE_S)
 
 
 class RetryingStore:
@@ -238,3 +260,58 @@ def resilient(
     if plan is not None:
         store, blobs = FaultyStore(store, plan), FaultyBlobStore(blobs, plan)
     return RetryingStore(store), RetryingBlobStore(blobs)
+
+
+class PatientStore:
+    """A Store (a RetryingStore) whose calls wait `patiently` for it to come back: for the
+    work a service does on its own, which must not end the service or be left undone."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    async def get(self, key: str) -> Document | None:
+        return await patiently(f"the Store's get of {key!r}", lambda: self.inner.get(key))
+
+    async def put(self, key: str, data: Data, *, if_version: int | None = None) -> Document:
+        return await patiently(
+            f"the Store's put of {key!r}", lambda: self.inner.put(key, data, if_version=if_version)
+        )
+
+    async def put_many(self, docs: Mapping[str, Data], *, create_only: bool = False) -> set[str]:
+        return await patiently(
+            f"the Store's put of {len(docs)} documents",
+            lambda: self.inner.put_many(docs, create_only=create_only),
+        )
+
+    async def delete(self, key: str, *, if_version: int | None = None) -> bool:
+        return await patiently(
+            f"the Store's delete of {key!r}", lambda: self.inner.delete(key, if_version=if_version)
+        )
+
+    async def list(
+        self, prefix: str, *, after: str = "", limit: int = 1000
+    ) -> builtins.list[Document]:
+        return await patiently(
+            f"the Store's list of {prefix!r}",
+            lambda: self.inner.list(prefix, after=after, limit=limit),
+        )
+
+    async def push(self, queue: str, items: Sequence[tuple[str, bytes]]) -> None:
+        await patiently(f"the Store's push to {queue!r}", lambda: self.inner.push(queue, items))
+
+    async def claim(self, queue: str, *, limit: int, lease_s: float) -> builtins.list[Claim]:
+        return await patiently(
+            f"the Store's claim from {queue!r}",
+            lambda: self.inner.claim(queue, limit=limit, lease_s=lease_s),
+        )
+
+    async def ack(self, queue: str, receipts: Sequence[str]) -> set[str]:
+        return await patiently(
+            f"the Store's ack in {queue!r}", lambda: self.inner.ack(queue, receipts)
+        )
+
+    async def renew(self, queue: str, receipts: Sequence[str], *, lease_s: float) -> set[str]:
+        return await patiently(
+            f"the Store's renewal in {queue!r}",
+            lambda: self.inner.renew(queue, receipts, lease_s=lease_s),
+        )

@@ -4,17 +4,26 @@ out, and injected on purpose (BURLA_FAULTS) without losing or doubling anything.
 from __future__ import annotations
 
 import pytest
+import trio
+import trio.testing
 
 from burla.backends.faults import FaultPlan, FaultyBlobStore, FaultyStore, fault_plan
 from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.core.clock import WallClock
 from burla.core.errors import (
-    BackendError,
+    BackendUnavailableError,
     ConflictError,
     InvalidRequestError,
     TransientBackendError,
 )
-from burla.services.retrying import RetryingBlobStore, RetryingStore, retried
+from burla.services.retrying import (
+    PATIENT_PAUSE_S,
+    PatientStore,
+    RetryingBlobStore,
+    RetryingStore,
+    patiently,
+    retried,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -39,9 +48,52 @@ async def test_a_failure_that_does_not_pass_ends_as_a_clear_backend_error() -> N
         tries.append(1)
         raise TransientBackendError("the server is down")
 
-    with pytest.raises(BackendError, match=r"a call kept failing for .* tries.*server is down"):
+    with pytest.raises(
+        BackendUnavailableError, match=r"a call kept failing for .* tries.*server is down"
+    ):
         await retried("a call", down, retry_for_s=0.5)
     assert len(tries) >= 3
+
+
+def test_work_done_patiently_waits_out_an_outage_longer_than_the_retries() -> None:
+    """Under virtual time: a Store down for ten minutes, then back."""
+
+    async def main() -> tuple[list[str], float, float]:
+        store = MemoryStore(WallClock())
+        down_until = trio.current_time() + 600
+
+        class Outage(MemoryStore):
+            async def put(self, key, data, *, if_version=None):
+                if trio.current_time() < down_until:
+                    raise TransientBackendError("the database is unreachable")
+                return await store.put(key, data, if_version=if_version)
+
+        patient = PatientStore(RetryingStore(Outage(WallClock())))
+        started = trio.current_time()
+        written = await patient.put("doc", {"n": 1})
+        return [written.key], trio.current_time() - started, down_until - started
+
+    keys, took, outage = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert keys == ["doc"]
+    assert outage <= took <= outage + PATIENT_PAUSE_S + 3  # back within a pause or two
+
+
+def test_patiently_says_each_wait_and_lets_other_errors_through(capsys) -> None:
+    tries = []
+
+    async def down_then_refused() -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise BackendUnavailableError("the Store's put kept failing for 30.0 s")
+        raise ConflictError("someone else wrote it")
+
+    async def main() -> None:
+        with pytest.raises(ConflictError):
+            await patiently("writing a record", down_then_refused)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(tries) == 2
+    assert "writing a record waits for its backend" in capsys.readouterr().err
 
 
 async def test_other_errors_are_not_retried() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -39,6 +40,7 @@ from burla.services.main_service.retention import (
     forget_oldest,
 )
 from burla.services.result_pages import FAILED, read_results, write_results
+from burla.services.retrying import PatientStore, patiently
 from burla.services.store_keys import (
     LEASE_S,
     job_key,
@@ -84,6 +86,9 @@ class JobDriver:
         cluster's side reads too. Finished jobs' results stay in the Store within
         `results_limit_bytes` (see retention)."""
         self.store = store
+        self.patient = PatientStore(store)
+        """The Store for the work the driver does on its own (acting on a node's report,
+        writing records and lines): it waits for a Store that is down to come back."""
         self.blobs = blobs
         self.clock = clock
         self.nodes = nodes
@@ -218,7 +223,7 @@ class JobDriver:
                     requeue += [run.receipts[n] for n in indices if n in run.receipts]
                 case i.Discard(_, indices):
                     stale = [run.receipts[n] for n in indices if n in run.receipts]
-                    await self.store.ack(queue_name(job_id), stale)
+                    await self.patient.ack(queue_name(job_id), stale)
                 case i.KillWorker(worker, _):
                     node_id = run.worker_nodes.get(worker)
                     if node_id is not None:
@@ -228,7 +233,7 @@ class JobDriver:
                 case i.FinishJob(state):
                     await self._finish(run, state)
         if requeue:
-            await self.store.renew(queue_name(job_id), requeue, lease_s=0)
+            await self.patient.renew(queue_name(job_id), requeue, lease_s=0)
         if not run.state.finished:
             self.nodes.backlog(job_id, run.machine.queued)
 
@@ -248,10 +253,10 @@ class JobDriver:
             kind, payload = failure.value, json.dumps({"message": message}).encode()
         if run.failure is None:
             run.failure = run.failure_of(index, kind, payload)
-        await write_results(self.store, self.blobs, job_id, [(index, kind, payload, FAILED)])
+        await write_results(self.patient, self.blobs, job_id, [(index, kind, payload, FAILED)])
         receipt = run.receipts.get(index)
         if receipt is not None:
-            await self.store.ack(queue_name(job_id), [receipt])
+            await self.patient.ack(queue_name(job_id), [receipt])
         run.publish(wire.JobResult(index, kind), payload)
 
     async def _finish(self, run: JobRun, state: JobState) -> None:
@@ -265,11 +270,12 @@ class JobDriver:
         await anyio.lowlevel.checkpoint()
         # A recycled node stops the job and resets in one request; a deleted one just goes.
         await self.nodes.job_ended(job_id, cancel=state is not JobState.SUCCEEDED)
-        await run.log.flush(self.store)  # before the record says it ended
+        await run.log.flush(self.patient)  # before the record says it ended
         await self.save(run)
         self.last_activity = self.clock.now()
         if run.blob_prefixes:
-            self._spawn(self._delete_blobs, sorted(run.blob_prefixes))
+            what = f"deleting job {job_id}'s inputs"
+            self._spawn(patiently, what, partial(self._delete_blobs, sorted(run.blob_prefixes)))
         self.held.add(run)
         self._results_since_prune += run.result_bytes
         if (
@@ -278,7 +284,8 @@ class JobDriver:
         ):
             self._next_results_prune = self.clock.now() + PRUNE_EVERY_S
             self._results_since_prune = 0
-            self._spawn(self.forget_finished, self.results_limit_bytes)
+            prune = partial(self.forget_finished, self.results_limit_bytes)
+            self._spawn(patiently, "pruning finished jobs' results", prune)
 
     async def forget_finished(self, limit_bytes: int) -> Forgotten:
         """Keep the results of finished jobs in the Store within `limit_bytes`, removing
@@ -295,7 +302,7 @@ class JobDriver:
             await anyio.sleep(FLUSH_EVERY_S)
             for run in list(self.jobs.values()):
                 if run.log.unsaved:
-                    await run.log.flush(self.store)
+                    await run.log.flush(self.patient)
 
     async def fail(self, run: JobRun, error: str) -> None:
         """End a job that cannot go on, saying why."""
@@ -311,12 +318,12 @@ class JobDriver:
         async with run.record_lock:
             record = job_record(run)
             if not run.state.finished and not run.listed_running:
-                await self.store.put_many({running_key(job_id): {}, job_key(job_id): record})
+                await self.patient.put_many({running_key(job_id): {}, job_key(job_id): record})
                 run.listed_running = True
             else:
-                await self.store.put(job_key(job_id), record)
+                await self.patient.put(job_key(job_id), record)
             if record["state"] != JobState.RUNNING.value and run.listed_running:
-                await self.store.delete(running_key(job_id))
+                await self.patient.delete(running_key(job_id))
                 run.listed_running = False
 
     async def _delete_blobs(self, prefixes: list[str]) -> None:
@@ -337,7 +344,7 @@ class JobDriver:
         machine: finished before a takeover, or told to a main_service that went, or
         written by a node lost before it reported them (a node writes, then reports)."""
         after = ""
-        while docs := await self.store.list(results_prefix(run.spec.job_id), after=after):
+        while docs := await self.patient.list(results_prefix(run.spec.job_id), after=after):
             after = docs[-1].key
             for doc in docs:
                 for index, kind, payload in await read_results(self.blobs, doc):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from anyio.abc import TaskGroup
 from burla.core import wire
 from burla.core.backoff import Backoff
 from burla.core.clock import Clock
+from burla.core.errors import BackendUnavailableError
 from burla.core.models import JobSpec
 from burla.core.protocols import BlobStore, Claim, Store
 from burla.core.timeouts import WorkerLook, look_every_s, overdue
@@ -24,6 +26,7 @@ from burla.services.container_service.status import read_status
 from burla.services.node_service.channel import Sent
 from burla.services.node_service.reports import Reporter
 from burla.services.node_service.worker_pool import Worker, WorkerPool
+from burla.services.retrying import PATIENT_PAUSE_S
 from burla.services.store_keys import INLINE, queue_name
 
 TARGET_BATCH_S = 0.005
@@ -124,7 +127,7 @@ class Feed:
         receipts = assignment.held() if cancel else [c.receipt for c in assignment.pending]
         assignment.pending = []
         if receipts:
-            await self.store.renew(queue_name(job_id), receipts, lease_s=0)
+            await self._hand_back(job_id, receipts)
         end_job: list[Sent] = [(EndJob(job_id), b"")]
         async with anyio.create_task_group() as group:
             for worker in assignment.workers:
@@ -141,7 +144,15 @@ class Feed:
             return
         kept = set(but)
         if held := [receipt for receipt in assignment.held() if receipt not in kept]:
-            await self.store.renew(queue_name(assignment.job.job_id), held, lease_s=0)
+            await self._hand_back(assignment.job.job_id, held)
+
+    async def _hand_back(self, job_id: str, receipts: list[str]) -> None:
+        """Put claimed inputs back in the queue at once; with the Store down, their leases
+        run out by themselves."""
+        try:
+            await self.store.renew(queue_name(job_id), receipts, lease_s=0)
+        except BackendUnavailableError as error:
+            _say(f"handing back {len(receipts)} inputs of job {job_id}", error)
 
     async def renew_leases(self) -> None:
         """Keep the claims on the inputs the node holds."""
@@ -152,7 +163,10 @@ class Feed:
                 continue
             job_id = assignment.job.job_id
             if held := assignment.held() + self.reporter.unacked(job_id):
-                await self.store.renew(queue_name(job_id), held, lease_s=self.lease_s)
+                try:
+                    await self.store.renew(queue_name(job_id), held, lease_s=self.lease_s)
+                except BackendUnavailableError as error:  # the next round tries again
+                    _say(f"renewing the leases of job {job_id}", error)
 
     # Sending -----------------------------------------------------------------------------
     async def _feed(self, assignment: Assignment) -> None:
@@ -180,7 +194,14 @@ class Feed:
         job = assignment.job
         mark("node claims inputs")
         asked = self.clock.now()
-        claims = await self.store.claim(queue_name(job.job_id), limit=wanted, lease_s=self.lease_s)
+        try:
+            claims = await self.store.claim(
+                queue_name(job.job_id), limit=wanted, lease_s=self.lease_s
+            )
+        except BackendUnavailableError as error:
+            _say(f"claiming inputs of job {job.job_id}", error)
+            assignment.look_again_at = self.clock.now() + PATIENT_PAUSE_S
+            return
         mark("node claimed inputs")
         took = self.clock.now() - asked
         assignment.claim_s = (assignment.claim_s + took) / 2
@@ -363,3 +384,7 @@ def _look(worker: Worker) -> WorkerLook:
     if status is None:
         return WorkerLook(worker.name, None, 0.0, bool(worker.inflight))
     return WorkerLook(worker.name, status.index, status.started_at, bool(worker.inflight))
+
+
+def _say(what: str, error: BackendUnavailableError) -> None:
+    print(f"node_service: {what} failed, tried again later: {error}", file=sys.stderr)

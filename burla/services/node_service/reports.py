@@ -5,16 +5,19 @@ main_service hears of them."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Awaitable, Callable
 
 import anyio
 
 from burla.core import wire
 from burla.core.clock import Clock
+from burla.core.errors import BackendUnavailableError
 from burla.core.link_wire import Report
 from burla.core.protocols import BlobStore, Claim, Store
 from burla.core.trace import mark
 from burla.services.result_pages import delivery_tag, write_results
+from burla.services.retrying import PATIENT_PAUSE_S
 from burla.services.store_keys import queue_name
 
 REPORT_INTERVAL_S = 0.003
@@ -113,9 +116,14 @@ class Reporter:
 
     async def save_finished(self) -> list[str]:
         """Write the finished results no report has carried to the Store, without telling
-        main_service (the node is going away); their receipts."""
+        main_service (the node is going away); their receipts. None of them with the
+        Store down: their inputs run again elsewhere."""
         done, self._done = self._done, []
-        await self._save(done)
+        try:
+            await self._save(done)
+        except BackendUnavailableError as error:
+            print(f"node_service: {len(done)} results could not be kept: {error}", file=sys.stderr)
+            return []
         return [claim.receipt for _, _, _, claim in done]
 
     async def _save(self, done: list[tuple[str, int, bytes, Claim]]) -> None:
@@ -138,7 +146,17 @@ class Reporter:
     async def _flush(self) -> None:
         events, payloads, done = self._events, self._payloads, self._done
         self._events, self._payloads, self._done = [], [], []
-        await self._save(done)
+        try:
+            await self._save(done)
+        except BackendUnavailableError as error:
+            # Nothing is told before its results are durable: all of it waits, with what
+            # comes meanwhile behind it, for a try once the Store may be back.
+            self._events, self._payloads = events + self._events, payloads + self._payloads
+            self._done = done + self._done
+            self._quiet_due = self.clock.now() + PATIENT_PAUSE_S
+            self._report_ready.set()  # run's loop waits until then
+            print(f"node_service: results wait for the Store: {error}", file=sys.stderr)
+            return
         mark("node stored results")
         if events:
             report = Report(self.node_id, [event.to_json() for event in events])
