@@ -76,11 +76,6 @@ class RateGate:
         free = max(now, self._free.get(name, 0.0)) + count * self._interval
         return max(0.0, free - now - self._slack)
 
-    def give_back(self, name: str, count: int) -> None:
-        """`count` booked writes to `name` that will not be made: later writes go sooner."""
-        if name in self._free:
-            self._free[name] -= count * self._interval
-
     def turn(self, name: str, now: float, count: int = 1, *, limit: float = math.inf) -> float:
         """The wait for `count` writes to `name` from `now`, which are then booked; inf
         (nothing booked) if it would be longer than `limit`."""
@@ -117,14 +112,6 @@ class RampGate:
         passed = self._passed(name, now, count)
         self._free[name] = passed
         return max(0.0, passed - now - 1.0)
-
-    def give_back(self, name: str, count: int) -> None:
-        """`count` booked writes to `name` that will not be made: later writes go sooner
-        (at the rate of the step the last booked write passes in)."""
-        free = self._free.get(name)
-        if free is not None:
-            step = int((free - self._opened[name]) // self._every_s)
-            self._free[name] = free - count / self._step_rate(step)
 
     def _step_rate(self, step: int) -> float:
         return self._start_per_s * math.pow(self._growth, min(step, 64))
@@ -332,16 +319,20 @@ class SlowStore:
         writes: Mapping[str, int] | None = None,
     ) -> None:
         """Wait out `trips`, then the turn of `writes` (key range -> documents) and of
-        `documents` at their limits; raise what the limits refuse."""
+        `documents` at their limits, taken when the commit is sent (so in the order
+        commits reach the database); raise what the limits refuse."""
         asked = trio.current_time()
         now = max(asked, ready_at())  # it leaves once its service's CPU got to it
         sent = now + self._trips(now, trips)
-        try:
-            if writes:
-                self._admit(method, sent, writes)
-            done = sent + self._write_turns(method, sent, documents, writes or {})
-        except Refused as refused:
-            await self._refuse(method, asked, refused)
+        done = sent
+        if writes or documents:
+            await self._timers.sleep_until(sent)
+            try:
+                if writes:
+                    self._admit(method, sent, writes)
+                done += self._write_turns(method, sent, documents, writes or {})
+            except Refused as refused:
+                await self._refuse(method, asked, refused)
         await self._timers.sleep_until(done)
         self._stats.add(f"store.{method}", done - asked)
 
@@ -354,34 +345,23 @@ class SlowStore:
         call: Callable[[], Awaitable[_Written]],
     ) -> _Written:
         """A queue call that writes as many items as it returns (at most `most`): when its
-        round trips are done (its commit is sent) it is admitted and given the turn of
-        `most` writes at once, as a commit of them would be; then it is carried out, and
-        the turns of the writes it did not make go back to the writes after it."""
+        commit is sent, refused as a commit of `most` writes would be, or else carried out
+        (the in-memory store does not wait, so no other call comes between) and its
+        writes take their turn."""
         asked = trio.current_time()
         now = max(asked, ready_at())
         sent = now + self._trips(now, trips)
-        writes = {items: most} if most else {}
+        await self._timers.sleep_until(sent)
         try:
-            if writes:
-                self._admit(method, sent, writes)
-            done = sent + self._write_turns(method, sent, (), writes)
+            if most:
+                self._admit(method, sent, {items: most})
         except Refused as refused:
             await self._refuse(method, asked, refused)
-        await self._timers.sleep_until(sent)
         written = await call()
-        if len(written) < most:
-            self._give_back(items, most - len(written))
+        done = sent + self._write_turns(method, sent, (), {items: len(written)})
         await self._timers.sleep_until(done)
         self._stats.add(f"store.{method}", done - asked)
         return written
-
-    def _give_back(self, name: str, count: int) -> None:
-        """Writes booked to key range `name` that were not made."""
-        self.writes -= count
-        if self.ramp is not None:
-            self.ramp.give_back(name, count)
-        if self._database is not None:
-            self._database.give_back("", count)
 
     async def _refuse(self, method: str, asked: float, refused: Refused) -> NoReturn:
         await self._timers.sleep_until(refused.at)
