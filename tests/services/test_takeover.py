@@ -14,7 +14,7 @@ from burla.core import wire
 from burla.core.clock import WallClock
 from burla.core.protocols import Document
 from burla.services.main_service.app import create_app
-from burla.services.main_service.job_driver import CATCH_UP_FOR_S
+from burla.services.main_service.catch_up import CATCH_UP_FOR_S
 from burla.services.store_keys import RUNNING_PREFIX, job_key, running_key
 from burla.sim.clock import VirtualClock
 from tests.services.memory_main import memory_service, serving

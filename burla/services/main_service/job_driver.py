@@ -20,7 +20,6 @@ import anyio.lowlevel
 
 from burla.core import inputs as i
 from burla.core import wire
-from burla.core.backoff import Backoff
 from burla.core.clock import Clock
 from burla.core.errors import NotFoundError
 from burla.core.inputs import Failure
@@ -28,6 +27,7 @@ from burla.core.models import JobState
 from burla.core.protocols import BlobStore, Store
 from burla.core.trace import mark
 from burla.services.cluster_keys import JobTokens
+from burla.services.main_service.catch_up import CatchUp
 from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
 from burla.services.main_service.job_logs import FLUSH_EVERY_S
@@ -39,24 +39,9 @@ from burla.services.main_service.retention import (
     Forgotten,
     forget_oldest,
 )
-from burla.services.result_pages import FAILED, read_results, write_results
+from burla.services.result_pages import FAILED, write_results
 from burla.services.retrying import PatientStore, patiently
-from burla.services.store_keys import (
-    LEASE_S,
-    job_key,
-    queue_name,
-    results_prefix,
-    running_key,
-)
-
-CATCH_UP_FIRST_S = 1.0
-CATCH_UP_MAX_S = 10.0
-"""A job taken over after a restart, or one that lost a node, looks for results it was
-not told of this often (at first more often)."""
-CATCH_UP_FOR_S = 2 * LEASE_S
-"""For how long it looks: a node that is gone (or cut off) may have written results it
-never reported, until its machine is gone; once its leases have ended its inputs run
-again elsewhere, so stopping costs no result."""
+from burla.services.store_keys import job_key, queue_name, running_key
 
 FAILURE_TEXT = {
     Failure.WORKER_DIED: "the worker running it died (os._exit, a crash, or out of memory)",
@@ -103,6 +88,7 @@ class JobDriver:
         self.last_activity = clock.now()
         self.results_limit_bytes = results_limit_bytes
         self.held = HeldJobs(jobs, clock)
+        self.catch_up = CatchUp(self.patient, blobs, clock, spawn, self.handle)
         self._next_results_prune = clock.now()
         self._results_since_prune = 0
 
@@ -212,7 +198,7 @@ class JobDriver:
             await self.handle(run, i.NodeLost(node_id))
             # What it finished but had not reported (a result is written, then acked,
             # then reported) is in the Store, and out of the queue: look for it there.
-            self.keep_catching_up(run)
+            self.catch_up.keep_looking(run)
 
     async def handle(self, run: JobRun, event: i.InputEvent) -> None:
         job_id = run.spec.job_id
@@ -337,44 +323,3 @@ class JobDriver:
         while True:
             await anyio.sleep(TRIM_EVERY_S)
             self.held.trim()
-
-    # Results no node reported ------------------------------------------------------------
-    async def catch_up(self, run: JobRun) -> None:
-        """Take in the results of a job that are in the Store but not in its input
-        machine: finished before a takeover, or told to a main_service that went, or
-        written by a node lost before it reported them (a node writes, then reports)."""
-        after = ""
-        while docs := await self.patient.list(results_prefix(run.spec.job_id), after=after):
-            after = docs[-1].key
-            for doc in docs:
-                for index, kind, payload in await read_results(self.blobs, doc):
-                    if run.state.finished:
-                        return
-                    if not run.machine.inputs[index].status.finished:
-                        run.publish(wire.JobResult(index, kind), payload)
-                        await self.handle(run, i.InputRecorded(index, kind == "ok"))
-
-    def keep_catching_up(self, run: JobRun) -> None:
-        """Catch up in a second, then after pauses that double, for CATCH_UP_FOR_S: one
-        task per job does it, starting over for each new reason."""
-        run.look_in_store_until = self.clock.now() + CATCH_UP_FOR_S
-        if run.look_in_store_again is None:
-            run.look_in_store_again = anyio.Event()
-            self._spawn(self._catching_up, run)
-        else:
-            run.look_in_store_again.set()
-
-    async def _catching_up(self, run: JobRun) -> None:
-        assert run.look_in_store_again is not None
-        pauses = Backoff(CATCH_UP_FIRST_S, CATCH_UP_MAX_S)
-        try:
-            while not run.state.finished and self.clock.now() < run.look_in_store_until:
-                with anyio.move_on_after(pauses.pause()):
-                    await run.look_in_store_again.wait()
-                if run.look_in_store_again.is_set():
-                    run.look_in_store_again = anyio.Event()
-                    pauses.reset()
-                    continue
-                await self.catch_up(run)
-        finally:
-            run.look_in_store_again = None

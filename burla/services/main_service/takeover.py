@@ -42,10 +42,10 @@ async def _take_over(
             run.log = await JobLog.resume(store, run.spec.job_id)
             run.listed_running = True
             jobs.jobs[run.spec.job_id] = run
-            await jobs.catch_up(run)
+            await jobs.catch_up.once(run)
             if not run.state.finished and await _restore_image(run, jobs, standby):
                 await jobs.nodes.job_started(run.spec)
-                jobs.keep_catching_up(run)
+                jobs.catch_up.keep_looking(run)
 
 
 async def _restore_image(run: JobRun, jobs: JobDriver, standby: Standby) -> bool:
