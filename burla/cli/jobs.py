@@ -146,15 +146,23 @@ def jobs_cancel(job_id: str, backend: str | None, as_json: bool) -> None:
 @click.argument("job_id")
 @backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON list.")
-def jobs_result(job_id: str, backend: str | None, as_json: bool) -> None:
+@click.option(
+    "--return-exceptions",
+    is_flag=True,
+    help="Print every result, a failed input's exception in its place, then exit 1 if any failed.",
+)
+def jobs_result(job_id: str, backend: str | None, as_json: bool, return_exceptions: bool) -> None:
     """Wait for a job (started with detach=True) and print its results, one per line.
 
     A result that is not JSON prints as its repr. Exits 1 when an input failed, with the
-    remote traceback on stderr.
+    remote traceback on stderr. With --return-exceptions every result is printed, a failed
+    input's exception in its place (with --json as {"input", "error", "message"}), each
+    failure's traceback on stderr, and the exit is 1 if any input failed.
 
     \b
-    Example:
+    Examples:
       burla jobs result job-1795615775-3fa9c2d1 --json
+      burla jobs result job-1795615775-3fa9c2d1 --return-exceptions
     """
     from burla.client.map import job_results
     from burla.core.errors import BurlaError
@@ -162,19 +170,40 @@ def jobs_result(job_id: str, backend: str | None, as_json: bool) -> None:
     session(backend)  # exit 3 when no cluster runs, rather than starting one
     try:
         with contextlib.redirect_stdout(sys.stderr):  # its printed lines; results go to stdout
-            results = job_results(job_id, backend)
+            results = job_results(job_id, backend, return_exceptions=return_exceptions)
     except BurlaError:
         raise
     except Exception as error:  # the function's own exception, re-raised here
-        index = getattr(error, "burla_input_index", "?")
-        click.echo("".join(traceback.format_exception(error)).rstrip(), err=True)
-        click.echo(f"burla: input {index} of {job_id} raised {error!r}", err=True)
+        _print_failure(job_id, error)
         raise SystemExit(JOB_FAILED) from None
+    failures = {n: r for n, r in enumerate(results) if _failed_input(n, r)}
+    for failure in failures.values():
+        _print_failure(job_id, failure)
+    shown = [_failure_json(n, r) if n in failures else r for n, r in enumerate(results)]
     if as_json:
-        click.echo(json.dumps(results, default=repr))
+        click.echo(json.dumps(shown, default=repr))
     else:
         for value in results:
             click.echo(repr(value))
+    if failures:
+        raise SystemExit(JOB_FAILED)
+
+
+def _failed_input(index: int, result: Any) -> bool:
+    """Whether `result` is the exception that stands for input `index`'s failure."""
+    return isinstance(result, BaseException) and (
+        getattr(result, "burla_input_index", None) == index
+    )
+
+
+def _print_failure(job_id: str, error: BaseException) -> None:
+    index = getattr(error, "burla_input_index", "?")
+    click.echo("".join(traceback.format_exception(error)).rstrip(), err=True)
+    click.echo(f"burla: input {index} of {job_id} raised {error!r}", err=True)
+
+
+def _failure_json(index: int, error: BaseException) -> dict[str, Any]:
+    return {"input": index, "error": type(error).__name__, "message": str(error)}
 
 
 def _clock(epoch_s: Any) -> str:

@@ -3,7 +3,10 @@ exception stands in the results in its place."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -117,3 +120,21 @@ def api_get(cluster: local.ClusterInfo, path: str) -> dict:
     headers = {"authorization": f"Bearer {cluster.token}"}
     with httpx.Client(base_url=cluster.url, headers=headers, timeout=30) as http:
         return http.get(path).json()
+
+
+def test_burla_jobs_result_prints_failures_in_place_and_exits_1():
+    job_id = remote_parallel_map(picky, range(3), detach=True)
+    burla = str(Path(sys.executable).parent / "burla")
+    printed = subprocess.run(
+        [burla, "jobs", "result", job_id, "--json", "--return-exceptions"],
+        capture_output=True,
+        text=True,
+    )
+    assert printed.returncode == 1
+    assert json.loads(printed.stdout) == [
+        0,
+        {"input": 1, "error": "ValueError", "message": "no 1"},
+        20,
+    ]
+    assert "in picky\nValueError: no 1" in printed.stderr  # the remote traceback
+    assert f"burla: input 1 of {job_id} raised ValueError('no 1')" in printed.stderr
