@@ -31,7 +31,9 @@
     └── InvariantError              burla's own bookkeeping broke a rule; a bug, please report it
 
 An exception raised by the function itself is re-raised as its own type, with the remote
-traceback and a `burla_input_index` attribute.
+traceback and a `burla_input_index` attribute. With `return_exceptions=True` it, or the
+JobError of an input's failure (RemoteError, FunctionExitError, WorkerCrashedError,
+InputTimeoutError, NodeLostError), stands in the results in the input's place instead.
 
 Every message says what happened and what to do about it. Foreign exceptions
 (sqlite, google.api_core, docker, redis) are turned into these where they
