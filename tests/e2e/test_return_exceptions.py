@@ -108,7 +108,7 @@ def test_a_detached_job_with_failures_ends_failed_and_its_results_keep_them(clus
     results = job_results(job_id, return_exceptions=True)
     assert [type(r) for r in results] == [int, ValueError, int, int, ValueError]
     assert results[4].burla_input_index == 4
-    with pytest.raises(ValueError, match="no [14]"):  # the first to fail
+    with pytest.raises(ValueError, match=r"no [14]"):  # the first to fail
         job_results(job_id)
     job = api_get(cluster, f"/jobs/{job_id}")
     assert job["state"] == "failed"
