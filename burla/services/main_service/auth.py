@@ -13,7 +13,7 @@ from burla.services.main_service.bearer import USER, VIA_JOB
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.retention import REMOVED
 from burla.services.main_service.service import MainService
-from burla.services.main_service.users import ADMIN, NODE, may_see, owner_of
+from burla.services.main_service.users import ADMIN, may_see, owner_of
 from burla.services.store_keys import job_key
 
 
@@ -36,21 +36,12 @@ async def require_admin(request: Request) -> str:
     return user
 
 
-async def require_node(request: Request) -> str:
-    """A FastAPI dependency: only the cluster's nodes (or its admin) pass."""
-    user = _user(request)
-    if user not in (NODE, ADMIN) or VIA_JOB in request.scope:
-        raise AuthError("only the cluster's own nodes may do this: it needs the node secret")
-    return user
-
-
 def _user(request: Request) -> str:
     return request.scope.get(USER) or ""
 
 
 User = Annotated[str, Depends(user_of)]
 Admin = Annotated[str, Depends(require_admin)]
-NodeOnly = Annotated[str, Depends(require_node)]
 
 
 def visible_run(service: MainService, job_id: str, user: str) -> JobRun | None:
