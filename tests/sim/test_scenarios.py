@@ -172,6 +172,18 @@ def test_an_input_acked_by_a_node_that_died_before_reporting_it_is_taken_in() ->
     assert [job["state"] for job in report["jobs"]].count("succeeded") == 4
 
 
+def test_inputs_claimed_after_their_job_ended_go_back_rather_than_to_the_workers() -> None:
+    path = Path(__file__).parent / "regressions" / "claim-that-returns-after-its-job-ended.json"
+    report = run.run(scenario.load(str(path)), validate=True)
+    assert [job["state"] for job in report["jobs"]] == [
+        "succeeded",
+        "succeeded",
+        "failed",
+        "succeeded",
+    ]
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
+
+
 def test_a_node_with_nothing_left_to_do_leaves_its_job_before_the_others_finish() -> None:
     """Three standby nodes take a job of long and short inputs (and three more refill
     standby): a node whose inputs are done once the queue is empty goes, rather than

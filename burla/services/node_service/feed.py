@@ -176,6 +176,8 @@ class Feed:
             wanted = sum(free for _, free in assignment.room.values()) - len(assignment.pending)
             if wanted > 0 and self.clock.now() >= assignment.look_again_at:
                 await self._claim(assignment, wanted, idle)
+                if assignment.ended or assignment.failed:
+                    break  # while the claim was out: what it got is not for these workers
             if assignment.pending:
                 await self._dispatch(assignment)
                 if assignment.pending and assignment.room:
@@ -189,6 +191,9 @@ class Feed:
                 await assignment.wake.wait()
             if assignment.wake.is_set():
                 assignment.wake = anyio.Event()
+        if assignment.ended and assignment.pending:  # claimed after end() gave back the rest
+            late, assignment.pending = assignment.pending, []
+            await self._hand_back(assignment.job.job_id, [claim.receipt for claim in late])
 
     async def _claim(self, assignment: Assignment, wanted: int, idle: Backoff) -> None:
         job = assignment.job
