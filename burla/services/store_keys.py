@@ -37,6 +37,11 @@ def results_prefix(job_id: str) -> str:
     return f"results/{job_id}/"
 
 
+def inputs_prefix(job_id: str) -> str:
+    """Where a job's inputs are kept, beside its results (see input_pages)."""
+    return f"inputs/{job_id}/"
+
+
 INLINE = b"\x00"
 """A queue item starting with this byte holds its input's pickled arguments."""
 IN_BLOB = b"\x01"

@@ -20,7 +20,6 @@ from burla import (
     WorkerCrashedError,
     remote_parallel_map,
 )
-from tests.e2e.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cluster")]
 
@@ -172,16 +171,9 @@ def test_a_big_argument_among_others_is_pickled_straight_into_the_blob_store():
         remote_parallel_map(size_plus, [(big, threading.Lock())], spinner=False)
 
 
-def test_big_inputs_travel_through_the_blob_store_and_leave_it_when_done(local_dir):
+def test_big_inputs_travel_through_the_blob_store():
     blobs = [bytes([n]) * (3 << 20) for n in range(3)]
     assert remote_parallel_map(len, blobs, spinner=False) == [3 << 20] * 3
-
-    def emptied() -> bool:
-        # A job's blobs are uploads; built packages stay in the blob store for later jobs.
-        return not any(files for _, _, files in os.walk(local_dir / "blobs" / "uploads"))
-
-    # Cleanup runs once the client has its answer; it must not take long.
-    wait_for(emptied, timeout_s=10)
 
 
 def test_func_cpu_larger_than_any_node_is_refused():

@@ -5,6 +5,7 @@ results says why they are gone."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,25 @@ def test_prune_removes_the_longest_finished_jobs_results(
         with pytest.raises(NotFoundError, match="BURLA_RESULTS_MAX_GB"):
             job_results(old)
     assert job_results(job_ids[2]) == [block(2), block(2)]
+
+
+def test_a_jobs_big_inputs_and_function_stay_with_its_results_until_it_is_pruned(
+    cluster, local_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = remote_parallel_map(len, [bytes(3 << 20), b"x"], detach=True, spinner=False)
+    assert job_results(job_id) == [3 << 20, 1]
+
+    def uploads() -> list[str]:
+        return [
+            str(path)
+            for path in (local_dir / "blobs" / "uploads").rglob("*")
+            if job_id in str(path)
+        ]
+
+    assert uploads(), "the big input stays in the blob store while the job's results do"
+    answer = burla_json(capsys, "local", "prune", "--max-gb", "20", "--results-max-gb", "0")
+    assert job_id in answer["results"]["jobs"]
+    assert [path for path in uploads() if Path(path).is_file()] == []
 
 
 @pytest.fixture

@@ -216,6 +216,8 @@ async def test_another_users_job_is_as_if_there_were_none(cluster):
         "/jobs/job-of-alice-1/inputs",
         "/jobs/job-of-alice-1/logs",
         "/jobs/job-of-alice-1/errors",
+        "/jobs/job-of-alice-1/function",
+        "/jobs/job-of-alice-1/inputs/0",
     ):
         theirs = await cluster.client.get(path, headers=bob)
         nowhere = await cluster.client.get(path.replace("alice-1", "nobody-1"), headers=bob)

@@ -17,6 +17,7 @@ from burla.core.models import (
     StandbyGroup,
 )
 from burla.services.main_service.service import MainService
+from burla.services.store_keys import INLINE
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +49,7 @@ async def image_of_job(main: MainService, python: str | None, image: str | None 
     async with anyio.create_task_group() as tasks:
         await main.run(tasks)
         try:
-            outcome.append(await main.submit(spec, b"f", None, [("0", b"x")]))
+            outcome.append(await main.submit(spec, b"f", None, [("0", INLINE + b"x")]))
         except InvalidRequestError as refused:
             outcome.append(refused)
         tasks.cancel_scope.cancel()

@@ -35,6 +35,13 @@ FRAMES_ANSWER: dict[int | str, dict[str, Any]] = {
     200: {"description": "Frames (burla.core.wire)", "content": _FRAMES_BODY}
 }
 """The answer of a FastAPI route that answers with frames."""
+PICKLE_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Pickled bytes, as the client sent them",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+"""The answer of a FastAPI route that answers with a job's pickled function or input."""
 
 
 _NODES_ONLY = "Only the cluster's own nodes may do this"

@@ -14,7 +14,7 @@ import os
 import secrets
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Response
+from fastapi import FastAPI, Path, Query, Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp
 
@@ -22,10 +22,12 @@ from burla.core import wire
 from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.limits import MAX_UPLOADS, RequestLimits
 from burla.services import errors, request_errors
+from burla.services.input_pages import BLOB_KIND, kept_input
 from burla.services.main_service import dashboard, operations, user_routes, views
 from burla.services.main_service.api_docs import (
     ERROR_RESPONSES,
     FRAMES_ANSWER,
+    PICKLE_ANSWER,
     describe_plain_routes,
 )
 from burla.services.main_service.auth import Admin, User, visible_record, visible_run
@@ -139,7 +141,8 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
             stored = await visible_record(service, job_id, user)
             if stored is None:
                 raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
-            return {"job_id": job_id, **{k: v for k, v in stored.items() if k != "resume"}}
+            shown = {k: v for k, v in stored.items() if k not in ("resume", "kept")}
+            return {"job_id": job_id, **shown}
         counts: dict[str, int] = {}
         for record in run.machine.inputs:
             counts[record.status.value] = counts.get(record.status.value, 0) + 1
@@ -177,6 +180,38 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
         ]
         more = {wire.NEXT_PAGE: docs[-1].key.removeprefix(prefix)} if len(docs) == limit else {}
         return Response(wire.encode_events(frames), media_type=FRAMES, headers=more)
+
+    @app.get("/jobs/{job_id}/function", response_class=Response, responses=PICKLE_ANSWER)
+    async def function(job_id: str, user: User) -> Response:
+        """The job's pickled function, kept with its results: to run an input again."""
+        run = visible_run(service, job_id, user)
+        if run is not None:
+            pickled, key = run.function, run.function_key
+        else:
+            record = await visible_record(service, job_id, user)
+            if record is None:
+                raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
+            kept = record.get("kept") or record.get("resume")
+            if kept is None:
+                raise NotFoundError(f"job {job_id} ended before burla kept jobs' functions")
+            pickled, key = kept["function"], kept["function_key"]
+        if pickled is None:
+            pickled = await service.blobs.get(str(key))
+        return Response(pickled, media_type="application/octet-stream")
+
+    @app.get("/jobs/{job_id}/inputs/{index}", response_class=Response, responses=PICKLE_ANSWER)
+    async def kept_input_route(
+        job_id: str, index: Annotated[int, Path(ge=0)], user: User
+    ) -> Response:
+        """Input `index` of the job as it was sent (its pickled arguments), kept with the
+        job's results (see input_pages)."""
+        held = visible_run(service, job_id, user) is not None
+        if not held and await visible_record(service, job_id, user) is None:
+            raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
+        kind, data = await kept_input(service.store, job_id, index)
+        if kind == BLOB_KIND:
+            data = await service.blobs.get(data.decode())
+        return Response(data, media_type="application/octet-stream")
 
     @app.post("/jobs/{job_id}/cancel")
     async def cancel(job_id: str, user: User, failed: bool = False) -> dict[str, str]:

@@ -27,6 +27,7 @@ from burla.core.models import JobState
 from burla.core.protocols import BlobStore, Store
 from burla.core.trace import mark
 from burla.services.cluster_keys import JobTokens
+from burla.services.input_pages import input_pages, kept_bytes
 from burla.services.main_service.catch_up import CatchUp
 from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
@@ -97,6 +98,8 @@ class JobDriver:
         job_id = run.spec.job_id
         self.jobs[job_id] = run
         self.last_activity = self.clock.now()
+        run.inputs_to_keep = input_pages(job_id, items)
+        run.input_bytes = kept_bytes(run.inputs_to_keep)
         await self.store.push(queue_name(job_id), items)
         mark("main_service queued the inputs")
         if run.machine.state.finished:
@@ -105,8 +108,9 @@ class JobDriver:
             await self.handle(run, i.CancelJob())
         else:
             await self.nodes.job_started(run.spec)
-        # The record is for later readers: it is written once the nodes have their work
-        # (tasks start in the order they were spawned, and the nodes' went first).
+        # The record, and the inputs kept with it, are for later readers: they are written
+        # once the nodes have their work (tasks start in the order they were spawned, and
+        # the nodes' went first).
         self._spawn(self.save, run)
 
     def running(self) -> list[JobRun]:
@@ -259,11 +263,8 @@ class JobDriver:
         await run.log.flush(self.patient)  # before the record says it ended
         await self.save(run)
         self.last_activity = self.clock.now()
-        if run.blob_prefixes:
-            what = f"deleting job {job_id}'s inputs"
-            self._spawn(patiently, what, partial(self._delete_blobs, sorted(run.blob_prefixes)))
         self.held.add(run)
-        self._results_since_prune += run.result_bytes
+        self._results_since_prune += run.result_bytes + run.input_bytes
         if (
             self.clock.now() >= self._next_results_prune
             or self._results_since_prune > self.results_limit_bytes * PRUNE_AFTER_SHARE
@@ -299,24 +300,23 @@ class JobDriver:
         """The job's record in the Store: its spec, its state, and why it failed. Writes
         take turns and each writes the state of its turn, so the last one is the latest.
         A running job is listed as such in the write of its first record, and no longer
-        once its record says it ended: every running record is listed."""
+        once its record says it ended: every running record is listed. Its inputs are
+        kept in the first write too."""
         job_id = run.spec.job_id
         async with run.record_lock:
             record = job_record(run)
+            first = {job_key(job_id): record, **(run.inputs_to_keep or {})}
             if not run.state.finished and not run.listed_running:
-                await self.patient.put_many({running_key(job_id): {}, job_key(job_id): record})
+                await self.patient.put_many({running_key(job_id): {}, **first})
                 run.listed_running = True
+            elif run.inputs_to_keep:
+                await self.patient.put_many(first)
             else:
                 await self.patient.put(job_key(job_id), record)
             if record["state"] != JobState.RUNNING.value and run.listed_running:
                 await self.patient.delete(running_key(job_id))
                 run.listed_running = False
-
-    async def _delete_blobs(self, prefixes: list[str]) -> None:
-        """A finished job's inputs and function (its results stay), after its client has
-        had its answer."""
-        for prefix in prefixes:
-            await self.blobs.delete_prefix(prefix)
+            run.inputs_to_keep = None
 
     async def keep_memory(self) -> None:
         """Forget finished jobs as HeldJobs says, also when no job ends for a while."""

@@ -14,6 +14,7 @@ from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.inputs import InputMachine, InputStatus
 from burla.core.models import JobSpec, JobState
+from burla.core.protocols import Data
 from burla.services.main_service.job_logs import JobLog
 from burla.services.main_service.users import ADMIN, owner_of
 
@@ -56,7 +57,7 @@ class JobRun:
     """Names this stream of the job's events: a main_service that takes the job over
     after a restart starts another, which its clients read from the start."""
     blob_prefixes: set[str] = field(default_factory=set)
-    """Where its function and big inputs wait in the blob store, until it ends."""
+    """Where its function and big inputs are in the blob store: kept with its results."""
     tracebacks: dict[int, str] = field(default_factory=dict)
     """The text of the last traceback each input raised (as its worker wrote it), for
     people to read: the pickled exception itself is only for the client."""
@@ -64,6 +65,10 @@ class JobRun:
     ended_at: float | None = None
     result_bytes: int = 0
     """The size of the results published: what the job keeps in the Store once it ends."""
+    inputs_to_keep: dict[str, Data] | None = None
+    """Its inputs' pages (input_pages), until its first record is written with them."""
+    input_bytes: int = 0
+    """The size of the inputs it keeps in the Store, beside its results."""
     package_keys: tuple[str, ...] = ()
     """The archives of the packages it needs, in the blob store."""
     listed_running: bool = False
@@ -171,12 +176,19 @@ def job_record(run: JobRun) -> dict[str, Any]:
     }
     if run.ended_at is not None:
         record |= {"ended_at": run.ended_at, "result_bytes": run.result_bytes}
+        record["kept"] = {
+            "input_bytes": run.input_bytes,
+            "function": run.function,
+            "function_key": run.function_key,
+            "blob_prefixes": sorted(run.blob_prefixes),
+        }
     if not run.state.finished:
         record["resume"] = {
             "function": run.function,
             "function_key": run.function_key,
             "blob_prefixes": sorted(run.blob_prefixes),
             "package_keys": list(run.package_keys),
+            "input_bytes": run.input_bytes,
         }
     return record
 
@@ -195,5 +207,6 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
         owner_of(record),
         blob_prefixes=set(resume["blob_prefixes"]),
         package_keys=tuple(resume["package_keys"]),
+        input_bytes=int(resume.get("input_bytes") or 0),
         submitted_at=clock.now(),
     )

@@ -1,8 +1,9 @@
 """Keeping finished jobs in the Store within a size: the longest finished go first.
 
-A finished job's record, results and printed lines stay in the Store, so that its
-results can be read later (`job_results`, `burla jobs show`) from any main_service. Left
-alone they only grow, so main_service keeps the results of finished jobs within
+A finished job's record, results, inputs, function and printed lines stay in the Store
+(big ones in the blob store), so that its results can be read later (`job_results`,
+`burla jobs show`) from any main_service, and its inputs run again. Left alone they only
+grow, so main_service keeps what finished jobs keep within
 $BURLA_RESULTS_MAX_GB (default RESULTS_LIMIT_GB): after a job ends (once per
 PRUNE_EVERY_S, or sooner after big results), and when the cluster's admin asks (`burla
 local prune`, `burla cluster prune`), the jobs that finished longest ago go until the
@@ -20,7 +21,7 @@ from typing import Any
 from burla.core.models import JobState
 from burla.core.protocols import BlobStore, Store
 from burla.services.main_service.job_logs import logs_prefix
-from burla.services.store_keys import JOBS_PREFIX, job_key, results_prefix
+from burla.services.store_keys import JOBS_PREFIX, inputs_prefix, job_key, results_prefix
 
 RESULTS_LIMIT_GB = 10.0
 RESULTS_LIMIT_BYTES = int(RESULTS_LIMIT_GB * 2**30)
@@ -46,7 +47,7 @@ async def forget_oldest(
     """Remove the jobs that finished longest ago until the results of the rest take at
     most `limit_bytes`; never one of `running`."""
     finished = sorted(
-        (_ended_at(data), job_id, int(data.get("result_bytes") or 0), data)
+        (_ended_at(data), job_id, _kept_bytes(data), data)
         for job_id, data in await _records(store)
         if job_id not in running and _finished(data)
     )
@@ -65,11 +66,14 @@ async def forget_oldest(
 
 async def remove_job(store: Store, blobs: BlobStore, job_id: str, record: dict[str, Any]) -> None:
     """Mark the job's record removed, then delete its results (big ones are blobs, see
-    result_pages) and lines, then the record."""
+    result_pages), its inputs and function (input_pages; big ones are blobs too) and its
+    lines, then the record."""
     if not record.get(REMOVED):
         await store.put(job_key(job_id), {**record, REMOVED: True})
-    await blobs.delete_prefix(results_prefix(job_id))
-    for prefix in (results_prefix(job_id), logs_prefix(job_id)):
+    kept = record.get("kept") or {}
+    for prefix in [results_prefix(job_id), *kept.get("blob_prefixes", ())]:
+        await blobs.delete_prefix(prefix)
+    for prefix in (results_prefix(job_id), inputs_prefix(job_id), logs_prefix(job_id)):
         while docs := await store.list(prefix):
             for doc in docs:
                 await store.delete(doc.key)
@@ -92,3 +96,9 @@ def _finished(record: dict[str, Any]) -> bool:
 def _ended_at(record: dict[str, Any]) -> float:
     """When the job ended; 0 for a record that does not say (they go first)."""
     return float(record.get("ended_at") or 0.0)
+
+
+def _kept_bytes(record: dict[str, Any]) -> int:
+    """What a finished job keeps in the Store: its results and its inputs."""
+    kept = record.get("kept") or {}
+    return int(record.get("result_bytes") or 0) + int(kept.get("input_bytes") or 0)
