@@ -2,7 +2,11 @@
 
 Every call of FirestoreStore runs inside `translated`, so google.api_core's and
 google.auth's exceptions never reach burla's callers. Preconditions that lose a race are
-not errors here: the store catches those where it expects them.
+not errors here: the store catches those where it expects them. The failures Google
+documents as worth retrying (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ABORTED and
+RESOURCE_EXHAUSTED: an overloaded or throttled database) are TransientBackendError once
+the store's own retries are spent: burla's services try them again, and their own work
+waits for Firestore to come back rather than ending.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from contextlib import contextmanager
 from google.api_core import exceptions as api
 from google.auth import exceptions as auth
 
-from burla.core.errors import BackendError, BurlaError, InvalidRequestError
+from burla.core.errors import BackendError, BurlaError, InvalidRequestError, TransientBackendError
 
 _REACH = (
     "is FIRESTORE_EMULATOR_HOST set to a running emulator (host:port), or, for Google "
@@ -22,8 +26,10 @@ _REACH = (
 )
 
 
-def unreachable(project: str, detail: str) -> BackendError:
-    return BackendError(f"Firestore for project {project!r} cannot be reached ({detail}); {_REACH}")
+def unreachable(project: str, detail: str) -> TransientBackendError:
+    return TransientBackendError(
+        f"Firestore for project {project!r} cannot be reached ({detail}); {_REACH}"
+    )
 
 
 _UNREACHABLE = (api.ServiceUnavailable, api.DeadlineExceeded)
@@ -59,9 +65,14 @@ def translated(action: str, project: str) -> Iterator[None]:
                 f"{action}: the request is larger than Firestore takes ({_message(error)}); "
                 "write fewer or smaller documents at once"
             ) from error
-        raise BackendError(
-            f"{action} failed: Firestore's quota for project {project!r} is used up "
-            f"({_message(error)}); wait and retry, or raise the quota"
+        raise TransientBackendError(
+            f"{action} failed: Firestore is throttling project {project!r} or its quota is "
+            f"used up ({_message(error)}); it passes with fewer writes, or a raised quota"
+        ) from error
+    except (api.Aborted, api.InternalServerError) as error:
+        raise TransientBackendError(
+            f"{action} failed for a moment: Firestore said {_message(error)!r} "
+            f"(project {project!r})"
         ) from error
     except api.GoogleAPIError as error:
         raise BackendError(
