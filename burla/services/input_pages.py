@@ -3,8 +3,8 @@ kept: what lets a failed input be run again on a user's own machine, or a job be
 again from a shell, after it ended.
 
 The queue holds each input until it is done; these pages keep them after. Inputs sit
-in pages as results do (burla.services.result_pages): up to PAGE_RESULTS inputs and about
-PAGE_BYTES each, an inline input's pickled arguments or a big input's blob key. A page's
+in pages as results do (burla.services.result_pages: up to 500 inputs and about 512 KiB
+each), an inline input's pickled arguments or a big input's blob key. A page's
 key ends with the index of its last input, so the page that holds input `n` is the
 first one listed after the key of `n - 1`.
 """
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from burla.core import wire
 from burla.core.errors import NotFoundError
 from burla.core.protocols import Data, Store
-from burla.services.result_pages import PAGE_BYTES, PAGE_RESULTS, page_data
+from burla.services.result_pages import cut_pages, page_data
 from burla.services.store_keys import IN_BLOB, INLINE, inputs_prefix
 
 INLINE_KIND = "inline"
@@ -31,18 +31,8 @@ def page_key(job_id: str, last: int) -> str:
 def input_pages(job_id: str, items: Iterable[tuple[str, bytes]]) -> dict[str, Data]:
     """The pages that keep a job's queue items (id: the input's index; data: INLINE and
     the pickled arguments, or IN_BLOB and the blob key), by key."""
-    written: dict[str, Data] = {}
-    page: list[tuple[int, str, bytes]] = []
-    size = 0
-    for index, kind, data in sorted((int(i), _KINDS[d[0]], d[1:]) for i, d in items):
-        if page and (len(page) == PAGE_RESULTS or size + len(data) > PAGE_BYTES):
-            written[page_key(job_id, page[-1][0])] = page_data(page)
-            page, size = [], 0
-        page.append((index, kind, data))
-        size += len(data)
-    if page:
-        written[page_key(job_id, page[-1][0])] = page_data(page)
-    return written
+    rows = ((int(item_id), _KINDS[data[0]], data[1:]) for item_id, data in items)
+    return {page_key(job_id, page[-1][0]): page_data(page) for page in cut_pages(rows)}
 
 
 def kept_bytes(pages: dict[str, Data]) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from burla.core import wire
 from burla.core.protocols import BlobStore, Data, Document, Store
@@ -34,6 +34,7 @@ FAILED = "failed"
 
 Result = tuple[int, str, bytes]
 """An input's index, its result's kind (see wire.ResultsReport) and its bytes."""
+_Row = TypeVar("_Row", bound=tuple[Any, ...])
 Written = tuple[int, str, bytes, str]
 """A result to write: index, kind, bytes, and who wrote it (delivery_tag, or FAILED)."""
 
@@ -63,18 +64,21 @@ async def write_results(
 
 def pages(job_id: str, results: Iterable[Written]) -> dict[str, Data]:
     """The pages that hold `results`, in index order, by key."""
-    written: dict[str, Data] = {}
-    page: list[Written] = []
+    return {_key(job_id, page): page_data(page) for page in cut_pages(results)}
+
+
+def cut_pages(rows: Iterable[_Row]) -> list[list[_Row]]:
+    """Rows (an index, a kind and bytes first) in index order, cut into pages: at most
+    PAGE_RESULTS rows, and no more than PAGE_BYTES of bytes unless a row alone has more."""
+    cut: list[list[_Row]] = []
     size = 0
-    for result in sorted(results, key=lambda result: result[0]):
-        if page and (len(page) == PAGE_RESULTS or size + len(result[2]) > PAGE_BYTES):
-            written[_key(job_id, page)] = page_data(page)
-            page, size = [], 0
-        page.append(result)
-        size += len(result[2])
-    if page:
-        written[_key(job_id, page)] = page_data(page)
-    return written
+    for row in sorted(rows, key=lambda row: row[0]):
+        if not cut or len(cut[-1]) == PAGE_RESULTS or size + len(row[2]) > PAGE_BYTES:
+            cut.append([])
+            size = 0
+        cut[-1].append(row)
+        size += len(row[2])
+    return cut
 
 
 def page_data(results: Iterable[tuple[Any, ...]]) -> Data:
