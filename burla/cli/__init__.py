@@ -33,6 +33,7 @@ def cli() -> None:
       burla cluster status           nodes, CPUs busy, jobs, standby definition
       burla jobs                     jobs, newest first
       burla jobs logs JOB --follow   what a job prints, live
+      burla jobs repro JOB 7 --pdb   run a job's failed input 7 here, in a debugger
       burla dashboard                a link to the web dashboard
       burla tokens create alice      a login string for user alice (after `burla users add alice`)
       burla login LOGIN_STRING       use the cluster a login string names

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import click
@@ -208,3 +209,65 @@ def _failure_json(index: int, error: BaseException) -> dict[str, Any]:
 
 def _clock(epoch_s: Any) -> str:
     return time.strftime("%H:%M:%S", time.localtime(epoch_s)) if epoch_s else ""
+
+
+@jobs.command("repro")
+@click.argument("job_id")
+@click.argument("index", type=click.IntRange(min=0))
+@backend_option
+@click.option("--pdb", "debug", is_flag=True, help="On an exception, a post-mortem debugger.")
+@click.option(
+    "--to",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the function, the input and a script that runs them here; run nothing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def jobs_repro(
+    job_id: str,
+    index: int,
+    backend: str | None,
+    debug: bool,
+    folder: Path | None,
+    as_json: bool,
+) -> None:
+    """Run input INDEX of a job again here, in this Python: the job's function called on
+    that input's arguments as a worker calls it. Prints what it returns (exit 0) or its
+    exception's traceback (exit 1). The modules the function imports must be importable
+    here. With --to, writes function.pkl, input.pkl and repro.py (needing only
+    cloudpickle) to a folder to share, and runs nothing.
+
+    \b
+    Examples:
+      burla jobs repro job-1795615775-3fa9c2d1 7
+      burla jobs repro job-1795615775-3fa9c2d1 7 --pdb
+      burla jobs repro job-1795615775-3fa9c2d1 7 --to repro-7 && python repro-7/repro.py
+    """
+    from burla.client.repro import fetch_kept_input, frames_after_burla, run
+
+    kept = fetch_kept_input(session(backend), job_id, index)
+    if folder is not None:
+        script = kept.write(folder)
+        emit(
+            {"folder": str(folder), "script": str(script)},
+            as_json,
+            lambda: click.echo(
+                f"wrote input {index} of {job_id} to {folder}/; run it with\n"
+                f"  python {script}          (or --pdb to debug its exception)"
+            ),
+        )
+        return
+    function, arguments = kept.load()
+    try:
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            result = run(function, arguments, debug=debug)
+    except (Exception, SystemExit) as error:  # sys.exit in the function fails it too
+        if not debug:  # with --pdb the traceback came before the debugger
+            shown = traceback.format_exception(type(error), error, frames_after_burla(error))
+            click.echo("".join(shown).rstrip(), err=True)
+        click.echo(f"burla: input {index} of {job_id} raised {error!r}", err=True)
+        if as_json:
+            click.echo(json.dumps(_failure_json(index, error)))
+        raise SystemExit(JOB_FAILED) from None
+    click.echo(json.dumps(result, default=repr) if as_json else repr(result))
