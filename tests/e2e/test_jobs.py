@@ -225,5 +225,9 @@ def test_a_lost_node_does_not_fail_the_job(cluster, tmp_path: Path):
     )
     os.kill(record["pid"], signal.SIGKILL)
     job.join(timeout=120)
+    if job.is_alive():  # say where the job stands, for whoever reads a failed run
+        with api(cluster) as http:
+            state = {"cluster": http.get("/cluster").json(), "jobs": http.get("/jobs").json()}
+        pytest.fail(f"the job did not finish within 120 s of its node's loss: {state}")
     assert outcome == [[x * 10 for x in range(6)]]
     assert len(os.listdir(started)) > 6, "the lost node's inputs were not run again"
