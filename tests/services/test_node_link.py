@@ -13,7 +13,7 @@ import pytest
 from burla.backends.memory import MemoryBlobStore, MemoryContainerRuntime, MemoryStore
 from burla.core import wire
 from burla.core.clock import ManualClock
-from burla.core.link_wire import Assign, CheckHealth, Report, read_from_node
+from burla.core.link_wire import Assign, CheckHealth, Report, Reset, read_from_node
 from burla.core.models import ContainerSpec, NodeType
 from burla.core.worker_wire import Open, Refusal
 from burla.services.framing import FrameStream, message_frame
@@ -135,5 +135,48 @@ async def test_a_node_that_goes_away_is_reported_lost(tmp_path: Path) -> None:
         with anyio.fail_after(10):
             await lost.wait()
         assert not await main.request(CheckHealth())
+        tasks.cancel_scope.cancel()
+    await listener.aclose()
+
+
+async def test_a_request_sent_without_waiting_reaches_the_node_before_later_ones(
+    tmp_path: Path,
+) -> None:
+    """main_service resets a node without waiting for the answer (it may be reading that
+    node's report), then may give it a job at once: the reset must land first, or it ends
+    the job it was given (the same job again, after the node left it on running dry)."""
+    link = MainLink(SECRET)
+    node = idle_node(tmp_path, link)
+    carried_out: list[str] = []
+
+    async def reset(job_id: str | None, *, cancel: bool) -> None:
+        carried_out.append(f"reset {job_id}")
+
+    def health() -> dict[str, Any]:
+        carried_out.append("health")
+        return {"node_id": "node-1", "job_id": None, "workers": 0, "build": "b"}
+
+    node.reset = reset  # type: ignore[method-assign]
+    node.health = health  # type: ignore[method-assign]
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def on_report(node_id: str, events: list[list[Any]], payload: bytes) -> None:
+        pass
+
+    async def on_lost(node_id: str) -> None:
+        pass
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(listener.serve, functools.partial(link.serve, node))
+        main = await NodeLink.connect(
+            "node-1", f"127.0.0.1:{port}", SECRET, on_report=on_report, on_lost=on_lost, tasks=tasks
+        )
+        answered = await main.send(Reset("job-1", True))
+        assert await main.request(CheckHealth())
+        assert await answered()
+        assert carried_out == ["reset job-1", "health"]
+        assert main._waiting == {}, "every answer waited for was let go"
+        await main.aclose()
         tasks.cancel_scope.cancel()
     await listener.aclose()

@@ -290,9 +290,12 @@ class ClusterDriver:
     async def _recycle(self, node_id: str, job_id: str | None, cancel: bool) -> None:
         """Back to standby after job `job_id`; `cancel` stops workers still running it.
         The node is ready for the next job at once: it carries out its connection's
-        requests in order, so the reset lands before any new assignment (and a node that
-        is gone is reported lost by its connection)."""
-        self._spawn(self._call_node, node_id, Reset(job_id, cancel))
+        requests in order, and the reset is sent before the node can be given another
+        job (the same one again, too: a reset sent after it would end it), so it lands
+        first (a node that is gone is reported lost by its connection)."""
+        link = self.links.get(node_id)
+        if link is not None:
+            self._spawn(await link.send(Reset(job_id, cancel)))
         await self.apply(self.machine.handle(c.NodeBooted(node_id)))
 
     async def _call_node(self, node_id: str, request: Request, payload: bytes = b"") -> bool:

@@ -94,9 +94,28 @@ class NodeLink:
         reply = await self._ask(CheckHealth())
         return reply if type(reply) is NodeHealth else None
 
+    async def send(self, request: Request, payload: bytes = b"") -> Callable[[], Awaitable[bool]]:
+        """Send a request now, before any sent after this returns; what it returns waits
+        for the answer (True once the node did it), for a caller that must not wait here."""
+        answer = await self._sent(request, payload)
+
+        async def answered() -> bool:
+            reply = await answer()
+            return type(reply) is Reply and reply.error is None
+
+        return answered
+
     async def _ask(self, request: Request, payload: bytes = b"") -> Reply | NodeHealth | None:
-        if self.closed:
+        return await (await self._sent(request, payload))()
+
+    async def _sent(
+        self, request: Request, payload: bytes
+    ) -> Callable[[], Awaitable[Reply | NodeHealth | None]]:
+        async def nothing() -> None:
             return None
+
+        if self.closed:
+            return nothing
         request_id = next(self._ids)
         done = anyio.Event()
         answer: list[Reply | NodeHealth | None] = [None]
@@ -104,13 +123,19 @@ class NodeLink:
         try:
             numbered = dataclasses.replace(request, id=request_id)
             await self._frames.send([message_frame(numbered, payload)])
-            with anyio.move_on_after(REQUEST_TIMEOUT_S):
-                await done.wait()
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return None
-        finally:
             self._waiting.pop(request_id, None)
-        return answer[0]
+            return nothing
+
+        async def reply() -> Reply | NodeHealth | None:
+            try:
+                with anyio.move_on_after(REQUEST_TIMEOUT_S):
+                    await done.wait()
+            finally:
+                self._waiting.pop(request_id, None)
+            return answer[0]
+
+        return reply
 
     async def _take(self, header: Any, payload: bytes) -> bool:
         """Carry out one frame from the node; False once the node refused this connection."""
