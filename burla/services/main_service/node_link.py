@@ -86,8 +86,7 @@ class NodeLink:
     async def request(self, request: Request, payload: bytes = b"") -> bool:
         """Ask the node to do something; True once it did, False if it failed or is gone.
         The request goes with an id of this connection's, which its answer repeats."""
-        reply = await self._ask(request, payload)
-        return type(reply) is NodeHealth or (type(reply) is Reply and reply.error is None)
+        return _carried_out(await self._ask(request, payload))
 
     async def health(self) -> NodeHealth | None:
         """How the node is; None if it did not say."""
@@ -100,8 +99,7 @@ class NodeLink:
         answer = await self._sent(request, payload)
 
         async def answered() -> bool:
-            reply = await answer()
-            return type(reply) is Reply and reply.error is None
+            return _carried_out(await answer())
 
         return answered
 
@@ -181,3 +179,8 @@ class NodeLink:
             return
         await self.aclose()
         await on_lost(self.node_id)
+
+
+def _carried_out(reply: Reply | NodeHealth | None) -> bool:
+    """Whether a node's answer says it did what it was asked."""
+    return type(reply) is NodeHealth or (type(reply) is Reply and reply.error is None)
