@@ -228,6 +228,12 @@ def test_a_lost_node_does_not_fail_the_job(cluster, tmp_path: Path):
     if job.is_alive():  # say where the job stands, for whoever reads a failed run
         with api(cluster) as http:
             state = {"cluster": http.get("/cluster").json(), "jobs": http.get("/jobs").json()}
-        pytest.fail(f"the job did not finish within 120 s of its node's loss: {state}")
+        root = Path(os.environ["BURLA_LOCAL_DIR"])
+        logs = {
+            str(log.relative_to(root)): log.read_text(errors="replace")[-20_000:]
+            for log in [root / "main.log", *sorted(root.glob("nodes/*/node.log"))]
+            if log.exists()
+        }
+        pytest.fail(f"the job did not finish within 120 s of its node's loss: {state}\n{logs}")
     assert outcome == [[x * 10 for x in range(6)]]
     assert len(os.listdir(started)) > 6, "the lost node's inputs were not run again"

@@ -187,8 +187,13 @@ class Feed:
             if pause > 0 and not assignment.pending:
                 with anyio.move_on_after(pause):
                     await assignment.wake.wait()
+            elif assignment.pending or wanted <= 0:
+                await assignment.wake.wait()  # a result or a new worker makes room
             else:
-                await assignment.wake.wait()
+                # The time to look again came between the check above and now (the
+                # Store's clock and the event loop's differ by microseconds): look now. A
+                # wait here would have no end, for nothing is in flight to wake it.
+                continue
             if assignment.wake.is_set():
                 assignment.wake = anyio.Event()
         if assignment.ended and assignment.pending:  # claimed after end() gave back the rest
