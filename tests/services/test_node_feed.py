@@ -66,14 +66,14 @@ def test_inputs_whose_lease_ran_out_are_claimed_again() -> None:
             for cpu in range(2)
         ]
         for worker in workers:
-            worker.channel = channel  # type: ignore[assignment]
+            worker.channel = channel
         feed = Feed(
             store=store,
             blobs=blobs,
             clock=clock,
             lease_s=60,
             pool=None,
-            reporter=reporter,  # type: ignore[arg-type]
+            reporter=reporter,
         )
         assignment = Assignment(JobSpec(job_id="job", n_inputs=3), b"f", workers)
         async with trio.open_nursery() as tasks:
