@@ -2,10 +2,12 @@
 
 from burla.core.errors import (
     BackendError,
+    BudgetExceededError,
     BurlaError,
     CertificateError,
     ClusterUnavailableError,
     ConflictError,
+    EstimateOverBudgetError,
     FunctionExitError,
     FunctionLoadError,
     ImageError,
@@ -30,10 +32,12 @@ from burla.core.errors import (
 
 __all__ = [
     "BackendError",
+    "BudgetExceededError",
     "BurlaError",
     "CertificateError",
     "ClusterUnavailableError",
     "ConflictError",
+    "EstimateOverBudgetError",
     "FunctionExitError",
     "FunctionLoadError",
     "ImageError",

@@ -47,6 +47,8 @@ def remote_parallel_map(
     spinner: bool = True,
     detach: bool = False,
     return_exceptions: bool = False,
+    max_cost: float | None = None,
+    seconds_per_input: float | None = None,
 ) -> Any:
     """Run `function_` on every input on the cluster; return the results in input order.
 
@@ -68,6 +70,16 @@ def remote_parallel_map(
 
     `dockerfile` names a Dockerfile to build the workers' image from (once per text and
     build context), and `build_context` the directory its COPY and ADD read.
+
+    `max_cost` (USD) caps what the job's nodes may cost (their time on it at their price
+    per hour: Compute Engine's list price, or the node type's price_per_hour). With
+    `seconds_per_input` (your estimate of one input's run time) a job that would cost
+    more even if every node were busy throughout is refused before anything runs
+    (EstimateOverBudgetError); without it only its running cost is known. A job whose
+    cost reaches `max_cost` is stopped and BudgetExceededError raised; the results of
+    the inputs that finished are kept (job_results(job_id, return_exceptions=True)). With
+    `return_exceptions=True` they are returned, the BudgetExceededError in the place of
+    each input that did not finish.
     """
     if dockerfile is not None and image is not None:
         raise InvalidRequestError("pass image= or dockerfile=, not both")
@@ -87,6 +99,8 @@ def remote_parallel_map(
         "timeout_s": timeout,
         "python_version": RUNNING_PYTHON,
     }
+    if max_cost is not None:
+        spec |= {"max_cost": max_cost, "seconds_per_input": seconds_per_input}
     session = _with_environment(spec, function, dockerfile, settings)
     job_id = f"job-{secrets.token_hex(8)}"
     if build_context is not None:

@@ -15,6 +15,7 @@ from burla.client.progress import JobProgress
 from burla.client.remote_traceback import with_source_files
 from burla.core import wire
 from burla.core.errors import (
+    BudgetExceededError,
     FunctionLoadError,
     InputTimeoutError,
     JobError,
@@ -83,6 +84,7 @@ def _results(
     waiting: dict[int, Any] = {}
     next_index = 0
     cursor, body, run = 0, first, None
+    budget: wire.BudgetStop | None = None
     while True:
         if body is None:
             params = {"after": cursor, "wait": WAIT_S}
@@ -111,7 +113,21 @@ def _results(
                     while next_index in waiting:
                         yield waiting.pop(next_index)
                         next_index += 1
+                case wire.BudgetStop():
+                    budget = event
                 case wire.JobDone(state, error):
+                    if budget is not None:
+                        stop = _budget_fields(budget)
+                        if not return_exceptions:
+                            raise over_budget(job_id, total, stop)
+                        # Every input has its place: those that did not finish, the error.
+                        later = range(next_index if ordered else 0, total)
+                        for index in later:
+                            if index in waiting:
+                                yield waiting.pop(index)
+                            elif index not in seen:
+                                yield over_budget(job_id, total, stop, index)
+                        return
                     _check_end(job_id, state, error, total - done)
                     return
         cursor, body = head.next, None
@@ -129,6 +145,39 @@ def _check_end(job_id: str, state: str, error: str | None, missing: int) -> None
         raise JobError(f"job {job_id} was canceled")
     if missing:
         raise JobError(f"job {job_id} ended with {missing} results missing")
+
+
+def _budget_fields(stop: wire.BudgetStop) -> dict[str, Any]:
+    return {
+        "max_cost": stop.max_cost,
+        "cost": stop.cost,
+        "node_seconds": stop.node_seconds,
+        "finished": stop.finished,
+    }
+
+
+def over_budget(
+    job_id: str, n_inputs: int, stop: dict[str, Any], index: int | None = None
+) -> BudgetExceededError:
+    """The error of a job stopped at its max_cost (`stop`: the fields of wire.BudgetStop);
+    with `index`, standing in the place of an input that did not finish."""
+    finished = int(stop["finished"])
+    message = (
+        f"job {job_id} was stopped: its nodes came to cost ${stop['cost']:,.4f}, "
+        f"reaching its max_cost=${stop['max_cost']:g}, after {finished} of {n_inputs} inputs "
+        f"finished. Their results are kept: `burla jobs result {job_id} --return-exceptions` "
+        f"(or job_results({job_id!r}, return_exceptions=True)) gives them, with this error "
+        "in the place of each input that did not finish"
+    )
+    return BudgetExceededError(
+        message,
+        job_id=job_id,
+        max_cost=float(stop["max_cost"]),
+        cost=float(stop["cost"]),
+        finished=finished,
+        n_inputs=n_inputs,
+        input_index=index,
+    )
 
 
 def stored_results(
@@ -152,6 +201,16 @@ def stored_results(
         after = answer.headers.get(wire.NEXT_PAGE.lower())
     total = job["spec"]["n_inputs"]
     missing = total - len(stored.keys() & range(total))
+    stop = job.get("budget_stop")
+    if missing and stop is not None:
+        if not return_exceptions:
+            raise over_budget(job_id, total, stop)
+        return [
+            decode_result(index, *stored[index], True)
+            if index in stored
+            else over_budget(job_id, total, stop, index)
+            for index in range(total)
+        ]
     if missing:
         raise JobError(
             f"job {job_id} ended ({job['state']}) with {missing} of {total} results missing"

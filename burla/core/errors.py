@@ -7,7 +7,8 @@
     │   ├── PayloadTooLargeError    the function, an input or a request is over the size limit
     │   ├── PackageInstallError     a package the function needs could not be installed
     │   ├── ImageError              a custom image cannot be built or run burla's workers
-    │   └── VersionMismatchError    a node runs other burla code than its main_service
+    │   ├── VersionMismatchError    a node runs other burla code than its main_service
+    │   └── EstimateOverBudgetError the job would cost more than its max_cost: not run
     ├── BackendError                a backend could not do what was asked
     │   ├── TransientBackendError   it failed in a way that may pass; services retry it
     │   ├── ConflictError           a compare-and-set or create-only write lost a race
@@ -26,6 +27,8 @@
     │   │   └── OutOfMemoryError    it went over func_ram and was stopped
     │   ├── InputTimeoutError       an input ran past `timeout`, on every try
     │   ├── NodeLostError           an input's node was lost too many times
+    │   ├── BudgetExceededError     the job's cost reached its max_cost and it was stopped
+    │   │                           (the finished inputs' results are kept)
     │   └── JobInterruptedError     Ctrl-C: the job was canceled on the cluster (also a
     │                               KeyboardInterrupt)
     └── InvariantError              burla's own bookkeeping broke a rule; a bug, please report it
@@ -33,7 +36,9 @@
 An exception raised by the function itself is re-raised as its own type, with the remote
 traceback and a `burla_input_index` attribute. With `return_exceptions=True` it, or the
 JobError of an input's failure (RemoteError, FunctionExitError, WorkerCrashedError,
-InputTimeoutError, NodeLostError), stands in the results in the input's place instead.
+InputTimeoutError, NodeLostError), stands in the results in the input's place instead;
+so does a BudgetExceededError in the place of each input a job stopped by max_cost did
+not finish.
 
 Every message says what happened and what to do about it. Foreign exceptions
 (sqlite, google.api_core, docker, redis) are turned into these where they
@@ -134,6 +139,11 @@ class VersionMismatchError(InvalidRequestError):
     refuses it rather than let two versions of the wire format meet."""
 
 
+class EstimateOverBudgetError(InvalidRequestError):
+    """The job's estimated cost (at least its inputs' time on its nodes, at their price) is
+    over its max_cost: it was refused before anything ran."""
+
+
 class ClusterUnavailableError(BackendError):
     """The cluster could not be reached or started."""
 
@@ -190,6 +200,33 @@ class InputTimeoutError(JobError):
 
 class NodeLostError(JobError):
     """An input's node was lost too many times."""
+
+
+class BudgetExceededError(JobError):
+    """The job's cost (its nodes' time at their price) reached its max_cost, so the cluster
+    stopped it. The results of the inputs that finished are kept: `burla jobs result
+    JOB_ID --return-exceptions` (or job_results(JOB_ID, return_exceptions=True)) gives
+    them, with this error in the place of each input that did not finish."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str,
+        max_cost: float,
+        cost: float,
+        finished: int,
+        n_inputs: int,
+        input_index: int | None = None,
+    ) -> None:
+        super().__init__(message, input_index)
+        self.job_id = job_id
+        self.max_cost = max_cost
+        self.cost = cost
+        """USD the job's nodes cost when it was stopped."""
+        self.finished = finished
+        """Inputs that finished (succeeded or failed) before it was stopped."""
+        self.n_inputs = n_inputs
 
 
 class JobInterruptedError(JobError, KeyboardInterrupt):

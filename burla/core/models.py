@@ -25,6 +25,9 @@ class NodeType(_Frozen):
     cpus: int = Field(gt=0)
     ram_gb: float = Field(gt=0)
     gpus: int = Field(default=0, ge=0)
+    price_per_hour: float | None = Field(default=None, ge=0)
+    """What one node of this type costs per hour, in USD, when set: it counts for jobs'
+    costs and max_cost instead of the Compute Engine list price (a local node has none)."""
 
     def describe(self) -> str:
         gpu = f", {self.gpus} GPUs" if self.gpus else ""
@@ -142,6 +145,12 @@ class JobSpec(_Frozen):
     packages: tuple[PythonPackage, ...] = ()
     """Python packages the function needs that the workers do not have: installed once
     per cluster, linked into the workers for this job."""
+    max_cost: float | None = Field(default=None, gt=0)
+    """USD: a job whose estimate is over it is refused, and one whose nodes' time comes
+    to it is stopped (see burla.core.cost)."""
+    seconds_per_input: float | None = Field(default=None, gt=0)
+    """The caller's estimate of one input's run time, which max_cost is checked against
+    before the job runs."""
 
     @property
     def parallelism(self) -> int:

@@ -387,7 +387,19 @@ class JobDone(Message):
     error: str | None
 
 
-JobEvent = JobResult | JobLine | JobDone
+@message("budget")
+@dataclass(frozen=True, slots=True)
+class BudgetStop(Message):
+    """The job's nodes came to cost its max_cost (USD), so the cluster stopped it: what
+    they cost, their node-seconds, and how many inputs had finished. Its JobDone follows."""
+
+    max_cost: float
+    cost: float
+    node_seconds: float
+    finished: int
+
+
+JobEvent = JobResult | JobLine | BudgetStop | JobDone
 
 
 def encode_events(events: Iterable[tuple[JobEvent, bytes]]) -> bytes:
@@ -434,7 +446,7 @@ while more may follow."""
 
 def read_events(frames: Iterable[tuple[Any, bytes]]) -> Iterator[tuple[JobEvent, bytes]]:
     for raw, data in frames:
-        event = decode_message(raw, (ResultRow, JobLine, JobDone))
+        event = decode_message(raw, (ResultRow, JobLine, BudgetStop, JobDone))
         if type(event) is not ResultRow:
             yield cast(JobEvent, event), data
             continue

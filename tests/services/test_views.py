@@ -71,7 +71,7 @@ def test_summary_letters_and_busy_cpus():
     run = job(4)
     run.machine.handle(i.InputsClaimed("w1", "node-1", (0, 1)))
     run.machine.handle(i.InputsSucceeded("w1", (0,)))
-    summary = views.job_summary(run)
+    summary = views.job_summary(run, 1000.0)
     assert (summary["finished"], summary["n_inputs"], summary["failed"]) == (1, 4, 0)
     assert summary["submitted_at"] == 1000.0
     assert views.status_letters(run, 10) == "srqq"

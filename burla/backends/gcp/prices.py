@@ -18,9 +18,18 @@ from burla.backends.gcp.price_table import (
     PRICES_READ_ON,
     RegionRates,
 )
+from burla.core.cost import ListPrice, NodePrice
 from burla.core.errors import InvalidRequestError
 
-__all__ = ["PRICES_READ_ON", "ClusterCost", "NoListPrice", "Price", "cluster_cost", "hourly_price"]
+__all__ = [
+    "PRICES_READ_ON",
+    "ClusterCost",
+    "NoListPrice",
+    "Price",
+    "cluster_cost",
+    "hourly_price",
+    "list_price_in",
+]
 
 _REGION = re.compile(r"[a-z]+-[a-z]+\d+")
 _ZONE = re.compile(r"(?P<region>[a-z]+-[a-z]+\d+)-[a-z]")
@@ -146,3 +155,19 @@ def cluster_cost(nodes: Mapping[str, int], region: str, *, spot: bool = False) -
         except InvalidRequestError as error:
             by_type[machine_type] = (count, NoListPrice(str(error)))
     return ClusterCost(region, spot, by_type)
+
+
+def list_price_in(region: str, *, spot: bool = False) -> ListPrice:
+    """The price of a cloud cluster's node types (whose names are machine types) in
+    `region`, for jobs' costs: the list price, or none with the reason."""
+
+    def price(machine_type: str) -> NodePrice:
+        try:
+            found = hourly_price(machine_type, region, spot=spot)
+        except InvalidRequestError as error:
+            return NodePrice(None, str(error))
+        if isinstance(found, NoListPrice):
+            return NodePrice(None, found.reason)
+        return NodePrice(found.usd_per_hour, f"Compute Engine {found.source}")
+
+    return price

@@ -21,6 +21,7 @@ from burla.backends.local.compute import LocalComputeProvider
 from burla.backends.local.images import LocalVenvImages
 from burla.backends.urls import close_store, open_blobs, open_store
 from burla.core.clock import Clock, WallClock
+from burla.core.cost import ListPrice, this_machine
 from burla.core.errors import BackendError, BurlaError, InvalidRequestError
 from burla.core.models import ClusterConfig
 from burla.core.protocols import BlobStore, BootSpec, ImageMaker, Machine, MachineStatus, Store
@@ -66,6 +67,8 @@ class Setup:
     machines: tuple[Machine, ...] = ()
     """The cluster's machines main_service found or started before it serves: they
     become its nodes (see MainService)."""
+    list_price: ListPrice = this_machine
+    """What its node types cost per hour, unless they say (burla.core.cost)."""
 
 
 @dataclass(frozen=True)
@@ -363,7 +366,10 @@ async def _serve_cloud(plan: CloudPlan) -> None:
         try:
             # An earlier main_service's machines: the live ones become this one's nodes.
             found = await RetryingCompute(backends.compute).list()
-            setup = Setup(plan.config, plan.url, plan.token, plan.boot_env, tuple(found))
+            from burla.backends.gcp.prices import list_price_in
+
+            price = list_price_in(plan.gce.zone.rsplit("-", 1)[0], spot=plan.gce.spot)
+            setup = Setup(plan.config, plan.url, plan.token, plan.boot_env, tuple(found), price)
 
             def announce(*_: object) -> None:
                 print(announcement(plan), flush=True)
@@ -460,6 +466,7 @@ async def _serve(
         machines=setup.machines,
         images=backends.images,
         keep=Keep.from_environ(os.environ),
+        list_price=setup.list_price,
     )
     async with anyio.create_task_group() as tasks:
         # Serve once the stored standby definition and jobs are taken back, so no answer

@@ -155,6 +155,8 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
             "counts": run.counts(),
             "inputs": counts,
             "owner": run.owner,
+            "cost": run.cost(service.clock.now()),
+            "budget_stop": run.budget_stop,
         }
 
     @app.get("/jobs/{job_id}/results", response_class=Response, responses=FRAMES_ANSWER)

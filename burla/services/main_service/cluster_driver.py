@@ -20,9 +20,10 @@ from anyio.abc import TaskGroup
 from burla.core import cluster as c
 from burla.core.backoff import Backoff
 from burla.core.clock import Clock
+from burla.core.cost import NodePrice
 from burla.core.errors import BurlaError, ClusterUnavailableError
 from burla.core.link_wire import Assign, KillWorker, Prune, Request, Reset, Standby
-from burla.core.models import ClusterConfig, JobSpec, NodeState
+from burla.core.models import ClusterConfig, JobSpec, NodeState, NodeType
 from burla.core.protocols import BootSpec, ComputeProvider, MachineStatus
 from burla.core.trace import mark
 from burla.release import build_id, build_mismatch
@@ -60,9 +61,12 @@ class ClusterDriver:
         dial: Dial,
         on_report: OnReport,
         on_node_lost: OnNodeLost,
+        price: Callable[[NodeType], NodePrice],
     ) -> None:
         """`boot(node_id, node_type)` is the boot spec of a new machine; `jobs` are the
-        running jobs, whose function and packages go to their nodes."""
+        running jobs, whose function and packages go to their nodes, and whose node time
+        is counted here at `price` (a node's from the moment it is given the job to the
+        moment it is taken back)."""
         self.machine = machine
         self.compute = compute
         self.clock = clock
@@ -73,6 +77,7 @@ class ClusterDriver:
         self._dial = dial
         self._on_report = on_report
         self._on_node_lost = on_node_lost
+        self._price = price
         self.links: dict[str, NodeLink] = {}
         self._creating: set[str] = set()
         self._deleting: set[str] = set()
@@ -177,6 +182,7 @@ class ClusterDriver:
             return
         job_id = self.machine.nodes[node_id].job_id
         self._close_link(node_id)
+        self._left(job_id, node_id)
         await self.apply(self.machine.handle(c.NodeFailed(node_id)))
         if job_id is not None:
             await self._on_node_lost(job_id, node_id)
@@ -190,6 +196,7 @@ class ClusterDriver:
                     self._spawn(self._create, self._boot(node_id, node_type))
                 case c.AssignNodes(job, node_ids, workers):
                     for node_id, share in zip(node_ids, workers, strict=True):
+                        self._joined(job.job_id, node_id)
                         self._spawn(self._assign, job, node_id, share)
                 case c.DeleteNode(node_id):
                     self._close_link(node_id)
@@ -197,7 +204,21 @@ class ClusterDriver:
                 case c.ResetNode(node_id):
                     await self._recycle(node_id, None, False)
                 case c.ReleaseNode(node_id, job_id, keep):
+                    self._left(job_id, node_id)
                     self._spawn(self._release, node_id, job_id, keep)
+
+    def _joined(self, job_id: str, node_id: str) -> None:
+        """The node's time counts for the job from now, at its type's price."""
+        run = self._jobs.get(job_id)
+        if run is not None:
+            node_type = self.machine.nodes[node_id].node_type
+            run.node_time.join(node_id, self.clock.now(), self._price(node_type))
+
+    def _left(self, job_id: str | None, node_id: str) -> None:
+        """The node's time no longer counts for the job (the job's end closes the rest)."""
+        run = self._jobs.get(job_id) if job_id is not None else None
+        if run is not None:
+            run.node_time.leave(node_id, self.clock.now())
 
     def status(self) -> dict[str, Any]:
         nodes = [

@@ -105,7 +105,7 @@ def _install_feeds(app: FastAPI, service: MainService) -> None:
             else:
                 lines, cursor = run.log.page(cursor, LINES_PER_UPDATE)
             return {
-                "job": views.job_summary(run),
+                "job": views.job_summary(run, service.clock.now()),
                 "busy_cpus": views.busy_cpus(run),
                 "letters": views.status_letters(run, LETTERS_SHOWN),
                 "lines": lines,

@@ -44,6 +44,10 @@ from burla.services.result_pages import FAILED, write_results
 from burla.services.retrying import PatientStore, patiently
 from burla.services.store_keys import job_key, queue_name, running_key
 
+BUDGET_CHECK_S = 1.0
+"""How often jobs with a max_cost are looked at, at most."""
+BUDGET_LEAST_PAUSE_S = 0.01
+
 FAILURE_TEXT = {
     Failure.WORKER_DIED: "the worker running it died (os._exit, a crash, or out of memory)",
     Failure.OUT_OF_MEMORY: (
@@ -92,11 +96,13 @@ class JobDriver:
         self.catch_up = CatchUp(self.patient, blobs, clock, spawn, self.handle)
         self._next_results_prune = clock.now()
         self._results_since_prune = 0
+        self._capped: dict[str, JobRun] = {}
+        """Running jobs with a max_cost, which keep_to_budgets watches."""
 
     async def start(self, run: JobRun, items: list[tuple[str, bytes]]) -> None:
         """Queue the job's inputs and hand it to the cluster."""
         job_id = run.spec.job_id
-        self.jobs[job_id] = run
+        self.adopt(run)
         self.last_activity = self.clock.now()
         run.inputs_to_keep = input_pages(job_id, items)
         run.input_bytes = kept_bytes(run.inputs_to_keep)
@@ -112,6 +118,50 @@ class JobDriver:
         # once the nodes have their work (tasks start in the order they were spawned, and
         # the nodes' went first).
         self._spawn(self.save, run)
+
+    def adopt(self, run: JobRun) -> None:
+        """Hold the job (a new one, or one taken over), and keep it to its max_cost."""
+        self.jobs[run.spec.job_id] = run
+        if run.spec.max_cost is not None:
+            self._capped[run.spec.job_id] = run
+
+    async def keep_to_budgets(self) -> None:
+        """Stop each job whose nodes came to cost its max_cost. Looks again when the next
+        one would at the nodes they hold now, and at least every BUDGET_CHECK_S (a node
+        that joins a job makes it cost more per hour)."""
+        while True:
+            now, pause = self.clock.now(), BUDGET_CHECK_S
+            for job_id, run in list(self._capped.items()):
+                if run.state.finished:
+                    del self._capped[job_id]
+                    continue
+                assert run.spec.max_cost is not None
+                until = run.node_time.seconds_until(run.spec.max_cost, now)
+                if until is not None and until <= 0:
+                    await self.stop_over_budget(run)
+                elif until is not None:
+                    pause = min(pause, until)
+            await anyio.sleep(max(pause, BUDGET_LEAST_PAUSE_S))
+
+    async def stop_over_budget(self, run: JobRun) -> None:
+        """Cancel a job whose cost reached its max_cost; its client is told why, and its
+        record keeps it. The results its inputs finished stay, as any job's do."""
+        now = self.clock.now()
+        counts = run.counts()
+        stop = wire.BudgetStop(
+            max_cost=float(run.spec.max_cost or 0.0),
+            cost=run.node_time.priced_usd(now),
+            node_seconds=run.node_time.node_seconds(now),
+            finished=counts["succeeded"] + counts["failed"],
+        )
+        run.budget_stop = {
+            "max_cost": stop.max_cost,
+            "cost": stop.cost,
+            "node_seconds": stop.node_seconds,
+            "finished": stop.finished,
+        }
+        run.publish(stop)
+        await self.handle(run, i.CancelJob())
 
     def running(self) -> list[JobRun]:
         """The jobs that have not ended."""
@@ -255,6 +305,7 @@ class JobDriver:
             state = JobState.FAILED
         mark("main_service ends the job")
         run.state, run.ended_at = state, self.clock.now()
+        run.node_time.end(run.ended_at)
         run.publish(wire.JobDone(state.value, run.error))  # results are durable already
         # The client waiting for the job gets its answer before what follows is written.
         await anyio.lowlevel.checkpoint()
@@ -304,7 +355,7 @@ class JobDriver:
         kept in the first write too."""
         job_id = run.spec.job_id
         async with run.record_lock:
-            record = job_record(run)
+            record = job_record(run, self.clock.now())
             first = {job_key(job_id): record, **(run.inputs_to_keep or {})}
             if not run.state.finished and not run.listed_running:
                 await self.patient.put_many({running_key(job_id): {}, **first})

@@ -12,6 +12,7 @@ import anyio
 
 from burla.core import wire
 from burla.core.clock import Clock
+from burla.core.cost import NodeTime
 from burla.core.inputs import InputMachine, InputStatus
 from burla.core.models import JobSpec, JobState
 from burla.core.protocols import Data
@@ -78,6 +79,11 @@ class JobRun:
     or a lost node); one task looks, however many reasons there are."""
     look_in_store_again: anyio.Event | None = None
     """Set for the task that looks to start over with short pauses (None: none looks)."""
+    node_time: NodeTime = field(default_factory=NodeTime)
+    """The time it held its nodes, and their price: what it cost (burla.core.cost)."""
+    budget_stop: dict[str, Any] | None = None
+    """Set when its cost reached its max_cost and it was stopped: the cap, the cost, its
+    node-seconds and how many inputs had finished (wire.BudgetStop's fields)."""
     log: JobLog = field(init=False)
     """Its printed lines and failures, numbered, as people read them (not its client)."""
 
@@ -112,6 +118,15 @@ class JobRun:
             error_type = str(details["type"]).rsplit(".", 1)[-1]
             return {"input": index, "type": error_type, "message": str(details["message"])}
         return {"input": index, "type": FAILURE_ERRORS[kind], "message": str(details["message"])}
+
+    def cost(self, now: float) -> dict[str, Any]:
+        """Its node-seconds so far, what they cost in USD (None: some had no price), and
+        where the prices come from."""
+        return {
+            "node_seconds": self.node_time.node_seconds(now),
+            "usd": self.node_time.usd(now),
+            "basis": "; ".join(sorted(self.node_time.sources)),
+        }
 
     def counts(self) -> dict[str, int]:
         """Inputs that succeeded, failed, never ran (the job stopped first), and the rest."""
@@ -162,10 +177,10 @@ class JobRun:
         return bool(self.stream) and isinstance(self.stream[-1][0], wire.JobDone)
 
 
-def job_record(run: JobRun) -> dict[str, Any]:
-    """The job's record in the Store. While the job runs it holds what a main_service
-    that restarts needs to take the job over (its function among them); once it ends,
-    only what later readers want: spec, state, and why it failed."""
+def job_record(run: JobRun, now: float) -> dict[str, Any]:
+    """The job's record in the Store as of `now`. While the job runs it holds what a
+    main_service that restarts needs to take the job over (its function among them);
+    once it ends, only what later readers want: spec, state, why it failed, its cost."""
     record: dict[str, Any] = {
         "spec": run.spec.model_dump(mode="json"),
         "state": run.state.value,
@@ -173,7 +188,10 @@ def job_record(run: JobRun) -> dict[str, Any]:
         "failure": run.failure,
         "counts": run.counts(),
         "owner": run.owner,
+        "cost": run.cost(now),
     }
+    if run.budget_stop is not None:
+        record["budget_stop"] = run.budget_stop
     if run.ended_at is not None:
         record |= {"ended_at": run.ended_at, "result_bytes": run.result_bytes}
         record["kept"] = {
@@ -199,6 +217,13 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
     spec = JobSpec.model_validate(record["spec"])
     resume = record["resume"]
     machine = InputMachine(spec.n_inputs, retries=spec.retries, validate=validate)
+    cost = record.get("cost") or {}
+    # Its node time before the takeover, as last written (at its start, or since).
+    node_time = NodeTime(
+        float(cost.get("node_seconds") or 0.0),
+        cost.get("usd", 0.0),
+        [basis] if (basis := cost.get("basis")) else (),
+    )
     return JobRun(
         spec,
         resume["function"],
@@ -209,4 +234,5 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
         package_keys=tuple(resume["package_keys"]),
         input_bytes=int(resume.get("input_bytes") or 0),
         submitted_at=clock.now(),
+        node_time=node_time,
     )

@@ -3,10 +3,12 @@ errors, change the standby definition. What `burla` commands and the dashboard r
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query
 
+from burla.core.cost import costs_by_user
 from burla.core.errors import NotFoundError
 from burla.services.main_service import views
 from burla.services.main_service.auth import User, require_admin, visible_record, visible_run
@@ -34,6 +36,28 @@ def install(app: FastAPI, service: MainService) -> None:
         if all and len(jobs) < limit:
             jobs += await _stored_jobs(service, user, limit - len(jobs))
         return {"jobs": jobs}
+
+    @app.get("/costs")
+    async def costs(user: User) -> dict[str, Any]:
+        """Each user's jobs together (a user's own only; the admin's: everyone's): how
+        many, their node-seconds and cost, over every job main_service holds or the Store
+        keeps a record of (finished jobs go with their results, see retention)."""
+        now = service.clock.now()
+        jobs = [
+            (run.owner, run.node_time.node_seconds(now), run.node_time.usd(now))
+            for run in service.jobs.values()
+            if may_see(user, run.owner)
+        ]
+        after = ""
+        while docs := await service.store.list(JOBS_PREFIX, after=after, limit=1000):
+            after = docs[-1].key
+            for doc in docs:
+                owner = owner_of(doc.data)
+                if doc.key.removeprefix(JOBS_PREFIX) in service.jobs or not may_see(user, owner):
+                    continue
+                cost = doc.data.get("cost") or {}
+                jobs.append((owner, float(cost.get("node_seconds") or 0.0), cost.get("usd", 0.0)))
+        return {"users": [dataclasses.asdict(total) for total in costs_by_user(jobs)]}
 
     @app.get("/jobs/{job_id}/inputs")
     async def inputs(
@@ -107,6 +131,9 @@ async def _stored_jobs(service: MainService, user: str, limit: int) -> list[dict
                 "failure": doc.data.get("failure"),
                 **(doc.data.get("counts") or {}),
                 "owner": owner_of(doc.data),
+                "cost": doc.data.get("cost"),
+                "max_cost": spec.get("max_cost"),
+                "budget_stop": doc.data.get("budget_stop"),
             }
         )
     return found

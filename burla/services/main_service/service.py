@@ -24,7 +24,8 @@ from anyio.abc import TaskGroup
 
 from burla.core import cluster as c
 from burla.core.clock import Clock
-from burla.core.models import ClusterConfig, Node, NodeState
+from burla.core.cost import ListPrice, NodePrice, price_of, this_machine
+from burla.core.models import ClusterConfig, Node, NodeState, NodeType
 from burla.core.protocols import (
     BlobStore,
     BootSpec,
@@ -67,6 +68,7 @@ class MainService:
         dial: Dial = dial_tcp,
         images: ImageMaker | None = None,
         keep: Keep = DEFAULT_KEEP,
+        list_price: ListPrice = this_machine,
     ) -> None:
         """`machines` are this cluster's, found as main_service starts (left by one that
         stopped, or the local cluster's first, already booting): the booting ones and the
@@ -74,8 +76,11 @@ class MainService:
         `run()` starts the standby set. With `images`, a job may name an image not in the
         standby definition, or bring a Dockerfile: it is added to the definition and
         started on every node. What it keeps of finished work (results, images added for
-        jobs, package archives) stays within `keep`."""
+        jobs, package archives) stays within `keep`. A node type without a price_per_hour
+        of its own costs its `list_price` (none by default: this machine's cluster)."""
         self.cluster, self._running = _cluster_of(config, clock, machines, validate)
+        self._list_price = list_price
+        self._prices: dict[NodeType, NodePrice] = {}
         self.store = store
         self.blobs = blobs
         self.clock = clock
@@ -102,6 +107,7 @@ class MainService:
             dial=dial,
             on_report=self.report,
             on_node_lost=self._node_lost,
+            price=self.price,
         )
         self.job_driver = JobDriver(
             store,
@@ -122,7 +128,13 @@ class MainService:
             running_images=self.job_driver.running_images,
         )
         self.submissions = Submissions(
-            store, clock, self.standby, self.packages, self.job_driver, validate=validate
+            store,
+            clock,
+            self.standby,
+            self.packages,
+            self.job_driver,
+            validate=validate,
+            price=self.price,
         )
         self.submit = self.submissions.submit
         self._tasks: TaskGroup | None = None
@@ -152,6 +164,7 @@ class MainService:
         self.nodes.watch()
         self._spawn(self.job_driver.keep_logs_stored)
         self._spawn(self.job_driver.keep_memory)
+        self._spawn(self.job_driver.keep_to_budgets)
 
     async def restart(self, config: ClusterConfig | None = None) -> None:
         if config is not None:
@@ -177,6 +190,13 @@ class MainService:
         one not seen yet (its submission still on the way) is canceled when it arrives."""
         if not await self.job_driver.cancel(job_id, failed=failed) and JOB_ID.fullmatch(job_id):
             self.job_driver.canceled_early.append(job_id)
+
+    def price(self, node_type: NodeType) -> NodePrice:
+        """What one node of the type costs per hour (see burla.core.cost.price_of)."""
+        price = self._prices.get(node_type)
+        if price is None:
+            price = self._prices[node_type] = price_of(node_type, self._list_price)
+        return price
 
     def job(self, job_id: str) -> JobRun:
         return self.job_driver.job(job_id)

@@ -3,20 +3,22 @@
 Everything that can refuse a job does so here, before anything is written: a bad or
 taken id, blobs that are not the caller's, a spec that disagrees with its inputs, an
 image or Dockerfile the cluster cannot run, a Python version the image lacks, packages
-that will not install. What passes becomes a JobRun, handed to the JobDriver.
+that will not install, a max_cost its estimate is over (burla.core.cost). What passes
+becomes a JobRun, handed to the JobDriver.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from burla.core.clock import Clock
+from burla.core.cost import NodePrice, check_budget
 from burla.core.errors import ConflictError, InvalidRequestError
 from burla.core.inputs import InputMachine
-from burla.core.models import JobSpec
+from burla.core.models import JobSpec, NodeType
 from burla.core.protocols import Store
 from burla.core.scheduling import node_type_for
 from burla.services.main_service.job_driver import JobDriver
@@ -49,13 +51,17 @@ class Submissions:
         jobs: JobDriver,
         *,
         validate: bool,
+        price: Callable[[NodeType], NodePrice],
     ) -> None:
+        """`price` is what a node of a type costs per hour: a job's max_cost is checked
+        against it."""
         self.store = store
         self.clock = clock
         self.standby = standby
         self.packages = packages
         self.jobs = jobs
         self.validate = validate
+        self.price = price
         self._preparing: set[str] = set()
         """Jobs whose image or packages are being made, not yet running."""
 
@@ -86,6 +92,7 @@ class Submissions:
             )
         if function is None and function_key is None:
             raise InvalidRequestError("a job needs a function: send it inline or upload it first")
+        self._check_budget(job)
         # Images are made and packages installed before the job exists: what cannot be
         # fails the call. Meanwhile a resent request for the same job is refused.
         self._preparing.add(job_id)
@@ -106,6 +113,15 @@ class Submissions:
         )
         await self.jobs.start(run, items)
         return job_id
+
+    def _check_budget(self, job: JobSpec) -> None:
+        """Refuse a job whose max_cost its estimate is over, before an image is built or
+        a package installed (the node type it runs on does not depend on its image)."""
+        if job.max_cost is not None:
+            node_type = node_type_for(
+                self.standby.machine.config, job.model_copy(update={"image": None})
+            )
+            check_budget(job, node_type, self.price(node_type))
 
     async def _new_id(self, job_id: str | None) -> str:
         """The caller's id for its job (so that it can cancel a job whose submission it

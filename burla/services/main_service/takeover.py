@@ -41,7 +41,7 @@ async def _take_over(
             run = run_from_record(doc.data, clock, validate=validate)
             run.log = await JobLog.resume(store, run.spec.job_id)
             run.listed_running = True
-            jobs.jobs[run.spec.job_id] = run
+            jobs.adopt(run)
             await jobs.catch_up.once(run)
             if not run.state.finished and await _restore_image(run, jobs, standby):
                 await jobs.nodes.job_started(run.spec)

@@ -23,7 +23,8 @@ STATUS_LETTERS = {
 """One letter per input: a job's inputs fit in one short string."""
 
 
-def job_summary(run: JobRun) -> dict[str, Any]:
+def job_summary(run: JobRun, now: float) -> dict[str, Any]:
+    """A job as a list of jobs shows it, its node time and cost up to `now` among it."""
     counts = Counter(record.status.value for record in run.machine.inputs)
     finished = sum(n for status, n in counts.items() if InputStatus(status).finished)
     return {
@@ -39,6 +40,9 @@ def job_summary(run: JobRun) -> dict[str, Any]:
         "submitted_at": run.submitted_at,
         "error": run.error,
         "owner": run.owner,
+        "cost": run.cost(now),
+        "max_cost": run.spec.max_cost,
+        "budget_stop": run.budget_stop,
     }
 
 
@@ -47,7 +51,8 @@ def running_jobs(service: MainService, user: str = ADMIN) -> list[dict[str, Any]
     ended in the last minutes), newest first."""
     runs = [run for run in service.jobs.values() if may_see(user, run.owner)]
     runs.sort(key=lambda run: run.submitted_at, reverse=True)
-    return [job_summary(run) for run in runs]
+    now = service.clock.now()
+    return [job_summary(run, now) for run in runs]
 
 
 def busy_cpus(run: JobRun) -> int:
