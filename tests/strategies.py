@@ -517,3 +517,22 @@ def frame_bytes(header: Any, payload: bytes) -> bytes:
     """A well-formed frame around any JSON header (burla.core.wire's layout)."""
     head = json.dumps(header).encode()
     return len(head).to_bytes(4, "big") + len(payload).to_bytes(4, "big") + head + payload
+
+
+# Node time (burla.core.cost) ----------------------------------------------------------------
+NodeTimeStep = tuple[str, str, float, float | None]
+"""(what, node id, seconds since the step before, price per hour): "join", "leave", "end"."""
+
+
+@st.composite
+def node_time_steps(draw: st.DrawFn) -> list[NodeTimeStep]:
+    """Nodes joining and leaving a job as time goes on, some priced, ending with its end."""
+    nodes = [f"node-{n}" for n in range(4)]
+    gaps = st.floats(min_value=0, max_value=3600, allow_nan=False)
+    prices = st.one_of(st.none(), st.sampled_from([0.0, 0.5, 3.77]))
+    steps: list[NodeTimeStep] = []
+    for _ in range(draw(st.integers(0, 30))):
+        what = draw(st.sampled_from(["join", "join", "leave"]))
+        steps.append((what, draw(st.sampled_from(nodes)), draw(gaps), draw(prices)))
+    steps.append(("end", "", draw(gaps), None))
+    return steps

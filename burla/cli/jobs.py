@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from burla.cli.connect import backend_option, cluster_options, session
+from burla.cli.costs import cost_lines, job_cost_cells, show_totals
 from burla.cli.output import JOB_FAILED, emit, table
 
 
@@ -22,7 +23,8 @@ from burla.cli.output import JOB_FAILED, emit, table
 @click.pass_context
 def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: bool) -> None:
     """Jobs on the cluster, newest first: those running or ended in the last minutes
-    (with --all, every job the cluster has a record of).
+    (with --all, every job the cluster has a record of), each with its node time and cost,
+    and each user's total of those listed.
 
     \b
     Examples:
@@ -42,19 +44,25 @@ def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: b
             job.get("failed", ""),
             job.get("never_run", ""),
             _clock(job.get("submitted_at")),
+            *job_cost_cells(job),
         )
         for job in found
     ]
     heads = ("job", "state", "inputs", "succeeded", "failed", "never ran", "submitted")
-    emit(found, as_json, lambda: table(heads, rows))
+
+    def show() -> None:
+        table((*heads, "node-s", "cost"), rows)
+        show_totals(found)
+
+    emit(found, as_json, show)
 
 
 @jobs.command("show")
 @click.argument("job_id")
 @cluster_options
 def jobs_show(job_id: str, backend: str | None, as_json: bool) -> None:
-    """A job's state, its inputs by status, and why each failed input failed. Exits 1
-    when the job failed.
+    """A job's state, its inputs by status, why each failed input failed, and its node
+    time and cost. Exits 1 when the job failed.
 
     \b
     Example:
@@ -83,6 +91,8 @@ def jobs_show(job_id: str, backend: str | None, as_json: bool) -> None:
             table(("status", "inputs"), sorted(job["inputs"].items()))
         if job.get("error"):
             click.echo(job["error"])
+        for line in cost_lines(job):
+            click.echo(line)
         for error in errors:
             click.echo(f"input {error['input']} failed:\n{error['text'].rstrip()}")
 
@@ -166,7 +176,7 @@ def jobs_result(job_id: str, backend: str | None, as_json: bool, return_exceptio
       burla jobs result job-1795615775-3fa9c2d1 --return-exceptions
     """
     from burla.client.map import job_results
-    from burla.core.errors import BurlaError
+    from burla.core.errors import BudgetExceededError, BurlaError
 
     session(backend)  # exit 3 when no cluster runs, rather than starting one
     try:
@@ -178,8 +188,12 @@ def jobs_result(job_id: str, backend: str | None, as_json: bool, return_exceptio
         _print_failure(job_id, error)
         raise SystemExit(JOB_FAILED) from None
     failures = {n: r for n, r in enumerate(results) if _failed_input(n, r)}
+    over_budget = [f for f in failures.values() if isinstance(f, BudgetExceededError)]
+    if over_budget:  # the same for every input it stopped: said once
+        click.echo(f"burla: {over_budget[0]}", err=True)
     for failure in failures.values():
-        _print_failure(job_id, failure)
+        if not isinstance(failure, BudgetExceededError):
+            _print_failure(job_id, failure)
     shown = [_failure_json(n, r) if n in failures else r for n, r in enumerate(results)]
     if as_json:
         click.echo(json.dumps(shown, default=repr))

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from burla.cli.connect import cluster_options, session
+from burla.cli.costs import show_user_costs
 from burla.cli.output import emit, table
 
 
@@ -52,6 +53,20 @@ def users_list(backend: str | None, as_json: bool) -> None:
     found = session(backend).call("GET", "/users").json()["users"]
     rows = [(user["name"], user["tokens"], _when(user["created_at"])) for user in found]
     emit(found, as_json, lambda: table(("user", "tokens", "added"), rows))
+
+
+@users.command("costs")
+@cluster_options
+def users_costs(backend: str | None, as_json: bool) -> None:
+    """Each user's jobs together: how many, their node-seconds and what they cost, over
+    every job the cluster keeps a record of (a user who is not the admin: their own).
+
+    \b
+    Example:
+      burla users costs
+    """
+    found = session(backend).call("GET", "/costs").json()["users"]
+    emit(found, as_json, lambda: show_user_costs(found))
 
 
 @users.command("remove")

@@ -231,8 +231,9 @@ def check_budget(job: JobSpec, node_type: NodeType, price: NodePrice) -> None:
             f"this job would cost at least {usd_text(least_usd)}, over its "
             f"max_cost=${job.max_cost:g}: {job.n_inputs} inputs of {job.seconds_per_input:g} s "
             f"each, {each} at once per node, are {least / SECONDS_PER_HOUR:,.4g} node-hours "
-            f"of {node_type.name} at {usd_text(price.usd_per_hour)} an hour ({price.source}). "
-            "Nothing ran. Raise max_cost, run fewer inputs, or check seconds_per_input"
+            f"of {node_type.name} at {usd_text(price.usd_per_hour)} an hour ({price.source}); "
+            "it is refused before anything runs: raise max_cost, run fewer inputs, or check "
+            "seconds_per_input"
         )
 
 

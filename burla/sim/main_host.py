@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from burla.backends.gcp.prices import list_price_in
 from burla.core.errors import BackendError
 from burla.services.main_service.app import create_app
 from burla.services.main_service.service import MainService
@@ -74,6 +75,7 @@ class MainHost:
             token=self._token,
             validate=self._validate,
             dial=self._dial,
+            list_price=list_price_in(self.scenario.region, spot=self.scenario.spot),
         )
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:

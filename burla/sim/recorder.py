@@ -51,6 +51,8 @@ class JobLog:
     """How many streams the client read: more than one if the job was taken over."""
     had: frozenset[int] = frozenset()
     """Inputs whose results came before the stream changed: read again, not counted."""
+    over_budget: bool = False
+    """The cluster stopped it at its max_cost (its client was told)."""
 
 
 @dataclass
@@ -172,6 +174,7 @@ class Recorder:
         """The window's totals, up to `end`."""
         busy_cpu_s = self.busy_cpu_s + self.busy_cpus * (end - self._last_change)
         node_s = paid_cpu_s = 0.0
+        by_type: dict[str, float] = {}
         for life in self.machines.values():
             lived = min(end, life.gone if life.gone is not None else end) - max(
                 life.created, self.t0
@@ -179,6 +182,7 @@ class Recorder:
             if lived > 0:
                 node_s += lived
                 paid_cpu_s += lived * life.cpus
+                by_type[life.node_type] = by_type.get(life.node_type, 0.0) + lived
         started = [m for m in self.machines.values() if m.created >= self.t0]
         reruns = sum(1 for count in self.starts.values() if count > 1)
         return {
@@ -188,6 +192,7 @@ class Recorder:
             "cpus_now": self.cpus_before_new_node,
             "busy_cpu_s": busy_cpu_s,
             "node_seconds": node_s,
+            "node_seconds_by_type": by_type,
             "cpu_utilization": busy_cpu_s / paid_cpu_s if paid_cpu_s else 0.0,
             "inputs_rerun": reruns,
         }

@@ -47,7 +47,9 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("new nodes that joined the first job", f"{report['new_nodes_for_job']:,}"),
         ("peak nodes", f"{report['peak_nodes']:,}"),
         ("CPU utilization (busy / paid for)", f"{report['cpu_utilization']:.0%}"),
-        ("cost", f"{report['node_seconds'] / 3600:,.1f} node-hours"),
+        ("machines' time (cost)", _cost(report["node_seconds"], report["cost_usd"])),
+        ("jobs' node time (cost)", _cost(report["jobs_node_seconds"], report["jobs_cost_usd"])),
+        *_budget_rows(report),
         ("inputs re-run after faults", f"{report['inputs_rerun']:,}"),
         ("Store calls failed (and retried)", f"{report['store_failures_injected']:,}"),
         ("blob store calls failed (and retried)", f"{report['blob_failures_injected']:,}"),
@@ -64,6 +66,17 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("simulated events", f"{report['events']:,} ({report['events_per_s']:,.0f}/s)"),
     ]
     return rows
+
+
+def _cost(node_seconds: float, usd: float | None) -> str:
+    money = "no price" if usd is None else f"${usd:,.2f}"
+    return f"{node_seconds / 3600:,.1f} node-hours ({money})"
+
+
+def _budget_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """Jobs stopped at their max_cost, when any had one."""
+    stopped = sum(1 for job in report["jobs"] if job["stopped_over_budget"])
+    return [("jobs stopped at their max_cost", f"{stopped:,}")] if stopped else []
 
 
 def _exits(report: dict[str, Any]) -> str:
@@ -131,7 +144,11 @@ def print_summary(report: dict[str, Any], console: Console | None = None) -> Non
     table.add_column(justify="right")
     for label, value in summary_rows(report):
         table.add_row(label, value)
-    (console or Console()).print(table)
+    console = console or Console()
+    console.print(table)
+    for name, price in report["prices"].items():
+        each = "no price" if price["usd_per_hour"] is None else f"${price['usd_per_hour']:,.4f}"
+        console.print(f"{name}: {each} an hour, {price['source']}", highlight=False)
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:

@@ -10,12 +10,13 @@ thousands of long-lived objects of a big cluster, and restored afterwards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gc
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import trio
 import trio.abc
 import trio.testing
 
+from burla.core.cost import usd_for
 from burla.core.errors import BurlaError
 from burla.sim.cpu import CpuMeter
 from burla.sim.recorder import JobLog
@@ -166,6 +168,7 @@ def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
     # A canceled job, or one whose function did not load, has inputs that never ran.
     ran = log.state in ("succeeded", "failed") and log.error is None
     missing = log.n_inputs - len(log.results) if ran else 0
+    cost = sim.records.get(log.job_id, {}).get("cost") or {}
     return {
         "job_id": log.job_id,
         "user": log.user,
@@ -184,6 +187,36 @@ def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
         "results_stored": sim.stored.get(log.job_id, 0),
         "inputs_lost": max(0, missing),
         "inputs_recorded_twice": sum(1 for count in log.results.values() if count > 1),
+        "node_seconds": cost.get("node_seconds", 0.0),
+        "cost_usd": cost.get("usd", 0.0),
+        "cost_basis": cost.get("basis", ""),
+        "stopped_over_budget": log.over_budget,
+    }
+
+
+def _total_usd(amounts: Iterable[float | None]) -> float | None:
+    """The sum, or None if any amount has no price."""
+    total = 0.0
+    for amount in amounts:
+        if amount is None:
+            return None
+        total += amount
+    return total
+
+
+def _machine_cost(sim: Simulation, seconds_by_type: dict[str, float]) -> dict[str, Any]:
+    """What every machine's time cost (the cluster's bill: idle standby and boots too),
+    at the same prices as the jobs' costs."""
+    prices = {
+        name: sim.host.main.price(sim.scenario.node_type(name).node_type())
+        for name in seconds_by_type
+    }
+    return {
+        "cost_usd": _total_usd(
+            None if (price := prices[name].usd_per_hour) is None else usd_for(seconds, price)
+            for name, seconds in seconds_by_type.items()
+        ),
+        "prices": {name: dataclasses.asdict(price) for name, price in prices.items()},
     }
 
 
@@ -213,6 +246,9 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
         "peak_busy_cpus": totals["peak_busy_cpus"],
         "cpu_utilization": totals["cpu_utilization"],
         "node_seconds": totals["node_seconds"],
+        **_machine_cost(sim, totals["node_seconds_by_type"]),
+        "jobs_node_seconds": sum(j["node_seconds"] for j in jobs),
+        "jobs_cost_usd": _total_usd(j["cost_usd"] for j in jobs),
         "inputs_rerun": totals["inputs_rerun"],
         "store_failures_injected": storage.faulty_store.injected if storage.faulty_store else 0,
         "blob_failures_injected": storage.faulty_blobs.injected if storage.faulty_blobs else 0,

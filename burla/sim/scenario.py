@@ -69,9 +69,18 @@ class SimNodeType(_Model):
     boot_s: Seconds = Seconds(low=60, high=120)
     boot_failure_rate: float = Field(default=0.0, ge=0, le=1)
     """Share of machines that never come up (they show as failed at the end of boot)."""
+    price_per_hour: float | None = Field(default=None, ge=0)
+    """USD per hour of one machine; by default the Compute Engine list price of `name`
+    in the scenario's region (none for a name that is no machine type)."""
 
     def node_type(self) -> NodeType:
-        return NodeType(name=self.name, cpus=self.cpus, ram_gb=self.ram_gb, gpus=self.gpus)
+        return NodeType(
+            name=self.name,
+            cpus=self.cpus,
+            ram_gb=self.ram_gb,
+            gpus=self.gpus,
+            price_per_hour=self.price_per_hour,
+        )
 
 
 class SimImage(_Model):
@@ -113,6 +122,10 @@ class JobArrival(_Model):
     blob_inputs: bool = False
     """The inputs go through the blob store, as inputs too big to send inline do: the
     user uploads them to signed URLs, nodes hand workers signed URLs to read them."""
+    max_cost: float | None = Field(default=None, gt=0)
+    """USD the job may cost (remote_parallel_map's max_cost): refused or stopped past it."""
+    seconds_per_input: float | None = Field(default=None, gt=0)
+    """The user's estimate of an input's run time, which max_cost is checked against."""
 
 
 class Fault(_Model):
@@ -143,6 +156,10 @@ class Scenario(_Model):
     description: str = ""
     seed: int = 0
     node_types: tuple[SimNodeType, ...] = Field(min_length=1)
+    region: str = "us-central1"
+    """Where the machines are priced (Compute Engine list prices of burla's table)."""
+    spot: bool = False
+    """Priced as spot VMs rather than on-demand ones."""
     images: tuple[SimImage, ...] = Field(min_length=1)
     """Images the simulation knows; the first is the default environment."""
     standby: tuple[StandbyNodes, ...] = ()

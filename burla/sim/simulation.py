@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 from burla.core.errors import BackendError
 from burla.core.models import NodeState
 from burla.services.cluster_keys import node_secret
+from burla.services.store_keys import job_key
 from burla.sim.clock import Timers, VirtualClock
 from burla.sim.compute import SimComputeProvider
 from burla.sim.cpu import CpuLedger
@@ -104,6 +105,8 @@ class Simulation:
         self.end = 0.0
         self.stored: dict[str, int] = {}
         """Results each job has in the Store at the end."""
+        self.records: dict[str, dict[str, Any]] = {}
+        """Each job's record in the Store at the end (none for a job refused)."""
         self._tasks: TaskGroup | None = None
 
     async def run(self, finished: Callable[[], None]) -> None:
@@ -131,6 +134,9 @@ class Simulation:
             self._take_sample()
             for job in self.users.planned:
                 self.stored[job.job_id] = await self.storage.results_stored(job.job_id)
+                record = await self.storage.store.get(job_key(job.job_id))
+                if record is not None:
+                    self.records[job.job_id] = record.data
             finished()
             tasks.cancel_scope.cancel()
 

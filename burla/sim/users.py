@@ -142,6 +142,8 @@ class SimUsers:
             "max_parallelism": arrival.max_parallelism,
             "retries": arrival.retries,
         }
+        if arrival.max_cost is not None:
+            spec |= {"max_cost": arrival.max_cost, "seconds_per_input": arrival.seconds_per_input}
         frames: list[tuple[Any, bytes]] = [({"job_id": job.job_id, "spec": spec}, FUNCTION)]
         if arrival.blob_inputs:
             frames += await self._uploaded(job.job_id, arrival.n_inputs)
@@ -218,6 +220,8 @@ class SimUsers:
                     log.results[index] += 1
                     if log.first_result is None:
                         log.first_result = now
+                case wire.BudgetStop():
+                    log.over_budget = True
                 case wire.JobDone(state, error):
                     log.done, log.state, log.error = now, state, error
         return head.next
