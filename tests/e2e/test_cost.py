@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,3 +194,27 @@ def test_jobs_list_each_jobs_cost_and_each_users_total(cost_cluster, capsys):
     assert code == 0
     assert "admin" in out
     assert "node-seconds" in out
+
+
+def test_the_dashboard_shows_each_jobs_cost_and_each_users_total(
+    cost_cluster, browser_page, tmp_path: Path
+):
+    set_price(cost_cluster, DOLLAR_A_SECOND)
+    started = tmp_path / "started"
+    started.mkdir()
+    inputs = [(x, str(started)) for x in range(20)]
+    with pytest.raises(BudgetExceededError) as stopped:
+        remote_parallel_map(slow, inputs, max_cost=3.0, spinner=False)
+    job_id = stopped.value.job_id
+    page = browser_page
+    page.goto(f"{cost_cluster.url}/dashboard?token={cost_cluster.token}")
+    row = page.locator("#jobs tr", has_text=job_id)
+    row.wait_for(timeout=60_000)
+    assert re.search(r"\$[34]\.\d{4}", row.inner_text())  # its cost, in its row
+    page.locator("#costs td", has_text="admin").wait_for(timeout=60_000)
+    assert "$" in page.locator("#costs tbody").inner_text()
+    page.goto(f"{cost_cluster.url}/dashboard#/jobs/{job_id}")
+    cost = page.locator("#job-cost")
+    cost.filter(has_text="stopped at its max_cost").wait_for(timeout=60_000)
+    assert "max_cost $3" in cost.inner_text()
+    assert "price_per_hour of node type local" in cost.inner_text()

@@ -38,6 +38,26 @@ function progressBar(done, total) {
   return bar;
 }
 
+function usd(amount) {
+  return amount === null || amount === undefined ? "no price" : `$${amount.toFixed(4)}`;
+}
+
+// A job's node time and cost, its max_cost, and why it stopped if it reached it.
+function costText(job) {
+  if (!job.cost) return "";
+  const cost = job.cost;
+  let text = `node time ${cost.node_seconds.toFixed(1)} node-seconds, cost ${usd(cost.usd)}`;
+  if (cost.basis) text += ` (${cost.basis})`;
+  const cap = job.max_cost ?? job.spec?.max_cost;
+  if (cap) text += `; max_cost $${cap}`;
+  const stop = job.budget_stop;
+  if (stop) {
+    text += `; stopped at its max_cost after ${stop.finished} inputs finished ` +
+      `(their results: burla jobs result ${job.job_id} --return-exceptions)`;
+  }
+  return text;
+}
+
 function clockTime(epochSeconds) {
   return epochSeconds ? new Date(epochSeconds * 1000).toLocaleTimeString() : "";
 }
@@ -81,7 +101,9 @@ function renderCluster(data) {
     const ran = job.succeeded + job.failed;
     progress.append(progressBar(ran, job.n_inputs), el("span", `${ran} / ${job.n_inputs}`, "count"));
     row.append(cell, el("td", job.owner, "admin-only"), stateCell(job.state), progress,
-      el("td", job.failed), el("td", job.func_cpu), el("td", clockTime(job.submitted_at)));
+      el("td", job.failed), el("td", job.func_cpu), el("td", clockTime(job.submitted_at)),
+      el("td", job.cost ? job.cost.node_seconds.toFixed(1) : ""),
+      el("td", job.cost ? usd(job.cost.usd) : ""));
     jobs.append(row);
   }
   $("no-jobs").hidden = data.jobs.length > 0;
@@ -122,6 +144,7 @@ function renderJob(data) {
     ? `input ${job.failure.input} failed: ${job.failure.type}: ${job.failure.message}`
     : "";
   $("job-error").textContent = job.error || failure;
+  $("job-cost").textContent = costText(job);
   $("cancel").hidden = job.state !== "running";
   renderCells(data.letters, job.n_inputs);
   appendLines(data.lines);
@@ -198,6 +221,7 @@ async function openJob(jobId) {
     $("job-count").textContent = `${job.spec.n_inputs} inputs`;
     $("job-facts").textContent = "its inputs are no longer held; its results are: burla jobs result " + jobId;
     $("job-error").textContent = job.error || "";
+    $("job-cost").textContent = costText(job);
     await appendStoredLines(jobId);
     return;
   }
@@ -210,6 +234,23 @@ $("cancel").addEventListener("click", async () => {
   await fetch(`/jobs/${encodeURIComponent(jobId)}/cancel`, { method: "POST" });
   $("cancel").disabled = false;
 });
+
+// Each user's total, read now and then: it reads every job's record.
+const COSTS_EVERY_MS = 30000;
+
+async function refreshCosts() {
+  const response = await fetch("/costs");
+  if (!response.ok) return;
+  const body = $("costs").tBodies[0];
+  body.replaceChildren();
+  for (const user of (await response.json()).users) {
+    const row = el("tr");
+    const unpriced = user.unpriced ? ` (+${user.unpriced} without a price)` : "";
+    row.append(el("td", user.user), el("td", user.jobs),
+      el("td", (user.node_seconds / 3600).toFixed(2)), el("td", usd(user.usd) + unpriced));
+    body.append(row);
+  }
+}
 
 // Pages ---------------------------------------------------------------------------
 function route() {
@@ -237,6 +278,9 @@ async function start() {
   const admin = user === ADMIN;
   document.body.classList.toggle("admin", admin);
   $("jobs-title").textContent = admin ? "Jobs" : "Your jobs";
+  $("costs-title").textContent = admin ? "Cost by user" : "Your cost";
+  refreshCosts();
+  setInterval(refreshCosts, COSTS_EVERY_MS);
   window.addEventListener("hashchange", route);
   route();
 }
