@@ -35,12 +35,10 @@ def cost_lines(job: dict[str, Any]) -> list[str]:
     return lines
 
 
-def job_cost_cells(job: dict[str, Any]) -> tuple[str, str]:
-    """A job's node-seconds and cost, as `burla jobs` lists them."""
+def job_cost_cell(job: dict[str, Any]) -> str:
+    """A job's cost, as `burla jobs` lists it (its node-seconds: `burla jobs show`)."""
     cost = job.get("cost")
-    if cost is None:
-        return "", ""
-    return f"{cost['node_seconds']:,.1f}", usd_text(cost["usd"])
+    return "" if cost is None else usd_text(cost["usd"])
 
 
 def show_totals(jobs: Iterable[dict[str, Any]]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from burla.cli.connect import backend_option, cluster_options, session
-from burla.cli.costs import cost_lines, job_cost_cells, show_totals
+from burla.cli.costs import cost_lines, job_cost_cell, show_totals
 from burla.cli.output import JOB_FAILED, emit, table
 
 
@@ -44,14 +44,14 @@ def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: b
             job.get("failed", ""),
             job.get("never_run", ""),
             _clock(job.get("submitted_at")),
-            *job_cost_cells(job),
+            job_cost_cell(job),
         )
         for job in found
     ]
     heads = ("job", "state", "inputs", "succeeded", "failed", "never ran", "submitted")
 
     def show() -> None:
-        table((*heads, "node-s", "cost"), rows)
+        table((*heads, "cost"), rows)
         show_totals(found)
 
     emit(found, as_json, show)

@@ -162,13 +162,19 @@ def over_budget(
     """The error of a job stopped at its max_cost (`stop`: the fields of wire.BudgetStop);
     with `index`, standing in the place of an input that did not finish."""
     finished = int(stop["finished"])
-    message = (
-        f"job {job_id} was stopped: its nodes came to cost ${stop['cost']:,.4f}, "
-        f"reaching its max_cost=${stop['max_cost']:g}, after {finished} of {n_inputs} inputs "
-        f"finished. Their results are kept: `burla jobs result {job_id} --return-exceptions` "
-        f"(or job_results({job_id!r}, return_exceptions=True)) gives them, with this error "
-        "in the place of each input that did not finish"
+    reached = (
+        f"its nodes came to cost ${stop['cost']:,.4f}, reaching its max_cost="
+        f"${stop['max_cost']:g}, after {finished} of {n_inputs} inputs finished"
     )
+    if index is not None:
+        message = f"input {index} did not finish: job {job_id} was stopped, {reached}"
+    else:
+        message = (
+            f"job {job_id} was stopped: {reached}. Their results are kept: `burla jobs "
+            f"result {job_id} --return-exceptions` (or job_results({job_id!r}, "
+            "return_exceptions=True)) gives them, with a BudgetExceededError in the place "
+            "of each input that did not finish"
+        )
     return BudgetExceededError(
         message,
         job_id=job_id,

@@ -131,7 +131,7 @@ def test_a_job_is_stopped_when_its_cost_reaches_max_cost(cost_cluster, capsys, t
     printed = json.loads(out)
     assert [printed[x] for x in done] == done
     assert err.count("BudgetExceededError") <= 1
-    assert err.count("was stopped: its nodes came to cost") == 1
+    assert err.count("was stopped, its nodes came to cost") == 1
 
 
 def test_return_exceptions_gives_the_finished_results_of_a_stopped_job(cost_cluster, tmp_path):
@@ -178,7 +178,6 @@ def test_jobs_list_each_jobs_cost_and_each_users_total(cost_cluster, capsys):
     assert all(job["cost"]["node_seconds"] >= 0 for job in listed)
     code, out, _ = burla(capsys, "jobs", "--all")
     assert code == 0
-    assert "node-s" in out
     assert "cost" in out
     assert f"admin: {len(listed)} jobs listed, " in out
     code, out, _ = burla(capsys, "users", "costs", "--json")
