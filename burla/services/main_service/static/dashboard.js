@@ -83,7 +83,9 @@ function renderCluster(data) {
   standby.replaceChildren();
   for (const group of cluster.standby.nodes) {
     const type = group.node_type;
-    standby.append(el("li", `${group.count} × ${type.name} (${type.cpus} CPUs, ${type.ram_gb} GB)`));
+    const price = type.price_per_hour === null || type.price_per_hour === undefined
+      ? "" : `, $${type.price_per_hour} an hour`;
+    standby.append(el("li", `${group.count} × ${type.name} (${type.cpus} CPUs, ${type.ram_gb} GB${price})`));
   }
   for (const spec of cluster.standby.containers) standby.append(el("li", `image ${spec.image}`));
   if (!standby.children.length) standby.append(el("li", "none: nodes start on demand", "muted"));
