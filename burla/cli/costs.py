@@ -35,12 +35,6 @@ def cost_lines(job: dict[str, Any]) -> list[str]:
     return lines
 
 
-def job_cost_cell(job: dict[str, Any]) -> str:
-    """A job's cost, as `burla jobs` lists it (its node-seconds: `burla jobs show`)."""
-    cost = job.get("cost")
-    return "" if cost is None else usd_text(cost["usd"])
-
-
 def show_totals(jobs: Iterable[dict[str, Any]]) -> None:
     """A line per user under `burla jobs`: the node time and cost of the jobs listed."""
     counted = [

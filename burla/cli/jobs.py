@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from burla.cli.connect import backend_option, cluster_options, session
-from burla.cli.costs import cost_lines, job_cost_cell, show_totals
+from burla.cli.costs import cost_lines, show_totals
 from burla.cli.output import JOB_FAILED, emit, table
 
 
@@ -23,8 +23,8 @@ from burla.cli.output import JOB_FAILED, emit, table
 @click.pass_context
 def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: bool) -> None:
     """Jobs on the cluster, newest first: those running or ended in the last minutes
-    (with --all, every job the cluster has a record of), each with its node time and cost,
-    and each user's total of those listed.
+    (with --all, every job the cluster has a record of), and each user's node time and
+    cost of those listed (each job's: `burla jobs show`, or --json).
 
     \b
     Examples:
@@ -44,14 +44,13 @@ def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: b
             job.get("failed", ""),
             job.get("never_run", ""),
             _clock(job.get("submitted_at")),
-            job_cost_cell(job),
         )
         for job in found
     ]
     heads = ("job", "state", "inputs", "succeeded", "failed", "never ran", "submitted")
 
     def show() -> None:
-        table((*heads, "cost"), rows)
+        table(heads, rows)
         show_totals(found)
 
     emit(found, as_json, show)
