@@ -446,6 +446,11 @@ class InputScenario:
     nodes: int
     workers: int
     steps: tuple[Step, ...]
+    reused: tuple[int, ...] = ()
+    """The job resumes another, where these inputs succeeded: they never run here."""
+    skipped: tuple[int, ...] = ()
+    """The job resumes another, and runs only the inputs that failed there: these never
+    ran there, and do not run here."""
 
 
 leases = st.sampled_from((5.0, 5.0, 30.0, 60.0))
@@ -477,8 +482,16 @@ def input_scenarios(
     cancel_at = draw(one_in(4, st.integers(0, len(steps))))
     if cancel_at is not None:
         steps.insert(cancel_at, Step(0.0, Cancel()))
+    n_inputs = draw(st.one_of(st.integers(1, 3), st.integers(1, 10)))
+    # About one job in four resumes another: each input was done there, skipped, or runs.
+    resumed = draw(
+        one_in(4, st.lists(st.sampled_from("drs"), min_size=n_inputs, max_size=n_inputs))
+    )
+    fates = resumed or ["r"] * n_inputs
     return InputScenario(
-        n_inputs=draw(st.one_of(st.integers(1, 3), st.integers(1, 10))),
+        reused=tuple(n for n, fate in enumerate(fates) if fate == "d"),
+        skipped=tuple(n for n, fate in enumerate(fates) if fate == "s"),
+        n_inputs=n_inputs,
         retries=draw(st.integers(0, 2)),
         max_returns=draw(st.one_of(st.integers(0, 1), st.integers(0, 5))),
         nodes=draw(st.integers(1, 3)),

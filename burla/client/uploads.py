@@ -1,22 +1,26 @@
 """What a job sends to the cluster: its request's frames, and the parts too big for the
 request (the function, big inputs, source archives) put in the blob store through signed
-URLs, so that services never carry big payloads."""
+URLs, so that services never carry big payloads. A big input is named in the request by
+its key and the digest of its bytes (burla.core.resume), which the cluster keeps: what a
+job that resumes this one is compared with."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from burla.client.connection import Connection
 from burla.client.fit import FUNCTION
 from burla.core import wire
 from burla.core.errors import BackendError, PayloadTooLargeError
 from burla.core.limits import MAX_UPLOADS
+from burla.core.resume import DIGEST_SIZE, input_digest
 
 UPLOAD_THREADS = 4
 """Big inputs pickled and uploaded side by side (writing to disk or a socket frees the GIL)."""
@@ -49,6 +53,7 @@ def job_request(
     """The frames of a job's request: its head, function and inputs. The parts in `moved`
     (input indices, or FUNCTION) are uploaded first and named in the request by key."""
     keys: dict[int, str] = {}
+    digests: dict[int, bytes] = {}
     if moved:
         big = sorted(moved - {FUNCTION})
         targets = upload_targets(connection, len(moved), head["job_id"])
@@ -56,17 +61,23 @@ def job_request(
             key, url = targets.pop()
             put_signed(url, function)
             head["function_key"] = key
-        _upload_inputs(payloads, big, [url for _, url in targets])
+        sent = _upload_inputs(payloads, big, [url for _, url in targets])
         keys = {n: key for n, (key, _) in zip(big, targets, strict=True)}
-    return job_body(head, b"" if FUNCTION in moved else function, payloads, keys)
+        digests = dict(zip(big, sent, strict=True))
+    return job_body(head, b"" if FUNCTION in moved else function, payloads, keys, digests)
 
 
 def job_body(
-    head: dict[str, Any], function: bytes, payloads: Sequence[Payload], keys: dict[int, str]
+    head: dict[str, Any],
+    function: bytes,
+    payloads: Sequence[Payload],
+    keys: dict[int, str],
+    digests: dict[int, bytes] | None = None,
 ) -> bytes:
     """A job's request: its head and function, then its inputs. One uploaded (in `keys`)
-    is named by key in a frame of its own; the others go in runs of inputs that follow
-    one another, a frame per run, which says where the run starts and each one's size."""
+    is named by key, with its digest (in `digests`), in a frame of its own; the others go
+    in runs of inputs that follow one another, a frame per run, which says where the run
+    starts and each one's size."""
     frames: list[tuple[dict[str, Any], bytes]] = [(head, function)]
     run: list[bytes] = []
     for n, payload in enumerate(payloads):
@@ -74,7 +85,10 @@ def job_body(
             if run:
                 frames.append(_run_frame(n - len(run), run))
                 run = []
-            frames.append(({"i": n, "blob": keys[n]}, b""))
+            named: dict[str, Any] = {"i": n, "blob": keys[n]}
+            if digests and n in digests:
+                named["digest"] = digests[n].hex()
+            frames.append((named, b""))
         else:
             assert isinstance(payload, bytes)
             run.append(payload)
@@ -87,14 +101,14 @@ def _run_frame(first: int, run: list[bytes]) -> tuple[dict[str, Any], bytes]:
     return {"from": first, "sizes": [len(payload) for payload in run]}, b"".join(run)
 
 
-def _upload_inputs(payloads: Sequence[Payload], indices: list[int], urls: list[str]) -> None:
+def _upload_inputs(payloads: Sequence[Payload], indices: list[int], urls: list[str]) -> list[bytes]:
+    """Upload the inputs of `indices`; the digest of each one's bytes."""
     with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="burla-upload") as pool:
         sent = [
             pool.submit(upload, url, payloads[n], f"input {n}")
             for n, url in zip(indices, urls, strict=True)
         ]
-        for done in sent:
-            done.result()
+        return [done.result() for done in sent]
 
 
 def upload_sources(connection: Connection, sources: dict[str, bytes]) -> dict[str, str]:
@@ -121,19 +135,44 @@ def upload_targets(
     return targets
 
 
-def upload(url: str, payload: Payload, what: str) -> None:
-    """Put an input where a signed URL says, pickling it on the way if it is a writer."""
+def upload(url: str, payload: Payload, what: str) -> bytes:
+    """Put an input where a signed URL says, pickling it on the way if it is a writer;
+    the digest of its bytes."""
     if isinstance(payload, bytes):
         put_signed(url, payload)
-    elif url.startswith("file://"):
+        return input_digest(payload)
+    if url.startswith("file://"):
         with _signed_file(url) as file:
-            payload(file)
+            digesting = _Digesting(file)
+            payload(cast(IO[bytes], digesting))  # pickling only writes to it
             check_size(what, file.tell())
-    else:
-        buffer = io.BytesIO()
-        payload(buffer)
-        check_size(what, buffer.tell())
-        put_signed(url, buffer.getvalue())
+            return digesting.digest()
+    buffer = io.BytesIO()
+    payload(buffer)
+    check_size(what, buffer.tell())
+    data = buffer.getvalue()
+    put_signed(url, data)
+    return input_digest(data)
+
+
+class _Digesting(io.RawIOBase):
+    """A file to write to that digests what passes on to `file` (as input_digest would
+    digest it whole)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        super().__init__()
+        self._file = file
+        self._hash = hashlib.blake2b(digest_size=DIGEST_SIZE)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._hash.update(data)
+        return self._file.write(data)
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
 
 
 @contextlib.contextmanager

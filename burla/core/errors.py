@@ -8,7 +8,10 @@
     │   ├── PackageInstallError     a package the function needs could not be installed
     │   ├── ImageError              a custom image cannot be built or run burla's workers
     │   ├── VersionMismatchError    a node runs other burla code than its main_service
-    │   └── EstimateOverBudgetError the job would cost more than its max_cost: not run
+    │   ├── EstimateOverBudgetError the job would cost more than its max_cost: not run
+    │   └── ResumeError             the job named by resume= cannot be resumed: it is still
+    │       │                       running, unknown, or no longer keeps its inputs
+    │       └── ResumeMismatchError this call's inputs are not those of the job it resumes
     ├── BackendError                a backend could not do what was asked
     │   ├── TransientBackendError   it failed in a way that may pass; services retry it
     │   ├── ConflictError           a compare-and-set or create-only write lost a race
@@ -142,6 +145,16 @@ class VersionMismatchError(InvalidRequestError):
 class EstimateOverBudgetError(InvalidRequestError):
     """The job's estimated cost (at least its inputs' time on its nodes, at their price) is
     over its max_cost: it was refused before anything ran."""
+
+
+class ResumeError(InvalidRequestError):
+    """The job a call resumes (resume=, `burla jobs rerun`) cannot be resumed: it is
+    still running, there is no such job, or its inputs or results are no longer kept."""
+
+
+class ResumeMismatchError(ResumeError):
+    """A call that resumes a job passed other inputs than the job's (another count, or an
+    input whose pickled bytes differ); the message names the first that differs."""
 
 
 class ClusterUnavailableError(BackendError):

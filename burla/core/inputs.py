@@ -107,6 +107,16 @@ class InputRecorded:
 
 
 @dataclass(frozen=True)
+class Resumed:
+    """The job resumes another (burla.core.resume), before any input is claimed: the
+    `reused` inputs succeeded there (their results are copied), the `skipped` ones are
+    not to run (they end as never run). Neither is in the queue."""
+
+    reused: tuple[int, ...]
+    skipped: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class CancelJob:
     """Stop the job: its unfinished inputs never run. `failed`: because an input failed
     (its caller stops at the first error), so the job failed rather than was canceled."""
@@ -122,6 +132,7 @@ InputEvent = (
     | WorkerDied
     | NodeLost
     | InputRecorded
+    | Resumed
     | CancelJob
 )
 
@@ -223,18 +234,38 @@ class InputMachine:
                 if not self.inputs[index].status.finished:
                     self._finish(index, InputStatus.SUCCEEDED if succeeded else InputStatus.FAILED)
                 commands = []
+            case Resumed(reused, skipped):
+                commands = self._resumed(reused, skipped)
             case NodeLost(node):
                 gone = sorted(w for w, state in self.workers.items() if state.node == node)
                 commands = [c for w in gone for c in self._worker_gone(w, crashed=None)]
             case CancelJob(failed):
                 commands = self._cancel(failed)
         if not self.state.finished and self._unfinished == 0:
-            failed = any(s is not InputStatus.SUCCEEDED for s in self.outcomes.values())
-            self.state = JobState.FAILED if failed else JobState.SUCCEEDED
+            self.state = self._outcome()
             commands.append(FinishJob(self.state))
         if self._validate:
             self.validate()
         return commands
+
+    def _outcome(self) -> JobState:
+        """How a job whose every input finished ended: failed if any failed, canceled if
+        any was skipped (never ran), else succeeded."""
+        ended = set(self.outcomes.values())
+        if InputStatus.FAILED in ended:
+            return JobState.FAILED
+        if InputStatus.CANCELED in ended:
+            return JobState.CANCELED
+        return JobState.SUCCEEDED
+
+    def _resumed(self, reused: Iterable[int], skipped: Iterable[int]) -> list[InputCommand]:
+        for index in reused:
+            if self.inputs[index].status is InputStatus.QUEUED:
+                self._finish(index, InputStatus.SUCCEEDED)
+        for index in skipped:
+            if self.inputs[index].status is InputStatus.QUEUED:
+                self._finish(index, InputStatus.CANCELED)
+        return []
 
     def _after_finish(self, event: InputEvent) -> list[InputCommand]:
         if isinstance(event, InputsClaimed):

@@ -151,6 +151,12 @@ class JobSpec(_Frozen):
     seconds_per_input: float | None = Field(default=None, gt=0)
     """The caller's estimate of one input's run time, which max_cost is checked against
     before the job runs."""
+    resumes: str | None = None
+    """The job this one resumes (burla.core.resume): the same inputs, of which those that
+    succeeded there keep their results and do not run again."""
+    resume_failed_only: bool = False
+    """Resuming, run only the inputs that failed in the job resumed, not those it never
+    ran (they get no result)."""
 
     @property
     def parallelism(self) -> int:

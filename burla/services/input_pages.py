@@ -7,15 +7,22 @@ in pages as results do (burla.services.result_pages: up to 500 inputs and about 
 each), an inline input's pickled arguments or a big input's blob key. A page's
 key ends with the index of its last input, so the page that holds input `n` is the
 first one listed after the key of `n - 1`.
+
+A job that resumes another (burla.core.resume) compares its inputs with these by a
+digest of each one's pickled bytes: an inline input's is worked out from the page, a big
+one's (its bytes are in the blob store, which main_service does not read) is the digest
+its client sent with it, kept in the page's "digests" (hex; "" for an inline input).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from burla.core import wire
 from burla.core.errors import NotFoundError
 from burla.core.protocols import Data, Store
+from burla.core.resume import input_digest
 from burla.services.result_pages import cut_pages, page_data
 from burla.services.store_keys import IN_BLOB, INLINE, inputs_prefix
 
@@ -28,11 +35,20 @@ def page_key(job_id: str, last: int) -> str:
     return f"{inputs_prefix(job_id)}{last:09d}"
 
 
-def input_pages(job_id: str, items: Iterable[tuple[str, bytes]]) -> dict[str, Data]:
+def input_pages(
+    job_id: str, items: Iterable[tuple[str, bytes]], digests: Mapping[int, bytes] | None = None
+) -> dict[str, Data]:
     """The pages that keep a job's queue items (id: the input's index; data: INLINE and
-    the pickled arguments, or IN_BLOB and the blob key), by key."""
+    the pickled arguments, or IN_BLOB and the blob key), by key, with the `digests` of
+    the big inputs that have one."""
     rows = ((int(item_id), _KINDS[data[0]], data[1:]) for item_id, data in items)
-    return {page_key(job_id, page[-1][0]): page_data(page) for page in cut_pages(rows)}
+    pages: dict[str, Data] = {}
+    for page in cut_pages(rows):
+        data = page_data(page)
+        if digests and any(index in digests for index, _, _ in page):
+            data["digests"] = [digests[i].hex() if i in digests else "" for i, _, _ in page]
+        pages[page_key(job_id, page[-1][0])] = data
+    return pages
 
 
 def kept_bytes(pages: dict[str, Data]) -> int:
@@ -52,3 +68,41 @@ async def kept_input(store: Store, job_id: str, index: int) -> tuple[str, bytes]
             if found == index:
                 return kind, payload
     raise NotFoundError(f"job {job_id} has no input {index} kept")
+
+
+async def kept_page(store: Store, job_id: str, after: int) -> tuple[dict[str, Any], bytes]:
+    """The page of the job's kept inputs that follows input `after` (-1: the first), as a
+    frame: its header (indices, kinds, sizes, and "next": the last index, or None for
+    the last page) and its bytes (a big input's are its blob key)."""
+    prefix = inputs_prefix(job_id)
+    start = page_key(job_id, after) if after >= 0 else ""
+    pages = await store.list(prefix, after=start, limit=2)
+    if not pages:
+        return {"indices": [], "kinds": [], "sizes": [], "next": None}, b""
+    data = pages[0].data
+    header = {key: data[key] for key in ("indices", "kinds", "sizes")}
+    header["next"] = data["indices"][-1] if len(pages) > 1 else None
+    return header, data["payload"]
+
+
+async def kept_digests(store: Store, job_id: str) -> list[bytes | None]:
+    """The digest of each input the job keeps, in index order (None: a big input kept
+    without one). Fewer than the job had when its pages are no longer all kept."""
+    found: list[bytes | None] = []
+    after = ""
+    while pages := await store.list(inputs_prefix(job_id), after=after):
+        after = pages[-1].key
+        for page in pages:
+            data = page.data
+            digests = data.get("digests") or [""] * len(data["indices"])
+            rows = wire.results_in_row(
+                data["indices"], data["kinds"], data["sizes"], data["payload"]
+            )
+            for (index, kind, payload), digest in zip(rows, digests, strict=True):
+                if index != len(found):
+                    return found  # a page is missing: the job keeps its inputs no more
+                if kind == INLINE_KIND:
+                    found.append(input_digest(payload))
+                else:
+                    found.append(bytes.fromhex(digest) if digest else None)
+    return found

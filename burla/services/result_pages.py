@@ -31,6 +31,9 @@ IN_BLOB = "@blob"
 """Ends the kind of a result kept in the blob store: the page holds the blob's key."""
 FAILED = "failed"
 """Ends the key of the page main_service writes for an input that failed without raising."""
+RESUMED = "resumed"
+"""Ends the key of a page main_service writes for a job that resumes another: the
+results it copied from that job."""
 
 Result = tuple[int, str, bytes]
 """An input's index, its result's kind (see wire.ResultsReport) and its bytes."""

@@ -22,7 +22,7 @@ from burla.core import wire
 from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.limits import MAX_UPLOADS, RequestLimits
 from burla.services import errors, request_errors
-from burla.services.input_pages import BLOB_KIND, kept_input
+from burla.services.input_pages import BLOB_KIND, kept_input, kept_page
 from burla.services.main_service import dashboard, operations, user_routes, views
 from burla.services.main_service.api_docs import (
     ERROR_RESPONSES,
@@ -200,6 +200,20 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
         if pickled is None:
             pickled = await service.blobs.get(str(key))
         return Response(pickled, media_type="application/octet-stream")
+
+    @app.get("/jobs/{job_id}/inputs", response_class=Response, responses=FRAMES_ANSWER)
+    async def kept_inputs_route(
+        job_id: str, user: User, after: Annotated[int, Query(ge=-1)] = -1
+    ) -> Response:
+        """The job's inputs as kept (see input_pages), a page of them after input `after`:
+        a frame whose header gives each one's index, kind ("inline": its pickled
+        arguments follow; "blob": big, read it from /jobs/{id}/inputs/{index}) and size,
+        and "next", the `after` of the next page (None after the last)."""
+        held = visible_run(service, job_id, user) is not None
+        if not held and await visible_record(service, job_id, user) is None:
+            raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
+        header, payload = await kept_page(service.store, job_id, after)
+        return Response(wire.encode(header, payload), media_type=FRAMES)
 
     @app.get("/jobs/{job_id}/inputs/{index}", response_class=Response, responses=PICKLE_ANSWER)
     async def kept_input_route(

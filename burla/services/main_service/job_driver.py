@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -33,6 +33,7 @@ from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
 from burla.services.main_service.job_logs import FLUSH_EVERY_S
 from burla.services.main_service.jobs import JobRun, job_record
+from burla.services.main_service.resumes import Resumption
 from burla.services.main_service.retention import (
     PRUNE_AFTER_SHARE,
     PRUNE_EVERY_S,
@@ -40,7 +41,7 @@ from burla.services.main_service.retention import (
     Forgotten,
     forget_oldest,
 )
-from burla.services.result_pages import FAILED, write_results
+from burla.services.result_pages import FAILED, RESUMED, write_results
 from burla.services.retrying import PatientStore, patiently
 from burla.services.store_keys import job_key, queue_name, running_key
 
@@ -99,13 +100,22 @@ class JobDriver:
         self._capped: dict[str, JobRun] = {}
         """Running jobs with a max_cost, which keep_to_budgets watches."""
 
-    async def start(self, run: JobRun, items: list[tuple[str, bytes]]) -> None:
-        """Queue the job's inputs and hand it to the cluster."""
+    async def start(
+        self,
+        run: JobRun,
+        items: list[tuple[str, bytes]],
+        digests: Mapping[int, bytes] | None = None,
+        resumed: Resumption | None = None,
+    ) -> None:
+        """Queue the job's inputs and hand it to the cluster. A job that resumes another
+        first takes the results it reuses from it, and queues only the other inputs."""
         job_id = run.spec.job_id
         self.adopt(run)
         self.last_activity = self.clock.now()
-        run.inputs_to_keep = input_pages(job_id, items)
+        run.inputs_to_keep = input_pages(job_id, items, digests)
         run.input_bytes = kept_bytes(run.inputs_to_keep)
+        if resumed is not None:
+            items = await self._take_results(run, items, resumed)
         await self.store.push(queue_name(job_id), items)
         mark("main_service queued the inputs")
         if run.machine.state.finished:
@@ -162,6 +172,22 @@ class JobDriver:
         }
         run.publish(stop)
         await self.handle(run, i.CancelJob())
+
+    async def _take_results(
+        self, run: JobRun, items: list[tuple[str, bytes]], resumed: Resumption
+    ) -> list[tuple[str, bytes]]:
+        """Copy the results a resumed job reuses into it (durable before its client is
+        told of them, as every result is) and tell its input machine which inputs need
+        not run; the queue items of those that do."""
+        job_id, plan = run.spec.job_id, resumed.plan
+        reused = [(index, "ok", resumed.results[index], RESUMED) for index in plan.reused]
+        await write_results(self.store, self.blobs, job_id, reused)
+        for index, kind, payload, _ in reused:
+            run.publish(wire.JobResult(index, kind), payload)
+        run.skipped = plan.skipped
+        run.machine.handle(i.Resumed(plan.reused, plan.skipped))
+        done = {*plan.reused, *plan.skipped}
+        return [item for item in items if int(item[0]) not in done]
 
     def running(self) -> list[JobRun]:
         """The jobs that have not ended."""

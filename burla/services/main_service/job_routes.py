@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -58,18 +59,19 @@ class JobRoutes:
         with the job's events so far: a short job needs no second request."""
         mark("main_service reads the job")
         wait = _query(scope, "wait", float, 0.0)
-        header, function, items, uploads = _job_body(await read_body(receive))
-        function_key = header.get("function_key")
+        body = _job_body(await read_body(receive))
+        function_key = body.header.get("function_key")
         if function_key:
-            uploads.append(function_key)
+            body.uploads.append(function_key)
         job_id = await self.service.submit(
-            header["spec"],
-            function or None,
+            body.header["spec"],
+            body.function or None,
             function_key,
-            items,
-            header.get("job_id"),
-            uploads,
+            body.items,
+            body.header.get("job_id"),
+            body.uploads,
             owner=scope[USER],
+            digests=body.digests,
         )
         return await self._stream(job_id, 0, wait, until_done=True)
 
@@ -133,15 +135,28 @@ async def read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-def _job_body(
-    body: bytes,
-) -> tuple[dict[str, Any], bytes, list[tuple[str, bytes]], list[str]]:
+@dataclass
+class JobBody:
+    """A job's request as it came."""
+
+    header: dict[str, Any]
+    function: bytes
+    items: list[tuple[str, bytes]]
+    """Its queue items: each input's index, and INLINE and its bytes or IN_BLOB and a key."""
+    uploads: list[str]
+    """The blobs it refers to."""
+    digests: dict[int, bytes]
+    """The digests of its big inputs' bytes, as its client worked them out."""
+
+
+def _job_body(body: bytes) -> JobBody:
     """A job body's header, function, queue items and the blobs it refers to."""
     try:
         frames = wire.decode_all(body)
         header, function = next(frames)
         items: list[tuple[str, bytes]] = []
         uploads: list[str] = []
+        digests: dict[int, bytes] = {}
         for item_header, data in frames:
             if "sizes" in item_header:
                 items += _run_of_inputs(int(item_header["from"]), item_header["sizes"], data)
@@ -150,6 +165,8 @@ def _job_body(
             if blob:
                 uploads.append(str(blob))
                 items.append((str(index), IN_BLOB + str(blob).encode()))
+                if "digest" in item_header:
+                    digests[index] = bytes.fromhex(str(item_header["digest"]))
             else:
                 items.append((str(index), INLINE + data))
     except StopIteration:
@@ -164,7 +181,7 @@ def _job_body(
         raise InvalidRequestError(
             f"a job's {len(numbers)} inputs are numbered 0 to {len(numbers) - 1}, each once"
         )
-    return header, function, items, uploads
+    return JobBody(header, function, items, uploads, digests)
 
 
 def _run_of_inputs(first: int, sizes: Any, data: bytes) -> list[tuple[str, bytes]]:

@@ -13,9 +13,10 @@ import anyio
 from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.cost import NodeTime
-from burla.core.inputs import InputMachine, InputStatus
+from burla.core.inputs import InputMachine, InputStatus, Resumed
 from burla.core.models import JobSpec, JobState
 from burla.core.protocols import Data
+from burla.core.resume import indices_in, ranges
 from burla.services.main_service.job_logs import JobLog
 from burla.services.main_service.users import ADMIN, owner_of
 
@@ -72,6 +73,9 @@ class JobRun:
     """The size of the inputs it keeps in the Store, beside its results."""
     package_keys: tuple[str, ...] = ()
     """The archives of the packages it needs, in the blob store."""
+    skipped: tuple[int, ...] = ()
+    """Inputs it does not run: it resumes a job and runs only the inputs that failed
+    there (burla.core.resume)."""
     listed_running: bool = False
     """Whether the Store lists it among the running jobs (store_keys.running_key)."""
     look_in_store_until: float = 0.0
@@ -208,6 +212,8 @@ def job_record(run: JobRun, now: float) -> dict[str, Any]:
             "package_keys": list(run.package_keys),
             "input_bytes": run.input_bytes,
         }
+        if run.skipped:
+            record["resume"]["skipped"] = ranges(run.skipped)
     return record
 
 
@@ -224,6 +230,9 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
         cost.get("usd", 0.0),
         [basis] if (basis := cost.get("basis")) else (),
     )
+    skipped = indices_in(resume.get("skipped") or ())
+    if skipped:  # never queued; the results it reused are in the Store with the others
+        machine.handle(Resumed((), skipped))
     return JobRun(
         spec,
         resume["function"],
@@ -235,4 +244,5 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
         input_bytes=int(resume.get("input_bytes") or 0),
         submitted_at=clock.now(),
         node_time=node_time,
+        skipped=skipped,
     )

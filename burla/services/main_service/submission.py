@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from burla.core.clock import Clock
@@ -24,6 +24,7 @@ from burla.core.scheduling import node_type_for
 from burla.services.main_service.job_driver import JobDriver
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.packages import PackageBuilder
+from burla.services.main_service.resumes import Resumption, resumption
 from burla.services.main_service.standby import Standby
 from burla.services.main_service.users import ADMIN
 from burla.services.store_keys import job_key
@@ -74,11 +75,13 @@ class Submissions:
         job_id: str | None = None,
         uploads: Sequence[str] = (),
         owner: str = ADMIN,
+        digests: Mapping[int, bytes] | None = None,
     ) -> str:
         """Check and start a job; its id. A client may name it (so that it can cancel a
         job whose submission it never saw answered); the name must be new. `uploads` are
         the blobs the client put through signed URLs for it (the function, big inputs):
-        they go when it ends."""
+        they go when it ends. `digests` are those of its big inputs' bytes (kept with
+        them; see input_pages). A job that resumes another is checked against it here."""
         sources, recipe, context_key = _brought(spec)
         await self.jobs.taken_over.wait()  # main_service is starting: jobs left running first
         job_id = await self._new_id(job_id)
@@ -92,7 +95,12 @@ class Submissions:
             )
         if function is None and function_key is None:
             raise InvalidRequestError("a job needs a function: send it inline or upload it first")
-        self._check_budget(job)
+        resumed = None
+        if job.resumes is not None:
+            resumed = await resumption(
+                self.store, self.jobs.blobs, self.jobs.jobs, job, owner, items, digests or {}
+            )
+        self._check_budget(job, resumed)
         # Images are made and packages installed before the job exists: what cannot be
         # fails the call. Meanwhile a resent request for the same job is refused.
         self._preparing.add(job_id)
@@ -111,12 +119,15 @@ class Submissions:
             package_keys=package_keys,
             submitted_at=self.clock.now(),
         )
-        await self.jobs.start(run, items)
+        await self.jobs.start(run, items, digests, resumed)
         return job_id
 
-    def _check_budget(self, job: JobSpec) -> None:
+    def _check_budget(self, job: JobSpec, resumed: Resumption | None = None) -> None:
         """Refuse a job whose max_cost its estimate is over, before an image is built or
-        a package installed (the node type it runs on does not depend on its image)."""
+        a package installed (the node type it runs on does not depend on its image). A
+        job that resumes another is estimated by the inputs it runs."""
+        if resumed is not None:
+            job = job.model_copy(update={"n_inputs": resumed.plan.to_run})
         if job.max_cost is not None:
             node_type = node_type_for(
                 self.standby.machine.config, job.model_copy(update={"image": None})
