@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -19,20 +20,33 @@ from burla.cli.output import JOB_FAILED, emit, table
 
 @click.group(invoke_without_command=True)
 @click.option("--all", "show_all", is_flag=True, help="Also jobs that ended long ago.")
+@click.option(
+    "--mine", is_flag=True, help="The jobs started from this machine lately, to find one lost."
+)
 @cluster_options
 @click.pass_context
-def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: bool) -> None:
+def jobs(
+    context: click.Context, show_all: bool, mine: bool, backend: str | None, as_json: bool
+) -> None:
     """Jobs on the cluster, newest first: those running or ended in the last minutes
     (with --all, every job the cluster has a record of), and each user's node time and
-    cost of those listed (each job's: `burla jobs show`, or --json).
+    cost of those listed (each job's: `burla jobs show`, or --json). With --mine, the
+    last 100 jobs started from this machine (by remote_parallel_map or `burla jobs
+    rerun`), each with its function and its state now, even after the process that
+    started it crashed.
 
     \b
     Examples:
       burla jobs
+      burla jobs --mine
       burla jobs show job-1795615775-3fa9c2d1
       burla jobs logs job-1795615775-3fa9c2d1 --follow
+      burla jobs rerun job-1795615775-3fa9c2d1
     """
     if context.invoked_subcommand is not None:
+        return
+    if mine:
+        _my_jobs(backend, as_json)
         return
     found = session(backend).call("GET", "/jobs", params={"all": show_all}).json()["jobs"]
     rows = [
@@ -54,6 +68,87 @@ def jobs(context: click.Context, show_all: bool, backend: str | None, as_json: b
         show_totals(found)
 
     emit(found, as_json, show)
+
+
+def _my_jobs(backend: str | None, as_json: bool) -> None:
+    """The jobs this machine started on the cluster lately, with their state now."""
+    from burla.client.recent_jobs import cluster_of, recent
+    from burla.core.errors import NotFoundError
+    from burla.core.settings import load_settings
+
+    connection = session(backend)
+    settings = load_settings()
+    if backend is not None:
+        settings = settings.replace(backend=backend)
+    found = []
+    for job in recent(cluster_of(settings)):
+        try:
+            state = connection.call("GET", f"/jobs/{job.job_id}").json()["state"]
+        except NotFoundError:
+            state = "gone"  # never arrived, or removed with its results
+        found.append({**dataclasses.asdict(job), "state": state})
+    rows = [
+        (job["job_id"], _when(job["submitted_at"]), job["function"], job["state"], job["resumes"])
+        for job in found
+    ]
+    heads = ("job", "submitted", "function", "state", "resumes")
+    emit(found, as_json, lambda: table(heads, rows))
+
+
+def _when(epoch_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_s))
+
+
+@jobs.command("rerun")
+@click.argument("job_id")
+@click.option(
+    "--failed-only",
+    is_flag=True,
+    help="Run only the inputs that failed, not those the job never ran.",
+)
+@cluster_options
+def jobs_rerun(job_id: str, failed_only: bool, backend: str | None, as_json: bool) -> None:
+    """Resume a job from what the cluster kept of it (its function and inputs): a new job
+    of the same inputs, in which those without a successful result (failed, never run,
+    or lost with their caller) run again and the others keep their results. Waits for it
+    and prints its id and counts; its whole results are the new job's (`burla jobs
+    result NEW_ID`). Exits 1 when an input failed again or did not run.
+
+    The job must have ended (cancel a running one first). It runs with the job's
+    resources, retries and timeout, on the default image of its Python, with the
+    packages its function needs installed from this machine's environment, as a call
+    would.
+
+    \b
+    Examples:
+      burla jobs rerun job-1795615775-3fa9c2d1
+      burla jobs rerun job-1795615775-3fa9c2d1 --failed-only
+    """
+    from burla.client.rerun import rerun
+
+    session(backend)  # exit 3 when no cluster runs, rather than starting one
+    with contextlib.redirect_stdout(sys.stderr):  # what its inputs print
+        done = rerun(job_id, failed_only=failed_only, backend=backend)
+    job = done.job
+    counts = job.get("counts") or {}
+
+    def show() -> None:
+        click.echo(
+            f"{done.job_id}: {job['state']} (resumes {job_id}), {counts.get('succeeded', 0)} "
+            f"succeeded, {counts.get('failed', 0)} failed, {counts.get('never_run', 0)} never ran"
+        )
+        if job.get("failure"):
+            failure = job["failure"]
+            click.echo(
+                f"first failed input: {failure['input']}, {failure['type']}: {failure['message']}"
+            )
+        if job.get("error"):
+            click.echo(job["error"])
+        click.echo(f"its results: burla jobs result {done.job_id}")
+
+    emit(job, as_json, show)
+    if job["state"] != "succeeded":
+        raise SystemExit(JOB_FAILED)
 
 
 @jobs.command("show")

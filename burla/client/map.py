@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, get_args
 
 from burla.client.build_context import context_archive
 from burla.client.connection import error_from
 from burla.client.environment import environment_for
 from burla.client.fit import INLINE_LIMIT
+from burla.client.recent_jobs import RecentJob, cluster_of, remember
 from burla.client.results import follow, interrupted, stored_results
 from burla.client.serialize import dump_input, dumps_function, dumps_input, known_size
 from burla.client.session import Session
 from burla.client.uploads import Payload, check_size, put_signed, upload_targets
+from burla.core.clock import WallClock
 from burla.core.environment import RUNNING_PYTHON
 from burla.core.errors import ClusterUnavailableError, InvalidRequestError, SourceNotKeptError
 from burla.core.settings import Backend, Settings, load_settings
@@ -49,6 +51,7 @@ def remote_parallel_map(
     return_exceptions: bool = False,
     max_cost: float | None = None,
     seconds_per_input: float | None = None,
+    resume: str | None = None,
 ) -> Any:
     """Run `function_` on every input on the cluster; return the results in input order.
 
@@ -80,11 +83,21 @@ def remote_parallel_map(
     the inputs that finished are kept (job_results(job_id, return_exceptions=True)). With
     `return_exceptions=True` they are returned, the BudgetExceededError in the place of
     each input that did not finish.
+
+    `resume=JOB_ID` resumes an earlier job (one that failed, was canceled, or lost its
+    caller: `burla jobs --mine` lists this machine's recent jobs): it is a new job with
+    the same inputs (the function may be another, fixed one), where only the inputs
+    that have no successful result in that job run; the others' results are taken from
+    it. The results are the whole job's, as any call's. Other inputs than that job's
+    raise ResumeMismatchError; a job still running, unknown or no longer kept raises
+    ResumeError.
     """
     if dockerfile is not None and image is not None:
         raise InvalidRequestError("pass image= or dockerfile=, not both")
     if build_context is not None and dockerfile is None:
         raise InvalidRequestError("build_context= is the directory of a dockerfile=; pass both")
+    if resume is not None and not isinstance(resume, str):
+        raise InvalidRequestError(f"resume= takes a job's id (text), not {resume!r}")
     settings = _settings(backend)
     function = dumps_function(function_)
     payloads = _pickled(function, inputs, unpack_tuples)
@@ -101,32 +114,83 @@ def remote_parallel_map(
     }
     if max_cost is not None:
         spec |= {"max_cost": max_cost, "seconds_per_input": seconds_per_input}
-    session = _with_environment(spec, function, dockerfile, settings)
-    job_id = f"job-{secrets.token_hex(8)}"
-    if build_context is not None:
-        spec["build_context"] = upload_context(session, job_id, context_archive(build_context))
-    wait = 0.0 if detach else FIRST_WAIT_S
-    try:
-        session, first = _submitted(session, settings, job_id, spec, function, payloads, wait)
-    except SourceNotKeptError:
-        # The cluster removed sources this process sent before: they go again, once.
-        session.sent_sources.clear()
-        session = _with_environment(spec, function, dockerfile, settings)
-        session, first = _submitted(session, settings, job_id, spec, function, payloads, wait)
+    if resume is not None:
+        spec["resumes"] = resume
+    job = Submission(settings, _name_of(function_), function, payloads, spec, dockerfile)
+    job_id = job.start(build_context, detach=detach)
     if detach:
         return job_id
-    results = follow(
-        session,
-        job_id,
-        len(payloads),
-        ordered=ordered,
-        spinner=spinner,
-        first=first,
-        return_exceptions=return_exceptions,
-    )
+    results = job.follow(ordered=ordered, spinner=spinner, return_exceptions=return_exceptions)
     if generator:
         return results
     return list(results)
+
+
+class Submission:
+    """One job on its way to the cluster: its function, inputs and spec; started (and
+    remembered as this user's, see recent_jobs), then followed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        function: bytes,
+        payloads: Sequence[Payload],
+        spec: dict[str, Any],
+        dockerfile: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.function = function
+        self.payloads = payloads
+        self.spec = spec
+        self.dockerfile = dockerfile
+        self.job_id = f"job-{secrets.token_hex(8)}"
+        self.session: Session | None = None
+        self.first: bytes | None = None
+
+    def start(self, build_context: str | None = None, *, detach: bool = False) -> str:
+        """Submit the job (with a short wait for its first results, unless `detach`);
+        its id."""
+        settings, spec, function, payloads = self.settings, self.spec, self.function, self.payloads
+        session = _with_environment(spec, function, self.dockerfile, settings)
+        job_id = self.job_id
+        if build_context is not None:
+            spec["build_context"] = upload_context(session, job_id, context_archive(build_context))
+        wait = 0.0 if detach else FIRST_WAIT_S
+        try:
+            session, first = _submitted(session, settings, job_id, spec, function, payloads, wait)
+        except SourceNotKeptError:
+            # The cluster removed sources this process sent before: they go again, once.
+            session.sent_sources.clear()
+            session = _with_environment(spec, function, self.dockerfile, settings)
+            session, first = _submitted(session, settings, job_id, spec, function, payloads, wait)
+        self.session, self.first = session, first
+        # Remembered once the cluster took it, before its results are followed: a caller
+        # that crashes meanwhile finds it with `burla jobs --mine`.
+        now = WallClock().now()
+        remember(RecentJob(job_id, now, self.name, cluster_of(settings), spec.get("resumes")))
+        return job_id
+
+    def follow(
+        self, *, ordered: bool, spinner: bool, return_exceptions: bool
+    ) -> Generator[Any, None, None]:
+        """The started job's results as they come (see results.follow)."""
+        assert self.session is not None, "start the job first"
+        return follow(
+            self.session,
+            self.job_id,
+            len(self.payloads),
+            ordered=ordered,
+            spinner=spinner,
+            first=self.first,
+            return_exceptions=return_exceptions,
+        )
+
+
+def _name_of(function_: Callable[..., Any]) -> str:
+    """The function's name, as its code calls it."""
+    return str(getattr(function_, "__qualname__", None) or type(function_).__name__)
 
 
 def _pickled(function: bytes, inputs: Iterable[Any], unpack_tuples: bool) -> list[Payload]:
