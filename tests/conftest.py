@@ -1,5 +1,7 @@
 """Fixtures shared by every test: async tests run on asyncio through anyio's plugin."""
 
+import os
+
 import pytest
 from hypothesis import settings
 
@@ -21,6 +23,13 @@ pytest_plugins = [
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _jobs_remembered_apart(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The jobs tests start are remembered in a file of the tests' own, not the user's."""
+    if "BURLA_JOBS_FILE" not in os.environ:
+        os.environ["BURLA_JOBS_FILE"] = str(tmp_path_factory.mktemp("jobs") / "jobs.jsonl")
 
 
 # Every property test runs at least 300 examples, in CI too; no per-example deadline.

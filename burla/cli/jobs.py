@@ -72,7 +72,7 @@ def jobs(
 
 def _my_jobs(backend: str | None, as_json: bool) -> None:
     """The jobs this machine started on the cluster lately, with their state now."""
-    from burla.client.recent_jobs import cluster_of, recent
+    from burla.client.recent_jobs import cluster_of, recent, recent_jobs_path
     from burla.core.errors import NotFoundError
     from burla.core.settings import load_settings
 
@@ -81,7 +81,7 @@ def _my_jobs(backend: str | None, as_json: bool) -> None:
     if backend is not None:
         settings = settings.replace(backend=backend)
     found = []
-    for job in recent(cluster_of(settings)):
+    for job in recent(recent_jobs_path(settings), cluster_of(settings)):
         try:
             state = connection.call("GET", f"/jobs/{job.job_id}").json()["state"]
         except NotFoundError:

@@ -40,13 +40,20 @@ def emit(data: Any, as_json: bool, show: Callable[[], None]) -> None:
         show()
 
 
+PIPE_WIDTH = 1 << 12
+"""How wide a table printed to a pipe may be."""
+
+
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
-    """A table: drawn with lines on a terminal, plain aligned columns in a pipe."""
+    """A table: drawn with lines on a terminal, plain aligned columns in a pipe (as wide
+    as they need: nothing is cut for a script to read)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=PIPE_WIDTH)
     drawn = Table(
         *columns,
         title=title,

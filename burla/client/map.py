@@ -12,7 +12,7 @@ from burla.client.build_context import context_archive
 from burla.client.connection import error_from
 from burla.client.environment import environment_for
 from burla.client.fit import INLINE_LIMIT
-from burla.client.recent_jobs import RecentJob, cluster_of, remember
+from burla.client.recent_jobs import RecentJob, cluster_of, recent_jobs_path, remember
 from burla.client.results import follow, interrupted, stored_results
 from burla.client.serialize import dump_input, dumps_function, dumps_input, known_size
 from burla.client.session import Session
@@ -168,8 +168,10 @@ class Submission:
         self.session, self.first = session, first
         # Remembered once the cluster took it, before its results are followed: a caller
         # that crashes meanwhile finds it with `burla jobs --mine`.
-        now = WallClock().now()
-        remember(RecentJob(job_id, now, self.name, cluster_of(settings), spec.get("resumes")))
+        if not settings.job_token:
+            now = WallClock().now()
+            job = RecentJob(job_id, now, self.name, cluster_of(settings), spec.get("resumes"))
+            remember(job, recent_jobs_path(settings))
         return job_id
 
     def follow(

@@ -1,6 +1,8 @@
-"""The jobs this user started from this machine lately, remembered in a small file beside
-the config file (~/.burla/jobs.jsonl): how a notebook or script that crashed finds the
-job it lost (`burla jobs --mine`), to resume it (`resume=`, `burla jobs rerun`).
+"""The jobs this user started from this machine lately, remembered in a small file in
+burla's folder (~/.burla/jobs.jsonl; the setting jobs_file, $BURLA_JOBS_FILE, names
+another): how a notebook or script that crashed finds the job it lost (`burla jobs
+--mine`), to resume it (`resume=`, `burla jobs rerun`). Calls made from inside a job are
+not remembered.
 
 A job is remembered as it is submitted, before the cluster answers: one JSON line per
 job, appended in one write, so that processes starting jobs at once do not mix their
@@ -13,13 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from burla.client import local
-from burla.core.settings import Settings, config_path
+from burla.core.settings import Settings
 
 KEPT = 100
 FILE_NAME = "jobs.jsonl"
@@ -37,8 +38,10 @@ class RecentJob:
     """The job it resumes, if it does."""
 
 
-def recent_jobs_path(env: Mapping[str, str] | None = None) -> Path:
-    return config_path(os.environ if env is None else env).with_name(FILE_NAME)
+def recent_jobs_path(settings: Settings) -> Path:
+    if settings.jobs_file:
+        return Path(settings.jobs_file).expanduser()
+    return Path.home() / ".burla" / FILE_NAME
 
 
 def cluster_of(settings: Settings) -> str:
@@ -49,9 +52,8 @@ def cluster_of(settings: Settings) -> str:
     return f"{settings.backend}:{local.local_dir(settings.backend)}"
 
 
-def remember(job: RecentJob, path: Path | None = None) -> None:
+def remember(job: RecentJob, path: Path) -> None:
     """Add `job` to the file (keeping the last KEPT jobs); nothing if it cannot be written."""
-    path = path or recent_jobs_path()
     line = (json.dumps(asdict(job)) + "\n").encode()
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,9 +67,8 @@ def remember(job: RecentJob, path: Path | None = None) -> None:
             _keep_last(path, KEPT)
 
 
-def recent(cluster: str | None = None, path: Path | None = None) -> list[RecentJob]:
+def recent(path: Path, cluster: str | None = None) -> list[RecentJob]:
     """The remembered jobs, newest first; only those of `cluster` when given."""
-    path = path or recent_jobs_path()
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):

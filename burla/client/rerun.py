@@ -10,7 +10,7 @@ from typing import Any
 
 from burla.client.connection import Connection
 from burla.client.map import Submission, _settings
-from burla.client.recent_jobs import recent
+from burla.client.recent_jobs import recent, recent_jobs_path
 from burla.client.session import Session
 from burla.core import wire
 from burla.core.errors import JobError, JobInterruptedError, NotFoundError, ResumeError
@@ -64,7 +64,8 @@ def rerun(
         raise ResumeError(f"job {job_id} cannot be rerun: {error}") from error
     spec: dict[str, Any] = {key: old["spec"][key] for key in SPEC_KEPT if key in old["spec"]}
     spec |= {"n_inputs": len(payloads), "resumes": job_id, "resume_failed_only": failed_only}
-    name = next((job.function for job in recent() if job.job_id == job_id), f"rerun of {job_id}")
+    remembered = recent(recent_jobs_path(settings))
+    name = next((job.function for job in remembered if job.job_id == job_id), job_id)
     submission = Submission(settings, name, function, payloads, spec)
     new_id = submission.start()
     try:

@@ -81,6 +81,9 @@ class Settings:
     job_token: str | None = None
     """Set by a worker for the job it runs: a call from inside the job goes to the
     job's own cluster as the job's owner, with this token (see JOB_TOKEN_ENV)."""
+    jobs_file: str | None = None
+    """Where the client remembers the jobs it starts, for `burla jobs --mine` (default
+    ~/.burla/jobs.jsonl)."""
     gcp: GcpSettings = field(default_factory=GcpSettings)
 
     def replace(self, **changes: Any) -> Settings:

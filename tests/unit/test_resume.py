@@ -119,8 +119,8 @@ def test_recent_jobs_are_listed_newest_first_for_their_cluster(tmp_path: Path):
     remember(job(1), path)
     remember(job(2, cluster="gcp"), path)
     remember(RecentJob("job-0003", 3.0, "g", "local:/c", resumes="job-0001"), path)
-    assert [j.job_id for j in recent(path=path)] == ["job-0003", "job-0002", "job-0001"]
-    mine = recent("local:/c", path)
+    assert [j.job_id for j in recent(path)] == ["job-0003", "job-0002", "job-0001"]
+    mine = recent(path, "local:/c")
     assert [(j.job_id, j.resumes) for j in mine] == [("job-0003", "job-0001"), ("job-0001", None)]
 
 
@@ -128,7 +128,7 @@ def test_the_file_keeps_the_last_jobs_and_skips_lines_it_cannot_read(tmp_path: P
     path = tmp_path / "jobs.jsonl"
     for n in range(3 * KEPT):
         remember(job(n), path)
-    listed = recent(path=path)
+    listed = recent(path)
     assert len(listed) == KEPT
     assert listed[0].job_id == f"job-{3 * KEPT - 1:04d}"
     assert len(path.read_text().splitlines()) <= 2 * KEPT + 1, "the file is cut back"
@@ -136,7 +136,7 @@ def test_the_file_keeps_the_last_jobs_and_skips_lines_it_cannot_read(tmp_path: P
         file.write('{"job_id": "job-cut-sh')  # a writer that crashed mid-line
         file.write("\n" + json.dumps({"unknown": 1}) + "\n")
     remember(job(9999), path)
-    assert recent(path=path)[0].job_id == "job-9999"
+    assert recent(path)[0].job_id == "job-9999"
 
 
 def test_a_file_that_cannot_be_written_fails_no_job(tmp_path: Path):
@@ -148,7 +148,7 @@ def test_a_file_that_cannot_be_written_fails_no_job(tmp_path: Path):
         tmp_path.chmod(0o500)
         path = tmp_path / "jobs.jsonl"
     remember(job(1), path)
-    assert recent(path=path) == []
+    assert recent(path) == []
 
 
 @pytest.mark.parametrize("line", ["", "[]", "null", '{"job_id": 1}'])
@@ -156,4 +156,4 @@ def test_odd_lines_are_skipped(tmp_path: Path, line: str):
     path = tmp_path / "jobs.jsonl"
     path.write_text(line + "\n")
     remember(job(1), path)
-    assert [j.job_id for j in recent(path=path)] == ["job-0001"]
+    assert [j.job_id for j in recent(path)] == ["job-0001"]
