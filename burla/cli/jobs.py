@@ -169,6 +169,9 @@ def jobs_show(job_id: str, backend: str | None, as_json: bool) -> None:
 
     def show() -> None:
         click.echo(f"{job_id}: {job['state']}, {job['spec']['n_inputs']} inputs")
+        if job["spec"].get("resumes"):
+            only = ", only its failed inputs" if job["spec"].get("resume_failed_only") else ""
+            click.echo(f"resumes {job['spec']['resumes']}{only}")
         counts = job.get("counts")
         if counts:
             click.echo(

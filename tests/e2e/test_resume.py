@@ -235,6 +235,11 @@ def test_rerun_from_a_shell_runs_what_failed_or_never_ran(
     assert job_results(second) == [1, 3, 3, 4, 5, 6]
     code, out, _ = burla(capsys, "jobs", "result", second, "--json")
     assert (code, out) == (0, "[1, 3, 3, 4, 5, 6]\n")
+    code, out, _ = burla(capsys, "jobs", "show", second)
+    assert out.splitlines()[:2] == [
+        f"{second}: succeeded, 6 inputs",
+        f"resumes {job_id}, only its failed inputs",
+    ]
     code, out, _ = burla(capsys, "jobs", "--mine")
     listed = [line.split()[0] for line in out.splitlines()[1:4]]
     assert listed == [second, first, job_id]
