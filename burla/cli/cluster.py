@@ -25,9 +25,11 @@ def cluster() -> None:
 @cluster.command("status")
 @cluster_options
 def cluster_status(backend: str | None, as_json: bool) -> None:
-    """Nodes by type and state, CPUs busy, jobs running, and the standby definition; for a
-    cloud cluster, what its nodes cost per hour at Compute Engine list prices (on-demand,
-    in the region of your settings' zone; GPUs and disks not included).
+    """Nodes by type and state, CPUs busy, jobs running, the standby definition, and the
+    nodes lost lately (preempted spot VMs apart from machines that failed); for a cloud
+    cluster, what its nodes cost per hour at Compute Engine list prices (spot rates for
+    spot node types, on-demand for the others, in the region of your settings' zone; GPUs
+    and disks not included).
 
     \b
     Example:
@@ -133,8 +135,16 @@ def _cloud_cost(backend: str | None, state: dict[str, Any]) -> ClusterCost | Non
     nodes = {
         node_type: sum(states.values()) for node_type, states in state["nodes_by_type"].items()
     }
-    # Spot prices only when main_service says its VMs are spot: it alone knows.
-    return cluster_cost(nodes, settings.gcp.region, spot=state.get("spot") is True)
+    # Spot prices for the node types main_service says are spot: it alone knows.
+    return cluster_cost(nodes, settings.gcp.region, spot=_spot_types(state))
+
+
+def _spot_types(state: dict[str, Any]) -> set[str]:
+    """The node types of the cluster's nodes and standby definition that are spot."""
+    types = [group["node_type"] for group in state["standby"]["nodes"]]
+    return {node["type"] for node in state["nodes"] if node.get("spot")} | {
+        node_type["name"] for node_type in types if node_type.get("spot")
+    }
 
 
 def _cost_fields(cost: ClusterCost | None) -> dict[str, Any]:
@@ -165,7 +175,7 @@ def _show_cluster(url: str, state: dict[str, Any], cost: ClusterCost | None) -> 
     ]
     table(("node type", "booting", "ready", "busy"), rows)
     if cost is not None:
-        _show_cost(cost, spot_known="spot" in state)
+        _show_cost(cost, spot_known=all("spot" in node for node in state["nodes"]))
     _show_standby(state["standby"])
     for error in state["creation_errors"]:
         when = time.strftime("%H:%M:%S", time.localtime(error["at"]))
@@ -175,12 +185,13 @@ def _show_cluster(url: str, state: dict[str, Any], cost: ClusterCost | None) -> 
 def _show_cost(cost: ClusterCost, spot_known: bool) -> None:
     rows = []
     for machine_type, (count, price) in cost.by_type.items():
+        bought = "spot" if machine_type in cost.spot else "on-demand"
         if isinstance(price, NoListPrice):
-            rows.append((machine_type, count, "n/a", "n/a"))
+            rows.append((machine_type, bought, count, "n/a", "n/a"))
         else:
             each = price.usd_per_hour
-            rows.append((machine_type, count, _usd(each), _usd(count * each)))
-    table(("machine type", "nodes", "$/hour each", "$/hour"), rows)
+            rows.append((machine_type, bought, count, _usd(each), _usd(count * each)))
+    table(("machine type", "VMs", "nodes", "$/hour each", "$/hour"), rows)
     unpriced = cost.unpriced
     if not unpriced:
         click.echo(f"total: {_usd(cost.priced_usd_per_hour)} per hour")
@@ -190,7 +201,7 @@ def _show_cost(cost: ClusterCost, spot_known: bool) -> None:
             f"total: at least {_usd(cost.priced_usd_per_hour)} per hour "
             f"({nodes} node{'s' if nodes != 1 else ''} without a list price)"
         )
-    unknown = "" if spot_known else " (the cluster does not say if its VMs are spot)"
+    unknown = "" if spot_known else " (the cluster does not say which of its VMs are spot)"
     click.echo(cost.basis + unknown)
     for machine_type, reason in unpriced.items():
         click.echo(f"{machine_type}: n/a, {reason}")
@@ -246,10 +257,11 @@ def _show_standby(definition: dict[str, Any]) -> None:
             group["node_type"]["name"],
             group["node_type"]["cpus"],
             group["node_type"]["ram_gb"],
+            "spot" if group["node_type"].get("spot") else "on-demand",
         )
         for group in definition["nodes"]
     ]
-    table(("standby nodes", "type", "CPUs", "RAM GB"), rows)
+    table(("standby nodes", "type", "CPUs", "RAM GB", "VMs"), rows)
     images = ", ".join(spec["image"] for spec in definition["containers"]) or "none"
     click.echo(f"containers on every node: {images}")
 

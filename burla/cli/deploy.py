@@ -33,6 +33,7 @@ def _cluster_options(function: Any) -> Any:
 @click.command()
 @_cluster_options
 @click.option("--machine-type", default="n2-standard-4", show_default=True, help="nodes' type")
+@click.option("--spot", is_flag=True, help="nodes are spot VMs: cheaper, and may be preempted")
 @click.option("--main-machine-type", default="e2-standard-2", show_default=True)
 @click.option("--standby", type=int, default=1, show_default=True, help="nodes kept waiting")
 @click.option("--max-nodes", type=int, help="most nodes at once (default: no limit)")

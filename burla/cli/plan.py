@@ -218,7 +218,9 @@ def _price(node_type: NodeType, region: str | None, spot: bool, usd: float | Non
     from burla.core.settings import load_settings
 
     where = region or load_settings().gcp.region
-    return price_of(node_type, list_price_in(where, spot=spot))
+    if spot:
+        node_type = node_type.model_copy(update={"spot": True})
+    return price_of(node_type, list_price_in(where))
 
 
 def _cost_fields(found: CostEstimate | None, price: NodePrice) -> dict[str, Any]:

@@ -63,9 +63,11 @@ def _apply(values: dict[str, Any], changes: Changes) -> None:
 
 
 def _line(name: str, value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    if not isinstance(value, str | int):
         raise InvalidRequestError(
-            f"setting {name!r} holds {value!r}; burla's settings are text or whole numbers"
+            f"setting {name!r} holds {value!r}; burla's settings are text, whole numbers, "
+            "true or false"
         )
-    # A JSON string of text is a TOML basic string; a number is the same in both.
+    # A JSON string of text is a TOML basic string; a number and true/false are the same
+    # in both.
     return f"{name} = {json.dumps(value, ensure_ascii=False)}"

@@ -41,12 +41,12 @@ class NodePrice:
 THIS_MACHINE = NodePrice(0.0, "this machine's cluster: no price, jobs cost nothing")
 """The price of a node of a cluster that runs on the caller's own machine."""
 
-ListPrice = Callable[[str], NodePrice]
-"""A backend's price of a node type by name (Compute Engine's list price of a machine
-type, say)."""
+ListPrice = Callable[[NodeType], NodePrice]
+"""A backend's price of a node type (Compute Engine's list price of its machine type,
+on-demand or spot as the node type is, say)."""
 
 
-def this_machine(node_type_name: str) -> NodePrice:
+def this_machine(node_type: NodeType) -> NodePrice:
     """The list price of every node of this machine's cluster: none, it costs nothing."""
     return THIS_MACHINE
 
@@ -55,7 +55,7 @@ def price_of(node_type: NodeType, list_price: ListPrice) -> NodePrice:
     """A node type's price: its own `price_per_hour` when set, else its list price."""
     if node_type.price_per_hour is not None:
         return NodePrice(node_type.price_per_hour, f"price_per_hour of node type {node_type.name}")
-    return list_price(node_type.name)
+    return list_price(node_type)
 
 
 def usd_for(node_seconds: float, usd_per_hour: float) -> float:

@@ -28,10 +28,15 @@ class NodeType(_Frozen):
     price_per_hour: float | None = Field(default=None, ge=0)
     """What one node of this type costs per hour, in USD, when set: it counts for jobs'
     costs and max_cost instead of the Compute Engine list price (a local node has none)."""
+    spot: bool = False
+    """Its machines are spot VMs (Compute Engine's SPOT provisioning model): priced at spot
+    rates, and the cloud may take one back at any time. A preemption is a lost node: its
+    inputs go back to the queue and run on other nodes."""
 
     def describe(self) -> str:
         gpu = f", {self.gpus} GPUs" if self.gpus else ""
-        return f"{self.name} ({self.cpus} CPUs, {self.ram_gb:g} GB RAM{gpu})"
+        spot = ", spot" if self.spot else ""
+        return f"{self.name} ({self.cpus} CPUs, {self.ram_gb:g} GB RAM{gpu}{spot})"
 
 
 class ContainerSpec(_Frozen):

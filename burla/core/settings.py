@@ -14,6 +14,7 @@ BURLA_GCP_<FIELD> for the [gcp] table (BURLA_GCP_PROJECT, BURLA_GCP_ZONE, ...).
     project = "my-project"
     zone = "us-central1-a"
     machine_type = "n2-standard-8"
+    spot = true                         # the standby VMs are spot VMs
     bucket = "my-project-burla"
 """
 
@@ -43,6 +44,9 @@ class GcpSettings:
     zone: str = "us-central1-a"
     machine_type: str = "n2-standard-4"
     """The node type of the standby set: a Compute Engine machine type."""
+    spot: bool = False
+    """The standby set's VMs are spot VMs: cheaper, and Compute Engine may preempt one at
+    any time (its inputs run again on other nodes). BURLA_GCP_SPOT takes true or false."""
     standby_nodes: int = 1
     bucket: str | None = None
     """Cloud Storage bucket for functions, big inputs and results (default: <project>-burla)."""
@@ -131,7 +135,9 @@ def _checked(cls: type[Any], values: dict[str, Any], where: str) -> dict[str, An
     checked: dict[str, Any] = {}
     for name, value in values.items():
         default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
-        if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(default, bool):
+            value = _flag(value, name, where)
+        elif isinstance(default, int):
             try:
                 value = int(value)
             except (TypeError, ValueError):
@@ -144,6 +150,21 @@ def _checked(cls: type[Any], values: dict[str, Any], where: str) -> dict[str, An
             raise InvalidRequestError(f"setting {name!r} in {where} must be text, not {value!r}")
         checked[name] = value
     return checked
+
+
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _flag(value: Any, name: str, where: str) -> bool:
+    """A yes-or-no setting: a TOML boolean, or true/false (1/0, yes/no) from a variable."""
+    if isinstance(value, bool):
+        return value
+    flag = _FLAGS.get(str(value).strip().lower())
+    if flag is None:
+        raise InvalidRequestError(
+            f"setting {name!r} in {where} must be true or false, not {value!r}"
+        )
+    return flag
 
 
 def config_path(env: Mapping[str, str]) -> Path:

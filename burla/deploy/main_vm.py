@@ -133,6 +133,7 @@ def config_text(options: DeployOptions) -> str:
         "zone": options.zone_name,
         "cluster": options.cluster,
         "machine_type": options.machine_type,
+        "spot": options.spot,
         "standby_nodes": options.standby,
         "bucket": options.bucket,
         "containers": options.containers,

@@ -44,6 +44,8 @@ class DeployOptions(BaseModel):
     zone: str | None = None
     cluster: str = Field(default="burla", min_length=1, max_length=30)
     machine_type: str = "n2-standard-4"
+    spot: bool = False
+    """The nodes are spot VMs (main_service's own VM never is)."""
     main_machine_type: str = "e2-standard-2"
     standby: int = Field(default=1, ge=0)
     max_nodes: int | None = Field(default=None, ge=1)

@@ -75,7 +75,7 @@ class MainHost:
             token=self._token,
             validate=self._validate,
             dial=self._dial,
-            list_price=list_price_in(self.scenario.region, spot=self.scenario.spot),
+            list_price=list_price_in(self.scenario.region),
         )
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:

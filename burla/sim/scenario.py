@@ -71,7 +71,24 @@ class SimNodeType(_Model):
     """Share of machines that never come up (they show as failed at the end of boot)."""
     price_per_hour: float | None = Field(default=None, ge=0)
     """USD per hour of one machine; by default the Compute Engine list price of `name`
-    in the scenario's region (none for a name that is no machine type)."""
+    in the scenario's region, at spot rates for a spot type (none for a name that is no
+    machine type)."""
+    spot: bool = False
+    """Spot VMs: priced at spot rates, and preempted at `preemptions_per_hour`."""
+    preemptions_per_hour: float = Field(default=0.0, ge=0)
+    """How often the cloud takes back one machine of this type that is up, on average
+    (each machine's time to its preemption is drawn from an exponential distribution
+    with this rate, from the scenario's seed): 0.5 preempts a machine about every two
+    hours it is up. Only spot types are preempted."""
+
+    @model_validator(mode="after")
+    def _only_spot_is_preempted(self) -> SimNodeType:
+        if self.preemptions_per_hour and not self.spot:
+            raise ValueError(
+                f"node type {self.name!r} has preemptions_per_hour but is not spot; "
+                "set spot: true (only spot VMs are preempted)"
+            )
+        return self
 
     def node_type(self) -> NodeType:
         return NodeType(
@@ -80,6 +97,7 @@ class SimNodeType(_Model):
             ram_gb=self.ram_gb,
             gpus=self.gpus,
             price_per_hour=self.price_per_hour,
+            spot=self.spot,
         )
 
 
@@ -158,8 +176,6 @@ class Scenario(_Model):
     node_types: tuple[SimNodeType, ...] = Field(min_length=1)
     region: str = "us-central1"
     """Where the machines are priced (Compute Engine list prices of burla's table)."""
-    spot: bool = False
-    """Priced as spot VMs rather than on-demand ones."""
     images: tuple[SimImage, ...] = Field(min_length=1)
     """Images the simulation knows; the first is the default environment."""
     standby: tuple[StandbyNodes, ...] = ()

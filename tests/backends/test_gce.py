@@ -127,16 +127,19 @@ async def test_insert_body_names_labels_machine_type_and_startup_script(
 
 @pytest.mark.anyio
 async def test_spot_vms_and_other_settings_reach_the_insert_body(api: FakeComputeApi) -> None:
-    compute = provider_on(
-        api, spot=True, external_ip=False, disk_size_gb=200, network="global/networks/burla"
-    )
+    compute = provider_on(api, external_ip=False, disk_size_gb=200, network="global/networks/burla")
+    spot = NODE_TYPE.model_copy(update={"spot": True})
     try:
-        await compute.create(boot("node-a"))
+        await compute.create(BootSpec("node-a", spot, main_url="http://127.0.0.1:1"))
     finally:
         await compute.aclose()
     [body] = api.inserted
-    assert body["scheduling"]["provisioningModel"] == "SPOT"
-    assert body["scheduling"]["instanceTerminationAction"] == "DELETE"
+    assert body["scheduling"] == {
+        "provisioningModel": "SPOT",
+        "instanceTerminationAction": "STOP",
+        "onHostMaintenance": "TERMINATE",
+        "automaticRestart": False,
+    }
     assert body["disks"][0]["initializeParams"]["diskSizeGb"] == "200"
     [interface] = body["networkInterfaces"]
     assert interface["network"] == "global/networks/burla"

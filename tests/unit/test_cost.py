@@ -27,8 +27,8 @@ N2_96 = NodeType(name="n2-standard-96", cpus=96, ram_gb=384)
 DOLLAR = NodePrice(1.0, "a dollar an hour")
 
 
-def listed(name: str) -> NodePrice:
-    return NodePrice(4.0, f"list price of {name}")
+def listed(node_type: NodeType) -> NodePrice:
+    return NodePrice(4.0, f"list price of {node_type.name}")
 
 
 def test_a_node_types_own_price_comes_before_its_list_price():

@@ -20,8 +20,10 @@ from burla.backends.gcp.prices import (
     Price,
     cluster_cost,
     hourly_price,
+    list_price_in,
 )
 from burla.core.errors import InvalidRequestError
+from burla.core.models import NodeType
 
 REGIONS = (
     "us-central1",
@@ -176,10 +178,31 @@ def test_a_cluster_costs_the_sum_of_its_nodes():
     assert cost.usd_per_hour == pytest.approx(expected)
     assert cost.unpriced == {}
     assert cost.basis == "list prices of 2026-07-30, on-demand, us-east1"
-    spot = cluster_cost({"n2-standard-8": 3, "e2-standard-4": 1}, "us-east1", spot=True)
+    both = {"n2-standard-8", "e2-standard-4"}
+    spot = cluster_cost({"n2-standard-8": 3, "e2-standard-4": 1}, "us-east1", spot=both)
     assert spot.basis == "list prices of 2026-07-30, spot, us-east1"
     assert spot.usd_per_hour is not None
     assert spot.usd_per_hour < expected
+    mixed = cluster_cost(
+        {"n2-standard-8": 3, "e2-standard-4": 1}, "us-east1", spot={"n2-standard-8"}
+    )
+    n2_spot = usd("n2-standard-8", "us-east1", spot=True)
+    assert mixed.usd_per_hour == pytest.approx(3 * n2_spot + usd("e2-standard-4", "us-east1"))
+    assert mixed.basis == (
+        "list prices of 2026-07-30, spot for n2-standard-8, on-demand for the others, us-east1"
+    )
+
+
+def test_a_node_types_list_price_is_its_spot_price_when_it_is_spot():
+    price = list_price_in("europe-west1")
+    on_demand = NodeType(name="n2-standard-8", cpus=8, ram_gb=32)
+    spot = on_demand.model_copy(update={"spot": True})
+    assert price(on_demand).usd_per_hour == pytest.approx(usd("n2-standard-8", "europe-west1"))
+    assert price(spot).usd_per_hour == pytest.approx(
+        usd("n2-standard-8", "europe-west1", spot=True)
+    )
+    assert "n2 spot list price in europe-west1" in price(spot).source
+    assert "n2 on-demand list price in europe-west1" in price(on_demand).source
 
 
 def test_a_cluster_with_an_unpriced_node_has_no_total_but_says_why():

@@ -16,6 +16,7 @@ import shlex
 from burla.backends.boot_env import check_boot_env, node_identity
 from burla.backends.gcp.gce_settings import INSTANCE_NAME, LABEL_VALUE, GceSettings
 from burla.core.errors import InvalidRequestError
+from burla.core.models import NodeType
 from burla.core.protocols import BootSpec
 
 try:
@@ -100,6 +101,30 @@ wait "$node"
 """
 
 
+def scheduling(node_type: NodeType) -> compute_v1.Scheduling:
+    """How Compute Engine runs a VM of `node_type`: a spot one as Google requires of spot
+    VMs (no automatic restart, terminated for host maintenance) and stopped when preempted.
+
+    Stopped, not deleted: a preempted VM stays listed as TERMINATED until main_service,
+    having counted its node as preempted, deletes it (within a look at the machines, half
+    a second; its boot disk is all that is billed meanwhile). A deleted VM would vanish
+    like one deleted by hand, and could be told apart only by searching the zone's
+    operations for every node that goes missing. burla never restarts a stopped VM."""
+    if node_type.spot:
+        return compute_v1.Scheduling(
+            provisioning_model="SPOT",
+            instance_termination_action="STOP",
+            on_host_maintenance="TERMINATE",
+            automatic_restart=False,
+        )
+    return compute_v1.Scheduling(
+        provisioning_model="STANDARD",
+        # GPUs cannot move to another host while running.
+        on_host_maintenance="TERMINATE" if node_type.gpus else "MIGRATE",
+        automatic_restart=True,
+    )
+
+
 def instance_resource(settings: GceSettings, boot: BootSpec) -> compute_v1.Instance:
     """The body of the insert request for `boot`'s VM."""
     zone = f"zones/{settings.zone}"
@@ -108,14 +133,6 @@ def instance_resource(settings: GceSettings, boot: BootSpec) -> compute_v1.Insta
         if settings.external_ip
         else []
     )
-    scheduling = compute_v1.Scheduling(
-        provisioning_model="SPOT" if settings.spot else "STANDARD",
-        # GPUs cannot move to another host while running, and spot VMs cannot migrate.
-        on_host_maintenance="TERMINATE" if boot.node_type.gpus or settings.spot else "MIGRATE",
-        automatic_restart=not settings.spot,
-    )
-    if settings.spot:
-        scheduling.instance_termination_action = "DELETE"
     return compute_v1.Instance(
         name=settings.instance_name(boot.node_id),
         machine_type=f"{zone}/machineTypes/{boot.node_type.name}",
@@ -146,7 +163,7 @@ def instance_resource(settings: GceSettings, boot: BootSpec) -> compute_v1.Insta
                 compute_v1.Items(key="enable-guest-attributes", value="TRUE"),
             ]
         ),
-        scheduling=scheduling,
+        scheduling=scheduling(boot.node_type),
         service_accounts=[
             compute_v1.ServiceAccount(
                 email=settings.service_account,

@@ -65,7 +65,6 @@ class GceSettings(BaseModel):
     network: str = "global/networks/default"
     external_ip: bool = True
     """Give each VM a public address, so it can install packages without Cloud NAT."""
-    spot: bool = False
     service_account: str = "default"
     install_command: str | None = DEFAULT_INSTALL
     node_command: tuple[str, ...] = Field(default=DEFAULT_NODE_COMMAND, min_length=1)

@@ -6,7 +6,7 @@ GPUs, boot disks and network are not priced (see price_table).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from burla.backends.gcp.machine_types import node_type_of
@@ -20,6 +20,7 @@ from burla.backends.gcp.price_table import (
 )
 from burla.core.cost import ListPrice, NodePrice
 from burla.core.errors import InvalidRequestError
+from burla.core.models import NodeType
 
 __all__ = [
     "PRICES_READ_ON",
@@ -118,9 +119,10 @@ class ClusterCost:
     """What a cluster's nodes cost per hour at list price."""
 
     region: str
-    spot: bool
     by_type: Mapping[str, tuple[int, Price | NoListPrice]]
     """Per machine type: how many nodes, and one node's price."""
+    spot: frozenset[str] = frozenset()
+    """The machine types whose nodes are spot VMs (priced at spot rates)."""
 
     @property
     def usd_per_hour(self) -> float | None:
@@ -141,29 +143,40 @@ class ClusterCost:
 
     @property
     def basis(self) -> str:
-        spot = "spot" if self.spot else "on-demand"
-        return f"list prices of {PRICES_READ_ON.isoformat()}, {spot}, {self.region}"
+        spot = sorted(self.spot & self.by_type.keys())
+        if not spot:
+            bought = "on-demand"
+        elif len(spot) == len(self.by_type):
+            bought = "spot"
+        else:
+            bought = f"spot for {', '.join(spot)}, on-demand for the others"
+        return f"list prices of {PRICES_READ_ON.isoformat()}, {bought}, {self.region}"
 
 
-def cluster_cost(nodes: Mapping[str, int], region: str, *, spot: bool = False) -> ClusterCost:
-    """The cost of `nodes` (how many VMs of each machine type) in `region`. A machine type
-    burla cannot size has no list price, rather than an error: the cluster runs it."""
+def cluster_cost(
+    nodes: Mapping[str, int], region: str, *, spot: Collection[str] = ()
+) -> ClusterCost:
+    """The cost of `nodes` (how many VMs of each machine type) in `region`, those of the
+    machine types in `spot` at spot rates. A machine type burla cannot size has no list
+    price, rather than an error: the cluster runs it."""
     by_type: dict[str, tuple[int, Price | NoListPrice]] = {}
     for machine_type, count in nodes.items():
         try:
-            by_type[machine_type] = (count, hourly_price(machine_type, region, spot=spot))
+            price = hourly_price(machine_type, region, spot=machine_type in spot)
         except InvalidRequestError as error:
-            by_type[machine_type] = (count, NoListPrice(str(error)))
-    return ClusterCost(region, spot, by_type)
+            price = NoListPrice(str(error))
+        by_type[machine_type] = (count, price)
+    return ClusterCost(region, by_type, frozenset(spot))
 
 
-def list_price_in(region: str, *, spot: bool = False) -> ListPrice:
+def list_price_in(region: str) -> ListPrice:
     """The price of a cloud cluster's node types (whose names are machine types) in
-    `region`, for jobs' costs: the list price, or none with the reason."""
+    `region`, on-demand or spot as each node type is, for jobs' costs: the list price, or
+    none with the reason."""
 
-    def price(machine_type: str) -> NodePrice:
+    def price(node_type: NodeType) -> NodePrice:
         try:
-            found = hourly_price(machine_type, region, spot=spot)
+            found = hourly_price(node_type.name, region, spot=node_type.spot)
         except InvalidRequestError as error:
             return NodePrice(None, str(error))
         if isinstance(found, NoListPrice):

@@ -368,7 +368,7 @@ async def _serve_cloud(plan: CloudPlan) -> None:
             found = await RetryingCompute(backends.compute).list()
             from burla.backends.gcp.prices import list_price_in
 
-            price = list_price_in(plan.gce.zone.rsplit("-", 1)[0], spot=plan.gce.spot)
+            price = list_price_in(plan.gce.zone.rsplit("-", 1)[0])
             setup = Setup(plan.config, plan.url, plan.token, plan.boot_env, tuple(found), price)
 
             def announce(*_: object) -> None:

@@ -84,10 +84,11 @@ def cluster_config(
     max_nodes: int | None,
     max_nodes_per_job: int | None,
 ) -> ClusterConfig:
-    """`standby_nodes` VMs of `machine_type` wait with the default worker image of each of
-    `pythons` (pulled from `registry`; without one, the node's own worker environment); a
-    job's nodes are deleted after it, and standby is refilled at once (as the seed does)."""
-    node_type = node_type_of(gcp.machine_type)
+    """`standby_nodes` VMs of `machine_type` (spot VMs with `spot`) wait with the default
+    worker image of each of `pythons` (pulled from `registry`; without one, the node's own
+    worker environment); a job's nodes are deleted after it, and standby is refilled at
+    once (as the seed does)."""
+    node_type = node_type_of(gcp.machine_type).model_copy(update={"spot": gcp.spot})
     pythons = python_versions(gcp)
     if registry is None:
         if len(pythons) > 1:

@@ -226,6 +226,7 @@ class ClusterDriver:
                 "node_id": n.node_id,
                 "type": n.node_type.name,
                 "cpus": n.node_type.cpus,
+                "spot": n.node_type.spot,
                 "state": n.state.value,
                 "job_id": n.job_id,
             }
