@@ -12,6 +12,7 @@ each route is what `refuse_next` takes):
     POST   .../instances/NAME/reset                                  compute.instances.reset
     POST   .../instances/NAME/setMetadata                      compute.instances.setMetadata
     POST   .../instances/NAME/setLabels                          compute.instances.setLabels
+    GET    /compute/v1/projects/p/zones/z/operations                compute.zoneOperations.list
     GET    /compute/v1/projects/p/zones/z/operations/OP            compute.zoneOperations.get
     POST   .../operations/OP/wait                                 compute.zoneOperations.wait
     POST   /compute/v1/projects/p/global/firewalls                  compute.firewalls.insert
@@ -49,8 +50,12 @@ For tests it keeps the insert bodies it received and every request line; answers
 calls of any route with a transient error Compute Engine documents (`refuse_next`: 403 or
 429 rateLimitExceeded, 500 or 503 backendError) or the next insert with any error
 (`refuse_next_insert`); makes the next insert's operation finish with errors
-(`fail_next_insert_operation`) or never finish (`stall_next_insert_operation`); and stops a
-VM the way a preemption does (`terminate`). `close` stops every VM it started.
+(`fail_next_insert_operation`) or never finish (`stall_next_insert_operation`); stops a VM
+the way a host error does (`terminate`); and preempts a spot VM (`preempt`) as Compute
+Engine does: it records a `compute.instances.preempted` operation, the VM goes STOPPING
+while its processes get SIGTERM and then SIGKILL after `stop_grace_s` (Compute Engine's
+ACPI soft off, then power off after 30 s), and ends TERMINATED or deleted as its
+instanceTerminationAction says. `close` stops every VM it started.
 
 Not modelled: quotas, machine types, images and disks as resources (any source image boots;
 only registered ones boot a fake image), networks (any is taken to exist), stop/start,
@@ -126,6 +131,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", _INSTANCE + r"/reset", "compute.instances.reset"),
         ("POST", _INSTANCE + r"/setMetadata", "compute.instances.setMetadata"),
         ("POST", _INSTANCE + r"/setLabels", "compute.instances.setLabels"),
+        ("GET", _ZONE + r"/operations", "compute.zoneOperations.list"),
         ("GET", _ZONE + r"/operations/(?P<name>[^/]+)", "compute.zoneOperations.get"),
         ("POST", _ZONE + r"/operations/(?P<name>[^/]+)/wait", "compute.zoneOperations.wait"),
         ("POST", _GLOBAL + r"/firewalls", "compute.firewalls.insert"),
@@ -328,6 +334,32 @@ class FakeComputeApi:
         self._stop(vm)
         with self._lock:
             vm.resource["status"] = "TERMINATED"
+
+    def preempt(self, project: str, zone: str, name: str) -> None:
+        """Preempt a RUNNING spot VM (see module doc); returns once it is TERMINATED or
+        deleted. ValueError for a VM that is not spot or not running, which Compute Engine
+        would not preempt."""
+        key = (project, zone, name)
+        with self._lock:
+            vm = self._vms.get(key)
+            if vm is None or vm.deleting or vm.resource["status"] != "RUNNING":
+                raise ValueError(f"there is no running VM {name!r} to preempt")
+            scheduling = vm.resource["scheduling"]
+            if scheduling["provisioningModel"] != "SPOT":
+                raise ValueError(f"VM {name!r} is not a spot VM; only spot VMs are preempted")
+            operation = self._start_operation(vm, "compute.instances.preempted")
+            operation.update(statusMessage="Instance was preempted.", user="system")
+            self._operations.finish(operation)
+            vm.resource["status"] = "STOPPING"
+            delete = scheduling["instanceTerminationAction"] == "DELETE"
+            if delete:
+                vm.deleting = True
+        self._stop(vm)
+        with self._lock:
+            if not delete:
+                vm.resource["status"] = "TERMINATED"
+            elif self._vms.get(key) is vm:
+                del self._vms[key]
 
     def pid(self, project: str, zone: str, name: str) -> int | None:
         """The process id of a VM's boot (its startup script, or a fake image's boot script,
@@ -554,6 +586,12 @@ class FakeComputeApi:
 
     # Operations, firewall rules, the metadata server, tokens
 
+    def _zone_operations(self, call: _Call) -> Reply:
+        with self._lock:
+            operations = self._operations.listed((call.project, call.zone))
+        link = f"{SELF}/projects/{call.project}/zones/{call.zone}/operations"
+        return list_reply("compute#operationList", link, operations, call.query, self.page_limit)
+
     def _zone_operation(self, call: _Call) -> Reply:
         with self._lock:
             return self._operations.get((call.project, call.zone), call.name, wait=False)
@@ -706,6 +744,7 @@ _HANDLERS = {
     "compute.instances.reset": "_reset",
     "compute.instances.setMetadata": "_set_metadata",
     "compute.instances.setLabels": "_set_labels",
+    "compute.zoneOperations.list": "_zone_operations",
     "compute.zoneOperations.get": "_zone_operation",
     "compute.zoneOperations.wait": "_zone_operation_wait",
     "compute.firewalls.insert": "_firewall_insert",

@@ -6,6 +6,15 @@ match [a-zA-Z0-9-_]{1,128}, each once, values at most 256 KiB, keys and values u
 in all. Label keys match [a-z][a-z0-9_-]{0,62}, values [a-z0-9_-]{0,63}, at most 64 labels
 (the international characters Compute Engine also takes are not modelled). A network
 interface has at most one access config, of type ONE_TO_ONE_NAT.
+
+Scheduling, as the API reference and the Spot VM guide have it: provisioningModel is
+STANDARD (the default) or SPOT; a spot VM cannot restart automatically nor live-migrate
+(automaticRestart true or onHostMaintenance MIGRATE is refused), and is stopped (the
+default) or deleted when preempted, as its instanceTerminationAction says; a standard VM
+takes no termination action (it needs maxRunDuration, not modelled) and cannot be
+preemptible. Left out, they are filled in as Compute Engine fills them: MIGRATE and
+automatic restart for a standard VM, TERMINATE and none for a spot one. Not modelled:
+preemptible VMs (the older kind), FLEX_START and RESERVATION_BOUND, maxRunDuration.
 """
 
 from __future__ import annotations
@@ -41,7 +50,60 @@ def insert_problem(body: Json) -> Reply | None:
         metadata_problem(body.get("metadata", {}).get("items", []), "resource.metadata")
         or labels_problem(body.get("labels", {}), "resource.labels")
         or _interfaces_problem(body["networkInterfaces"])
+        or _scheduling_problem(body.get("scheduling", {}))
     )
+
+
+def _scheduling_problem(scheduling: Json) -> Reply | None:
+    """Why Compute Engine would refuse these scheduling options (see module doc)."""
+    field = "resource.scheduling"
+    model = scheduling.get("provisioningModel", "STANDARD")
+    if model not in ("STANDARD", "SPOT"):
+        return invalid(f"{field}.provisioningModel", model, "Must be STANDARD or SPOT.")
+    maintenance = scheduling.get("onHostMaintenance")
+    if maintenance not in (None, "MIGRATE", "TERMINATE"):
+        return invalid(f"{field}.onHostMaintenance", maintenance, "Must be MIGRATE or TERMINATE.")
+    action = scheduling.get("instanceTerminationAction")
+    if action not in (None, "STOP", "DELETE"):
+        return invalid(f"{field}.instanceTerminationAction", action, "Must be STOP or DELETE.")
+    if model == "SPOT":
+        if scheduling.get("automaticRestart") is True:
+            return invalid(
+                f"{field}.automaticRestart", "true", "Spot VMs cannot be restarted automatically."
+            )
+        if maintenance == "MIGRATE":
+            return invalid(
+                f"{field}.onHostMaintenance",
+                maintenance,
+                "Spot VMs cannot live migrate; their onHostMaintenance must be TERMINATE.",
+            )
+        return None
+    if action is not None:
+        return invalid(
+            f"{field}.instanceTerminationAction",
+            action,
+            "A termination action needs provisioningModel SPOT or a maxRunDuration.",
+        )
+    if scheduling.get("preemptible") is True:
+        return invalid(
+            f"{field}.preemptible",
+            "true",
+            "A preemptible VM cannot have provisioningModel STANDARD.",
+        )
+    return None
+
+
+def filled_scheduling(scheduling: Json) -> Json:
+    """An accepted instance's scheduling, with what Compute Engine fills in."""
+    if scheduling.get("provisioningModel") == "SPOT":
+        defaults: Json = {
+            "onHostMaintenance": "TERMINATE",
+            "automaticRestart": False,
+            "instanceTerminationAction": "STOP",
+        }
+    else:
+        defaults = {"onHostMaintenance": "MIGRATE", "automaticRestart": True}
+    return {"provisioningModel": "STANDARD", "preemptible": False, **defaults, **scheduling}
 
 
 def metadata_problem(items: list[Json], field: str) -> Reply | None:
@@ -112,6 +174,7 @@ def new_instance(
         zone=f"{SELF}/projects/{project}/zones/{zone}",
         machineType=f"{SELF}/projects/{project}/zones/{zone}/machineTypes/{machine_type}",
         metadata=metadata(resource.get("metadata", {}).get("items", [])),
+        scheduling=filled_scheduling(resource.get("scheduling", {})),
         labelFingerprint=fingerprint(labels),
         selfLink=f"{SELF}/projects/{project}/zones/{zone}/instances/{body['name']}",
         creationTimestamp=timestamp(),

@@ -58,6 +58,14 @@ class Operations:
         operation.update(status="DONE", progress=100, endTime=timestamp(), **(failure or {}))
         self._lock.notify_all()
 
+    def listed(self, scope: Scope) -> list[Json]:
+        """Every operation of the scope (copies), for a list call to select from."""
+        return [
+            copy.deepcopy(operation)
+            for (*where, _), operation in self._operations.items()
+            if tuple(where) == scope
+        ]
+
     def get(self, scope: Scope, name: str, *, wait: bool) -> Reply:
         """An operation's state; with `wait`, once it is DONE or after WAIT_S."""
         operation = self._operations.get((*scope, name))
