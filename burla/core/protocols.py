@@ -131,6 +131,9 @@ class Machine:
     status: MachineStatus
     address: str | None = None
     """Where its node_service listens (host:port) once it is running."""
+    preempted: bool = False
+    """The cloud took it back (a spot VM's preemption): it is STOPPING or FAILED through no
+    fault of its own, and its node is lost as soon as this is seen."""
 
 
 class ComputeProvider(Protocol):

@@ -31,6 +31,11 @@ class ComputeUnderTest:
     killed, its VM terminated)."""
     clock: DrivenClock | None = None
     """The clock machines boot on, when the test drives it; None for real time."""
+    spot_boot_spec: BootSpecFactory | None = None
+    """`(node_id) -> BootSpec` of a spot machine, for a backend that has them
+    (SpotComputeContract)."""
+    preempt: Callable[[str], Awaitable[None]] | None = None
+    """Makes the cloud take back a running spot machine, as a preemption does."""
 
 
 async def _until_status(
@@ -166,3 +171,69 @@ class ComputeProviderContract:
         assert await compute.delete("node-a") is True
         assert await compute.get("node-a") is None
         assert await compute.list() == []
+
+
+@pytest.mark.anyio
+class SpotComputeContract:
+    """What a backend with spot machines does: a preempted machine says so, a crashed one
+    does not. Bound with the same fixture, whose ComputeUnderTest has `spot_boot_spec`
+    and `preempt`."""
+
+    @pytest.fixture
+    def spot(self, compute_under_test: ComputeUnderTest) -> ComputeUnderTest:
+        assert compute_under_test.spot_boot_spec is not None
+        assert compute_under_test.preempt is not None
+        return compute_under_test
+
+    async def _running_spot(self, spot: ComputeUnderTest, node_id: str) -> Machine:
+        assert spot.spot_boot_spec is not None
+        boot = spot.spot_boot_spec(node_id)
+        assert boot.node_type.spot
+        await spot.compute.create(boot)
+        return await _until_status(
+            spot.compute,
+            node_id,
+            MachineStatus.RUNNING,
+            advancer(spot.clock),
+            spot.boot_timeout_s,
+            (MachineStatus.BOOTING,),
+        )
+
+    async def test_a_preempted_spot_machine_fails_and_says_it_was_preempted(
+        self, spot: ComputeUnderTest
+    ) -> None:
+        assert spot.preempt is not None
+        running = await self._running_spot(spot, "node-a")
+        await self._running_spot(spot, "node-b")
+        assert not running.preempted
+        await spot.preempt("node-a")
+        machine = await _until_status(
+            spot.compute,
+            "node-a",
+            MachineStatus.FAILED,
+            advancer(spot.clock),
+            spot.boot_timeout_s,
+            (MachineStatus.RUNNING, MachineStatus.STOPPING),
+        )
+        assert machine.preempted
+        listed = {m.node_id: m for m in await spot.compute.list()}
+        assert listed["node-a"].preempted
+        assert listed["node-b"].status is MachineStatus.RUNNING
+        assert not listed["node-b"].preempted
+        assert await spot.compute.delete("node-a") is True
+        assert [m.node_id for m in await spot.compute.list()] == ["node-b"]
+
+    async def test_a_spot_machine_that_crashes_is_not_preempted(
+        self, spot: ComputeUnderTest
+    ) -> None:
+        await self._running_spot(spot, "node-a")
+        await spot.fail("node-a")
+        machine = await _until_status(
+            spot.compute,
+            "node-a",
+            MachineStatus.FAILED,
+            advancer(spot.clock),
+            spot.boot_timeout_s,
+            (MachineStatus.RUNNING,),
+        )
+        assert not machine.preempted

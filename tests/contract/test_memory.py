@@ -14,7 +14,7 @@ from burla.core.clock import ManualClock
 from burla.core.models import ContainerSpec, NodeType
 from burla.core.protocols import BootSpec
 from tests.contract.blobstore import BlobStoreContract, BlobsUnderTest, self_signed_transfer
-from tests.contract.compute import ComputeProviderContract, ComputeUnderTest
+from tests.contract.compute import ComputeProviderContract, ComputeUnderTest, SpotComputeContract
 from tests.contract.containers import ContainerRuntimeContract, RuntimeUnderTest
 from tests.contract.store import StoreContract, StoreUnderTest
 
@@ -38,8 +38,13 @@ def compute_under_test(clock: ManualClock) -> ComputeUnderTest:
     compute = MemoryComputeProvider(clock, boot_s=BOOT_S)
     node_type = NodeType(name="n2-standard-4", cpus=4, ram_gb=16)
 
+    spot_type = node_type.model_copy(update={"spot": True})
+
     async def fail(node_id: str) -> None:
         compute.fail(node_id)
+
+    async def preempt(node_id: str) -> None:
+        compute.preempt(node_id)
 
     return ComputeUnderTest(
         compute,
@@ -47,6 +52,8 @@ def compute_under_test(clock: ManualClock) -> ComputeUnderTest:
         boot_timeout_s=10 * BOOT_S,
         fail=fail,
         clock=clock,
+        spot_boot_spec=lambda node_id: BootSpec(node_id, spot_type, main_url="memory://main"),
+        preempt=preempt,
     )
 
 
@@ -69,6 +76,9 @@ class TestMemoryBlobStore(BlobStoreContract): ...
 
 
 class TestMemoryComputeProvider(ComputeProviderContract): ...
+
+
+class TestMemorySpotMachines(SpotComputeContract): ...
 
 
 class TestMemoryContainerRuntime(ContainerRuntimeContract): ...

@@ -14,6 +14,11 @@ attribute. Compute Engine's instance status maps onto MachineStatus:
     TERMINATED, STOPPED, SUSPENDED,        FAILED (the node's processes are gone)
     REPAIRING
 
+A spot VM that Compute Engine preempts is stopped (gce_boot.scheduling): it shows
+STOPPING, then TERMINATED. Such a VM, when this provider did not delete it, is looked up
+in the zone's `compute.instances.preempted` operations (one list call for all of them, at
+most once per `list`), and its Machine says `preempted`.
+
 google-cloud-compute is synchronous, so every request runs in a worker thread. `create`
 and `delete` return once Compute Engine's operation is done, polling it through a
 ZoneOperationsClient on the same endpoint and credentials as the instances client.
@@ -60,6 +65,8 @@ T = TypeVar("T")
 _BOOTING = frozenset({"PROVISIONING", "STAGING"})
 _STOPPING = frozenset({"STOPPING", "SUSPENDING", "PENDING_STOP"})
 _GONE = frozenset({"TERMINATED", "STOPPED", "SUSPENDED", "REPAIRING"})
+_PREEMPTED = 'operationType = "compute.instances.preempted"'
+"""The zone operations that record preemptions (their targetId is the instance's id)."""
 _LIST_PAGE = 500
 """Instances per list page; Compute Engine returns at most 500."""
 
@@ -108,6 +115,10 @@ class GceComputeProvider:
             ) from error
         self._ports: dict[int, str] = {}
         """Published node_service ports by instance id (ids are never reused)."""
+        self._preempted: set[int] = set()
+        """Ids of instances Compute Engine preempted."""
+        self._deleted: set[int] = set()
+        """Ids of instances this provider deleted (stopping because it asked)."""
 
     async def create(self, boot: BootSpec) -> Machine:
         check_boot(self._settings, boot)
@@ -138,6 +149,7 @@ class GceComputeProvider:
         instance = await self._call(f"get machine {node_id!r}", self._get_instance, name)
         if instance is None or not self._is_node(instance, node_id):
             return None
+        await self._find_preemptions([instance])
         return await self._describe(instance)
 
     async def list(self) -> builtins.list[Machine]:
@@ -146,6 +158,9 @@ class GceComputeProvider:
         )
         live = {instance.id for instance in instances}
         self._ports = {key: port for key, port in self._ports.items() if key in live}
+        self._preempted &= live
+        self._deleted &= live
+        await self._find_preemptions(instances)
         machines = [
             await self._describe(instance)
             for instance in instances
@@ -161,6 +176,7 @@ class GceComputeProvider:
         instance = await self._call(action, self._get_instance, name)
         if instance is None or not self._is_node(instance, node_id):
             return False
+        self._deleted.add(instance.id)
         operation = await self._call(action, self._delete_instance, name)
         if operation is None:
             return False  # deleted by someone else in the meantime
@@ -193,7 +209,22 @@ class GceComputeProvider:
             port = await self._published_port(instance)
         status = machine_status(instance.status, port is not None)
         address = f"{ip}:{port}" if status is MachineStatus.RUNNING else None
-        return Machine(node_id, node_type, status, address)
+        return Machine(node_id, node_type, status, address, instance.id in self._preempted)
+
+    async def _find_preemptions(self, instances: builtins.list[compute_v1.Instance]) -> None:
+        """Learn which of `instances` that stop or stopped on their own, spot VMs this
+        provider did not delete, Compute Engine preempted (one call for all of them)."""
+        stopped = {
+            instance.id
+            for instance in instances
+            if instance.scheduling.provisioning_model == "SPOT"
+            and (instance.status in _STOPPING or instance.status in _GONE)
+            and instance.id not in self._preempted
+            and instance.id not in self._deleted
+        }
+        if stopped:
+            action = f"read the preemptions of cluster {self._settings.cluster!r}'s spot VMs"
+            self._preempted |= stopped & await self._call(action, self._preempted_ids)
 
     async def _published_port(self, instance: compute_v1.Instance) -> str | None:
         port = self._ports.get(instance.id)
@@ -270,6 +301,15 @@ class GceComputeProvider:
             max_results=_LIST_PAGE,
         )
         return builtins.list(self._instances.list(request=request))
+
+    def _preempted_ids(self) -> set[int]:
+        request = compute_v1.ListZoneOperationsRequest(
+            project=self._settings.project,
+            zone=self._settings.zone,
+            filter=_PREEMPTED,
+            max_results=_LIST_PAGE,
+        )
+        return {operation.target_id for operation in self._operations.list(request=request)}
 
     def _read_port(self, name: str) -> str | None:
         try:

@@ -14,13 +14,15 @@ class _Record:
     boot: BootSpec
     created: float
     failed: bool = False
+    preempted: bool = False
 
 
 class MemoryComputeProvider:
     """The ComputeProvider protocol in memory: a machine is BOOTING for `boot_s` seconds
     of the clock after it is created, then RUNNING at `memory://<node_id>`.
 
-    `fail` marks a machine FAILED, to simulate a lost node.
+    `fail` marks a machine FAILED, to simulate a lost node; `preempt` a spot machine
+    FAILED and preempted, as the cloud taking it back.
     """
 
     def __init__(self, clock: Clock | None = None, boot_s: float = 0.0) -> None:
@@ -57,11 +59,18 @@ class MemoryComputeProvider:
             raise NotFoundError(f"there is no machine {node_id!r} to fail; create it first")
         record.failed = True
 
+    def preempt(self, node_id: str) -> None:
+        """Take back a spot machine: FAILED and preempted; it stays listed until deleted."""
+        record = self._machines.get(node_id)
+        if record is None or not record.boot.node_type.spot:
+            raise InvalidRequestError(f"there is no spot machine {node_id!r} to preempt")
+        record.failed = record.preempted = True
+
     def _describe(self, record: _Record) -> Machine:
         node_id = record.boot.node_id
         node_type = record.boot.node_type.name
         if record.failed:
-            return Machine(node_id, node_type, MachineStatus.FAILED)
+            return Machine(node_id, node_type, MachineStatus.FAILED, preempted=record.preempted)
         if self._clock.now() < record.created + self._boot_s:
             return Machine(node_id, node_type, MachineStatus.BOOTING)
         return Machine(node_id, node_type, MachineStatus.RUNNING, f"memory://{node_id}")
