@@ -177,9 +177,27 @@ def _show_cluster(url: str, state: dict[str, Any], cost: ClusterCost | None) -> 
     if cost is not None:
         _show_cost(cost, spot_known=all("spot" in node for node in state["nodes"]))
     _show_standby(state["standby"])
+    _show_losses(state.get("node_losses"))
     for error in state["creation_errors"]:
         when = time.strftime("%H:%M:%S", time.localtime(error["at"]))
         click.echo(f"machine error at {when}: {error['message']}", err=True)
+
+
+LOSSES_SHOWN = 10
+
+
+def _show_losses(losses: dict[str, Any] | None) -> None:
+    """How many nodes were lost, by cause (a preempted spot VM apart from a machine that
+    failed), and the latest few."""
+    counts = {cause: n for cause, n in (losses or {}).get("counts", {}).items() if n}
+    if not losses or not counts:
+        return
+    each = ", ".join(f"{n} {cause}" for cause, n in counts.items())
+    click.echo(f"nodes lost since main_service started: {each}")
+    for loss in losses["recent"][-LOSSES_SHOWN:]:
+        when = time.strftime("%H:%M:%S", time.localtime(loss["at"]))
+        job = f", on job {loss['job_id']}" if loss["job_id"] else ""
+        click.echo(f"  {when} {loss['node_id']} ({loss['node_type']}{job}): {loss['cause']}")
 
 
 def _show_cost(cost: ClusterCost, spot_known: bool) -> None:

@@ -27,8 +27,8 @@ PRICED = NodeType(name="priced", cpus=2, ram_gb=8, price_per_hour=36.0)
 UNPRICED = NodeType(name="z9-unknown-2", cpus=2, ram_gb=8)
 
 
-def no_list_price(name: str) -> NodePrice:
-    return NodePrice(None, f"no list price for {name}")
+def no_list_price(node_type: NodeType) -> NodePrice:
+    return NodePrice(None, f"no list price for {node_type.name}")
 
 
 @dataclass

@@ -3,8 +3,9 @@
 ClusterMachine (burla.core.cluster) decides which machines to make, which nodes a job
 gets and which go back to standby; this module makes and deletes the machines, keeps a
 connection (node_link) to every node that booted, and sends nodes their requests. A
-node whose machine failed or whose connection dropped is lost: the job it held hears of
-it through `on_node_lost`.
+node whose machine failed or was preempted, or whose connection dropped, is lost: the
+job it held hears of it through `on_node_lost`, and the loss is kept with its cause
+(node_losses), a preempted spot VM apart from a machine that failed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from burla.release import build_id, build_mismatch
 from burla.services.cluster_keys import JobTokens
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.node_link import Dial, NodeLink, OnReport
+from burla.services.main_service.node_losses import LossCause, NodeLoss, NodeLosses
 
 CREATE_FIRST_PAUSE_S = 0.5
 CREATE_MAX_PAUSE_S = 60.0
@@ -85,6 +87,7 @@ class ClusterDriver:
         self.creation_errors: collections.deque[MachineError] = collections.deque(maxlen=20)
         """Why the latest machines could not be made (quota, capacity) or deleted, until
         the cluster is whole again."""
+        self.losses = NodeLosses()
         self._tasks: TaskGroup | None = None
 
     async def start(self, tasks: TaskGroup) -> None:
@@ -162,7 +165,7 @@ class ClusterDriver:
                 address,
                 self._node_secret,
                 on_report=self._on_report,
-                on_lost=self.node_failed,
+                on_lost=self._unreachable,
                 tasks=self._tasks,
                 dial=self._dial,
             )
@@ -175,12 +178,24 @@ class ClusterDriver:
 
     async def node_refused(self, node_id: str, reason: str) -> None:
         self._machine_error(f"{node_id}: {reason}")
+        await self.node_failed(node_id, None)
+
+    async def _unreachable(self, node_id: str) -> None:
         await self.node_failed(node_id)
 
-    async def node_failed(self, node_id: str) -> None:
+    async def node_failed(
+        self, node_id: str, cause: LossCause | None = LossCause.UNREACHABLE
+    ) -> None:
+        """The node is lost for `cause` (None: it never was a working node, and the reason
+        is among the creation errors already)."""
         if node_id not in self.machine.nodes:
             return
-        job_id = self.machine.nodes[node_id].job_id
+        node = self.machine.nodes[node_id]
+        job_id = node.job_id
+        if cause is not None:
+            self.losses.lost(
+                NodeLoss(self.clock.now(), node_id, node.node_type.name, job_id, cause)
+            )
         self._close_link(node_id)
         self._left(job_id, node_id)
         await self.apply(self.machine.handle(c.NodeFailed(node_id)))
@@ -240,6 +255,7 @@ class ClusterDriver:
             "creation_errors": [
                 {"at": error.at, "message": error.message} for error in self.creation_errors
             ],
+            "node_losses": self.losses.as_json(),
         }
 
     async def _create(self, boot: BootSpec) -> None:
@@ -252,7 +268,7 @@ class ClusterDriver:
             self._machine_error(f"{boot.node_id}: {error}")
             await anyio.sleep(self._creations.pause())
             self._creating.discard(boot.node_id)
-            await self.node_failed(boot.node_id)
+            await self.node_failed(boot.node_id, None)
         finally:
             self._creating.discard(boot.node_id)
         if boot.node_id not in self.machine.nodes:  # given up while it was being made
@@ -346,10 +362,11 @@ class ClusterDriver:
     async def _look_at_machines(self) -> None:
         listed = await self.compute.list()
         machines = {m.node_id: m for m in listed}
-        failed = {m.node_id for m in listed if m.status is MachineStatus.FAILED}
+        failed = {m.node_id for m in listed if m.status is MachineStatus.FAILED or m.preempted}
         nodes = self.machine.nodes
-        # Only nodes whose machine is missing or failed have anything to do below; found
-        # with set operations, as a cluster of 10,000 nodes is looked at twice a second.
+        # Only nodes whose machine is missing, failed or preempted have anything to do
+        # below; found with set operations, as a cluster of 10,000 nodes is looked at twice
+        # a second. A preempted machine's node is lost at once, while the machine stops.
         suspects = ((nodes.keys() - machines.keys()) | (nodes.keys() & failed)) - self._creating
         in_order = [n for n in nodes if n in suspects] if suspects else []
         for node_id in in_order:
@@ -358,9 +375,15 @@ class ClusterDriver:
             machine = machines.get(node_id)
             if machine is None:  # a list can miss one; ask for it before calling it lost
                 machine = await self.compute.get(node_id)
-            if machine is None or machine.status is MachineStatus.FAILED:
-                await self.node_failed(node_id)
+            if machine is None:
+                await self.node_failed(node_id, LossCause.MACHINE_GONE)
+            elif machine.preempted:
+                await self.node_failed(node_id, LossCause.PREEMPTED)
+            elif machine.status is MachineStatus.FAILED:
+                await self.node_failed(node_id, LossCause.MACHINE_FAILED)
         for node_id in machines.keys() - self.machine.nodes.keys() - self._creating:
+            if machines[node_id].preempted:  # lost by its connection before this was seen
+                self.losses.preempted(node_id)
             if machines[node_id].status is not MachineStatus.STOPPING:
                 self._begin_delete(node_id)
         # Taken now, not when the list was asked for: a delete or a create that began

@@ -69,7 +69,7 @@ def cluster_overview(service: MainService, user: str = ADMIN) -> dict[str, Any]:
         # job main_service has let go of, whoever's it was.
         own = {j for j, run in service.jobs.items() if may_see(user, run.owner)}
         status["jobs"] = {j: state for j, state in status["jobs"].items() if j in own}
-        for node in status["nodes"]:
+        for node in [*status["nodes"], *status["node_losses"]["recent"]]:
             if node["job_id"] is not None and node["job_id"] not in own:
                 node["job_id"] = "(another user's)"
     by_type: dict[str, dict[str, int]] = {}

@@ -121,6 +121,19 @@ function renderCluster(data) {
   $("creation-errors").textContent = cluster.creation_errors
     .map((error) => `${new Date(error.at * 1000).toLocaleTimeString()}  ${error.message}`)
     .join("\n");
+  renderLosses(cluster.node_losses);
+}
+
+// Nodes lost, by cause: a preempted spot VM reads apart from a machine that failed.
+function renderLosses(losses) {
+  const counts = losses ? Object.entries(losses.counts).filter(([, n]) => n > 0) : [];
+  $("node-losses").hidden = counts.length === 0;
+  if (!counts.length) return;
+  $("loss-counts").textContent = "Nodes lost: " + counts.map(([cause, n]) => `${n} ${cause}`).join(", ");
+  $("loss-list").textContent = losses.recent.slice(-10)
+    .map((loss) => `${new Date(loss.at * 1000).toLocaleTimeString()}  ${loss.node_id} ` +
+      `(${loss.node_type}${loss.job_id ? `, on job ${loss.job_id}` : ""}): ${loss.cause}`)
+    .join("\n");
 }
 
 function stateCell(state) {
