@@ -255,6 +255,21 @@ def gcp_cluster(
 
 
 @pytest.fixture(scope="module")
+def gcp_spot_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    firestore_emulator: FirestoreEmulator,
+    gcs_emulator: GcsEmulator,
+    compute_api: FakeComputeApi,
+) -> Iterator[GcpCluster]:
+    """A cluster whose nodes are spot VMs ([gcp] spot = true), for one module."""
+    root = tmp_path_factory.mktemp("gcp-spot-cluster")
+    env = cloud_environment(firestore_emulator, gcs_emulator, f"e2s-{secrets.token_hex(3)}")
+    env["BURLA_GCP_SPOT"] = "true"
+    with running_cluster(root, env, compute_api, gcs_emulator) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
 def gcp_docker_cluster(
     tmp_path_factory: pytest.TempPathFactory,
     firestore_emulator: FirestoreEmulator,
@@ -379,6 +394,12 @@ def instances_of(api: FakeComputeApi, cluster: str) -> dict[str, str]:
 def gcp(gcp_cluster: GcpCluster, monkeypatch: pytest.MonkeyPatch) -> GcpCluster:
     """The cluster, as a client's settings name it: BURLA_MAIN_URL and BURLA_TOKEN."""
     return use_cluster(gcp_cluster, monkeypatch)
+
+
+@pytest.fixture
+def gcp_spot(gcp_spot_cluster: GcpCluster, monkeypatch: pytest.MonkeyPatch) -> GcpCluster:
+    """The cluster of spot VMs, as a client's settings name it."""
+    return use_cluster(gcp_spot_cluster, monkeypatch)
 
 
 @pytest.fixture

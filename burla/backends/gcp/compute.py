@@ -176,7 +176,10 @@ class GceComputeProvider:
         instance = await self._call(action, self._get_instance, name)
         if instance is None or not self._is_node(instance, node_id):
             return False
-        self._deleted.add(instance.id)
+        if instance.status == "RUNNING" or instance.status in _BOOTING:
+            self._deleted.add(instance.id)  # it stops from now on because it was asked to
+        else:
+            await self._find_preemptions([instance])  # it stopped on its own: say why
         operation = await self._call(action, self._delete_instance, name)
         if operation is None:
             return False  # deleted by someone else in the meantime

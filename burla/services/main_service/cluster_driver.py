@@ -36,6 +36,8 @@ from burla.services.main_service.node_losses import LossCause, NodeLoss, NodeLos
 CREATE_FIRST_PAUSE_S = 0.5
 CREATE_MAX_PAUSE_S = 60.0
 WATCH_EVERY_S = 0.5
+ASK_WHY_S = 5.0
+"""How long a node lost by its connection waits for its machine to say why."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,18 @@ class ClusterDriver:
         await self.node_failed(node_id, None)
 
     async def _unreachable(self, node_id: str) -> None:
-        await self.node_failed(node_id)
+        """The node's connection dropped. Its machine is asked why first (for a moment):
+        a spot VM that is being preempted is shut down, and its connection drops before
+        the next look at the machines."""
+        cause = LossCause.UNREACHABLE
+        with anyio.move_on_after(ASK_WHY_S):
+            try:
+                machine = await self.compute.get(node_id)
+            except BurlaError:
+                machine = None
+            if machine is not None and machine.preempted:
+                cause = LossCause.PREEMPTED
+        await self.node_failed(node_id, cause)
 
     async def node_failed(
         self, node_id: str, cause: LossCause | None = LossCause.UNREACHABLE
