@@ -38,3 +38,18 @@ def simulate(
             os._exit(0)
 
     return run.run(chosen, on_report=publish)
+
+
+def simulate_both_ways(name_or_path: str, json_out: str | None) -> dict[str, Any]:
+    """Run a scenario with spot node types as written and on on-demand machines; print
+    the comparison (or, with `json_out` "-", both reports), and write both as JSON."""
+    from burla.sim.both_ways import print_comparison, run_both_ways
+
+    both = run_both_ways(scenario.load(name_or_path))
+    if json_out == "-":
+        sys.stdout.write(json.dumps(both, indent=1) + "\n")
+    else:
+        print_comparison(both)
+    if json_out and json_out != "-":
+        Path(json_out).write_text(json.dumps(both, indent=1) + "\n")
+    return both

@@ -1,5 +1,6 @@
 """Simulated machines: a ComputeProvider whose machines boot after a time drawn from
-their node type, sometimes never come up, stay within a CPU quota, and can die.
+their node type, sometimes never come up, stay within a CPU quota, and can die or, spot
+ones, be preempted.
 
 A machine that finishes booting hands itself to `on_up` (the simulation starts its
 node_service there); one that is deleted or dies goes to `on_down`.
@@ -29,12 +30,17 @@ class SimMachine:
     status: MachineStatus
     will_fail: bool
     timer: Timer | None = None
+    preempted: bool = False
 
     def describe(self) -> Machine:
         address = f"{ADDRESS_SCHEME}{self.boot.node_id}"
         running = self.status is MachineStatus.RUNNING
         return Machine(
-            self.boot.node_id, self.boot.node_type.name, self.status, address if running else None
+            self.boot.node_id,
+            self.boot.node_type.name,
+            self.status,
+            address if running else None,
+            self.preempted,
         )
 
 
@@ -127,6 +133,18 @@ class SimComputeProvider:
         machine.status = MachineStatus.FAILED
         self._changed(machine)
         self._on_down(node_id)
+
+    def preempt(self, node_id: str) -> bool:
+        """The cloud takes back a running spot machine: it stays listed as FAILED and
+        preempted. False (nothing happens) for a machine that is gone or not running."""
+        machine = self._machines.get(node_id)
+        if machine is None or machine.status is not MachineStatus.RUNNING:
+            return False
+        if not machine.boot.node_type.spot:
+            raise BackendError(f"machine {node_id!r} is not a spot VM; only spot VMs are preempted")
+        machine.preempted = True
+        self.fail(node_id)
+        return True
 
     def _gone(self, machine: SimMachine) -> None:
         if machine.timer is not None:

@@ -50,6 +50,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("machines' time (cost)", _cost(report["node_seconds"], report["cost_usd"])),
         ("jobs' node time (cost)", _cost(report["jobs_node_seconds"], report["jobs_cost_usd"])),
         *_budget_rows(report),
+        *_preemption_rows(report),
         ("inputs re-run after faults", f"{report['inputs_rerun']:,}"),
         ("Store calls failed (and retried)", f"{report['store_failures_injected']:,}"),
         ("blob store calls failed (and retried)", f"{report['blob_failures_injected']:,}"),
@@ -77,6 +78,18 @@ def _budget_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """Jobs stopped at their max_cost, when any had one."""
     stopped = sum(1 for job in report["jobs"] if job["stopped_over_budget"])
     return [("jobs stopped at their max_cost", f"{stopped:,}")] if stopped else []
+
+
+def _preemption_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """Spot machines the cloud took back, and the nodes main_service counted lost for it."""
+    if not report["preemptions"]:
+        return []
+    losses = report["node_losses"]
+    other = sum(n for cause, n in losses.items() if cause != "preempted")
+    return [
+        ("spot VMs preempted", f"{report['preemptions']:,}"),
+        ("nodes lost: preempted / other causes", f"{losses['preempted']:,} / {other:,}"),
+    ]
 
 
 def _exits(report: dict[str, Any]) -> str:

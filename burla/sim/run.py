@@ -250,6 +250,8 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
         "jobs_node_seconds": sum(j["node_seconds"] for j in jobs),
         "jobs_cost_usd": _total_usd(j["cost_usd"] for j in jobs),
         "inputs_rerun": totals["inputs_rerun"],
+        "preemptions": sum(f["kind"] == "preemption" for f in sim.faults),
+        "node_losses": sim.host.main.cluster_status()["node_losses"]["counts"],
         "store_failures_injected": storage.faulty_store.injected if storage.faulty_store else 0,
         "blob_failures_injected": storage.faulty_blobs.injected if storage.faulty_blobs else 0,
         "answers_lost": sim.users.answers_lost,

@@ -6,7 +6,12 @@ burla.sim.users). main_service reaches each node over an in-memory connection se
 the node's real MainLink (burla.sim.nodes); each node reaches its workers over in-memory
 streams (burla.sim.workers). Nothing sleeps for real: every wait is a deadline on trio's
 mock clock. This module wires them together and drives the scenario: arrivals, faults,
-samples, and the wait for the standby set to be whole again.
+preemptions of spot machines, samples, and the wait for the standby set to be whole again.
+
+A spot machine's preemption is drawn when it comes up: after a time from an exponential
+distribution of its type's `preemptions_per_hour`, from a generator of its own seeded by
+the scenario's seed (the same machines are preempted at the same moments in every run,
+and scenarios without spot machines draw nothing from it).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from burla.core.models import NodeState
 from burla.services.cluster_keys import node_secret
 from burla.services.store_keys import job_key
 from burla.sim.clock import Timers, VirtualClock
-from burla.sim.compute import SimComputeProvider
+from burla.sim.compute import SimComputeProvider, SimMachine
 from burla.sim.cpu import CpuLedger
 from burla.sim.main_host import MainHost
 from burla.sim.nodes import SimNodes
@@ -75,7 +80,7 @@ class Simulation:
             timers=self.timers,
             recorder=self.recorder,
             rng=self.rng,
-            on_up=self.nodes.machine_up,
+            on_up=self._machine_up,
             on_down=self.nodes.machine_down,
             quota_cpus=scenario.quota_cpus,
         )
@@ -99,6 +104,7 @@ class Simulation:
             self.rng,
             token,
         )
+        self.preemptions = random.Random(f"{scenario.seed}:preemptions")
         self.faults: list[dict[str, Any]] = []
         self.standby_restored = False
         self.settled_at: float | None = None
@@ -203,6 +209,19 @@ class Simulation:
                 by_id[node_id].runtime.crash(name)
             targets = [name for _, name in chosen]
         self.faults.append({"at_s": now, "kind": fault.kind, "targets": sorted(targets)})
+
+    def _machine_up(self, machine: SimMachine) -> None:
+        """A machine is up: its node_service starts, and a spot one's preemption is drawn."""
+        self.nodes.machine_up(machine)
+        rate = self.scenario.node_type(machine.boot.node_type.name).preemptions_per_hour
+        if rate > 0:
+            after_s = self.preemptions.expovariate(rate / 3600)
+            self.timers.after(after_s, functools.partial(self._preempt, machine.boot.node_id))
+
+    def _preempt(self, node_id: str) -> None:
+        if self.compute.preempt(node_id):
+            now = self.clock.elapsed() - self.recorder.t0
+            self.faults.append({"at_s": now, "kind": "preemption", "targets": [node_id]})
 
     def _node_service_exited(self, node_id: str, error: BackendError) -> None:
         """A node_service whose Store or blob store calls kept failing past its retries

@@ -80,3 +80,24 @@ def test_the_help_names_every_shipped_scenario() -> None:
     text = " ".join(shown.stdout.split())
     missing = [name for name in scenario.shipped() if name not in text]
     assert missing == []
+
+
+SPOT_SCENARIO = SCENARIO.replace(
+    "{name: small, cpus: 4, ram_gb: 16,",
+    "{name: n2-standard-4, cpus: 4, ram_gb: 16, spot: true, preemptions_per_hour: 30,",
+).replace("node_type: small", "node_type: n2-standard-4")
+
+
+def test_burla_sim_both_ways_compares_spot_with_on_demand(tmp_path: Path) -> None:
+    path, out = tmp_path / "spot.yaml", tmp_path / "both.json"
+    path.write_text(SPOT_SCENARIO)
+    done = burla("sim", str(path), "--both-ways", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "both ways (seed 7)" in done.stdout
+    assert "of the machines' cost and takes" in done.stdout
+    both = json.loads(out.read_text())
+    assert set(both) >= {"spot", "on_demand", "savings"}
+    assert both["spot"]["cost_usd"] < both["on_demand"]["cost_usd"]
+    refused = burla("sim", "seed", "--both-ways")
+    assert refused.returncode != 0
+    assert "has no spot node type" in refused.stderr
