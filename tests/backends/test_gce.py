@@ -69,10 +69,16 @@ async def provider(api: FakeComputeApi) -> AsyncIterator[GceComputeProvider]:
 
 
 async def running(compute: GceComputeProvider, node_id: str, timeout_s: float = 10) -> Machine:
+    return await reaching(compute, node_id, MachineStatus.RUNNING, timeout_s)
+
+
+async def reaching(
+    compute: GceComputeProvider, node_id: str, status: MachineStatus, timeout_s: float = 10
+) -> Machine:
     with anyio.fail_after(timeout_s):
         while True:
             machine = await compute.get(node_id)
-            if machine is not None and machine.status is MachineStatus.RUNNING:
+            if machine is not None and machine.status is status:
                 return machine
             await anyio.sleep(0.01)
 
@@ -479,6 +485,25 @@ async def test_list_follows_pages(
 
 
 # Status and processes.
+
+
+@pytest.mark.anyio
+async def test_a_delete_while_another_is_under_way_waits_for_it(
+    api: FakeComputeApi, provider: GceComputeProvider
+) -> None:
+    """Compute Engine refuses a second delete while the first stops the VM (400,
+    resourceNotReady): a transient refusal, so a retried delete finds the VM gone."""
+    await provider.create(boot("node-a", FAKE_NODE_IGNORE_SIGTERM="1"))  # stops in 3 s
+    await running(provider, "node-a")
+    compute = RetryingCompute(provider, rng=random.Random(0))
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(provider.delete, "node-a")
+            await reaching(provider, "node-a", MachineStatus.STOPPING)
+            with pytest.raises(TransientBackendError, match="is not ready"):
+                await provider.delete("node-a")
+            assert await compute.delete("node-a") is False  # the first one deleted it
+    assert await provider.list() == []
 
 
 @pytest.mark.anyio

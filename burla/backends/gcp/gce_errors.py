@@ -7,6 +7,9 @@ this way). Both forms of the same failure become the same burla error:
     already exists                         ConflictError
     rate limits, 429, 500, 502, 503, 504   TransientBackendError (Compute Engine's documented
                                            transient errors: retried with backoff)
+    resource not ready                     TransientBackendError (the VM is in the middle of
+                                           another operation, a delete or a stop: it is
+                                           asked again once that is over)
     quota exceeded                         BackendError naming the quota and what to do
     zone out of that machine type          BackendError suggesting another zone or type
     anything else                          BackendError with Compute Engine's message
@@ -32,6 +35,7 @@ except ImportError as missing:
 
 QUOTA_REASONS = frozenset({"quotaExceeded", "QUOTA_EXCEEDED"})
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+NOT_READY_REASONS = frozenset({"resourceNotReady"})
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 QUOTA_CODES = frozenset({"QUOTA_EXCEEDED"})
 EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
@@ -51,7 +55,7 @@ def from_api_error(
             "choose another node id"
         )
     reasons = {str(detail.get("reason", "")) for detail in error.errors if isinstance(detail, dict)}
-    if error.code in TRANSIENT_STATUSES or reasons & RATE_REASONS:
+    if error.code in TRANSIENT_STATUSES or reasons & (RATE_REASONS | NOT_READY_REASONS):
         return TransientBackendError(
             f"Compute Engine could not {action} for now: {error.code} {error.message}"
         )
