@@ -481,7 +481,12 @@ async def _serve(
         mark("main_service serves every route")
 
 
-async def _delete_machines(compute: LocalComputeProvider | GceComputeProvider) -> None:
+async def _delete_machines(provider: LocalComputeProvider | GceComputeProvider) -> None:
+    """Delete every machine of the cluster, riding over the provider's transient refusals
+    (a VM whose node is being deleted already is asked again once that is over)."""
+    from burla.services.retrying import RetryingCompute
+
+    compute = RetryingCompute(provider)
     machines = await compute.list()
     async with anyio.create_task_group() as tasks:
         for machine in machines:
