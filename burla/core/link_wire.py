@@ -22,13 +22,16 @@ from burla.core.worker_wire import Refusal
 class Assign(Message):
     """Run `job` (a JobSpec's JSON) on `workers` of the node's workers. Its pickled
     function is the payload, or, when `function_key` is set, that blob. `packages` are the
-    blob keys of the packages it needs; `token`, the job's token for its workers."""
+    blob keys of the packages it needs; `token`, the job's token for its workers;
+    `run_length`, how many inputs one of its queue items holds at most
+    (services.input_runs)."""
 
     job: dict[str, Any]
     workers: int
     function_key: str | None
     packages: tuple[str, ...]
     token: str | None
+    run_length: int = 1
     id: int = 0
 
 

@@ -180,3 +180,12 @@ def plan_job(
         new_nodes_for_job=new_for_job,
         starts=nodes_to_start(config, after, all_wants, leaving=leaving),
     )
+
+
+def most_nodes(config: ClusterConfig, job: JobSpec) -> int:
+    """The most nodes the job may run on at once, as new nodes of its type."""
+    nodes = math.ceil(job.parallelism / max(1, slots_on(node_type_for(config, job), job)))
+    for cap in (config.max_nodes, config.max_nodes_per_job):
+        if cap:
+            nodes = min(nodes, cap)
+    return max(1, nodes)

@@ -205,6 +205,18 @@ def decode_message(raw: Any, expected: tuple[type[Message], ...]) -> Message:
 
 
 # What a node reports to main_service, in the order it saw it ---------------------------
+@message("runs")
+@dataclass(frozen=True, slots=True)
+class RunsReport(Message):
+    """The node claimed these runs of inputs (services.input_runs): run `receipts[n]`
+    holds inputs `firsts[n]` to `firsts[n] + counts[n] - 1`."""
+
+    job_id: str
+    receipts: tuple[str, ...]
+    firsts: tuple[int, ...]
+    counts: tuple[int, ...]
+
+
 @message("claimed")
 @dataclass(frozen=True, slots=True)
 class ClaimReport(Message):
@@ -290,7 +302,8 @@ class DrainedReport(Message):
 
 
 NodeReport = (
-    ClaimReport
+    RunsReport
+    | ClaimReport
     | ResultsReport
     | LineReport
     | DeathReport
@@ -299,6 +312,7 @@ NodeReport = (
     | DrainedReport
 )
 _NODE_REPORTS = (
+    RunsReport,
     ClaimReport,
     ResultsReport,
     LineReport,

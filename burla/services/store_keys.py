@@ -46,3 +46,9 @@ INLINE = b"\x00"
 """A queue item starting with this byte holds its input's pickled arguments."""
 IN_BLOB = b"\x01"
 """A queue item starting with this byte holds the blob key of a big input."""
+RUN = b"\x02"
+"""A queue item starting with this byte refers to inputs kept in the job's input pages:
+`<first index>:<count>` (see input_pages)."""
+RUN_PREFIX = "r"
+"""The id of a queue item that holds a run of inputs starts with this: any other item,
+one input of a run included, is for one input and is settled as such."""

@@ -312,6 +312,7 @@ class ClusterDriver:
             function_key=run.function_key if run.function is None else None,
             packages=tuple(run.package_keys),
             token=self._job_tokens.make(job.job_id, run.owner),
+            run_length=run.run_length,
         )
         mark("main_service assigns a node")
         if not await self._call_node(node_id, request, run.function or b""):

@@ -22,12 +22,14 @@ from burla.core import inputs as i
 from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.errors import NotFoundError
-from burla.core.inputs import Failure
+from burla.core.inputs import Failure, InputStatus
 from burla.core.models import JobState
 from burla.core.protocols import BlobStore, Store
+from burla.core.scheduling import most_nodes
 from burla.core.trace import mark
 from burla.services.cluster_keys import JobTokens
 from burla.services.input_pages import input_pages, kept_bytes
+from burla.services.input_runs import one_input, queue_items
 from burla.services.main_service.catch_up import CatchUp
 from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
@@ -112,11 +114,17 @@ class JobDriver:
         job_id = run.spec.job_id
         self.adopt(run)
         self.last_activity = self.clock.now()
-        run.inputs_to_keep = input_pages(job_id, items, digests)
-        run.input_bytes = kept_bytes(run.inputs_to_keep)
+        pages = input_pages(job_id, items, digests)
+        run.input_bytes = kept_bytes(pages)
         if resumed is not None:
             items = await self._take_results(run, items, resumed)
-        await self.store.push(queue_name(job_id), items)
+        nodes = most_nodes(self.nodes.machine.config, run.spec)
+        queued, run.run_length = queue_items(pages, items, nodes)
+        if run.run_length > 1:  # its runs refer to its pages: they go first
+            await self.store.put_many(pages)
+        else:
+            run.inputs_to_keep = pages
+        await self.store.push(queue_name(job_id), queued)
         mark("main_service queued the inputs")
         if run.machine.state.finished:
             await self._finish(run, run.machine.state)
@@ -230,8 +238,11 @@ class JobDriver:
             if run is None or run.state.finished:
                 continue
             match event:
+                case wire.RunsReport():
+                    run.claimed(node_id, event)
                 case wire.ClaimReport(_, worker, indices, receipts):
                     run.receipts.update(zip(indices, receipts, strict=True))
+                    run.held(receipts)
                     run.worker_nodes[worker] = node_id
                     await self.handle(run, i.InputsClaimed(worker, node_id, indices))
                 case wire.ResultsReport():
@@ -276,20 +287,53 @@ class JobDriver:
         run = self.jobs.get(job_id)
         if run is not None and not run.state.finished:
             await self.handle(run, i.NodeLost(node_id))
+            await self._take_back_runs(run, node_id)
             # What it finished but had not reported (a result is written, then acked,
             # then reported) is in the Store, and out of the queue: look for it there.
             self.catch_up.keep_looking(run)
 
+    async def _take_back_runs(self, run: JobRun, node_id: str) -> None:
+        """The runs a lost node held: their inputs that are neither done nor held by
+        another node go in the queue on their own, and the runs are acked, so that they
+        are not run again whole once their leases run out."""
+        receipts = [r for r, held in run.runs.items() if held.node == node_id]
+        if not receipts:
+            return
+        inputs = run.machine.inputs
+        waiting = [
+            n
+            for held in map(run.let_go, receipts)
+            for n in range(held.first, held.first + held.count)
+            if inputs[n].status is InputStatus.QUEUED
+        ]
+        await self._queue_alone(run, waiting)
+        await self.patient.ack(queue_name(run.spec.job_id), receipts)
+
+    async def _queue_alone(self, run: JobRun, indices: list[int]) -> None:
+        """Queue inputs of runs again as items of their own (once: an item's id is its
+        input's index, and a queue keeps one item per id)."""
+        if alone := [n for n in indices if n not in run.on_their_own]:
+            await self.patient.push(queue_name(run.spec.job_id), [one_input(n) for n in alone])
+            run.on_their_own.update(alone)
+
     async def handle(self, run: JobRun, event: i.InputEvent) -> None:
         job_id = run.spec.job_id
         requeue: list[str] = []
+        alone: list[int] = []
         for command in run.machine.handle(event):
             match command:
                 case i.Requeue(indices):
-                    requeue += [run.receipts[n] for n in indices if n in run.receipts]
+                    # An input that came in a run goes back on its own: the run is its node's.
+                    for n in indices:
+                        receipt = run.receipts.get(n)
+                        if receipt in run.runs:
+                            alone.append(n)
+                        elif receipt is not None:
+                            requeue.append(receipt)
                 case i.Discard(_, indices):
-                    stale = [run.receipts[n] for n in indices if n in run.receipts]
-                    await self.patient.ack(queue_name(job_id), stale)
+                    # A run's input runs again: its node acks the run when all of it ended.
+                    stale = [r for n in indices if (r := run.receipts.get(n)) not in run.runs]
+                    await self.patient.ack(queue_name(job_id), [r for r in stale if r])
                 case i.KillWorker(worker, _):
                     node_id = run.worker_nodes.get(worker)
                     if node_id is not None:
@@ -300,8 +344,9 @@ class JobDriver:
                     await self._finish(run, state)
         if requeue:
             await self.patient.renew(queue_name(job_id), requeue, lease_s=0)
+        await self._queue_alone(run, alone)
         if not run.state.finished:
-            self.nodes.backlog(job_id, run.machine.queued)
+            self.nodes.backlog(job_id, run.backlog())
 
     async def _record_failure(
         self, run: JobRun, index: int, failure: Failure, attempts: int
@@ -321,7 +366,7 @@ class JobDriver:
             run.failure = run.failure_of(index, kind, payload)
         await write_results(self.patient, self.blobs, job_id, [(index, kind, payload, FAILED)])
         receipt = run.receipts.get(index)
-        if receipt is not None:
+        if receipt is not None and receipt not in run.runs:
             await self.patient.ack(queue_name(job_id), [receipt])
         run.publish(wire.JobResult(index, kind), payload)
 

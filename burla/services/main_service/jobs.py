@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,17 @@ FAILURE_ERRORS = {
     "lost": "NodeLostError",
 }
 """The error a caller gets for an input that failed without raising (by Failure)."""
+
+
+@dataclass
+class HeldRun:
+    """A run of inputs (services.input_runs) a node claimed."""
+
+    node: str
+    first: int
+    count: int
+    unseen: int
+    """Its inputs no worker of the node was reported to hold yet."""
 
 
 @dataclass
@@ -76,6 +88,15 @@ class JobRun:
     skipped: tuple[int, ...] = ()
     """Inputs it does not run: it resumes a job and runs only the inputs that failed
     there (burla.core.resume)."""
+    run_length: int = 1
+    """The most inputs one item of its queue holds (services.input_runs)."""
+    runs: dict[str, HeldRun] = field(default_factory=dict)
+    """The runs of inputs nodes claimed, by receipt."""
+    in_runs_unseen: int = 0
+    """Inputs of those runs that no worker was reported to hold: out of the queue, but
+    still queued as the input machine sees them."""
+    on_their_own: set[int] = field(default_factory=set)
+    """Inputs of runs queued again as items of their own."""
     listed_running: bool = False
     """Whether the Store lists it among the running jobs (store_keys.running_key)."""
     look_in_store_until: float = 0.0
@@ -93,6 +114,29 @@ class JobRun:
 
     def __post_init__(self) -> None:
         self.log = JobLog(self.spec.job_id)
+
+    def claimed(self, node_id: str, runs: wire.RunsReport) -> None:
+        """A node claimed these runs."""
+        for receipt, first, count in zip(runs.receipts, runs.firsts, runs.counts, strict=True):
+            self.runs[receipt] = HeldRun(node_id, first, count, count)
+            self.in_runs_unseen += count
+
+    def held(self, receipts: Iterable[str]) -> None:
+        """A node's workers hold inputs claimed under these receipts."""
+        for receipt in receipts:
+            if (held := self.runs.get(receipt)) is not None and held.unseen:
+                held.unseen -= 1
+                self.in_runs_unseen -= 1
+
+    def let_go(self, receipt: str) -> HeldRun:
+        """A run its node no longer holds."""
+        held = self.runs.pop(receipt)
+        self.in_runs_unseen -= held.unseen
+        return held
+
+    def backlog(self) -> int:
+        """Inputs that wait in the job's queue for a node to claim them."""
+        return max(0, self.machine.queued - self.in_runs_unseen)
 
     def keep_traceback(self, index: int, text: str) -> None:
         if index in self.tracebacks or len(self.tracebacks) < KEPT_TRACEBACKS:
@@ -211,6 +255,7 @@ def job_record(run: JobRun, now: float) -> dict[str, Any]:
             "blob_prefixes": sorted(run.blob_prefixes),
             "package_keys": list(run.package_keys),
             "input_bytes": run.input_bytes,
+            "run_length": run.run_length,
         }
         if run.skipped:
             record["resume"]["skipped"] = ranges(run.skipped)
@@ -242,6 +287,7 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
         blob_prefixes=set(resume["blob_prefixes"]),
         package_keys=tuple(resume["package_keys"]),
         input_bytes=int(resume.get("input_bytes") or 0),
+        run_length=int(resume.get("run_length") or 1),
         submitted_at=clock.now(),
         node_time=node_time,
         skipped=skipped,

@@ -8,7 +8,7 @@ import contextlib
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 from anyio.abc import TaskGroup
@@ -16,13 +16,14 @@ from anyio.abc import TaskGroup
 from burla.core import wire
 from burla.core.backoff import Backoff
 from burla.core.clock import Clock
-from burla.core.errors import BackendUnavailableError
+from burla.core.errors import BackendUnavailableError, NotFoundError
 from burla.core.models import JobSpec
 from burla.core.protocols import BlobStore, Claim, Store
 from burla.core.timeouts import WorkerLook, look_every_s, overdue
 from burla.core.trace import mark
 from burla.core.worker_wire import EndJob, FromWorker, InputItem, Inputs, JobStart, Lines, Results
 from burla.services.container_service.status import read_status
+from burla.services.input_runs import KeptInputs, is_run, run_of
 from burla.services.node_service.channel import Sent
 from burla.services.node_service.reports import Reporter
 from burla.services.node_service.worker_pool import Worker, WorkerPool
@@ -73,6 +74,12 @@ class Assignment:
     """main_service was told the node has nothing to do for the job (see _say_drained)."""
     claim_s: float = 0.0
     """How long the node's claims of the job take (a moving average)."""
+    run_length: int = 1
+    """The most inputs one item of the job's queue holds (services.input_runs)."""
+    slowest_s: float = 0.0
+    """The longest an input of the job took on this node so far (as its frame's mean)."""
+    kept: KeptInputs | None = None
+    """The job's input pages, as read for the runs the node claimed."""
 
     def __post_init__(self) -> None:
         self.changed = {w.name: w for w in self.workers}
@@ -128,6 +135,7 @@ class Feed:
         assignment.pending = []
         if receipts:
             await self._hand_back(job_id, receipts)
+        self.reporter.runs.drop(receipts)
         end_job: list[Sent] = [(EndJob(job_id), b"")]
         async with anyio.create_task_group() as group:
             for worker in assignment.workers:
@@ -148,9 +156,9 @@ class Feed:
 
     async def _hand_back(self, job_id: str, receipts: list[str]) -> None:
         """Put claimed inputs back in the queue at once; with the Store down, their leases
-        run out by themselves."""
+        run out by themselves. A run goes back whole."""
         try:
-            await self.store.renew(queue_name(job_id), receipts, lease_s=0)
+            await self.store.renew(queue_name(job_id), _distinct(receipts), lease_s=0)
         except BackendUnavailableError as error:
             _say(f"handing back {len(receipts)} inputs of job {job_id}", error)
 
@@ -162,7 +170,7 @@ class Feed:
             if assignment is None or assignment.ended:
                 continue
             job_id = assignment.job.job_id
-            if held := assignment.held() + self.reporter.unacked(job_id):
+            if held := _distinct(assignment.held() + self.reporter.unacked(job_id)):
                 try:
                     await self.store.renew(queue_name(job_id), held, lease_s=self.lease_s)
                 except BackendUnavailableError as error:  # the next round tries again
@@ -203,23 +211,27 @@ class Feed:
     async def _claim(self, assignment: Assignment, wanted: int, idle: Backoff) -> None:
         job = assignment.job
         mark("node claims inputs")
-        asked = self.clock.now()
+        started = self.clock.now()
+        asked = math.ceil(wanted / assignment.run_length)
         try:
-            claims = await self.store.claim(
-                queue_name(job.job_id), limit=wanted, lease_s=self.lease_s
-            )
+            queue = queue_name(job.job_id)
+            items = await self.store.claim(queue, limit=asked, lease_s=self.lease_s)
+            claims = await self._inputs_of(assignment, items)
         except BackendUnavailableError as error:
             _say(f"claiming inputs of job {job.job_id}", error)
             assignment.look_again_at = self.clock.now() + PATIENT_PAUSE_S
             return
+        except NotFoundError as error:  # its inputs are gone from the Store
+            self.job_error(job.job_id, f"node_service could not read the job's inputs: {error}")
+            return
         mark("node claimed inputs")
-        took = self.clock.now() - asked
+        took = self.clock.now() - started
         assignment.claim_s = (assignment.claim_s + took) / 2
         assignment.pending += claims
         if claims:
             assignment.drained = False
         assignment.claimed += len(claims)
-        if len(claims) < wanted or assignment.claimed >= job.n_inputs:
+        if len(items) < asked or assignment.claimed >= job.n_inputs:
             # The queue is empty for now (or must be: this node has had every input).
             # Inputs come back to it only from a worker or node that was lost, so it is
             # looked at again after a pause that grows, not at every result (most results
@@ -228,6 +240,35 @@ class Feed:
         else:
             idle.reset()
             assignment.look_again_at = 0.0
+
+    async def _inputs_of(self, assignment: Assignment, claims: list[Claim]) -> list[Claim]:
+        """The inputs the claimed items hold: a run's read from the job's input pages, each
+        under the run's receipt. A run whose page cannot be read now goes back."""
+        if all(run_of(claim.data) is None for claim in claims):
+            return claims
+        job_id = assignment.job.job_id
+        if assignment.kept is None:
+            assignment.kept = KeptInputs(self.store, job_id)
+        inputs: list[Claim] = []
+        runs: list[tuple[str, int, int]] = []
+        try:
+            for claim in claims:
+                if (run := run_of(claim.data)) is None:
+                    inputs.append(claim)
+                    continue
+                for item_id, data in await assignment.kept.run(*run):
+                    inputs.append(replace(claim, item_id=item_id, data=data))
+                if is_run(claim.item_id):
+                    runs.append((claim.receipt, *run))
+        except BackendUnavailableError:
+            await self._hand_back(job_id, [claim.receipt for claim in claims])
+            raise
+        if runs:
+            for receipt, _, count in runs:
+                self.reporter.runs.add(receipt, count)
+            receipts, firsts, counts = zip(*runs, strict=True)
+            self.reporter.event(wire.RunsReport(job_id, receipts, firsts, counts), urgent=False)
+        return inputs
 
     async def _say_drained(self, assignment: Assignment) -> None:
         """Tell main_service once the queue was found empty and no input is left here,
@@ -322,6 +363,8 @@ class Feed:
                 continue  # the job ended or was given up on meanwhile
             if item.kind == "ok":
                 self.reporter.succeeded(job_id, item.index, data, claim)
+            else:
+                self.reporter.let_go(job_id, claim)
             reported.append((item.index, item.kind, item.size))
             kept.append(data)
         if reported:
@@ -337,6 +380,8 @@ class Feed:
         if assignment is not None:
             if assignment.job.job_id == job_id:
                 assignment.changed[worker.name] = worker
+                if items and results.busy_s:
+                    assignment.slowest_s = max(assignment.slowest_s, worker.per_input_s)
             # The feed has nothing to do before the worker has room for a whole frame,
             # and while the queue was found empty it looks again in a while.
             wanted = assignment.pending or self.clock.now() >= assignment.look_again_at
@@ -383,10 +428,18 @@ def _room(worker: Worker, assignment: Assignment) -> int:
     its inputs are short. Whole frames only: results come back a few at a time
     (container_service.worker.SEND_EVERY), and a refill after each few would cut the
     frames down to that size."""
-    short = worker.per_input_s < PREFETCH_BELOW_S
-    frames = 2 if short or worker.per_input_s * CLAIM_IDLE_SHARE < assignment.claim_s else 1
+    # The job's slowest input so far, too: a job's inputs may take 0.1 s or 4 minutes,
+    # and one queued behind a long one waits for it while other workers go idle.
+    per_input = max(worker.per_input_s, assignment.slowest_s)
+    short = per_input < PREFETCH_BELOW_S
+    frames = 2 if short or per_input * CLAIM_IDLE_SHARE < assignment.claim_s else 1
     free = frames * worker.batch - len(worker.inflight)
     return free if free >= worker.batch else 0
+
+
+def _distinct(receipts: list[str]) -> list[str]:
+    """Receipts once each: the inputs of a run share its receipt."""
+    return list(dict.fromkeys(receipts))
 
 
 def _look(worker: Worker) -> WorkerLook:

@@ -118,9 +118,10 @@ def _is_kill(raw: object) -> bool:
 
 async def _carry_out(node: NodeService, request: Request, payload: bytes) -> Reply | NodeHealth:
     match request:
-        case Assign(job, workers, function_key, packages, token):
+        case Assign(job, workers, function_key, packages, token, run_length):
             function = payload if function_key is None else function_key
-            await node.assign(JobSpec.model_validate(job), function, workers, packages, token)
+            spec = JobSpec.model_validate(job)
+            await node.assign(spec, function, workers, packages, token, run_length)
         case Standby(specs):
             await node.set_containers(tuple(ContainerSpec.model_validate(s) for s in specs))
         case Reset(job_id, cancel):

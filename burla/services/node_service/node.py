@@ -129,13 +129,15 @@ class NodeService:
         workers: int,
         packages: Sequence[str] = (),
         token: str | None = None,
+        run_length: int = 1,
     ) -> None:
         """Run the job on `workers` of this node's warm containers; stop the rest.
 
         `function` is the pickled function, or its key in the blob store; `packages` the
         blob store keys of the packages it needs, built already; `token` the job's token
-        for its workers. A node runs one job at a time: a job still assigned is over
-        (main_service moved on), so it ends, and the node is reset, first."""
+        for its workers; `run_length` the most inputs one item of its queue holds. A node
+        runs one job at a time: a job still assigned is over (main_service moved on), so
+        it ends, and the node is reset, first."""
         if self.feed.assignment is not None:
             await self.reset(self.feed.assignment.job.job_id, cancel=True)
         packages_path: str | None = None
@@ -156,7 +158,12 @@ class NodeService:
         # Workers beyond the node's share stay warm and idle: killing them would cost a
         # restart when the job ends.
         assignment = Assignment(
-            job, function, kept[:workers], packages_path=packages_path, token=token
+            job,
+            function,
+            kept[:workers],
+            packages_path=packages_path,
+            token=token,
+            run_length=run_length,
         )
         self.feed.assignment = assignment
         await self._fit(plan, assignment)
@@ -279,6 +286,9 @@ class NodeService:
                 out_of_memory = await self.pool.out_of_memory(worker)
                 self.reporter.event(wire.DeathReport(job_id, worker.name, running, out_of_memory))
             await self.reporter.report_news()
+        if job_id is not None:  # what it held ended here: main_service puts it back
+            for claim in worker.inflight.values():
+                self.reporter.let_go(job_id, claim)
 
     async def _replaced(self, old: Worker, new: Worker) -> None:
         await self.feed.replaced(old, new)

@@ -16,6 +16,7 @@ from burla.core.errors import BackendUnavailableError
 from burla.core.link_wire import Report
 from burla.core.protocols import BlobStore, Claim, Store
 from burla.core.trace import mark
+from burla.services.node_service.held_runs import HeldRuns
 from burla.services.result_pages import delivery_tag, write_results
 from burla.services.retrying import PATIENT_PAUSE_S
 from burla.services.store_keys import queue_name
@@ -41,11 +42,14 @@ class Reporter:
         self.blobs = blobs
         self.report = report
         self.clock = clock
+        self.runs = HeldRuns()
         self._events: list[wire.NodeReport] = []
         self._payloads: list[bytes] = []
         self._done: list[tuple[str, int, bytes, Claim]] = []
         self._saving: list[list[tuple[str, int, bytes, Claim]]] = []
         """Batches of finished results being written to the Store now, not acked yet."""
+        self._acks: list[tuple[str, str]] = []
+        """(job, receipt) of the items the node is done with, for the Store to remove."""
         self._report_ready = anyio.Event()
         self.news = False
         """Urgent events are queued that no report has carried yet."""
@@ -71,6 +75,13 @@ class Reporter:
         """An input's result, to be written to the Store (and its claim acked) before the
         report that carries it goes."""
         self._done.append((job_id, index, data, claim))
+
+    def let_go(self, job_id: str, claim: Claim) -> None:
+        """An input ended here without a result to write (it raised, or its worker went):
+        main_service settles it, but the run it came in is acked here once every input
+        of it ended."""
+        if self.runs.ended(claim.receipt):
+            self._acks.append((job_id, claim.receipt))
 
     async def report_news(self) -> None:
         """Report as soon as there is news, from the task that heard it (no wake-up of
@@ -112,7 +123,8 @@ class Reporter:
         """Receipts of the job's finished inputs not acked yet: their leases are kept
         until their results are in the Store (a throttled write may take longer)."""
         batches = [self._done, *self._saving]
-        return [claim.receipt for batch in batches for job, _, _, claim in batch if job == job_id]
+        done = [claim.receipt for batch in batches for job, _, _, claim in batch if job == job_id]
+        return done + [receipt for job, receipt in self._acks if job == job_id]
 
     async def save_finished(self) -> list[str]:
         """Write the finished results no report has carried to the Store, without telling
@@ -120,14 +132,14 @@ class Reporter:
         Store down: their inputs run again elsewhere."""
         done, self._done = self._done, []
         try:
-            await self._save(done)
+            return await self._save(done)
         except BackendUnavailableError as error:
             print(f"node_service: {len(done)} results could not be kept: {error}", file=sys.stderr)
             return []
-        return [claim.receipt for _, _, _, claim in done]
 
-    async def _save(self, done: list[tuple[str, int, bytes, Claim]]) -> None:
-        """Write finished results to the Store, then ack their inputs, job by job."""
+    async def _save(self, done: list[tuple[str, int, bytes, Claim]]) -> list[str]:
+        """Write finished results to the Store, then ack what they end: their inputs'
+        items, and the runs they were the last of. The receipts acked."""
         by_job: dict[str, list[tuple[int, bytes, Claim]]] = {}
         for job_id, index, data, claim in done:
             by_job.setdefault(job_id, []).append((index, data, claim))
@@ -138,10 +150,31 @@ class Reporter:
                     (i, "ok", data, delivery_tag(claim.receipt)) for i, data, claim in finished
                 )
                 await write_results(self.store, self.blobs, job_id, results)
-                receipts = [claim.receipt for _, _, claim in finished]
-                await self.store.ack(queue_name(job_id), receipts)
+            # Durable: from here on their inputs are settled, whatever the acks do.
+            for job_id, _, _, claim in done:
+                if not self.runs.holds(claim.receipt) or self.runs.ended(claim.receipt):
+                    self._acks.append((job_id, claim.receipt))
         finally:
             self._saving = [batch for batch in self._saving if batch is not done]
+        return await self._ack()
+
+    async def _ack(self) -> list[str]:
+        """Remove the items the node is done with from their queues; what the Store does
+        not take now (their leases are still renewed) waits for the next report."""
+        acks, self._acks = self._acks, []
+        by_job: dict[str, list[str]] = {}
+        for job_id, receipt in acks:
+            by_job.setdefault(job_id, []).append(receipt)
+        try:
+            for job_id, receipts in by_job.items():
+                await self.store.ack(queue_name(job_id), receipts)
+        except BackendUnavailableError as error:
+            self._acks = acks + self._acks
+            self._quiet_due = min(self._quiet_due, self.clock.now() + PATIENT_PAUSE_S)
+            self._report_ready.set()  # run's loop tries again then
+            print(f"node_service: acks wait for the Store: {error}", file=sys.stderr)
+            return []
+        return [receipt for _, receipt in acks]
 
     async def _flush(self) -> None:
         events, payloads, done = self._events, self._payloads, self._done

@@ -1,0 +1,134 @@
+"""Queue items that hold runs of inputs: one claim, renewal and ack for many inputs.
+
+A job big enough to spread over several runs per node has its inputs written to its
+input pages (input_pages) before anything is queued; its queue then holds one item per
+run of inputs that sit in one page, `r<first>` -> RUN `<first>:<count>`. A node that
+claims a run reads the page once (pages are kept for the runs that follow) and handles
+each input as it handles an item of its own. It acks the run once every input of it
+ended there; main_service never acks or hands back a run a node holds, but puts an
+input back (a retry, a worker that died) as an item of its own, `<index>` -> RUN
+`<index>:1`, and acks the runs of a node that was lost once their unfinished inputs are
+queued on their own.
+
+Small jobs keep an item per input with the input in it: no page to read on the way.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from burla.core import wire
+from burla.core.errors import NotFoundError
+from burla.core.protocols import Data, Store
+from burla.services.input_pages import BLOB_KIND, page_key
+from burla.services.store_keys import IN_BLOB, INLINE, RUN, RUN_PREFIX, inputs_prefix
+
+RUNS_PER_NODE = 8
+"""Runs a job's queue holds for each node it may run on: enough that the nodes finish
+together (a node holds one run ahead of its workers), few enough that a run is many
+inputs."""
+MOST_PER_RUN = 256
+PAGES_KEPT = 8
+"""Input pages a node keeps read, per job: runs are claimed oldest first, so the runs of
+one page come one after another."""
+
+Item = tuple[str, bytes]
+
+
+def run_length(n_inputs: int, nodes: int) -> int:
+    """Inputs per run for a job of `n_inputs` that may run on up to `nodes` nodes; 1 is
+    an item per input."""
+    return max(1, min(MOST_PER_RUN, n_inputs // (max(1, nodes) * RUNS_PER_NODE)))
+
+
+def queue_items(
+    pages: dict[str, Data], items: Sequence[Item], nodes: int
+) -> tuple[list[Item], int]:
+    """The items that queue `items` (inputs kept in `pages`, by key): runs of inputs
+    that follow one another in one page, or for a job too small for runs the items
+    themselves; and the inputs a run holds at most."""
+    length = run_length(len(items), nodes)
+    if length == 1:
+        return list(items), 1
+    page_ends = sorted(int(key.rsplit("/", 1)[1]) for key in pages)
+    runs: list[Item] = []
+    first = count = 0
+    page_end = -1
+    for index in sorted(int(item_id) for item_id, _ in items):
+        next_page = index > page_end
+        if next_page:
+            page_end = page_ends[bisect.bisect_left(page_ends, index)]
+        if count and (next_page or index != first + count or count == length):
+            runs.append(_run(first, count))
+            count = 0
+        if not count:
+            first = index
+        count += 1
+    if count:
+        runs.append(_run(first, count))
+    return runs, length
+
+
+def _run(first: int, count: int) -> Item:
+    return f"{RUN_PREFIX}{first}", run_data(first, count)
+
+
+def run_data(first: int, count: int) -> bytes:
+    return RUN + f"{first}:{count}".encode()
+
+
+def one_input(index: int) -> Item:
+    """The item that queues one input of a job queued in runs again, on its own."""
+    return str(index), run_data(index, 1)
+
+
+def is_run(item_id: str) -> bool:
+    return item_id.startswith(RUN_PREFIX)
+
+
+def run_of(data: bytes) -> tuple[int, int] | None:
+    """(first, count) of an item that refers to kept inputs; None for one that holds its
+    input."""
+    if data[:1] != RUN:
+        return None
+    first, count = data[1:].decode().split(":")
+    return int(first), int(count)
+
+
+class KeptInputs:
+    """A job's input pages as one node reads them: each page once, the last few kept."""
+
+    def __init__(self, store: Store, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        self._pages: OrderedDict[int, dict[int, bytes]] = OrderedDict()
+        """Pages read, by the index of their last input: each input as a queue item
+        holds it (INLINE and its arguments, or IN_BLOB and its blob key)."""
+
+    async def run(self, first: int, count: int) -> list[Item]:
+        """The inputs of a run, as items of their own: (index, INLINE/IN_BLOB data)."""
+        page = await self._page_of(first)
+        return [(str(index), page[index]) for index in range(first, first + count)]
+
+    async def _page_of(self, index: int) -> dict[int, bytes]:
+        for last, page in self._pages.items():
+            if index in page:
+                self._pages.move_to_end(last)
+                return page
+        after = page_key(self.job_id, index - 1) if index > 0 else ""
+        found = await self.store.list(inputs_prefix(self.job_id), after=after, limit=1)
+        if not found:
+            raise NotFoundError(f"job {self.job_id} keeps no page with input {index}")
+        data = found[0].data
+        page = {
+            at: (IN_BLOB if kind == BLOB_KIND else INLINE) + payload
+            for at, kind, payload in wire.results_in_row(
+                data["indices"], data["kinds"], data["sizes"], data["payload"]
+            )
+        }
+        self._pages[max(page)] = page
+        if len(self._pages) > PAGES_KEPT:
+            self._pages.popitem(last=False)
+        return page

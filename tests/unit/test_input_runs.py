@@ -1,0 +1,118 @@
+"""Queue items that hold runs of inputs: how a job's inputs are cut into runs, and how a
+node reads a run's inputs back from the job's input pages."""
+
+from __future__ import annotations
+
+import anyio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from burla.backends.memory import MemoryStore
+from burla.core.clock import WallClock
+from burla.core.protocols import Document
+from burla.services.input_pages import input_pages
+from burla.services.input_runs import (
+    MOST_PER_RUN,
+    RUNS_PER_NODE,
+    KeptInputs,
+    is_run,
+    one_input,
+    queue_items,
+    run_length,
+    run_of,
+)
+from burla.services.store_keys import IN_BLOB, INLINE
+
+
+def items_of(sizes: list[int]) -> list[tuple[str, bytes]]:
+    """Inline inputs of these sizes, every seventh a big input's blob key."""
+    return [
+        (str(i), IN_BLOB + f"uploads/u/job/{i}".encode() if i % 7 == 3 else INLINE + bytes(size))
+        for i, size in enumerate(sizes)
+    ]
+
+
+def test_a_run_is_a_share_of_what_each_node_gets_within_bounds() -> None:
+    assert run_length(10, nodes=1) == 1  # fewer inputs than runs per node: an item each
+    assert run_length(1_000, nodes=11) == 1_000 // (11 * RUNS_PER_NODE)
+    assert run_length(10_000, nodes=1) == MOST_PER_RUN
+    assert run_length(100, nodes=0) == 100 // RUNS_PER_NODE
+
+
+@given(st.lists(st.integers(0, 4000), min_size=1, max_size=1500), st.integers(1, 40))
+def test_runs_cover_every_input_once_each_within_one_page(sizes: list[int], nodes: int) -> None:
+    items = items_of(sizes)
+    pages = input_pages("job-1", items)
+    queued, length = queue_items(pages, items, nodes)
+    assert length == run_length(len(sizes), nodes)
+    page_of = {i: key for key, page in pages.items() for i in page["indices"]}  # type: ignore[union-attr]
+    covered: list[int] = []
+    for item_id, data in queued:
+        run = run_of(data)
+        if length == 1:
+            assert run is None  # the item holds its input
+            covered.append(int(item_id))
+            continue
+        assert run is not None
+        assert is_run(item_id)
+        assert item_id == f"r{run[0]}"
+        first, count = run
+        assert 1 <= count <= length
+        assert len({page_of[i] for i in range(first, first + count)}) == 1
+        covered += range(first, first + count)
+    assert covered == list(range(len(sizes)))
+
+
+@given(st.sets(st.integers(0, 1999), min_size=1), st.integers(1, 3))
+def test_runs_of_a_resumed_job_hold_only_the_inputs_it_runs(again: set[int], nodes: int) -> None:
+    items = items_of([10] * 2000)
+    pages = input_pages("job-1", items)
+    queued, length = queue_items(pages, [items[i] for i in sorted(again)], nodes)
+    covered: list[int] = []
+    for item_id, data in queued:
+        run = run_of(data)
+        if run is None:
+            covered.append(int(item_id))
+            continue
+        assert 1 <= run[1] <= length
+        covered += range(run[0], run[0] + run[1])
+    assert covered == sorted(again)
+
+
+def test_an_input_queued_again_alone_is_no_run_and_refers_to_its_page() -> None:
+    item_id, data = one_input(42)
+    assert not is_run(item_id)
+    assert run_of(data) == (42, 1)
+    assert run_of(INLINE + b"arguments") is None
+
+
+class CountedLists(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__(WallClock())
+        self.lists = 0
+
+    async def list(self, prefix: str, *, after: str = "", limit: int = 1000) -> list[Document]:
+        self.lists += 1
+        return await super().list(prefix, after=after, limit=limit)
+
+
+def test_a_node_reads_each_page_once_and_gets_the_inputs_as_they_were_sent() -> None:
+    async def main() -> None:
+        items = items_of([20_000] * 120)  # pages of 26 inputs (512 KiB each)
+        pages = input_pages("job-1", items)
+        queued, length = queue_items(pages, items, nodes=1)
+        assert length == 120 // RUNS_PER_NODE
+        assert len(pages) > 3
+        store = CountedLists()
+        await store.put_many(pages)
+        kept = KeptInputs(store, "job-1")
+        got: list[tuple[str, bytes]] = []
+        for _, data in queued:
+            run = run_of(data)
+            assert run is not None
+            got += await kept.run(*run)
+        assert got == items
+        assert store.lists == len(pages)
+        assert await kept.run(*run_of(one_input(5)[1])) == [items[5]]  # type: ignore[misc]
+
+    anyio.run(main)
