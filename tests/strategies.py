@@ -414,6 +414,13 @@ class CrashWorker:
 
 
 @dataclass(frozen=True)
+class RunOutOfMemory:
+    """A running input goes over its worker's memory: the worker is stopped."""
+
+    worker: int
+
+
+@dataclass(frozen=True)
 class LoseNode:
     node: int
 
@@ -451,6 +458,7 @@ class InputScenario:
     skipped: tuple[int, ...] = ()
     """The job resumes another, and runs only the inputs that failed there: these never
     ran there, and do not run here."""
+    grow_memory: bool = False
 
 
 leases = st.sampled_from((5.0, 5.0, 30.0, 60.0))
@@ -469,12 +477,13 @@ def input_scenarios(
         Succeed: st.builds(Succeed, picks),
         Raise: st.builds(Raise, picks),
         CrashWorker: st.builds(CrashWorker, picks),
+        RunOutOfMemory: st.builds(RunOutOfMemory, picks),
         LoseNode: st.builds(LoseNode, picks),
         Renew: st.builds(Renew, picks, leases),
         Redeliver: st.builds(Redeliver, picks, picks, leases),
     }
     weighted = [TimeOut, Claim, Claim, Start, Start, Succeed, Raise, Raise]
-    weighted += [CrashWorker, LoseNode, Renew]
+    weighted += [CrashWorker, RunOutOfMemory, RunOutOfMemory, LoseNode, Renew]
     if redeliveries:
         weighted.append(Redeliver)
     after = st.sampled_from((0.0, 0.0, 1.0, 5.0, 30.0, 90.0))
@@ -497,6 +506,7 @@ def input_scenarios(
         nodes=draw(st.integers(1, 3)),
         workers=draw(st.integers(1, 6)),
         steps=tuple(steps),
+        grow_memory=draw(st.booleans()),
     )
 
 

@@ -8,9 +8,11 @@ and reports it.) A result is recorded once per input (the first wins).
 A failed attempt (the function raised, the worker died while running it, or it ran past
 the job's timeout) uses up one of the input's tries; `retries` more tries follow. An
 input whose worker or node vanished before it finished goes back to the queue without
-using a try, at most `max_returns` times. After every step `validate()` checks that no
-input is lost (each unfinished input is queued or leased to a known worker) and that no
-finished input changes its outcome.
+using a try, at most `max_returns` times. With `grow_memory`, an input whose worker went
+over its memory runs its next try with twice the memory (burla.core.memory), up to its
+node's whole memory; one that ran out with the whole node fails at once. After every
+step `validate()` checks that no input is lost (each unfinished input is queued or
+leased to a known worker) and that no finished input changes its outcome.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from burla.core.errors import InvariantError
+from burla.core.memory import next_memory_gb
 from burla.core.models import JobState
 
 
@@ -57,6 +60,8 @@ class InputsClaimed:
     worker: str
     node: str
     indices: tuple[int, ...]
+    memory_gb: float | None = None
+    """The worker's memory, when its node gave it more than the job's func_ram."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,11 @@ class WorkerDied:
     worker: str
     running: int | None = None
     out_of_memory: bool = False
-    """It was stopped for using more memory than the job's func_ram."""
+    """It was stopped for using more memory than its limit."""
+    memory_gb: float | None = None
+    """The memory it was held to (when its node says)."""
+    node_gb: float | None = None
+    """Its node's whole memory (when its node says)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,14 @@ class Requeue:
 
 
 @dataclass(frozen=True)
+class Grow:
+    """Make this input claimable again now, for a worker with `memory_gb` of memory."""
+
+    index: int
+    memory_gb: float
+
+
+@dataclass(frozen=True)
 class Discard:
     """These claimed inputs are already finished: ack them without running them."""
 
@@ -166,6 +183,11 @@ class RecordFailure:
     index: int
     failure: Failure
     attempts: int
+    ran_out: tuple[float, ...] = ()
+    """The memory (GB) of each try that went over it, when its node said."""
+    node_gb: float | None = None
+    """Set when its last try had its node's whole memory, this much: no node of that
+    type can give it more."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +195,7 @@ class FinishJob:
     state: JobState
 
 
-InputCommand = Requeue | Discard | KillWorker | RecordFailure | FinishJob
+InputCommand = Requeue | Grow | Discard | KillWorker | RecordFailure | FinishJob
 
 
 @dataclass
@@ -183,6 +205,14 @@ class InputRecord:
     returns: int = 0
     worker: str | None = None
     failure: Failure | None = None
+    memory_gb: float | None = None
+    """The memory of the worker its latest claim went to, when more than func_ram."""
+    ran_out: tuple[float, ...] = ()
+    """The memory (GB) of each of its tries that went over it."""
+
+
+_Memory = tuple[float | None, float | None]
+"""What a worker that went over its memory was held to, and its node's whole memory (GB)."""
 
 
 @dataclass
@@ -200,9 +230,13 @@ class InputMachine:
         *,
         retries: int = 0,
         max_returns: int = 5,
+        grow_memory: bool = False,
         validate: bool = True,
     ) -> None:
         self.retries = retries
+        self.grow_memory = grow_memory
+        self.grew: dict[int, None] = {}
+        """Inputs that succeeded after running out of memory, in the order they did."""
         self.max_returns = max_returns
         self.inputs = [InputRecord() for _ in range(n_inputs)]
         self.workers: dict[str, _Worker] = {}
@@ -217,19 +251,20 @@ class InputMachine:
         if self.state.finished:
             return self._after_finish(event)
         match event:
-            case InputsClaimed(worker, node, indices):
-                commands = self._claimed(worker, node, indices)
+            case InputsClaimed(worker, node, indices, memory_gb):
+                commands = self._claimed(worker, node, indices, memory_gb)
             case InputsSucceeded(worker, indices):
                 commands = self._succeeded(indices)
             case InputRaised(worker, index):
                 commands = self._failed_attempt(index, Failure.RAISED)
             case InputTimedOut(worker, index):
                 commands = self._timed_out(worker, index)
-            case WorkerDied(worker, running, out_of_memory):
+            case WorkerDied(worker, running, out_of_memory, memory_gb, node_gb):
                 if running is not None:
                     self._started(worker, running)
                 died = Failure.OUT_OF_MEMORY if out_of_memory else Failure.WORKER_DIED
-                commands = self._worker_gone(worker, crashed=died)
+                memory = (memory_gb, node_gb) if out_of_memory else None
+                commands = self._worker_gone(worker, crashed=died, memory=memory)
             case InputRecorded(index, succeeded):
                 if not self.inputs[index].status.finished:
                     self._finish(index, InputStatus.SUCCEEDED if succeeded else InputStatus.FAILED)
@@ -272,7 +307,9 @@ class InputMachine:
             return [Discard(event.worker, event.indices)]
         return []
 
-    def _claimed(self, worker: str, node: str, indices: Iterable[int]) -> list[InputCommand]:
+    def _claimed(
+        self, worker: str, node: str, indices: Iterable[int], memory_gb: float | None = None
+    ) -> list[InputCommand]:
         holder = self.workers.setdefault(worker, _Worker(node))
         commands: list[InputCommand] = []
         done: list[int] = []
@@ -290,6 +327,7 @@ class InputMachine:
                 continue
             self._move(record, InputStatus.LEASED)
             record.worker = worker
+            record.memory_gb = memory_gb
             holder.leased.add(index)
         return [*commands, Discard(worker, tuple(done))] if done else commands
 
@@ -301,20 +339,37 @@ class InputMachine:
 
     def _succeeded(self, indices: Iterable[int]) -> list[InputCommand]:
         for index in indices:
-            if not self.inputs[index].status.finished:
+            record = self.inputs[index]
+            if not record.status.finished:
                 self._finish(index, InputStatus.SUCCEEDED)
+                if record.ran_out:
+                    self.grew[index] = None
         return []
 
-    def _failed_attempt(self, index: int, failure: Failure) -> list[InputCommand]:
+    def _failed_attempt(
+        self, index: int, failure: Failure, memory: _Memory | None = None
+    ) -> list[InputCommand]:
+        """A try of the input failed; `memory`: it went over its worker's memory, of
+        (memory, node's memory) GB when its node said."""
         record = self.inputs[index]
         if record.status.finished:
             return []
         record.attempts += 1
-        if record.attempts > self.retries:
+        grown = None
+        whole_node = None
+        ran_out_with, node_gb = memory or (None, None)
+        if ran_out_with is not None:
+            record.ran_out += (ran_out_with,)
+            if self.grow_memory and node_gb is not None:
+                grown = next_memory_gb(ran_out_with, node_gb)
+                whole_node = node_gb if grown is None else None
+        if record.attempts > self.retries or whole_node is not None:
             record.failure = failure
             self._finish(index, InputStatus.FAILED)
-            return [RecordFailure(index, failure, record.attempts)]
+            return [RecordFailure(index, failure, record.attempts, record.ran_out, whole_node)]
         self._release(index)
+        if grown is not None:
+            return [Grow(index, grown)]
         return [Requeue((index,))]
 
     def _returned(self, index: int) -> list[InputCommand]:
@@ -334,11 +389,14 @@ class InputMachine:
         self._release(index)
         return True
 
-    def _worker_gone(self, worker: str, *, crashed: Failure | None) -> list[InputCommand]:
+    def _worker_gone(
+        self, worker: str, *, crashed: Failure | None, memory: _Memory | None = None
+    ) -> list[InputCommand]:
         """The worker went: the input it was running used up a try if it `crashed` (and
-        failed so), the rest it held go back. They count as returned (toward
-        `max_returns`) unless the crash has its culprit: inputs that waited behind the
-        input that crashed their worker did nothing wrong and never ran."""
+        failed so; `memory`: out of memory, see _failed_attempt), the rest it held go
+        back. They count as returned (toward `max_returns`) unless the crash has its
+        culprit: inputs that waited behind the input that crashed their worker did
+        nothing wrong and never ran."""
         holder = self.workers.pop(worker, None)
         if holder is None:
             return []
@@ -349,7 +407,7 @@ class InputMachine:
             record = self.inputs[index]
             record.worker = None  # the holder is gone; _release must not look it up
             if crashed is not None and record.status is InputStatus.RUNNING:
-                commands += self._failed_attempt(index, crashed)
+                commands += self._failed_attempt(index, crashed, memory)
             elif blameless:
                 self._release(index)
                 commands.append(Requeue((index,)))
@@ -422,6 +480,8 @@ class InputMachine:
                 raise InvariantError(f"input {index} is {status} but held by {held.get(index)}")
             if record.attempts > self.retries + 1 or record.returns > self.max_returns + 1:
                 raise InvariantError(f"input {index} ran past its tries: {record}")
+            if len(record.ran_out) > record.attempts:
+                raise InvariantError(f"input {index} ran out of memory more than it ran")
         if unfinished != self._unfinished:
             raise InvariantError(f"{unfinished} inputs unfinished, counted {self._unfinished}")
         if queued != self.queued:

@@ -32,6 +32,7 @@ from burla.core.inputs import (
     CancelJob,
     Discard,
     FinishJob,
+    Grow,
     InputCommand,
     InputEvent,
     InputMachine,
@@ -48,6 +49,7 @@ from burla.core.inputs import (
     WorkerDied,
 )
 from burla.core.kill_plan import plan_containers
+from burla.core.memory import next_memory_gb
 from burla.core.models import ClusterConfig, JobSpec, JobState, NodeState, NodeType
 from burla.core.scheduling import nodes_to_start, plan_job, slots_on
 from tests.strategies import (
@@ -68,6 +70,7 @@ from tests.strategies import (
     Redeliver,
     Renew,
     Restart,
+    RunOutOfMemory,
     Start,
     Step,
     Submit,
@@ -449,6 +452,10 @@ def test_kill_plan_keeps_disjoint_cpus_of_the_jobs_image_and_kills_the_rest(case
 
 
 # InputMachine ---------------------------------------------------------------------------
+FUNC_RAM_GB = 1.0
+NODE_GB = 2.0
+
+
 class InputHarness:
     """Plays the store's queue and the workers around one InputMachine, and checks after
     every step that no input is lost, none is recorded twice and no try is overspent."""
@@ -457,8 +464,13 @@ class InputHarness:
         self.scenario = scenario
         self.clock = ManualClock()
         self.machine = InputMachine(
-            scenario.n_inputs, retries=scenario.retries, max_returns=scenario.max_returns
+            scenario.n_inputs,
+            retries=scenario.retries,
+            max_returns=scenario.max_returns,
+            grow_memory=scenario.grow_memory,
         )
+        self.needs: dict[int, float] = {}  # memory a queued input was grown to (GB)
+        self.memory: dict[str, float] = {}  # each worker's memory, as its node gave it
         self.queue: list[int] = list(range(scenario.n_inputs))  # claimable, in order
         self.store_leases: dict[int, tuple[str, float]] = {}  # delivered: to whom, until
         self._ids = itertools.count()
@@ -511,6 +523,13 @@ class InputHarness:
                 running = self.running.get(gone)
                 self._spawn(self._remove(gone))
                 self.send(WorkerDied(gone, running))
+            case RunOutOfMemory(worker):
+                if self.running:
+                    stopped = pick(list(self.running), worker)
+                    index = self.running[stopped]
+                    memory = self.memory.get(stopped, FUNC_RAM_GB)
+                    self._spawn(self._remove(stopped))
+                    self.send(WorkerDied(stopped, index, True, memory, NODE_GB))
             case LoseNode(index):
                 slot = index % len(self.nodes)
                 lost, self.nodes[slot] = self.nodes[slot], self._new_id("node")
@@ -539,7 +558,13 @@ class InputHarness:
             self.store_leases[i] = (worker, until)
             if i not in self.holds[worker] and self.running.get(worker) != i:
                 self.holds[worker].append(i)
-        commands = self.send(InputsClaimed(worker, self.workers[worker], tuple(indices)))
+        # Its node gives the worker the most memory any input it takes needs, for good.
+        needs = [self.needs[i] for i in indices if i in self.needs]
+        if needs:
+            self.memory[worker] = max(self.memory.get(worker, FUNC_RAM_GB), *needs)
+        memory = self.memory.get(worker)
+        node = self.workers[worker]
+        commands = self.send(InputsClaimed(worker, node, tuple(indices), memory))
         discarded = {i for c in commands if isinstance(c, Discard) for i in c.indices}
         # Taking an input over from an expired holder counts as a return; past the bound
         # the input fails as lost right here, and the new holder must not run it either.
@@ -587,6 +612,11 @@ class InputHarness:
                         self.store_leases.pop(i, None)
                         if i not in self.queue:
                             self.queue.append(i)
+                case Grow(index, memory_gb):
+                    self.store_leases.pop(index, None)
+                    self.needs[index] = memory_gb
+                    if index not in self.queue:
+                        self.queue.append(index)
                 case Discard(worker, indices):
                     for i in indices:
                         if worker in self.holds and i in self.holds[worker]:
@@ -624,6 +654,15 @@ class InputHarness:
                 for i in c.indices:
                     assert i not in self.outcomes, f"finished input {i} was requeued"
                     assert machine.inputs[i].status is InputStatus.QUEUED
+            if isinstance(c, Grow):
+                record = machine.inputs[c.index]
+                assert self.scenario.grow_memory, "memory grows only when the job asks"
+                assert record.status is InputStatus.QUEUED
+                assert c.memory_gb == next_memory_gb(record.ran_out[-1], NODE_GB)
+                assert c.memory_gb <= NODE_GB
+            if isinstance(c, RecordFailure) and c.node_gb is not None:
+                assert self.scenario.grow_memory
+                assert c.ran_out[-1] >= c.node_gb, "failed for the whole node, yet had less"
 
         for i, record in enumerate(machine.inputs):
             assert record.attempts <= self.scenario.retries + 1, f"input {i}: {record}"
