@@ -190,6 +190,8 @@ def jobs_show(job_id: str, backend: str | None, as_json: bool) -> None:
             click.echo(job["error"])
         for line in cost_lines(job):
             click.echo(line)
+        for line in memory_lines(job):
+            click.echo(line)
         for error in errors:
             click.echo(f"input {error['input']} failed:\n{error['text'].rstrip()}")
 
@@ -382,3 +384,21 @@ def jobs_repro(
             click.echo(json.dumps(_failure_json(index, error)))
         raise SystemExit(JOB_FAILED) from None
     click.echo(json.dumps(result, default=repr) if as_json else repr(result))
+
+
+def memory_lines(job: dict[str, Any]) -> list[str]:
+    """The inputs that ran out of memory and succeeded with more, as lines."""
+    from burla.core.memory import describe_gb
+
+    memory = job.get("memory")
+    if not memory:
+        return []
+    lines = [
+        f"input {grew['input']} ran out of memory with "
+        f"{describe_gb(grew['ran_out_with'])}; "
+        f"it succeeded with {grew['succeeded_with']:g} GB"
+        for grew in memory["grew"]
+    ]
+    if memory["count"] > len(lines):
+        lines.append(f"and {memory['count'] - len(lines)} more inputs that grew")
+    return lines

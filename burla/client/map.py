@@ -45,6 +45,7 @@ def remote_parallel_map(
     ordered: bool = True,
     unpack_tuples: bool = True,
     retries: int = 0,
+    grow_memory: bool = True,
     timeout: float | None = None,
     spinner: bool = True,
     detach: bool = False,
@@ -70,6 +71,12 @@ def remote_parallel_map(
     pickled back (RemoteError). The job still ends "failed" on the cluster (`burla jobs
     show` counts its failed inputs). Errors that are no input's (FunctionLoadError, a
     canceled job, a cluster that is gone, Ctrl-C) are raised as always.
+
+    `retries=N` runs an input up to N more times when it raises, its worker dies or it
+    passes `timeout`. An input whose worker went over `func_ram` runs each retry with
+    twice the memory it ran out with (fewer, bigger workers on its node), up to its
+    node's whole memory; `grow_memory=False` keeps every try at `func_ram`. One that ran
+    out of memory with a whole node fails at once with OutOfMemoryError saying so.
 
     `dockerfile` names a Dockerfile to build the workers' image from (once per text and
     build context), and `build_context` the directory its COPY and ADD read.
@@ -109,6 +116,7 @@ def remote_parallel_map(
         "image": image,
         "max_parallelism": max_parallelism,
         "retries": retries,
+        "grow_memory": grow_memory,
         "timeout_s": timeout,
         "python_version": RUNNING_PYTHON,
     }

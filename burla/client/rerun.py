@@ -27,6 +27,7 @@ SPEC_KEPT = (
     "func_gpu",
     "max_parallelism",
     "retries",
+    "grow_memory",
     "timeout_s",
     "python_version",
 )

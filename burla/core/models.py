@@ -144,6 +144,9 @@ class JobSpec(_Frozen):
     image: str | None = None
     max_parallelism: int | None = Field(default=None, ge=1)
     retries: int = Field(default=0, ge=0)
+    grow_memory: bool = True
+    """An input whose worker went over func_ram runs its retries with twice the memory
+    each time, up to its node's whole memory (burla.core.memory)."""
     timeout_s: float | None = Field(default=None, gt=0)
     python_version: str | None = None
     """The caller's Python (major.minor): its pickled function loads only there."""

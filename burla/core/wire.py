@@ -111,6 +111,7 @@ _CHECKS: dict[str, _Check] = {
     "float": _number,
     "str | None": _optional(_exactly(str)),
     "int | None": _optional(_exactly(int)),
+    "float | None": _optional(_number),
     "tuple[int, ...]": _tuple_of(_exactly(int)),
     "tuple[str, ...]": _tuple_of(_exactly(str)),
     "dict[str, Any]": _exactly(dict),  # a model's JSON, which its reader validates
@@ -226,6 +227,8 @@ class ClaimReport(Message):
     worker: str
     indices: tuple[int, ...]
     receipts: tuple[str, ...]
+    memory_gb: float | None = None
+    """The worker's memory, when its node gave it more than the job's func_ram."""
 
 
 @message("finished")
@@ -264,12 +267,15 @@ class LineReport(Message):
 @dataclass(frozen=True, slots=True)
 class DeathReport(Message):
     """A worker's process ended while it held inputs: `running` is the input it was
-    running, when known; `out_of_memory`, whether it went over the job's func_ram."""
+    running, when known; `out_of_memory`, whether it went over its memory limit, which
+    was `memory_gb` GB on a node of `node_gb` GB."""
 
     job_id: str | None
     worker: str
     running: int | None
     out_of_memory: bool
+    memory_gb: float | None = None
+    node_gb: float | None = None
 
 
 @message("timed_out")

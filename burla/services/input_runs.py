@@ -10,6 +10,12 @@ input back (a retry, a worker that died) as an item of its own, `<index>` -> RUN
 `<index>:1`, and acks the runs of a node that was lost once their unfinished inputs are
 queued on their own.
 
+An input that ran out of memory and is to run with more (burla.core.memory) is queued
+as an item of its own too, whatever the job's size: `<index>@<GB>` -> RUN
+`<index>:1:<GB>`, an id per memory it gets (so that an item of the same input for less
+memory left in the queue never stands in its way), which the node that claims it runs
+on a worker of that memory.
+
 Small jobs keep an item per input with the input in it: no page to read on the way.
 """
 
@@ -84,6 +90,11 @@ def one_input(index: int) -> Item:
     return str(index), run_data(index, 1)
 
 
+def grown_input(index: int, memory_gb: float) -> Item:
+    """The item that queues one input again, to run on a worker of `memory_gb` GB."""
+    return f"{index}@{memory_gb!r}", run_data(index, 1) + f":{memory_gb!r}".encode()
+
+
 def is_run(item_id: str) -> bool:
     return item_id.startswith(RUN_PREFIX)
 
@@ -93,8 +104,16 @@ def run_of(data: bytes) -> tuple[int, int] | None:
     input."""
     if data[:1] != RUN:
         return None
-    first, count = data[1:].decode().split(":")
+    first, count = data[1:].decode().split(":")[:2]
     return int(first), int(count)
+
+
+def memory_of(data: bytes) -> float | None:
+    """The memory (GB) an item queued by grown_input asks for; None for any other."""
+    if data[:1] != RUN:
+        return None
+    parts = data[1:].decode().split(":")
+    return float(parts[2]) if len(parts) > 2 else None
 
 
 class KeptInputs:

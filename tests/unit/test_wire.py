@@ -107,8 +107,10 @@ def test_a_job_stream_round_trips(job_id, run, events):
         (["printed", "job", 0, "stdout"], "has 3 fields, not 4"),
         (["printed", "job", "0", "stdout", "text"], "'0' is not of type int"),
         (["printed", "job", True, "stdout", "text"], "True is not of type int"),
-        (["claimed", "job", "w", [1, "2"], ["r", "s"]], "'2' is not of type int"),
-        (["died", "job", "w", None, 0], "0 is not of type bool"),
+        (["claimed", "job", "w", [1, "2"], ["r", "s"], None], "'2' is not of type int"),
+        (["claimed", "job", "w", [1], ["r"], "2"], "'2' is not a number"),
+        (["died", "job", "w", None, 0, None, None], "0 is not of type bool"),
+        (["died", "job", "w", 1, True, 0.5, "4"], "'4' is not a number"),
     ],
 )
 def test_a_malformed_report_is_refused_with_what_is_wrong(raw, says):

@@ -157,6 +157,7 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
             "owner": run.owner,
             "cost": run.cost(service.clock.now()),
             "budget_stop": run.budget_stop,
+            "memory": run.memory(),
         }
 
     @app.get("/jobs/{job_id}/results", response_class=Response, responses=FRAMES_ANSWER)

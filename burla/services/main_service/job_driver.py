@@ -23,17 +23,18 @@ from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.errors import NotFoundError
 from burla.core.inputs import Failure, InputStatus
+from burla.core.memory import describe_gb
 from burla.core.models import JobState
 from burla.core.protocols import BlobStore, Store
 from burla.core.scheduling import most_nodes
 from burla.core.trace import mark
 from burla.services.cluster_keys import JobTokens
 from burla.services.input_pages import input_pages, kept_bytes
-from burla.services.input_runs import one_input, queue_items
+from burla.services.input_runs import grown_input, one_input, queue_items
 from burla.services.main_service.catch_up import CatchUp
 from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
-from burla.services.main_service.job_logs import FLUSH_EVERY_S
+from burla.services.main_service.job_logs import FLUSH_EVERY_S, MEMORY_STREAM
 from burla.services.main_service.jobs import JobRun, job_record
 from burla.services.main_service.resumes import Resumption
 from burla.services.main_service.retention import (
@@ -60,6 +61,22 @@ FAILURE_TEXT = {
     Failure.TIMED_OUT: "it ran past the job's timeout",
     Failure.LOST: "its node was lost too many times",
 }
+GREW_TEXT = (
+    "the worker running it went over its memory and was stopped (out of memory) each "
+    "time, with {tried} (func_ram={func_ram:g} GB, doubled for each retry); ask for more "
+    "with func_ram=, or make the function use less memory"
+)
+WHOLE_NODE_TEXT = (
+    "the worker running it went over its memory and was stopped (out of memory) with "
+    "{tried}, the last time with its node's whole memory ({node_gb:g} GB): it needs more "
+    "memory than a node has; use a node type with more memory, or make the function use "
+    "less"
+)
+RAN_OUT_TEXT = (
+    "went over {memory:g} GB of memory and was stopped (out of memory); it runs again "
+    "with {grown:g} GB"
+)
+"""What people read of an input that ran out of memory (core.memory)."""
 
 
 class JobDriver:
@@ -240,11 +257,11 @@ class JobDriver:
             match event:
                 case wire.RunsReport():
                     run.claimed(node_id, event)
-                case wire.ClaimReport(_, worker, indices, receipts):
+                case wire.ClaimReport(_, worker, indices, receipts, memory_gb):
                     run.receipts.update(zip(indices, receipts, strict=True))
                     run.held(receipts)
                     run.worker_nodes[worker] = node_id
-                    await self.handle(run, i.InputsClaimed(worker, node_id, indices))
+                    await self.handle(run, i.InputsClaimed(worker, node_id, indices, memory_gb))
                 case wire.ResultsReport():
                     await self._results(run, event, data)
                 case wire.LineReport(_, index, stream, text):
@@ -252,8 +269,9 @@ class JobDriver:
                         run.keep_traceback(index, text)
                     else:
                         run.publish(wire.JobLine(index, stream, text))
-                case wire.DeathReport(_, worker, running, out_of_memory):
-                    await self.handle(run, i.WorkerDied(worker, running, out_of_memory))
+                case wire.DeathReport(_, worker, running, out_of_memory, memory_gb, node_gb):
+                    died = i.WorkerDied(worker, running, out_of_memory, memory_gb, node_gb)
+                    await self.handle(run, died)
                 case wire.TimeoutReport(_, worker, index):
                     await self.handle(run, i.InputTimedOut(worker, index))
                 case wire.DrainedReport(_):
@@ -320,6 +338,7 @@ class JobDriver:
         job_id = run.spec.job_id
         requeue: list[str] = []
         alone: list[int] = []
+        grown: list[tuple[int, float]] = []
         for command in run.machine.handle(event):
             match command:
                 case i.Requeue(indices):
@@ -330,6 +349,8 @@ class JobDriver:
                             alone.append(n)
                         elif receipt is not None:
                             requeue.append(receipt)
+                case i.Grow(index, memory_gb):
+                    grown.append((index, memory_gb))
                 case i.Discard(_, indices):
                     # A run's input runs again: its node acks the run when all of it ended.
                     stale = [r for n in indices if (r := run.receipts.get(n)) not in run.runs]
@@ -338,24 +359,43 @@ class JobDriver:
                     node_id = run.worker_nodes.get(worker)
                     if node_id is not None:
                         self.nodes.kill_worker(node_id, worker, job_id)
-                case i.RecordFailure(index, failure, attempts):
-                    await self._record_failure(run, index, failure, attempts)
+                case i.RecordFailure():
+                    await self._record_failure(run, command)
                 case i.FinishJob(state):
                     await self._finish(run, state)
+        if grown:
+            await self._queue_grown(run, grown)
         if requeue:
             await self.patient.renew(queue_name(job_id), requeue, lease_s=0)
         await self._queue_alone(run, alone)
         if not run.state.finished:
             self.nodes.backlog(job_id, run.backlog())
 
-    async def _record_failure(
-        self, run: JobRun, index: int, failure: Failure, attempts: int
-    ) -> None:
+    async def _queue_grown(self, run: JobRun, grown: list[tuple[int, float]]) -> None:
+        """Queue inputs that ran out of memory again, each as an item of its own for a
+        worker of more memory (input_runs.grown_input), then let go of the items they
+        came in (a run is acked by its node, once all of it ended there). The new items
+        read their inputs from the job's pages: a job too small for runs writes them
+        first, if its first record has not yet."""
+        queue = queue_name(run.spec.job_id)
+        if run.inputs_to_keep is not None:
+            await self.save(run)
+        await self.patient.push(queue, [grown_input(n, gb) for n, gb in grown])
+        done = [r for n, _ in grown if (r := run.receipts.get(n)) is not None]
+        if stale := [r for r in done if r not in run.runs]:
+            await self.patient.ack(queue, stale)
+        for index, memory_gb in grown:
+            tried = run.machine.inputs[index].ran_out[-1]
+            text = RAN_OUT_TEXT.format(memory=tried, grown=memory_gb)
+            run.log.add(index, MEMORY_STREAM, text)
+
+    async def _record_failure(self, run: JobRun, failed: i.RecordFailure) -> None:
         job_id = run.spec.job_id
+        index, failure, attempts = failed.index, failed.failure, failed.attempts
         if failure is Failure.RAISED:
             kind, payload = run.raised.pop(index)
         else:
-            why = FAILURE_TEXT[failure].format(func_ram=run.spec.func_ram)
+            why = _failure_text(run, failed)
             message = (
                 f"input {index} failed after {attempts} tries: {why}"
                 if attempts
@@ -445,3 +485,14 @@ class JobDriver:
         while True:
             await anyio.sleep(TRIM_EVERY_S)
             self.held.trim()
+
+
+def _failure_text(run: JobRun, failed: i.RecordFailure) -> str:
+    """Why an input failed without raising, for people and its caller's error."""
+    func_ram = run.spec.func_ram
+    tried = describe_gb(failed.ran_out)
+    if failed.failure is Failure.OUT_OF_MEMORY and failed.node_gb is not None:
+        return WHOLE_NODE_TEXT.format(tried=tried, node_gb=failed.node_gb)
+    if failed.failure is Failure.OUT_OF_MEMORY and any(gb != func_ram for gb in failed.ran_out):
+        return GREW_TEXT.format(tried=tried, func_ram=func_ram)
+    return FAILURE_TEXT[failed.failure].format(func_ram=func_ram)

@@ -28,9 +28,11 @@ MAX_LINE_CHARS = 16 * 1024
 FLUSH_EVERY_S = 1.0
 DROPPED = "dropped"
 """The stream of the line a reader gets where lines were not kept."""
+MEMORY_STREAM = "memory"
+"""The stream of the line that says an input ran out of memory and runs again with more."""
 
 LogLine = tuple[int, str, str]
-"""The input that printed it, its stream (stdout, stderr, error) and its text."""
+"""The input that printed it, its stream (stdout, stderr, error, memory) and its text."""
 
 
 def logs_prefix(job_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 from collections import Counter
@@ -23,6 +24,8 @@ from burla.services.main_service.users import ADMIN, owner_of
 
 StreamEvent = tuple[wire.JobEvent, bytes]
 KEPT_TRACEBACKS = 1000
+KEPT_GROWN = 1000
+"""Inputs a job's record names that succeeded after running out of memory, at most."""
 FAILURE_ERRORS = {
     "worker_died": "WorkerCrashedError",
     "out_of_memory": "OutOfMemoryError",
@@ -167,6 +170,24 @@ class JobRun:
             return {"input": index, "type": error_type, "message": str(details["message"])}
         return {"input": index, "type": FAILURE_ERRORS[kind], "message": str(details["message"])}
 
+    def memory(self) -> dict[str, Any] | None:
+        """The inputs that succeeded after running out of memory (core.memory), the first
+        KEPT_GROWN of them: the memory of each try that ran out, and of the one that
+        succeeded; and how many there were. None if none did."""
+        grew = self.machine.grew
+        if not grew:
+            return None
+        inputs = self.machine.inputs
+        shown = [
+            {
+                "input": index,
+                "ran_out_with": list(inputs[index].ran_out),
+                "succeeded_with": inputs[index].memory_gb or self.spec.func_ram,
+            }
+            for index in itertools.islice(grew, KEPT_GROWN)
+        ]
+        return {"grew": shown, "count": len(grew)}
+
     def cost(self, now: float) -> dict[str, Any]:
         """Its node-seconds so far, what they cost in USD (None: some had no price), and
         where the prices come from."""
@@ -240,6 +261,8 @@ def job_record(run: JobRun, now: float) -> dict[str, Any]:
     }
     if run.budget_stop is not None:
         record["budget_stop"] = run.budget_stop
+    if (memory := run.memory()) is not None:
+        record["memory"] = memory
     if run.ended_at is not None:
         record |= {"ended_at": run.ended_at, "result_bytes": run.result_bytes}
         record["kept"] = {
@@ -267,7 +290,9 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
     the results already in the Store are the caller's to add."""
     spec = JobSpec.model_validate(record["spec"])
     resume = record["resume"]
-    machine = InputMachine(spec.n_inputs, retries=spec.retries, validate=validate)
+    machine = InputMachine(
+        spec.n_inputs, retries=spec.retries, grow_memory=spec.grow_memory, validate=validate
+    )
     cost = record.get("cost") or {}
     # Its node time before the takeover, as last written (at its start, or since).
     node_time = NodeTime(

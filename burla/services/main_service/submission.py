@@ -108,7 +108,9 @@ class Submissions:
             job, package_keys = await self._prepare(job, recipe, context_key, sources)
         finally:
             self._preparing.discard(job_id)
-        machine = InputMachine(job.n_inputs, retries=job.retries, validate=self.validate)
+        machine = InputMachine(
+            job.n_inputs, retries=job.retries, grow_memory=job.grow_memory, validate=self.validate
+        )
         run = JobRun(
             job,
             function,

@@ -1,6 +1,8 @@
 """Feeding the node's job to its workers: claiming its inputs from the Store in batches,
 sending each worker frames of about TARGET_BATCH_S of work, taking their results and
-lines, and stopping workers whose input runs past the job's timeout."""
+lines, and stopping workers whose input runs past the job's timeout. An input that needs
+more memory than the job's func_ram (it ran out before: burla.core.memory) goes to a
+worker that has it, grown for it while siblings are parked."""
 
 from __future__ import annotations
 
@@ -17,13 +19,14 @@ from burla.core import wire
 from burla.core.backoff import Backoff
 from burla.core.clock import Clock
 from burla.core.errors import BackendUnavailableError, NotFoundError
+from burla.core.memory import GIB, Growth, WorkerMemory, gib, plan_growth
 from burla.core.models import JobSpec
 from burla.core.protocols import BlobStore, Claim, Store
 from burla.core.timeouts import WorkerLook, look_every_s, overdue
 from burla.core.trace import mark
 from burla.core.worker_wire import EndJob, FromWorker, InputItem, Inputs, JobStart, Lines, Results
 from burla.services.container_service.status import read_status
-from burla.services.input_runs import KeptInputs, is_run, run_of
+from burla.services.input_runs import KeptInputs, is_run, memory_of, run_of
 from burla.services.node_service.channel import Sent
 from burla.services.node_service.reports import Reporter
 from burla.services.node_service.worker_pool import Worker, WorkerPool
@@ -80,13 +83,21 @@ class Assignment:
     """The longest an input of the job took on this node so far (as its frame's mean)."""
     kept: KeptInputs | None = None
     """The job's input pages, as read for the runs the node claimed."""
+    bigger: list[tuple[Claim, int]] = field(default_factory=list)
+    """Claimed inputs that need a worker of more memory than func_ram, and how many bytes,
+    oldest first."""
+    growing: Growth | None = None
+    """A worker to be grown for the first of them once the siblings it parks are idle."""
+    parked: dict[str, str] = field(default_factory=dict)
+    """Workers given no more inputs (their memory is a grown worker's), by name, and the
+    worker each makes room for."""
 
     def __post_init__(self) -> None:
         self.changed = {w.name: w for w in self.workers}
 
     def held(self) -> list[str]:
         """Receipts of the inputs the node holds: claimed, and not yet reported done."""
-        receipts = [c.receipt for c in self.pending]
+        receipts = [c.receipt for c in self.pending] + [c.receipt for c, _ in self.bigger]
         return receipts + [c.receipt for w in self.workers for c in w.inflight.values()]
 
 
@@ -131,8 +142,11 @@ class Feed:
             return
         assignment.ended = True
         assignment.wake.set()
-        receipts = assignment.held() if cancel else [c.receipt for c in assignment.pending]
-        assignment.pending = []
+        waiting = [c.receipt for c in assignment.pending] + [
+            c.receipt for c, _ in assignment.bigger
+        ]
+        receipts = assignment.held() if cancel else waiting
+        assignment.pending, assignment.bigger = [], []
         if receipts:
             await self._hand_back(job_id, receipts)
         self.reporter.runs.drop(receipts)
@@ -186,6 +200,8 @@ class Feed:
                 await self._claim(assignment, wanted, idle)
                 if assignment.ended or assignment.failed:
                     break  # while the claim was out: what it got is not for these workers
+            if assignment.bigger:
+                await self._give_bigger(assignment)
             if assignment.pending:
                 await self._dispatch(assignment)
                 if assignment.pending and assignment.room:
@@ -204,9 +220,10 @@ class Feed:
                 continue
             if assignment.wake.is_set():
                 assignment.wake = anyio.Event()
-        if assignment.ended and assignment.pending:  # claimed after end() gave back the rest
-            late, assignment.pending = assignment.pending, []
-            await self._hand_back(assignment.job.job_id, [claim.receipt for claim in late])
+        late = [c.receipt for c in assignment.pending] + [c.receipt for c, _ in assignment.bigger]
+        if assignment.ended and late:  # claimed after end() gave back the rest
+            assignment.pending, assignment.bigger = [], []
+            await self._hand_back(assignment.job.job_id, late)
 
     async def _claim(self, assignment: Assignment, wanted: int, idle: Backoff) -> None:
         job = assignment.job
@@ -216,7 +233,7 @@ class Feed:
         try:
             queue = queue_name(job.job_id)
             items = await self.store.claim(queue, limit=asked, lease_s=self.lease_s)
-            claims = await self._inputs_of(assignment, items)
+            claims, bigger = await self._inputs_of(assignment, items)
         except BackendUnavailableError as error:
             _say(f"claiming inputs of job {job.job_id}", error)
             assignment.look_again_at = self.clock.now() + PATIENT_PAUSE_S
@@ -228,9 +245,10 @@ class Feed:
         took = self.clock.now() - started
         assignment.claim_s = (assignment.claim_s + took) / 2
         assignment.pending += claims
-        if claims:
+        assignment.bigger += bigger
+        if claims or bigger:
             assignment.drained = False
-        assignment.claimed += len(claims)
+        assignment.claimed += len(claims) + len(bigger)
         if len(items) < asked or assignment.claimed >= job.n_inputs:
             # The queue is empty for now (or must be: this node has had every input).
             # Inputs come back to it only from a worker or node that was lost, so it is
@@ -241,23 +259,32 @@ class Feed:
             idle.reset()
             assignment.look_again_at = 0.0
 
-    async def _inputs_of(self, assignment: Assignment, claims: list[Claim]) -> list[Claim]:
+    async def _inputs_of(
+        self, assignment: Assignment, claims: list[Claim]
+    ) -> tuple[list[Claim], list[tuple[Claim, int]]]:
         """The inputs the claimed items hold: a run's read from the job's input pages, each
-        under the run's receipt. A run whose page cannot be read now goes back."""
+        under the run's receipt; apart, those that need more memory, and how many bytes.
+        A run whose page cannot be read now goes back."""
         if all(run_of(claim.data) is None for claim in claims):
-            return claims
+            return claims, []
         job_id = assignment.job.job_id
         if assignment.kept is None:
             assignment.kept = KeptInputs(self.store, job_id)
         inputs: list[Claim] = []
+        bigger: list[tuple[Claim, int]] = []
         runs: list[tuple[str, int, int]] = []
         try:
             for claim in claims:
                 if (run := run_of(claim.data)) is None:
                     inputs.append(claim)
                     continue
+                need = memory_of(claim.data)
                 for item_id, data in await assignment.kept.run(*run):
-                    inputs.append(replace(claim, item_id=item_id, data=data))
+                    one = replace(claim, item_id=item_id, data=data)
+                    if need is None:
+                        inputs.append(one)
+                    else:
+                        bigger.append((one, gib(need)))
                 if is_run(claim.item_id):
                     runs.append((claim.receipt, *run))
         except BackendUnavailableError:
@@ -268,13 +295,14 @@ class Feed:
                 self.reporter.runs.add(receipt, count)
             receipts, firsts, counts = zip(*runs, strict=True)
             self.reporter.event(wire.RunsReport(job_id, receipts, firsts, counts), urgent=False)
-        return inputs
+        return inputs, bigger
 
     async def _say_drained(self, assignment: Assignment) -> None:
         """Tell main_service once the queue was found empty and no input is left here,
         so that it may let the node go before the job's other nodes finish; again after
         the node finds inputs that came back."""
-        idle = not assignment.pending and not any(w.inflight for w in assignment.workers)
+        idle = not assignment.pending and not assignment.bigger
+        idle = idle and not any(w.inflight for w in assignment.workers)
         if idle and assignment.look_again_at > self.clock.now() and not assignment.drained:
             assignment.drained = True
             self.reporter.event(wire.DrainedReport(assignment.job.job_id))
@@ -291,7 +319,6 @@ class Feed:
         assignment.changed.clear()
 
     async def _dispatch(self, assignment: Assignment) -> None:
-        job_id = assignment.job.job_id
         for worker, free in list(assignment.room.values()):
             if not assignment.pending:
                 break
@@ -301,24 +328,77 @@ class Feed:
             take = min(free, worker.batch, len(assignment.pending))
             assignment.changed[worker.name] = worker
             claims, assignment.pending = assignment.pending[:take], assignment.pending[take:]
-            payloads: list[bytes] = []
-            items: list[InputItem] = []
-            for claim in claims:
-                index = int(claim.item_id)
-                worker.inflight[index] = claim
-                if claim.data[:1] == INLINE:
-                    payloads.append(claim.data[1:])
-                    items.append(InputItem(index, len(claim.data) - 1, None))
-                else:  # a big input: the worker fetches it from the blob store itself
-                    key = claim.data[1:].decode()
-                    url = await self.blobs.signed_url(key, method="GET", expires_s=BLOB_URL_S)
-                    items.append(InputItem(index, 0, url))
-            indices = tuple(item.index for item in items)
-            receipts = tuple(c.receipt for c in claims)
-            claimed = wire.ClaimReport(job_id, worker.name, indices, receipts)
-            self.reporter.event(claimed, urgent=False)  # rides with results, or goes soon
-            mark("node sends inputs to a worker")
-            await self._send(worker, [(Inputs(job_id, tuple(items)), b"".join(payloads))])
+            await self._send_inputs(assignment, worker, claims)
+
+    async def _give_bigger(self, assignment: Assignment) -> None:
+        """Hand the inputs that need more memory to workers that have it, oldest first.
+        When none has, grow one (core.memory.plan_growth): the siblings it parks get no
+        more inputs, and once they have none in flight its limit is raised. A worker
+        grown, and those parked for it, stay so until the job ends here."""
+        node_bytes = gib(self.pool.node_type.ram_gb)
+        base = gib(assignment.job.func_ram)
+        while assignment.bigger:
+            claim, need = assignment.bigger[0]
+            need = min(need, node_bytes)
+            by_name = {w.name: w for w in assignment.workers}
+            growth = assignment.growing
+            if growth is None:
+                active = [
+                    w
+                    for w in assignment.workers
+                    if w.channel is not None and w.name not in assignment.parked
+                ]
+                if big := [w for w in active if (w.memory_limit or base) >= need]:
+                    ready = next((w for w in big if _room(w, assignment)), None)
+                    if ready is None:
+                        return  # a result of one of them makes room
+                    assignment.bigger.pop(0)
+                    assignment.changed[ready.name] = ready
+                    await self._send_inputs(assignment, ready, [claim])
+                    continue
+                if not active:
+                    return  # workers being replaced: a replacement wakes the feed
+                shape = [
+                    WorkerMemory(w.name, w.memory_limit or base, len(w.inflight)) for w in active
+                ]
+                growth = assignment.growing = plan_growth(node_bytes, shape, need)
+                for name in growth.park:
+                    assignment.changed[name] = by_name[name]
+            worker = by_name[growth.worker]
+            if worker.channel is None or any(by_name[n].inflight for n in growth.park):
+                return  # a result, or the replacement, wakes the feed
+            await self.pool.limit_memory(worker, assignment.job, growth.limit)
+            if worker.memory_limit != growth.limit:
+                return  # gone meanwhile: its replacement is grown instead
+            assignment.parked.update(dict.fromkeys(growth.park, growth.worker))
+            assignment.growing = None
+            assignment.changed[worker.name] = worker
+
+    async def _send_inputs(
+        self, assignment: Assignment, worker: Worker, claims: list[Claim]
+    ) -> None:
+        """Send claimed inputs to a worker, and say so to main_service."""
+        job_id = assignment.job.job_id
+        payloads: list[bytes] = []
+        items: list[InputItem] = []
+        for claim in claims:
+            index = int(claim.item_id)
+            worker.inflight[index] = claim
+            if claim.data[:1] == INLINE:
+                payloads.append(claim.data[1:])
+                items.append(InputItem(index, len(claim.data) - 1, None))
+            else:  # a big input: the worker fetches it from the blob store itself
+                key = claim.data[1:].decode()
+                url = await self.blobs.signed_url(key, method="GET", expires_s=BLOB_URL_S)
+                items.append(InputItem(index, 0, url))
+        indices = tuple(item.index for item in items)
+        receipts = tuple(c.receipt for c in claims)
+        limit = worker.memory_limit
+        grown = limit / GIB if limit and limit > gib(assignment.job.func_ram) else None
+        claimed = wire.ClaimReport(job_id, worker.name, indices, receipts, grown)
+        self.reporter.event(claimed, urgent=False)  # rides with results, or goes soon
+        mark("node sends inputs to a worker")
+        await self._send(worker, [(Inputs(job_id, tuple(items)), b"".join(payloads))])
 
     async def send_job(self, worker: Worker) -> None:
         assignment = self.assignment
@@ -382,6 +462,8 @@ class Feed:
                 assignment.changed[worker.name] = worker
                 if items and results.busy_s:
                     assignment.slowest_s = max(assignment.slowest_s, worker.per_input_s)
+                if assignment.bigger and not worker.inflight:
+                    assignment.wake.set()  # one it waits for may be free now
             # The feed has nothing to do before the worker has room for a whole frame,
             # and while the queue was found empty it looks again in a while.
             wanted = assignment.pending or self.clock.now() >= assignment.look_again_at
@@ -402,6 +484,11 @@ class Feed:
         if assignment is not None and old in assignment.workers:
             assignment.workers[assignment.workers.index(old)] = new
             assignment.changed[new.name] = new
+            # One grown for an input that needs more starts at func_ram again: the
+            # siblings parked for it take inputs again.
+            for name in [n for n, grown in assignment.parked.items() if grown == old.name]:
+                del assignment.parked[name]
+                assignment.changed[name] = next(w for w in assignment.workers if w.name == name)
             await self.pool.limit_memory(new, assignment.job)
             await self.send_job(new)
             assignment.wake.set()
@@ -428,6 +515,9 @@ def _room(worker: Worker, assignment: Assignment) -> int:
     its inputs are short. Whole frames only: results come back a few at a time
     (container_service.worker.SEND_EVERY), and a refill after each few would cut the
     frames down to that size."""
+    growing = assignment.growing
+    if worker.name in assignment.parked or (growing is not None and worker.name in growing.park):
+        return 0
     # The job's slowest input so far, too: a job's inputs may take 0.1 s or 4 minutes,
     # and one queued behind a long one waits for it while other workers go idle.
     per_input = max(worker.per_input_s, assignment.slowest_s)

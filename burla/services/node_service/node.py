@@ -25,6 +25,7 @@ from burla.core.clock import Clock
 from burla.core.environment import PACKAGES_LIMIT_BYTES
 from burla.core.errors import BurlaError
 from burla.core.kill_plan import KillPlan, plan_containers
+from burla.core.memory import GIB
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import BlobStore, ContainerInfo, ContainerRuntime, Store
 from burla.core.scheduling import slots_on
@@ -284,7 +285,13 @@ class NodeService:
             else:
                 running = status.index if status else None
                 out_of_memory = await self.pool.out_of_memory(worker)
-                self.reporter.event(wire.DeathReport(job_id, worker.name, running, out_of_memory))
+                limit = worker.memory_limit
+                memory_gb = None if limit is None else limit / GIB
+                node_gb = self.node_type.ram_gb
+                death = wire.DeathReport(
+                    job_id, worker.name, running, out_of_memory, memory_gb, node_gb
+                )
+                self.reporter.event(death)
             await self.reporter.report_news()
         if job_id is not None:  # what it held ended here: main_service puts it back
             for claim in worker.inflight.values():

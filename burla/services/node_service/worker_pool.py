@@ -16,6 +16,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from burla.core.errors import BurlaError, NotFoundError
+from burla.core.memory import gib
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import Claim, ContainerRuntime
 from burla.core.worker_wire import FromWorker
@@ -236,9 +237,10 @@ class WorkerPool:
                 if worker.channel is not None:
                     await self.runtime.set_cpuset(worker.name, worker.home)
 
-    async def limit_memory(self, worker: Worker, job: JobSpec) -> None:
-        """Hold the worker to the job's func_ram: its runtime stops it if it goes over."""
-        limit = int(job.func_ram * 2**30)
+    async def limit_memory(self, worker: Worker, job: JobSpec, limit: int | None = None) -> None:
+        """Hold the worker to the job's func_ram (or `limit` bytes, for an input that
+        needs more): its runtime stops it if it goes over."""
+        limit = gib(job.func_ram) if limit is None else limit
         if worker.memory_limit != limit:
             try:
                 await self.runtime.set_memory(worker.name, limit)
