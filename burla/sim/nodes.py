@@ -70,7 +70,7 @@ class SimNodes:
 
     def machine_up(self, machine: SimMachine) -> None:
         node_id = machine.boot.node_id
-        runtime = SimContainerRuntime(self.world, node_id)
+        runtime = SimContainerRuntime(self.world, node_id, machine.boot.node_type.ram_gb)
         node = SimNode(machine, runtime, MainLink(self._secret))
         self.by_id[node_id] = node
         assert self.tasks is not None

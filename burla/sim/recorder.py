@@ -85,6 +85,8 @@ class Recorder:
         self.jobs: dict[str, JobLog] = {}
         self.samples: list[Sample] = []
         self.violations: list[str] = []
+        self.overcommitted: list[str] = []
+        """Times a node's busy workers were held to more memory than it has."""
         self._node_jobs_running: dict[str, Counter[str]] = {}
 
     def start_window(self, now: float) -> None:

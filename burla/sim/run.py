@@ -191,6 +191,8 @@ def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
         "cost_usd": cost.get("usd", 0.0),
         "cost_basis": cost.get("basis", ""),
         "stopped_over_budget": log.over_budget,
+        "failure": sim.records.get(log.job_id, {}).get("failure"),
+        "memory": sim.records.get(log.job_id, {}).get("memory"),
     }
 
 
@@ -279,6 +281,7 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
                 max(0, j["results_received"] - j["results_stored"]) for j in jobs
             ),
             "nodes_on_two_jobs": list(recorder.violations),
+            "memory_overcommitted": list(recorder.overcommitted),
             "node_services_exited": sum(f["kind"] == "node_service_exit" for f in sim.faults),
             "main_service_exited": sim.host.exited is not None,
             "standby_restored": sim.standby_restored,

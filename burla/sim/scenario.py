@@ -142,6 +142,11 @@ class JobArrival(_Model):
     user uploads them to signed URLs, nodes hand workers signed URLs to read them."""
     max_cost: float | None = Field(default=None, gt=0)
     """USD the job may cost (remote_parallel_map's max_cost): refused or stopped past it."""
+    memory_gb: dict[int, float] = {}
+    """The memory some inputs use, by index (GB): one that uses more than its worker is
+    held to is stopped out of memory, at the end of its run time. The others use less
+    than func_ram."""
+    grow_memory: bool = True
     seconds_per_input: float | None = Field(default=None, gt=0)
     """The user's estimate of an input's run time, which max_cost is checked against."""
 

@@ -111,6 +111,7 @@ class SimUsers:
             run_s=[arrival.run_s.draw(rng) for _ in range(arrival.n_inputs)],
             result_bytes=arrival.result_bytes,
             function_loads=arrival.function_loads,
+            memory_gb=arrival.memory_gb,
         )
         try:
             if arrival.image is not None and arrival.image not in self.host.kept_images:
@@ -141,6 +142,7 @@ class SimUsers:
             "image": arrival.image,
             "max_parallelism": arrival.max_parallelism,
             "retries": arrival.retries,
+            "grow_memory": arrival.grow_memory,
         }
         if arrival.max_cost is not None:
             spec |= {"max_cost": arrival.max_cost, "seconds_per_input": arrival.seconds_per_input}

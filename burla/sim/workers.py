@@ -34,6 +34,7 @@ from burla.backends.runtime_rules import (
     not_found,
 )
 from burla.core.errors import BackendError
+from burla.core.memory import gib
 from burla.core.models import ContainerSpec
 from burla.core.protocols import ContainerInfo, Mount
 from burla.core.wire import JobErrorReport
@@ -53,6 +54,8 @@ class JobCosts:
     run_s: Sequence[float]
     result_bytes: int
     function_loads: bool = True
+    memory_gb: Mapping[int, float] = field(default_factory=dict)
+    """The memory some inputs use (GB); the others' is within func_ram."""
 
 
 @dataclass
@@ -161,6 +164,8 @@ class SimWorker:
         self._frame: collections.deque[int] = collections.deque()
         self._running: tuple[int, float, int] | None = None
         """The input running now: index, when it started (virtual s), CPUs."""
+        self._over_memory = False
+        """The input running now uses more memory than the worker is held to."""
         self.ends_at = math.inf
         """When the input running now ends (virtual s)."""
         self._results: list[tuple[ResultItem, bytes]] = []
@@ -212,6 +217,10 @@ class SimWorker:
         now = self.world.clock.elapsed()
         cpus = self.runtime.cpus_of(self.name)
         self._running = (index, now, cpus)
+        limit = self.runtime.memory_limit_of(self.name)
+        uses = costs.memory_gb.get(index)
+        self._over_memory = uses is not None and limit is not None and gib(uses) > limit
+        self.runtime.check_memory(self.name)
         self.ends_at = now + costs.run_s[index]
         self.channel.due(self.ends_at)
         self.world.recorder.input_started(now, self.runtime.node_id, job_id, index, cpus)
@@ -220,6 +229,10 @@ class SimWorker:
         """Finish the input running, if its time has come."""
         now = self.world.clock.elapsed()
         if self._running is None or now < self.ends_at:
+            return
+        if self._over_memory:  # its runtime stops it, as Docker's limit or local's watcher
+            self.runtime.out_of_memory(self.name)
+            self.die()
             return
         assert self._costs is not None
         assert self.job_id is not None
@@ -276,15 +289,17 @@ class _Container:
     info: ContainerInfo
     status_file: str | None
     worker: SimWorker | None = None
+    out_of_memory: bool = False
 
 
 class SimContainerRuntime:
     """One node's containers. `connect` is the node's `connect_worker`: it waits for the
     container to come up (pulling its image first on a fresh node) and says hello."""
 
-    def __init__(self, world: WorkerWorld, node_id: str) -> None:
+    def __init__(self, world: WorkerWorld, node_id: str, ram_gb: float) -> None:
         self.world = world
         self.node_id = node_id
+        self.ram_bytes = gib(ram_gb)
         self._containers: dict[str, _Container] = {}
         self._started_on: dict[int, str] = {}
         self._machine_gone = False
@@ -371,7 +386,8 @@ class SimContainerRuntime:
         return container.info
 
     async def set_memory(self, name: str, limit: int | None) -> ContainerInfo:
-        """Recorded only: simulated functions use no memory."""
+        """Recorded: an input that uses more than its worker's limit is stopped (see
+        JobCosts.memory_gb)."""
         container = self._find(name)
         check_memory_limit(name, limit)
         container.info = replace(container.info, memory_limit=limit)
@@ -381,7 +397,9 @@ class SimContainerRuntime:
         """Containers whose worker died are listed as exited."""
         containers = [self._containers[name] for name in sorted(self._containers)]
         return [
-            c.info if c.worker is None or c.worker.alive else replace(c.info, running=False)
+            c.info
+            if c.worker is None or c.worker.alive
+            else replace(c.info, running=False, out_of_memory=c.out_of_memory)
             for c in containers
         ]
 
@@ -395,6 +413,30 @@ class SimContainerRuntime:
     def cpus_of(self, name: str) -> int:
         container = self._containers.get(name)
         return len(container.info.cpuset) if container is not None else 1
+
+    def memory_limit_of(self, name: str) -> int | None:
+        container = self._containers.get(name)
+        return container.info.memory_limit if container is not None else None
+
+    def out_of_memory(self, name: str) -> None:
+        """The container went over its memory limit: listed so once it exited."""
+        container = self._containers.get(name)
+        if container is not None:
+            container.out_of_memory = True
+
+    def check_memory(self, starting: str) -> None:
+        """A worker starts an input: the workers running inputs must be held to no more
+        memory, together, than the node has (as a real node's would swap or be killed)."""
+        held = sum(
+            c.info.memory_limit or 0
+            for name, c in self._containers.items()
+            if c.worker is not None and c.worker.alive and (c.worker.busy or name == starting)
+        )
+        if held > self.ram_bytes:
+            self.world.recorder.overcommitted.append(
+                f"{self.node_id} held its busy workers to {held / 2**30:g} GB of "
+                f"{self.ram_bytes / 2**30:g} GB"
+            )
 
     def busy_workers(self) -> builtins.list[str]:
         """Names of workers running an input now, sorted."""

@@ -9,6 +9,7 @@ CLEAN_CHECKS: dict[str, Any] = {
     "inputs_recorded_twice": 0,
     "results_missing_from_store": 0,
     "nodes_on_two_jobs": [],
+    "memory_overcommitted": [],
     "node_services_exited": 0,
     "main_service_exited": False,
     "standby_restored": True,
