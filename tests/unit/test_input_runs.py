@@ -15,7 +15,9 @@ from burla.services.input_runs import (
     MOST_PER_RUN,
     RUNS_PER_NODE,
     KeptInputs,
+    grown_input,
     is_run,
+    memory_of,
     one_input,
     queue_items,
     run_length,
@@ -84,6 +86,20 @@ def test_an_input_queued_again_alone_is_no_run_and_refers_to_its_page() -> None:
     assert not is_run(item_id)
     assert run_of(data) == (42, 1)
     assert run_of(INLINE + b"arguments") is None
+    assert memory_of(data) is None
+
+
+@given(st.integers(0, 10**6), st.floats(0.01, 4096, allow_nan=False))
+def test_an_input_queued_for_more_memory_says_how_much_under_an_id_per_memory(
+    index: int, memory_gb: float
+) -> None:
+    item_id, data = grown_input(index, memory_gb)
+    assert not is_run(item_id)
+    assert item_id != one_input(index)[0]
+    assert item_id != grown_input(index, memory_gb * 2)[0]
+    assert run_of(data) == (index, 1)
+    assert memory_of(data) == memory_gb
+    assert memory_of(INLINE + b"arguments") is None
 
 
 class CountedLists(MemoryStore):

@@ -202,6 +202,7 @@ class Feed:
                     break  # while the claim was out: what it got is not for these workers
             if assignment.bigger:
                 await self._give_bigger(assignment)
+                self._look_again(assignment)  # workers parked or grown meanwhile
             if assignment.pending:
                 await self._dispatch(assignment)
                 if assignment.pending and assignment.room:
