@@ -13,7 +13,7 @@ import pytest
 from burla.backends.memory import MemoryBlobStore, MemoryContainerRuntime, MemoryStore
 from burla.core import wire
 from burla.core.clock import ManualClock
-from burla.core.link_wire import Assign, CheckHealth, Report, Reset, read_from_node
+from burla.core.link_wire import Assign, CheckHealth, Report, Reset, Standby, read_from_node
 from burla.core.models import ContainerSpec, NodeType
 from burla.core.worker_wire import Open, Refusal
 from burla.services.framing import FrameStream, message_frame
@@ -180,3 +180,27 @@ async def test_a_request_sent_without_waiting_reaches_the_node_before_later_ones
         await main.aclose()
         tasks.cancel_scope.cancel()
     await listener.aclose()
+
+
+async def test_a_request_before_the_node_runs_is_refused_and_the_link_serves_on(
+    served: tuple[MainLink, str],
+) -> None:
+    """The served node was never run(): a new standby definition or a job cannot be
+    carried out yet, and saying so must not end the connection."""
+    _, address = served
+    async with anyio.create_task_group() as tasks:
+        main = await NodeLink.connect(
+            "node-1", address, SECRET, on_report=_no_report, on_lost=_no_loss, tasks=tasks
+        )
+        containers = (ContainerSpec(image="other").model_dump(mode="json"),)
+        assert not await main.request(Standby(specs=containers))
+        assert await main.request(CheckHealth()), "the link ended after a refused request"
+        await main.aclose()
+
+
+async def _no_report(node_id: str, events: list[list[Any]], payload: bytes) -> None:
+    raise AssertionError("no report was sent")
+
+
+async def _no_loss(node_id: str) -> None:
+    raise AssertionError("the node was reported lost")

@@ -23,7 +23,7 @@ from anyio.abc import TaskGroup
 from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.environment import PACKAGES_LIMIT_BYTES
-from burla.core.errors import BurlaError
+from burla.core.errors import BurlaError, InvalidRequestError
 from burla.core.kill_plan import KillPlan, plan_containers
 from burla.core.memory import GIB
 from burla.core.models import ContainerSpec, JobSpec, NodeType
@@ -107,15 +107,21 @@ class NodeService:
         tasks.start_soon(self.reporter.run)
         tasks.start_soon(self.feed.renew_leases)
 
+    def _running(self) -> TaskGroup:
+        """The node's task group; a request that needs it before run() is refused."""
+        if self._tasks is None:
+            raise InvalidRequestError("node_service is not running yet: ask again once it is")
+        return self._tasks
+
     async def start_standby(self) -> None:
         """One container per CPU per container spec, each pinned to its own CPU; returns
         once every one said hello (or raises the first error)."""
-        assert self._tasks is not None
-        await self.pool.start_standby(self._tasks)
+        await self.pool.start_standby(self._running())
 
     async def set_containers(self, specs: tuple[ContainerSpec, ...]) -> None:
         """A new standby definition's container specs: stop the containers of images it
         dropped (those running a job once it ends), start those it adds."""
+        self._running()  # refused before anything changes
         self.pool.specs = specs
         assignment = self.feed.assignment
         busy = assignment.workers if assignment is not None and not assignment.ended else []
@@ -139,6 +145,7 @@ class NodeService:
         for its workers; `run_length` the most inputs one item of its queue holds. A node
         runs one job at a time: a job still assigned is over (main_service moved on), so
         it ends, and the node is reset, first."""
+        tasks = self._running()
         if self.feed.assignment is not None:
             await self.reset(self.feed.assignment.job.job_id, cancel=True)
         packages_path: str | None = None
@@ -168,8 +175,7 @@ class NodeService:
         )
         self.feed.assignment = assignment
         await self._fit(plan, assignment)
-        assert self._tasks is not None
-        await self.feed.start(assignment, self._tasks)
+        await self.feed.start(assignment, tasks)
 
     async def _plan(self, job: JobSpec) -> KillPlan:
         """Which standby workers run the job, on which CPUs, and which stop (core.kill_plan)."""
