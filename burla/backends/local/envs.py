@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.metadata
 import os
 import re
 import shutil
@@ -34,9 +33,13 @@ import tempfile
 import types
 import venv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from burla.core.environment import WORKER_DISTRIBUTIONS
 from burla.core.errors import BackendError
+
+if TYPE_CHECKING:
+    from importlib.metadata import Distribution
 
 LOCAL_DEFAULT_IMAGE = "local-default"
 """The image name of the default worker environment in the local backend."""
@@ -108,11 +111,10 @@ def _with_requirements(names: tuple[str, ...]) -> list[str]:
         if name in found:
             continue
         found.append(name)
-        try:
-            requires = _requirements(importlib.metadata.distribution(name))
-        except importlib.metadata.PackageNotFoundError:
+        dist = _distribution(name)
+        if dist is None:
             continue  # reported, with a hint, when its files are looked up
-        for requirement in requires:
+        for requirement in _requirements(dist):
             if "extra ==" in requirement:
                 continue
             match = _REQUIREMENT_NAME.match(requirement)
@@ -124,7 +126,7 @@ def _with_requirements(names: tuple[str, ...]) -> list[str]:
 _REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def _requirements(dist: importlib.metadata.Distribution) -> list[str]:
+def _requirements(dist: Distribution) -> list[str]:
     """The Requires-Dist lines of a distribution's metadata (importlib.metadata's
     `requires`, for a .dist-info), read from its headers."""
     text = dist.read_text("METADATA")
@@ -139,7 +141,7 @@ def _requirements(dist: importlib.metadata.Distribution) -> list[str]:
     ]
 
 
-def _file_paths(dist: importlib.metadata.Distribution) -> list[str] | None:
+def _file_paths(dist: Distribution) -> list[str] | None:
     """The paths a distribution's RECORD lists (importlib.metadata's `files`, as text),
     or those of `files` for one without a RECORD; None if it lists none."""
     record = dist.read_text("RECORD")
@@ -153,22 +155,29 @@ def _canonical(name: str) -> str:
 
 
 def _installed(name: str) -> bool:
+    return _distribution(name) is not None
+
+
+def _distribution(name: str) -> Distribution | None:
+    """The installed distribution `name`, if there is one. importlib.metadata is loaded
+    here, not with this module: a local node, told its workers' python by main_service,
+    boots without it."""
+    from importlib import metadata
+
     try:
-        importlib.metadata.distribution(name)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
+        return metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _top_level_entries(name: str) -> dict[str, Path]:
     """The installed top-level packages (directories) and modules (files) of a distribution."""
-    try:
-        dist = importlib.metadata.distribution(name)
-    except importlib.metadata.PackageNotFoundError as error:
+    dist = _distribution(name)
+    if dist is None:
         raise BackendError(
             f"the worker environment needs {name!r}, which is not installed next to burla; "
             f"install it with `pip install {name}`"
-        ) from error
+        )
     entries: set[str] = set()
     paths = _file_paths(dist)
     if paths is not None:

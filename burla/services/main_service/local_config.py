@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE
+from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.core.environment import RUNNING_PYTHON
 from burla.core.models import (
     ClusterConfig,
@@ -61,11 +61,16 @@ def local_config(cpus: int, image: str = LOCAL_DEFAULT_IMAGE) -> ClusterConfig:
 
 
 def local_boot_env(root: Path, token: str, containers: Containers) -> dict[str, str]:
-    """A node's environment: the cluster's Store and blob store in `root`, its secret."""
-    return {
+    """A node's environment: the cluster's Store and blob store in `root`, its secret;
+    for workers that are processes, the python of their environment (built here once,
+    rather than by every node as it boots)."""
+    env = {
         "BURLA_STORE_URL": f"sqlite://{root / 'store.db'}",
         "BURLA_BLOBS_URL": f"file://{root / 'blobs'}",
         "BURLA_SECRET": node_secret(token),
         "BURLA_LOCAL_DIR": str(root),
         "BURLA_CONTAINERS": containers,
     }
+    if containers == "process":
+        env["BURLA_WORKER_PYTHON"] = str(ensure_worker_env(root))
+    return env

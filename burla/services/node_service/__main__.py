@@ -69,6 +69,9 @@ class NodeSettings(BaseModel):
     blobs_url: str
     secret: str
     local_dir: Path
+    worker_python: Path | None = None
+    """The python of the default worker environment, when main_service built it (a local
+    cluster's); else the node builds it under `local_dir`."""
     host: str = "127.0.0.1"
     """Where main_service's connection comes in: 0.0.0.0 on a VM of a cloud cluster."""
     advertise_host: str | None = None
@@ -101,6 +104,7 @@ class NodeSettings(BaseModel):
             blobs_url=env["BURLA_BLOBS_URL"],
             secret=env["BURLA_SECRET"],
             local_dir=Path(env["BURLA_LOCAL_DIR"]),
+            worker_python=env.get("BURLA_WORKER_PYTHON") or None,
             host=env.get("BURLA_NODE_HOST") or "127.0.0.1",
             advertise_host=env.get("BURLA_NODE_ADVERTISE_HOST") or None,
             address_from=env.get("BURLA_NODE_ADDRESS_FROM") or "bound",
@@ -196,7 +200,8 @@ def metadata_guard(settings: NodeSettings) -> MetadataGuard | None:
 
 def process_runtime(settings: NodeSettings) -> tuple[ContainerRuntime, dict[str, str]]:
     """Workers as processes of this node, and the environment they get."""
-    images = {LOCAL_DEFAULT_IMAGE: str(ensure_worker_env(settings.local_dir))}
+    python = settings.worker_python or ensure_worker_env(settings.local_dir)
+    images = {LOCAL_DEFAULT_IMAGE: str(python)}
     find_image = functools.partial(venv_image_python, settings.local_dir)
     runtime = LocalContainerRuntime(settings.node_dir, images, find_image=find_image)
     # A worker goes when its node goes; a nested call reaches this same cluster.
