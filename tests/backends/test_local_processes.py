@@ -443,6 +443,56 @@ async def test_a_node_that_cannot_start_is_refused(tmp_path: Path) -> None:
         await compute.aclose()
 
 
+# A spare node process.
+
+
+@pytest.mark.anyio
+async def test_a_spare_boots_as_the_next_node_created(provider: LocalComputeProvider) -> None:
+    spare = provider.start_spare()
+    await provider.create(boot("node-a", EXTRA="yes"))
+    await eventually(lambda: _status(provider, "node-a", MachineStatus.RUNNING))
+    assert node_pid(provider, "node-a") == spare
+    directory = provider.directory("node-a")
+    env = json.loads((directory / "env.json").read_text())
+    assert (env["BURLA_NODE_ID"], env["EXTRA"]) == ("node-a", "yes")
+    assert env["BURLA_NODE_DIR"] == str(directory)
+    assert "BURLA_NODE_SPARE" not in env
+    assert os.readlink(f"/proc/{spare}/cwd") == str(directory.resolve())
+    assert "fake node node-a listens" in (directory / "node.log").read_text()
+    # The spare is used once: the next node is a process of its own.
+    await provider.create(boot("node-b"))
+    await eventually(lambda: _status(provider, "node-b", MachineStatus.RUNNING))
+    assert node_pid(provider, "node-b") != spare
+    assert await provider.delete("node-a") is True
+    assert gone(spare)
+
+
+@pytest.mark.anyio
+async def test_a_spare_never_used_exits_when_its_provider_closes(tmp_path: Path) -> None:
+    compute = LocalComputeProvider(tmp_path, NODE_COMMAND)
+    spare = compute.start_spare()
+    assert compute.start_spare() == spare, "a second spare was started"
+    await compute.aclose()
+    assert gone(spare)
+    assert await compute.list() == []
+
+
+@pytest.mark.anyio
+async def test_a_spare_that_died_is_replaced_by_a_new_process(
+    provider: LocalComputeProvider,
+) -> None:
+    spare = provider.start_spare()
+    os.kill(spare, signal.SIGKILL)
+    await eventually(lambda: _gone(spare))
+    await provider.create(boot("node-a"))
+    await eventually(lambda: _status(provider, "node-a", MachineStatus.RUNNING))
+    assert node_pid(provider, "node-a") != spare
+
+
+async def _gone(pid: int) -> bool:
+    return gone(pid)
+
+
 async def _status(compute: LocalComputeProvider, node_id: str, status: MachineStatus) -> bool:
     machine = await compute.get(node_id)
     return machine is not None and machine.status is status

@@ -16,6 +16,12 @@ Because the record lives on disk, a new provider on the same root (a restarted
 main_service) lists and deletes the nodes an earlier one started. A process is taken to
 be the node only while /proc shows a live process with the recorded pid and start time,
 so a pid reused by another program is never signalled.
+
+A spare (start_spare) is a node process started before its node is created: it loads
+its modules while main_service boots, then waits on its stdin for the next create() to
+send it its environment (one JSON line), takes its directory and log, and boots as that
+node. A spare never used exits when its stdin closes (the provider closed, or its parent
+went).
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ ADDRESS_FILE = "address"
 RECORD_FILE = "node.json"
 LOG_FILE = "node.log"
 STOPPING_FILE = "stopping"
+SPARE_ENV = "BURLA_NODE_SPARE"
+"""Set for a spare: its environment comes on its stdin (take_spare_boot)."""
+SPARE_LOG = ".spare.log"
+"""What a spare writes before it is a node (in the nodes' directory, named as no node is)."""
 
 _KILL_WAIT_S = 5.0
 
@@ -85,6 +95,26 @@ class LocalComputeProvider:
             raise InvalidRequestError("the command that starts a node cannot be empty")
         self._stop_grace_s = stop_grace_s
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._spare: subprocess.Popen[bytes] | None = None
+
+    def start_spare(self) -> int:
+        """Start the next node's process now, to load its modules while the caller goes
+        on; the next create() hands it its node (see module doc). Its pid. The provider's
+        command must take a spare's boot (node_service's does)."""
+        if self._spare is not None:
+            return self._spare.pid
+        self._nodes.mkdir(parents=True, exist_ok=True)
+        with open(self._nodes / SPARE_LOG, "ab") as output:
+            self._spare = subprocess.Popen(
+                self._command,
+                cwd=self._nodes,
+                env={**os.environ, SPARE_ENV: "1"},
+                stdin=subprocess.PIPE,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self._spare.pid
 
     def directory(self, node_id: str) -> Path:
         """The node's directory: its record, log and address file."""
@@ -117,10 +147,13 @@ class LocalComputeProvider:
         return self._describe(record)
 
     def _spawn(self, node_id: str, node_type: str, environment: dict[str, str]) -> _Record:
-        """Start the node's process and write its record. Blocking: run in a worker thread."""
+        """Start the node's process, or hand the spare its boot, and write its record.
+        Blocking: run in a worker thread."""
         directory = self.directory(node_id)
         try:
-            process = spawn(self._command, directory, directory / LOG_FILE, environment)
+            process = self._spare_for(directory, environment) or spawn(
+                self._command, directory, directory / LOG_FILE, environment
+            )
         except OSError as error:
             shutil.rmtree(directory, ignore_errors=True)
             raise BackendError(
@@ -133,6 +166,23 @@ class LocalComputeProvider:
         record = _Record(node_id, node_type, process.pid, start_ticks)
         _write_atomically(directory / RECORD_FILE, json.dumps(record.__dict__))
         return record
+
+    def _spare_for(
+        self, directory: Path, environment: dict[str, str]
+    ) -> subprocess.Popen[bytes] | None:
+        """The spare, told to boot as the node of `directory`; None if there is none alive."""
+        spare, self._spare = self._spare, None
+        if spare is None or spare.stdin is None:
+            return None
+        changed = {key: value for key, value in environment.items() if os.environ.get(key) != value}
+        boot = json.dumps({"env": changed, "directory": str(directory)}) + "\n"
+        try:
+            with spare.stdin:
+                spare.stdin.write(boot.encode())
+        except OSError:  # it died: a node of its own is started instead
+            spare.wait()
+            return None
+        return spare
 
     async def get(self, node_id: str) -> Machine | None:
         self._reap_deleted_elsewhere()
@@ -168,7 +218,12 @@ class LocalComputeProvider:
         return True
 
     async def aclose(self) -> None:
-        """Delete every node on this root, including those an earlier provider started."""
+        """Delete every node on this root, including those an earlier provider started,
+        and the spare."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.stdin is not None:
+            spare.stdin.close()  # it exits at once, having no node to be
+            await anyio.to_thread.run_sync(spare.wait)
         node_ids = {record.node_id for record in self._records()} | set(self._children)
         async with anyio.create_task_group() as group:
             for node_id in sorted(node_ids):
@@ -230,6 +285,23 @@ class LocalComputeProvider:
         for node_id, child in builtins.list(self._children.items()):
             if not self.directory(node_id).exists() and child.poll() is not None:
                 del self._children[node_id]
+
+
+def take_spare_boot() -> None:
+    """In a spare: wait for the node it is to be (its environment, on stdin), then take
+    that node's environment, directory and log. Exits if the provider went first."""
+    line = sys.stdin.buffer.readline()
+    if not line:
+        sys.exit(0)
+    boot = json.loads(line)
+    os.environ.update(boot["env"])
+    os.environ.pop(SPARE_ENV, None)
+    directory = Path(boot["directory"])
+    os.chdir(directory)
+    with open(directory / LOG_FILE, "ab") as log, open(os.devnull, "rb") as nothing:
+        os.dup2(log.fileno(), sys.stdout.fileno())
+        os.dup2(log.fileno(), sys.stderr.fileno())
+        os.dup2(nothing.fileno(), sys.stdin.fileno())
 
 
 def _process_stat(pid: int) -> _ProcessStat | None:

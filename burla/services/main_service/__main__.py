@@ -162,7 +162,10 @@ def local(local_dir: Path, cpus: int, idle_s: float, containers: Containers, det
 
 
 def _run_local(root: Path, cpus: int, containers: Containers, idle_s: float) -> None:
-    """Boot the first node before the web stack loads, so that the two load side by side."""
+    """Boot the first node before the web stack loads, so that the two load side by side:
+    its process starts first thing, to load its modules while this one makes its state."""
+    compute = LocalComputeProvider(root)
+    compute.start_spare()
     token = secrets.token_hex(32)
     sock, address = bind_loopback()
     config = local_config(cpus, standby_image(containers))
@@ -181,7 +184,7 @@ def _run_local(root: Path, cpus: int, containers: Containers, idle_s: float) -> 
         from burla.backends.docker.custom import DockerImages
 
         images = DockerImages()
-    backends = Backends(store, blobs, LocalComputeProvider(root), clock, images)
+    backends = Backends(store, blobs, compute, clock, images)
     anyio.run(_boot_first_node, setup, backends)
     mark("main_service has started the first node")
     running.run(_serve_local, root, cpus, setup, backends, sock, idle_s)

@@ -17,6 +17,7 @@ import anyio.to_thread
 from anyio.abc import SocketListener, TaskGroup
 from pydantic import BaseModel, Field
 
+from burla.backends.local.compute import SPARE_ENV, take_spare_boot
 from burla.backends.local.containers import LocalContainerRuntime
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.backends.local.images import venv_image_python
@@ -360,6 +361,9 @@ async def _exit_with_parent(tasks: TaskGroup) -> None:
 
 def main() -> None:
     mark("node_service has loaded its modules")
+    if os.environ.get(SPARE_ENV):
+        take_spare_boot()
+        mark("node_service has its node's boot")
     settings = NodeSettings.from_env()
     problem = ""
     try:
