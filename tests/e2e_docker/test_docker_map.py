@@ -28,7 +28,7 @@ from burla.client import local
 from burla.client.map import job_results
 from burla.core.clock import WallClock
 from burla.core.models import ContainerSpec, NodeType, StandbyDefinition
-from burla.services.main_service.__main__ import check_docker
+from burla.services.main_service.boot import check_docker
 from burla.services.store_keys import STANDBY_KEY
 from tests.e2e.waiting import wait_for
 from tests.e2e_docker.conftest import DockerCluster

@@ -1,5 +1,6 @@
 """What a cold start leans on: node_service never loads the web stack or an async HTTP
-client, main_service loads the web stack only after it has started its first node, and
+client, main_service's command line starts its first node's process before it loads the
+models, main_service loads the web stack only after it has started its first node, and
 FastAPI not even then (its first routes are plain ASGI), and main_service's socket takes
 connections before it serves."""
 
@@ -25,8 +26,14 @@ def test_node_service_loads_no_web_stack():
     assert not WEB_STACK & modules
 
 
-def test_main_service_loads_the_web_stack_only_to_serve():
+def test_main_service_starts_its_first_node_before_it_loads_the_models():
     modules = loaded_by("import burla.services.main_service.__main__")
+    assert "burla.backends.local.compute" in modules
+    assert not {"pydantic", "burla.core.models", "burla.services.main_service.boot"} & modules
+
+
+def test_main_service_loads_the_web_stack_only_to_serve():
+    modules = loaded_by("import burla.services.main_service.boot")
     assert "burla.backends.local.compute" in modules
     assert not WEB_STACK & modules
 
@@ -34,7 +41,7 @@ def test_main_service_loads_the_web_stack_only_to_serve():
 def test_main_service_serves_a_cold_starts_routes_without_fastapi():
     modules = loaded_by(
         "import burla.services.main_service.front, burla.services.serving\n"
-        "import burla.services.main_service.__main__"
+        "import burla.services.main_service.boot"
     )
     assert "uvicorn" in modules
     assert not {"fastapi", "httpx", "burla.services.main_service.app"} & modules

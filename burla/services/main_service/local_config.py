@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
-from burla.core.environment import RUNNING_PYTHON
-from burla.core.models import (
-    ClusterConfig,
-    ContainerSpec,
-    NodeType,
-    StandbyDefinition,
-    StandbyGroup,
-)
 from burla.services.cluster_keys import node_secret
+
+if TYPE_CHECKING:
+    from burla.core.models import ClusterConfig
 
 MAX_LOCAL_NODES = 4
 FIRST_NODE = "node-000001"
@@ -43,6 +38,17 @@ def local_config(cpus: int, image: str = LOCAL_DEFAULT_IMAGE) -> ClusterConfig:
     Memory is the machine's, shared with everything else on it; the node claims at least
     4 GB per CPU so that, as with multiprocessing, every CPU gets a worker by default.
     """
+    # Loaded here: main_service's command line starts its first node's process before
+    # it loads the models.
+    from burla.core.environment import RUNNING_PYTHON
+    from burla.core.models import (
+        ClusterConfig,
+        ContainerSpec,
+        NodeType,
+        StandbyDefinition,
+        StandbyGroup,
+    )
+
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     node_type = NodeType(name="local", cpus=cpus, ram_gb=max(round(memory_gb, 1), 4.0 * cpus))
     standby = StandbyDefinition(
