@@ -13,6 +13,7 @@ from typing import IO, Any
 
 import cloudpickle
 
+from burla.client.source_pickler import dumps_with_source
 from burla.core.errors import SerializationError
 from burla.core.plain import dumps_plain
 
@@ -70,8 +71,7 @@ def dumps_function(function: Any) -> bytes:
         )
     ship_own_code_by_value()
     try:
-        data: bytes = cloudpickle.dumps(function)
-        return data
+        return dumps_with_source(function)
     except Exception as error:
         raise SerializationError(
             f"the function {getattr(function, '__qualname__', function)!r} cannot be pickled: "

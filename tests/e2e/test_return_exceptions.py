@@ -136,5 +136,9 @@ def test_burla_jobs_result_prints_failures_in_place_and_exits_1():
         {"input": 1, "error": "ValueError", "message": "no 1"},
         20,
     ]
-    assert "in picky\nValueError: no 1" in printed.stderr  # the remote traceback
+    # The remote traceback, with picky's file, line and source line.
+    raising = picky.__code__.co_firstlineno + 2
+    shown = f'File "{__file__}", line {raising}, in picky\n    raise ValueError(f"no {{x}}")'
+    assert shown in printed.stderr
+    assert "\nValueError: no 1\n" in printed.stderr
     assert f"burla: input 1 of {job_id} raised ValueError('no 1')" in printed.stderr

@@ -1,0 +1,28 @@
+"""Rebuilds the caller's by-value code where it runs, named after its file, and puts that
+file's text into linecache, so tracebacks and pdb there show the caller's source lines.
+
+This module travels by value inside every job's function (see source_pickler): a worker,
+`burla jobs repro` and a repro.py written by `--to` rebuild the code with it, needing
+only the standard library. It must import nothing else.
+"""
+
+from __future__ import annotations
+
+import linecache
+import types
+from typing import Any
+
+
+def code_with_source(
+    filename: str, lines: tuple[str, ...] | None, code_args: tuple[Any, ...]
+) -> types.CodeType:
+    """The code object built from `code_args` (as cloudpickle reduces one), named
+    `filename`; `lines`, the text of that file when it was sent, go into linecache first
+    unless this machine's own file already reads the same.
+
+    The entry has no modification time: linecache.checkcache keeps it although no such
+    file exists here, as it keeps the cells of a notebook."""
+    if lines and linecache.getlines(filename) != list(lines):
+        linecache.cache[filename] = (sum(map(len, lines)), None, list(lines), filename)
+    code: types.CodeType = types.CodeType(*code_args)
+    return code.replace(co_filename=filename)
