@@ -168,7 +168,7 @@ _SCRIPT = '''\
 """Input {index} of burla job {job_id}, run again: its function called on its arguments
 as a burla worker calls it, function(*arguments).
 
-    python repro.py          print what it returns, or raise its exception
+    python repro.py          print what it returns, or its exception's traceback (exit 1)
     python repro.py --pdb    on an exception, a post-mortem debugger where it was raised
 
 Needs cloudpickle, Python {python} (the job was submitted from it) and whatever packages
@@ -199,10 +199,12 @@ def main():
     try:
         result = function(*arguments)
     except BaseException as error:
-        if not options.pdb:
-            raise
+        # Printed by the traceback module, which reads the function's source lines from
+        # linecache, where unpickling the function put them (the interpreter's own
+        # printing of an uncaught exception looks for the files on disk only).
         traceback.print_exception(type(error), error, error.__traceback__.tb_next)
-        pdb.post_mortem(error.__traceback__.tb_next)
+        if options.pdb:
+            pdb.post_mortem(error.__traceback__.tb_next)
         return 1
     print(repr(result))
     return 0

@@ -17,12 +17,13 @@ def code_with_source(
     filename: str, lines: tuple[str, ...] | None, code_args: tuple[Any, ...]
 ) -> types.CodeType:
     """The code object built from `code_args` (as cloudpickle reduces one), named
-    `filename`; `lines`, the text of that file when it was sent, go into linecache first
-    unless this machine's own file already reads the same.
+    `filename`; `lines`, the text of that file when it was sent, go into linecache first.
 
-    The entry has no modification time: linecache.checkcache keeps it although no such
-    file exists here, as it keeps the cells of a notebook."""
-    if lines and linecache.getlines(filename) != list(lines):
+    The entry has no modification time, so linecache.checkcache keeps it as it keeps a
+    notebook's cells: where no such file exists, and where one does but changes or goes
+    (the user edits the script while its job runs on this machine), tracebacks show the
+    lines of the code that runs."""
+    if lines:
         linecache.cache[filename] = (sum(map(len, lines)), None, list(lines), filename)
     code: types.CodeType = types.CodeType(*code_args)
     return code.replace(co_filename=filename)

@@ -96,4 +96,3 @@ def dumps_with_source(obj: Any) -> bytes:
     buffer = io.BytesIO()
     SourcePickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(obj)
     return buffer.getvalue()
-
