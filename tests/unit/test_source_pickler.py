@@ -136,9 +136,9 @@ def test_code_of_a_notebook_cell_carries_the_cells_text():
         function = cloudpickle.loads(payload)
         with pytest.raises(NameError) as caught:
             function("hi")
+        shown = "".join(traceback.format_exception(caught.value))
     finally:
         linecache.cache.pop(name, None)
-    shown = "".join(traceback.format_exception(caught.value))
     assert 'File "<cell 3>", line 2, in shout\n    return word.upper() + undefined_name\n' in shown
 
 
