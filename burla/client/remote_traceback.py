@@ -1,10 +1,11 @@
-"""Remote tracebacks that show the caller's source lines.
+"""Remote tracebacks that show the caller's source lines, for code that lost its file name.
 
-Code shipped by value (the caller's script and own modules) loses the name of its file on
-the way: cloudpickle names it "<dynamic-code>", so a remote traceback shows no source
-line. Back in the caller's process, each such frame is matched to the caller's own code
-by function name and line, and given its file again; Python then shows the line, as it
-does for a local error.
+A job's function keeps the names of its by-value code's files (source_pickler), but code
+that reached a worker another way (a function inside an input, or a job's function
+pickled by plain cloudpickle) is named "<dynamic-code>", so a remote traceback shows no
+source line for it. Back in the caller's process, each such frame is matched to the
+caller's own code by function name and line, and given its file again; Python then shows
+the line, as it does for a local error.
 """
 
 from __future__ import annotations
