@@ -25,10 +25,11 @@ import cloudpickle
 
 from burla.client import source_loader
 
-FILE_CHARS = 256 << 10
-"""Longest file whose text is sent, in characters."""
-TOTAL_CHARS = 512 << 10
-"""Most text sent with one function: each worker gets its own copy."""
+FILE_CHARS = 128 << 10
+"""Longest file whose text is sent, in characters (some 3,000 lines)."""
+TOTAL_CHARS = 256 << 10
+"""Most text sent with one function: it is kept with the job, and each worker gets a
+copy."""
 
 cloudpickle.register_pickle_by_value(source_loader)
 _reduce_code = cloudpickle.Pickler.dispatch_table[types.CodeType]
