@@ -1,11 +1,16 @@
-"""Remote tracebacks that show the caller's source lines, for code that lost its file name.
+"""Remote tracebacks as the caller sees them: each frame names its file and shows its
+line, without column markers that would point at the wrong columns.
+
+An exception comes back with frames that tblib rebuilt from stand-in code raising at the
+right line: Python would draw its column markers from the stand-in, under the wrong part
+of the caller's line. Each frame is given stand-in code of its own whose instruction has
+no place in the source, so the line is shown unmarked.
 
 A job's function keeps the names of its by-value code's files (source_pickler), but code
-that reached a worker another way (a function inside an input, or a job's function
-pickled by plain cloudpickle) is named "<dynamic-code>", so a remote traceback shows no
-source line for it. Back in the caller's process, each such frame is matched to the
-caller's own code by function name and line, and given its file again; Python then shows
-the line, as it does for a local error.
+that reached a worker another way (a function inside an input, or a function pickled by
+plain cloudpickle) is named "<dynamic-code>". Each such frame is matched to the caller's
+own code by function name and line, and given its file again; Python then shows the
+line, as it does for a local error.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from burla.core.settings import file_stamp
 DYNAMIC = "<dynamic-code>"
 _STAND_IN = "try:\n    raise __stand_in__\nfinally:\n    pass\n"
 """Its exception cleanup has instructions with no place in the source."""
+_KEPT_GLOBALS = ("__name__", "__file__")
+"""What tblib keeps of a remote frame's globals, kept by its stand-in too."""
 
 
 def with_source_files(error: BaseException) -> BaseException:
-    """`error`, its cause and context with their by-value frames named after their files."""
+    """`error`, its cause and context, as they came back from a worker, with frames that
+    name their files and show their lines unmarked."""
     seen: set[int] = set()
     pending = [error]
     while pending:
@@ -34,24 +42,15 @@ def with_source_files(error: BaseException) -> BaseException:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        traceback = current.__traceback__
-        if traceback is not None and _has_dynamic_frames(traceback):
-            current.__traceback__ = _renamed(traceback)
+        if current.__traceback__ is not None:
+            current.__traceback__ = _rebuilt(current.__traceback__)
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return error
 
 
-def _has_dynamic_frames(traceback: types.TracebackType | None) -> bool:
-    while traceback is not None:
-        if traceback.tb_frame.f_code.co_filename == DYNAMIC:
-            return True
-        traceback = traceback.tb_next
-    return False
-
-
-def _renamed(traceback: types.TracebackType) -> types.TracebackType:
-    """The same traceback, with each by-value frame that can be placed in a frame of its
-    own file."""
+def _rebuilt(traceback: types.TracebackType) -> types.TracebackType:
+    """The same traceback, each frame on stand-in code of its file (of the caller's own
+    file, for by-value code that can be placed in one)."""
     entries: list[types.TracebackType] = []
     current: types.TracebackType | None = traceback
     while current is not None:
@@ -59,11 +58,13 @@ def _renamed(traceback: types.TracebackType) -> types.TracebackType:
         current = current.tb_next
     rebuilt: types.TracebackType | None = None
     for entry in reversed(entries):
-        frame, lasti, line = entry.tb_frame, entry.tb_lasti, entry.tb_lineno
-        name = frame.f_code.co_name
-        if frame.f_code.co_filename == DYNAMIC and (file := _file_of(name, line)):
-            frame, lasti = _stand_in(file, name)
-        rebuilt = types.TracebackType(rebuilt, frame, lasti, line)
+        frame, line = entry.tb_frame, entry.tb_lineno
+        name, file = frame.f_code.co_name, frame.f_code.co_filename
+        if file == DYNAMIC:
+            file = _file_of(name, line) or DYNAMIC
+        kept = {key: frame.f_globals[key] for key in _KEPT_GLOBALS if key in frame.f_globals}
+        stand_in, lasti = _stand_in(file, name, kept)
+        rebuilt = types.TracebackType(rebuilt, stand_in, lasti, line)
     assert rebuilt is not None
     return rebuilt
 
@@ -72,20 +73,26 @@ class _StandIn(Exception):
     pass
 
 
-def _stand_in(file: str, name: str) -> tuple[types.FrameType, int]:
+def _stand_in(file: str, name: str, globals_: dict[str, object]) -> tuple[types.FrameType, int]:
     """A frame whose code is named `name` and comes from `file`, and the offset of one of
     its instructions that has no place in the source. The code is a stand-in, not the
     code that ran: pointing at no place, the traceback shows the line it names, without
     column markers drawn from the stand-in."""
-    code = compile(_STAND_IN, file, "exec").replace(co_name=name)
-    nowhere = next(2 * n for n, place in enumerate(code.co_positions()) if place[0] is None)
+    code, nowhere = _stand_in_code(file, name)
     try:
-        exec(code, {"__stand_in__": _StandIn()})
+        exec(code, {**globals_, "__stand_in__": _StandIn()})
     except _StandIn as raised:
         traceback = raised.__traceback__
     assert traceback is not None
     assert traceback.tb_next is not None
     return traceback.tb_next.tb_frame, nowhere
+
+
+@functools.lru_cache(maxsize=256)
+def _stand_in_code(file: str, name: str) -> tuple[types.CodeType, int]:
+    code = compile(_STAND_IN, file, "exec").replace(co_name=name)
+    nowhere = next(2 * n for n, place in enumerate(code.co_positions()) if place[0] is None)
+    return code, nowhere
 
 
 def _file_of(name: str, line: int) -> str | None:

@@ -13,6 +13,7 @@ import cloudpickle
 import pytest
 
 from burla.client.remote_traceback import with_source_files
+from burla.client.serialize import dumps_function
 from burla.services.container_service.outcome import pack_exception
 
 HELPERS = """\
@@ -81,3 +82,17 @@ def test_a_frame_that_matches_no_code_of_the_callers_is_left_as_it_came(own_modu
     (Path(own_module.__file__)).write_text("# the file changed since\n")
     shown = "".join(traceback.format_exception(with_source_files(error)))
     assert "<dynamic-code>" in shown
+
+
+def test_frames_that_name_their_file_show_their_line_without_misplaced_markers(own_module):
+    function = cloudpickle.loads(dumps_function(own_module.outer))  # as burla sends it
+    try:
+        function(1)
+    except ValueError as raised:
+        received = cloudpickle.loads(pack_exception(0, raised)[1])
+    before = "".join(traceback.format_exception(received))
+    assert "^^^" in before  # drawn from tblib's stand-in code, under the wrong columns
+    shown = "".join(traceback.format_exception(with_source_files(received)))
+    assert f'File "{own_module.__file__}", line 9, in outer\n' in shown
+    assert f'File "{own_module.__file__}", line 2, in inner\n    return 1 / y\n' in shown
+    assert "^" not in shown
