@@ -4,9 +4,9 @@ cloudpickle names every code object it sends by value "<dynamic-code>" (its payl
 then the same wherever the function was defined), so a traceback or pdb on a worker, or
 in `burla jobs repro`, shows neither the file nor its lines. SourcePickler sends each such
 code object with its own file name (`/home/u/analysis.py`, a notebook cell's name) and,
-once per file, the file's text as the caller's linecache has it; source_loader puts the
-text into linecache where the function is unpickled. Code imported by reference (from
-installed packages) is not sent at all: its files are where it runs.
+once per file, the file's text (as it is on disk, or as linecache has a notebook cell's);
+source_loader puts the text into linecache where the function is unpickled. Code imported
+by reference (from installed packages) is not sent at all: its files are where it runs.
 
 A file's text is left out when it is over FILE_CHARS, when the function's files together
 would pass TOTAL_CHARS, or when it no longer matches the code (the file was edited since
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import io
 import linecache
+import os
 import re
+import tokenize
 import types
 from typing import IO, Any
 
@@ -68,15 +70,27 @@ class SourcePickler(cloudpickle.Pickler):  # type: ignore[misc]
 
 
 def source_lines(code: types.CodeType) -> tuple[str, ...] | None:
-    """The lines of the file `code` comes from, as linecache has them here (a file read
-    from disk, or a notebook cell's text that the notebook put there), if they are at
-    most FILE_CHARS and `code` fits them."""
+    """The lines of the file `code` comes from, if they are at most FILE_CHARS and `code`
+    fits them: the file as it is on disk now, or, for code from no file here (a notebook's
+    cells), the text linecache has under its name."""
     filename = code.co_filename
-    linecache.checkcache(filename)  # a file changed on disk is read again
-    lines = linecache.getlines(filename)
+    lines = _read(filename) if os.path.isfile(filename) else linecache.getlines(filename)
     if not lines or sum(map(len, lines)) > FILE_CHARS or not fits(code, lines):
         return None
     return tuple(lines)
+
+
+def _read(filename: str) -> list[str] | None:
+    """The file's lines, read as Python reads source (its coding line, or UTF-8); not
+    from linecache, which may hold the text of a job's function that was unpickled here
+    rather than the file's."""
+    try:
+        if os.path.getsize(filename) > 4 * FILE_CHARS:  # at most 4 bytes a character
+            return None
+        with tokenize.open(filename) as source:
+            return source.readlines()
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
 
 
 def fits(code: types.CodeType, lines: list[str]) -> bool:

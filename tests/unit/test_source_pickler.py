@@ -180,3 +180,14 @@ def test_lines_are_those_of_the_code_sent_when_the_file_changes_after(own_module
     shown = "".join(traceback.format_exception(caught.value))
     assert f'line {RAISING_LINE}, in checked\n    raise ValueError(f"{{number}} is' in shown
     assert "edited" not in shown
+
+
+def test_a_file_is_sent_as_it_is_on_disk_not_as_a_job_here_left_it(own_module):
+    # A job's function unpickled here (burla.client.repro.repro) puts its text in this
+    # Python's linecache; the module is edited and reloaded afterwards.
+    cloudpickle.loads(dumps_function(own_module.parse))
+    Path(own_module.__file__).write_text(MODULE.replace("the raising line", "edited since"))
+    reloaded = importlib.reload(own_module)
+    payload = dumps_function(reloaded.parse)
+    assert b"edited since" in payload
+    assert b"the raising line" not in payload
