@@ -16,13 +16,12 @@ from typing import Any
 def code_with_source(
     filename: str, lines: tuple[str, ...] | None, code_args: tuple[Any, ...]
 ) -> types.CodeType:
-    """The code object built from `code_args` (as cloudpickle reduces one), named
-    `filename`; `lines`, the text of that file when it was sent, go into linecache first.
-
-    The entry has no modification time, so linecache.checkcache keeps it as it keeps a
-    notebook's cells: where no such file exists, and where one does but changes or goes
-    (the user edits the script while its job runs on this machine), tracebacks show the
-    lines of the code that runs."""
+    """The code object of `code_args` (cloudpickle's), named `filename`, its file's text
+    `lines` put into linecache first."""
+    # With no modification time, linecache.checkcache keeps the entry as it keeps a
+    # notebook's cells: where no such file exists, and where one does but changes or goes
+    # (the user edits the script while its job runs on this machine), tracebacks show the
+    # lines of the code that runs. (Comments, unlike a docstring, are not pickled.)
     if lines:
         linecache.cache[filename] = (sum(map(len, lines)), None, list(lines), filename)
     code: types.CodeType = types.CodeType(*code_args)
