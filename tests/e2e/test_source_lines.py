@@ -125,13 +125,17 @@ def test_a_traceback_formatted_by_the_worker_shows_the_scripts_lines(script_run)
     assert "<dynamic-code>" not in report["remote_error"]
 
 
-def test_burla_jobs_show_shows_the_scripts_lines_once_it_is_gone(script_run, capsys):
+def test_burla_jobs_show_and_logs_show_the_scripts_lines_once_it_is_gone(script_run, capsys):
     script, report = script_run
     code, out, err = burla(capsys, "jobs", "show", report["job"])
     assert code == 1, err  # the job failed
     assert frame(script, "return parse(text)", "parse_when_told") in out
     assert frame(script, "return int(digits)", "parse") in out
     assert "<dynamic-code>" not in out
+    code, _, logged = burla(capsys, "jobs", "logs", report["job"])  # a traceback: stderr
+    assert code == 0, logged
+    where = f"line {line_of('return int(digits)')}, in parse"
+    assert f'[1]   File "{script}", {where}\n[1]     return int(digits)\n' in logged
 
 
 def test_repro_shows_the_scripts_lines(script_run, capsys):
