@@ -200,8 +200,8 @@ def main():
         result = function(*arguments)
     except BaseException as error:
         # Printed by the traceback module, which reads the function's source lines from
-        # linecache, where unpickling the function put them (the interpreter's own
-        # printing of an uncaught exception looks for the files on disk only).
+        # linecache, where unpickling the function put them (before Python 3.13, the
+        # interpreter's own printing of an uncaught exception reads files on disk only).
         traceback.print_exception(type(error), error, error.__traceback__.tb_next)
         if options.pdb:
             pdb.post_mortem(error.__traceback__.tb_next)

@@ -1,4 +1,5 @@
-"""Pickling the function and inputs, with the caller's own code shipped by value."""
+"""Pickling the function and inputs, with the caller's own code shipped by value (the
+function's with its files' names and text, see source_pickler)."""
 
 from __future__ import annotations
 
