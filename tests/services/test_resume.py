@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.client.uploads import job_body
 from burla.core import wire
 from burla.core.clock import WallClock
-from burla.core.models import JobSpec
+from burla.core.inputs import InputMachine
+from burla.core.models import JobSpec, JobState
 from burla.core.resume import input_digest
 from burla.services.input_pages import input_pages
-from burla.services.main_service.jobs import run_from_record
+from burla.services.main_service.jobs import JobRun, run_from_record
 from burla.services.main_service.retention import forget_oldest
 from burla.services.main_service.service import MainService
 from burla.services.result_pages import PAGE_BYTES, stored_results, write_results
@@ -243,3 +245,35 @@ async def test_kept_inputs_are_served_a_page_at_a_time() -> None:
         after = await client.get(f"/jobs/{OLD}/inputs", params={"after": 4}, headers=AUTH)
         [(header, _)] = list(wire.decode_all(after.content))
         assert header == {"indices": [], "kinds": [], "sizes": [], "next": None}
+
+
+async def test_a_job_resumed_the_moment_it_ended_waits_for_its_record() -> None:
+    """Its client hears of the end before main_service writes the record that says what
+    it keeps: a resume sent at once waits for that record rather than being refused."""
+    clock = WallClock()
+    blobs = MemoryBlobStore(clock)
+    service = memory_service(clock, blobs=blobs)
+    await finished_job(service)
+    ended = await service.store.get(job_key(OLD))
+    assert ended is not None
+    first = {key: value for key, value in ended.data.items() if key != "kept"}
+    await service.store.put(job_key(OLD), {**first, "state": "running"})
+    spec = JobSpec.model_validate(ended.data["spec"])
+    held = JobRun(spec, b"old function", None, InputMachine(spec.n_inputs), "admin")
+    held.state = JobState.FAILED
+    service.jobs[OLD] = held
+    new = "job-new-0000000003"
+    await blobs.put(f"uploads/admin/{new}/4", INPUTS[4])
+
+    async def write_the_ended_record() -> None:
+        await anyio.sleep(0.2)
+        await service.store.put(job_key(OLD), ended.data)
+        held.ended_saved.set()
+
+    async with serving(service, TOKEN) as client, anyio.create_task_group() as tasks:
+        tasks.start_soon(write_the_ended_record)
+        answer = await client.post("/jobs", content=resuming(new, INPUTS), headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        told = {event.index: payload for event, payload in await events(client, new)}
+        assert told == {0: b"result-0", 3: BIG_RESULT}
+        await client.post(f"/jobs/{new}/cancel", headers=AUTH)

@@ -479,6 +479,8 @@ class JobDriver:
                 await self.patient.delete(running_key(job_id))
                 run.listed_running = False
             run.inputs_to_keep = None
+            if "ended_at" in record:
+                run.ended_saved.set()
 
     async def keep_memory(self) -> None:
         """Forget finished jobs as HeldJobs says, also when no job ends for a while."""

@@ -65,6 +65,9 @@ class JobRun:
     read_to_end: bool = False
     """A reader has had the stream's last event: its client needs it no more."""
     record_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    ended_saved: anyio.Event = field(default_factory=anyio.Event)
+    """Set once its record in the Store says it ended, with what it keeps: its client
+    hears of the end before, and a job that resumes it waits for the record."""
     state: JobState = JobState.RUNNING
     error: str | None = None
     failure: dict[str, Any] | None = None

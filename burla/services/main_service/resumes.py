@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import anyio
+
 from burla.core.errors import ResumeError, ResumeMismatchError
 from burla.core.models import JobSpec, JobState
 from burla.core.protocols import BlobStore, Store
@@ -26,6 +28,9 @@ GONE = (
     "finished jobs are removed, the longest finished first, once their results pass the "
     "cluster's BURLA_RESULTS_MAX_GB"
 )
+
+RECORD_WAIT_S = 30.0
+"""How long a job resumed the moment it ended waits for its record to be written."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,11 @@ async def resumption(
     ResumeError if it cannot be resumed, a ResumeMismatchError if the inputs differ."""
     old = str(job.resumes)
     held = jobs.get(old)
+    if held is not None and held.state.finished:
+        # Its client heard of its end before its record was written: resumed at once, it
+        # waits for the record (within RECORD_WAIT_S, or the Store says what it says).
+        with anyio.move_on_after(RECORD_WAIT_S):
+            await held.ended_saved.wait()
     doc = await store.get(job_key(old))
     if (held is None or not may_see(owner, held.owner)) and (
         doc is None or not may_see(owner, owner_of(doc.data))
