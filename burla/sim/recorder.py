@@ -53,6 +53,15 @@ class JobLog:
     """Inputs whose results came before the stream changed: read again, not counted."""
     over_budget: bool = False
     """The cluster stopped it at its max_cost (its client was told)."""
+    failed: list[int] = field(default_factory=list)
+    """Inputs whose result, as the client received it, is a failure, in that order."""
+    stopped: str | None = None
+    """Why the client stopped following the job before its end: its process died, or
+    (return_exceptions=False) it canceled the job at an input's failure."""
+    resumes: str | None = None
+    """The job this call resumes (`resume=`)."""
+    failed_only: bool = False
+    """It resumes only the failed inputs of that job, not those it never ran."""
 
 
 @dataclass

@@ -26,10 +26,12 @@ import trio.testing
 
 from burla.core.cost import usd_for
 from burla.core.errors import BurlaError
+from burla.sim import resumes
 from burla.sim.cpu import CpuMeter
 from burla.sim.recorder import JobLog
 from burla.sim.scenario import Scenario
 from burla.sim.simulation import Simulation
+from burla.sim.users import PlannedJob
 
 WALL_CHECK_STEPS = 1 << 16
 
@@ -160,7 +162,8 @@ def _at(sim: Simulation, moment: float | None) -> float | None:
     return None if moment is None else moment - sim.recorder.t0
 
 
-def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
+def _job_report(sim: Simulation, log: JobLog, started: set[int]) -> dict[str, Any]:
+    """One call's numbers; `started` are the inputs that started in its job."""
     machines = [m for m in sim.recorder.machines.values() if log.job_id in m.jobs]
     # Standby nodes were up and idle when the job came; the others were started for it
     # (or were still booting then).
@@ -168,13 +171,19 @@ def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
     # A canceled job, or one whose function did not load, has inputs that never ran.
     ran = log.state in ("succeeded", "failed") and log.error is None
     missing = log.n_inputs - len(log.results) if ran else 0
-    cost = sim.records.get(log.job_id, {}).get("cost") or {}
+    if log.failed_only:  # inputs the job it resumes never ran get no result here
+        missing -= log.n_inputs - len(sim.stored.get(str(log.resumes), {}))
+    record = sim.records.get(log.job_id, {})
+    cost = record.get("cost") or {}
     return {
         "job_id": log.job_id,
         "user": log.user,
         "n_inputs": log.n_inputs,
+        "resumes": log.resumes,
         "arrived_s": _at(sim, log.arrived),
-        "state": log.state,
+        # A call that stopped following its job did not see its end: the job's record did.
+        "state": log.state if log.stopped is None else record.get("state"),
+        "stopped_following": log.stopped,
         "error": log.error,
         "time_to_first_start_s": _since(log, log.first_start),
         "time_to_all_started_s": _since(log, log.all_started),
@@ -184,7 +193,10 @@ def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
         "new_nodes_for_job": len(machines) - len(standby),
         "streams_read": log.streams,
         "results_received": sum(log.results.values()),
-        "results_stored": sim.stored.get(log.job_id, 0),
+        "results_stored": len(sim.stored.get(log.job_id, {})),
+        "inputs_run": len(started),
+        "inputs_failed": len(set(log.failed)),
+        "inputs_reused": len(log.results.keys() - started) if log.resumes else 0,
         "inputs_lost": max(0, missing),
         "inputs_recorded_twice": sum(1 for count in log.results.values() if count > 1),
         "node_seconds": cost.get("node_seconds", 0.0),
@@ -194,6 +206,31 @@ def _job_report(sim: Simulation, log: JobLog) -> dict[str, Any]:
         "failure": sim.records.get(log.job_id, {}).get("failure"),
         "memory": sim.records.get(log.job_id, {}).get("memory"),
     }
+
+
+def _resume_checks(
+    sim: Simulation, calls: list[PlannedJob], started: dict[str, set[int]]
+) -> dict[str, int]:
+    """The resumed calls' checks, summed (see burla.sim.resumes.check): each resume ran
+    exactly the inputs its job had no result for, and a call that followed it to its
+    end got every result once."""
+    totals = {"ran_again": 0, "not_run": 0, "results_not_whole": 0}
+    for call in calls:
+        log = sim.recorder.jobs[call.job_id]
+        if call.resumes is None or log.state not in ("succeeded", "failed"):
+            continue  # refused (as a ResumeError would be), or not run
+        assert call.arrival.resume is not None
+        found = resumes.check(
+            log,
+            call.arrival.resume.failed_only,
+            sim.stored.get(call.resumes, {}),
+            started.get(call.job_id, set()),
+        )
+        if log.stopped is not None:  # it stopped following: its results are not whole
+            found["results_not_whole"] = 0
+        for name, count in found.items():
+            totals[name] += count
+    return totals
 
 
 def _total_usd(amounts: Iterable[float | None]) -> float | None:
@@ -228,7 +265,12 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
     recorder, storage = sim.recorder, sim.storage
     end = sim.end
     totals = recorder.totals(end)
-    jobs = [_job_report(sim, recorder.jobs[p.job_id]) for p in sim.users.planned]
+    started: dict[str, set[int]] = {}
+    for job_id, index in recorder.starts:
+        started.setdefault(job_id, set()).add(index)
+    calls = sim.users.every_job()
+    jobs = [_job_report(sim, recorder.jobs[p.job_id], started.get(p.job_id, set())) for p in calls]
+    resumed = _resume_checks(sim, calls, started)
     first = jobs[0] if jobs else {}
     arrivals = [j["arrived_s"] for j in jobs]
     finishes = [j["arrived_s"] + j["duration_s"] for j in jobs if j["duration_s"] is not None]
@@ -282,6 +324,9 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
             ),
             "nodes_on_two_jobs": list(recorder.violations),
             "memory_overcommitted": list(recorder.overcommitted),
+            "resumed_inputs_run_again": resumed["ran_again"],
+            "resumed_inputs_not_run": resumed["not_run"],
+            "resumed_results_not_whole": resumed["results_not_whole"],
             "node_services_exited": sum(f["kind"] == "node_service_exit" for f in sim.faults),
             "main_service_exited": sim.host.exited is not None,
             "standby_restored": sim.standby_restored,

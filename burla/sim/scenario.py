@@ -118,6 +118,41 @@ class StandbyNodes(_Model):
     count: int = Field(ge=0)
 
 
+class RaisingInputs(_Model):
+    """Inputs whose function raises (a ValueError, at the end of their run time): those
+    named by index, and a `share` of the others drawn from the scenario's seed."""
+
+    indices: tuple[int, ...] = ()
+    share: float = Field(default=0.0, ge=0, le=1)
+
+    def drawn(self, n_inputs: int, rng: random.Random) -> frozenset[int]:
+        """The indices of a job of `n_inputs` that raise."""
+        chosen = {index for index in self.indices if index < n_inputs}
+        others = [index for index in range(n_inputs) if index not in chosen]
+        return frozenset(chosen | set(rng.sample(others, round(self.share * len(others)))))
+
+
+class ResumeCall(_Model):
+    """The user comes back after the first call ended (its last result, the error that
+    stopped it, or its client's death) and calls remote_parallel_map again with the same
+    inputs and `resume=` the first job's id: only the inputs without a successful result
+    run, the others' results are taken from the first job."""
+
+    after_s: float = Field(default=60.0, ge=0)
+    """How long after the first call ended the user resumes."""
+    running: Literal["cancel", "wait"] = "cancel"
+    """What the user does with the first job if it still runs then, as a crashed
+    client's job does: cancel it (`burla jobs cancel`) and resume at once, or wait for
+    its end (`burla jobs result`) and resume then."""
+    fixed: bool = True
+    """The function is fixed: inputs that raised in the first job succeed now."""
+    failed_only: bool = False
+    """Run only the first job's failed inputs, not those it never ran (`burla jobs
+    rerun --failed-only`)."""
+    return_exceptions: bool | None = None
+    """The resumed call's return_exceptions (default: the first call's)."""
+
+
 class JobArrival(_Model):
     """A job (one remote_parallel_map call), submitted by `users` users at once."""
 
@@ -149,6 +184,21 @@ class JobArrival(_Model):
     grow_memory: bool = True
     seconds_per_input: float | None = Field(default=None, gt=0)
     """The user's estimate of an input's run time, which max_cost is checked against."""
+    raises: RaisingInputs = RaisingInputs()
+    """Inputs whose function raises: they fail (after `retries` more tries, which raise
+    too) with a ValueError."""
+    return_exceptions: bool = True
+    """remote_parallel_map's return_exceptions: True (the simulator's default, unlike
+    the call's) keeps following the job past failed inputs to its end; False: at the
+    first failed input the user's client cancels the job as failed (`POST
+    /jobs/{id}/cancel?failed=true`) and stops, as the client does before it raises, so
+    the inputs not done never run."""
+    client_dies_s: float | None = Field(default=None, ge=0)
+    """The user's process dies this many seconds after the job's arrival (a notebook
+    that crashed): it follows the job no more and cancels nothing, and the job runs on
+    to its end, as on a real cluster."""
+    resume: ResumeCall | None = None
+    """Once this call ended, the user resumes its job (`resume=`)."""
 
 
 class Fault(_Model):

@@ -109,8 +109,8 @@ class Simulation:
         self.standby_restored = False
         self.settled_at: float | None = None
         self.end = 0.0
-        self.stored: dict[str, int] = {}
-        """Results each job has in the Store at the end."""
+        self.stored: dict[str, dict[int, str]] = {}
+        """The kind of each result each job has in the Store at the end, by index."""
         self.records: dict[str, dict[str, Any]] = {}
         """Each job's record in the Store at the end (none for a job refused)."""
         self._tasks: TaskGroup | None = None
@@ -138,7 +138,7 @@ class Simulation:
                 self.settled_at = self.clock.elapsed()
             self.end = self.clock.elapsed()
             self._take_sample()
-            for job in self.users.planned:
+            for job in self.users.every_job():
                 self.stored[job.job_id] = await self.storage.results_stored(job.job_id)
                 record = await self.storage.store.get(job_key(job.job_id))
                 if record is not None:

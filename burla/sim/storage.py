@@ -54,6 +54,8 @@ class SimStorage:
             retries = random.Random(f"{seed}:blob-retries")
             self.services_blobs = RetryingBlobStore(blobs, rng=retries)
 
-    async def results_stored(self, job_id: str) -> int:
-        """How many results of the job the Store holds."""
-        return len(await stored_results(self.store, self.blobs, job_id))
+    async def results_stored(self, job_id: str) -> dict[int, str]:
+        """The kind of each result of the job the Store holds ("ok" or a failure's), by
+        input index."""
+        stored = await stored_results(self.store, self.blobs, job_id)
+        return {index: kind for index, (kind, _) in stored.items()}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import collections
 import itertools
+import json
 import math
 import os
 import random
@@ -56,6 +57,20 @@ class JobCosts:
     function_loads: bool = True
     memory_gb: Mapping[int, float] = field(default_factory=dict)
     """The memory some inputs use (GB); the others' is within func_ram."""
+    raises: frozenset[int] = frozenset()
+    """Inputs whose function raises, at the end of their run time, on every try."""
+
+
+def raised(index: int) -> bytes:
+    """What a worker sends for an input whose function raised and whose exception it
+    could not pickle (container_service.outcome): its type, message and traceback."""
+    message = f"input {index} raises (as the scenario says)"
+    text = {
+        "type": "builtins.ValueError",
+        "message": message,
+        "traceback": f"Traceback (most recent call last):\nValueError: {message}\n",
+    }
+    return json.dumps(text).encode()
 
 
 @dataclass
@@ -241,8 +256,11 @@ class SimWorker:
         self.world.recorder.input_stopped(now, self.runtime.node_id, self.job_id, cpus)
         if not self._results:
             self._oldest_result = started
-        result = b"r" * self._costs.result_bytes
-        self._results.append((ResultItem(index, "ok", len(result)), result))
+        if index in self._costs.raises:
+            kind, result = "raised_text", raised(index)
+        else:
+            kind, result = "ok", b"r" * self._costs.result_bytes
+        self._results.append((ResultItem(index, kind, len(result)), result))
         self._busy_s += now - started
         if results_due(len(self._results), now - self._oldest_result):
             self._flush()
