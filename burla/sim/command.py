@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from burla.sim import report, run, scenario
+from burla.sim import report, resumes, run, scenario
 
 
 def simulate(
@@ -22,12 +22,19 @@ def simulate(
     is out, without tearing the simulated cluster down: for 1,000 nodes that would take
     longer than most whole runs."""
     chosen = scenario.load(name_or_path)
+    # A scenario whose calls are resumed is first run with each of them made whole,
+    # with the fix: what the resumes are compared with.
+    whole = run.run(resumes.rerun_whole(chosen)) if resumes.has_resumes(chosen) else None
 
     def publish(result: dict[str, Any]) -> None:
+        if whole is not None:
+            result["resumes"] = resumes.comparison(result, whole)
         if json_out == "-":  # the report for a script, on stdout
             sys.stdout.write(json.dumps(result, indent=1) + "\n")
         else:
             report.print_summary(result)
+            if whole is not None:
+                resumes.print_comparison(result["resumes"])
         if json_out and json_out != "-":
             report.write_json(result, Path(json_out))
         if plot_out:

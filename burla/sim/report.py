@@ -61,6 +61,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             "inputs lost / recorded twice",
             f"{checks['inputs_lost']} / {checks['inputs_recorded_twice']}",
         ),
+        *_resume_rows(report),
         ("services that gave up (node_services / main_service)", _exits(report)),
         ("standby whole again", _restored(report)),
         ("wall time", f"{report['wall_s']:.1f} s"),
@@ -90,6 +91,29 @@ def _preemption_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("spot VMs preempted", f"{report['preemptions']:,}"),
         ("nodes lost: preempted / other causes", f"{losses['preempted']:,} / {other:,}"),
     ]
+
+
+def _resume_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """Calls that stopped following their job, and the checks of resumed jobs."""
+    jobs = report["jobs"]
+    stopped = sum(1 for job in jobs if job["stopped_following"])
+    resumed = [job for job in jobs if job["resumes"]]
+    rows = [("calls that stopped before their job ended", f"{stopped:,}")] if stopped else []
+    if resumed:
+        checks = report["checks"]
+        rows += [
+            (
+                "resumed jobs: inputs reused / run",
+                f"{sum(j['inputs_reused'] for j in resumed):,} / "
+                f"{sum(j['inputs_run'] for j in resumed):,}",
+            ),
+            (
+                "resumed: inputs run again / not run / results not whole",
+                f"{checks['resumed_inputs_run_again']} / {checks['resumed_inputs_not_run']} / "
+                f"{checks['resumed_results_not_whole']}",
+            ),
+        ]
+    return rows
 
 
 def _exits(report: dict[str, Any]) -> str:

@@ -57,7 +57,7 @@ def check(
     due = to_run(failed_only, first, log.n_inputs)
     expected = {index for index in range(log.n_inputs) if not failed_only or index in due}
     expected |= {index for index, kind in first.items() if kind == "ok"}
-    received = {index for index, count in log.results.items() if count == 1}
+    received = set(log.results)
     return {
         "ran_again": len(started - due),
         "not_run": len(due - started),
@@ -100,10 +100,11 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         "inputs_run": job["inputs_run"],
         "inputs_reused": job["inputs_reused"],
         "inputs_failed": job["inputs_failed"],
-        "results": job["results_received"],
+        "results": job["results_stored"],
         "node_seconds": job["node_seconds"],
         "cost_usd": job["cost_usd"],
         "stopped_following": job["stopped_following"],
+        "duration_s": job["duration_s"],
     }
 
 
@@ -119,49 +120,47 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:,.2f}"
 
 
+def _client(run: dict[str, Any]) -> str:
+    if run["stopped_following"] is None:
+        return "followed it to its end"
+    return f"{run['stopped_following']} at {run['duration_s'] / 60:.1f} min"
+
+
 def print_comparison(rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    """Per resumed job: the first run, the resume and a full re-run side by side, and
+    what resuming saved."""
     console = console or Console()
     for row in rows:
-        first, again, both, rerun = row["first"], row["resume"], row["both"], row["full_rerun"]
+        first, again, rerun = row["first"], row["resume"], row["full_rerun"]
         table = Table(title=f"{row['job_id']} ({row['n_inputs']:,} inputs), resumed")
-        for column in ("", "first run", "resume", "both", "full re-run"):
+        for column in ("", "first run", "resume", "full re-run"):
             table.add_column(column, justify="right" if column else "left")
-        table.add_row("state", first["state"], again["state"], "", rerun["state"])
-        table.add_row(
-            "inputs run",
-            f"{first['inputs_run']:,}",
-            f"{again['inputs_run']:,}",
-            f"{first['inputs_run'] + again['inputs_run']:,}",
-            f"{rerun['inputs_run']:,}",
-        )
-        table.add_row("results reused", "", f"{again['inputs_reused']:,}", "", "")
-        table.add_row(
-            "inputs failed", f"{first['inputs_failed']:,}", f"{again['inputs_failed']:,}", "", ""
-        )
-        table.add_row(
-            "results", f"{first['results']:,}", f"{again['results']:,}", "", f"{rerun['results']:,}"
-        )
+        table.add_row("state", first["state"], again["state"], rerun["state"])
+        table.add_row("its caller", _client(first), _client(again), _client(rerun))
+        for label, key in (
+            ("inputs run", "inputs_run"),
+            ("results reused", "inputs_reused"),
+            ("inputs failed", "inputs_failed"),
+            ("results kept", "results"),
+        ):
+            table.add_row(label, f"{first[key]:,}", f"{again[key]:,}", f"{rerun[key]:,}")
         table.add_row(
             "node-hours",
             _hours(first["node_seconds"]),
             _hours(again["node_seconds"]),
-            _hours(both["node_seconds"]),
             _hours(rerun["node_seconds"]),
         )
         table.add_row(
-            "cost",
-            _usd(first["cost_usd"]),
-            _usd(again["cost_usd"]),
-            _usd(both["cost_usd"]),
-            _usd(rerun["cost_usd"]),
+            "cost", _usd(first["cost_usd"]), _usd(again["cost_usd"]), _usd(rerun["cost_usd"])
         )
         console.print(table)
-        if first["stopped_following"]:
-            console.print(f"first call: {first['stopped_following']}", highlight=False)
-        if both["cost_usd"] is not None and rerun["cost_usd"] is not None:
+        with_rerun = _sum(first["cost_usd"], rerun["cost_usd"])
+        if row["both"]["cost_usd"] is not None and with_rerun is not None:
             console.print(
-                f"the resume costs {_usd(again['cost_usd'])}, the first run and the resume "
-                f"{_usd(both['cost_usd'])}; running all {row['n_inputs']:,} inputs again "
-                f"with the fix would cost {_usd(rerun['cost_usd'])}",
+                f"the resume ran {again['inputs_run']:,} of {row['n_inputs']:,} inputs for "
+                f"{_usd(again['cost_usd'])}, where running them all again with the fix costs "
+                f"{_usd(rerun['cost_usd'])}: the first run and the resume cost "
+                f"{_usd(row['both']['cost_usd'])}, the first run and a full re-run "
+                f"{_usd(with_rerun)}",
                 highlight=False,
             )

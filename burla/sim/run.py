@@ -195,7 +195,7 @@ def _job_report(sim: Simulation, log: JobLog, started: set[int]) -> dict[str, An
         "results_received": sum(log.results.values()),
         "results_stored": len(sim.stored.get(log.job_id, {})),
         "inputs_run": len(started),
-        "inputs_failed": len(set(log.failed)),
+        "inputs_failed": sum(kind != "ok" for kind in sim.stored.get(log.job_id, {}).values()),
         "inputs_reused": len(log.results.keys() - started) if log.resumes else 0,
         "inputs_lost": max(0, missing),
         "inputs_recorded_twice": sum(1 for count in log.results.values() if count > 1),

@@ -10,7 +10,7 @@ import pytest
 from burla.sim import run, scenario
 from tests.sim.clean import CLEAN_CHECKS
 
-BIG = ("scale", "ten-thousand", "million")  # own tests (ten-thousand, million at a tenth)
+BIG = ("scale", "ten-thousand", "million", "resume")  # own tests (some at a tenth)
 SMALL = [name for name in scenario.shipped() if name not in BIG]
 
 
