@@ -284,7 +284,10 @@ def summarize(sim: Simulation, wall_s: float, steps: int) -> dict[str, Any]:
         "standby_nodes_for_job": first.get("standby_nodes_for_job", 0),
         "time_to_first_start_s": first.get("time_to_first_start_s"),
         "time_to_first_result_s": first.get("time_to_first_result_s"),
-        "time_to_all_results_s": first.get("duration_s"),
+        # A call that stopped following its job never had all its results.
+        "time_to_all_results_s": None
+        if first.get("stopped_following")
+        else first.get("duration_s"),
         "makespan_s": max(finishes) - min(arrivals) if finishes else None,
         "peak_nodes": totals["peak_nodes"],
         "peak_busy_cpus": totals["peak_busy_cpus"],
