@@ -21,10 +21,14 @@ def sim(scenario: str, json_out: str | None, plot_out: str | None, both_ways: bo
     """Simulate a cluster: the real main_service and node_services under virtual time.
 
     SCENARIO is a shipped one (seed, cold, burst, custom-image, node-loss, flaky-store,
-    main-restart, spot, headline, scale, ten-thousand, million) or the path of a scenario file
-    (.yaml or .json). Prints a summary; the JSON holds every number, each job and the
-    timeline (`--json -` prints it instead of the summary). Most runs take seconds of
-    wall time; ten-thousand and million take minutes.
+    main-restart, spot, headline, resume, scale, ten-thousand, million) or the path of a
+    scenario file (.yaml or .json). Prints a summary; the JSON holds every number, each
+    job and the timeline (`--json -` prints it instead of the summary). Most runs take
+    seconds of wall time; ten-thousand and million take minutes.
+
+    A scenario whose users resume their jobs (resume: in a job) runs twice: as written,
+    and with each resumed call made whole with the fix; a table shows each resumed job's
+    first run, resume and full re-run (inputs run and reused, node-hours, cost).
 
     With --both-ways, a scenario whose node types include spot ones (spot: true, with
     preemptions_per_hour) runs twice, as written and with every machine on-demand and
@@ -36,6 +40,8 @@ def sim(scenario: str, json_out: str | None, plot_out: str | None, both_ways: bo
       burla sim seed --json seed.json --plot seed.png
     Example, spot VMs against on-demand ones:
       burla sim spot --both-ways
+    Example, a crashed notebook's job resumed with a fix:
+      burla sim resume
     """
     try:
         from burla.sim.command import simulate, simulate_both_ways
