@@ -86,7 +86,9 @@ def comparison(report: dict[str, Any], whole: dict[str, Any]) -> list[dict[str, 
                 "both": {
                     "node_seconds": first["node_seconds"] + again["node_seconds"],
                     "cost_usd": _sum(first["cost_usd"], again["cost_usd"]),
-                    "makespan_s": again["arrived_s"] + (again["duration_s"] or 0.0),
+                    "makespan_s": again["arrived_s"]
+                    + (again["duration_s"] or 0.0)
+                    - first["arrived_s"],
                 },
                 "full_rerun": {**_run(rerun), "makespan_s": rerun["duration_s"]},
             }
