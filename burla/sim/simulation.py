@@ -170,7 +170,10 @@ class Simulation:
         return False
 
     def _in_standby(self) -> bool:
-        """No node boots, every standby group is idle and whole, no machine is extra."""
+        """No job runs (one whose caller stopped following it runs on to its end), no
+        node boots, every standby group is idle and whole, no machine is extra."""
+        if self.host.main.job_driver.running():
+            return False
         cluster = self.host.main.cluster
         if any(n.state is NodeState.BOOTING for n in cluster.nodes.values()):
             return False

@@ -32,6 +32,20 @@ def jobs(draw: st.DrawFn) -> dict[str, Any]:
         "run_s": draw(_seconds(0, 10)),
         "function_loads": draw(st.sampled_from([True, True, True, False])),
         "blob_inputs": draw(st.booleans()),
+        "raises": {"share": draw(st.sampled_from([0.0, 0.0, 0.1]))},
+        "return_exceptions": draw(st.booleans()),
+        "client_dies_s": draw(st.sampled_from([None, None, 20.0])),
+        "resume": draw(st.one_of(st.none(), resumes())),
+    }
+
+
+@st.composite
+def resumes(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "after_s": draw(st.sampled_from([0.0, 10.0])),
+        "running": draw(st.sampled_from(["cancel", "wait"])),
+        "fixed": draw(st.booleans()),
+        "failed_only": draw(st.booleans()),
     }
 
 

@@ -28,9 +28,14 @@ def check_invariants(report: dict[str, Any]) -> None:
     assert checks["results_missing_from_store"] == 0, report["jobs"]
     assert checks["nodes_on_two_jobs"] == []
     assert checks["standby_restored"], report["timeline"]
+    assert checks["resumed_inputs_run_again"] == 0, report["jobs"]
+    assert checks["resumed_inputs_not_run"] == 0, report["jobs"]
+    assert checks["resumed_results_not_whole"] == 0, report["jobs"]
     for job in report["jobs"]:
-        assert job["state"] in ("succeeded", "failed", "refused"), job
-        if job["state"] == "succeeded":
+        # A job canceled by its user after its call stopped, before resuming it.
+        stopped = ("canceled",) if job["stopped_following"] else ()
+        assert job["state"] in ("succeeded", "failed", "refused", *stopped), job
+        if job["state"] == "succeeded" and not job["stopped_following"]:
             assert job["results_received"] == job["n_inputs"], job
 
 

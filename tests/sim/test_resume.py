@@ -165,3 +165,18 @@ def test_burla_sim_prints_the_first_run_the_resume_and_a_full_rerun(
         f"${resume['cost_usd']:,.2f}, where running them all again with the fix costs "
         f"${rerun['cost_usd']:,.2f}"
     ) in out
+
+
+def test_a_job_whose_client_died_runs_on_to_its_end() -> None:
+    """Nothing cancels it: the run ends once it has, with all its results kept, also on
+    a cluster without standby nodes (which is in standby all along)."""
+    chosen = scenario.parse(KEEP_GOING)
+    job = chosen.jobs[0].model_copy(update={"client_dies_s": 20.0})
+    no_standby = {"jobs": (job,), "standby": (), "start_in_standby": False}
+    report = run.run(chosen.model_copy(update=no_standby), validate=True)
+    (died,) = report["jobs"]
+    assert died["stopped_following"] == "the client died"
+    assert died["results_received"] < 400
+    assert (died["state"], died["results_stored"], died["inputs_failed"]) == ("failed", 400, 2)
+    assert report["time_to_all_results_s"] is None
+    assert report["checks"] == CLEAN_CHECKS
