@@ -217,8 +217,8 @@ def _resume_checks(
     totals = {"ran_again": 0, "not_run": 0, "results_not_whole": 0}
     for call in calls:
         log = sim.recorder.jobs[call.job_id]
-        if call.resumes is None or log.state not in ("succeeded", "failed"):
-            continue  # refused (as a ResumeError would be), or not run
+        if call.resumes is None or log.state not in ("succeeded", "failed") or log.error:
+            continue  # refused (as a ResumeError would be), or its function did not load
         assert call.arrival.resume is not None
         found = resumes.check(
             log,
@@ -226,8 +226,8 @@ def _resume_checks(
             sim.stored.get(call.resumes, {}),
             started.get(call.job_id, set()),
         )
-        if log.stopped is not None:  # it stopped following: its results are not whole
-            found["results_not_whole"] = 0
+        if log.stopped is not None:  # it canceled the job at a failure: the rest never ran
+            found["not_run"] = found["results_not_whole"] = 0
         for name, count in found.items():
             totals[name] += count
     return totals
