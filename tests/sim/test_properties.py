@@ -32,8 +32,9 @@ def check_invariants(report: dict[str, Any]) -> None:
     assert checks["resumed_inputs_not_run"] == 0, report["jobs"]
     assert checks["resumed_results_not_whole"] == 0, report["jobs"]
     for job in report["jobs"]:
-        # A job canceled by its user after its call stopped, before resuming it.
-        stopped = ("canceled",) if job["stopped_following"] else ()
+        # A job canceled by its user after its call stopped, before resuming it; or a
+        # resume with failed_only whose inputs are all skipped (never run before).
+        stopped = ("canceled",) if job["stopped_following"] or job["resumes"] else ()
         assert job["state"] in ("succeeded", "failed", "refused", *stopped), job
         if job["state"] == "succeeded" and not job["stopped_following"]:
             assert job["results_received"] == job["n_inputs"], job
