@@ -145,7 +145,6 @@ class NodeService:
         for its workers; `run_length` the most inputs one item of its queue holds. A node
         runs one job at a time: a job still assigned is over (main_service moved on), so
         it ends, and the node is reset, first."""
-        tasks = self._running()
         if self.feed.assignment is not None:
             await self.reset(self.feed.assignment.job.job_id, cancel=True)
         packages_path: str | None = None
@@ -159,6 +158,7 @@ class NodeService:
                 self.reporter.event(wire.JobErrorReport(job.job_id, message))
                 await self.reporter.report_news()
                 return
+        tasks = self._running()
         plan = await self._plan(job)
         if isinstance(function, str):
             function = await self.blobs.get(function)
