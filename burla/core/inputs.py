@@ -322,10 +322,12 @@ class InputMachine:
                 record.worker = None
                 if not self._return(index):
                     commands.append(RecordFailure(index, Failure.LOST, record.attempts))
-            if record.status.finished:
+            status = record.status
+            if status in _ENDED_INPUT:
                 done.append(index)
                 continue
-            self._move(record, InputStatus.LEASED)
+            self.queued -= status is InputStatus.QUEUED  # _move, inline: runs per input
+            record.status = InputStatus.LEASED
             record.worker = worker
             record.memory_gb = memory_gb
             holder.leased.add(index)
@@ -338,12 +340,26 @@ class InputMachine:
             self._move(record, InputStatus.RUNNING)
 
     def _succeeded(self, indices: Iterable[int]) -> list[InputCommand]:
+        """_finish of each input not finished yet, inline: this runs for every input of
+        every job."""
+        inputs, outcomes, workers = self.inputs, self.outcomes, self.workers
+        succeeded = InputStatus.SUCCEEDED
         for index in indices:
-            record = self.inputs[index]
-            if not record.status.finished:
-                self._finish(index, InputStatus.SUCCEEDED)
-                if record.ran_out:
-                    self.grew[index] = None
+            record = inputs[index]
+            status = record.status
+            if status in _ENDED_INPUT:
+                continue
+            if index in outcomes:
+                raise InvariantError(f"input {index} would be recorded twice")
+            if record.worker is not None:
+                workers[record.worker].leased.discard(index)
+                record.worker = None
+            self.queued -= status is InputStatus.QUEUED
+            record.status = succeeded
+            outcomes[index] = succeeded
+            self._unfinished -= 1
+            if record.ran_out:
+                self.grew[index] = None
         return []
 
     def _failed_attempt(

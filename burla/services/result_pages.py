@@ -15,6 +15,7 @@ two pages: readers take the first in key order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
@@ -46,8 +47,10 @@ def page_key(job_id: str, first: int, writer: str) -> str:
     return f"{results_prefix(job_id)}{first:09d}-{writer}"
 
 
+@functools.lru_cache(maxsize=1024)
 def delivery_tag(receipt: str) -> str:
-    """A short name for one delivery of an input (its claim's receipt), fit for a key."""
+    """A short name for one delivery of an input (its claim's receipt), fit for a key.
+    The inputs of a run share their run's receipt, so it is worked out once per run."""
     return hashlib.blake2b(receipt.encode(), digest_size=8).hexdigest()
 
 

@@ -26,7 +26,7 @@ from burla.core.worker_wire import (
     Results,
     read_from_worker,
 )
-from burla.services.container_service.status import read_status
+from burla.services.container_service.status import read_spool, read_status, spool_path
 from burla.services.container_service.worker import FLUSH_S, SEND_EVERY, Connection
 
 pytestmark = pytest.mark.integration
@@ -267,21 +267,24 @@ def test_user_code_does_not_see_the_workers_secret(node: Node):
     assert node.collect(1)[0] == {0: ("ok", None)}
 
 
-def test_a_worker_that_dies_mid_frame_had_sent_all_but_its_last_few_results(node: Node):
-    """Results it holds back die with it and their inputs run again: a few, not the
-    frame's 40 short inputs that finished before the one that killed it."""
+def test_a_worker_that_dies_mid_frame_sent_or_spooled_every_result_it_finished(node: Node):
+    """Of a frame's short inputs that finished before the one that killed their worker,
+    it sent all but the last few, and those few are in its spool for the node to read:
+    only the input that killed it runs again."""
 
-    def crash_at_40(x):
-        if x == 40:
+    def crash_at_100(x):
+        if x == 100:
             os._exit(3)
         return x
 
-    node.job(crash_at_40)
-    node.inputs([(x,) for x in range(100)])
+    node.job(crash_at_100)
+    node.inputs([(x,) for x in range(200)])
     sent = node.results_until_gone()
-    finished = set(range(40))
+    spooled = {index for index, _, _ in read_spool(spool_path(node.root / "status"))}
+    finished = set(range(100))
     assert sent <= finished
     assert len(finished - sent) < SEND_EVERY
+    assert sent | spooled == finished
 
 
 def test_results_older_than_the_flush_interval_go_before_the_next_input(node: Node):

@@ -40,6 +40,8 @@ class InputStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        if not self._pending:  # flushed after every input: most have printed nothing
+            return
         with self._lock:
             if self._pending:
                 self._emit(self.index, self._name, "".join(self._pending))

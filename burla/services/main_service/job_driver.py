@@ -285,20 +285,24 @@ class JobDriver:
         """A worker's results, in order: those that succeeded in a row go to the input
         machine as one event; each result reaches the job's stream once."""
         succeeded: dict[int, None] = {}
+        new: list[tuple[int, bytes]] = []
+        inputs = run.machine.inputs
         for index, kind, data in report.outcomes(payload):
             if kind == "ok":
-                if index not in succeeded and not run.machine.inputs[index].status.finished:
-                    run.publish(wire.JobResult(index, "ok"), data)
+                if index not in succeeded and not inputs[index].status.finished:
+                    new.append((index, data))
                 succeeded[index] = None
                 continue
             if succeeded:
+                run.publish_results(new)
                 await self.handle(run, i.InputsSucceeded(report.worker, tuple(succeeded)))
-                succeeded = {}
+                succeeded, new = {}, []
             if run.state.finished:
                 return
             run.raised[index] = (kind, data)
             await self.handle(run, i.InputRaised(report.worker, index))
         if succeeded:
+            run.publish_results(new)
             await self.handle(run, i.InputsSucceeded(report.worker, tuple(succeeded)))
 
     async def node_lost(self, job_id: str, node_id: str) -> None:

@@ -159,6 +159,16 @@ class JobRun:
                     self.log.add(index, "error", self.failure_text(index, kind, payload))
         self.changed.set()
 
+    def publish_results(self, results: list[tuple[int, bytes]]) -> None:
+        """Inputs' results that succeeded, (index, bytes) each: one event each on the
+        stream, as publish would add them, and one wake of its readers for them all."""
+        if not results:
+            return
+        ok = wire.JobResult
+        self.stream.extend([(ok(index, "ok"), data) for index, data in results])
+        self.result_bytes += sum(len(data) for _, data in results)
+        self.changed.set()
+
     def failure_of(self, index: int, kind: str, payload: bytes) -> dict[str, Any]:
         """What people are told of a failed input: the type and message of its exception
         (from the last line of its traceback), or the cluster's own reason."""

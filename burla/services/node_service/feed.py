@@ -10,7 +10,7 @@ import contextlib
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import TaskGroup
@@ -280,8 +280,10 @@ class Feed:
                     inputs.append(claim)
                     continue
                 need = memory_of(claim.data)
+                # Made by hand, not by dataclasses.replace: a third of the cost, per input.
+                receipt, deliveries, expires = claim.receipt, claim.deliveries, claim.lease_expires
                 for item_id, data in await assignment.kept.run(*run):
-                    one = replace(claim, item_id=item_id, data=data)
+                    one = Claim(item_id, data, receipt, deliveries, expires)
                     if need is None:
                         inputs.append(one)
                     else:
