@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import secrets
+from pickle import dumps
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, get_args
 
@@ -16,9 +17,10 @@ from burla.client.recent_jobs import RecentJob, cluster_of, recent_jobs_path, re
 from burla.client.results import follow, interrupted, stored_results
 from burla.client.serialize import dump_input, dumps_function, dumps_input, known_size
 from burla.client.session import Session
-from burla.client.uploads import Payload, check_size, put_signed, upload_targets
+from burla.client.uploads import Payload, check_size, max_payload, put_signed, upload_targets
 from burla.core.clock import WallClock
 from burla.core.environment import RUNNING_PYTHON
+from burla.core.plain import PLAIN_PROTOCOL, SMALL_PLAIN
 from burla.core.errors import ClusterUnavailableError, InvalidRequestError, SourceNotKeptError
 from burla.core.settings import Backend, Settings, load_settings
 
@@ -205,17 +207,23 @@ def _name_of(function_: Callable[..., Any]) -> str:
 
 def _pickled(function: bytes, inputs: Iterable[Any], unpack_tuples: bool) -> list[Payload]:
     """Every input, pickled now or, when big, when it is uploaded; after checking that the
-    function and the inputs pickled now are within the size limit."""
+    function and the inputs pickled now are within the size limit. A number, True, False
+    or None (the inputs of many a job of many inputs) is pickled at once, as dumps_input
+    would: it is plain and never a tuple."""
+    limit = max_payload()
+    check_size("the function", len(function), limit)
     payloads: list[Payload] = []
     for n, value in enumerate(inputs):
-        if known_size(value, unpack_tuples) > INLINE_LIMIT:
+        if type(value) in SMALL_PLAIN:
+            payload = dumps((value,), PLAIN_PROTOCOL)
+        elif known_size(value, unpack_tuples) > INLINE_LIMIT:
             payloads.append(functools.partial(dump_input, n, value, unpack_tuples))
+            continue
         else:
-            payloads.append(dumps_input(n, value, unpack_tuples))
-    check_size("the function", len(function))
-    for n, payload in enumerate(payloads):
-        if isinstance(payload, bytes):
-            check_size(f"input {n}", len(payload))
+            payload = dumps_input(n, value, unpack_tuples)
+        if len(payload) > limit:
+            check_size(f"input {n}", len(payload), limit)
+        payloads.append(payload)
     return payloads
 
 

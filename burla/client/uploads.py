@@ -34,8 +34,9 @@ def max_payload() -> int:
     return int(os.environ.get("BURLA_MAX_PAYLOAD_MB", "1024")) << 20
 
 
-def check_size(what: str, size: int) -> None:
-    limit = max_payload()
+def check_size(what: str, size: int, limit: int | None = None) -> None:
+    """PayloadTooLargeError for `size` bytes over `limit` (default: max_payload())."""
+    limit = max_payload() if limit is None else limit
     if size > limit:
         raise PayloadTooLargeError(
             f"{what} pickles to {size / 2**20:.1f} MB, over the {limit >> 20} MB limit "

@@ -11,6 +11,9 @@ import cloudpickle
 
 PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
 """Values that pickle the same by either pickler: no code, no class of the caller's."""
+SMALL_PLAIN = frozenset({int, float, bool, type(None)})
+"""Plain values with no length to look at before pickling."""
+PLAIN_PROTOCOL = cloudpickle.DEFAULT_PROTOCOL
 
 
 def dumps_plain(value: Any) -> bytes | None:
@@ -18,5 +21,5 @@ def dumps_plain(value: Any) -> bytes | None:
     cloudpickle, which can ship the caller's own classes and functions)."""
     kind = type(value)
     if kind in PLAIN_TYPES or (kind is tuple and all(type(v) in PLAIN_TYPES for v in value)):
-        return pickle.dumps(value, protocol=cloudpickle.DEFAULT_PROTOCOL)
+        return pickle.dumps(value, protocol=PLAIN_PROTOCOL)
     return None

@@ -31,3 +31,14 @@ def test_anything_else_is_left_to_cloudpickle():
     assert dumps_plain(Point(1)) is None
     assert dumps_plain(lambda: 1) is None
     assert dumps_plain(True.__class__) is None  # a class, even a builtin one
+
+
+@given(st.lists(st.one_of(plain, st.tuples(plain, plain)), max_size=8), st.booleans())
+def test_a_jobs_inputs_pickle_as_each_would_alone(inputs, unpack_tuples):
+    """remote_parallel_map pickles numbers, True, False and None on a short way of its
+    own: to the same bytes as any input's."""
+    from burla.client.map import _pickled
+    from burla.client.serialize import dumps_input
+
+    expected = [dumps_input(n, value, unpack_tuples) for n, value in enumerate(inputs)]
+    assert _pickled(b"function", inputs, unpack_tuples) == expected

@@ -125,6 +125,7 @@ class Feed:
     async def start(self, assignment: Assignment, tasks: TaskGroup) -> None:
         """Give the assignment's workers the job's function, then feed them."""
         self.assignment = assignment
+        self.reporter.hurry()  # a job's first results go at once
         for worker in assignment.workers:
             worker.batch, worker.per_input_s = 1, math.inf  # a new function, a new pace
             await self.send_job(worker)
@@ -463,6 +464,8 @@ class Feed:
         if assignment is not None:
             if assignment.job.job_id == job_id:
                 assignment.changed[worker.name] = worker
+                if not assignment.pending and not any(w.inflight for w in assignment.workers):
+                    self.reporter.hurry()
                 if items and results.busy_s:
                     assignment.slowest_s = max(assignment.slowest_s, worker.per_input_s)
                 if assignment.bigger and not worker.inflight:

@@ -23,6 +23,12 @@ from burla.services.store_keys import queue_name
 
 REPORT_INTERVAL_S = 0.003
 """Shortest time between two reports to main_service."""
+BUSY_REPORT_INTERVAL_S = 0.012
+BUSY_RESULTS = 64
+"""...and while reports carry BUSY_RESULTS results or more. A report costs the node a
+write of a page of results and main_service and its clients a wake-up each, whatever it
+holds: a node busy with short inputs reports less often, with more in each. Its last
+results go at the short interval again (hurry)."""
 
 QUIET_EVENT_WITHIN_S = 0.2
 """An event that is not urgent (which worker holds which inputs) rides with the next
@@ -55,6 +61,9 @@ class Reporter:
         """Urgent events are queued that no report has carried yet."""
         self._flushing = False
         self._last_report = -math.inf
+        self._busy = False
+        """The last report carried BUSY_RESULTS results or more, and no hurry came since."""
+        self._hurried = False
         self._quiet_due = math.inf
         """When the oldest event no report has carried must go, news or not."""
 
@@ -83,11 +92,20 @@ class Reporter:
         if self.runs.ended(claim.receipt):
             self._acks.append((job_id, claim.receipt))
 
+    def hurry(self) -> None:
+        """The node holds no input it has not finished: the results it reports next are
+        a job's last here, which go at the short interval (REPORT_INTERVAL_S)."""
+        self._busy, self._hurried = False, True
+
+    def _interval(self) -> float:
+        return BUSY_REPORT_INTERVAL_S if self._busy else REPORT_INTERVAL_S
+
     async def report_news(self) -> None:
         """Report as soon as there is news, from the task that heard it (no wake-up of
-        another task per result), but at most once per REPORT_INTERVAL_S and one report
-        at a time: what comes meanwhile is left to run's loop, so batches grow."""
-        if self._flushing or self.clock.now() < self._last_report + REPORT_INTERVAL_S:
+        another task per result), but at most once per interval (REPORT_INTERVAL_S, or
+        BUSY_REPORT_INTERVAL_S while busy) and one report at a time: what comes meanwhile
+        is left to run's loop, so batches grow."""
+        if self._flushing or self.clock.now() < self._last_report + self._interval():
             self._report_ready.set()
         elif self.news:
             await self.flush()
@@ -102,9 +120,9 @@ class Reporter:
                 self._report_ready = anyio.Event()
             if self.clock.now() >= self._quiet_due:
                 self.news, self._quiet_due = True, math.inf  # now, or once the one in flight is out
-            wait = self._last_report + REPORT_INTERVAL_S - self.clock.now()
-            if wait > 0:
-                await anyio.sleep(wait)
+            # A hurry meanwhile shortens the wait: looked at again at the short interval.
+            while (wait := self._last_report + self._interval() - self.clock.now()) > 0:
+                await anyio.sleep(min(wait, REPORT_INTERVAL_S))
             if self.news and not self._flushing:
                 await self.flush()
 
@@ -179,6 +197,8 @@ class Reporter:
     async def _flush(self) -> None:
         events, payloads, done = self._events, self._payloads, self._done
         self._events, self._payloads, self._done = [], [], []
+        self._busy = len(done) >= BUSY_RESULTS and not self._hurried
+        self._hurried = False
         try:
             await self._save(done)
         except BackendUnavailableError as error:
