@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from operator import itemgetter
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -78,7 +79,7 @@ def cut_pages(rows: Iterable[_Row]) -> list[list[_Row]]:
     PAGE_RESULTS rows, and no more than PAGE_BYTES of bytes unless a row alone has more."""
     cut: list[list[_Row]] = []
     size = 0
-    for row in sorted(rows, key=lambda row: row[0]):
+    for row in sorted(rows, key=itemgetter(0)):
         if not cut or len(cut[-1]) == PAGE_RESULTS or size + len(row[2]) > PAGE_BYTES:
             cut.append([])
             size = 0

@@ -12,6 +12,7 @@ bytes and is never unpickled here.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Awaitable
@@ -190,12 +191,10 @@ def _run_of_inputs(first: int, sizes: Any, data: bytes) -> list[tuple[str, bytes
         raise ValueError("a run of inputs gives each one's size, a whole number")
     if sum(sizes) != len(data):
         raise ValueError(f"a run of inputs says {sum(sizes)} bytes but has {len(data)}")
-    items: list[tuple[str, bytes]] = []
-    offset = 0
-    for index, size in enumerate(sizes, first):
-        items.append((str(index), INLINE + data[offset : offset + size]))
-        offset += size
-    return items
+    ends = list(itertools.accumulate(sizes))
+    starts = [0, *ends[:-1]]
+    indices = range(first, first + len(sizes))
+    return [(str(n), INLINE + data[a:b]) for n, a, b in zip(indices, starts, ends, strict=True)]
 
 
 def _query(scope: Scope, name: str, kind: type[float] | type[int], default: float) -> Any:
