@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import secrets
-from pickle import dumps
 from collections.abc import Callable, Generator, Iterable, Sequence
+from pickle import dumps
 from typing import Any, get_args
 
 from burla.client.build_context import context_archive
@@ -20,8 +20,8 @@ from burla.client.session import Session
 from burla.client.uploads import Payload, check_size, max_payload, put_signed, upload_targets
 from burla.core.clock import WallClock
 from burla.core.environment import RUNNING_PYTHON
-from burla.core.plain import PLAIN_PROTOCOL, SMALL_PLAIN
 from burla.core.errors import ClusterUnavailableError, InvalidRequestError, SourceNotKeptError
+from burla.core.plain import PLAIN_PROTOCOL, SMALL_PLAIN
 from burla.core.settings import Backend, Settings, load_settings
 
 __all__ = ["Session", "job_results", "remote_parallel_map"]

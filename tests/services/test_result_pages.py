@@ -14,11 +14,13 @@ from burla.services.result_pages import (
     FAILED,
     PAGE_BYTES,
     PAGE_RESULTS,
+    delivery_tag,
     page_data,
     pages,
     results_of,
     stored_results,
     write_results,
+    write_succeeded,
 )
 from burla.services.store_keys import results_prefix
 from tests.services.memory_main import memory_service, serving
@@ -52,6 +54,31 @@ def test_pages_are_cut_by_count_and_by_bytes_and_a_big_result_has_its_own():
     by_bytes = pages("job-1", finished([0, 1, 2], size=half) + finished([3], size=3 * PAGE_BYTES))
     assert [data["indices"] for data in by_bytes.values()] == [[0, 1], [2], [3]]
     assert all(sum(data["sizes"]) == len(data["payload"]) for data in by_bytes.values())
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        finished([7, 3, 5]),
+        finished(range(2 * PAGE_RESULTS + 7), size=1, receipt="run"),
+        finished([9, 0, 4, 1, 2, 3], size=PAGE_BYTES // 3),
+        finished([0, 1, 2], size=PAGE_BYTES // 2) + finished([3], size=3 * PAGE_BYTES),
+        finished([5]) + finished([5], receipt="other"),
+    ],
+)
+async def test_results_that_succeeded_are_written_by_column_as_rows_are(rows):
+    """A node writes a batch of results that succeeded column by column: the very pages,
+    and big results, that write_results writes of the same rows."""
+    by_rows, by_columns = MemoryStore(WallClock()), MemoryStore(WallClock())
+    blobs = MemoryBlobStore()
+    await write_results(
+        by_rows, blobs, "job-1", [(n, k, d, delivery_tag(r)) for n, k, d, r in rows]
+    )
+    indices, _, results, receipts = (list(column) for column in zip(*rows, strict=True))
+    await write_succeeded(by_columns, blobs, "job-1", indices, results, receipts)
+    expected = await by_rows.list(results_prefix("job-1"))
+    assert await by_columns.list(results_prefix("job-1")) == expected
+    assert len(expected) >= 1
 
 
 def test_another_delivery_of_the_same_inputs_gets_another_page_and_a_rewrite_the_same():

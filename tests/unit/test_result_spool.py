@@ -58,7 +58,9 @@ def test_the_status_names_the_input_running_and_since_when(tmp_path: Path) -> No
     before = time.time()
     status.set(7)
     running = read_status(tmp_path / "status")
-    assert running is not None and running.index == 7 and running.started_at >= before
+    assert running is not None
+    assert running.index == 7
+    assert running.started_at >= before
     status.set(-1)
     assert read_status(tmp_path / "status") is None
 

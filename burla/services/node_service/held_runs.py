@@ -16,14 +16,14 @@ class HeldRuns:
         """Whether `receipt` is a run's this node holds (else it is one input's)."""
         return receipt in self._left
 
-    def ended(self, receipt: str) -> bool:
-        """An input of run `receipt` ended here; True once that was its last, when the
-        run is the node's to ack."""
+    def ended(self, receipt: str, count: int = 1) -> bool:
+        """`count` inputs of run `receipt` ended here; True once they were its last, when
+        the run is the node's to ack."""
         left = self._left.get(receipt)
         if left is None:
             return False
-        if left > 1:
-            self._left[receipt] = left - 1
+        if left > count:
+            self._left[receipt] = left - count
             return False
         del self._left[receipt]
         return True

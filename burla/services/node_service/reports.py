@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import anyio
 
@@ -17,7 +19,7 @@ from burla.core.link_wire import Report
 from burla.core.protocols import BlobStore, Claim, Store
 from burla.core.trace import mark
 from burla.services.node_service.held_runs import HeldRuns
-from burla.services.result_pages import delivery_tag, write_results
+from burla.services.result_pages import write_succeeded
 from burla.services.retrying import PATIENT_PAUSE_S
 from burla.services.store_keys import queue_name
 
@@ -39,6 +41,17 @@ SendReport = Callable[[Report, bytes], Awaitable[None]]
 """Sends one report, and its results' bytes, to main_service."""
 
 
+@dataclass
+class Finished:
+    """Inputs of a job that succeeded here, as their worker sent them: input
+    `indices[n]` has the result `results[n]` and was claimed under `receipts[n]`."""
+
+    job_id: str
+    indices: list[int]
+    results: list[bytes]
+    receipts: list[str]
+
+
 class Reporter:
     def __init__(
         self, node_id: str, store: Store, blobs: BlobStore, report: SendReport, clock: Clock
@@ -51,8 +64,8 @@ class Reporter:
         self.runs = HeldRuns()
         self._events: list[wire.NodeReport] = []
         self._payloads: list[bytes] = []
-        self._done: list[tuple[str, int, bytes, Claim]] = []
-        self._saving: list[list[tuple[str, int, bytes, Claim]]] = []
+        self._done: list[Finished] = []
+        self._saving: list[list[Finished]] = []
         """Batches of finished results being written to the Store now, not acked yet."""
         self._acks: list[tuple[str, str]] = []
         """(job, receipt) of the items the node is done with, for the Store to remove."""
@@ -64,6 +77,8 @@ class Reporter:
         self._busy = False
         """The last report carried BUSY_RESULTS results or more, and no hurry came since."""
         self._hurried = False
+        self._sooner = anyio.Event()
+        """Set by hurry, for run's loop to wait the short interval only."""
         self._quiet_due = math.inf
         """When the oldest event no report has carried must go, news or not."""
 
@@ -83,7 +98,12 @@ class Reporter:
     def succeeded(self, job_id: str, index: int, data: bytes, claim: Claim) -> None:
         """An input's result, to be written to the Store (and its claim acked) before the
         report that carries it goes."""
-        self._done.append((job_id, index, data, claim))
+        self.finished(Finished(job_id, [index], [data], [claim.receipt]))
+
+    def finished(self, batch: Finished) -> None:
+        """Results of inputs that succeeded, as succeeded takes one."""
+        if batch.indices:
+            self._done.append(batch)
 
     def let_go(self, job_id: str, claim: Claim) -> None:
         """An input ended here without a result to write (it raised, or its worker went):
@@ -96,6 +116,7 @@ class Reporter:
         """The node holds no input it has not finished: the results it reports next are
         a job's last here, which go at the short interval (REPORT_INTERVAL_S)."""
         self._busy, self._hurried = False, True
+        self._sooner.set()
 
     def _interval(self) -> float:
         return BUSY_REPORT_INTERVAL_S if self._busy else REPORT_INTERVAL_S
@@ -120,9 +141,12 @@ class Reporter:
                 self._report_ready = anyio.Event()
             if self.clock.now() >= self._quiet_due:
                 self.news, self._quiet_due = True, math.inf  # now, or once the one in flight is out
-            # A hurry meanwhile shortens the wait: looked at again at the short interval.
+            # A hurry meanwhile cuts the wait to the short interval.
             while (wait := self._last_report + self._interval() - self.clock.now()) > 0:
-                await anyio.sleep(min(wait, REPORT_INTERVAL_S))
+                with anyio.move_on_after(wait):
+                    await self._sooner.wait()
+                if self._sooner.is_set():
+                    self._sooner = anyio.Event()
             if self.news and not self._flushing:
                 await self.flush()
 
@@ -141,7 +165,7 @@ class Reporter:
         """Receipts of the job's finished inputs not acked yet: their leases are kept
         until their results are in the Store (a throttled write may take longer)."""
         batches = [self._done, *self._saving]
-        done = [claim.receipt for batch in batches for job, _, _, claim in batch if job == job_id]
+        done = [r for batch in batches for f in batch if f.job_id == job_id for r in f.receipts]
         return done + [receipt for job, receipt in self._acks if job == job_id]
 
     async def save_finished(self) -> list[str]:
@@ -152,26 +176,29 @@ class Reporter:
         try:
             return await self._save(done)
         except BackendUnavailableError as error:
-            print(f"node_service: {len(done)} results could not be kept: {error}", file=sys.stderr)
+            count = sum(len(batch.indices) for batch in done)
+            print(f"node_service: {count} results could not be kept: {error}", file=sys.stderr)
             return []
 
-    async def _save(self, done: list[tuple[str, int, bytes, Claim]]) -> list[str]:
+    async def _save(self, done: list[Finished]) -> list[str]:
         """Write finished results to the Store, then ack what they end: their inputs'
         items, and the runs they were the last of. The receipts acked."""
-        by_job: dict[str, list[tuple[int, bytes, Claim]]] = {}
-        for job_id, index, data, claim in done:
-            by_job.setdefault(job_id, []).append((index, data, claim))
+        by_job: dict[str, list[Finished]] = {}
+        for batch in done:
+            by_job.setdefault(batch.job_id, []).append(batch)
         self._saving.append(done)
         try:
-            for job_id, finished in by_job.items():
-                results = (
-                    (i, "ok", data, delivery_tag(claim.receipt)) for i, data, claim in finished
-                )
-                await write_results(self.store, self.blobs, job_id, results)
-            # Durable: from here on their inputs are settled, whatever the acks do.
-            for job_id, _, _, claim in done:
-                if not self.runs.holds(claim.receipt) or self.runs.ended(claim.receipt):
-                    self._acks.append((job_id, claim.receipt))
+            for job_id, batches in by_job.items():
+                indices = [i for batch in batches for i in batch.indices]
+                results = [r for batch in batches for r in batch.results]
+                receipts = [r for batch in batches for r in batch.receipts]
+                await write_succeeded(self.store, self.blobs, job_id, indices, results, receipts)
+            # Durable: from here on their inputs are settled, whatever the acks do. The
+            # inputs of a run share its receipt: counted together.
+            for batch in done:
+                for receipt, count in Counter(batch.receipts).items():
+                    if not self.runs.holds(receipt) or self.runs.ended(receipt, count):
+                        self._acks.append((batch.job_id, receipt))
         finally:
             self._saving = [batch for batch in self._saving if batch is not done]
         return await self._ack()
@@ -197,7 +224,8 @@ class Reporter:
     async def _flush(self) -> None:
         events, payloads, done = self._events, self._payloads, self._done
         self._events, self._payloads, self._done = [], [], []
-        self._busy = len(done) >= BUSY_RESULTS and not self._hurried
+        self._busy = sum(len(batch.indices) for batch in done) >= BUSY_RESULTS
+        self._busy = self._busy and not self._hurried
         self._hurried = False
         try:
             await self._save(done)
