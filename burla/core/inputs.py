@@ -251,6 +251,11 @@ class InputMachine:
         """Inputs in the queue: never claimed, or back after their holder went."""
         self._validate = validate
 
+    @property
+    def unfinished(self) -> int:
+        """Inputs that have not ended (validate checks the count)."""
+        return self._unfinished
+
     def handle(self, event: InputEvent) -> list[InputCommand]:
         if self.state.finished:
             return self._after_finish(event)

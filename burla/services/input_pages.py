@@ -23,7 +23,7 @@ from burla.core import wire
 from burla.core.errors import NotFoundError
 from burla.core.protocols import Data, Store
 from burla.core.resume import input_digest
-from burla.services.result_pages import cut_pages, page_data
+from burla.services.result_pages import page_cuts
 from burla.services.store_keys import IN_BLOB, INLINE, inputs_prefix
 
 INLINE_KIND = "inline"
@@ -41,13 +41,25 @@ def input_pages(
     """The pages that keep a job's queue items (id: the input's index; data: INLINE and
     the pickled arguments, or IN_BLOB and the blob key), by key, with the `digests` of
     the big inputs that have one."""
-    rows = ((int(item_id), _KINDS[data[0]], data[1:]) for item_id, data in items)
+    # Column by column (see result_pages.page_cuts): a job may have a million inputs.
+    items = list(items)
+    indices = [int(item_id) for item_id, _ in items]
+    order = sorted(range(len(indices)), key=indices.__getitem__)
+    queued = [items[n][1] for n in order]
+    sizes = [len(data) - 1 for data in queued]
     pages: dict[str, Data] = {}
-    for page in cut_pages(rows):
-        data = page_data(page)
-        if digests and any(index in digests for index, _, _ in page):
-            data["digests"] = [digests[i].hex() if i in digests else "" for i, _, _ in page]
-        pages[page_key(job_id, page[-1][0])] = data
+    for start, end in page_cuts(sizes):
+        page = [indices[n] for n in order[start:end]]
+        rows = queued[start:end]
+        data: Data = {
+            "indices": page,
+            "kinds": [_KINDS[row[0]] for row in rows],
+            "sizes": sizes[start:end],
+            "payload": b"".join([row[1:] for row in rows]),
+        }
+        if digests and any(index in digests for index in page):
+            data["digests"] = [digests[i].hex() if i in digests else "" for i in page]
+        pages[page_key(job_id, page[-1])] = data
     return pages
 
 

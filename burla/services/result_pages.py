@@ -88,13 +88,8 @@ async def write_succeeded(
         return
     order = sorted(range(len(indices)), key=indices.__getitem__)
     sizes = [len(results[n]) for n in order]
-    ends = list(accumulate(sizes))
     written: dict[str, Data] = {}
-    start = 0
-    while start < len(order):
-        # The page ends before PAGE_RESULTS rows, and before the row that passes PAGE_BYTES.
-        before = ends[start - 1] if start else 0
-        end = min(start + PAGE_RESULTS, bisect_right(ends, before + PAGE_BYTES, lo=start))
+    for start, end in page_cuts(sizes):
         rows = order[start:end]
         first = rows[0]
         key = page_key(job_id, indices[first], delivery_tag(receipts[first]))
@@ -104,8 +99,23 @@ async def write_succeeded(
             "sizes": sizes[start:end],
             "payload": b"".join([results[n] for n in rows]),
         }
-        start = end
     await store.put_many(written, create_only=True)
+
+
+def page_cuts(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """Where rows of these sizes (in index order) are cut into pages, as cut_pages cuts
+    them: (start, end) of each page. A page ends before PAGE_RESULTS rows, and before the
+    row that passes PAGE_BYTES, unless that row is its first."""
+    ends = list(accumulate(sizes))
+    cuts: list[tuple[int, int]] = []
+    start = 0
+    while start < len(ends):
+        before = ends[start - 1] if start else 0
+        fit = bisect_right(ends, before + PAGE_BYTES, lo=start)
+        end = min(start + PAGE_RESULTS, max(start + 1, fit))
+        cuts.append((start, end))
+        start = end
+    return cuts
 
 
 def pages(job_id: str, results: Iterable[Written]) -> dict[str, Data]:

@@ -4,6 +4,8 @@ named, read back (the first of an input run twice counts) and served a few at a 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.core import wire
@@ -14,7 +16,9 @@ from burla.services.result_pages import (
     FAILED,
     PAGE_BYTES,
     PAGE_RESULTS,
+    cut_pages,
     delivery_tag,
+    page_cuts,
     page_data,
     pages,
     results_of,
@@ -54,6 +58,21 @@ def test_pages_are_cut_by_count_and_by_bytes_and_a_big_result_has_its_own():
     by_bytes = pages("job-1", finished([0, 1, 2], size=half) + finished([3], size=3 * PAGE_BYTES))
     assert [data["indices"] for data in by_bytes.values()] == [[0, 1], [2], [3]]
     assert all(sum(data["sizes"]) == len(data["payload"]) for data in by_bytes.values())
+
+
+@given(
+    st.lists(
+        st.sampled_from([0, 1, 1000, PAGE_BYTES // 3, PAGE_BYTES, PAGE_BYTES + 1]),
+        max_size=2 * PAGE_RESULTS + 10,
+    )
+)
+def test_pages_are_cut_where_cut_pages_cuts_them(sizes):
+    """page_cuts (a node's and a job's inputs' pages, column by column) cuts rows of these
+    sizes as cut_pages cuts the rows themselves."""
+    shared = memoryview(bytes(PAGE_BYTES + 1))  # rows of any size, without copies
+    rows = [(n, "ok", shared[:size]) for n, size in enumerate(sizes)]
+    expected = [[row[0] for row in page] for page in cut_pages(rows)]
+    assert [list(range(start, end)) for start, end in page_cuts(sizes)] == expected
 
 
 @pytest.mark.parametrize(
