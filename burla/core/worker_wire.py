@@ -10,6 +10,7 @@ where it enters (InvalidRequestError), never deep in a service.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
@@ -100,7 +101,6 @@ class Lines(Message):
     items: tuple[LineItem, ...]
 
 
-@record
 class ResultItem(NamedTuple):
     """An input's outcome: `size` bytes of the payload. `kind` is "ok" (a pickled value),
     "raised" (a pickled exception with its traceback) or "raised_text" (JSON of type,
@@ -114,12 +114,30 @@ class ResultItem(NamedTuple):
 @message("results")
 @dataclass(frozen=True, slots=True)
 class Results(Message):
-    """Finished inputs, their results concatenated in the payload; `busy_s` is how long
-    they ran, from which the node sizes the next frames."""
+    """Finished inputs: input `indices[n]` ended as `kinds[n]` (see ResultItem) and its
+    `sizes[n]` bytes come in turn in the payload; `busy_s` is how long they ran, from
+    which the node sizes the next frames. Columns, not an item per input: a worker of
+    short inputs sends thousands a second, and its node passes the columns on as they
+    are (wire.ResultsReport)."""
 
     job_id: str
-    items: tuple[ResultItem, ...]
+    indices: tuple[int, ...]
+    kinds: tuple[str, ...]
+    sizes: tuple[int, ...]
     busy_s: float
+
+    @classmethod
+    def of(cls, job_id: str, items: Iterable[ResultItem], busy_s: float) -> Results:
+        """The frame of these outcomes."""
+        rows = tuple(items)
+        indices = tuple(item.index for item in rows)
+        kinds = tuple(item.kind for item in rows)
+        return cls(job_id, indices, kinds, tuple(item.size for item in rows), busy_s)
+
+    @property
+    def items(self) -> tuple[ResultItem, ...]:
+        """The outcomes, one by one."""
+        return tuple(map(ResultItem._make, zip(self.indices, self.kinds, self.sizes)))
 
 
 ToWorker = JobStart | Inputs | EndJob
@@ -134,7 +152,7 @@ def read_to_worker(raw: Any, payload: bytes) -> ToWorker:
     """A frame from the node, checked against its payload."""
     message = cast(ToWorker, wire.decode_message(raw, (JobStart, Inputs, EndJob)))
     if type(message) is Inputs:
-        _check_sizes(message.items, payload)
+        _check_sizes([item.size for item in message.items], payload)
     return message
 
 
@@ -144,13 +162,14 @@ def read_from_worker(raw: Any, payload: bytes) -> FromWorker:
         FromWorker, wire.decode_message(raw, (Hello, Refusal, JobErrorReport, Lines, Results))
     )
     if type(message) is Results:
-        _check_sizes(message.items, payload)
+        if not len(message.indices) == len(message.kinds) == len(message.sizes):
+            raise InvalidRequestError("a results frame gives a kind and a size for each input")
+        _check_sizes(message.sizes, payload)
     return message
 
 
-def _check_sizes(items: tuple[InputItem, ...] | tuple[ResultItem, ...], payload: bytes) -> None:
-    sizes = [item.size for item in items]
-    if any(size < 0 for size in sizes) or sum(sizes) != len(payload):
+def _check_sizes(sizes: Sequence[int], payload: bytes) -> None:
+    if min(sizes, default=0) < 0 or sum(sizes) != len(payload):
         raise InvalidRequestError(
             f"a frame's sizes add up to {sum(sizes)} bytes, but its payload has {len(payload)}"
         )

@@ -272,7 +272,7 @@ class SimWorker:
         assert self.job_id is not None, "results come only from a job's inputs"
         items = tuple(item for item, _ in self._results)
         payload = b"".join(data for _, data in self._results)
-        results = Results(self.job_id, items, self._busy_s)
+        results = Results.of(self.job_id, items, self._busy_s)
         self._results, self._busy_s = [], 0.0
         self._send([(results, payload)])
 

@@ -46,9 +46,9 @@ from_worker = st.one_of(
         Lines, st.none() | ids, st.lists(st.builds(LineItem, indices, ids, st.text())).map(tuple)
     ),
     st.builds(
-        Results,
+        Results.of,
         ids,
-        result_items.map(tuple),
+        result_items,
         st.floats(min_value=0, max_value=1e6, allow_nan=False),
     ),
 )
@@ -78,8 +78,8 @@ def test_what_a_worker_sends_round_trips(message: Any) -> None:
 
 
 def test_a_whole_number_of_busy_seconds_is_read_as_a_float() -> None:
-    read = read_from_worker(["results", "job", [], 2], b"")
-    assert read == Results("job", (), 2.0)
+    read = read_from_worker(["results", "job", [], [], [], 2], b"")
+    assert read == Results("job", (), (), (), 2.0)
     assert type(read.busy_s) is float  # type: ignore[union-attr]
 
 
@@ -116,9 +116,13 @@ def test_a_frame_a_worker_cannot_carry_out_is_refused(raw: Any, payload: bytes, 
     [
         (["job", "job", None, None], b"", "no meaning"),
         (["hello", "1234"], b"", "malformed"),
-        (["results", "job", [[0, "ok", 1]], "fast"], b"x", "not a number"),
-        (["results", "job", [[0, "ok", 1]], True], b"x", "not a number"),
-        (["results", "job", [[0, "ok", 3]], 0.1], b"x", "add up to 3 bytes"),
+        (["results", "job", [0], ["ok"], [1], "fast"], b"x", "not a number"),
+        (["results", "job", [0], ["ok"], [1], True], b"x", "not a number"),
+        (["results", "job", [0], ["ok"], [3], 0.1], b"x", "add up to 3 bytes"),
+        (["results", "job", [0], ["ok"], [-1, 2], 0.1], b"x", "a kind and a size for each"),
+        (["results", "job", [0, 1], ["ok"], [1, 0], 0.1], b"x", "a kind and a size for each"),
+        (["results", "job", [0, 1], ["ok", "ok"], [2, -1], 0.1], b"x", "add up to 1 bytes"),
+        (["results", "job", [[0, "ok", 1]], 0.1], b"x", "has 3 fields, not 5"),
         (["logs", None, [[0, "stdout"]]], b"", "is no LineItem"),
         (["logs", 4, []], b"", "malformed"),
     ],
@@ -130,9 +134,11 @@ def test_a_frame_a_node_cannot_take_is_refused(raw: Any, payload: bytes, says: s
 
 def test_two_records_of_a_frame_are_not_mixed_up() -> None:
     """Items are checked column by column: a bad field in a later item is still found."""
-    items = [[0, "ok", 0], [1, "ok", 0], [2, 3, 0]]
-    with pytest.raises(InvalidRequestError, match="is no ResultItem"):
-        read_from_worker(["results", "job", items, 0.0], b"")
+    lines = [[0, "stdout", "a"], [1, "stdout", "b"], [2, 3, "c"]]
+    with pytest.raises(InvalidRequestError, match="is no LineItem"):
+        read_from_worker(["logs", "job", lines], b"")
+    with pytest.raises(InvalidRequestError, match="3 is not of type str"):
+        read_from_worker(["results", "job", [0, 1, 2], ["ok", "ok", 3], [0, 0, 0], 0.0], b"")
 
 
 @pytest.mark.parametrize("tag", [["job"], {"job": 1}, None, 3])

@@ -42,7 +42,6 @@ from burla.core.worker_wire import (
     LineItem,
     Lines,
     Refusal,
-    ResultItem,
     Results,
     read_to_worker,
 )
@@ -148,7 +147,7 @@ class Worker:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time keeps lines before results
         self._logs: list[LineItem] = []
-        self._results: list[tuple[ResultItem, bytes]] = []
+        self._results: list[tuple[int, str, bytes]] = []
         self._oldest_result = 0.0
         self._busy_s = 0.0
         self.hung_up = threading.Event()
@@ -173,14 +172,15 @@ class Worker:
                 frames.append((Lines(self.job_id, tuple(logs)), b""))
             if results:
                 assert self.job_id is not None, "results come only from a job's inputs"
-                items = tuple(item for item, _ in results)
-                payload = b"".join(data for _, data in results)
-                frames.append((Results(self.job_id, items, busy_s), payload))
+                indices, kinds, pieces = zip(*results, strict=True)
+                sizes = tuple(map(len, pieces))
+                done = Results(self.job_id, indices, kinds, sizes, busy_s)
+                frames.append((done, b"".join(pieces)))
             if frames:
                 self.connection.send(frames)
             if results and self.spool is not None:
                 with self._lock:  # what finished while they went out stays spooled
-                    self.spool.keep([(i.index, i.kind, data) for i, data in self._results])
+                    self.spool.keep(self._results)
 
     def serve(self) -> None:
         threading.Thread(target=self._read, name="burla-reader", daemon=True).start()
@@ -283,7 +283,7 @@ class Worker:
             with self._lock:
                 if not self._results:
                     self._oldest_result = started
-                self._results.append((ResultItem(item.index, kind, len(data)), data))
+                self._results.append((item.index, kind, data))
                 if self.spool is not None:
                     self.spool.add(item.index, kind, data)
                 self._busy_s += ran

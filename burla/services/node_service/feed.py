@@ -436,19 +436,23 @@ class Feed:
 
     def _take_results(self, worker: Worker, results: Results, payload: bytes) -> None:
         mark("node has results")
-        job_id, items = results.job_id, results.items
+        job_id, indices, kinds, sizes = (
+            results.job_id,
+            results.indices,
+            results.kinds,
+            results.sizes,
+        )
         # Column by column, one pass each: a node takes thousands of results a second.
         pop = worker.inflight.pop
-        claims = [pop(item.index, None) for item in items]
-        ends = list(accumulate(item.size for item in items))
+        claims = [pop(index, None) for index in indices]
+        ends = list(accumulate(sizes))
         pieces = [payload[a:b] for a, b in zip([0, *ends], ends, strict=False)]
         if any(claim is None for claim in claims):  # the job ended or was given up on meanwhile
             kept = [n for n, claim in enumerate(claims) if claim is not None]
-            items = tuple(items[n] for n in kept)
+            indices, kinds = tuple(indices[n] for n in kept), tuple(kinds[n] for n in kept)
+            sizes = tuple(sizes[n] for n in kept)
             pieces, claims = [pieces[n] for n in kept], [claims[n] for n in kept]
             payload = b"".join(pieces)
-        indices = tuple(item.index for item in items)
-        kinds = tuple(item.kind for item in items)
         receipts = [claim.receipt for claim in claims if claim is not None]
         if set(kinds) <= {"ok"}:
             self.reporter.finished(Finished(job_id, list(indices), pieces, receipts))
@@ -463,13 +467,12 @@ class Feed:
                 else:
                     self.reporter.let_go(job_id, claim)
             self.reporter.finished(done)
-        if items:
-            sizes = tuple(item.size for item in items)
+        if indices:
             report = wire.ResultsReport(job_id, worker.name, indices, kinds, sizes)
             self.reporter.event(report, payload)
         # Size the next frames so that each holds about TARGET_BATCH_S of work.
-        if results.items:
-            per_input = max(results.busy_s, 1e-7) / len(results.items)
+        if results.indices:
+            per_input = max(results.busy_s, 1e-7) / len(results.indices)
             worker.per_input_s = per_input
             worker.batch = max(1, min(MAX_BATCH, math.ceil(TARGET_BATCH_S / per_input)))
         assignment = self.assignment
@@ -478,7 +481,7 @@ class Feed:
                 assignment.changed[worker.name] = worker
                 if not assignment.pending and not any(w.inflight for w in assignment.workers):
                     self.reporter.hurry()
-                if items and results.busy_s:
+                if results.indices and results.busy_s:
                     assignment.slowest_s = max(assignment.slowest_s, worker.per_input_s)
                 if assignment.bigger and not worker.inflight:
                     assignment.wake.set()  # one it waits for may be free now

@@ -281,9 +281,9 @@ class NodeService:
         job_id = assignment.job.job_id if assignment else None
         spooled = read_spool(spool_path(worker.status_file))
         if job_id is not None and spooled:
-            items = tuple(ResultItem(index, kind, len(data)) for index, kind, data in spooled)
+            items = (ResultItem(index, kind, len(data)) for index, kind, data in spooled)
             payload = b"".join(data for _, _, data in spooled)
-            self.feed.heard(worker, Results(job_id, items, 0.0), payload)
+            self.feed.heard(worker, Results.of(job_id, items, 0.0), payload)
         status = read_status(worker.status_file)
         if restart is None and (worker.inflight or status is not None):
             if timed_out is not None:
