@@ -137,7 +137,7 @@ class Results(Message):
     @property
     def items(self) -> tuple[ResultItem, ...]:
         """The outcomes, one by one."""
-        return tuple(map(ResultItem._make, zip(self.indices, self.kinds, self.sizes)))
+        return tuple(map(ResultItem._make, zip(self.indices, self.kinds, self.sizes, strict=True)))
 
 
 ToWorker = JobStart | Inputs | EndJob
