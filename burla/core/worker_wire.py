@@ -40,7 +40,6 @@ class JobStart(Message):
     token: str | None
 
 
-@record
 class InputItem(NamedTuple):
     """One input of an Inputs frame: `size` bytes of its pickled arguments in the
     payload, or, for a big input, none and the signed `url` to fetch them from."""
@@ -50,13 +49,40 @@ class InputItem(NamedTuple):
     url: str | None
 
 
+@record
+class Fetched(NamedTuple):
+    """A big input of an Inputs frame: its arguments are at the signed `url`."""
+
+    index: int  # type: ignore[assignment]  # hides tuple.index, which items never use
+    url: str
+
+
 @message("inputs")
 @dataclass(frozen=True, slots=True)
 class Inputs(Message):
-    """Run these inputs in order; their arguments follow, concatenated."""
+    """Run inputs `indices` in order: `sizes[n]` bytes of each one's pickled arguments
+    follow in turn in the payload, none for one among `fetched`, which the worker
+    fetches itself. Columns, not an item per input: a frame may hold hundreds."""
 
     job_id: str
-    items: tuple[InputItem, ...]
+    indices: tuple[int, ...]
+    sizes: tuple[int, ...]
+    fetched: tuple[Fetched, ...]
+
+    @classmethod
+    def of(cls, job_id: str, items: Iterable[InputItem]) -> Inputs:
+        """The frame of these inputs."""
+        rows = tuple(items)
+        indices = tuple(item.index for item in rows)
+        fetched = tuple(Fetched(item.index, item.url) for item in rows if item.url is not None)
+        return cls(job_id, indices, tuple(item.size for item in rows), fetched)
+
+    @property
+    def items(self) -> tuple[InputItem, ...]:
+        """The inputs, one by one."""
+        urls = dict(self.fetched)
+        rows = zip(self.indices, self.sizes, map(urls.get, self.indices), strict=True)
+        return tuple(map(InputItem._make, rows))
 
 
 @message("end_job")
@@ -152,7 +178,11 @@ def read_to_worker(raw: Any, payload: bytes) -> ToWorker:
     """A frame from the node, checked against its payload."""
     message = cast(ToWorker, wire.decode_message(raw, (JobStart, Inputs, EndJob)))
     if type(message) is Inputs:
-        _check_sizes([item.size for item in message.items], payload)
+        if len(message.indices) != len(message.sizes):
+            raise InvalidRequestError("an inputs frame gives a size for each input")
+        if not {item.index for item in message.fetched} <= set(message.indices):
+            raise InvalidRequestError("an inputs frame fetches only inputs it has")
+        _check_sizes(message.sizes, payload)
     return message
 
 

@@ -208,8 +208,8 @@ class SimWorker:
             match message:
                 case JobStart(job_id):
                     self._start_job(job_id)
-                case Inputs(job_id, items) if job_id == self.job_id:
-                    self._frame.extend(item.index for item in items)
+                case Inputs(job_id, indices) if job_id == self.job_id:
+                    self._frame.extend(indices)
                 case EndJob(job_id) if job_id == self.job_id:
                     self.job_id, self._costs = None, None
 

@@ -108,7 +108,7 @@ def _serve_one_job(port: int) -> tuple[dict[int, Any], list[list[Any]], dict[str
         function = cloudpickle.dumps(double_and_describe)
         payloads = [cloudpickle.dumps((x,)) for x in (3, 4)]
         items = tuple(InputItem(n, len(p), None) for n, p in enumerate(payloads))
-        job, inputs = JobStart("j", None, None), Inputs("j", items)
+        job, inputs = JobStart("j", None, None), Inputs.of("j", items)
         connection.send([(job, function), (inputs, b"".join(payloads))])
         results: dict[int, Any] = {}
         logs: list[tuple[Any, ...]] = []

@@ -45,7 +45,7 @@ def python_of_worker(port: int) -> str:
         assert connection.receive() is not None  # hello
         arguments = cloudpickle.dumps(())
         job = JobStart("j", None, None)
-        inputs = Inputs("j", (InputItem(0, len(arguments), None),))
+        inputs = Inputs.of("j", [InputItem(0, len(arguments), None)])
         connection.send([(job, cloudpickle.dumps(platform.python_version)), (inputs, arguments)])
         while True:
             frame = connection.receive()

@@ -75,7 +75,7 @@ class Node:
     def inputs(self, args: list[tuple], start: int = 0, job_id: str = "job") -> None:
         payloads = [cloudpickle.dumps(a) for a in args]
         items = tuple(InputItem(start + n, len(p), None) for n, p in enumerate(payloads))
-        self.connection.send([(Inputs(job_id, items), b"".join(payloads))])
+        self.connection.send([(Inputs.of(job_id, items), b"".join(payloads))])
 
     def collect(self, n_results: int) -> tuple[dict[int, tuple[str, object]], list[tuple]]:
         results: dict[int, tuple[str, object]] = {}

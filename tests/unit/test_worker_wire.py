@@ -35,7 +35,7 @@ input_items = st.lists(st.builds(InputItem, indices, sizes, st.none() | ids), ma
 result_items = st.lists(st.builds(ResultItem, indices, ids, sizes), max_size=5)
 to_worker = st.one_of(
     st.builds(JobStart, ids, st.none() | ids, st.none() | ids),
-    input_items.map(lambda items: Inputs("job", tuple(items))),
+    input_items.map(lambda items: Inputs.of("job", items)),
     st.builds(EndJob, ids),
 )
 from_worker = st.one_of(
@@ -97,13 +97,16 @@ def test_open_is_read_alone() -> None:
         (["hello", 12], b"", "no meaning"),
         (["job", "job", None], b"", "has 2 fields, not 3"),
         (["end_job", 7], b"", "malformed"),
-        (["inputs", "job", [[0, 1]]], b"x", "is no InputItem"),
-        (["inputs", "job", [[0, "1", None]]], b"x", "is no InputItem"),
-        (["inputs", "job", [[True, 1, None]]], b"x", "is no InputItem"),
-        (["inputs", "job", [[0, 1, 5]]], b"x", "is no InputItem"),
-        (["inputs", "job", {"0": 1}], b"x", "not a list"),
-        (["inputs", "job", [[0, 2, None]]], b"x", "add up to 2 bytes, but its payload has 1"),
-        (["inputs", "job", [[0, -1, None], [1, 2, None]]], b"x", "add up to 1 bytes"),
+        (["inputs", "job", [[0, 1]]], b"x", "has 2 fields, not 4"),
+        (["inputs", "job", [0], ["1"], []], b"x", "'1' is not of type int"),
+        (["inputs", "job", [True], [1], []], b"x", "True is not of type int"),
+        (["inputs", "job", [0], [1], [[0, 5]]], b"x", "is no Fetched"),
+        (["inputs", "job", [0], [1], [[0]]], b"x", "is no Fetched"),
+        (["inputs", "job", {"0": 1}, [1], []], b"x", "not a list"),
+        (["inputs", "job", [0], [2], []], b"x", "add up to 2 bytes, but its payload has 1"),
+        (["inputs", "job", [0, 1], [-1, 2], []], b"x", "add up to 1 bytes"),
+        (["inputs", "job", [0, 1], [1], []], b"x", "a size for each input"),
+        (["inputs", "job", [0], [1], [[3, "http://x"]]], b"x", "fetches only inputs it has"),
     ],
 )
 def test_a_frame_a_worker_cannot_carry_out_is_refused(raw: Any, payload: bytes, says: str) -> None:

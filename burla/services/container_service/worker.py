@@ -36,7 +36,6 @@ from burla.core.settings import JOB_TOKEN_ENV
 from burla.core.trace import mark
 from burla.core.worker_wire import (
     EndJob,
-    InputItem,
     Inputs,
     JobStart,
     LineItem,
@@ -197,8 +196,8 @@ class Worker:
                     self.use_packages(packages_path)
                     self.use_token(token)
                     self.start_job(job_id, payload)
-                case Inputs(job_id, items) if job_id == self.job_id:
-                    self.run_inputs(items, payload)
+                case Inputs(job_id) if job_id == self.job_id:
+                    self.run_inputs(message, payload)
                 case EndJob(job_id) if job_id == self.job_id:
                     self.flush()
                     self.job_id, self.function = None, None
@@ -267,25 +266,26 @@ class Worker:
             message = "".join(traceback.format_exception(error))
             self.connection.send([(wire.JobErrorReport(job_id, message), b"")])
 
-    def run_inputs(self, items: tuple[InputItem, ...], payload: bytes) -> None:
+    def run_inputs(self, inputs: Inputs, payload: bytes) -> None:
         """Run a frame's inputs; results go back when the frame is done, before the next
         input once results_due, and every 0.1 s while a long one runs. Each results frame
         says how long its inputs ran, from which the node sizes the next frames."""
         mark("worker has inputs")
         offset = 0
-        for item in items:
+        urls = dict(inputs.fetched)
+        for index, size in zip(inputs.indices, inputs.sizes, strict=True):
             if self.hung_up.is_set():
                 return  # what it would run now runs again elsewhere anyway
             started = time.perf_counter()
-            kind, data = self.run_one(item.index, payload[offset : offset + item.size], item.url)
+            kind, data = self.run_one(index, payload[offset : offset + size], urls.get(index))
             ran = time.perf_counter() - started
-            offset += item.size
+            offset += size
             with self._lock:
                 if not self._results:
                     self._oldest_result = started
-                self._results.append((item.index, kind, data))
+                self._results.append((index, kind, data))
                 if self.spool is not None:
-                    self.spool.add(item.index, kind, data)
+                    self.spool.add(index, kind, data)
                 self._busy_s += ran
                 due = results_due(len(self._results), time.perf_counter() - self._oldest_result)
             if due:

@@ -25,7 +25,7 @@ from burla.core.models import JobSpec
 from burla.core.protocols import BlobStore, Claim, Store
 from burla.core.timeouts import WorkerLook, look_every_s, overdue
 from burla.core.trace import mark
-from burla.core.worker_wire import EndJob, FromWorker, InputItem, Inputs, JobStart, Lines, Results
+from burla.core.worker_wire import EndJob, Fetched, FromWorker, Inputs, JobStart, Lines, Results
 from burla.services.container_service.status import read_status
 from burla.services.input_runs import KeptInputs, is_run, memory_of, run_of
 from burla.services.node_service.channel import Sent
@@ -384,26 +384,26 @@ class Feed:
     ) -> None:
         """Send claimed inputs to a worker, and say so to main_service."""
         job_id = assignment.job.job_id
-        payloads: list[bytes] = []
-        items: list[InputItem] = []
-        for claim in claims:
-            index = int(claim.item_id)
-            worker.inflight[index] = claim
-            if claim.data[:1] == INLINE:
-                payloads.append(claim.data[1:])
-                items.append(InputItem(index, len(claim.data) - 1, None))
-            else:  # a big input: the worker fetches it from the blob store itself
-                key = claim.data[1:].decode()
-                url = await self.blobs.signed_url(key, method="GET", expires_s=BLOB_URL_S)
-                items.append(InputItem(index, 0, url))
-        indices = tuple(item.index for item in items)
-        receipts = tuple(c.receipt for c in claims)
+        indices = tuple([int(claim.item_id) for claim in claims])
+        worker.inflight.update(zip(indices, claims, strict=True))
+        queued = [claim.data for claim in claims]
+        fetched: list[Fetched] = []
+        if {data[0] for data in queued} != {INLINE[0]}:
+            for index, data in zip(indices, queued, strict=True):
+                if data[:1] != INLINE:  # a big input: the worker fetches it from the blob store
+                    key = data[1:].decode()
+                    url = await self.blobs.signed_url(key, method="GET", expires_s=BLOB_URL_S)
+                    fetched.append(Fetched(index, url))
+            queued = [data if data[:1] == INLINE else INLINE for data in queued]
+        sizes = tuple([len(data) - 1 for data in queued])
+        payload = b"".join([data[1:] for data in queued])
+        receipts = tuple([claim.receipt for claim in claims])
         limit = worker.memory_limit
         grown = limit / GIB if limit and limit > gib(assignment.job.func_ram) else None
         claimed = wire.ClaimReport(job_id, worker.name, indices, receipts, grown)
         self.reporter.event(claimed, urgent=False)  # rides with results, or goes soon
         mark("node sends inputs to a worker")
-        await self._send(worker, [(Inputs(job_id, tuple(items)), b"".join(payloads))])
+        await self._send(worker, [(Inputs(job_id, indices, sizes, tuple(fetched)), payload)])
 
     async def send_job(self, worker: Worker) -> None:
         assignment = self.assignment
