@@ -8,12 +8,13 @@ services untouched: only workers unpickle them.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from operator import itemgetter
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, NamedTuple, TypeVar, cast
 
 from burla.core.errors import InvalidRequestError
 
@@ -374,13 +375,21 @@ class StreamHead(Message):
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class JobResult:
+class JobResult(NamedTuple):
     """Input `index`'s result ("ok") or failure (any other kind); its bytes follow.
-    Results in a row travel in one frame (ResultRow)."""
+    Results in a row travel in one frame (ResultRow). A tuple: a job's stream holds one
+    per input, made by the thousand (see succeeded)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # hides tuple.index, which results never use
     kind: str
+
+
+_ok = functools.partial(tuple.__new__, JobResult)
+
+
+def succeeded(indices: Iterable[int]) -> Iterator[JobResult]:
+    """JobResult(index, "ok") of each of `indices`, made at C speed."""
+    return map(_ok, zip(indices, itertools.repeat("ok")))
 
 
 @message("row")

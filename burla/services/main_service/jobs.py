@@ -6,7 +6,7 @@ import itertools
 import json
 import secrets
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,14 +159,14 @@ class JobRun:
                     self.log.add(index, "error", self.failure_text(index, kind, payload))
         self.changed.set()
 
-    def publish_results(self, results: list[tuple[int, bytes]]) -> None:
-        """Inputs' results that succeeded, (index, bytes) each: one event each on the
-        stream, as publish would add them, and one wake of its readers for them all."""
-        if not results:
+    def publish_results(self, indices: Sequence[int], results: Sequence[bytes]) -> None:
+        """Results of inputs that succeeded, input `indices[n]`'s in `results[n]`: one
+        event each on the stream, as publish would add them, and one wake of its readers
+        for them all."""
+        if not indices:
             return
-        ok = wire.JobResult
-        self.stream.extend([(ok(index, "ok"), data) for index, data in results])
-        self.result_bytes += sum(len(data) for _, data in results)
+        self.stream.extend(zip(wire.succeeded(indices), results, strict=True))
+        self.result_bytes += sum(map(len, results))
         self.changed.set()
 
     def failure_of(self, index: int, kind: str, payload: bytes) -> dict[str, Any]:
