@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from burla.core import wire
-from burla.core.errors import NotFoundError
+from burla.core.errors import InvariantError, NotFoundError
 from burla.core.protocols import Data, Store
 from burla.services.input_pages import BLOB_KIND, page_key
 from burla.services.store_keys import IN_BLOB, INLINE, RUN, RUN_PREFIX, inputs_prefix
@@ -58,6 +58,15 @@ def queue_items(
     length = run_length(len(items), nodes)
     if length == 1:
         return list(items), 1
+    if sum(len(page["indices"]) for page in pages.values()) == len(items):
+        # Every input of the job is queued (it resumes none) and its pages hold inputs
+        # that follow one another: its runs are cut from each page, not input by input.
+        return runs_of_pages(pages, length), length
+    return runs_of_items(pages, items, length), length
+
+
+def runs_of_items(pages: dict[str, Data], items: Sequence[Item], length: int) -> list[Item]:
+    """Runs of up to `length` of `items` that follow one another in one page."""
     page_ends = sorted(int(key.rsplit("/", 1)[1]) for key in pages)
     runs: list[Item] = []
     first = count = 0
@@ -74,7 +83,20 @@ def queue_items(
         count += 1
     if count:
         runs.append(_run(first, count))
-    return runs, length
+    return runs
+
+
+def runs_of_pages(pages: dict[str, Data], length: int) -> list[Item]:
+    """Runs of up to `length` of every input the pages keep: runs_of_items of them all,
+    a page at a time."""
+    runs: list[Item] = []
+    for key in sorted(pages):
+        indices = pages[key]["indices"]
+        first, end = indices[0], indices[0] + len(indices)
+        if indices[-1] != end - 1:
+            raise InvariantError(f"input page {key} holds inputs that do not follow one another")
+        runs += [_run(at, min(length, end - at)) for at in range(first, end, length)]
+    return runs
 
 
 def _run(first: int, count: int) -> Item:

@@ -22,6 +22,8 @@ from burla.services.input_runs import (
     queue_items,
     run_length,
     run_of,
+    runs_of_items,
+    runs_of_pages,
 )
 from burla.services.store_keys import IN_BLOB, INLINE
 
@@ -63,6 +65,16 @@ def test_runs_cover_every_input_once_each_within_one_page(sizes: list[int], node
         assert len({page_of[i] for i in range(first, first + count)}) == 1
         covered += range(first, first + count)
     assert covered == list(range(len(sizes)))
+
+
+@given(st.lists(st.integers(0, 4000), min_size=1, max_size=1500), st.integers(1, 300))
+def test_the_runs_of_a_whole_job_are_cut_from_its_pages_as_from_its_inputs(
+    sizes: list[int], length: int
+) -> None:
+    """A job that queues every input has its runs cut a page at a time: the same runs."""
+    items = items_of(sizes)
+    pages = input_pages("job-1", items)
+    assert runs_of_pages(pages, length) == runs_of_items(pages, items, length)
 
 
 @given(st.sets(st.integers(0, 1999), min_size=1), st.integers(1, 3))
