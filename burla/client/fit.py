@@ -33,6 +33,12 @@ def fit(head_size: int, function_size: int, sizes: Sequence[int | None], limit: 
     else:
         inline[FUNCTION] = function_size
     total = wire.PREFIX_SIZE + head_size + sum(_reference_size(n) for n in moved)
+    # At most what the inline parts add, without a look at each (a job of many inputs):
+    # none adds more than the biggest index and the biggest size would.
+    biggest = max(inline.values(), default=0)
+    most = _inline_size(len(sizes), biggest) - biggest
+    if total + sum(inline.values()) + len(inline) * most <= limit:
+        return moved
     total += sum(_inline_size(n, size) for n, size in inline.items())
     if total <= limit:
         return moved
