@@ -440,26 +440,32 @@ JobEvent = JobResult | JobLine | BudgetStop | JobDone
 
 
 def encode_events(events: Iterable[tuple[JobEvent, bytes]]) -> bytes:
+    """Events as frames: the results in a row in one frame (ResultRow), each other event
+    in a frame of its own. Column by column: an answer may carry thousands of results."""
+    events = list(events)
+    others = [n for n, (event, _) in enumerate(events) if not isinstance(event, JobResult)]
     frames: list[bytes] = []
-    row: list[tuple[JobResult, bytes]] = []
-    for event, data in events:
-        if isinstance(event, JobResult):
-            row.append((event, data))
-            continue
-        if row:
-            frames.append(_row_frame(row))
-            row = []
-        frames.append(encode(event.to_json(), data))
-    if row:
-        frames.append(_row_frame(row))
+    start = 0
+    for end in [*others, len(events)]:
+        if end > start:
+            frames.append(_row_frame(events[start:end]))
+        if end < len(events):
+            event, data = events[end]
+            assert not isinstance(event, JobResult)
+            frames.append(encode(event.to_json(), data))
+        start = end + 1
     return b"".join(frames)
 
 
-def _row_frame(row: list[tuple[JobResult, bytes]]) -> bytes:
-    indices = [event.index for event, _ in row]
-    kinds = [event.kind for event, _ in row]
-    sizes = [len(data) for _, data in row]
-    return encode(["row", indices, kinds, sizes], b"".join(data for _, data in row))
+def _row_frame(row: list[tuple[JobEvent, bytes]]) -> bytes:
+    results = list(map(_first, row))
+    payloads = list(map(_second, row))
+    indices, kinds = list(map(_first, results)), list(map(_second, results))
+    sizes = list(map(len, payloads))
+    return encode(["row", indices, kinds, sizes], b"".join(payloads))
+
+
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 def encode_stream(head: StreamHead, events: Iterable[tuple[JobEvent, bytes]]) -> bytes:

@@ -144,32 +144,42 @@ class KeptInputs:
     def __init__(self, store: Store, job_id: str) -> None:
         self.store = store
         self.job_id = job_id
-        self._pages: OrderedDict[int, dict[int, bytes]] = OrderedDict()
-        """Pages read, by the index of their last input: each input as a queue item
-        holds it (INLINE and its arguments, or IN_BLOB and its blob key)."""
+        self._pages: OrderedDict[int, tuple[int, list[bytes]]] = OrderedDict()
+        """Pages read, by the index of their last input: their first input's index, and
+        each input in turn as a queue item holds it (INLINE and its arguments, or
+        IN_BLOB and its blob key)."""
 
     async def run(self, first: int, count: int) -> list[Item]:
         """The inputs of a run, as items of their own: (index, INLINE/IN_BLOB data)."""
-        page = await self._page_of(first)
-        return [(str(index), page[index]) for index in range(first, first + count)]
+        start, page = await self._page_of(first)
+        if not start <= first <= first + count <= start + len(page):
+            raise NotFoundError(
+                f"job {self.job_id} keeps inputs {first} to {first + count - 1} in no one page"
+            )
+        ids = map(str, range(first, first + count))
+        return list(zip(ids, page[first - start : first + count - start], strict=True))
 
-    async def _page_of(self, index: int) -> dict[int, bytes]:
-        for last, page in self._pages.items():
-            if index in page:
+    async def _page_of(self, index: int) -> tuple[int, list[bytes]]:
+        for last, (start, page) in self._pages.items():
+            if start <= index <= last:
                 self._pages.move_to_end(last)
-                return page
+                return start, page
         after = page_key(self.job_id, index - 1) if index > 0 else ""
         found = await self.store.list(inputs_prefix(self.job_id), after=after, limit=1)
         if not found:
             raise NotFoundError(f"job {self.job_id} keeps no page with input {index}")
         data = found[0].data
-        page = {
-            at: (IN_BLOB if kind == BLOB_KIND else INLINE) + payload
-            for at, kind, payload in wire.results_in_row(
-                data["indices"], data["kinds"], data["sizes"], data["payload"]
+        rows = list(
+            wire.results_in_row(data["indices"], data["kinds"], data["sizes"], data["payload"])
+        )
+        start, last = rows[0][0], rows[-1][0]
+        if [at for at, _, _ in rows] != list(range(start, last + 1)):
+            raise NotFoundError(
+                f"job {self.job_id} keeps input {index} in a page whose inputs do not follow "
+                "one another"
             )
-        }
-        self._pages[max(page)] = page
+        page = [(IN_BLOB if kind == BLOB_KIND else INLINE) + payload for _, kind, payload in rows]
+        self._pages[last] = (start, page)
         if len(self._pages) > PAGES_KEPT:
             self._pages.popitem(last=False)
-        return page
+        return start, page

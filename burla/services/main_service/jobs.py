@@ -129,10 +129,11 @@ class JobRun:
 
     def held(self, receipts: Iterable[str]) -> None:
         """A node's workers hold inputs claimed under these receipts."""
-        for receipt in receipts:
+        for receipt, count in Counter(receipts).items():  # a run's inputs share its receipt
             if (held := self.runs.get(receipt)) is not None and held.unseen:
-                held.unseen -= 1
-                self.in_runs_unseen -= 1
+                seen = min(count, held.unseen)
+                held.unseen -= seen
+                self.in_runs_unseen -= seen
 
     def let_go(self, receipt: str) -> HeldRun:
         """A run its node no longer holds."""
