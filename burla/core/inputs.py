@@ -1,11 +1,12 @@
 """The life of a job's inputs as a pure state machine: claims, attempts, returns, cancel.
 
-Workers claim inputs from the Store's queue and their node reports what happens; the
-machine decides what that means. (The Store's queue keeps the leases: an input whose
-lease ran out is handed to another worker, which the machine sees as a new claim. The
-node decides when an input ran past the job's timeout, by burla.core's timeout rule,
-and reports it.) A result is recorded once per input (the first wins).
-A failed attempt (the function raised, the worker died while running it, or it ran past
+Workers claim inputs from the Store's queue, or get them with their node's assignment
+(handed out: held by the node until one of its workers takes them), and their node
+reports what happens; the machine decides what that means. (The Store's queue keeps the
+leases: an input whose lease ran out is handed to another worker, which the machine
+sees as a new claim. The node decides when an input ran past the job's timeout, by
+burla.core's timeout rule, and reports it.) A result is recorded once per input (the
+first wins). A failed attempt (the function raised, the worker died while running it, or it ran past
 the job's timeout) uses up one of the input's tries; `retries` more tries follow. An
 input whose worker or node vanished before it finished goes back to the queue without
 using a try, at most `max_returns` times. With `grow_memory`, an input whose worker went
@@ -55,6 +56,15 @@ class Failure(StrEnum):
 
 
 # Events --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputsHandedOut:
+    """main_service sent these queued inputs to `node` with its assignment: the node
+    holds them until its workers claim them (InputsClaimed), or it is lost."""
+
+    node: str
+    indices: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class InputsClaimed:
     worker: str
@@ -134,7 +144,8 @@ class CancelJob:
 
 
 InputEvent = (
-    InputsClaimed
+    InputsHandedOut
+    | InputsClaimed
     | InputsSucceeded
     | InputRaised
     | InputTimedOut
@@ -223,6 +234,13 @@ _Memory = tuple[float | None, float | None]
 class _Worker:
     node: str
     leased: set[int] = field(default_factory=set)
+    handed: bool = False
+    """It stands for its node: the inputs handed out to it that no worker claimed yet."""
+
+
+def handed_to(node: str) -> str:
+    """The holder of the inputs handed out to `node` that none of its workers took yet."""
+    return f"{node}/handed-out"
 
 
 class InputMachine:
@@ -260,6 +278,8 @@ class InputMachine:
         if self.state.finished:
             return self._after_finish(event)
         match event:
+            case InputsHandedOut(node, indices):
+                commands = self._handed_out(node, indices)
             case InputsClaimed(worker, node, indices, memory_gb):
                 commands = self._claimed(worker, node, indices, memory_gb)
             case InputsSucceeded(worker, indices):
@@ -316,6 +336,17 @@ class InputMachine:
             return [Discard(event.worker, event.indices)]
         return []
 
+    def _handed_out(self, node: str, indices: Iterable[int]) -> list[InputCommand]:
+        holder = self.workers.setdefault(handed_to(node), _Worker(node, handed=True))
+        for index in indices:
+            record = self.inputs[index]
+            if record.status is not InputStatus.QUEUED:
+                raise InvariantError(f"input {index} was handed out while {record.status}")
+            self._move(record, InputStatus.LEASED)
+            record.worker = handed_to(node)
+            holder.leased.add(index)
+        return []
+
     def _claimed(
         self, worker: str, node: str, indices: Iterable[int], memory_gb: float | None = None
     ) -> list[InputCommand]:
@@ -325,11 +356,14 @@ class InputMachine:
         for index in indices:
             record = self.inputs[index]
             if record.worker is not None and record.worker != worker:
-                # The store handed the input on after the old lease ran out: the old
-                # holder counts as gone for this input, within the same bound.
-                self.workers[record.worker].leased.discard(index)
+                # Handed out to this node: now one of its workers has it. Otherwise the
+                # store handed the input on after the old lease ran out: the old holder
+                # counts as gone for this input, within the same bound.
+                before = self.workers[record.worker]
+                before.leased.discard(index)
                 record.worker = None
-                if not self._return(index):
+                taken = before.handed and before.node == node
+                if not taken and not self._return(index):
                     commands.append(RecordFailure(index, Failure.LOST, record.attempts))
             status = record.status
             if status in _ENDED_INPUT:
@@ -452,7 +486,7 @@ class InputMachine:
         commands: list[InputCommand] = [
             KillWorker(worker, "job canceled")
             for worker, holder in sorted(self.workers.items())
-            if holder.leased
+            if holder.leased and not holder.handed
         ]
         for index, record in enumerate(self.inputs):
             if not record.status.finished:

@@ -21,10 +21,11 @@ from burla.core.worker_wire import Refusal
 @dataclass(frozen=True, slots=True)
 class Assign(Message):
     """Run `job` (a JobSpec's JSON) on `workers` of the node's workers. Its pickled
-    function is the payload, or, when `function_key` is set, that blob. `packages` are the
-    blob keys of the packages it needs; `token`, the job's token for its workers;
+    function starts the payload, or, when `function_key` is set, is that blob. `packages`
+    are the blob keys of the packages it needs; `token`, the job's token for its workers;
     `run_length`, how many inputs one of its queue items holds at most
-    (services.input_runs)."""
+    (services.input_runs). `handed` are inputs handed out to the node with it
+    (services.handed_inputs): their bytes end the payload, `handed_sizes` of them."""
 
     job: dict[str, Any]
     workers: int
@@ -32,7 +33,17 @@ class Assign(Message):
     packages: tuple[str, ...]
     token: str | None
     run_length: int = 1
+    handed: tuple[int, ...] = ()
+    handed_sizes: tuple[int, ...] = ()
     id: int = 0
+
+    def function_of(self, payload: bytes) -> bytes:
+        """The pickled function in the payload (empty when it is at `function_key`)."""
+        return payload[: len(payload) - sum(self.handed_sizes)]
+
+    def handed_of(self, payload: bytes) -> bytes:
+        """The handed-out inputs' bytes in the payload."""
+        return payload[len(payload) - sum(self.handed_sizes) :]
 
 
 @message("standby")

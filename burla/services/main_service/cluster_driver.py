@@ -29,6 +29,7 @@ from burla.core.protocols import BootSpec, ComputeProvider, MachineStatus
 from burla.core.trace import mark
 from burla.release import build_id, build_mismatch
 from burla.services.cluster_keys import JobTokens
+from burla.services.handed_inputs import handed_payload
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.node_link import Dial, NodeLink, OnReport
 from burla.services.main_service.node_losses import LossCause, NodeLoss, NodeLosses
@@ -223,9 +224,11 @@ class ClusterDriver:
                     self._creating.add(node_id)
                     self._spawn(self._create, self._boot(node_id, node_type))
                 case c.AssignNodes(job, node_ids, workers):
+                    run = self._jobs.get(job.job_id)
                     for node_id, share in zip(node_ids, workers, strict=True):
                         self._joined(job.job_id, node_id)
-                        self._spawn(self._assign, job, node_id, share)
+                        handed = run.hand_out(node_id, share) if run is not None else []
+                        self._spawn(self._assign, job, node_id, share, handed)
                 case c.DeleteNode(node_id):
                     self._close_link(node_id)
                     self._begin_delete(node_id)
@@ -302,10 +305,15 @@ class ClusterDriver:
         finally:
             self._deleting.discard(node_id)
 
-    async def _assign(self, job: JobSpec, node_id: str, workers: int) -> None:
+    async def _assign(
+        self, job: JobSpec, node_id: str, workers: int, handed: list[tuple[str, bytes]]
+    ) -> None:
+        """Tell the node to run the job, with the inputs `handed` to it (services.
+        handed_inputs); a node that cannot be told is lost, and they go back."""
         run = self._jobs.get(job.job_id)
         if run is None or run.state.finished:
             return
+        indices, sizes, inputs = handed_payload(handed)
         request = Assign(
             job=job.model_dump(mode="json"),
             workers=workers,
@@ -313,9 +321,14 @@ class ClusterDriver:
             packages=tuple(run.package_keys),
             token=self._job_tokens.make(job.job_id, run.owner),
             run_length=run.run_length,
+            handed=indices,
+            handed_sizes=sizes,
         )
+        payload = run.function or b""
+        if inputs:
+            payload += inputs
         mark("main_service assigns a node")
-        if not await self._call_node(node_id, request, run.function or b""):
+        if not await self._call_node(node_id, request, payload):
             await self.node_failed(node_id)
 
     def backlog(self, job_id: str, queued: int) -> None:

@@ -30,6 +30,7 @@ from burla.core.protocols import BlobStore, Store
 from burla.core.scheduling import most_nodes
 from burla.core.trace import mark
 from burla.services.cluster_keys import JobTokens
+from burla.services.handed_inputs import is_handed
 from burla.services.input_pages import input_pages, kept_bytes
 from burla.services.input_runs import grown_input, one_input, queue_items
 from burla.services.main_service.catch_up import CatchUp
@@ -128,7 +129,10 @@ class JobDriver:
         resumed: Resumption | None = None,
     ) -> None:
         """Queue the job's inputs and hand it to the cluster. A job that resumes another
-        first takes the results it reuses from it, and queues only the other inputs."""
+        first takes the results it reuses from it, and queues only the other inputs. A
+        small job's inputs are written to its pages with its first record, and its first
+        nodes get theirs with their assignments (services.handed_inputs): only the rest
+        are queued."""
         job_id = run.spec.job_id
         self.adopt(run)
         self.last_activity = self.clock.now()
@@ -140,20 +144,43 @@ class JobDriver:
         queued, run.run_length = queue_items(pages, items, nodes)
         if run.run_length > 1:  # its runs refer to its pages: they go first
             await self.store.put_many(pages)
+            await self.store.push(queue_name(job_id), queued)
+            mark("main_service queued the inputs")
         else:
             run.inputs_to_keep = pages
-        await self.store.push(queue_name(job_id), queued)
-        mark("main_service queued the inputs")
+            run.to_hand_out = collections.deque(queued)
+            await self.save(run, self.store)  # durable before any node has an input
+            mark("main_service stored the inputs")
         if run.machine.state.finished:
             await self._finish(run, run.machine.state)
         elif job_id in self.canceled_early:
             await self.handle(run, i.CancelJob())
         else:
             await self.nodes.job_started(run.spec)
-        # The record, and the inputs kept with it, are for later readers: they are written
-        # once the nodes have their work (tasks start in the order they were spawned, and
-        # the nodes' went first).
-        self._spawn(self.save, run)
+        await self._queue_the_rest(run)
+        if run.run_length > 1:
+            # The record, and the inputs kept with it, are for later readers: they are
+            # written once the nodes have their work (tasks start in the order they were
+            # spawned, and the nodes' went first).
+            self._spawn(self.save, run)
+
+    async def _queue_the_rest(self, run: JobRun) -> None:
+        """Queue the inputs of a small job that its first nodes were not handed. Nodes
+        have the job already: a Store that is down is waited for."""
+        rest, run.to_hand_out = run.to_hand_out, None
+        if rest and not run.state.finished:
+            await self.patient.push(queue_name(run.spec.job_id), list(rest))
+            self.nodes.backlog(run.spec.job_id, run.backlog())
+
+    async def queue_unfinished(self, run: JobRun) -> None:
+        """A small job taken over: queue each input it has not finished on its own, read
+        from its pages. Those handed out with assignments are in no queue, and the nodes
+        that held them were reset or lost; one that is in the queue stays as it is."""
+        if run.run_length > 1:
+            return  # its queue holds its runs, and what came back of them
+        inputs = run.machine.inputs
+        waiting = [n for n, record in enumerate(inputs) if not record.status.finished]
+        await self.patient.push(queue_name(run.spec.job_id), [one_input(n) for n in waiting])
 
     def adopt(self, run: JobRun) -> None:
         """Hold the job (a new one, or one taken over), and keep it to its max_cost."""
@@ -259,7 +286,8 @@ class JobDriver:
                 case wire.RunsReport():
                     run.claimed(node_id, event)
                 case wire.ClaimReport(_, worker, indices, receipts, memory_gb):
-                    run.receipts.update(zip(indices, receipts, strict=True))
+                    pairs = zip(indices, receipts, strict=True)
+                    run.receipts.update((n, r) for n, r in pairs if not is_handed(r))
                     run.held(receipts)
                     run.worker_nodes[worker] = node_id
                     await self.handle(run, i.InputsClaimed(worker, node_id, indices, memory_gb))
@@ -347,8 +375,8 @@ class JobDriver:
         await self.patient.ack(queue_name(run.spec.job_id), receipts)
 
     async def _queue_alone(self, run: JobRun, indices: list[int]) -> None:
-        """Queue inputs of runs again as items of their own (once: an item's id is its
-        input's index, and a queue keeps one item per id)."""
+        """Queue inputs of runs, or handed out, again as items of their own (once: an
+        item's id is its input's index, and a queue keeps one item per id)."""
         if alone := [n for n in indices if n not in run.on_their_own]:
             await self.patient.push(queue_name(run.spec.job_id), [one_input(n) for n in alone])
             run.on_their_own.update(alone)
@@ -361,12 +389,13 @@ class JobDriver:
         for command in run.machine.handle(event):
             match command:
                 case i.Requeue(indices):
-                    # An input that came in a run goes back on its own: the run is its node's.
+                    # An input that came in a run goes back on its own: the run is its
+                    # node's; so does one handed out with an assignment (no receipt).
                     for n in indices:
                         receipt = run.receipts.get(n)
-                        if receipt in run.runs:
+                        if receipt is None or receipt in run.runs:
                             alone.append(n)
-                        elif receipt is not None:
+                        else:
                             requeue.append(receipt)
                 case i.Grow(index, memory_gb):
                     grown.append((index, memory_gb))
@@ -477,18 +506,19 @@ class JobDriver:
         run.error = error
         await self._finish(run, JobState.FAILED)
 
-    async def save(self, run: JobRun) -> None:
+    async def save(self, run: JobRun, store: Store | None = None) -> None:
         """The job's record in the Store: its spec, its state, and why it failed. Writes
         take turns and each writes the state of its turn, so the last one is the latest.
         A running job is listed as such in the write of its first record, and no longer
         once its record says it ended: every running record is listed. Its inputs are
-        kept in the first write too."""
+        kept in the first write too. `store`: the one to write the first record to (at
+        the job's start, the Store that fails rather than waits for it)."""
         job_id = run.spec.job_id
         async with run.record_lock:
             record = job_record(run, self.clock.now())
             first = {job_key(job_id): record, **(run.inputs_to_keep or {})}
             if not run.state.finished and not run.listed_running:
-                await self.patient.put_many({running_key(job_id): {}, **first})
+                await (store or self.patient).put_many({running_key(job_id): {}, **first})
                 run.listed_running = True
             elif run.inputs_to_keep:
                 await self.patient.put_many(first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import secrets
@@ -15,7 +16,7 @@ import anyio
 from burla.core import wire
 from burla.core.clock import Clock
 from burla.core.cost import NodeTime
-from burla.core.inputs import InputMachine, InputStatus, Resumed
+from burla.core.inputs import InputMachine, InputsHandedOut, InputStatus, Resumed
 from burla.core.models import JobSpec, JobState
 from burla.core.protocols import Data
 from burla.core.resume import indices_in, ranges
@@ -102,7 +103,11 @@ class JobRun:
     """Inputs of those runs that no worker was reported to hold: out of the queue, but
     still queued as the input machine sees them."""
     on_their_own: set[int] = field(default_factory=set)
-    """Inputs of runs queued again as items of their own."""
+    """Inputs queued again as items of their own: of runs, or handed out with an
+    assignment (services.handed_inputs)."""
+    to_hand_out: collections.deque[tuple[str, bytes]] | None = None
+    """The queue items of its inputs, while its first nodes are told: each is handed as
+    many as it runs at once; the rest are queued then."""
     listed_running: bool = False
     """Whether the Store lists it among the running jobs (store_keys.running_key)."""
     look_in_store_until: float = 0.0
@@ -126,6 +131,16 @@ class JobRun:
         for receipt, first, count in zip(runs.receipts, runs.firsts, runs.counts, strict=True):
             self.runs[receipt] = HeldRun(node_id, first, count, count)
             self.in_runs_unseen += count
+
+    def hand_out(self, node_id: str, count: int) -> list[tuple[str, bytes]]:
+        """Up to `count` of its inputs for `node_id` to start with, held as the node's
+        (none once its first nodes were told)."""
+        waiting = self.to_hand_out
+        if not waiting:
+            return []
+        handed = [waiting.popleft() for _ in range(min(count, len(waiting)))]
+        self.machine.handle(InputsHandedOut(node_id, tuple(int(i) for i, _ in handed)))
+        return handed
 
     def held(self, receipts: Iterable[str]) -> None:
         """A node's workers hold inputs claimed under these receipts."""

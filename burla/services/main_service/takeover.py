@@ -2,7 +2,8 @@
 
 Every running job is listed in the Store (store_keys.RUNNING_PREFIX) while its record
 says it runs. A new main_service goes on with each from its record: what the job
-finished is in the Store, the rest is in its queue, held by nodes or waiting.
+finished is in the Store, the rest is in its queue, held by nodes or waiting, or (a
+small job's, services.handed_inputs) handed out to nodes, and queued again here.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ async def _take_over(
             jobs.adopt(run)
             await jobs.catch_up.once(run)
             if not run.state.finished and await _restore_image(run, jobs, standby):
+                await jobs.queue_unfinished(run)
                 await jobs.nodes.job_started(run.spec)
                 jobs.catch_up.keep_looking(run)
 

@@ -1,8 +1,9 @@
-"""Feeding the node's job to its workers: claiming its inputs from the Store in batches,
-sending each worker frames of about TARGET_BATCH_S of work, taking their results and
-lines, and stopping workers whose input runs past the job's timeout. An input that needs
-more memory than the job's func_ram (it ran out before: burla.core.memory) goes to a
-worker that has it, grown for it while siblings are parked."""
+"""Feeding the node's job to its workers: the inputs handed out with its assignment first
+(services.handed_inputs), then the rest claimed from the Store in batches; sending each
+worker frames of about TARGET_BATCH_S of work, taking their results and lines, and
+stopping workers whose input runs past the job's timeout. An input that needs more
+memory than the job's func_ram (it ran out before: burla.core.memory) goes to a worker
+that has it, grown for it while siblings are parked."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from burla.core.timeouts import WorkerLook, look_every_s, overdue
 from burla.core.trace import mark
 from burla.core.worker_wire import EndJob, Fetched, FromWorker, Inputs, JobStart, Lines, Results
 from burla.services.container_service.status import read_status
+from burla.services.handed_inputs import queued_receipts
 from burla.services.input_runs import KeptInputs, is_run, memory_of, run_of
 from burla.services.node_service.channel import Sent
 from burla.services.node_service.reports import Finished, Reporter
@@ -172,9 +174,12 @@ class Feed:
 
     async def _hand_back(self, job_id: str, receipts: list[str]) -> None:
         """Put claimed inputs back in the queue at once; with the Store down, their leases
-        run out by themselves. A run goes back whole."""
+        run out by themselves. A run goes back whole. Inputs handed out with the
+        assignment are in no queue: main_service puts them back."""
+        if not (queued := queued_receipts(receipts)):
+            return
         try:
-            await self.store.renew(queue_name(job_id), _distinct(receipts), lease_s=0)
+            await self.store.renew(queue_name(job_id), queued, lease_s=0)
         except BackendUnavailableError as error:
             _say(f"handing back {len(receipts)} inputs of job {job_id}", error)
 
@@ -186,7 +191,7 @@ class Feed:
             if assignment is None or assignment.ended:
                 continue
             job_id = assignment.job.job_id
-            if held := _distinct(assignment.held() + self.reporter.unacked(job_id)):
+            if held := queued_receipts(assignment.held() + self.reporter.unacked(job_id)):
                 try:
                     await self.store.renew(queue_name(job_id), held, lease_s=self.lease_s)
                 except BackendUnavailableError as error:  # the next round tries again
@@ -195,8 +200,13 @@ class Feed:
     # Sending -----------------------------------------------------------------------------
     async def _feed(self, assignment: Assignment) -> None:
         idle = Backoff(IDLE_POLL_FIRST_S, IDLE_POLL_MAX_S)
+        if assignment.claimed >= assignment.job.n_inputs:  # all of them came with it
+            assignment.look_again_at = self.clock.now() + idle.pause()
         while not assignment.ended and not assignment.failed:
             self._look_again(assignment)
+            if assignment.pending and assignment.room:  # handed out: before any claim
+                await self._dispatch(assignment)
+                self._look_again(assignment)
             wanted = sum(free for _, free in assignment.room.values()) - len(assignment.pending)
             if wanted > 0 and self.clock.now() >= assignment.look_again_at:
                 await self._claim(assignment, wanted, idle)
@@ -546,11 +556,6 @@ def _room(worker: Worker, assignment: Assignment) -> int:
     frames = 2 if short or per_input * CLAIM_IDLE_SHARE < assignment.claim_s else 1
     free = frames * worker.batch - len(worker.inflight)
     return free if free >= worker.batch else 0
-
-
-def _distinct(receipts: list[str]) -> list[str]:
-    """Receipts once each: the inputs of a run share its receipt."""
-    return list(dict.fromkeys(receipts))
 
 
 def _look(worker: Worker) -> WorkerLook:

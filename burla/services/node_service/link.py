@@ -35,6 +35,7 @@ from burla.core.protocols import Frames
 from burla.core.wire import Message
 from burla.core.worker_wire import Refusal, read_open
 from burla.services.framing import framed, message_frame
+from burla.services.handed_inputs import handed_claims
 from burla.services.node_service.node import NodeService
 
 _REFUSED = "wrong or missing cluster secret: only this cluster's main_service may use a node"
@@ -118,10 +119,11 @@ def _is_kill(raw: object) -> bool:
 
 async def _carry_out(node: NodeService, request: Request, payload: bytes) -> Reply | NodeHealth:
     match request:
-        case Assign(job, workers, function_key, packages, token, run_length):
-            function = payload if function_key is None else function_key
+        case Assign(job, workers, function_key, packages, token, run_length, handed, sizes):
+            function = request.function_of(payload) if function_key is None else function_key
             spec = JobSpec.model_validate(job)
-            await node.assign(spec, function, workers, packages, token, run_length)
+            inputs = handed_claims(node.node_id, handed, sizes, request.handed_of(payload))
+            await node.assign(spec, function, workers, packages, token, run_length, inputs)
         case Standby(specs):
             await node.set_containers(tuple(ContainerSpec.model_validate(s) for s in specs))
         case Reset(job_id, cancel):

@@ -1,10 +1,11 @@
 """What a node does: keep warm workers, and run one job at a time on them.
 
-The node claims its job's inputs from the Store in batches, feeds them to its workers
-over loopback, writes results back in batches and reports to main_service: which worker
-holds which input, results, printed lines, workers that died or ran past the timeout.
-main_service decides what each of those means for the job (core.inputs); the node only
-carries out and reports. It never unpickles what passes through it.
+The node takes the inputs that came with its job's assignment and claims the rest from
+the Store in batches, feeds them to its workers over loopback, writes results back in
+batches and reports to main_service: which worker holds which input, results, printed
+lines, workers that died or ran past the timeout. main_service decides what each of
+those means for the job (core.inputs); the node only carries out and reports. It never
+unpickles what passes through it.
 
 A job's path: `assign` fits the standby workers to it (worker_pool), `feed` hands them
 its inputs and takes their results, and `reports` tells main_service.
@@ -27,7 +28,7 @@ from burla.core.errors import BurlaError, InvalidRequestError
 from burla.core.kill_plan import KillPlan, plan_containers
 from burla.core.memory import GIB
 from burla.core.models import ContainerSpec, JobSpec, NodeType
-from burla.core.protocols import BlobStore, ContainerInfo, ContainerRuntime, Store
+from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRuntime, Store
 from burla.core.scheduling import slots_on
 from burla.core.worker_wire import FromWorker, ResultItem, Results
 from burla.release import build_id
@@ -137,14 +138,16 @@ class NodeService:
         packages: Sequence[str] = (),
         token: str | None = None,
         run_length: int = 1,
+        handed: Sequence[Claim] = (),
     ) -> None:
         """Run the job on `workers` of this node's warm containers; stop the rest.
 
         `function` is the pickled function, or its key in the blob store; `packages` the
         blob store keys of the packages it needs, built already; `token` the job's token
-        for its workers; `run_length` the most inputs one item of its queue holds. A node
-        runs one job at a time: a job still assigned is over (main_service moved on), so
-        it ends, and the node is reset, first."""
+        for its workers; `run_length` the most inputs one item of its queue holds;
+        `handed` its inputs that came with the assignment (services.handed_inputs), which
+        the node starts first. A node runs one job at a time: a job still assigned is
+        over (main_service moved on), so it ends, and the node is reset, first."""
         if self.feed.assignment is not None:
             await self.reset(self.feed.assignment.job.job_id, cancel=True)
         packages_path: str | None = None
@@ -172,6 +175,8 @@ class NodeService:
             packages_path=packages_path,
             token=token,
             run_length=run_length,
+            pending=list(handed),
+            claimed=len(handed),
         )
         self.feed.assignment = assignment
         await self._fit(plan, assignment)

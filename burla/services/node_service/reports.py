@@ -18,6 +18,7 @@ from burla.core.errors import BackendUnavailableError
 from burla.core.link_wire import Report
 from burla.core.protocols import BlobStore, Claim, Store
 from burla.core.trace import mark
+from burla.services.handed_inputs import is_handed
 from burla.services.node_service.held_runs import HeldRuns
 from burla.services.result_pages import write_succeeded
 from burla.services.retrying import PATIENT_PAUSE_S
@@ -194,9 +195,12 @@ class Reporter:
                 receipts = [r for batch in batches for r in batch.receipts]
                 await write_succeeded(self.store, self.blobs, job_id, indices, results, receipts)
             # Durable: from here on their inputs are settled, whatever the acks do. The
-            # inputs of a run share its receipt: counted together.
+            # inputs of a run share its receipt: counted together. An input handed out
+            # with its assignment has no queue item to ack.
             for batch in done:
                 for receipt, count in Counter(batch.receipts).items():
+                    if is_handed(receipt):
+                        continue
                     if not self.runs.holds(receipt) or self.runs.ended(receipt, count):
                         self._acks.append((batch.job_id, receipt))
         finally:
