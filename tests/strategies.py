@@ -383,6 +383,22 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class HandOut:
+    """main_service hands queued inputs to a node with its assignment: no Store lease."""
+
+    node: int
+    count: int
+
+
+@dataclass(frozen=True)
+class TakeHanded:
+    """A worker takes inputs handed out to its node, and its node reports the claim."""
+
+    worker: int
+    count: int
+
+
+@dataclass(frozen=True)
 class Redeliver:
     """The store hands an input whose lease ran out to another worker."""
 
@@ -481,8 +497,10 @@ def input_scenarios(
         LoseNode: st.builds(LoseNode, picks),
         Renew: st.builds(Renew, picks, leases),
         Redeliver: st.builds(Redeliver, picks, picks, leases),
+        HandOut: st.builds(HandOut, picks, st.integers(1, 4)),
+        TakeHanded: st.builds(TakeHanded, picks, st.integers(1, 3)),
     }
-    weighted = [TimeOut, Claim, Claim, Start, Start, Succeed, Raise, Raise]
+    weighted = [TimeOut, Claim, Claim, Start, Start, Succeed, Raise, Raise, HandOut, TakeHanded]
     weighted += [CrashWorker, RunOutOfMemory, RunOutOfMemory, LoseNode, Renew]
     if redeliveries:
         weighted.append(Redeliver)

@@ -19,23 +19,23 @@ def test_headline_charges_firestore_the_network_and_the_services_cpu() -> None:
     assert job["results_received"] == job["results_stored"] == 1000
     assert report["standby_nodes_for_job"] == 125
     assert report["time_to_all_results_s"] >= report["time_to_first_result_s"] > 0
-    assert report["store_calls"]["store.claim"]["calls"] >= 125  # every node claims
+    # Every input rides with its node's assignment: nothing is pushed, acked or renewed.
+    assert not {"store.push", "store.ack", "store.renew"} & set(report["store_calls"])
     assert report["service_cpu"]["main_service"]["busy_s"] > 0
     assert report["checks"]["inputs_lost"] == 0
 
 
-def test_a_new_jobs_queue_and_results_start_cold_and_cost_seconds() -> None:
+def test_a_new_jobs_cold_key_ranges_cost_it_nothing_as_its_inputs_need_no_queue() -> None:
+    """Its inputs ride with the assignments (services.handed_inputs), written in two
+    pages with its record; its results go to a new, cold range of keys at 500 writes a
+    second, which the nodes' pages of results (one per report) stay far below."""
     headline = scenario.load("headline")
     cold = run.run(headline)
     warm = run.run(headline.model_copy(update={"store_profile": "firestore-warm"}))
     for report in (cold, warm):
         assert report["checks"]["inputs_lost"] == 0
-        # Per input: its queue item, its lease and the item's delete; then the results.
-        assert report["store_writes"] > 3 * 1000
-    # The 1,000 items of the push alone take 2 s at a cold queue's 500 writes a second (a
-    # second's worth at once); the leases and deletes wait on the same queue.
-    assert cold["time_to_first_start_s"] >= warm["time_to_first_start_s"] + 0.9
-    assert cold["time_to_all_results_s"] >= warm["time_to_all_results_s"] + 3.0
+        assert report["store_writes"] < 1000  # an item, a lease and a delete each, before
+    assert cold["time_to_all_results_s"] < warm["time_to_all_results_s"] + 0.5
 
 
 def test_burla_sim_headline_prints_the_time_to_all_results() -> None:

@@ -1,5 +1,8 @@
 """The input state machine: claims, attempts, returns, first result wins, cancel."""
 
+import pytest
+
+from burla.core.errors import InvariantError
 from burla.core.inputs import (
     CancelJob,
     Discard,
@@ -8,6 +11,7 @@ from burla.core.inputs import (
     InputMachine,
     InputRaised,
     InputsClaimed,
+    InputsHandedOut,
     InputsSucceeded,
     InputStatus,
     InputTimedOut,
@@ -16,6 +20,7 @@ from burla.core.inputs import (
     RecordFailure,
     Requeue,
     WorkerDied,
+    handed_to,
 )
 from burla.core.models import JobState
 
@@ -167,3 +172,43 @@ def test_stopping_at_an_input_that_failed_fails_the_job_and_the_rest_never_run()
         2: InputStatus.CANCELED,
         3: InputStatus.CANCELED,
     }
+
+
+def test_inputs_handed_out_are_the_nodes_until_its_workers_claim_them():
+    machine = InputMachine(4, max_returns=0)
+    assert machine.handle(InputsHandedOut("node-a", (0, 1, 2))) == []
+    assert [r.status for r in machine.inputs] == [InputStatus.LEASED] * 3 + [InputStatus.QUEUED]
+    assert machine.queued == 1
+    # A worker of that node takes them: no return is counted (max_returns=0 would fail it).
+    assert machine.handle(InputsClaimed("w1", "node-a", (0, 1))) == []
+    assert [machine.inputs[n].worker for n in (0, 1, 2)] == ["w1", "w1", handed_to("node-a")]
+    assert [machine.inputs[n].returns for n in (0, 1, 2)] == [0, 0, 0]
+    machine.handle(InputsSucceeded("w1", (0,)))
+    assert machine.outcomes == {0: InputStatus.SUCCEEDED}
+
+
+def test_a_node_lost_with_inputs_handed_out_puts_them_back_without_using_tries():
+    machine = InputMachine(3, retries=0)
+    machine.handle(InputsHandedOut("node-a", (0, 1)))
+    machine.handle(InputsHandedOut("node-b", (2,)))
+    machine.handle(InputsClaimed("w1", "node-a", (0,)))
+    commands = machine.handle(NodeLost("node-a"))
+    assert sorted(i for c in commands if isinstance(c, Requeue) for i in c.indices) == [0, 1]
+    assert [machine.inputs[n].status for n in (0, 1)] == [InputStatus.QUEUED] * 2
+    assert [machine.inputs[n].attempts for n in (0, 1)] == [0, 0]
+    assert machine.inputs[2].worker == handed_to("node-b")
+
+
+def test_canceling_stops_workers_but_not_the_nodes_handed_out_inputs():
+    machine = InputMachine(2)
+    machine.handle(InputsHandedOut("node-a", (0, 1)))
+    machine.handle(InputsClaimed("w1", "node-a", (0,)))
+    commands = machine.handle(CancelJob())
+    assert [c for c in commands if isinstance(c, KillWorker)] == [KillWorker("w1", "job canceled")]
+
+
+def test_an_input_not_queued_cannot_be_handed_out():
+    machine = InputMachine(1)
+    machine.handle(InputsClaimed("w1", "node-a", (0,)))
+    with pytest.raises(InvariantError, match="handed out while leased"):
+        machine.handle(InputsHandedOut("node-a", (0,)))

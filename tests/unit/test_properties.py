@@ -38,6 +38,7 @@ from burla.core.inputs import (
     InputMachine,
     InputRaised,
     InputsClaimed,
+    InputsHandedOut,
     InputsSucceeded,
     InputStatus,
     InputTimedOut,
@@ -47,6 +48,7 @@ from burla.core.inputs import (
     Requeue,
     Resumed,
     WorkerDied,
+    handed_to,
 )
 from burla.core.kill_plan import plan_containers
 from burla.core.memory import next_memory_gb
@@ -62,6 +64,7 @@ from tests.strategies import (
     EndJob,
     FailNode,
     FinishDelete,
+    HandOut,
     InputScenario,
     KillPlanCase,
     LookAtMachines,
@@ -75,6 +78,7 @@ from tests.strategies import (
     Step,
     Submit,
     Succeed,
+    TakeHanded,
     TimeOut,
     cluster_scenarios,
     input_scenarios,
@@ -477,6 +481,7 @@ class InputHarness:
         self.nodes = [self._new_id("node") for _ in range(scenario.nodes)]
         self.workers: dict[str, str] = {}  # live workers and their nodes
         self.holds: dict[str, list[int]] = {}  # what each worker believes it was given
+        self.handed: dict[str, list[int]] = {}  # handed out to each node, no worker's yet
         self.running: dict[str, int] = {}
         for k in range(scenario.workers):
             self._spawn(self.nodes[k % len(self.nodes)])
@@ -497,6 +502,12 @@ class InputHarness:
                 if taken:
                     del self.queue[:count]
                     self.claim(pick(list(self.workers), worker), taken, lease_s)
+            case HandOut(node, count):
+                self.hand_out(pick(self.nodes, node), count)
+            case TakeHanded(worker, count):
+                takers = [w for w, node in self.workers.items() if self.handed.get(node)]
+                if takers:
+                    self.take_handed(pick(takers, worker), count)
             case Redeliver(index, worker, lease_s):
                 now = self.clock.now()
                 expired = sorted(i for i, (_, until) in self.store_leases.items() if until <= now)
@@ -536,6 +547,7 @@ class InputHarness:
                 for gone in [w for w, node in self.workers.items() if node == lost]:
                     self._remove(gone)
                     self._spawn(self.nodes[slot])
+                self.handed.pop(lost, None)
                 self.send(NodeLost(lost))
             case Renew(worker, lease_s):
                 renewing = pick(list(self.workers), worker)
@@ -549,13 +561,32 @@ class InputHarness:
             case _:
                 raise AssertionError(f"unknown action {action!r}")
 
-    # What workers do ---------------------------------------------------------------------
-    def claim(self, worker: str, indices: list[int], lease_s: float) -> None:
+    # What main_service and workers do ----------------------------------------------------
+    def hand_out(self, node: str, count: int) -> None:
+        """Hand queued inputs to a node with workers, as main_service does with its
+        assignment: only inputs it holds as queued, while the job runs."""
+        if self.machine.state.finished or node not in self.workers.values():
+            return
+        queued = [i for i in self.queue if self.machine.inputs[i].status is InputStatus.QUEUED]
+        taken = queued[:count]
+        if taken:
+            self.queue = [i for i in self.queue if i not in taken]
+            self.handed.setdefault(node, []).extend(taken)
+            self.send(InputsHandedOut(node, tuple(taken)))
+
+    def take_handed(self, worker: str, count: int) -> None:
+        node = self.workers[worker]
+        taken, self.handed[node] = self.handed[node][:count], self.handed[node][count:]
+        self.claim(worker, taken, None)
+
+    def claim(self, worker: str, indices: list[int], lease_s: float | None) -> None:
+        """The worker claims the inputs: from the Store under a lease, or (`lease_s`
+        None) from those handed out to its node."""
         recorded = {i for i in indices if i in self.outcomes}
         job_over = bool(self.finished_as)
-        until = self.clock.now() + lease_s
         for i in indices:
-            self.store_leases[i] = (worker, until)
+            if lease_s is not None:
+                self.store_leases[i] = (worker, self.clock.now() + lease_s)
             if i not in self.holds[worker] and self.running.get(worker) != i:
                 self.holds[worker].append(i)
         # Its node gives the worker the most memory any input it takes needs, for good.
@@ -595,6 +626,8 @@ class InputHarness:
                 self.report(next(iter(self.running)), succeeded=True)
             elif holder := next((w for w in self.workers if self.holds[w]), None):
                 self.start(holder)
+            elif taker := next((w for w, n in self.workers.items() if self.handed.get(n)), None):
+                self.take_handed(taker, 3)
             elif self.queue:
                 taken, self.queue = self.queue[:3], self.queue[3:]
                 self.claim(next(iter(self.workers)), taken, 60.0)
@@ -674,7 +707,10 @@ class InputHarness:
                 and record.status in (InputStatus.LEASED, InputStatus.RUNNING)
                 and (i in self.holds[holder] or self.running.get(holder) == i)
             )
-            assert i in self.queue or held, f"input {i} is lost: {record}"
+            handed = any(
+                holder == handed_to(node) and i in inputs for node, inputs in self.handed.items()
+            )
+            assert i in self.queue or held or handed, f"input {i} is lost: {record}"
 
         assert len(self.finished_as) <= 1, f"FinishJob came {len(self.finished_as)} times"
         if machine.state.finished:
