@@ -16,7 +16,8 @@ as an item of its own too, whatever the job's size: `<index>@<GB>` -> RUN
 memory left in the queue never stands in its way), which the node that claims it runs
 on a worker of that memory.
 
-Small jobs keep an item per input with the input in it: no page to read on the way.
+A small job's inputs ride with its nodes' assignments (handed_inputs); those no node had
+room for are queued an item per input with the input in it: no page to read on the way.
 """
 
 from __future__ import annotations

@@ -51,6 +51,27 @@ def test_a_job_goes_on_when_main_service_is_killed_and_started_again(cluster_roo
     assert restarted.pid != killed.pid, "the client started the cluster again"
 
 
+def half_second_square(x: int) -> int:
+    time.sleep(0.5)
+    return x * x
+
+
+@pytest.mark.slow
+def test_a_small_job_goes_on_when_main_service_is_killed_and_started_again(cluster_root):
+    """Six inputs on the one node: each came with its assignment and is in no queue; the
+    new main_service queues those whose result is missing, and they run again."""
+    inputs = list(range(6))
+    results = remote_parallel_map(half_second_square, inputs, generator=True, spinner=False)
+    first = next(results)
+    killed = local.read(cluster_root)
+    assert killed is not None
+    os.kill(killed.pid, signal.SIGKILL)
+    assert [first, *results] == [x * x for x in inputs]
+    restarted = local.read(cluster_root)
+    assert restarted is not None
+    assert restarted.pid != killed.pid, "the client started the cluster again"
+
+
 @pytest.mark.slow
 def test_a_detached_job_is_finished_by_the_main_service_that_took_it_over(cluster_root):
     job_id = remote_parallel_map(slow_square, list(range(20)), detach=True, spinner=False)

@@ -168,9 +168,11 @@ class JobDriver:
         """Queue the inputs of a small job that its first nodes were not handed. Nodes
         have the job already: a Store that is down is waited for."""
         rest, run.to_hand_out = run.to_hand_out, None
-        if rest and not run.state.finished:
+        if rest is None or run.state.finished:
+            return
+        if rest:
             await self.patient.push(queue_name(run.spec.job_id), list(rest))
-            self.nodes.backlog(run.spec.job_id, run.backlog())
+        self.nodes.backlog(run.spec.job_id, run.backlog())  # nodes that boot join for these
 
     async def queue_unfinished(self, run: JobRun) -> None:
         """A small job taken over: queue each input it has not finished on its own, read
