@@ -200,13 +200,13 @@ class Feed:
     # Sending -----------------------------------------------------------------------------
     async def _feed(self, assignment: Assignment) -> None:
         idle = Backoff(IDLE_POLL_FIRST_S, IDLE_POLL_MAX_S)
+        if assignment.pending:  # handed out with the assignment: to work before any claim
+            self._look_again(assignment)
+            await self._dispatch(assignment)
         if assignment.claimed >= assignment.job.n_inputs:  # all of them came with it
             assignment.look_again_at = self.clock.now() + idle.pause()
         while not assignment.ended and not assignment.failed:
             self._look_again(assignment)
-            if assignment.pending and assignment.room:  # handed out: before any claim
-                await self._dispatch(assignment)
-                self._look_again(assignment)
             wanted = sum(free for _, free in assignment.room.values()) - len(assignment.pending)
             if wanted > 0 and self.clock.now() >= assignment.look_again_at:
                 await self._claim(assignment, wanted, idle)
