@@ -129,10 +129,10 @@ class JobDriver:
         resumed: Resumption | None = None,
     ) -> None:
         """Queue the job's inputs and hand it to the cluster. A job that resumes another
-        first takes the results it reuses from it, and queues only the other inputs. A
-        small job's inputs are written to its pages with its first record, and its first
-        nodes get theirs with their assignments (services.handed_inputs): only the rest
-        are queued."""
+        first takes the results it reuses from it, and queues only the other inputs. Its
+        inputs are kept in its pages first: a big job's queue holds runs of them, and the
+        first nodes of a small job get theirs with their assignments
+        (services.handed_inputs); only the rest are queued."""
         job_id = run.spec.job_id
         self.adopt(run)
         self.last_activity = self.clock.now()
@@ -142,15 +142,12 @@ class JobDriver:
             items = await self._take_results(run, items, resumed)
         nodes = most_nodes(self.nodes.machine.config, run.spec)
         queued, run.run_length = queue_items(pages, items, nodes)
-        if run.run_length > 1:  # its runs refer to its pages: they go first
-            await self.store.put_many(pages)
+        await self.store.put_many(pages)
+        if run.run_length > 1:
             await self.store.push(queue_name(job_id), queued)
-            mark("main_service queued the inputs")
         else:
-            run.inputs_to_keep = pages
             run.to_hand_out = collections.deque(queued)
-            await self.save(run, self.store)  # durable before any node has an input
-            mark("main_service stored the inputs")
+        mark("main_service queued the inputs")
         if run.machine.state.finished:
             await self._finish(run, run.machine.state)
         elif job_id in self.canceled_early:
@@ -158,11 +155,10 @@ class JobDriver:
         else:
             await self.nodes.job_started(run.spec)
         await self._queue_the_rest(run)
-        if run.run_length > 1:
-            # The record, and the inputs kept with it, are for later readers: they are
-            # written once the nodes have their work (tasks start in the order they were
-            # spawned, and the nodes' went first).
-            self._spawn(self.save, run)
+        # The record is for later readers (and a main_service that takes the job over): it
+        # is written once the nodes have their work (tasks start in the order they were
+        # spawned, and the nodes' went first).
+        self._spawn(self.save, run)
 
     async def _queue_the_rest(self, run: JobRun) -> None:
         """Queue the inputs of a small job that its first nodes were not handed. Nodes
@@ -425,11 +421,8 @@ class JobDriver:
         """Queue inputs that ran out of memory again, each as an item of its own for a
         worker of more memory (input_runs.grown_input), then let go of the items they
         came in (a run is acked by its node, once all of it ended there). The new items
-        read their inputs from the job's pages: a job too small for runs writes them
-        first, if its first record has not yet."""
+        read their inputs from the job's pages, which every job writes first."""
         queue = queue_name(run.spec.job_id)
-        if run.inputs_to_keep is not None:
-            await self.save(run)
         await self.patient.push(queue, [grown_input(n, gb) for n, gb in grown])
         done = [r for n, _ in grown if (r := run.receipts.get(n)) is not None]
         if stale := [r for r in done if r not in run.runs]:
@@ -508,28 +501,22 @@ class JobDriver:
         run.error = error
         await self._finish(run, JobState.FAILED)
 
-    async def save(self, run: JobRun, store: Store | None = None) -> None:
+    async def save(self, run: JobRun) -> None:
         """The job's record in the Store: its spec, its state, and why it failed. Writes
         take turns and each writes the state of its turn, so the last one is the latest.
         A running job is listed as such in the write of its first record, and no longer
-        once its record says it ended: every running record is listed. Its inputs are
-        kept in the first write too. `store`: the one to write the first record to (at
-        the job's start, the Store that fails rather than waits for it)."""
+        once its record says it ended: every running record is listed."""
         job_id = run.spec.job_id
         async with run.record_lock:
             record = job_record(run, self.clock.now())
-            first = {job_key(job_id): record, **(run.inputs_to_keep or {})}
             if not run.state.finished and not run.listed_running:
-                await (store or self.patient).put_many({running_key(job_id): {}, **first})
+                await self.patient.put_many({running_key(job_id): {}, job_key(job_id): record})
                 run.listed_running = True
-            elif run.inputs_to_keep:
-                await self.patient.put_many(first)
             else:
                 await self.patient.put(job_key(job_id), record)
             if record["state"] != JobState.RUNNING.value and run.listed_running:
                 await self.patient.delete(running_key(job_id))
                 run.listed_running = False
-            run.inputs_to_keep = None
             if "ended_at" in record:
                 run.ended_saved.set()
 

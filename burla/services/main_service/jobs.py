@@ -18,7 +18,6 @@ from burla.core.clock import Clock
 from burla.core.cost import NodeTime
 from burla.core.inputs import InputMachine, InputsHandedOut, InputStatus, Resumed
 from burla.core.models import JobSpec, JobState
-from burla.core.protocols import Data
 from burla.core.resume import indices_in, ranges
 from burla.services.main_service.job_logs import JobLog
 from burla.services.main_service.users import ADMIN, owner_of
@@ -86,8 +85,6 @@ class JobRun:
     ended_at: float | None = None
     result_bytes: int = 0
     """The size of the results published: what the job keeps in the Store once it ends."""
-    inputs_to_keep: dict[str, Data] | None = None
-    """Its inputs' pages (input_pages), until its first record is written with them."""
     input_bytes: int = 0
     """The size of the inputs it keeps in the Store, beside its results."""
     package_keys: tuple[str, ...] = ()
