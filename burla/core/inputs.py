@@ -9,11 +9,12 @@ burla.core's timeout rule, and reports it.) A result is recorded once per input 
 first wins). A failed attempt (the function raised, the worker died while running it,
 or it ran past the job's timeout) uses up one of the input's tries; `retries` more tries
 follow. An input whose worker or node vanished before it finished goes back to the
-queue without using a try, at most `max_returns` times. With `grow_memory`, an input whose worker went
-over its memory runs its next try with twice the memory (burla.core.memory), up to its
-node's whole memory; one that ran out with the whole node fails at once. After every
-step `validate()` checks that no input is lost (each unfinished input is queued or
-leased to a known worker) and that no finished input changes its outcome.
+queue without using a try, at most `max_returns` times. With `grow_memory`, an input
+whose worker went over its memory runs its next try with twice the memory
+(burla.core.memory), up to its node's whole memory; one that ran out with the whole node
+fails at once. After every step `validate()` checks that no input is lost (each
+unfinished input is queued or leased to a known worker) and that no finished input
+changes its outcome.
 """
 
 from __future__ import annotations
