@@ -177,8 +177,8 @@ class JobDriver:
         if run.run_length > 1:
             return  # its queue holds its runs, and what came back of them
         inputs = run.machine.inputs
-        waiting = [n for n, record in enumerate(inputs) if not record.status.finished]
-        await self.patient.push(queue_name(run.spec.job_id), [one_input(n) for n in waiting])
+        if waiting := [n for n, record in enumerate(inputs) if not record.status.finished]:
+            await self.patient.push(queue_name(run.spec.job_id), list(map(one_input, waiting)))
 
     def adopt(self, run: JobRun) -> None:
         """Hold the job (a new one, or one taken over), and keep it to its max_cost."""
