@@ -11,12 +11,16 @@ from typing import Any
 import pytest
 from hypothesis import given
 
+from burla.core.errors import BurlaError
 from burla.sim import run, scenario
 from burla.sim.scenario import Scenario
 from tests.sim.strategies import scenarios
 
 pytestmark = pytest.mark.slow
 
+WALL_LIMIT_S = 60.0
+"""Far past any random scenario's run (tenths of a second): one that runs longer has
+hung, and is printed so that it can be run again."""
 VARYING = ("wall_s", "events_per_s")
 """What may differ between two runs of one scenario: how fast this machine was."""
 
@@ -46,7 +50,12 @@ def test_random_scenarios_lose_nothing_record_nothing_twice_and_restore_standby(
 ) -> None:
     # validate=True: the services' own state machines check no node is on two jobs and
     # no input is lost or recorded twice after every step, too.
-    check_invariants(run.run(chosen, validate=True))
+    try:
+        report = run.run(chosen, validate=True, wall_limit_s=WALL_LIMIT_S)
+    except BurlaError:
+        print(f"this scenario did not finish: {chosen.model_dump_json()}", file=sys.stderr)
+        raise
+    check_invariants(report)
 
 
 def _timeline(report: dict[str, Any]) -> dict[str, Any]:
