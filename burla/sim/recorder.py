@@ -73,6 +73,8 @@ class Sample:
     machines: int
     machine_cpus: int
     busy_cpus: int
+    """The most CPUs busy at once since the previous sample: a burst of inputs shorter
+    than the sampling interval still shows."""
 
 
 class Recorder:
@@ -81,6 +83,7 @@ class Recorder:
         self.window_open = False
         self.busy_cpus = 0
         self.peak_busy_cpus = 0
+        self._peak_since_sample = 0
         self.busy_cpu_s = 0.0
         self._last_change = 0.0
         self.cpus_before_new_node = 0
@@ -104,7 +107,7 @@ class Recorder:
         self.first_new_ready = None
         self.busy_cpu_s = 0.0
         self._last_change = now
-        self.peak_busy_cpus = self.busy_cpus
+        self.peak_busy_cpus = self._peak_since_sample = self.busy_cpus
         self.cpus_before_new_node = self.busy_cpus
         self.peak_machines = self.alive
 
@@ -136,6 +139,7 @@ class Recorder:
         self._last_change = now
         self.busy_cpus += delta
         self.peak_busy_cpus = max(self.peak_busy_cpus, self.busy_cpus)
+        self._peak_since_sample = max(self._peak_since_sample, self.busy_cpus)
         if self.first_new_ready is None:
             self.cpus_before_new_node = max(self.cpus_before_new_node, self.busy_cpus)
 
@@ -176,9 +180,10 @@ class Recorder:
                 busy=counts[NodeState.BUSY],
                 machines=self.alive,
                 machine_cpus=self.alive_cpus,
-                busy_cpus=self.busy_cpus,
+                busy_cpus=self._peak_since_sample,
             )
         )
+        self._peak_since_sample = self.busy_cpus
 
     # Totals ------------------------------------------------------------------------------
     def totals(self, end: float) -> dict[str, Any]:
