@@ -5,10 +5,13 @@ input pages (input_pages) before anything is queued; its queue then holds one it
 run of inputs that sit in one page, `r<first>` -> RUN `<first>:<count>`. A node that
 claims a run reads the page once (pages are kept for the runs that follow) and handles
 each input as it handles an item of its own. It acks the run once every input of it
-ended there; main_service never acks or hands back a run a node holds, but puts an
-input back (a retry, a worker that died) as an item of its own, `<index>` -> RUN
-`<index>:1`, and acks the runs of a node that was lost once their unfinished inputs are
-queued on their own.
+succeeded there. main_service never hands back a run a node holds, but puts an input
+back (a retry, a worker that died) as an item of its own, `<index>` -> RUN
+`<index>:1`. It acks a run with an input that ended without a result (it raised, or its
+worker went) once every input of it is settled (finished, or queued on its own): only
+main_service writes what became of such an input, and a node's ack before that would
+leave it in no queue, with no result, if main_service died meanwhile. It acks the runs
+of a node that was lost once their unfinished inputs are queued on their own.
 
 An input that ran out of memory and is to run with more (burla.core.memory) is queued
 as an item of its own too, whatever the job's size: `<index>@<GB>` -> RUN

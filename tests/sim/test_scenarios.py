@@ -184,6 +184,53 @@ def test_inputs_claimed_after_their_job_ended_go_back_rather_than_to_the_workers
     assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
 
 
+def test_an_input_of_a_run_that_raised_while_main_service_was_down_is_not_lost() -> None:
+    """The node used to ack the run once all of it ended, so an input whose raise only the
+    dead main_service heard of was in no queue and had no result: the job never ended."""
+    path = (
+        Path(__file__).parent
+        / "regressions"
+        / ("raised-input-of-a-run-while-main-service-was-down.json")
+    )
+    report = run.run(scenario.load(str(path)), validate=True)
+    (job,) = report["jobs"]
+    assert job["state"] == "failed"
+    assert job["stopped_following"] == "input 2 failed: canceled the job"
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
+    assert report["checks"]["standby_restored"]
+
+
+def test_main_service_acks_a_run_whose_input_raised_once_it_queued_that_input_again() -> None:
+    """The node leaves such a run's ack to main_service: were it left unacked, its lease
+    would run out and the whole run would run again."""
+    chosen = scenario.Scenario.model_validate(
+        {
+            "name": "raised-in-runs",
+            "seed": 1,
+            "node_types": [{"name": "small", "cpus": 4, "ram_gb": 16, "boot_s": 30}],
+            "images": [{"image": "default", "start_s": 1, "pull_s": 5}],
+            "standby": [{"node_type": "small", "count": 1}],
+            "max_nodes": 1,
+            "jobs": [
+                {
+                    "at_s": 0,
+                    "n_inputs": 300,  # runs of several inputs, for longer than a lease
+                    "run_s": {"low": 5, "high": 10},
+                    "retries": 1,
+                    "raises": {"indices": [2, 7]},
+                    "return_exceptions": True,
+                }
+            ],
+        }
+    )
+    report = run.run(chosen, validate=True)
+    (job,) = report["jobs"]
+    assert job["results_received"] == 300
+    assert job["inputs_failed"] == 2
+    assert report["inputs_rerun"] == 2  # inputs 2 and 7, once each; nothing else
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
+
+
 def test_a_node_with_nothing_left_to_do_leaves_its_job_before_the_others_finish() -> None:
     """Three standby nodes take a job of long and short inputs (and three more refill
     standby): a node whose inputs are done once the queue is empty goes, rather than

@@ -341,6 +341,7 @@ class JobDriver:
             if run.state.finished:
                 return
             run.raised[index] = (kind, data)
+            run.settle(index)
             await self.handle(run, i.InputRaised(report.worker, index))
         if succeeded:
             run.publish_results(fresh, kept)
@@ -393,10 +394,12 @@ class JobDriver:
                         receipt = run.receipts.get(n)
                         if receipt is None or receipt in run.runs:
                             alone.append(n)
+                            run.settle(n)
                         else:
                             requeue.append(receipt)
                 case i.Grow(index, memory_gb):
                     grown.append((index, memory_gb))
+                    run.settle(index)
                 case i.Discard(_, indices):
                     # A run's input runs again: its node acks the run when all of it ended.
                     stale = [r for n in indices if (r := run.receipts.get(n)) not in run.runs]
@@ -405,8 +408,9 @@ class JobDriver:
                     node_id = run.worker_nodes.get(worker)
                     if node_id is not None:
                         self.nodes.kill_worker(node_id, worker, job_id)
-                case i.RecordFailure():
+                case i.RecordFailure(index):
                     await self._record_failure(run, command)
+                    run.settle(index)
                 case i.FinishJob(state):
                     await self._finish(run, state)
         if grown:
@@ -414,6 +418,10 @@ class JobDriver:
         if requeue:
             await self.patient.renew(queue_name(job_id), requeue, lease_s=0)
         await self._queue_alone(run, alone)
+        # Durable now (queued alone, grown or recorded failed): the node left the acks of
+        # these runs to main_service.
+        if run.settling and not run.state.finished and (settled := run.settled_runs()):
+            await self.patient.ack(queue_name(job_id), settled)
         if not run.state.finished:
             self.nodes.backlog(job_id, run.backlog())
 
@@ -424,6 +432,7 @@ class JobDriver:
         read their inputs from the job's pages, which every job writes first."""
         queue = queue_name(run.spec.job_id)
         await self.patient.push(queue, [grown_input(n, gb) for n, gb in grown])
+        run.on_their_own.update(n for n, _ in grown)
         done = [r for n, _ in grown if (r := run.receipts.get(n)) is not None]
         if stale := [r for r in done if r not in run.runs]:
             await self.patient.ack(queue, stale)

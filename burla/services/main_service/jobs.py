@@ -102,6 +102,9 @@ class JobRun:
     on_their_own: set[int] = field(default_factory=set)
     """Inputs queued again as items of their own: of runs, or handed out with an
     assignment (services.handed_inputs)."""
+    settling: set[str] = field(default_factory=set)
+    """Runs with an input their node let go (it raised, or its worker went): the node
+    leaves their acks to main_service, once every input of each is settled."""
     to_hand_out: collections.deque[tuple[str, bytes]] | None = None
     """The queue items of its inputs, while its first nodes are told: each is handed as
     many as it runs at once; the rest are queued then."""
@@ -152,6 +155,31 @@ class JobRun:
         held = self.runs.pop(receipt)
         self.in_runs_unseen -= held.unseen
         return held
+
+    def settle(self, index: int) -> None:
+        """Input `index` ended on its node without a result: main_service acks the run it
+        came in (if any) once all of that run is settled."""
+        receipt = self.receipts.get(index)
+        if receipt is not None and receipt in self.runs:
+            self.settling.add(receipt)
+
+    def settled_runs(self) -> list[str]:
+        """The runs in `settling` all of whose inputs are finished or queued on their
+        own, now no longer held; each run's receipt, for main_service to ack."""
+        inputs = self.machine.inputs
+        done: list[str] = []
+        for receipt in list(self.settling):
+            held = self.runs.get(receipt)
+            if held is not None and not all(
+                inputs[n].status.finished or n in self.on_their_own
+                for n in range(held.first, held.first + held.count)
+            ):
+                continue
+            self.settling.discard(receipt)
+            if held is not None:
+                self.let_go(receipt)
+                done.append(receipt)
+        return done
 
     def backlog(self) -> int:
         """Inputs that wait in the job's queue for a node to claim them."""

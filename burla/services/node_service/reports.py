@@ -106,12 +106,10 @@ class Reporter:
         if batch.indices:
             self._done.append(batch)
 
-    def let_go(self, job_id: str, claim: Claim) -> None:
+    def let_go(self, claim: Claim) -> None:
         """An input ended here without a result to write (it raised, or its worker went):
-        main_service settles it, but the run it came in is acked here once every input
-        of it ended."""
-        if self.runs.ended(claim.receipt):
-            self._acks.append((job_id, claim.receipt))
+        main_service settles it, and acks its item (or the run it came in)."""
+        self.runs.let_go(claim.receipt)
 
     def hurry(self) -> None:
         """The node holds no input it has not finished: the results it reports next are
