@@ -200,6 +200,20 @@ def test_an_input_of_a_run_that_raised_while_main_service_was_down_is_not_lost()
     assert report["checks"]["standby_restored"]
 
 
+def test_a_resume_reuses_a_result_its_node_wrote_as_the_job_was_canceled() -> None:
+    path = Path(__file__).parent / "regressions" / "result-written-as-its-job-was-canceled.json"
+    report = run.run(scenario.load(str(path)), validate=True)
+    assert [job["state"] for job in report["jobs"]] == [
+        "canceled",
+        "succeeded",
+        "canceled",
+        "succeeded",
+    ]
+    assert report["checks"]["resumed_inputs_run_again"] == 0
+    assert report["checks"]["resumed_inputs_not_run"] == 0
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
+
+
 def test_main_service_acks_a_run_whose_input_raised_once_it_queued_that_input_again() -> None:
     """The node leaves such a run's ack to main_service: were it left unacked, its lease
     would run out and the whole run would run again."""

@@ -110,13 +110,17 @@ class ClusterDriver:
         """Give the job its nodes (now, or as they come free)."""
         await self.apply(self.machine.handle(c.JobSubmitted(job)))
 
-    async def job_ended(self, job_id: str, *, cancel: bool) -> None:
-        """The job's nodes back to standby; `cancel` stops workers still running it."""
+    async def job_ended(self, job_id: str, *, cancel: bool, reset: anyio.Event) -> None:
+        """The job's nodes back to standby; `cancel` stops workers still running it.
+        `reset` is set once each of them has answered (or is gone): a node answers once
+        the results it finished are durable."""
+        answers: list[Callable[[], Awaitable[bool]]] = []
         for command in self.machine.handle(c.JobEnded(job_id)):
             if isinstance(command, c.ResetNode):
-                await self._recycle(command.node_id, job_id, cancel)
+                answers += await self._recycle(command.node_id, job_id, cancel)
             else:
                 await self.apply([command])
+        self._spawn(_all_answered, answers, reset)
 
     async def prune_packages(self, max_bytes: int) -> dict[str, bool]:
         """Every connected node keeps its package cache within `max_bytes`: node -> done."""
@@ -157,7 +161,7 @@ class ClusterDriver:
         elif health.build != build_id():
             await self.node_refused(node_id, build_mismatch(health.build))
         else:
-            await self._recycle(node_id, None, cancel=True)
+            self._spawn_all(await self._recycle(node_id, None, cancel=True))
 
     async def _connect(self, node_id: str, address: str) -> NodeLink | None:
         """The node's connection, kept as its link; None (and the node lost) if it fails."""
@@ -233,7 +237,7 @@ class ClusterDriver:
                     self._close_link(node_id)
                     self._begin_delete(node_id)
                 case c.ResetNode(node_id):
-                    await self._recycle(node_id, None, False)
+                    self._spawn_all(await self._recycle(node_id, None, False))
                 case c.ReleaseNode(node_id, job_id, keep):
                     self._left(job_id, node_id)
                     self._spawn(self._release, node_id, job_id, keep)
@@ -346,22 +350,29 @@ class ClusterDriver:
         """Take a node off a job: once it has handed back what it may have claimed since
         it said it had nothing to do, it is standby again (`keep`) or deleted."""
         if keep:
-            await self._recycle(node_id, job_id, cancel=True)
+            self._spawn_all(await self._recycle(node_id, job_id, cancel=True))
             return
         await self._call_node(node_id, Reset(job_id, True))
         self._close_link(node_id)
         self._begin_delete(node_id)
 
-    async def _recycle(self, node_id: str, job_id: str | None, cancel: bool) -> None:
+    async def _recycle(
+        self, node_id: str, job_id: str | None, cancel: bool
+    ) -> list[Callable[[], Awaitable[bool]]]:
         """Back to standby after job `job_id`; `cancel` stops workers still running it.
         The node is ready for the next job at once: it carries out its connection's
         requests in order, and the reset is sent before the node can be given another
         job (the same one again, too: a reset sent after it would end it), so it lands
         first (a node that is gone is reported lost by its connection)."""
         link = self.links.get(node_id)
-        if link is not None:
-            self._spawn(await link.send(Reset(job_id, cancel)))
+        answered = [] if link is None else [await link.send(Reset(job_id, cancel))]
         await self.apply(self.machine.handle(c.NodeBooted(node_id)))
+        return answered
+
+    def _spawn_all(self, answers: list[Callable[[], Awaitable[bool]]]) -> None:
+        """Wait for these answers in the background."""
+        for answer in answers:
+            self._spawn(answer)
 
     async def _call_node(self, node_id: str, request: Request, payload: bytes = b"") -> bool:
         link = self.links.get(node_id)
@@ -424,3 +435,9 @@ class ClusterDriver:
     def _spawn(self, function: Callable[..., Any], *args: Any) -> None:
         assert self._tasks is not None
         self._tasks.start_soon(function, *args)
+
+
+async def _all_answered(answers: list[Callable[[], Awaitable[bool]]], done: anyio.Event) -> None:
+    for answer in answers:
+        await answer()
+    done.set()

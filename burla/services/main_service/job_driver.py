@@ -473,7 +473,8 @@ class JobDriver:
         # The client waiting for the job gets its answer before what follows is written.
         await anyio.lowlevel.checkpoint()
         # A recycled node stops the job and resets in one request; a deleted one just goes.
-        await self.nodes.job_ended(job_id, cancel=state is not JobState.SUCCEEDED)
+        cancel = state is not JobState.SUCCEEDED
+        await self.nodes.job_ended(job_id, cancel=cancel, reset=run.nodes_reset)
         await run.log.flush(self.patient)  # before the record says it ended
         await self.save(run)
         self.last_activity = self.clock.now()

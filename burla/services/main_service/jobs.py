@@ -68,6 +68,9 @@ class JobRun:
     ended_saved: anyio.Event = field(default_factory=anyio.Event)
     """Set once its record in the Store says it ended, with what it keeps: its client
     hears of the end before, and a job that resumes it waits for the record."""
+    nodes_reset: anyio.Event = field(default_factory=anyio.Event)
+    """Set once the nodes it ended on have answered their reset (or are gone): each has
+    made the results it finished durable, which a job that resumes it reads."""
     state: JobState = JobState.RUNNING
     error: str | None = None
     failure: dict[str, Any] | None = None

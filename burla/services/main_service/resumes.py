@@ -30,7 +30,8 @@ GONE = (
 )
 
 RECORD_WAIT_S = 30.0
-"""How long a job resumed the moment it ended waits for its record to be written."""
+"""How long a job resumed the moment it ended waits for its record to be written and its
+nodes to be reset."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,11 @@ async def resumption(
     held = jobs.get(old)
     if held is not None and held.state.finished:
         # Its client heard of its end before its record was written: resumed at once, it
-        # waits for the record (within RECORD_WAIT_S, or the Store says what it says).
+        # waits for the record, and for its nodes to have written what they finished as
+        # it was stopped (within RECORD_WAIT_S, or the Store says what it says).
         with anyio.move_on_after(RECORD_WAIT_S):
             await held.ended_saved.wait()
+            await held.nodes_reset.wait()
     doc = await store.get(job_key(old))
     if (held is None or not may_see(owner, held.owner)) and (
         doc is None or not may_see(owner, owner_of(doc.data))

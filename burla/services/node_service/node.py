@@ -228,6 +228,7 @@ class NodeService:
             return
         if assignment is not None:
             await self.feed.end(assignment.job.job_id, cancel=cancel)
+            await self.reporter.report_finished()  # before main_service hears of the reset
         await self.pool.home_again()
         await self.pool.drop_unwanted()
         await self.start_standby()

@@ -74,6 +74,8 @@ class Reporter:
         self.news = False
         """Urgent events are queued that no report has carried yet."""
         self._flushing = False
+        self._flush_over = anyio.Event()
+        """Set as the flush under way ends (and replaced by a new one)."""
         self._last_report = -math.inf
         self._busy = False
         """The last report carried BUSY_RESULTS results or more, and no hurry came since."""
@@ -157,6 +159,8 @@ class Reporter:
             await self._flush()
         finally:
             self._flushing = False
+            self._flush_over.set()
+            self._flush_over = anyio.Event()
             if self.news:
                 self._report_ready.set()  # what came meanwhile goes next
 
@@ -244,3 +248,12 @@ class Reporter:
         if events:
             report = Report(self.node_id, [event.to_json() for event in events])
             await self.report(report, b"".join(payloads))
+
+    async def report_finished(self) -> None:
+        """Make every result finished so far durable, and report it, now (a job ends here:
+        a job that resumes it reads its results). Results the Store does not take wait
+        for the next try, as any do."""
+        while self._flushing:
+            await self._flush_over.wait()
+        if self._done or self.news:
+            await self.flush()
