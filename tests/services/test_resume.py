@@ -269,6 +269,7 @@ async def test_a_job_resumed_the_moment_it_ended_waits_for_its_record() -> None:
         await anyio.sleep(0.2)
         await service.store.put(job_key(OLD), ended.data)
         held.ended_saved.set()
+        held.nodes_reset.set()  # it ran on no node
 
     async with serving(service, TOKEN) as client, anyio.create_task_group() as tasks:
         tasks.start_soon(write_the_ended_record)
