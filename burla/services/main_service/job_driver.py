@@ -50,6 +50,11 @@ from burla.services.result_pages import FAILED, RESUMED, write_results
 from burla.services.retrying import PatientStore, patiently
 from burla.services.store_keys import job_key, queue_name, running_key
 
+RECORD_AFTER_S = 0.05
+"""How long a job runs before its record is written, unless its client is told first
+that it runs: a short job ends before, and has one record only, the last, written once
+its client has its answer (three writes fewer: the running record, its listing and the
+listing's removal)."""
 BUDGET_CHECK_S = 1.0
 """How often jobs with a max_cost are looked at, at most."""
 BUDGET_LEAST_PAUSE_S = 0.01
@@ -155,10 +160,25 @@ class JobDriver:
         else:
             await self.nodes.job_started(run.spec)
         await self._queue_the_rest(run)
-        # The record is for later readers (and a main_service that takes the job over): it
-        # is written once the nodes have their work (tasks start in the order they were
-        # spawned, and the nodes' went first).
-        self._spawn(self.save, run)
+        self._spawn(self._record_later, run)
+
+    async def _record_later(self, run: JobRun) -> None:
+        """Write the record of a job that still runs RECORD_AFTER_S after it started, if
+        its client's answer did not write it sooner (record_running); a job that ended by
+        then has one record only, the last."""
+        await anyio.sleep(RECORD_AFTER_S)
+        await self.record_running(run)
+
+    async def record_running(self, run: JobRun) -> None:
+        """Have the Store hold the record of a running job, and list it as running, so
+        that a main_service that restarts takes it over; the job's client is answered
+        after it. Until then nothing is lost if main_service stops: a client whose
+        submission went unanswered sends it again, and the job starts anew. (A job that
+        ended before it was recorded, and whose main_service stops after answering its
+        client and before writing its last record, is left with no record: its client
+        has its results, and they are in the Store, but the job is not listed.)"""
+        if not run.state.finished and not run.listed_running:
+            await self.save(run)
 
     async def _queue_the_rest(self, run: JobRun) -> None:
         """Queue the inputs of a small job that its first nodes were not handed. Nodes
