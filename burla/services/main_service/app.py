@@ -202,6 +202,15 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
             pickled = await service.blobs.get(str(key))
         return Response(pickled, media_type="application/octet-stream")
 
+    async def _inputs_kept(job_id: str, user: str) -> None:
+        """Have the job's inputs in the Store (a small job's go with its first record:
+        they are written now if it has none yet), or raise NotFoundError."""
+        run = visible_run(service, job_id, user)
+        if run is not None:
+            await service.job_driver.keep_pages(run)
+        elif await visible_record(service, job_id, user) is None:
+            raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
+
     @app.get("/jobs/{job_id}/inputs", response_class=Response, responses=FRAMES_ANSWER)
     async def kept_inputs_route(
         job_id: str, user: User, after: Annotated[int, Query(ge=-1)] = -1
@@ -210,9 +219,7 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
         a frame whose header gives each one's index, kind ("inline": its pickled
         arguments follow; "blob": big, read it from /jobs/{id}/inputs/{index}) and size,
         and "next", the `after` of the next page (None after the last)."""
-        held = visible_run(service, job_id, user) is not None
-        if not held and await visible_record(service, job_id, user) is None:
-            raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
+        await _inputs_kept(job_id, user)
         header, payload = await kept_page(service.store, job_id, after)
         return Response(wire.encode(header, payload), media_type=FRAMES)
 
@@ -222,9 +229,7 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
     ) -> Response:
         """Input `index` of the job as it was sent (its pickled arguments), kept with the
         job's results (see input_pages)."""
-        held = visible_run(service, job_id, user) is not None
-        if not held and await visible_record(service, job_id, user) is None:
-            raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
+        await _inputs_kept(job_id, user)
         kind, data = await kept_input(service.store, job_id, index)
         if kind == BLOB_KIND:
             data = await service.blobs.get(data.decode())

@@ -135,9 +135,11 @@ class JobDriver:
     ) -> None:
         """Queue the job's inputs and hand it to the cluster. A job that resumes another
         first takes the results it reuses from it, and queues only the other inputs. Its
-        inputs are kept in its pages first: a big job's queue holds runs of them, and the
-        first nodes of a small job get theirs with their assignments
-        (services.handed_inputs); only the rest are queued."""
+        inputs are kept in its pages: a big job's are written first, for its queue holds
+        runs of them; the first nodes of a small job get theirs with their assignments
+        (services.handed_inputs), only the rest are queued (each item holds its input),
+        and its pages are written with its first record (see save), or before an input
+        is queued again (keep_pages)."""
         job_id = run.spec.job_id
         self.adopt(run)
         self.last_activity = self.clock.now()
@@ -147,10 +149,11 @@ class JobDriver:
             items = await self._take_results(run, items, resumed)
         nodes = most_nodes(self.nodes.machine.config, run.spec)
         queued, run.run_length = queue_items(pages, items, nodes)
-        await self.store.put_many(pages)
         if run.run_length > 1:
+            await self.store.put_many(pages)
             await self.store.push(queue_name(job_id), queued)
         else:
+            run.pages_to_write = pages
             run.to_hand_out = collections.deque(queued)
         mark("main_service queued the inputs")
         if run.machine.state.finished:
@@ -393,10 +396,21 @@ class JobDriver:
         await self._queue_alone(run, waiting)
         await self.patient.ack(queue_name(run.spec.job_id), receipts)
 
+    async def keep_pages(self, run: JobRun) -> None:
+        """Write the job's input pages if they are not in the Store yet: before a queue
+        item that reads its input from them."""
+        if run.pages_to_write is not None:
+            async with run.record_lock:
+                if run.pages_to_write is not None:
+                    await self.patient.put_many(run.pages_to_write)
+                    run.pages_to_write = None
+
     async def _queue_alone(self, run: JobRun, indices: list[int]) -> None:
         """Queue inputs of runs, or handed out, again as items of their own (once: an
-        item's id is its input's index, and a queue keeps one item per id)."""
+        item's id is its input's index, and a queue keeps one item per id), which read
+        them from the job's pages."""
         if alone := [n for n in indices if n not in run.on_their_own]:
+            await self.keep_pages(run)
             await self.patient.push(queue_name(run.spec.job_id), [one_input(n) for n in alone])
             run.on_their_own.update(alone)
 
@@ -451,6 +465,7 @@ class JobDriver:
         came in (a run is acked by its node, once all of it ended there). The new items
         read their inputs from the job's pages, which every job writes first."""
         queue = queue_name(run.spec.job_id)
+        await self.keep_pages(run)
         await self.patient.push(queue, [grown_input(n, gb) for n, gb in grown])
         run.on_their_own.update(n for n, _ in grown)
         done = [r for n, _ in grown if (r := run.receipts.get(n)) is not None]
@@ -535,15 +550,21 @@ class JobDriver:
         """The job's record in the Store: its spec, its state, and why it failed. Writes
         take turns and each writes the state of its turn, so the last one is the latest.
         A running job is listed as such in the write of its first record, and no longer
-        once its record says it ended: every running record is listed."""
+        once its record says it ended: every running record is listed. Input pages not
+        written yet go with the record, in the same write."""
         job_id = run.spec.job_id
         async with run.record_lock:
             record = job_record(run, self.clock.now())
+            pages = run.pages_to_write or {}
             if not run.state.finished and not run.listed_running:
-                await self.patient.put_many({running_key(job_id): {}, job_key(job_id): record})
+                listed = {running_key(job_id): {}, job_key(job_id): record}
+                await self.patient.put_many({**pages, **listed})
                 run.listed_running = True
+            elif pages:
+                await self.patient.put_many({**pages, job_key(job_id): record})
             else:
                 await self.patient.put(job_key(job_id), record)
+            run.pages_to_write = None
             if record["state"] != JobState.RUNNING.value and run.listed_running:
                 await self.patient.delete(running_key(job_id))
                 run.listed_running = False

@@ -18,6 +18,7 @@ from burla.core.clock import Clock
 from burla.core.cost import NodeTime
 from burla.core.inputs import InputMachine, InputsHandedOut, InputStatus, Resumed
 from burla.core.models import JobSpec, JobState
+from burla.core.protocols import Data
 from burla.core.resume import indices_in, ranges
 from burla.services.main_service.job_logs import JobLog
 from burla.services.main_service.users import ADMIN, owner_of
@@ -90,6 +91,9 @@ class JobRun:
     """The size of the results published: what the job keeps in the Store once it ends."""
     input_bytes: int = 0
     """The size of the inputs it keeps in the Store, beside its results."""
+    pages_to_write: dict[str, Data] | None = None
+    """Its input pages while they are not in the Store yet: a small job's are written
+    with its first record, or before the first queue item that reads them (JobDriver)."""
     package_keys: tuple[str, ...] = ()
     """The archives of the packages it needs, in the blob store."""
     skipped: tuple[int, ...] = ()
