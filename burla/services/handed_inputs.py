@@ -1,9 +1,10 @@
 """Inputs that ride with a node's assignment: no queue item, no claim, no ack.
 
 A job small enough for an item per input (input_runs.run_length 1) has its inputs
-written to its input pages, as every job has, before any node hears of it. Then
-main_service hands each node it assigns at the job's start as many inputs as it runs at
-once, in the assignment itself (link_wire.Assign), and queues only the rest. The node
+written to its input pages with its first record, or before one of them is queued
+again (main_service.job_driver), not before its nodes hear of it. main_service hands
+each node it assigns at the job's start as many inputs as it runs at once, in the
+assignment itself (link_wire.Assign), and queues only the rest. The node
 starts them as the assignment arrives, under a receipt that names no queue item (its
 node's handed_receipt): nothing of them is renewed, acked or handed back in the queue.
 main_service holds them as the node's (core.inputs.InputsHandedOut) and queues one on
