@@ -165,16 +165,21 @@ def test_a_slow_link_between_main_service_and_nodes_slows_the_job_and_loses_noth
     assert report["standby_restored"]
 
 
+def _regression(name: str) -> dict[str, Any]:
+    """The report of the scenario kept in regressions/ as `name`, its invariants checked
+    after every step."""
+    path = Path(__file__).parent / "regressions" / f"{name}.json"
+    return run.run(scenario.load(str(path)), validate=True)
+
+
 def test_an_input_acked_by_a_node_that_died_before_reporting_it_is_taken_in() -> None:
-    path = Path(__file__).parent / "regressions" / "acked-input-of-a-lost-node.json"
-    report = run.run(scenario.load(str(path)), validate=True)
+    report = _regression("acked-input-of-a-lost-node")
     assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
     assert [job["state"] for job in report["jobs"]].count("succeeded") == 4
 
 
 def test_inputs_claimed_after_their_job_ended_go_back_rather_than_to_the_workers() -> None:
-    path = Path(__file__).parent / "regressions" / "claim-that-returns-after-its-job-ended.json"
-    report = run.run(scenario.load(str(path)), validate=True)
+    report = _regression("claim-that-returns-after-its-job-ended")
     assert [job["state"] for job in report["jobs"]] == [
         "succeeded",
         "succeeded",
@@ -187,12 +192,7 @@ def test_inputs_claimed_after_their_job_ended_go_back_rather_than_to_the_workers
 def test_an_input_of_a_run_that_raised_while_main_service_was_down_is_not_lost() -> None:
     """The node used to ack the run once all of it ended, so an input whose raise only the
     dead main_service heard of was in no queue and had no result: the job never ended."""
-    path = (
-        Path(__file__).parent
-        / "regressions"
-        / ("raised-input-of-a-run-while-main-service-was-down.json")
-    )
-    report = run.run(scenario.load(str(path)), validate=True)
+    report = _regression("raised-input-of-a-run-while-main-service-was-down")
     (job,) = report["jobs"]
     assert job["state"] == "failed"
     assert job["stopped_following"] == "input 2 failed: canceled the job"
@@ -201,8 +201,7 @@ def test_an_input_of_a_run_that_raised_while_main_service_was_down_is_not_lost()
 
 
 def test_a_resume_reuses_a_result_its_node_wrote_as_the_job_was_canceled() -> None:
-    path = Path(__file__).parent / "regressions" / "result-written-as-its-job-was-canceled.json"
-    report = run.run(scenario.load(str(path)), validate=True)
+    report = _regression("result-written-as-its-job-was-canceled")
     assert [job["state"] for job in report["jobs"]] == [
         "canceled",
         "succeeded",

@@ -475,7 +475,7 @@ class Feed:
                     done.results.append(data)
                     done.receipts.append(claim.receipt)
                 else:
-                    self.reporter.let_go(claim)
+                    self.reporter.runs.let_go(claim.receipt)
             self.reporter.finished(done)
         if indices:
             report = wire.ResultsReport(job_id, worker.name, indices, kinds, sizes)

@@ -37,8 +37,9 @@ class HeldRuns:
         return True
 
     def let_go(self, receipt: str) -> None:
-        """An input of run `receipt` ended here without a result: main_service settles
-        it, and acks the run (the node stops renewing it once all of it ended)."""
+        """An input of `receipt` ended here without a result (it raised, or its worker
+        went): main_service settles it, and acks its item, or the run it came in (the
+        node stops renewing the run once all of it ended)."""
         if receipt in self._left:
             self._let_go.add(receipt)
             self.ended(receipt)

@@ -307,7 +307,7 @@ class NodeService:
             await self.reporter.report_news()
         if job_id is not None:  # what it held ended here: main_service puts it back
             for claim in worker.inflight.values():
-                self.reporter.let_go(claim)
+                self.reporter.runs.let_go(claim.receipt)
 
     async def _replaced(self, old: Worker, new: Worker) -> None:
         await self.feed.replaced(old, new)

@@ -108,11 +108,6 @@ class Reporter:
         if batch.indices:
             self._done.append(batch)
 
-    def let_go(self, claim: Claim) -> None:
-        """An input ended here without a result to write (it raised, or its worker went):
-        main_service settles it, and acks its item (or the run it came in)."""
-        self.runs.let_go(claim.receipt)
-
     def hurry(self) -> None:
         """The node holds no input it has not finished: the results it reports next are
         a job's last here, which go at the short interval (REPORT_INTERVAL_S)."""
