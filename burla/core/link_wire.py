@@ -25,7 +25,9 @@ class Assign(Message):
     are the blob keys of the packages it needs; `token`, the job's token for its workers;
     `run_length`, how many inputs one of its queue items holds at most
     (services.input_runs). `handed` are inputs handed out to the node with it
-    (services.handed_inputs): their bytes end the payload, `handed_sizes` of them."""
+    (services.handed_inputs): their bytes end the payload, `handed_sizes` of them.
+    `results_every_s`: how often the node writes and reports results at most while it
+    still runs inputs of the job (its last go at once)."""
 
     job: dict[str, Any]
     workers: int
@@ -35,6 +37,7 @@ class Assign(Message):
     run_length: int = 1
     handed: tuple[int, ...] = ()
     handed_sizes: tuple[int, ...] = ()
+    results_every_s: float = 0.0
     id: int = 0
 
     def function_of(self, payload: bytes) -> bytes:

@@ -4,7 +4,10 @@ A job small enough for an item per input (input_runs.run_length 1) has its input
 written to its input pages with its first record, or before one of them is queued
 again (main_service.job_driver), not before its nodes hear of it. main_service hands
 each node it assigns at the job's start as many inputs as it runs at once, in the
-assignment itself (link_wire.Assign), and queues only the rest. The node
+assignment itself (link_wire.Assign), and queues only the rest. A job queued in runs
+hands each of its first nodes half its share (input_runs.handed_each), then writes its
+pages and queues the rest in runs: its nodes work from the start, however long the
+queue's writes take. The node
 starts them as the assignment arrives, under a receipt that names no queue item (its
 node's handed_receipt): nothing of them is renewed, acked or handed back in the queue.
 main_service holds them as the node's (core.inputs.InputsHandedOut) and queues one on
@@ -21,6 +24,8 @@ from collections.abc import Sequence
 from burla.core.protocols import Claim
 
 HANDED_PREFIX = "handed-out:"
+HANDED_BYTES = 16 << 20
+"""Bytes of inputs one assignment hands out at most, past its one input per worker."""
 
 Item = tuple[str, bytes]
 

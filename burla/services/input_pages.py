@@ -3,8 +3,8 @@ kept: what lets a failed input be run again on a user's own machine, or a job be
 again from a shell, after it ended.
 
 The queue holds each input until it is done; these pages keep them after. Inputs sit
-in pages as results do (burla.services.result_pages: up to 500 inputs and about 512 KiB
-each), an inline input's pickled arguments or a big input's blob key. A page's
+in pages as results do (burla.services.result_pages: about 512 KiB each, but up to
+PAGE_INPUTS inputs), an inline input's pickled arguments or a big input's blob key. A page's
 key ends with the index of its last input, so the page that holds input `n` is the
 first one listed after the key of `n - 1`.
 
@@ -26,6 +26,10 @@ from burla.core.resume import input_digest
 from burla.services.result_pages import page_cuts
 from burla.services.store_keys import IN_BLOB, INLINE, inputs_prefix
 
+PAGE_INPUTS = 2_000
+"""Inputs a page keeps at most: a big job's pages are written before its queue's runs
+(which read them), at 500 writes a second to a new key range on Firestore: 500 pages
+for a million inputs."""
 INLINE_KIND = "inline"
 BLOB_KIND = "blob"
 _KINDS = {INLINE[0]: INLINE_KIND, IN_BLOB[0]: BLOB_KIND}
@@ -48,7 +52,7 @@ def input_pages(
     queued = [items[n][1] for n in order]
     sizes = [len(data) - 1 for data in queued]
     pages: dict[str, Data] = {}
-    for start, end in page_cuts(sizes):
+    for start, end in page_cuts(sizes, PAGE_INPUTS):
         page = [indices[n] for n in order[start:end]]
         rows = queued[start:end]
         data: Data = {

@@ -1,8 +1,9 @@
 """Queue items that hold runs of inputs: one claim, renewal and ack for many inputs.
 
-A job big enough to spread over several runs per node has its inputs written to its
-input pages (input_pages) before anything is queued; its queue then holds one item per
-run of inputs that sit in one page, `r<first>` -> RUN `<first>:<count>`. A node that
+A job big enough to spread over several runs per node hands each of its first nodes
+half its share with the assignment (services.handed_inputs), then has its inputs
+written to its input pages (input_pages) before the rest is queued: one item per run of
+inputs that sit in one page, `r<first>` -> RUN `<first>:<count>`. A node that
 claims a run reads the page once (pages are kept for the runs that follow) and handles
 each input as it handles an item of its own. It acks the run once every input of it
 succeeded there. main_service never hands back a run a node holds, but puts an input
@@ -30,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from burla.core import wire
-from burla.core.errors import InvariantError, NotFoundError
+from burla.core.errors import NotFoundError
 from burla.core.protocols import Data, Store
 from burla.services.input_pages import BLOB_KIND, page_key
 from burla.services.store_keys import IN_BLOB, INLINE, RUN, RUN_PREFIX, inputs_prefix
@@ -38,8 +39,13 @@ from burla.services.store_keys import IN_BLOB, INLINE, RUN, RUN_PREFIX, inputs_p
 RUNS_PER_NODE = 8
 """Runs a job's queue holds for each node it may run on: enough that the nodes finish
 together (a node holds one run ahead of its workers), few enough that a run is many
-inputs."""
-MOST_PER_RUN = 256
+inputs..."""
+MOST_RUNS = 1_000
+"""...but no more than this: each run is three writes to the job's queue (its push, claim
+and ack), and a new queue on Firestore takes 500 writes a second at first (the 500/50/5
+rule). A job on more nodes hands each its first inputs (services.handed_inputs) and
+queues about a run per node for the rest."""
+MOST_PER_RUN = 1_000
 PAGES_KEPT = 8
 """Input pages a node keeps read, per job: runs are claimed oldest first, so the runs of
 one page come one after another."""
@@ -50,23 +56,15 @@ Item = tuple[str, bytes]
 def run_length(n_inputs: int, nodes: int) -> int:
     """Inputs per run for a job of `n_inputs` that may run on up to `nodes` nodes; 1 is
     an item per input."""
-    return max(1, min(MOST_PER_RUN, n_inputs // (max(1, nodes) * RUNS_PER_NODE)))
+    runs = min(max(1, nodes) * RUNS_PER_NODE, MOST_RUNS)
+    return max(1, min(MOST_PER_RUN, n_inputs // runs))
 
 
-def queue_items(
-    pages: dict[str, Data], items: Sequence[Item], nodes: int
-) -> tuple[list[Item], int]:
-    """The items that queue `items` (inputs kept in `pages`, by key): runs of inputs
-    that follow one another in one page, or for a job too small for runs the items
-    themselves; and the inputs a run holds at most."""
-    length = run_length(len(items), nodes)
-    if length == 1:
-        return list(items), 1
-    if sum(len(page["indices"]) for page in pages.values()) == len(items):
-        # Every input of the job is queued (it resumes none) and its pages hold inputs
-        # that follow one another: its runs are cut from each page, not input by input.
-        return runs_of_pages(pages, length), length
-    return runs_of_items(pages, items, length), length
+def handed_each(n_inputs: int, nodes: int) -> int:
+    """Inputs handed to each node a job queued in runs gets at its start: half its share
+    if it may run on `nodes` nodes. They start with no claim from the queue; the other
+    half, in runs, is what nodes that finish early (or join late) take over."""
+    return n_inputs // (2 * max(1, nodes))
 
 
 def runs_of_items(pages: dict[str, Data], items: Sequence[Item], length: int) -> list[Item]:
@@ -87,19 +85,6 @@ def runs_of_items(pages: dict[str, Data], items: Sequence[Item], length: int) ->
         count += 1
     if count:
         runs.append(_run(first, count))
-    return runs
-
-
-def runs_of_pages(pages: dict[str, Data], length: int) -> list[Item]:
-    """Runs of up to `length` of every input the pages keep: runs_of_items of them all,
-    a page at a time."""
-    runs: list[Item] = []
-    for key in sorted(pages):
-        indices = pages[key]["indices"]
-        first, end = indices[0], indices[0] + len(indices)
-        if indices[-1] != end - 1:
-            raise InvariantError(f"input page {key} holds inputs that do not follow one another")
-        runs += [_run(at, min(length, end - at)) for at in range(first, end, length)]
     return runs
 
 

@@ -29,6 +29,10 @@ from burla.services.store_keys import results_prefix
 
 PAGE_RESULTS = 500
 PAGE_BYTES = 512 << 10
+RESULT_PAGES_PER_S = 200.0
+"""Pages of results the nodes of a big job write a second together, at most, while they
+run its inputs: a job's results are a new key range, which Firestore takes at 500
+writes a second at first, and each node's last results go at once, besides."""
 """A page is cut before it passes this many bytes of results: Firestore holds documents of
 up to 1 MiB. A result bigger than this goes to the blob store, and its page holds its key."""
 IN_BLOB = "@blob"
@@ -44,6 +48,12 @@ Result = tuple[int, str, bytes]
 _Row = TypeVar("_Row", bound=tuple[Any, ...])
 Written = tuple[int, str, bytes, str]
 """A result to write: index, kind, bytes, and who wrote it (delivery_tag, or FAILED)."""
+
+
+def results_every_s(nodes: int) -> float:
+    """How often each node of a big job that may run on `nodes` nodes writes its results
+    at most while busy: RESULT_PAGES_PER_S among them all."""
+    return nodes / RESULT_PAGES_PER_S
 
 
 def page_key(job_id: str, first: int, writer: str) -> str:
@@ -102,17 +112,17 @@ async def write_succeeded(
     await store.put_many(written, create_only=True)
 
 
-def page_cuts(sizes: Sequence[int]) -> list[tuple[int, int]]:
+def page_cuts(sizes: Sequence[int], most: int = PAGE_RESULTS) -> list[tuple[int, int]]:
     """Where rows of these sizes (in index order) are cut into pages, as cut_pages cuts
-    them: (start, end) of each page. A page ends before PAGE_RESULTS rows, and before the
-    row that passes PAGE_BYTES, unless that row is its first."""
+    them: (start, end) of each page. A page ends before `most` rows, and before the row
+    that passes PAGE_BYTES, unless that row is its first."""
     ends = list(accumulate(sizes))
     cuts: list[tuple[int, int]] = []
     start = 0
     while start < len(ends):
         before = ends[start - 1] if start else 0
         fit = bisect_right(ends, before + PAGE_BYTES, lo=start)
-        end = min(start + PAGE_RESULTS, max(start + 1, fit))
+        end = min(start + most, max(start + 1, fit))
         cuts.append((start, end))
         start = end
     return cuts

@@ -12,12 +12,13 @@ from burla.core.errors import NotFoundError
 from burla.services.input_pages import (
     BLOB_KIND,
     INLINE_KIND,
+    PAGE_INPUTS,
     input_pages,
     kept_bytes,
     kept_input,
 )
 from burla.services.main_service.retention import forget_oldest
-from burla.services.result_pages import PAGE_BYTES, PAGE_RESULTS
+from burla.services.result_pages import PAGE_BYTES
 from burla.services.store_keys import IN_BLOB, INLINE, inputs_prefix
 from tests.services.memory_main import memory_service, serving
 from tests.services.test_takeover import until_saved
@@ -32,25 +33,25 @@ def items(n: int, size: int = 2) -> list[tuple[str, bytes]]:
 
 
 def test_inputs_are_cut_into_pages_keyed_by_their_last_input() -> None:
-    pages = input_pages("job-1", items(PAGE_RESULTS + 3))
+    pages = input_pages("job-1", items(PAGE_INPUTS + 3))
     assert [key.removeprefix(inputs_prefix("job-1")) for key in pages] == [
-        f"{PAGE_RESULTS - 1:09d}",
-        f"{PAGE_RESULTS + 2:09d}",
+        f"{PAGE_INPUTS - 1:09d}",
+        f"{PAGE_INPUTS + 2:09d}",
     ]
-    assert kept_bytes(pages) == 2 * (PAGE_RESULTS + 3)
+    assert kept_bytes(pages) == 2 * (PAGE_INPUTS + 3)
     by_bytes = input_pages("job-1", [("0", INLINE + bytes(PAGE_BYTES)), ("1", IN_BLOB + b"k")])
     assert [page["kinds"] for page in by_bytes.values()] == [[INLINE_KIND], [BLOB_KIND]]
 
 
 async def test_each_input_is_read_back_from_the_page_that_holds_it() -> None:
     store = MemoryStore(WallClock())
-    kept = [*items(2 * PAGE_RESULTS + 1), (str(2 * PAGE_RESULTS + 1), IN_BLOB + b"uploads/k")]
+    kept = [*items(2 * PAGE_INPUTS + 1), (str(2 * PAGE_INPUTS + 1), IN_BLOB + b"uploads/k")]
     await store.put_many(input_pages("job-1", kept))
-    for index in (0, PAGE_RESULTS - 1, PAGE_RESULTS, 2 * PAGE_RESULTS):
+    for index in (0, PAGE_INPUTS - 1, PAGE_INPUTS, 2 * PAGE_INPUTS):
         assert await kept_input(store, "job-1", index) == (INLINE_KIND, bytes([index % 256]) * 2)
-    assert await kept_input(store, "job-1", 2 * PAGE_RESULTS + 1) == (BLOB_KIND, b"uploads/k")
-    with pytest.raises(NotFoundError, match=f"no input {2 * PAGE_RESULTS + 2} kept"):
-        await kept_input(store, "job-1", 2 * PAGE_RESULTS + 2)
+    assert await kept_input(store, "job-1", 2 * PAGE_INPUTS + 1) == (BLOB_KIND, b"uploads/k")
+    with pytest.raises(NotFoundError, match=f"no input {2 * PAGE_INPUTS + 2} kept"):
+        await kept_input(store, "job-1", 2 * PAGE_INPUTS + 2)
     with pytest.raises(NotFoundError):
         await kept_input(store, "job-2", 0)
 

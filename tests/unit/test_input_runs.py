@@ -9,21 +9,21 @@ from hypothesis import strategies as st
 
 from burla.backends.memory import MemoryStore
 from burla.core.clock import WallClock
-from burla.core.protocols import Document
+from burla.core.protocols import Data, Document
 from burla.services.input_pages import input_pages
 from burla.services.input_runs import (
     MOST_PER_RUN,
+    MOST_RUNS,
     RUNS_PER_NODE,
     KeptInputs,
     grown_input,
+    handed_each,
     is_run,
     memory_of,
     one_input,
-    queue_items,
     run_length,
     run_of,
     runs_of_items,
-    runs_of_pages,
 )
 from burla.services.store_keys import IN_BLOB, INLINE
 
@@ -39,19 +39,34 @@ def items_of(sizes: list[int]) -> list[tuple[str, bytes]]:
 def test_a_run_is_a_share_of_what_each_node_gets_within_bounds() -> None:
     assert run_length(10, nodes=1) == 1  # fewer inputs than runs per node: an item each
     assert run_length(1_000, nodes=11) == 1_000 // (11 * RUNS_PER_NODE)
-    assert run_length(10_000, nodes=1) == MOST_PER_RUN
+    assert run_length(100_000, nodes=1) == MOST_PER_RUN
     assert run_length(100, nodes=0) == 100 // RUNS_PER_NODE
+    # On many nodes a job's queue holds at most MOST_RUNS runs: its writes stay few.
+    assert run_length(500_000, nodes=1_000) == 500_000 // MOST_RUNS
 
 
-@given(st.lists(st.integers(0, 4000), min_size=1, max_size=1500), st.integers(1, 40))
+def test_a_big_job_hands_each_of_its_nodes_half_its_share() -> None:
+    assert handed_each(1_000_000, nodes=1_000) == 500
+    assert handed_each(300, nodes=1) == 150
+    assert handed_each(10, nodes=0) == 5
+
+
+def queued(
+    pages: dict[str, Data], items: list[tuple[str, bytes]], nodes: int
+) -> tuple[list[tuple[str, bytes]], int]:
+    """What a job queues of `items` if it may run on `nodes`: runs, or the items."""
+    length = run_length(len(items), nodes)
+    return (runs_of_items(pages, items, length) if length > 1 else items), length
+
+
+@given(st.lists(st.integers(0, 4000), min_size=1, max_size=2500), st.integers(1, 40))
 def test_runs_cover_every_input_once_each_within_one_page(sizes: list[int], nodes: int) -> None:
     items = items_of(sizes)
     pages = input_pages("job-1", items)
-    queued, length = queue_items(pages, items, nodes)
-    assert length == run_length(len(sizes), nodes)
+    items_queued, length = queued(pages, items, nodes)
     page_of = {i: key for key, page in pages.items() for i in page["indices"]}  # type: ignore[union-attr]
     covered: list[int] = []
-    for item_id, data in queued:
+    for item_id, data in items_queued:
         run = run_of(data)
         if length == 1:
             assert run is None  # the item holds its input
@@ -67,23 +82,13 @@ def test_runs_cover_every_input_once_each_within_one_page(sizes: list[int], node
     assert covered == list(range(len(sizes)))
 
 
-@given(st.lists(st.integers(0, 4000), min_size=1, max_size=1500), st.integers(1, 300))
-def test_the_runs_of_a_whole_job_are_cut_from_its_pages_as_from_its_inputs(
-    sizes: list[int], length: int
-) -> None:
-    """A job that queues every input has its runs cut a page at a time: the same runs."""
-    items = items_of(sizes)
-    pages = input_pages("job-1", items)
-    assert runs_of_pages(pages, length) == runs_of_items(pages, items, length)
-
-
 @given(st.sets(st.integers(0, 1999), min_size=1), st.integers(1, 3))
 def test_runs_of_a_resumed_job_hold_only_the_inputs_it_runs(again: set[int], nodes: int) -> None:
     items = items_of([10] * 2000)
     pages = input_pages("job-1", items)
-    queued, length = queue_items(pages, [items[i] for i in sorted(again)], nodes)
+    items_queued, length = queued(pages, [items[i] for i in sorted(again)], nodes)
     covered: list[int] = []
-    for item_id, data in queued:
+    for item_id, data in items_queued:
         run = run_of(data)
         if run is None:
             covered.append(int(item_id))
@@ -128,14 +133,14 @@ def test_a_node_reads_each_page_once_and_gets_the_inputs_as_they_were_sent() -> 
     async def main() -> None:
         items = items_of([20_000] * 120)  # pages of 26 inputs (512 KiB each)
         pages = input_pages("job-1", items)
-        queued, length = queue_items(pages, items, nodes=1)
+        items_queued, length = queued(pages, items, nodes=1)
         assert length == 120 // RUNS_PER_NODE
         assert len(pages) > 3
         store = CountedLists()
         await store.put_many(pages)
         kept = KeptInputs(store, "job-1")
         got: list[tuple[str, bytes]] = []
-        for _, data in queued:
+        for _, data in items_queued:
             run = run_of(data)
             assert run is not None
             got += await kept.run(*run)

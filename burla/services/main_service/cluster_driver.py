@@ -327,6 +327,7 @@ class ClusterDriver:
             run_length=run.run_length,
             handed=indices,
             handed_sizes=sizes,
+            results_every_s=run.results_every_s,
         )
         payload = run.function or b""
         if inputs:

@@ -26,13 +26,19 @@ from burla.core.errors import NotFoundError
 from burla.core.inputs import Failure, InputStatus
 from burla.core.memory import describe_gb
 from burla.core.models import JobState
-from burla.core.protocols import BlobStore, Store
+from burla.core.protocols import BlobStore, Data, Store
 from burla.core.scheduling import most_nodes
 from burla.core.trace import mark
 from burla.services.cluster_keys import JobTokens
 from burla.services.handed_inputs import is_handed
 from burla.services.input_pages import input_pages, kept_bytes
-from burla.services.input_runs import grown_input, one_input, queue_items
+from burla.services.input_runs import (
+    grown_input,
+    handed_each,
+    one_input,
+    run_length,
+    runs_of_items,
+)
 from burla.services.main_service.catch_up import CatchUp
 from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
@@ -46,7 +52,7 @@ from burla.services.main_service.retention import (
     Forgotten,
     forget_oldest,
 )
-from burla.services.result_pages import FAILED, RESUMED, write_results
+from burla.services.result_pages import FAILED, RESUMED, results_every_s, write_results
 from burla.services.retrying import PatientStore, patiently
 from burla.services.store_keys import job_key, queue_name, running_key
 
@@ -134,36 +140,51 @@ class JobDriver:
         resumed: Resumption | None = None,
     ) -> None:
         """Queue the job's inputs and hand it to the cluster. A job that resumes another
-        first takes the results it reuses from it, and queues only the other inputs. Its
-        inputs are kept in its pages: a big job's are written first, for its queue holds
-        runs of them; the first nodes of a small job get theirs with their assignments
-        (services.handed_inputs), only the rest are queued (each item holds its input),
-        and its pages are written with its first record (see save), or before an input
-        is queued again (keep_pages)."""
+        first takes the results it reuses from it, and queues only the other inputs. The
+        job's first nodes get inputs with their assignments (services.handed_inputs) and
+        only the rest are queued: a small job's an item per input (each holds its input),
+        a big job's in runs of inputs, which read them from its pages, written first
+        (_queue_the_rest). A small job's pages are written with its first record (see
+        save), or before an input is queued again (keep_pages)."""
         job_id = run.spec.job_id
         self.adopt(run)
         self.last_activity = self.clock.now()
-        pages = input_pages(job_id, items, digests)
-        run.input_bytes = kept_bytes(pages)
+        kept = items
         if resumed is not None:
             items = await self._take_results(run, items, resumed)
         nodes = most_nodes(self.nodes.machine.config, run.spec)
-        queued, run.run_length = queue_items(pages, items, nodes)
-        if run.run_length > 1:
-            await self.store.put_many(pages)
-            await self.store.push(queue_name(job_id), queued)
-        else:
-            run.pages_to_write = pages
-            run.to_hand_out = collections.deque(queued)
+        big = run_length(len(items), nodes) > 1
+        if big:
+            run.handed_each = handed_each(len(items), nodes)
+            run.run_length = run_length(len(items) - nodes * run.handed_each, nodes)
+            run.results_every_s = results_every_s(nodes)
+        run.to_hand_out = collections.deque(items)
         mark("main_service queued the inputs")
+        starts = not run.machine.state.finished and job_id not in self.canceled_early
+        if not (big and starts):
+            pages = self._keep_pages_of(run, kept, digests)
         if run.machine.state.finished:
             await self._finish(run, run.machine.state)
         elif job_id in self.canceled_early:
             await self.handle(run, i.CancelJob())
         else:
             await self.nodes.job_started(run.spec)
-        await self._queue_the_rest(run)
+        if big and starts:
+            # Its nodes are told first: cutting a million inputs into pages takes a second.
+            await anyio.lowlevel.checkpoint()
+            pages = self._keep_pages_of(run, kept, digests)
+        await self._queue_the_rest(run, pages)
         self._spawn(self._record_later, run)
+
+    @staticmethod
+    def _keep_pages_of(
+        run: JobRun, items: list[tuple[str, bytes]], digests: Mapping[int, bytes] | None
+    ) -> dict[str, Data]:
+        """The job's input pages, to be written (keep_pages, or with its first record)."""
+        pages = input_pages(run.spec.job_id, items, digests)
+        run.input_bytes = kept_bytes(pages)
+        run.pages_to_write = pages
+        return pages
 
     async def _record_later(self, run: JobRun) -> None:
         """Write the record of a job that still runs RECORD_AFTER_S after it started, if
@@ -183,24 +204,32 @@ class JobDriver:
         if not run.state.finished and not run.listed_running:
             await self.save(run)
 
-    async def _queue_the_rest(self, run: JobRun) -> None:
-        """Queue the inputs of a small job that its first nodes were not handed. Nodes
-        have the job already: a Store that is down is waited for."""
+    async def _queue_the_rest(self, run: JobRun, pages: dict[str, Data]) -> None:
+        """Queue the inputs that the job's first nodes were not handed: a big job's in
+        runs of its `pages`, once they are written. Nodes have the job already: a Store
+        that is down is waited for."""
         rest, run.to_hand_out = run.to_hand_out, None
         if rest is None or run.state.finished:
             return
+        if run.run_length > 1:
+            await self.keep_pages(run)
+            rest = collections.deque(runs_of_items(pages, list(rest), run.run_length))
         if rest:
             await self.patient.push(queue_name(run.spec.job_id), list(rest))
         self.nodes.backlog(run.spec.job_id, run.backlog())  # nodes that boot join for these
 
     async def queue_unfinished(self, run: JobRun) -> None:
-        """A small job taken over: queue each input it has not finished on its own, read
-        from its pages. Those handed out with assignments are in no queue, and the nodes
-        that held them were reset or lost; one that is in the queue stays as it is."""
-        if run.run_length > 1:
-            return  # its queue holds its runs, and what came back of them
+        """A job taken over: queue each input handed out with an assignment that it has
+        not finished on its own, read from its pages (they are in no queue, and the nodes
+        that held them were reset or lost); of a small job, every unfinished input (one
+        that is in the queue stays as it is). A big job's queue holds its runs, and what
+        came back of them."""
         inputs = run.machine.inputs
-        if waiting := [n for n, record in enumerate(inputs) if not record.status.finished]:
+        if run.run_length > 1:
+            waiting = [n for n in run.handed if not inputs[n].status.finished]
+        else:
+            waiting = [n for n, record in enumerate(inputs) if not record.status.finished]
+        if waiting:
             await self.patient.push(queue_name(run.spec.job_id), list(map(one_input, waiting)))
 
     def adopt(self, run: JobRun) -> None:

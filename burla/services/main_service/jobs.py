@@ -20,6 +20,7 @@ from burla.core.inputs import InputMachine, InputsHandedOut, InputStatus, Resume
 from burla.core.models import JobSpec, JobState
 from burla.core.protocols import Data
 from burla.core.resume import indices_in, ranges
+from burla.services.handed_inputs import HANDED_BYTES
 from burla.services.main_service.job_logs import JobLog
 from burla.services.main_service.users import ADMIN, owner_of
 
@@ -114,7 +115,16 @@ class JobRun:
     leaves their acks to main_service, once every input of each is settled."""
     to_hand_out: collections.deque[tuple[str, bytes]] | None = None
     """The queue items of its inputs, while its first nodes are told: each is handed as
-    many as it runs at once; the rest are queued then."""
+    many as it runs at once, or handed_each if that is more; the rest are queued then."""
+    handed_each: int = 0
+    """Inputs each of its first nodes is handed at least (a job queued in runs:
+    input_runs.handed_each)."""
+    results_every_s: float = 0.0
+    """How often each of its nodes writes and reports results at most while busy
+    (result_pages.results_every_s)."""
+    handed: list[int] = field(default_factory=list)
+    """The inputs of a job queued in runs that were handed out: in no queue, so a
+    main_service that takes it over queues those it finds unfinished."""
     listed_running: bool = False
     """Whether the Store lists it among the running jobs (store_keys.running_key)."""
     look_in_store_until: float = 0.0
@@ -139,14 +149,22 @@ class JobRun:
             self.runs[receipt] = HeldRun(node_id, first, count, count)
             self.in_runs_unseen += count
 
-    def hand_out(self, node_id: str, count: int) -> list[tuple[str, bytes]]:
-        """Up to `count` of its inputs for `node_id` to start with, held as the node's
-        (none once its first nodes were told)."""
+    def hand_out(self, node_id: str, workers: int) -> list[tuple[str, bytes]]:
+        """Inputs for `node_id` to start with on its `workers`, held as the node's (none
+        once its first nodes were told): one per worker, or handed_each, within
+        HANDED_BYTES."""
         waiting = self.to_hand_out
         if not waiting:
             return []
-        handed = [waiting.popleft() for _ in range(min(count, len(waiting)))]
-        self.machine.handle(InputsHandedOut(node_id, tuple(int(i) for i, _ in handed)))
+        handed = [waiting.popleft() for _ in range(min(workers, len(waiting)))]
+        size = sum(len(data) for _, data in handed)
+        while waiting and len(handed) < self.handed_each and size < HANDED_BYTES:
+            handed.append(waiting.popleft())
+            size += len(handed[-1][1])
+        indices = tuple(int(i) for i, _ in handed)
+        if self.run_length > 1:
+            self.handed += indices
+        self.machine.handle(InputsHandedOut(node_id, indices))
         return handed
 
     def held(self, receipts: Iterable[str]) -> None:
@@ -343,6 +361,8 @@ def job_record(run: JobRun, now: float) -> dict[str, Any]:
         }
         if run.skipped:
             record["resume"]["skipped"] = ranges(run.skipped)
+        if run.handed:
+            record["resume"]["handed"] = ranges(run.handed)
     return record
 
 
@@ -377,4 +397,5 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
         submitted_at=clock.now(),
         node_time=node_time,
         skipped=skipped,
+        handed=list(indices_in(resume.get("handed") or ())),
     )

@@ -80,6 +80,8 @@ class Assignment:
     """main_service was told the node has nothing to do for the job (see _say_drained)."""
     claim_s: float = 0.0
     """How long the node's claims of the job take (a moving average)."""
+    claiming: bool = False
+    """A claim is out: the feed goes on handing out what the node holds meanwhile."""
     run_length: int = 1
     """The most inputs one item of the job's queue holds (services.input_runs)."""
     slowest_s: float = 0.0
@@ -205,13 +207,30 @@ class Feed:
             await self._dispatch(assignment)
         if assignment.claimed >= assignment.job.n_inputs:  # all of them came with it
             assignment.look_again_at = self.clock.now() + idle.pause()
+        async with anyio.create_task_group() as claims:
+            await self._feed_until_ended(assignment, idle, claims)
+        late = [c.receipt for c in assignment.pending] + [c.receipt for c, _ in assignment.bigger]
+        if assignment.ended and late:  # claimed after end() gave back the rest
+            assignment.pending, assignment.bigger = [], []
+            await self._hand_back(assignment.job.job_id, late)
+
+    async def _feed_until_ended(
+        self, assignment: Assignment, idle: Backoff, claims: TaskGroup
+    ) -> None:
+        """Hand out what the node holds as workers have room, and claim more as it runs
+        low: a claim runs alongside (it may take a second behind a busy queue's writes),
+        and a job queued in runs is claimed ahead by about two frames per worker."""
         while not assignment.ended and not assignment.failed:
             self._look_again(assignment)
-            wanted = sum(free for _, free in assignment.room.values()) - len(assignment.pending)
-            if wanted > 0 and self.clock.now() >= assignment.look_again_at:
-                await self._claim(assignment, wanted, idle)
-                if assignment.ended or assignment.failed:
-                    break  # while the claim was out: what it got is not for these workers
+            room = sum(free for _, free in assignment.room.values())
+            wanted = room + _ahead(assignment) - len(assignment.pending)
+            if (
+                wanted > 0
+                and self.clock.now() >= assignment.look_again_at
+                and not assignment.claiming
+            ):
+                assignment.claiming = True
+                claims.start_soon(self._claim, assignment, wanted, idle)
             if assignment.bigger:
                 await self._give_bigger(assignment)
                 self._look_again(assignment)  # workers parked or grown meanwhile
@@ -224,8 +243,8 @@ class Feed:
             if pause > 0 and not assignment.pending:
                 with anyio.move_on_after(pause):
                     await assignment.wake.wait()
-            elif assignment.pending or wanted <= 0:
-                await assignment.wake.wait()  # a result or a new worker makes room
+            elif assignment.pending or assignment.claiming or wanted <= 0:
+                await assignment.wake.wait()  # a result, a claim or a new worker
             else:
                 # The time to look again came between the check above and now (the
                 # Store's clock and the event loop's differ by microseconds): look now. A
@@ -233,12 +252,15 @@ class Feed:
                 continue
             if assignment.wake.is_set():
                 assignment.wake = anyio.Event()
-        late = [c.receipt for c in assignment.pending] + [c.receipt for c, _ in assignment.bigger]
-        if assignment.ended and late:  # claimed after end() gave back the rest
-            assignment.pending, assignment.bigger = [], []
-            await self._hand_back(assignment.job.job_id, late)
 
     async def _claim(self, assignment: Assignment, wanted: int, idle: Backoff) -> None:
+        try:
+            await self._claim_now(assignment, wanted, idle)
+        finally:
+            assignment.claiming = False
+            assignment.wake.set()
+
+    async def _claim_now(self, assignment: Assignment, wanted: int, idle: Backoff) -> None:
         job = assignment.job
         mark("node claims inputs")
         started = self.clock.now()
@@ -317,7 +339,7 @@ class Feed:
         so that it may let the node go before the job's other nodes finish; again after
         the node finds inputs that came back."""
         idle = not assignment.pending and not assignment.bigger
-        idle = idle and not any(w.inflight for w in assignment.workers)
+        idle = idle and not assignment.claiming and not any(w.inflight for w in assignment.workers)
         if idle and assignment.look_again_at > self.clock.now() and not assignment.drained:
             assignment.drained = True
             self.reporter.event(wire.DrainedReport(assignment.job.job_id))
@@ -539,6 +561,16 @@ class Feed:
             ]
             for stop in overdue(looks, self.clock.now(), limit):
                 await self.pool.stop_overdue(stop.worker, stop.index)
+
+
+def _ahead(assignment: Assignment) -> int:
+    """Inputs a node claims beyond its workers' room: of a job queued in runs, two frames
+    per worker (for inputs of a second, two seconds of work, which a claim behind a
+    busy queue's writes takes at most); of a job queued input by input, none, for an
+    input claimed early may wait here while another node idles."""
+    if assignment.run_length == 1:
+        return 0
+    return 2 * sum(worker.batch for worker in assignment.workers)
 
 
 def _room(worker: Worker, assignment: Assignment) -> int:

@@ -79,6 +79,11 @@ class Reporter:
         self._last_report = -math.inf
         self._busy = False
         """The last report carried BUSY_RESULTS results or more, and no hurry came since."""
+        self._pace_s = 0.0
+        """The shortest time between two reports of the node's job while it is busy
+        (link_wire.Assign.results_every_s)."""
+        self._paced = False
+        """The last report went while the node was busy with a paced job."""
         self._hurried = False
         self._sooner = anyio.Event()
         """Set by hurry, for run's loop to wait the short interval only."""
@@ -111,11 +116,17 @@ class Reporter:
     def hurry(self) -> None:
         """The node holds no input it has not finished: the results it reports next are
         a job's last here, which go at the short interval (REPORT_INTERVAL_S)."""
-        self._busy, self._hurried = False, True
+        self._busy, self._paced, self._hurried = False, False, True
         self._sooner.set()
 
+    def pace(self, every_s: float) -> None:
+        """Report the next job's results at most every `every_s` while it keeps the node
+        busy: a big job's nodes together write few pages of results a second."""
+        self._pace_s = every_s
+
     def _interval(self) -> float:
-        return BUSY_REPORT_INTERVAL_S if self._busy else REPORT_INTERVAL_S
+        interval = BUSY_REPORT_INTERVAL_S if self._busy else REPORT_INTERVAL_S
+        return max(interval, self._pace_s) if self._paced else interval
 
     async def report_news(self) -> None:
         """Report as soon as there is news, from the task that heard it (no wake-up of
@@ -227,6 +238,7 @@ class Reporter:
         self._events, self._payloads, self._done = [], [], []
         self._busy = sum(len(batch.indices) for batch in done) >= BUSY_RESULTS
         self._busy = self._busy and not self._hurried
+        self._paced = self._pace_s > 0 and not self._hurried
         self._hurried = False
         try:
             await self._save(done)
