@@ -46,6 +46,7 @@ and ack), and a new queue on Firestore takes 500 writes a second at first (the 5
 rule). A job on more nodes hands each its first inputs (services.handed_inputs) and
 queues about a run per node for the rest."""
 MOST_PER_RUN = 1_000
+LEAST_PER_RUN = 8
 PAGES_KEPT = 8
 """Input pages a node keeps read, per job: runs are claimed oldest first, so the runs of
 one page come one after another."""
@@ -53,11 +54,11 @@ one page come one after another."""
 Item = tuple[str, bytes]
 
 
-def run_length(n_inputs: int, nodes: int) -> int:
-    """Inputs per run for a job of `n_inputs` that may run on up to `nodes` nodes; 1 is
-    an item per input."""
-    runs = min(max(1, nodes) * RUNS_PER_NODE, MOST_RUNS)
-    return max(1, min(MOST_PER_RUN, n_inputs // runs))
+def in_runs(n_inputs: int, nodes: int) -> bool:
+    """Whether a job of `n_inputs` that may run on up to `nodes` nodes is queued in runs:
+    it has two inputs or more for each run its queue would hold (RUNS_PER_NODE for each
+    node, MOST_RUNS in all)."""
+    return n_inputs // min(max(1, nodes) * RUNS_PER_NODE, MOST_RUNS) > 1
 
 
 def handed_each(n_inputs: int, nodes: int) -> int:
@@ -67,18 +68,51 @@ def handed_each(n_inputs: int, nodes: int) -> int:
     return n_inputs // (2 * max(1, nodes))
 
 
-def runs_of_items(pages: dict[str, Data], items: Sequence[Item], length: int) -> list[Item]:
-    """Runs of up to `length` of `items` that follow one another in one page."""
+def run_lengths(n_inputs: int, nodes: int) -> list[int]:
+    """The lengths of the runs that queue `n_inputs` of a job that may run on up to
+    `nodes` nodes, in queue order. Runs come in batches of one per node, each half of
+    what is left (factoring): the runs claimed last are short, so that no node is left
+    with a long one as the others finish. At most MOST_RUNS runs (unless that would make
+    them longer than MOST_PER_RUN): the last batch takes what is left evenly, in runs of
+    up to LEAST_PER_RUN, or fewer, longer runs within MOST_RUNS."""
+    nodes = max(1, nodes)
+    lengths: list[int] = []
+    left = n_inputs
+    while left > 0:
+        budget = MOST_RUNS - len(lengths)
+        size = min(MOST_PER_RUN, -(-left // (2 * nodes)))
+        if budget < 2 * nodes or size < LEAST_PER_RUN:
+            count = max(1, min(budget, -(-left // LEAST_PER_RUN)), -(-left // MOST_PER_RUN))
+            even, extra = divmod(left, count)
+            return lengths + [even + 1] * extra + [even] * (count - extra)
+        count = min(nodes, -(-left // size))
+        lengths += [size] * count
+        left -= min(left, size * count)
+    return lengths
+
+
+def runs_of_items(
+    pages: dict[str, Data], items: Sequence[Item], lengths: Sequence[int]
+) -> list[Item]:
+    """Runs of `items` that follow one another in one page, in index order, their
+    lengths as `lengths` says (the last for any beyond): a run cut short by the end of a
+    page leaves the rest of its length to the next."""
     page_ends = sorted(int(key.rsplit("/", 1)[1]) for key in pages)
     runs: list[Item] = []
     first = count = 0
     page_end = -1
+    turn = 0
+    want = lengths[0]
     for index in sorted(int(item_id) for item_id, _ in items):
         next_page = index > page_end
         if next_page:
             page_end = page_ends[bisect.bisect_left(page_ends, index)]
-        if count and (next_page or index != first + count or count == length):
+        if count and (next_page or index != first + count or count == want):
             runs.append(_run(first, count))
+            want -= count
+            if want <= 0:
+                turn += 1
+                want = lengths[min(turn, len(lengths) - 1)]
             count = 0
         if not count:
             first = index

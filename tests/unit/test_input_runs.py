@@ -12,16 +12,18 @@ from burla.core.clock import WallClock
 from burla.core.protocols import Data, Document
 from burla.services.input_pages import input_pages
 from burla.services.input_runs import (
+    LEAST_PER_RUN,
     MOST_PER_RUN,
     MOST_RUNS,
     RUNS_PER_NODE,
     KeptInputs,
     grown_input,
     handed_each,
+    in_runs,
     is_run,
     memory_of,
     one_input,
-    run_length,
+    run_lengths,
     run_of,
     runs_of_items,
 )
@@ -36,13 +38,38 @@ def items_of(sizes: list[int]) -> list[tuple[str, bytes]]:
     ]
 
 
-def test_a_run_is_a_share_of_what_each_node_gets_within_bounds() -> None:
-    assert run_length(10, nodes=1) == 1  # fewer inputs than runs per node: an item each
-    assert run_length(1_000, nodes=11) == 1_000 // (11 * RUNS_PER_NODE)
-    assert run_length(100_000, nodes=1) == MOST_PER_RUN
-    assert run_length(100, nodes=0) == 100 // RUNS_PER_NODE
-    # On many nodes a job's queue holds at most MOST_RUNS runs: its writes stay few.
-    assert run_length(500_000, nodes=1_000) == 500_000 // MOST_RUNS
+def test_a_job_is_queued_in_runs_once_it_has_two_inputs_for_each_run() -> None:
+    assert not in_runs(10, nodes=1)  # fewer inputs than runs per node: an item each
+    assert in_runs(2 * RUNS_PER_NODE, nodes=1)
+    assert not in_runs(2 * 11 * RUNS_PER_NODE - 1, nodes=11)
+    assert in_runs(2 * MOST_RUNS, nodes=10_000)  # no more than MOST_RUNS runs in all
+    assert in_runs(100, nodes=0)
+
+
+@given(st.integers(1, 2_000_000), st.integers(0, 3_000))
+def test_run_lengths_cover_every_input_in_few_runs_that_shrink_toward_the_end(
+    n_inputs: int, nodes: int
+) -> None:
+    lengths = run_lengths(n_inputs, nodes)
+    assert sum(lengths) == n_inputs
+    assert all(1 <= length <= MOST_PER_RUN for length in lengths)
+    assert len(lengths) <= max(MOST_RUNS, -(-n_inputs // MOST_PER_RUN))
+    # Factoring: each batch of runs (one per node) is half of what is left, so runs only
+    # shrink, but for the last batch, which shares out what is left evenly.
+    assert lengths[-1] <= lengths[0]
+    if len(lengths) < MOST_RUNS:
+        assert lengths[-1] <= LEAST_PER_RUN
+    assert lengths[: max(1, nodes)] == [lengths[0]] * min(len(lengths), max(1, nodes)) or (
+        max(lengths) - min(lengths) <= 1
+    )
+
+
+def test_a_million_inputs_on_a_thousand_nodes_are_a_run_each_and_a_tenth_shrinks() -> None:
+    assert run_lengths(500_000, nodes=1_000) == [500] * 1_000
+    tenth = run_lengths(50_000, nodes=100)
+    assert tenth[:100] == [250] * 100
+    assert tenth[-1] <= LEAST_PER_RUN
+    assert len(tenth) < MOST_RUNS
 
 
 def test_a_big_job_hands_each_of_its_nodes_half_its_share() -> None:
@@ -54,9 +81,12 @@ def test_a_big_job_hands_each_of_its_nodes_half_its_share() -> None:
 def queued(
     pages: dict[str, Data], items: list[tuple[str, bytes]], nodes: int
 ) -> tuple[list[tuple[str, bytes]], int]:
-    """What a job queues of `items` if it may run on `nodes`: runs, or the items."""
-    length = run_length(len(items), nodes)
-    return (runs_of_items(pages, items, length) if length > 1 else items), length
+    """What a job queues of `items` if it may run on `nodes`: runs, or the items; and
+    the longest run."""
+    if not in_runs(len(items), nodes):
+        return items, 1
+    lengths = run_lengths(len(items), nodes)
+    return runs_of_items(pages, items, lengths), max(lengths)
 
 
 @given(st.lists(st.integers(0, 4000), min_size=1, max_size=2500), st.integers(1, 40))
@@ -134,7 +164,7 @@ def test_a_node_reads_each_page_once_and_gets_the_inputs_as_they_were_sent() -> 
         items = items_of([20_000] * 120)  # pages of 26 inputs (512 KiB each)
         pages = input_pages("job-1", items)
         items_queued, length = queued(pages, items, nodes=1)
-        assert length == 120 // RUNS_PER_NODE
+        assert length == 120 // 2
         assert len(pages) > 3
         store = CountedLists()
         await store.put_many(pages)

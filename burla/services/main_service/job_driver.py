@@ -35,8 +35,9 @@ from burla.services.input_pages import input_pages, kept_bytes
 from burla.services.input_runs import (
     grown_input,
     handed_each,
+    in_runs,
     one_input,
-    run_length,
+    run_lengths,
     runs_of_items,
 )
 from burla.services.main_service.catch_up import CatchUp
@@ -153,10 +154,10 @@ class JobDriver:
         if resumed is not None:
             items = await self._take_results(run, items, resumed)
         nodes = most_nodes(self.nodes.machine.config, run.spec)
-        big = run_length(len(items), nodes) > 1
+        big = in_runs(len(items), nodes)
         if big:
             run.handed_each = handed_each(len(items), nodes)
-            run.run_length = run_length(len(items) - nodes * run.handed_each, nodes)
+            run.run_length = run_lengths(len(items) - nodes * run.handed_each, nodes)[0]
             run.results_every_s = results_every_s(nodes)
         run.to_hand_out = collections.deque(items)
         mark("main_service queued the inputs")
@@ -173,7 +174,7 @@ class JobDriver:
             # Its nodes are told first: cutting a million inputs into pages takes a second.
             await anyio.lowlevel.checkpoint()
             pages = self._keep_pages_of(run, kept, digests)
-        await self._queue_the_rest(run, pages)
+        await self._queue_the_rest(run, pages, nodes)
         self._spawn(self._record_later, run)
 
     @staticmethod
@@ -204,16 +205,18 @@ class JobDriver:
         if not run.state.finished and not run.listed_running:
             await self.save(run)
 
-    async def _queue_the_rest(self, run: JobRun, pages: dict[str, Data]) -> None:
+    async def _queue_the_rest(self, run: JobRun, pages: dict[str, Data], nodes: int) -> None:
         """Queue the inputs that the job's first nodes were not handed: a big job's in
-        runs of its `pages`, once they are written. Nodes have the job already: a Store
-        that is down is waited for."""
+        runs of its `pages` (input_runs.run_lengths, for a job on up to `nodes` nodes),
+        once they are written. Nodes have the job already: a Store that is down is waited
+        for."""
         rest, run.to_hand_out = run.to_hand_out, None
         if rest is None or run.state.finished:
             return
         if run.run_length > 1:
             await self.keep_pages(run)
-            rest = collections.deque(runs_of_items(pages, list(rest), run.run_length))
+            lengths = run_lengths(len(rest), nodes)
+            rest = collections.deque(runs_of_items(pages, list(rest), lengths))
         if rest:
             await self.patient.push(queue_name(run.spec.job_id), list(rest))
         self.nodes.backlog(run.spec.job_id, run.backlog())  # nodes that boot join for these

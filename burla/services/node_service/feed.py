@@ -47,6 +47,9 @@ CLAIM_IDLE_SHARE = 0.05
 """...unless waiting for the node's claim after each input would idle the worker longer
 than this share of its time: on a slow Store (a Firestore claim that races other nodes
 takes 0.1-0.4 s), inputs up to 20 claims long get a second frame queued behind."""
+FIRST_CLAIM_S = 0.1
+"""What a claim is taken to take before the node made one (a job's handed-out inputs
+run first): a claim on Firestore that races other nodes takes 0.1-0.4 s."""
 BLOB_URL_S = 3600.0
 IDLE_POLL_FIRST_S = 0.01
 IDLE_POLL_MAX_S = 5.0
@@ -564,13 +567,20 @@ class Feed:
 
 
 def _ahead(assignment: Assignment) -> int:
-    """Inputs a node claims beyond its workers' room: of a job queued in runs, two frames
-    per worker (for inputs of a second, two seconds of work, which a claim behind a
-    busy queue's writes takes at most); of a job queued input by input, none, for an
-    input claimed early may wait here while another node idles."""
+    """Inputs a node claims beyond its workers' room, of a job queued in runs: a frame for
+    each worker that gets a second frame queued behind the one it runs (see _room), or
+    two while a claim takes more than half an input's time (a claim behind a busy
+    queue's writes may take a second). No more: what a node holds ahead as the queue
+    runs out is what other nodes may idle for at the job's end. Of a job queued input
+    by input, none: an input claimed early may wait here while another node idles."""
     if assignment.run_length == 1:
         return 0
-    return 2 * sum(worker.batch for worker in assignment.workers)
+    claim_s = assignment.claim_s or FIRST_CLAIM_S
+    ahead = 0
+    for worker in assignment.workers:
+        if (per_input := _per_input_s(worker, assignment, claim_s)) is not None:
+            ahead += worker.batch * (2 if 2 * claim_s > per_input else 1)
+    return ahead
 
 
 def _room(worker: Worker, assignment: Assignment) -> int:
@@ -581,13 +591,24 @@ def _room(worker: Worker, assignment: Assignment) -> int:
     growing = assignment.growing
     if worker.name in assignment.parked or (growing is not None and worker.name in growing.park):
         return 0
+    frames = 1 if _per_input_s(worker, assignment) is None else 2
+    free = frames * worker.batch - len(worker.inflight)
+    return free if free >= worker.batch else 0
+
+
+def _per_input_s(
+    worker: Worker, assignment: Assignment, claim_s: float | None = None
+) -> float | None:
+    """How long the worker's inputs take, if they are short enough to queue a frame
+    behind the one it runs (with claims of `claim_s`, by default as measured); None if
+    not."""
     # The job's slowest input so far, too: a job's inputs may take 0.1 s or 4 minutes,
     # and one queued behind a long one waits for it while other workers go idle.
     per_input = max(worker.per_input_s, assignment.slowest_s)
     short = per_input < PREFETCH_BELOW_S
-    frames = 2 if short or per_input * CLAIM_IDLE_SHARE < assignment.claim_s else 1
-    free = frames * worker.batch - len(worker.inflight)
-    return free if free >= worker.batch else 0
+    if claim_s is None:
+        claim_s = assignment.claim_s
+    return per_input if short or per_input * CLAIM_IDLE_SHARE < claim_s else None
 
 
 def _look(worker: Worker) -> WorkerLook:
