@@ -45,6 +45,12 @@ MOST_RUNS = 1_000
 and ack), and a new queue on Firestore takes 500 writes a second at first (the 500/50/5
 rule). A job on more nodes hands each its first inputs (services.handed_inputs) and
 queues about a run per node for the rest."""
+BATCH_PER_NODE = RUNS_PER_NODE // 2
+"""Runs for each node in a batch of a job's runs (run_lengths): short enough that a node
+that claims runs for its free workers takes few more than they run..."""
+HALVINGS = 6
+"""...but fewer where MOST_RUNS would not hold this many batches, each half as long as
+the one before, so that the last runs are short."""
 MOST_PER_RUN = 1_000
 LEAST_PER_RUN = 8
 PAGES_KEPT = 8
@@ -70,22 +76,25 @@ def handed_each(n_inputs: int, nodes: int) -> int:
 
 def run_lengths(n_inputs: int, nodes: int) -> list[int]:
     """The lengths of the runs that queue `n_inputs` of a job that may run on up to
-    `nodes` nodes, in queue order. Runs come in batches of one per node, each half of
-    what is left (factoring): the runs claimed last are short, so that no node is left
-    with a long one as the others finish. At most MOST_RUNS runs (unless that would make
-    them longer than MOST_PER_RUN): the last batch takes what is left evenly, in runs of
-    up to LEAST_PER_RUN, or fewer, longer runs within MOST_RUNS."""
+    `nodes` nodes, in queue order. Runs come in batches of up to BATCH_PER_NODE for each
+    node, each batch half of what is left (factoring): the runs claimed last are short, so
+    that no node is left with a long one as the others finish, and a node that claims
+    for its free workers takes little more than they run. At most MOST_RUNS runs
+    (unless that would make them longer than MOST_PER_RUN): the last batch takes what
+    is left evenly, in runs of up to LEAST_PER_RUN, or fewer, longer runs within
+    MOST_RUNS."""
     nodes = max(1, nodes)
+    batch = nodes * max(1, min(BATCH_PER_NODE, MOST_RUNS // (nodes * HALVINGS)))
     lengths: list[int] = []
     left = n_inputs
     while left > 0:
         budget = MOST_RUNS - len(lengths)
-        size = min(MOST_PER_RUN, -(-left // (2 * nodes)))
-        if budget < 2 * nodes or size < LEAST_PER_RUN:
+        size = min(MOST_PER_RUN, -(-left // (2 * batch)))
+        if budget < 2 * batch or size < LEAST_PER_RUN:
             count = max(1, min(budget, -(-left // LEAST_PER_RUN)), -(-left // MOST_PER_RUN))
             even, extra = divmod(left, count)
             return lengths + [even + 1] * extra + [even] * (count - extra)
-        count = min(nodes, -(-left // size))
+        count = min(batch, -(-left // size))
         lengths += [size] * count
         left -= min(left, size * count)
     return lengths

@@ -213,7 +213,7 @@ class JobDriver:
         rest, run.to_hand_out = run.to_hand_out, None
         if rest is None or run.state.finished:
             return
-        if run.run_length > 1:
+        if run.run_length > 1 and rest:
             await self.keep_pages(run)
             lengths = run_lengths(len(rest), nodes)
             rest = collections.deque(runs_of_items(pages, list(rest), lengths))
