@@ -3,6 +3,8 @@ reads nothing of the finished ones, however many the Store keeps."""
 
 from __future__ import annotations
 
+import collections
+
 import anyio
 import httpx
 import pytest
@@ -12,10 +14,14 @@ import trio.testing
 from burla.backends.memory import MemoryStore
 from burla.core import wire
 from burla.core.clock import WallClock
+from burla.core.inputs import InputMachine, InputRecorded, InputsClaimed, InputsSucceeded
+from burla.core.models import JobSpec
 from burla.core.protocols import Document
+from burla.services.input_pages import input_pages
 from burla.services.main_service.app import create_app
 from burla.services.main_service.catch_up import CATCH_UP_FOR_S
-from burla.services.store_keys import RUNNING_PREFIX, job_key, running_key
+from burla.services.main_service.jobs import JobRun, job_record, run_from_record
+from burla.services.store_keys import INLINE, RUNNING_PREFIX, job_key, queue_name, running_key
 from burla.sim.clock import VirtualClock
 from tests.services.memory_main import memory_service, serving
 
@@ -174,3 +180,27 @@ async def test_a_job_submitted_while_main_service_takes_over_waits_for_it() -> N
         assert answers[0].status_code == 200, answers[0].text
         assert list(service.jobs) == ["job-during-takeover"]
         tasks.cancel_scope.cancel()
+
+
+async def test_a_big_job_taken_over_queues_again_only_its_unfinished_handed_out_inputs() -> None:
+    """A job queued in runs hands its first nodes inputs that no queue holds: its record
+    names them, and the main_service that takes it over queues those not finished on
+    their own. The others are in the queue's runs still, and are not queued twice."""
+    clock = WallClock()
+    store = MemoryStore(clock)
+    service = memory_service(clock, store)
+    spec = JobSpec(job_id="job-big", n_inputs=40)
+    run = JobRun(spec, b"f", None, InputMachine(40), run_length=10, submitted_at=clock.now())
+    run.to_hand_out = collections.deque((str(n), INLINE + b"x") for n in range(40))
+    run.handed_each = 8
+    assert len(run.hand_out("node-1", workers=2)) == 8
+    assert len(run.hand_out("node-2", workers=2)) == 8
+    run.machine.handle(InputsClaimed("w1", "node-1", (0, 1, 2)))
+    run.machine.handle(InputsSucceeded("w1", (0, 1, 2)))
+    taken = run_from_record(job_record(run, clock.now()), clock, validate=True)
+    await store.put_many(input_pages(spec.job_id, [(str(n), INLINE + b"x") for n in range(40)]))
+    for index in (0, 1, 2):
+        taken.machine.handle(InputRecorded(index, succeeded=True))
+    await service.job_driver.queue_unfinished(taken)
+    claims = await store.claim(queue_name(spec.job_id), limit=100, lease_s=60)
+    assert sorted(int(claim.item_id) for claim in claims) == list(range(3, 16))
