@@ -29,12 +29,12 @@ from burla.services.store_keys import results_prefix
 
 PAGE_RESULTS = 500
 PAGE_BYTES = 512 << 10
+"""A page is cut before it passes this many bytes of results: Firestore holds documents of
+up to 1 MiB. A result bigger than this goes to the blob store, and its page holds its key."""
 RESULT_PAGES_PER_S = 200.0
 """Pages of results the nodes of a big job write a second together, at most, while they
 run its inputs: a job's results are a new key range, which Firestore takes at 500
 writes a second at first, and each node's last results go at once, besides."""
-"""A page is cut before it passes this many bytes of results: Firestore holds documents of
-up to 1 MiB. A result bigger than this goes to the blob store, and its page holds its key."""
 IN_BLOB = "@blob"
 """Ends the kind of a result kept in the blob store: the page holds the blob's key."""
 FAILED = "failed"

@@ -47,9 +47,10 @@ CLAIM_IDLE_SHARE = 0.05
 """...unless waiting for the node's claim after each input would idle the worker longer
 than this share of its time: on a slow Store (a Firestore claim that races other nodes
 takes 0.1-0.4 s), inputs up to 20 claims long get a second frame queued behind."""
-FIRST_CLAIM_S = 0.1
+FIRST_CLAIM_S = 0.5
 """What a claim is taken to take before the node made one (a job's handed-out inputs
-run first): a claim on Firestore that races other nodes takes 0.1-0.4 s."""
+run first): a claim on Firestore that races other nodes takes 0.1-0.4 s, and up to a
+second when a thousand nodes claim at once."""
 BLOB_URL_S = 3600.0
 IDLE_POLL_FIRST_S = 0.01
 IDLE_POLL_MAX_S = 5.0
