@@ -570,7 +570,7 @@ class Feed:
 def _ahead(assignment: Assignment) -> int:
     """Inputs a node claims beyond its workers' room, of a job queued in runs: a frame for
     each worker that gets a second frame queued behind the one it runs (see _room), or
-    two while a claim takes more than half an input's time (a claim behind a busy
+    two while a claim takes half an input's time or more (a claim behind a busy
     queue's writes may take a second). No more: what a node holds ahead as the queue
     runs out is what other nodes may idle for at the job's end. Of a job queued input
     by input, none: an input claimed early may wait here while another node idles."""
@@ -580,7 +580,7 @@ def _ahead(assignment: Assignment) -> int:
     ahead = 0
     for worker in assignment.workers:
         if (per_input := _per_input_s(worker, assignment, claim_s)) is not None:
-            ahead += worker.batch * (2 if 2 * claim_s > per_input else 1)
+            ahead += worker.batch * (2 if 2 * claim_s >= per_input else 1)
     return ahead
 
 
