@@ -26,13 +26,12 @@ room for are queued an item per input with the input in it: no page to read on t
 
 from __future__ import annotations
 
-import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
 
 from burla.core import wire
 from burla.core.errors import NotFoundError
-from burla.core.protocols import Data, Store
+from burla.core.protocols import Store
 from burla.services.input_pages import BLOB_KIND, page_key
 from burla.services.store_keys import IN_BLOB, INLINE, RUN, RUN_PREFIX, inputs_prefix
 
@@ -67,22 +66,35 @@ def in_runs(n_inputs: int, nodes: int) -> bool:
     return n_inputs // min(max(1, nodes) * RUNS_PER_NODE, MOST_RUNS) > 1
 
 
-def handed_each(n_inputs: int, nodes: int) -> int:
+def handed_each(n_inputs: int, nodes: int, workers: int) -> int:
     """Inputs handed to each node a job queued in runs gets at its start: half its share
-    if it may run on `nodes` nodes. They start with no claim from the queue; the other
-    half, in runs, is what nodes that finish early (or join late) take over."""
-    return n_inputs // (2 * max(1, nodes))
+    if it may run on `nodes` nodes, in whole rounds of its `workers` (see run_lengths).
+    They start with no claim from the queue; the other half, in runs, is what nodes that
+    finish early (or join late) take over."""
+    return _whole_rounds(n_inputs // (2 * max(1, nodes)), workers)
 
 
-def run_lengths(n_inputs: int, nodes: int) -> list[int]:
+def _whole_rounds(count: int, workers: int) -> int:
+    """`count` to the nearest whole rounds of `workers` (an input each), if it holds one."""
+    return max(1, round(count / workers)) * workers if count >= workers > 0 else count
+
+
+def run_lengths(n_inputs: int, nodes: int, workers: int = 1) -> list[int]:
     """The lengths of the runs that queue `n_inputs` of a job that may run on up to
-    `nodes` nodes, in queue order. Runs come in batches of up to BATCH_PER_NODE for each
-    node, each batch half of what is left (factoring): the runs claimed last are short, so
-    that no node is left with a long one as the others finish, and a node that claims
-    for its free workers takes little more than they run. At most MOST_RUNS runs
+    `nodes` nodes of `workers` each, in queue order. Runs come in batches of up to
+    BATCH_PER_NODE for each node, each batch half of what is left (factoring): the runs
+    claimed last are short, so that no node is left with a long one as the others
+    finish, and a node that claims for its free workers takes little more than they
+    run. At most MOST_RUNS runs
     (unless that would make them longer than MOST_PER_RUN): the last batch takes what
     is left evenly, in runs of up to LEAST_PER_RUN, or fewer, longer runs within
-    MOST_RUNS."""
+    MOST_RUNS.
+
+    The last batch's runs, when they hold a round of the workers or more, are cut in
+    whole rounds: a node whose inputs take about as long as one another then ends its
+    share at the end of a round, and nodes whose shares differ by a round end a round
+    apart, rather than all in the last round, each with a last page of results to write
+    at once (a new key range on Firestore takes 500 writes a second)."""
     nodes = max(1, nodes)
     batch = nodes * max(1, min(BATCH_PER_NODE, MOST_RUNS // (nodes * HALVINGS)))
     lengths: list[int] = []
@@ -92,31 +104,37 @@ def run_lengths(n_inputs: int, nodes: int) -> list[int]:
         size = min(MOST_PER_RUN, -(-left // (2 * batch)))
         if budget < 2 * batch or size < LEAST_PER_RUN:
             count = max(1, min(budget, -(-left // LEAST_PER_RUN)), -(-left // MOST_PER_RUN))
-            even, extra = divmod(left, count)
-            return lengths + [even + 1] * extra + [even] * (count - extra)
+            return lengths + _shared_out(left, count, workers)
         count = min(batch, -(-left // size))
         lengths += [size] * count
         left -= min(left, size * count)
     return lengths
 
 
-def runs_of_items(
-    pages: dict[str, Data], items: Sequence[Item], lengths: Sequence[int]
-) -> list[Item]:
-    """Runs of `items` that follow one another in one page, in index order, their
-    lengths as `lengths` says (the last for any beyond): a run cut short by the end of a
-    page leaves the rest of its length to the next."""
-    page_ends = sorted(int(key.rsplit("/", 1)[1]) for key in pages)
+def _shared_out(left: int, count: int, workers: int) -> list[int]:
+    """`left` inputs in `count` runs, as even as may be: in whole rounds of `workers`
+    where each run holds one (within MOST_PER_RUN), those with a round more first, and
+    what is left of a round in the first run of the others."""
+    rounds, part = divmod(left, workers)
+    more, fewer = divmod(rounds, count)
+    if workers > 1 and more and (more + 1) * workers <= MOST_PER_RUN and fewer < count:
+        lengths = [(more + 1) * workers] * fewer + [more * workers] * (count - fewer)
+        lengths[fewer] += part
+        return lengths
+    even, extra = divmod(left, count)
+    return [even + 1] * extra + [even] * (count - extra)
+
+
+def runs_of_items(items: Sequence[Item], lengths: Sequence[int]) -> list[Item]:
+    """Runs of `items` that follow one another, in index order, their lengths as
+    `lengths` says (the last for any beyond): a run cut short by a gap (an input not
+    queued) leaves the rest of its length to the next."""
     runs: list[Item] = []
     first = count = 0
-    page_end = -1
     turn = 0
     want = lengths[0]
     for index in sorted(int(item_id) for item_id, _ in items):
-        next_page = index > page_end
-        if next_page:
-            page_end = page_ends[bisect.bisect_left(page_ends, index)]
-        if count and (next_page or index != first + count or count == want):
+        if count and (index != first + count or count == want):
             runs.append(_run(first, count))
             want -= count
             if want <= 0:
@@ -182,14 +200,16 @@ class KeptInputs:
         IN_BLOB and its blob key)."""
 
     async def run(self, first: int, count: int) -> list[Item]:
-        """The inputs of a run, as items of their own: (index, INLINE/IN_BLOB data)."""
-        start, page = await self._page_of(first)
-        if not start <= first <= first + count <= start + len(page):
-            raise NotFoundError(
-                f"job {self.job_id} keeps inputs {first} to {first + count - 1} in no one page"
-            )
-        ids = map(str, range(first, first + count))
-        return list(zip(ids, page[first - start : first + count - start], strict=True))
+        """The inputs of a run, as items of their own: (index, INLINE/IN_BLOB data). A run
+        may span pages."""
+        inputs: list[bytes] = []
+        at, end = first, first + count
+        while at < end:
+            start, page = await self._page_of(at)
+            inputs += page[at - start : end - start]
+            at = start + len(page)
+        ids = map(str, range(first, end))
+        return list(zip(ids, inputs, strict=True))
 
     async def _page_of(self, index: int) -> tuple[int, list[bytes]]:
         for last, (start, page) in self._pages.items():

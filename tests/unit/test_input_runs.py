@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from burla.backends.memory import MemoryStore
 from burla.core.clock import WallClock
-from burla.core.protocols import Data, Document
+from burla.core.protocols import Document
 from burla.services.input_pages import input_pages
 from burla.services.input_runs import (
     LEAST_PER_RUN,
@@ -46,11 +46,11 @@ def test_a_job_is_queued_in_runs_once_it_has_two_inputs_for_each_run() -> None:
     assert in_runs(100, nodes=0)
 
 
-@given(st.integers(1, 2_000_000), st.integers(0, 3_000))
+@given(st.integers(1, 2_000_000), st.integers(0, 3_000), st.sampled_from([1, 2, 8, 96]))
 def test_run_lengths_cover_every_input_in_few_runs_that_shrink_toward_the_end(
-    n_inputs: int, nodes: int
+    n_inputs: int, nodes: int, workers: int
 ) -> None:
-    lengths = run_lengths(n_inputs, nodes)
+    lengths = run_lengths(n_inputs, nodes, workers)
     assert sum(lengths) == n_inputs
     assert all(1 <= length <= MOST_PER_RUN for length in lengths)
     assert len(lengths) <= max(MOST_RUNS, -(-n_inputs // MOST_PER_RUN))
@@ -59,42 +59,48 @@ def test_run_lengths_cover_every_input_in_few_runs_that_shrink_toward_the_end(
     assert lengths[-1] <= lengths[0]
     if len(lengths) < MOST_RUNS:
         assert lengths[-1] <= LEAST_PER_RUN
-    assert lengths[: max(1, nodes)] == [lengths[0]] * min(len(lengths), max(1, nodes)) or (
-        max(lengths) - min(lengths) <= 1
-    )
+
+
+@given(st.integers(1, 2_000_000), st.integers(MOST_RUNS, 3_000), st.sampled_from([2, 8, 96]))
+def test_runs_shared_out_at_once_end_at_most_a_round_apart(
+    n_inputs: int, nodes: int, workers: int
+) -> None:
+    """On as many nodes as MOST_RUNS holds one batch for, the runs are one batch, shared
+    out: nodes that take one each end a round apart at most."""
+    lengths = run_lengths(n_inputs, nodes, workers)
+    rounds = [-(-length // workers) for length in lengths]
+    assert max(rounds) - min(rounds) <= 1
 
 
 def test_a_million_inputs_on_a_thousand_nodes_are_a_run_each_and_a_tenth_shrinks() -> None:
-    assert run_lengths(500_000, nodes=1_000) == [500] * 1_000
-    tenth = run_lengths(50_000, nodes=100)
-    assert tenth[:100] == [250] * 100
+    # 5,416 rounds of 96 and 64 inputs over 1,000 runs: 416 of 6 rounds, then 5 rounds.
+    assert run_lengths(520_000, nodes=1_000, workers=96) == [576] * 416 + [544] + [480] * 583
+    tenth = run_lengths(52_000, nodes=100, workers=96)
+    assert tenth[:100] == [260] * 100  # half of what is left, for each node
     assert tenth[-1] <= LEAST_PER_RUN
     assert len(tenth) < MOST_RUNS
 
 
-def test_a_big_job_hands_each_of_its_nodes_half_its_share() -> None:
-    assert handed_each(1_000_000, nodes=1_000) == 500
-    assert handed_each(300, nodes=1) == 150
-    assert handed_each(10, nodes=0) == 5
+def test_a_big_job_hands_each_of_its_nodes_half_its_share_in_whole_rounds() -> None:
+    assert handed_each(1_000_000, nodes=1_000, workers=96) == 480
+    assert handed_each(300, nodes=1, workers=2) == 150
+    assert handed_each(10, nodes=0, workers=1) == 5
+    assert handed_each(100, nodes=1, workers=96) == 50  # less than a round: as it is
 
 
-def queued(
-    pages: dict[str, Data], items: list[tuple[str, bytes]], nodes: int
-) -> tuple[list[tuple[str, bytes]], int]:
+def queued(items: list[tuple[str, bytes]], nodes: int) -> tuple[list[tuple[str, bytes]], int]:
     """What a job queues of `items` if it may run on `nodes`: runs, or the items; and
     the longest run."""
     if not in_runs(len(items), nodes):
         return items, 1
     lengths = run_lengths(len(items), nodes)
-    return runs_of_items(pages, items, lengths), max(lengths)
+    return runs_of_items(items, lengths), max(lengths)
 
 
 @given(st.lists(st.integers(0, 4000), min_size=1, max_size=2500), st.integers(1, 40))
-def test_runs_cover_every_input_once_each_within_one_page(sizes: list[int], nodes: int) -> None:
+def test_runs_cover_every_input_once_each(sizes: list[int], nodes: int) -> None:
     items = items_of(sizes)
-    pages = input_pages("job-1", items)
-    items_queued, length = queued(pages, items, nodes)
-    page_of = {i: key for key, page in pages.items() for i in page["indices"]}  # type: ignore[union-attr]
+    items_queued, length = queued(items, nodes)
     covered: list[int] = []
     for item_id, data in items_queued:
         run = run_of(data)
@@ -107,7 +113,6 @@ def test_runs_cover_every_input_once_each_within_one_page(sizes: list[int], node
         assert item_id == f"r{run[0]}"
         first, count = run
         assert 1 <= count <= length
-        assert len({page_of[i] for i in range(first, first + count)}) == 1
         covered += range(first, first + count)
     assert covered == list(range(len(sizes)))
 
@@ -115,8 +120,7 @@ def test_runs_cover_every_input_once_each_within_one_page(sizes: list[int], node
 @given(st.sets(st.integers(0, 1999), min_size=1), st.integers(1, 3))
 def test_runs_of_a_resumed_job_hold_only_the_inputs_it_runs(again: set[int], nodes: int) -> None:
     items = items_of([10] * 2000)
-    pages = input_pages("job-1", items)
-    items_queued, length = queued(pages, [items[i] for i in sorted(again)], nodes)
+    items_queued, length = queued([items[i] for i in sorted(again)], nodes)
     covered: list[int] = []
     for item_id, data in items_queued:
         run = run_of(data)
@@ -163,8 +167,13 @@ def test_a_node_reads_each_page_once_and_gets_the_inputs_as_they_were_sent() -> 
     async def main() -> None:
         items = items_of([20_000] * 120)  # pages of 26 inputs (512 KiB each)
         pages = input_pages("job-1", items)
-        items_queued, length = queued(pages, items, nodes=1)
+        items_queued, length = queued(items, nodes=1)
         assert length == max(run_lengths(120, 1))
+        assert any(
+            run[0] // 26 != (run[0] + run[1] - 1) // 26
+            for _, d in items_queued
+            if (run := run_of(d))
+        )
         assert len(pages) > 3
         store = CountedLists()
         await store.put_many(pages)

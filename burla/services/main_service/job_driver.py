@@ -26,8 +26,8 @@ from burla.core.errors import NotFoundError
 from burla.core.inputs import Failure, InputStatus
 from burla.core.memory import describe_gb
 from burla.core.models import JobState
-from burla.core.protocols import BlobStore, Data, Store
-from burla.core.scheduling import most_nodes
+from burla.core.protocols import BlobStore, Store
+from burla.core.scheduling import most_nodes, node_type_for, slots_on
 from burla.core.trace import mark
 from burla.services.cluster_keys import JobTokens
 from burla.services.handed_inputs import is_handed
@@ -153,17 +153,20 @@ class JobDriver:
         kept = items
         if resumed is not None:
             items = await self._take_results(run, items, resumed)
-        nodes = most_nodes(self.nodes.machine.config, run.spec)
+        config = self.nodes.machine.config
+        nodes = most_nodes(config, run.spec)
+        workers = slots_on(node_type_for(config, run.spec), run.spec)
         big = in_runs(len(items), nodes)
         if big:
-            run.handed_each = handed_each(len(items), nodes)
-            run.run_length = run_lengths(len(items) - nodes * run.handed_each, nodes)[0]
+            run.handed_each = handed_each(len(items), nodes, workers)
+            rest = len(items) - nodes * run.handed_each
+            run.run_length = run_lengths(rest, nodes, workers)[0]
             run.results_every_s = results_every_s(nodes)
         run.to_hand_out = collections.deque(items)
         mark("main_service queued the inputs")
         starts = not run.machine.state.finished and job_id not in self.canceled_early
         if not (big and starts):
-            pages = self._keep_pages_of(run, kept, digests)
+            self._keep_pages_of(run, kept, digests)
         if run.machine.state.finished:
             await self._finish(run, run.machine.state)
         elif job_id in self.canceled_early:
@@ -173,19 +176,17 @@ class JobDriver:
         if big and starts:
             # Its nodes are told first: cutting a million inputs into pages takes a second.
             await anyio.lowlevel.checkpoint()
-            pages = self._keep_pages_of(run, kept, digests)
-        await self._queue_the_rest(run, pages, nodes)
+            self._keep_pages_of(run, kept, digests)
+        await self._queue_the_rest(run, nodes, workers)
         self._spawn(self._record_later, run)
 
     @staticmethod
     def _keep_pages_of(
         run: JobRun, items: list[tuple[str, bytes]], digests: Mapping[int, bytes] | None
-    ) -> dict[str, Data]:
-        """The job's input pages, to be written (keep_pages, or with its first record)."""
-        pages = input_pages(run.spec.job_id, items, digests)
-        run.input_bytes = kept_bytes(pages)
-        run.pages_to_write = pages
-        return pages
+    ) -> None:
+        """Cut the job's input pages, to be written (keep_pages, or with its first record)."""
+        run.pages_to_write = input_pages(run.spec.job_id, items, digests)
+        run.input_bytes = kept_bytes(run.pages_to_write)
 
     async def _record_later(self, run: JobRun) -> None:
         """Write the record of a job that still runs RECORD_AFTER_S after it started, if
@@ -205,18 +206,18 @@ class JobDriver:
         if not run.state.finished and not run.listed_running:
             await self.save(run)
 
-    async def _queue_the_rest(self, run: JobRun, pages: dict[str, Data], nodes: int) -> None:
+    async def _queue_the_rest(self, run: JobRun, nodes: int, workers: int) -> None:
         """Queue the inputs that the job's first nodes were not handed: a big job's in
-        runs of its `pages` (input_runs.run_lengths, for a job on up to `nodes` nodes),
-        once they are written. Nodes have the job already: a Store that is down is waited
-        for."""
+        runs (input_runs.run_lengths, for a job on up to `nodes` nodes of `workers`
+        each), once its pages are written. Nodes have the job already: a Store that is
+        down is waited for."""
         rest, run.to_hand_out = run.to_hand_out, None
         if rest is None or run.state.finished:
             return
         if run.run_length > 1 and rest:
             await self.keep_pages(run)
-            lengths = run_lengths(len(rest), nodes)
-            rest = collections.deque(runs_of_items(pages, list(rest), lengths))
+            lengths = run_lengths(len(rest), nodes, workers)
+            rest = collections.deque(runs_of_items(list(rest), lengths))
         if rest:
             await self.patient.push(queue_name(run.spec.job_id), list(rest))
         self.nodes.backlog(run.spec.job_id, run.backlog())  # nodes that boot join for these
