@@ -76,7 +76,7 @@ def test_what_a_node_answers_round_trips(message: Any) -> None:
         (["reply", 1, None], "no meaning"),
         (["kill_worker", 3, "job-1", 1], "malformed"),
         (["reset", None, "yes", 1], "malformed"),
-        (["assign", [], 1, None, [], None, 1, [], [], 1], "malformed"),
+        (["assign", [], 1, None, [], None, 1, [], [], 0.0, 1], "malformed"),
         (["standby", ["not a spec"], 1], "malformed"),
         (["health"], "has 0 fields, not 1"),
     ],
