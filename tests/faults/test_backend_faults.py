@@ -18,7 +18,9 @@ def test_jobs_finish_whole_through_store_and_blob_failures(faulty_cluster) -> No
     for size in (1, 300, 2, 50, 1, 1000, 3, 1, 100, 1):
         inputs = list(range(size))
         assert remote_parallel_map(square, inputs, spinner=False) == [x * x for x in inputs]
-    big = [bytes([n]) * (2 * 2**20 + n) for n in range(6)]  # through the blob store
+    # Through the blob store, just over the 1 MB an input may have inline: each is a blob
+    # call or more, enough that one fails but once in thousands of runs (0.7 ** 24).
+    big = [bytes([n]) * (2**20 + 1024 + n) for n in range(24)]
     assert remote_parallel_map(size_of, big, spinner=False) == [len(b) for b in big]
     injected = faulty_cluster.injected()
     processes = {line.split()[0] for line in injected}
