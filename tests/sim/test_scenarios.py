@@ -200,6 +200,17 @@ def test_an_input_of_a_run_that_raised_while_main_service_was_down_is_not_lost()
     assert report["checks"]["standby_restored"]
 
 
+def test_a_big_job_taken_over_queues_its_unfinished_handed_out_inputs_and_ends_whole() -> None:
+    """Inputs handed out with the assignments are in no queue: without the record naming
+    them, the job taken over waited for them for ever."""
+    report = _regression("handed-out-inputs-of-a-big-job-taken-over")
+    (job,) = report["jobs"]
+    assert job["state"] == "succeeded"
+    assert job["results_received"] == job["results_stored"] == 400
+    assert report["checks"]["inputs_lost"] == report["checks"]["inputs_recorded_twice"] == 0
+    assert report["inputs_rerun"] > 0  # those the deleted nodes were running
+
+
 def test_a_resume_reuses_a_result_its_node_wrote_as_the_job_was_canceled() -> None:
     report = _regression("result-written-as-its-job-was-canceled")
     assert [job["state"] for job in report["jobs"]] == [
