@@ -3,9 +3,9 @@
 A job big enough to spread over several runs per node hands each of its first nodes
 half its share with the assignment (services.handed_inputs), then has its inputs
 written to its input pages (input_pages) before the rest is queued: one item per run of
-inputs that sit in one page, `r<first>` -> RUN `<first>:<count>`. A node that
-claims a run reads the page once (pages are kept for the runs that follow) and handles
-each input as it handles an item of its own. It acks the run once every input of it
+inputs that follow one another, `r<first>` -> RUN `<first>:<count>`. A node that
+claims a run reads each of its pages once (pages are kept for the runs that follow)
+and handles each input as it handles an item of its own. It acks the run once every input of it
 succeeded there. main_service never hands back a run a node holds, but puts an input
 back (a retry, a worker that died) as an item of its own, `<index>` -> RUN
 `<index>:1`. It acks a run with an input that ended without a result (it raised, or its

@@ -166,7 +166,7 @@ class JobDriver:
         mark("main_service queued the inputs")
         starts = not run.machine.state.finished and job_id not in self.canceled_early
         if not (big and starts):
-            self._keep_pages_of(run, kept, digests)
+            self._cut_pages(run, kept, digests)
         if run.machine.state.finished:
             await self._finish(run, run.machine.state)
         elif job_id in self.canceled_early:
@@ -176,12 +176,12 @@ class JobDriver:
         if big and starts:
             # Its nodes are told first: cutting a million inputs into pages takes a second.
             await anyio.lowlevel.checkpoint()
-            self._keep_pages_of(run, kept, digests)
+            self._cut_pages(run, kept, digests)
         await self._queue_the_rest(run, nodes, workers)
         self._spawn(self._record_later, run)
 
     @staticmethod
-    def _keep_pages_of(
+    def _cut_pages(
         run: JobRun, items: list[tuple[str, bytes]], digests: Mapping[int, bytes] | None
     ) -> None:
         """Cut the job's input pages, to be written (keep_pages, or with its first record)."""

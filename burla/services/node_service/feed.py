@@ -592,23 +592,18 @@ def _room(worker: Worker, assignment: Assignment) -> int:
     growing = assignment.growing
     if worker.name in assignment.parked or (growing is not None and worker.name in growing.park):
         return 0
-    frames = 1 if _per_input_s(worker, assignment) is None else 2
+    frames = 1 if _per_input_s(worker, assignment, assignment.claim_s) is None else 2
     free = frames * worker.batch - len(worker.inflight)
     return free if free >= worker.batch else 0
 
 
-def _per_input_s(
-    worker: Worker, assignment: Assignment, claim_s: float | None = None
-) -> float | None:
+def _per_input_s(worker: Worker, assignment: Assignment, claim_s: float) -> float | None:
     """How long the worker's inputs take, if they are short enough to queue a frame
-    behind the one it runs (with claims of `claim_s`, by default as measured); None if
-    not."""
+    behind the one it runs, with claims that take `claim_s`; None if not."""
     # The job's slowest input so far, too: a job's inputs may take 0.1 s or 4 minutes,
     # and one queued behind a long one waits for it while other workers go idle.
     per_input = max(worker.per_input_s, assignment.slowest_s)
     short = per_input < PREFETCH_BELOW_S
-    if claim_s is None:
-        claim_s = assignment.claim_s
     return per_input if short or per_input * CLAIM_IDLE_SHARE < claim_s else None
 
 

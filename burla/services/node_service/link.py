@@ -123,8 +123,16 @@ async def _carry_out(node: NodeService, request: Request, payload: bytes) -> Rep
             function = request.function_of(payload) if function_key is None else function_key
             spec = JobSpec.model_validate(job)
             inputs = handed_claims(node.node_id, handed, sizes, request.handed_of(payload))
-            node.reporter.pace(request.results_every_s)
-            await node.assign(spec, function, workers, packages, token, run_length, inputs)
+            await node.assign(
+                spec,
+                function,
+                workers,
+                packages,
+                token,
+                run_length,
+                inputs,
+                results_every_s=request.results_every_s,
+            )
         case Standby(specs):
             await node.set_containers(tuple(ContainerSpec.model_validate(s) for s in specs))
         case Reset(job_id, cancel):

@@ -139,6 +139,8 @@ class NodeService:
         token: str | None = None,
         run_length: int = 1,
         handed: Sequence[Claim] = (),
+        *,
+        results_every_s: float = 0.0,
     ) -> None:
         """Run the job on `workers` of this node's warm containers; stop the rest.
 
@@ -146,10 +148,13 @@ class NodeService:
         blob store keys of the packages it needs, built already; `token` the job's token
         for its workers; `run_length` the most inputs one item of its queue holds;
         `handed` its inputs that came with the assignment (services.handed_inputs), which
-        the node starts first. A node runs one job at a time: a job still assigned is
-        over (main_service moved on), so it ends, and the node is reset, first."""
+        the node starts first; `results_every_s` how often it writes and reports their
+        results at most while busy (Reporter.pace). A node runs one job at a time: a job
+        still assigned is over (main_service moved on), so it ends, and the node is
+        reset, first."""
         if self.feed.assignment is not None:
             await self.reset(self.feed.assignment.job.job_id, cancel=True)
+        self.reporter.pace(results_every_s)
         packages_path: str | None = None
         if packages:
             try:
