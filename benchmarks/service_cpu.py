@@ -125,13 +125,14 @@ def main() -> None:
         "platform": platform.platform(),
         "load_average": os.getloadavg(),
     }
-    print(json.dumps(numbers, indent=2))
-    print(
-        f"{numbers['inputs_per_s_per_main_cpu']:,} inputs/s per main_service CPU; "
-        f"main_service CPU per input {numbers['throughput']['cpu_us_per_input']['main_service']} us"
-    )
     if args.out is not None:
         args.out.write_text(json.dumps(numbers, indent=2) + "\n")
+    print(json.dumps(numbers, indent=2))
+    per_main_cpu = numbers["inputs_per_s_per_main_cpu"]
+    print(
+        f"{per_main_cpu or 'too few'} inputs/s per main_service CPU; "
+        f"main_service CPU per input {numbers['throughput']['cpu_us_per_input']['main_service']} us"
+    )
 
 
 if __name__ == "__main__":

@@ -108,6 +108,8 @@ def launch(root: Path | None = None, backend: str = "local") -> None:
     waits for this launch rather than making its own, so that main_service boots while
     the caller goes on (remote_parallel_map loads the rest of the client meanwhile)."""
     root = root or local_dir(backend)
+    if stamp(root) is not None:  # it runs, or start() will see why not
+        return
     with _launches_lock:
         if _recent_launch(root) is None and read(root) is None:
             _launches[root] = (time.monotonic(), _launch(root, None, backend))

@@ -56,8 +56,11 @@ def remember(job: RecentJob, path: Path) -> None:
     """Add `job` to the file (keeping the last KEPT jobs); nothing if it cannot be written."""
     line = (json.dumps(asdict(job)) + "\n").encode()
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # the first job: no folder yet
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(descriptor, line)
             size = os.fstat(descriptor).st_size

@@ -3,6 +3,7 @@ function's with its files' names and text, see source_pickler)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import site
 import sys
@@ -40,14 +41,21 @@ is no site-packages, whose modules must never travel by value."""
 def is_own_code(module: ModuleType) -> bool:
     """A module of the caller's (a script, a module beside it, a notebook), not installed."""
     file = getattr(module, "__file__", None)
-    if not file:
-        return False
+    return bool(file) and _is_own_file(file)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_own_file(file: str) -> bool:
+    """Whether a module's file lies outside every installed place, links resolved; kept,
+    as every call of remote_parallel_map asks of the same few modules."""
     path = str(Path(file).resolve())
     return not path.startswith((*_INSTALLED, _BURLA, _RUNTIME))
 
 
 _seen: dict[str, object] = {}
 """Top-level modules already looked at, by name: the module object seen then."""
+_modules_seen: tuple[int, str] | None = None
+"""How many modules sys.modules held at the last look, and the last one imported."""
 _seen_lock = threading.Lock()
 """Jobs submitted from several threads at once: one that finds a module seen must not
 pickle before the thread that saw it has registered it."""
@@ -56,7 +64,12 @@ pickle before the thread that saw it has registered it."""
 def ship_own_code_by_value() -> None:
     """Workers may run another environment, started by another process: send the caller's
     own modules with the function rather than by name."""
+    global _modules_seen
     with _seen_lock:
+        modules_now = (len(sys.modules), next(reversed(sys.modules)))
+        if modules_now == _modules_seen:  # no module was imported since the last look
+            return
+        _modules_seen = modules_now
         for name, module in list(sys.modules.items()):
             if module is None or "." in name or name == "__main__" or _seen.get(name) is module:
                 continue

@@ -80,17 +80,28 @@ def source_lines(code: types.CodeType) -> tuple[str, ...] | None:
     return tuple(lines)
 
 
+_files_read: dict[str, tuple[tuple[int, int, int], list[str]]] = {}
+"""The lines last read of each file, with the file's inode, size and time then: the same
+function is pickled call after call, its file unchanged."""
+
+
 def _read(filename: str) -> list[str] | None:
     """The file's lines, read as Python reads source (its coding line, or UTF-8); not
     from linecache, which may hold the text of a job's function that was unpickled here
     rather than the file's."""
     try:
-        if os.path.getsize(filename) > 4 * FILE_CHARS:  # at most 4 bytes a character
+        stat = os.stat(filename)
+        if stat.st_size > 4 * FILE_CHARS:  # at most 4 bytes a character
             return None
+        stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if (kept := _files_read.get(filename)) is not None and kept[0] == stamp:
+            return kept[1]
         with tokenize.open(filename) as source:
-            return source.readlines()
+            lines = source.readlines()
     except (OSError, SyntaxError, UnicodeDecodeError):
         return None
+    _files_read[filename] = (stamp, lines)
+    return lines
 
 
 def fits(code: types.CodeType, lines: list[str]) -> bool:

@@ -41,9 +41,10 @@ def source_packages(names: set[str]) -> dict[PythonPackage, bytes]:
     found: dict[PythonPackage, bytes] = {}
     projects = editable_projects()
     for module in own:
-        source = _source_of(module)
-        for name, version, root, modules in projects:
-            if module.__name__ in modules and source is not None and source.is_relative_to(root):
+        listed = [project for project in projects if module.__name__ in project[3]]
+        source = _source_of(module) if listed else None
+        for name, version, root, _ in listed:
+            if source is not None and source.is_relative_to(root):
                 digest, archive = pack(source)
                 found[PythonPackage(name, f"{version}{SOURCE_LABEL}{digest}")] = archive
                 break

@@ -81,6 +81,9 @@ _SHORT_STRING = re.compile(rb"\x8c([\x01-\xff])([A-Za-z_][A-Za-z0-9_.]*)")
 string under 256 bytes) with its length byte, and the identifier-like text after it."""
 
 
+_STANDARD_MODULES = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
+
+
 def names_in_pickle(data: bytes) -> set[str]:
     """Every top-level name a pickle could import, read without unpickling it.
 
@@ -96,7 +99,7 @@ def names_in_pickle(data: bytes) -> set[str]:
         length, text = match[1][0], match[2]
         if len(text) >= length:
             names.add(text[:length].split(b".", 1)[0].decode())
-    return names - set(sys.stdlib_module_names) - set(sys.builtin_module_names)
+    return names - _STANDARD_MODULES
 
 
 def needed_packages(

@@ -183,6 +183,13 @@ def file_stamp(path: Path) -> tuple[int, ...] | None:
 
 _loaded: tuple[tuple[Any, ...], Settings] | None = None
 """The settings last read from os.environ, and what they were read from."""
+_VARIABLES = (
+    "HOME",
+    "BURLA_CONFIG",
+    *(f"BURLA_{name.upper()}" for name in _fields(Settings) if name != "gcp"),
+    *(f"BURLA_GCP_{name.upper()}" for name in _fields(GcpSettings)),
+)
+"""Every variable the settings are read from (HOME finds the default config file)."""
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -193,9 +200,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     global _loaded
     if env is not None:
         return _read_settings(env)
-    path = config_path(os.environ)
-    variables = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("BURLA_")))
-    key = (str(path), file_stamp(path), variables)
+    variables = tuple(map(os.environ.get, _VARIABLES))
+    if _loaded is None or _loaded[0][0] != variables:
+        path = config_path(os.environ)
+    else:
+        path = _loaded[0][1]
+    key = (variables, path, file_stamp(path))
     if _loaded is None or _loaded[0] != key:
         _loaded = (key, _read_settings(os.environ))
     return _loaded[1]

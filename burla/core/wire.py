@@ -35,7 +35,7 @@ def encode_many(frames: Iterable[tuple[Any, bytes]]) -> bytes:
     return b"".join(encode(header, payload) for header, payload in frames)
 
 
-def lengths(prefix: bytes) -> tuple[int, int]:
+def lengths(prefix: bytes | memoryview) -> tuple[int, int]:
     """Header and payload lengths from a frame's first PREFIX_SIZE bytes."""
     head, body = _LENGTHS.unpack(prefix)
     if head > MAX_HEADER:

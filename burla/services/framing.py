@@ -7,6 +7,7 @@ request per message, which is most of a warm job's latency.
 
 from __future__ import annotations
 
+import collections
 import os
 import socket
 from collections.abc import Sequence
@@ -14,7 +15,6 @@ from typing import Any, cast
 
 import anyio
 import anyio.abc
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from burla.core import wire
 from burla.core.errors import InvalidRequestError, PayloadTooLargeError
@@ -31,13 +31,22 @@ def framed(stream: anyio.abc.ByteStream | Frames) -> Frames:
 
 
 class FrameStream(Frames):
-    """Frames encoded with burla.core.wire over a byte stream (a TCP connection)."""
+    """Frames encoded with burla.core.wire over a byte stream (a TCP connection).
+
+    Whatever arrives is read at once and cut into every whole frame it holds: a frame
+    costs no trip through the event loop of its own, and a chunk of many small frames
+    (a worker's results, a node's reports) costs one."""
 
     def __init__(self, stream: anyio.abc.ByteStream, max_payload: int = MAX_PAYLOAD) -> None:
         self._stream = stream
-        self._reader = BufferedByteReceiveStream(stream)
         self._send_lock = anyio.Lock(fast_acquire=True)  # free: no trip through the loop
         self._max_payload = max_payload
+        self._buffer = bytearray()
+        self._needed = wire.PREFIX_SIZE
+        """Bytes the buffer must hold before its first frame is whole."""
+        self._frames: collections.deque[Frame] = collections.deque()
+        self._ended = False
+        self.refusal: str | None = None
 
     async def send(self, frames: Sequence[tuple[dict[str, Any] | list[Any], bytes]]) -> None:
         """Send frames together; a header is a JSON object, or a message's array."""
@@ -45,27 +54,52 @@ class FrameStream(Frames):
             await self._stream.send(wire.encode_many(frames))
 
     async def receive(self) -> Frame | None:
-        try:
-            head, body = wire.lengths(await self._reader.receive_exactly(wire.PREFIX_SIZE))
-            if body > self._max_payload:
-                raise PayloadTooLargeError(
-                    f"a frame's payload of {body} bytes is over the limit of "
-                    f"{self._max_payload} bytes ({FRAME_ENV})"
-                )
-            header = await self._reader.receive_exactly(head) if head else b""
-            payload = await self._reader.receive_exactly(body) if body else b""
-            return wire.decode_header(header), payload
-        except InvalidRequestError as error:
-            self.refusal = str(error)
-            return None
-        except (
-            anyio.IncompleteRead,
-            anyio.EndOfStream,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,  # closed by this end meanwhile
-            OSError,
-        ):
-            return None
+        """The next frame; None once the stream ended, failed, or sent what is no frame
+        (then `refusal` says what), after the whole frames that came before."""
+        while not self._frames:
+            if self._ended:
+                return None
+            try:
+                chunk = await self._stream.receive()
+            except (
+                anyio.EndOfStream,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,  # closed by this end meanwhile
+                OSError,
+            ):
+                self._ended = True
+                return None
+            self._buffer += chunk
+            if len(self._buffer) >= self._needed:
+                self._cut()
+        return self._frames.popleft()
+
+    def _cut(self) -> None:
+        """Move every whole frame out of the buffer."""
+        offset = 0
+        with memoryview(self._buffer) as view:  # released before the buffer shrinks
+            try:
+                while len(view) - offset >= wire.PREFIX_SIZE:
+                    head, body = wire.lengths(view[offset : offset + wire.PREFIX_SIZE])
+                    if body > self._max_payload:
+                        raise PayloadTooLargeError(
+                            f"a frame's payload of {body} bytes is over the limit of "
+                            f"{self._max_payload} bytes ({FRAME_ENV})"
+                        )
+                    start = offset + wire.PREFIX_SIZE
+                    end = start + head + body
+                    if end > len(view):
+                        self._needed = end - offset
+                        break
+                    header = wire.decode_header(bytes(view[start : start + head]))
+                    self._frames.append((header, bytes(view[start + head : end])))
+                    offset = end
+                else:
+                    self._needed = wire.PREFIX_SIZE
+            except InvalidRequestError as error:
+                self.refusal = str(error)
+                self._ended = True
+        del self._buffer[:offset]
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -138,6 +138,9 @@ class Feed:
         for worker in assignment.workers:
             worker.batch, worker.per_input_s = 1, math.inf  # a new function, a new pace
             await self.send_job(worker)
+        if assignment.pending:  # handed out with the assignment: right behind the function
+            self._look_again(assignment)
+            await self._dispatch(assignment)
         tasks.start_soon(self._feed, assignment)
         if assignment.job.timeout_s is not None:
             tasks.start_soon(self._watch_timeouts, assignment)
