@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import queue
+import select
 import socket
 import sys
 import threading
@@ -59,15 +59,20 @@ and its node tens of microseconds, so short inputs go back in frames of many."""
 Frame = tuple[Any, bytes] | None
 MAX_PAYLOAD = RequestLimits.from_environ(os.environ).frame
 ONE_READ = 16 << 20
+ONE_READ_MIN = 64 << 10
+"""A read takes up to this much even when less is needed: the next frames come with it."""
 
 
 class Connection:
-    """Frames over a socket; sending is safe from several threads."""
+    """Frames over a socket; sending is safe from several threads, receiving is the
+    worker's main thread's alone."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
-        self._reader = sock.makefile("rb")
+        self._buffer = bytearray()
+        self._waiting = select.poll()
+        self._waiting.register(sock, select.POLLIN)
         self._send_lock = threading.Lock()
 
     def send(self, messages: list[tuple[wire.Message, bytes]]) -> None:
@@ -77,17 +82,26 @@ class Connection:
             self._sock.sendall(data)
 
     def close(self) -> None:
-        self._reader.close()
         self._sock.close()
+
+    def pending(self) -> bool:
+        """Whether bytes of another frame have come (or the node hung up) already."""
+        return bool(self._buffer) or bool(self._waiting.poll(0))
+
+    def wait_for_hang_up(self) -> None:
+        """Block until the node hangs up (or the socket closes here), reading nothing."""
+        watch = select.poll()
+        watch.register(self._sock, select.POLLRDHUP)
+        while not watch.poll():
+            pass
 
     def receive(self, max_payload: int | None = None) -> Frame:
         """The next frame (its header as JSON, and payload), or None once the node hung
         up (or for a payload over `max_payload` bytes). InvalidRequestError if the bytes
         are no frame (a header that is not JSON, a payload over MAX_PAYLOAD)."""
-        prefix = self._reader.read(wire.PREFIX_SIZE)
-        if len(prefix) < wire.PREFIX_SIZE:
+        if not self._fill(wire.PREFIX_SIZE):
             return None
-        head, body = wire.lengths(prefix)
+        head, body = wire.lengths(bytes(self._buffer[: wire.PREFIX_SIZE]))
         if max_payload is not None and body > max_payload:
             return None
         if body > MAX_PAYLOAD:
@@ -95,27 +109,24 @@ class Connection:
                 f"a frame's payload of {body} bytes is over the limit of {MAX_PAYLOAD} bytes "
                 f"({FRAME_ENV})"
             )
-        header = self._read_exactly(head)
-        payload = self._read_exactly(body)
-        if header is None or payload is None:
+        end = wire.PREFIX_SIZE + head + body
+        if not self._fill(end):
             return None
+        with memoryview(self._buffer) as view:
+            header = bytes(view[wire.PREFIX_SIZE : wire.PREFIX_SIZE + head])
+            payload = bytes(view[wire.PREFIX_SIZE + head : end])
+        del self._buffer[:end]
         return wire.decode_header(header), payload
 
-    def _read_exactly(self, size: int) -> bytes | None:
-        """`size` bytes, or None if the node hung up first. A big frame is read in pieces:
-        a length that lies costs no memory before its bytes come."""
-        if size <= ONE_READ:
-            data = self._reader.read(size)
-            return data if len(data) == size else None
-        parts: list[bytes] = []
-        left = size
-        while left:
-            part = self._reader.read(min(left, ONE_READ))
-            if not part:
-                return None
-            parts.append(part)
-            left -= len(part)
-        return b"".join(parts)
+    def _fill(self, size: int) -> bool:
+        """Read until the buffer holds `size` bytes; False if the node hung up first. The
+        buffer grows only as bytes come: a length that lies costs no memory."""
+        while len(self._buffer) < size:
+            chunk = self._sock.recv(min(max(size - len(self._buffer), ONE_READ_MIN), ONE_READ))
+            if not chunk:
+                return False
+            self._buffer += chunk
+        return True
 
 
 def load_from(url: str) -> Any:
@@ -139,7 +150,6 @@ class Worker:
         self.connection = connection
         self.status = status
         self.spool = spool
-        self.inbox: queue.Queue[Frame] = queue.Queue()
         self.job_id: str | None = None
         self.function: Callable[..., Any] | None = None
         self.packages_path: str | None = None
@@ -182,9 +192,12 @@ class Worker:
                     self.spool.keep(self._results)
 
     def serve(self) -> None:
-        threading.Thread(target=self._read, name="burla-reader", daemon=True).start()
+        """Run what the node sends until it hangs up. Frames are read on this thread as
+        it needs them (no thread hands them over); another only notices a hang-up, so
+        that no more inputs start once their results cannot reach the node."""
+        threading.Thread(target=self._watch, name="burla-hang-up", daemon=True).start()
         threading.Thread(target=self._flush_now_and_then, name="burla-flush", daemon=True).start()
-        while (frame := self.inbox.get()) is not None:
+        while (frame := self._next_frame()) is not None:
             header, payload = frame
             try:
                 message = read_to_worker(header, payload)
@@ -201,23 +214,27 @@ class Worker:
                 case EndJob(job_id) if job_id == self.job_id:
                     self.flush()
                     self.job_id, self.function = None, None
-            if self.inbox.empty():
+            if not self.connection.pending():
                 self.flush()
+        self.hung_up.set()
         self.flush()
 
     def refuse(self, problem: str) -> None:
         self.connection.send([(Refusal(problem), b"")])
 
-    def _read(self) -> None:
+    def _next_frame(self) -> Frame:
         try:
-            while (frame := self.connection.receive()) is not None:
-                self.inbox.put(frame)
+            return self.connection.receive()
         except InvalidRequestError as error:  # the bytes are no frames: nothing more is
             with contextlib.suppress(OSError):
                 self.refuse(f"{error}; hanging up")
-        finally:
-            self.hung_up.set()
-            self.inbox.put(None)
+            return None
+        except OSError:
+            return None
+
+    def _watch(self) -> None:
+        self.connection.wait_for_hang_up()
+        self.hung_up.set()
 
     def _flush_now_and_then(self) -> None:
         """Keep lines live and results moving while one long input runs."""
