@@ -26,7 +26,7 @@ from burla.core.clock import Clock
 from burla.core.environment import PACKAGES_LIMIT_BYTES
 from burla.core.errors import BurlaError, InvalidRequestError
 from burla.core.kill_plan import KillPlan, plan_containers
-from burla.core.memory import GIB
+from burla.core.memory import GIB, gib
 from burla.core.models import ContainerSpec, JobSpec, NodeType
 from burla.core.protocols import BlobStore, Claim, ContainerInfo, ContainerRuntime, Store
 from burla.core.scheduling import slots_on
@@ -209,15 +209,19 @@ class NodeService:
         """Carry out the plan: stop the workers it kills, pin the ones it keeps to their
         CPUs, and hold the job's workers to its func_ram."""
         workers = self.pool.workers
+        limit = gib(assignment.job.func_ram)
+        moved = [keep for keep in plan.keep if workers[keep.container.name].cpuset != keep.cpuset]
+        held = [worker for worker in assignment.workers if worker.memory_limit != limit]
+        if not (plan.kill or moved or held):  # a job like the last: nothing to wait for
+            return
         async with anyio.create_task_group() as group:
             for doomed in plan.kill:
                 group.start_soon(self.pool.stop, workers[doomed.name], False)
-            for keep in plan.keep:
+            for keep in moved:
                 worker = workers[keep.container.name]
-                if worker.cpuset != keep.cpuset:
-                    worker.cpuset = keep.cpuset
-                    group.start_soon(self.pool.pin, worker, keep.cpuset)
-            for worker in assignment.workers:
+                worker.cpuset = keep.cpuset
+                group.start_soon(self.pool.pin, worker, keep.cpuset)
+            for worker in held:
                 group.start_soon(self.pool.limit_memory, worker, assignment.job)
 
     async def end(self, job_id: str, *, cancel: bool) -> None:
