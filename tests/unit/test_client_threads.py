@@ -81,3 +81,31 @@ def test_threads_that_start_jobs_at_once_share_one_session_and_start_one_cluster
         assert len({id(s) for s in sessions}) == 1
     finally:
         Session.close_all()
+
+
+def test_a_module_of_the_callers_imported_in_place_of_another_travels_by_value(
+    tmp_path, monkeypatch
+):
+    """The client looks for new modules of the caller's own only when sys.modules changed:
+    one imported after another was dropped (as many modules as before) is still seen."""
+    for name in ("own_dropped_module", "own_module_in_its_place"):
+        (tmp_path / f"{name}.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import own_dropped_module
+
+    serialize.ship_own_code_by_value()
+    del sys.modules["own_dropped_module"]
+    import own_module_in_its_place
+
+    pickled = serialize.dumps_function(own_module_in_its_place.double)
+    cloudpickle.unregister_pickle_by_value(own_module_in_its_place)
+    cloudpickle.unregister_pickle_by_value(own_dropped_module)
+    del sys.modules["own_module_in_its_place"]
+    worker = subprocess.run(
+        [sys.executable, "-c", "import pickle, sys; print(pickle.load(sys.stdin.buffer)(21))"],
+        input=pickled,
+        capture_output=True,
+        cwd="/",
+        check=False,
+    )
+    assert worker.stdout.strip() == b"42", worker.stderr.decode()
