@@ -4,6 +4,7 @@ blocking socket on its main thread)."""
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 import threading
@@ -12,13 +13,14 @@ from collections.abc import Iterator
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from burla.core import wire
 from burla.services.container_service.worker import Connection
-from burla.services.framing import FrameStream
+from burla.services.framing import FrameConnection, FrameStream, open_frames
 
 pytestmark = pytest.mark.anyio
 
@@ -56,11 +58,18 @@ def send_in_pieces(sock: socket.socket, pieces: Iterator[bytes]) -> None:
             time.sleep(0.0005)  # each its own segment, not coalesced by the kernel
 
 
-async def frames_received(pieces: list[bytes], max_payload: int = 1 << 20) -> list[object]:
-    left, right = tcp_pair()
+async def frames_received(pieces: list[bytes], opened_here: bool) -> list[object]:
+    """What the node's end reads: a connection it opened (FrameConnection, to a worker
+    or, in main_service, to a node) or one it took (FrameStream)."""
+    frames: FrameConnection | FrameStream
+    if opened_here:
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            frames = await open_frames(*server.getsockname())
+            left, _ = server.accept()
+    else:
+        left, right = tcp_pair()
+        frames = FrameStream(await anyio.abc.SocketStream.from_socket(right))
     sender = threading.Thread(target=send_in_pieces, args=(left, iter(pieces)))
-    stream = await anyio.abc.SocketStream.from_socket(right)
-    frames = FrameStream(stream, max_payload=max_payload)
     sender.start()
     received: list[object] = []
     with anyio.fail_after(30):
@@ -76,10 +85,59 @@ async def frames_received(pieces: list[bytes], max_payload: int = 1 << 20) -> li
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=6))
-def test_the_node_end_reads_every_frame_whole_however_the_bytes_are_cut(sizes):
-    received = anyio.run(frames_received, list(cut(DATA, sizes)))
+@given(
+    st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=6),
+    st.booleans(),
+)
+def test_the_node_end_reads_every_frame_whole_however_the_bytes_are_cut(sizes, opened_here):
+    received = anyio.run(frames_received, list(cut(DATA, sizes)), opened_here)
     assert received == [(header, payload) for header, payload in FRAMES]
+
+
+async def test_a_connection_opened_here_waits_while_the_other_end_reads_nothing():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        frames = await open_frames(*server.getsockname())
+        far, _ = server.accept()
+    big = ({"n": 9}, b"y" * (32 << 20))  # more than the sockets' buffers hold
+    sent = anyio.Event()
+
+    async def send() -> None:
+        await frames.send([big])
+        sent.set()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(send)
+        await anyio.sleep(0.3)
+        assert not sent.is_set()  # the socket is full: the send waits
+        read = await anyio.to_thread.run_sync(
+            functools.partial(Connection(far).receive, max_payload=64 << 20)
+        )
+        with anyio.fail_after(10):
+            await sent.wait()
+    assert read == big
+    await frames.aclose()
+    far.close()
+
+
+async def test_a_connection_opened_here_refuses_bytes_that_are_no_frame_and_a_gone_peer():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        frames = await open_frames(*server.getsockname())
+        far, _ = server.accept()
+    far.sendall(wire.encode_many(FRAMES[:1]) + b"\x00\x00\x00\x03\x00\x00\x00\x00nul")
+    with anyio.fail_after(10):
+        assert await frames.receive() == FRAMES[0]
+        assert await frames.receive() is None
+    assert frames.refusal is not None
+    assert "not JSON" in frames.refusal
+    far.close()
+    with anyio.fail_after(10):
+        while True:  # the close is seen at the latest by the second write after it
+            try:
+                await frames.send([FRAMES[0]])
+            except anyio.BrokenResourceError:
+                break
+            await anyio.sleep(0.01)
+    await frames.aclose()
 
 
 async def test_frames_before_bytes_that_are_no_frame_are_read_then_the_stream_refuses():

@@ -29,7 +29,7 @@ from burla.core.link_wire import (
 )
 from burla.core.protocols import Frames
 from burla.core.worker_wire import Open, Refusal
-from burla.services.framing import framed, message_frame, no_delay
+from burla.services.framing import framed, message_frame, open_frames
 
 OnReport = Callable[[str, list[list[Any]], bytes], Awaitable[None]]
 OnLost = Callable[[str], Awaitable[None]]
@@ -37,12 +37,10 @@ Dial = Callable[[str], Awaitable[anyio.abc.ByteStream | Frames]]
 """Opens a connection to a node's address: TCP, or the simulator's in-memory frames."""
 
 
-async def dial_tcp(address: str) -> anyio.abc.ByteStream:
-    """A TCP connection to `host:port`, small frames sent at once."""
+async def dial_tcp(address: str) -> Frames:
+    """A framed TCP connection to `host:port`, small frames sent at once."""
     host, port = address.rsplit(":", 1)
-    stream = await anyio.connect_tcp(host, int(port))
-    no_delay(stream)
-    return stream
+    return await open_frames(host, int(port))
 
 
 REQUEST_TIMEOUT_S = 120.0

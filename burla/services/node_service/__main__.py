@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
-from anyio.abc import SocketListener, TaskGroup
+from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field
 
 from burla.backends.local.compute import SPARE_ENV, take_spare_boot
@@ -38,6 +38,7 @@ from burla.core.trace import mark
 from burla.release import build_id
 from burla.services import running
 from burla.services.cluster_keys import blob_signing_key
+from burla.services.framing import serve_frames
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.metadata_guard import (
     WORKER_USER,
@@ -226,12 +227,11 @@ async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink)
     sock.listen()
     host = await anyio.to_thread.run_sync(advertised_host, settings)
     address = f"{host}:{sock.getsockname()[1]}"
-    listener = await SocketListener.from_socket(sock)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(running.cancel_on_signal, tasks)
         tasks.start_soon(_exit_with_parent, tasks)
         await node.run(tasks)
-        tasks.start_soon(listener.serve, functools.partial(link.serve, node), tasks)
+        tasks.start_soon(serve_frames, sock, functools.partial(link.serve, node), tasks)
         running.write_atomically(settings.node_dir / "address", address)
         mark("node_service's workers listen")
         await _say_booted(settings, address)

@@ -6,15 +6,16 @@ from __future__ import annotations
 import anyio
 
 from burla.core.errors import BackendError, InvalidRequestError
+from burla.core.protocols import Frames
 from burla.core.worker_wire import FromWorker, Hello, Open, ToWorker, read_from_worker
-from burla.services.framing import FrameStream, no_delay
+from burla.services.framing import message_frame, open_frames
 
 Sent = tuple[ToWorker, bytes]
 Heard = tuple[FromWorker, bytes]
 
 
 class WorkerChannel:
-    def __init__(self, frames: FrameStream) -> None:
+    def __init__(self, frames: Frames) -> None:
         self._frames = frames
         self.pid = 0
         self.refusal: str | None = None
@@ -26,13 +27,12 @@ class WorkerChannel:
         with anyio.move_on_after(timeout_s):
             while True:
                 try:
-                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                    frames = await open_frames("127.0.0.1", port)
                     break
                 except OSError:
                     await anyio.sleep(0.01)
-            no_delay(stream)
-            channel = cls(FrameStream(stream))
-            await channel._frames.send([(Open(secret).to_json(), b"")])
+            channel = cls(frames)
+            await channel._frames.send([message_frame(Open(secret))])
             hello = await channel.receive()
             if hello is None or type(hello[0]) is not Hello:
                 await channel.aclose()
@@ -44,7 +44,7 @@ class WorkerChannel:
         )
 
     async def send(self, messages: list[Sent]) -> None:
-        await self._frames.send([(message.to_json(), payload) for message, payload in messages])
+        await self._frames.send([message_frame(message, payload) for message, payload in messages])
 
     async def receive(self) -> Heard | None:
         """The worker's next message, or None once it hung up or sent what is no message
