@@ -85,8 +85,8 @@ class FrameCutter:
 
 
 class FrameStream(Frames):
-    """Frames encoded with burla.core.wire over an anyio byte stream (a connection a
-    listener of anyio's took)."""
+    """Frames encoded with burla.core.wire over an anyio byte stream (what `framed` is
+    handed in place of a FrameConnection)."""
 
     def __init__(self, stream: anyio.abc.ByteStream, max_payload: int = MAX_PAYLOAD) -> None:
         self._stream = stream
@@ -127,9 +127,9 @@ MOST_FRAMES_WAITING = 64
 
 
 class FrameConnection(asyncio.Protocol, Frames):
-    """Frames over a TCP connection this process opened (open_frames), on asyncio's
-    transport itself: a send is one write to it, with no turn of the event loop unless
-    the socket is full, which matters where every frame is a hop of a warm call."""
+    """Frames over a TCP connection (dialed by open_frames, or taken by serve_frames), on
+    asyncio's transport itself: a send is one write to it, with no turn of the event loop
+    unless the socket is full, which matters where every frame is a hop of a warm call."""
 
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self._cutter = FrameCutter(max_payload)

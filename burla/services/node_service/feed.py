@@ -138,7 +138,7 @@ class Feed:
         for worker in assignment.workers:
             worker.batch, worker.per_input_s = 1, math.inf  # a new function, a new pace
             await self.send_job(worker)
-        if assignment.pending:  # handed out with the assignment: right behind the function
+        if assignment.pending:  # handed out with the assignment: behind the function, unclaimed
             self._look_again(assignment)
             await self._dispatch(assignment)
         tasks.start_soon(self._feed, assignment)
@@ -209,9 +209,6 @@ class Feed:
     # Sending -----------------------------------------------------------------------------
     async def _feed(self, assignment: Assignment) -> None:
         idle = Backoff(IDLE_POLL_FIRST_S, IDLE_POLL_MAX_S)
-        if assignment.pending:  # handed out with the assignment: to work before any claim
-            self._look_again(assignment)
-            await self._dispatch(assignment)
         if assignment.claimed >= assignment.job.n_inputs:  # all of them came with it
             assignment.look_again_at = self.clock.now() + idle.pause()
         async with anyio.create_task_group() as claims:
