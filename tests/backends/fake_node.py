@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from burla.backends.local.compute import SPARE_ENV, take_spare_boot
+from burla.backends.local.node_spare import SPARE_ENV, take_spare_boot
 
 
 def main() -> None:

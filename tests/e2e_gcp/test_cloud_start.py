@@ -17,8 +17,8 @@ from burla.backends.urls import open_blobs, open_store
 from burla.core.errors import InvalidRequestError
 from burla.core.settings import GcpSettings
 from burla.services.cluster_keys import node_secret
-from burla.services.main_service.__main__ import cloud
 from burla.services.main_service.cloud_config import CloudOptions, make_plan
+from burla.services.main_service.command import cloud
 from tests.e2e_gcp.conftest import NO_METADATA_SERVER, write_service_account_key
 
 MAIN = "burla.services.main_service"

@@ -1,6 +1,7 @@
 """What a cold start leans on: node_service never loads the web stack or an async HTTP
-client, main_service's command line starts its first node's process before it loads the
-models, main_service loads the web stack only after it has started its first node, and
+client, main_service starts its first node's process before it loads anything but the
+standard library (and its command line's parser before the models), main_service loads
+the web stack only after it has started its first node, and
 FastAPI not even then (its first routes are plain ASGI), and main_service's socket takes
 connections before it serves."""
 
@@ -26,9 +27,26 @@ def test_node_service_loads_no_web_stack():
     assert not WEB_STACK & modules
 
 
-def test_main_service_starts_its_first_node_before_it_loads_the_models():
+def test_main_service_starts_its_first_node_before_it_loads_anything_else():
     modules = loaded_by("import burla.services.main_service.__main__")
-    assert "burla.backends.local.compute" in modules
+    assert "burla.backends.local.node_spare" in modules
+    burla_modules = {name for name in modules if name.startswith("burla.")} - {"burla"}
+    assert burla_modules <= {
+        "burla.services.main_service.__main__",
+        "burla.backends",
+        "burla.backends.local",
+        "burla.backends.local.node_spare",
+        "burla.core",
+        "burla.core.errors",
+        "burla.services",
+        "burla.services.main_service",
+        "burla.services.main_service.local_start",
+    }
+    assert not {"click", "anyio", "pydantic"} & modules
+
+
+def test_main_service_command_line_loads_no_models():
+    modules = loaded_by("import burla.services.main_service.command")
     assert not {"pydantic", "burla.core.models", "burla.services.main_service.boot"} & modules
 
 

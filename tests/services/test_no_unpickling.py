@@ -8,7 +8,7 @@ import sys
 def test_services_load_no_unpickler():
     code = (
         "import json, sys\n"
-        "import burla.services.main_service.__main__, burla.services.main_service.app\n"
+        "import burla.services.main_service.command, burla.services.main_service.app\n"
         "import burla.services.node_service.__main__\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )

@@ -17,11 +17,9 @@ main_service) lists and deletes the nodes an earlier one started. A process is t
 be the node only while /proc shows a live process with the recorded pid and start time,
 so a pid reused by another program is never signalled.
 
-A spare (start_spare) is a node process started before its node is created: it loads
-its modules while main_service boots, then waits on its stdin for the next create() to
-send it its environment (one JSON line), takes its directory and log, and boots as that
-node. A spare never used exits when its stdin closes (the provider closed, or its parent
-went).
+A spare (burla.backends.local.node_spare) is a node process started before its node is
+created, given to the provider or started by start_spare: the next create() hands it its
+node rather than starting a process.
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,20 +39,15 @@ import anyio
 import anyio.to_thread
 
 from burla.backends.boot_env import check_boot_env, node_identity
+from burla.backends.local.node_spare import LOG_FILE, NODE_COMMAND, start_spare
 from burla.backends.local.processes import signal_group, spawn, wait_while
 from burla.backends.path_names import check_path_name, is_path_name
 from burla.core.errors import BackendError, ConflictError, InvalidRequestError
 from burla.core.protocols import BootSpec, Machine, MachineStatus
 
-DEFAULT_COMMAND = (sys.executable, "-m", "burla.services.node_service")
 ADDRESS_FILE = "address"
 RECORD_FILE = "node.json"
-LOG_FILE = "node.log"
 STOPPING_FILE = "stopping"
-SPARE_ENV = "BURLA_NODE_SPARE"
-"""Set for a spare: its environment comes on its stdin (take_spare_boot)."""
-SPARE_LOG = ".spare.log"
-"""What a spare writes before it is a node (in the nodes' directory, named as no node is)."""
 
 _KILL_WAIT_S = 5.0
 
@@ -78,8 +70,9 @@ class LocalComputeProvider:
     """The ComputeProvider protocol with local processes (see module doc).
 
     `command` starts a node; it defaults to this interpreter running
-    burla.services.node_service. Deleting a node sends SIGTERM to its process group,
-    waits up to `stop_grace_s`, then sends SIGKILL.
+    burla.services.node_service. `spare` is a spare of that command already started
+    (node_spare.start_spare). Deleting a node sends SIGTERM to its process group, waits
+    up to `stop_grace_s`, then sends SIGKILL.
     """
 
     def __init__(
@@ -88,32 +81,22 @@ class LocalComputeProvider:
         command: Sequence[str] | None = None,
         *,
         stop_grace_s: float = 3.0,
+        spare: subprocess.Popen[bytes] | None = None,
     ) -> None:
         self._nodes = Path(root) / "nodes"
-        self._command = list(command) if command is not None else list(DEFAULT_COMMAND)
+        self._command = list(command) if command is not None else list(NODE_COMMAND)
         if not self._command:
             raise InvalidRequestError("the command that starts a node cannot be empty")
         self._stop_grace_s = stop_grace_s
         self._children: dict[str, subprocess.Popen[bytes]] = {}
-        self._spare: subprocess.Popen[bytes] | None = None
+        self._spare = spare
 
     def start_spare(self) -> int:
         """Start the next node's process now, to load its modules while the caller goes
         on; the next create() hands it its node (see module doc). Its pid. The provider's
         command must take a spare's boot (node_service's does)."""
-        if self._spare is not None:
-            return self._spare.pid
-        self._nodes.mkdir(parents=True, exist_ok=True)
-        with open(self._nodes / SPARE_LOG, "ab") as output:
-            self._spare = subprocess.Popen(
-                self._command,
-                cwd=self._nodes,
-                env={**os.environ, SPARE_ENV: "1"},
-                stdin=subprocess.PIPE,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        if self._spare is None:
+            self._spare = start_spare(self._nodes, self._command)
         return self._spare.pid
 
     def directory(self, node_id: str) -> Path:
@@ -285,23 +268,6 @@ class LocalComputeProvider:
         for node_id, child in builtins.list(self._children.items()):
             if not self.directory(node_id).exists() and child.poll() is not None:
                 del self._children[node_id]
-
-
-def take_spare_boot() -> None:
-    """In a spare: wait for the node it is to be (its environment, on stdin), then take
-    that node's environment, directory and log. Exits if the provider went first."""
-    line = sys.stdin.buffer.readline()
-    if not line:
-        sys.exit(0)
-    boot = json.loads(line)
-    os.environ.update(boot["env"])
-    os.environ.pop(SPARE_ENV, None)
-    directory = Path(boot["directory"])
-    os.chdir(directory)
-    with open(directory / LOG_FILE, "ab") as log, open(os.devnull, "rb") as nothing:
-        os.dup2(log.fileno(), sys.stdout.fileno())
-        os.dup2(log.fileno(), sys.stderr.fileno())
-        os.dup2(nothing.fileno(), sys.stdin.fileno())
 
 
 def _process_stat(pid: int) -> _ProcessStat | None:

@@ -31,11 +31,11 @@ from burla.services.cluster_keys import blob_signing_key
 from burla.services.loopback import bind_loopback
 from burla.services.main_service.local_config import (
     FIRST_NODE,
-    Containers,
     local_boot_env,
     local_config,
     standby_image,
 )
+from burla.services.main_service.local_start import Containers
 from burla.services.store_keys import STANDBY_KEY
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def run_local(
     root: Path, cpus: int, containers: Containers, idle_s: float, compute: LocalComputeProvider
 ) -> None:
     """Boot the first node before the web stack loads, so that the two load side by side.
-    `compute` has its spare started already (see __main__)."""
+    `compute` has its spare started already (see local_start)."""
     token = secrets.token_hex(32)
     sock, address = bind_loopback()
     config = local_config(cpus, standby_image(containers))

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.services.cluster_keys import node_secret
+from burla.services.main_service.local_start import Containers
 
 if TYPE_CHECKING:
     from burla.core.models import ClusterConfig
 
 MAX_LOCAL_NODES = 4
 FIRST_NODE = "node-000001"
-
-Containers = Literal["process", "docker"]
-"""What the nodes' workers run in: processes (the embedded local backend) or Docker
-containers of burla's default image; nodes learn which from BURLA_CONTAINERS."""
 
 
 def standby_image(containers: Containers) -> str:

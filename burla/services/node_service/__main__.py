@@ -17,10 +17,10 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field
 
-from burla.backends.local.compute import SPARE_ENV, take_spare_boot
 from burla.backends.local.containers import LocalContainerRuntime
 from burla.backends.local.envs import LOCAL_DEFAULT_IMAGE, ensure_worker_env
 from burla.backends.local.images import venv_image_python
+from burla.backends.local.node_spare import SPARE_ENV, take_spare_boot
 from burla.backends.urls import open_blobs, open_store
 from burla.client.http import HttpError, HttpPool
 from burla.core.backoff import Backoff
