@@ -13,7 +13,7 @@ import cloudpickle
 from burla.client.connection import WAIT_S, Connection
 from burla.client.progress import JobProgress
 from burla.client.remote_traceback import with_source_files
-from burla.core import wire
+from burla.core import stream_wire, wire
 from burla.core.errors import (
     BudgetExceededError,
     FunctionLoadError,
@@ -84,12 +84,12 @@ def _results(
     waiting: dict[int, Any] = {}
     next_index = 0
     cursor, body, run = 0, first, None
-    budget: wire.BudgetStop | None = None
+    budget: stream_wire.BudgetStop | None = None
     while True:
         if body is None:
             params = {"after": cursor, "wait": WAIT_S}
             body = connection.call_reviving("GET", f"/jobs/{job_id}/events", params=params).content
-        head, events = wire.read_stream(body)
+        head, events = stream_wire.read_stream(body)
         if run is not None and head.run != run and cursor:
             # A main_service that restarted took the job over: its stream starts anew.
             cursor, body, run = 0, None, head.run
@@ -97,9 +97,9 @@ def _results(
         run = head.run
         for event, payload in events:
             match event:
-                case wire.JobLine(_, stream, text):
+                case stream_wire.JobLine(_, stream, text):
                     progress.print(text, stream)
-                case wire.JobResult(index, kind):
+                case stream_wire.JobResult(index, kind):
                     if index in seen:
                         continue  # told again by a main_service that took the job over
                     seen.add(index)
@@ -113,9 +113,9 @@ def _results(
                     while next_index in waiting:
                         yield waiting.pop(next_index)
                         next_index += 1
-                case wire.BudgetStop():
+                case stream_wire.BudgetStop():
                     budget = event
-                case wire.JobDone(state, error):
+                case stream_wire.JobDone(state, error):
                     if budget is not None:
                         stop = _budget_fields(budget)
                         if not return_exceptions:
@@ -147,7 +147,7 @@ def _check_end(job_id: str, state: str, error: str | None, missing: int) -> None
         raise JobError(f"job {job_id} ended with {missing} results missing")
 
 
-def _budget_fields(stop: wire.BudgetStop) -> dict[str, Any]:
+def _budget_fields(stop: stream_wire.BudgetStop) -> dict[str, Any]:
     return {
         "max_cost": stop.max_cost,
         "cost": stop.cost,
@@ -159,7 +159,7 @@ def _budget_fields(stop: wire.BudgetStop) -> dict[str, Any]:
 def over_budget(
     job_id: str, n_inputs: int, stop: dict[str, Any], index: int | None = None
 ) -> BudgetExceededError:
-    """The error of a job stopped at its max_cost (`stop`: the fields of wire.BudgetStop);
+    """The error of a job stopped at its max_cost (`stop`: the fields of stream_wire.BudgetStop);
     with `index`, standing in the place of an input that did not finish."""
     finished = int(stop["finished"])
     reached = (
@@ -201,10 +201,10 @@ def stored_results(
     after: str | None = ""
     while after is not None:
         answer = connection.call("GET", f"/jobs/{job_id}/results", params={"after": after})
-        for event, payload in wire.read_events(wire.decode_all(answer.content)):
-            if isinstance(event, wire.JobResult):
+        for event, payload in stream_wire.read_events(wire.decode_all(answer.content)):
+            if isinstance(event, stream_wire.JobResult):
                 stored.setdefault(event.index, (event.kind, payload))  # the first counts
-        after = answer.headers.get(wire.NEXT_PAGE.lower())
+        after = answer.headers.get(stream_wire.NEXT_PAGE.lower())
     total = job["spec"]["n_inputs"]
     missing = total - len(stored.keys() & range(total))
     stop = job.get("budget_stop")

@@ -123,8 +123,8 @@ class NodeHealth(Message):
 @message("report")
 @dataclass(frozen=True, slots=True)
 class Report(Message):
-    """What the node saw, in order: wire.NodeReport arrays, each result's bytes in the
-    payload (wire.read_reports reads them)."""
+    """What the node saw, in order: report_wire.NodeReport arrays, each result's bytes in the
+    payload (report_wire.read_reports reads them)."""
 
     node_id: str
     events: list[Any]

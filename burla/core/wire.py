@@ -8,13 +8,12 @@ services untouched: only workers unpickle them.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from operator import itemgetter
-from typing import Any, ClassVar, NamedTuple, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 from burla.core.errors import InvalidRequestError
 
@@ -214,307 +213,24 @@ def decode_message(raw: Any, expected: tuple[type[Message], ...]) -> Message:
     return cls(*values)
 
 
-# What a node reports to main_service, in the order it saw it ---------------------------
-@message("runs")
-@dataclass(frozen=True, slots=True)
-class RunsReport(Message):
-    """The node claimed these runs of inputs (services.input_runs): run `receipts[n]`
-    holds inputs `firsts[n]` to `firsts[n] + counts[n] - 1`."""
-
-    job_id: str
-    receipts: tuple[str, ...]
-    firsts: tuple[int, ...]
-    counts: tuple[int, ...]
-
-
-@message("claimed")
-@dataclass(frozen=True, slots=True)
-class ClaimReport(Message):
-    """The node handed these inputs, claimed under these queue receipts, to a worker."""
-
-    job_id: str
-    worker: str
-    indices: tuple[int, ...]
-    receipts: tuple[str, ...]
-    memory_gb: float | None = None
-    """The worker's memory, when its node gave it more than the job's func_ram."""
-
-
-@message("finished")
-@dataclass(frozen=True, slots=True)
-class ResultsReport(Message):
-    """Outcomes of inputs one worker ran, in the order it sent them: input `indices[n]`
-    ended as `kinds[n]` and its `sizes[n]` bytes follow in the report's payload, in turn.
-    A kind is "ok" (a pickled value), "raised" (a pickled exception) or "raised_text"
-    (JSON of an exception that does not pickle). One event for a worker's frame of
-    results, not one per input: a node reports thousands of results a second."""
-
-    job_id: str
-    worker: str
-    indices: tuple[int, ...]
-    kinds: tuple[str, ...]
-    sizes: tuple[int, ...]
-
-    def outcomes(self, payload: bytes) -> Iterator[tuple[int, str, bytes]]:
-        """(index, kind, bytes) of each input, cut from the report's `payload` for this
-        event (read_reports gives each event its own)."""
-        return _cut(self.indices, self.kinds, self.sizes, payload)
-
-
-@message("printed")
-@dataclass(frozen=True, slots=True)
-class LineReport(Message):
-    """A line the function printed while it ran input `index` (or its traceback)."""
-
-    job_id: str
-    index: int
-    stream: str
-    text: str
-
-
-@message("died")
-@dataclass(frozen=True, slots=True)
-class DeathReport(Message):
-    """A worker's process ended while it held inputs: `running` is the input it was
-    running, when known; `out_of_memory`, whether it went over its memory limit, which
-    was `memory_gb` GB on a node of `node_gb` GB."""
-
-    job_id: str | None
-    worker: str
-    running: int | None
-    out_of_memory: bool
-    memory_gb: float | None = None
-    node_gb: float | None = None
-
-
-@message("timed_out")
-@dataclass(frozen=True, slots=True)
-class TimeoutReport(Message):
-    """The node stopped a worker whose input `index` ran past the job's timeout."""
-
-    job_id: str | None
-    worker: str
-    index: int
-
-
-@message("job_error")
-@dataclass(frozen=True, slots=True)
-class JobErrorReport(Message):
-    """The job cannot run on this node (its function did not load, its packages could
-    not be set up)."""
-
-    job_id: str
-    message: str
-
-
-@message("drained")
-@dataclass(frozen=True, slots=True)
-class DrainedReport(Message):
-    """The node found the job's queue empty and holds none of its inputs: it has nothing
-    to do for the job unless inputs come back, and may be let go of."""
-
-    job_id: str
-
-
-NodeReport = (
-    RunsReport
-    | ClaimReport
-    | ResultsReport
-    | LineReport
-    | DeathReport
-    | TimeoutReport
-    | JobErrorReport
-    | DrainedReport
-)
-_NODE_REPORTS = (
-    RunsReport,
-    ClaimReport,
-    ResultsReport,
-    LineReport,
-    DeathReport,
-    TimeoutReport,
-    JobErrorReport,
-    DrainedReport,
-)
-
-
-def decode_report(raw: Any) -> NodeReport:
-    return cast(NodeReport, decode_message(raw, _NODE_REPORTS))
-
-
-def read_reports(raw: Any, payload: bytes) -> Iterator[tuple[NodeReport, bytes]]:
-    """A node's reports (decoded JSON) with each result's bytes cut from `payload`."""
-    if type(raw) is not list:
-        raise InvalidRequestError("a node's reports come as a list")
-    offset = 0
-    for item in raw:
-        report = decode_report(item)
-        if type(report) is ResultsReport:
-            if not _sized(report.indices, report.kinds, report.sizes):
-                raise InvalidRequestError(
-                    "a results report has a kind and a size (not negative) for each input"
-                )
-            size = sum(report.sizes)
-            yield report, payload[offset : offset + size]
-            offset += size
-        else:
-            yield report, b""
-
-
-# What a client reads of its job: a head, then events -----------------------------------
-@message("head")
-@dataclass(frozen=True, slots=True)
-class StreamHead(Message):
-    """Where the job is: `run` names this stream (a main_service that takes the job over
-    after a restart starts another); `next`, the position to read from next."""
-
-    job_id: str
-    run: str
-    state: str
-    next: int
-    error: str | None
-
-
-class JobResult(NamedTuple):
-    """Input `index`'s result ("ok") or failure (any other kind); its bytes follow.
-    Results in a row travel in one frame (ResultRow). A tuple: a job's stream holds one
-    per input, made by the thousand (see succeeded)."""
-
-    index: int  # type: ignore[assignment]  # hides tuple.index, which results never use
-    kind: str
-
-
-_ok = functools.partial(tuple.__new__, JobResult)
-
-
-def succeeded(indices: Iterable[int]) -> Iterator[JobResult]:
-    """JobResult(index, "ok") of each of `indices`, made at C speed."""
-    return map(_ok, zip(indices, itertools.repeat("ok")))
-
-
-@message("row")
-@dataclass(frozen=True, slots=True)
-class ResultRow(Message):
-    """Results that follow one another in a job's stream, in one frame: the result of
-    input `indices[n]` is of `kinds[n]`, and its `sizes[n]` bytes come in turn. Each is
-    still one event of the stream (positions count results, not frames); a frame per
-    result cost its reader and its writer several microseconds each."""
-
-    indices: tuple[int, ...]
-    kinds: tuple[str, ...]
-    sizes: tuple[int, ...]
-
-
-@message("log")
-@dataclass(frozen=True, slots=True)
-class JobLine(Message):
-    """A line the function printed while it ran input `index`."""
-
-    index: int
-    stream: str
-    text: str
-
-
-@message("done")
-@dataclass(frozen=True, slots=True)
-class JobDone(Message):
-    """The job ended in `state`; `error` says why it failed, when the cluster knows."""
-
-    state: str
-    error: str | None
-
-
-@message("budget")
-@dataclass(frozen=True, slots=True)
-class BudgetStop(Message):
-    """The job's nodes came to cost its max_cost (USD), so the cluster stopped it: what
-    they cost, their node-seconds, and how many inputs had finished. Its JobDone follows."""
-
-    max_cost: float
-    cost: float
-    node_seconds: float
-    finished: int
-
-
-JobEvent = JobResult | JobLine | BudgetStop | JobDone
-
-
-def encode_events(events: Iterable[tuple[JobEvent, bytes]]) -> bytes:
-    """Events as frames: the results in a row in one frame (ResultRow), each other event
-    in a frame of its own. Column by column: an answer may carry thousands of results."""
-    events = list(events)
-    others = [n for n, (event, _) in enumerate(events) if not isinstance(event, JobResult)]
-    frames: list[bytes] = []
-    start = 0
-    for end in [*others, len(events)]:
-        if end > start:
-            frames.append(_row_frame(events[start:end]))
-        if end < len(events):
-            event, data = events[end]
-            assert not isinstance(event, JobResult)
-            frames.append(encode(event.to_json(), data))
-        start = end + 1
-    return b"".join(frames)
-
-
-def _row_frame(row: list[tuple[JobEvent, bytes]]) -> bytes:
-    results = list(map(_first, row))
-    payloads = list(map(_second, row))
-    indices, kinds = list(map(_first, results)), list(map(_second, results))
-    sizes = list(map(len, payloads))
-    return encode(["row", indices, kinds, sizes], b"".join(payloads))
-
-
-_first, _second = itemgetter(0), itemgetter(1)
-
-
-def encode_stream(head: StreamHead, events: Iterable[tuple[JobEvent, bytes]]) -> bytes:
-    return encode(head.to_json()) + encode_events(events)
-
-
-def read_stream(body: bytes) -> tuple[StreamHead, Iterator[tuple[JobEvent, bytes]]]:
-    """A job stream's head, and its events as they are read."""
-    frames = decode_all(body)
-    first = next(frames, None)
-    if first is None:
-        raise InvalidRequestError("a job stream starts with its head; this one is empty")
-    head = cast(StreamHead, decode_message(first[0], (StreamHead,)))
-    return head, read_events(frames)
-
-
-NEXT_PAGE = "Burla-Next-Page"
-"""The header of an answer of stored results that names the page to ask after next,
-while more may follow."""
-
-
-def read_events(frames: Iterable[tuple[Any, bytes]]) -> Iterator[tuple[JobEvent, bytes]]:
-    for raw, data in frames:
-        event = decode_message(raw, (ResultRow, JobLine, BudgetStop, JobDone))
-        if type(event) is not ResultRow:
-            yield cast(JobEvent, event), data
-            continue
-        for index, kind, cut in results_in_row(event.indices, event.kinds, event.sizes, data):
-            yield JobResult(index, kind), cut
-
-
 def results_in_row(
     indices: Sequence[int], kinds: Sequence[str], sizes: Sequence[int], payload: bytes
 ) -> Iterator[tuple[int, str, bytes]]:
     """(index, kind, bytes) of results in a row (a job stream's frame, a page in the
     Store); InvalidRequestError unless each has a kind and a size and the bytes add up."""
-    if not _sized(indices, kinds, sizes) or sum(sizes) != len(payload):
+    if not sized(indices, kinds, sizes) or sum(sizes) != len(payload):
         raise InvalidRequestError(
             "a row of results has a kind and a size for each input, and bytes for each"
         )
-    return _cut(indices, kinds, sizes, payload)
+    return cut_row(indices, kinds, sizes, payload)
 
 
-def _sized(indices: Sequence[int], kinds: Sequence[str], sizes: Sequence[int]) -> bool:
+def sized(indices: Sequence[int], kinds: Sequence[str], sizes: Sequence[int]) -> bool:
     """Whether results in a row give a kind and a size (not negative) for each input."""
     return len(indices) == len(kinds) == len(sizes) and min(sizes, default=0) >= 0
 
 
-def _cut(
+def cut_row(
     indices: Sequence[int], kinds: Sequence[str], sizes: Sequence[int], payload: bytes
 ) -> Iterator[tuple[int, str, bytes]]:
     """(index, kind, bytes) of results in a row, their bytes one after another in `payload`."""

@@ -16,7 +16,17 @@ from typing import Any, NamedTuple, cast
 
 from burla.core import wire
 from burla.core.errors import InvalidRequestError
-from burla.core.wire import JobErrorReport, Message, message, record
+from burla.core.wire import Message, message, record
+
+
+@message("job_error")
+@dataclass(frozen=True, slots=True)
+class JobErrorReport(Message):
+    """The job cannot run on this node (its function did not load, its packages could
+    not be set up)."""
+
+    job_id: str
+    message: str
 
 
 @message("open")
@@ -144,7 +154,7 @@ class Results(Message):
     `sizes[n]` bytes come in turn in the payload; `busy_s` is how long they ran, from
     which the node sizes the next frames. Columns, not an item per input: a worker of
     short inputs sends thousands a second, and its node passes the columns on as they
-    are (wire.ResultsReport)."""
+    are (report_wire.ResultsReport)."""
 
     job_id: str
     indices: tuple[int, ...]

@@ -44,7 +44,7 @@ RESUMED = "resumed"
 results it copied from that job."""
 
 Result = tuple[int, str, bytes]
-"""An input's index, its result's kind (see wire.ResultsReport) and its bytes."""
+"""An input's index, its result's kind (see report_wire.ResultsReport) and its bytes."""
 _Row = TypeVar("_Row", bound=tuple[Any, ...])
 Written = tuple[int, str, bytes, str]
 """A result to write: index, kind, bytes, and who wrote it (delivery_tag, or FAILED)."""

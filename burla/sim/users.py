@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import httpx
 
-from burla.core import wire
+from burla.core import stream_wire, wire
 from burla.core.limits import MAX_UPLOADS
 from burla.core.models import JobState
 from burla.core.resume import input_digest
@@ -191,8 +191,8 @@ class SimUsers:
             answer, _ = await self._asked("GET", f"/jobs/{job_id}/events", params=params)
             if answer.status_code != 200:
                 return
-            head, events = wire.read_stream(answer.content)
-            if any(isinstance(event, wire.JobDone) for event, _ in events):
+            head, events = stream_wire.read_stream(answer.content)
+            if any(isinstance(event, stream_wire.JobDone) for event, _ in events):
                 return
             # A main_service that took the job over has a stream of its own, from 0.
             cursor = head.next if run in (None, head.run) else 0
@@ -306,7 +306,7 @@ class SimUsers:
 
     def _read_events(self, log: JobLog, body: bytes) -> int:
         now = self.clock.elapsed()
-        head, events = wire.read_stream(body)
+        head, events = stream_wire.read_stream(body)
         if head.run != log.run_id:
             log.streams += 1
             if log.run_id is not None:
@@ -317,14 +317,14 @@ class SimUsers:
             log.run_id = head.run
         for event, _ in events:
             match event:
-                case wire.JobResult(index, kind) if index not in log.had:
+                case stream_wire.JobResult(index, kind) if index not in log.had:
                     log.results[index] += 1
                     if kind != "ok":
                         log.failed.append(index)
                     if log.first_result is None:
                         log.first_result = now
-                case wire.BudgetStop():
+                case stream_wire.BudgetStop():
                     log.over_budget = True
-                case wire.JobDone(state, error):
+                case stream_wire.JobDone(state, error):
                     log.done, log.state, log.error = now, state, error
         return head.next

@@ -38,8 +38,15 @@ from burla.core.errors import BackendError
 from burla.core.memory import gib
 from burla.core.models import ContainerSpec
 from burla.core.protocols import ContainerInfo, Mount
-from burla.core.wire import JobErrorReport
-from burla.core.worker_wire import EndJob, Hello, Inputs, JobStart, ResultItem, Results
+from burla.core.worker_wire import (
+    EndJob,
+    Hello,
+    Inputs,
+    JobErrorReport,
+    JobStart,
+    ResultItem,
+    Results,
+)
 from burla.services.container_service.status import STATUS
 from burla.services.container_service.worker import results_due
 from burla.services.node_service.channel import Heard, Sent, WorkerChannel

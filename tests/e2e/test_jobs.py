@@ -166,7 +166,7 @@ def test_status_endpoints_and_restart_cluster(cluster):
 def test_a_job_canceled_before_its_submission_arrives_never_runs(cluster):
     from burla.client.map import Session
     from burla.client.serialize import dumps_function, dumps_input
-    from burla.core import wire
+    from burla.core import stream_wire
 
     session = Session.for_local_cluster()
     with api(cluster) as http:
@@ -174,7 +174,7 @@ def test_a_job_canceled_before_its_submission_arrives_never_runs(cluster):
     spec = {"n_inputs": 1}
     function, payloads = dumps_function(abs), [dumps_input(0, -1, True)]
     first = session.submit("job-early-cancel-1", spec, function, payloads, wait=5)
-    head, _ = wire.read_stream(first)
+    head, _ = stream_wire.read_stream(first)
     assert head.state == "canceled"
     with pytest.raises(ConflictError, match="there is a job job-early-cancel-1 already"):
         session.submit("job-early-cancel-1", spec, function, payloads, wait=0)

@@ -20,7 +20,7 @@ from burla import ResumeError, ResumeMismatchError, remote_parallel_map
 from burla.client.connection import Connection
 from burla.client.map import job_results
 from burla.client.session import Session
-from burla.core import wire
+from burla.core import stream_wire, wire
 from tests.e2e.test_cli import burla
 from tests.e2e.waiting import wait_for
 
@@ -76,8 +76,8 @@ def stored_indices(job_id: str) -> dict[int, str]:
     """The inputs with a result stored for the job, and the kind of each (the first)."""
     answer = session().call("GET", f"/jobs/{job_id}/results")
     found: dict[int, str] = {}
-    for event, _ in wire.read_events(wire.decode_all(answer.content)):
-        if isinstance(event, wire.JobResult):
+    for event, _ in stream_wire.read_events(wire.decode_all(answer.content)):
+        if isinstance(event, stream_wire.JobResult):
             found.setdefault(event.index, event.kind)
     return found
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from burla.core import wire
+from burla.core import wire, worker_wire
 from burla.core.worker_wire import (
     Hello,
     InputItem,
@@ -207,7 +207,7 @@ def test_a_function_that_does_not_load_is_reported(node: Node):
     node.job(Unloadable())
     results, _ = node.collect(1)
     error = results["__other__"]
-    assert type(error) is wire.JobErrorReport
+    assert type(error) is worker_wire.JobErrorReport
     assert "module_that_is_not_there" in error.message
 
 

@@ -4,7 +4,7 @@ none stays past FORGET_AFTER_S, and one whose client still reads stays until the
 from __future__ import annotations
 
 from burla.core import inputs as i
-from burla.core import wire
+from burla.core import stream_wire
 from burla.core.clock import ManualClock
 from burla.core.models import JobSpec
 from burla.services.main_service import held_jobs
@@ -15,8 +15,8 @@ from burla.services.main_service.jobs import JobRun
 def finished(jobs: dict[str, JobRun], clock: ManualClock, n: int, *, read: bool) -> JobRun:
     spec = JobSpec(job_id=f"job-{n:05d}", n_inputs=1)
     run = JobRun(spec, b"f", None, i.InputMachine(1), submitted_at=clock.now())
-    run.publish(wire.JobResult(0, "ok"), b"x" * 1000)
-    run.publish(wire.JobDone("succeeded", None))
+    run.publish(stream_wire.JobResult(0, "ok"), b"x" * 1000)
+    run.publish(stream_wire.JobDone("succeeded", None))
     run.ended_at = clock.now()
     if read:
         assert run.events_after(0)  # its client had the whole stream

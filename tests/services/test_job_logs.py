@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from burla.backends.memory import MemoryStore
-from burla.core import wire
+from burla.core import report_wire, wire
 from burla.core.clock import WallClock
 from burla.services.main_service.job_logs import (
     BATCH_CHARS,
@@ -108,10 +108,12 @@ async def test_a_log_taken_over_goes_on_after_the_stored_lines(before: int) -> N
 def reports(job_id: str, n_inputs: int) -> tuple[list[object], bytes]:
     """What a node reports of a job whose every input prints a line and succeeds."""
     receipts = tuple(f"r{n}" for n in range(n_inputs))
-    events: list[wire.Message] = [wire.ClaimReport(job_id, "w", tuple(range(n_inputs)), receipts)]
+    events: list[wire.Message] = [
+        report_wire.ClaimReport(job_id, "w", tuple(range(n_inputs)), receipts)
+    ]
     for n in range(n_inputs):
-        events.append(wire.LineReport(job_id, n, "stdout", f"hello from {n}\n"))
-        events.append(wire.ResultsReport(job_id, "w", (n,), ("ok",), (1,)))
+        events.append(report_wire.LineReport(job_id, n, "stdout", f"hello from {n}\n"))
+        events.append(report_wire.ResultsReport(job_id, "w", (n,), ("ok",), (1,)))
     return [event.to_json() for event in events], b"x" * n_inputs
 
 
@@ -170,7 +172,7 @@ async def test_lines_of_a_job_taken_over_read_on_across_the_takeover() -> None:
     second = memory_service(clock, store)
     async with serving(second, TOKEN) as client:
         assert "job-followed" in second.jobs
-        line_2 = wire.LineReport("job-followed", 2, "stdout", "hello from 2\n").to_json()
+        line_2 = report_wire.LineReport("job-followed", 2, "stdout", "hello from 2\n").to_json()
         await second.report("node-2", [line_2], b"")
         page = await logs_of(client, "job-followed")
         assert [line["text"] for line in page["lines"]] == ["hello from 0\n", "hello from 1\n"]

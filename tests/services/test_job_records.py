@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from burla.backends.memory import MemoryStore
-from burla.core import wire
+from burla.core import stream_wire, wire
 from burla.core.clock import WallClock
 from burla.core.protocols import Data, Document
 from burla.services.input_pages import page_key
@@ -63,7 +63,7 @@ async def test_a_job_that_ends_at_once_is_written_once_and_never_listed_as_runni
     store = WriteCountingStore(clock)
     async with serving(memory_service(clock, store), TOKEN) as client:
         answer = await client.post("/jobs?wait=5", content=job_body("job-at-once", 0), headers=AUTH)
-        assert wire.read_stream(answer.content)[0].state == "succeeded"
+        assert stream_wire.read_stream(answer.content)[0].state == "succeeded"
         await anyio.sleep(2 * RECORD_AFTER_S)  # the last record follows the answer
     assert store.writes == [(job_key("job-at-once"),)]  # no inputs: no page
     record = await store.get(job_key("job-at-once"))
@@ -77,7 +77,7 @@ async def test_a_running_job_is_recorded_and_listed_before_its_client_hears_of_i
     async with serving(memory_service(clock, store), TOKEN) as client:
         # No node ever boots on the memory compute provider: the job runs until canceled.
         answer = await client.post("/jobs?wait=0", content=job_body("job-waits", 2), headers=AUTH)
-        assert wire.read_stream(answer.content)[0].state == "running"
+        assert stream_wire.read_stream(answer.content)[0].state == "running"
         listed = (running_key("job-waits"), job_key("job-waits"))
         assert store.writes == [(page_key("job-waits", 1), *listed)]
         record = await store.get(job_key("job-waits"))
@@ -119,7 +119,7 @@ async def test_a_small_job_that_ends_before_its_record_writes_its_inputs_with_it
             await job_held(service, "job-canceled")
             canceled = await client.post("/jobs/job-canceled/cancel", headers=AUTH)
             assert canceled.status_code == 200
-        assert wire.read_stream(answered[0].content)[0].state == "canceled"
+        assert stream_wire.read_stream(answered[0].content)[0].state == "canceled"
         await anyio.sleep(RECORD_AFTER_S)
     assert store.writes == [(page_key("job-canceled", 1), job_key("job-canceled"))]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from burla.client.uploads import job_body as job_body_of_client
-from burla.core import wire
+from burla.core import stream_wire, wire
 from burla.core.clock import WallClock
 from burla.services.store_keys import IN_BLOB, INLINE, queue_name
 from tests.services.memory_main import memory_service, serving
@@ -60,7 +60,7 @@ async def test_inputs_in_runs_and_uploaded_ones_between_are_queued_each_as_sent(
 async def test_a_job_is_started_and_its_events_read(client):
     answer = await client.post("/jobs", content=job_body(), headers=AUTH)
     assert answer.status_code == 200
-    head, _ = wire.read_stream(answer.content)
+    head, _ = stream_wire.read_stream(answer.content)
     assert (head.job_id, head.state, head.next, head.error) == (
         "job-0123456789",
         "running",
@@ -69,7 +69,7 @@ async def test_a_job_is_started_and_its_events_read(client):
     )
     events = await client.get("/jobs/job-0123456789/events?after=0&wait=0", headers=AUTH)
     assert events.status_code == 200
-    assert wire.read_stream(events.content)[0] == head
+    assert stream_wire.read_stream(events.content)[0] == head
     again = await client.post("/jobs", content=job_body(), headers=AUTH)
     assert again.status_code == 409
     assert "already" in again.json()["message"]

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from burla.backends.memory import MemoryBlobStore, MemoryContainerRuntime, MemoryStore
-from burla.core import wire
+from burla.core import report_wire
 from burla.core.clock import ManualClock
 from burla.core.link_wire import Assign, CheckHealth, Report, Reset, Standby, read_from_node
 from burla.core.models import ContainerSpec, NodeType
@@ -100,12 +100,14 @@ async def test_requests_are_answered_and_reports_arrive_in_order(
         no_job = Assign(job={}, workers=1, function_key=None, packages=(), token=None)
         assert not await main.request(no_job), "a request the node could not carry out succeeded"
         for n in range(5):
-            line = wire.LineReport("job", n, "stdout", "x").to_json()
+            line = report_wire.LineReport("job", n, "stdout", "x").to_json()
             await link.report(Report("node-1", [line]), bytes([n]))
         with anyio.fail_after(10):
             await all_in.wait()
-        told = [(wire.decode_report(events[0]), data) for _, events, data in reports]
-        assert told == [(wire.LineReport("job", n, "stdout", "x"), bytes([n])) for n in range(5)]
+        told = [(report_wire.decode_report(events[0]), data) for _, events, data in reports]
+        assert told == [
+            (report_wire.LineReport("job", n, "stdout", "x"), bytes([n])) for n in range(5)
+        ]
         await main.aclose()
         assert not await main.request(CheckHealth())
     assert lost == [], "closing the link on purpose reported the node lost"

@@ -16,7 +16,7 @@ from burla.core.clock import WallClock
 from burla.core.errors import TransientBackendError
 from burla.core.models import ContainerSpec, JobSpec
 from burla.core.protocols import Data
-from burla.core.wire import ResultsReport
+from burla.core.report_wire import ResultsReport
 from burla.services.node_service.feed import Assignment, _room
 from burla.services.node_service.reports import Reporter
 from burla.services.node_service.worker_pool import Worker

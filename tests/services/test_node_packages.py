@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from burla.backends.memory import MemoryBlobStore, MemoryContainerRuntime, MemoryStore
-from burla.core import wire
+from burla.core import report_wire, worker_wire
 from burla.core.clock import ManualClock
 from burla.core.link_wire import Report
 from burla.core.models import ContainerSpec, JobSpec, NodeType
@@ -84,8 +84,8 @@ async def test_a_package_that_cannot_be_set_up_fails_the_job_not_the_node(
     job = JobSpec(job_id="job-1", n_inputs=1)
     with anyio.fail_after(10):
         await node.assign(job, b"function", 1, packages=["packages/py/p/gone-1.tar.gz"])
-    (event,) = [wire.decode_report(e) for r in reports for e in r.events]
-    assert isinstance(event, wire.JobErrorReport)
+    (event,) = [report_wire.decode_report(e) for r in reports for e in r.events]
+    assert isinstance(event, worker_wire.JobErrorReport)
     assert event.job_id == "job-1"
     assert "could not set up the job's packages" in event.message
     assert "gone-1" in event.message

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from burla.backends.memory import MemoryStore
-from burla.core import wire
+from burla.core import report_wire, stream_wire, wire
 from burla.core.clock import WallClock
 from burla.core.inputs import InputStatus
 from tests.services.memory_main import memory_service, serving
@@ -17,13 +17,15 @@ pytestmark = pytest.mark.anyio
 
 def report(*events: wire.Message) -> tuple[list[object], bytes]:
     """The events, each result's byte a letter in turn: A, B, C..."""
-    sizes = [s for e in events if isinstance(e, wire.ResultsReport) for s in e.sizes]
+    sizes = [s for e in events if isinstance(e, report_wire.ResultsReport) for s in e.sizes]
     payload = b"".join(bytes([65 + n]) * size for n, size in enumerate(sizes))
     return [event.to_json() for event in events], payload
 
 
-def ok(job: str, worker: str, *indices: int) -> wire.ResultsReport:
-    return wire.ResultsReport(job, worker, indices, ("ok",) * len(indices), (1,) * len(indices))
+def ok(job: str, worker: str, *indices: int) -> report_wire.ResultsReport:
+    return report_wire.ResultsReport(
+        job, worker, indices, ("ok",) * len(indices), (1,) * len(indices)
+    )
 
 
 async def test_results_in_a_row_lines_between_and_a_result_told_twice() -> None:
@@ -38,11 +40,11 @@ async def test_results_in_a_row_lines_between_and_a_result_told_twice() -> None:
         await service.report(
             "node-1",
             *report(
-                wire.ClaimReport(job, "a", (0, 1, 2), receipts[:3]),
-                wire.ClaimReport(job, "b", (3, 4, 5), receipts[3:]),
+                report_wire.ClaimReport(job, "a", (0, 1, 2), receipts[:3]),
+                report_wire.ClaimReport(job, "b", (3, 4, 5), receipts[3:]),
                 ok(job, "a", 0, 1),
                 ok(job, "b", 3),
-                wire.LineReport(job, 2, "stdout", "between\n"),
+                report_wire.LineReport(job, 2, "stdout", "between\n"),
                 ok(job, "a", 2, 2),  # told twice: recorded once
             ),
         )
@@ -55,7 +57,7 @@ async def test_results_in_a_row_lines_between_and_a_result_told_twice() -> None:
             "JobLine",
             "JobResult",
         ]
-        results = [(e.index, data) for e, data in stream if isinstance(e, wire.JobResult)]
+        results = [(e.index, data) for e, data in stream if isinstance(e, stream_wire.JobResult)]
         assert results == [(0, b"A"), (1, b"B"), (3, b"C"), (2, b"D")]
         statuses = [record.status for record in run.machine.inputs]
         assert statuses[:4] == [InputStatus.SUCCEEDED] * 4
@@ -71,4 +73,4 @@ async def test_results_in_a_row_lines_between_and_a_result_told_twice() -> None:
         )
         await until_saved(store, job, "succeeded")
     assert [record.status for record in run.machine.inputs] == [InputStatus.SUCCEEDED] * 6
-    assert sum(isinstance(e, wire.JobResult) for e, _ in run.events_after(0)) == 6
+    assert sum(isinstance(e, stream_wire.JobResult) for e, _ in run.events_after(0)) == 6

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from burla.backends.memory import MemoryBlobStore, MemoryStore
-from burla.core import wire
+from burla.core import stream_wire, wire
 from burla.core.clock import WallClock
 from burla.core.errors import InvalidRequestError
 from burla.core.protocols import Document
@@ -168,8 +168,10 @@ async def test_the_results_route_serves_pages_a_few_at_a_time_until_none_is_left
             )
             assert answer.status_code == 200, answer.text
             asked += 1
-            seen += [event.index for event, _ in wire.read_events(wire.decode_all(answer.content))]
-            after = answer.headers.get(wire.NEXT_PAGE)
+            seen += [
+                event.index for event, _ in stream_wire.read_events(wire.decode_all(answer.content))
+            ]
+            after = answer.headers.get(stream_wire.NEXT_PAGE)
         refused = await client.get("/jobs/job-0123456789/results?limit=0", headers=AUTH)
     assert seen == list(range(10))
     assert asked == 3  # two pages, two, and the last one (fewer than asked for: no more)

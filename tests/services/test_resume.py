@@ -12,7 +12,7 @@ import pytest
 
 from burla.backends.memory import MemoryBlobStore, MemoryStore
 from burla.client.uploads import job_body
-from burla.core import wire
+from burla.core import stream_wire, wire
 from burla.core.clock import WallClock
 from burla.core.inputs import InputMachine
 from burla.core.models import JobSpec, JobState
@@ -78,11 +78,11 @@ def resuming(
     )
 
 
-async def events(client: Any, job_id: str) -> list[tuple[wire.JobEvent, bytes]]:
+async def events(client: Any, job_id: str) -> list[tuple[stream_wire.JobEvent, bytes]]:
     answer = await client.get(
         f"/jobs/{job_id}/events", params={"after": 0, "wait": 0}, headers=AUTH
     )
-    _, found = wire.read_stream(answer.content)
+    _, found = stream_wire.read_stream(answer.content)
     return list(found)
 
 
@@ -150,8 +150,8 @@ async def test_a_job_whose_every_input_succeeded_ends_at_once() -> None:
         answer = await client.post(
             "/jobs", content=resuming(new, INPUTS), params={"wait": 5}, headers=AUTH
         )
-        head, found = wire.read_stream(answer.content)
-        results = {event.index for event, _ in found if isinstance(event, wire.JobResult)}
+        head, found = stream_wire.read_stream(answer.content)
+        results = {event.index for event, _ in found if isinstance(event, stream_wire.JobResult)}
         assert (head.state, results) == ("succeeded", {0, 1, 2, 3, 4})
         assert await queued(service.store, new) == []
 

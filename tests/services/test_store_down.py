@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from burla.backends.memory import MemoryBlobStore, MemoryStore
-from burla.core import wire
+from burla.core import report_wire, wire
 from burla.core.clock import WallClock
 from burla.core.errors import TransientBackendError
 from burla.core.protocols import Document
@@ -98,8 +98,8 @@ def test_a_nodes_report_is_carried_out_once_the_store_is_back() -> None:
             answer = await client.post("/jobs", content=job_body("job-down-0003"), headers=AUTH)
             assert answer.status_code == 200
             (claim,) = await store.claim(queue_name("job-down-0003"), limit=1, lease_s=3600)
-            claimed = wire.ClaimReport("job-down-0003", "w", (0,), (claim.receipt,))
-            died = wire.DeathReport("job-down-0003", "w", 0, False)
+            claimed = report_wire.ClaimReport("job-down-0003", "w", (0,), (claim.receipt,))
+            died = report_wire.DeathReport("job-down-0003", "w", 0, False)
             store.down = True
             async with trio.open_nursery() as tasks:
                 events = [claimed.to_json(), died.to_json()]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from burla.core import inputs as i
-from burla.core import wire
+from burla.core import stream_wire
 from burla.core.models import JobSpec
 from burla.services.main_service import views
 from burla.services.main_service.jobs import KEPT_TRACEBACKS, JobRun
@@ -22,14 +22,16 @@ def job(n_inputs: int) -> JobRun:
 
 def test_lines_carry_their_input_and_failures_read_as_text():
     run = job(4)
-    run.publish(wire.JobLine(0, "stdout", "hello from 0\n"))
-    run.publish(wire.JobResult(0, "ok"), NOT_A_PICKLE)
-    run.publish(wire.JobLine(1, "stderr", "warning\n"))
+    run.publish(stream_wire.JobLine(0, "stdout", "hello from 0\n"))
+    run.publish(stream_wire.JobResult(0, "ok"), NOT_A_PICKLE)
+    run.publish(stream_wire.JobLine(1, "stderr", "warning\n"))
     run.keep_traceback(1, "Traceback ...\nValueError: bad\n")
-    run.publish(wire.JobResult(1, "raised"), NOT_A_PICKLE)
+    run.publish(stream_wire.JobResult(1, "raised"), NOT_A_PICKLE)
     text = {"type": "x.Odd", "message": "odd", "traceback": "Traceback ...\nOdd: odd\n"}
-    run.publish(wire.JobResult(2, "raised_text"), json.dumps(text).encode())
-    run.publish(wire.JobResult(3, "worker_died"), json.dumps({"message": "input 3 died"}).encode())
+    run.publish(stream_wire.JobResult(2, "raised_text"), json.dumps(text).encode())
+    run.publish(
+        stream_wire.JobResult(3, "worker_died"), json.dumps({"message": "input 3 died"}).encode()
+    )
 
     lines, cursor = run.log.page(0, 100)
     assert cursor == 5
@@ -48,7 +50,7 @@ def test_lines_carry_their_input_and_failures_read_as_text():
 def test_lines_are_read_a_page_at_a_time():
     run = job(1)
     for n in range(5):
-        run.publish(wire.JobLine(0, "stdout", f"{n}\n"))
+        run.publish(stream_wire.JobLine(0, "stdout", f"{n}\n"))
     first, cursor = run.log.page(0, 3)
     rest, cursor = run.log.page(cursor, 3)
     assert [line["text"] for line in first + rest] == ["0\n", "1\n", "2\n", "3\n", "4\n"]
@@ -60,8 +62,8 @@ def test_a_raised_input_whose_traceback_was_not_kept_says_so():
     for n in range(KEPT_TRACEBACKS + 1):
         run.keep_traceback(n, f"traceback {n}")
     run.keep_traceback(0, "the latest try's traceback")  # an input already kept updates
-    run.publish(wire.JobResult(KEPT_TRACEBACKS, "raised"), NOT_A_PICKLE)
-    run.publish(wire.JobResult(0, "raised"), NOT_A_PICKLE)
+    run.publish(stream_wire.JobResult(KEPT_TRACEBACKS, "raised"), NOT_A_PICKLE)
+    run.publish(stream_wire.JobResult(0, "raised"), NOT_A_PICKLE)
     lines, _ = run.log.page(0, 10)
     assert lines[0]["text"] == f"input {KEPT_TRACEBACKS} raised (its traceback was not kept)"
     assert lines[1]["text"] == "the latest try's traceback"

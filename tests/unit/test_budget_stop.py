@@ -11,21 +11,21 @@ import httpx
 import pytest
 
 from burla.client.results import follow, stored_results
-from burla.core import wire
+from burla.core import stream_wire
 from burla.core.errors import BudgetExceededError
 from tests.unit.test_return_exceptions import RecordedConnection
 
-STOP = wire.BudgetStop(max_cost=2.5, cost=2.5012, node_seconds=901.0, finished=3)
+STOP = stream_wire.BudgetStop(max_cost=2.5, cost=2.5012, node_seconds=901.0, finished=3)
 
 
 def stopped_stream(finished: list[int]) -> bytes:
     """Results of `finished` (their value: the index times ten), then the stop, then the end."""
-    events: list[tuple[wire.JobEvent, bytes]] = [
-        (wire.JobResult(index, "ok"), cloudpickle.dumps(index * 10)) for index in finished
+    events: list[tuple[stream_wire.JobEvent, bytes]] = [
+        (stream_wire.JobResult(index, "ok"), cloudpickle.dumps(index * 10)) for index in finished
     ]
-    events += [(STOP, b""), (wire.JobDone("canceled", None), b"")]
-    head = wire.StreamHead("job-1", "run-1", "canceled", len(events), None)
-    return wire.encode_stream(head, events)
+    events += [(STOP, b""), (stream_wire.JobDone("canceled", None), b"")]
+    head = stream_wire.StreamHead("job-1", "run-1", "canceled", len(events), None)
+    return stream_wire.encode_stream(head, events)
 
 
 def followed(body: bytes, **options: Any) -> list[Any]:
@@ -64,8 +64,8 @@ class StoredConnection:
     """A finished job's stored results, one page."""
 
     def __init__(self, finished: list[int]) -> None:
-        self.page = wire.encode_events(
-            [(wire.JobResult(index, "ok"), cloudpickle.dumps(index)) for index in finished]
+        self.page = stream_wire.encode_events(
+            [(stream_wire.JobResult(index, "ok"), cloudpickle.dumps(index)) for index in finished]
         )
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -10,7 +10,7 @@ import cloudpickle
 import pytest
 
 from burla.client.results import follow
-from burla.core import wire
+from burla.core import stream_wire
 from burla.core.errors import (
     FunctionLoadError,
     InputTimeoutError,
@@ -37,12 +37,12 @@ class RecordedConnection:
 
 
 def stream(results: list[tuple[int, str, bytes]], state: str, error: str | None = None) -> bytes:
-    head = wire.StreamHead("job-1", "run-1", state, len(results) + 1, error)
-    events: list[tuple[wire.JobEvent, bytes]] = [
-        (wire.JobResult(index, kind), data) for index, kind, data in results
+    head = stream_wire.StreamHead("job-1", "run-1", state, len(results) + 1, error)
+    events: list[tuple[stream_wire.JobEvent, bytes]] = [
+        (stream_wire.JobResult(index, kind), data) for index, kind, data in results
     ]
-    events.append((wire.JobDone(state, error), b""))
-    return wire.encode_stream(head, events)
+    events.append((stream_wire.JobDone(state, error), b""))
+    return stream_wire.encode_stream(head, events)
 
 
 def ok(index: int, value: Any) -> tuple[int, str, bytes]:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from burla.core import wire
+from burla.core import report_wire, stream_wire, wire, worker_wire
 from burla.core.errors import InvalidRequestError
 
 headers = st.one_of(
@@ -43,19 +43,24 @@ def test_an_absurd_header_length_is_refused():
 ids = st.text(max_size=12)
 indices = st.integers(min_value=0, max_value=10**6)
 node_reports = st.one_of(
-    st.builds(wire.ClaimReport, ids, ids, st.tuples(indices, indices), st.tuples(ids)),
+    st.builds(report_wire.ClaimReport, ids, ids, st.tuples(indices, indices), st.tuples(ids)),
     st.builds(
-        wire.ResultsReport, ids, ids, st.tuples(indices, indices), st.tuples(ids, ids), st.just(())
+        report_wire.ResultsReport,
+        ids,
+        ids,
+        st.tuples(indices, indices),
+        st.tuples(ids, ids),
+        st.just(()),
     ),
-    st.builds(wire.LineReport, ids, indices, ids, st.text()),
-    st.builds(wire.DeathReport, st.none() | ids, ids, st.none() | indices, st.booleans()),
-    st.builds(wire.TimeoutReport, st.none() | ids, ids, indices),
-    st.builds(wire.JobErrorReport, ids, st.text()),
+    st.builds(report_wire.LineReport, ids, indices, ids, st.text()),
+    st.builds(report_wire.DeathReport, st.none() | ids, ids, st.none() | indices, st.booleans()),
+    st.builds(report_wire.TimeoutReport, st.none() | ids, ids, indices),
+    st.builds(worker_wire.JobErrorReport, ids, st.text()),
 )
 job_events = st.one_of(
-    st.builds(wire.JobResult, indices, ids),
-    st.builds(wire.JobLine, indices, ids, st.text()),
-    st.builds(wire.JobDone, ids, st.none() | st.text()),
+    st.builds(stream_wire.JobResult, indices, ids),
+    st.builds(stream_wire.JobLine, indices, ids, st.text()),
+    st.builds(stream_wire.JobDone, ids, st.none() | st.text()),
 )
 
 
@@ -65,18 +70,18 @@ job_events = st.one_of(
 )
 def test_node_reports_round_trip_with_each_results_bytes(reports, blobs):
     sized = [
-        (wire.ResultsReport(r.job_id, r.worker, r.indices, r.kinds, (len(a), len(b))), a + b)
-        if isinstance(r, wire.ResultsReport)
+        (report_wire.ResultsReport(r.job_id, r.worker, r.indices, r.kinds, (len(a), len(b))), a + b)
+        if isinstance(r, report_wire.ResultsReport)
         else (r, b"")
         for r, (a, b) in zip(reports, blobs + [(b"", b"")] * len(reports), strict=False)
     ]
     header = {"events": [report.to_json() for report, _ in sized]}
     payload = b"".join(b for _, b in sized)
     [(decoded, body)] = list(wire.decode_all(wire.encode(header, payload)))
-    read = list(wire.read_reports(decoded["events"], body))
+    read = list(report_wire.read_reports(decoded["events"], body))
     assert read == sized
     for (report, data), (_, (a, b)) in zip(read, zip(reports, blobs, strict=False), strict=False):
-        if isinstance(report, wire.ResultsReport):
+        if isinstance(report, report_wire.ResultsReport):
             assert [cut for _, _, cut in report.outcomes(data)] == [a, b]
 
 
@@ -87,13 +92,13 @@ def test_node_reports_round_trip_with_each_results_bytes(reports, blobs):
 def test_a_results_report_needs_a_kind_and_a_size_for_each_input(indices, kinds, sizes):
     raw = [["finished", "job", "w", list(indices), list(kinds), list(sizes)]]
     with pytest.raises(InvalidRequestError, match="a kind and a size"):
-        list(wire.read_reports(raw, b""))
+        list(report_wire.read_reports(raw, b""))
 
 
 @given(ids, ids, st.lists(st.tuples(job_events, st.binary(max_size=8)), max_size=6))
 def test_a_job_stream_round_trips(job_id, run, events):
-    head = wire.StreamHead(job_id, run, "running", len(events), None)
-    read_head, read_events = wire.read_stream(wire.encode_stream(head, events))
+    head = stream_wire.StreamHead(job_id, run, "running", len(events), None)
+    read_head, read_events = stream_wire.read_stream(stream_wire.encode_stream(head, events))
     assert read_head == head
     assert list(read_events) == events
 
@@ -115,20 +120,20 @@ def test_a_job_stream_round_trips(job_id, run, events):
 )
 def test_a_malformed_report_is_refused_with_what_is_wrong(raw, says):
     with pytest.raises(InvalidRequestError, match=says):
-        wire.decode_report(raw)
+        report_wire.decode_report(raw)
 
 
 def test_results_in_a_row_share_a_frame_and_each_stays_an_event():
     events = [
-        (wire.JobResult(0, "ok"), b"a"),
-        (wire.JobResult(2, "raised"), b"bb"),
-        (wire.JobLine(1, "stdout", "hi"), b""),
-        (wire.JobResult(1, "ok"), b""),
-        (wire.JobDone("succeeded", None), b""),
+        (stream_wire.JobResult(0, "ok"), b"a"),
+        (stream_wire.JobResult(2, "raised"), b"bb"),
+        (stream_wire.JobLine(1, "stdout", "hi"), b""),
+        (stream_wire.JobResult(1, "ok"), b""),
+        (stream_wire.JobDone("succeeded", None), b""),
     ]
-    body = wire.encode_events(events)
+    body = stream_wire.encode_events(events)
     assert len(list(wire.decode_all(body))) == 4  # a row of two results, a line, one, done
-    assert list(wire.read_events(wire.decode_all(body))) == events
+    assert list(stream_wire.read_events(wire.decode_all(body))) == events
 
 
 @pytest.mark.parametrize(
@@ -141,11 +146,11 @@ def test_results_in_a_row_share_a_frame_and_each_stays_an_event():
 )
 def test_a_malformed_row_of_results_is_refused(row, payload):
     with pytest.raises(InvalidRequestError, match="a kind and a size for each input"):
-        list(wire.read_events(wire.decode_all(wire.encode(row, payload))))
+        list(stream_wire.read_events(wire.decode_all(wire.encode(row, payload))))
 
 
 def test_an_empty_or_headless_stream_is_refused():
     with pytest.raises(InvalidRequestError, match="starts with its head"):
-        wire.read_stream(b"")
+        stream_wire.read_stream(b"")
     with pytest.raises(InvalidRequestError, match="came where it has no meaning"):
-        wire.read_stream(wire.encode(wire.JobDone("succeeded", None).to_json()))
+        stream_wire.read_stream(wire.encode(stream_wire.JobDone("succeeded", None).to_json()))

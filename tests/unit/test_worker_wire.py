@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from burla.core import wire
+from burla.core import wire, worker_wire
 from burla.core.errors import InvalidRequestError
 from burla.core.worker_wire import (
     EndJob,
@@ -41,7 +41,7 @@ to_worker = st.one_of(
 from_worker = st.one_of(
     st.builds(Hello, st.integers(0, 2**22)),
     st.builds(Refusal, st.text()),
-    st.builds(wire.JobErrorReport, ids, st.text()),
+    st.builds(worker_wire.JobErrorReport, ids, st.text()),
     st.builds(
         Lines, st.none() | ids, st.lists(st.builds(LineItem, indices, ids, st.text())).map(tuple)
     ),

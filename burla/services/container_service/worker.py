@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import cloudpickle
 
-from burla.core import wire
+from burla.core import wire, worker_wire
 from burla.core.errors import InvalidRequestError
 from burla.core.limits import FRAME_ENV, RequestLimits
 from burla.core.settings import JOB_TOKEN_ENV
@@ -281,7 +281,7 @@ class Worker:
         except BaseException as error:
             self.function = None
             message = "".join(traceback.format_exception(error))
-            self.connection.send([(wire.JobErrorReport(job_id, message), b"")])
+            self.connection.send([(worker_wire.JobErrorReport(job_id, message), b"")])
 
     def run_inputs(self, inputs: Inputs, payload: bytes) -> None:
         """Run a frame's inputs; results go back when the frame is done, before the next

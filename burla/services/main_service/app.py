@@ -18,7 +18,7 @@ from fastapi import FastAPI, Path, Query, Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp
 
-from burla.core import wire
+from burla.core import stream_wire, wire
 from burla.core.errors import InvalidRequestError, NotFoundError
 from burla.core.limits import MAX_UPLOADS, RequestLimits
 from burla.services import errors, request_errors
@@ -169,7 +169,7 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
     ) -> Response:
         """Stored results, for a client that detached: `limit` pages of them (see
         result_pages) after the page `after` names. While more may follow, the answer's
-        wire.NEXT_PAGE header names the page to ask after next. An input run twice may be in
+        stream_wire.NEXT_PAGE header names the page to ask after next. An input run twice may be in
         two pages: the first one's result is the one that counts."""
         held = visible_run(service, job_id, user) is not None
         if not held and await visible_record(service, job_id, user) is None:
@@ -177,12 +177,14 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
         prefix = results_prefix(job_id)
         docs = await service.store.list(prefix, after=prefix + after if after else "", limit=limit)
         frames = [
-            (wire.JobResult(index, kind), payload)
+            (stream_wire.JobResult(index, kind), payload)
             for doc in docs
             for index, kind, payload in await read_results(service.blobs, doc)
         ]
-        more = {wire.NEXT_PAGE: docs[-1].key.removeprefix(prefix)} if len(docs) == limit else {}
-        return Response(wire.encode_events(frames), media_type=FRAMES, headers=more)
+        more = (
+            {stream_wire.NEXT_PAGE: docs[-1].key.removeprefix(prefix)} if len(docs) == limit else {}
+        )
+        return Response(stream_wire.encode_events(frames), media_type=FRAMES, headers=more)
 
     @app.get("/jobs/{job_id}/function", response_class=Response, responses=PICKLE_ANSWER)
     async def function(job_id: str, user: User) -> Response:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from burla.core import inputs as i
-from burla.core import wire
+from burla.core import stream_wire
 from burla.core.backoff import Backoff
 from burla.core.clock import Clock
 from burla.core.protocols import BlobStore, Store
@@ -59,7 +59,7 @@ class CatchUp:
                     if run.state.finished:
                         return
                     if not run.machine.inputs[index].status.finished:
-                        run.publish(wire.JobResult(index, kind), payload)
+                        run.publish(stream_wire.JobResult(index, kind), payload)
                         await self._record(run, i.InputRecorded(index, kind == "ok"))
 
     def keep_looking(self, run: JobRun) -> None:

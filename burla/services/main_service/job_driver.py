@@ -20,7 +20,7 @@ import anyio
 import anyio.lowlevel
 
 from burla.core import inputs as i
-from burla.core import wire
+from burla.core import report_wire, stream_wire, wire, worker_wire
 from burla.core.clock import Clock
 from burla.core.errors import NotFoundError
 from burla.core.inputs import Failure, InputStatus
@@ -265,7 +265,7 @@ class JobDriver:
         record keeps it. The results its inputs finished stay, as any job's do."""
         now = self.clock.now()
         counts = run.counts()
-        stop = wire.BudgetStop(
+        stop = stream_wire.BudgetStop(
             max_cost=float(run.spec.max_cost or 0.0),
             cost=run.node_time.priced_usd(now),
             node_seconds=run.node_time.node_seconds(now),
@@ -290,7 +290,7 @@ class JobDriver:
         reused = [(index, "ok", resumed.results[index], RESUMED) for index in plan.reused]
         await write_results(self.store, self.blobs, job_id, reused)
         for index, kind, payload, _ in reused:
-            run.publish(wire.JobResult(index, kind), payload)
+            run.publish(stream_wire.JobResult(index, kind), payload)
         run.skipped = plan.skipped
         run.machine.handle(i.Resumed(plan.reused, plan.skipped))
         done = {*plan.reused, *plan.skipped}
@@ -332,39 +332,41 @@ class JobDriver:
     async def report(self, node_id: str, events: Any, payload: bytes) -> None:
         """What a node saw, in order: claims, results, printed lines, lost workers."""
         mark("main_service hears a node")
-        for event, data in wire.read_reports(events, payload):
+        for event, data in report_wire.read_reports(events, payload):
             run = self.jobs.get(event.job_id) if event.job_id else None
             if run is None or run.state.finished:
                 continue
             match event:
-                case wire.RunsReport():
+                case report_wire.RunsReport():
                     run.claimed(node_id, event)
-                case wire.ClaimReport(_, worker, indices, receipts, memory_gb):
+                case report_wire.ClaimReport(_, worker, indices, receipts, memory_gb):
                     pairs = zip(indices, receipts, strict=True)
                     run.receipts.update((n, r) for n, r in pairs if not is_handed(r))
                     run.held(receipts)
                     run.worker_nodes[worker] = node_id
                     await self.handle(run, i.InputsClaimed(worker, node_id, indices, memory_gb))
-                case wire.ResultsReport():
+                case report_wire.ResultsReport():
                     await self._results(run, event, data)
-                case wire.LineReport(_, index, stream, text):
+                case report_wire.LineReport(_, index, stream, text):
                     if stream == wire.TRACEBACK_STREAM:
                         run.keep_traceback(index, text)
                     else:
-                        run.publish(wire.JobLine(index, stream, text))
-                case wire.DeathReport(_, worker, running, out_of_memory, memory_gb, node_gb):
+                        run.publish(stream_wire.JobLine(index, stream, text))
+                case report_wire.DeathReport(_, worker, running, out_of_memory, memory_gb, node_gb):
                     died = i.WorkerDied(worker, running, out_of_memory, memory_gb, node_gb)
                     await self.handle(run, died)
-                case wire.TimeoutReport(_, worker, index):
+                case report_wire.TimeoutReport(_, worker, index):
                     await self.handle(run, i.InputTimedOut(worker, index))
-                case wire.DrainedReport(_):
+                case report_wire.DrainedReport(_):
                     await self.nodes.node_drained(node_id, run.spec.job_id)
-                case wire.JobErrorReport(_, message):
+                case worker_wire.JobErrorReport(_, message):
                     run.error = message
                     await self.handle(run, i.CancelJob())
         self.last_activity = self.clock.now()
 
-    async def _results(self, run: JobRun, report: wire.ResultsReport, payload: bytes) -> None:
+    async def _results(
+        self, run: JobRun, report: report_wire.ResultsReport, payload: bytes
+    ) -> None:
         """A worker's results, in order: those that succeeded in a row go to the input
         machine as one event; each result reaches the job's stream once."""
         inputs = run.machine.inputs
@@ -528,7 +530,7 @@ class JobDriver:
         receipt = run.receipts.get(index)
         if receipt is not None and receipt not in run.runs:
             await self.patient.ack(queue_name(job_id), [receipt])
-        run.publish(wire.JobResult(index, kind), payload)
+        run.publish(stream_wire.JobResult(index, kind), payload)
 
     async def _finish(self, run: JobRun, state: JobState) -> None:
         job_id = run.spec.job_id
@@ -537,7 +539,7 @@ class JobDriver:
         mark("main_service ends the job")
         run.state, run.ended_at = state, self.clock.now()
         run.node_time.end(run.ended_at)
-        run.publish(wire.JobDone(state.value, run.error))  # results are durable already
+        run.publish(stream_wire.JobDone(state.value, run.error))  # results are durable already
         # The client waiting for the job gets its answer before what follows is written.
         await anyio.lowlevel.checkpoint()
         # A recycled node stops the job and resets in one request; a deleted one just goes.

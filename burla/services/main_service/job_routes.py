@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from burla.core import wire
+from burla.core import stream_wire, wire
 from burla.core.errors import BurlaError, InvalidRequestError, NotFoundError
 from burla.core.trace import mark
 from burla.services.errors import status_of
@@ -93,8 +93,10 @@ class JobRoutes:
         if not run.done_streaming:  # its client learns it runs: it must outlive main_service
             await self.service.job_driver.record_running(run)
         new = run.events_after(after)
-        head = wire.StreamHead(job_id, run.run_id, run.state.value, after + len(new), run.error)
-        return wire.encode_stream(head, new)
+        head = stream_wire.StreamHead(
+            job_id, run.run_id, run.state.value, after + len(new), run.error
+        )
+        return stream_wire.encode_stream(head, new)
 
     @staticmethod
     async def _answer(send: Send, body_coming: Awaitable[bytes]) -> None:

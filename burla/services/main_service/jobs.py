@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from burla.core import wire
+from burla.core import report_wire, stream_wire
 from burla.core.clock import Clock
 from burla.core.cost import NodeTime
 from burla.core.inputs import InputMachine, InputsHandedOut, InputStatus, Resumed
@@ -24,7 +24,7 @@ from burla.services.handed_inputs import HANDED_BYTES
 from burla.services.main_service.job_logs import JobLog
 from burla.services.main_service.users import ADMIN, owner_of
 
-StreamEvent = tuple[wire.JobEvent, bytes]
+StreamEvent = tuple[stream_wire.JobEvent, bytes]
 KEPT_TRACEBACKS = 1000
 KEPT_GROWN = 1000
 """Inputs a job's record names that succeeded after running out of memory, at most."""
@@ -136,14 +136,14 @@ class JobRun:
     """The time it held its nodes, and their price: what it cost (burla.core.cost)."""
     budget_stop: dict[str, Any] | None = None
     """Set when its cost reached its max_cost and it was stopped: the cap, the cost, its
-    node-seconds and how many inputs had finished (wire.BudgetStop's fields)."""
+    node-seconds and how many inputs had finished (stream_wire.BudgetStop's fields)."""
     log: JobLog = field(init=False)
     """Its printed lines and failures, numbered, as people read them (not its client)."""
 
     def __post_init__(self) -> None:
         self.log = JobLog(self.spec.job_id)
 
-    def claimed(self, node_id: str, runs: wire.RunsReport) -> None:
+    def claimed(self, node_id: str, runs: report_wire.RunsReport) -> None:
         """A node claimed these runs."""
         for receipt, first, count in zip(runs.receipts, runs.firsts, runs.counts, strict=True):
             self.runs[receipt] = HeldRun(node_id, first, count, count)
@@ -214,12 +214,12 @@ class JobRun:
         if index in self.tracebacks or len(self.tracebacks) < KEPT_TRACEBACKS:
             self.tracebacks[index] = text
 
-    def publish(self, event: wire.JobEvent, payload: bytes = b"") -> None:
+    def publish(self, event: stream_wire.JobEvent, payload: bytes = b"") -> None:
         self.stream.append((event, payload))
         match event:
-            case wire.JobLine(index, stream, text):
+            case stream_wire.JobLine(index, stream, text):
                 self.log.add(index, stream, text)
-            case wire.JobResult(index, kind):
+            case stream_wire.JobResult(index, kind):
                 self.result_bytes += len(payload)
                 if kind != "ok":
                     self.log.add(index, "error", self.failure_text(index, kind, payload))
@@ -231,7 +231,7 @@ class JobRun:
         for them all."""
         if not indices:
             return
-        self.stream.extend(zip(wire.succeeded(indices), results, strict=True))
+        self.stream.extend(zip(stream_wire.succeeded(indices), results, strict=True))
         self.result_bytes += sum(map(len, results))
         self.changed.set()
 
@@ -322,7 +322,7 @@ class JobRun:
 
     @property
     def done_streaming(self) -> bool:
-        return bool(self.stream) and isinstance(self.stream[-1][0], wire.JobDone)
+        return bool(self.stream) and isinstance(self.stream[-1][0], stream_wire.JobDone)
 
 
 def job_record(run: JobRun, now: float) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from burla.core import wire
+from burla.core import stream_wire
 from burla.core.inputs import InputStatus
 from burla.services.main_service.jobs import JobRun
 from burla.services.main_service.service import MainService
@@ -108,7 +108,7 @@ def job_errors(run: JobRun) -> list[dict[str, Any]]:
     """Every input that failed for good, with why, as text."""
     errors = []
     for event, payload in run.stream:
-        if isinstance(event, wire.JobResult) and event.kind != "ok":
+        if isinstance(event, stream_wire.JobResult) and event.kind != "ok":
             text = run.failure_text(event.index, event.kind, payload)
             errors.append({"input": event.index, "stream": "error", "text": text})
     return errors

@@ -17,7 +17,7 @@ from itertools import accumulate
 import anyio
 from anyio.abc import TaskGroup
 
-from burla.core import wire
+from burla.core import report_wire, worker_wire
 from burla.core.backoff import Backoff
 from burla.core.clock import Clock
 from burla.core.errors import BackendUnavailableError, NotFoundError
@@ -335,7 +335,9 @@ class Feed:
             for receipt, _, count in runs:
                 self.reporter.runs.add(receipt, count)
             receipts, firsts, counts = zip(*runs, strict=True)
-            self.reporter.event(wire.RunsReport(job_id, receipts, firsts, counts), urgent=False)
+            self.reporter.event(
+                report_wire.RunsReport(job_id, receipts, firsts, counts), urgent=False
+            )
         return inputs, bigger
 
     async def _say_drained(self, assignment: Assignment) -> None:
@@ -346,7 +348,7 @@ class Feed:
         idle = idle and not assignment.claiming and not any(w.inflight for w in assignment.workers)
         if idle and assignment.look_again_at > self.clock.now() and not assignment.drained:
             assignment.drained = True
-            self.reporter.event(wire.DrainedReport(assignment.job.job_id))
+            self.reporter.event(report_wire.DrainedReport(assignment.job.job_id))
             await self.reporter.report_news()
 
     def _look_again(self, assignment: Assignment) -> None:
@@ -436,7 +438,7 @@ class Feed:
         receipts = tuple([claim.receipt for claim in claims])
         limit = worker.memory_limit
         grown = limit / GIB if limit and limit > gib(assignment.job.func_ram) else None
-        claimed = wire.ClaimReport(job_id, worker.name, indices, receipts, grown)
+        claimed = report_wire.ClaimReport(job_id, worker.name, indices, receipts, grown)
         self.reporter.event(claimed, urgent=False)  # rides with results, or goes soon
         mark("node sends inputs to a worker")
         await self._send(worker, [(Inputs(job_id, indices, sizes, tuple(fetched)), payload)])
@@ -465,9 +467,9 @@ class Feed:
                 self._take_results(worker, message, payload)
             case Lines(job_id=str(job_id)):  # lines printed between jobs go nowhere
                 for line in message.items:
-                    report = wire.LineReport(job_id, line.index, line.stream, line.text)
+                    report = report_wire.LineReport(job_id, line.index, line.stream, line.text)
                     self.reporter.event(report)
-            case wire.JobErrorReport():
+            case worker_wire.JobErrorReport():
                 self.job_error(message.job_id, message.message)
 
     def _take_results(self, worker: Worker, results: Results, payload: bytes) -> None:
@@ -504,7 +506,7 @@ class Feed:
                     self.reporter.runs.let_go(claim.receipt)
             self.reporter.finished(done)
         if indices:
-            report = wire.ResultsReport(job_id, worker.name, indices, kinds, sizes)
+            report = report_wire.ResultsReport(job_id, worker.name, indices, kinds, sizes)
             self.reporter.event(report, payload)
         # Size the next frames so that each holds about TARGET_BATCH_S of work.
         if results.indices:
@@ -533,7 +535,7 @@ class Feed:
         if assignment is None or assignment.job.job_id != job_id or assignment.failed:
             return
         assignment.failed = True
-        self.reporter.event(wire.JobErrorReport(job_id, message))
+        self.reporter.event(worker_wire.JobErrorReport(job_id, message))
 
     async def replaced(self, old: Worker, new: Worker) -> None:
         """A worker of the job that went runs again: give the new one the job it had."""

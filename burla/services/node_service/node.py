@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from burla.core import wire
+from burla.core import report_wire, worker_wire
 from burla.core.clock import Clock
 from burla.core.environment import PACKAGES_LIMIT_BYTES
 from burla.core.errors import BurlaError, InvalidRequestError
@@ -163,7 +163,7 @@ class NodeService:
                 # The job cannot run here, but the node is fine: the job fails, not the node.
                 self.feed.assignment = Assignment(job, b"", [], failed=True)
                 message = f"node {self.node_id} could not set up the job's packages: {error}"
-                self.reporter.event(wire.JobErrorReport(job.job_id, message))
+                self.reporter.event(worker_wire.JobErrorReport(job.job_id, message))
                 await self.reporter.report_news()
                 return
         tasks = self._running()
@@ -302,14 +302,14 @@ class NodeService:
         status = read_status(worker.status_file)
         if restart is None and (worker.inflight or status is not None):
             if timed_out is not None:
-                self.reporter.event(wire.TimeoutReport(job_id, worker.name, timed_out))
+                self.reporter.event(report_wire.TimeoutReport(job_id, worker.name, timed_out))
             else:
                 running = status.index if status else None
                 out_of_memory = await self.pool.out_of_memory(worker)
                 limit = worker.memory_limit
                 memory_gb = None if limit is None else limit / GIB
                 node_gb = self.node_type.ram_gb
-                death = wire.DeathReport(
+                death = report_wire.DeathReport(
                     job_id, worker.name, running, out_of_memory, memory_gb, node_gb
                 )
                 self.reporter.event(death)

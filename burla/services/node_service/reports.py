@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from burla.core import wire
+from burla.core import report_wire
 from burla.core.clock import Clock
 from burla.core.errors import BackendUnavailableError
 from burla.core.link_wire import Report
@@ -64,7 +64,7 @@ class Reporter:
         self.report = report
         self.clock = clock
         self.runs = HeldRuns()
-        self._events: list[wire.NodeReport] = []
+        self._events: list[report_wire.NodeReport] = []
         self._payloads: list[bytes] = []
         self._done: list[Finished] = []
         self._saving: list[list[Finished]] = []
@@ -91,7 +91,9 @@ class Reporter:
         self._quiet_due = math.inf
         """When the oldest event no report has carried must go, news or not."""
 
-    def event(self, event: wire.NodeReport, payload: bytes = b"", *, urgent: bool = True) -> None:
+    def event(
+        self, event: report_wire.NodeReport, payload: bytes = b"", *, urgent: bool = True
+    ) -> None:
         """Queue an event for main_service; one that is not urgent waits for the next
         report, or QUIET_EVENT_WITHIN_S. The task that queued an urgent one then calls
         report_news."""
