@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def cluster_of(settings: Settings) -> str:
 
 def remember(job: RecentJob, path: Path) -> None:
     """Add `job` to the file (keeping the last KEPT jobs); nothing if it cannot be written."""
-    line = (json.dumps(asdict(job)) + "\n").encode()
+    line = (json.dumps(vars(job)) + "\n").encode()  # its fields: plain values, none nested
     with contextlib.suppress(OSError):
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

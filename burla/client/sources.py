@@ -20,6 +20,7 @@ import os
 import site
 import sys
 import tarfile
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import unquote, urlsplit
@@ -28,7 +29,7 @@ from burla.client.serialize import is_own_code
 from burla.core.environment import SOURCE_LABEL, PythonPackage, canonical_name
 
 
-def source_packages(names: set[str]) -> dict[PythonPackage, bytes]:
+def source_packages(names: AbstractSet[str]) -> dict[PythonPackage, bytes]:
     """Archives of the editable installs among the modules named `names`."""
     own = [
         module

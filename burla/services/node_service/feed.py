@@ -164,12 +164,14 @@ class Feed:
             await self._hand_back(job_id, receipts)
         self.reporter.runs.drop(receipts)
         end_job: list[Sent] = [(EndJob(job_id), b"")]
-        async with anyio.create_task_group() as group:
-            for worker in assignment.workers:
-                if cancel and worker.inflight:
+        stopped = [worker for worker in assignment.workers if cancel and worker.inflight]
+        for worker in assignment.workers:
+            if worker.channel is not None and worker not in stopped:
+                await self._send(worker, end_job)  # one small frame: no task of its own
+        if stopped:
+            async with anyio.create_task_group() as group:
+                for worker in stopped:
                     group.start_soon(self.pool.stop, worker, True)
-                elif worker.channel is not None:
-                    await self._send(worker, end_job)  # one small frame: no task of its own
 
     async def give_back(self, but: Sequence[str] = ()) -> None:
         """Put the inputs the node holds (`but` those) back in the queue at once: the node

@@ -125,17 +125,19 @@ class WorkerPool:
         self._tasks = tasks
         wanted = [(spec, cpu) for spec in self.specs for cpu in range(self.node_type.cpus)]
         starting = _Starting()
-        async with anyio.create_task_group() as group:
-            for spec, cpu in wanted:
-                name = f"{self.node_id}-{_slug(spec.image)}-{cpu}"
-                restarting = self._restarting.get(name)
-                if restarting is not None:  # a worker that died is being replaced already
-                    group.start_soon(restarting.wait)
-                elif name not in self.workers or self.workers[name].channel is None:
-                    starting.left += 1
-                    tasks.start_soon(self._keep_worker, name, spec, cpu, starting)
-            if starting.left:
-                await starting.done.wait()
+        replaced: list[anyio.Event] = []
+        for spec, cpu in wanted:
+            name = f"{self.node_id}-{_slug(spec.image)}-{cpu}"
+            restarting = self._restarting.get(name)
+            if restarting is not None:  # a worker that died is being replaced already
+                replaced.append(restarting)
+            elif name not in self.workers or self.workers[name].channel is None:
+                starting.left += 1
+                tasks.start_soon(self._keep_worker, name, spec, cpu, starting)
+        for replacement in replaced:
+            await replacement.wait()
+        if starting.left:
+            await starting.done.wait()
         if starting.error is not None:
             raise starting.error
 
