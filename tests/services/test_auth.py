@@ -338,9 +338,9 @@ async def test_a_job_may_use_only_its_users_own_source_archives(cluster):
 async def test_a_job_taken_over_after_a_restart_keeps_its_owner(cluster):
     alice = await cluster.user("alice")
     assert (await cluster.submit(alice, "job-of-alice-8")).status_code == 200
-    record = job_record(cluster.service.jobs["job-of-alice-8"], 0.0)
+    record = job_record(cluster.service.jobs["job-of-alice-8"], 0.0, None)
     assert record["owner"] == "alice"
-    assert run_from_record(record, WallClock(), validate=False).owner == "alice"
+    assert run_from_record(record, None, WallClock(), validate=False).owner == "alice"
 
 
 async def test_a_jobs_uploads_asked_for_in_pieces_get_keys_of_their_own(cluster):

@@ -132,7 +132,7 @@ async def test_failed_only_runs_the_failed_inputs_and_skips_those_never_run() ->
         # A main_service that takes the job over skips the same inputs.
         stored = await service.store.get(job_key(new))
         assert stored is not None
-        taken = run_from_record(stored.data, clock, validate=True)
+        taken = run_from_record(stored.data, None, clock, validate=True)
         assert [n for n, r in enumerate(taken.machine.inputs) if r.status.finished] == [2, 4]
         await client.post(f"/jobs/{new}/cancel", headers=AUTH)
 

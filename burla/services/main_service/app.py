@@ -33,6 +33,7 @@ from burla.services.main_service.api_docs import (
 from burla.services.main_service.auth import Admin, User, visible_record, visible_run
 from burla.services.main_service.front import front_door
 from burla.services.main_service.job_routes import FRAMES
+from burla.services.main_service.kept_functions import read_function
 from burla.services.main_service.service import MainService
 from burla.services.main_service.submission import JOB_ID, upload_prefix
 from burla.services.main_service.users import Users, may_see, owner_of
@@ -199,7 +200,10 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
             kept = record.get("kept") or record.get("resume")
             if kept is None:
                 raise NotFoundError(f"job {job_id} ended before burla kept jobs' functions")
-            pickled, key = kept["function"], kept["function_key"]
+            try:
+                pickled, key = await read_function(service.store, kept), kept["function_key"]
+            except LookupError as gone:
+                raise NotFoundError(f"job {job_id}'s function is gone: {gone}") from None
         if pickled is None:
             pickled = await service.blobs.get(str(key))
         return Response(pickled, media_type="application/octet-stream")

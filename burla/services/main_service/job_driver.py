@@ -45,6 +45,7 @@ from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
 from burla.services.main_service.job_logs import FLUSH_EVERY_S, MEMORY_STREAM
 from burla.services.main_service.jobs import JobRun, job_record
+from burla.services.main_service.kept_functions import KeptFunctions, function_digest
 from burla.services.main_service.resumes import Resumption
 from burla.services.main_service.retention import (
     PRUNE_AFTER_SHARE,
@@ -127,6 +128,7 @@ class JobDriver:
         self.last_activity = clock.now()
         self.results_limit_bytes = results_limit_bytes
         self.held = HeldJobs(jobs, clock)
+        self.functions = KeptFunctions(self.patient)
         self.catch_up = CatchUp(self.patient, blobs, clock, spawn, self.handle)
         self._next_results_prune = clock.now()
         self._results_since_prune = 0
@@ -566,6 +568,8 @@ class JobDriver:
         forgotten = await forget_oldest(self.store, self.blobs, limit_bytes, running)
         for job_id in forgotten.jobs:
             self.held.forget(job_id)
+        held = {function_digest(run.function) for run in self.jobs.values() if run.function}
+        await self.functions.sweep(forgotten.functions | held)
         return forgotten
 
     async def keep_logs_stored(self) -> None:
@@ -589,7 +593,8 @@ class JobDriver:
         written yet go with the record, in the same write."""
         job_id = run.spec.job_id
         async with run.record_lock:
-            record = job_record(run, self.clock.now())
+            function = None if run.function is None else await self.functions.keep(run.function)
+            record = job_record(run, self.clock.now(), function)
             pages = run.pages_to_write or {}
             if not run.state.finished and not run.listed_running:
                 listed = {running_key(job_id): {}, job_key(job_id): record}

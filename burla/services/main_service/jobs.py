@@ -325,10 +325,11 @@ class JobRun:
         return bool(self.stream) and isinstance(self.stream[-1][0], stream_wire.JobDone)
 
 
-def job_record(run: JobRun, now: float) -> dict[str, Any]:
+def job_record(run: JobRun, now: float, function: str | None) -> dict[str, Any]:
     """The job's record in the Store as of `now`. While the job runs it holds what a
-    main_service that restarts needs to take the job over (its function among them);
-    once it ends, only what later readers want: spec, state, why it failed, its cost."""
+    main_service that restarts needs to take the job over (its function among them, by
+    its digest `function`: see kept_functions); once it ends, only what later readers
+    want: spec, state, why it failed, its cost."""
     record: dict[str, Any] = {
         "spec": run.spec.model_dump(mode="json"),
         "state": run.state.value,
@@ -346,13 +347,13 @@ def job_record(run: JobRun, now: float) -> dict[str, Any]:
         record |= {"ended_at": run.ended_at, "result_bytes": run.result_bytes}
         record["kept"] = {
             "input_bytes": run.input_bytes,
-            "function": run.function,
+            "function_digest": function,
             "function_key": run.function_key,
             "blob_prefixes": sorted(run.blob_prefixes),
         }
     if not run.state.finished:
         record["resume"] = {
-            "function": run.function,
+            "function_digest": function,
             "function_key": run.function_key,
             "blob_prefixes": sorted(run.blob_prefixes),
             "package_keys": list(run.package_keys),
@@ -366,9 +367,12 @@ def job_record(run: JobRun, now: float) -> dict[str, Any]:
     return record
 
 
-def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> JobRun:
-    """A job taken over from its record: its input machine starts with nothing done;
-    the results already in the Store are the caller's to add."""
+def run_from_record(
+    record: dict[str, Any], function: bytes | None, clock: Clock, *, validate: bool
+) -> JobRun:
+    """A job taken over from its record and its pickled `function` (None if it was
+    uploaded): its input machine starts with nothing done; the results already in the
+    Store are the caller's to add."""
     spec = JobSpec.model_validate(record["spec"])
     resume = record["resume"]
     machine = InputMachine(
@@ -386,7 +390,7 @@ def run_from_record(record: dict[str, Any], clock: Clock, *, validate: bool) -> 
         machine.handle(Resumed((), skipped))
     return JobRun(
         spec,
-        resume["function"],
+        function,
         resume["function_key"],
         machine,
         owner_of(record),

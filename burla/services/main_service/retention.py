@@ -2,7 +2,8 @@
 
 A finished job's record, results, inputs, function and printed lines stay in the Store
 (big ones in the blob store), so that its results can be read later (`job_results`,
-`burla jobs show`) from any main_service, and its inputs run again. Left alone they only
+`burla jobs show`) from any main_service, and its inputs run again. A function that
+several jobs run is kept once (kept_functions), and goes with the last of them. Left alone they only
 grow, so main_service keeps what finished jobs keep within
 $BURLA_RESULTS_MAX_GB (default RESULTS_LIMIT_GB): after a job ends (once per
 PRUNE_EVERY_S, or sooner after big results), and when the cluster's admin asks (`burla
@@ -21,6 +22,7 @@ from typing import Any
 from burla.core.models import JobState
 from burla.core.protocols import BlobStore, Store
 from burla.services.main_service.job_logs import logs_prefix
+from burla.services.main_service.kept_functions import named_function
 from burla.services.store_keys import JOBS_PREFIX, inputs_prefix, job_key, results_prefix
 
 RESULTS_LIMIT_GB = 10.0
@@ -39,6 +41,8 @@ class Forgotten:
     """The finished jobs removed."""
     freed_bytes: int
     kept_bytes: int
+    functions: frozenset[str] = frozenset()
+    """The digests of the functions the records left name (see kept_functions)."""
 
 
 async def forget_oldest(
@@ -46,9 +50,10 @@ async def forget_oldest(
 ) -> Forgotten:
     """Remove the jobs that finished longest ago until the results of the rest take at
     most `limit_bytes`; never one of `running`."""
+    records = await _records(store)
     finished = sorted(
         (_ended_at(data), job_id, _kept_bytes(data), data)
-        for job_id, data in await _records(store)
+        for job_id, data in records
         if job_id not in running and _finished(data)
     )
     total = sum(size for _, _, size, _ in finished)
@@ -61,7 +66,9 @@ async def forget_oldest(
         total -= size
         freed += size
         removed.append(job_id)
-    return Forgotten(tuple(removed), freed, total)
+    gone = set(removed)
+    left = (_function_of(data) for job_id, data in records if job_id not in gone)
+    return Forgotten(tuple(removed), freed, total, frozenset(d for d in left if d is not None))
 
 
 async def remove_job(store: Store, blobs: BlobStore, job_id: str, record: dict[str, Any]) -> None:
@@ -96,6 +103,11 @@ def _finished(record: dict[str, Any]) -> bool:
 def _ended_at(record: dict[str, Any]) -> float:
     """When the job ended; 0 for a record that does not say (they go first)."""
     return float(record.get("ended_at") or 0.0)
+
+
+def _function_of(record: dict[str, Any]) -> str | None:
+    """The digest of the function the record names (kept_functions), if it names one."""
+    return named_function(record.get("kept") or record.get("resume") or {})
 
 
 def _kept_bytes(record: dict[str, Any]) -> int:

@@ -15,6 +15,7 @@ from burla.core.protocols import Store
 from burla.services.main_service.job_driver import JobDriver
 from burla.services.main_service.job_logs import JobLog
 from burla.services.main_service.jobs import JobRun, run_from_record
+from burla.services.main_service.kept_functions import read_function
 from burla.services.main_service.standby import Standby
 from burla.services.store_keys import RUNNING_PREFIX, job_key
 
@@ -39,7 +40,8 @@ async def _take_over(
                 continue
             if "resume" not in doc.data:
                 continue
-            run = run_from_record(doc.data, clock, validate=validate)
+            function = await read_function(store, doc.data["resume"])
+            run = run_from_record(doc.data, function, clock, validate=validate)
             run.log = await JobLog.resume(store, run.spec.job_id)
             run.listed_running = True
             jobs.adopt(run)
