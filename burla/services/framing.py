@@ -1,11 +1,10 @@
-"""Frames over one byte stream: the wire format of burla.core.wire, sent and received.
+"""Frames over one TCP connection: the wire format of burla.core.wire, sent and received.
 
 Both persistent connections inside a cluster speak it: main_service to each node, and each
 node to each of its workers. One connection keeps messages in order and costs no HTTP
 request per message, which is most of a warm job's latency. Both ends run on asyncio's
 transports themselves (FrameConnection: open_frames dials, serve_frames listens), where a
 send is one write and no turn of the event loop: a warm call crosses them a dozen times.
-FrameStream carries frames over any other anyio byte stream.
 """
 
 from __future__ import annotations
@@ -27,12 +26,6 @@ from burla.core.limits import FRAME_ENV, RequestLimits
 from burla.core.protocols import Frame, Frames
 
 MAX_PAYLOAD = RequestLimits.from_environ(os.environ).frame
-
-
-def framed(stream: anyio.abc.ByteStream | Frames) -> Frames:
-    """Frames over a byte stream; a connection that carries frames already (the
-    simulator's, which need no encoding) as it is."""
-    return FrameStream(stream) if isinstance(stream, anyio.abc.ByteStream) else stream
 
 
 class FrameCutter:
@@ -84,44 +77,6 @@ class FrameCutter:
         del self._buffer[:offset]
 
 
-class FrameStream(Frames):
-    """Frames encoded with burla.core.wire over an anyio byte stream (what `framed` is
-    handed in place of a FrameConnection)."""
-
-    def __init__(self, stream: anyio.abc.ByteStream, max_payload: int = MAX_PAYLOAD) -> None:
-        self._stream = stream
-        self._send_lock = anyio.Lock(fast_acquire=True)  # free: no trip through the loop
-        self._cutter = FrameCutter(max_payload)
-        self.refusal: str | None = None
-
-    async def send(self, frames: Sequence[tuple[dict[str, Any] | list[Any], bytes]]) -> None:
-        """Send frames together; a header is a JSON object, or a message's array."""
-        async with self._send_lock:
-            await self._stream.send(wire.encode_many(frames))
-
-    async def receive(self) -> Frame | None:
-        """The next frame; None once the stream ended, failed, or sent what is no frame
-        (then `refusal` says what), after the whole frames that came before."""
-        cutter = self._cutter
-        while not cutter.frames:
-            if cutter.ended:
-                self.refusal = cutter.refusal
-                return None
-            try:
-                cutter.take(await self._stream.receive())
-            except (
-                anyio.EndOfStream,
-                anyio.BrokenResourceError,
-                anyio.ClosedResourceError,  # closed by this end meanwhile
-                OSError,
-            ):
-                cutter.ended = True
-        return cutter.frames.popleft()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
 MOST_FRAMES_WAITING = 64
 """Frames a connection holds unread before it stops reading from its socket."""
 
@@ -156,7 +111,9 @@ class FrameConnection(asyncio.Protocol, Frames):
     def eof_received(self) -> bool:
         self._cutter.ended = True
         self._wake_reader()
-        return False  # the transport closes itself
+        # A peer done sending may still read the answers to what it sent: the connection
+        # stays open until its owner, having read the last frame, closes it.
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = self._cutter.ended = True

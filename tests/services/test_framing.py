@@ -4,12 +4,13 @@ blocking socket on its main thread)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import anyio.abc
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from burla.core import wire
 from burla.services.container_service.worker import Connection
-from burla.services.framing import FrameConnection, FrameStream, open_frames
+from burla.services.framing import FrameConnection, open_frames, serve_frames
 
 pytestmark = pytest.mark.anyio
 
@@ -58,17 +59,50 @@ def send_in_pieces(sock: socket.socket, pieces: Iterator[bytes]) -> None:
             time.sleep(0.0005)  # each its own segment, not coalesced by the kernel
 
 
+@contextlib.asynccontextmanager
+async def taken() -> AsyncIterator[tuple[FrameConnection, socket.socket]]:
+    """A connection serve_frames took (as a node takes main_service's), and a plain
+    socket at its other end."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        connections: list[FrameConnection] = []
+        arrived, done = anyio.Event(), anyio.Event()
+
+        async def hold(connection: FrameConnection) -> None:
+            connections.append(connection)
+            arrived.set()
+            await done.wait()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(serve_frames, server, hold, tasks)
+            far = socket.create_connection(server.getsockname())
+            with anyio.fail_after(10):
+                await arrived.wait()
+            try:
+                yield connections[0], far
+            finally:
+                await connections[0].aclose()
+                done.set()
+                far.close()
+                tasks.cancel_scope.cancel()
+
+
 async def frames_received(pieces: list[bytes], opened_here: bool) -> list[object]:
-    """What the node's end reads: a connection it opened (FrameConnection, to a worker
-    or, in main_service, to a node) or one it took (FrameStream)."""
-    frames: FrameConnection | FrameStream
-    if opened_here:
-        with socket.create_server(("127.0.0.1", 0)) as server:
-            frames = await open_frames(*server.getsockname())
-            left, _ = server.accept()
-    else:
-        left, right = tcp_pair()
-        frames = FrameStream(await anyio.abc.SocketStream.from_socket(right))
+    """What the node's end reads: a connection it opened (to a worker or, in
+    main_service, to a node) or one it took (main_service's, on a node)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if opened_here:
+            with socket.create_server(("127.0.0.1", 0)) as server:
+                frames = await open_frames(*server.getsockname())
+                left, _ = server.accept()
+        else:
+            frames, left = await stack.enter_async_context(taken())
+        left.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return await _read_all(frames, left, pieces)
+
+
+async def _read_all(
+    frames: FrameConnection, left: socket.socket, pieces: list[bytes]
+) -> list[object]:
     sender = threading.Thread(target=send_in_pieces, args=(left, iter(pieces)))
     sender.start()
     received: list[object] = []
@@ -142,29 +176,23 @@ async def test_a_connection_opened_here_refuses_bytes_that_are_no_frame_and_a_go
 
 async def test_frames_before_bytes_that_are_no_frame_are_read_then_the_stream_refuses():
     garbage = b"\x00\x00\x00\x03\x00\x00\x00\x00nul"  # a header that is not JSON
-    left, right = tcp_pair()
-    left.sendall(wire.encode_many(FRAMES[:2]) + garbage + wire.encode_many(FRAMES[2:]))
-    frames = FrameStream(await anyio.abc.SocketStream.from_socket(right))
-    with anyio.fail_after(10):
-        assert [await frames.receive(), await frames.receive()] == FRAMES[:2]
-        assert await frames.receive() is None
-        assert await frames.receive() is None  # and stays refused
-    assert frames.refusal is not None
-    assert "not JSON" in frames.refusal
-    left.close()
-    await frames.aclose()
+    async with taken() as (frames, far):
+        far.sendall(wire.encode_many(FRAMES[:2]) + garbage + wire.encode_many(FRAMES[2:]))
+        with anyio.fail_after(10):
+            assert [await frames.receive(), await frames.receive()] == FRAMES[:2]
+            assert await frames.receive() is None
+            assert await frames.receive() is None  # and stays refused
+        assert frames.refusal is not None
+        assert "not JSON" in frames.refusal
 
 
 async def test_a_payload_over_the_limit_is_refused_before_its_bytes_come():
-    left, right = tcp_pair()
-    left.sendall(struct.pack(">II", 2, 1 << 30))  # a payload of a GiB announced
-    frames = FrameStream(await anyio.abc.SocketStream.from_socket(right), max_payload=1 << 20)
-    with anyio.fail_after(10):
-        assert await frames.receive() is None
-    assert frames.refusal is not None
-    assert "over the limit" in frames.refusal
-    left.close()
-    await frames.aclose()
+    async with taken() as (frames, far):
+        far.sendall(struct.pack(">II", 2, (1 << 32) - 1))  # a payload of 4 GiB announced
+        with anyio.fail_after(10):
+            assert await frames.receive() is None
+        assert frames.refusal is not None
+        assert "over the limit" in frames.refusal
 
 
 @settings(max_examples=25, deadline=None)

@@ -32,6 +32,7 @@ from burla.core.link_wire import CheckHealth, NodeHealth, Reply, read_from_node
 from burla.core.models import ClusterConfig, NodeType
 from burla.core.worker_wire import Open, Refusal, Results
 from burla.release import build_id
+from burla.services.framing import serve_frames
 from burla.services.main_service.node_link import NodeLink
 from burla.services.main_service.service import MainService
 from burla.services.node_service.link import MainLink
@@ -74,12 +75,11 @@ def frames_until_hangup(port: int, data: bytes) -> list[tuple[Any, bytes]]:
 async def served_node(root: Path) -> AsyncIterator[int]:
     link = MainLink(SECRET)
     node = idle_node(root, link)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(listener.serve, functools.partial(link.serve, node))
-        yield listener.extra(anyio.abc.SocketAttribute.local_port)
-        tasks.cancel_scope.cancel()
-    await listener.aclose()
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(serve_frames, sock, functools.partial(link.serve, node), tasks)
+            yield sock.getsockname()[1]
+            tasks.cancel_scope.cancel()
 
 
 @pytest.fixture(scope="module")

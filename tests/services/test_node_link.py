@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from burla.core.clock import ManualClock
 from burla.core.link_wire import Assign, CheckHealth, Report, Reset, Standby, read_from_node
 from burla.core.models import ContainerSpec, NodeType
 from burla.core.worker_wire import Open, Refusal
-from burla.services.framing import FrameStream, message_frame
+from burla.services.framing import FrameConnection, message_frame, open_frames, serve_frames
 from burla.services.main_service.node_link import NodeLink
 from burla.services.node_service.link import MainLink
 from burla.services.node_service.node import NodeService
@@ -41,23 +42,28 @@ def idle_node(tmp_path: Path, link: MainLink) -> NodeService:
     )
 
 
+def listening() -> tuple[socket.socket, int]:
+    """A loopback socket that listens, as a node's does, and its port."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    return sock, sock.getsockname()[1]
+
+
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[MainLink, str]]:
     """A node's link, served on a loopback port: (link, address)."""
     link = MainLink(SECRET)
     node = idle_node(tmp_path, link)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    sock, port = listening()
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(listener.serve, functools.partial(link.serve, node))
+        tasks.start_soon(serve_frames, sock, functools.partial(link.serve, node), tasks)
         yield link, f"127.0.0.1:{port}"
         tasks.cancel_scope.cancel()
-    await listener.aclose()
+    sock.close()
 
 
-async def raw(address: str) -> FrameStream:
+async def raw(address: str) -> FrameConnection:
     host, port = address.rsplit(":", 1)
-    return FrameStream(await anyio.connect_tcp(host, int(port)))
+    return await open_frames(host, int(port))
 
 
 async def test_a_caller_without_the_secret_is_refused_and_served_nothing(
@@ -114,13 +120,12 @@ async def test_requests_are_answered_and_reports_arrive_in_order(
 
 
 async def test_a_node_that_goes_away_is_reported_lost(tmp_path: Path) -> None:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    sock, port = listening()
     lost = anyio.Event()
 
-    async def vanish(stream: anyio.abc.SocketStream) -> None:
-        await FrameStream(stream).receive()  # the hello, then the node dies
-        await stream.aclose()
+    async def vanish(connection: FrameConnection) -> None:
+        await connection.receive()  # the hello, then the node dies
+        await connection.aclose()
 
     async def on_report(node_id: str, events: list[list[Any]], payload: bytes) -> None:
         raise AssertionError("no report was sent")
@@ -130,7 +135,7 @@ async def test_a_node_that_goes_away_is_reported_lost(tmp_path: Path) -> None:
         lost.set()
 
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(listener.serve, vanish)
+        tasks.start_soon(serve_frames, sock, vanish, tasks)
         main = await NodeLink.connect(
             "node-9", f"127.0.0.1:{port}", SECRET, on_report=on_report, on_lost=on_lost, tasks=tasks
         )
@@ -138,7 +143,7 @@ async def test_a_node_that_goes_away_is_reported_lost(tmp_path: Path) -> None:
             await lost.wait()
         assert not await main.request(CheckHealth())
         tasks.cancel_scope.cancel()
-    await listener.aclose()
+    sock.close()
 
 
 async def test_a_request_sent_without_waiting_reaches_the_node_before_later_ones(
@@ -160,8 +165,7 @@ async def test_a_request_sent_without_waiting_reaches_the_node_before_later_ones
 
     node.reset = reset  # type: ignore[method-assign]
     node.health = health  # type: ignore[method-assign]
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    sock, port = listening()
 
     async def on_report(node_id: str, events: list[list[Any]], payload: bytes) -> None:
         pass
@@ -170,7 +174,7 @@ async def test_a_request_sent_without_waiting_reaches_the_node_before_later_ones
         pass
 
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(listener.serve, functools.partial(link.serve, node))
+        tasks.start_soon(serve_frames, sock, functools.partial(link.serve, node), tasks)
         main = await NodeLink.connect(
             "node-1", f"127.0.0.1:{port}", SECRET, on_report=on_report, on_lost=on_lost, tasks=tasks
         )
@@ -181,7 +185,7 @@ async def test_a_request_sent_without_waiting_reaches_the_node_before_later_ones
         assert main._waiting == {}, "every answer waited for was let go"
         await main.aclose()
         tasks.cancel_scope.cancel()
-    await listener.aclose()
+    sock.close()
 
 
 async def test_a_request_before_the_node_runs_is_refused_and_the_link_serves_on(

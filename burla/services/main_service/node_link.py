@@ -29,11 +29,11 @@ from burla.core.link_wire import (
 )
 from burla.core.protocols import Frames
 from burla.core.worker_wire import Open, Refusal
-from burla.services.framing import framed, message_frame, open_frames
+from burla.services.framing import message_frame, open_frames
 
 OnReport = Callable[[str, list[list[Any]], bytes], Awaitable[None]]
 OnLost = Callable[[str], Awaitable[None]]
-Dial = Callable[[str], Awaitable[anyio.abc.ByteStream | Frames]]
+Dial = Callable[[str], Awaitable[Frames]]
 """Opens a connection to a node's address: TCP, or the simulator's in-memory frames."""
 
 
@@ -70,12 +70,11 @@ class NodeLink:
         """Connect to the node at `address` and start reading its reports; `on_lost` is
         called if the connection drops before `aclose`."""
         try:
-            stream = await dial(address)
+            frames = await dial(address)
         except OSError as error:
             raise ClusterUnavailableError(
                 f"node {node_id} at {address} refused main_service's connection: {error}"
             ) from error
-        frames = framed(stream)
         await frames.send([message_frame(Open(secret))])
         link = cls(node_id, frames, on_report)
         tasks.start_soon(link._read, on_lost)

@@ -34,7 +34,7 @@ from burla.core.models import ContainerSpec, JobSpec
 from burla.core.protocols import Frames
 from burla.core.wire import Message
 from burla.core.worker_wire import Refusal, read_open
-from burla.services.framing import framed, message_frame
+from burla.services.framing import message_frame
 from burla.services.handed_inputs import handed_claims
 from burla.services.node_service.node import NodeService
 
@@ -61,9 +61,8 @@ class MainLink:
             except _GONE:
                 self._drop(link)
 
-    async def serve(self, node: NodeService, stream: anyio.abc.ByteStream | Frames) -> None:
+    async def serve(self, node: NodeService, link: Frames) -> None:
         """Serve one connection from main_service for `node` until it closes."""
-        link = framed(stream)
         try:
             if not self._opens(await link.receive()):
                 with contextlib.suppress(*_GONE):
