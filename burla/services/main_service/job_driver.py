@@ -24,7 +24,6 @@ from burla.core import report_wire, stream_wire, wire, worker_wire
 from burla.core.clock import Clock
 from burla.core.errors import NotFoundError
 from burla.core.inputs import Failure, InputStatus
-from burla.core.memory import describe_gb
 from burla.core.models import JobState
 from burla.core.protocols import BlobStore, Store
 from burla.core.scheduling import most_nodes, node_type_for, slots_on
@@ -40,8 +39,10 @@ from burla.services.input_runs import (
     run_lengths,
     runs_of_items,
 )
+from burla.services.main_service.budgets import Budgets
 from burla.services.main_service.catch_up import CatchUp
 from burla.services.main_service.cluster_driver import ClusterDriver
+from burla.services.main_service.failure_texts import failure_text, ran_out_text
 from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
 from burla.services.main_service.job_logs import FLUSH_EVERY_S, MEMORY_STREAM
 from burla.services.main_service.jobs import JobRun, job_record
@@ -63,35 +64,6 @@ RECORD_AFTER_S = 0.05
 that it runs: a short job ends before, and has one record only, the last, written once
 its client has its answer (three writes fewer: the running record, its listing and the
 listing's removal)."""
-BUDGET_CHECK_S = 1.0
-"""How often jobs with a max_cost are looked at, at most."""
-BUDGET_LEAST_PAUSE_S = 0.01
-
-FAILURE_TEXT = {
-    Failure.WORKER_DIED: "the worker running it died (os._exit, a crash, or out of memory)",
-    Failure.OUT_OF_MEMORY: (
-        "the worker running it went over func_ram={func_ram:g} GB and was stopped (out of "
-        "memory); ask for more with func_ram=, or make the function use less memory"
-    ),
-    Failure.TIMED_OUT: "it ran past the job's timeout",
-    Failure.LOST: "its node was lost too many times",
-}
-GREW_TEXT = (
-    "the worker running it went over its memory and was stopped (out of memory) each "
-    "time, with {tried} (func_ram={func_ram:g} GB, doubled for each retry); ask for more "
-    "with func_ram=, or make the function use less memory"
-)
-WHOLE_NODE_TEXT = (
-    "the worker running it went over its memory and was stopped (out of memory) with "
-    "{tried}, the last time with its node's whole memory ({node_gb:g} GB): it needs more "
-    "memory than a node has; use a node type with more memory, or make the function use "
-    "less"
-)
-RAN_OUT_TEXT = (
-    "went over {memory:g} GB of memory and was stopped (out of memory); it runs again "
-    "with {grown:g} GB"
-)
-"""What people read of an input that ran out of memory (core.memory)."""
 
 
 class JobDriver:
@@ -132,8 +104,7 @@ class JobDriver:
         self.catch_up = CatchUp(self.patient, blobs, clock, spawn, self.handle)
         self._next_results_prune = clock.now()
         self._results_since_prune = 0
-        self._capped: dict[str, JobRun] = {}
-        """Running jobs with a max_cost, which keep_to_budgets watches."""
+        self.budgets = Budgets(clock, self.stop_over_budget)
 
     async def start(
         self,
@@ -241,26 +212,7 @@ class JobDriver:
     def adopt(self, run: JobRun) -> None:
         """Hold the job (a new one, or one taken over), and keep it to its max_cost."""
         self.jobs[run.spec.job_id] = run
-        if run.spec.max_cost is not None:
-            self._capped[run.spec.job_id] = run
-
-    async def keep_to_budgets(self) -> None:
-        """Stop each job whose nodes came to cost its max_cost. Looks again when the next
-        one would at the nodes they hold now, and at least every BUDGET_CHECK_S (a node
-        that joins a job makes it cost more per hour)."""
-        while True:
-            now, pause = self.clock.now(), BUDGET_CHECK_S
-            for job_id, run in list(self._capped.items()):
-                if run.state.finished:
-                    del self._capped[job_id]
-                    continue
-                assert run.spec.max_cost is not None
-                until = run.node_time.seconds_until(run.spec.max_cost, now)
-                if until is not None and until <= 0:
-                    await self.stop_over_budget(run)
-                elif until is not None:
-                    pause = min(pause, until)
-            await anyio.sleep(max(pause, BUDGET_LEAST_PAUSE_S))
+        self.budgets.watch(run)
 
     async def stop_over_budget(self, run: JobRun) -> None:
         """Cancel a job whose cost reached its max_cost; its client is told why, and its
@@ -510,7 +462,7 @@ class JobDriver:
             await self.patient.ack(queue, stale)
         for index, memory_gb in grown:
             tried = run.machine.inputs[index].ran_out[-1]
-            text = RAN_OUT_TEXT.format(memory=tried, grown=memory_gb)
+            text = ran_out_text(tried, memory_gb)
             run.log.add(index, MEMORY_STREAM, text)
 
     async def _record_failure(self, run: JobRun, failed: i.RecordFailure) -> None:
@@ -519,7 +471,7 @@ class JobDriver:
         if failure is Failure.RAISED:
             kind, payload = run.raised.pop(index)
         else:
-            why = _failure_text(run, failed)
+            why = failure_text(run, failed)
             message = (
                 f"input {index} failed after {attempts} tries: {why}"
                 if attempts
@@ -616,14 +568,3 @@ class JobDriver:
         while True:
             await anyio.sleep(TRIM_EVERY_S)
             self.held.trim()
-
-
-def _failure_text(run: JobRun, failed: i.RecordFailure) -> str:
-    """Why an input failed without raising, for people and its caller's error."""
-    func_ram = run.spec.func_ram
-    tried = describe_gb(failed.ran_out)
-    if failed.failure is Failure.OUT_OF_MEMORY and failed.node_gb is not None:
-        return WHOLE_NODE_TEXT.format(tried=tried, node_gb=failed.node_gb)
-    if failed.failure is Failure.OUT_OF_MEMORY and any(gb != func_ram for gb in failed.ran_out):
-        return GREW_TEXT.format(tried=tried, func_ram=func_ram)
-    return FAILURE_TEXT[failed.failure].format(func_ram=func_ram)

@@ -164,7 +164,7 @@ class MainService:
         self.nodes.watch()
         self._spawn(self.job_driver.keep_logs_stored)
         self._spawn(self.job_driver.keep_memory)
-        self._spawn(self.job_driver.keep_to_budgets)
+        self._spawn(self.job_driver.budgets.keep)
 
     async def restart(self, config: ClusterConfig | None = None) -> None:
         if config is not None:
