@@ -132,7 +132,9 @@ async def test_a_user_added_again_does_not_get_the_removed_users_jobs(cluster):
     assert (await cluster.submit(alice, "job-of-alice-10")).status_code == 200
     assert (await cluster.submit(alice, "job-of-alice-11")).status_code == 200
     await cluster.client.post("/jobs/job-of-alice-11/cancel", headers=alice)
-    await cluster.service.job_driver.save(cluster.service.jobs.pop("job-of-alice-11"))  # forgotten
+    await cluster.service.job_driver.records.save(
+        cluster.service.jobs.pop("job-of-alice-11")
+    )  # forgotten
     token = cluster.service.job_tokens.make("job-of-alice-10", "alice")
     removed = await cluster.client.delete("/users/alice", headers=ADMIN)
     assert removed.json()["jobs_retired"] == 2
@@ -238,7 +240,7 @@ async def test_a_finished_job_stays_its_owners_only(cluster):
     alice, bob = await cluster.user("alice"), await cluster.user("bob")
     assert (await cluster.submit(alice, "job-of-alice-2")).status_code == 200
     await cluster.client.post("/jobs/job-of-alice-2/cancel", headers=alice)
-    await cluster.service.job_driver.save(cluster.service.jobs.pop("job-of-alice-2"))
+    await cluster.service.job_driver.records.save(cluster.service.jobs.pop("job-of-alice-2"))
     assert (await cluster.client.get("/jobs/job-of-alice-2", headers=bob)).status_code == 404
     assert (
         await cluster.client.get("/jobs/job-of-alice-2/results", headers=bob)

@@ -16,7 +16,7 @@ from burla.core import stream_wire, wire
 from burla.core.clock import WallClock
 from burla.core.protocols import Data, Document
 from burla.services.input_pages import page_key
-from burla.services.main_service.job_driver import RECORD_AFTER_S
+from burla.services.main_service.job_records import RECORD_AFTER_S
 from burla.services.main_service.service import MainService
 from burla.services.store_keys import RUNNING_PREFIX, job_key, running_key
 from tests.services.memory_main import memory_service, serving

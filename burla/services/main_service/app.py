@@ -213,7 +213,7 @@ def _install_jobs(app: FastAPI, service: MainService) -> None:
         they are written now if it has none yet), or raise NotFoundError."""
         run = visible_run(service, job_id, user)
         if run is not None:
-            await service.job_driver.keep_pages(run)
+            await service.job_driver.records.keep_pages(run)
         elif await visible_record(service, job_id, user) is None:
             raise NotFoundError(f"there is no job {job_id}{GONE_HINT}")
 

@@ -30,7 +30,6 @@ from burla.core.scheduling import most_nodes, node_type_for, slots_on
 from burla.core.trace import mark
 from burla.services.cluster_keys import JobTokens
 from burla.services.handed_inputs import is_handed
-from burla.services.input_pages import input_pages, kept_bytes
 from burla.services.input_runs import (
     grown_input,
     handed_each,
@@ -45,8 +44,9 @@ from burla.services.main_service.cluster_driver import ClusterDriver
 from burla.services.main_service.failure_texts import failure_text, ran_out_text
 from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
 from burla.services.main_service.job_logs import FLUSH_EVERY_S, MEMORY_STREAM
-from burla.services.main_service.jobs import JobRun, job_record
-from burla.services.main_service.kept_functions import KeptFunctions, function_digest
+from burla.services.main_service.job_records import JobRecords
+from burla.services.main_service.jobs import JobRun
+from burla.services.main_service.kept_functions import function_digest
 from burla.services.main_service.resumes import Resumption
 from burla.services.main_service.retention import (
     PRUNE_AFTER_SHARE,
@@ -57,13 +57,7 @@ from burla.services.main_service.retention import (
 )
 from burla.services.result_pages import FAILED, RESUMED, results_every_s, write_results
 from burla.services.retrying import PatientStore, patiently
-from burla.services.store_keys import job_key, queue_name, running_key
-
-RECORD_AFTER_S = 0.05
-"""How long a job runs before its record is written, unless its client is told first
-that it runs: a short job ends before, and has one record only, the last, written once
-its client has its answer (three writes fewer: the running record, its listing and the
-listing's removal)."""
+from burla.services.store_keys import queue_name
 
 
 class JobDriver:
@@ -100,7 +94,7 @@ class JobDriver:
         self.last_activity = clock.now()
         self.results_limit_bytes = results_limit_bytes
         self.held = HeldJobs(jobs, clock)
-        self.functions = KeptFunctions(self.patient)
+        self.records = JobRecords(self.patient, clock)
         self.catch_up = CatchUp(self.patient, blobs, clock, spawn, self.handle)
         self._next_results_prune = clock.now()
         self._results_since_prune = 0
@@ -118,8 +112,8 @@ class JobDriver:
         job's first nodes get inputs with their assignments (services.handed_inputs) and
         only the rest are queued: a small job's an item per input (each holds its input),
         a big job's in runs of inputs, which read them from its pages, written first
-        (_queue_the_rest). A small job's pages are written with its first record (see
-        save), or before an input is queued again (keep_pages)."""
+        (_queue_the_rest). A small job's pages are written with its first record, or
+        before an input is queued again (job_records)."""
         job_id = run.spec.job_id
         self.adopt(run)
         self.last_activity = self.clock.now()
@@ -139,7 +133,7 @@ class JobDriver:
         mark("main_service queued the inputs")
         starts = not run.machine.state.finished and job_id not in self.canceled_early
         if not (big and starts):
-            self._cut_pages(run, kept, digests)
+            self.records.cut_pages(run, kept, digests)
         if run.machine.state.finished:
             await self._finish(run, run.machine.state)
         elif job_id in self.canceled_early:
@@ -149,35 +143,9 @@ class JobDriver:
         if big and starts:
             # Its nodes are told first: cutting a million inputs into pages takes a second.
             await anyio.lowlevel.checkpoint()
-            self._cut_pages(run, kept, digests)
+            self.records.cut_pages(run, kept, digests)
         await self._queue_the_rest(run, nodes, workers)
-        self._spawn(self._record_later, run)
-
-    @staticmethod
-    def _cut_pages(
-        run: JobRun, items: list[tuple[str, bytes]], digests: Mapping[int, bytes] | None
-    ) -> None:
-        """Cut the job's input pages, to be written (keep_pages, or with its first record)."""
-        run.pages_to_write = input_pages(run.spec.job_id, items, digests)
-        run.input_bytes = kept_bytes(run.pages_to_write)
-
-    async def _record_later(self, run: JobRun) -> None:
-        """Write the record of a job that still runs RECORD_AFTER_S after it started, if
-        its client's answer did not write it sooner (record_running); a job that ended by
-        then has one record only, the last."""
-        await anyio.sleep(RECORD_AFTER_S)
-        await self.record_running(run)
-
-    async def record_running(self, run: JobRun) -> None:
-        """Have the Store hold the record of a running job, and list it as running, so
-        that a main_service that restarts takes it over; the job's client is answered
-        after it. Until then nothing is lost if main_service stops: a client whose
-        submission went unanswered sends it again, and the job starts anew. (A job that
-        ended before it was recorded, and whose main_service stops after answering its
-        client and before writing its last record, is left with no record: its client
-        has its results, and they are in the Store, but the job is not listed.)"""
-        if not run.state.finished and not run.listed_running:
-            await self.save(run)
+        self._spawn(self.records.record_later, run)
 
     async def _queue_the_rest(self, run: JobRun, nodes: int, workers: int) -> None:
         """Queue the inputs that the job's first nodes were not handed: a big job's in
@@ -188,7 +156,7 @@ class JobDriver:
         if rest is None or run.state.finished:
             return
         if run.run_length > 1 and rest:
-            await self.keep_pages(run)
+            await self.records.keep_pages(run)
             lengths = run_lengths(len(rest), nodes, workers)
             rest = collections.deque(runs_of_items(list(rest), lengths))
         if rest:
@@ -385,21 +353,12 @@ class JobDriver:
         await self._queue_alone(run, waiting)
         await self.patient.ack(queue_name(run.spec.job_id), receipts)
 
-    async def keep_pages(self, run: JobRun) -> None:
-        """Write the job's input pages if they are not in the Store yet: before a queue
-        item that reads its input from them."""
-        if run.pages_to_write is not None:
-            async with run.record_lock:
-                if run.pages_to_write is not None:
-                    await self.patient.put_many(run.pages_to_write)
-                    run.pages_to_write = None
-
     async def _queue_alone(self, run: JobRun, indices: list[int]) -> None:
         """Queue inputs of runs, or handed out, again as items of their own (once: an
         item's id is its input's index, and a queue keeps one item per id), which read
         them from the job's pages."""
         if alone := [n for n in indices if n not in run.on_their_own]:
-            await self.keep_pages(run)
+            await self.records.keep_pages(run)
             await self.patient.push(queue_name(run.spec.job_id), [one_input(n) for n in alone])
             run.on_their_own.update(alone)
 
@@ -454,7 +413,7 @@ class JobDriver:
         came in (a run is acked by its node, once all of it ended there). The new items
         read their inputs from the job's pages, which every job writes first."""
         queue = queue_name(run.spec.job_id)
-        await self.keep_pages(run)
+        await self.records.keep_pages(run)
         await self.patient.push(queue, [grown_input(n, gb) for n, gb in grown])
         run.on_their_own.update(n for n, _ in grown)
         done = [r for n, _ in grown if (r := run.receipts.get(n)) is not None]
@@ -500,7 +459,7 @@ class JobDriver:
         cancel = state is not JobState.SUCCEEDED
         await self.nodes.job_ended(job_id, cancel=cancel, reset=run.nodes_reset)
         await run.log.flush(self.patient)  # before the record says it ended
-        await self.save(run)
+        await self.records.save(run)
         self.last_activity = self.clock.now()
         self.held.add(run)
         self._results_since_prune += run.result_bytes + run.input_bytes
@@ -521,7 +480,7 @@ class JobDriver:
         for job_id in forgotten.jobs:
             self.held.forget(job_id)
         held = {function_digest(run.function) for run in self.jobs.values() if run.function}
-        await self.functions.sweep(forgotten.functions | held)
+        await self.records.functions.sweep(forgotten.functions | held)
         return forgotten
 
     async def keep_logs_stored(self) -> None:
@@ -536,32 +495,6 @@ class JobDriver:
         """End a job that cannot go on, saying why."""
         run.error = error
         await self._finish(run, JobState.FAILED)
-
-    async def save(self, run: JobRun) -> None:
-        """The job's record in the Store: its spec, its state, and why it failed. Writes
-        take turns and each writes the state of its turn, so the last one is the latest.
-        A running job is listed as such in the write of its first record, and no longer
-        once its record says it ended: every running record is listed. Input pages not
-        written yet go with the record, in the same write."""
-        job_id = run.spec.job_id
-        async with run.record_lock:
-            function = None if run.function is None else await self.functions.keep(run.function)
-            record = job_record(run, self.clock.now(), function)
-            pages = run.pages_to_write or {}
-            if not run.state.finished and not run.listed_running:
-                listed = {running_key(job_id): {}, job_key(job_id): record}
-                await self.patient.put_many({**pages, **listed})
-                run.listed_running = True
-            elif pages:
-                await self.patient.put_many({**pages, job_key(job_id): record})
-            else:
-                await self.patient.put(job_key(job_id), record)
-            run.pages_to_write = None
-            if record["state"] != JobState.RUNNING.value and run.listed_running:
-                await self.patient.delete(running_key(job_id))
-                run.listed_running = False
-            if "ended_at" in record:
-                run.ended_saved.set()
 
     async def keep_memory(self) -> None:
         """Forget finished jobs as HeldJobs says, also when no job ends for a while."""

@@ -91,7 +91,7 @@ class JobRoutes:
         after = max(after, 0)
         await run.wait_after(after, min(max(wait, 0.0), MAX_WAIT_S), until_done=until_done)
         if not run.done_streaming:  # its client learns it runs: it must outlive main_service
-            await self.service.job_driver.record_running(run)
+            await self.service.job_driver.records.record_running(run)
         new = run.events_after(after)
         head = stream_wire.StreamHead(
             job_id, run.run_id, run.state.value, after + len(new), run.error

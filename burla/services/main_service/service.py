@@ -206,7 +206,7 @@ class MainService:
 
     async def retire_owner(self, user: str) -> int:
         """Hand a removed user's jobs to a name no user can have (users.retire_jobs)."""
-        return await retire_jobs(self.store, user, self.jobs.values(), self.job_driver.save)
+        return await retire_jobs(self.store, user, self.jobs.values(), self.job_driver.records.save)
 
     def cluster_status(self) -> dict[str, Any]:
         jobs = {job_id: run.state.value for job_id, run in self.jobs.items()}
