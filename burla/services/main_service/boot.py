@@ -25,7 +25,7 @@ from burla.core.errors import BackendError, InvalidRequestError
 from burla.core.models import ClusterConfig
 from burla.core.protocols import BlobStore, BootSpec, ImageMaker, Machine, MachineStatus, Store
 from burla.core.trace import mark
-from burla.release import install_stamp
+from burla.release import build_id, install_stamp
 from burla.services import running
 from burla.services.cluster_keys import blob_signing_key
 from burla.services.loopback import bind_loopback
@@ -142,6 +142,9 @@ async def _serve_local(
         }
         running.write_atomically(root / CLUSTER_FILE, json.dumps(info))
         tasks.start_soon(_stop_when_idle, service, server, idle_s)
+        # Ready before the first node says it booted (with the build it runs): a node's
+        # boot waits for the answer.
+        tasks.start_soon(anyio.to_thread.run_sync, build_id)
 
     try:
         await _serve(setup, backends, sock, started)

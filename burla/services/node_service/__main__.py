@@ -230,6 +230,7 @@ async def _serve_link(settings: NodeSettings, node: NodeService, link: MainLink)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(running.cancel_on_signal, tasks)
         tasks.start_soon(_exit_with_parent, tasks)
+        tasks.start_soon(anyio.to_thread.run_sync, build_id)  # while the workers start
         await node.run(tasks)
         tasks.start_soon(serve_frames, sock, functools.partial(link.serve, node), tasks)
         running.write_atomically(settings.node_dir / "address", address)
