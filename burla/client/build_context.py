@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import tarfile
 from pathlib import Path
 
 from burla.core.errors import InvalidRequestError
@@ -27,6 +26,8 @@ def context_archive(directory: str) -> bytes:
             f"build_context={directory!r} is not a directory; name the directory whose "
             "files the Dockerfile's COPY and ADD read"
         )
+    import tarfile  # here: most jobs bring no build context, and it is slow to load
+
     buffer = io.BytesIO()
     with (
         gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,

@@ -19,7 +19,6 @@ import json
 import os
 import site
 import sys
-import tarfile
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from types import ModuleType
@@ -136,6 +135,8 @@ def pack(source: Path) -> tuple[str, bytes]:
 
 
 def _pack(source: Path, files: list[Path]) -> tuple[str, bytes]:
+    import tarfile  # here: most calls send no source, and it is slow to load
+
     digest = hashlib.sha256()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, cast
 
 from burla.client.connection import Connection
@@ -104,6 +103,8 @@ def _run_frame(first: int, run: list[bytes]) -> tuple[dict[str, Any], bytes]:
 
 def _upload_inputs(payloads: Sequence[Payload], indices: list[int], urls: list[str]) -> list[bytes]:
     """Upload the inputs of `indices`; the digest of each one's bytes."""
+    from concurrent.futures import ThreadPoolExecutor  # here: only big inputs need it
+
     with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="burla-upload") as pool:
         sent = [
             pool.submit(upload, url, payloads[n], f"input {n}")
