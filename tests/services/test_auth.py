@@ -340,7 +340,7 @@ async def test_a_job_may_use_only_its_users_own_source_archives(cluster):
 async def test_a_job_taken_over_after_a_restart_keeps_its_owner(cluster):
     alice = await cluster.user("alice")
     assert (await cluster.submit(alice, "job-of-alice-8")).status_code == 200
-    record = job_record(cluster.service.jobs["job-of-alice-8"], 0.0, None)
+    record = job_record(cluster.service.jobs["job-of-alice-8"], 0.0)
     assert record["owner"] == "alice"
     assert run_from_record(record, None, WallClock(), validate=False).owner == "alice"
 

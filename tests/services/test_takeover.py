@@ -197,7 +197,7 @@ async def test_a_big_job_taken_over_queues_again_only_its_unfinished_handed_out_
     assert len(run.hand_out("node-2", workers=2)) == 8
     run.machine.handle(InputsClaimed("w1", "node-1", (0, 1, 2)))
     run.machine.handle(InputsSucceeded("w1", (0, 1, 2)))
-    taken = run_from_record(job_record(run, clock.now(), None), b"f", clock, validate=True)
+    taken = run_from_record(job_record(run, clock.now()), b"f", clock, validate=True)
     await store.put_many(input_pages(spec.job_id, [(str(n), INLINE + b"x") for n in range(40)]))
     for index in (0, 1, 2):
         taken.machine.handle(InputRecorded(index, succeeded=True))

@@ -46,7 +46,6 @@ from burla.services.main_service.held_jobs import TRIM_EVERY_S, HeldJobs
 from burla.services.main_service.job_logs import FLUSH_EVERY_S, MEMORY_STREAM
 from burla.services.main_service.job_records import JobRecords
 from burla.services.main_service.jobs import JobRun
-from burla.services.main_service.kept_functions import function_digest
 from burla.services.main_service.resumes import Resumption
 from burla.services.main_service.retention import (
     PRUNE_AFTER_SHARE,
@@ -479,7 +478,7 @@ class JobDriver:
         forgotten = await forget_oldest(self.store, self.blobs, limit_bytes, running)
         for job_id in forgotten.jobs:
             self.held.forget(job_id)
-        held = {function_digest(run.function) for run in self.jobs.values() if run.function}
+        held = {d for run in self.jobs.values() if (d := run.function_digest) is not None}
         await self.records.functions.sweep(forgotten.functions | held)
         return forgotten
 

@@ -78,8 +78,9 @@ class JobRecords:
         written yet go with the record, in the same write."""
         job_id = run.spec.job_id
         async with run.record_lock:
-            function = None if run.function is None else await self.functions.keep(run.function)
-            record = job_record(run, self.clock.now(), function)
+            if run.function is not None:
+                await self.functions.keep(run.function, run.function_digest)
+            record = job_record(run, self.clock.now())
             pages = run.pages_to_write or {}
             if not run.state.finished and not run.listed_running:
                 listed = {running_key(job_id): {}, job_key(job_id): record}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import json
 import secrets
@@ -22,6 +23,7 @@ from burla.core.protocols import Data
 from burla.core.resume import indices_in, ranges
 from burla.services.handed_inputs import HANDED_BYTES
 from burla.services.main_service.job_logs import JobLog
+from burla.services.main_service.kept_functions import function_digest
 from burla.services.main_service.users import ADMIN, owner_of
 
 StreamEvent = tuple[stream_wire.JobEvent, bytes]
@@ -142,6 +144,12 @@ class JobRun:
 
     def __post_init__(self) -> None:
         self.log = JobLog(self.spec.job_id)
+
+    @functools.cached_property
+    def function_digest(self) -> str | None:
+        """What its record names its function by (kept_functions), worked out once; None
+        for a function uploaded instead."""
+        return None if self.function is None else function_digest(self.function)
 
     def claimed(self, node_id: str, runs: report_wire.RunsReport) -> None:
         """A node claimed these runs."""
@@ -325,11 +333,11 @@ class JobRun:
         return bool(self.stream) and isinstance(self.stream[-1][0], stream_wire.JobDone)
 
 
-def job_record(run: JobRun, now: float, function: str | None) -> dict[str, Any]:
+def job_record(run: JobRun, now: float) -> dict[str, Any]:
     """The job's record in the Store as of `now`. While the job runs it holds what a
     main_service that restarts needs to take the job over (its function among them, by
-    its digest `function`: see kept_functions); once it ends, only what later readers
-    want: spec, state, why it failed, its cost."""
+    its digest: see kept_functions); once it ends, only what later readers want: spec,
+    state, why it failed, its cost."""
     record: dict[str, Any] = {
         "spec": run.spec.model_dump(mode="json"),
         "state": run.state.value,
@@ -347,13 +355,13 @@ def job_record(run: JobRun, now: float, function: str | None) -> dict[str, Any]:
         record |= {"ended_at": run.ended_at, "result_bytes": run.result_bytes}
         record["kept"] = {
             "input_bytes": run.input_bytes,
-            "function_digest": function,
+            "function_digest": run.function_digest,
             "function_key": run.function_key,
             "blob_prefixes": sorted(run.blob_prefixes),
         }
     if not run.state.finished:
         record["resume"] = {
-            "function_digest": function,
+            "function_digest": run.function_digest,
             "function_key": run.function_key,
             "blob_prefixes": sorted(run.blob_prefixes),
             "package_keys": list(run.package_keys),

@@ -41,9 +41,10 @@ class KeptFunctions:
         self._named_since_sweep: set[str] = set()
         self._turns = anyio.Lock()
 
-    async def keep(self, pickled: bytes) -> str:
-        """Have `pickled` in the Store; its digest, for a record to name."""
-        digest = function_digest(pickled)
+    async def keep(self, pickled: bytes, digest: str | None = None) -> str:
+        """Have `pickled` (whose `digest` its caller may know already) in the Store; its
+        digest, for a record to name."""
+        digest = digest or function_digest(pickled)
         self._named_since_sweep.add(digest)
         if digest not in self._written:
             async with self._turns:
