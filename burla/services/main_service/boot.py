@@ -157,8 +157,7 @@ async def _serve_local(
 async def _stop_when_idle(service: MainService, server: Server, idle_s: float) -> None:
     while True:
         await anyio.sleep(min(5.0, idle_s / 2))
-        busy = any(not run.state.finished for run in service.jobs.values())
-        if not busy and service.clock.now() - service.last_activity > idle_s:
+        if service.idle_for(idle_s):
             server.should_exit = True
             return
 

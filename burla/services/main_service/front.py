@@ -166,11 +166,7 @@ async def load_when_quiet(later: LaterApp, service: MainService) -> None:
 
 
 def quiet(service: MainService, for_s: float) -> bool:
-    """Whether no node is booting, no job runs and none ran in the last `for_s` seconds.
-    The jobs (finished ones too, by the thousand) are looked at last: a busy cluster
-    answers at the first test."""
-    if service.clock.now() - service.last_activity < for_s:
+    """Whether no node is booting, no job runs and none ran in the last `for_s` seconds."""
+    if not service.idle_for(for_s):  # first: a busy cluster answers at its first test
         return False
-    if any(node.state == NodeState.BOOTING for node in service.cluster.nodes.values()):
-        return False
-    return all(run.state.finished for run in service.jobs.values())
+    return not any(node.state == NodeState.BOOTING for node in service.cluster.nodes.values())

@@ -148,6 +148,14 @@ class MainService:
     def last_activity(self) -> float:
         return self.job_driver.last_activity
 
+    def idle_for(self, seconds: float) -> bool:
+        """Whether no job runs and none ran in the last `seconds`. The jobs (finished ones
+        too, by the thousand) are looked at last: a busy cluster answers at the first
+        test."""
+        if self.clock.now() - self.last_activity < seconds:
+            return False
+        return all(run.state.finished for run in self.jobs.values())
+
     async def run(self, tasks: TaskGroup) -> None:
         """Enter standby by the stored definition (this one, if none is), take over the
         jobs an earlier main_service left running, and watch the nodes."""
