@@ -12,12 +12,10 @@ import click
 
 from burla.core.errors import BurlaError
 from burla.services import running
-from burla.services.main_service.local_start import (
-    DEFAULT_IDLE_S,
-    Containers,
-    LocalFlags,
-    serve_local,
-)
+from burla.services.main_service.local_start import Containers, LocalFlags, serve_local
+
+LOCAL_DEFAULTS = LocalFlags._field_defaults
+"""The `local` flags' defaults: those __main__ reads the command line with."""
 
 
 class LocalByDefault(click.Group):
@@ -43,14 +41,17 @@ def main() -> None:
     required=True,
     help="the cluster's directory: its Store, blobs, nodes and cluster.json",
 )
-@click.option("--cpus", type=int, default=os.cpu_count() or 1, help="the node's CPUs")
+@click.option("--cpus", type=int, default=LOCAL_DEFAULTS["cpus"], help="the node's CPUs")
 @click.option(
-    "--idle-s", type=float, default=DEFAULT_IDLE_S, help="stop after this long with no jobs"
+    "--idle-s",
+    type=float,
+    default=LOCAL_DEFAULTS["idle_s"],
+    help="stop after this long with no jobs",
 )
 @click.option(
     "--containers",
     type=click.Choice(get_args(Containers)),
-    default="process",
+    default=LOCAL_DEFAULTS["containers"],
     help="what the nodes' workers run in: processes (default) or Docker containers",
 )
 @click.option("--detach", is_flag=True, help="run in the background, in a session of its own")

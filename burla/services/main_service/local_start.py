@@ -24,7 +24,6 @@ from burla.backends.local.node_spare import start_spare
 Containers = Literal["process", "docker"]
 """What the nodes' workers run in: processes (the embedded local backend) or Docker
 containers of burla's default image; nodes learn which from BURLA_CONTAINERS."""
-DEFAULT_IDLE_S = 1800.0
 
 
 class LocalFlags(NamedTuple):
@@ -32,7 +31,7 @@ class LocalFlags(NamedTuple):
 
     local_dir: Path
     cpus: int = os.cpu_count() or 1
-    idle_s: float = DEFAULT_IDLE_S
+    idle_s: float = 1800.0
     containers: Containers = "process"
     detach: bool = False
 
