@@ -3,8 +3,8 @@
 A finished job's record, results, inputs, function and printed lines stay in the Store
 (big ones in the blob store), so that its results can be read later (`job_results`,
 `burla jobs show`) from any main_service, and its inputs run again. A function that
-several jobs run is kept once (kept_functions), and goes with the last of them. Left alone they only
-grow, so main_service keeps what finished jobs keep within
+several jobs run is kept once (kept_functions), and goes with the last of them. Left
+alone they only grow, so main_service keeps what finished jobs keep within
 $BURLA_RESULTS_MAX_GB (default RESULTS_LIMIT_GB): after a job ends (once per
 PRUNE_EVERY_S, or sooner after big results), and when the cluster's admin asks (`burla
 local prune`, `burla cluster prune`), the jobs that finished longest ago go until the
